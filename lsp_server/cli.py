@@ -1,0 +1,206 @@
+"""The `codetailor` command line.
+
+stdout carries results only (on `serve --stdio` it is the protocol); logs and
+progress go to stderr. A user mistake is one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from lsp_server import __version__
+from lsp_server.errors import CodetailorError
+
+log = logging.getLogger("codetailor")
+
+EXAMPLES = """\
+examples:
+  codetailor serve                                  # LSP on stdio, default model
+  codetailor serve --tcp 127.0.0.1:7070 --model Qwen/Qwen2.5-Coder-1.5B
+  codetailor complete src/app.py:42:17              # complete before column 17 of line 42
+  codetailor complete src/app.py:42:17 --json --repeat 2   # the 2nd run reuses the KV cache
+"""
+
+MAX_FILE_BYTES = 20 * 1024 * 1024
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, help="smollm2-135m (default), HF id, dir or .gguf")
+    p.add_argument("--adapter", default=None, help="a LoRA adapter folder made by finetune")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda[:N] or mps")
+    p.add_argument("--dtype", default="auto", help="auto (default), float32, bfloat16, float16")
+    p.add_argument(
+        "--trust-remote-code", action="store_true", help="allow a hub model's own Python code"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="codetailor",
+        description="Local code completion with models tailored to your repository.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"codetailor {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the language server")
+    transport = serve.add_mutually_exclusive_group()
+    transport.add_argument("--stdio", action="store_true", help="talk LSP on stdin/stdout")
+    transport.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead")
+    serve.add_argument("--log-file", type=Path, help="write logs here instead of stderr")
+    serve.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    _add_model_args(serve)
+
+    complete = sub.add_parser(
+        "complete",
+        help="complete a file at a position and print the completion",
+        description="Complete FILE at LINE:COL (1-based; the cursor stands before COL).",
+    )
+    complete.add_argument("location", metavar="FILE:LINE:COL")
+    _add_model_args(complete)
+    complete.add_argument("--max-tokens", type=int, default=64, help="most tokens to generate")
+    complete.add_argument(
+        "--mode", choices=("auto", "line", "block"), default="auto", help="how much to complete"
+    )
+    complete.add_argument("--time-budget", type=float, default=None, help="seconds, at most")
+    complete.add_argument("--prompt-format", default=None, help="override the FIM template")
+    complete.add_argument("--json", action="store_true", help="print one JSON object per run")
+    complete.add_argument(
+        "--repeat", type=int, default=1, help="run N times in one process (shows KV cache reuse)"
+    )
+    complete.add_argument("--no-cache", action="store_true", help="disable KV prefix reuse")
+    complete.add_argument(
+        "--show-prompt", action="store_true", help="print the exact prompt to stderr"
+    )
+    complete.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    return parser
+
+
+def parse_location(location: str) -> tuple[Path, int, int]:
+    """Split FILE:LINE:COL (a path may itself hold colons, e.g. on Windows)."""
+    parts = location.rsplit(":", 2)
+    if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
+        raise CodetailorError(f"expected FILE:LINE:COL with 1-based numbers, got '{location}'")
+    line, col = int(parts[1]), int(parts[2])
+    if line < 1 or col < 1:
+        raise CodetailorError(f"LINE and COL are 1-based; got {line}:{col}")
+    return Path(parts[0]), line, col
+
+
+def read_source(path: Path) -> str:
+    """A source file's text, or a CodetailorError for a missing, huge, binary or non-UTF-8 file."""
+    try:
+        size = path.stat().st_size
+        if not path.is_file():
+            raise CodetailorError(f"{path} is not a file")
+        if size > MAX_FILE_BYTES:
+            raise CodetailorError(f"{path} is {size // 2**20} MiB; files over 20 MiB are refused")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CodetailorError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise CodetailorError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if b"\0" in data[:8192]:
+        raise CodetailorError(f"{path} looks binary (it holds NUL bytes)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CodetailorError(f"{path} is not UTF-8 text (byte {exc.start})") from None
+
+
+def offset_of(text: str, line: int, col: int, where: str = "") -> int:
+    """The character offset of 1-based LINE:COL; COL may be one past the end of the line."""
+    lines = text.split("\n")
+    if line > len(lines):
+        raise CodetailorError(f"{where}line {line} is past the end of the file ({len(lines)} lines)")
+    length = len(lines[line - 1].rstrip("\r"))
+    if col > length + 1:
+        raise CodetailorError(
+            f"{where}column {col} is past the end of line {line} ({length} characters)"
+        )
+    return sum(len(s) + 1 for s in lines[: line - 1]) + col - 1
+
+
+def cmd_complete(args: argparse.Namespace) -> int:
+    path, line, col = parse_location(args.location)
+    text = read_source(path)
+    offset = offset_of(text, line, col, where=f"{path}: ")
+    if args.repeat < 1 or args.max_tokens < 1:
+        raise CodetailorError("--repeat and --max-tokens must be at least 1")
+
+    from lsp_server.models import load_model
+    from lsp_server.runtime import build_completer
+
+    loaded = load_model(
+        args.model,
+        adapter=args.adapter,
+        device=args.device,
+        dtype=args.dtype,
+        trust_remote_code=args.trust_remote_code,
+    )
+    log.info("loaded %s on %s/%s in %.1f s", loaded.name, loaded.device, loaded.dtype,
+             loaded.load_seconds)
+    completer = build_completer(loaded, prompt_format=args.prompt_format, reuse=not args.no_cache)
+    for run in range(args.repeat):
+        result = completer.complete(
+            text, offset, max_tokens=args.max_tokens, mode=args.mode, time_budget=args.time_budget
+        )
+        if args.show_prompt and run == 0:
+            print(f"--- prompt ({completer.format.name}) ---", file=sys.stderr)
+            print(result.prompt, file=sys.stderr)
+            print("--- end of prompt ---", file=sys.stderr)
+        if args.json:
+            record = result.as_dict() | {
+                "run": run + 1,
+                "model": loaded.name,
+                "adapter": str(loaded.adapter.path) if loaded.adapter else None,
+                "device": loaded.device,
+                "dtype": loaded.dtype,
+                "prompt_format": completer.format.name,
+                "load_ms": round(loaded.load_seconds * 1000),
+            }
+            print(json.dumps(record), flush=True)
+    if not args.json:
+        print(result.text)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from lsp_server.server import serve
+
+    return serve(args)
+
+
+def setup_logging(verbosity: int, log_file: Path | None = None) -> None:
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    handler: logging.Handler = (
+        logging.FileHandler(log_file) if log_file else logging.StreamHandler(sys.stderr)
+    )
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose, getattr(args, "log_file", None))
+    commands = {"complete": cmd_complete, "serve": cmd_serve}
+    try:
+        return commands[args.command](args)
+    except CodetailorError as exc:
+        print(f"codetailor: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("codetailor: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

