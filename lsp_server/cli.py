@@ -79,7 +79,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--show-prompt", action="store_true", help="print the exact prompt to stderr"
     )
     complete.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    serve.set_defaults(func=cmd_serve)
+    complete.set_defaults(func=cmd_complete)
+    _add_plugin_commands(sub)
     return parser
+
+
+def _add_plugin_commands(sub: argparse._SubParsersAction) -> None:
+    """Commands from other packages (e.g. `finetune`), found through the
+    `codetailor.commands` entry point group, so this package never imports them.
+
+    Each entry point is a function that adds its subparser to `sub` and sets
+    `func` on it with `set_defaults`.
+    """
+    from importlib.metadata import entry_points
+
+    for entry in sorted(entry_points(group="codetailor.commands"), key=lambda e: e.name):
+        try:
+            register = entry.load()
+        except ImportError as exc:  # a broken plugin must not take the core commands down
+            log.warning("command %s is unavailable: %s", entry.name, exc)
+            continue
+        register(sub)
 
 
 def parse_location(location: str) -> tuple[Path, int, int]:
@@ -118,7 +139,9 @@ def offset_of(text: str, line: int, col: int, where: str = "") -> int:
     """The character offset of 1-based LINE:COL; COL may be one past the end of the line."""
     lines = text.split("\n")
     if line > len(lines):
-        raise CodetailorError(f"{where}line {line} is past the end of the file ({len(lines)} lines)")
+        raise CodetailorError(
+            f"{where}line {line} is past the end of the file ({len(lines)} lines)"
+        )
     length = len(lines[line - 1].rstrip("\r"))
     if col > length + 1:
         raise CodetailorError(
@@ -144,8 +167,13 @@ def cmd_complete(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         trust_remote_code=args.trust_remote_code,
     )
-    log.info("loaded %s on %s/%s in %.1f s", loaded.name, loaded.device, loaded.dtype,
-             loaded.load_seconds)
+    log.info(
+        "loaded %s on %s/%s in %.1f s",
+        loaded.name,
+        loaded.device,
+        loaded.dtype,
+        loaded.load_seconds,
+    )
     completer = build_completer(loaded, prompt_format=args.prompt_format, reuse=not args.no_cache)
     for run in range(args.repeat):
         result = completer.complete(
@@ -191,9 +219,8 @@ def setup_logging(verbosity: int, log_file: Path | None = None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose, getattr(args, "log_file", None))
-    commands = {"complete": cmd_complete, "serve": cmd_serve}
     try:
-        return commands[args.command](args)
+        return args.func(args)
     except CodetailorError as exc:
         print(f"codetailor: error: {exc}", file=sys.stderr)
         return 2

@@ -63,8 +63,14 @@ FORMATS: dict[str, PromptFormat] = {
             middle="<|fim_middle|>",
             file_sep="<|file_sep|>",
             repo_name="<|repo_name|>",
-            stop_tokens=("<|endoftext|>", "<|fim_pad|>", "<|file_sep|>", "<|repo_name|>",
-                         "<|fim_prefix|>", "<|im_end|>"),
+            stop_tokens=(
+                "<|endoftext|>",
+                "<|fim_pad|>",
+                "<|file_sep|>",
+                "<|repo_name|>",
+                "<|fim_prefix|>",
+                "<|im_end|>",
+            ),
         ),
         PromptFormat(
             "deepseek-coder",

@@ -15,7 +15,7 @@ CORPUS = [
     "class Point:\n    def __init__(self, x, y):\n        self.x = x\n        self.y = y\n",
     "for i in range(10):\n    if i % 2 == 0:\n        print(i)\n",
     "function greet(name) {\n  return `hello ${name}`;\n}\n",
-    "fn main() {\n    let v = vec![1, 2, 3];\n    println!(\"{:?}\", v);\n}\n",
+    'fn main() {\n    let v = vec![1, 2, 3];\n    println!("{:?}", v);\n}\n',
 ]
 
 FIM_TOKENS = ["<fim_prefix>", "<fim_suffix>", "<fim_middle>", "<file_sep>"]
