@@ -1,0 +1,141 @@
+/**
+ * The extension's settings and what the server receives from them.
+ *
+ * Pure: no `vscode` import, so it is unit-tested with node's test runner.
+ * The server reads camelCase keys from `initializationOptions` and
+ * `workspace/didChangeConfiguration`; an empty string means "the server's default"
+ * and is sent as null.
+ */
+
+export type Multiline = "auto" | "always" | "never";
+
+export interface Settings {
+  /** The executable that runs the server (`codetailor`, or a Python interpreter). */
+  serverCommand: string;
+  /** Its arguments; they must contain `serve` (what comes before it is reused for `finetune`). */
+  serverArgs: string[];
+  model: string;
+  adapter: string;
+  device: string;
+  dtype: string;
+  maxTokens: number;
+  multiline: Multiline;
+  timeBudgetMs: number;
+  enable: boolean;
+  promptFormat: string;
+  /** Sent as `initializationOptions.authToken` (for a server on a non-loopback TCP address). */
+  authToken: string;
+}
+
+export const DEFAULTS: Readonly<Settings> = Object.freeze({
+  serverCommand: "codetailor",
+  serverArgs: ["serve"],
+  model: "",
+  adapter: "",
+  device: "auto",
+  dtype: "auto",
+  maxTokens: 64,
+  multiline: "auto",
+  timeBudgetMs: 2000,
+  enable: true,
+  promptFormat: "",
+  authToken: "",
+});
+
+/** What the server understands: camelCase, null for "use your default". */
+export interface ServerSettings {
+  model: string | null;
+  adapter: string | null;
+  device: string;
+  dtype: string;
+  maxTokens: number;
+  multiline: Multiline;
+  timeBudgetMs: number;
+  enable: boolean;
+  promptFormat: string | null;
+}
+
+/** A getter shaped like `vscode.WorkspaceConfiguration.get`, so this module stays pure. */
+export type Getter = (key: string) => unknown;
+
+const MULTILINE: readonly Multiline[] = ["auto", "always", "never"];
+
+function text(value: unknown, fallback: string): string {
+  return typeof value === "string" ? value.trim() : fallback;
+}
+
+function whole(value: unknown, fallback: number, low: number, high: number): number {
+  if (typeof value !== "number" || !Number.isFinite(value)) return fallback;
+  return Math.min(high, Math.max(low, Math.round(value)));
+}
+
+/**
+ * Read the `codetailor.*` settings through `get`, replacing a value of the wrong
+ * type by its default and clamping numbers to what the server accepts.
+ * `problems` collects one line per replaced value, for the output channel.
+ */
+export function readSettings(get: Getter, problems: string[] = []): Settings {
+  const pick = <T>(key: keyof Settings, check: (v: unknown) => T | undefined): T => {
+    const raw = get(key);
+    if (raw === undefined || raw === null) return DEFAULTS[key] as T;
+    const value = check(raw);
+    if (value === undefined) {
+      problems.push(`codetailor.${key}: ${JSON.stringify(raw)} is invalid; using the default`);
+      return DEFAULTS[key] as T;
+    }
+    return value;
+  };
+  const str = (v: unknown) => (typeof v === "string" ? v.trim() : undefined);
+  const num = (low: number, high: number) => (v: unknown) =>
+    typeof v === "number" && Number.isFinite(v) ? whole(v, 0, low, high) : undefined;
+  return {
+    serverCommand: pick("serverCommand", (v) => (str(v) ? str(v) : undefined)),
+    serverArgs: pick("serverArgs", (v) =>
+      Array.isArray(v) && v.every((a) => typeof a === "string") ? [...v] : undefined,
+    ),
+    model: pick("model", str),
+    adapter: pick("adapter", str),
+    device: pick("device", (v) => str(v) || undefined),
+    dtype: pick("dtype", (v) => str(v) || undefined),
+    maxTokens: pick("maxTokens", num(1, 1024)),
+    multiline: pick("multiline", (v) =>
+      MULTILINE.includes(v as Multiline) ? (v as Multiline) : undefined,
+    ),
+    timeBudgetMs: pick("timeBudgetMs", num(50, 60_000)),
+    enable: pick("enable", (v) => (typeof v === "boolean" ? v : undefined)),
+    promptFormat: pick("promptFormat", str),
+    authToken: pick("authToken", (v) => text(v, "")),
+  };
+}
+
+/** The settings as the server names them (`workspace/didChangeConfiguration`). */
+export function toServerSettings(s: Settings): ServerSettings {
+  const orNull = (v: string) => (v === "" ? null : v);
+  return {
+    model: orNull(s.model),
+    adapter: orNull(s.adapter),
+    device: s.device,
+    dtype: s.dtype,
+    maxTokens: s.maxTokens,
+    multiline: s.multiline,
+    timeBudgetMs: s.timeBudgetMs,
+    enable: s.enable,
+    promptFormat: orNull(s.promptFormat),
+  };
+}
+
+/** `initializationOptions`: the server settings, plus the auth token when there is one. */
+export function initializationOptions(s: Settings): ServerSettings & { authToken?: string } {
+  const options: ServerSettings & { authToken?: string } = toServerSettings(s);
+  if (s.authToken) options.authToken = s.authToken;
+  return options;
+}
+
+/** Whether a change from `a` to `b` needs a new server process (not just new settings). */
+export function needsRestart(a: Settings, b: Settings): boolean {
+  return (
+    a.serverCommand !== b.serverCommand ||
+    a.serverArgs.join("\0") !== b.serverArgs.join("\0") ||
+    a.authToken !== b.authToken
+  );
+}
