@@ -50,7 +50,10 @@ class Extension implements vscode.Disposable {
     const client = createClient(this.settings, this.output, (value) => this.onProgress(value));
     this.client = client;
     client.onDidChangeState(({ newState }) => {
-      if (newState === State.Stopped && this.client === client) this.show({ kind: "stopped" });
+      if (this.client !== client) return;
+      if (newState === State.Stopped) this.show({ kind: "stopped" });
+      // The client restarts a crashed server by itself; show how the new one is.
+      if (newState === State.Running) void this.refresh();
     });
     this.output.appendLine(`[client] starting ${describe(serverInvocation(this.settings))}`);
     try {
@@ -129,7 +132,12 @@ class Extension implements vscode.Disposable {
 
   async toggle(): Promise<void> {
     const config = vscode.workspace.getConfiguration("codetailor");
-    await config.update("enable", !this.settings.enable, vscode.ConfigurationTarget.Global);
+    // Change the value where it is set, so a workspace setting does not mask the change.
+    const target =
+      config.inspect("enable")?.workspaceValue !== undefined
+        ? vscode.ConfigurationTarget.Workspace
+        : vscode.ConfigurationTarget.Global;
+    await config.update("enable", !this.settings.enable, target);
   }
 
   /** Settings changed: new server process, or just new settings for the running one. */
