@@ -12,6 +12,7 @@ M.hl = "CodetailorGhostText"
 
 ---@class codetailor.Ghost
 ---@field timer? uv.uv_timer_t
+---@field generation integer Bumped by every cancel: a debounce timer that fired late checks it
 ---@field request? { client_id: integer, id: integer }
 ---@field client_id? integer
 ---@field items lsp.InlineCompletionItem[]
@@ -27,16 +28,19 @@ local ghosts = {}
 ---@param buf integer
 ---@return codetailor.Ghost
 local function ghost(buf)
-  ghosts[buf] = ghosts[buf] or { items = {}, index = 1, row = 0, col = 0 }
+  ghosts[buf] = ghosts[buf] or { items = {}, index = 1, row = 0, col = 0, generation = 0 }
   return ghosts[buf]
 end
 
 ---@param buf integer
 local function cancel(buf)
   local g = ghost(buf)
+  g.generation = g.generation + 1
   if g.timer then
     g.timer:stop()
-    g.timer:close()
+    if not g.timer:is_closing() then
+      g.timer:close()
+    end
     g.timer = nil
   end
   if g.request then
@@ -202,9 +206,12 @@ function M.on_change(buf)
   if not config.options.settings.enable then
     return
   end
+  local generation = g.generation
   g.timer = vim.defer_fn(function()
-    g.timer = nil
-    M.request(buf, 2)
+    if g.generation == generation then -- not cancelled since
+      g.timer = nil
+      M.request(buf, 2)
+    end
   end, config.options.debounce_ms)
 end
 
