@@ -233,6 +233,24 @@ def test_accept_line_inserts_only_the_next_line(editor: Editor, tmp_path: Path) 
         assert editor.nvim.current.buffer[:] == ["def add(a, b):", "    return a + b", "    # done"]
 
 
+@pytest.mark.parametrize("editor", ["fallback"], indirect=True)  # native Neovim asks again
+def test_typing_what_the_ghost_text_shows_keeps_the_rest(editor: Editor, tmp_path: Path) -> None:
+    cmd, log = fake_cmd(tmp_path, " + b")
+    editor.setup(cmd)
+    editor.edit(tmp_path / "add.py", "def add(a, b):\n    return \n")
+    editor.type("2GAa")
+    editor.wait(editor.ghost, "ghost text")
+    asked = len([m for m in received(log) if m.get("method") == "textDocument/inlineCompletion"])
+    editor.type(" +")
+    editor.wait(lambda: editor.ghost() and editor.ghost()[0]["text"] == " b", "the rest")
+    assert editor.ghost() == [{"row": 1, "col": len("    return a +"), "text": " b"}]
+    time.sleep(0.3)
+    requests = [m for m in received(log) if m.get("method") == "textDocument/inlineCompletion"]
+    assert len(requests) == asked  # served from what is shown, without asking the server
+    editor.type("<Tab>")
+    editor.wait(lambda: editor.line(1) == "    return a + b", "the rest to be inserted")
+
+
 def test_keys_do_their_usual_job_without_a_completion(editor: Editor, tmp_path: Path) -> None:
     cmd, _ = fake_cmd(tmp_path, "")  # the server has nothing to offer
     editor.setup(cmd)
