@@ -17,7 +17,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class LineTask:
-    """One masked line: the model completes `prefix` (ending at the line's start) before `suffix`."""
+    """One masked line: the model writes it between `prefix` (ending at its start) and `suffix`."""
 
     task_id: str  # e.g. "HumanEval/0/line-3"
     problem_id: str
