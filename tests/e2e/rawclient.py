@@ -187,7 +187,14 @@ class RawClient:
     def open(self, uri: str, text: str, language: str = "python", version: int = 1) -> None:
         self.notify(
             "textDocument/didOpen",
-            {"textDocument": {"uri": uri, "languageId": language, "version": version, "text": text}},
+            {
+                "textDocument": {
+                    "uri": uri,
+                    "languageId": language,
+                    "version": version,
+                    "text": text,
+                }
+            },
         )
 
     def inline(self, uri: str, line: int, character: int, timeout: float = 30) -> list[dict]:
