@@ -7,18 +7,19 @@ settings, typing_through) and in the server's completion path.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lsprotocol import types
 from pygls.capabilities import ServerCapabilitiesBuilder
 
 from lsp_server.documents import Change, Documents, Position, position_at, word_start
+
+# A runtime import (server.py imports this module only inside a method): pygls reads
+# the command handlers' type hints to convert their arguments.
+from lsp_server.server import CodetailorServer
 from lsp_server.settings import parse_settings, unknown_keys
 
 log = logging.getLogger("codetailor.handlers")
-
-if TYPE_CHECKING:
-    from lsp_server.server import CodetailorServer
 
 ACCEPTED = "codetailor.accepted"
 STATUS = "codetailor.status"

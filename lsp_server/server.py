@@ -210,10 +210,12 @@ class CodetailorServer(LanguageServer):
         settings = self.settings
         text = prompt_safe(request.text)
 
-        def generate() -> Any:
+        number = self.counts["requests"]
+
+        def generate() -> Any:  # on the worker thread
             if cancel.is_set():
                 return None
-            return completer.complete(
+            completion = completer.complete(
                 text,
                 request.offset,
                 max_tokens=settings.max_tokens,
@@ -221,6 +223,9 @@ class CodetailorServer(LanguageServer):
                 time_budget=settings.time_budget_ms / 1000,
                 cancel=cancel,
             )
+            # Recorded here, so a cancelled request's generation shows up too.
+            self.last_generation = completion.as_dict() | {"request": number}
+            return completion
 
         try:
             completion = await asyncio.wrap_future(self.host.generator.submit(generate))
@@ -239,7 +244,6 @@ class CodetailorServer(LanguageServer):
         if completion is None or cancel.is_set() or doc is None or doc.revision != request.revision:
             self.counts["superseded"] += 1
             return ""
-        self.last_generation = completion.as_dict()
         self.shown.remember(request.uri, request.text, request.offset, completion.text)
         if completion.text:
             self.counts["shown"] += 1

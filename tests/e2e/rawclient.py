@@ -7,10 +7,10 @@ server (e.g. `window/workDoneProgress/create`) are answered with `null`.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
-import queue
 import socket
 import subprocess
 import sys
@@ -210,10 +210,8 @@ class RawClient:
         return result["items"] if isinstance(result, dict) else (result or [])
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self._close()
-        except OSError:
-            pass
         proc = getattr(self, "proc", None)
         if proc is not None:
             try:
