@@ -25,7 +25,7 @@ from typing import Any
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import LanguageServerProtocol, lsp_method
+from pygls.protocol import LanguageServerProtocol, default_converter, lsp_method
 from pygls.protocol.json_rpc import RPCRequest
 
 from lsp_server import __version__, transport
@@ -38,6 +38,7 @@ from lsp_server.typing_through import ShownCompletions
 log = logging.getLogger("codetailor.server")
 
 AUTH_ERROR = -32001
+CLIENT_WAIT_S = 2.0  # how long a new TCP client waits for the previous one to finish
 
 
 class CodetailorProtocol(LanguageServerProtocol):
@@ -162,13 +163,21 @@ class CodetailorServer(LanguageServer):
             self.cancel_all()
 
     def reset_connection(self) -> None:
-        """Forget one client's session (TCP keeps the model for the next client)."""
+        """Forget one client's session; the model stays loaded for the next (TCP) client.
+
+        The next client gets a fresh protocol object: answers still on their way
+        to the old client go to the old one's closed writer, never to the new one.
+        """
+        from lsp_server.handlers import register
+
         self.cancel_all()
+        for future in list(self.protocol._request_futures.values()):
+            future.cancel()
+        self.protocol = CodetailorProtocol(self, default_converter())
+        register(self)
         self.documents = Documents()
         self.shown = ShownCompletions(self.shown.capacity)
         self.authorized = self.auth_token is None
-        self.protocol._shutdown = False
-        self.protocol.progress.tokens.clear()
         self.progress = LoadProgress(self)
 
     def cancel_all(self) -> None:
@@ -370,7 +379,12 @@ def serve(args: argparse.Namespace) -> int:
     server = CodetailorServer(startup, auth_token=token, trust_remote_code=args.trust_remote_code)
     if address:
         return asyncio.run(serve_tcp(server, *address))
-    return asyncio.run(serve_stdio(server))
+    status = asyncio.run(serve_stdio(server))
+    # The editor has gone: leave now, without the seconds torch's teardown takes
+    # and without waiting for a generation thread to notice its cancel flag.
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 async def serve_stdio(server: CodetailorServer) -> int:
@@ -392,11 +406,13 @@ async def serve_tcp(server: CodetailorServer, host: str, port: int) -> int:
     busy = asyncio.Lock()
 
     async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if busy.locked():
+        try:  # the previous client may be a moment away from noticing its own hang-up
+            await asyncio.wait_for(busy.acquire(), CLIENT_WAIT_S)
+        except TimeoutError:
             log.warning("refusing a second client while one is connected")
             writer.close()
             return
-        async with busy:
+        try:
             safe = transport.SafeWriter(writer.write, writer.close)
             frames = transport.FrameReader(lambda: reader.read(65536))
             status = await transport.run_connection(server.protocol, frames, safe)
@@ -404,6 +420,8 @@ async def serve_tcp(server: CodetailorServer, host: str, port: int) -> int:
             server.reset_connection()
             if status is not None and not done.done():
                 done.set_result(status)
+        finally:
+            busy.release()
 
     listener = await asyncio.start_server(on_client, host, port)
     bound = listener.sockets[0].getsockname()

@@ -73,7 +73,15 @@ class RawClient:
     def connect(cls, host: str, port: int) -> RawClient:
         sock = socket.create_connection((host, port), timeout=30)
         sock.settimeout(None)
-        return cls(lambda: sock.recv(65536), sock.sendall, lambda: sock.close())
+
+        def close() -> None:
+            # shutdown() first: a plain close() does not send FIN while the reader
+            # thread is still blocked in recv() on the same socket.
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+        return cls(lambda: sock.recv(65536), sock.sendall, close)
 
     def _drain_stderr(self) -> None:
         for line in self.proc.stderr:
@@ -159,6 +167,11 @@ class RawClient:
                 if left <= 0 or self.closed:
                     raise TimeoutError("notification not received")
                 self._cond.wait(left)
+
+    def wait_closed(self, timeout: float = 10) -> bool:
+        """True once the other side has hung up."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.closed, timeout)
 
     # -- LSP helpers -----------------------------------------------------------------------------
 
