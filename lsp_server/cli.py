@@ -209,7 +209,7 @@ def cmd_complete(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from lsp_server.server import serve
+    from lsp_server.launch import serve
 
     return serve(args)
 

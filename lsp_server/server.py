@@ -1,23 +1,19 @@
-"""The language server: its state, the completion path, and `codetailor serve`.
+"""The language server: its state and the completion path.
 
 `CodetailorServer` holds everything a session needs (settings, open documents,
 the model host, in-flight requests, counts); the LSP handlers in
 `lsp_server.handlers` turn LSP params into plain values, call the methods here
 and turn the answers back into LSP types. Generation runs on the model host's
-worker thread; the event loop only waits for it.
+worker thread; the event loop only waits for it. `lsp_server.launch` runs it.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import hmac
-import ipaddress
 import logging
-import os
-import sys
 import threading
-import uuid
+import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -28,9 +24,9 @@ from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol, default_converter, lsp_method
 from pygls.protocol.json_rpc import RPCRequest
 
-from lsp_server import __version__, transport
+from lsp_server import __version__
 from lsp_server.documents import Documents, looks_binary, offset_at, prompt_safe
-from lsp_server.errors import CodetailorError
+from lsp_server.progress import LoadProgress
 from lsp_server.service import ModelHost
 from lsp_server.settings import Settings
 from lsp_server.typing_through import ShownCompletions
@@ -38,7 +34,6 @@ from lsp_server.typing_through import ShownCompletions
 log = logging.getLogger("codetailor.server")
 
 AUTH_ERROR = -32001
-CLIENT_WAIT_S = 2.0  # how long a new TCP client waits for the previous one to finish
 
 
 class CodetailorProtocol(LanguageServerProtocol):
@@ -224,6 +219,7 @@ class CodetailorServer(LanguageServer):
         def generate() -> Any:  # on the worker thread
             if cancel.is_set():
                 return None
+            started = time.perf_counter()
             completion = completer.complete(
                 text,
                 request.offset,
@@ -233,7 +229,11 @@ class CodetailorServer(LanguageServer):
                 cancel=cancel,
             )
             # Recorded here, so a cancelled request's generation shows up too.
-            self.last_generation = completion.as_dict() | {"request": number}
+            complete_ms = round((time.perf_counter() - started) * 1000, 1)
+            self.last_generation = completion.as_dict() | {
+                "request": number,
+                "complete_ms": complete_ms,  # the engine's latency_ms plus prompt building
+            }
             return completion
 
         try:
@@ -287,144 +287,3 @@ class CodetailorServer(LanguageServer):
         else:
             log.info("%s", message)
         self.progress.event(kind, message, percentage)
-
-
-class LoadProgress:
-    """`$/progress` for model loading: create a token, then begin, report and end.
-
-    Events wait until the client has sent `initialized` and answered the create request.
-    """
-
-    def __init__(self, ls: CodetailorServer) -> None:
-        self.ls = ls
-        self.enabled = False  # set by `initialized` when the client supports progress
-        self._token: str | None = None
-        self._created = False
-        self._pending: list[tuple[str, str, int | None]] = []
-
-    def start(self, client_supports: bool) -> None:
-        self.enabled = client_supports
-        if self.enabled and self._pending:
-            self._create()
-
-    def event(self, kind: str, message: str, percentage: int | None) -> None:
-        if kind == "begin":
-            self._token, self._created, self._pending = None, False, []
-        self._pending.append((kind, message, percentage))
-        if not self.enabled:
-            return
-        if self._token is None:
-            self._create()
-        elif self._created:
-            self._flush()
-
-    def _create(self) -> None:
-        token = self._token = f"codetailor-load-{uuid.uuid4().hex[:8]}"
-
-        def created(*_: Any) -> None:
-            if token == self._token:
-                self._created = True
-                self._flush()
-
-        self.ls.work_done_progress.create(token, callback=created)
-
-    def _flush(self) -> None:
-        assert self._token is not None
-        progress = self.ls.work_done_progress
-        for kind, message, percentage in self._pending:
-            if kind == "begin":
-                value: Any = types.WorkDoneProgressBegin(
-                    title="Codetailor", message=message, percentage=percentage
-                )
-                progress.begin(self._token, value)
-            elif kind == "report":
-                value = types.WorkDoneProgressReport(message=message, percentage=percentage)
-                progress.report(self._token, value)
-            else:
-                progress.end(self._token, types.WorkDoneProgressEnd(message=message))
-        self._pending = []
-
-
-# -- `codetailor serve` --------------------------------------------------------------------------
-
-
-def parse_tcp(spec: str) -> tuple[str, int]:
-    """HOST:PORT, :PORT or PORT; the host defaults to 127.0.0.1."""
-    host, _, port = spec.rpartition(":")
-    if not port.isdigit() or int(port) > 65535:
-        raise CodetailorError(f"--tcp expects HOST:PORT (e.g. 127.0.0.1:7070), got '{spec}'")
-    return host.strip("[]") or "127.0.0.1", int(port)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def serve(args: argparse.Namespace) -> int:
-    if args.verbose < 2:  # pygls logs every message it sends at INFO: documents included
-        logging.getLogger("pygls").setLevel(logging.WARNING)
-    token = args.auth_token or os.environ.get("CODETAILOR_AUTH_TOKEN") or None
-    address = parse_tcp(args.tcp) if args.tcp else None
-    if address and not is_loopback(address[0]) and not token:
-        raise CodetailorError(
-            f"refusing to listen on {address[0]} (reachable from other machines) without a "
-            "token: pass --auth-token TOKEN or set CODETAILOR_AUTH_TOKEN, or bind 127.0.0.1"
-        )
-    startup = Settings(model=args.model, adapter=args.adapter, device=args.device, dtype=args.dtype)
-    server = CodetailorServer(startup, auth_token=token, trust_remote_code=args.trust_remote_code)
-    if address:
-        return asyncio.run(serve_tcp(server, *address))
-    status = asyncio.run(serve_stdio(server))
-    # The editor has gone: leave now, without the seconds torch's teardown takes
-    # and without waiting for a generation thread to notice its cancel flag.
-    logging.shutdown()
-    sys.stderr.flush()
-    os._exit(status)
-
-
-async def serve_stdio(server: CodetailorServer) -> int:
-    server.loop = asyncio.get_running_loop()
-    out = transport.protocol_stdout()
-    writer = transport.SafeWriter(lambda data: out.write(data), out.close)
-    reader = transport.FrameReader(transport.stdin_chunks(server.loop, sys.stdin.fileno()))
-    status = await transport.run_connection(server.protocol, reader, writer)
-    server.cancel_all()
-    if status is None:
-        log.info("the client closed stdin; exiting")
-    return status or 0
-
-
-async def serve_tcp(server: CodetailorServer, host: str, port: int) -> int:
-    """Serve one client at a time; the model stays loaded between clients."""
-    server.loop = asyncio.get_running_loop()
-    done: asyncio.Future[int] = server.loop.create_future()
-    busy = asyncio.Lock()
-
-    async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:  # the previous client may be a moment away from noticing its own hang-up
-            await asyncio.wait_for(busy.acquire(), CLIENT_WAIT_S)
-        except TimeoutError:
-            log.warning("refusing a second client while one is connected")
-            writer.close()
-            return
-        try:
-            safe = transport.SafeWriter(writer.write, writer.close)
-            frames = transport.FrameReader(lambda: reader.read(65536))
-            status = await transport.run_connection(server.protocol, frames, safe)
-            safe.close()
-            server.reset_connection()
-            if status is not None and not done.done():
-                done.set_result(status)
-        finally:
-            busy.release()
-
-    listener = await asyncio.start_server(on_client, host, port)
-    bound = listener.sockets[0].getsockname()
-    print(f"codetailor: listening on {bound[0]}:{bound[1]}", file=sys.stderr, flush=True)
-    async with listener:
-        return await done

@@ -37,7 +37,6 @@ class Worker:
         )
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
-        self.busy = False
 
     def submit(self, fn: Callable[[], Any]) -> Future[Any]:
         future: Future[Any] = Future()
@@ -52,13 +51,10 @@ class Worker:
             future, fn = job
             if not future.set_running_or_notify_cancel():
                 continue
-            self.busy = True
             try:
                 future.set_result(fn())
             except BaseException as exc:  # noqa: BLE001 - handed to whoever awaits it
                 future.set_exception(exc)
-            finally:
-                self.busy = False
 
 
 @dataclass(frozen=True)
