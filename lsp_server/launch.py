@@ -47,7 +47,10 @@ def serve(args: argparse.Namespace) -> int:
             "token: pass --auth-token TOKEN or set CODETAILOR_AUTH_TOKEN, or bind 127.0.0.1"
         )
     startup = Settings(model=args.model, adapter=args.adapter, device=args.device, dtype=args.dtype)
-    server = CodetailorServer(startup, auth_token=token, trust_remote_code=args.trust_remote_code)
+    # A token guards TCP only: on stdio the editor that started us owns both pipes.
+    server = CodetailorServer(
+        startup, auth_token=token if address else None, trust_remote_code=args.trust_remote_code
+    )
     if address:
         return asyncio.run(serve_tcp(server, *address))
     status = asyncio.run(serve_stdio(server))

@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -211,33 +212,9 @@ class CodetailorServer(LanguageServer):
             return ""
         self.cancel(request.uri)  # a newer request supersedes the one still running
         cancel = self.inflight[request.uri] = threading.Event()
-        settings = self.settings
-        text = prompt_safe(request.text)
-
-        number = self.counts["requests"]
-
-        def generate() -> Any:  # on the worker thread
-            if cancel.is_set():
-                return None
-            started = time.perf_counter()
-            completion = completer.complete(
-                text,
-                request.offset,
-                max_tokens=settings.max_tokens,
-                mode=settings.mode,
-                time_budget=settings.time_budget_ms / 1000,
-                cancel=cancel,
-            )
-            # Recorded here, so a cancelled request's generation shows up too.
-            complete_ms = round((time.perf_counter() - started) * 1000, 1)
-            self.last_generation = completion.as_dict() | {
-                "request": number,
-                "complete_ms": complete_ms,  # the engine's latency_ms plus prompt building
-            }
-            return completion
-
+        job = self._generation(completer, request, cancel)
         try:
-            completion = await asyncio.wrap_future(self.host.generator.submit(generate))
+            completion = await asyncio.wrap_future(self.host.generator.submit(job))
         except asyncio.CancelledError:  # $/cancelRequest: stop the model within one step
             cancel.set()
             self.counts["cancelled"] += 1
@@ -257,6 +234,34 @@ class CodetailorServer(LanguageServer):
         if completion.text:
             self.counts["shown"] += 1
         return completion.text
+
+    def _generation(
+        self, completer: Any, request: Request, cancel: threading.Event
+    ) -> Callable[[], Any]:
+        """The job for the worker thread: one `Completer.complete` call, unless cancelled first."""
+        settings, number = self.settings, self.counts["requests"]
+
+        def generate() -> Any:
+            if cancel.is_set():
+                return None
+            started = time.perf_counter()
+            completion = completer.complete(
+                prompt_safe(request.text),
+                request.offset,
+                max_tokens=settings.max_tokens,
+                mode=settings.mode,
+                time_budget=settings.time_budget_ms / 1000,
+                cancel=cancel,
+            )
+            # Recorded here, so that a cancelled request's generation shows up too.
+            self.last_generation = completion.as_dict() | {
+                "request": number,
+                # the engine's latency_ms plus prompt building and tokenization
+                "complete_ms": round((time.perf_counter() - started) * 1000, 1),
+            }
+            return completion
+
+        return generate
 
     def status(self) -> dict[str, Any]:
         """What `codetailor.status` answers; all of it stays on this machine."""
