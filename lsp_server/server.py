@@ -29,7 +29,7 @@ from lsp_server import __version__
 from lsp_server.documents import Documents, looks_binary, offset_at, prompt_safe
 from lsp_server.progress import LoadProgress
 from lsp_server.service import ModelHost
-from lsp_server.settings import Settings
+from lsp_server.settings import Settings, settings_section
 from lsp_server.typing_through import ShownCompletions
 
 log = logging.getLogger("codetailor.server")
@@ -134,7 +134,9 @@ class CodetailorServer(LanguageServer):
     def check_token(self, options: Any) -> None:
         if self.auth_token is None:
             return
-        sent = options.get("authToken") if isinstance(options, dict) else None
+        sent = settings_section(options).get("authToken") or (
+            options.get("authToken") if isinstance(options, dict) else None
+        )
         if not isinstance(sent, str) or not hmac.compare_digest(sent, self.auth_token):
             log.warning("refusing a client without the right auth token")
             if self.loop is not None:  # hang up once the error response is on its way
