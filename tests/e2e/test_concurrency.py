@@ -61,7 +61,7 @@ def test_requests_before_the_model_is_ready_are_answered_empty_and_fast(server):
     server.open(URI, TEXT)
     started = time.monotonic()
     assert server.inline(URI, 2, 8) == []
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.0  # no wait for the model
     assert server.wait_ready()["state"] == "ready"
 
 
@@ -85,7 +85,7 @@ def test_cancel_request_stops_the_generation(server):
     sent = time.monotonic()
     server.notify("$/cancelRequest", {"id": msg_id})
     reply = server.response(msg_id, timeout=5)
-    assert time.monotonic() - sent < 1.0
+    assert time.monotonic() - sent < 2.0
     assert reply["error"]["code"] == -32800  # RequestCancelled
     last = wait_generation_ended(server, before)
     assert last["stop_reason"] == "cancelled"
@@ -99,7 +99,7 @@ def test_a_newer_request_supersedes_the_older_one(server):
     sent = time.monotonic()
     second = inline_async(server, 2, 7)
     assert server.response(first, timeout=5)["result"]["items"] == []
-    assert time.monotonic() - sent < 1.0
+    assert time.monotonic() - sent < 2.0
     assert wait_generation_ended(server, before)["stop_reason"] == "cancelled"
     server.notify("$/cancelRequest", {"id": second})
     server.response(second, timeout=5)

@@ -47,7 +47,7 @@ def test_a_failed_load_is_reported_once_and_requests_get_empty_answers(server, l
     started = time.monotonic()
     assert server.inline(URI, 0, 4) == []
     assert server.inline(URI, 0, 4) == []
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.0  # no wait for the model
     assert len(error_messages(server)) == 1
     assert "no-such-model" in error_messages(server)[0]
     assert "no-such-model" in log_file.read_text()
