@@ -25,13 +25,19 @@ class TransformersBackend:
         return DynamicCache(config=self.model.config)
 
     @torch.inference_mode()
-    def forward(self, cache: DynamicCache, token_ids: Sequence[int]) -> int:
+    def forward(
+        self, cache: DynamicCache, token_ids: Sequence[int], allowed: Sequence[int] | None = None
+    ) -> int:
         ids = torch.tensor([list(token_ids)], dtype=torch.long, device=self.device)
         # Only the last position's logits are needed: skipping the vocabulary
         # projection for the others saves a fifth of prefill on small models.
         kwargs = {self._cache_kwarg: cache}
         out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1, **kwargs)
-        return int(out.logits[0, -1].argmax())
+        logits = out.logits[0, -1]
+        if allowed is not None:
+            choices = torch.as_tensor(list(allowed), dtype=torch.long, device=logits.device)
+            return int(choices[logits[choices].argmax()])
+        return int(logits.argmax())
 
     def crop(self, cache: DynamicCache, length: int) -> None:
         # A negative argument removes that many positions, in every transformers 4.4x-5.x.

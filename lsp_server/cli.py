@@ -22,6 +22,7 @@ EXAMPLES = """\
 examples:
   codetailor serve                                  # LSP on stdio, default model
   codetailor serve --tcp 127.0.0.1:7070 --model Qwen/Qwen2.5-Coder-1.5B
+  codetailor serve --tcp 0.0.0.0:7070 --auth-token "$TOKEN"   # reachable from other machines
   codetailor complete src/app.py:42:17              # complete before column 17 of line 42
   codetailor complete src/app.py:42:17 --json --repeat 2   # the 2nd run reuses the KV cache
 """
@@ -52,7 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the language server")
     transport = serve.add_mutually_exclusive_group()
     transport.add_argument("--stdio", action="store_true", help="talk LSP on stdin/stdout")
-    transport.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead")
+    transport.add_argument(
+        "--tcp", metavar="HOST:PORT", help="listen on TCP instead (HOST defaults to 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--auth-token",
+        metavar="TOKEN",
+        help="require clients to send TOKEN in initializationOptions.authToken "
+        "(default: $CODETAILOR_AUTH_TOKEN); needed to listen beyond 127.0.0.1",
+    )
     serve.add_argument("--log-file", type=Path, help="write logs here instead of stderr")
     serve.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     _add_model_args(serve)
@@ -200,7 +209,7 @@ def cmd_complete(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from lsp_server.server import serve
+    from lsp_server.launch import serve
 
     return serve(args)
 

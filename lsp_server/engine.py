@@ -33,8 +33,11 @@ class Backend(Protocol):
     def new_cache(self) -> Any:
         """An empty KV cache."""
 
-    def forward(self, cache: Any, token_ids: Sequence[int]) -> int:
-        """Append `token_ids` to `cache` and return the greedy next token after them."""
+    def forward(
+        self, cache: Any, token_ids: Sequence[int], allowed: Sequence[int] | None = None
+    ) -> int:
+        """Append `token_ids` to `cache` and return the greedy next token after them,
+        chosen among `allowed` when given."""
 
     def crop(self, cache: Any, length: int) -> None:
         """Keep only the first `length` positions of `cache`."""
@@ -168,13 +171,16 @@ class Engine:
         stop: StopPredicate | None = None,
         deadline: float | None = None,
         cancel: threading.Event | None = None,
+        first_allowed: Sequence[int] | None = None,
     ) -> Generation:
         """Greedily continue `prompt`.
 
         Stops at `max_new_tokens`, an end-of-sequence token (not included in
         the result), when `stop(tokens)` is true (its last token included),
         when `time.monotonic()` passes `deadline`, or when `cancel` is set;
-        the last two are checked before every model call.
+        the last two are checked before every model call. `first_allowed`
+        restricts the first generated token (token healing: the prompt's last,
+        partial token is removed and regenerated among the tokens extending it).
         """
         if not prompt:
             raise ValueError("the prompt must hold at least one token")
@@ -196,7 +202,8 @@ class Engine:
                     if reason:
                         break
                     chunk = prompt[len(fed) : len(fed) + self.prefill_chunk]
-                    next_token = self.backend.forward(kv, chunk)
+                    last = len(fed) + len(chunk) == len(prompt)
+                    next_token = self.backend.forward(kv, chunk, first_allowed if last else None)
                     fed.extend(chunk)
                 prefill_done = time.monotonic()
                 prefill_ms = (prefill_done - started) * 1000

@@ -28,12 +28,14 @@ class FakeBackend:
     def new_cache(self) -> list[int]:
         return []
 
-    def forward(self, cache: list[int], token_ids: Sequence[int]) -> int:
+    def forward(self, cache: list[int], token_ids: Sequence[int], allowed=None) -> int:
         self.calls.append(len(token_ids))
         if self.on_forward:
             self.on_forward(len(self.calls))
         cache.extend(token_ids)
         digest = hashlib.sha256(repr(cache).encode()).digest()
+        if allowed is not None:  # a fixed preference order over the allowed tokens
+            return max(allowed, key=lambda t: (digest[t % 32] + t) % 97)
         return 1 + digest[0] % (VOCAB - 1)  # never EOS unless a test wants it
 
     def crop(self, cache: list[int], length: int) -> None:
@@ -165,11 +167,11 @@ def test_a_failing_backend_does_not_poison_the_cache() -> None:
     class Boom(FakeBackend):
         fail = True
 
-        def forward(self, cache, token_ids):  # type: ignore[override]
+        def forward(self, cache, token_ids, allowed=None):  # type: ignore[override]
             if self.fail:
                 cache.append(999)  # half-updated state
                 raise RuntimeError("boom")
-            return super().forward(cache, token_ids)
+            return super().forward(cache, token_ids, allowed)
 
     backend = Boom()
     eng = Engine(backend)
@@ -198,6 +200,17 @@ def test_separate_documents_keep_separate_entries() -> None:
     eng.generate(doc_b, max_new_tokens=2)
     assert eng.generate(doc_a + [6], max_new_tokens=1).cached_tokens == 5
     assert eng.generate(doc_b + [6], max_new_tokens=1).cached_tokens == 4
+
+
+def test_first_allowed_restricts_only_the_first_token() -> None:
+    backend = FakeBackend()
+    result = Engine(backend, prefill_chunk=2).generate(
+        [1, 2, 3, 4, 5], max_new_tokens=4, first_allowed=[7, 8]
+    )
+    assert result.tokens[0] in (7, 8)
+    # After the first token, decoding is free again: the same as continuing by hand.
+    rest = Engine(FakeBackend()).generate([1, 2, 3, 4, 5, result.tokens[0]], max_new_tokens=3)
+    assert result.tokens[1:] == rest.tokens
 
 
 def test_empty_prompt_is_rejected() -> None:
@@ -253,7 +266,23 @@ def test_tiny_model_reuse_is_identical_to_scratch_and_to_hf_generate(tiny_double
         hf = model.generate(
             ids, max_new_tokens=6, do_sample=False, eos_token_id=eos, pad_token_id=eos
         )
-    expected = [t for t in hf[0, len(prompt) :].tolist()]
+    expected = hf[0, len(prompt) :].tolist()
     if eos in expected:
         expected = expected[: expected.index(eos)]
     assert reused.generate(prompt, max_new_tokens=6).tokens == expected
+
+
+def test_tiny_model_first_allowed_picks_the_best_allowed_token(tiny_double) -> None:
+    import torch
+
+    from lsp_server.backend import TransformersBackend
+
+    model = tiny_double
+    prompt = [5, 9, 14, 3]
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt])).logits[0, -1]
+    ranked = logits.argsort(descending=True).tolist()
+    allowed = ranked[3:7]  # the best token is not among them
+    engine = Engine(TransformersBackend(model, []))
+    first = engine.generate(prompt, max_new_tokens=1, first_allowed=allowed).tokens[0]
+    assert first == ranked[3]

@@ -1,0 +1,91 @@
+"""The model host with a fake loader: background loads, reported stages, failures, reloads."""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import SimpleNamespace
+
+from lsp_server.errors import CodetailorError
+from lsp_server.service import Loaded, ModelHost, Worker
+from lsp_server.settings import Settings
+
+
+class FakeCompleter:
+    def __init__(self) -> None:
+        self.engine = SimpleNamespace(
+            cache=SimpleNamespace(max_entries=4, max_tokens=100, stats=lambda: {"entries": 0})
+        )
+        self.calls = 0
+
+    def complete(self, text, offset, **kwargs):
+        self.calls += 1
+
+
+def fake_loader(gate: threading.Event | None = None):
+    def load(settings: Settings, trust_remote_code: bool, report) -> Loaded:
+        if gate is not None:
+            gate.wait(5)
+        if settings.model == "broken":
+            raise CodetailorError("model path broken does not exist")
+        model = SimpleNamespace(
+            name=settings.model, device="cpu", dtype="float32", adapter=None, load_seconds=0.1
+        )
+        report("report", "weights loaded", 80)
+        return Loaded(FakeCompleter(), model, "prefix-only")
+
+    return load
+
+
+def wait_for(predicate, timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_a_load_runs_in_the_background_and_reports_its_stages():
+    events = []
+    gate = threading.Event()
+    host = ModelHost(lambda *e: events.append(e), loader=fake_loader(gate))
+    host.load(Settings(model="tiny"))
+    assert host.state == "loading" and host.completer is None  # returned at once
+    gate.set()
+    wait_for(lambda: host.state == "ready")
+    assert [e[0] for e in events] == ["begin", "report", "report", "end"]
+    assert host.completer.calls == 1  # the warm-up
+    status = host.status()
+    assert status["model"] == "tiny" and status["cache"]["maxEntries"] == 4
+
+
+def test_a_failed_load_is_one_event_and_a_failed_state():
+    events = []
+    host = ModelHost(lambda *e: events.append(e), loader=fake_loader())
+    host.load(Settings(model="broken"))
+    wait_for(lambda: host.state == "failed")
+    assert host.completer is None and "does not exist" in host.error
+    assert [e[0] for e in events] == ["begin", "failed"]
+
+
+def test_a_newer_load_wins_over_one_still_waiting():
+    gate = threading.Event()
+    host = ModelHost(lambda *e: None, loader=fake_loader(gate))
+    host.load(Settings(model="first"))
+    host.load(Settings(model="second"))
+    gate.set()
+    wait_for(lambda: host.state == "ready")
+    assert host.status()["model"] == "second"
+
+
+def test_the_worker_runs_jobs_in_order_and_skips_cancelled_ones():
+    worker = Worker("test")
+    gate = threading.Event()
+    order = []
+    first = worker.submit(lambda: gate.wait(5) and order.append(1))
+    skipped = worker.submit(lambda: order.append(2))
+    third = worker.submit(lambda: order.append(3) or "done")
+    assert skipped.cancel()
+    gate.set()
+    assert third.result(5) == "done" and first.done()
+    assert order == [1, 3]
+    worker.stop()
