@@ -415,27 +415,40 @@ def wait_ready(editor: Editor) -> dict[str, Any]:
     return editor.wait(ready, "the model to load", timeout=120)
 
 
-# Typing "re" here makes the tiny model (tests/tiny.py) complete a non-empty rest of the line.
+# Typing "re" here makes the tiny model (tests/tiny.py) complete a non-empty rest of the
+# line. Its weights are random, so the text is noise, control characters included.
 REAL_TEXT = "def add(a, b):\n    \n"
 REAL_KEYS = "2GAre"
+
+
+def shown(text: str) -> str:
+    """`text` as Neovim draws it in virtual text: control characters as ^X."""
+    return "".join(
+        "^?" if c == "\x7f" else "^" + chr(ord(c) + 64) if ord(c) < 32 and c != "\n" else c
+        for c in text
+    )
 
 
 def test_real_server_ghost_text_accept_and_acceptance_count(
     editor: Editor, tmp_path: Path, tiny_model_dir: Path
 ) -> None:
-    editor.setup(real_cmd(tiny_model_dir))
+    editor.setup(real_cmd(tiny_model_dir), settings={"max_tokens": 8})
     editor.edit(tmp_path / "add.py", REAL_TEXT)
     wait_ready(editor)
     editor.type(REAL_KEYS)
     marks = editor.wait(editor.ghost, "ghost text from the real server", timeout=60)
     assert len(marks) == 1 and marks[0]["row"] == 1 and marks[0]["col"] == len("    re")
-    completion = marks[0]["text"]
-    assert completion
+    ghost = marks[0]["text"]
+    assert ghost
     before = editor.line(1)
     editor.type("<Tab>")
-    lines = completion.split("\n")
-    editor.wait(lambda: editor.line(1) == before + lines[0], "the completion to be inserted")
-    assert editor.nvim.current.buffer[1 : 1 + len(lines)] == [before + lines[0], *lines[1:]]
+    editor.wait(lambda: editor.line(1) != before, "the completion to be inserted")
+    lines = editor.nvim.current.buffer[:]
+    assert lines[0] == "def add(a, b):" and lines[1].startswith(before)
+    inserted = "\n".join(lines[1:])[len(before) :]
+    assert shown(inserted) == ghost  # exactly what was shown: no more, no less
+    row, col = editor.lua("return vim.api.nvim_win_get_cursor(0)")
+    assert (row, col) == (len(lines), len(lines[-1].encode()))
 
     def accepted() -> int:
         status = editor.lua("return require('codetailor.server').status_sync(2000)") or {}
@@ -445,7 +458,7 @@ def test_real_server_ghost_text_accept_and_acceptance_count(
 
 
 def test_real_server_dismiss(editor: Editor, tmp_path: Path, tiny_model_dir: Path) -> None:
-    editor.setup(real_cmd(tiny_model_dir))
+    editor.setup(real_cmd(tiny_model_dir), settings={"max_tokens": 8})
     editor.edit(tmp_path / "add.py", REAL_TEXT)
     wait_ready(editor)
     editor.type(REAL_KEYS)
