@@ -481,3 +481,34 @@ def test_real_server_crash_is_reported(
     )[0]
     assert "signal 9" in note["msg"] and ":Codetailor restart" in note["msg"]
     assert editor.lua("return require('codetailor').statusline()") == "codetailor: error"
+
+
+@pytest.mark.parametrize("editor", ["fallback"], indirect=True)
+def test_real_server_health_status_and_toggle(
+    editor: Editor, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    editor.setup(real_cmd(tiny_model_dir), settings={"max_tokens": 8})
+    editor.edit(tmp_path / "add.py", REAL_TEXT)
+    status = wait_ready(editor)
+    assert status["model"] and status["settings"]["maxTokens"] == 8
+
+    editor.nvim.command("Codetailor toggle")
+    editor.wait(
+        lambda: (
+            editor.lua("return require('codetailor.server').status_sync(2000)")["settings"][
+                "enable"
+            ]
+            is False
+        ),
+        "the server to turn completions off",
+    )
+    editor.type(REAL_KEYS)
+    time.sleep(1.0)
+    assert editor.ghost() == []
+    editor.type("<Esc>")
+
+    editor.nvim.command("checkhealth codetailor")
+    text = "\n".join(editor.nvim.current.buffer[:])
+    assert "the server offers textDocument/inlineCompletion" in text, text
+    assert "state:    ready" in text, text
+    assert "ERROR" not in text, text
