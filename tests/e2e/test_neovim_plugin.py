@@ -491,6 +491,14 @@ def test_real_server_health_status_and_toggle(
     editor.edit(tmp_path / "add.py", REAL_TEXT)
     status = wait_ready(editor)
     assert status["model"] and status["settings"]["maxTokens"] == 8
+    # model loading arrived as $/progress, and the statusline follows it
+    editor.wait(
+        lambda: (
+            editor.lua("return (require('codetailor.server').state.progress or {}).kind") == "end"
+        ),
+        "the end of the loading progress",
+    )
+    assert editor.lua("return require('codetailor').statusline()") == "codetailor"
 
     editor.nvim.command("Codetailor toggle")
     editor.wait(
@@ -502,6 +510,7 @@ def test_real_server_health_status_and_toggle(
         ),
         "the server to turn completions off",
     )
+    assert editor.lua("return require('codetailor').statusline()") == "codetailor: off"
     editor.type(REAL_KEYS)
     time.sleep(1.0)
     assert editor.ghost() == []
