@@ -21,7 +21,7 @@ BLOCK_OPENERS = (":", "{", "(", "[", "=>", "->")
 CLOSERS = set(")]}>\"'`;,: \t")
 
 
-def _indent_width(line: str, tab_size: int = 4) -> int:
+def indent_width(line: str, tab_size: int = 4) -> int:
     width = 0
     for ch in line:
         if ch == " ":
@@ -69,7 +69,7 @@ class Scope:
         while offset != -1:
             nxt = text.find("\n", offset + 1)
             line = text[offset + 1 : nxt if nxt != -1 else len(text)]
-            if line.strip() and _indent_width(line) <= self.block_indent:
+            if line.strip() and indent_width(line) <= self.block_indent:
                 return offset
             offset = nxt
         return None
@@ -104,7 +104,7 @@ def decide_scope(
     if stripped.endswith("{") and rest_of_line.strip().startswith("}"):
         # `function f() {|}`: the body goes between the braces, on new lines.
         # (`foo(|)` stays one line: arguments rarely span lines.)
-        indent = _indent_width(line_start)
+        indent = indent_width(line_start)
         return Scope(True, block_indent=indent, line_start=line_start, reason="inside brackets")
     if line_start.strip() or rest_of_line.strip():
         return Scope(multiline=False, line_start=line_start, reason="end of line")
@@ -119,11 +119,11 @@ def _block_scope(prefix: str, line_start: str, language: Language | None, reason
     if not opener and not reason:
         return Scope(multiline=False, line_start=line_start, reason="no block opener above")
     if opener and above is not None:
-        indent = _indent_width(above)
+        indent = indent_width(above)
     elif line_start.strip():
-        indent = _indent_width(line_start) - 1  # keep lines at least as deep as this one
+        indent = indent_width(line_start) - 1  # keep lines at least as deep as this one
     else:
-        indent = max(_indent_width(line_start) - 1, -1)
+        indent = max(indent_width(line_start) - 1, -1)
     return Scope(True, block_indent=indent, line_start=line_start, reason=reason or "block opener")
 
 
