@@ -39,7 +39,7 @@ class Completion:
     prompt: str
     scope: Scope
     generation: Generation
-    raw: str = ""  # what the model generated, before post-processing
+    raw: str = ""  # what the model generated after the cursor, before post-processing
     context: tuple[Snippet, ...] = field(default_factory=tuple)  # snippets in the prompt
 
     def as_dict(self) -> dict[str, Any]:
@@ -143,6 +143,19 @@ def clip_suffix(suffix: str, budget: int, count: Callable[[str], int]) -> str:
     return "\n".join(kept)
 
 
+def heal(generated: str, held: str) -> str:
+    """The generated text as it continues the cursor, given whitespace `held` back from the prompt.
+
+    Where the model re-typed that whitespace, it is taken off; where it
+    indented differently, the user's indentation stands and the model's goes.
+    """
+    if not held or generated.startswith(held):
+        return generated[len(held) :]
+    if generated[:1] in (" ", "\t"):
+        return generated.lstrip(" \t")
+    return generated
+
+
 class Completer:
     """Completes a document at a cursor with one model, one prompt format and one engine."""
 
@@ -191,8 +204,16 @@ class Completer:
 
     def _layout(
         self, prefix: str, suffix: str, path: str | None, context: Sequence[Snippet]
-    ) -> tuple[str, list[Snippet]]:
+    ) -> tuple[str, list[Snippet], str]:
+        """(prompt, the snippets in it, the whitespace held back from the prompt's end)."""
         fmt = self.format
+        # BPE vocabularies attach a space to the word after it (" return"), so a
+        # prompt ending in spaces pushes the model off its usual tokens: it
+        # writes " return" after the indentation and indents one column too
+        # far. The cursor line's trailing spaces and tabs are left out of the
+        # prompt and taken off the start of the generated text (`heal`).
+        held = prefix[len(prefix.rstrip(" \t")) :]
+        prefix = prefix[: len(prefix) - len(held)]
         suffix_budget = min(self.suffix_tokens, self.window_tokens // 4) if fmt.is_fim else 0
         suffix = clip_suffix(suffix, suffix_budget, self.count) if suffix_budget else ""
         # Snippets that repeat the visible part of this file waste the window.
@@ -204,7 +225,7 @@ class Completer:
         fixed = self.count(frame) + (self.count(suffix) if suffix else 0) + 2
         prefix = clip_prefix(prefix, max(self.window_tokens - fixed, 16), self.count)
         prompt = build_prompt(fmt, prefix, suffix, path=path, context=snippets, repo=self.repo)
-        return prompt, snippets
+        return prompt, snippets, held
 
     def complete(
         self,
@@ -230,7 +251,7 @@ class Completer:
         prefix, suffix = text[:offset], text[offset:]
         language = language_for(path) if path else None
         scope = decide_scope(prefix, suffix, mode, language=language)
-        prompt, snippets = self._layout(prefix, suffix, path, context)
+        prompt, snippets, held = self._layout(prefix, suffix, path, context)
         ids = self.tokenizer.encode(prompt, add_special_tokens=False)
         if not ids:  # an empty document: start from the model's BOS or EOS
             bos = self.tokenizer.bos_token_id
@@ -242,13 +263,13 @@ class Completer:
         def stop(tokens: list[int]) -> bool:
             if tokens[-1] in stop_ids:
                 return True
-            return use_scope and scope.should_stop(decode(tokens))
+            return use_scope and scope.should_stop(heal(decode(tokens), held))
 
         deadline = time.monotonic() + time_budget if time_budget else None
         generation = self.engine.generate(
             ids, max_new_tokens=max_tokens, stop=stop, deadline=deadline, cancel=cancel
         )
-        raw = decode([t for t in generation.tokens if t not in stop_ids])
+        raw = heal(decode([t for t in generation.tokens if t not in stop_ids]), held)
         completion = ""
         if generation.stop_reason != "cancelled":
             completion = postprocess(raw, prefix, suffix, scope, rules=self.rules)

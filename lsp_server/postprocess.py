@@ -42,7 +42,7 @@ def postprocess(
     if "brackets" in rules:
         text = balance_brackets(text, prefix, suffix)
     if "overlap" in rules:
-        text = remove_suffix_overlap(text, suffix)
+        text = remove_suffix_overlap(text, suffix, whole_first_line=not scope.line_start.strip())
     if "whitespace" in rules:
         text = trim_whitespace(text)
     return _not_in_suffix(text, suffix)
@@ -143,12 +143,14 @@ def balance_brackets(text: str, prefix: str, suffix: str) -> str:
     return text
 
 
-def remove_suffix_overlap(text: str, suffix: str) -> str:
+def remove_suffix_overlap(text: str, suffix: str, *, whole_first_line: bool = False) -> str:
     """Cut the completion where it re-types what follows the cursor.
 
     On one line: the completion ends with the rest of the line (`x, y)` before
     `, y)`). Over lines: a completion line equals the suffix's next non-blank
-    line and the rest of the completion keeps matching the suffix.
+    line and the rest of the completion keeps matching the suffix. The first
+    line counts too when it is a whole line (`whole_first_line`: the cursor's
+    line was blank).
     """
     rest = suffix.split("\n", 1)[0].strip()
     lines = text.split("\n")
@@ -157,7 +159,7 @@ def remove_suffix_overlap(text: str, suffix: str) -> str:
         text = "\n".join(lines)
     following = [line.strip() for line in suffix.split("\n")[1:] if line.strip()]
     if following:
-        for i in range(1, len(lines)):
+        for i in range(0 if whole_first_line else 1, len(lines)):
             if _repeats(lines[i:], following):
                 text = "\n".join(lines[:i])
                 break
@@ -165,17 +167,19 @@ def remove_suffix_overlap(text: str, suffix: str) -> str:
 
 
 def _repeats(lines: list[str], following: list[str]) -> bool:
-    """True if `lines` (non-blank ones) start the same as the suffix's next lines, substantially."""
+    """True if `lines` (non-blank ones) start by re-typing the suffix's next lines, substantially.
+
+    What comes after the re-typed lines is an alternative to the code already
+    there, so it goes too.
+    """
     mine = [line.strip() for line in lines if line.strip()]
-    if not mine or mine[0] != following[0]:
-        return False
     matched = 0
     for a, b in zip(mine, following, strict=False):
         if a != b:
-            return False
+            break
         matched += 1
     # One closing brace matching is a coincidence; a statement or two lines are not.
-    return matched >= 2 or _substantial(mine[0])
+    return matched >= 2 or (matched == 1 and _substantial(mine[0]))
 
 
 def _not_in_suffix(text: str, suffix: str) -> str:

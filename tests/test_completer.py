@@ -13,6 +13,7 @@ from lsp_server.completer import (
     clip_prefix,
     clip_suffix,
     fit_snippets,
+    heal,
 )
 from lsp_server.engine import Generation
 from lsp_server.postprocess import RULES
@@ -153,7 +154,31 @@ def test_window_is_shared_by_context_suffix_and_prefix() -> None:
 
 def test_prefix_only_prompt_leaves_the_suffix_out() -> None:
     completer, _ = make("")
-    assert completer.prompt_for("a = ", "b\n", path="x.py") == "# path: x.py\na = "
+    assert completer.prompt_for("a = ", "b\n", path="x.py") == "# path: x.py\na ="
+
+
+@pytest.mark.parametrize(
+    ("generated", "held", "healed"),
+    [
+        ("    return x", "    ", "return x"),  # the model re-typed the indentation
+        (" return x", "    ", "return x"),  # it indented differently: the user's stands
+        (" 1", " ", "1"),  # `x = ` + " 1"
+        ("1", " ", "1"),
+        ("\n    y", "    ", "\n    y"),
+        ("  ", "    ", ""),  # still typing whitespace
+        ("abc", "", "abc"),
+    ],
+)
+def test_heal(generated: str, held: str, healed: str) -> None:
+    assert heal(generated, held) == healed
+
+
+def test_trailing_whitespace_is_held_back_from_the_prompt() -> None:
+    completer, engine = make("        return 1\n\n    def g(self):\n")
+    text = "class A:\n    def f(self):\n        "
+    result = completer.complete(text, len(text), path="a.py", max_tokens=100)
+    assert engine.prompts[0][-1] == ord("\n")
+    assert result.text == "return 1"
 
 
 def test_complete_applies_scope_and_postprocessing() -> None:

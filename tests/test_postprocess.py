@@ -92,6 +92,14 @@ OVERLAP = [
         "const total = sum(xs);\n  return total;\n",
         "const total = sum(xs);",
     ),
+    (
+        "python blank line: first line retypes the next",
+        "a.py",
+        "def f(x):\n    ",
+        "\n    y = x + 1\n    return y\n",
+        "y = x + 1\n    print(y)\n",
+        "",
+    ),
     ("completion the suffix already holds", "a.py", "x = ", "compute()\n", "compute()", ""),
     ("one brace matching is coincidence", "a.go", "if x {\n\t", "\n}\n", "y()\n}", "y()"),
 ]
