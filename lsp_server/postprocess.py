@@ -147,16 +147,22 @@ def remove_suffix_overlap(text: str, suffix: str, *, whole_first_line: bool = Fa
     """Cut the completion where it re-types what follows the cursor.
 
     On one line: the completion ends with the rest of the line (`x, y)` before
-    `, y)`). Over lines: a completion line equals the suffix's next non-blank
-    line and the rest of the completion keeps matching the suffix. The first
-    line counts too when it is a whole line (`whole_first_line`: the cursor's
-    line was blank).
+    `, y)`), or starts re-typing it with changes (then nothing is left). Over
+    lines: from the first completion line that starts re-typing the suffix's
+    next non-blank lines. The first line counts too when it is a whole line
+    (`whole_first_line`: the cursor's line was blank).
     """
     rest = suffix.split("\n", 1)[0].strip()
     lines = text.split("\n")
-    if rest and not set(rest) <= set(")]}\"'`;,") and lines[-1].rstrip().endswith(rest):
-        lines[-1] = lines[-1].rstrip()[: -len(rest)]
-        text = "\n".join(lines)
+    if rest and not set(rest) <= set(")]}\"'`;,"):
+        if lines[-1].rstrip().endswith(rest):
+            lines[-1] = lines[-1].rstrip()[: -len(rest)]
+            text = "\n".join(lines)
+        elif _common_prefix(lines[0].lstrip(), rest) >= min(len(rest), 8):
+            # The model re-types the rest of the line with changes (`url, data=data,
+            # json=json, **kwargs)` before `url, data=data, **kwargs)`): no insertion
+            # at the cursor gives that, and showing it would double the line.
+            return ""
     following = [line.strip() for line in suffix.split("\n")[1:] if line.strip()]
     if following:
         for i in range(0 if whole_first_line else 1, len(lines)):
@@ -180,6 +186,15 @@ def _repeats(lines: list[str], following: list[str]) -> bool:
         matched += 1
     # One closing brace matching is a coincidence; a statement or two lines are not.
     return matched >= 2 or (matched == 1 and _substantial(mine[0]))
+
+
+def _common_prefix(a: str, b: str) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def _not_in_suffix(text: str, suffix: str) -> str:

@@ -77,6 +77,14 @@ BRACKETS = [
 OVERLAP = [
     ("python rest of line retyped", "a.py", "foo(", ", y)\n", "x, y)", "x"),
     (
+        "python rest of line retyped with changes",
+        "a.py",
+        'return self.request("PUT", ',
+        "url, data=data, **kwargs)\n",
+        "url, data=data, json=json, **kwargs)",
+        "",
+    ),
+    (
         "python next lines retyped",
         "a.py",
         "def f(x):\n    ",
