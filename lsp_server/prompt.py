@@ -14,7 +14,7 @@ middle marker. What changes least comes first, so while the user types only the
 end of the prompt changes and the engine's KV prefix reuse keeps hitting.
 Formats with a native file separator (`<|file_sep|>`, `<file_sep>`,
 `<|file_separator|>`) get native headers; the others get a comment in the
-current file's language (`# path: utils.py`), with context lines commented out.
+current file's language (`# utils.py`), with context lines commented out.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from lsp_server.languages import Language, language_for
+from lsp_server.languages import PLAIN, Language, language_for
 
 Order = Literal["psm", "spm"]
 
@@ -237,11 +237,13 @@ def _headers(
             parts.append(f"{fmt.file_sep}{path}\n")
         return "".join(parts), ""
     lang = language_for(path)
-    if not lang.line_comment and not lang.block_comment[0]:
-        return "", ""  # e.g. JSON: a header would be a syntax error the model copies
+    if lang is PLAIN or not (lang.line_comment or lang.block_comment[0]):
+        # JSON has no comments: a header would be a syntax error the model copies;
+        # and for an unknown language any guess at its comment syntax may be one.
+        return "", ""
     parts = [comment_block(lang, s.path, s.text) for s in context]
     if path:
-        parts.append(lang.comment(f"path: {path}") + "\n")
+        parts.append(lang.comment(path) + "\n")
     return "", "".join(parts)
 
 
@@ -251,7 +253,7 @@ def comment_block(lang: Language, path: str, text: str) -> str:
     Commented out, so that a model without file separators does not take the
     snippet for the start of the current file.
     """
-    lines = [lang.comment(f"path: {path}")]
+    lines = [lang.comment(path)]
     lines += [lang.comment(line).rstrip() for line in text.rstrip("\n").split("\n")]
     return "\n".join(lines) + "\n"
 

@@ -154,7 +154,7 @@ def test_window_is_shared_by_context_suffix_and_prefix() -> None:
 
 def test_prefix_only_prompt_leaves_the_suffix_out() -> None:
     completer, _ = make("")
-    assert completer.prompt_for("a = ", "b\n", path="x.py") == "# path: x.py\na ="
+    assert completer.prompt_for("a = ", "b\n", path="x.py") == "# x.py\na ="
 
 
 @pytest.mark.parametrize(
@@ -187,7 +187,7 @@ def test_complete_applies_scope_and_postprocessing() -> None:
     assert result.text == "items"
     assert result.raw.startswith("items))")
     assert result.as_dict()["scope"] == "end of line"
-    assert engine.prompts[0] == [ord(c) for c in "# path: a.py\nprint(len("]
+    assert engine.prompts[0] == [ord(c) for c in "# a.py\nprint(len("]
 
 
 def test_rules_can_be_switched_off() -> None:

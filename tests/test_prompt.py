@@ -37,17 +37,16 @@ CONTEXT = [Snippet("util/math.py", "def mul(a, b):\n    return a * b\n")]
 
 # With the current file's path, one snippet of another file and the repository's name.
 EXPECTED_REPO = {
-    "prefix-only": "# path: util/math.py\n# def mul(a, b):\n#     return a * b\n"
-    f"# path: app.py\n{PRE}",
+    "prefix-only": f"# util/math.py\n# def mul(a, b):\n#     return a * b\n# app.py\n{PRE}",
     "starcoder": "<repo_name>me/calc<file_sep>util/math.py\ndef mul(a, b):\n    return a * b\n"
     f"<file_sep><fim_prefix>app.py\n{PRE}<fim_suffix>{SUF}<fim_middle>",
     "qwen2.5-coder": "<|repo_name|>me/calc\n<|file_sep|>util/math.py\n"
     "def mul(a, b):\n    return a * b\n<|file_sep|>app.py\n"
     f"<|fim_prefix|>{PRE}<|fim_suffix|>{SUF}<|fim_middle|>",
-    "deepseek-coder": "<｜begin▁of▁sentence｜><｜fim▁begin｜># path: util/math.py\n"
-    f"# def mul(a, b):\n#     return a * b\n# path: app.py\n{PRE}<｜fim▁hole｜>{SUF}<｜fim▁end｜>",
-    "codestral": f"<s>[SUFFIX]{SUF}[PREFIX]# path: util/math.py\n# def mul(a, b):\n"
-    f"#     return a * b\n# path: app.py\n{PRE}",
+    "deepseek-coder": "<｜begin▁of▁sentence｜><｜fim▁begin｜># util/math.py\n"
+    f"# def mul(a, b):\n#     return a * b\n# app.py\n{PRE}<｜fim▁hole｜>{SUF}<｜fim▁end｜>",
+    "codestral": f"<s>[SUFFIX]{SUF}[PREFIX]# util/math.py\n# def mul(a, b):\n"
+    f"#     return a * b\n# app.py\n{PRE}",
     "codegemma": "<bos><|file_separator|>util/math.py\ndef mul(a, b):\n    return a * b\n"
     f"<|file_separator|>app.py\n<|fim_prefix|>{PRE}<|fim_suffix|>{SUF}<|fim_middle|>",
 }
@@ -124,8 +123,8 @@ def test_json_gets_no_comment_headers() -> None:
 
 def test_comment_syntax_follows_the_language() -> None:
     prompt = build_prompt(PREFIX_ONLY, "let x = ", "", path="src/main.rs", context=CONTEXT)
-    assert prompt.startswith("// path: util/math.py\n// def mul(a, b):\n")
-    assert "// path: src/main.rs\nlet x = " in prompt
+    assert prompt.startswith("// util/math.py\n// def mul(a, b):\n")
+    assert "// src/main.rs\nlet x = " in prompt
 
 
 def test_layout_puts_stable_parts_first() -> None:
