@@ -113,15 +113,23 @@ def fit_snippets(
         text = snippet.text.strip("\n")
         if not text.strip() or text in seen or any(text in c.text for c in chosen):
             continue
-        cost = count(f"{snippet.path}\n{text}\n") + 2  # path line and separators
+        cost = _snippet_cost(snippet.path, text, count)
         if used + cost > budget:
-            head = clip_suffix(text, budget - used - count(snippet.path) - 2, count)
-            if head.strip() and head != text:
-                chosen.append(Snippet(snippet.path, head))
+            head = text.split("\n")
+            while head and used + _snippet_cost(snippet.path, "\n".join(head), count) > budget:
+                head.pop()
+            if any(line.strip() for line in head):
+                chosen.append(Snippet(snippet.path, "\n".join(head)))
             break
         chosen.append(Snippet(snippet.path, text))
         used += cost
     return chosen
+
+
+def _snippet_cost(path: str, text: str, count: Callable[[str], int]) -> int:
+    # The path line, separators, and a comment marker per line where the
+    # format has no file separator and comments the snippet out.
+    return count(f"{path}\n{text}\n") + 2 + text.count("\n") + 1
 
 
 def clip_suffix(suffix: str, budget: int, count: Callable[[str], int]) -> str:
