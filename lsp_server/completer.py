@@ -154,14 +154,20 @@ def clip_suffix(suffix: str, budget: int, count: Callable[[str], int]) -> str:
 def heal(generated: str, held: str) -> str:
     """The generated text as it continues the cursor, given whitespace `held` back from the prompt.
 
-    Where the model re-typed that whitespace, it is taken off; where it
-    indented differently, the user's indentation stands and the model's goes.
+    Where the model re-typed that whitespace, it is taken off. Where it laid
+    the whitespace out differently (another indentation, fewer blank lines),
+    the user's layout stands: the model's whitespace goes, except the blank
+    lines it adds beyond the user's.
     """
     if not held or generated.startswith(held):
         return generated[len(held) :]
-    if generated[:1] in (" ", "\t"):
-        return generated.lstrip(" \t")
-    return generated
+    body = generated.lstrip()
+    lead = generated[: len(generated) - len(body)]
+    lines = lead.split("\n")
+    extra = lines[held.count("\n") :]
+    if len(extra) > 1:  # the model starts with more newlines than the user typed
+        return "\n".join(extra).lstrip(" \t") + body
+    return body
 
 
 class Completer:
@@ -215,12 +221,12 @@ class Completer:
     ) -> tuple[str, list[Snippet], str]:
         """(prompt, the snippets in it, the whitespace held back from the prompt's end)."""
         fmt = self.format
-        # BPE vocabularies attach a space to the word after it (" return"), so a
-        # prompt ending in spaces pushes the model off its usual tokens: it
-        # writes " return" after the indentation and indents one column too
-        # far. The cursor line's trailing spaces and tabs are left out of the
-        # prompt and taken off the start of the generated text (`heal`).
-        held = prefix[len(prefix.rstrip(" \t")) :]
+        # BPE vocabularies merge whitespace with what follows it ("\n       ",
+        # " return"), so a prompt ending in whitespace leaves the model on
+        # tokens it rarely saw there: after "\n        " it writes " return",
+        # one column too far. The trailing whitespace is left out of the prompt
+        # and taken off the start of the generated text (`heal`).
+        held = prefix[len(prefix.rstrip()) :]
         prefix = prefix[: len(prefix) - len(held)]
         suffix_budget = min(self.suffix_tokens, self.window_tokens // 4) if fmt.is_fim else 0
         suffix = clip_suffix(suffix, suffix_budget, self.count) if suffix_budget else ""

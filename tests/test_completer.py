@@ -155,6 +155,7 @@ def test_window_is_shared_by_context_suffix_and_prefix() -> None:
 def test_prefix_only_prompt_leaves_the_suffix_out() -> None:
     completer, _ = make("")
     assert completer.prompt_for("a = ", "b\n", path="x.py") == "# x.py\na ="
+    assert completer.prompt_for("if a:\n    ", "", path="x.py") == "# x.py\nif a:"
 
 
 @pytest.mark.parametrize(
@@ -162,9 +163,11 @@ def test_prefix_only_prompt_leaves_the_suffix_out() -> None:
     [
         ("    return x", "    ", "return x"),  # the model re-typed the indentation
         (" return x", "    ", "return x"),  # it indented differently: the user's stands
+        ("\n        return x", "\n        ", "return x"),  # newline and indentation
+        ("\n    return x", "\n        ", "return x"),
+        ("\n\n    return x", "\n    ", "\n    return x"),  # one more blank line
         (" 1", " ", "1"),  # `x = ` + " 1"
         ("1", " ", "1"),
-        ("\n    y", "    ", "\n    y"),
         ("  ", "    ", ""),  # still typing whitespace
         ("abc", "", "abc"),
     ],
@@ -174,10 +177,10 @@ def test_heal(generated: str, held: str, healed: str) -> None:
 
 
 def test_trailing_whitespace_is_held_back_from_the_prompt() -> None:
-    completer, engine = make("        return 1\n\n    def g(self):\n")
+    completer, engine = make("\n        return 1\n\n    def g(self):\n")
     text = "class A:\n    def f(self):\n        "
     result = completer.complete(text, len(text), path="a.py", max_tokens=100)
-    assert engine.prompts[0][-1] == ord("\n")
+    assert engine.prompts[0][-1] == ord(":")
     assert result.text == "return 1"
 
 
