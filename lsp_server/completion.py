@@ -81,10 +81,11 @@ def decide_scope(
     """One line or a block body, from the text around the cursor.
 
     A block when the cursor is on an empty line just after a block opener
-    (`def f():`, `if (x) {`), or right after an opener whose closer is all that
-    follows on the line (`{|}`). One line otherwise: in a comment or a string,
-    mid-line, or after text on the line. `language` lets tree-sitter judge
-    comments and strings; without it a scan of the line does. `mode` "line" or
+    (`def f():`, `if (x) {`), at the end of such a line, or right after an
+    opener whose closer is all that follows on the line (`{|}`). One line
+    otherwise: in a comment or a string, mid-line, or after text on the line.
+    `language` lets tree-sitter judge comments and strings; without it a scan
+    of the line does. `mode` "line" or
     "block" forces the choice; in a forced block, the block is the one the
     cursor's line is indented into.
     """
@@ -106,6 +107,12 @@ def decide_scope(
         # (`foo(|)` stays one line: arguments rarely span lines.)
         indent = indent_width(line_start)
         return Scope(True, block_indent=indent, line_start=line_start, reason="inside brackets")
+    code = strip_line_comment(line_start, language).rstrip()
+    if code.endswith((":", "{")) and not rest_of_line.strip():
+        # `def f(x):|` or `if (x) {|`: the body follows on new lines. (A line
+        # ending in `(` or `[` continues on one line: arguments, not a block.)
+        indent = indent_width(line_start)
+        return Scope(True, block_indent=indent, line_start=line_start, reason="after block opener")
     if line_start.strip() or rest_of_line.strip():
         return Scope(multiline=False, line_start=line_start, reason="end of line")
     return _block_scope(prefix, line_start, language, reason="")
