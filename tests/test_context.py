@@ -151,7 +151,15 @@ def test_indexing_10000_files_in_the_background_keeps_queries_prompt(tmp_path: P
     assert index.wait(timeout=120)
     assert len(index) == 10_001
     assert latencies, "indexing finished before any query could run"
-    assert max(latencies) < 0.5, f"slowest query took {max(latencies):.3f} s"
+    # Most queries take well under a millisecond; the bounds leave room for a
+    # busy machine (the OS, not the index, decides when this thread runs).
+    latencies.sort()
+    p90 = latencies[int(len(latencies) * 0.9)]
+    assert p90 < 0.1, f"90% of queries took up to {p90:.3f} s"
+    assert latencies[-1] < 2.0, f"slowest query took {latencies[-1]:.3f} s"
     snippets = index.query(query, len(query))
     assert {"pkg3/target.py", "pkg0/mod7.py"} <= {s.path for s in snippets[:3]}
-    print(f"10,001 files in {time.monotonic() - started:.1f} s, {len(latencies)} queries meanwhile")
+    print(
+        f"10,001 files in {time.monotonic() - started:.1f} s; {len(latencies)} queries meanwhile,"
+        f" p90 {p90 * 1000:.2f} ms, max {latencies[-1] * 1000:.1f} ms"
+    )
