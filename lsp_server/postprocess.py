@@ -74,8 +74,13 @@ def cut_repetition(text: str, prefix: str) -> str:
     for i, line in enumerate(lines):
         loop = _LOOP.search(line)
         if loop and any(ch.isalnum() for ch in loop.group(1)):
-            # Keep the first occurrence of the repeated unit, drop the rest of the text.
-            return "\n".join([*lines[:i], line[: loop.start() + len(loop.group(1))]])
+            if i:  # a later line that loops is garbage as a whole
+                return "\n".join(lines[:i])
+            # On the first line keep the first occurrence of the unit, cut at a word's end.
+            end = loop.start() + len(loop.group(1))
+            while 0 < end < len(line) and _word(line[end - 1]) and _word(line[end]):
+                end -= 1
+            return line[:end]
         recent = [prev.strip() for prev in lines[max(0, i - 4) : i]]
         if i and _substantial(line) and line.strip() in recent:
             return "\n".join(lines[:i])
@@ -246,6 +251,10 @@ def _open_quote(line: str) -> str:
             quote = ch
         i += 1
     return quote
+
+
+def _word(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
 
 
 def _substantial(line: str) -> bool:

@@ -168,6 +168,9 @@ def test_units() -> None:
     assert balance_brackets("f(x))", "g(", ")") == "f(x)"
     assert remove_suffix_overlap("a\nb\nc", "\nb\nc\n") == "a"
     assert cut_repetition("ok\nok", "") == "ok"
+    looping = "handler,\n    handler_error,\n    handler_error_error_error,"
+    assert cut_repetition(looping, "") == "handler,\n    handler_error,"
+    assert cut_repetition("x = handler_error_error_error", "") == "x = "  # no half words
     assert indent_style("a\n\tb\n\tc\n") == "\t"
     assert indent_style("a\n  b\n    c\n") == "  "
     assert match_indentation("\tx", "a\n  b\n", "", first_line_indented=True) == "  x"
