@@ -252,6 +252,7 @@ class Completer:
         cancel: threading.Event | None = None,
         path: str | None = None,
         context: Sequence[Snippet] = (),
+        language_id: str | None = None,
     ) -> Completion:
         """Complete `text` at character `offset` (0 <= offset <= len(text)).
 
@@ -259,11 +260,13 @@ class Completer:
         (tree-sitter scope decisions, comment syntax) and heads the file in the
         prompt. `context` holds snippets of other files, best first (e.g. from
         `ContextIndex.query`); those that fit the context budget join the prompt.
+        `language_id` (the LSP languageId) names the language where the path
+        does not.
         """
         if not 0 <= offset <= len(text):
             raise ValueError(f"offset {offset} is outside the document (0..{len(text)})")
         prefix, suffix = text[:offset], text[offset:]
-        language = language_for(path) if path else None
+        language = language_for(path, language_id) if path or language_id else None
         scope = decide_scope(prefix, suffix, mode, language=language)
         prompt, snippets, held = self._layout(prefix, suffix, path, context)
         ids = self.tokenizer.encode(prompt, add_special_tokens=False)

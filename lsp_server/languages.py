@@ -75,15 +75,36 @@ _TABLE: dict[str, tuple[str, str, tuple[str, str]]] = {
 PLAIN = Language("text", "#")
 
 
-def language_for(path: str | None) -> Language:
-    """The language of `path` from its extension (or name, e.g. 'Makefile'); PLAIN if unknown."""
-    if not path:
-        return PLAIN
-    p = PurePath(path)
-    if p.name in ("Makefile", "Dockerfile", "CMakeLists.txt"):
-        return Language(p.name.lower(), "#")
-    entry = _TABLE.get(p.suffix.lower())
-    if entry is None:
-        return PLAIN
-    name, line, block = entry
-    return Language(name, line, block)
+# LSP language identifiers that differ from the file extension's grammar name.
+_LSP_IDS = {
+    "typescriptreact": ".tsx",
+    "javascriptreact": ".jsx",
+    "shellscript": ".sh",
+    "csharp": ".cs",
+    "makefile": "Makefile",
+    "dockerfile": "Dockerfile",
+}
+
+
+def language_for(path: str | None, language_id: str | None = None) -> Language:
+    """The language of `path` from its extension (or name, e.g. 'Makefile'); PLAIN if unknown.
+
+    `language_id` (an LSP languageId such as "python" or "typescriptreact")
+    decides where the path does not, e.g. for an untitled buffer.
+    """
+    if path:
+        p = PurePath(path)
+        if p.name in ("Makefile", "Dockerfile", "CMakeLists.txt"):
+            return Language(p.name.lower(), "#")
+        entry = _TABLE.get(p.suffix.lower())
+        if entry is not None:
+            name, line, block = entry
+            return Language(name, line, block)
+    if language_id:
+        alias = _LSP_IDS.get(language_id)
+        if alias:
+            return language_for(alias if alias[0] != "." else f"x{alias}")
+        for name, line, block in _TABLE.values():
+            if name == language_id:
+                return Language(name, line, block)
+    return PLAIN

@@ -71,3 +71,10 @@ def test_textual_fallback_without_a_grammar() -> None:
     assert cursor_syntax("say # hi", "\n", lang).in_comment
     assert cursor_syntax('x = "a', "\n", lang).in_string
     assert not cursor_syntax('x = "a" + ', "\n", lang).in_string
+
+
+def test_language_from_lsp_language_id() -> None:
+    assert language_for(None, "typescriptreact").name == "tsx"
+    assert language_for("untitled-1", "python").line_comment == "#"
+    assert language_for("a.rs", "python").name == "rust"  # the extension wins
+    assert language_for(None, "cobol").name == "text"
