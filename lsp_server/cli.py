@@ -90,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     complete.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     serve.set_defaults(func=cmd_serve)
     complete.set_defaults(func=cmd_complete)
+    _add_bench(sub)
     _add_plugin_commands(sub)
     return parser
 
@@ -205,6 +206,52 @@ def cmd_complete(args: argparse.Namespace) -> int:
             print(json.dumps(record), flush=True)
     if not args.json:
         print(result.text)
+    return 0
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    bench = sub.add_parser("bench", help="benchmarks: latency as a user typing feels it")
+    kinds = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
+    latency = kinds.add_parser(
+        "latency",
+        help="replay typing FILEs through the server and a naive baseline",
+        description="Replay a user typing each FILE word by word, asking for a completion at "
+        "each pause, through the real server (ours), through transformers generate on the "
+        "full prompt (naive) and, where llama-cpp-python is installed, through llama.cpp.",
+        epilog="example: codetailor bench latency src/app.py --json --out bench-out",
+    )
+    latency.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    latency.add_argument("--model", default=None, help="smollm2-135m (default), HF id, dir, .gguf")
+    latency.add_argument("--adapter", default=None, help="a LoRA adapter folder")
+    latency.add_argument("--steps", type=int, default=40, help="words typed per file")
+    latency.add_argument("--max-tokens", type=int, default=16, help="most tokens per completion")
+    latency.add_argument("--no-naive", action="store_true", help="skip the naive baseline")
+    latency.add_argument("--out", type=Path, help="write latency.json, .md and .png here")
+    latency.add_argument("--json", action="store_true", help="print the report as JSON")
+    latency.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    latency.set_defaults(func=cmd_bench_latency)
+
+
+def cmd_bench_latency(args: argparse.Namespace) -> int:
+    for file in args.files:
+        read_source(file)  # one clear line for a missing, binary or non-UTF-8 file
+    if args.steps < 1 or args.max_tokens < 1:
+        raise CodetailorError("--steps and --max-tokens must be at least 1")
+    from lsp_server.benchmark.latency import bench_latency, markdown_table, write_outputs
+
+    report = bench_latency(
+        args.files,
+        model=args.model,
+        adapter=args.adapter,
+        max_tokens=args.max_tokens,
+        steps=args.steps,
+        naive=not args.no_naive,
+    )
+    if args.out:
+        for path in write_outputs(report, args.out):
+            print(f"wrote {path}", file=sys.stderr)
+    public = {k: v for k, v in report.items() if not k.startswith("_")}
+    print(json.dumps(public, indent=2) if args.json else markdown_table(report))
     return 0
 
 

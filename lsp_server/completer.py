@@ -1,21 +1,30 @@
-"""From a document and a cursor to a completion: window, prompt, engine, scope.
+"""From a document and a cursor to a completion: window, prompt, engine, scope, post-processing.
 
 This is the path both `codetailor complete` and the server take. It needs a
 tokenizer (anything with `encode`/`decode`, e.g. a transformers tokenizer) and
 an `Engine`, but imports neither torch nor pygls.
+
+Token budget: the prompt fits in `window_tokens`. The suffix gets at most
+`suffix_tokens` (FIM formats only), extra context from other files at most
+`context_tokens`, and the prefix the rest. Every cut falls on a line boundary
+and keeps the lines nearest the cursor: the prefix loses its first lines, the
+suffix its last, a context snippet its last. The prompt starts with what
+changes least (context, the file's path), so the KV cache keeps hitting.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from lsp_server.completion import Mode, Scope, decide_scope
 from lsp_server.engine import Engine, Generation
-from lsp_server.prompt import PromptFormat, build_prompt
+from lsp_server.languages import language_for
+from lsp_server.postprocess import RULES, postprocess
+from lsp_server.prompt import PromptFormat, Snippet, build_prompt
 
 # The window start only moves in steps of this many lines, so that while the
 # user types, the prompt keeps its beginning and the KV cache keeps hitting.
@@ -30,6 +39,8 @@ class Completion:
     prompt: str
     scope: Scope
     generation: Generation
+    raw: str = ""  # what the model generated after the cursor, before post-processing
+    context: tuple[Snippet, ...] = field(default_factory=tuple)  # snippets in the prompt
 
     def as_dict(self) -> dict[str, Any]:
         g = self.generation
@@ -43,6 +54,9 @@ class Completion:
             "generated_tokens": g.generated_tokens,
             "stop_reason": g.stop_reason,
             "multiline": self.scope.multiline,
+            "scope": self.scope.reason,
+            "raw": self.raw,
+            "context_files": [c.path for c in self.context],
         }
 
 
@@ -54,6 +68,8 @@ def clip_prefix(prefix: str, budget: int, count: Callable[[str], int]) -> str:
     and then jumps, rather than sliding with every keystroke.
     """
     lines = prefix.split("\n")
+    if count(lines[-1]) > budget:
+        return clip_line_start(lines[-1], budget, count)
     # Lines are counted from the cursor back until the budget is spent, so a
     # huge file costs no more than a small one.
     first, used = len(lines) - 1, count(lines[-1])
@@ -70,8 +86,59 @@ def clip_prefix(prefix: str, budget: int, count: Callable[[str], int]) -> str:
     return "\n".join(lines[first:])
 
 
+def clip_line_start(line: str, budget: int, count: Callable[[str], int]) -> str:
+    """The end of one over-long line (minified code) that fits in `budget` tokens.
+
+    The only cut that is not on a line boundary: there is none to cut at.
+    """
+    keep = len(line)
+    while keep > 0 and count(line[-keep:]) > budget:
+        keep = keep * 3 // 4
+    return line[-keep:] if keep else ""
+
+
+def fit_snippets(
+    snippets: Sequence[Snippet], budget: int, count: Callable[[str], int], *, seen: str = ""
+) -> list[Snippet]:
+    """The snippets, best first, that fit in `budget` tokens together.
+
+    A snippet already contained in `seen` (the window of the current file) or
+    in an earlier snippet is skipped; the first that does not fit whole is cut
+    to the lines that do (its first lines, where its match usually starts),
+    and the filling stops there, so the last snippet is the least relevant.
+    """
+    chosen: list[Snippet] = []
+    used = 0
+    for snippet in snippets:
+        text = snippet.text.strip("\n")
+        if not text.strip() or text in seen or any(text in c.text for c in chosen):
+            continue
+        cost = _snippet_cost(snippet.path, text, count)
+        if used + cost > budget:
+            head = text.split("\n")
+            while head and used + _snippet_cost(snippet.path, "\n".join(head), count) > budget:
+                head.pop()
+            if any(line.strip() for line in head):
+                chosen.append(Snippet(snippet.path, "\n".join(head)))
+            break
+        chosen.append(Snippet(snippet.path, text))
+        used += cost
+    return chosen
+
+
+def _snippet_cost(path: str, text: str, count: Callable[[str], int]) -> int:
+    # The path line, separators, and a comment marker per line where the
+    # format has no file separator and comments the snippet out.
+    return count(f"{path}\n{text}\n") + 2 + text.count("\n") + 1
+
+
 def clip_suffix(suffix: str, budget: int, count: Callable[[str], int]) -> str:
-    """The start of `suffix` that fits in `budget` tokens, ending on a line boundary."""
+    """The start of `suffix` that fits in `budget` tokens, ending on a line boundary.
+
+    The rest of the cursor's line is always kept: it is what the completion must not repeat.
+    """
+    if budget <= 0:
+        return ""
     lines = suffix.split("\n")
     kept: list[str] = []
     used = 0
@@ -82,6 +149,25 @@ def clip_suffix(suffix: str, budget: int, count: Callable[[str], int]) -> str:
         kept.append(line)
         used += cost
     return "\n".join(kept)
+
+
+def heal(generated: str, held: str) -> str:
+    """The generated text as it continues the cursor, given whitespace `held` back from the prompt.
+
+    Where the model re-typed that whitespace, it is taken off. Where it laid
+    the whitespace out differently (another indentation, fewer blank lines),
+    the user's layout stands: the model's whitespace goes, except the blank
+    lines it adds beyond the user's.
+    """
+    if not held or generated.startswith(held):
+        return generated[len(held) :]
+    body = generated.lstrip()
+    lead = generated[: len(generated) - len(body)]
+    lines = lead.split("\n")
+    extra = lines[held.count("\n") :]
+    if len(extra) > 1:  # the model starts with more newlines than the user typed
+        return "\n".join(extra).lstrip(" \t") + body
+    return body
 
 
 class Completer:
@@ -95,12 +181,21 @@ class Completer:
         *,
         window_tokens: int = 1024,
         suffix_tokens: int = 256,
+        context_tokens: int | None = None,
+        rules: Collection[str] = RULES,
+        repo: str | None = None,
     ) -> None:
+        """`context_tokens` defaults to a quarter of the window; `rules` are the
+        post-processing rules to apply (all by default); `repo` names the
+        repository in formats that take it (Qwen2.5-Coder, StarCoder2)."""
         self.engine = engine
         self.tokenizer = tokenizer
         self.format = prompt_format
         self.window_tokens = window_tokens
         self.suffix_tokens = suffix_tokens
+        self.context_tokens = window_tokens // 4 if context_tokens is None else context_tokens
+        self.rules = frozenset(rules)
+        self.repo = repo
         self._stop_ids = self._token_ids(prompt_format.stop_tokens)
 
     def _token_ids(self, tokens: tuple[str, ...]) -> set[int]:
@@ -110,12 +205,41 @@ class Completer:
     def count(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
 
-    def prompt_for(self, prefix: str, suffix: str) -> str:
+    def prompt_for(
+        self,
+        prefix: str,
+        suffix: str,
+        *,
+        path: str | None = None,
+        context: Sequence[Snippet] = (),
+    ) -> str:
         """The exact prompt text the model sees for this cursor."""
-        suffix_budget = self.suffix_tokens if self.format.is_fim else 0
+        return self._layout(prefix, suffix, path, context)[0]
+
+    def _layout(
+        self, prefix: str, suffix: str, path: str | None, context: Sequence[Snippet]
+    ) -> tuple[str, list[Snippet], str]:
+        """(prompt, the snippets in it, the whitespace held back from the prompt's end)."""
+        fmt = self.format
+        # BPE vocabularies merge whitespace with what follows it ("\n       ",
+        # " return"), so a prompt ending in whitespace leaves the model on
+        # tokens it rarely saw there: after "\n        " it writes " return",
+        # one column too far. The trailing whitespace is left out of the prompt
+        # and taken off the start of the generated text (`heal`).
+        held = prefix[len(prefix.rstrip()) :]
+        prefix = prefix[: len(prefix) - len(held)]
+        suffix_budget = min(self.suffix_tokens, self.window_tokens // 4) if fmt.is_fim else 0
         suffix = clip_suffix(suffix, suffix_budget, self.count) if suffix_budget else ""
-        prefix_budget = self.window_tokens - (self.count(suffix) if suffix else 0) - 8
-        return build_prompt(self.format, clip_prefix(prefix, prefix_budget, self.count), suffix)
+        # Snippets that repeat the visible part of this file waste the window.
+        seen = prefix[-8000:] + suffix
+        snippets = fit_snippets(context, self.context_tokens, self.count, seen=seen)
+        # build_prompt puts the last snippet nearest the cursor: the best one goes there.
+        snippets.reverse()
+        frame = build_prompt(fmt, "", "", path=path, context=snippets, repo=self.repo)
+        fixed = self.count(frame) + (self.count(suffix) if suffix else 0) + 2
+        prefix = clip_prefix(prefix, max(self.window_tokens - fixed, 16), self.count)
+        prompt = build_prompt(fmt, prefix, suffix, path=path, context=snippets, repo=self.repo)
+        return prompt, snippets, held
 
     def complete(
         self,
@@ -126,27 +250,51 @@ class Completer:
         mode: Mode = "auto",
         time_budget: float | None = None,
         cancel: threading.Event | None = None,
+        path: str | None = None,
+        context: Sequence[Snippet] = (),
+        language_id: str | None = None,
     ) -> Completion:
-        """Complete `text` at character `offset` (0 <= offset <= len(text))."""
+        """Complete `text` at character `offset` (0 <= offset <= len(text)).
+
+        `path` is the document's workspace-relative path: it picks the language
+        (tree-sitter scope decisions, comment syntax) and heads the file in the
+        prompt. `context` holds snippets of other files, best first (e.g. from
+        `ContextIndex.query`); those that fit the context budget join the prompt.
+        `language_id` (the LSP languageId) names the language where the path
+        does not.
+        """
         if not 0 <= offset <= len(text):
             raise ValueError(f"offset {offset} is outside the document (0..{len(text)})")
         prefix, suffix = text[:offset], text[offset:]
-        scope = decide_scope(prefix, suffix, mode)
-        prompt = self.prompt_for(prefix, suffix)
+        language = language_for(path, language_id) if path or language_id else None
+        scope = decide_scope(prefix, suffix, mode, language=language)
+        prompt, snippets, held = self._layout(prefix, suffix, path, context)
         ids = self.tokenizer.encode(prompt, add_special_tokens=False)
         if not ids:  # an empty document: start from the model's BOS or EOS
             bos = self.tokenizer.bos_token_id
             ids = [bos if bos is not None else self.tokenizer.eos_token_id]
         decode = self.tokenizer.decode
         stop_ids = self._stop_ids
+        use_scope = "scope" in self.rules
 
         def stop(tokens: list[int]) -> bool:
-            return tokens[-1] in stop_ids or scope.should_stop(decode(tokens))
+            if tokens[-1] in stop_ids:
+                return True
+            return use_scope and scope.should_stop(heal(decode(tokens), held))
 
         deadline = time.monotonic() + time_budget if time_budget else None
         generation = self.engine.generate(
             ids, max_new_tokens=max_tokens, stop=stop, deadline=deadline, cancel=cancel
         )
-        tokens = [t for t in generation.tokens if t not in stop_ids]
-        completion = scope.finish(decode(tokens)) if generation.stop_reason != "cancelled" else ""
-        return Completion(text=completion, prompt=prompt, scope=scope, generation=generation)
+        raw = heal(decode([t for t in generation.tokens if t not in stop_ids]), held)
+        completion = ""
+        if generation.stop_reason != "cancelled":
+            completion = postprocess(raw, prefix, suffix, scope, rules=self.rules)
+        return Completion(
+            text=completion,
+            prompt=prompt,
+            scope=scope,
+            generation=generation,
+            raw=raw,
+            context=tuple(snippets),
+        )

@@ -11,11 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from lsp_server.languages import Language
+from lsp_server.syntax import cursor_syntax, strip_line_comment
+
 Mode = Literal["auto", "line", "block"]
 BLOCK_OPENERS = (":", "{", "(", "[", "=>", "->")
+# Text after the cursor that still lets a completion run to the end of the line:
+# closing brackets and quotes the editor inserted, and statement punctuation.
+CLOSERS = set(")]}>\"'`;,: \t")
 
 
-def _indent_width(line: str, tab_size: int = 4) -> int:
+def indent_width(line: str, tab_size: int = 4) -> int:
     width = 0
     for ch in line:
         if ch == " ":
@@ -36,6 +42,8 @@ class Scope:
     # Text already on the cursor's line before the cursor; the first generated
     # line continues it, so its indentation counts towards that line's.
     line_start: str = ""
+    # Why this scope was chosen, for logs and `--json`.
+    reason: str = ""
 
     def should_stop(self, text: str) -> bool:
         """True once `text` holds everything this scope can use (checked after each token)."""
@@ -61,32 +69,69 @@ class Scope:
         while offset != -1:
             nxt = text.find("\n", offset + 1)
             line = text[offset + 1 : nxt if nxt != -1 else len(text)]
-            if line.strip() and _indent_width(line) <= self.block_indent:
+            if line.strip() and indent_width(line) <= self.block_indent:
                 return offset
             offset = nxt
         return None
 
 
-def decide_scope(prefix: str, suffix: str, mode: Mode = "auto") -> Scope:
-    """One line, unless the cursor sits on an empty line just after a block opener.
+def decide_scope(
+    prefix: str, suffix: str, mode: Mode = "auto", *, language: Language | None = None
+) -> Scope:
+    """One line or a block body, from the text around the cursor.
 
-    `mode` "line" or "block" forces the choice; in a forced block, the block is
-    the one the cursor's line is indented into.
+    A block when the cursor is on an empty line just after a block opener
+    (`def f():`, `if (x) {`), at the end of such a line, or right after an
+    opener whose closer is all that follows on the line (`{|}`). One line
+    otherwise: in a comment or a string, mid-line, or after text on the line.
+    `language` lets tree-sitter judge comments and strings; without it a scan
+    of the line does. `mode` "line" or
+    "block" forces the choice; in a forced block, the block is the one the
+    cursor's line is indented into.
     """
     line_start = prefix.rsplit("\n", 1)[-1]
     rest_of_line = suffix.split("\n", 1)[0]
+    if mode == "line":
+        return Scope(multiline=False, line_start=line_start, reason="forced")
+    if mode == "block":
+        return _block_scope(prefix, line_start, language, reason="forced")
+    syntax = cursor_syntax(prefix, suffix, language)
+    if syntax.in_comment or syntax.in_string:
+        where = "comment" if syntax.in_comment else "string"
+        return Scope(multiline=False, line_start=line_start, reason=f"in {where}")
+    if not set(rest_of_line) <= CLOSERS:
+        return Scope(multiline=False, line_start=line_start, reason="mid-line")
+    stripped = line_start.rstrip()
+    if stripped.endswith("{") and rest_of_line.strip().startswith("}"):
+        # `function f() {|}`: the body goes between the braces, on new lines.
+        # (`foo(|)` stays one line: arguments rarely span lines.)
+        indent = indent_width(line_start)
+        return Scope(True, block_indent=indent, line_start=line_start, reason="inside brackets")
+    code = strip_line_comment(line_start, language).rstrip()
+    if code.endswith((":", "{")) and not rest_of_line.strip():
+        # `def f(x):|` or `if (x) {|`: the body follows on new lines. (A line
+        # ending in `(` or `[` continues on one line: arguments, not a block.)
+        indent = indent_width(line_start)
+        return Scope(True, block_indent=indent, line_start=line_start, reason="after block opener")
+    if line_start.strip() or rest_of_line.strip():
+        return Scope(multiline=False, line_start=line_start, reason="end of line")
+    return _block_scope(prefix, line_start, language, reason="")
+
+
+def _block_scope(prefix: str, line_start: str, language: Language | None, reason: str) -> Scope:
+    """A block scope when the line above opens a block; else one line, unless `reason` forces."""
     above = _previous_nonblank_line(prefix)
-    opener = above is not None and above.rstrip().endswith(BLOCK_OPENERS)
-    on_empty_line = not line_start.strip() and not rest_of_line.strip()
-    if mode == "line" or (mode == "auto" and not (on_empty_line and opener)):
-        return Scope(multiline=False, line_start=line_start)
+    code_above = strip_line_comment(above, language).rstrip() if above is not None else ""
+    opener = above is not None and code_above.endswith(BLOCK_OPENERS)
+    if not opener and not reason:
+        return Scope(multiline=False, line_start=line_start, reason="no block opener above")
     if opener and above is not None:
-        indent = _indent_width(above)
+        indent = indent_width(above)
     elif line_start.strip():
-        indent = _indent_width(line_start) - 1  # keep lines at least as deep as this one
+        indent = indent_width(line_start) - 1  # keep lines at least as deep as this one
     else:
-        indent = max(_indent_width(line_start) - 1, -1)
-    return Scope(multiline=True, block_indent=indent, line_start=line_start)
+        indent = max(indent_width(line_start) - 1, -1)
+    return Scope(True, block_indent=indent, line_start=line_start, reason=reason or "block opener")
 
 
 def _previous_nonblank_line(prefix: str) -> str | None:

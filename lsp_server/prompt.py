@@ -4,13 +4,26 @@ Pure: no torch, no pygls. The server builds its prompts here and `finetune`
 builds its training examples here, so an adapter sees at serving time exactly
 the layout it was trained on. A format's `version` is recorded in adapters; bump
 it whenever the text a format produces changes.
+
+The prompt text is complete, BOS included where the family was trained with
+one: tokenize it with `add_special_tokens=False`.
+
+Layout, first to last: BOS, repository name, extra context files, the current
+file's path header, then the prefix (clipped at its start), the suffix and the
+middle marker. What changes least comes first, so while the user types only the
+end of the prompt changes and the engine's KV prefix reuse keeps hitting.
+Formats with a native file separator (`<|file_sep|>`, `<file_sep>`,
+`<|file_separator|>`) get native headers; the others get a comment in the
+current file's language (`# utils.py`), with context lines commented out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
+
+from lsp_server.languages import PLAIN, Language, language_for
 
 Order = Literal["psm", "spm"]
 
@@ -31,6 +44,9 @@ class PromptFormat:
     stop_tokens: tuple[str, ...] = field(default_factory=tuple)
     # Text that starts every prompt, for families trained with a BOS marker.
     bos: str = ""
+    # StarCoder2 puts the current file's path inside the prefix:
+    # `<file_sep><fim_prefix>path\ncode...`; Qwen puts it before `<|fim_prefix|>`.
+    path_in_prefix: bool = False
 
     @property
     def is_fim(self) -> bool:
@@ -48,13 +64,27 @@ FORMATS: dict[str, PromptFormat] = {
     f.name: f
     for f in (
         PREFIX_ONLY,
+        # StarCoder2 (BigCode, arXiv 2402.19173 sec. 5), repository-level FIM:
+        # <repo_name>r<file_sep>path\ncode<file_sep><fim_prefix>path\npre<fim_suffix>suf<fim_middle>
         PromptFormat(
             "starcoder",
+            version=2,
             prefix="<fim_prefix>",
             suffix="<fim_suffix>",
             middle="<fim_middle>",
             file_sep="<file_sep>",
-            stop_tokens=("<|endoftext|>", "<file_sep>", "<fim_prefix>"),
+            repo_name="<repo_name>",
+            path_in_prefix=True,
+            stop_tokens=("<|endoftext|>", "<file_sep>", "<fim_prefix>", "<repo_name>"),
+        ),
+        # StarCoder (1) and StarCoderBase share the FIM markers but have no file
+        # separator: context goes in as comments.
+        PromptFormat(
+            "starcoder1",
+            prefix="<fim_prefix>",
+            suffix="<fim_suffix>",
+            middle="<fim_middle>",
+            stop_tokens=("<|endoftext|>", "<fim_prefix>"),
         ),
         PromptFormat(
             "qwen2.5-coder",
@@ -74,13 +104,19 @@ FORMATS: dict[str, PromptFormat] = {
         ),
         PromptFormat(
             "deepseek-coder",
+            version=2,
+            bos="<｜begin▁of▁sentence｜>",
             prefix="<｜fim▁begin｜>",
             suffix="<｜fim▁hole｜>",
             middle="<｜fim▁end｜>",
             stop_tokens=("<｜end▁of▁sentence｜>", "<|EOT|>"),
         ),
+        # Meta's reference code builds `<s><PRE> {pre} <SUF>{suf} <MID>`: sentencepiece
+        # puts a space before the prefix; the suffix is encoded without one.
         PromptFormat(
             "codellama",
+            version=2,
+            bos="<s>",
             prefix="<PRE> ",
             suffix=" <SUF>",
             middle=" <MID>",
@@ -88,6 +124,8 @@ FORMATS: dict[str, PromptFormat] = {
         ),
         PromptFormat(
             "codestral",
+            version=2,
+            bos="<s>",  # mistral-common: [BOS] [SUFFIX] suffix [PREFIX] prefix
             prefix="[PREFIX]",
             suffix="[SUFFIX]",
             # Mistral's FIM has no middle marker: generation follows the prefix.
@@ -96,6 +134,8 @@ FORMATS: dict[str, PromptFormat] = {
         ),
         PromptFormat(
             "codegemma",
+            version=2,
+            bos="<bos>",
             prefix="<|fim_prefix|>",
             suffix="<|fim_suffix|>",
             middle="<|fim_middle|>",
@@ -121,7 +161,7 @@ def detect_format(special_tokens: Iterable[str]) -> PromptFormat:
     if has("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"):
         return FORMATS["codegemma" if has("<|file_separator|>") else "qwen2.5-coder"]
     if has("<fim_prefix>", "<fim_suffix>", "<fim_middle>"):
-        return FORMATS["starcoder"]
+        return FORMATS["starcoder" if has("<file_sep>") else "starcoder1"]
     if has("<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>"):
         return FORMATS["deepseek-coder"]
     if has("[PREFIX]", "[SUFFIX]"):
@@ -141,15 +181,82 @@ def get_format(name: str) -> PromptFormat:
         ) from None
 
 
-def build_prompt(fmt: PromptFormat, prefix: str, suffix: str = "") -> str:
+@dataclass(frozen=True)
+class Snippet:
+    """Code from another file, shown to the model before the current file."""
+
+    path: str  # workspace-relative, as the model saw paths in training
+    text: str
+
+
+def build_prompt(
+    fmt: PromptFormat,
+    prefix: str,
+    suffix: str = "",
+    *,
+    path: str | None = None,
+    context: Sequence[Snippet] = (),
+    repo: str | None = None,
+) -> str:
     """The prompt text for completing between `prefix` and `suffix`.
 
-    A prefix-only format ignores the suffix. Everything that stays put while the
-    user types comes first, so the engine's KV prefix reuse keeps hitting; for
-    SPM formats the suffix necessarily precedes the prefix.
+    `path` (the current file, workspace-relative), `context` (snippets of other
+    files, most relevant last, i.e. nearest the cursor) and `repo` (the
+    repository's name) are optional; without them the prompt is the bare FIM
+    template. A prefix-only format ignores the suffix. For SPM formats the
+    suffix necessarily precedes the prefix.
     """
+    outside, inside = _headers(fmt, path, context, repo)
     if not fmt.is_fim:
-        return fmt.bos + prefix
+        return f"{fmt.bos}{outside}{inside}{prefix}"
     if fmt.order == "spm":
-        return f"{fmt.bos}{fmt.suffix}{suffix}{fmt.prefix}{prefix}"
-    return f"{fmt.bos}{fmt.prefix}{prefix}{fmt.suffix}{suffix}{fmt.middle}"
+        return f"{fmt.bos}{fmt.suffix}{suffix}{fmt.prefix}{outside}{inside}{prefix}"
+    return f"{fmt.bos}{outside}{fmt.prefix}{inside}{prefix}{fmt.suffix}{suffix}{fmt.middle}"
+
+
+def _headers(
+    fmt: PromptFormat, path: str | None, context: Sequence[Snippet], repo: str | None
+) -> tuple[str, str]:
+    """The headers before and after the prefix marker, in the format's native spelling.
+
+    Qwen and CodeGemma put everything before `<|fim_prefix|>`; StarCoder2 puts
+    the current file's path after `<fim_prefix>`; comment headers are part of
+    the code, so they go after the marker too (as in DeepSeek-Coder's examples).
+    """
+    if fmt.file_sep:
+        parts = []
+        if repo and fmt.repo_name:
+            # StarCoder2 runs the name into the first separator; Qwen ends it with a newline.
+            parts.append(f"{fmt.repo_name}{repo}" + ("" if fmt.path_in_prefix else "\n"))
+        parts += [f"{fmt.file_sep}{s.path}\n{_with_newline(s.text)}" for s in context]
+        if fmt.path_in_prefix:
+            if parts or path:
+                parts.append(fmt.file_sep)
+            return "".join(parts), f"{path}\n" if path else ""
+        if path:
+            parts.append(f"{fmt.file_sep}{path}\n")
+        return "".join(parts), ""
+    lang = language_for(path)
+    if lang is PLAIN or not (lang.line_comment or lang.block_comment[0]):
+        # JSON has no comments: a header would be a syntax error the model copies;
+        # and for an unknown language any guess at its comment syntax may be one.
+        return "", ""
+    parts = [comment_block(lang, s.path, s.text) for s in context]
+    if path:
+        parts.append(lang.comment(path) + "\n")
+    return "", "".join(parts)
+
+
+def comment_block(lang: Language, path: str, text: str) -> str:
+    """A snippet of another file as comments in `lang`, headed by its path.
+
+    Commented out, so that a model without file separators does not take the
+    snippet for the start of the current file.
+    """
+    lines = [lang.comment(path)]
+    lines += [lang.comment(line).rstrip() for line in text.rstrip("\n").split("\n")]
+    return "\n".join(lines) + "\n"
+
+
+def _with_newline(text: str) -> str:
+    return text if text.endswith("\n") else text + "\n"

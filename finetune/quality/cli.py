@@ -55,8 +55,9 @@ def run(args: argparse.Namespace) -> int:
         result = completer.complete(text, offset, max_tokens=args.max_tokens, mode="line")
         return result.text, (time.monotonic() - started) * 1000
 
-    with tqdm(total=args.samples or 1033, desc="humaneval-line", unit="task",
-              file=sys.stderr) as bar:
+    with tqdm(
+        total=args.samples or 1033, desc="humaneval-line", unit="task", file=sys.stderr
+    ) as bar:
         summary, results = evaluate_humaneval_line(
             complete, samples=args.samples, seed=args.seed, progress=bar.update
         )

@@ -1,0 +1,1 @@
+"""`codetailor bench`: latency measured the way a user feels it, through the real server."""

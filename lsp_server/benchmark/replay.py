@@ -1,0 +1,53 @@
+"""A user typing a file, as a list of edits with a completion request after each word.
+
+Pure: no LSP, no model. The replay starts from the file cut at a line boundary
+and types the next part of it word by word (a word and the whitespace after it);
+everything after the typed part stays in the document as the suffix.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_WORD = re.compile(r"\S+\s*|\s+")
+
+
+@dataclass(frozen=True)
+class Step:
+    """Insert `typed` at character `offset`; then the cursor stands at `offset + len(typed)`."""
+
+    offset: int
+    typed: str
+
+    @property
+    def cursor(self) -> int:
+        return self.offset + len(self.typed)
+
+
+@dataclass(frozen=True)
+class Replay:
+    path: str
+    initial: str  # the document when it is opened
+    steps: list[Step]
+
+    def documents(self) -> list[tuple[str, int]]:
+        """The document text and cursor after each step."""
+        text, out = self.initial, []
+        for step in self.steps:
+            text = text[: step.offset] + step.typed + text[step.offset :]
+            out.append((text, step.cursor))
+        return out
+
+
+def typing_replay(path: str, source: str, *, start: float = 0.5, max_steps: int = 40) -> Replay:
+    """Type `max_steps` words of `source` from the first line boundary after `start` (0..1)."""
+    begin = source.find("\n", int(len(source) * start))
+    begin = len(source) if begin == -1 else begin + 1
+    words = _WORD.findall(source[begin:])[:max_steps]
+    end = begin + sum(len(w) for w in words)
+    steps, offset = [], begin
+    for word in words:
+        steps.append(Step(offset, word))
+        offset += len(word)
+    return Replay(path, source[:begin] + source[end:], steps)
