@@ -1,10 +1,9 @@
 ;;; codetailor-eglot.el --- Codetailor completions with Eglot -*- lexical-binding: t; -*-
 
-;; Eglot talks to one server per buffer and has no inline (ghost-text)
-;; completion, so with Eglot Codetailor replaces the language's own server and
-;; its completion arrives as one `completion-at-point' candidate (the server's
-;; textDocument/completion). Prefer codetailor-lsp-mode.el to keep your
-;; language server and get ghost text.
+;; Eglot talks to one server per buffer, so with Eglot Codetailor replaces the
+;; language's own server; its completion arrives through `completion-at-point'
+;; as one candidate (the server's textDocument/completion). Prefer
+;; codetailor-lsp-mode.el to keep your language server and get ghost text.
 ;;
 ;; Load it from your init file, then M-x eglot in a buffer:
 ;;   (load "/path/to/codetailor/editors/emacs/codetailor-eglot.el")
