@@ -7,6 +7,7 @@ import * as vscode from "vscode";
 import {
   LanguageClient,
   type LanguageClientOptions,
+  RevealOutputChannelOn,
   type ServerOptions,
   type StaticFeature,
   type FeatureState,
@@ -93,7 +94,7 @@ export function createClient(
     outputChannel: output,
     // The server shows its own problems (window/showMessage); the output channel
     // holds its log (stderr), so it should not pop up on every line.
-    revealOutputChannelOn: 4 /* RevealOutputChannelOn.Never */,
+    revealOutputChannelOn: RevealOutputChannelOn.Never,
   };
   const client = new LanguageClient(CLIENT_ID, "Codetailor", serverOptions, clientOptions);
   client.registerFeature(new ProgressFeature(client, onProgress));
