@@ -6,6 +6,7 @@
 # the tests also run the extension's wire format against the real server on a
 # tiny model built in code (test/server.test.ts).
 set -euo pipefail
+start=$(pwd)
 cd "$(dirname "$0")"
 repo=$(cd ../.. && pwd)
 
@@ -20,6 +21,7 @@ if [ "$major" -lt 20 ]; then
 fi
 
 python=${CODETAILOR_PYTHON:-$repo/.venv/bin/python}
+case "$python" in /*) ;; *) python="$start/$python" ;; esac  # relative to the caller's folder
 if [ -z "${CODETAILOR_TEST_SERVER:-}" ] && [ -x "$python" ]; then
   tiny=$(mktemp -d)
   trap 'rm -rf "$tiny"' EXIT
@@ -30,7 +32,10 @@ else
   echo "editors/vscode: no Python environment at $python: the real-server test will be skipped"
 fi
 
-npm ci --no-audit --no-fund
+# A clean install, unless node_modules already matches package-lock.json.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
 npm run build
 npm test
 npm run package
