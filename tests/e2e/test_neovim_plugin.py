@@ -198,7 +198,8 @@ def test_ghost_text_accept_inserts_exactly_the_completion(editor: Editor, tmp_pa
     assert editor.nvim.current.buffer[:] == ["def add(a, b):", "    return a + b"]
     assert editor.lua("return vim.api.nvim_win_get_cursor(0)") == [2, len("    return a + b")]
     editor.wait(lambda: accepted_commands(log), "codetailor.accepted to reach the server")
-    editor.wait(lambda: not editor.ghost(), "the ghost text to go")
+    if editor.mode == "fallback":  # native Neovim asks again at the new cursor at once
+        editor.wait(lambda: not editor.ghost(), "the ghost text to go")
 
 
 def test_dismiss_clears_the_ghost_text(editor: Editor, tmp_path: Path) -> None:
