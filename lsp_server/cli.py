@@ -160,6 +160,14 @@ def offset_of(text: str, line: int, col: int, where: str = "") -> int:
     return sum(len(s) + 1 for s in lines[: line - 1]) + col - 1
 
 
+def display_path(path: Path) -> str:
+    """The file's path as a prompt shows it: relative to the working directory where possible."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.name
+
+
 def cmd_complete(args: argparse.Namespace) -> int:
     path, line, col = parse_location(args.location)
     text = read_source(path)
@@ -187,7 +195,12 @@ def cmd_complete(args: argparse.Namespace) -> int:
     completer = build_completer(loaded, prompt_format=args.prompt_format, reuse=not args.no_cache)
     for run in range(args.repeat):
         result = completer.complete(
-            text, offset, max_tokens=args.max_tokens, mode=args.mode, time_budget=args.time_budget
+            text,
+            offset,
+            max_tokens=args.max_tokens,
+            mode=args.mode,
+            time_budget=args.time_budget,
+            path=display_path(path),
         )
         if args.show_prompt and run == 0:
             print(f"--- prompt ({completer.format.name}) ---", file=sys.stderr)

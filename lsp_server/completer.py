@@ -22,6 +22,7 @@ from typing import Any
 
 from lsp_server.completion import Mode, Scope, decide_scope
 from lsp_server.engine import Engine, Generation
+from lsp_server.healing import Healed, TokenHealer
 from lsp_server.languages import language_for
 from lsp_server.postprocess import RULES, postprocess
 from lsp_server.prompt import PromptFormat, Snippet, build_prompt
@@ -184,10 +185,12 @@ class Completer:
         context_tokens: int | None = None,
         rules: Collection[str] = RULES,
         repo: str | None = None,
+        token_healing: bool = True,
     ) -> None:
         """`context_tokens` defaults to a quarter of the window; `rules` are the
         post-processing rules to apply (all by default); `repo` names the
-        repository in formats that take it (Qwen2.5-Coder, StarCoder2)."""
+        repository in formats that take it (Qwen2.5-Coder, StarCoder2);
+        `token_healing` regenerates the prompt's last token (see healing.py)."""
         self.engine = engine
         self.tokenizer = tokenizer
         self.format = prompt_format
@@ -197,6 +200,7 @@ class Completer:
         self.rules = frozenset(rules)
         self.repo = repo
         self._stop_ids = self._token_ids(prompt_format.stop_tokens)
+        self._healer = TokenHealer(tokenizer) if token_healing else None
 
     def _token_ids(self, tokens: tuple[str, ...]) -> set[int]:
         vocab = self.tokenizer.get_vocab()
@@ -273,20 +277,33 @@ class Completer:
         if not ids:  # an empty document: start from the model's BOS or EOS
             bos = self.tokenizer.bos_token_id
             ids = [bos if bos is not None else self.tokenizer.eos_token_id]
-        decode = self.tokenizer.decode
+        healed = self._healer.heal(ids) if self._healer else Healed(ids)
         stop_ids = self._stop_ids
         use_scope = "scope" in self.rules
+
+        def continuation(tokens: list[int]) -> str:
+            """What the generated tokens add at the cursor."""
+            text = self.tokenizer.decode(tokens)
+            if healed.tail and text.startswith(healed.tail):
+                text = text[len(healed.tail) :]  # the prompt's own last token, regenerated
+            return heal(text, held)
 
         def stop(tokens: list[int]) -> bool:
             if tokens[-1] in stop_ids:
                 return True
-            return use_scope and scope.should_stop(heal(decode(tokens), held))
+            return use_scope and scope.should_stop(continuation(tokens))
 
         deadline = time.monotonic() + time_budget if time_budget else None
         generation = self.engine.generate(
-            ids, max_new_tokens=max_tokens, stop=stop, deadline=deadline, cancel=cancel
+            healed.ids,
+            # The healed token re-types prompt text: it does not count against the budget.
+            max_new_tokens=max_tokens + (1 if healed.tail else 0),
+            stop=stop,
+            deadline=deadline,
+            cancel=cancel,
+            first_allowed=healed.allowed,
         )
-        raw = heal(decode([t for t in generation.tokens if t not in stop_ids]), held)
+        raw = continuation([t for t in generation.tokens if t not in stop_ids])
         completion = ""
         if generation.stop_reason != "cancelled":
             completion = postprocess(raw, prefix, suffix, scope, rules=self.rules)

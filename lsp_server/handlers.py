@@ -55,6 +55,9 @@ def initialize(ls: CodetailorServer, params: types.InitializeParams) -> None:
     if ignored := unknown_keys(options):
         log.info("ignoring unknown settings: %s", ", ".join(map(str, ignored)))
     ls.apply_settings(settings, problems)
+    folders = params.workspace_folders or []
+    root = folders[0].uri if folders else params.root_uri
+    ls.repo_context.set_root(root, scan=ls.settings.context)
 
 
 def initialized(ls: CodetailorServer, params: types.InitializedParams) -> None:
@@ -65,6 +68,7 @@ def initialized(ls: CodetailorServer, params: types.InitializedParams) -> None:
 def did_open(ls: CodetailorServer, params: types.DidOpenTextDocumentParams) -> None:
     doc = params.text_document
     ls.documents.open(doc.uri, doc.text, doc.version, doc.language_id)
+    ls.repo_context.opened(doc.uri)
 
 
 def did_change(ls: CodetailorServer, params: types.DidChangeTextDocumentParams) -> None:
@@ -83,7 +87,9 @@ def did_change(ls: CodetailorServer, params: types.DidChangeTextDocumentParams) 
             changes.append(Change(change.text))
     uri = params.text_document.uri
     ls.cancel(uri)  # whatever it was computing is for text that no longer exists
-    if not ls.documents.change(uri, params.text_document.version, changes):
+    if ls.documents.change(uri, params.text_document.version, changes):
+        ls.repo_context.changed(uri)
+    else:
         ls.counts["unknown_document"] += 1
 
 
@@ -92,6 +98,7 @@ def did_close(ls: CodetailorServer, params: types.DidCloseTextDocumentParams) ->
     ls.cancel(uri)
     ls.shown.forget(uri)
     ls.documents.close(uri)
+    ls.repo_context.closed(uri)
 
 
 def did_change_configuration(

@@ -38,8 +38,11 @@ class TokenHealer:
 
     def _index(self) -> list[str]:
         if self._texts is None:
-            size = len(self._tokenizer)
-            texts = self._tokenizer.batch_decode([[i] for i in range(size)])
+            try:
+                size = len(self._tokenizer)
+                texts = self._tokenizer.batch_decode([[i] for i in range(size)])
+            except (TypeError, AttributeError):  # a tokenizer without a listable vocabulary
+                texts = []
             special = set(getattr(self._tokenizer, "all_special_ids", []))
             self._sorted = sorted(
                 (text, i)

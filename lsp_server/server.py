@@ -31,6 +31,7 @@ from lsp_server.progress import LoadProgress
 from lsp_server.service import ModelHost
 from lsp_server.settings import Settings, settings_section
 from lsp_server.typing_through import ShownCompletions
+from lsp_server.workspace import WorkspaceContext
 
 log = logging.getLogger("codetailor.server")
 
@@ -80,6 +81,7 @@ class Request:
     text: str
     offset: int
     revision: int
+    language_id: str = ""
 
 
 class CodetailorServer(LanguageServer):
@@ -101,6 +103,7 @@ class CodetailorServer(LanguageServer):
         self.encoding = "utf-16"
         self.documents = Documents()
         self.shown = ShownCompletions()
+        self.repo_context = WorkspaceContext()
         self.inflight: dict[str, threading.Event] = {}
         self.counts: Counter[str] = Counter()
         self.last_generation: dict[str, Any] | None = None
@@ -197,7 +200,7 @@ class CodetailorServer(LanguageServer):
             self.counts["unknown_document"] += 1
             return None
         offset = offset_at(doc.text, line, character, self.encoding)
-        return Request(uri, doc.text, offset, doc.revision)
+        return Request(uri, doc.text, offset, doc.revision, doc.language_id)
 
     async def complete(self, request: Request) -> str:
         """The completion text at the request's cursor, or "" (disabled, not ready, stale...)."""
@@ -247,13 +250,22 @@ class CodetailorServer(LanguageServer):
             if cancel.is_set():
                 return None
             started = time.perf_counter()
+            text = prompt_safe(request.text)
+            context = (
+                self.repo_context.snippets(self.documents, request.uri, text, request.offset)
+                if settings.context
+                else []
+            )
             completion = completer.complete(
-                prompt_safe(request.text),
+                text,
                 request.offset,
                 max_tokens=settings.max_tokens,
                 mode=settings.mode,
                 time_budget=settings.time_budget_ms / 1000,
                 cancel=cancel,
+                path=self.repo_context.path_of(request.uri),
+                context=context,
+                language_id=request.language_id or None,
             )
             # Recorded here, so that a cancelled request's generation shows up too.
             self.last_generation = completion.as_dict() | {
@@ -276,6 +288,7 @@ class CodetailorServer(LanguageServer):
             "documents": len(self.documents),
             "shownCompletions": len(self.shown),
             "typingThroughHits": self.shown.hits,
+            "context": self.repo_context.status(),
             "lastGeneration": self.last_generation,
         }
 

@@ -37,6 +37,9 @@ class Settings:
     time_budget_ms: int = field(default=2000, metadata={"help": "per completion, 50..60000"})
     enable: bool = field(default=True, metadata={"help": "answer completion requests at all"})
     prompt_format: str | None = field(default=None, metadata={"help": "override the FIM format"})
+    context: bool = field(
+        default=True, metadata={"help": "add snippets of other workspace files to the prompt"}
+    )
 
     @property
     def mode(self) -> Mode:
@@ -109,6 +112,7 @@ PARSERS = {
     "time_budget_ms": _int_in(50, 60_000),
     "enable": _bool,
     "prompt_format": _optional_text,
+    "context": _bool,
 }
 
 

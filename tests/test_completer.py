@@ -48,7 +48,7 @@ class ScriptedEngine:
         self.script = script
         self.prompts: list[list[int]] = []
 
-    def generate(self, ids, *, max_new_tokens, stop=None, deadline=None, cancel=None):
+    def generate(self, ids, *, max_new_tokens, stop=None, deadline=None, cancel=None, **_):
         self.prompts.append(list(ids))
         out: list[int] = []
         reason = "max_tokens"

@@ -16,6 +16,7 @@ def test_camel_case_keys_fill_the_dataclass():
         "timeBudgetMs": 500,
         "enable": False,
         "promptFormat": "starcoder",
+        "context": False,
     }
     settings, problems = parse_settings(raw, Settings())
     assert problems == []
@@ -29,6 +30,7 @@ def test_camel_case_keys_fill_the_dataclass():
         time_budget_ms=500,
         enable=False,
         prompt_format="starcoder",
+        context=False,
     )
     assert settings.to_wire() == raw
 

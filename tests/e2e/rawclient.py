@@ -175,12 +175,17 @@ class RawClient:
 
     # -- LSP helpers -----------------------------------------------------------------------------
 
-    def initialize(self, options: dict[str, Any] | None = None, **capabilities: Any) -> Any:
+    def initialize(
+        self,
+        options: dict[str, Any] | None = None,
+        root_uri: str | None = None,
+        **capabilities: Any,
+    ) -> Any:
         result = self.request(
             "initialize",
             {
                 "processId": os.getpid(),
-                "rootUri": None,
+                "rootUri": root_uri,
                 "capabilities": {"window": {"workDoneProgress": True}, **capabilities},
                 "initializationOptions": options or {},
             },
