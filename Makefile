@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.codetailor-installed
 ARGS ?=
 
-.PHONY: install serve test test-fast lint bench clean
+.PHONY: install serve test test-fast test-vscode lint bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ serve: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(ARGS)
+	CODETAILOR_PYTHON=$(abspath $(PY)) editors/vscode/ci.sh
+
+test-vscode: $(STAMP)
+	CODETAILOR_PYTHON=$(abspath $(PY)) editors/vscode/ci.sh
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(ARGS)

@@ -156,18 +156,22 @@ def heal(generated: str, held: str) -> str:
     """The generated text as it continues the cursor, given whitespace `held` back from the prompt.
 
     Where the model re-typed that whitespace, it is taken off. Where it laid
-    the whitespace out differently (another indentation, fewer blank lines),
-    the user's layout stands: the model's whitespace goes, except the blank
-    lines it adds beyond the user's.
+    the whitespace out differently, the user's newlines stand, and of the
+    model's indentation only what goes beyond the indentation the user already
+    typed on the cursor's line is kept (at a line start, that is all of it);
+    blank lines the model adds beyond the user's are kept.
     """
     if not held or generated.startswith(held):
         return generated[len(held) :]
     body = generated.lstrip()
     lead = generated[: len(generated) - len(body)]
-    lines = lead.split("\n")
-    extra = lines[held.count("\n") :]
-    if len(extra) > 1:  # the model starts with more newlines than the user typed
+    *lead_lines, lead_indent = lead.split("\n")
+    held_indent = held.rsplit("\n", 1)[-1]
+    if len(lead_lines) > held.count("\n"):  # more newlines than the user typed
+        extra = lead_lines[held.count("\n") :] + [lead_indent]
         return "\n".join(extra).lstrip(" \t") + body
+    if lead_indent.startswith(held_indent):
+        return lead_indent[len(held_indent) :] + body
     return body
 
 

@@ -170,6 +170,10 @@ def test_prefix_only_prompt_leaves_the_suffix_out() -> None:
         ("1", " ", "1"),
         ("  ", "    ", ""),  # still typing whitespace
         ("abc", "", "abc"),
+        # At a line start the model's indentation is the completion's own.
+        ("\n    for n in x:", "\n\n", "    for n in x:"),
+        ("    for n in x:", "\n", "    for n in x:"),
+        ("\n        y = 1", "\n\n    ", "    y = 1"),  # deeper than what the user typed
     ],
 )
 def test_heal(generated: str, held: str, healed: str) -> None:
