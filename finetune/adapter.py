@@ -28,7 +28,10 @@ def work_dir(out: Path) -> Path:
 
 
 def check_out(out: Path) -> None:
-    """Refuse an OUT that is a file or a folder holding something other than an adapter."""
+    """Refuse an OUT that is a file or a folder holding something other than an adapter.
+
+    Missing parent folders are fine: they are created when the first checkpoint is written.
+    """
     if out.is_file():
         raise CodetailorError(f"--out {out} is a file; give a folder for the adapter")
     if out.is_dir() and any(out.iterdir()) and not (out / ADAPTER_META).is_file():
@@ -36,8 +39,6 @@ def check_out(out: Path) -> None:
             f"--out {out} already holds files that are not a codetailor adapter; "
             "choose an empty or new folder"
         )
-    if not out.parent.is_dir():
-        raise CodetailorError(f"--out {out}: the folder {out.parent} does not exist")
 
 
 def repository_info(repo: Path) -> dict[str, Any]:

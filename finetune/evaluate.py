@@ -8,6 +8,7 @@ figure is what a user would see from `codetailor complete` at those cursors.
 from __future__ import annotations
 
 import random
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,15 @@ from finetune.examples import Blocks
 from finetune.sources import SourceFile
 
 
-def heldout_loss(model: Any, blocks: Blocks, batch_size: int, device: Any) -> float | None:
+def _bar(total: int, desc: str, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, file=sys.stderr, leave=False, disable=not enabled)
+
+
+def heldout_loss(
+    model: Any, blocks: Blocks, batch_size: int, device: Any, *, progress: bool = False
+) -> float | None:
     """Mean next-token cross-entropy (nats) over every real token of `blocks`; None if empty."""
     import torch
 
@@ -25,7 +34,7 @@ def heldout_loss(model: Any, blocks: Blocks, batch_size: int, device: Any) -> fl
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
-    with torch.no_grad():
+    with torch.no_grad(), _bar(len(blocks.ids), "held-out loss", progress) as bar:
         for start in range(0, len(blocks.ids), batch_size):
             ids, mask, labels = to_batch(
                 blocks, range(start, min(start + batch_size, len(blocks.ids)))
@@ -41,6 +50,7 @@ def heldout_loss(model: Any, blocks: Blocks, batch_size: int, device: Any) -> fl
             )
             total += float(loss)
             count += int((target != -100).sum())
+            bar.update(len(ids))
     model.train(was_training)
     return total / count if count else None
 
@@ -90,6 +100,7 @@ def next_line_exact_match(
     *,
     window_tokens: int,
     max_tokens: int,
+    progress: bool = False,
 ) -> float | None:
     """Fraction of samples whose completed line equals the held-out line (ignoring edge blanks)."""
     from lsp_server.backend import TransformersBackend, eos_ids
@@ -108,8 +119,10 @@ def next_line_exact_match(
         Engine(backend, cache=PrefixCache()), tokenizer, fmt, window_tokens=window_tokens
     )
     hits = 0
-    for s in samples:
-        result = completer.complete(s.text, s.offset, max_tokens=max_tokens, mode="line")
-        hits += result.text.strip() == s.expected
+    with _bar(len(samples), "next-line match", progress) as bar:
+        for s in samples:
+            result = completer.complete(s.text, s.offset, max_tokens=max_tokens, mode="line")
+            hits += result.text.strip() == s.expected
+            bar.update(1)
     base.train(was_training)
     return hits / len(samples)

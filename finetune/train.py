@@ -88,6 +88,8 @@ def run(
         )
     if found:
         _check_same_run(checkpoint.read_state(found).config, cfg)
+    elif resume:
+        print(f"codetailor: nothing to resume in {work}; starting a new run", file=sys.stderr)
     accelerator = Accelerator(cpu=cfg.device == "cpu")
     main, world = accelerator.is_main_process, accelerator.num_processes
     fsdp = accelerator.distributed_type == DistributedType.FSDP
@@ -123,8 +125,11 @@ def run(
 
     log.info("data: %s", corpus.stats())
     device = str(accelerator.device) if cfg.device == "auto" else cfg.device
+    # FSDP flattens frozen and LoRA weights together, so both stay float32 and FSDP's
+    # mixed precision computes in bf16; otherwise the base loads in bf16 on a GPU.
+    dtype = "float32" if fsdp and cfg.dtype == "auto" else cfg.dtype
     loaded = load_model(
-        cfg.model, device=device, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code
+        cfg.model, device=device, dtype=dtype, trust_remote_code=cfg.trust_remote_code
     )
     fmt = choose_format(loaded, cfg.prompt_format)
     tokenizer = loaded.tokenizer
@@ -198,7 +203,9 @@ def run(
         return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in weights.items()}
 
     def measure_loss() -> float | None:
-        return heldout_loss(eval_model, eval_blocks, cfg.batch_size, accelerator.device)
+        return heldout_loss(
+            eval_model, eval_blocks, cfg.batch_size, accelerator.device, progress=progress and main
+        )
 
     def measure_lines() -> dict[str, Any]:
         result: dict[str, Any] = {"match_samples": len(line_samples)}
@@ -210,6 +217,7 @@ def run(
                 line_samples,
                 window_tokens=cfg.match_window_tokens,
                 max_tokens=cfg.match_max_tokens,
+                progress=progress,
             )
         accelerator.wait_for_everyone()
         return result

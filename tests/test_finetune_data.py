@@ -241,3 +241,14 @@ def test_importing_finetune_is_cheap() -> None:
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+@pytest.mark.parametrize(
+    "path", sorted((CONFIG_DIR / "accelerate").glob("*.yaml")), ids=lambda p: p.name
+)
+def test_accelerate_configs_load(path: Path) -> None:
+    import yaml
+
+    config = yaml.safe_load(path.read_text())
+    assert config["distributed_type"] == "FSDP"
+    assert config["fsdp_config"]["fsdp_use_orig_params"] is True  # needed with LoRA
