@@ -87,6 +87,9 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
             values[name] = getattr(args, name)
     if args.trust_remote_code:
         values["trust_remote_code"] = True
+    if values.get("holdout") == 0:  # nothing held out: nothing to stop early on or to match
+        values.setdefault("patience", 0)
+        values.setdefault("match_samples", 0)
     return FinetuneConfig.from_dict(values).validate()
 
 

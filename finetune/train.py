@@ -113,11 +113,11 @@ def run(
             f"{repo} has no source files to train on ({corpus.listed} files listed; skipped: "
             f"{skipped}); point at a repository with code, or widen `extensions`"
         )
-    train_paths, held_paths = split_files([f.path for f in corpus.files], cfg.holdout)
+    _, held_paths = split_files([f.path for f in corpus.files], cfg.holdout)
     if cfg.holdout > 0 and not held_paths:
         raise CodetailorError(
             f"{repo} has a single source file, so none can be held out; pass --holdout 0 "
-            "(and set patience and match_samples to 0) to train without evaluation"
+            "to train without evaluation"
         )
     held_set = set(held_paths)
     train_files = [f for f in corpus.files if f.path not in held_set]

@@ -169,6 +169,16 @@ def test_bad_input_is_one_line_and_no_adapter(
     assert not (out / "adapter_model.safetensors").exists()
 
 
+def test_holdout_zero_trains_without_evaluation(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = _one_file_repo(tmp_path)
+    argv = [str(repo), "--out", str(tmp_path / "lora"), "--model", str(tiny_model_dir)]
+    assert main([*argv, "--seq-len", "64", "--max-steps", "2", "--holdout", "0", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["heldout_loss_after"] is None and summary["data"]["heldout_files"] == 0
+
+
 def test_full_disk_leaves_no_adapter_and_resume_finishes(
     fixture_repo: Path,
     tiny_model_dir: Path,
