@@ -1,0 +1,105 @@
+"""The adapter folder: what goes in it, and how it appears only when complete.
+
+Everything is written into `OUT.partial/adapter` and renamed to OUT at the end,
+so a reader never sees a half-written adapter under OUT. OUT may hold a
+previous adapter (it is replaced); anything else there is refused.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from lsp_server.errors import CodetailorError
+from lsp_server.models import ADAPTER_META
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", ADAPTER_META, "finetune.yaml")
+META_VERSION = 1
+
+
+def work_dir(out: Path) -> Path:
+    """The run's scratch folder beside OUT: checkpoints and the adapter being written."""
+    return out.with_name(out.name + ".partial")
+
+
+def check_out(out: Path) -> None:
+    """Refuse an OUT that is a file or a folder holding something other than an adapter.
+
+    Missing parent folders are fine: they are created when the first checkpoint is written.
+    """
+    if out.is_file():
+        raise CodetailorError(f"--out {out} is a file; give a folder for the adapter")
+    if out.is_dir() and any(out.iterdir()) and not (out / ADAPTER_META).is_file():
+        raise CodetailorError(
+            f"--out {out} already holds files that are not a codetailor adapter; "
+            "choose an empty or new folder"
+        )
+
+
+def repository_info(repo: Path) -> dict[str, Any]:
+    """Name, path, commit and whether the working tree had uncommitted changes."""
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+        except OSError:
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain") if commit else None
+    return {
+        "name": repo.resolve().name,
+        "path": str(repo.resolve()),
+        "commit": commit,
+        "dirty": bool(status) if status is not None else None,
+    }
+
+
+def save_adapter(
+    peft_model: Any,
+    work: Path,
+    meta: dict[str, Any],
+    config_yaml: str,
+    state_dict: dict[str, Any] | None = None,
+) -> Path:
+    """Write the adapter into `work/adapter` and return that folder (not yet published).
+
+    `state_dict` is the gathered full state under FSDP, where the model's own is sharded.
+    """
+    staging = work / "adapter"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        peft_model.save_pretrained(str(staging), safe_serialization=True, state_dict=state_dict)
+        (staging / "README.md").unlink(missing_ok=True)  # PEFT's empty model card
+        (staging / ADAPTER_META).write_text(json.dumps(meta, indent=2) + "\n")
+        (staging / "finetune.yaml").write_text(config_yaml)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise disk_error(exc, staging) from exc
+    return staging
+
+
+def publish(staging: Path, out: Path) -> None:
+    """Move the finished adapter to OUT, replacing a previous adapter there."""
+    trash = out.with_name(out.name + ".old")
+    shutil.rmtree(trash, ignore_errors=True)
+    if out.exists():
+        out.rename(trash)
+    os.replace(staging, out)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def disk_error(exc: OSError, where: Path) -> CodetailorError:
+    """The one-line error for a failed write; a full disk says how to carry on."""
+    if exc.errno == errno.ENOSPC:
+        return CodetailorError(
+            f"no space left on the device while writing {where}; free some space and rerun "
+            "with --resume (training restarts from the last checkpoint)"
+        )
+    return CodetailorError(f"cannot write {where}: {exc.strerror or exc}")

@@ -1,0 +1,157 @@
+"""`codetailor finetune`: the command, registered through the `codetailor.commands` entry point.
+
+Also runnable on its own (`python -m finetune.cli REPO --out DIR`), which is how
+`accelerate launch -m finetune.cli ...` runs it on several processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from finetune.config import FinetuneConfig, load_yaml
+from lsp_server.errors import CodetailorError
+
+EXAMPLES = """\
+examples:
+  codetailor finetune . --out adapters/myrepo                 # defaults: SmolLM2-135M, 1 epoch
+  codetailor finetune ~/src/lib --out lib-lora --max-steps 40 --json
+  codetailor finetune . --out qwen-lora --config qwen2.5-coder-1.5b.yaml
+  accelerate launch --multi_gpu --num_processes 2 -m finetune.cli . --out lora   # data parallel
+  codetailor complete src/app.py:42:17 --adapter adapters/myrepo
+
+An interrupted run (Ctrl-C, kill) continues from its last checkpoint with the
+same command and --resume. Settings come from the defaults, then --config, then
+the options below; every key is documented in finetune/configs/debug.yaml.
+"""
+
+# Command-line option -> config field, for the options of the command-line contract.
+OPTIONS: dict[str, tuple[str, type]] = {
+    "--model": ("model", str),
+    "--max-steps": ("max_steps", int),
+    "--epochs": ("epochs", float),
+    "--seq-len": ("seq_len", int),
+    "--lora-r": ("lora_r", int),
+    "--holdout": ("holdout", float),
+    "--device": ("device", str),
+    "--dtype": ("dtype", str),
+    "--seed": ("seed", int),
+}
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add `finetune` to the `codetailor` command line (the entry point's function)."""
+    parser = subparsers.add_parser(
+        "finetune",
+        help="train a LoRA adapter on a repository",
+        description="Fine-tune a LoRA adapter for the completion model on a repository's code.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=cmd_finetune)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("repo", metavar="REPO", help=FinetuneConfig.help("repo"))
+    parser.add_argument("--out", metavar="DIR", required=True, help=FinetuneConfig.help("out"))
+    for flag, (name, kind) in OPTIONS.items():
+        parser.add_argument(
+            flag, dest=name, type=kind, default=None, help=FinetuneConfig.help(name)
+        )
+    parser.add_argument("--config", metavar="YAML", help="a config file (see finetune/configs/)")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue an interrupted run from its checkpoint"
+    )
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        default=None,
+        help=FinetuneConfig.help("trust_remote_code"),
+    )
+    parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+
+
+def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
+    """Defaults, then the --config file, then the options given on the command line."""
+    values: dict[str, Any] = load_yaml(args.config) if args.config else {}
+    values |= {"repo": args.repo, "out": args.out}
+    for name, _ in OPTIONS.values():
+        if getattr(args, name) is not None:
+            values[name] = getattr(args, name)
+    if args.trust_remote_code:
+        values["trust_remote_code"] = True
+    if values.get("holdout") == 0:  # nothing held out: nothing to stop early on or to match
+        values.setdefault("patience", 0)
+        values.setdefault("match_samples", 0)
+    return FinetuneConfig.from_dict(values).validate()
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from finetune.train import Interrupted, run
+
+    config = config_from_args(args)
+    try:
+        summary = run(config, resume=args.resume, progress=not args.no_progress)
+    except Interrupted as exc:
+        print(f"codetailor: {exc}", file=sys.stderr)
+        return 130
+    if summary is None:
+        return 0
+    if args.json:
+        print(json.dumps(summary), flush=True)
+    else:
+        print(format_summary(summary))
+    return 0
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    def num(v: Any, spec: str) -> str:
+        return format(v, spec) if isinstance(v, (int, float)) else "-"
+
+    return "\n".join(
+        [
+            f"adapter: {s['adapter']} ({s['base_model']}, {s['prompt_format']} format)",
+            f"steps: {s['steps']} of {s['total_steps']}"
+            + (" (stopped early)" if s["stopped_early"] else "")
+            + f", {num(s['tokens_per_second'], '.0f')} tokens/s",
+            f"held-out loss: {num(s['heldout_loss_before'], '.4f')} -> "
+            f"{num(s['heldout_loss_after'], '.4f')}",
+            f"next-line exact match ({s['match_samples']} lines): "
+            f"{num(s['next_line_exact_match_before'], '.3f')} -> "
+            f"{num(s['next_line_exact_match_after'], '.3f')}",
+        ]
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m finetune.cli ...`: the same command without the `codetailor` front."""
+    from lsp_server.cli import setup_logging
+
+    parser = argparse.ArgumentParser(
+        prog="codetailor finetune",
+        description="Fine-tune a LoRA adapter for the completion model on a repository's code.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        return cmd_finetune(args)
+    except CodetailorError as exc:
+        print(f"codetailor: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("codetailor: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Held-out measurements: token loss on packed held-out text, and next-line exact match.
+
+Next-line exact match completes held-out lines through the server's own
+`Completer` (same prompt window, same format, same stopping rules), so the
+figure is what a user would see from `codetailor complete` at those cursors.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from finetune.examples import Blocks
+from finetune.sources import SourceFile
+
+
+def _bar(total: int, desc: str, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, file=sys.stderr, leave=False, disable=not enabled)
+
+
+def heldout_loss(
+    model: Any, blocks: Blocks, batch_size: int, device: Any, *, progress: bool = False
+) -> float | None:
+    """Mean next-token cross-entropy (nats) over every real token of `blocks`; None if empty."""
+    import torch
+
+    if not blocks.ids:
+        return None
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad(), _bar(len(blocks.ids), "held-out loss", progress) as bar:
+        for start in range(0, len(blocks.ids), batch_size):
+            ids, mask, labels = to_batch(
+                blocks, range(start, min(start + batch_size, len(blocks.ids)))
+            )
+            out = model(input_ids=ids.to(device), attention_mask=mask.to(device))
+            logits = out.logits[:, :-1].float()
+            target = labels[:, 1:].to(device)
+            loss = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.size(-1)),
+                target.reshape(-1),
+                reduction="sum",
+                ignore_index=-100,
+            )
+            total += float(loss)
+            count += int((target != -100).sum())
+            bar.update(len(ids))
+    model.train(was_training)
+    return total / count if count else None
+
+
+def to_batch(blocks: Blocks, rows: Sequence[int]) -> tuple[Any, Any, Any]:
+    """(input_ids, attention_mask, labels) for some rows; padding is left out of the loss."""
+    import torch
+
+    ids = torch.tensor([blocks.ids[i] for i in rows], dtype=torch.long)
+    lengths = torch.tensor([blocks.lengths[i] for i in rows])
+    mask = (torch.arange(ids.size(1))[None, :] < lengths[:, None]).long()
+    labels = ids.masked_fill(mask == 0, -100)
+    return ids, mask, labels
+
+
+@dataclass(frozen=True)
+class LineSample:
+    """A cursor at the first non-blank character of a held-out line, and that line's rest."""
+
+    path: str
+    text: str
+    offset: int
+    expected: str
+
+
+def next_line_samples(files: Sequence[SourceFile], count: int, seed: int = 0) -> list[LineSample]:
+    """`count` cursors drawn from the files' lines (skipping the first line and trivial lines)."""
+    candidates: list[LineSample] = []
+    for f in files:
+        offset = 0
+        for n, line in enumerate(f.text.splitlines(keepends=True)):
+            body = line.rstrip("\r\n")
+            stripped = body.strip()
+            if n > 0 and len(stripped) >= 4 and not stripped.startswith(("#", "//")):
+                indent = len(body) - len(body.lstrip())
+                candidates.append(LineSample(f.path, f.text, offset + indent, body.strip()))
+            offset += len(line)
+    rng = random.Random(seed)
+    return rng.sample(candidates, min(count, len(candidates)))
+
+
+def next_line_exact_match(
+    model: Any,
+    tokenizer: Any,
+    fmt: Any,
+    samples: Sequence[LineSample],
+    *,
+    window_tokens: int,
+    max_tokens: int,
+    progress: bool = False,
+) -> float | None:
+    """Fraction of samples whose completed line equals the held-out line (ignoring edge blanks)."""
+    from lsp_server.backend import TransformersBackend, eos_ids
+    from lsp_server.completer import Completer
+    from lsp_server.engine import Engine, PrefixCache
+
+    if not samples:
+        return None
+    # A PEFT wrapper hides the forward signature the backend inspects; its base
+    # model carries the LoRA layers, so use that.
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    was_training = base.training
+    base.eval()
+    backend = TransformersBackend(base, eos_ids(tokenizer, base))
+    completer = Completer(
+        Engine(backend, cache=PrefixCache()), tokenizer, fmt, window_tokens=window_tokens
+    )
+    hits = 0
+    with _bar(len(samples), "next-line match", progress) as bar:
+        for s in samples:
+            result = completer.complete(s.text, s.offset, max_tokens=max_tokens, mode="line")
+            hits += result.text.strip() == s.expected
+            bar.update(1)
+    base.train(was_training)
+    return hits / len(samples)

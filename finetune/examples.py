@@ -1,0 +1,152 @@
+"""Training examples: documents in the model's prompt format, FIM-transformed, packed.
+
+The FIM layout comes from `lsp_server.prompt.build_prompt`, the function the
+server builds its prompts with, so the adapter learns exactly the layout it is
+served with. A prefix-only format gets plain documents. Pure: no torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from array import array
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from lsp_server.prompt import PromptFormat, build_prompt
+
+# Line-comment markers for a path header in formats without a file separator token.
+_HASH = ".py .pyi .rb .sh .bash .zsh .fish .pl .pm .r .jl .ex .exs .nim .toml .yaml .yml .tf .nix"
+_SLASHES = (
+    ".js .jsx .mjs .cjs .ts .tsx .java .kt .kts .scala .go .rs .c .h .cc .cpp .cxx .hpp .hh .cs "
+    ".fs .swift .m .mm .php .dart .proto .zig .v .sv .groovy .gradle .scss .less"
+)
+_DASHES = ".lua .sql .hs .elm .vhd"
+COMMENT = (
+    dict.fromkeys(_HASH.split(), "#")
+    | dict.fromkeys(_SLASHES.split(), "//")
+    | dict.fromkeys(_DASHES.split(), "--")
+    | dict.fromkeys([".el", ".lisp", ".clj", ".cljs", ".scm"], ";;")
+    | {"Makefile": "#", "Dockerfile": "#", "CMakeLists.txt": "#"}
+)
+CHARS_PER_TOKEN = 3  # rough, for code; only used to cut long files into block-sized chunks
+
+
+def path_header(fmt: PromptFormat, path: str) -> tuple[str, str]:
+    """(before the document, at the start of its text) announcing `path`.
+
+    A format with a file separator token (StarCoder, Qwen2.5-Coder) gets
+    `<file_sep>path\\n` ahead of the FIM markers, as those models were
+    pre-trained; any other gets a line comment inside the code, or nothing for
+    a language without a known comment syntax.
+    """
+    if fmt.file_sep:
+        return f"{fmt.file_sep}{path}\n", ""
+    name = path.rsplit("/", 1)[-1]
+    extension = "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    marker = COMMENT.get(name) or COMMENT.get(extension)
+    return "", f"{marker} {path}\n" if marker else ""
+
+
+def fim_text(fmt: PromptFormat, prefix: str, middle: str, suffix: str, spm: bool) -> str:
+    """One FIM example: the serving prompt for (prefix, suffix) followed by the middle.
+
+    `spm` asks for the suffix-prefix-middle variant (StarCoder's SPM:
+    `<pre><suf>suffix<mid>prefix middle`) for a PSM format that has a middle
+    marker; formats that are SPM by nature get it from `build_prompt`.
+    """
+    if spm and fmt.order == "psm" and fmt.middle:
+        return f"{fmt.bos}{fmt.prefix}{fmt.suffix}{suffix}{fmt.middle}{prefix}{middle}"
+    return build_prompt(fmt, prefix, suffix) + middle
+
+
+def chunks(text: str, max_chars: int) -> list[str]:
+    """`text` cut at line ends into pieces of at most `max_chars` (a long line stands alone)."""
+    pieces: list[str] = []
+    current = ""
+    for line in text.splitlines(keepends=True):
+        if current and len(current) + len(line) > max_chars:
+            pieces.append(current)
+            current = ""
+        current += line
+    if current:
+        pieces.append(current)
+    return pieces
+
+
+def documents(
+    fmt: PromptFormat,
+    files: Iterable[tuple[str, str]],
+    *,
+    seq_len: int,
+    seed: int = 0,
+    header: bool = True,
+    fim_rate: float = 0.0,
+    spm_rate: float = 0.0,
+) -> list[str]:
+    """Training texts for (path, text) pairs: one per block-sized chunk of each file.
+
+    Each chunk draws its FIM choice and span from its own RNG, seeded by the
+    seed, path and chunk number, so adding a file changes no other example.
+    """
+    out: list[str] = []
+    for path, text in files:
+        before, start = path_header(fmt, path) if header else ("", "")
+        for n, piece in enumerate(chunks(text, seq_len * CHARS_PER_TOKEN)):
+            body = start + piece
+            rng = random.Random(f"{seed}:{path}:{n}")
+            if fmt.is_fim and rng.random() < fim_rate:
+                a, b = sorted(rng.randrange(len(body) + 1) for _ in range(2))
+                spm = rng.random() < spm_rate
+                example = fim_text(fmt, body[:a], body[a:b], body[b:], spm)
+                out.append(fmt.bos + before + example.removeprefix(fmt.bos))
+            else:
+                out.append(fmt.bos + before + body)
+    return out
+
+
+@dataclass
+class Blocks:
+    """Packed sequences of exactly `seq_len` ids; `lengths` counts the real (unpadded) ones."""
+
+    ids: list[list[int]]
+    lengths: list[int]
+
+    @property
+    def tokens(self) -> int:
+        return sum(self.lengths)
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for row in self.ids:
+            digest.update(array("q", row).tobytes())
+        return digest.hexdigest()[:16]
+
+
+def tokenize(tokenizer: Any, texts: Sequence[str], eos_id: int) -> list[list[int]]:
+    """Token ids of each text as the server would encode it, with EOS after each document."""
+    if not texts:
+        return []
+    encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    return [list(ids) + [eos_id] for ids in encoded]
+
+
+def pack(docs: Sequence[Sequence[int]], seq_len: int, pad_id: int) -> Blocks:
+    """Concatenate documents and cut the stream into `seq_len` blocks; pad only the last."""
+    stream = [t for doc in docs for t in doc]
+    ids, lengths = [], []
+    for start in range(0, len(stream), seq_len):
+        row = stream[start : start + seq_len]
+        lengths.append(len(row))
+        ids.append(row + [pad_id] * (seq_len - len(row)))
+    return Blocks(ids, lengths)
+
+
+def spread(blocks: Blocks, count: int) -> Blocks:
+    """At most `count` blocks, evenly spaced over the whole set (a fixed evaluation subset)."""
+    n = len(blocks.ids)
+    if n <= count:
+        return blocks
+    picks = [i * n // count for i in range(count)]
+    return Blocks([blocks.ids[i] for i in picks], [blocks.lengths[i] for i in picks])

@@ -1,0 +1,245 @@
+"""`codetailor finetune` on the command line: output streams, bad input, and `accelerate launch`."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+from importlib.metadata import EntryPoint
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from finetune.cli import main
+from tests.fixtures.repo import make_repo
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST_YAML = ROOT / "finetune" / "configs" / "debug.yaml"
+FAST = ["--seq-len", "64", "--max-steps", "3", "--config"]  # + a YAML from `fast_yaml`
+
+
+@pytest.fixture(scope="module")
+def fast_yaml(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The bundled debug recipe, with evaluation cut down to what a test needs."""
+    path = tmp_path_factory.mktemp("config") / "fast.yaml"
+    import yaml
+
+    values = yaml.safe_load(FAST_YAML.read_text()) | {"match_samples": 2, "eval_blocks": 2}
+    path.write_text(yaml.safe_dump(values | {"lr": 1e-2}))
+    return str(path)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread() -> Any:
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def fixture_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_repo(tmp_path_factory.mktemp("repo") / "repo")
+
+
+def test_json_summary_on_stdout_progress_on_stderr(
+    fixture_repo: Path,
+    tiny_model_dir: Path,
+    fast_yaml: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "lora"
+    argv = [str(fixture_repo), "--out", str(out), "--model", str(tiny_model_dir), *FAST, fast_yaml]
+    assert main([*argv, "--json"]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)  # stdout holds the one JSON object and nothing else
+    assert summary["steps"] == 3 and summary["adapter"] == str(out)
+    assert summary["data"]["redactions"]["aws_key"] == 1
+    assert "resolved config" in captured.err and "seq_len: 64" in captured.err
+    assert "finetune:" in captured.err and "3/3" in captured.err  # the progress bar
+    assert (out / "finetune.yaml").read_text().count("seq_len: 64") == 1
+    # Running again into the same folder replaces the adapter; the text summary is readable.
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"adapter: {out}") and "held-out loss:" in text
+
+
+def test_codetailor_cli_runs_finetune_through_the_entry_point(
+    fixture_repo: Path,
+    tiny_model_dir: Path,
+    fast_yaml: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import importlib.metadata
+
+    from lsp_server import cli
+
+    entry = EntryPoint("finetune", "finetune.cli:register", "codetailor.commands")
+    real = importlib.metadata.entry_points
+
+    def entry_points(**kwargs: Any) -> Any:
+        return [entry] if kwargs.get("group") == "codetailor.commands" else real(**kwargs)
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+    out = tmp_path / "lora"
+    argv = ["finetune", str(fixture_repo), "--out", str(out), "--model", str(tiny_model_dir)]
+    assert cli.main([*argv, *FAST, fast_yaml, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["steps"] == 3
+    assert cli.main(["finetune", str(tmp_path / "nope"), "--out", str(tmp_path / "x")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+
+
+def _bad_model(tmp: Path) -> str:
+    (tmp / "broken-model").mkdir()
+    (tmp / "broken-model" / "config.json").write_text("{}")
+    return str(tmp / "broken-model")
+
+
+def _out_with_other_files(tmp: Path) -> Path:
+    (tmp / "taken").mkdir()
+    (tmp / "taken" / "notes.txt").write_text("mine")
+    return tmp / "taken"
+
+
+def _empty_repo(tmp: Path) -> Path:
+    repo = tmp / "empty"
+    repo.mkdir()
+    (repo / "image.png").write_bytes(b"\x89PNG\x00")
+    (repo / "yarn.lock").write_text("x")
+    return repo
+
+
+def _one_file_repo(tmp: Path) -> Path:
+    repo = tmp / "single"
+    repo.mkdir()
+    (repo / "only.py").write_text("def f():\n    return 1\n")
+    return repo
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("not_a_folder", "is not a folder"),
+        ("no_sources", "has no source files to train on"),
+        ("single_file", "none can be held out; pass --holdout 0"),
+        ("bad_model", "cannot load model"),
+        ("missing_model", "does not exist"),
+        ("out_taken", "not a codetailor adapter"),
+        ("bad_value", "holdout must be in [0, 1)"),
+    ],
+)
+def test_bad_input_is_one_line_and_no_adapter(
+    case: str,
+    message: str,
+    fixture_repo: Path,
+    tiny_model_dir: Path,
+    fast_yaml: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    repo, out, extra = fixture_repo, tmp_path / "lora", []
+    model = str(tiny_model_dir)
+    if case == "not_a_folder":
+        repo = fixture_repo / "pkg" / "mod02.py"
+    elif case == "no_sources":
+        repo = _empty_repo(tmp_path)
+    elif case == "single_file":
+        repo = _one_file_repo(tmp_path)
+    elif case == "bad_model":
+        model = _bad_model(tmp_path)
+    elif case == "missing_model":
+        model = str(tmp_path / "no-such-model")
+    elif case == "out_taken":
+        out = _out_with_other_files(tmp_path)
+    elif case == "bad_value":
+        extra = ["--holdout", "1.5"]
+    code = main([str(repo), "--out", str(out), "--model", model, *FAST, fast_yaml, *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith("codetailor: error:") and message in err[-1]
+    assert "Traceback" not in "\n".join(err)
+    assert not (out / "adapter_model.safetensors").exists()
+
+
+def test_holdout_zero_trains_without_evaluation(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = _one_file_repo(tmp_path)
+    argv = [str(repo), "--out", str(tmp_path / "lora"), "--model", str(tiny_model_dir)]
+    assert main([*argv, "--seq-len", "64", "--max-steps", "2", "--holdout", "0", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["heldout_loss_after"] is None and summary["data"]["heldout_files"] == 0
+
+
+def test_full_disk_leaves_no_adapter_and_resume_finishes(
+    fixture_repo: Path,
+    tiny_model_dir: Path,
+    fast_yaml: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from peft import PeftModel
+
+    def full_disk(self: Any, *args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    out = tmp_path / "lora"
+    argv = [str(fixture_repo), "--out", str(out), "--model", str(tiny_model_dir), *FAST, fast_yaml]
+    with monkeypatch.context() as mp:
+        mp.setattr(PeftModel, "save_pretrained", full_disk)
+        assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "no space left" in err and "--resume" in err
+    assert not out.exists()
+    assert main([*argv, "--resume"]) == 0
+    assert (out / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_accelerate_launch_two_processes_on_cpu(
+    fixture_repo: Path, tiny_fim_model_dir: Path, fast_yaml: str, tmp_path: Path
+) -> None:
+    """Data parallel over two CPU processes (gloo): one adapter, loadable by the server."""
+    from lsp_server.models import load_model
+
+    out = tmp_path / "ddp-lora"
+    env = os.environ | {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu"]
+    launch += ["--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no"]
+    launch += ["--dynamo_backend", "no", "-m", "finetune.cli"]
+    args = [
+        str(fixture_repo),
+        "--out",
+        str(out),
+        "--model",
+        str(tiny_fim_model_dir),
+        *FAST,
+        fast_yaml,
+    ]
+    done = subprocess.run(
+        [*launch, *args, "--json", "--max-steps", "4"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == 1  # only the main process reports
+    summary = lines[0]
+    assert summary["steps"] == 4
+    # Two processes each take batch_size sequences per step.
+    assert summary["train_tokens_seen"] > 4 * 2 * 2 * 32
+    assert summary["heldout_loss_after"] > 0
+    loaded = load_model(str(tiny_fim_model_dir), adapter=out, device="cpu")
+    assert loaded.adapter is not None and loaded.adapter.prompt_format == "starcoder"
