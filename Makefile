@@ -35,6 +35,11 @@ test-vscode: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(ARGS)
 
+# The latency figures of docs/benchmarks.md on the default model (about 10 minutes on a CPU).
+bench: $(STAMP)
+	$(PY) bench/engine_speed.py
+	$(VENV)/bin/codetailor bench latency lsp_server/engine.py lsp_server/completer.py --out bench-out
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check lsp_server finetune tests
 	$(VENV)/bin/ruff format --check lsp_server finetune tests
