@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import math
 import shutil
-import signal
 import sys
 import time
 import warnings
@@ -36,6 +35,7 @@ from finetune.adapter import (
 from finetune.config import FinetuneConfig, dump_yaml
 from finetune.evaluate import heldout_loss, next_line_exact_match, next_line_samples, to_batch
 from finetune.examples import documents, pack, spread, tokenize
+from finetune.schedule import BlockOrder, StopFlag, lr_schedule
 from finetune.sources import SOURCE_EXTENSIONS, collect, split_files
 from lsp_server.errors import CodetailorError
 
@@ -360,79 +360,6 @@ def run(
         shutil.rmtree(work, ignore_errors=True)
     accelerator.wait_for_everyone()
     return summary | {"data": data_stats} if main else None
-
-
-def lr_schedule(total: int, warmup_fraction: float, floor: float):
-    """Linear warm-up, then cosine decay from the peak to `floor` times the peak."""
-    warmup = int(total * warmup_fraction)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total - warmup)
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-    return factor
-
-
-class BlockOrder:
-    """An endless stream of block indices: a fresh seeded permutation for every epoch."""
-
-    def __init__(self, count: int, seed: int) -> None:
-        self.count, self.seed = count, seed
-        self._perms: dict[int, list[int]] = {}
-
-    def rows(self, start: int, n: int) -> list[int]:
-        """The stream's entries start .. start+n-1."""
-        import torch
-
-        picked = []
-        for i in range(start, start + n):
-            epoch, pos = divmod(i, self.count)
-            if epoch not in self._perms:
-                g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-                self._perms[epoch] = torch.randperm(self.count, generator=g).tolist()
-            picked.append(self._perms[epoch][pos])
-        return picked
-
-
-class StopFlag:
-    """SIGINT/SIGTERM ask the loop to stop after the current step; a second SIGINT stops now."""
-
-    def __init__(self) -> None:
-        self.hit = False
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.hit and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.hit = True
-
-    def installed(self):
-        import contextlib
-        import threading
-
-        @contextlib.contextmanager
-        def scope():
-            if threading.current_thread() is not threading.main_thread():
-                yield self
-                return
-            previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
-            try:
-                yield self
-            finally:
-                for s, handler in previous.items():
-                    signal.signal(s, handler)
-
-        return scope()
-
-    def requested(self, accelerator: Any) -> bool:
-        """True on every process as soon as any one of them was signalled."""
-        if accelerator.num_processes == 1:
-            return self.hit
-        import torch
-
-        flag = torch.tensor([float(self.hit)], device=accelerator.device)
-        return bool(accelerator.reduce(flag, reduction="sum").item() > 0)
 
 
 def _progress_bar(total: int, initial: int, enabled: bool) -> Any:

@@ -252,3 +252,21 @@ def test_accelerate_configs_load(path: Path) -> None:
     config = yaml.safe_load(path.read_text())
     assert config["distributed_type"] == "FSDP"
     assert config["fsdp_config"]["fsdp_use_orig_params"] is True  # needed with LoRA
+
+
+def test_lr_warms_up_then_decays_to_the_floor() -> None:
+    from finetune.schedule import lr_schedule
+
+    f = lr_schedule(100, 0.1, 0.1)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert all(f(i) >= f(i + 1) for i in range(10, 99))
+    assert f(100) == pytest.approx(0.1)
+
+
+def test_block_order_visits_every_block_once_per_epoch() -> None:
+    from finetune.schedule import BlockOrder
+
+    order = BlockOrder(7, seed=1)
+    first, second = order.rows(0, 7), order.rows(7, 7)
+    assert sorted(first) == sorted(second) == list(range(7)) and first != second
+    assert BlockOrder(7, seed=1).rows(5, 4) == (first + second)[5:9]  # a function of position
