@@ -14,51 +14,26 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lsp_server.prompt import PromptFormat, build_prompt
+from lsp_server.prompt import PromptFormat, build_prompt, file_headers
 
-# Line-comment markers for a path header in formats without a file separator token.
-_HASH = ".py .pyi .rb .sh .bash .zsh .fish .pl .pm .r .jl .ex .exs .nim .toml .yaml .yml .tf .nix"
-_SLASHES = (
-    ".js .jsx .mjs .cjs .ts .tsx .java .kt .kts .scala .go .rs .c .h .cc .cpp .cxx .hpp .hh .cs "
-    ".fs .swift .m .mm .php .dart .proto .zig .v .sv .groovy .gradle .scss .less"
-)
-_DASHES = ".lua .sql .hs .elm .vhd"
-COMMENT = (
-    dict.fromkeys(_HASH.split(), "#")
-    | dict.fromkeys(_SLASHES.split(), "//")
-    | dict.fromkeys(_DASHES.split(), "--")
-    | dict.fromkeys([".el", ".lisp", ".clj", ".cljs", ".scm"], ";;")
-    | {"Makefile": "#", "Dockerfile": "#", "CMakeLists.txt": "#"}
-)
 CHARS_PER_TOKEN = 3  # rough, for code; only used to cut long files into block-sized chunks
 
 
-def path_header(fmt: PromptFormat, path: str) -> tuple[str, str]:
-    """(before the document, at the start of its text) announcing `path`.
-
-    A format with a file separator token (StarCoder, Qwen2.5-Coder) gets
-    `<file_sep>path\\n` ahead of the FIM markers, as those models were
-    pre-trained; any other gets a line comment inside the code, or nothing for
-    a language without a known comment syntax.
-    """
-    if fmt.file_sep:
-        return f"{fmt.file_sep}{path}\n", ""
-    name = path.rsplit("/", 1)[-1]
-    extension = "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
-    marker = COMMENT.get(name) or COMMENT.get(extension)
-    return "", f"{marker} {path}\n" if marker else ""
-
-
-def fim_text(fmt: PromptFormat, prefix: str, middle: str, suffix: str, spm: bool) -> str:
-    """One FIM example: the serving prompt for (prefix, suffix) followed by the middle.
+def fim_text(
+    fmt: PromptFormat, prefix: str, middle: str, suffix: str, spm: bool, path: str | None = None
+) -> str:
+    """One FIM example: the serving prompt for (prefix, suffix), with `path`'s header, then
+    the middle.
 
     `spm` asks for the suffix-prefix-middle variant (StarCoder's SPM:
     `<pre><suf>suffix<mid>prefix middle`) for a PSM format that has a middle
     marker; formats that are SPM by nature get it from `build_prompt`.
     """
     if spm and fmt.order == "psm" and fmt.middle:
-        return f"{fmt.bos}{fmt.prefix}{fmt.suffix}{suffix}{fmt.middle}{prefix}{middle}"
-    return build_prompt(fmt, prefix, suffix) + middle
+        outside, inside = file_headers(fmt, path)
+        head = f"{fmt.bos}{outside}{fmt.prefix}{fmt.suffix}{suffix}{fmt.middle}"
+        return f"{head}{inside}{prefix}{middle}"
+    return build_prompt(fmt, prefix, suffix, path=path) + middle
 
 
 def chunks(text: str, max_chars: int) -> list[str]:
@@ -92,17 +67,18 @@ def documents(
     """
     out: list[str] = []
     for path, text in files:
-        before, start = path_header(fmt, path) if header else ("", "")
+        # The same headers the server's prompts carry (lsp_server.prompt), so an
+        # adapter sees at serving time the layout it was trained on.
+        shown_path = path if header else None
+        outside, inside = file_headers(fmt, shown_path)
         for n, piece in enumerate(chunks(text, seq_len * CHARS_PER_TOKEN)):
-            body = start + piece
             rng = random.Random(f"{seed}:{path}:{n}")
             if fmt.is_fim and rng.random() < fim_rate:
-                a, b = sorted(rng.randrange(len(body) + 1) for _ in range(2))
+                a, b = sorted(rng.randrange(len(piece) + 1) for _ in range(2))
                 spm = rng.random() < spm_rate
-                example = fim_text(fmt, body[:a], body[a:b], body[b:], spm)
-                out.append(fmt.bos + before + example.removeprefix(fmt.bos))
+                out.append(fim_text(fmt, piece[:a], piece[a:b], piece[b:], spm, shown_path))
             else:
-                out.append(fmt.bos + before + body)
+                out.append(fmt.bos + outside + inside + piece)
     return out
 
 

@@ -214,6 +214,12 @@ def build_prompt(
     return f"{fmt.bos}{outside}{fmt.prefix}{inside}{prefix}{fmt.suffix}{suffix}{fmt.middle}"
 
 
+def file_headers(fmt: PromptFormat, path: str | None) -> tuple[str, str]:
+    """(before the prefix marker, at the start of the code) announcing the current file,
+    exactly as `build_prompt` lays them out; `finetune` heads its documents with them."""
+    return _headers(fmt, path, (), None)
+
+
 def _headers(
     fmt: PromptFormat, path: str | None, context: Sequence[Snippet], repo: str | None
 ) -> tuple[str, str]:

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from finetune.config import CONFIG_DIR, FinetuneConfig, dump_yaml, load_yaml
-from finetune.examples import documents, fim_text, pack, path_header, spread
+from finetune.examples import documents, fim_text, pack, spread
 from finetune.redact import redact
 from finetune.sources import SourceFile, collect, deduplicate, list_files, split_files
 from lsp_server.errors import CodetailorError
@@ -142,27 +142,30 @@ def test_documents_use_the_servers_prompt_layout() -> None:
     fmt = FORMATS["starcoder"]
     text = "def add(a, b):\n    return a + b\n"
     fim = documents(fmt, [("m.py", text)], seq_len=512, fim_rate=1.0)[0]
-    head = "<file_sep>m.py\n"
-    assert fim.startswith(head + fmt.prefix)
+    # StarCoder2's layout: the separator, then the path inside the prefix.
+    head = "<file_sep><fim_prefix>m.py\n"
+    assert fim.startswith(head)
     # Cutting the example at the middle marker gives exactly the server's prompt.
-    rest = fim[len(head) :]
-    prompt, middle = rest.split(fmt.middle)
-    prefix, suffix = prompt[len(fmt.prefix) :].split(fmt.suffix)
-    assert prompt + fmt.middle == build_prompt(fmt, prefix, suffix)
+    prompt, middle = fim.split(fmt.middle)
+    prefix, suffix = prompt[len(head) :].split(fmt.suffix)
+    assert prompt + fmt.middle == build_prompt(fmt, prefix, suffix, path="m.py")
     assert prefix + middle + suffix == text
     plain = documents(fmt, [("m.py", text)], seq_len=512, fim_rate=0.0)[0]
-    assert plain == head + text
+    assert plain == "<file_sep>m.py\n" + text
 
 
 def test_spm_variant_and_prefix_only() -> None:
     fmt = FORMATS["starcoder"]
     spm = fim_text(fmt, "PRE", "MID", "SUF", spm=True)
     assert spm == "<fim_prefix><fim_suffix>SUF<fim_middle>PREMID"
+    with_path = fim_text(fmt, "PRE", "MID", "SUF", spm=True, path="m.py")
+    assert with_path == "<file_sep><fim_prefix><fim_suffix>SUF<fim_middle>m.py\nPREMID"
     codestral = FORMATS["codestral"]
     assert fim_text(codestral, "P", "M", "S", spm=False) == build_prompt(codestral, "P", "S") + "M"
     docs = documents(PREFIX_ONLY, [("a/b.py", "x = 1\n")], seq_len=64, fim_rate=1.0)
     assert docs == ["# a/b.py\nx = 1\n"]
-    assert path_header(PREFIX_ONLY, "README.md") == ("", "")
+    docs = documents(PREFIX_ONLY, [("data.json", "{}\n")], seq_len=64)
+    assert docs == ["{}\n"]  # JSON has no comments: no header
 
 
 def test_fim_choices_are_seeded_per_file() -> None:
