@@ -383,7 +383,8 @@ def test_pure_helpers(editor: Editor) -> None:
         assert(#bad == 2, vim.inspect(bad))
         local wire = config.init_options(vim.tbl_extend("force", c, { auth_token = "t" }))
         assert(wire.maxTokens == 8 and wire.model == vim.NIL and wire.authToken == "t")
-        assert(wire.timeBudgetMs == 2000 and wire.enable == true, vim.inspect(wire))
+        assert(wire.timeBudgetMs == 2000 and wire.enable == true and wire.context == true,
+          vim.inspect(wire))
         assert(vim.deep_equal(config.cli_prefix({ "py", "-m", "lsp_server.cli", "serve", "-v" }),
           { "py", "-m", "lsp_server.cli" }))
         local util = require("codetailor.util")

@@ -23,6 +23,8 @@ export interface Settings {
   timeBudgetMs: number;
   enable: boolean;
   promptFormat: string;
+  /** Snippets of other workspace files in the prompt. */
+  context: boolean;
   /** Sent as `initializationOptions.authToken` (for a server on a non-loopback TCP address). */
   authToken: string;
 }
@@ -39,6 +41,7 @@ export const DEFAULTS: Readonly<Settings> = Object.freeze({
   timeBudgetMs: 2000,
   enable: true,
   promptFormat: "",
+  context: true,
   authToken: "",
 });
 
@@ -53,6 +56,7 @@ export interface ServerSettings {
   timeBudgetMs: number;
   enable: boolean;
   promptFormat: string | null;
+  context: boolean;
 }
 
 /** A getter shaped like `vscode.WorkspaceConfiguration.get`, so this module stays pure. */
@@ -104,6 +108,7 @@ export function readSettings(get: Getter, problems: string[] = []): Settings {
     timeBudgetMs: pick("timeBudgetMs", num(50, 60_000)),
     enable: pick("enable", (v) => (typeof v === "boolean" ? v : undefined)),
     promptFormat: pick("promptFormat", str),
+    context: pick("context", (v) => (typeof v === "boolean" ? v : undefined)),
     authToken: pick("authToken", (v) => text(v, "")),
   };
 }
@@ -121,6 +126,7 @@ export function toServerSettings(s: Settings): ServerSettings {
     timeBudgetMs: s.timeBudgetMs,
     enable: s.enable,
     promptFormat: orNull(s.promptFormat),
+    context: s.context,
   };
 }
 

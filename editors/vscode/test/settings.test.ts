@@ -19,6 +19,7 @@ test("unset settings are the defaults, and go to the server in camelCase", () =>
     timeBudgetMs: 2000,
     enable: true,
     promptFormat: null,
+    context: true,
   });
 });
 
@@ -34,6 +35,7 @@ test("values map one to one; empty strings become null (the server's default)", 
       timeBudgetMs: 500,
       enable: false,
       promptFormat: "",
+      context: false,
     }),
   );
   assert.deepEqual(toServerSettings(s), {
@@ -46,6 +48,7 @@ test("values map one to one; empty strings become null (the server's default)", 
     timeBudgetMs: 500,
     enable: false,
     promptFormat: null,
+    context: false,
   });
 });
 

@@ -16,6 +16,7 @@ local M = {}
 ---@field time_budget_ms integer Most milliseconds per completion (50..60000).
 ---@field enable boolean Show completions at all (`:Codetailor toggle`).
 ---@field prompt_format? string Override the fill-in-the-middle format.
+---@field context boolean Add snippets of other workspace files to the prompt.
 
 --- Insert-mode keys; `false` leaves a key unmapped.
 ---@class codetailor.Keymaps
@@ -55,6 +56,7 @@ M.defaults = {
     time_budget_ms = 2000,
     enable = true,
     prompt_format = nil,
+    context = true,
   },
   ghost_text = "auto",
   debounce_ms = 150,
@@ -101,6 +103,7 @@ local CHECKS = {
   { "settings.time_budget_ms", whole(50, 60000) },
   { "settings.enable", function(v) return type(v) == "boolean", "true or false" end },
   { "settings.prompt_format", optional_string },
+  { "settings.context", function(v) return type(v) == "boolean", "true or false" end },
 }
 
 local function get_path(t, path)
@@ -157,7 +160,7 @@ end
 local WIRE = {
   model = "model", adapter = "adapter", device = "device", dtype = "dtype",
   max_tokens = "maxTokens", multiline = "multiline", time_budget_ms = "timeBudgetMs",
-  enable = "enable", prompt_format = "promptFormat",
+  enable = "enable", prompt_format = "promptFormat", context = "context",
 }
 
 --- The settings as the server names them; an unset string is sent as null (the
