@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from finetune.config import FinetuneConfig, load_yaml
-from lsp_server.errors import CodetailorError
 
 EXAMPLES = """\
 examples:
@@ -132,7 +131,7 @@ def format_summary(s: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m finetune.cli ...`: the same command without the `codetailor` front."""
-    from lsp_server.cli import setup_logging
+    from lsp_server.cli import run_command, setup_logging
 
     parser = argparse.ArgumentParser(
         prog="codetailor finetune",
@@ -143,14 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_arguments(parser)
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
-    try:
-        return cmd_finetune(args)
-    except CodetailorError as exc:
-        print(f"codetailor: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("codetailor: interrupted", file=sys.stderr)
-        return 130
+    return run_command(cmd_finetune, args)
 
 
 if __name__ == "__main__":

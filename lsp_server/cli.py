@@ -10,7 +10,7 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from lsp_server import __version__
@@ -288,8 +288,13 @@ def setup_logging(verbosity: int, log_file: Path | None = None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose, getattr(args, "log_file", None))
+    return run_command(args.func, args)
+
+
+def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a command; a user mistake becomes one line on stderr and exit status 2."""
     try:
-        return args.func(args)
+        return func(args)
     except CodetailorError as exc:
         print(f"codetailor: error: {exc}", file=sys.stderr)
         return 2
