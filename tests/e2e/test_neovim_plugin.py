@@ -523,3 +523,32 @@ def test_real_server_health_status_and_toggle(
     assert "the server offers textDocument/inlineCompletion" in text, text
     assert "state:    ready" in text, text
     assert "ERROR" not in text, text
+
+
+# -- the default model on real code --------------------------------------------------------------
+
+JSON_LOADER = (
+    "import json\n\n\n"
+    "def read_settings(path):\n"
+    '    """Read the JSON settings file at path and return them as a dict."""\n'
+    "    \n"
+)
+
+
+@pytest.mark.slow
+def test_default_model_ghost_text_on_real_code(editor: Editor, tmp_path: Path) -> None:
+    """Ghost text from SmolLM2-135M in a real Python function, accepted with Tab."""
+    editor.setup(
+        [sys.executable, "-m", "lsp_server.cli", "serve", "--model", "smollm2-135m"],
+        settings={"max_tokens": 24, "multiline": "never"},
+    )
+    editor.edit(tmp_path / "settings.py", JSON_LOADER)
+    editor.wait(lambda: wait_ready(editor), "the default model to load", timeout=600)
+    editor.type("6GAwith open(")
+    marks = editor.wait(editor.ghost, "ghost text from the default model", timeout=120)
+    ghost = marks[0]["text"]
+    assert ghost.strip(), "empty ghost text"
+    editor.type("<Tab>")
+    editor.wait(lambda: editor.line(5) != "    with open(", "the completion to be inserted")
+    assert editor.line(5) == "    with open(" + ghost
+    assert "path" in ghost  # the function's only argument is what it opens
