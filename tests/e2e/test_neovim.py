@@ -37,9 +37,11 @@ def merge_configs(base: dict, override: dict) -> dict:
 TINY_FILE = "def add(a, b):\n    return a + b\n\ndef mul(a, b):\n    \n"
 
 START = """
-local cmd, root, file, options = ...
+local cmd, cwd, root, file, options = ...
 vim.cmd.edit(file)
-return vim.lsp.start({ name = 'codetailor', cmd = cmd, root_dir = root, init_options = options })
+return vim.lsp.start({
+  name = 'codetailor', cmd = cmd, cmd_cwd = cwd, root_dir = root, init_options = options,
+})
 """
 STATUS = """
 local client = vim.lsp.get_client_by_id(...)
@@ -108,7 +110,10 @@ def complete_in_neovim(nvim, tmp_path: Path, model: str, text: str, timeout: flo
     source = tmp_path / "example.py"
     source.write_text(text)
     cmd = server_command("--model", model)
-    client_id = nvim.exec_lua(START, cmd, str(REPO), str(source), {"maxTokens": 24})
+    # The server runs from the repository (python -m lsp_server.cli); the file's
+    # own folder is the workspace it indexes for context.
+    options = {"maxTokens": 24}
+    client_id = nvim.exec_lua(START, cmd, str(REPO), str(tmp_path), str(source), options)
     assert client_id, "vim.lsp.start did not start a client"
     wait_ready(nvim, client_id, timeout)
     lines = text.rstrip("\n").split("\n")
