@@ -8,6 +8,9 @@ import pytest
 
 from tests.tiny import build_model
 
+# The fixture repository and its fixtures (`fixture_repo`, `one_thread`).
+pytest_plugins = ["tests.fixtures.repo"]
+
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

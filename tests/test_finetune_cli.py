@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from finetune.cli import main
-from tests.fixtures.repo import make_repo
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST_YAML = ROOT / "finetune" / "configs" / "debug.yaml"
@@ -30,21 +31,6 @@ def fast_yaml(tmp_path_factory: pytest.TempPathFactory) -> str:
     values = yaml.safe_load(FAST_YAML.read_text()) | {"match_samples": 2, "eval_blocks": 2}
     path.write_text(yaml.safe_dump(values | {"lr": 1e-2}))
     return str(path)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Any:
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def fixture_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_repo(tmp_path_factory.mktemp("repo") / "repo")
 
 
 def test_json_summary_on_stdout_progress_on_stderr(

@@ -14,7 +14,9 @@ from finetune import train as train_module
 from finetune.config import FinetuneConfig
 from finetune.train import Interrupted, run
 from lsp_server.errors import CodetailorError
-from tests.fixtures.repo import SECRETS, make_repo
+from tests.fixtures.repo import SECRETS
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SMALL = {
     "seq_len": 64,
@@ -33,22 +35,6 @@ SMALL = {
 def small_config(repo: Path, out: Path, model: Path, **overrides: Any) -> FinetuneConfig:
     values = SMALL | {"repo": str(repo), "out": str(out), "model": str(model)} | overrides
     return FinetuneConfig.from_dict(values)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Any:
-    """Tiny matrices: on a shared CPU, thread hand-offs cost more than the arithmetic."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def fixture_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_repo(tmp_path_factory.mktemp("repo") / "repo")
 
 
 @pytest.fixture(scope="module")
