@@ -37,8 +37,8 @@ test-fast: $(STAMP)
 
 # The latency figures of docs/benchmarks.md on the default model (about 10 minutes on a CPU).
 bench: $(STAMP)
-	$(PY) bench/engine_speed.py
-	$(VENV)/bin/codetailor bench latency lsp_server/engine.py lsp_server/completer.py --out bench-out
+	$(VENV)/bin/codetailor bench engine
+	$(VENV)/bin/codetailor bench latency lsp_server/model/engine.py lsp_server/completion/completer.py --out bench-out
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check lsp_server finetune tests

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lsp_server.errors import CodetailorError
-from lsp_server.models import ADAPTER_META
+from lsp_server.model.loading import ADAPTER_META
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", ADAPTER_META, "finetune.yaml")
 META_VERSION = 1

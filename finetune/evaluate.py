@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from finetune.examples import Blocks
-from finetune.sources import SourceFile
+from finetune.data.examples import Blocks
+from lsp_server.repo.corpus import SourceFile
 
 
 def _bar(total: int, desc: str, enabled: bool) -> Any:
@@ -103,9 +103,9 @@ def next_line_exact_match(
     progress: bool = False,
 ) -> float | None:
     """Fraction of samples whose completed line equals the held-out line (ignoring edge blanks)."""
-    from lsp_server.backend import TransformersBackend, eos_ids
-    from lsp_server.completer import Completer
-    from lsp_server.engine import Engine, PrefixCache
+    from lsp_server.completion.completer import Completer
+    from lsp_server.model.backend import TransformersBackend, eos_ids
+    from lsp_server.model.engine import Engine, PrefixCache
 
     if not samples:
         return None

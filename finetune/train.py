@@ -33,11 +33,12 @@ from finetune.adapter import (
     work_dir,
 )
 from finetune.config import FinetuneConfig, dump_yaml
+from finetune.data.examples import documents, pack, spread, tokenize
 from finetune.evaluate import heldout_loss, next_line_exact_match, next_line_samples, to_batch
-from finetune.examples import documents, pack, spread, tokenize
 from finetune.schedule import BlockOrder, StopFlag, lr_schedule
-from finetune.sources import SOURCE_EXTENSIONS, collect, split_files
 from lsp_server.errors import CodetailorError
+from lsp_server.repo.corpus import collect
+from lsp_server.repo.files import SOURCE_EXTENSIONS, split_files
 
 log = logging.getLogger("codetailor.finetune")
 
@@ -72,8 +73,8 @@ def run(
         set_peft_model_state_dict,
     )
 
-    from lsp_server.models import load_model
-    from lsp_server.runtime import choose_format
+    from lsp_server.model.loading import load_model
+    from lsp_server.model.wiring import choose_format
 
     # --- config, output folder, seed -------------------------------------------------------
     cfg.validate()

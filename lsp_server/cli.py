@@ -15,6 +15,7 @@ from pathlib import Path
 
 from lsp_server import __version__
 from lsp_server.errors import CodetailorError
+from lsp_server.repo.files import read_source
 
 log = logging.getLogger("codetailor")
 
@@ -26,8 +27,6 @@ examples:
   codetailor complete src/app.py:42:17              # complete before column 17 of line 42
   codetailor complete src/app.py:42:17 --json --repeat 2   # the 2nd run reuses the KV cache
 """
-
-MAX_FILE_BYTES = 20 * 1024 * 1024
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -90,9 +89,16 @@ def build_parser() -> argparse.ArgumentParser:
     complete.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     serve.set_defaults(func=cmd_serve)
     complete.set_defaults(func=cmd_complete)
-    _add_bench(sub)
+    measure_commands(sub)
     _add_plugin_commands(sub)
     return parser
+
+
+def measure_commands(sub: argparse._SubParsersAction) -> None:
+    """`codetailor bench ...` and `codetailor eval`: all measurement lives in lsp_server.measure."""
+    from lsp_server.measure.cli import register
+
+    register(sub)
 
 
 def _add_plugin_commands(sub: argparse._SubParsersAction) -> None:
@@ -122,27 +128,6 @@ def parse_location(location: str) -> tuple[Path, int, int]:
     if line < 1 or col < 1:
         raise CodetailorError(f"LINE and COL are 1-based; got {line}:{col}")
     return Path(parts[0]), line, col
-
-
-def read_source(path: Path) -> str:
-    """A source file's text, or a CodetailorError for a missing, huge, binary or non-UTF-8 file."""
-    try:
-        size = path.stat().st_size
-        if not path.is_file():
-            raise CodetailorError(f"{path} is not a file")
-        if size > MAX_FILE_BYTES:
-            raise CodetailorError(f"{path} is {size // 2**20} MiB; files over 20 MiB are refused")
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise CodetailorError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise CodetailorError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if b"\0" in data[:8192]:
-        raise CodetailorError(f"{path} looks binary (it holds NUL bytes)")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise CodetailorError(f"{path} is not UTF-8 text (byte {exc.start})") from None
 
 
 def offset_of(text: str, line: int, col: int, where: str = "") -> int:
@@ -175,8 +160,8 @@ def cmd_complete(args: argparse.Namespace) -> int:
     if args.repeat < 1 or args.max_tokens < 1:
         raise CodetailorError("--repeat and --max-tokens must be at least 1")
 
-    from lsp_server.models import load_model
-    from lsp_server.runtime import build_completer
+    from lsp_server.model.loading import load_model
+    from lsp_server.model.wiring import build_completer
 
     loaded = load_model(
         args.model,
@@ -222,54 +207,8 @@ def cmd_complete(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_bench(sub: argparse._SubParsersAction) -> None:
-    bench = sub.add_parser("bench", help="benchmarks: latency as a user typing feels it")
-    kinds = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
-    latency = kinds.add_parser(
-        "latency",
-        help="replay typing FILEs through the server and a naive baseline",
-        description="Replay a user typing each FILE word by word, asking for a completion at "
-        "each pause, through the real server (ours), through transformers generate on the "
-        "full prompt (naive) and, where llama-cpp-python is installed, through llama.cpp.",
-        epilog="example: codetailor bench latency src/app.py --json --out bench-out",
-    )
-    latency.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    latency.add_argument("--model", default=None, help="smollm2-135m (default), HF id, dir, .gguf")
-    latency.add_argument("--adapter", default=None, help="a LoRA adapter folder")
-    latency.add_argument("--steps", type=int, default=40, help="words typed per file")
-    latency.add_argument("--max-tokens", type=int, default=16, help="most tokens per completion")
-    latency.add_argument("--no-naive", action="store_true", help="skip the naive baseline")
-    latency.add_argument("--out", type=Path, help="write latency.json, .md and .png here")
-    latency.add_argument("--json", action="store_true", help="print the report as JSON")
-    latency.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
-    latency.set_defaults(func=cmd_bench_latency)
-
-
-def cmd_bench_latency(args: argparse.Namespace) -> int:
-    for file in args.files:
-        read_source(file)  # one clear line for a missing, binary or non-UTF-8 file
-    if args.steps < 1 or args.max_tokens < 1:
-        raise CodetailorError("--steps and --max-tokens must be at least 1")
-    from lsp_server.benchmark.latency import bench_latency, markdown_table, write_outputs
-
-    report = bench_latency(
-        args.files,
-        model=args.model,
-        adapter=args.adapter,
-        max_tokens=args.max_tokens,
-        steps=args.steps,
-        naive=not args.no_naive,
-    )
-    if args.out:
-        for path in write_outputs(report, args.out):
-            print(f"wrote {path}", file=sys.stderr)
-    public = {k: v for k, v in report.items() if not k.startswith("_")}
-    print(json.dumps(public, indent=2) if args.json else markdown_table(report))
-    return 0
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
-    from lsp_server.launch import serve
+    from lsp_server.lsp.serve import serve
 
     return serve(args)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lsp_server.benchmark.replay import typing_replay
 from lsp_server.cli import main
+from lsp_server.measure.replay import typing_replay
 
 SOURCE = "import os\n\n\ndef size(path):\n    return os.path.getsize(path)\n\n\nx = size('a')\n"
 

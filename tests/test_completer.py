@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from lsp_server.completer import (
+from lsp_server.completion.completer import (
     WINDOW_STEP_LINES,
     Completer,
     clip_line_start,
@@ -15,9 +15,9 @@ from lsp_server.completer import (
     fit_snippets,
     heal,
 )
-from lsp_server.engine import Generation
-from lsp_server.postprocess import RULES
-from lsp_server.prompt import FORMATS, PREFIX_ONLY, Snippet
+from lsp_server.completion.postprocess import RULES
+from lsp_server.completion.prompt import FORMATS, PREFIX_ONLY, Snippet
+from lsp_server.model.engine import Generation
 
 
 def count(text: str) -> int:

@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from lsp_server.context import ContextIndex, StableContext, identifiers, list_workspace
+from lsp_server.completion.retrieval import (
+    ContextIndex,
+    StableContext,
+    identifiers,
+    indexable_files,
+)
 
 GEOMETRY = """\
 def circle_area(radius):
@@ -91,7 +96,7 @@ def test_workspace_respects_gitignore_without_git(tmp_path: Path) -> None:
             "node_modules/x/index.js": "circle_area",
         },
     )
-    assert list_workspace(tmp_path) == [".gitignore", "src/geometry.py"]
+    assert indexable_files(tmp_path) == ["src/geometry.py"]
 
 
 def test_workspace_uses_git_ls_files(tmp_path: Path) -> None:
@@ -100,7 +105,7 @@ def test_workspace_uses_git_ls_files(tmp_path: Path) -> None:
         subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True, timeout=30)
     except (OSError, subprocess.SubprocessError):
         pytest.skip("git is not available")
-    assert list_workspace(tmp_path) == [".gitignore", "a.py"]
+    assert indexable_files(tmp_path) == ["a.py"]
 
 
 def test_incremental_rescan(tmp_path: Path) -> None:

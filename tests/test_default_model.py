@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lsp_server import models
+from lsp_server.model import loading as models
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +59,7 @@ def test_gguf_is_converted_once_and_then_loaded_from_safetensors(
 
 
 def test_default_model_completes_open_call_plausibly(default_model) -> None:
-    from lsp_server.runtime import build_completer
+    from lsp_server.model.wiring import build_completer
 
     _, loaded = default_model
     completer = build_completer(loaded)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lsp_server.documents import (
+from lsp_server.session.documents import (
     Change,
     Documents,
     Position,

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from lsp_server import engine as engine_module
-from lsp_server.engine import Engine, PrefixCache, common_prefix_length
+from lsp_server.model import engine as engine_module
+from lsp_server.model.engine import Engine, PrefixCache, common_prefix_length
 
 VOCAB = 50
 EOS = 0
@@ -236,7 +236,7 @@ def tiny_double(tmp_path_factory: pytest.TempPathFactory):
 def test_tiny_model_reuse_is_identical_to_scratch_and_to_hf_generate(tiny_double) -> None:
     import torch
 
-    from lsp_server.backend import TransformersBackend
+    from lsp_server.model.backend import TransformersBackend
 
     model = tiny_double
     vocab = model.config.vocab_size
@@ -275,7 +275,7 @@ def test_tiny_model_reuse_is_identical_to_scratch_and_to_hf_generate(tiny_double
 def test_tiny_model_first_allowed_picks_the_best_allowed_token(tiny_double) -> None:
     import torch
 
-    from lsp_server.backend import TransformersBackend
+    from lsp_server.model.backend import TransformersBackend
 
     model = tiny_double
     prompt = [5, 9, 14, 3]

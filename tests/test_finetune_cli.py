@@ -195,7 +195,7 @@ def test_accelerate_launch_two_processes_on_cpu(
     fixture_repo: Path, tiny_fim_model_dir: Path, fast_yaml: str, tmp_path: Path
 ) -> None:
     """Data parallel over two CPU processes (gloo): one adapter, loadable by the server."""
-    from lsp_server.models import load_model
+    from lsp_server.model.loading import load_model
 
     out = tmp_path / "ddp-lora"
     env = os.environ | {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}

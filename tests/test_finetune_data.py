@@ -12,11 +12,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from finetune.config import CONFIG_DIR, FinetuneConfig, dump_yaml, load_yaml
-from finetune.examples import documents, fim_text, pack, spread
-from finetune.redact import redact
-from finetune.sources import SourceFile, collect, deduplicate, list_files, split_files
+from finetune.data.examples import documents, fim_text, pack, spread
+from lsp_server.completion.prompt import FORMATS, PREFIX_ONLY, build_prompt
 from lsp_server.errors import CodetailorError
-from lsp_server.prompt import FORMATS, PREFIX_ONLY, build_prompt
+from lsp_server.repo.corpus import SourceFile, collect, deduplicate
+from lsp_server.repo.files import list_files, split_files
+from lsp_server.repo.secrets import redact
 from tests.fixtures.repo import SECRETS, make_repo
 
 
@@ -237,7 +238,8 @@ def test_every_config_field_has_help() -> None:
 
 def test_importing_finetune_is_cheap() -> None:
     code = (
-        "import sys, finetune, finetune.cli, finetune.train, finetune.config, finetune.sources;"
+        "import sys, finetune, finetune.cli, finetune.train, finetune.config;"
+        "import lsp_server.repo.corpus;"
         "heavy = ('torch', 'transformers', 'peft', 'accelerate');"
         "print(sorted(m for m in heavy if m in sys.modules))"
     )

@@ -133,7 +133,7 @@ def test_base_plus_adapter_equals_the_merged_model(
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from lsp_server.models import load_model
+    from lsp_server.model.loading import load_model
 
     ids = torch.tensor([[5, 17, 42, 99, 7, 3, 250, 11]])
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
@@ -149,8 +149,8 @@ def test_base_plus_adapter_equals_the_merged_model(
 def test_server_loads_the_adapter_and_refuses_it_for_another_base(
     trained: dict[str, Any], tiny_model_dir: Path, tiny_fim_model_dir: Path
 ) -> None:
-    from lsp_server.models import load_model
-    from lsp_server.runtime import choose_format
+    from lsp_server.model.loading import load_model
+    from lsp_server.model.wiring import choose_format
 
     loaded = load_model(str(tiny_model_dir), adapter=trained["out"], device="cpu")
     assert loaded.adapter is not None and loaded.adapter.prompt_format == "prefix-only"

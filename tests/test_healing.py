@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lsp_server.healing import TokenHealer
+from lsp_server.completion.healing import TokenHealer
 
 
 @pytest.fixture(scope="module")

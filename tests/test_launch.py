@@ -7,7 +7,7 @@ import argparse
 import pytest
 
 from lsp_server.errors import CodetailorError
-from lsp_server.launch import is_loopback, parse_tcp, serve
+from lsp_server.lsp.serve import is_loopback, parse_tcp, serve
 
 
 def test_tcp_addresses_default_to_loopback():

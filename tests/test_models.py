@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from lsp_server import models
 from lsp_server.errors import CodetailorError
-from lsp_server.models import load_model, pick_device, resolve_model
+from lsp_server.model import loading as models
+from lsp_server.model.loading import load_model, pick_device, resolve_model
 
 
 def test_alias_points_at_the_packaged_gguf() -> None:

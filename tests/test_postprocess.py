@@ -6,9 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lsp_server.completion import decide_scope
-from lsp_server.languages import language_for
-from lsp_server.postprocess import (
+from lsp_server.completion.languages import language_for
+from lsp_server.completion.postprocess import (
     RULES,
     balance_brackets,
     cut_repetition,
@@ -18,6 +17,7 @@ from lsp_server.postprocess import (
     remove_suffix_overlap,
     trim_whitespace,
 )
+from lsp_server.completion.scope import decide_scope
 
 
 def run(path: str, prefix: str, suffix: str, raw: str, rules: tuple[str, ...] = RULES) -> str:

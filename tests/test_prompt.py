@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from lsp_server.prompt import (
+from lsp_server.completion.prompt import (
     FORMATS,
     PREFIX_ONLY,
     PromptFormat,

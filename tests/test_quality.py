@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from finetune.quality.execution import run_tests
-from finetune.quality.humaneval import build_line_tasks, load_problems
-from finetune.quality.metrics import (
+from lsp_server.measure.quality.execution import run_tests
+from lsp_server.measure.quality.humaneval import build_line_tasks, load_problems
+from lsp_server.measure.quality.metrics import (
     edit_similarity,
     exact_match,
     normalize_whitespace,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from finetune.quality.repo_eval import Sample, sample_cursors, score
 from lsp_server.cli import main
+from lsp_server.measure.quality.repo_eval import Sample, sample_cursors, score
 
 MODULE = """import os
 

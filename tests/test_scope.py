@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from lsp_server.completion import decide_scope
-from lsp_server.languages import language_for
-from lsp_server.syntax import cursor_syntax, parser_for
+from lsp_server.completion.languages import language_for
+from lsp_server.completion.scope import decide_scope
+from lsp_server.completion.syntax import cursor_syntax, parser_for
 
 # (name, path, prefix, suffix, multiline, reason)
 CASES = [

@@ -7,8 +7,8 @@ import time
 from types import SimpleNamespace
 
 from lsp_server.errors import CodetailorError
-from lsp_server.service import Loaded, ModelHost, Worker
-from lsp_server.settings import Settings
+from lsp_server.model.host import Loaded, ModelHost, Worker
+from lsp_server.session.settings import Settings
 
 
 class FakeCompleter:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lsp_server.settings import Settings, parse_settings, unknown_keys
+from lsp_server.session.settings import Settings, parse_settings, unknown_keys
 
 
 def test_camel_case_keys_fill_the_dataclass():

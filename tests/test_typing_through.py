@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lsp_server.typing_through import Shown, ShownCompletions, rest_of_shown
+from lsp_server.session.typing_through import Shown, ShownCompletions, rest_of_shown
 
 DOC = "def add(a, b):\n    return \n\nprint(add(1, 2))\n"
 CURSOR = DOC.index("return ") + len("return ")

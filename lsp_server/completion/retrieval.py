@@ -1,0 +1,363 @@
+"""Cross-file context: which snippets of other files to show the model.
+
+Pure (no torch, no pygls). A `ContextIndex` holds the workspace's files cut into
+overlapping windows of lines, each reduced to its set of identifiers, with an
+inverted index from identifier to windows. A query takes the identifiers around
+the cursor and ranks windows by Jaccard similarity (RepoCoder's measure),
+favouring open and recently edited documents, skipping the current file and
+overlapping windows.
+
+For the server::
+
+    index = ContextIndex()
+    index.index_workspace(root)                  # background thread; returns at once
+    index.update_document(path, text, is_open=True)  # didOpen / didChange (edited=True)
+    index.close_document(path)                   # didClose: stays indexed from disk
+    index.remove_document(path)                  # file deleted
+    stable = StableContext(index)
+    snippets = stable.get(text, offset, path)    # pass as Completer.complete(context=...)
+
+Paths are workspace-relative with forward slashes (absolute paths under the
+root are made relative), as they appear in file headers in the prompt. All
+methods are thread-safe; the background indexer takes the lock once per file,
+so queries answer while a large workspace is being indexed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lsp_server.completion.prompt import Snippet
+from lsp_server.repo.files import list_files, read_text, skip_reason_for_path
+
+log = logging.getLogger(__name__)
+
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Words in almost every file say nothing about which file is relevant.
+STOPWORDS = frozenset(
+    " ".join(
+        (
+            "self this def return if else elif for while in is not and or import from as",
+            "class function const let var new true false none null nil int str string bool",
+            "void public private static final package func fn pub use mut struct impl type",
+            "interface export default async await try except catch finally raise throw with",
+            "pass break continue the a an to of",
+        )
+    ).split()
+)
+
+
+@dataclass(frozen=True)
+class _Window:
+    path: str
+    start: int  # first line, 0-based
+    end: int  # one past the last line
+    text: str
+    tokens: frozenset[str]
+
+
+@dataclass
+class _Doc:
+    windows: list[int]
+    signature: tuple[int, int] | None  # (mtime_ns, size) for files read from disk
+    is_open: bool = False
+    edited_at: float = 0.0  # time.monotonic() of the last edit, 0.0 if none
+
+
+def identifiers(text: str) -> set[str]:
+    """The identifiers in `text` that can tell files apart (no keywords, no one-letter names)."""
+    return {t for t in IDENTIFIER.findall(text) if len(t) > 1 and t.lower() not in STOPWORDS}
+
+
+class ContextIndex:
+    """An incremental, thread-safe index of workspace files for snippet retrieval."""
+
+    def __init__(
+        self,
+        *,
+        window_lines: int = 20,
+        stride: int = 10,
+        max_file_bytes: int = 512 * 1024,
+        max_files: int = 50_000,
+        recent_seconds: float = 600.0,
+    ) -> None:
+        self.window_lines = window_lines
+        self.stride = stride
+        self.max_file_bytes = max_file_bytes
+        self.max_files = max_files
+        self.recent_seconds = recent_seconds
+        self.root: Path | None = None
+        self._lock = threading.Lock()
+        self._docs: dict[str, _Doc] = {}
+        self._windows: dict[int, _Window] = {}
+        self._postings: dict[str, set[int]] = {}
+        self._next_id = 0
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.progress = (0, 0)  # (files done, files listed) of the current workspace scan
+
+    # --- documents ------------------------------------------------------------
+
+    def update_document(
+        self, path: str, text: str, *, is_open: bool = False, edited: bool = False
+    ) -> None:
+        """Add or replace a document's text; `edited` marks it recently edited (ranked higher)."""
+        key = self._key(path)
+        windows = self._cut(key, text)
+        with self._lock:
+            old = self._docs.get(key)
+            self._drop(key)
+            doc = _Doc([], None, is_open or bool(old and old.is_open), old.edited_at if old else 0)
+            if edited:
+                doc.edited_at = time.monotonic()
+            self._insert(key, doc, windows)
+
+    add_document = update_document
+
+    def close_document(self, path: str) -> None:
+        """The editor closed it: it stays indexed, without the open documents' preference."""
+        with self._lock:
+            doc = self._docs.get(self._key(path))
+            if doc:
+                doc.is_open = False
+
+    def remove_document(self, path: str) -> None:
+        """Forget a document (e.g. the file was deleted)."""
+        with self._lock:
+            self._drop(self._key(path))
+
+    def __len__(self) -> int:
+        """The number of documents indexed."""
+        return len(self._docs)
+
+    def __contains__(self, path: str) -> bool:
+        return self._key(path) in self._docs
+
+    # --- workspace ------------------------------------------------------------
+
+    def index_workspace(self, root: str | Path, *, background: bool = True) -> None:
+        """Index the files under `root` that git does not ignore; again later, only what changed.
+
+        Runs on a daemon thread unless `background` is False; a scan already
+        running is stopped first. Open documents keep their editor text.
+        """
+        self.stop()
+        self.root = Path(root).resolve()
+        self._stop.clear()
+        if not background:
+            self._scan(self.root)
+            return
+        self._thread = threading.Thread(
+            target=self._scan, args=(self.root,), name="codetailor-index", daemon=True
+        )
+        self._thread.start()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the background scan; True when it has finished."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
+
+    def stop(self) -> None:
+        """Stop a background scan (what it indexed so far stays)."""
+        self._stop.set()
+        self.wait()
+
+    def _scan(self, root: Path) -> None:
+        started = time.monotonic()
+        try:
+            paths = indexable_files(root)[: self.max_files]
+        except OSError as exc:
+            log.warning("cannot list %s: %s", root, exc)
+            return
+        self.progress = (0, len(paths))
+        listed = set(paths)
+        for done, rel in enumerate(paths, 1):
+            if self._stop.is_set():
+                return
+            self._index_file(root, rel)
+            self.progress = (done, len(paths))
+            time.sleep(0)  # let a query thread take the interpreter between files
+        with self._lock:
+            for gone in [k for k, d in self._docs.items() if d.signature and k not in listed]:
+                self._drop(gone)
+        log.info("indexed %d files in %.1f s", len(paths), time.monotonic() - started)
+
+    def _index_file(self, root: Path, rel: str) -> None:
+        try:
+            st = (root / rel).stat()
+        except OSError:
+            return
+        signature = (st.st_mtime_ns, st.st_size)
+        with self._lock:
+            doc = self._docs.get(rel)
+            if doc is not None and (doc.is_open or doc.signature == signature):
+                return  # unchanged, or the editor's text is newer than the disk's
+        text, _ = read_text(root / rel, self.max_file_bytes)
+        if text is None:
+            return
+        windows = self._cut(rel, text)
+        with self._lock:
+            doc = self._docs.get(rel)
+            if doc is not None and doc.is_open:
+                return
+            self._drop(rel)
+            self._insert(rel, _Doc([], signature), windows)
+
+    # --- queries --------------------------------------------------------------
+
+    def query(
+        self,
+        text: str,
+        offset: int,
+        *,
+        path: str | None = None,
+        limit: int = 8,
+        lines_before: int = 15,
+        lines_after: int = 3,
+    ) -> list[Snippet]:
+        """Snippets of other files most like the code around `offset` in `text`, best first."""
+        before = text[:offset].split("\n")[-lines_before:]
+        after = text[offset:].split("\n")[:lines_after]
+        wanted = identifiers("\n".join(before + after))
+        if not wanted:
+            return []
+        current = self._key(path) if path else None
+        now = time.monotonic()
+        with self._lock:
+            scored = self._score(wanted, current, now)
+            picked: list[_Window] = []
+            for _, wid in scored:
+                w = self._windows[wid]
+                if any(_overlaps(w, p) or w.text == p.text for p in picked):
+                    continue
+                picked.append(w)
+                if len(picked) >= limit:
+                    break
+        return [Snippet(w.path, w.text) for w in picked]
+
+    def _score(self, wanted: set[str], current: str | None, now: float) -> list[tuple[float, int]]:
+        # Rare identifiers first: they find the relevant windows, and common ones
+        # are cut off once enough candidates are in hand.
+        hits: dict[int, int] = {}
+        budget = 50_000
+        for token in sorted(wanted, key=lambda t: len(self._postings.get(t, ()))):
+            posting = self._postings.get(token)
+            if not posting:
+                continue
+            if len(posting) > budget:
+                break
+            budget -= len(posting)
+            for wid in posting:
+                hits[wid] = hits.get(wid, 0) + 1
+        best = sorted(hits.items(), key=lambda kv: -kv[1])[:500]
+        scored = []
+        for wid, shared in best:
+            w = self._windows[wid]
+            if w.path == current:
+                continue
+            score = shared / (len(wanted) + len(w.tokens) - shared)
+            doc = self._docs[w.path]
+            if doc.is_open:
+                score *= 1.25
+            if doc.edited_at and now - doc.edited_at < self.recent_seconds:
+                score *= 1.25
+            scored.append((score, wid))
+        scored.sort(key=lambda sw: (-sw[0], sw[1]))
+        return scored
+
+    # --- internals (call with the lock held where noted) ------------------------
+
+    def _key(self, path: str) -> str:
+        p = Path(path)
+        if p.is_absolute() and self.root is not None:
+            with contextlib.suppress(ValueError):  # outside the workspace: keep it absolute
+                p = p.resolve().relative_to(self.root)
+        return p.as_posix()
+
+    def _cut(self, key: str, text: str) -> list[_Window]:
+        """Overlapping windows of `window_lines` lines, every `stride` lines."""
+        lines = text.split("\n")
+        out = []
+        for start in range(0, max(len(lines) - self.window_lines, 0) + 1, self.stride):
+            end = min(start + self.window_lines, len(lines))
+            chunk = "\n".join(lines[start:end])
+            tokens = identifiers(chunk)
+            if tokens:
+                out.append(_Window(key, start, end, chunk, frozenset(tokens)))
+        tail = len(lines) - self.window_lines
+        if tail > 0 and tail % self.stride:  # the last lines, when the stride skips them
+            chunk = "\n".join(lines[tail:])
+            tokens = identifiers(chunk)
+            if tokens:
+                out.append(_Window(key, tail, len(lines), chunk, frozenset(tokens)))
+        return out
+
+    def _insert(self, key: str, doc: _Doc, windows: list[_Window]) -> None:
+        """(lock held)"""
+        for w in windows:
+            wid = self._next_id
+            self._next_id += 1
+            self._windows[wid] = w
+            doc.windows.append(wid)
+            for t in w.tokens:
+                self._postings.setdefault(t, set()).add(wid)
+        self._docs[key] = doc
+
+    def _drop(self, key: str) -> None:
+        """(lock held)"""
+        doc = self._docs.pop(key, None)
+        if doc is None:
+            return
+        for wid in doc.windows:
+            w = self._windows.pop(wid)
+            for t in w.tokens:
+                posting = self._postings.get(t)
+                if posting is not None:
+                    posting.discard(wid)
+                    if not posting:
+                        del self._postings[t]
+
+
+def _overlaps(a: _Window, b: _Window) -> bool:
+    return a.path == b.path and a.start < b.end and b.start < a.end
+
+
+class StableContext:
+    """The same snippets for a cursor while it stays in one region of a file.
+
+    Re-ranking on every keystroke would change the start of the prompt and
+    defeat the KV prefix cache; so a query is re-run only when the cursor moves
+    to another block of `region_lines` lines or another file, or `max_age`
+    seconds have passed.
+    """
+
+    def __init__(self, index: ContextIndex, *, region_lines: int = 16, max_age: float = 60.0):
+        self.index = index
+        self.region_lines = region_lines
+        self.max_age = max_age
+        self._key: tuple[str | None, int] | None = None
+        self._at = 0.0
+        self._snippets: list[Snippet] = []
+
+    def get(self, text: str, offset: int, path: str | None = None, **kw) -> list[Snippet]:
+        """Snippets for the cursor at `offset` in `text` (see `ContextIndex.query`)."""
+        key = (path, text.count("\n", 0, offset) // self.region_lines)
+        now = time.monotonic()
+        if key != self._key or now - self._at > self.max_age:
+            self._snippets = self.index.query(text, offset, path=path, **kw)
+            self._key, self._at = key, now
+        return list(self._snippets)
+
+
+def indexable_files(root: Path) -> list[str]:
+    """The workspace files worth indexing: the repository lister's, less what is not source."""
+    return [p for p in list_files(root) if skip_reason_for_path(p) is None]

@@ -1,0 +1,88 @@
+"""`codetailor bench ...` and `codetailor eval`: the entry points of all measurement.
+
+Latency (`bench latency`: typing replay through the real server against
+baselines), engine speed (`bench engine`), server overhead (`bench overhead`)
+and completion quality (`eval`: a repository's held-out files, HumanEval line
+infilling). Heavy imports happen when a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from lsp_server.errors import CodetailorError
+from lsp_server.repo.files import read_source
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from lsp_server.measure.quality.cli import register as register_eval
+
+    add_bench(sub)
+    register_eval(sub)
+
+
+def add_bench(sub: argparse._SubParsersAction) -> None:
+    bench = sub.add_parser("bench", help="benchmarks: latency as a user typing feels it")
+    kinds = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
+    latency = kinds.add_parser(
+        "latency",
+        help="replay typing FILEs through the server and a naive baseline",
+        description="Replay a user typing each FILE word by word, asking for a completion at "
+        "each pause, through the real server (ours), through transformers generate on the "
+        "full prompt (naive) and, where llama-cpp-python is installed, through llama.cpp.",
+        epilog="example: codetailor bench latency src/app.py --json --out bench-out",
+    )
+    latency.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    latency.add_argument("--model", default=None, help="smollm2-135m (default), HF id, dir, .gguf")
+    latency.add_argument("--adapter", default=None, help="a LoRA adapter folder")
+    latency.add_argument("--steps", type=int, default=40, help="words typed per file")
+    latency.add_argument("--max-tokens", type=int, default=16, help="most tokens per completion")
+    latency.add_argument("--no-naive", action="store_true", help="skip the naive baseline")
+    latency.add_argument("--out", type=Path, help="write latency.json, .md and .png here")
+    latency.add_argument("--json", action="store_true", help="print the report as JSON")
+    latency.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    latency.set_defaults(func=cmd_bench_latency)
+    for name, help_text in (
+        ("engine", "engine speed: load, prefill and decode rates, warm vs cold request"),
+        ("overhead", "what the LSP server adds to a completion over the engine's own time"),
+    ):
+        p = kinds.add_parser(name, help=help_text, add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER, help="its own options (see --help)")
+        p.set_defaults(func=cmd_bench_script, script=name)
+
+
+def cmd_bench_latency(args: argparse.Namespace) -> int:
+    for file in args.files:
+        read_source(file)  # one clear line for a missing, binary or non-UTF-8 file
+    if args.steps < 1 or args.max_tokens < 1:
+        raise CodetailorError("--steps and --max-tokens must be at least 1")
+    from lsp_server.measure.latency import bench_latency, markdown_table, write_outputs
+
+    report = bench_latency(
+        args.files,
+        model=args.model,
+        adapter=args.adapter,
+        max_tokens=args.max_tokens,
+        steps=args.steps,
+        naive=not args.no_naive,
+    )
+    if args.out:
+        for path in write_outputs(report, args.out):
+            print(f"wrote {path}", file=sys.stderr)
+    public = {k: v for k, v in report.items() if not k.startswith("_")}
+    print(json.dumps(public, indent=2) if args.json else markdown_table(report))
+    return 0
+
+
+def cmd_bench_script(args: argparse.Namespace) -> int:
+    """`bench engine` and `bench overhead` keep their own option parsers."""
+    if args.script == "engine":
+        from lsp_server.measure.engine_speed import main as engine_main
+
+        return engine_main(args.rest)
+    from lsp_server.measure.server_overhead import main as overhead_main
+
+    return overhead_main(args.rest)

@@ -1,0 +1,97 @@
+"""Engine speed on one machine, in one run: load times, prefill and decode rates, and the
+speed-up of a warm request (KV prefix reused) over a cold one.
+
+    codetailor bench engine [--model smollm2-135m] [--file F] [--fresh-home]
+
+`--fresh-home` converts the GGUF in a temporary CODETAILOR_HOME, so the first
+load includes the one-time dequantization. Prints a JSON object and a markdown
+table. Absolute times are noisy on shared machines; the ratios are the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--file", type=Path, default=Path(json.__file__).with_name("decoder.py"))
+    parser.add_argument("--fresh-home", action="store_true", help="measure the first conversion")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args(argv)
+    if args.fresh_home:
+        os.environ["CODETAILOR_HOME"] = tempfile.mkdtemp(prefix="codetailor-bench-")
+
+    from lsp_server.model.loading import load_model
+    from lsp_server.model.wiring import build_completer
+
+    t = time.monotonic()
+    loaded = load_model(args.model)
+    first_load = time.monotonic() - t
+    t = time.monotonic()
+    loaded = load_model(args.model)
+    second_load = time.monotonic() - t
+
+    completer = build_completer(loaded)
+    engine = completer.engine
+    text = args.file.read_text()
+    # A cursor two thirds into the file, in the middle of a line.
+    line_start = text.rfind("\n", 0, len(text) * 2 // 3) + 1
+    offset = line_start + len(text[line_start:].split("\n", 1)[0]) // 2
+
+    prompt_ids = loaded.tokenizer.encode(completer.prompt_for(text[:offset], text[offset:]))
+    prefill_rates, decode_ms = [], []
+    for _ in range(args.repeats):
+        engine.cache.clear()
+        g = engine.generate(prompt_ids, max_new_tokens=1)
+        prefill_rates.append(g.prompt_tokens / (g.prefill_ms / 1000))
+        engine.cache.clear()
+        g = engine.generate(prompt_ids, max_new_tokens=33)
+        decode_ms.append(g.decode_ms / max(g.generated_tokens - 1, 1))
+
+    runs: dict[str, list] = {"cold": [], "warm_same": [], "warm_typed": []}
+    edited = text[:offset] + "abc" + text[offset:]  # the user typed three more characters
+    for _ in range(args.repeats):
+        engine.cache.clear()
+        runs["cold"].append(completer.complete(text, offset, max_tokens=16).generation)
+        runs["warm_same"].append(completer.complete(text, offset, max_tokens=16).generation)
+        runs["warm_typed"].append(completer.complete(edited, offset + 3, max_tokens=16).generation)
+
+    p50 = statistics.median
+    result = {
+        "model": loaded.name,
+        "device": loaded.device,
+        "dtype": loaded.dtype,
+        "file": str(args.file),
+        "prompt_tokens": len(prompt_ids),
+        "load_first_s": round(first_load, 2),
+        "load_second_s": round(second_load, 2),
+        "prefill_tokens_per_s": round(p50(prefill_rates), 1),
+        "decode_ms_per_token": round(p50(decode_ms), 1),
+    }
+    for name, gens in runs.items():
+        result[f"{name}_p50_ms"] = round(p50(g.latency_ms for g in gens), 1)
+        result[f"{name}_prefill_p50_ms"] = round(p50(g.prefill_ms for g in gens), 1)
+        result[f"{name}_cached_tokens"] = gens[0].cached_tokens
+    for name in ("warm_same", "warm_typed"):
+        result[f"speedup_{name}"] = round(result["cold_p50_ms"] / result[f"{name}_p50_ms"], 2)
+        result[f"prefill_speedup_{name}"] = round(
+            result["cold_prefill_p50_ms"] / max(result[f"{name}_prefill_p50_ms"], 0.1), 1
+        )
+    print(json.dumps(result, indent=2))
+    print("\n| measure | value |\n|---|---|", file=sys.stdout)
+    for key, value in result.items():
+        print(f"| {key} | {value} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

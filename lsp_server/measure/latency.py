@@ -1,0 +1,297 @@
+"""`codetailor bench latency`: replay typing through the real server and through baselines.
+
+Variants, all on the same model, the same documents and the same prompt text:
+- `ours`: `codetailor serve` in a subprocess, driven over LSP (didChange, then
+  textDocument/inlineCompletion after every word), with KV prefix reuse and
+  typing-through; the time is the client's round trip.
+- `naive`: the same model calling transformers' `generate` on the full prompt
+  for every request: no reuse, no typing-through.
+- `llama.cpp`: where `llama-cpp-python` is installed and the model is a GGUF
+  file, llama.cpp on that file with its prompt cache (what llama.vscode uses).
+
+Single-line completions everywhere, so the variants do the same work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lsp_server.measure.replay import Replay, typing_replay
+
+
+@dataclass
+class VariantResult:
+    name: str
+    latencies_ms: list[float] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        data = sorted(self.latencies_ms)
+        return {
+            "requests": len(data),
+            "p50_ms": round(_quantile(data, 0.5), 1),
+            "p95_ms": round(_quantile(data, 0.95), 1),
+            "mean_ms": round(statistics.fmean(data), 1) if data else 0.0,
+        } | self.extra
+
+
+def _quantile(data: list[float], q: float) -> float:
+    if not data:
+        return 0.0
+    pos = (len(data) - 1) * q
+    low = int(pos)
+    high = min(low + 1, len(data) - 1)
+    return data[low] + (data[high] - data[low]) * (pos - low)
+
+
+def _position(text: str, offset: int) -> tuple[int, int]:
+    """LSP line and UTF-16 character of a character offset."""
+    line = text.count("\n", 0, offset)
+    start = text.rfind("\n", 0, offset) + 1
+    return line, len(text[start:offset].encode("utf-16-le")) // 2
+
+
+async def run_ours(
+    replays: list[Replay], model: str, adapter: str | None, max_tokens: int
+) -> VariantResult:
+    from lsprotocol import types
+    from pygls.lsp.client import LanguageClient
+
+    command = [sys.executable, "-m", "lsp_server.cli", "serve", "--model", model]
+    if adapter:
+        command += ["--adapter", adapter]
+    client = LanguageClient("codetailor-bench", "1")
+    await client.start_io(*command)
+    result = VariantResult("ours")
+    try:
+        await client.initialize_async(
+            types.InitializeParams(
+                capabilities=types.ClientCapabilities(),
+                initialization_options={"maxTokens": max_tokens, "multiline": "never"},
+            )
+        )
+        client.initialized(types.InitializedParams())
+
+        async def status() -> dict[str, Any]:
+            return await client.workspace_execute_command_async(
+                types.ExecuteCommandParams(command="codetailor.status")
+            )
+
+        while (state := await status())["state"] == "loading":
+            await asyncio.sleep(0.2)
+        if state["state"] != "ready":
+            raise RuntimeError(f"the server could not load the model: {state.get('error')}")
+        prompt_tokens = cached_tokens = generated = 0
+        decode_ms = 0.0
+        model_runs, last_request = 0, None
+        for n, replay in enumerate(replays):
+            uri = Path(replay.path).resolve().as_uri() + f"#{n}"
+            client.text_document_did_open(
+                types.DidOpenTextDocumentParams(
+                    text_document=types.TextDocumentItem(
+                        uri=uri, language_id="python", version=1, text=replay.initial
+                    )
+                )
+            )
+            text = replay.initial
+            for version, step in enumerate(replay.steps, start=2):
+                line, char = _position(text, step.offset)
+                where = types.Position(line=line, character=char)
+                client.text_document_did_change(
+                    types.DidChangeTextDocumentParams(
+                        text_document=types.VersionedTextDocumentIdentifier(
+                            uri=uri, version=version
+                        ),
+                        content_changes=[
+                            types.TextDocumentContentChangePartial(
+                                range=types.Range(start=where, end=where), text=step.typed
+                            )
+                        ],
+                    )
+                )
+                text = text[: step.offset] + step.typed + text[step.offset :]
+                line, char = _position(text, step.cursor)
+                params = types.InlineCompletionParams(
+                    text_document=types.TextDocumentIdentifier(uri=uri),
+                    position=types.Position(line=line, character=char),
+                    context=types.InlineCompletionContext(
+                        trigger_kind=types.InlineCompletionTriggerKind.Automatic
+                    ),
+                )
+                started = time.perf_counter()
+                await client.text_document_inline_completion_async(params)
+                result.latencies_ms.append((time.perf_counter() - started) * 1000)
+                generation = (await status()).get("lastGeneration") or {}
+                if generation.get("request") != last_request:
+                    last_request = generation.get("request")
+                    model_runs += 1
+                    prompt_tokens += generation.get("prompt_tokens", 0)
+                    cached_tokens += generation.get("cached_tokens", 0)
+                    generated += generation.get("generated_tokens", 0)
+                    decode_ms += generation.get("decode_ms", 0.0)
+        final = await status()
+        result.extra = {
+            "model_runs": model_runs,
+            "typing_through_hits": final.get("typingThroughHits", 0),
+            "cached_token_share": round(cached_tokens / prompt_tokens, 3) if prompt_tokens else 0,
+            "decode_tokens_per_s": round(generated / (decode_ms / 1000), 1) if decode_ms else 0,
+        }
+        await client.shutdown_async(None)
+        client.exit(None)
+    finally:
+        await client.stop()
+    return result
+
+
+def run_naive(replays: list[Replay], completer: Any, max_tokens: int) -> VariantResult:
+    """transformers `generate` on the full prompt, every time, stopping at a newline."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    model, tokenizer = completer.engine.backend.model, completer.tokenizer
+
+    class NewlineStop(StoppingCriteria):
+        def __init__(self, prompt_length: int) -> None:
+            self.prompt_length = prompt_length
+
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            text = tokenizer.decode(input_ids[0, self.prompt_length :])
+            return torch.tensor([("\n" in text)], device=input_ids.device)
+
+    result = VariantResult("naive")
+    prompt_tokens = 0
+    for replay in replays:
+        for text, cursor in replay.documents():
+            started = time.perf_counter()
+            prompt = completer.prompt_for(text[:cursor], text[cursor:])
+            ids = torch.tensor([tokenizer.encode(prompt, add_special_tokens=False)])
+            with torch.inference_mode():
+                model.generate(
+                    ids,
+                    attention_mask=torch.ones_like(ids),
+                    max_new_tokens=max_tokens,
+                    do_sample=False,
+                    stopping_criteria=StoppingCriteriaList([NewlineStop(ids.shape[1])]),
+                    pad_token_id=tokenizer.eos_token_id,
+                )
+            result.latencies_ms.append((time.perf_counter() - started) * 1000)
+            prompt_tokens += ids.shape[1]
+    result.extra = {"prompt_tokens_mean": round(prompt_tokens / max(len(result.latencies_ms), 1))}
+    return result
+
+
+def run_llama_cpp(
+    replays: list[Replay], completer: Any, gguf: Path, max_tokens: int
+) -> VariantResult | None:
+    """llama.cpp on the same GGUF file and prompts, its prompt cache on; None if not installed."""
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        return None
+    llm = Llama(model_path=str(gguf), n_ctx=4096, verbose=False)
+    result = VariantResult("llama.cpp")
+    for replay in replays:
+        for text, cursor in replay.documents():
+            started = time.perf_counter()
+            prompt = completer.prompt_for(text[:cursor], text[cursor:])
+            llm(prompt, max_tokens=max_tokens, temperature=0.0, stop=["\n"])
+            result.latencies_ms.append((time.perf_counter() - started) * 1000)
+    return result
+
+
+def bench_latency(
+    files: list[Path],
+    *,
+    model: str | None,
+    adapter: str | None = None,
+    max_tokens: int = 16,
+    steps: int = 40,
+    naive: bool = True,
+) -> dict[str, Any]:
+    """Run every available variant over the typing replays of `files`; return the report."""
+    from lsp_server.model.loading import load_model
+    from lsp_server.model.wiring import build_completer
+
+    replays = [typing_replay(str(f), f.read_text(), max_steps=steps) for f in files]
+    loaded = load_model(model, adapter=adapter)
+    completer = build_completer(loaded)
+    spec = model or loaded.source.spec
+    variants = [asyncio.run(run_ours(replays, spec, adapter, max_tokens))]
+    if naive:
+        variants.append(run_naive(replays, completer, max_tokens))
+    if loaded.source.path is not None and loaded.source.path.suffix == ".gguf" and not adapter:
+        llama = run_llama_cpp(replays, completer, loaded.source.path, max_tokens)
+        if llama is not None:
+            variants.append(llama)
+    report: dict[str, Any] = {v.name: v.summary() for v in variants}
+    if "naive" in report and report["naive"]["p50_ms"]:
+        report["ours/naive"] = {
+            q: round(report["ours"][q] / report["naive"][q], 3) for q in ("p50_ms", "p95_ms")
+        }
+    if "llama.cpp" in report and report["llama.cpp"]["p50_ms"]:
+        report["ours/llama.cpp"] = {
+            q: round(report["ours"][q] / report["llama.cpp"][q], 3) for q in ("p50_ms", "p95_ms")
+        }
+    report["setup"] = {
+        "model": loaded.name,
+        "adapter": adapter,
+        "device": loaded.device,
+        "files": [str(f) for f in files],
+        "steps_per_file": steps,
+        "max_tokens": max_tokens,
+    }
+    report["_latencies"] = {v.name: v.latencies_ms for v in variants}
+    return report
+
+
+def markdown_table(report: dict[str, Any]) -> str:
+    """The report as a markdown table, one row per variant and one per ratio."""
+    columns = ("requests", "p50_ms", "p95_ms", "mean_ms")
+    rows = ["| variant | requests | p50 ms | p95 ms | mean ms | notes |", "|---" * 6 + "|"]
+    for name in ("ours", "naive", "llama.cpp"):
+        if name in report:
+            r = report[name]
+            notes = ", ".join(f"{k}={v}" for k, v in r.items() if k not in columns)
+            cells = " | ".join(str(r[c]) for c in columns)
+            rows.append(f"| {name} | {cells} | {notes} |")
+    for key in ("ours/naive", "ours/llama.cpp"):
+        if key in report:
+            ratio = report[key]
+            rows.append(f"| {key} (ratio) | | {ratio['p50_ms']} | {ratio['p95_ms']} | | |")
+    return "\n".join(rows)
+
+
+def write_outputs(report: dict[str, Any], out: Path) -> list[Path]:
+    """latency.json, latency.md and, where matplotlib is installed, latency.png."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "latency.json", out / "latency.md"]
+    written[0].write_text(json.dumps(report, indent=2))
+    written[1].write_text(markdown_table(report) + "\n")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot written", file=sys.stderr)
+        return written
+    latencies = report["_latencies"]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.boxplot(list(latencies.values()), showfliers=True)
+    ax.set_xticks(range(1, len(latencies) + 1), list(latencies))
+    ax.set_yscale("log")
+    ax.set_ylabel("latency per request (ms, log scale)")
+    setup = report["setup"]
+    ax.set_title(f"Typing replay, {setup['model']} on {setup['device']}")
+    fig.tight_layout()
+    fig.savefig(out / "latency.png", dpi=120)
+    plt.close(fig)
+    written.append(out / "latency.png")
+    return written

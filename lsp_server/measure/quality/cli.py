@@ -1,0 +1,188 @@
+"""`codetailor eval`: completion quality through the same prompt path the server uses.
+
+Registered by `lsp_server.measure.cli`; heavy imports happen when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from lsp_server.errors import CodetailorError
+
+BENCHMARKS = ("humaneval-line",)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="measure completion quality (exact match, edit similarity, pass@1, latency)",
+        description="Measure completion quality on REPO's held-out files (the split finetune "
+        "uses) or on a benchmark, through the server's own prompt path.",
+        epilog="examples:\n"
+        "  codetailor eval ~/src/project --samples 100 --json\n"
+        "  codetailor eval ~/src/project --adapter out/adapter --compare\n"
+        "  codetailor eval --benchmark humaneval-line --samples 100 --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("repo", nargs="?", type=Path, metavar="REPO", help="a repository to evaluate on")
+    p.add_argument("--benchmark", choices=BENCHMARKS, help="a task set instead of a repository")
+    p.add_argument("--model", default=None, help="smollm2-135m (default), HF id, dir or .gguf")
+    p.add_argument("--adapter", default=None, help="a LoRA adapter folder made by finetune")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto")
+    p.add_argument("--samples", type=int, default=None, help="tasks to sample (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed; same seed, same tasks")
+    p.add_argument("--max-tokens", type=int, default=48, help="most tokens per completion")
+    p.add_argument(
+        "--holdout", type=float, default=0.1, help="held-out share of files (as in finetune)"
+    )
+    p.add_argument("--no-context", action="store_true", help="no snippets from other files")
+    p.add_argument("--compare", action="store_true", help="with --adapter: also run the base model")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.add_argument("--details", action="store_true", help="also print every task's result")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.samples is not None and args.samples < 1:
+        raise CodetailorError("--samples must be at least 1")
+    if (args.repo is None) == (args.benchmark is None):
+        raise CodetailorError("give either REPO or --benchmark NAME")
+    if args.compare and not args.adapter:
+        raise CodetailorError("--compare needs --adapter: it compares the adapter with its base")
+    if args.repo is not None:
+        return run_repo(args)
+    return run_benchmark(args)
+
+
+def run_repo(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from lsp_server.completion.retrieval import ContextIndex
+    from lsp_server.measure.quality.repo_eval import sample_cursors, score
+    from lsp_server.model.loading import load_model
+    from lsp_server.model.wiring import build_completer
+    from lsp_server.repo.corpus import collect
+    from lsp_server.repo.files import split_files
+
+    corpus = collect(args.repo)
+    if not corpus.files:
+        raise CodetailorError(f"{args.repo} holds no source files to evaluate on")
+    _, held = split_files([f.path for f in corpus.files], args.holdout)
+    held_set = set(held)
+    samples = sample_cursors(
+        [(f.path, f.text) for f in corpus.files if f.path in held_set],
+        args.samples or 100,
+        args.seed,
+    )
+    if not samples:
+        raise CodetailorError(f"the held-out files of {args.repo} have no lines to complete")
+    index = None
+    if not args.no_context:
+        # The whole repository, as the server indexes a workspace; a sample's own
+        # file is never its own context (the index skips the current path).
+        index = ContextIndex()
+        for f in corpus.files:
+            index.update_document(f.path, f.text)
+
+    runs = [("adapter" if args.adapter else "model", args.adapter)]
+    if args.compare:
+        runs.insert(0, ("base", None))
+    results: dict[str, Any] = {}
+    for label, adapter in runs:
+        loaded = load_model(args.model, adapter=adapter, device=args.device, dtype=args.dtype)
+        completer = build_completer(loaded)
+
+        def complete(sample, completer=completer) -> tuple[str, float]:
+            context = index.query(sample.text, sample.offset, path=sample.path) if index else []
+            started = time.monotonic()
+            result = completer.complete(
+                sample.text,
+                sample.offset,
+                max_tokens=args.max_tokens,
+                path=sample.path,
+                context=context,
+            )
+            return result.text, (time.monotonic() - started) * 1000
+
+        with tqdm(total=len(samples), desc=f"eval {label}", unit="sample", file=sys.stderr) as bar:
+            summary, scored = score(samples, complete, progress=bar.update)
+        summary |= {
+            "model": loaded.name,
+            "adapter": str(loaded.adapter.path) if loaded.adapter else None,
+            "prompt_format": completer.format.name,
+            "device": loaded.device,
+            "context": index is not None,
+            "seed": args.seed,
+            "repo": str(args.repo),
+            "held_out_files": len(held),
+        }
+        if args.details:
+            summary["details"] = [
+                {
+                    "path": r.sample.path,
+                    "kind": r.sample.kind,
+                    "expected": r.sample.expected,
+                    "prediction": r.prediction,
+                    "exact": r.exact,
+                }
+                for r in scored
+            ]
+        results[label] = summary
+        del loaded, completer
+    if args.compare:
+        base, tuned = results["base"], results["adapter"]
+        report = tuned | {
+            "base": {k: base[k] for k in ("exact_match", "edit_similarity", "latency_ms_p50")},
+            "delta": {k: round(tuned[k] - base[k], 4) for k in ("exact_match", "edit_similarity")},
+        }
+    else:
+        report = next(iter(results.values()))
+    _report(report, None, args.json)
+    return 0
+
+
+def run_benchmark(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from lsp_server.measure.quality.humaneval_eval import evaluate_humaneval_line
+    from lsp_server.model.loading import load_model
+    from lsp_server.model.wiring import build_completer
+
+    loaded = load_model(args.model, adapter=args.adapter, device=args.device, dtype=args.dtype)
+    completer = build_completer(loaded)
+
+    def complete(text: str, offset: int) -> tuple[str, float]:
+        started = time.monotonic()
+        result = completer.complete(text, offset, max_tokens=args.max_tokens, mode="line")
+        return result.text, (time.monotonic() - started) * 1000
+
+    with tqdm(
+        total=args.samples or 1033, desc="humaneval-line", unit="task", file=sys.stderr
+    ) as bar:
+        summary, results = evaluate_humaneval_line(
+            complete, samples=args.samples, seed=args.seed, progress=bar.update
+        )
+    summary |= {
+        "model": loaded.name,
+        "adapter": str(loaded.adapter.path) if loaded.adapter else None,
+        "prompt_format": completer.format.name,
+        "device": loaded.device,
+    }
+    _report(summary, [r.__dict__ for r in results] if args.details else None, args.json)
+    return 0
+
+
+def _report(summary: dict[str, Any], details: list[dict[str, Any]] | None, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(summary | ({"details": details} if details else {})))
+        return
+    width = max(len(k) for k in summary)
+    for key, value in summary.items():
+        print(f"{key:<{width}}  {value}")

@@ -1,0 +1,161 @@
+"""What the LSP server adds to a completion: round trip minus the engine's own time.
+
+Starts `codetailor serve` on stdio, opens a source file, and asks for inline
+completions at the ends of N different lines (different lines, so typing-through
+never answers from memory). After each answer it reads `codetailor.status`,
+whose `lastGeneration` holds the engine's `latency_ms` (prefill + decode) and
+`complete_ms` (that plus prompt building and tokenization) for that request.
+
+    overhead = client round trip - latency_ms        (what the issue asks for)
+    lsp      = client round trip - complete_ms       (JSON-RPC, pipes, event loop, thread hop)
+
+Usage:
+    codetailor bench overhead --model /path/to/tiny-model --requests 50
+    codetailor bench overhead --model smollm2-135m --requests 50 --max-tokens 16
+    codetailor bench overhead --tiny           # builds the tests' tiny model first
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from lsprotocol import types
+from pygls.lsp.client import LanguageClient
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_FILE = REPO / "lsp_server" / "completer.py"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def status(client: LanguageClient) -> dict:
+    return await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="codetailor.status")
+    )
+
+
+async def run(model: str, source: Path, requests: int, max_tokens: int) -> dict:
+    client = LanguageClient("codetailor-bench", "0")
+    await client.start_io(
+        sys.executable, "-m", "lsp_server.cli", "serve", "--model", model, cwd=str(REPO)
+    )
+    await client.initialize_async(
+        types.InitializeParams(
+            capabilities=types.ClientCapabilities(),
+            initialization_options={"maxTokens": max_tokens, "multiline": "never"},
+        )
+    )
+    client.initialized(types.InitializedParams())
+    while (state := await status(client))["state"] == "loading":
+        await asyncio.sleep(0.2)
+    if state["state"] != "ready":
+        raise SystemExit(f"the model did not load: {state['error']}")
+    text = source.read_text()
+    uri = source.resolve().as_uri()
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(
+                uri=uri, language_id="python", version=1, text=text
+            )
+        )
+    )
+    lines = text.split("\n")
+    candidates = [i for i, line in enumerate(lines) if line.strip()]
+    step = max(1, len(candidates) // requests)
+    rows = []
+    for line in candidates[::step][:requests]:
+        params = types.InlineCompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            position=types.Position(line=line, character=len(lines[line])),
+            context=types.InlineCompletionContext(
+                trigger_kind=types.InlineCompletionTriggerKind.Invoked
+            ),
+        )
+        started = time.perf_counter()
+        await client.text_document_inline_completion_async(params)
+        rtt_ms = (time.perf_counter() - started) * 1000
+        generation = (await status(client))["lastGeneration"]
+        if rows and generation["request"] == rows[-1]["request"]:
+            continue  # answered without the engine (typing-through): nothing to subtract
+        rows.append(
+            {
+                "request": generation["request"],
+                "rtt_ms": rtt_ms,
+                "engine_ms": generation["latency_ms"],
+                "complete_ms": generation["complete_ms"],
+            }
+        )
+    final = await status(client)
+    await client.shutdown_async(None)
+    client.exit(None)
+    await client.stop()
+
+    def med(key: str) -> float:
+        return round(statistics.median(r[key] for r in rows), 2)
+
+    overhead = [r["rtt_ms"] - r["engine_ms"] for r in rows]
+    lsp = [r["rtt_ms"] - r["complete_ms"] for r in rows]
+    return {
+        "model": final["model"],
+        "device": final["device"],
+        "requests": len(rows),
+        "max_tokens": max_tokens,
+        "rtt_ms_p50": med("rtt_ms"),
+        "engine_ms_p50": med("engine_ms"),
+        "overhead_ms_p50": round(statistics.median(overhead), 2),
+        "overhead_ms_p90": round(percentile(overhead, 0.9), 2),
+        "lsp_ms_p50": round(statistics.median(lsp), 2),
+        "prompt_ms_p50": round(
+            statistics.median(r["complete_ms"] - r["engine_ms"] for r in rows), 2
+        ),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", default=None, help="model spec (default: smollm2-135m)")
+    parser.add_argument("--tiny", action="store_true", help="build and use the tests' tiny model")
+    parser.add_argument(
+        "--file", type=Path, default=DEFAULT_FILE, help="the document to complete in"
+    )
+    parser.add_argument("--requests", type=int, default=50)
+    parser.add_argument("--max-tokens", type=int, default=16)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    model = args.model or "smollm2-135m"
+    if args.tiny:
+        sys.path.insert(0, str(REPO))
+        from tests.tiny import build_model
+
+        # The tokenizer trainer prints to fd 1; keep stdout for the results.
+        saved = os.dup(1)
+        os.dup2(2, 1)
+        try:
+            model = str(build_model(Path(tempfile.mkdtemp(prefix="codetailor-tiny-"))))
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+    result = asyncio.run(run(model, args.file, args.requests, args.max_tokens))
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    for key, value in result.items():
+        print(f"{key:>16}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

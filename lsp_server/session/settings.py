@@ -1,0 +1,159 @@
+"""The server's settings: a typed dataclass inside, camelCase JSON on the wire.
+
+Settings arrive in `initializationOptions` and `workspace/didChangeConfiguration`,
+either flat or under a `codetailor` section (as VS Code sends them). Parsing is
+pure: it returns the new settings and a list of problems, one line each; a bad
+value keeps the previous (or default) value. Imports neither pygls nor torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from lsp_server.completion.scope import Mode
+
+Multiline = Literal["auto", "always", "never"]
+MULTILINE_TO_MODE: dict[str, Mode] = {"auto": "auto", "always": "block", "never": "line"}
+DEVICES = ("auto", "cpu", "cuda", "mps", "xpu")
+DTYPES = ("auto", "float32", "bfloat16", "float16", "fp32", "bf16", "fp16")
+SECTION = "codetailor"
+# Keys the client may send that are not settings (read elsewhere, or ignored quietly).
+NOT_SETTINGS = frozenset({"authToken"})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the user can change while the server runs."""
+
+    model: str | None = field(default=None, metadata={"help": "model spec; None: the default"})
+    adapter: str | None = field(default=None, metadata={"help": "LoRA adapter folder"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda[:N], mps"})
+    dtype: str = field(default="auto", metadata={"help": "auto, float32, bfloat16, float16"})
+    max_tokens: int = field(default=64, metadata={"help": "most tokens per completion, 1..1024"})
+    multiline: Multiline = field(default="auto", metadata={"help": "auto, always or never"})
+    time_budget_ms: int = field(default=2000, metadata={"help": "per completion, 50..60000"})
+    enable: bool = field(default=True, metadata={"help": "answer completion requests at all"})
+    prompt_format: str | None = field(default=None, metadata={"help": "override the FIM format"})
+    context: bool = field(
+        default=True, metadata={"help": "add snippets of other workspace files to the prompt"}
+    )
+
+    @property
+    def mode(self) -> Mode:
+        """The Completer's mode for the `multiline` setting."""
+        return MULTILINE_TO_MODE[self.multiline]
+
+    @property
+    def model_key(self) -> tuple[str | None, str | None, str, str]:
+        """What a loaded model depends on: a change here means loading again."""
+        return (self.model, self.adapter, self.device, self.dtype)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {camel(f.name): getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+def camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(word.title() for word in rest)
+
+
+WIRE_NAMES = {camel(f.name): f.name for f in dataclasses.fields(Settings)}
+
+
+def _optional_text(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str):
+        raise ValueError("expected a string")
+    return value.strip()
+
+
+def _choice(choices: tuple[str, ...], *, prefix_ok: bool = False):
+    def check(value: Any) -> str:
+        if not isinstance(value, str):
+            raise ValueError("expected a string")
+        value = value.strip().lower()
+        base = value.split(":", 1)[0] if prefix_ok else value
+        if base not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return value
+
+    return check
+
+
+def _int_in(low: int, high: int):
+    def check(value: Any) -> int:
+        # JSON has one number type; 64.0 is fine, 64.5 and true are not.
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError("expected a number")
+        if value != int(value) or not low <= value <= high:
+            raise ValueError(f"expected a whole number from {low} to {high}")
+        return int(value)
+
+    return check
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("expected true or false")
+    return value
+
+
+PARSERS = {
+    "model": _optional_text,
+    "adapter": _optional_text,
+    "device": _choice(DEVICES, prefix_ok=True),
+    "dtype": _choice(DTYPES),
+    "max_tokens": _int_in(1, 1024),
+    "multiline": _choice(("auto", "always", "never")),
+    "time_budget_ms": _int_in(50, 60_000),
+    "enable": _bool,
+    "prompt_format": _optional_text,
+    "context": _bool,
+}
+
+
+def settings_section(raw: Any) -> Mapping[str, Any]:
+    """The settings object inside what a client sent: flat, or under `codetailor`."""
+    if not isinstance(raw, Mapping):
+        return {}
+    inner = raw.get(SECTION)
+    return inner if isinstance(inner, Mapping) else raw
+
+
+def unknown_keys(raw: Any) -> list[str]:
+    """Keys in what a client sent that are not settings (ignored, and logged by the server)."""
+    section = settings_section(raw)
+    return [k for k in section if k not in WIRE_NAMES and k not in NOT_SETTINGS and k != SECTION]
+
+
+def parse_settings(
+    raw: Any, base: Settings, defaults: Settings | None = None
+) -> tuple[Settings, list[str]]:
+    """Apply the camelCase keys in `raw` on top of `base`.
+
+    Returns the new settings and one message per invalid value;
+    an invalid value leaves that setting as it was in `base`. A key set to null
+    goes back to its value in `defaults` (the command line's, for the server).
+    """
+    problems: list[str] = []
+    if raw is not None and not isinstance(raw, Mapping):
+        return base, [f"settings must be a JSON object, got {type(raw).__name__}"]
+    changes: dict[str, Any] = {}
+    defaults = defaults or Settings()
+    for key, value in settings_section(raw).items():
+        name = WIRE_NAMES.get(key)
+        if name is None:  # another tool's section, or a typo: see `unknown_keys`
+            continue
+        if value is None:
+            changes[name] = getattr(defaults, name)
+            continue
+        try:
+            changes[name] = PARSERS[name](value)
+        except ValueError as exc:
+            shown = getattr(base, name)
+            problems.append(f"setting '{key}': {value!r} is invalid ({exc}); using {shown!r}")
+    return dataclasses.replace(base, **changes), problems
