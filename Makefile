@@ -32,8 +32,9 @@ test: $(STAMP)
 test-vscode: $(STAMP)
 	CODETAILOR_PYTHON=$(abspath $(PY)) editors/vscode/ci.sh
 
+# Seconds, not minutes: the pure layers and the tiny-model tests, no processes started.
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow" $(ARGS)
+	$(PY) -m pytest -m "not slow and not e2e" $(ARGS)
 
 # The latency figures of docs/benchmarks.md on the default model (about 10 minutes on a CPU).
 bench: $(STAMP)

@@ -12,6 +12,16 @@ from tests.tiny import build_model
 pytest_plugins = ["tests.fixtures.repo"]
 
 
+E2E = Path(__file__).parent / "e2e"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/e2e starts real processes: mark it `e2e` by folder."""
+    for item in items:
+        if E2E in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.e2e)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer Llama without FIM tokens (like the default model), in HF layout."""

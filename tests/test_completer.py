@@ -13,10 +13,11 @@ from lsp_server.completion.completer import (
     clip_prefix,
     clip_suffix,
     fit_snippets,
-    heal,
+    rejoin_held_whitespace,
 )
-from lsp_server.completion.postprocess import RULES
+from lsp_server.completion.postprocess import RULES, postprocess
 from lsp_server.completion.prompt import FORMATS, PREFIX_ONLY, Snippet
+from lsp_server.completion.scope import decide_scope
 from lsp_server.model.engine import Generation
 
 
@@ -176,8 +177,8 @@ def test_prefix_only_prompt_leaves_the_suffix_out() -> None:
         ("\n        y = 1", "\n\n    ", "    y = 1"),  # deeper than what the user typed
     ],
 )
-def test_heal(generated: str, held: str, healed: str) -> None:
-    assert heal(generated, held) == healed
+def test_rejoin_held_whitespace(generated: str, held: str, healed: str) -> None:
+    assert rejoin_held_whitespace(generated, held) == healed
 
 
 def test_trailing_whitespace_is_held_back_from_the_prompt() -> None:
@@ -210,7 +211,23 @@ def test_block_completion_stops_generating_at_the_dedent() -> None:
     assert result.generation.stop_reason == "stop"
 
 
+# One case per rule: (generated text, prefix, suffix) where that rule changes what is shown.
+RULE_CASES = {
+    "scope": ("x = 1\ny = 2", "value = ", ""),
+    "repetition": ("a, b, a, b, a, b, a, b", "items = [", "]"),
+    "indentation": ("x = 1\n    y = 2", "def f():\n\t", ""),
+    "brackets": ("items)", "print(len(", "))"),
+    "overlap": ("foo, url, data=data)", "request(", "url, data=data)"),
+    "whitespace": ("value   ", "x = ", ""),
+}
+
+
 @pytest.mark.parametrize("rule", RULES)
-def test_every_rule_is_named(rule: str) -> None:
+def test_every_rule_changes_what_is_shown(rule: str) -> None:
+    """Each named rule, applied alone, changes what is shown on its own case."""
+    generated, prefix, suffix = RULE_CASES[rule]
+    scope = decide_scope(prefix, suffix, "auto")
+    alone = postprocess(generated, prefix, suffix, scope, rules=[rule])
+    assert alone != postprocess(generated, prefix, suffix, scope, rules=()), rule
     completer, _ = make("x", rules=[r for r in RULES if r != rule])
     assert rule not in completer.rules

@@ -152,7 +152,7 @@ def clip_suffix(suffix: str, budget: int, count: Callable[[str], int]) -> str:
     return "\n".join(kept)
 
 
-def heal(generated: str, held: str) -> str:
+def rejoin_held_whitespace(generated: str, held: str) -> str:
     """The generated text as it continues the cursor, given whitespace `held` back from the prompt.
 
     Where the model re-typed that whitespace, it is taken off. Where it laid
@@ -233,7 +233,7 @@ class Completer:
         # " return"), so a prompt ending in whitespace leaves the model on
         # tokens it rarely saw there: after "\n        " it writes " return",
         # one column too far. The trailing whitespace is left out of the prompt
-        # and taken off the start of the generated text (`heal`).
+        # and taken off the start of the generated text (`rejoin_held_whitespace`).
         held = prefix[len(prefix.rstrip()) :]
         prefix = prefix[: len(prefix) - len(held)]
         suffix_budget = min(self.suffix_tokens, self.window_tokens // 4) if fmt.is_fim else 0
@@ -290,7 +290,7 @@ class Completer:
             text = self.tokenizer.decode(tokens)
             if healed.tail and text.startswith(healed.tail):
                 text = text[len(healed.tail) :]  # the prompt's own last token, regenerated
-            return heal(text, held)
+            return rejoin_held_whitespace(text, held)
 
         def stop(tokens: list[int]) -> bool:
             if tokens[-1] in stop_ids:

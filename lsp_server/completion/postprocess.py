@@ -23,7 +23,7 @@ from lsp_server.completion.scope import Scope, indent_width
 
 RULES = ("scope", "repetition", "indentation", "brackets", "overlap", "whitespace")
 OPENERS = {"(": ")", "[": "]", "{": "}"}
-CLOSERS = {v: k for k, v in OPENERS.items()}
+OPENER_OF = {v: k for k, v in OPENERS.items()}
 QUOTES = "\"'`"
 # A unit of 3+ characters repeated 3+ times in a row within one line ("a, a, a, a").
 _LOOP = re.compile(r"(.{3,}?)\1{2,}")
@@ -228,8 +228,8 @@ def _excess_closers(text: str, prefix: str) -> set[int]:
             quote = ch
         elif ch in OPENERS:
             stack.append(ch)
-        elif ch in CLOSERS:
-            if stack and stack[-1] == CLOSERS[ch]:
+        elif ch in OPENER_OF:
+            if stack and stack[-1] == OPENER_OF[ch]:
                 stack.pop()
             elif not stack:
                 excess.add(i)

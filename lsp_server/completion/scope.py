@@ -18,7 +18,7 @@ Mode = Literal["auto", "line", "block"]
 BLOCK_OPENERS = (":", "{", "(", "[", "=>", "->")
 # Text after the cursor that still lets a completion run to the end of the line:
 # closing brackets and quotes the editor inserted, and statement punctuation.
-CLOSERS = set(")]}>\"'`;,: \t")
+CLOSING_CHARS = set(")]}>\"'`;,: \t")
 
 
 def indent_width(line: str, tab_size: int = 4) -> int:
@@ -99,7 +99,7 @@ def decide_scope(
     if syntax.in_comment or syntax.in_string:
         where = "comment" if syntax.in_comment else "string"
         return Scope(multiline=False, line_start=line_start, reason=f"in {where}")
-    if not set(rest_of_line) <= CLOSERS:
+    if not set(rest_of_line) <= CLOSING_CHARS:
         return Scope(multiline=False, line_start=line_start, reason="mid-line")
     stripped = line_start.rstrip()
     if stripped.endswith("{") and rest_of_line.strip().startswith("}"):

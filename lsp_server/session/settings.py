@@ -9,7 +9,7 @@ value keeps the previous (or default) value. Imports neither pygls nor torch.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -17,6 +17,7 @@ from lsp_server.completion.scope import Mode
 
 Multiline = Literal["auto", "always", "never"]
 MULTILINE_TO_MODE: dict[str, Mode] = {"auto": "auto", "always": "block", "never": "line"}
+MULTILINE = tuple(MULTILINE_TO_MODE)
 DEVICES = ("auto", "cpu", "cuda", "mps", "xpu")
 DTYPES = ("auto", "float32", "bfloat16", "float16", "fp32", "bf16", "fp16")
 SECTION = "codetailor"
@@ -30,11 +31,22 @@ class Settings:
 
     model: str | None = field(default=None, metadata={"help": "model spec; None: the default"})
     adapter: str | None = field(default=None, metadata={"help": "LoRA adapter folder"})
-    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda[:N], mps"})
-    dtype: str = field(default="auto", metadata={"help": "auto, float32, bfloat16, float16"})
-    max_tokens: int = field(default=64, metadata={"help": "most tokens per completion, 1..1024"})
-    multiline: Multiline = field(default="auto", metadata={"help": "auto, always or never"})
-    time_budget_ms: int = field(default=2000, metadata={"help": "per completion, 50..60000"})
+    device: str = field(
+        default="auto", metadata={"help": "auto, cpu, cuda[:N], mps", "enum": DEVICES}
+    )
+    dtype: str = field(
+        default="auto", metadata={"help": "auto, float32, bfloat16, float16", "enum": DTYPES}
+    )
+    max_tokens: int = field(
+        default=64, metadata={"help": "most tokens per completion", "minimum": 1, "maximum": 1024}
+    )
+    multiline: Multiline = field(
+        default="auto", metadata={"help": "how much to complete", "enum": MULTILINE}
+    )
+    time_budget_ms: int = field(
+        default=2000,
+        metadata={"help": "milliseconds per completion", "minimum": 50, "maximum": 60_000},
+    )
     enable: bool = field(default=True, metadata={"help": "answer completion requests at all"})
     prompt_format: str | None = field(default=None, metadata={"help": "override the FIM format"})
     context: bool = field(
@@ -102,18 +114,35 @@ def _bool(value: Any) -> bool:
     return value
 
 
-PARSERS = {
-    "model": _optional_text,
-    "adapter": _optional_text,
-    "device": _choice(DEVICES, prefix_ok=True),
-    "dtype": _choice(DTYPES),
-    "max_tokens": _int_in(1, 1024),
-    "multiline": _choice(("auto", "always", "never")),
-    "time_budget_ms": _int_in(50, 60_000),
-    "enable": _bool,
-    "prompt_format": _optional_text,
-    "context": _bool,
-}
+def _parser(f: dataclasses.Field[Any]) -> Callable[[Any], Any]:
+    """The value check for one setting, from its type and the bounds in its metadata."""
+    meta = f.metadata
+    if "minimum" in meta:
+        return _int_in(meta["minimum"], meta["maximum"])
+    if "enum" in meta:
+        return _choice(tuple(meta["enum"]), prefix_ok=f.name == "device")
+    if f.type == "bool":
+        return _bool
+    return _optional_text
+
+
+PARSERS = {f.name: _parser(f) for f in dataclasses.fields(Settings)}
+
+
+def schema() -> dict[str, dict[str, Any]]:
+    """Each setting by its wire name: type, default, bounds or choices, help.
+
+    The one description of the settings; the editor clients' own tables
+    (VS Code's package.json and settings.ts, Neovim's config.lua) are checked
+    against it by a test.
+    """
+    kinds = {"int": "integer", "bool": "boolean"}
+    out: dict[str, dict[str, Any]] = {}
+    for f in dataclasses.fields(Settings):
+        entry = {"type": kinds.get(str(f.type), "string"), "default": f.default}
+        entry |= {k: v for k, v in f.metadata.items() if k != "help"}
+        out[camel(f.name)] = entry | {"help": f.metadata.get("help", "")}
+    return out
 
 
 def settings_section(raw: Any) -> Mapping[str, Any]:
