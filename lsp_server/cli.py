@@ -16,6 +16,7 @@ from pathlib import Path
 from lsp_server import __version__
 from lsp_server.errors import CodetailorError
 from lsp_server.repo.files import read_source
+from lsp_server.session.documents import LINE_BREAK, line_bounds
 
 log = logging.getLogger("codetailor")
 
@@ -131,18 +132,21 @@ def parse_location(location: str) -> tuple[Path, int, int]:
 
 
 def offset_of(text: str, line: int, col: int, where: str = "") -> int:
-    """The character offset of 1-based LINE:COL; COL may be one past the end of the line."""
-    lines = text.split("\n")
-    if line > len(lines):
+    """The character offset of 1-based LINE:COL; COL may be one past the end of the line.
+
+    Lines are cut as LSP cuts them (`session.documents.line_bounds`); unlike an
+    LSP position, a position outside the file is an error, not clamped.
+    """
+    bounds = line_bounds(text, line - 1)
+    if bounds is None:
+        lines = len(LINE_BREAK.findall(text)) + 1
+        raise CodetailorError(f"{where}line {line} is past the end of the file ({lines} lines)")
+    start, end = bounds
+    if col > end - start + 1:
         raise CodetailorError(
-            f"{where}line {line} is past the end of the file ({len(lines)} lines)"
+            f"{where}column {col} is past the end of line {line} ({end - start} characters)"
         )
-    length = len(lines[line - 1].rstrip("\r"))
-    if col > length + 1:
-        raise CodetailorError(
-            f"{where}column {col} is past the end of line {line} ({length} characters)"
-        )
-    return sum(len(s) + 1 for s in lines[: line - 1]) + col - 1
+    return start + col - 1
 
 
 def display_path(path: Path) -> str:
