@@ -25,8 +25,10 @@
 
 (require 'eglot)
 (require 'jsonrpc)
-(require 'codetailor (expand-file-name "codetailor" (file-name-directory
-                                                     (or load-file-name buffer-file-name))))
+(require 'codetailor (expand-file-name
+                     "codetailor" (file-name-directory
+                                   (or load-file-name (bound-and-true-p byte-compile-current-file)
+                                       buffer-file-name))))
 
 (defvar codetailor-eglot-modes '(python-mode python-ts-mode js-mode js-ts-mode
                                  typescript-ts-mode go-mode go-ts-mode rust-mode
@@ -51,7 +53,8 @@
 ;;; Settings: a :codetailor section in `eglot-workspace-configuration', ours only
 
 (defun codetailor-eglot--configuration (configuration server &rest args)
-  "Around `eglot--workspace-configuration-plist': add our section for SERVER if ours."
+  "Around `eglot--workspace-configuration-plist' (CONFIGURATION).
+For Codetailor's SERVER, add `codetailor-settings' under :codetailor."
   (let ((plist (apply configuration server args)))
     (if (not (codetailor-eglot--ours-p server))
         plist
@@ -98,7 +101,7 @@
                            :timeout-fn #'ignore)))
 
 (defun codetailor-eglot--with-accept (server capf)
-  "CAPF (what `eglot-completion-at-point' returned) whose exit function counts an accept."
+  "CAPF, what `eglot-completion-at-point' returned, counting accepts on SERVER."
   (pcase-let* ((`(,start ,end ,table . ,props) capf)
                (exit (plist-get props :exit-function)))
     `(,start ,end ,table
@@ -123,7 +126,7 @@
 (advice-add 'eglot-completion-at-point :around #'codetailor-eglot--completion-at-point)
 
 (defun codetailor-eglot--note-command (&rest args)
-  "Before Eglot runs a command: note whether it is the accept (see the exit function)."
+  "Before Eglot runs a command (ARGS): note whether it is the accept."
   (let ((command (if (= (length args) 3) (nth 1 args) (plist-get (nth 1 args) :command))))
     (when (equal (format "%s" command) codetailor-accepted-command)
       (setq codetailor-eglot--command-ran t))))

@@ -19,8 +19,10 @@
 ;;; Code:
 
 (require 'lsp-mode)
-(require 'codetailor (expand-file-name "codetailor" (file-name-directory
-                                                     (or load-file-name buffer-file-name))))
+(require 'codetailor (expand-file-name
+                     "codetailor" (file-name-directory
+                                   (or load-file-name (bound-and-true-p byte-compile-current-file)
+                                       buffer-file-name))))
 
 (defun codetailor-lsp--command-present-p ()
   "Whether `codetailor-command' exists; if not, say how to fix it."
@@ -35,7 +37,8 @@
               (lsp-workspaces)))
 
 (defun codetailor-lsp--accepted (action)
-  "Run ACTION, a `codetailor.accepted' Command, on Codetailor's server only, without waiting."
+  "Run ACTION, a `codetailor.accepted' Command, on Codetailor's server only.
+Asynchronous: the insertion does not wait for the answer."
   (when-let ((workspace (codetailor-lsp--workspace)))
     (with-lsp-workspace workspace
       (lsp-request-async "workspace/executeCommand"
@@ -47,8 +50,7 @@
  (make-lsp-client
   :new-connection (lsp-stdio-connection #'codetailor--command
                                         #'codetailor-lsp--command-present-p)
-  :activation-fn (lambda (_file-name major-mode)
-                   (provided-mode-derived-p major-mode 'prog-mode))
+  :activation-fn (lambda (_file-name mode) (provided-mode-derived-p mode 'prog-mode))
   :add-on? t                            ; alongside the language's own server
   :priority -2
   :server-id 'codetailor
@@ -108,6 +110,7 @@ While its model loads it says so; the buffer's other servers still complete."
 
 ;;; Ghost text: lsp-mode 9.0.1+
 
+(defvar lsp-inline-completion-idle-delay)
 (require 'lsp-inline-completion nil t)
 (if (fboundp 'lsp-inline-completion-mode)
     (progn

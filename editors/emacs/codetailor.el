@@ -21,15 +21,18 @@ e.g. \\='(\"/path/to/codetailor/.venv/bin/codetailor\" \"serve\")."
 
 (defcustom codetailor-settings
   '(:maxTokens 64 :multiline "auto" :timeBudgetMs 2000 :enable t)
-  "Server settings, sent as initializationOptions (camelCase, as the server names them).
-Also :model, :adapter, :device, :dtype, :promptFormat, :context."
+  "Server settings, sent as initializationOptions.
+CamelCase, as the server names them; also :model, :adapter, :device,
+:dtype, :promptFormat, :context."
   :type 'plist)
 
 (defconst codetailor-accepted-command "codetailor.accepted"
-  "The command each Codetailor completion item carries; running it counts an accept.")
+  "The command each Codetailor completion item carries.
+Running it (workspace/executeCommand) counts an accept.")
 
 (defun codetailor--program-path (program)
-  "The executable file PROGRAM names, or nil: a path as is, a bare name on `exec-path'."
+  "The executable file PROGRAM names, or nil.
+A path is taken as is, a bare name is looked up on `exec-path'."
   (when (and (stringp program) (not (string-empty-p program)))
     (if (file-name-directory program)
         (let ((file (expand-file-name program)))
@@ -45,19 +48,22 @@ Also :model, :adapter, :device, :dtype, :promptFormat, :context."
               (or program codetailor-command)))))
 
 (defun codetailor--command ()
-  "`codetailor-command' with its program resolved; a `user-error' when it does not exist."
+  "`codetailor-command' with its program resolved.
+Signals a `user-error' that says how to fix it when the program does not exist."
   (when-let ((problem (codetailor--command-problem)))
     (user-error "%s" problem))
   (cons (codetailor--program-path (car codetailor-command)) (cdr codetailor-command)))
 
 (defun codetailor--get (object key)
-  "KEY (a keyword) of the JSON OBJECT, a plist or a hash table (lsp-mode's default)."
+  "KEY (a keyword) of the JSON OBJECT.
+OBJECT is a plist, or a hash table (lsp-mode's default)."
   (cond ((hash-table-p object) (gethash (substring (symbol-name key) 1) object))
         ((listp object) (plist-get object key))))
 
 (defun codetailor--status-line (status)
-  "The echo-area line for STATUS (what `codetailor.status' answers), or nil when ready.
-An unknown STATUS (no answer) counts as ready: completion is not held back."
+  "The echo-area line for STATUS, or nil when the model is ready.
+STATUS is what `codetailor.status' answers.  An unknown STATUS (no
+answer) counts as ready: completion is not held back."
   (pcase (codetailor--get status :state)
     ((or "loading" "idle")
      (format "Codetailor: loading %s" (or (codetailor--get status :model) "the model")))

@@ -17,6 +17,7 @@
 (require 'cl-lib)
 (require 'json)
 (require 'subr-x)
+(require 'codetailor)                   ; loaded by the client's file, first
 
 (defvar codetailor-e2e--candidate nil "newText of the first item the server sent.")
 (defvar codetailor-e2e--messages nil "Echo-area messages, newest first.")
@@ -34,7 +35,8 @@
   response)
 
 (defun codetailor-e2e--wait (what seconds predicate)
-  "Run PREDICATE until non-nil, processing server output; at most SECONDS, then fail on WHAT."
+  "Run PREDICATE until non-nil, processing server output.
+At most SECONDS, then fail saying it was waiting for WHAT."
   (let ((deadline (+ (float-time) seconds)) value)
     (while (and (not (setq value (funcall predicate)))
                 (< (float-time) deadline))
@@ -50,7 +52,7 @@
                  (lsp-request "workspace/executeCommand" '(:command "codetailor.status"))))))
 
 (defun codetailor-e2e--start (client)
-  "Start CLIENT in the current buffer, as a user would; return when it is connected."
+  "Start CLIENT in the current buffer, as a user would; return once connected."
   (pcase client
     ('eglot
      (advice-add 'jsonrpc-request :filter-return
@@ -77,7 +79,8 @@
                                         (eq (lsp--workspace-status ws) 'initialized)))))))
 
 (defun codetailor-e2e-run (client file line)
-  "Complete at the end of LINE of FILE with CLIENT (`eglot' or `lsp-mode'); print JSON."
+  "Complete at the end of LINE of FILE with CLIENT (`eglot' or `lsp-mode').
+Print what happened as one JSON object."
   (let ((t0 (float-time)) (loading-calls 0) timings)
     (cl-flet ((mark (name) (push (cons name (round (* 1000 (- (float-time) t0)))) timings)))
       (condition-case err
@@ -126,6 +129,11 @@
                           (accepted . ,(codetailor--get counts :accepted))
                           (accepted_completion . ,(codetailor--get counts :accepted_completion))
                           (state . ,(codetailor--get status :state))
+                          (max_tokens . ,(codetailor--get (codetailor--get status :settings)
+                                                          :maxTokens))
+                          (configuration . ,(and (eq client 'eglot)
+                                                 (eglot--workspace-configuration-plist
+                                                  (eglot-current-server))))
                           (timings . ,(nreverse timings)))))
                 (terpri)
                 (kill-emacs 0))))
@@ -134,6 +142,23 @@
                         client (error-message-string err) (buffer-string)
                         (seq-take codetailor-e2e--messages 5)))
          (kill-emacs 1))))))
+
+(defun codetailor-e2e-missing-command (client file)
+  "Start CLIENT on FILE with a `codetailor-command' that does not exist.
+Print what the user sees (the error and the messages) as JSON."
+  (advice-add 'message :filter-return #'codetailor-e2e--record-message)
+  (find-file file)
+  (let ((error (condition-case err
+                   (progn (pcase client
+                            ('eglot (call-interactively #'eglot))
+                            ('lsp-mode (lsp-workspace-folders-add (file-name-directory file))
+                                       (lsp)))
+                          nil)
+                 (error (error-message-string err)))))
+    (princ (json-encode `((error . ,error)
+                          (messages . ,(vconcat (reverse codetailor-e2e--messages))))))
+    (terpri)
+    (kill-emacs 0)))
 
 (provide 'codetailor-e2e)
 ;;; codetailor-e2e.el ends here
