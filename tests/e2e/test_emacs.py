@@ -5,7 +5,8 @@ Each test sets Emacs up as the README says (`load` the client's file, then
 a real Python file whose last line stops mid-word and calls
 `completion-at-point` until the candidate is inserted
 (editors/emacs/test/codetailor-e2e.el drives it and prints what it saw as
-JSON). The server runs the tiny model, whose text is noise: the test checks
+JSON); editors/emacs/test/codetailor-test.el holds ERT tests of the clients'
+own logic. The server runs the tiny model, whose text is noise: the test checks
 that the candidate the server sent is exactly what was inserted, and that the
 server counted one accept.
 
@@ -80,7 +81,7 @@ def server_not_on_path(tmp_path: Path) -> tuple[Path, str]:
 
 
 def run_emacs(
-    tmp_path: Path, path: str, setup: list[str], call: str, timeout: float = 180
+    tmp_path: Path, path: str, setup: list[str], call: str, timeout: float = 240
 ) -> tuple[dict[str, Any], float, str]:
     """`emacs --batch -Q` with the README's SETUP forms, the driver, then CALL; its JSON."""
     args = [EMACS, "--batch", "-Q", "--eval", PACKAGES]
@@ -98,6 +99,23 @@ def run_emacs(
     stderr = done.stderr[-4000:]
     assert done.returncode == 0, f"emacs exited {done.returncode}\n{done.stdout}\n{stderr}"
     return json.loads(done.stdout.strip().splitlines()[-1]), seconds, stderr
+
+
+def test_the_clients_own_logic_in_ert() -> None:
+    """Settings merge, echo-area line, command check, one accept per insertion (no server)."""
+    if not emacs_has("eglot"):
+        pytest.skip("no Eglot for this Emacs: apt-get install elpa-eglot")
+    done = subprocess.run(
+        [EMACS, "--batch", "-Q", "--eval", PACKAGES, "-L", str(CLIENTS)]
+        + ["-l", "codetailor-eglot", "-l", str(CLIENTS / "test" / "codetailor-test.el")]
+        + ["-f", "ert-run-tests-batch-and-exit"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "0 unexpected" in done.stderr
 
 
 def check_completion(result: dict[str, Any]) -> None:

@@ -96,7 +96,7 @@ Print what happened as one JSON object."
               ;; Before the model is ready completion-at-point only says so; then it
               ;; inserts the candidate.
               (codetailor-e2e--wait
-               "completion-at-point to insert a candidate" 60
+               "completion-at-point to insert a candidate" 120
                (lambda ()
                  (setq codetailor-e2e--messages nil)
                  (cl-incf calls)
@@ -116,6 +116,8 @@ Print what happened as one JSON object."
                                               0)
                                           0)
                                        s)))))
+                     ;; One more round trip: an accept sent twice would be counted by now.
+                     (status (codetailor-e2e--status client))
                      (counts (codetailor--get status :counts)))
                 (mark "accepted_ms")
                 (princ (json-encode
