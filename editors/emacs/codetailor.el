@@ -17,7 +17,8 @@
   "The command that runs the Codetailor server on stdio: program, then arguments.
 Read each time a server starts, so it may be set after loading the client,
 e.g. \\='(\"/path/to/codetailor/.venv/bin/codetailor\" \"serve\")."
-  :type '(repeat string))
+  :type '(choice (repeat :tag "Program and arguments" string)
+                 (string :tag "Command line")))
 
 (defcustom codetailor-settings
   '(:maxTokens 64 :multiline "auto" :timeBudgetMs 2000 :enable t)
@@ -39,9 +40,16 @@ A path is taken as is, a bare name is looked up on `exec-path'."
           (and (file-regular-p file) (file-executable-p file) file))
       (executable-find program))))
 
+(defun codetailor--command-list ()
+  "`codetailor-command' as a list.
+A string is split at spaces, \"double quotes\" grouping."
+  (if (stringp codetailor-command)
+      (split-string-and-unquote codetailor-command)
+    codetailor-command))
+
 (defun codetailor--command-problem ()
   "Why `codetailor-command' cannot start a server, as one line; nil when it can."
-  (let ((program (car-safe codetailor-command)))
+  (let ((program (car-safe (codetailor--command-list))))
     (unless (codetailor--program-path program)
       (format (concat "Codetailor: server command %S not found; set `codetailor-command', "
                       "e.g. (setq codetailor-command '(\"/path/to/codetailor/.venv/bin/codetailor\" \"serve\"))")
@@ -52,7 +60,8 @@ A path is taken as is, a bare name is looked up on `exec-path'."
 Signals a `user-error' that says how to fix it when the program does not exist."
   (when-let ((problem (codetailor--command-problem)))
     (user-error "%s" problem))
-  (cons (codetailor--program-path (car codetailor-command)) (cdr codetailor-command)))
+  (let ((command (codetailor--command-list)))
+    (cons (codetailor--program-path (car command)) (cdr command))))
 
 (defun codetailor--get (object key)
   "KEY (a keyword) of the JSON OBJECT.

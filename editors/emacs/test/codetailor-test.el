@@ -39,7 +39,10 @@
     (should-error (codetailor--command) :type 'user-error))
   (let ((codetailor-command (list (expand-file-name "emacs" invocation-directory) "serve")))
     (should-not (codetailor--command-problem))
-    (should (equal (cdr (codetailor--command)) '("serve")))))
+    (should (equal (cdr (codetailor--command)) '("serve"))))
+  (let ((codetailor-command (format "%s serve --model \"a b\""
+                                    (expand-file-name "emacs" invocation-directory))))
+    (should (equal (cdr (codetailor--command)) '("serve" "--model" "a b")))))
 
 (ert-deftest codetailor-eglot-configuration-is-ours-only ()
   (let ((codetailor-settings '(:maxTokens 64 :enable t))
