@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.codetailor-installed
 ARGS ?=
 
-.PHONY: install serve test test-fast test-vscode lint bench clean
+.PHONY: install serve test test-fast test-vscode editors-deps lint bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,9 +25,25 @@ install:
 serve: $(STAMP)
 	$(VENV)/bin/codetailor serve $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) editors-deps
 	$(PY) -m pytest $(ARGS)
 	CODETAILOR_PYTHON=$(abspath $(PY)) editors/vscode/ci.sh
+
+# Debian's Emacs, Eglot and lsp-mode for tests/e2e/test_emacs.py: installed with apt-get
+# when missing and running as root; otherwise those tests skip and say why.
+EMACS_DEBS := emacs-nox elpa-eglot elpa-lsp-mode
+
+editors-deps:
+	@command -v apt-get >/dev/null || exit 0; \
+	missing=$$(for p in $(EMACS_DEBS); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	[ -n "$$missing" ] || exit 0; \
+	if [ "$$(id -u)" != 0 ]; then \
+	  echo "editors-deps: for the Emacs tests, sudo apt-get install" $$missing; exit 0; fi; \
+	echo "editors-deps: apt-get install" $$missing; \
+	(apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq --no-install-recommends $$missing) >/dev/null \
+	  || echo "editors-deps: apt-get failed; the Emacs tests will skip"
 
 test-vscode: $(STAMP)
 	CODETAILOR_PYTHON=$(abspath $(PY)) editors/vscode/ci.sh

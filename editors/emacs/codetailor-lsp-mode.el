@@ -1,8 +1,9 @@
-;;; codetailor-lsp-mode.el --- Codetailor inline completions with lsp-mode -*- lexical-binding: t; -*-
+;;; codetailor-lsp-mode.el --- Codetailor completions with lsp-mode -*- lexical-binding: t; -*-
 
-;; Ghost-text completions from `codetailor serve' through lsp-mode (9.0.1 or
-;; newer has `lsp-inline-completion-mode').  Codetailor runs as an add-on
-;; server, next to the language's own server (pyright, gopls...).
+;; Codetailor as an add-on server through lsp-mode, next to the language's
+;; own server (pyright, gopls...).  On lsp-mode 9.0.1+ its completions show
+;; as ghost text (`lsp-inline-completion-mode'); on older lsp-mode they come
+;; as one `completion-at-point' candidate.
 ;;
 ;; Load it from your init file:
 ;;   (load "/path/to/codetailor/editors/emacs/codetailor-lsp-mode.el")
@@ -10,36 +11,114 @@
 ;;
 ;; While a suggestion shows: C-<return> accepts it, C-n / C-p cycle, C-g dismisses.
 ;; M-x lsp-inline-completion-display asks for one now.
+;;
+;; Inserting a candidate runs its `codetailor.accepted' command, sent to
+;; Codetailor's server only.  While the model loads, `completion-at-point'
+;; says "Codetailor: loading MODEL".
 
 ;;; Code:
 
 (require 'lsp-mode)
+(require 'codetailor (expand-file-name
+                     "codetailor" (file-name-directory
+                                   (or load-file-name (bound-and-true-p byte-compile-current-file)
+                                       buffer-file-name))))
 
-(defgroup codetailor nil "Local code completion with Codetailor." :group 'tools)
+(defun codetailor-lsp--command-present-p ()
+  "Whether `codetailor-command' exists; if not, say how to fix it."
+  (let ((problem (codetailor--command-problem)))
+    (when problem (message "%s" problem))
+    (not problem)))
 
-(defcustom codetailor-command '("codetailor" "serve")
-  "The command that runs the Codetailor server on stdio."
-  :type '(repeat string))
+(defun codetailor-lsp--workspace ()
+  "The current buffer's Codetailor workspace, or nil."
+  (cl-find-if (lambda (workspace)
+                (eq (lsp--client-server-id (lsp--workspace-client workspace)) 'codetailor))
+              (lsp-workspaces)))
 
-(defcustom codetailor-settings
-  '(:maxTokens 64 :multiline "auto" :timeBudgetMs 2000 :enable t)
-  "Server settings, sent as initializationOptions (camelCase, as the server names them).
-Also :model, :adapter, :device, :dtype, :promptFormat."
-  :type 'plist)
+(defun codetailor-lsp--accepted (action)
+  "Run ACTION, a `codetailor.accepted' Command, on Codetailor's server only.
+Asynchronous: the insertion does not wait for the answer."
+  (when-let ((workspace (codetailor-lsp--workspace)))
+    (with-lsp-workspace workspace
+      (lsp-request-async "workspace/executeCommand"
+                         (list :command codetailor-accepted-command
+                               :arguments (or (codetailor--get action :arguments) ["completion"]))
+                         #'ignore))))
 
 (lsp-register-client
  (make-lsp-client
-  :new-connection (lsp-stdio-connection (lambda () codetailor-command))
-  :activation-fn (lambda (_file-name major-mode)
-                   (provided-mode-derived-p major-mode 'prog-mode))
+  :new-connection (lsp-stdio-connection #'codetailor--command
+                                        #'codetailor-lsp--command-present-p)
+  :activation-fn (lambda (_file-name mode) (provided-mode-derived-p mode 'prog-mode))
   :add-on? t                            ; alongside the language's own server
   :priority -2
   :server-id 'codetailor
+  :action-handlers (let ((handlers (make-hash-table :test #'equal)))
+                     (puthash codetailor-accepted-command #'codetailor-lsp--accepted handlers)
+                     handlers)
   :initialization-options (lambda () codetailor-settings)))
 
-;; Ask for a suggestion after 0.3 s of idle time in buffers lsp-mode manages.
-(setq lsp-inline-completion-idle-delay 0.3)
-(add-hook 'lsp-mode-hook #'lsp-inline-completion-mode)
+;;; completion-at-point: the loading line, and Codetailor's candidate inserted whole
+
+(defvar codetailor-lsp--ready (make-hash-table :test #'eq :weakness 'key)
+  "Workspaces whose model `codetailor.status' said is ready.")
+
+(defun codetailor-lsp--ready-p (workspace)
+  "Whether WORKSPACE's model is ready; if not, say so in the echo area."
+  (or (gethash workspace codetailor-lsp--ready)
+      (let* ((status (with-lsp-workspace workspace
+                       (ignore-errors
+                         (lsp-request "workspace/executeCommand"
+                                      '(:command "codetailor.status")))))
+             (line (codetailor--status-line status)))
+        (if line
+            (progn (message "%s" line) nil)
+          (puthash workspace t codetailor-lsp--ready)))))
+
+(defun codetailor-lsp--candidate-p (candidate)
+  "Whether CANDIDATE (a completion string from lsp-mode) is Codetailor's item."
+  (let ((item (get-text-property 0 'lsp-completion-item candidate)))
+    (equal (codetailor--get (codetailor--get item :command) :command)
+           codetailor-accepted-command)))
+
+(defun codetailor-lsp--sole-is-exact (table)
+  "TABLE, where a sole Codetailor candidate equal to the input is an exact match.
+lsp-mode 8 never answers test-completion, so `completion-at-point' inserted
+the candidate's label but never ran the exit function that applies its edit
+and runs its `codetailor.accepted' command."
+  (lambda (probe pred action)
+    (or (funcall table probe pred action)
+        (and (eq action 'lambda)
+             (let ((all (funcall table probe pred t)))
+               (and all (null (cdr all)) (equal (car all) probe)
+                    (codetailor-lsp--candidate-p (car all))))))))
+
+(defun codetailor-lsp--completion-at-point (capf &rest args)
+  "Around `lsp-completion-at-point', where Codetailor serves the buffer.
+While its model loads it says so; the buffer's other servers still complete."
+  (let ((workspace (codetailor-lsp--workspace)))
+    (if (null workspace)
+        (apply capf args)
+      (when (or (codetailor-lsp--ready-p workspace) (cdr (lsp-workspaces)))
+        (pcase (apply capf args)
+          (`(,start ,end ,table . ,props)
+           `(,start ,end ,(codetailor-lsp--sole-is-exact table) ,@props))
+          (result result))))))
+
+(advice-add 'lsp-completion-at-point :around #'codetailor-lsp--completion-at-point)
+
+;;; Ghost text: lsp-mode 9.0.1+
+
+(defvar lsp-inline-completion-idle-delay)
+(require 'lsp-inline-completion nil t)
+(if (fboundp 'lsp-inline-completion-mode)
+    (progn
+      ;; Ask for a suggestion after 0.3 s of idle time in buffers lsp-mode manages.
+      (setq lsp-inline-completion-idle-delay 0.3)
+      (add-hook 'lsp-mode-hook #'lsp-inline-completion-mode))
+  (message "Codetailor: ghost text needs lsp-mode 9.0.1+; %s"
+           "completion-at-point offers Codetailor's completion meanwhile"))
 
 (provide 'codetailor-lsp-mode)
 ;;; codetailor-lsp-mode.el ends here

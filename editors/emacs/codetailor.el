@@ -1,0 +1,95 @@
+;;; codetailor.el --- What the Codetailor Emacs clients share -*- lexical-binding: t; -*-
+
+;; The user's options and the small facts both clients need: the server
+;; command (checked, with a message that says how to fix it), the settings,
+;; the accept command's name and the echo-area line for a model that is not
+;; ready.  codetailor-eglot.el and codetailor-lsp-mode.el load this file from
+;; their own folder; load one of those, not this.
+
+;;; Code:
+
+(require 'cl-lib)
+(require 'subr-x)
+
+(defgroup codetailor nil "Local code completion with Codetailor." :group 'tools)
+
+(defcustom codetailor-command '("codetailor" "serve")
+  "The command that runs the Codetailor server on stdio: program, then arguments.
+Read each time a server starts, so it may be set after loading the client,
+e.g. \\='(\"/path/to/codetailor/.venv/bin/codetailor\" \"serve\")."
+  :type '(choice (repeat :tag "Program and arguments" string)
+                 (string :tag "Command line")))
+
+(defcustom codetailor-settings
+  '(:maxTokens 64 :multiline "auto" :timeBudgetMs 2000 :enable t)
+  "Server settings, sent as initializationOptions.
+CamelCase, as the server names them; also :model, :adapter, :device,
+:dtype, :promptFormat, :context."
+  :type 'plist)
+
+(defconst codetailor-accepted-command "codetailor.accepted"
+  "The command each Codetailor completion item carries.
+Running it (workspace/executeCommand) counts an accept.")
+
+(defun codetailor--program-path (program)
+  "The executable file PROGRAM names, or nil.
+A path is taken as is, a bare name is looked up on `exec-path'."
+  (when (and (stringp program) (not (string-empty-p program)))
+    (if (file-name-directory program)
+        (let ((file (expand-file-name program)))
+          (and (file-regular-p file) (file-executable-p file) file))
+      (executable-find program))))
+
+(defun codetailor--command-list ()
+  "`codetailor-command' as a list.
+A string is split at spaces, \"double quotes\" grouping."
+  (if (stringp codetailor-command)
+      (split-string-and-unquote codetailor-command)
+    codetailor-command))
+
+(defun codetailor--command-problem ()
+  "Why `codetailor-command' cannot start a server, as one line; nil when it can."
+  (let ((program (car-safe (codetailor--command-list))))
+    (unless (codetailor--program-path program)
+      (format (concat "Codetailor: server command %S not found; set `codetailor-command', "
+                      "e.g. (setq codetailor-command '(\"/path/to/codetailor/.venv/bin/codetailor\" \"serve\"))")
+              (or program codetailor-command)))))
+
+(defun codetailor--command ()
+  "`codetailor-command' with its program resolved.
+Signals a `user-error' that says how to fix it when the program does not exist."
+  (when-let ((problem (codetailor--command-problem)))
+    (user-error "%s" problem))
+  (let ((command (codetailor--command-list)))
+    (cons (codetailor--program-path (car command)) (cdr command))))
+
+(defun codetailor--get (object key)
+  "KEY (a keyword) of the JSON OBJECT.
+OBJECT is a plist, or a hash table (lsp-mode's default)."
+  (cond ((hash-table-p object) (gethash (substring (symbol-name key) 1) object))
+        ((listp object) (plist-get object key))))
+
+(defun codetailor--status-line (status)
+  "The echo-area line for STATUS, or nil when the model is ready.
+STATUS is what `codetailor.status' answers.  An unknown STATUS (no
+answer) counts as ready: completion is not held back."
+  (pcase (codetailor--get status :state)
+    ((or "loading" "idle")
+     (format "Codetailor: loading %s" (or (codetailor--get status :model) "the model")))
+    ("failed"
+     (format "Codetailor: the model failed to load: %s"
+             (or (codetailor--get status :error) "see the server's log")))))
+
+(defun codetailor--merge-settings (section)
+  "`codetailor-settings' with SECTION's values (a plist or alist) on top."
+  (let ((merged (copy-sequence codetailor-settings)))
+    (if (and (consp section) (consp (car section)))
+        (pcase-dolist (`(,key . ,value) section)
+          (setq merged (plist-put merged (if (keywordp key) key (intern (format ":%s" key)))
+                                  value)))
+      (cl-loop for (key value) on section by #'cddr
+               do (setq merged (plist-put merged key value))))
+    merged))
+
+(provide 'codetailor)
+;;; codetailor.el ends here

@@ -1,0 +1,166 @@
+;;; codetailor-e2e.el --- Drives a real Emacs through one Codetailor completion -*- lexical-binding: t; -*-
+
+;; Run by tests/e2e/test_emacs.py, after the user's set-up (the README's
+;; `load' and `setq codetailor-command').  In batch Emacs:
+;;
+;;   (codetailor-e2e-run 'eglot "/tmp/x/add.py" 2)   ; or 'lsp-mode
+;;
+;; opens the file, starts the client, puts point at the end of line 2 (mid-word:
+;; the file's text stops inside a word) and calls `completion-at-point' until
+;; the buffer changes; then reads `codetailor.status' through the client's own
+;; connection until the accept is counted.  It prints one JSON object on
+;; stdout (the test asserts on it) and exits 0, or prints the error and
+;; exits 1.  Every wait is bounded.
+
+;;; Code:
+
+(require 'cl-lib)
+(require 'json)
+(require 'subr-x)
+(require 'codetailor)                   ; loaded by the client's file, first
+
+(defvar codetailor-e2e--candidate nil "newText of the first item the server sent.")
+(defvar codetailor-e2e--messages nil "Echo-area messages, newest first.")
+
+(defun codetailor-e2e--record-message (result)
+  (when (stringp result) (push result codetailor-e2e--messages))
+  result)
+
+(defun codetailor-e2e--record-completion (response)
+  "Keep the first item's newText of a textDocument/completion RESPONSE."
+  (let* ((items (if (vectorp response) response (codetailor--get response :items)))
+         (item (and (> (length items) 0) (aref items 0)))
+         (edit (and item (codetailor--get item :textEdit))))
+    (when edit (setq codetailor-e2e--candidate (codetailor--get edit :newText))))
+  response)
+
+(defun codetailor-e2e--wait (what seconds predicate)
+  "Run PREDICATE until non-nil, processing server output.
+At most SECONDS, then fail saying it was waiting for WHAT."
+  (let ((deadline (+ (float-time) seconds)) value)
+    (while (and (not (setq value (funcall predicate)))
+                (< (float-time) deadline))
+      (accept-process-output nil 0.05))
+    (or value (error "Timed out after %ss waiting for %s" seconds what))))
+
+(defun codetailor-e2e--status (client)
+  "`codetailor.status', asked through CLIENT's connection for this buffer."
+  (pcase client
+    ('eglot (jsonrpc-request (eglot-current-server) :workspace/executeCommand
+                             '(:command "codetailor.status")))
+    ('lsp-mode (with-lsp-workspace (codetailor-lsp--workspace)
+                 (lsp-request "workspace/executeCommand" '(:command "codetailor.status"))))))
+
+(defun codetailor-e2e--start (client)
+  "Start CLIENT in the current buffer, as a user would; return once connected."
+  (pcase client
+    ('eglot
+     (advice-add 'jsonrpc-request :filter-return
+                 (lambda (response)
+                   (if (and (consp response) (plist-member response :items))
+                       (codetailor-e2e--record-completion response)
+                     response)))
+     (call-interactively #'eglot)       ; M-x eglot
+     (codetailor-e2e--wait "Eglot to connect" 30
+                           (lambda () (and (eglot-current-server)
+                                           (eglot--server-capable :completionProvider)))))
+    ('lsp-mode
+     (advice-add 'lsp-request-while-no-input :around
+                 (lambda (request method &rest args)
+                   (let ((response (apply request method args)))
+                     (if (equal method "textDocument/completion")
+                         (codetailor-e2e--record-completion response)
+                       response))))
+     ;; The project root lsp-mode would ask for: the file's folder.
+     (lsp-workspace-folders-add (file-name-directory buffer-file-name))
+     (lsp)                              ; M-x lsp
+     (codetailor-e2e--wait "lsp-mode to connect" 30
+                           (lambda () (when-let ((ws (codetailor-lsp--workspace)))
+                                        (eq (lsp--workspace-status ws) 'initialized)))))))
+
+(defun codetailor-e2e-run (client file line)
+  "Complete at the end of LINE of FILE with CLIENT (`eglot' or `lsp-mode').
+Print what happened as one JSON object."
+  (let ((t0 (float-time)) (loading-calls 0) timings)
+    (cl-flet ((mark (name) (push (cons name (round (* 1000 (- (float-time) t0)))) timings)))
+      (condition-case err
+          (progn
+            (advice-add 'message :filter-return #'codetailor-e2e--record-message)
+            (find-file file)
+            (goto-char (point-min))
+            (forward-line (1- line))
+            (end-of-line)
+            (codetailor-e2e--start client)
+            (mark "connected_ms")
+            (let ((before (buffer-string)) (calls 0))
+              ;; Before the model is ready completion-at-point only says so; then it
+              ;; inserts the candidate.
+              (codetailor-e2e--wait
+               "completion-at-point to insert a candidate" 120
+               (lambda ()
+                 (setq codetailor-e2e--messages nil)
+                 (cl-incf calls)
+                 (completion-at-point)
+                 (when (cl-some (lambda (m) (string-prefix-p "Codetailor: loading" m))
+                                codetailor-e2e--messages)
+                   (cl-incf loading-calls))
+                 (or (not (equal (buffer-string) before))
+                     (progn (accept-process-output nil 0.2) nil))))
+              (mark "inserted_ms")
+              (let* ((status (codetailor-e2e--wait
+                              "the accept to be counted" 20
+                              (lambda ()
+                                (let ((s (codetailor-e2e--status client)))
+                                  (and (> (or (codetailor--get (codetailor--get s :counts)
+                                                               :accepted)
+                                              0)
+                                          0)
+                                       s)))))
+                     ;; One more round trip: an accept sent twice would be counted by now.
+                     (status (codetailor-e2e--status client))
+                     (counts (codetailor--get status :counts)))
+                (mark "accepted_ms")
+                (princ (json-encode
+                        `((line . ,(buffer-substring-no-properties
+                                    (line-beginning-position) (line-end-position)))
+                          (text . ,(buffer-substring-no-properties (point-min) (point-max)))
+                          (point . ,(1- (point)))
+                          (candidate . ,codetailor-e2e--candidate)
+                          (calls . ,calls)
+                          (loading_calls . ,loading-calls)
+                          (accepted . ,(codetailor--get counts :accepted))
+                          (accepted_completion . ,(codetailor--get counts :accepted_completion))
+                          (state . ,(codetailor--get status :state))
+                          (max_tokens . ,(codetailor--get (codetailor--get status :settings)
+                                                          :maxTokens))
+                          (configuration . ,(and (eq client 'eglot)
+                                                 (eglot--workspace-configuration-plist
+                                                  (eglot-current-server))))
+                          (timings . ,(nreverse timings)))))
+                (terpri)
+                (kill-emacs 0))))
+        (error
+         (princ (format "codetailor-e2e: %s failed: %s\nbuffer: %S\nmessages: %S\n"
+                        client (error-message-string err) (buffer-string)
+                        (seq-take codetailor-e2e--messages 5)))
+         (kill-emacs 1))))))
+
+(defun codetailor-e2e-missing-command (client file)
+  "Start CLIENT on FILE with a `codetailor-command' that does not exist.
+Print what the user sees (the error and the messages) as JSON."
+  (advice-add 'message :filter-return #'codetailor-e2e--record-message)
+  (find-file file)
+  (let ((error (condition-case err
+                   (progn (pcase client
+                            ('eglot (call-interactively #'eglot))
+                            ('lsp-mode (lsp-workspace-folders-add (file-name-directory file))
+                                       (lsp)))
+                          nil)
+                 (error (error-message-string err)))))
+    (princ (json-encode `((error . ,error)
+                          (messages . ,(vconcat (reverse codetailor-e2e--messages))))))
+    (terpri)
+    (kill-emacs 0)))
+
+(provide 'codetailor-e2e)
+;;; codetailor-e2e.el ends here

@@ -1,0 +1,80 @@
+;;; codetailor-test.el --- ERT tests of the Emacs clients' own logic -*- lexical-binding: t; -*-
+
+;; No server: the settings merge, the echo-area line, the command check, and
+;; the Eglot configuration advice for our server and another one.  Run by
+;; tests/e2e/test_emacs.py after loading codetailor-eglot.el:
+;;   emacs --batch -Q -l codetailor-eglot.el -l codetailor-test.el -f ert-run-tests-batch-and-exit
+
+;;; Code:
+
+(require 'ert)
+(require 'codetailor)
+(require 'codetailor-eglot)
+
+(ert-deftest codetailor-merge-settings-lets-the-section-win ()
+  (let ((codetailor-settings '(:maxTokens 64 :multiline "auto")))
+    (should (equal (codetailor--merge-settings '(:maxTokens 8 :context :json-false))
+                   '(:maxTokens 8 :multiline "auto" :context :json-false)))
+    ;; Eglot 1.9 also takes alists.
+    (should (equal (codetailor--merge-settings '((maxTokens . 8)))
+                   '(:maxTokens 8 :multiline "auto")))
+    (should (equal (codetailor--merge-settings nil) '(:maxTokens 64 :multiline "auto")))
+    (should (equal codetailor-settings '(:maxTokens 64 :multiline "auto")))))
+
+(ert-deftest codetailor-status-line-says-why-there-is-no-completion ()
+  (should (equal (codetailor--status-line '(:state "loading" :model "smollm2-135m"))
+                 "Codetailor: loading smollm2-135m"))
+  (let ((status (make-hash-table :test #'equal)))  ; lsp-mode's JSON objects
+    (puthash "state" "failed" status)
+    (puthash "error" "no such model" status)
+    (should (equal (codetailor--status-line status)
+                   "Codetailor: the model failed to load: no such model")))
+  (should-not (codetailor--status-line '(:state "ready")))
+  (should-not (codetailor--status-line nil)))
+
+(ert-deftest codetailor-command-is-checked-when-a-server-starts ()
+  (let ((codetailor-command '("/no/such/dir/codetailor" "serve")))
+    (should (string-match-p "server command \"/no/such/dir/codetailor\" not found"
+                            (codetailor--command-problem)))
+    (should-error (codetailor--command) :type 'user-error))
+  (let ((codetailor-command (list (expand-file-name "emacs" invocation-directory) "serve")))
+    (should-not (codetailor--command-problem))
+    (should (equal (cdr (codetailor--command)) '("serve"))))
+  (let ((codetailor-command (format "%s serve --model \"a b\""
+                                    (expand-file-name "emacs" invocation-directory))))
+    (should (equal (cdr (codetailor--command)) '("serve" "--model" "a b")))))
+
+(ert-deftest codetailor-eglot-configuration-is-ours-only ()
+  (let ((codetailor-settings '(:maxTokens 64 :enable t))
+        (user '(:pylsp (:plugins (:jedi (:enabled t))) :codetailor (:maxTokens 8))))
+    (cl-letf (((symbol-function 'codetailor-eglot--ours-p) (lambda (server) (eq server 'ours))))
+      (should (equal (codetailor-eglot--configuration (lambda (_) user) 'other) user))
+      (should (equal (codetailor-eglot--configuration (lambda (_) user) 'ours)
+                     '(:pylsp (:plugins (:jedi (:enabled t)))
+                              :codetailor (:maxTokens 8 :enable t))))
+      (should (equal (codetailor-eglot--configuration (lambda (_) nil) 'ours)
+                     '(:codetailor (:maxTokens 64 :enable t))))
+      ;; The user's value itself is left as it was.
+      (should (equal user '(:pylsp (:plugins (:jedi (:enabled t))) :codetailor (:maxTokens 8)))))))
+
+(ert-deftest codetailor-eglot-counts-each-insertion-once ()
+  (let (sent)
+    (cl-letf (((symbol-function 'codetailor-eglot--accept)
+               (lambda (server proxy) (push (list server proxy) sent))))
+      (pcase-dolist (`(,eglot-runs-it ,status ,expected)
+                     '((nil finished 1) (nil exact 1) (nil sole 0) (t finished 0)))
+        (setq sent nil)
+        (let* ((exit (lambda (_proxy _status)
+                       ;; Newer Eglot runs the item's command from its exit function.
+                       (when eglot-runs-it
+                         (codetailor-eglot--note-command 'server 'codetailor.accepted []))))
+               (capf (codetailor-eglot--with-accept
+                      'server (list 1 3 #'ignore :exit-function exit :annotation-function #'ignore))))
+          (should (equal (seq-take capf 3) (list 1 3 #'ignore)))
+          (should (eq (plist-get (nthcdr 3 capf) :annotation-function) #'ignore))
+          (funcall (plist-get (nthcdr 3 capf) :exit-function) "return x" status)
+          (should (equal (length sent) expected))
+          (when sent (should (equal (car sent) '(server "return x")))))))))
+
+(provide 'codetailor-test)
+;;; codetailor-test.el ends here

@@ -1,0 +1,221 @@
+"""The Emacs clients (editors/emacs) in a real `emacs --batch -Q`, against the real server.
+
+Each test sets Emacs up as the README says (`load` the client's file, then
+`setq codetailor-command` to the server), with the server *not* on PATH, opens
+a real Python file whose last line stops mid-word and calls
+`completion-at-point` until the candidate is inserted
+(editors/emacs/test/codetailor-e2e.el drives it and prints what it saw as
+JSON); editors/emacs/test/codetailor-test.el holds ERT tests of the clients'
+own logic. The server runs the tiny model, whose text is noise: the test checks
+that the candidate the server sent is exactly what was inserted, and that the
+server counted one accept.
+
+Emacs, Eglot and lsp-mode are Debian's (`apt-get install emacs-nox elpa-eglot
+elpa-lsp-mode`, which `make test` does when they are missing); the tests skip
+only when they are not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CLIENTS = REPO / "editors" / "emacs"
+DRIVER = CLIENTS / "test" / "codetailor-e2e.el"
+EMACS = shutil.which("emacs")
+# Debian's elpa-* packages; `emacs -Q` does not activate them by itself.
+SYSTEM_ELPA = Path("/usr/share/emacs/site-lisp/elpa")
+PACKAGES = (
+    f'(progn (add-to-list (quote package-directory-list) "{SYSTEM_ELPA}") (package-initialize))'
+)
+TEXT = "def add(a, b):\n    re\n"  # the tiny model completes "re" with a non-empty rest
+LINE = 2
+
+pytestmark = pytest.mark.skipif(
+    EMACS is None,
+    reason="no emacs on PATH: `make editors-deps` (apt-get install emacs-nox elpa-eglot"
+    " elpa-lsp-mode) installs it",
+)
+
+
+def emacs_has(feature: str) -> bool:
+    probe = f"(kill-emacs (if (require (quote {feature}) nil t) 0 1))"
+    done = subprocess.run(
+        [EMACS, "--batch", "-Q", "--eval", PACKAGES, "--eval", probe],
+        capture_output=True,
+        timeout=60,
+    )
+    return done.returncode == 0
+
+
+def elisp(value: str) -> str:
+    return json.dumps(value)  # a JSON string is an Emacs Lisp string here (paths, flags)
+
+
+def server_not_on_path(tmp_path: Path) -> tuple[Path, str]:
+    """A `codetailor` in a folder off PATH, like .venv/bin/codetailor, and a PATH without one."""
+    folder = tmp_path / "venv-bin"
+    folder.mkdir()
+    server = folder / "codetailor"
+    server.write_text(
+        f'#!/bin/sh\nPYTHONPATH={REPO} exec {sys.executable} -m lsp_server.cli "$@"\n'
+    )
+    server.chmod(0o755)
+    dirs = os.environ.get("PATH", "").split(os.pathsep)
+    path = os.pathsep.join(
+        d
+        for d in dirs
+        if d and not (Path(d) / "codetailor").exists() and Path(d) != Path(sys.executable).parent
+    )
+    assert shutil.which("codetailor", path=path) is None
+    return server, path
+
+
+def run_emacs(
+    tmp_path: Path, path: str, setup: list[str], call: str, timeout: float = 240
+) -> tuple[dict[str, Any], float, str]:
+    """`emacs --batch -Q` with the README's SETUP forms, the driver, then CALL; its JSON."""
+    args = [EMACS, "--batch", "-Q", "--eval", PACKAGES]
+    for form in setup:
+        args += ["--eval", form]
+    args += ["-l", str(DRIVER), "--eval", call]
+    home = tmp_path / "home"  # lsp-mode's session file, ~/.emacs.d: nothing of the user's
+    home.mkdir(exist_ok=True)
+    env = dict(os.environ, PATH=path, HOME=str(home))
+    started = time.monotonic()
+    done = subprocess.run(
+        args, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout
+    )
+    seconds = time.monotonic() - started
+    stderr = done.stderr[-4000:]
+    assert done.returncode == 0, f"emacs exited {done.returncode}\n{done.stdout}\n{stderr}"
+    return json.loads(done.stdout.strip().splitlines()[-1]), seconds, stderr
+
+
+def test_the_clients_own_logic_in_ert() -> None:
+    """Settings merge, echo-area line, command check, one accept per insertion (no server)."""
+    if not emacs_has("eglot"):
+        pytest.skip("no Eglot for this Emacs: apt-get install elpa-eglot")
+    done = subprocess.run(
+        [EMACS, "--batch", "-Q", "--eval", PACKAGES, "-L", str(CLIENTS)]
+        + ["-l", "codetailor-eglot", "-l", str(CLIENTS / "test" / "codetailor-test.el")]
+        + ["-f", "ert-run-tests-batch-and-exit"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "0 unexpected" in done.stderr
+
+
+def check_completion(result: dict[str, Any]) -> None:
+    candidate = result["candidate"]
+    assert candidate and candidate.startswith("re"), result
+    # The server's edit replaced the typed "re" with the candidate, nothing more or less.
+    assert result["text"] == "def add(a, b):\n    " + candidate + "\n", result
+    assert result["point"] == len("def add(a, b):\n    " + candidate), result
+    # Each call before the model was ready said why instead of "No match".
+    assert result["loading_calls"] == result["calls"] - 1, result
+    assert result["accepted"] == 1 and result["accepted_completion"] == 1, result
+
+
+def test_eglot_completes_from_the_readme_setup_and_counts_the_accept(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    if not emacs_has("eglot"):
+        pytest.skip("no Eglot for this Emacs: apt-get install elpa-eglot")
+    server, path = server_not_on_path(tmp_path)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "add.py").write_text(TEXT)
+    # A directory-local configuration with a section for another server and one of ours.
+    (project / ".dir-locals.el").write_text(
+        "((python-mode . ((eglot-workspace-configuration"
+        " . (:pylsp (:plugins (:jedi (:enabled t))) :codetailor (:maxTokens 8))))))\n"
+    )
+    setup = [
+        f'(load "{CLIENTS}/codetailor-eglot.el")',
+        f'(setq codetailor-command \'({elisp(str(server))} "serve"'
+        f' "--model" {elisp(str(tiny_model_dir))}))',
+    ]
+    result, seconds, stderr = run_emacs(
+        tmp_path,
+        path,
+        setup,
+        f"(codetailor-e2e-run 'eglot {elisp(str(project / 'add.py'))} {LINE})",
+    )
+    print(f"eglot: {seconds:.1f} s in all, {result['timings']}")
+    check_completion(result)
+    assert "Codetailor: loading" in stderr or result["loading_calls"] == 0
+    # Our settings joined the directory-local value, which wins; the other section stays.
+    configuration = result["configuration"]
+    assert configuration["pylsp"] == {"plugins": {"jedi": {"enabled": True}}}
+    assert configuration["codetailor"]["maxTokens"] == 8
+    assert configuration["codetailor"]["multiline"] == "auto"
+    assert result["max_tokens"] == 8  # the server got it (workspace/didChangeConfiguration)
+
+
+def test_lsp_mode_8_completes_without_ghost_text_and_counts_the_accept(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    if not emacs_has("lsp-mode"):
+        pytest.skip("no lsp-mode for this Emacs: apt-get install elpa-lsp-mode")
+    server, path = server_not_on_path(tmp_path)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "add.py").write_text(TEXT)
+    setup = [
+        f'(load "{CLIENTS}/codetailor-lsp-mode.el")',
+        f'(setq codetailor-command \'({elisp(str(server))} "serve"'
+        f' "--model" {elisp(str(tiny_model_dir))}))',
+        "(setq codetailor-settings (plist-put codetailor-settings :maxTokens 8))",
+    ]
+    result, seconds, stderr = run_emacs(
+        tmp_path,
+        path,
+        setup,
+        f"(codetailor-e2e-run 'lsp-mode {elisp(str(project / 'add.py'))} {LINE})",
+    )
+    print(f"lsp-mode: {seconds:.1f} s in all, {result['timings']}")
+    check_completion(result)
+    assert result["max_tokens"] == 8
+    if not emacs_has("lsp-inline-completion"):  # lsp-mode before 9.0.1: one line, no error
+        assert stderr.count("Codetailor: ghost text needs lsp-mode 9.0.1+") == 1, stderr
+        assert "lsp-inline-completion-mode" not in stderr, stderr
+
+
+@pytest.mark.parametrize(
+    ("client", "feature"),
+    [("eglot", "eglot"), ("lsp-mode", "lsp-mode")],
+)
+def test_a_missing_server_command_says_how_to_fix_it(
+    tmp_path: Path, client: str, feature: str
+) -> None:
+    if not emacs_has(feature):
+        pytest.skip(f"no {feature} for this Emacs")
+    (tmp_path / "add.py").write_text(TEXT)
+    missing = tmp_path / "no-venv" / "bin" / "codetailor"
+    setup = [
+        f'(load "{CLIENTS}/codetailor-{client}.el")',
+        f'(setq codetailor-command \'({elisp(str(missing))} "serve"))',
+    ]
+    result, _, _ = run_emacs(
+        tmp_path,
+        os.environ.get("PATH", ""),
+        setup,
+        f"(codetailor-e2e-missing-command '{client} {elisp(str(tmp_path / 'add.py'))})",
+        timeout=60,
+    )
+    said = [result["error"] or "", *result["messages"]]
+    expected = f'Codetailor: server command "{missing}" not found; set `codetailor-command\''
+    assert any(line.startswith(expected) for line in said), said
