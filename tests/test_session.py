@@ -165,6 +165,7 @@ async def test_cancel_request_stops_the_model_and_counts_it(make):
     session, host = make(BLOCK)
     task = asyncio.create_task(session.complete(request(session)))
     call = await scripted(host).call(0)
+    assert session.status()["generating"] == 1  # what the e2e tests wait for
     task.cancel()  # what pygls does on $/cancelRequest
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -172,7 +173,7 @@ async def test_cancel_request_stops_the_model_and_counts_it(make):
     assert call.cancel.is_set()
     assert empties(session) == {"cancelled": 1}
     assert session.counts["cancelled"] == 1
-    assert session.inflight == {}
+    assert session.inflight == {} and session.status()["generating"] is None
     # the cancelled generation is still recorded, as the status shows it
     assert session.last_generation is not None
     assert session.last_generation["stop_reason"] == "cancelled"

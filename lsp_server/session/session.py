@@ -91,6 +91,7 @@ class Session:
         self.counts: Counter[str] = Counter()
         self.empty: Counter[str] = Counter()
         self.last_generation: dict[str, Any] | None = None
+        self.generating: int | None = None  # the request the model is working on now
 
     @property
     def encoding(self) -> str:
@@ -254,6 +255,13 @@ class Session:
         def generate() -> CompletionLike | None:
             if cancel.is_set():
                 return None
+            self.generating = number
+            try:
+                return run()
+            finally:
+                self.generating = None
+
+        def run() -> CompletionLike:
             started = time.perf_counter()
             text = prompt_safe(request.text)
             context = (
@@ -307,4 +315,5 @@ class Session:
             "typingThroughHits": self.shown.hits,
             "context": self.workspace.status(),
             "lastGeneration": self.last_generation,
+            "generating": self.generating,
         }
