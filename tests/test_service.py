@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from types import SimpleNamespace
 
 from lsp_server.errors import CodetailorError
@@ -37,44 +36,61 @@ def fake_loader(gate: threading.Event | None = None):
     return load
 
 
-def wait_for(predicate, timeout: float = 5) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+class Events:
+    """Records the host's events; `wait_final` waits (bounded) for the load to end or fail."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, int | None]] = []
+        self.final = threading.Event()
+
+    def __call__(self, kind: str, message: str, percentage: int | None) -> None:
+        self.seen.append((kind, message, percentage))
+        if kind in ("end", "failed"):
+            self.final.set()
+
+    def wait_final(self) -> None:
+        assert self.final.wait(5), f"the load did not end: {self.seen}"
+
+    @property
+    def kinds(self) -> list[str]:
+        return [kind for kind, _, _ in self.seen]
 
 
 def test_a_load_runs_in_the_background_and_reports_its_stages():
-    events = []
+    events = Events()
     gate = threading.Event()
-    host = ModelHost(lambda *e: events.append(e), loader=fake_loader(gate))
+    host = ModelHost(events, loader=fake_loader(gate))
     host.load(Settings(model="tiny"))
     assert host.state == "loading" and host.completer is None  # returned at once
     gate.set()
-    wait_for(lambda: host.state == "ready")
-    assert [e[0] for e in events] == ["begin", "report", "report", "end"]
+    events.wait_final()
+    assert host.state == "ready"
+    assert events.kinds == ["begin", "report", "report", "end"]
     assert host.completer.calls == 1  # the warm-up
     status = host.status()
     assert status["model"] == "tiny" and status["cache"]["maxEntries"] == 4
 
 
 def test_a_failed_load_is_one_event_and_a_failed_state():
-    events = []
-    host = ModelHost(lambda *e: events.append(e), loader=fake_loader())
+    events = Events()
+    host = ModelHost(events, loader=fake_loader())
     host.load(Settings(model="broken"))
-    wait_for(lambda: host.state == "failed")
+    events.wait_final()
+    assert host.state == "failed"
     assert host.completer is None and "does not exist" in host.error
-    assert [e[0] for e in events] == ["begin", "failed"]
+    assert events.kinds == ["begin", "failed"]
 
 
 def test_a_newer_load_wins_over_one_still_waiting():
+    events = Events()
     gate = threading.Event()
-    host = ModelHost(lambda *e: None, loader=fake_loader(gate))
+    host = ModelHost(events, loader=fake_loader(gate))
     host.load(Settings(model="first"))
     host.load(Settings(model="second"))
     gate.set()
-    wait_for(lambda: host.state == "ready")
-    assert host.status()["model"] == "second"
+    events.wait_final()
+    assert host.state == "ready" and host.status()["model"] == "second"
+    assert events.kinds.count("end") == 1  # the first load ended without a word
 
 
 def test_the_worker_runs_jobs_in_order_and_skips_cancelled_ones():

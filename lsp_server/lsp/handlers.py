@@ -1,24 +1,21 @@
-"""The LSP handlers: LSP params in, plain values to `CodetailorServer`, LSP types out.
+"""The LSP handlers: LSP params in, plain values to the `Session`, LSP types out.
 
-Each handler is small on purpose; the logic lives in pure modules (documents,
-settings, typing_through) and in the server's completion path.
+Each handler is small on purpose: the policy lives in `lsp_server.session`
+(the session, documents, settings, typing-through) and is tested without a
+server. `register` attaches the handlers to a `CodetailorServer`;
+`lsp_server.lsp.serve` passes it to the server it builds.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from lsprotocol import types
 from pygls.capabilities import ServerCapabilitiesBuilder
 
-# A runtime import (server.py imports this module only inside a method): pygls reads
-# the command handlers' type hints to convert their arguments.
+# A runtime import: pygls reads the command handlers' type hints to convert their arguments.
 from lsp_server.lsp.server import CodetailorServer
-from lsp_server.session.documents import Change, Documents, Position, position_at, word_start
-from lsp_server.session.settings import parse_settings, unknown_keys
-
-log = logging.getLogger("codetailor.handlers")
+from lsp_server.session.documents import Change, Position, position_at, word_start
 
 ACCEPTED = "codetailor.accepted"
 STATUS = "codetailor.status"
@@ -48,15 +45,11 @@ def initialize(ls: CodetailorServer, params: types.InitializeParams) -> None:
     options = params.initialization_options
     ls.check_token(options)
     encoding = str(ServerCapabilitiesBuilder.choose_position_encoding(params.capabilities))
-    ls.encoding = ENCODINGS.get(encoding, "utf-16")
-    ls.documents = Documents(ls.encoding)
-    settings, problems = parse_settings(options, ls.startup, ls.startup)
-    if ignored := unknown_keys(options):
-        log.info("ignoring unknown settings: %s", ", ".join(map(str, ignored)))
-    ls.apply_settings(settings, problems)
     folders = params.workspace_folders or []
     root = folders[0].uri if folders else params.root_uri
-    ls.repo_context.set_root(root, scan=ls.settings.context)
+    problems = ls.session.initialize(options, root, ENCODINGS.get(encoding, "utf-16"))
+    for problem in problems:
+        ls.report_once(problem)
 
 
 def initialized(ls: CodetailorServer, params: types.InitializedParams) -> None:
@@ -66,8 +59,7 @@ def initialized(ls: CodetailorServer, params: types.InitializedParams) -> None:
 
 def did_open(ls: CodetailorServer, params: types.DidOpenTextDocumentParams) -> None:
     doc = params.text_document
-    ls.documents.open(doc.uri, doc.text, doc.version, doc.language_id)
-    ls.repo_context.opened(doc.uri)
+    ls.session.open(doc.uri, doc.text, doc.version, doc.language_id)
 
 
 def did_change(ls: CodetailorServer, params: types.DidChangeTextDocumentParams) -> None:
@@ -84,37 +76,26 @@ def did_change(ls: CodetailorServer, params: types.DidChangeTextDocumentParams) 
             )
         else:
             changes.append(Change(change.text))
-    uri = params.text_document.uri
-    ls.cancel(uri)  # whatever it was computing is for text that no longer exists
-    if ls.documents.change(uri, params.text_document.version, changes):
-        ls.repo_context.changed(uri)
-    else:
-        ls.counts["unknown_document"] += 1
+    ls.session.change(params.text_document.uri, params.text_document.version, changes)
 
 
 def did_close(ls: CodetailorServer, params: types.DidCloseTextDocumentParams) -> None:
-    uri = params.text_document.uri
-    ls.cancel(uri)
-    ls.shown.forget(uri)
-    ls.documents.close(uri)
-    ls.repo_context.closed(uri)
+    ls.session.close(params.text_document.uri)
 
 
 def did_change_configuration(
     ls: CodetailorServer, params: types.DidChangeConfigurationParams
 ) -> None:
-    settings, problems = parse_settings(params.settings, ls.settings, ls.startup)
-    if ignored := unknown_keys(params.settings):
-        log.info("ignoring unknown settings: %s", ", ".join(map(str, ignored)))
-    ls.apply_settings(settings, problems)
+    for problem in ls.session.configure(params.settings):
+        ls.report_once(problem)
 
 
 async def inline_completion(
     ls: CodetailorServer, params: types.InlineCompletionParams
 ) -> types.InlineCompletionList:
     position = params.position
-    request = ls.request_at(params.text_document.uri, position.line, position.character)
-    text = await ls.complete(request) if request else ""
+    request = ls.session.request_at(params.text_document.uri, position.line, position.character)
+    text = await ls.session.complete(request) if request else ""
     if not text:
         return types.InlineCompletionList(items=[])
     item = types.InlineCompletionItem(insert_text=text, command=accepted_command("inline"))
@@ -128,13 +109,13 @@ async def completion(ls: CodetailorServer, params: types.CompletionParams) -> ty
     completion, so the editor's own filtering by the typed word keeps it.
     """
     position = params.position
-    request = ls.request_at(params.text_document.uri, position.line, position.character)
-    text = await ls.complete(request) if request else ""
+    request = ls.session.request_at(params.text_document.uri, position.line, position.character)
+    text = await ls.session.complete(request) if request else ""
     if not request or not text:
         return types.CompletionList(is_incomplete=True, items=[])
     start = word_start(request.text, request.offset)
-    a = position_at(request.text, start, ls.encoding)
-    b = position_at(request.text, request.offset, ls.encoding)
+    a = position_at(request.text, start, ls.session.encoding)
+    b = position_at(request.text, request.offset, ls.session.encoding)
     edit_range = types.Range(
         start=types.Position(line=a.line, character=a.character),
         end=types.Position(line=b.line, character=b.character),
@@ -160,10 +141,8 @@ def accepted_command(kind: str) -> types.Command:
 
 def accepted(ls: CodetailorServer, *args: Any) -> None:
     """Counts an accepted completion; the counts never leave this machine."""
-    ls.counts["accepted"] += 1
-    if args and args[0] in ("inline", "completion"):
-        ls.counts[f"accepted_{args[0]}"] += 1
+    ls.session.accepted(args[0] if args else None)
 
 
 def status(ls: CodetailorServer, *args: Any) -> dict[str, Any]:
-    return ls.status()
+    return ls.session.status()

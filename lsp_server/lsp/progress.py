@@ -8,18 +8,16 @@ said `initialized` and answered `window/workDoneProgress/create`.
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lsprotocol import types
-
-if TYPE_CHECKING:
-    from lsp_server.lsp.server import CodetailorServer
+from pygls.lsp.server import LanguageServer
 
 
 class LoadProgress:
     """One load's progress at a time; a new "begin" starts a new token."""
 
-    def __init__(self, ls: CodetailorServer) -> None:
+    def __init__(self, ls: LanguageServer) -> None:
         self.ls = ls
         self.enabled = False  # set by `initialized` when the client supports progress
         self._token: str | None = None

@@ -10,7 +10,7 @@ import os
 import sys
 
 from lsp_server.errors import CodetailorError
-from lsp_server.lsp import transport
+from lsp_server.lsp import handlers, transport
 from lsp_server.lsp.server import CodetailorServer
 from lsp_server.session.settings import Settings
 
@@ -49,7 +49,10 @@ def serve(args: argparse.Namespace) -> int:
     startup = Settings(model=args.model, adapter=args.adapter, device=args.device, dtype=args.dtype)
     # A token guards TCP only: on stdio the editor that started us owns both pipes.
     server = CodetailorServer(
-        startup, auth_token=token if address else None, trust_remote_code=args.trust_remote_code
+        startup,
+        register=handlers.register,
+        auth_token=token if address else None,
+        trust_remote_code=args.trust_remote_code,
     )
     if address:
         return asyncio.run(serve_tcp(server, *address))
@@ -67,7 +70,7 @@ async def serve_stdio(server: CodetailorServer) -> int:
     writer = transport.SafeWriter(lambda data: out.write(data), out.close)
     reader = transport.FrameReader(transport.stdin_chunks(server.loop, sys.stdin.fileno()))
     status = await transport.run_connection(server.protocol, reader, writer)
-    server.cancel_all()
+    server.session.cancel_all("disconnected")
     if status is None:
         log.info("the client closed stdin; exiting")
     return status or 0

@@ -23,6 +23,8 @@ from typing import Any
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.protocol import JsonRPCProtocol
 
+from lsp_server.lsp import pygls_compat
+
 log = logging.getLogger("codetailor.transport")
 
 CONTENT_LENGTH = re.compile(rb"Content-Length:[ \t]*(\d+)", re.IGNORECASE)
@@ -119,7 +121,7 @@ def dispatch(protocol: JsonRPCProtocol, reader: FrameReader, body: bytes) -> Non
     except JsonRpcException as exc:
         if "id" in raw and "method" in raw:
             error = exc if isinstance(exc, JsonRpcInvalidParams) else JsonRpcInvalidParams()
-            protocol._send_response(raw["id"], error=error.to_response_error())
+            pygls_compat.send_error(protocol, raw["id"], error)
         return
     if isinstance(message, dict):  # no "jsonrpc" member: not a JSON-RPC message
         log.warning("dropping a message without 'jsonrpc'")

@@ -16,13 +16,17 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from lsp_server.errors import CodetailorError
 from lsp_server.session.settings import Settings
 
+if TYPE_CHECKING:
+    from lsp_server.completion.completer import Completer
+
 log = logging.getLogger("codetailor.service")
 
+T = TypeVar("T")
 State = Literal["idle", "loading", "ready", "failed"]
 # kind ("begin", "report", "end", "failed", "problem"), message, percentage
 EventCallback = Callable[[str, str, "int | None"], None]
@@ -38,8 +42,8 @@ class Worker:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, fn: Callable[[], Any]) -> Future[Any]:
-        future: Future[Any] = Future()
+    def submit(self, fn: Callable[[], T]) -> Future[T]:
+        future: Future[T] = Future()
         self._queue.put((future, fn))
         return future
 
@@ -61,7 +65,7 @@ class Worker:
 class Loaded:
     """A ready completer and the facts `codetailor.status` reports about it."""
 
-    completer: Any
+    completer: Completer
     model: Any  # LoadedModel
     prompt_format: str
 
@@ -114,9 +118,13 @@ class ModelHost:
         self.generator = Worker("codetailor-generate")
 
     @property
-    def completer(self) -> Any | None:
+    def completer(self) -> Completer | None:
         loaded = self.loaded
         return loaded.completer if loaded is not None else None
+
+    def submit(self, job: Callable[[], T]) -> Future[T]:
+        """Run `job` on the generation thread, after the jobs already waiting there."""
+        return self.generator.submit(job)
 
     def load(self, settings: Settings) -> None:
         """Drop the current model and load the one `settings` name, in the background."""
@@ -172,6 +180,6 @@ class ModelHost:
         }
 
 
-def warm_up(completer: Any) -> None:
+def warm_up(completer: Completer) -> None:
     """One short generation, so the first real request does not pay for lazy initialisation."""
     completer.complete("def main():\n", 12, max_tokens=2, mode="line")

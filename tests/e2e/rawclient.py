@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -193,14 +194,32 @@ class RawClient:
         self.notify("initialized", {})
         return result
 
-    def wait_ready(self, timeout: float = 120) -> dict[str, Any]:
+    def status(self) -> dict[str, Any]:
+        return self.request("workspace/executeCommand", {"command": "codetailor.status"})
+
+    def wait_status(
+        self, done: Callable[[dict[str, Any]], bool], what: str, timeout: float = 10
+    ) -> dict[str, Any]:
+        """The first `codetailor.status` for which `done` holds, polled within `timeout`."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            status = self.request("workspace/executeCommand", {"command": "codetailor.status"})
-            if status["state"] in ("ready", "failed"):
+            status = self.status()
+            if done(status):
                 return status
-            time.sleep(0.1)
-        raise TimeoutError("the model did not load")
+            time.sleep(0.02)
+        raise TimeoutError(f"{what} (within {timeout} s)")
+
+    def wait_ready(self, timeout: float = 120) -> dict[str, Any]:
+        return self.wait_status(
+            lambda s: s["state"] in ("ready", "failed"), "the model did not load", timeout
+        )
+
+    def wait_generating(self, since: int = 0, timeout: float = 10) -> int:
+        """The number of the request the model is working on, once one after `since` runs."""
+        status = self.wait_status(
+            lambda s: (s["generating"] or 0) > since, "no generation started", timeout
+        )
+        return status["generating"]
 
     def open(self, uri: str, text: str, language: str = "python", version: int = 1) -> None:
         self.notify(

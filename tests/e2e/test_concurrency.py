@@ -1,8 +1,11 @@
-"""Generation off the event loop: not-ready answers, progress, supersession, cancellation,
-stale answers, typing-through, settings and acceptance counts.
+"""Generation off the event loop, through a real server process: not-ready answers,
+progress, supersession, cancellation, stale answers, typing-through, settings and
+acceptance counts. The policy itself is unit-tested in tests/test_session.py.
 
 The "endless" tiny model always continues with "a" and never stops by itself,
-so with maxTokens 1024 a request runs for seconds: long enough to cancel.
+so with maxTokens 1024 a request runs for seconds: long enough to cancel. The
+tests wait for the state they need (`codetailor.status` says which request the
+model is working on) rather than for a time.
 """
 
 from __future__ import annotations
@@ -46,15 +49,22 @@ def inline_async(server: RawClient, line: int, character: int, uri: str = URI) -
     )
 
 
+def wait_generating(server: RawClient, since: int) -> int:
+    """The number of the request the model started on after `since` requests."""
+    return server.wait_generating(since)
+
+
 def wait_generation_ended(server: RawClient, since: int) -> dict:
     """The engine's record of the generation that ended after `since` requests."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        last = status(server)["lastGeneration"]
-        if last and last.get("request", 0) > since:
-            return last
-        time.sleep(0.05)
-    raise TimeoutError("the generation did not end")
+    last = server.wait_status(
+        lambda s: (s["lastGeneration"] or {}).get("request", 0) > since,
+        "the generation did not end",
+    )["lastGeneration"]
+    return last
+
+
+def empty_answers(server: RawClient) -> dict[str, int]:
+    return status(server)["emptyAnswers"]
 
 
 def test_requests_before_the_model_is_ready_are_answered_empty_and_fast(server):
@@ -63,6 +73,7 @@ def test_requests_before_the_model_is_ready_are_answered_empty_and_fast(server):
     assert server.inline(URI, 2, 8) == []
     assert time.monotonic() - started < 2.0  # no wait for the model
     assert server.wait_ready()["state"] == "ready"
+    assert status(server)["emptyAnswers"]["not_ready"] == 1
 
 
 def test_loading_reports_progress(server):
@@ -79,35 +90,42 @@ def test_loading_reports_progress(server):
 
 
 def test_cancel_request_stops_the_generation(server):
-    before = status(server)["counts"].get("requests", 0)
+    before = status(server)
     msg_id = inline_async(server, 2, 8)
-    time.sleep(0.5)
+    number = wait_generating(server, before["counts"].get("requests", 0))
     sent = time.monotonic()
     server.notify("$/cancelRequest", {"id": msg_id})
     reply = server.response(msg_id, timeout=5)
     assert time.monotonic() - sent < 2.0
     assert reply["error"]["code"] == -32800  # RequestCancelled
-    last = wait_generation_ended(server, before)
+    last = wait_generation_ended(server, number - 1)
+    assert last["request"] == number
     assert last["stop_reason"] == "cancelled"
     assert last["generated_tokens"] < 1024
+    assert empty_answers(server)["cancelled"] == before["emptyAnswers"]["cancelled"] + 1
 
 
 def test_a_newer_request_supersedes_the_older_one(server):
-    before = status(server)["counts"].get("requests", 0)
+    before = status(server)
     first = inline_async(server, 2, 8)
-    time.sleep(0.5)
+    number = wait_generating(server, before["counts"].get("requests", 0))
     sent = time.monotonic()
     second = inline_async(server, 2, 7)
     assert server.response(first, timeout=5)["result"]["items"] == []
     assert time.monotonic() - sent < 2.0
-    assert wait_generation_ended(server, before)["stop_reason"] == "cancelled"
+    ended = wait_generation_ended(server, number - 1)
+    assert ended["request"] == number and ended["stop_reason"] == "cancelled"
+    superseded = before["emptyAnswers"]["superseded"] + 1
+    assert empty_answers(server)["superseded"] == superseded
+    wait_generating(server, number)  # the second request runs now
     server.notify("$/cancelRequest", {"id": second})
-    server.response(second, timeout=5)
+    assert server.response(second, timeout=5)["error"]["code"] == -32800
 
 
 def test_an_answer_for_text_that_changed_meanwhile_is_empty(server):
+    before = status(server)
     msg_id = inline_async(server, 2, 8)
-    time.sleep(0.5)
+    wait_generating(server, before["counts"].get("requests", 0))
     server.notify(
         "textDocument/didChange",
         {
@@ -124,6 +142,7 @@ def test_an_answer_for_text_that_changed_meanwhile_is_empty(server):
         },
     )
     assert server.response(msg_id, timeout=5)["result"]["items"] == []
+    assert empty_answers(server)["stale"] == before["emptyAnswers"]["stale"] + 1
 
 
 def test_typing_through_a_shown_completion_skips_the_model(server):
@@ -167,8 +186,9 @@ def test_acceptances_are_counted_from_the_item_command(server):
 def test_invalid_settings_are_reported_once_and_defaults_kept(server):
     configure(server, maxTokens="many", multiline="sometimes")
     configure(server, maxTokens="many", multiline="sometimes")
-    time.sleep(0.3)
-    status(server)  # a round trip: the notifications above have been handled
+    # A round trip: the server handles messages in order, so both configurations have
+    # been handled, and any message they caused was sent, before this answer.
+    status(server)
     messages = [
         n["params"]["message"]
         for n in server.notifications

@@ -67,15 +67,17 @@ def test_a_client_that_disconnects_mid_request_ends_a_stdio_server(server):
         "workspace/didChangeConfiguration",
         {"settings": {"maxTokens": 1024, "timeBudgetMs": 60000, "multiline": "never"}},
     )
+    # Another document: at URI the completion shown before would be served by typing-through.
+    server.open("file:///work/b.py", "x = ")
     server.request_async(
         "textDocument/inlineCompletion",
         {
-            "textDocument": {"uri": URI},
+            "textDocument": {"uri": "file:///work/b.py"},
             "position": {"line": 0, "character": 4},
             "context": {"triggerKind": 1},
         },
     )
-    time.sleep(0.3)
+    server.wait_generating()  # the model is working on it
     started = time.monotonic()
     server.close()  # closes stdin, then waits for the process
     assert server.proc.returncode == 0

@@ -70,7 +70,7 @@ def test_tcp_refuses_clients_without_the_token_and_survives_disconnects(tcp_serv
             "context": {"triggerKind": 1},
         },
     )
-    time.sleep(0.3)
+    client.wait_generating()
     client.close()  # gone mid-request
 
     again = RawClient.connect("127.0.0.1", port)

@@ -1,0 +1,74 @@
+"""What the session needs from the model side, as typing Protocols.
+
+The session never imports the model layer: it talks to "the model host"
+through `HostLike` and to its completer through `CompleterLike`. The real
+ones are `lsp_server.model.host.ModelHost` and
+`lsp_server.completion.completer.Completer`; tests script small fakes
+(tests/test_session.py). Pure: no pygls, no torch.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from typing import Any, Protocol, TypeVar
+
+from lsp_server.completion.prompt import Snippet
+from lsp_server.completion.scope import Mode
+from lsp_server.session.settings import Settings
+
+T = TypeVar("T")
+
+
+class CompletionLike(Protocol):
+    """A finished completion: its text, and the facts `codetailor.status` shows about it."""
+
+    @property
+    def text(self) -> str: ...
+
+    def as_dict(self) -> dict[str, Any]: ...
+
+
+class CompleterLike(Protocol):
+    """Completes a document at a cursor (`Completer.complete`); runs on the host's worker."""
+
+    def complete(
+        self,
+        text: str,
+        offset: int,
+        *,
+        max_tokens: int = ...,
+        mode: Mode = ...,
+        time_budget: float | None = ...,
+        cancel: threading.Event | None = ...,
+        path: str | None = ...,
+        context: Sequence[Snippet] = ...,
+        language_id: str | None = ...,
+    ) -> CompletionLike: ...
+
+
+class HostLike(Protocol):
+    """The model host: (re)loads in the background and runs generation jobs one at a time."""
+
+    @property
+    def state(self) -> str:
+        """ "idle", "loading", "ready" or "failed"."""
+        ...
+
+    @property
+    def completer(self) -> CompleterLike | None:
+        """The ready completer, or None while nothing is loaded."""
+        ...
+
+    def submit(self, job: Callable[[], T]) -> Future[T]:
+        """Run `job` on the generation thread; the future holds its result."""
+        ...
+
+    def load(self, settings: Settings) -> None:
+        """Drop the current model and load the one `settings` name, in the background."""
+        ...
+
+    def status(self) -> dict[str, Any]:
+        """The host's part of `codetailor.status` (state, model, device, cache...)."""
+        ...

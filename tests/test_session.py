@@ -1,0 +1,321 @@
+"""The session's completion policy against a scripted model host: no server, no model.
+
+The fake completer follows a script, one step per call: a string is answered
+at once; `BLOCK` runs "forever", i.e. until the request's cancel flag is set
+(bounded, so a broken test fails instead of hanging). Tests wait on events and
+futures, never on time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import pytest
+
+from lsp_server.session.documents import Change
+from lsp_server.session.session import EMPTY_REASONS, Session
+from lsp_server.session.settings import Settings
+
+T = TypeVar("T")
+URI = "file:///work/app.py"
+TEXT = "x = "
+BLOCK = object()  # a script step: run until cancelled
+FAIL = object()  # a script step: raise
+BOUND_S = 5.0
+
+
+@dataclass
+class FakeCompletion:
+    text: str
+    stop_reason: str = "length"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "stop_reason": self.stop_reason}
+
+
+@dataclass
+class Call:
+    text: str
+    offset: int
+    cancel: threading.Event
+    started: threading.Event = field(default_factory=threading.Event)
+
+
+class ScriptedCompleter:
+    """Answers each call with the next step of its script."""
+
+    def __init__(self, *script: object) -> None:
+        self.script = list(script)
+        self.calls: list[Call] = []
+        self.called = threading.Condition()
+
+    def complete(
+        self, text: str, offset: int, *, cancel: threading.Event | None = None, **_: Any
+    ) -> FakeCompletion:
+        call = Call(text, offset, cancel or threading.Event())
+        with self.called:
+            self.calls.append(call)
+            self.called.notify_all()
+        step = self.script.pop(0)
+        call.started.set()
+        if step is FAIL:
+            raise RuntimeError("scripted failure")
+        if step is BLOCK:
+            assert call.cancel.wait(BOUND_S), "a blocking call was never cancelled"
+            return FakeCompletion("aaaa", stop_reason="cancelled")
+        assert isinstance(step, str)
+        return FakeCompletion(step)
+
+    async def call(self, index: int) -> Call:
+        """The `index`-th call, once it has started (waits in a thread, bounded)."""
+
+        def wait() -> Call:
+            with self.called:
+                assert self.called.wait_for(lambda: len(self.calls) > index, BOUND_S)
+            return self.calls[index]
+
+        call = await asyncio.to_thread(wait)
+        assert await asyncio.to_thread(call.started.wait, BOUND_S)
+        return call
+
+
+class FakeHost:
+    """A model host whose jobs run on one thread, as the real one's do."""
+
+    def __init__(self, completer: ScriptedCompleter | None, state: str = "ready") -> None:
+        self.completer = completer
+        self.state = state
+        self.loads: list[Settings] = []
+        self.futures: list[Future[Any]] = []
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="fake-generate")
+
+    def submit(self, job: Callable[[], T]) -> Future[T]:
+        future = self._pool.submit(job)
+        self.futures.append(future)
+        return future
+
+    def load(self, settings: Settings) -> None:
+        self.loads.append(settings)
+
+    def status(self) -> dict[str, Any]:
+        return {"state": self.state, "model": "fake"}
+
+
+@pytest.fixture
+def make() -> Iterator[Callable[..., tuple[Session, FakeHost]]]:
+    hosts: list[FakeHost] = []
+
+    def build(*script: object, ready: bool = True) -> tuple[Session, FakeHost]:
+        host = FakeHost(ScriptedCompleter(*script) if ready else None)
+        hosts.append(host)
+        session = Session(Settings(context=False), host)
+        session.open(URI, TEXT, 1, "python")
+        return session, host
+
+    yield build
+    for host in hosts:
+        host._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def scripted(host: FakeHost) -> ScriptedCompleter:
+    assert isinstance(host.completer, ScriptedCompleter)
+    return host.completer
+
+
+def edit(session: Session, text: str, version: int = 2) -> None:
+    session.change(URI, version, [Change(text)])
+
+
+def request(session: Session, character: int = len(TEXT)) -> Any:
+    req = session.request_at(URI, 0, character)
+    assert req is not None
+    return req
+
+
+def empties(session: Session) -> dict[str, int]:
+    return {k: v for k, v in session.status()["emptyAnswers"].items() if v}
+
+
+async def test_a_finished_generation_is_shown_and_counted(make):
+    session, host = make("hello")
+    assert await session.complete(request(session)) == "hello"
+    assert session.counts["shown"] == 1 and session.counts["requests"] == 1
+    assert session.last_generation is not None and session.last_generation["request"] == 1
+    assert empties(session) == {}
+
+
+async def test_a_newer_request_supersedes_the_running_one(make):
+    session, host = make(BLOCK, "second")
+    first = asyncio.create_task(session.complete(request(session)))
+    call = await scripted(host).call(0)
+    second = asyncio.create_task(session.complete(request(session, 3)))
+    assert await asyncio.wait_for(first, BOUND_S) == ""
+    assert call.cancel.is_set()
+    assert await asyncio.wait_for(second, BOUND_S) == "second"
+    assert empties(session) == {"superseded": 1}
+    assert session.counts["superseded"] == 1 and session.counts["shown"] == 1
+
+
+async def test_cancel_request_stops_the_model_and_counts_it(make):
+    session, host = make(BLOCK)
+    task = asyncio.create_task(session.complete(request(session)))
+    call = await scripted(host).call(0)
+    assert session.status()["generating"] == 1  # what the e2e tests wait for
+    task.cancel()  # what pygls does on $/cancelRequest
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.to_thread(host.futures[0].result, BOUND_S)  # the job has ended
+    assert call.cancel.is_set()
+    assert empties(session) == {"cancelled": 1}
+    assert session.counts["cancelled"] == 1
+    assert session.inflight == {} and session.status()["generating"] is None
+    # the cancelled generation is still recorded, as the status shows it
+    assert session.last_generation is not None
+    assert session.last_generation["stop_reason"] == "cancelled"
+
+
+async def test_an_edit_during_generation_drops_the_answer_as_stale(make):
+    session, host = make(BLOCK)
+    task = asyncio.create_task(session.complete(request(session)))
+    call = await scripted(host).call(0)
+    edit(session, "# edited\nx = ")
+    assert await asyncio.wait_for(task, BOUND_S) == ""
+    assert call.cancel.is_set()  # the edit stopped the model, too
+    assert empties(session) == {"stale": 1}
+
+
+async def test_a_revision_change_alone_drops_the_answer(make):
+    """Even if nothing cancelled it, an answer for an older revision is not shown."""
+    session, host = make("late")
+    gate = threading.Event()
+    completer = scripted(host)
+    original = completer.complete
+
+    def gated(*args: Any, **kwargs: Any) -> FakeCompletion:
+        assert gate.wait(BOUND_S)
+        return original(*args, **kwargs)
+
+    completer.complete = gated  # type: ignore[method-assign]
+    task = asyncio.create_task(session.complete(request(session)))
+    assert session.documents.change(URI, 2, [Change("y = ")])  # behind the session's back
+    gate.set()
+    assert await asyncio.wait_for(task, BOUND_S) == ""
+    assert empties(session) == {"stale": 1}
+    assert session.counts["shown"] == 0
+
+
+async def test_closing_the_document_drops_the_answer(make):
+    session, host = make(BLOCK)
+    task = asyncio.create_task(session.complete(request(session)))
+    await scripted(host).call(0)
+    session.close(URI)
+    assert await asyncio.wait_for(task, BOUND_S) == ""
+    assert empties(session) == {"closed": 1}
+
+
+async def test_typing_through_a_shown_completion_skips_the_model(make):
+    session, host = make("hello")
+    assert await session.complete(request(session)) == "hello"
+    for typed in ("h", "he", "hel"):
+        edit(session, TEXT + typed, 2 + len(typed))
+        assert (
+            await session.complete(request(session, len(TEXT) + len(typed)))
+            == "hello"[len(typed) :]
+        )
+    assert len(host.futures) == 1 and len(scripted(host).calls) == 1
+    assert session.counts["typed_through"] == 3
+    assert session.status()["typingThroughHits"] == 3
+
+
+async def test_typing_something_else_asks_the_model_again(make):
+    session, host = make("hello", "world")
+    assert await session.complete(request(session)) == "hello"
+    edit(session, TEXT + "w")
+    assert await session.complete(request(session, len(TEXT) + 1)) == "world"
+    assert len(host.futures) == 2
+
+
+async def test_requests_before_the_model_is_ready_are_empty_and_counted(make):
+    session, host = make(ready=False)
+    assert await session.complete(request(session)) == ""
+    assert host.futures == []
+    assert session.counts["not_ready"] == 1
+    assert empties(session) == {"not_ready": 1}
+
+
+async def test_disabled_binary_unknown_failed_and_empty_answers_have_their_reason(make):
+    session, host = make(FAIL, "")
+    assert session.request_at("file:///work/not-open.py", 0, 0) is None
+    session.apply_settings(Settings(context=False, enable=False))
+    assert await session.complete(request(session)) == ""
+    session.apply_settings(Settings(context=False))
+    session.open("file:///work/blob.bin", "\0\0\0", 1)
+    blob = session.request_at("file:///work/blob.bin", 0, 1)
+    assert blob is not None and await session.complete(blob) == ""
+    assert await session.complete(request(session)) == ""  # the completer raises
+    assert await session.complete(request(session)) == ""  # the model had nothing to say
+    assert empties(session) == {
+        "unknown_document": 1,
+        "disabled": 1,
+        "binary": 1,
+        "failed": 1,
+        "empty_generation": 1,
+    }
+    assert session.counts["failed"] == 1 and session.counts["shown"] == 0
+    assert set(session.status()["emptyAnswers"]) == set(EMPTY_REASONS)
+
+
+async def test_acceptances_are_counted_with_a_rate(make):
+    session, host = make("one", "two")
+    assert session.status()["acceptanceRate"] is None
+    assert await session.complete(request(session)) == "one"
+    edit(session, "y = ")
+    assert await session.complete(request(session)) == "two"
+    session.accepted("inline")
+    status = session.status()
+    assert status["counts"]["accepted"] == 1 and status["counts"]["accepted_inline"] == 1
+    assert status["acceptanceRate"] == 0.5
+    session.accepted("something else")
+    assert session.counts["accepted"] == 2 and "accepted_something else" not in session.counts
+
+
+async def test_a_new_model_setting_reloads_and_stops_running_generations(make):
+    session, host = make(BLOCK)
+    task = asyncio.create_task(session.complete(request(session)))
+    call = await scripted(host).call(0)
+    problems = session.configure({"codetailor": {"model": "other", "maxTokens": "many"}})
+    assert len(problems) == 1 and "maxTokens" in problems[0]
+    assert [s.model for s in host.loads] == ["other"]
+    assert await asyncio.wait_for(task, BOUND_S) == ""
+    assert call.cancel.is_set()
+    assert empties(session) == {"settings": 1}
+
+
+async def test_settings_that_do_not_touch_the_model_do_not_reload(make):
+    session, host = make()
+    session.configure({"maxTokens": 8, "multiline": "never"})
+    assert host.loads == []
+    assert session.settings.max_tokens == 8 and session.settings.mode == "line"
+    session.configure({"maxTokens": None})  # null: back to the command line's value
+    assert session.settings.max_tokens == Settings().max_tokens
+
+
+def test_the_first_settings_load_the_model_even_if_unchanged():
+    host = FakeHost(None, state="idle")
+    session = Session(Settings(), host)
+    assert session.initialize({}, None, "utf-8") == []
+    assert len(host.loads) == 1 and session.encoding == "utf-8"
+
+
+async def test_reset_forgets_the_client_but_keeps_counts(make):
+    session, host = make("hello")
+    assert await session.complete(request(session)) == "hello"
+    session.reset()
+    status = session.status()
+    assert status["documents"] == 0 and status["shownCompletions"] == 0
+    assert status["counts"]["shown"] == 1
