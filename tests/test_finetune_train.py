@@ -71,7 +71,18 @@ def test_writes_exactly_the_adapter_files(trained: dict[str, Any]) -> None:
 def test_codetailor_json_records_base_format_repo_data_and_evaluation(
     trained: dict[str, Any], tiny_model_dir: Path, fixture_repo: Path
 ) -> None:
+    from lsp_server.completion.prompt import FORMATS
+    from lsp_server.model.adapter_meta import SCHEMA_VERSION, read_meta
+
     meta = json.loads((trained["out"] / "codetailor.json").read_text())
+    assert meta["schema_version"] == SCHEMA_VERSION
+    # Written through the module the server reads it with, at the format's current version.
+    recorded = read_meta(trained["out"])
+    assert (
+        recorded is not None
+        and recorded.to_json() == (trained["out"] / "codetailor.json").read_text()
+    )
+    assert recorded.prompt_format_version == FORMATS["prefix-only"].version
     assert meta["base_model"]["name"] == str(tiny_model_dir.resolve())
     assert len(meta["base_model"]["fingerprint"]) == 16
     assert meta["prompt_format"] == "prefix-only" and meta["prompt_format_version"] == 1
