@@ -257,3 +257,21 @@ def test_resume_refuses_changed_settings(
     )
     with pytest.raises(CodetailorError, match=r"lora_r \(16 -> 4\)"):
         run(changed, resume=True, progress=False)
+
+
+def test_early_stop_keeps_the_best_weights(
+    fixture_repo: Path, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Held-out losses in the order they are measured: the base model, after steps 1, 2
+    # and 3 (two evaluations without improvement: stop), then the final weights.
+    losses = iter([3.0, 2.0, 2.5, 2.6, 2.7])
+    monkeypatch.setattr(train_module, "heldout_loss", lambda *args, **kwargs: next(losses))
+    out = tmp_path / "lora"
+    settings = {"eval_every": 1, "patience": 2, "match_samples": 0, "max_steps": 8}
+    summary = run(small_config(fixture_repo, out, tiny_model_dir, **settings), progress=False)
+    assert summary is not None and summary["stopped_early"] and summary["steps"] == 3
+    assert summary["heldout_loss_before"] == 3.0 and summary["heldout_loss_after"] == 2.0
+    meta = json.loads((out / "codetailor.json").read_text())
+    assert meta["evaluation"]["after"]["restored_best_from_step"] == 1
+    assert [h["heldout_loss"] for h in meta["evaluation"]["history"]] == [2.0, 2.5, 2.6]
+    assert next(losses, None) is None  # every measurement was taken
