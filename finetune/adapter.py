@@ -1,5 +1,9 @@
 """The adapter folder: what goes in it, and how it appears only when complete.
 
+It holds PEFT's `adapter_config.json` and `adapter_model.safetensors`,
+`codetailor.json` (written through `lsp_server.model.adapter_meta`, the module
+the server reads it with) and the resolved config as `finetune.yaml`.
+
 Everything is written into `OUT.partial/adapter` and renamed to OUT at the end,
 so a reader never sees a half-written adapter under OUT. OUT may hold a
 previous adapter (it is replaced); anything else there is refused.
@@ -8,7 +12,6 @@ previous adapter (it is replaced); anything else there is refused.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import shutil
 import subprocess
@@ -16,10 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lsp_server.errors import CodetailorError
-from lsp_server.model.loading import ADAPTER_META
-
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", ADAPTER_META, "finetune.yaml")
-META_VERSION = 1
+from lsp_server.model.adapter_meta import AdapterMeta, has_meta, write_meta
 
 
 def work_dir(out: Path) -> Path:
@@ -34,7 +34,7 @@ def check_out(out: Path) -> None:
     """
     if out.is_file():
         raise CodetailorError(f"--out {out} is a file; give a folder for the adapter")
-    if out.is_dir() and any(out.iterdir()) and not (out / ADAPTER_META).is_file():
+    if out.is_dir() and any(out.iterdir()) and not has_meta(out):
         raise CodetailorError(
             f"--out {out} already holds files that are not a codetailor adapter; "
             "choose an empty or new folder"
@@ -64,7 +64,7 @@ def repository_info(repo: Path) -> dict[str, Any]:
 def save_adapter(
     peft_model: Any,
     work: Path,
-    meta: dict[str, Any],
+    meta: AdapterMeta,
     config_yaml: str,
     state_dict: dict[str, Any] | None = None,
 ) -> Path:
@@ -77,7 +77,7 @@ def save_adapter(
     try:
         peft_model.save_pretrained(str(staging), safe_serialization=True, state_dict=state_dict)
         (staging / "README.md").unlink(missing_ok=True)  # PEFT's empty model card
-        (staging / ADAPTER_META).write_text(json.dumps(meta, indent=2) + "\n")
+        write_meta(staging, meta)
         (staging / "finetune.yaml").write_text(config_yaml)
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)

@@ -12,7 +12,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from finetune.config import FinetuneConfig, load_yaml
+from finetune.config import FinetuneConfig, keys_help, load_yaml, parse_setting
+from lsp_server.errors import CodetailorError
 
 EXAMPLES = """\
 examples:
@@ -22,9 +23,12 @@ examples:
   accelerate launch --multi_gpu --num_processes 2 -m finetune.cli . --out lora   # data parallel
   codetailor complete src/app.py:42:17 --adapter adapters/myrepo
 
+  codetailor finetune . --out lora --set lora_dropout=0.1 --set extensions=.py,.pyi
+
 An interrupted run (Ctrl-C, kill) continues from its last checkpoint with the
 same command and --resume. Settings come from the defaults, then --config, then
-the options below; every key is documented in finetune/configs/debug.yaml.
+the options above (--set reaches every key below; finetune/configs/debug.yaml
+sets every key too).
 """
 
 # Command-line option -> config field, for the options of the command-line contract.
@@ -47,12 +51,17 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "finetune",
         help="train a LoRA adapter on a repository",
         description="Fine-tune a LoRA adapter for the completion model on a repository's code.",
-        epilog=EXAMPLES,
+        epilog=epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_arguments(parser)
     parser.set_defaults(func=cmd_finetune)
     return parser
+
+
+def epilog() -> str:
+    """The help's tail: examples, then every config key with its type, default and help."""
+    return f"{EXAMPLES}\n{keys_help()}\n"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,6 +72,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             flag, dest=name, type=kind, default=None, help=FinetuneConfig.help(name)
         )
     parser.add_argument("--config", metavar="YAML", help="a config file (see finetune/configs/)")
+    parser.add_argument(
+        "--set",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        dest="settings",
+        help="set any config key (listed below); repeatable, applied after --config",
+    )
     parser.add_argument(
         "--resume", action="store_true", help="continue an interrupted run from its checkpoint"
     )
@@ -78,14 +95,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
-    """Defaults, then the --config file, then the options given on the command line."""
+    """Defaults, then the --config file, then the options given on the command line.
+
+    A key given both by its own option and by --set is refused rather than
+    resolved by an order the user would have to look up.
+    """
     values: dict[str, Any] = load_yaml(args.config) if args.config else {}
-    values |= {"repo": args.repo, "out": args.out}
+    given: dict[str, Any] = {"repo": args.repo, "out": args.out}
     for name, _ in OPTIONS.values():
         if getattr(args, name) is not None:
-            values[name] = getattr(args, name)
+            given[name] = getattr(args, name)
     if args.trust_remote_code:
-        values["trust_remote_code"] = True
+        given["trust_remote_code"] = True
+    for text in args.settings:
+        key, value = parse_setting(text)
+        if key in given:
+            raise CodetailorError(
+                f"--set {key} repeats a value given on the command line; give it once"
+            )
+        values[key] = value
+    values |= given
     if values.get("holdout") == 0:  # nothing held out: nothing to stop early on or to match
         values.setdefault("patience", 0)
         values.setdefault("match_samples", 0)
@@ -136,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="codetailor finetune",
         description="Fine-tune a LoRA adapter for the completion model on a repository's code.",
-        epilog=EXAMPLES,
+        epilog=epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_arguments(parser)

@@ -165,6 +165,63 @@ class FinetuneConfig:
         return cls(**merged)
 
 
+def parse_setting(text: str) -> tuple[str, Any]:
+    """`KEY=VALUE` from `--set`, with VALUE typed as the field KEY is.
+
+    A list takes comma-separated items (`extensions=.py,.pyi`) or YAML's
+    `[a, b]`; an optional field takes `none` (or nothing) for None. An unknown
+    key or a value of the wrong type is one CodetailorError naming what fits.
+    """
+    key, sep, raw = text.partition("=")
+    key = key.strip().replace("-", "_")
+    if not sep or not key:
+        raise CodetailorError(f"--set expects KEY=VALUE, got {text!r}; e.g. --set lora_r=8")
+    hints = typing.get_type_hints(FinetuneConfig)
+    if key not in {f.name for f in fields(FinetuneConfig)}:
+        raise CodetailorError(
+            f"--set {key}: unknown config key; valid keys: {', '.join(config_keys())}"
+        )
+    hint, raw = hints[key], raw.strip()
+    value: Any = raw
+    if type(None) in typing.get_args(hint) and raw.lower() in {"", "none", "null"}:
+        value = None
+    elif typing.get_origin(hint) is list:
+        inner = raw[1:-1] if raw.startswith("[") and raw.endswith("]") else raw
+        value = [item.strip().strip("'\"") for item in inner.split(",") if item.strip()]
+    try:
+        return key, _coerce(key, value, hint)
+    except CodetailorError as exc:
+        raise CodetailorError(f"--set {text}: {exc}") from None
+
+
+def config_keys() -> list[str]:
+    """Every config key, in the dataclass's order."""
+    return [f.name for f in fields(FinetuneConfig)]
+
+
+def keys_help(width: int = 100) -> str:
+    """Every config key with its type, default and help: the list `--help` prints."""
+    import textwrap
+
+    hints = typing.get_type_hints(FinetuneConfig)
+    lines = ["config keys (set with --set KEY=VALUE, or in a --config YAML file):"]
+    for f in fields(FinetuneConfig):
+        default = f.default_factory() if callable(f.default_factory) else f.default
+        kind = _type_name(hints[f.name])
+        entry = f"{f.name} ({kind}, default {default!r}): {f.metadata['help']}"
+        lines += textwrap.wrap(entry, width, initial_indent="  ", subsequent_indent="      ")
+    return "\n".join(lines)
+
+
+def _type_name(hint: Any) -> str:
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) is list:
+        return "list"
+    if type(None) in typing.get_args(hint) and args:
+        return f"{args[0].__name__} or none"
+    return getattr(hint, "__name__", str(hint))
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """A config file's mapping; a CodetailorError for a missing or malformed file."""
     import yaml

@@ -3,6 +3,8 @@
 Next-line exact match completes held-out lines through the server's own
 `Completer` (same prompt window, same format, same stopping rules), so the
 figure is what a user would see from `codetailor complete` at those cursors.
+Which cursors and how a line is scored are defined once, in
+`lsp_server.measure.quality.metrics`, and shared with `codetailor eval`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from finetune.data.examples import Blocks
+from lsp_server.measure.quality import metrics
 from lsp_server.repo.corpus import SourceFile
 
 
@@ -77,17 +80,12 @@ class LineSample:
 
 
 def next_line_samples(files: Sequence[SourceFile], count: int, seed: int = 0) -> list[LineSample]:
-    """`count` cursors drawn from the files' lines (skipping the first line and trivial lines)."""
-    candidates: list[LineSample] = []
-    for f in files:
-        offset = 0
-        for n, line in enumerate(f.text.splitlines(keepends=True)):
-            body = line.rstrip("\r\n")
-            stripped = body.strip()
-            if n > 0 and len(stripped) >= 4 and not stripped.startswith(("#", "//")):
-                indent = len(body) - len(body.lstrip())
-                candidates.append(LineSample(f.path, f.text, offset + indent, body.strip()))
-            offset += len(line)
+    """`count` cursors drawn from the files' next-line cursors (`metrics.next_lines`)."""
+    candidates = [
+        LineSample(f.path, f.text, cursor.offset, cursor.expected)
+        for f in files
+        for cursor in metrics.next_lines(f.text)
+    ]
     rng = random.Random(seed)
     return rng.sample(candidates, min(count, len(candidates)))
 
@@ -102,7 +100,8 @@ def next_line_exact_match(
     max_tokens: int,
     progress: bool = False,
 ) -> float | None:
-    """Fraction of samples whose completed line equals the held-out line (ignoring edge blanks)."""
+    """The share of samples whose completed line matches the held-out one, scored as
+    `codetailor eval` scores its `line` samples (`metrics.next_line_exact_match`)."""
     from lsp_server.completion.completer import Completer
     from lsp_server.model.backend import TransformersBackend, eos_ids
     from lsp_server.model.engine import Engine, PrefixCache
@@ -118,11 +117,11 @@ def next_line_exact_match(
     completer = Completer(
         Engine(backend, cache=PrefixCache()), tokenizer, fmt, window_tokens=window_tokens
     )
-    hits = 0
+    pairs: list[tuple[str, str]] = []
     with _bar(len(samples), "next-line match", progress) as bar:
         for s in samples:
             result = completer.complete(s.text, s.offset, max_tokens=max_tokens, mode="line")
-            hits += result.text.strip() == s.expected
+            pairs.append((result.text, s.expected))
             bar.update(1)
     base.train(was_training)
-    return hits / len(samples)
+    return metrics.next_line_exact_match(pairs)

@@ -1,7 +1,13 @@
 """LoRA fine-tuning on one repository, top to bottom.
 
-config -> seed -> data -> model -> LoRA wrap -> evaluate the base -> train
-with periodic held-out loss, early stop and checkpoints -> evaluate -> save.
+`run` is four steps, defined below in the order they run:
+- `setup`: check the config and the output folder, find a checkpoint to resume,
+  start accelerate, seed;
+- `prepare_data`: collect and split the repository's files, load the model (its
+  tokenizer shapes the data), build, tokenize and pack the examples;
+- `fit`: wrap the model in LoRA, measure the base model (or restore the
+  checkpoint), then train with periodic held-out loss, early stop and checkpoints;
+- `finish`: keep the best weights, measure again, write the adapter and publish it.
 
 Runs as one process or under `accelerate launch` (data parallel over
 processes; FSDP when accelerate is configured for it). Every process builds the
@@ -19,6 +25,7 @@ import sys
 import time
 import warnings
 from contextlib import nullcontext
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -33,11 +40,19 @@ from finetune.adapter import (
     work_dir,
 )
 from finetune.config import FinetuneConfig, dump_yaml
-from finetune.data.examples import documents, pack, spread, tokenize
-from finetune.evaluate import heldout_loss, next_line_exact_match, next_line_samples, to_batch
+from finetune.data.examples import Blocks, documents, pack, spread, tokenize
+from finetune.evaluate import (
+    LineSample,
+    heldout_loss,
+    next_line_exact_match,
+    next_line_samples,
+    to_batch,
+)
 from finetune.schedule import BlockOrder, StopFlag, lr_schedule
+from lsp_server.completion.prompt import PromptFormat
 from lsp_server.errors import CodetailorError
-from lsp_server.repo.corpus import collect
+from lsp_server.model.adapter_meta import AdapterMeta, BaseModelRef
+from lsp_server.repo.corpus import Corpus, SourceFile, collect
 from lsp_server.repo.files import SOURCE_EXTENSIONS, split_files
 
 log = logging.getLogger("codetailor.finetune")
@@ -63,20 +78,20 @@ def run(
 
     Returns the summary on the main process and None on the others.
     """
-    import torch
+    job = setup(cfg, resume=resume, progress=progress)
+    data = prepare_data(job)
+    trainer = fit(job, data)
+    return finish(job, data, trainer)
+
+
+# --- 1. setup: config, output folder, checkpoint, processes, seed --------------------------
+
+
+def setup(cfg: FinetuneConfig, *, resume: bool, progress: bool) -> Job:
+    """Check everything that can be checked before any work, and start the processes."""
     from accelerate import Accelerator
     from accelerate.utils import DistributedType, set_seed
-    from peft import (
-        LoraConfig,
-        get_peft_model,
-        get_peft_model_state_dict,
-        set_peft_model_state_dict,
-    )
 
-    from lsp_server.model.loading import load_model
-    from lsp_server.model.wiring import choose_format
-
-    # --- config, output folder, seed -------------------------------------------------------
     cfg.validate()
     repo, out = Path(cfg.repo).expanduser(), Path(cfg.out).expanduser().absolute()
     check_out(out)
@@ -92,43 +107,39 @@ def run(
     elif resume:
         print(f"codetailor: nothing to resume in {work}; starting a new run", file=sys.stderr)
     accelerator = Accelerator(cpu=cfg.device == "cpu")
-    main, world = accelerator.is_main_process, accelerator.num_processes
-    fsdp = accelerator.distributed_type == DistributedType.FSDP
-    if main:
+    job = Job(
+        cfg=cfg,
+        repo=repo,
+        out=out,
+        work=work,
+        resume_from=found,
+        accelerator=accelerator,
+        fsdp=accelerator.distributed_type == DistributedType.FSDP,
+        progress=progress,
+    )
+    if job.main:
         print("codetailor finetune: resolved config", file=sys.stderr)
         for key, value in cfg.to_dict().items():
             print(f"  {key}: {value}", file=sys.stderr)
     set_seed(cfg.seed)
+    return job
 
-    # --- data: files, split, examples ------------------------------------------------------
-    extensions = frozenset(e if e.startswith(".") else "." + e for e in cfg.extensions)
-    corpus = collect(
-        repo,
-        max_file_bytes=cfg.max_file_bytes,
-        extensions=extensions or SOURCE_EXTENSIONS,
-        near_duplicate_threshold=cfg.near_duplicate_threshold,
-    )
-    if not corpus.files:
-        skipped = ", ".join(f"{n} {why}" for why, n in sorted(corpus.skipped.items())) or "none"
-        raise CodetailorError(
-            f"{repo} has no source files to train on ({corpus.listed} files listed; skipped: "
-            f"{skipped}); point at a repository with code, or widen `extensions`"
-        )
-    _, held_paths = split_files([f.path for f in corpus.files], cfg.holdout)
-    if cfg.holdout > 0 and not held_paths:
-        raise CodetailorError(
-            f"{repo} has a single source file, so none can be held out; pass --holdout 0 "
-            "to train without evaluation"
-        )
-    held_set = set(held_paths)
-    train_files = [f for f in corpus.files if f.path not in held_set]
-    held_files = [f for f in corpus.files if f.path in held_set]
 
+# --- 2. data: files, split, model and tokenizer, examples ---------------------------------
+
+
+def prepare_data(job: Job) -> Data:
+    """The training and held-out sets, tokenized and packed, with the model they are for."""
+    from lsp_server.model.loading import load_model
+    from lsp_server.model.wiring import choose_format
+
+    cfg = job.cfg
+    corpus, train_files, held_files = _split_repository(job)
     log.info("data: %s", corpus.stats())
-    device = str(accelerator.device) if cfg.device == "auto" else cfg.device
+    device = str(job.accelerator.device) if cfg.device == "auto" else cfg.device
     # FSDP flattens frozen and LoRA weights together, so both stay float32 and FSDP's
     # mixed precision computes in bf16; otherwise the base loads in bf16 on a GPU.
-    dtype = "float32" if fsdp and cfg.dtype == "auto" else cfg.dtype
+    dtype = "float32" if job.fsdp and cfg.dtype == "auto" else cfg.dtype
     loaded = load_model(
         cfg.model, device=device, dtype=dtype, trust_remote_code=cfg.trust_remote_code
     )
@@ -153,20 +164,332 @@ def run(
         fmt, [(f.path, f.text) for f in held_files], seq_len=cfg.seq_len, header=cfg.path_header
     )
     held = pack(tokenize(tokenizer, held_texts, eos), cfg.seq_len, pad)
-    eval_blocks = spread(held, cfg.eval_blocks)
-    line_samples = next_line_samples(held_files, cfg.match_samples, cfg.seed)
-    per_step = cfg.batch_size * cfg.grad_accum * world
+    per_step = cfg.batch_size * cfg.grad_accum * job.world
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * len(train.ids) / per_step))
-
     log.info(
         "%d training and %d held-out sequences; %d steps",
         len(train.ids),
         len(held.ids),
         total_steps,
     )
+    return Data(
+        loaded=loaded,
+        fmt=fmt,
+        corpus=corpus,
+        train_files=train_files,
+        held_files=held_files,
+        train=train,
+        held=held,
+        eval_blocks=spread(held, cfg.eval_blocks),
+        line_samples=next_line_samples(held_files, cfg.match_samples, cfg.seed),
+        total_steps=total_steps,
+    )
 
-    # --- model: LoRA on every linear layer but the output ----------------------------------
-    base = loaded.model
+
+def _split_repository(job: Job) -> tuple[Corpus, list[SourceFile], list[SourceFile]]:
+    """The repository's source files, and their training and held-out shares (by path)."""
+    cfg, repo = job.cfg, job.repo
+    extensions = frozenset(e if e.startswith(".") else "." + e for e in cfg.extensions)
+    corpus = collect(
+        repo,
+        max_file_bytes=cfg.max_file_bytes,
+        extensions=extensions or SOURCE_EXTENSIONS,
+        near_duplicate_threshold=cfg.near_duplicate_threshold,
+    )
+    if not corpus.files:
+        skipped = ", ".join(f"{n} {why}" for why, n in sorted(corpus.skipped.items())) or "none"
+        raise CodetailorError(
+            f"{repo} has no source files to train on ({corpus.listed} files listed; skipped: "
+            f"{skipped}); point at a repository with code, or widen `extensions`"
+        )
+    _, held_paths = split_files([f.path for f in corpus.files], cfg.holdout)
+    if cfg.holdout > 0 and not held_paths:
+        raise CodetailorError(
+            f"{repo} has a single source file, so none can be held out; pass --holdout 0 "
+            "to train without evaluation"
+        )
+    held_set = set(held_paths)
+    train_files = [f for f in corpus.files if f.path not in held_set]
+    held_files = [f for f in corpus.files if f.path in held_set]
+    return corpus, train_files, held_files
+
+
+# --- 3. fit: LoRA, the base model's figures (or the checkpoint), the loop ------------------
+
+
+def fit(job: Job, data: Data) -> Trainer:
+    """Train until the step budget or early stop; checkpoint on the way and at the end.
+
+    A signal stops the loop after the current step, saves a checkpoint and raises
+    Interrupted; a resumed run continues from the last checkpoint.
+    """
+    cfg, total = job.cfg, data.total_steps
+    trainer = Trainer(job, data)
+    trainer.start()
+    state = trainer.state
+    order = BlockOrder(len(data.train.ids), cfg.seed)
+    stop = StopFlag()
+    bar = _progress_bar(total, state.step, enabled=job.progress and job.main)
+    trainer.model.train()
+    with stop.installed():
+        while state.step < total and not state.stopped_early:
+            step_loss = trainer.step(order)
+            rate = state.tokens / state.train_seconds
+            postfix = {"loss": f"{step_loss:.3f}", "tok/s": f"{rate:.0f}"}
+            if cfg.eval_every and state.step % cfg.eval_every == 0 and state.step < total:
+                postfix["heldout"] = trainer.evaluate(step_loss)
+            bar.set_postfix(postfix, refresh=False)
+            bar.update(1)
+            if state.step % cfg.checkpoint_every == 0 or state.stopped_early:
+                trainer.save_checkpoint()
+            if stop.requested(job.accelerator):
+                trainer.save_checkpoint()
+                bar.close()
+                raise Interrupted(state.step, total, job.work)
+    bar.close()
+    trainer.save_checkpoint()  # so an interrupt while finishing loses no training
+    return trainer
+
+
+# --- 4. finish: best weights, final figures, the adapter folder ----------------------------
+
+
+def finish(job: Job, data: Data, trainer: Trainer) -> dict[str, Any] | None:
+    """Keep the best weights, measure them, then write and publish the adapter folder."""
+    from peft import set_peft_model_state_dict
+
+    state = trainer.state
+    final_loss = trainer.measure_loss()
+    after: dict[str, Any] = {"heldout_loss": final_loss}
+    if trainer.best is not None and state.best_loss is not None and final_loss is not None:
+        if state.best_loss < final_loss:
+            set_peft_model_state_dict(trainer.peft_model, trainer.best)
+            after = {"heldout_loss": state.best_loss, "restored_best_from_step": state.best_step}
+        else:
+            state.best_loss, state.best_step = final_loss, state.step
+    after |= trainer.measure_lines()
+    summary = _summary(job, data, state, after)
+    full = job.accelerator.get_state_dict(trainer.model) if job.fsdp else None
+    if job.main:
+        meta = _adapter_meta(job, data, state, after, summary)
+        staging = save_adapter(
+            trainer.peft_model, job.work, meta, dump_yaml(job.cfg), state_dict=full
+        )
+        try:
+            publish(staging, job.out)
+        except OSError as exc:
+            raise disk_error(exc, job.out) from exc
+        shutil.rmtree(job.work, ignore_errors=True)
+    job.accelerator.wait_for_everyone()
+    return summary | {"data": data.stats()} if job.main else None
+
+
+# --- what the four steps hand each other ----------------------------------------------------
+
+
+@dataclass
+class Job:
+    """What setup settled: the config, where things go, and the processes doing the work."""
+
+    cfg: FinetuneConfig
+    repo: Path
+    out: Path
+    work: Path  # OUT.partial: checkpoints and the adapter being written
+    resume_from: Path | None  # the checkpoint folder, when resuming
+    accelerator: Any
+    fsdp: bool
+    progress: bool
+
+    @property
+    def main(self) -> bool:
+        return bool(self.accelerator.is_main_process)
+
+    @property
+    def world(self) -> int:
+        return int(self.accelerator.num_processes)
+
+
+@dataclass
+class Data:
+    """The model, its prompt format, and the examples built for it."""
+
+    loaded: Any  # lsp_server.model.loading.LoadedModel
+    fmt: PromptFormat
+    corpus: Corpus
+    train_files: list[SourceFile]
+    held_files: list[SourceFile]
+    train: Blocks
+    held: Blocks
+    eval_blocks: Blocks  # the fixed held-out subset every loss evaluation reads
+    line_samples: list[LineSample]
+    total_steps: int
+
+    def stats(self) -> dict[str, Any]:
+        """The data statistics `codetailor.json` and the summary report."""
+        return self.corpus.stats() | {
+            "train_files": len(self.train_files),
+            "heldout_files": len(self.held_files),
+            "train_tokens": self.train.tokens,
+            "heldout_tokens": self.held.tokens,
+            "train_sequences": len(self.train.ids),
+            "heldout_sequences_evaluated": len(self.eval_blocks.ids),
+        }
+
+
+class Trainer:
+    """The LoRA-wrapped model, its optimizer and schedule, the loop's counters, and the
+    measurements `fit` and `finish` take."""
+
+    def __init__(self, job: Job, data: Data) -> None:
+        import torch
+
+        cfg = job.cfg
+        self.job, self.data = job, data
+        model = _wrap_lora(cfg, data.loaded.model)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lr_schedule(data.total_steps, cfg.warmup_fraction, cfg.min_lr_fraction)
+        )
+        # The scheduler stays unprepared: accelerate would step it once per process.
+        self.model, self.optimizer = job.accelerator.prepare(model, optimizer)
+        self.peft_model = job.accelerator.unwrap_model(self.model)
+        # FSDP needs every rank in each forward.
+        self.eval_model = self.model if job.fsdp else self.peft_model
+        self.state = checkpoint.TrainState(
+            data_fingerprint=data.train.fingerprint(), config=cfg.to_dict()
+        )
+        self.best: dict[str, Any] | None = None  # the LoRA weights with the best held-out loss
+
+    def start(self) -> None:
+        """Restore the checkpoint, or measure the base model (LoRA starts as a no-op)."""
+        from peft import set_peft_model_state_dict
+
+        job = self.job
+        if job.resume_from is None:
+            self.state.before = {"heldout_loss": self.measure_loss()} | self.measure_lines()
+            log.info("base model: %s", self.state.before)
+            self.state.best_loss = self.state.before["heldout_loss"]
+            self.best = self.lora_weights() if self.state.best_loss is not None else None
+            return
+        state, saved_lora, self.best = checkpoint.load(
+            job.resume_from, self.optimizer, self.scheduler
+        )
+        if state.data_fingerprint != self.state.data_fingerprint:
+            raise CodetailorError(
+                f"the training data changed since the checkpoint in {job.work} (files edited, "
+                "or another tokenizer); delete that folder to start over"
+            )
+        set_peft_model_state_dict(self.peft_model, saved_lora)
+        state.config = job.cfg.to_dict()
+        self.state = state
+        if job.main:
+            print(f"resuming at step {state.step} of {self.data.total_steps}", file=sys.stderr)
+
+    def step(self, order: BlockOrder) -> float:
+        """One optimizer step over `grad_accum` micro-batches; return its training loss."""
+        cfg, accelerator, state = self.job.cfg, self.job.accelerator, self.state
+        world = self.job.world
+        started = time.monotonic()
+        step_loss, step_tokens = 0.0, 0
+        for micro in range(cfg.grad_accum):
+            first = (state.step * cfg.grad_accum + micro) * world + accelerator.process_index
+            rows = order.rows(first * cfg.batch_size, cfg.batch_size)
+            ids, mask, labels = to_batch(self.data.train, rows)
+            last = micro == cfg.grad_accum - 1
+            # Gradients are averaged across processes only on the last micro-batch.
+            with nullcontext() if last else accelerator.no_sync(self.model):
+                loss = self.model(
+                    input_ids=ids.to(accelerator.device),
+                    attention_mask=mask.to(accelerator.device),
+                    labels=labels.to(accelerator.device),
+                ).loss
+                accelerator.backward(loss / cfg.grad_accum)
+            step_loss += loss.item() / cfg.grad_accum
+            step_tokens += int(mask.sum())
+        if cfg.max_grad_norm:
+            accelerator.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        state.step += 1
+        state.tokens += step_tokens * world
+        state.train_seconds += time.monotonic() - started
+        return step_loss
+
+    def evaluate(self, train_loss: float) -> str:
+        """Held-out loss now: remember the best weights, count toward early stop; return the
+        loss as the progress bar shows it."""
+        state = self.state
+        loss_now = self.measure_loss()
+        state.history.append(
+            {"step": state.step, "train_loss": train_loss, "heldout_loss": loss_now}
+        )
+        if loss_now is not None and (state.best_loss is None or loss_now < state.best_loss):
+            state.best_loss, state.best_step = loss_now, state.step
+            state.evals_without_improvement = 0
+            self.best = self.lora_weights()
+        else:
+            state.evals_without_improvement += 1
+            state.stopped_early = 0 < self.job.cfg.patience <= state.evals_without_improvement
+        self.model.train()
+        return f"{loss_now:.3f}" if loss_now is not None else "-"
+
+    def lora_weights(self) -> dict[str, Any]:
+        """A CPU copy of the LoRA weights (gathered from every rank under FSDP)."""
+        from peft import get_peft_model_state_dict
+
+        full = self.job.accelerator.get_state_dict(self.model) if self.job.fsdp else None
+        weights = get_peft_model_state_dict(self.peft_model, state_dict=full)
+        return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in weights.items()}
+
+    def measure_loss(self) -> float | None:
+        job = self.job
+        return heldout_loss(
+            self.eval_model,
+            self.data.eval_blocks,
+            job.cfg.batch_size,
+            job.accelerator.device,
+            progress=job.progress and job.main,
+        )
+
+    def measure_lines(self) -> dict[str, Any]:
+        """Next-line exact match on the held-out samples (main process, not under FSDP)."""
+        job, data = self.job, self.data
+        result: dict[str, Any] = {"match_samples": len(data.line_samples)}
+        if job.main and not job.fsdp and data.line_samples:
+            result["next_line_exact_match"] = next_line_exact_match(
+                self.peft_model,
+                data.loaded.tokenizer,
+                data.fmt,
+                data.line_samples,
+                window_tokens=job.cfg.match_window_tokens,
+                max_tokens=job.cfg.match_max_tokens,
+                progress=job.progress,
+            )
+        job.accelerator.wait_for_everyone()
+        return result
+
+    def save_checkpoint(self) -> None:
+        job = self.job
+        weights = self.lora_weights()
+        if job.main:
+            try:
+                checkpoint.save(
+                    job.work, self.state, weights, self.best, self.optimizer, self.scheduler
+                )
+            except OSError as exc:
+                raise disk_error(exc, job.work) from exc
+        job.accelerator.wait_for_everyone()
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _wrap_lora(cfg: FinetuneConfig, base: Any) -> Any:
+    """LoRA on every linear layer but the output (or the named modules)."""
+    from peft import LoraConfig, get_peft_model
+
     base.config.use_cache = False
     if cfg.gradient_checkpointing:
         # transformers 5.2x renamed gradient_checkpointing_enable; accept both spellings.
@@ -187,180 +510,7 @@ def run(
     )
     with warnings.catch_warnings():  # PEFT still asks for transformers' deprecated spelling
         warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated")
-        model = get_peft_model(base, lora_config)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_schedule(total_steps, cfg.warmup_fraction, cfg.min_lr_fraction)
-    )
-    # The scheduler stays unprepared: accelerate would step it once per process.
-    model, optimizer = accelerator.prepare(model, optimizer)
-    peft_model = accelerator.unwrap_model(model)
-    eval_model = model if fsdp else peft_model  # FSDP needs every rank in each forward
-
-    def lora_weights() -> dict[str, Any]:
-        full = accelerator.get_state_dict(model) if fsdp else None
-        weights = get_peft_model_state_dict(peft_model, state_dict=full)
-        return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in weights.items()}
-
-    def measure_loss() -> float | None:
-        return heldout_loss(
-            eval_model, eval_blocks, cfg.batch_size, accelerator.device, progress=progress and main
-        )
-
-    def measure_lines() -> dict[str, Any]:
-        result: dict[str, Any] = {"match_samples": len(line_samples)}
-        if main and not fsdp and line_samples:
-            result["next_line_exact_match"] = next_line_exact_match(
-                peft_model,
-                tokenizer,
-                fmt,
-                line_samples,
-                window_tokens=cfg.match_window_tokens,
-                max_tokens=cfg.match_max_tokens,
-                progress=progress,
-            )
-        accelerator.wait_for_everyone()
-        return result
-
-    # --- resume, or measure the base model (LoRA starts as a no-op) ------------------------
-    state = checkpoint.TrainState(data_fingerprint=train.fingerprint(), config=cfg.to_dict())
-    best: dict[str, Any] | None = None
-    if found:
-        state, saved_lora, best = checkpoint.load(found, optimizer, scheduler)
-        if state.data_fingerprint != train.fingerprint():
-            raise CodetailorError(
-                f"the training data changed since the checkpoint in {work} (files edited, or "
-                "another tokenizer); delete that folder to start over"
-            )
-        set_peft_model_state_dict(peft_model, saved_lora)
-        state.config = cfg.to_dict()
-        if main:
-            print(f"resuming at step {state.step} of {total_steps}", file=sys.stderr)
-    else:
-        state.before = {"heldout_loss": measure_loss()} | measure_lines()
-        log.info("base model: %s", state.before)
-        state.best_loss = state.before["heldout_loss"]
-        best = lora_weights() if state.best_loss is not None else None
-
-    # --- train -----------------------------------------------------------------------------
-    def save_checkpoint() -> None:
-        weights = lora_weights()
-        if main:
-            try:
-                checkpoint.save(work, state, weights, best, optimizer, scheduler)
-            except OSError as exc:
-                raise disk_error(exc, work) from exc
-        accelerator.wait_for_everyone()
-
-    order = BlockOrder(len(train.ids), cfg.seed)
-    stop = StopFlag()
-    bar = _progress_bar(total_steps, state.step, enabled=progress and main)
-    model.train()
-    with stop.installed():
-        while state.step < total_steps and not state.stopped_early:
-            started = time.monotonic()
-            step_loss, step_tokens = 0.0, 0
-            for micro in range(cfg.grad_accum):
-                first = (state.step * cfg.grad_accum + micro) * world + accelerator.process_index
-                rows = order.rows(first * cfg.batch_size, cfg.batch_size)
-                ids, mask, labels = to_batch(train, rows)
-                last = micro == cfg.grad_accum - 1
-                # Gradients are averaged across processes only on the last micro-batch.
-                with nullcontext() if last else accelerator.no_sync(model):
-                    loss = model(
-                        input_ids=ids.to(accelerator.device),
-                        attention_mask=mask.to(accelerator.device),
-                        labels=labels.to(accelerator.device),
-                    ).loss
-                    accelerator.backward(loss / cfg.grad_accum)
-                step_loss += loss.item() / cfg.grad_accum
-                step_tokens += int(mask.sum())
-            if cfg.max_grad_norm:
-                accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            state.step += 1
-            state.tokens += step_tokens * world
-            state.train_seconds += time.monotonic() - started
-            postfix = {
-                "loss": f"{step_loss:.3f}",
-                "tok/s": f"{state.tokens / state.train_seconds:.0f}",
-            }
-
-            if cfg.eval_every and state.step % cfg.eval_every == 0 and state.step < total_steps:
-                loss_now = measure_loss()
-                state.history.append(
-                    {"step": state.step, "train_loss": step_loss, "heldout_loss": loss_now}
-                )
-                if loss_now is not None and (state.best_loss is None or loss_now < state.best_loss):
-                    state.best_loss, state.best_step = loss_now, state.step
-                    state.evals_without_improvement = 0
-                    best = lora_weights()
-                else:
-                    state.evals_without_improvement += 1
-                    state.stopped_early = 0 < cfg.patience <= state.evals_without_improvement
-                postfix["heldout"] = f"{loss_now:.3f}" if loss_now is not None else "-"
-                model.train()
-            bar.set_postfix(postfix, refresh=False)
-            bar.update(1)
-            if state.step % cfg.checkpoint_every == 0 or state.stopped_early:
-                save_checkpoint()
-            if stop.requested(accelerator):
-                save_checkpoint()
-                bar.close()
-                raise Interrupted(state.step, total_steps, work)
-    bar.close()
-    save_checkpoint()  # so an interrupt while saving below loses no training
-
-    # --- keep the best weights, measure again, save ----------------------------------------
-    after: dict[str, Any] = {"heldout_loss": measure_loss()}
-    if best is not None and state.best_loss is not None and after["heldout_loss"] is not None:
-        if state.best_loss < after["heldout_loss"]:
-            set_peft_model_state_dict(peft_model, best)
-            after = {"heldout_loss": state.best_loss, "restored_best_from_step": state.best_step}
-        else:
-            state.best_loss, state.best_step = after["heldout_loss"], state.step
-    after |= measure_lines()
-
-    summary = {
-        "adapter": str(out),
-        "base_model": loaded.name,
-        "prompt_format": fmt.name,
-        "steps": state.step,
-        "total_steps": total_steps,
-        "stopped_early": state.stopped_early,
-        "train_tokens_seen": state.tokens,
-        "train_seconds": round(state.train_seconds, 1),
-        "tokens_per_second": round(state.tokens / state.train_seconds, 1)
-        if state.train_seconds
-        else None,
-        "heldout_loss_before": state.before.get("heldout_loss"),
-        "heldout_loss_after": after.get("heldout_loss"),
-        "next_line_exact_match_before": state.before.get("next_line_exact_match"),
-        "next_line_exact_match_after": after.get("next_line_exact_match"),
-        "match_samples": len(line_samples),
-    }
-    data_stats = corpus.stats() | {
-        "train_files": len(train_files),
-        "heldout_files": len(held_files),
-        "train_tokens": train.tokens,
-        "heldout_tokens": held.tokens,
-        "train_sequences": len(train.ids),
-        "heldout_sequences_evaluated": len(eval_blocks.ids),
-    }
-    full = accelerator.get_state_dict(model) if fsdp else None
-    if main:
-        meta = _adapter_meta(cfg, loaded, fmt, repo, state, after, data_stats, summary)
-        staging = save_adapter(peft_model, work, meta, dump_yaml(cfg), state_dict=full)
-        try:
-            publish(staging, out)
-        except OSError as exc:
-            raise disk_error(exc, out) from exc
-        shutil.rmtree(work, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    return summary | {"data": data_stats} if main else None
+        return get_peft_model(base, lora_config)
 
 
 def _progress_bar(total: int, initial: int, enabled: bool) -> Any:
@@ -389,30 +539,52 @@ def _check_same_run(saved: dict[str, Any], cfg: FinetuneConfig) -> None:
         )
 
 
+def _summary(
+    job: Job, data: Data, state: checkpoint.TrainState, after: dict[str, Any]
+) -> dict[str, Any]:
+    """What `--json` prints (with the data statistics added) and the plain report shows."""
+    return {
+        "adapter": str(job.out),
+        "base_model": data.loaded.name,
+        "prompt_format": data.fmt.name,
+        "steps": state.step,
+        "total_steps": data.total_steps,
+        "stopped_early": state.stopped_early,
+        "train_tokens_seen": state.tokens,
+        "train_seconds": round(state.train_seconds, 1),
+        "tokens_per_second": round(state.tokens / state.train_seconds, 1)
+        if state.train_seconds
+        else None,
+        "heldout_loss_before": state.before.get("heldout_loss"),
+        "heldout_loss_after": after.get("heldout_loss"),
+        "next_line_exact_match_before": state.before.get("next_line_exact_match"),
+        "next_line_exact_match_after": after.get("next_line_exact_match"),
+        "match_samples": len(data.line_samples),
+    }
+
+
 def _adapter_meta(
-    cfg: FinetuneConfig,
-    loaded: Any,
-    fmt: Any,
-    repo: Path,
+    job: Job,
+    data: Data,
     state: checkpoint.TrainState,
     after: dict[str, Any],
-    data_stats: dict[str, Any],
     summary: dict[str, Any],
-) -> dict[str, Any]:
+) -> AdapterMeta:
     """What `codetailor.json` records: enough to use, trust and reproduce the adapter."""
     from lsp_server import __version__
 
+    cfg, loaded = job.cfg, data.loaded
     source = loaded.source
     # For a local model, the path is what a later `--model` needs.
     name = str(source.path) if source.kind in ("directory", "gguf") else source.name
-    return {
-        "codetailor_version": __version__,
-        "base_model": {"name": name, "fingerprint": loaded.fingerprint, "source": source.kind},
-        "prompt_format": fmt.name,
-        "prompt_format_version": fmt.version,
-        "repository": repository_info(repo),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "training": {
+    return AdapterMeta(
+        codetailor_version=__version__,
+        base_model=BaseModelRef(name=name, fingerprint=loaded.fingerprint, source=source.kind),
+        prompt_format=data.fmt.name,
+        prompt_format_version=data.fmt.version,
+        repository=repository_info(job.repo),
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        training={
             "steps": state.step,
             "total_steps": summary["total_steps"],
             "stopped_early": state.stopped_early,
@@ -429,6 +601,6 @@ def _adapter_meta(
                 "target_modules": cfg.target_modules,
             },
         },
-        "data": data_stats,
-        "evaluation": {"before": state.before, "after": after, "history": state.history},
-    }
+        data=data.stats(),
+        evaluation={"before": state.before, "after": after, "history": state.history},
+    )

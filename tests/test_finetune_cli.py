@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from finetune.cli import main
+from finetune.cli import add_arguments, config_from_args, main
+from finetune.config import FinetuneConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -83,6 +84,84 @@ def test_codetailor_cli_runs_finetune_through_the_entry_point(
     assert "is not a folder" in capsys.readouterr().err
 
 
+# A value other than the default for every config key: `--set` must reach each one.
+NOT_DEFAULT: dict[str, tuple[str, Any]] = {
+    "model": ("Qwen/Qwen2.5-Coder-1.5B", "Qwen/Qwen2.5-Coder-1.5B"),
+    "prompt_format": ("starcoder", "starcoder"),
+    "device": ("cuda:1", "cuda:1"),
+    "dtype": ("bfloat16", "bfloat16"),
+    "trust_remote_code": ("true", True),
+    "seed": ("7", 7),
+    "holdout": ("0.2", 0.2),
+    "max_file_bytes": ("1000", 1000),
+    "extensions": (".py,.pyi", [".py", ".pyi"]),
+    "near_duplicate_threshold": ("0.9", 0.9),
+    "path_header": ("off", False),
+    "fim_rate": ("0.9", 0.9),
+    "spm_rate": ("0", 0.0),
+    "seq_len": ("512", 512),
+    "lora_r": ("4", 4),
+    "lora_alpha": ("8", 8.0),
+    "lora_dropout": ("0.1", 0.1),
+    "target_modules": ("[q_proj, v_proj]", ["q_proj", "v_proj"]),
+    "epochs": ("2.5", 2.5),
+    "max_steps": ("40", 40),
+    "batch_size": ("4", 4),
+    "grad_accum": ("2", 2),
+    "lr": ("3e-4", 3e-4),
+    "weight_decay": ("0.01", 0.01),
+    "warmup_fraction": ("0.1", 0.1),
+    "min_lr_fraction": ("0.2", 0.2),
+    "max_grad_norm": ("0", 0.0),
+    "gradient_checkpointing": ("yes", True),
+    "eval_every": ("5", 5),
+    "eval_blocks": ("3", 3),
+    "patience": ("1", 1),
+    "match_samples": ("4", 4),
+    "match_window_tokens": ("128", 128),
+    "match_max_tokens": ("8", 8),
+    "checkpoint_every": ("10", 10),
+}
+
+
+def _config(*argv: str) -> FinetuneConfig:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return config_from_args(parser.parse_args(["repo", "--out", "adapter", *argv]))
+
+
+def test_set_reaches_every_config_key_with_its_type() -> None:
+    from dataclasses import fields
+
+    assert set(NOT_DEFAULT) == {f.name for f in fields(FinetuneConfig)} - {"repo", "out"}
+    settings = [arg for key, (text, _) in NOT_DEFAULT.items() for arg in ("--set", f"{key}={text}")]
+    cfg = _config(*settings)
+    defaults = FinetuneConfig()
+    for key, (_, expected) in NOT_DEFAULT.items():
+        assert getattr(cfg, key) == expected != getattr(defaults, key), key
+    assert _config("--set", "max_steps=40", "--set", "max_steps=none").max_steps is None
+    # --set comes after --config: the bundled recipe's lora_r is 8.
+    assert _config("--config", "debug.yaml", "--set", "lora_r=2").lora_r == 2
+
+
+def test_help_and_the_debug_recipe_list_every_config_key(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import re
+    from dataclasses import fields
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    help_text = capsys.readouterr().out
+    recipe = FAST_YAML.read_text()
+    for f in fields(FinetuneConfig):
+        assert re.search(rf"^  {f.name} \(", help_text, re.M), f"--help lacks {f.name}"
+        # Set, or (repo, out) named in a comment, since they come from the command line.
+        assert re.search(rf"^(# )?{f.name}:", recipe, re.M), f"debug.yaml lacks {f.name}"
+
+
 def _bad_model(tmp: Path) -> str:
     (tmp / "broken-model").mkdir()
     (tmp / "broken-model" / "config.json").write_text("{}")
@@ -120,6 +199,10 @@ def _one_file_repo(tmp: Path) -> Path:
         ("missing_model", "does not exist"),
         ("out_taken", "not a codetailor adapter"),
         ("bad_value", "holdout must be in [0, 1)"),
+        ("unknown_key", "--set lora_rank: unknown config key; valid keys: repo, out, model"),
+        ("bad_set_value", "--set lr=fast: config key lr must be float, got 'fast'"),
+        ("set_twice", "--set max_steps repeats a value given on the command line"),
+        ("not_key_value", "--set expects KEY=VALUE, got 'lora_r'"),
     ],
 )
 def test_bad_input_is_one_line_and_no_adapter(
@@ -147,6 +230,14 @@ def test_bad_input_is_one_line_and_no_adapter(
         out = _out_with_other_files(tmp_path)
     elif case == "bad_value":
         extra = ["--holdout", "1.5"]
+    elif case == "unknown_key":
+        extra = ["--set", "lora_rank=4"]
+    elif case == "bad_set_value":
+        extra = ["--set", "lr=fast"]
+    elif case == "set_twice":
+        extra = ["--set", "max_steps=5"]  # FAST passes --max-steps too
+    elif case == "not_key_value":
+        extra = ["--set", "lora_r"]
     code = main([str(repo), "--out", str(out), "--model", model, *FAST, fast_yaml, *extra])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2

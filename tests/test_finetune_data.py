@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from finetune.config import CONFIG_DIR, FinetuneConfig, dump_yaml, load_yaml
-from finetune.data.examples import documents, fim_text, pack, spread
-from lsp_server.completion.prompt import FORMATS, PREFIX_ONLY, build_prompt
+from finetune.data.examples import documents, pack, spread
+from lsp_server.completion.prompt import FORMATS, PREFIX_ONLY, build_prompt, fim_example
 from lsp_server.errors import CodetailorError
 from lsp_server.repo.corpus import SourceFile, collect, deduplicate
 from lsp_server.repo.files import list_files, split_files
@@ -157,12 +157,12 @@ def test_documents_use_the_servers_prompt_layout() -> None:
 
 def test_spm_variant_and_prefix_only() -> None:
     fmt = FORMATS["starcoder"]
-    spm = fim_text(fmt, "PRE", "MID", "SUF", spm=True)
+    spm = fim_example(fmt, "PRE", "MID", "SUF", spm=True)
     assert spm == "<fim_prefix><fim_suffix>SUF<fim_middle>PREMID"
-    with_path = fim_text(fmt, "PRE", "MID", "SUF", spm=True, path="m.py")
+    with_path = fim_example(fmt, "PRE", "MID", "SUF", spm=True, path="m.py")
     assert with_path == "<file_sep><fim_prefix><fim_suffix>SUF<fim_middle>m.py\nPREMID"
     codestral = FORMATS["codestral"]
-    assert fim_text(codestral, "P", "M", "S", spm=False) == build_prompt(codestral, "P", "S") + "M"
+    assert fim_example(codestral, "P", "M", "S") == build_prompt(codestral, "P", "S") + "M"
     docs = documents(PREFIX_ONLY, [("a/b.py", "x = 1\n")], seq_len=64, fim_rate=1.0)
     assert docs == ["# a/b.py\nx = 1\n"]
     docs = documents(PREFIX_ONLY, [("data.json", "{}\n")], seq_len=64)

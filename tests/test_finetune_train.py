@@ -71,7 +71,18 @@ def test_writes_exactly_the_adapter_files(trained: dict[str, Any]) -> None:
 def test_codetailor_json_records_base_format_repo_data_and_evaluation(
     trained: dict[str, Any], tiny_model_dir: Path, fixture_repo: Path
 ) -> None:
+    from lsp_server.completion.prompt import FORMATS
+    from lsp_server.model.adapter_meta import SCHEMA_VERSION, read_meta
+
     meta = json.loads((trained["out"] / "codetailor.json").read_text())
+    assert meta["schema_version"] == SCHEMA_VERSION
+    # Written through the module the server reads it with, at the format's current version.
+    recorded = read_meta(trained["out"])
+    assert (
+        recorded is not None
+        and recorded.to_json() == (trained["out"] / "codetailor.json").read_text()
+    )
+    assert recorded.prompt_format_version == FORMATS["prefix-only"].version
     assert meta["base_model"]["name"] == str(tiny_model_dir.resolve())
     assert len(meta["base_model"]["fingerprint"]) == 16
     assert meta["prompt_format"] == "prefix-only" and meta["prompt_format_version"] == 1
@@ -246,3 +257,21 @@ def test_resume_refuses_changed_settings(
     )
     with pytest.raises(CodetailorError, match=r"lora_r \(16 -> 4\)"):
         run(changed, resume=True, progress=False)
+
+
+def test_early_stop_keeps_the_best_weights(
+    fixture_repo: Path, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Held-out losses in the order they are measured: the base model, after steps 1, 2
+    # and 3 (two evaluations without improvement: stop), then the final weights.
+    losses = iter([3.0, 2.0, 2.5, 2.6, 2.7])
+    monkeypatch.setattr(train_module, "heldout_loss", lambda *args, **kwargs: next(losses))
+    out = tmp_path / "lora"
+    settings = {"eval_every": 1, "patience": 2, "match_samples": 0, "max_steps": 8}
+    summary = run(small_config(fixture_repo, out, tiny_model_dir, **settings), progress=False)
+    assert summary is not None and summary["stopped_early"] and summary["steps"] == 3
+    assert summary["heldout_loss_before"] == 3.0 and summary["heldout_loss_after"] == 2.0
+    meta = json.loads((out / "codetailor.json").read_text())
+    assert meta["evaluation"]["after"]["restored_best_from_step"] == 1
+    assert [h["heldout_loss"] for h in meta["evaluation"]["history"]] == [2.0, 2.5, 2.6]
+    assert next(losses, None) is None  # every measurement was taken

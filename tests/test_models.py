@@ -11,6 +11,14 @@ import pytest
 
 from lsp_server.errors import CodetailorError
 from lsp_server.model import loading as models
+from lsp_server.model.adapter_meta import (
+    META_FILE,
+    SCHEMA_VERSION,
+    AdapterMeta,
+    BaseModelRef,
+    read_meta,
+    write_meta,
+)
 from lsp_server.model.loading import load_model, pick_device, resolve_model
 
 
@@ -133,7 +141,7 @@ def make_adapter(base_dir: Path, out: Path, meta: dict | None = None) -> Path:
                 p.normal_(0, 0.5)
     peft_model.save_pretrained(out)
     if meta is not None:
-        (out / models.ADAPTER_META).write_text(json.dumps(meta))
+        (out / META_FILE).write_text(json.dumps(meta))
     return out
 
 
@@ -152,6 +160,27 @@ def test_adapter_is_merged_and_changes_the_output(tmp_path: Path, tiny_model_dir
     ids = torch.tensor([[5, 6, 7, 8]])
     with torch.no_grad():
         assert not torch.allclose(base.model(ids).logits, tuned.model(ids).logits)
+
+
+def test_adapter_for_an_older_prompt_format_version_is_refused(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    base = load_model(str(tiny_model_dir))
+    meta = {
+        "base_model": {"name": base.name, "fingerprint": base.fingerprint},
+        "prompt_format": "prefix-only",
+        "prompt_format_version": 0,
+    }
+    adapter = make_adapter(tiny_model_dir, tmp_path / "adapter", meta)
+    with pytest.raises(CodetailorError) as err:
+        load_model(str(tiny_model_dir), adapter=adapter)
+    assert str(err.value) == (
+        f"adapter {adapter} was trained with prompt format prefix-only v0; "
+        "this server builds v1: re-run codetailor finetune"
+    )
+    (adapter / META_FILE).write_text(json.dumps(meta | {"prompt_format": "starcoder9"}))
+    with pytest.raises(CodetailorError, match="prompt format 'starcoder9'.*re-run codetailor"):
+        load_model(str(tiny_model_dir), adapter=adapter)
 
 
 def test_adapter_for_another_base_is_refused(tmp_path: Path, tiny_model_dir: Path) -> None:
@@ -176,6 +205,45 @@ def test_plain_peft_adapter_with_wrong_shapes_is_refused(
     adapter = make_adapter(other, tmp_path / "adapter")
     with pytest.raises(CodetailorError, match="does not fit model"):
         load_model(str(tiny_model_dir), adapter=adapter)
+
+
+def test_adapter_meta_round_trips_through_its_file(tmp_path: Path) -> None:
+    meta = AdapterMeta(
+        base_model=BaseModelRef("Qwen/Qwen2.5-Coder-1.5B", "0123456789abcdef", "hub"),
+        prompt_format="qwen2.5-coder",
+        prompt_format_version=1,
+        repository={"name": "lib", "path": "/src/lib", "commit": "ab" * 20, "dirty": False},
+        created="2026-01-02T03:04:05+00:00",
+        codetailor_version="0.1.0",
+        training={"steps": 40, "lora": {"r": 16}},
+        data={"train_files": 9, "redactions": {"password": 1}},
+        evaluation={"before": {"heldout_loss": 2.5}, "after": {"heldout_loss": 1.5}},
+    )
+    assert AdapterMeta.from_json(meta.to_json()) == meta
+    assert read_meta(tmp_path) is None  # a plain PEFT folder has none
+    write_meta(tmp_path, meta)
+    assert read_meta(tmp_path) == meta
+    written = json.loads((tmp_path / META_FILE).read_text())
+    assert written["schema_version"] == SCHEMA_VERSION
+    assert written["base_model"] == {
+        "name": "Qwen/Qwen2.5-Coder-1.5B",
+        "fingerprint": "0123456789abcdef",
+        "source": "hub",
+    }
+
+
+def test_adapter_meta_reads_older_files_and_refuses_newer_ones(tmp_path: Path) -> None:
+    # Before `schema_version` was recorded: the same layout, read as schema 1.
+    old = {"base_model": {"name": "m", "fingerprint": "f"}, "prompt_format": "starcoder"}
+    meta = AdapterMeta.from_json(json.dumps(old | {"future_field": 1}))
+    assert meta.schema_version == 1 and meta.base_model == BaseModelRef("m", "f")
+    assert meta.prompt_format_version is None
+    (tmp_path / META_FILE).write_text(json.dumps(old | {"schema_version": SCHEMA_VERSION + 1}))
+    with pytest.raises(CodetailorError, match="newer than this codetailor reads.*upgrade"):
+        read_meta(tmp_path)
+    (tmp_path / META_FILE).write_text("[1, 2]")
+    with pytest.raises(CodetailorError, match="cannot read codetailor.json: not a JSON object"):
+        read_meta(tmp_path)
 
 
 def test_adapter_folder_problems(tmp_path: Path, tiny_model_dir: Path) -> None:

@@ -13,7 +13,9 @@ from lsp_server.completion.prompt import (
     Snippet,
     build_prompt,
     detect_format,
+    fim_example,
     get_format,
+    training_document,
 )
 from tests.tiny import build_tokenizer
 
@@ -77,6 +79,21 @@ def test_repo_level_template(name: str) -> None:
 def test_every_format_has_a_version_and_a_test() -> None:
     assert set(EXPECTED) == set(FORMATS)
     assert all(isinstance(f.version, int) and f.version >= 1 for f in FORMATS.values())
+
+
+@pytest.mark.parametrize("name", sorted(FORMATS))
+def test_training_examples_are_serving_prompts_plus_the_answer(name: str) -> None:
+    fmt = FORMATS[name]
+    mid = "a + b"
+    example = fim_example(fmt, PRE, mid, SUF, path="app.py")
+    assert example == build_prompt(fmt, PRE, SUF, path="app.py") + mid
+    # A plain document is headed as the server heads the current file.
+    document = training_document(fmt, PRE + mid + SUF, path="app.py")
+    if not fmt.is_fim:
+        assert document == build_prompt(fmt, PRE + mid + SUF, path="app.py")
+    else:
+        assert document.startswith(fmt.bos) and document.endswith(PRE + mid + SUF)
+        assert not any(m in document for m in (fmt.prefix, fmt.suffix, fmt.middle) if m.strip())
 
 
 @pytest.mark.parametrize("name", sorted(FORMATS))

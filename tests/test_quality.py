@@ -9,6 +9,8 @@ from lsp_server.measure.quality.humaneval import build_line_tasks, load_problems
 from lsp_server.measure.quality.metrics import (
     edit_similarity,
     exact_match,
+    next_line_exact_match,
+    next_lines,
     normalize_whitespace,
     percentile,
 )
@@ -50,6 +52,29 @@ def test_normalize_and_percentile() -> None:
     assert percentile([1, 2, 3, 4], 50) == 2.5
     assert percentile([1, 2, 3, 4, 5], 100) == 5
     assert percentile(range(101), 95) == 95
+
+
+def test_percentile_is_linear_interpolation_between_closest_ranks() -> None:
+    # numpy's default (Hyndman-Fan type 7): rank (n - 1) * q / 100 of the sorted values.
+    assert percentile([4, 1, 3, 2], 95) == pytest.approx(3.85)  # 3 + 0.85 * (4 - 3)
+    assert percentile([10, 20], 50) == 15.0
+    assert percentile([1, 2, 3], 0) == 1 and percentile([1, 2, 3], 250) == 3  # clamped
+    assert percentile(iter([5.0, 1.0]), 25) == 2.0  # any iterable, unsorted
+
+
+def test_next_lines_are_line_starts_after_the_first_line() -> None:
+    text = "import os\n\ndef f(x):\n    return x\r\n  ab\n    # note this\n"
+    cursors = next_lines(text)
+    assert [c.expected for c in cursors] == ["def f(x):", "return x", "# note this"]
+    for c in cursors:  # each cursor stands before its expected text
+        assert text[c.offset :].startswith(c.expected)
+    assert next_lines("only one line") == []
+
+
+def test_next_line_exact_match_scores_like_eval() -> None:
+    pairs = [("return  x", "return x"), ("return y", "return x"), ("", "a = 1")]
+    assert next_line_exact_match(pairs) == pytest.approx(1 / 3)
+    assert next_line_exact_match([]) is None
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,11 @@
-"""Training examples: documents in the model's prompt format, FIM-transformed, packed.
+"""Training examples: files cut into documents in the model's prompt format, some
+FIM-transformed, then tokenized and packed.
 
-The FIM layout comes from `lsp_server.completion.prompt.build_prompt`, the function the
-server builds its prompts with, so the adapter learns exactly the layout it is
-served with. A prefix-only format gets plain documents. Pure: no torch.
+Every marker and header comes from `lsp_server.completion.prompt`
+(`training_document`, `fim_example`), the module the server builds its prompts
+with, so the adapter learns exactly the layout it is served with; this module
+only decides which text goes where. A prefix-only format gets plain documents.
+Pure: no torch.
 """
 
 from __future__ import annotations
@@ -14,26 +17,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lsp_server.completion.prompt import PromptFormat, build_prompt, file_headers
+from lsp_server.completion.prompt import PromptFormat, fim_example, training_document
 
 CHARS_PER_TOKEN = 3  # rough, for code; only used to cut long files into block-sized chunks
-
-
-def fim_text(
-    fmt: PromptFormat, prefix: str, middle: str, suffix: str, spm: bool, path: str | None = None
-) -> str:
-    """One FIM example: the serving prompt for (prefix, suffix), with `path`'s header, then
-    the middle.
-
-    `spm` asks for the suffix-prefix-middle variant (StarCoder's SPM:
-    `<pre><suf>suffix<mid>prefix middle`) for a PSM format that has a middle
-    marker; formats that are SPM by nature get it from `build_prompt`.
-    """
-    if spm and fmt.order == "psm" and fmt.middle:
-        outside, inside = file_headers(fmt, path)
-        head = f"{fmt.bos}{outside}{fmt.prefix}{fmt.suffix}{suffix}{fmt.middle}"
-        return f"{head}{inside}{prefix}{middle}"
-    return build_prompt(fmt, prefix, suffix, path=path) + middle
 
 
 def chunks(text: str, max_chars: int) -> list[str]:
@@ -67,18 +53,16 @@ def documents(
     """
     out: list[str] = []
     for path, text in files:
-        # The same headers the server's prompts carry (lsp_server.completion.prompt), so an
-        # adapter sees at serving time the layout it was trained on.
         shown_path = path if header else None
-        outside, inside = file_headers(fmt, shown_path)
         for n, piece in enumerate(chunks(text, seq_len * CHARS_PER_TOKEN)):
             rng = random.Random(f"{seed}:{path}:{n}")
             if fmt.is_fim and rng.random() < fim_rate:
                 a, b = sorted(rng.randrange(len(piece) + 1) for _ in range(2))
                 spm = rng.random() < spm_rate
-                out.append(fim_text(fmt, piece[:a], piece[a:b], piece[b:], spm, shown_path))
+                prefix, middle, suffix = piece[:a], piece[a:b], piece[b:]
+                out.append(fim_example(fmt, prefix, middle, suffix, spm=spm, path=shown_path))
             else:
-                out.append(fmt.bos + outside + inside + piece)
+                out.append(training_document(fmt, piece, path=shown_path))
     return out
 
 

@@ -1,9 +1,12 @@
 """Prompt formats: the one place that knows how each model family spells fill-in-the-middle.
 
 Pure: no torch, no pygls. The server builds its prompts here and `finetune`
-builds its training examples here, so an adapter sees at serving time exactly
-the layout it was trained on. A format's `version` is recorded in adapters; bump
-it whenever the text a format produces changes.
+builds its training documents and FIM examples here (`training_document`,
+`fim_example`), so an adapter sees at serving time exactly the layout it was
+trained on. A format's `version` is recorded in adapters and checked when one
+is loaded (`lsp_server.model.adapter_meta`): bump it whenever the text a format
+produces changes, and adapters trained on the old text are refused with a hint
+to retrain.
 
 The prompt text is complete, BOS included where the family was trained with
 one: tokenize it with `add_special_tokens=False`.
@@ -214,10 +217,35 @@ def build_prompt(
     return f"{fmt.bos}{outside}{fmt.prefix}{inside}{prefix}{fmt.suffix}{suffix}{fmt.middle}"
 
 
-def file_headers(fmt: PromptFormat, path: str | None) -> tuple[str, str]:
-    """(before the prefix marker, at the start of the code) announcing the current file,
-    exactly as `build_prompt` lays them out; `finetune` heads its documents with them."""
-    return _headers(fmt, path, (), None)
+def training_document(fmt: PromptFormat, text: str, *, path: str | None = None) -> str:
+    """A plain (left-to-right) training document: `text` headed as `build_prompt` heads
+    the current file, so the adapter learns the layout it is served with."""
+    outside, inside = _headers(fmt, path, (), None)
+    return f"{fmt.bos}{outside}{inside}{text}"
+
+
+def fim_example(
+    fmt: PromptFormat,
+    prefix: str,
+    middle: str,
+    suffix: str,
+    *,
+    spm: bool = False,
+    path: str | None = None,
+) -> str:
+    """A fill-in-the-middle training example: the serving prompt for (prefix, suffix), then
+    the middle the model should write.
+
+    `spm` asks for the suffix-prefix-middle variant of a PSM format with a middle
+    marker (StarCoder's SPM: `<pre><suf>suffix<mid>prefix middle`), which trains
+    the same markers in the other order; formats that are SPM by nature (Codestral)
+    get their own order from `build_prompt` either way.
+    """
+    if spm and fmt.order == "psm" and fmt.middle:
+        outside, inside = _headers(fmt, path, (), None)
+        head = f"{fmt.bos}{outside}{fmt.prefix}{fmt.suffix}{suffix}{fmt.middle}"
+        return f"{head}{inside}{prefix}{middle}"
+    return build_prompt(fmt, prefix, suffix, path=path) + middle
 
 
 def _headers(

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lsp_server.measure.quality.metrics import percentile
 from lsp_server.measure.replay import Replay, typing_replay
 
 
@@ -33,22 +34,13 @@ class VariantResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
-        data = sorted(self.latencies_ms)
+        data = self.latencies_ms
         return {
             "requests": len(data),
-            "p50_ms": round(_quantile(data, 0.5), 1),
-            "p95_ms": round(_quantile(data, 0.95), 1),
+            "p50_ms": round(percentile(data, 50), 1),
+            "p95_ms": round(percentile(data, 95), 1),
             "mean_ms": round(statistics.fmean(data), 1) if data else 0.0,
         } | self.extra
-
-
-def _quantile(data: list[float], q: float) -> float:
-    if not data:
-        return 0.0
-    pos = (len(data) - 1) * q
-    low = int(pos)
-    high = min(low + 1, len(data) - 1)
-    return data[low] + (data[high] - data[low]) * (pos - low)
 
 
 def _position(text: str, offset: int) -> tuple[int, int]:

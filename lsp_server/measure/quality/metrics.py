@@ -1,9 +1,17 @@
-"""Exact match and edit similarity, as CrossCodeEval and RepoBench score completions."""
+"""The scores every measurement shares: exact match, edit similarity, next-line cursors, percentile.
+
+Exact match and edit similarity follow CrossCodeEval and RepoBench. The
+next-line metric (`next_lines` + `next_line_exact_match`) is the one definition
+that `codetailor eval` (its `line` samples) and `codetailor finetune` (its
+before/after figure) both report, and `percentile` is the one percentile of
+every latency figure.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from rapidfuzz.distance import Levenshtein
 
@@ -32,8 +40,45 @@ def edit_similarity(prediction: str, reference: str) -> float:
     return 1.0 - Levenshtein.distance(a, b) / max(len(a), len(b))
 
 
+@dataclass(frozen=True)
+class NextLine:
+    """A cursor at the first non-blank character of a line, and the line's text from there."""
+
+    offset: int
+    expected: str
+
+
+def next_lines(text: str) -> list[NextLine]:
+    """The next-line cursors of a file: every line but the first with 4+ non-blank characters.
+
+    The first line is left out (nothing precedes it to predict from), and so are
+    lines too short to tell a model from a guess. `expected` is the line stripped
+    of its indentation and trailing blanks (a CR of a CRLF file included).
+    """
+    found: list[NextLine] = []
+    start = 0
+    for n, line in enumerate(text.split("\n")):
+        body = line.strip()
+        if n > 0 and len(body) >= 4:
+            indent = len(line) - len(line.lstrip(" \t"))
+            found.append(NextLine(start + indent, body))
+        start += len(line) + 1
+    return found
+
+
+def next_line_exact_match(pairs: Iterable[tuple[str, str]]) -> float | None:
+    """The share of (completed line, expected line) pairs that `exact_match`; None for none."""
+    scores = [exact_match(prediction, expected) for prediction, expected in pairs]
+    return sum(scores) / len(scores) if scores else None
+
+
 def percentile(values: Iterable[float], q: float) -> float:
-    """The q-th percentile (0..100), interpolating linearly; 0.0 for no values."""
+    """The q-th percentile (q in 0..100, clamped) by linear interpolation between closest ranks.
+
+    This is numpy's default ("linear", Hyndman-Fan type 7): the value at rank
+    (n - 1) * q / 100 of the sorted data, interpolated between its neighbours, so
+    p50 is the median. 0.0 for no values.
+    """
     data = sorted(values)
     if not data:
         return 0.0

@@ -2,7 +2,8 @@
 
 Cursor positions are sampled from the files that `finetune` holds out (the
 same deterministic split by path), of three kinds:
-- `line`: at the first non-blank character of a line; the rest of the line is expected;
+- `line`: at the first non-blank character of a line; the rest of the line is expected
+  (the next-line cursors of `metrics.next_lines`, which `finetune` reports too);
 - `mid`: inside a line, after at least one word; the rest of the line is expected;
 - `block`: after a line that opens a block (`:` or `{`), with the block's body
   removed from the document; the body is expected.
@@ -19,7 +20,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from lsp_server.measure.quality.metrics import edit_similarity, exact_match, percentile
+from lsp_server.measure.quality.metrics import (
+    edit_similarity,
+    exact_match,
+    next_lines,
+    percentile,
+)
 
 Kind = Literal["line", "mid", "block"]
 KINDS: tuple[Kind, ...] = ("line", "mid", "block")
@@ -47,12 +53,12 @@ def _line_samples(path: str, text: str) -> dict[Kind, list[Sample]]:
     for line in lines[:-1]:
         starts.append(starts[-1] + len(line) + 1)
     found: dict[Kind, list[Sample]] = {k: [] for k in KINDS}
+    # The next-line cursors `finetune` reports too: one definition, in metrics.
+    found["line"] = [Sample(path, "line", text, c.offset, c.expected) for c in next_lines(text)]
     for n, line in enumerate(lines):
         body = line.strip()
         if n == 0 or len(body) < 4:
             continue
-        first = starts[n] + _indent(line)
-        found["line"].append(Sample(path, "line", text, first, body))
         # Mid-line: just after the end of a word, leaving at least 3 characters to write.
         ends = [
             m.end() for m in _WORD_END.finditer(line) if _indent(line) < m.end() < len(line) - 3
