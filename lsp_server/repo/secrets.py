@@ -383,6 +383,6 @@ def redact_path(path: str) -> str:
     parts = clean.split("/")
     for i, part in enumerate(parts):
         stem = part.split(".", 1)[0] if not part.startswith(".") else part
-        if len(stem) >= 16 and (looks_random(stem) or entropy(stem) > 4.2):
+        if len(stem) >= 16 and looks_random(stem):
             parts[i] = "<SECRET>" + part[len(stem) :]
     return "/".join(parts)
