@@ -73,3 +73,22 @@ def test_standard_library_is_left_alone() -> None:
     result = false_positives(sorted(STDLIB.glob("*.py"))[::3])
     assert result["lines"] > 20_000
     assert result["rate"] < 1e-4, result["examples"]
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        ("sshpass -p test ssh host\nrun the test now", "deploy.sh"),
+        ('TOKENIZER_CONFIG_FILE = "tokenizer_config.json"', "tok.py"),
+        ("__all__ = ('Context', 'ContextVar', 'Token', 'copy_context')", "contextvars.py"),
+        ("_aifc_params.sampwidth.__doc__ = 'Sample width in bytes'", "aifc.py"),
+        ("(the default of None has the same effect), or pass 'ignore' to ignore", "io.py"),
+        ("            extra_args=_B32_DECODE_MAP01_DOCSTRING)", "base64.py"),
+        ('stringEndArchive64Locator = b"PK\\x06\\x07"', "zipfile.py"),
+        ('token_range = "%d,%d-%d,%d:" % (token.start + token.end)', "tokenize.py"),
+        ('"Qwen2_5OmniThinker": "Qwen2_5OmniThinkerForConditionalGeneration",', "map.py"),
+        ("password = getpass.getpass(prompt)", "login.py"),
+    ],
+)
+def test_ordinary_code_is_left_alone(text: str, path: str) -> None:
+    assert redact(text, path) == (text, Counter())

@@ -269,7 +269,10 @@ def _literal(line: str, path: str | None) -> bool:
     return bool(_COMMENT.search(line) or (path and _CONFIG_NAMES.search(path)))
 
 
-@lru_cache(maxsize=64)
+def _has_digit(value: str) -> bool:
+    return any(c.isdigit() for c in value)
+
+
 def _keyword_rules(path: str | None) -> dict[re.Pattern[str], int]:
     """The keyword plugin's rules for the file type of `path` (quotes required if unknown)."""
     if path is None:
@@ -337,7 +340,10 @@ def redact(text: str, path: str | None = None) -> tuple[str, Counter[str]]:
     for kind, plugin in _VENDOR:
         text = _replace(text, plugin.analyze_string(text), kind, found)
     for kind, pattern, group in _EXTRA:
-        text = _replace(text, (m.group(group) for m in pattern.finditer(text)), kind, found)
+        values = [m.group(group) for m in pattern.finditer(text)]
+        if kind == "password":  # a value is replaced all over the text: no plain words
+            values = [v for v in values if _plausible(v) and (len(v) >= 6 or _has_digit(v))]
+        text = _replace(text, values, kind, found)
     lines = text.split("\n")
     for i, line in enumerate(lines):
         pieces = _pieces(line)
