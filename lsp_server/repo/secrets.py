@@ -227,9 +227,13 @@ def _sequential(value: str) -> bool:
     return len(value) >= 16 and steps >= 0.8 * (len(value) - 1)
 
 
+def _has_digit(value: str) -> bool:
+    return any(c.isdigit() for c in value)
+
+
 def _keylike(value: str) -> bool:
     """A quoted value that may be a key or a token: no spaces, and digits or randomness."""
-    return " " not in value and (any(c.isdigit() for c in value) or entropy(value) > 3.5)
+    return " " not in value and (_has_digit(value) or entropy(value) > 3.5)
 
 
 def _bare_secret(value: str, literal: bool = False) -> bool:
@@ -243,7 +247,7 @@ def _bare_secret(value: str, literal: bool = False) -> bool:
         return bool(literal and len(value) >= 6 and mixed) or looks_random(value)
     if re.search(r"[(\[{]|^\d+$|^[\d.]+$", value):
         return False
-    return any(c.isdigit() for c in value) or looks_random(value)
+    return _has_digit(value) or looks_random(value)
 
 
 def _plausible(value: str, line: str = "") -> bool:
@@ -269,10 +273,6 @@ def _literal(line: str, path: str | None) -> bool:
     return bool(_COMMENT.search(line) or (path and _CONFIG_NAMES.search(path)))
 
 
-def _has_digit(value: str) -> bool:
-    return any(c.isdigit() for c in value)
-
-
 def _keyword_rules(path: str | None) -> dict[re.Pattern[str], int]:
     """The keyword plugin's rules for the file type of `path` (quotes required if unknown)."""
     if path is None:
@@ -290,7 +290,7 @@ def _replace(text: str, values: Iterable[str], kind: str, found: Counter[str]) -
 
 
 def _line_values(line: str, path: str | None) -> list[tuple[str, str]]:
-    """(kind, value) for the secrets the keyword, entropy and added rules find in one line."""
+    """(kind, value) for what the keyword, entropy and assignment rules find in one line."""
     out: list[tuple[str, str]] = []
     literal = _literal(line, path)
     if _KEYWORD_GATE.search(line):
