@@ -4,20 +4,22 @@ It holds PEFT's `adapter_config.json` and `adapter_model.safetensors`,
 `codetailor.json` (written through `lsp_server.model.adapter_meta`, the module
 the server reads it with) and the resolved config as `finetune.yaml`.
 
-Everything is written into `OUT.partial/adapter` and renamed to OUT at the end,
-so a reader never sees a half-written adapter under OUT. OUT may hold a
-previous adapter (it is replaced); anything else there is refused.
+Everything is written into `OUT.partial/adapter`, flushed to the disk and
+swapped in at OUT at the end, so a reader never sees a half-written adapter
+under OUT, nor OUT missing while a previous adapter is replaced (see
+`finetune.durable`). OUT may hold a previous adapter; anything else there is
+refused. A run holds `OUT.lock`, so a second run on the same OUT stops at once.
 """
 
 from __future__ import annotations
 
 import errno
-import os
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
+from finetune.durable import claim, swap_in
 from lsp_server.errors import CodetailorError
 from lsp_server.model.adapter_meta import AdapterMeta, has_meta, write_meta
 
@@ -28,10 +30,12 @@ def work_dir(out: Path) -> Path:
 
 
 def check_out(out: Path) -> None:
-    """Refuse an OUT that is a file or a folder holding something other than an adapter.
+    """Claim OUT for this run (`OUT.lock`), and refuse an OUT that is a file or a
+    folder holding something other than an adapter.
 
-    Missing parent folders are fine: they are created when the first checkpoint is written.
+    Missing parent folders are fine: they are created here for the lock file.
     """
+    claim(out)
     if out.is_file():
         raise CodetailorError(f"--out {out} is a file; give a folder for the adapter")
     if out.is_dir() and any(out.iterdir()) and not has_meta(out):
@@ -86,13 +90,8 @@ def save_adapter(
 
 
 def publish(staging: Path, out: Path) -> None:
-    """Move the finished adapter to OUT, replacing a previous adapter there."""
-    trash = out.with_name(out.name + ".old")
-    shutil.rmtree(trash, ignore_errors=True)
-    if out.exists():
-        out.rename(trash)
-    os.replace(staging, out)
-    shutil.rmtree(trash, ignore_errors=True)
+    """Move the finished adapter to OUT, durably, replacing a previous adapter there."""
+    swap_in(staging, out)
 
 
 def disk_error(exc: OSError, where: Path) -> CodetailorError:

@@ -4,8 +4,9 @@ A checkpoint holds only what changes during training: the LoRA weights (and
 the best ones seen so far), the optimizer and scheduler, the RNG state and the
 loop's counters. The data order is a function of the step, so nothing about
 the data needs saving beyond a fingerprint that proves it is the same data.
-A checkpoint is written beside the old one and swapped in by renames, so a
-kill at any moment leaves one complete checkpoint.
+A checkpoint is written beside the old one, flushed to the disk and swapped
+in (`finetune.durable.swap_in`), so a kill or a power cut at any moment leaves
+one complete checkpoint.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from finetune.durable import swap_in
 
 CHECKPOINT = "checkpoint"
 
@@ -43,7 +46,7 @@ def save(
     import torch
     from safetensors.torch import save_file
 
-    tmp, final, old = work / f"{CHECKPOINT}.tmp", work / CHECKPOINT, work / f"{CHECKPOINT}.old"
+    tmp, final = work / f"{CHECKPOINT}.tmp", work / CHECKPOINT
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_file({k: v.detach().cpu().contiguous() for k, v in lora.items()}, tmp / "lora.safetensors")
@@ -52,11 +55,7 @@ def save(
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     torch.save({"scheduler": scheduler.state_dict(), "rng": torch.get_rng_state()}, tmp / "loop.pt")
     (tmp / "state.json").write_text(json.dumps(asdict(state), indent=2))
-    if final.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
+    swap_in(tmp, final)
 
 
 def find(work: Path) -> Path | None:

@@ -103,8 +103,10 @@ def test_suffix_keeps_its_first_lines() -> None:
     assert clipped.split("\n")[-1] == "000000004"
 
 
-def test_suffix_always_keeps_the_rest_of_the_line() -> None:
-    assert clip_suffix("a very long rest of line\nmore", 3, count) == "a very long rest of line"
+def test_suffix_keeps_the_rest_of_the_line_up_to_its_budget() -> None:
+    # The start of the cursor's line, never more than the budget (issue 14, finding 8).
+    assert clip_suffix("a very long rest of line\nmore", 3, count) == "a v"
+    assert clip_suffix("rest of line\nmore", 13, count) == "rest of line"
 
 
 def test_snippets_fill_in_rank_order_and_the_last_is_cut_at_lines() -> None:

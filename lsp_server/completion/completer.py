@@ -10,6 +10,12 @@ Token budget: the prompt fits in `window_tokens`. The suffix gets at most
 and keeps the lines nearest the cursor: the prefix loses its first lines, the
 suffix its last, a context snippet its last. The prompt starts with what
 changes least (context, the file's path), so the KV cache keeps hitting.
+
+Before anything is tokenized, each part is cut by characters to what its
+token budget could ever hold (MAX_CHARS_PER_TOKEN per token), so building a
+prompt costs the same on a 4 MB line as on a short one; a line longer than its
+budget is the only cut not on a line boundary (the prefix keeps the end of the
+cursor's line, the suffix its start).
 """
 
 from __future__ import annotations
@@ -30,6 +36,12 @@ from lsp_server.model.engine import Engine, Generation
 # The window start only moves in steps of this many lines, so that while the
 # user types, the prompt keeps its beginning and the KV cache keeps hitting.
 WINDOW_STEP_LINES = 16
+# No token of a code tokenizer covers more characters than this (long runs of
+# spaces come closest), so N tokens of text lie within N * 16 characters.
+MAX_CHARS_PER_TOKEN = 16
+# Scope decisions and post-processing look at most this far from the cursor
+# (tree-sitter parses up to 512 KB; scanning a 4 MB line in Python takes seconds).
+NEAR_CHARS = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -61,13 +73,34 @@ class Completion:
         }
 
 
-def clip_prefix(prefix: str, budget: int, count: Callable[[str], int]) -> str:
+def cut_prefix_chars(prefix: str, max_chars: int) -> tuple[str, int]:
+    """(the end of `prefix` in at most `max_chars` characters, how many lines were dropped).
+
+    The cut falls on a line start when one is within reach; otherwise inside
+    the cursor's line, which is then longer than anything the window could show.
+    """
+    if len(prefix) <= max_chars:
+        return prefix, 0
+    start = len(prefix) - max_chars
+    newline = prefix.find("\n", start)
+    if newline != -1:
+        start = newline + 1
+    return prefix[start:], prefix.count("\n", 0, start)
+
+
+def clip_prefix(
+    prefix: str, budget: int, count: Callable[[str], int], *, first_line: int = 0
+) -> str:
     """The end of `prefix` that fits in `budget` tokens, starting on a line boundary.
 
     The cursor's own line is always kept. The start snaps forward to a multiple
     of WINDOW_STEP_LINES, so it stays put until the prompt outgrows the window
-    and then jumps, rather than sliding with every keystroke.
+    and then jumps, rather than sliding with every keystroke. `first_line` is
+    the document line `prefix` starts at (after `cut_prefix_chars`): the steps
+    are counted in document lines.
     """
+    prefix, dropped = cut_prefix_chars(prefix, max(budget, 0) * MAX_CHARS_PER_TOKEN)
+    first_line += dropped
     lines = prefix.split("\n")
     if count(lines[-1]) > budget:
         return clip_line_start(lines[-1], budget, count)
@@ -81,9 +114,12 @@ def clip_prefix(prefix: str, budget: int, count: Callable[[str], int]) -> str:
         used += cost
         first = i
     else:
-        return prefix
-    if first % WINDOW_STEP_LINES:
-        first = min(first + WINDOW_STEP_LINES - first % WINDOW_STEP_LINES, len(lines) - 1)
+        if not first_line:
+            return prefix
+        first = 0
+    if (first_line + first) % WINDOW_STEP_LINES:
+        step = WINDOW_STEP_LINES - (first_line + first) % WINDOW_STEP_LINES
+        first = min(first + step, len(lines) - 1)
     return "\n".join(lines[first:])
 
 
@@ -92,10 +128,18 @@ def clip_line_start(line: str, budget: int, count: Callable[[str], int]) -> str:
 
     The only cut that is not on a line boundary: there is none to cut at.
     """
-    keep = len(line)
+    keep = min(len(line), max(budget, 0) * MAX_CHARS_PER_TOKEN)
     while keep > 0 and count(line[-keep:]) > budget:
         keep = keep * 3 // 4
     return line[-keep:] if keep else ""
+
+
+def clip_line_end(line: str, budget: int, count: Callable[[str], int]) -> str:
+    """The start of one over-long line that fits in `budget` tokens (the suffix's first line)."""
+    keep = min(len(line), max(budget, 0) * MAX_CHARS_PER_TOKEN)
+    while keep > 0 and count(line[:keep]) > budget:
+        keep = keep * 3 // 4
+    return line[:keep]
 
 
 def fit_snippets(
@@ -136,16 +180,19 @@ def _snippet_cost(path: str, text: str, count: Callable[[str], int]) -> int:
 def clip_suffix(suffix: str, budget: int, count: Callable[[str], int]) -> str:
     """The start of `suffix` that fits in `budget` tokens, ending on a line boundary.
 
-    The rest of the cursor's line is always kept: it is what the completion must not repeat.
+    The rest of the cursor's line is kept, up to the whole budget: it is what the
+    completion must not repeat, and its start matters most.
     """
     if budget <= 0:
         return ""
-    lines = suffix.split("\n")
+    lines = suffix[: budget * MAX_CHARS_PER_TOKEN].split("\n")
     kept: list[str] = []
     used = 0
     for line in lines:
         cost = count(line + "\n")
-        if used + cost > budget and kept:
+        if used + cost > budget:
+            if not kept:
+                kept.append(clip_line_end(line, budget, count))
             break
         kept.append(line)
         used += cost
@@ -234,18 +281,23 @@ class Completer:
         # tokens it rarely saw there: after "\n        " it writes " return",
         # one column too far. The trailing whitespace is left out of the prompt
         # and taken off the start of the generated text (`rejoin_held_whitespace`).
+        # Cut by characters first: nothing past what the window could hold is tokenized.
+        prefix, first_line = cut_prefix_chars(prefix, self.window_tokens * MAX_CHARS_PER_TOKEN)
         held = prefix[len(prefix.rstrip()) :]
         prefix = prefix[: len(prefix) - len(held)]
         suffix_budget = min(self.suffix_tokens, self.window_tokens // 4) if fmt.is_fim else 0
         suffix = clip_suffix(suffix, suffix_budget, self.count) if suffix_budget else ""
         # Snippets that repeat the visible part of this file waste the window.
         seen = prefix[-8000:] + suffix
+        chars = self.context_tokens * MAX_CHARS_PER_TOKEN
+        context = [Snippet(c.path, c.text[:chars]) for c in context]
         snippets = fit_snippets(context, self.context_tokens, self.count, seen=seen)
         # build_prompt puts the last snippet nearest the cursor: the best one goes there.
         snippets.reverse()
         frame = build_prompt(fmt, "", "", path=path, context=snippets, repo=self.repo)
         fixed = self.count(frame) + (self.count(suffix) if suffix else 0) + 2
-        prefix = clip_prefix(prefix, max(self.window_tokens - fixed, 16), self.count)
+        budget = max(self.window_tokens - fixed, 16)
+        prefix = clip_prefix(prefix, budget, self.count, first_line=first_line)
         prompt = build_prompt(fmt, prefix, suffix, path=path, context=snippets, repo=self.repo)
         return prompt, snippets, held
 
@@ -273,10 +325,13 @@ class Completer:
         """
         if not 0 <= offset <= len(text):
             raise ValueError(f"offset {offset} is outside the document (0..{len(text)})")
-        prefix, suffix = text[:offset], text[offset:]
+        # The prompt's window is cut from the whole prefix (its start moves in steps of
+        # document lines); scope and post-processing look only at text near the cursor.
+        prompt, snippets, held = self._layout(text[:offset], text[offset:], path, context)
+        prefix = text[max(offset - NEAR_CHARS, 0) : offset]
+        suffix = text[offset : offset + NEAR_CHARS]
         language = language_for(path, language_id) if path or language_id else None
         scope = decide_scope(prefix, suffix, mode, language=language)
-        prompt, snippets, held = self._layout(prefix, suffix, path, context)
         ids = self.tokenizer.encode(prompt, add_special_tokens=False)
         if not ids:  # an empty document: start from the model's BOS or EOS
             bos = self.tokenizer.bos_token_id

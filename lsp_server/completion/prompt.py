@@ -18,15 +18,20 @@ end of the prompt changes and the engine's KV prefix reuse keeps hitting.
 Formats with a native file separator (`<|file_sep|>`, `<file_sep>`,
 `<|file_separator|>`) get native headers; the others get a comment in the
 current file's language (`# utils.py`), with context lines commented out.
+Paths in headers are made safe first (`header_path`): secrets in them are
+redacted, and a newline, a control character, a comment's end or a format
+marker in a file name is escaped, so a name can never add a line or a token.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from lsp_server.completion.languages import PLAIN, Language, language_for
+from lsp_server.repo.secrets import redact_path
 
 Order = Literal["psm", "spm"]
 
@@ -257,6 +262,8 @@ def _headers(
     the current file's path after `<fim_prefix>`; comment headers are part of
     the code, so they go after the marker too (as in DeepSeek-Coder's examples).
     """
+    path = header_path(path, fmt) if path else path
+    context = [Snippet(header_path(s.path, fmt), s.text) for s in context]
     if fmt.file_sep:
         parts = []
         if repo and fmt.repo_name:
@@ -277,7 +284,7 @@ def _headers(
         return "", ""
     parts = [comment_block(lang, s.path, s.text) for s in context]
     if path:
-        parts.append(lang.comment(path) + "\n")
+        parts.append(lang.comment(_escape_comment_end(lang, path)) + "\n")
     return "", "".join(parts)
 
 
@@ -287,9 +294,33 @@ def comment_block(lang: Language, path: str, text: str) -> str:
     Commented out, so that a model without file separators does not take the
     snippet for the start of the current file.
     """
-    lines = [lang.comment(path)]
+    lines = [lang.comment(_escape_comment_end(lang, path))]
     lines += [lang.comment(line).rstrip() for line in text.rstrip("\n").split("\n")]
     return "\n".join(lines) + "\n"
+
+
+# Line breaks (including U+0085, U+2028, U+2029) and other control characters.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def header_path(path: str, fmt: PromptFormat | None = None) -> str:
+    """`path` as it may head a file in a prompt: one line, no secret, no format marker.
+
+    Control characters become escapes (`\\n`), so a file name cannot start a
+    line of its own; the format's special tokens are broken by a backslash
+    (`<|file_sep|>` -> `<\\|file_sep|>`), so a name cannot be read as one.
+    """
+    path = _UNSAFE.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), path)
+    for token in (fmt.special_tokens + fmt.stop_tokens + (fmt.bos,)) if fmt else ():
+        if len(token := token.strip()) > 1:
+            path = path.replace(token, f"{token[0]}\\{token[1:]}")
+    return redact_path(path)
+
+
+def _escape_comment_end(lang: Language, path: str) -> str:
+    """A block comment's end (`*/`, `-->`) in a path, broken so it does not end the comment."""
+    end = lang.block_comment[1]
+    return path.replace(end, f"{end[0]}\\{end[1:]}") if end and not lang.line_comment else path
 
 
 def _with_newline(text: str) -> str:

@@ -21,20 +21,30 @@ Paths are workspace-relative with forward slashes (absolute paths under the
 root are made relative), as they appear in file headers in the prompt. All
 methods are thread-safe; the background indexer takes the lock once per file,
 so queries answer while a large workspace is being indexed.
+
+What the index holds may reach a prompt, so it holds it safely: only regular
+files inside the root are read (the repository lister's rules: no symlink,
+pipe or device, a byte bound on every read), and every file and document
+passes the secret filter (`lsp_server.repo.secrets`) once, when indexed, as
+training data does. A document's lines are stored once, redacted; its windows
+are line ranges over them. Stopping or restarting a scan never waits for it:
+each scan has its own stop flag and an old scan's results are dropped.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lsp_server.completion.prompt import Snippet
-from lsp_server.repo.files import list_files, read_text, skip_reason_for_path
+from lsp_server.repo.files import is_regular_file, list_files, read_text, skip_reason_for_path
+from lsp_server.repo.secrets import redact
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +68,6 @@ class _Window:
     path: str
     start: int  # first line, 0-based
     end: int  # one past the last line
-    text: str
     tokens: frozenset[str]
 
 
@@ -68,6 +77,9 @@ class _Doc:
     signature: tuple[int, int] | None  # (mtime_ns, size) for files read from disk
     is_open: bool = False
     edited_at: float = 0.0  # time.monotonic() of the last edit, 0.0 if none
+    lines: list[str] = field(default_factory=list)  # the redacted text, stored once
+    # Open documents: each raw line's redacted form, so an edit redacts only new lines.
+    redacted: dict[str, str] = field(default_factory=dict)
 
 
 def identifiers(text: str) -> set[str]:
@@ -99,7 +111,7 @@ class ContextIndex:
         self._postings: dict[str, set[int]] = {}
         self._next_id = 0
         self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # the current scan's; each scan gets a new one
         self.progress = (0, 0)  # (files done, files listed) of the current workspace scan
 
     # --- documents ------------------------------------------------------------
@@ -109,14 +121,19 @@ class ContextIndex:
     ) -> None:
         """Add or replace a document's text; `edited` marks it recently edited (ranked higher)."""
         key = self._key(path)
-        windows = self._cut(key, text)
+        with self._lock:
+            old = self._docs.get(key)
+            cache = old.redacted if old is not None else {}
+        lines, redacted = _redact_lines(key, text, cache)
+        windows = self._cut(key, lines)
         with self._lock:
             old = self._docs.get(key)
             self._drop(key)
             doc = _Doc([], None, is_open or bool(old and old.is_open), old.edited_at if old else 0)
             if edited:
                 doc.edited_at = time.monotonic()
-            self._insert(key, doc, windows)
+            doc.redacted = redacted
+            self._insert(key, doc, windows, lines)
 
     add_document = update_document
 
@@ -145,16 +162,18 @@ class ContextIndex:
         """Index the files under `root` that git does not ignore; again later, only what changed.
 
         Runs on a daemon thread unless `background` is False; a scan already
-        running is stopped first. Open documents keep their editor text.
+        running is told to stop, without waiting for it (it may be inside a
+        slow `git ls-files`): what it finds afterwards is dropped. Open
+        documents keep their editor text.
         """
         self.stop()
         self.root = Path(root).resolve()
-        self._stop.clear()
+        stop = self._stop = threading.Event()
         if not background:
-            self._scan(self.root)
+            self._scan(self.root, stop)
             return
         self._thread = threading.Thread(
-            target=self._scan, args=(self.root,), name="codetailor-index", daemon=True
+            target=self._scan, args=(self.root, stop), name="codetailor-index", daemon=True
         )
         self._thread.start()
 
@@ -167,33 +186,43 @@ class ContextIndex:
         return True
 
     def stop(self) -> None:
-        """Stop a background scan (what it indexed so far stays)."""
-        self._stop.set()
-        self.wait()
+        """Tell a background scan to stop, without waiting (what it indexed so far stays).
 
-    def _scan(self, root: Path) -> None:
+        Safe on the event loop: it never joins the scan's thread, which may be
+        inside a slow listing; use `wait(timeout)` to wait, bounded.
+        """
+        self._stop.set()
+
+    def _scan(self, root: Path, stop: threading.Event) -> None:
         started = time.monotonic()
         try:
             paths = indexable_files(root)[: self.max_files]
         except OSError as exc:
             log.warning("cannot list %s: %s", root, exc)
             return
+        if stop.is_set():
+            return
         self.progress = (0, len(paths))
         listed = set(paths)
         for done, rel in enumerate(paths, 1):
-            if self._stop.is_set():
+            if stop.is_set():
                 return
-            self._index_file(root, rel)
+            self._index_file(root, rel, stop)
             self.progress = (done, len(paths))
             time.sleep(0)  # let a query thread take the interpreter between files
         with self._lock:
+            if stop.is_set():
+                return
             for gone in [k for k, d in self._docs.items() if d.signature and k not in listed]:
                 self._drop(gone)
         log.info("indexed %d files in %.1f s", len(paths), time.monotonic() - started)
 
-    def _index_file(self, root: Path, rel: str) -> None:
+    def _index_file(self, root: Path, rel: str, stop: threading.Event) -> None:
+        path = root / rel
+        if not _inside(root, path) or not is_regular_file(path):
+            return  # through a symlinked folder, or not a regular file (any more)
         try:
-            st = (root / rel).stat()
+            st = os.lstat(path)
         except OSError:
             return
         signature = (st.st_mtime_ns, st.st_size)
@@ -201,16 +230,17 @@ class ContextIndex:
             doc = self._docs.get(rel)
             if doc is not None and (doc.is_open or doc.signature == signature):
                 return  # unchanged, or the editor's text is newer than the disk's
-        text, _ = read_text(root / rel, self.max_file_bytes)
+        text, _ = read_text(path, self.max_file_bytes)  # regular files only, bounded
         if text is None:
             return
-        windows = self._cut(rel, text)
+        lines = redact(text, rel)[0].split("\n")  # before anything else sees the text
+        windows = self._cut(rel, lines)
         with self._lock:
             doc = self._docs.get(rel)
-            if doc is not None and doc.is_open:
-                return
+            if stop.is_set() or (doc is not None and doc.is_open):
+                return  # a newer scan owns the index, or the editor's text wins
             self._drop(rel)
-            self._insert(rel, _Doc([], signature), windows)
+            self._insert(rel, _Doc([], signature), windows, lines)
 
     # --- queries --------------------------------------------------------------
 
@@ -234,15 +264,16 @@ class ContextIndex:
         now = time.monotonic()
         with self._lock:
             scored = self._score(wanted, current, now)
-            picked: list[_Window] = []
+            picked: list[tuple[_Window, str]] = []
             for _, wid in scored:
                 w = self._windows[wid]
-                if any(_overlaps(w, p) or w.text == p.text for p in picked):
+                text = self._text(w)
+                if any(_overlaps(w, p) or text == t for p, t in picked):
                     continue
-                picked.append(w)
+                picked.append((w, text))
                 if len(picked) >= limit:
                     break
-        return [Snippet(w.path, w.text) for w in picked]
+        return [Snippet(w.path, text) for w, text in picked]
 
     def _score(self, wanted: set[str], current: str | None, now: float) -> list[tuple[float, int]]:
         # Rare identifiers first: they find the relevant windows, and common ones
@@ -283,26 +314,27 @@ class ContextIndex:
                 p = p.resolve().relative_to(self.root)
         return p.as_posix()
 
-    def _cut(self, key: str, text: str) -> list[_Window]:
+    def _text(self, w: _Window) -> str:
+        """(lock held) A window's text, from its document's lines."""
+        return "\n".join(self._docs[w.path].lines[w.start : w.end])
+
+    def _cut(self, key: str, lines: list[str]) -> list[_Window]:
         """Overlapping windows of `window_lines` lines, every `stride` lines."""
-        lines = text.split("\n")
-        out = []
-        for start in range(0, max(len(lines) - self.window_lines, 0) + 1, self.stride):
-            end = min(start + self.window_lines, len(lines))
-            chunk = "\n".join(lines[start:end])
-            tokens = identifiers(chunk)
-            if tokens:
-                out.append(_Window(key, start, end, chunk, frozenset(tokens)))
+        starts = list(range(0, max(len(lines) - self.window_lines, 0) + 1, self.stride))
         tail = len(lines) - self.window_lines
         if tail > 0 and tail % self.stride:  # the last lines, when the stride skips them
-            chunk = "\n".join(lines[tail:])
-            tokens = identifiers(chunk)
+            starts.append(tail)
+        out = []
+        for start in starts:
+            end = min(start + self.window_lines, len(lines))
+            tokens = identifiers("\n".join(lines[start:end]))
             if tokens:
-                out.append(_Window(key, tail, len(lines), chunk, frozenset(tokens)))
+                out.append(_Window(key, start, end, frozenset(tokens)))
         return out
 
-    def _insert(self, key: str, doc: _Doc, windows: list[_Window]) -> None:
+    def _insert(self, key: str, doc: _Doc, windows: list[_Window], lines: list[str]) -> None:
         """(lock held)"""
+        doc.lines = lines
         for w in windows:
             wid = self._next_id
             self._next_id += 1
@@ -329,6 +361,37 @@ class ContextIndex:
 
 def _overlaps(a: _Window, b: _Window) -> bool:
     return a.path == b.path and a.start < b.end and b.start < a.end
+
+
+def _inside(root: Path, path: Path) -> bool:
+    """True when `path`, symlinks resolved, is inside `root` (itself resolved)."""
+    try:
+        Path(os.path.realpath(path)).relative_to(root)
+    except ValueError:
+        return False
+    return True
+
+
+_REDACT_CACHE_LINES = 20_000
+
+
+def _redact_lines(path: str, text: str, cache: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    """The text's lines with secrets removed, and the raw-to-redacted map of its lines.
+
+    Lines already in `cache` (the document's previous version) are not redacted
+    again, so an edit costs only its new lines. A private-key block spans lines:
+    text holding one is redacted whole.
+    """
+    if "PRIVATE KEY" in text:
+        return redact(text, path)[0].split("\n"), {}
+    lines = text.split("\n")
+    out: dict[str, str] = {}
+    for line in lines:
+        if line not in out:
+            clean = cache.get(line)
+            out[line] = clean if clean is not None else redact(line, path)[0]
+    clean_lines = [out[line] for line in lines]
+    return clean_lines, out if len(out) <= _REDACT_CACHE_LINES else {}
 
 
 class StableContext:

@@ -343,6 +343,8 @@ def apply_adapter(
     from peft import PeftModel
 
     meta = check_adapter(path, source.name, fingerprint)
+    if not meta:  # a plain PEFT folder: no fingerprint to go by
+        check_plain_adapter(path, model, source)
     try:
         peft_model = PeftModel.from_pretrained(model, str(path), is_trainable=False)
     except Exception as exc:  # noqa: BLE001 - shape mismatches surface as RuntimeError etc.
@@ -358,6 +360,92 @@ def apply_adapter(
         ) from exc
     merged = peft_model.merge_and_unload()
     return merged, AdapterInfo(path=path, meta=meta)
+
+
+def check_plain_adapter(path: Path, model: Any, source: ModelSource) -> None:
+    """Refuse a PEFT adapter without `codetailor.json` that was made for another base.
+
+    Two checks, since such a folder has no fingerprint: the base PEFT recorded
+    (`base_model_name_or_path`) must name this model, and every tensor must
+    land on a module of this model with matching shapes. PEFT itself only
+    warns about keys it cannot place, so a 4-layer adapter would otherwise
+    load half-applied onto a 2-layer base.
+    """
+    from safetensors import safe_open
+
+    try:
+        config = json.loads((path / "adapter_config.json").read_text())
+        with safe_open(str(path / "adapter_model.safetensors"), framework="pt") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+    except (OSError, ValueError) as exc:
+        raise CodetailorError(f"adapter {path}: cannot read it: {_first_line(exc)}") from exc
+    wanted = config.get("base_model_name_or_path") if isinstance(config, dict) else None
+    made_for = f" (it was made for '{wanted}'; start with --model {wanted})" if wanted else ""
+    if wanted and not _names_this_model(str(wanted), model, source):
+        raise CodetailorError(f"adapter {path} does not fit model '{source.name}'{made_for}")
+    problems = _misfit_tensors(shapes, model)
+    if problems:
+        raise CodetailorError(
+            f"adapter {path} does not fit model '{source.name}'{made_for}: "
+            f"{len(problems)} of {len(shapes)} tensors do not match it, e.g. {problems[0]}"
+        )
+
+
+def _names_this_model(wanted: str, model: Any, source: ModelSource) -> bool:
+    """True when `wanted` (a hub id or a path) plausibly names the loaded model."""
+
+    def norm(name: str) -> str:
+        return re.sub(r"[^a-z0-9]", "", Path(name.rstrip("/")).name.lower())
+
+    ours = {source.spec, source.name, getattr(model, "name_or_path", "")}
+    ours.add(getattr(model.config, "_name_or_path", "") or "")
+    if source.path is not None:
+        ours.add(str(source.path))
+    if Path(wanted).exists() and any(
+        Path(o).exists() and Path(o).resolve() == Path(wanted).resolve() for o in ours if o
+    ):
+        return True
+    want = norm(wanted)
+    return bool(want) and any(n and (want in n or n in want) for n in map(norm, ours) if n)
+
+
+def _misfit_tensors(shapes: dict[str, tuple[int, ...]], model: Any) -> list[str]:
+    """Adapter tensors that name no module of `model`, or whose shapes do not fit it."""
+    modules = dict(model.named_modules())
+    params = {k: tuple(v.shape) for k, v in model.named_parameters()}
+    problems = []
+    for key, shape in shapes.items():
+        name = key.removeprefix("base_model.model.")
+        match = re.fullmatch(r"(.+)\.(lora_[AB]|lora_embedding_[AB])(?:\.\w+)?\.weight", name)
+        if match is None:  # modules_to_save and the like: a parameter of the model
+            plain = re.sub(r"\.modules_to_save\.\w+", "", name)
+            if params.get(plain) != shape:
+                problems.append(f"{name} {list(shape)}")
+            continue
+        module = modules.get(match.group(1))
+        if module is None:
+            problems.append(f"{match.group(1)} (no such module)")
+            continue
+        inner, outer = _io_features(module)
+        kind = match.group(2)
+        fits = (
+            (kind == "lora_A" and shape[-1] == inner)
+            or (kind == "lora_B" and shape[0] == outer)
+            or kind.startswith("lora_embedding")
+        )
+        if not fits:
+            problems.append(f"{name} {list(shape)} (the module is {inner} -> {outer})")
+    return problems
+
+
+def _io_features(module: Any) -> tuple[int | None, int | None]:
+    """(input, output) sizes of a linear-like module (nn.Linear, Conv1D), else (None, None)."""
+    if hasattr(module, "in_features"):
+        return module.in_features, module.out_features
+    weight = getattr(module, "weight", None)
+    if weight is not None and weight.dim() == 2:  # transformers' Conv1D stores (in, out)
+        return int(weight.shape[0]), int(weight.shape[1])
+    return None, None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -3,7 +3,9 @@
 Bridges the open documents (by URI) and the `ContextIndex` (by workspace-
 relative path). The event loop only records which documents changed; the
 index is brought up to date on the worker thread, just before a completion
-needs it, so typing never waits on indexing.
+needs it, so typing never waits on indexing. Setting the root starts a
+background scan and returns at once (an earlier scan is told to stop, never
+joined). With a root, only documents inside it become context for others.
 """
 
 from __future__ import annotations
@@ -49,6 +51,17 @@ class WorkspaceContext:
                 pass
         return path.name
 
+    def in_workspace(self, uri: str) -> bool:
+        """True when there is no root, or the document lies inside it."""
+        if self.root is None:
+            return True
+        fs_path = uri_to_path(uri)
+        try:
+            Path(fs_path or "").resolve().relative_to(self.root)
+        except (ValueError, OSError):
+            return False
+        return bool(fs_path)
+
     def opened(self, uri: str) -> None:
         with self._lock:
             self._dirty.setdefault(uri, False)
@@ -73,6 +86,8 @@ class WorkspaceContext:
             too_big = doc is not None and len(doc.text) > self.index.max_file_bytes
             if doc is None or path is None or too_big or looks_binary(doc.text):
                 continue
+            if not self.in_workspace(changed_uri):
+                continue  # e.g. ~/.ssh/config open in the editor: not context for others
             self.index.update_document(path, doc.text, is_open=True, edited=edited)
         return self.stable.get(text, offset, self.path_of(uri))
 
