@@ -41,4 +41,4 @@ def test_a_plain_adapter_naming_another_base_is_refused(
 def test_a_plain_adapter_for_this_base_loads(tmp_path: Path, tiny_model_dir: Path) -> None:
     adapter = make_adapter(tiny_model_dir, tmp_path / "adapter")
     loaded = load_model(str(tiny_model_dir), adapter=adapter)
-    assert loaded.adapter is not None and loaded.adapter.meta == {}
+    assert loaded.adapter is not None and loaded.adapter.meta is None

@@ -12,7 +12,7 @@ import pytest
 
 from finetune import adapter, checkpoint, durable
 from finetune.cli import main
-from lsp_server.model.loading import ADAPTER_META
+from lsp_server.model.adapter_meta import META_FILE as ADAPTER_META
 
 ROOT = Path(__file__).resolve().parents[1]
 
