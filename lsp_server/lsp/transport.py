@@ -2,9 +2,15 @@
 
 pygls' own loop trusts every `Content-Length`; one wrong header leaves it out of
 step with the stream for good. Here a frame is found by its blank line, the
-last `Content-Length` before it wins, a body that is not JSON is searched for
-the next header (a too-long length swallowed the next message's start), and a
-request whose params do not parse gets an error response instead of silence.
+last `Content-Length` before it wins, and a request whose params do not parse
+gets an error response instead of silence. On stdio (lenient) a body that is
+not JSON is searched for the next header (a too-long length swallowed the next
+message's start); on TCP (strict) anything that is not an LSP frame, an HTTP
+request above all, closes the connection at once.
+
+`run_connection` serves one `Connection`: each message is judged by its
+`Lifecycle` (`lsp_server.lsp.lifecycle`) before pygls sees it, the deadlines
+are enforced, and no parse or handler error gets out of it.
 """
 
 from __future__ import annotations

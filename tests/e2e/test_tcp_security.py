@@ -209,3 +209,39 @@ def test_a_non_ascii_token_is_refused_without_a_traceback(tcp):
         assert "Traceback" not in json.dumps(reply) and "traceback" not in json.dumps(reply)
         assert intruder.wait_closed()
     assert_served(server, port)
+
+
+def test_a_second_signed_in_client_is_refused_while_the_first_is_served(tcp):
+    server, port = tcp
+    first = signed_in(port)
+    second = RawClient.connect("127.0.0.1", port)
+    reply = second.response(
+        second.request_async(
+            "initialize", {"capabilities": {}, "initializationOptions": {"authToken": TOKEN}}
+        )
+    )
+    assert reply["error"]["code"] == -32001 and "another client" in reply["error"]["message"]
+    assert second.wait_closed()
+    assert first.status()["state"] == "ready"
+    first.close()
+    assert_served(server, port)
+
+
+def test_an_idle_signed_in_client_is_cut_after_the_idle_timeout(endless_model_dir: Path):
+    server = RawClient.spawn(
+        "--model",
+        str(endless_model_dir),
+        "--tcp",
+        "127.0.0.1:0",
+        "--idle-timeout",
+        "1",
+        env={"CODETAILOR_AUTH_TOKEN": TOKEN},
+    )
+    try:
+        port = listening_port(server)
+        idle = signed_in(port)
+        assert idle.wait_closed(timeout=10)
+        assert_served(server, port)
+    finally:
+        server.proc.terminate()
+        server.close()
