@@ -312,13 +312,16 @@ def test_the_first_settings_load_the_model_even_if_unchanged():
     assert len(host.loads) == 1 and session.encoding == "utf-8"
 
 
-async def test_reset_forgets_the_client_but_keeps_counts(make):
-    session, host = make("hello")
-    assert await session.complete(request(session)) == "hello"
-    session.reset()
-    status = session.status()
-    assert status["documents"] == 0 and status["shownCompletions"] == 0
-    assert status["counts"]["shown"] == 1
+async def test_disconnect_stops_generations_and_the_workspace_scan(make):
+    session, host = make(BLOCK)
+    task = asyncio.create_task(session.complete(request(session)))
+    call = await scripted(host).call(0)
+    stopped = threading.Event()
+    session.workspace.stop = stopped.set  # type: ignore[method-assign]
+    session.disconnect()
+    assert await asyncio.wait_for(task, BOUND_S) == ""
+    assert call.cancel.is_set() and empties(session) == {"disconnected": 1}
+    assert stopped.wait(BOUND_S)
 
 
 def test_a_client_cannot_set_a_model_the_server_does_not_allow():

@@ -104,8 +104,8 @@ class CodetailorServer(LanguageServer):
         log.error("server error (%s): %s", getattr(source, "__name__", source), error)
 
     def close(self) -> None:
-        """The connection is over: stop its generations and the requests still running."""
-        self.session.cancel_all("disconnected")
+        """The connection is over: stop its generations, scan and the requests still running."""
+        self.session.disconnect()
         pygls_compat.cancel_running_requests(self.protocol)
 
     # -- model events (from the loader thread) --------------------------------------------------

@@ -155,11 +155,17 @@ class Session:
         elif not settings.enable:
             self.cancel_all("settings")
 
-    def reset(self) -> None:
-        """Forget one client's session; the model stays loaded for the next (TCP) client."""
+    def disconnect(self) -> None:
+        """The client has gone: stop its generations and its workspace scan.
+
+        A session is made per connection and dropped with it; the scan is told
+        to stop on a thread of its own, so a scan stuck in a read never holds up
+        the caller (the event loop).
+        """
         self.cancel_all("disconnected")
-        self.documents = Documents()
-        self.shown = ShownCompletions(self.shown.capacity)
+        threading.Thread(
+            target=self.workspace.stop, name="codetailor-index-stop", daemon=True
+        ).start()
 
     # -- documents ------------------------------------------------------------------------
 
