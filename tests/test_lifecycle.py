@@ -64,6 +64,8 @@ def test_lifecycle_errors_before_initialize_and_after_shutdown():
     gate.admitted()
     assert gate.judge(initialize(None)).action is Action.REFUSE  # only once
     assert gate.judge(note("textDocument/didOpen")).action is Action.PASS
+    assert gate.judge(note("shutdown")).action is Action.DROP  # a request, or nothing
+    assert gate.judge(note("initialize")).action is Action.DROP
     assert gate.judge(request("shutdown")).action is Action.PASS
     verdict = gate.judge(request("textDocument/completion"))
     assert verdict.action is Action.REFUSE and verdict.error[0] == INVALID_REQUEST

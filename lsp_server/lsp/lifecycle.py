@@ -21,6 +21,7 @@ from lsp_server.session.settings import settings_section
 AUTH_FAILED = -32001
 SERVER_NOT_INITIALIZED = -32002
 INVALID_REQUEST = -32600
+REQUESTS_ONLY = frozenset({"initialize", "shutdown"})
 AUTH_MESSAGE = (
     "codetailor: authentication failed: this server requires the token it was started "
     "with (CODETAILOR_AUTH_TOKEN, --auth-token-file or --auth-token) in "
@@ -78,8 +79,9 @@ class Lifecycle:
             return Verdict(Action.EXIT, status=0 if self.shut_down else 1)
         if method is None:  # a response to one of our requests
             return Verdict(Action.PASS if self.initialized else Action.DROP)
-        if not is_request:
-            return Verdict(Action.PASS if self.initialized and not self.shut_down else Action.DROP)
+        if not is_request:  # `initialize` and `shutdown` count only as requests
+            live = self.initialized and not self.shut_down
+            return Verdict(Action.PASS if live and method not in REQUESTS_ONLY else Action.DROP)
         if self.shut_down:
             return Verdict(Action.REFUSE, (INVALID_REQUEST, "the server is shutting down"))
         if method == "initialize":
