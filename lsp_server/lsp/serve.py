@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import os
+import socket
 import stat
 import sys
 from collections.abc import Callable
@@ -154,6 +156,18 @@ async def serve_stdio(make: Callable[[], CodetailorServer], events: ModelEvents)
     return status or 0
 
 
+def keep_alive(sock: socket.socket | None) -> None:
+    """TCP keepalive: a peer that vanished without a word (a dropped network) is noticed
+    in about two minutes, not at the idle timeout, so it does not hold the client slot."""
+    if sock is None:
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for option, value in (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 15), ("TCP_KEEPCNT", 4)):
+            if hasattr(socket, option):
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+
+
 class TcpClients:
     """Accepts TCP connections; each gets a fresh server, and one admitted at a time is served."""
 
@@ -169,6 +183,7 @@ class TcpClients:
         self.done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
     async def on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        keep_alive(writer.get_extra_info("socket"))
         server = self.make()
         server.loop = asyncio.get_running_loop()
         safe = transport.SafeWriter(writer.write, writer.close)

@@ -87,9 +87,15 @@ def assert_refused(port: int) -> None:
     assert intruder.wait_closed()
 
 
-def reset(sock: socket.socket) -> None:
-    """Close with a TCP reset (RST) instead of an orderly FIN."""
+def reset(sock: socket.socket, client: RawClient) -> None:
+    """Close with a TCP reset (RST) instead of an orderly FIN.
+
+    SHUT_RD first (it sends nothing): a socket closed while the client's reader
+    thread is blocked in recv() is not really closed until that recv returns.
+    """
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.shutdown(socket.SHUT_RD)
+    assert client.wait_closed()
     sock.close()
 
 
@@ -105,8 +111,8 @@ def sign_in_and_open(port: int) -> tuple[socket.socket, RawClient]:
 
 def test_a_reset_connection_leaves_nothing_for_the_next_client(tcp):
     server, port = tcp
-    sock, _ = sign_in_and_open(port)
-    reset(sock)
+    sock, client = sign_in_and_open(port)
+    reset(sock, client)
     assert_refused(port)
     assert_served(server, port)
 
