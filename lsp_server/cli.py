@@ -24,7 +24,7 @@ EXAMPLES = """\
 examples:
   codetailor serve                                  # LSP on stdio, default model
   codetailor serve --tcp 127.0.0.1:7070 --model Qwen/Qwen2.5-Coder-1.5B
-  codetailor serve --tcp 0.0.0.0:7070 --auth-token "$TOKEN"   # reachable from other machines
+  codetailor serve --tcp 0.0.0.0:7070 --auth-token-file ~/.codetailor-token   # other machines
   codetailor complete src/app.py:42:17              # complete before column 17 of line 42
   codetailor complete src/app.py:42:17 --json --repeat 2   # the 2nd run reuses the KV cache
 """
@@ -57,10 +57,35 @@ def build_parser() -> argparse.ArgumentParser:
         "--tcp", metavar="HOST:PORT", help="listen on TCP instead (HOST defaults to 127.0.0.1)"
     )
     serve.add_argument(
+        "--auth-token-file",
+        metavar="FILE",
+        type=Path,
+        help="require TCP clients to send the token in FILE (mode 600) in "
+        "initializationOptions.authToken; default: $CODETAILOR_AUTH_TOKEN; "
+        "needed to listen beyond 127.0.0.1",
+    )
+    serve.add_argument(
         "--auth-token",
         metavar="TOKEN",
-        help="require clients to send TOKEN in initializationOptions.authToken "
-        "(default: $CODETAILOR_AUTH_TOKEN); needed to listen beyond 127.0.0.1",
+        help="the token itself (visible to local users in the process list: prefer the above)",
+    )
+    serve.add_argument(
+        "--auth-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="close a TCP connection that has not sent a valid initialize by then (default 10)",
+    )
+    serve.add_argument(
+        "--idle-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="close a TCP connection silent for this long (default 3600; 0: never)",
+    )
+    serve.add_argument(
+        "--allow-client-models",
+        action="store_true",
+        help="let TCP clients switch to a Hugging Face hub model through their settings "
+        "(aliases and local paths are always allowed)",
     )
     serve.add_argument("--log-file", type=Path, help="write logs here instead of stderr")
     serve.add_argument("-v", "--verbose", action="count", default=0, help="more logging")

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import subprocess
+from pathlib import Path
 
 import pytest
 
 from lsp_server.errors import CodetailorError
-from lsp_server.lsp.serve import is_loopback, parse_tcp, serve
+from lsp_server.lsp.serve import is_loopback, parse_tcp, resolve_token, serve
+from tests.e2e.rawclient import REPO, server_command
 
 
 def test_tcp_addresses_default_to_loopback():
@@ -32,3 +36,41 @@ def test_an_open_bind_without_a_token_is_refused(monkeypatch: pytest.MonkeyPatch
     args = argparse.Namespace(tcp="0.0.0.0:7070", auth_token=None, verbose=0)
     with pytest.raises(CodetailorError, match="--auth-token"):
         serve(args)
+
+
+def token_args(**kwargs: object) -> argparse.Namespace:
+    return argparse.Namespace(**({"auth_token": None, "auth_token_file": None} | kwargs))
+
+
+def test_the_token_comes_from_the_environment_or_a_private_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("CODETAILOR_AUTH_TOKEN", "from-env")
+    assert resolve_token(token_args()) == "from-env"
+    secret = tmp_path / "token"
+    secret.write_text("pässwört\n", encoding="utf-8")
+    secret.chmod(0o600)
+    assert resolve_token(token_args(auth_token_file=secret)) == "pässwört"
+    for mode in (0o640, 0o604, 0o644):
+        secret.chmod(mode)
+        with pytest.raises(CodetailorError, match="chmod 600"):
+            resolve_token(token_args(auth_token_file=secret))
+    with pytest.raises(CodetailorError, match="cannot read"):
+        resolve_token(token_args(auth_token_file=tmp_path / "missing"))
+
+
+def test_a_token_on_the_command_line_works_with_a_warning(caplog: pytest.LogCaptureFixture):
+    with caplog.at_level(logging.WARNING, logger="codetailor.launch"):
+        assert resolve_token(token_args(auth_token="t0ken")) == "t0ken"
+    assert "process list" in caplog.text
+
+
+def test_serve_refuses_a_readable_token_file_in_one_line(tmp_path: Path):
+    secret = tmp_path / "token"
+    secret.write_text("s3cret")
+    secret.chmod(0o644)
+    command = server_command("--tcp", "127.0.0.1:0", "--auth-token-file", str(secret))
+    done = subprocess.run(command, cwd=REPO, capture_output=True, timeout=60)
+    assert done.returncode == 2
+    lines = done.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "readable by other users" in lines[0], lines

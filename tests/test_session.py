@@ -312,10 +312,38 @@ def test_the_first_settings_load_the_model_even_if_unchanged():
     assert len(host.loads) == 1 and session.encoding == "utf-8"
 
 
-async def test_reset_forgets_the_client_but_keeps_counts(make):
-    session, host = make("hello")
-    assert await session.complete(request(session)) == "hello"
-    session.reset()
-    status = session.status()
-    assert status["documents"] == 0 and status["shownCompletions"] == 0
-    assert status["counts"]["shown"] == 1
+async def test_disconnect_stops_generations_and_the_workspace_scan(make):
+    session, host = make(BLOCK)
+    task = asyncio.create_task(session.complete(request(session)))
+    call = await scripted(host).call(0)
+    stopped = threading.Event()
+    session.workspace.stop = stopped.set  # type: ignore[method-assign]
+    session.disconnect()
+    assert await asyncio.wait_for(task, BOUND_S) == ""
+    assert call.cancel.is_set() and empties(session) == {"disconnected": 1}
+    assert stopped.wait(BOUND_S)
+
+
+def test_a_client_cannot_set_a_model_the_server_does_not_allow():
+    host = FakeHost(None, state="ready")
+    session = Session(Settings(model="tiny"), host, model_allowed=lambda spec: "/" not in spec)
+    problems = session.configure({"model": "evil/model", "maxTokens": 8})
+    assert len(problems) == 1 and "evil/model" in problems[0]
+    assert "--allow-client-models" in problems[0]
+    assert session.settings.model == "tiny" and session.settings.max_tokens == 8
+    assert host.loads == []
+    assert session.configure({"model": "local-dir"}) == []
+    assert [s.model for s in host.loads] == ["local-dir"]
+    assert session.configure({"model": "tiny"}) == []  # the command line's is always allowed
+    assert [s.model for s in host.loads] == ["local-dir", "tiny"]
+
+
+def test_a_new_session_reloads_when_an_earlier_client_switched_the_model():
+    host = FakeHost(None, state="ready")
+    earlier = Settings(model="other")
+    session = Session(Settings(model="tiny"), host, host_settings=earlier)
+    assert session.initialize({}, None, "utf-16") == []
+    assert [s.model for s in host.loads] == ["tiny"]
+    again = Session(Settings(model="tiny"), host, host_settings=Settings(model="tiny"))
+    assert again.initialize({}, None, "utf-16") == []
+    assert len(host.loads) == 1

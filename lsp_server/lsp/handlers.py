@@ -42,8 +42,7 @@ def register(ls: CodetailorServer) -> None:
 
 
 def initialize(ls: CodetailorServer, params: types.InitializeParams) -> None:
-    options = params.initialization_options
-    ls.check_token(options)
+    options = params.initialization_options  # its authToken was checked by the lifecycle gate
     encoding = str(ServerCapabilitiesBuilder.choose_position_encoding(params.capabilities))
     folders = params.workspace_folders or []
     root = folders[0].uri if folders else params.root_uri

@@ -5,8 +5,9 @@ moves, this is the one module to read again; nothing else in Codetailor
 touches an underscore name of pygls or overrides its builtin features:
 
 - `JsonRPCProtocol._send_response`: answer a request with an error before (or
-  instead of) pygls dispatching it (unauthenticated clients; params that do
-  not parse);
+  instead of) pygls dispatching it (lifecycle errors; params that do not
+  parse); and overridden, so that no error response carries a traceback (pygls
+  puts one in an internal error's `data`) or an exception's text;
 - `JsonRPCProtocol._request_futures`: the futures of requests still running,
   cancelled when a TCP client goes away;
 - `JsonRPCProtocol._server`: the server a protocol belongs to;
@@ -25,7 +26,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException
+from pygls.exceptions import JsonRpcException, JsonRpcInternalError
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import JsonRPCProtocol, LanguageServerProtocol, lsp_method
 from pygls.protocol.json_rpc import RPCRequest
@@ -61,7 +62,19 @@ class PassThroughDocuments(LanguageServerProtocol):
 
     `lsp_server.session.documents.Documents` keeps the text instead, with LSP's
     line breaks, which `str.splitlines` (used by pygls' workspace) does not follow.
+    Error responses go out without `data`, and an internal error without its
+    exception's text: the client learns that it failed, the log says why.
     """
+
+    def _send_response(
+        self, msg_id: Any, result: Any | None = None, error: types.ResponseError | None = None
+    ) -> None:
+        if error is not None:
+            message = error.message
+            if error.code == JsonRpcInternalError.CODE:
+                message = "codetailor: internal error (the server's log has the details)"
+            error = types.ResponseError(code=error.code, message=message)
+        super()._send_response(msg_id, result, error)
 
     @lsp_method(types.TEXT_DOCUMENT_DID_OPEN)
     def lsp_text_document__did_open(self, params: types.DidOpenTextDocumentParams) -> Builtin:

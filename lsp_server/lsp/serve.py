@@ -1,22 +1,48 @@
-"""`codetailor serve`: check the address and token, then run the server on stdio or TCP."""
+"""`codetailor serve`: check the address and token, then serve stdio or TCP connections.
+
+Every connection gets its own `CodetailorServer` (a fresh `Session`: settings,
+documents, shown completions) and its own lifecycle gate, made when it starts
+and dropped in `finally` however it ends; the `ModelHost` is made once and
+outlives them. On TCP one admitted client is served at a time, and only an
+admitted one holds that place: until it has sent a valid `initialize` (within
+the auth deadline) a connection holds nothing.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import os
+import socket
+import stat
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 
 from lsp_server.errors import CodetailorError
 from lsp_server.lsp import handlers, transport
-from lsp_server.lsp.server import CodetailorServer
+from lsp_server.lsp.lifecycle import Lifecycle
+from lsp_server.lsp.server import CodetailorServer, ModelEvents
+from lsp_server.model.host import ModelHost
 from lsp_server.session.settings import Settings
 
 log = logging.getLogger("codetailor.launch")
 
-CLIENT_WAIT_S = 2.0  # how long a new TCP client waits for the previous one to finish
+TOKEN_ENV = "CODETAILOR_AUTH_TOKEN"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A TCP connection's deadlines, in seconds (None: no limit)."""
+
+    auth_timeout: float | None = 10.0  # from connecting to a valid `initialize`
+    idle_timeout: float | None = 3600.0  # the longest wait for a message once initialized
+    client_wait: float = 2.0  # how long an admitted client waits for the previous one to go
 
 
 def parse_tcp(spec: str) -> tuple[str, int]:
@@ -36,27 +62,76 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def read_token_file(path: Path) -> str:
+    """The token in `path` (surrounding whitespace removed); refused if others may read it."""
+    try:
+        mode = path.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise CodetailorError(
+                f"--auth-token-file {path} is readable by other users "
+                f"(mode {stat.S_IMODE(mode):o}); run: chmod 600 {path}"
+            )
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CodetailorError(f"cannot read --auth-token-file {path}: {exc}") from None
+    if not token:
+        raise CodetailorError(f"--auth-token-file {path} is empty")
+    return token
+
+
+def resolve_token(args: argparse.Namespace) -> str | None:
+    """The token from --auth-token-file, --auth-token (with a warning) or the environment."""
+    path: Path | None = getattr(args, "auth_token_file", None)
+    if path is not None and args.auth_token:
+        raise CodetailorError("pass --auth-token-file or --auth-token, not both")
+    if path is not None:
+        return read_token_file(path)
+    if args.auth_token:
+        log.warning(
+            "--auth-token is visible to every local user in the process list; "
+            "prefer %s or --auth-token-file",
+            TOKEN_ENV,
+        )
+        return args.auth_token
+    return os.environ.get(TOKEN_ENV) or None
+
+
+def limits_from(args: argparse.Namespace) -> Limits:
+    def seconds(value: float | None, default: float | None) -> float | None:
+        if value is None:
+            return default
+        return value if value > 0 else None  # 0: no limit
+
+    defaults = Limits()
+    return Limits(
+        auth_timeout=seconds(getattr(args, "auth_timeout", None), defaults.auth_timeout),
+        idle_timeout=seconds(getattr(args, "idle_timeout", None), defaults.idle_timeout),
+    )
+
+
 def serve(args: argparse.Namespace) -> int:
     if args.verbose < 2:  # pygls logs every message it sends at INFO: documents included
         logging.getLogger("pygls").setLevel(logging.WARNING)
-    token = args.auth_token or os.environ.get("CODETAILOR_AUTH_TOKEN") or None
     address = parse_tcp(args.tcp) if args.tcp else None
+    token = resolve_token(args)
     if address and not is_loopback(address[0]) and not token:
         raise CodetailorError(
             f"refusing to listen on {address[0]} (reachable from other machines) without a "
-            "token: pass --auth-token TOKEN or set CODETAILOR_AUTH_TOKEN, or bind 127.0.0.1"
+            f"token: set {TOKEN_ENV} or pass --auth-token-file FILE, or bind 127.0.0.1"
         )
     startup = Settings(model=args.model, adapter=args.adapter, device=args.device, dtype=args.dtype)
-    # A token guards TCP only: on stdio the editor that started us owns both pipes.
-    server = CodetailorServer(
-        startup,
-        register=handlers.register,
-        auth_token=token if address else None,
-        trust_remote_code=args.trust_remote_code,
+    events = ModelEvents()
+    host = ModelHost(events, trust_remote_code=args.trust_remote_code)
+    # On stdio the client started us and chose the command line: its settings are as
+    # trusted as --model. On TCP anyone on the machine may be the client.
+    allow = bool(getattr(args, "allow_client_models", False)) or not address
+    make = partial(
+        CodetailorServer, startup, host, register=handlers.register, allow_client_models=allow
     )
     if address:
-        return asyncio.run(serve_tcp(server, *address))
-    status = asyncio.run(serve_stdio(server))
+        # A token guards TCP only: on stdio the editor that started us owns both pipes.
+        return asyncio.run(serve_tcp(make, events, token, *address, limits_from(args)))
+    status = asyncio.run(serve_stdio(make, events))
     # The editor has gone: leave now, without the seconds torch's teardown takes
     # and without waiting for a generation thread to notice its cancel flag.
     logging.shutdown()
@@ -64,44 +139,102 @@ def serve(args: argparse.Namespace) -> int:
     os._exit(status)
 
 
-async def serve_stdio(server: CodetailorServer) -> int:
+async def serve_stdio(make: Callable[[], CodetailorServer], events: ModelEvents) -> int:
+    server = make()
     server.loop = asyncio.get_running_loop()
+    events.client = server
     out = transport.protocol_stdout()
     writer = transport.SafeWriter(lambda data: out.write(data), out.close)
     reader = transport.FrameReader(transport.stdin_chunks(server.loop, sys.stdin.fileno()))
-    status = await transport.run_connection(server.protocol, reader, writer)
-    server.session.cancel_all("disconnected")
+    connection = transport.Connection(server.protocol, writer, Lifecycle(None))
+    try:
+        status = await transport.run_connection(connection, reader)
+    finally:
+        server.close()
     if status is None:
         log.info("the client closed stdin; exiting")
     return status or 0
 
 
-async def serve_tcp(server: CodetailorServer, host: str, port: int) -> int:
-    """Serve one client at a time; the model stays loaded between clients."""
-    server.loop = asyncio.get_running_loop()
-    done: asyncio.Future[int] = server.loop.create_future()
-    busy = asyncio.Lock()
+def keep_alive(sock: socket.socket | None) -> None:
+    """TCP keepalive: a peer that vanished without a word (a dropped network) is noticed
+    in about two minutes, not at the idle timeout, so it does not hold the client slot."""
+    if sock is None:
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for option, value in (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 15), ("TCP_KEEPCNT", 4)):
+            if hasattr(socket, option):
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
 
-    async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:  # the previous client may be a moment away from noticing its own hang-up
-            await asyncio.wait_for(busy.acquire(), CLIENT_WAIT_S)
-        except TimeoutError:
-            log.warning("refusing a second client while one is connected")
-            writer.close()
-            return
+
+class TcpClients:
+    """Accepts TCP connections; each gets a fresh server, and one admitted at a time is served."""
+
+    def __init__(
+        self,
+        make: Callable[[], CodetailorServer],
+        events: ModelEvents,
+        token: str | None,
+        limits: Limits,
+    ) -> None:
+        self.make, self.events, self.token, self.limits = make, events, token, limits
+        self.slot = asyncio.Lock()
+        self.done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        keep_alive(writer.get_extra_info("socket"))
+        server = self.make()
+        server.loop = asyncio.get_running_loop()
+        safe = transport.SafeWriter(writer.write, writer.close)
+        holding = False
+
+        async def admit() -> bool:
+            nonlocal holding
+            try:  # the previous client may be a moment away from noticing its own hang-up
+                await asyncio.wait_for(self.slot.acquire(), self.limits.client_wait)
+            except TimeoutError:
+                log.warning("refusing a second client while one is connected")
+                return False
+            holding = True
+            self.events.client = server
+            return True
+
+        connection = transport.Connection(
+            server.protocol,
+            safe,
+            Lifecycle(self.token),
+            admit,
+            self.limits.auth_timeout,
+            self.limits.idle_timeout,
+        )
+        frames = transport.FrameReader(lambda: reader.read(65536), strict=True)
+        status = None
         try:
-            safe = transport.SafeWriter(writer.write, writer.close)
-            frames = transport.FrameReader(lambda: reader.read(65536))
-            status = await transport.run_connection(server.protocol, frames, safe)
+            status = await transport.run_connection(connection, frames)
+        finally:  # whatever ended the connection, nothing of it is left for the next one
             safe.close()
-            server.reset_connection()
-            if status is not None and not done.done():
-                done.set_result(status)
-        finally:
-            busy.release()
+            server.close()
+            if self.events.client is server:
+                self.events.client = None
+            if holding:
+                self.slot.release()
+        if status is not None and not self.done.done():
+            self.done.set_result(status)  # `exit` from an admitted client stops the server
 
-    listener = await asyncio.start_server(on_client, host, port)
+
+async def serve_tcp(
+    make: Callable[[], CodetailorServer],
+    events: ModelEvents,
+    token: str | None,
+    host: str,
+    port: int,
+    limits: Limits,
+) -> int:
+    """Serve TCP clients until an admitted one sends `exit`; the model stays loaded between."""
+    clients = TcpClients(make, events, token, limits)
+    listener = await asyncio.start_server(clients.on_client, host, port)
     bound = listener.sockets[0].getsockname()
     print(f"codetailor: listening on {bound[0]}:{bound[1]}", file=sys.stderr, flush=True)
     async with listener:
-        return await done
+        return await clients.done

@@ -1,79 +1,89 @@
-"""The language server shell: a `Session`, the protocol and the transport glue.
+"""The language server shell: one connection's `Session`, the protocol and messages.
 
 `CodetailorServer` holds the session (`lsp_server.session.session.Session`:
 settings, documents, the completion policy, counts) and what only the LSP side
-knows: the auth gate, messages to the user and `$/progress` for model loading.
-The handlers (`lsp_server.lsp.handlers`) are attached by whoever builds the
-server (`lsp_server.lsp.serve`), so this module does not import them.
+knows: messages to the user and `$/progress` for model loading. One is made
+per connection (`lsp_server.lsp.serve`) over the one `ModelHost`, which
+outlives connections. Who may send what (the token, the lifecycle) is decided
+before a message gets here, by `lsp_server.lsp.lifecycle`. The handlers
+(`lsp_server.lsp.handlers`) are attached by whoever builds the server, so this
+module does not import them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import default_converter
 
 from lsp_server import __version__
+from lsp_server.errors import CodetailorError
 from lsp_server.lsp import pygls_compat
 from lsp_server.lsp.progress import LoadProgress
-from lsp_server.model.host import Loader, ModelHost
+from lsp_server.model.host import ModelHost
+from lsp_server.model.loading import resolve_model
 from lsp_server.session.session import Session
-from lsp_server.session.settings import Settings, settings_section
+from lsp_server.session.settings import Settings
 
 log = logging.getLogger("codetailor.server")
 
-AUTH_ERROR = -32001
+
+def local_model(spec: str) -> bool:
+    """True unless `spec` names a Hugging Face hub id (an alias or a local path is local)."""
+    try:
+        return resolve_model(spec).kind != "hub"
+    except CodetailorError:
+        return True  # not a hub id either: loading it fails with its own message
 
 
 class CodetailorProtocol(pygls_compat.PassThroughDocuments):
-    """pygls' protocol with our own document store, and a gate for unauthenticated clients."""
-
-    def handle_message(self, message: Any) -> None:
-        method = getattr(message, "method", None)
-        server = pygls_compat.server_of(self)
-        authorized = isinstance(server, CodetailorServer) and server.authorized
-        if authorized or method in (types.INITIALIZE, types.EXIT, None):
-            super().handle_message(message)
-        elif pygls_compat.is_request(message):
-            pygls_compat.send_error(self, message.id, auth_error())
+    """pygls' protocol with our own document store; what reaches it passed the lifecycle gate
+    (`lsp_server.lsp.lifecycle`) first."""
 
 
-def auth_error() -> JsonRpcException:
-    return JsonRpcException(
-        "codetailor: authentication failed: this server requires the token it was started "
-        "with (--auth-token or CODETAILOR_AUTH_TOKEN) in initializationOptions.authToken",
-        code=AUTH_ERROR,
-    )
+class ModelEvents:
+    """Hands the model host's events (from its loader thread) to the client being served.
+
+    The host outlives connections; each admitted connection's server becomes
+    the `client` for as long as it is connected, and nobody else hears a thing.
+    """
+
+    def __init__(self) -> None:
+        self.client: CodetailorServer | None = None
+
+    def __call__(self, kind: str, message: str, percentage: int | None) -> None:
+        client = self.client
+        if client is not None and client.loop is not None:
+            client.loop.call_soon_threadsafe(client.model_event, kind, message, percentage)
 
 
 class CodetailorServer(LanguageServer):
-    """A pygls server around one `Session`; `register` attaches the LSP handlers."""
+    """One connection's server: a fresh `Session` over the shared model host.
+
+    Made when a client connects and dropped when it goes (`close`): settings,
+    documents and shown completions never outlive the connection; the model
+    (`host`) does. `register` attaches the LSP handlers.
+    """
 
     def __init__(
         self,
         startup: Settings,
+        host: ModelHost,
         *,
         register: Callable[[CodetailorServer], None],
-        auth_token: str | None = None,
-        trust_remote_code: bool = False,
-        loader: Loader | None = None,
+        allow_client_models: bool = True,
     ) -> None:
         super().__init__("codetailor", __version__, protocol_cls=CodetailorProtocol)
-        self.register = register
-        self.auth_token = auth_token
-        self.authorized = auth_token is None
         self._reported: set[str] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
-        host_kwargs = {"loader": loader} if loader is not None else {}
-        host = ModelHost(self._on_model_event, trust_remote_code=trust_remote_code, **host_kwargs)
-        self.session = Session(startup, host)
+        model_allowed = None if allow_client_models else local_model
+        self.session = Session(
+            startup, host, host_settings=host.settings, model_allowed=model_allowed
+        )
         self.progress = LoadProgress(self)
         register(self)
 
@@ -93,42 +103,14 @@ class CodetailorServer(LanguageServer):
     def report_server_error(self, error: Exception, source: Any) -> None:
         log.error("server error (%s): %s", getattr(source, "__name__", source), error)
 
-    # -- connection ---------------------------------------------------------------------------
-
-    def check_token(self, options: Any) -> None:
-        """Let the client in if it sent the right token (or none is needed); else refuse it."""
-        if self.auth_token is None:
-            return
-        sent = settings_section(options).get("authToken") or (
-            options.get("authToken") if isinstance(options, dict) else None
-        )
-        if not isinstance(sent, str) or not hmac.compare_digest(sent, self.auth_token):
-            log.warning("refusing a client without the right auth token")
-            if self.loop is not None:  # hang up once the error response is on its way
-                self.loop.call_later(0.2, self.protocol.writer.close)
-            raise auth_error()
-        self.authorized = True
-
-    def reset_connection(self) -> None:
-        """Forget one client's session; the model stays loaded for the next (TCP) client.
-
-        The next client gets a fresh protocol object: answers still on their way
-        to the old client go to the old one's closed writer, never to the new one.
-        """
-        self.session.reset()
+    def close(self) -> None:
+        """The connection is over: stop its generations, scan and the requests still running."""
+        self.session.disconnect()
         pygls_compat.cancel_running_requests(self.protocol)
-        self.protocol = CodetailorProtocol(self, default_converter())
-        self.register(self)
-        self.authorized = self.auth_token is None
-        self.progress = LoadProgress(self)
 
     # -- model events (from the loader thread) --------------------------------------------------
 
-    def _on_model_event(self, kind: str, message: str, percentage: int | None) -> None:
-        if self.loop is not None:
-            self.loop.call_soon_threadsafe(self._model_event, kind, message, percentage)
-
-    def _model_event(self, kind: str, message: str, percentage: int | None) -> None:
+    def model_event(self, kind: str, message: str, percentage: int | None) -> None:
         if kind == "problem":
             self.report_once(message)
             return

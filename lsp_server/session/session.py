@@ -12,6 +12,7 @@ through `HostLike` (lsp_server.session.ports), so tests script it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 import time
@@ -80,10 +81,17 @@ class Session:
         *,
         workspace: WorkspaceContext | None = None,
         shown_capacity: int = 16,
+        host_settings: Settings | None = None,
+        model_allowed: Callable[[str], bool] | None = None,
     ) -> None:
         self.startup = startup  # the command line's settings: what a null setting returns to
         self.settings = startup
         self.host = host
+        # What the host was last asked to load (by an earlier client, say): a client whose
+        # settings differ from it reloads. None: the startup settings.
+        self.host_settings = host_settings or startup
+        # Which model specs a client may set (None: any); the command line's is always allowed.
+        self.model_allowed = model_allowed
         self.documents = Documents()
         self.shown = ShownCompletions(shown_capacity)
         self.workspace = workspace or WorkspaceContext()
@@ -112,31 +120,52 @@ class Session:
 
         Returns one line per invalid value (the previous value is kept for it).
         """
-        settings, problems = parse_settings(raw, base or self.settings, self.startup)
+        base = base or self.settings
+        settings, problems = parse_settings(raw, base, self.startup)
+        if not self._may_load(settings.model):
+            problems.append(
+                f"setting 'model': {settings.model!r} is a Hugging Face hub id, which this "
+                "server only loads when started with --allow-client-models (or --model); "
+                f"using {base.model!r}"
+            )
+            settings = dataclasses.replace(settings, model=base.model)
         if ignored := unknown_keys(raw):
             log.info("ignoring unknown settings: %s", ", ".join(map(str, ignored)))
         self.apply_settings(settings)
         return problems
 
+    def _may_load(self, model: str | None) -> bool:
+        """Whether a client may set `model` (the command line's own is always allowed)."""
+        if model is None or model == self.startup.model or self.model_allowed is None:
+            return True
+        return self.model_allowed(model)
+
     def apply_settings(self, settings: Settings) -> None:
         """Take new settings; a different model (or prompt format) loads in the background."""
-        previous, self.settings = self.settings, settings
+        previous, self.settings = self.host_settings, settings
         reload = self.host.state == "idle" or (
             (settings.model_key, settings.prompt_format)
             != (previous.model_key, previous.prompt_format)
         )
         if reload:
+            self.host_settings = settings
             self.cancel_all("settings")
             self.shown = ShownCompletions(self.shown.capacity)
             self.host.load(settings)
         elif not settings.enable:
             self.cancel_all("settings")
 
-    def reset(self) -> None:
-        """Forget one client's session; the model stays loaded for the next (TCP) client."""
+    def disconnect(self) -> None:
+        """The client has gone: stop its generations and its workspace scan.
+
+        A session is made per connection and dropped with it; the scan is told
+        to stop on a thread of its own, so a scan stuck in a read never holds up
+        the caller (the event loop).
+        """
         self.cancel_all("disconnected")
-        self.documents = Documents()
-        self.shown = ShownCompletions(self.shown.capacity)
+        threading.Thread(
+            target=self.workspace.stop, name="codetailor-index-stop", daemon=True
+        ).start()
 
     # -- documents ------------------------------------------------------------------------
 

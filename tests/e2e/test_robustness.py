@@ -265,3 +265,30 @@ def test_memory_stays_bounded_over_a_long_session(server):
     assert status["documents"] <= 6  # only this module's documents that are still open
     assert after - before < 40, (before, after)
     assert_still_answering(server)
+
+
+def test_a_deeply_nested_message(server):
+    """200 KB of nesting: too deep for the JSON parser (RecursionError, not ValueError)."""
+    nested = b"[" * 100_000 + b"]" * 100_000
+    body = b'{"jsonrpc": "2.0", "id": "deep", "method": "x", "params": %s}' % nested
+    server.send_raw(b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    server.send_raw(b"Content-Length: %d\r\n\r\n%s" % (len(nested), nested))
+    assert_still_answering(server)
+
+
+def test_requests_before_initialize_and_after_shutdown(tiny_model_dir: Path):
+    client = RawClient.spawn("--model", str(tiny_model_dir))
+    try:
+        reply = client.response(client.request_async("textDocument/completion", {}))
+        assert reply["error"]["code"] == -32002  # ServerNotInitialized
+        client.open("file:///work/early.py", "x = ")  # a notification before: dropped
+        client.initialize({"maxTokens": 2})
+        assert client.status()["documents"] == 0
+        assert client.request("shutdown") is None
+        for method in ("workspace/executeCommand", "textDocument/completion", "shutdown"):
+            reply = client.response(client.request_async(method, {"command": "codetailor.status"}))
+            assert reply["error"]["code"] == -32600  # InvalidRequest
+        client.notify("exit")
+        assert client.proc.wait(timeout=10) == 0
+    finally:
+        client.close()
