@@ -46,7 +46,13 @@ def serve(args: argparse.Namespace) -> int:
             f"refusing to listen on {address[0]} (reachable from other machines) without a "
             "token: pass --auth-token TOKEN or set CODETAILOR_AUTH_TOKEN, or bind 127.0.0.1"
         )
-    startup = Settings(model=args.model, adapter=args.adapter, device=args.device, dtype=args.dtype)
+    startup = Settings(
+        model=args.model,
+        adapter=args.adapter,
+        device=args.device,
+        dtype=args.dtype,
+        engine=getattr(args, "engine", None) or "local",
+    )
     # A token guards TCP only: on stdio the editor that started us owns both pipes.
     server = CodetailorServer(
         startup, auth_token=token if address else None, trust_remote_code=args.trust_remote_code
