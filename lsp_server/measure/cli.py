@@ -41,6 +41,15 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     latency.add_argument("--steps", type=int, default=40, help="words typed per file")
     latency.add_argument("--max-tokens", type=int, default=16, help="most tokens per completion")
     latency.add_argument("--no-naive", action="store_true", help="skip the naive baseline")
+    latency.add_argument(
+        "--engine",
+        default="local",
+        metavar="local|openai:URL",
+        help="run `ours` on this engine; a remote one is compared with the local engine",
+    )
+    latency.add_argument(
+        "--no-local", action="store_true", help="with a remote --engine, skip the local run"
+    )
     latency.add_argument("--out", type=Path, help="write latency.json, .md and .png here")
     latency.add_argument("--json", action="store_true", help="print the report as JSON")
     latency.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
@@ -59,6 +68,12 @@ def cmd_bench_latency(args: argparse.Namespace) -> int:
         read_source(file)  # one clear line for a missing, binary or non-UTF-8 file
     if args.steps < 1 or args.max_tokens < 1:
         raise CodetailorError("--steps and --max-tokens must be at least 1")
+    from lsp_server.session.settings import parse_engine
+
+    try:
+        url = parse_engine(args.engine)
+    except ValueError as exc:
+        raise CodetailorError(f"--engine: {exc}") from None
     from lsp_server.measure.latency import bench_latency, markdown_table, write_outputs
 
     report = bench_latency(
@@ -68,6 +83,8 @@ def cmd_bench_latency(args: argparse.Namespace) -> int:
         max_tokens=args.max_tokens,
         steps=args.steps,
         naive=not args.no_naive,
+        engine=f"openai:{url}" if url else "local",
+        local=not args.no_local,
     )
     if args.out:
         for path in write_outputs(report, args.out):

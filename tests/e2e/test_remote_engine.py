@@ -7,6 +7,7 @@ the tiny ones built in code; the server loads each by the folder named in `model
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -185,3 +186,20 @@ def test_the_lsp_server_answers_from_the_remote_engine(engine_url: str, endless_
         client.shutdown()
     finally:
         client.close()
+
+
+def test_bench_latency_measures_the_remote_path(
+    engine_url: str, tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    """The remote run only (the comparison with the local engine is tested without servers)."""
+    from lsp_server.cli import main
+
+    source = tmp_path / "m.py"
+    source.write_text("import os\n\n\ndef size(path):\n    return os.path.getsize(path)\n" * 3)
+    argv = ["bench", "latency", str(source), "--model", str(tiny_model_dir), "--steps", "4"]
+    argv += ["--max-tokens", "4", "--engine", f"openai:{engine_url}", "--no-naive", "--no-local"]
+    assert main([*argv, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ours"]["requests"] == 4 and report["ours"]["p50_ms"] > 0
+    assert "local" not in report
+    assert report["setup"]["engine"] == f"openai:{engine_url}"
