@@ -111,29 +111,7 @@ async def run_ours(
             )
             text = replay.initial
             for version, step in enumerate(replay.steps, start=2):
-                line, char = _position(text, step.offset)
-                where = types.Position(line=line, character=char)
-                client.text_document_did_change(
-                    types.DidChangeTextDocumentParams(
-                        text_document=types.VersionedTextDocumentIdentifier(
-                            uri=uri, version=version
-                        ),
-                        content_changes=[
-                            types.TextDocumentContentChangePartial(
-                                range=types.Range(start=where, end=where), text=step.typed
-                            )
-                        ],
-                    )
-                )
-                text = text[: step.offset] + step.typed + text[step.offset :]
-                line, char = _position(text, step.cursor)
-                params = types.InlineCompletionParams(
-                    text_document=types.TextDocumentIdentifier(uri=uri),
-                    position=types.Position(line=line, character=char),
-                    context=types.InlineCompletionContext(
-                        trigger_kind=types.InlineCompletionTriggerKind.Automatic
-                    ),
-                )
+                text, params = _type_step(client, uri, version, text, step)
                 started = time.perf_counter()
                 await client.text_document_inline_completion_async(params)
                 result.latencies_ms.append((time.perf_counter() - started) * 1000)
@@ -157,6 +135,34 @@ async def run_ours(
     finally:
         await client.stop()
     return result
+
+
+def _type_step(client: Any, uri: str, version: int, text: str, step: Any) -> tuple[str, Any]:
+    """Send one typed word as didChange; return the new text and the inline request after it."""
+    from lsprotocol import types
+
+    line, char = _position(text, step.offset)
+    where = types.Position(line=line, character=char)
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
+            content_changes=[
+                types.TextDocumentContentChangePartial(
+                    range=types.Range(start=where, end=where), text=step.typed
+                )
+            ],
+        )
+    )
+    text = text[: step.offset] + step.typed + text[step.offset :]
+    line, char = _position(text, step.cursor)
+    params = types.InlineCompletionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri),
+        position=types.Position(line=line, character=char),
+        context=types.InlineCompletionContext(
+            trigger_kind=types.InlineCompletionTriggerKind.Automatic
+        ),
+    )
+    return text, params
 
 
 def run_naive(replays: list[Replay], completer: Any, max_tokens: int) -> VariantResult:
