@@ -256,3 +256,32 @@ def test_no_request_when_cancelled_before_it_starts_or_asked_for_no_tokens():
     assert script.requests == []
     with pytest.raises(ValueError):
         engine.generate([], max_new_tokens=4)
+
+
+def test_complete_with_an_engine_that_is_not_there_prints_an_empty_completion(
+    tmp_path, tiny_model_dir, capsys
+):
+    from lsp_server.cli import main
+    from tests.e2e.engine_server import free_port
+
+    source = tmp_path / "m.py"
+    source.write_text("def add(a, b):\n    return a\n")
+    engine = f"openai:http://127.0.0.1:{free_port()}"
+    argv = ["complete", f"{source}:2:13", "--model", str(tiny_model_dir), "--engine", engine]
+    assert main([*argv, "--json"]) == 0
+    captured = capsys.readouterr()
+    record = json.loads(captured.out)
+    assert (record["text"], record["stop_reason"], record["engine"]) == ("", "error", engine)
+    assert "cannot connect" in captured.err and captured.err.count("\n") == 1  # one log line
+
+
+@pytest.mark.parametrize("command", ["complete", "serve"])
+def test_a_bad_engine_is_one_line_and_exit_2(command, tmp_path, capsys):
+    from lsp_server.cli import main
+
+    source = tmp_path / "m.py"
+    source.write_text("x = 1\n")
+    argv = [command, *([f"{source}:1:1"] if command == "complete" else [])]
+    assert main([*argv, "--engine", "vllm://gpu-box"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("codetailor: error: --engine: expected local or openai:http(s)://")

@@ -203,3 +203,17 @@ def test_bench_latency_measures_the_remote_path(
     assert report["ours"]["requests"] == 4 and report["ours"]["p50_ms"] > 0
     assert "local" not in report
     assert report["setup"]["engine"] == f"openai:{engine_url}"
+
+
+def test_complete_on_the_command_line_through_the_remote_engine(
+    engine_url: str, endless_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    from lsp_server.cli import main
+
+    source = tmp_path / "m.py"
+    source.write_text("x = \n")
+    argv = ["complete", f"{source}:1:5", "--model", str(endless_model_dir), "--max-tokens", "5"]
+    assert main([*argv, "--engine", f"openai:{engine_url}", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["text"] == "aaaaa" and record["model"] == str(endless_model_dir)
+    assert record["device"] == f"remote {engine_url}"
