@@ -298,8 +298,13 @@ def setup_logging(verbosity: int, log_file: Path | None = None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose, getattr(args, "log_file", None))
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and hasattr(args, "rest"):  # `bench engine|overhead|remote` parse their own
+        args.rest = [*extra, *args.rest]  # options; argparse's REMAINDER misses leading ones
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    setup_logging(getattr(args, "verbose", 0), getattr(args, "log_file", None))
     return run_command(args.func, args)
 
 

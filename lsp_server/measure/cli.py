@@ -1,9 +1,9 @@
 """`codetailor bench ...` and `codetailor eval`: the entry points of all measurement.
 
 Latency (`bench latency`: typing replay through the real server against
-baselines), engine speed (`bench engine`), server overhead (`bench overhead`)
-and completion quality (`eval`: a repository's held-out files, HumanEval line
-infilling). Heavy imports happen when a command runs.
+baselines), engine speed (`bench engine`), server overhead (`bench overhead`),
+the remote engine's overhead (`bench remote`) and completion quality (`eval`:
+a repository's held-out files, HumanEval line infilling). Heavy imports happen when a command runs.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     for name, help_text in (
         ("engine", "engine speed: load, prefill and decode rates, warm vs cold request"),
         ("overhead", "what the LSP server adds to a completion over the engine's own time"),
+        ("remote", "the remote engine against the local one and bare HTTP, on the same prompts"),
     ):
         p = kinds.add_parser(name, help=help_text, add_help=False)
         p.add_argument("rest", nargs=argparse.REMAINDER, help="its own options (see --help)")
@@ -100,6 +101,10 @@ def cmd_bench_script(args: argparse.Namespace) -> int:
         from lsp_server.measure.engine_speed import main as engine_main
 
         return engine_main(args.rest)
+    if args.script == "remote":
+        from lsp_server.measure.remote_overhead import main as remote_main
+
+        return remote_main(args.rest)
     from lsp_server.measure.server_overhead import main as overhead_main
 
     return overhead_main(args.rest)
