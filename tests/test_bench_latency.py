@@ -91,3 +91,15 @@ def test_a_remote_engine_is_compared_with_the_local_one_without_loading_weights(
     assert "| ours/local (ratio) | | 1.25 |" in table
     assert main([*argv, "--engine", "vllm"]) == 2
     assert "--engine" in capsys.readouterr().err
+
+
+def test_bench_scripts_receive_their_leading_options(capsys) -> None:
+    import pytest
+
+    with pytest.raises(SystemExit) as exited:
+        main(["bench", "remote", "--model", "m", "--engine", "local"])
+    assert exited.value.code == 2
+    assert "--engine must be openai:http(s)://HOST:PORT" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["complete", "x.py:1:1", "--bogus"])
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
