@@ -92,6 +92,15 @@ def test_the_newest_adapter_wins_and_a_vanished_folder_is_passed_over(tmp_path: 
     assert [e.path for e in registry.load()].count(str(tmp_path / "a")) == 1
 
 
+def test_the_stamp_changes_with_every_registration(tmp_path: Path):
+    repo = git_repo(tmp_path / "widgets")
+    assert registry.stamp() is None
+    registry.register_adapter(repo, fake_adapter(tmp_path / "a", weights=b"1"))
+    first = registry.stamp()
+    registry.register_adapter(repo, fake_adapter(tmp_path / "b", weights=b"2"))
+    assert first is not None and registry.stamp() != first  # a new file replaced the old
+
+
 def test_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     repo = git_repo(tmp_path / "widgets")
     registry.register_adapter(repo, fake_adapter(tmp_path / "a"))

@@ -110,6 +110,16 @@ def repo_identity(path: str | Path) -> tuple[Path, str | None]:
     return top, normalize_remote(_git(top, "config", "--get", "remote.origin.url"))
 
 
+def stamp() -> tuple[int, int] | None:
+    """A cheap token that changes whenever the registry is rewritten (None: no registry yet):
+    a server polls it to notice a new adapter (hot reload) without parsing the file."""
+    try:
+        info = registry_path().stat()
+    except OSError:
+        return None
+    return info.st_mtime_ns, info.st_ino
+
+
 def load() -> list[AdapterEntry]:
     """Every registered adapter, oldest first; a missing registry is an empty one."""
     file = registry_path()
