@@ -36,7 +36,11 @@ examples:
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="smollm2-135m (default), HF id, dir or .gguf")
-    p.add_argument("--adapter", default=None, help="a LoRA adapter folder made by finetune")
+    p.add_argument(
+        "--adapter",
+        default=None,
+        help="a LoRA adapter folder made by finetune, or its registered name",
+    )
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda[:N] or mps")
     p.add_argument("--dtype", default="auto", help="auto (default), float32, bfloat16, float16")
     p.add_argument(
@@ -207,11 +211,12 @@ def cmd_complete(args: argparse.Namespace) -> int:
     if args.engine != "local":
         return complete_remote(args, path, text, offset)
     from lsp_server.model.loading import load_model
+    from lsp_server.model.registry import adapter_folder
     from lsp_server.model.wiring import build_completer
 
     loaded = load_model(
         args.model,
-        adapter=args.adapter,
+        adapter=adapter_folder(args.adapter),
         device=args.device,
         dtype=args.dtype,
         trust_remote_code=args.trust_remote_code,

@@ -101,6 +101,14 @@ def test_the_stamp_changes_with_every_registration(tmp_path: Path):
     assert first is not None and registry.stamp() != first  # a new file replaced the old
 
 
+def test_an_adapter_is_named_by_its_folder_or_its_registered_name(tmp_path: Path):
+    entry = registry.register_adapter(git_repo(tmp_path / "widgets"), fake_adapter(tmp_path / "a"))
+    assert registry.adapter_folder(entry.name) == str(tmp_path / "a")
+    assert registry.adapter_folder(str(tmp_path / "a")) == str(tmp_path / "a")
+    assert registry.adapter_folder("no-such-adapter") == "no-such-adapter"
+    assert registry.adapter_folder(None) is None
+
+
 def test_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     repo = git_repo(tmp_path / "widgets")
     registry.register_adapter(repo, fake_adapter(tmp_path / "a"))

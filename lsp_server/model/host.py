@@ -68,6 +68,7 @@ class Loaded:
 
 def load_completer(settings: Settings, trust_remote_code: bool, report: EventCallback) -> Loaded:
     """Load the model the settings name and build its Completer (the real loader)."""
+    from lsp_server.model import registry
     from lsp_server.model.loading import load_model
     from lsp_server.model.wiring import build_completer, build_remote_completer
     from lsp_server.session.settings import parse_engine
@@ -86,7 +87,7 @@ def load_completer(settings: Settings, trust_remote_code: bool, report: EventCal
 
     loaded = load_model(
         settings.model,
-        adapter=settings.adapter,
+        adapter=registry.adapter_folder(settings.adapter),
         device=settings.device,
         dtype=settings.dtype,
         trust_remote_code=trust_remote_code,

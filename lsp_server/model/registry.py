@@ -238,6 +238,15 @@ def find(name_or_path: str) -> AdapterEntry | None:
     return find_by_path(path) if path.exists() else None
 
 
+def adapter_folder(spec: str | None) -> str | None:
+    """What `--adapter` means locally: an existing folder as given, else the folder of the
+    adapter registered under that name, else `spec` unchanged (loading then says why not)."""
+    if not spec or Path(spec).expanduser().exists():
+        return spec
+    entry = next((e for e in load() if e.name == spec), None)
+    return entry.path if entry else spec
+
+
 def find_by_path(adapter_dir: str | Path) -> AdapterEntry | None:
     folder = Path(adapter_dir).expanduser().resolve()
     return next((e for e in reversed(load()) if Path(e.path) == folder), None)
