@@ -163,6 +163,7 @@ class RemoteEngine:
             if max_new_tokens <= 0:
                 return _generation([], "max_tokens", prompt, started, None)
             if cancel is not None and cancel.is_set():
+                self.counts.cancelled += 1
                 return _generation([], "cancelled", prompt, started, None)
             if time.monotonic() < self.counts.backoff_until:
                 self.counts.skipped += 1

@@ -183,6 +183,30 @@ def test_the_lsp_server_answers_from_the_remote_engine(engine_url: str, endless_
         status = client.request("workspace/executeCommand", {"command": "codetailor.status"})
         assert status["remote"]["ok"] >= 2  # the warm-up and this request
         assert status["remote"]["errors"] == 0
+
+        # $/cancelRequest ends a long remote generation at once.
+        def remote_status() -> dict:
+            return client.request("workspace/executeCommand", {"command": "codetailor.status"})
+
+        long = {"maxTokens": 1024, "timeBudgetMs": 60000}
+        client.notify("workspace/didChangeConfiguration", {"settings": long})
+        client.open("file:///tmp/other.py", "y = ")  # not answered from the last completion
+        asked = remote_status()["remote"]["requests"]
+        msg_id = client.request_async(
+            "textDocument/inlineCompletion",
+            {
+                "textDocument": {"uri": "file:///tmp/other.py"},
+                "position": {"line": 0, "character": 4},
+                "context": {"triggerKind": 1},
+            },
+        )
+        assert wait_until(lambda: remote_status()["remote"]["requests"] > asked)
+        sent = time.monotonic()
+        client.notify("$/cancelRequest", {"id": msg_id})
+        assert client.response(msg_id, timeout=BOUND_S)["error"]["code"] == -32800
+        assert time.monotonic() - sent < 2.0
+        assert wait_until(lambda: remote_status()["remote"]["cancelled"] == 1)
+        assert remote_status()["lastGeneration"]["stop_reason"] == "cancelled"
         client.shutdown()
     finally:
         client.close()
