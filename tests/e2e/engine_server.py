@@ -39,6 +39,13 @@ class EngineServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> EngineServer:
+        import importlib.util
+
+        missing = [m for m in ("fastapi", "uvicorn", "openai") if not importlib.util.find_spec(m)]
+        if missing:
+            raise RuntimeError(
+                f"transformers serve needs {', '.join(missing)}: pip install -e '.[serving]'"
+            )
         env = os.environ | {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
         command = [str(SERVE), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         command += ["--device", "cpu", "--log-level", "warning"]
