@@ -132,11 +132,28 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         return 130
     if summary is None:
         return 0
+    register_finished(config.repo, config.out)
     if args.json:
         print(json.dumps(summary), flush=True)
     else:
         print(format_summary(summary))
     return 0
+
+
+def register_finished(repo: str, out: str) -> None:
+    """Record the new adapter under its repository (path and remote URL), so the server
+    finds it for that repository; a registry that cannot be written only warns."""
+    from lsp_server.model.registry import register_adapter
+
+    try:
+        entry = register_adapter(repo, out)
+    except (CodetailorError, OSError) as exc:
+        print(f"codetailor: warning: adapter not registered: {exc}", file=sys.stderr)
+        return
+    print(
+        f"codetailor: registered adapter {entry.name} for {entry.remote or entry.repo_root}",
+        file=sys.stderr,
+    )
 
 
 def format_summary(s: dict[str, Any]) -> str:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from lsp_server import __version__
 from lsp_server.errors import CodetailorError
@@ -27,16 +29,35 @@ examples:
   codetailor serve --tcp 0.0.0.0:7070 --auth-token-file ~/.codetailor-token   # other machines
   codetailor complete src/app.py:42:17              # complete before column 17 of line 42
   codetailor complete src/app.py:42:17 --json --repeat 2   # the 2nd run reuses the KV cache
+  codetailor serve --engine openai:http://gpu-box:8000 --model Qwen/Qwen2.5-Coder-1.5B
+  codetailor adapters list                          # adapters registered by finetune
 """
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="smollm2-135m (default), HF id, dir or .gguf")
-    p.add_argument("--adapter", default=None, help="a LoRA adapter folder made by finetune")
+    p.add_argument(
+        "--adapter",
+        default=None,
+        help="a LoRA adapter folder made by finetune, or its registered name",
+    )
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda[:N] or mps")
     p.add_argument("--dtype", default="auto", help="auto (default), float32, bfloat16, float16")
     p.add_argument(
         "--trust-remote-code", action="store_true", help="allow a hub model's own Python code"
+    )
+    p.add_argument(
+        "--engine",
+        default="local",
+        metavar="local|openai:URL",
+        help="generate locally (default) or on an OpenAI-compatible server, e.g. "
+        "openai:http://gpu-box:8000 (then --model names the base model it serves, for its "
+        "tokenizer; --adapter names the adapter it serves)",
+    )
+    p.add_argument(
+        "--api-key-env",
+        metavar="NAME",
+        help="read the remote engine's API key from $NAME (default: $CODETAILOR_API_KEY)",
     )
 
 
@@ -116,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
     complete.set_defaults(func=cmd_complete)
     measure_commands(sub)
+    adapter_commands(sub)
     _add_plugin_commands(sub)
     return parser
 
@@ -125,6 +147,27 @@ def measure_commands(sub: argparse._SubParsersAction) -> None:
     from lsp_server.measure.cli import register
 
     register(sub)
+
+
+def adapter_commands(sub: argparse._SubParsersAction) -> None:
+    """`codetailor adapters list|show|remove|publish`."""
+    from lsp_server.model.registry_cli import register
+
+    register(sub)
+
+
+def engine_setting(args: argparse.Namespace) -> str:
+    """`--engine` checked as the `engine` setting is; `--api-key-env NAME` tells the remote
+    engine which environment variable holds its key (the key itself never is an argument)."""
+    from lsp_server.session.settings import parse_engine
+
+    try:
+        url = parse_engine(args.engine)
+    except ValueError as exc:
+        raise CodetailorError(f"--engine: {exc}") from None
+    if args.api_key_env:
+        os.environ["CODETAILOR_API_KEY_ENV"] = args.api_key_env
+    return f"openai:{url}" if url else "local"
 
 
 def _add_plugin_commands(sub: argparse._SubParsersAction) -> None:
@@ -189,12 +232,16 @@ def cmd_complete(args: argparse.Namespace) -> int:
     if args.repeat < 1 or args.max_tokens < 1:
         raise CodetailorError("--repeat and --max-tokens must be at least 1")
 
+    args.engine = engine_setting(args)
+    if args.engine != "local":
+        return complete_remote(args, path, text, offset)
     from lsp_server.model.loading import load_model
+    from lsp_server.model.registry import adapter_folder
     from lsp_server.model.wiring import build_completer
 
     loaded = load_model(
         args.model,
-        adapter=args.adapter,
+        adapter=adapter_folder(args.adapter),
         device=args.device,
         dtype=args.dtype,
         trust_remote_code=args.trust_remote_code,
@@ -207,6 +254,25 @@ def cmd_complete(args: argparse.Namespace) -> int:
         loaded.load_seconds,
     )
     completer = build_completer(loaded, prompt_format=args.prompt_format, reuse=not args.no_cache)
+    facts = {
+        "model": loaded.name,
+        "adapter": str(loaded.adapter.path) if loaded.adapter else None,
+        "device": loaded.device,
+        "dtype": loaded.dtype,
+        "load_ms": round(loaded.load_seconds * 1000),
+    }
+    return print_completions(args, completer, path, text, offset, facts)
+
+
+def print_completions(
+    args: argparse.Namespace,
+    completer: Any,
+    path: Path,
+    text: str,
+    offset: int,
+    facts: dict[str, Any],
+) -> int:
+    """Run `complete` --repeat times; print the text, or one JSON object per run with `facts`."""
     for run in range(args.repeat):
         result = completer.complete(
             text,
@@ -221,24 +287,32 @@ def cmd_complete(args: argparse.Namespace) -> int:
             print(result.prompt, file=sys.stderr)
             print("--- end of prompt ---", file=sys.stderr)
         if args.json:
-            record = result.as_dict() | {
-                "run": run + 1,
-                "model": loaded.name,
-                "adapter": str(loaded.adapter.path) if loaded.adapter else None,
-                "device": loaded.device,
-                "dtype": loaded.dtype,
-                "prompt_format": completer.format.name,
-                "load_ms": round(loaded.load_seconds * 1000),
-            }
-            print(json.dumps(record), flush=True)
+            record = result.as_dict() | {"run": run + 1, "prompt_format": completer.format.name}
+            print(json.dumps(record | facts), flush=True)
     if not args.json:
         print(result.text)
     return 0
 
 
+def complete_remote(args: argparse.Namespace, path: Path, text: str, offset: int) -> int:
+    """`complete --engine openai:URL`: only the tokenizer loads; the server generates."""
+    from lsp_server.model.wiring import build_remote_completer
+
+    completer, remote = build_remote_completer(
+        args.engine.removeprefix("openai:"),
+        model=args.model,
+        adapter=args.adapter,
+        prompt_format=args.prompt_format,
+        trust_remote_code=args.trust_remote_code,
+    )
+    facts = {"model": remote.name, "device": remote.device, "engine": args.engine}
+    return print_completions(args, completer, path, text, offset, facts)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from lsp_server.lsp.serve import serve
 
+    args.engine = engine_setting(args)
     return serve(args)
 
 
@@ -254,8 +328,13 @@ def setup_logging(verbosity: int, log_file: Path | None = None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose, getattr(args, "log_file", None))
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and hasattr(args, "rest"):  # `bench engine|overhead|remote` parse their own
+        args.rest = [*extra, *args.rest]  # options; argparse's REMAINDER misses leading ones
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    setup_logging(getattr(args, "verbose", 0), getattr(args, "log_file", None))
     return run_command(args.func, args)
 
 

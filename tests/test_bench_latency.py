@@ -63,3 +63,43 @@ def test_bench_latency_refuses_a_binary_file(tmp_path: Path, capsys) -> None:
     blob.write_bytes(b"\x00\x01")
     assert main(["bench", "latency", str(blob)]) == 2
     assert "looks binary" in capsys.readouterr().err
+
+
+def test_a_remote_engine_is_compared_with_the_local_one_without_loading_weights(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    from lsp_server.measure import latency
+
+    runs: list[tuple[str, str]] = []
+
+    async def fake_ours(replays, model, adapter, max_tokens, engine="local", name="ours"):
+        runs.append((engine, name))
+        ms = [10.0, 20.0, 30.0] if engine == "local" else [15.0, 25.0, 45.0]
+        return latency.VariantResult(name, ms)
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("the weights were loaded")
+
+    monkeypatch.setattr(latency, "run_ours", fake_ours)
+    monkeypatch.setattr("lsp_server.model.loading.load_model", no_weights)
+    source = tmp_path / "m.py"
+    source.write_text(SOURCE)
+    argv = ["bench", "latency", str(source), "--steps", "3", "--no-naive"]
+    assert main([*argv, "--engine", "openai:http://127.0.0.1:9"]) == 0
+    table = capsys.readouterr().out
+    assert runs == [("openai:http://127.0.0.1:9", "ours"), ("local", "local")]
+    assert "| ours/local (ratio) | | 1.25 |" in table
+    assert main([*argv, "--engine", "vllm"]) == 2
+    assert "--engine" in capsys.readouterr().err
+
+
+def test_bench_scripts_receive_their_leading_options(capsys) -> None:
+    import pytest
+
+    with pytest.raises(SystemExit) as exited:
+        main(["bench", "remote", "--model", "m", "--engine", "local"])
+    assert exited.value.code == 2
+    assert "--engine must be openai:http(s)://HOST:PORT" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["complete", "x.py:1:1", "--bogus"])
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err

@@ -15,6 +15,7 @@ import pytest
 
 from finetune.cli import add_arguments, config_from_args, main
 from finetune.config import FinetuneConfig
+from lsp_server.model import registry
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -51,6 +52,9 @@ def test_json_summary_on_stdout_progress_on_stderr(
     assert "resolved config" in captured.err and "seq_len: 64" in captured.err
     assert "finetune:" in captured.err and "3/3" in captured.err  # the progress bar
     assert (out / "finetune.yaml").read_text().count("seq_len: 64") == 1
+    # The finished adapter is registered under its repository, for the server to find.
+    assert registry.lookup(fixture_repo).path == str(out.resolve())
+    assert "registered adapter" in captured.err
     # Running again into the same folder replaces the adapter; the text summary is readable.
     assert main(argv) == 0
     text = capsys.readouterr().out

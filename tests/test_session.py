@@ -347,3 +347,16 @@ def test_a_new_session_reloads_when_an_earlier_client_switched_the_model():
     again = Session(Settings(model="tiny"), host, host_settings=Settings(model="tiny"))
     assert again.initialize({}, None, "utf-16") == []
     assert len(host.loads) == 1
+
+
+def test_a_client_cannot_send_prompts_to_an_engine_of_its_choosing():
+    """Over TCP a client may not point the server (and its API key) at its own URL."""
+    host = FakeHost(None, state="ready")
+    session = Session(Settings(model="tiny"), host, model_allowed=lambda spec: "/" not in spec)
+    problems = session.configure({"engine": "openai:http://attacker.example:8000"})
+    assert len(problems) == 1 and "engine" in problems[0]
+    assert session.settings.engine == "local" and host.loads == []
+    assert session.configure({"engine": "local"}) == []
+    trusting = Session(Settings(model="tiny"), FakeHost(None, state="ready"))
+    assert trusting.configure({"engine": "openai:http://127.0.0.1:8000"}) == []
+    assert trusting.settings.engine == "openai:http://127.0.0.1:8000"

@@ -17,6 +17,7 @@ def test_camel_case_keys_fill_the_dataclass():
         "enable": False,
         "promptFormat": "starcoder",
         "context": False,
+        "engine": "openai:http://gpu-box:8000",
     }
     settings, problems = parse_settings(raw, Settings())
     assert problems == []
@@ -31,6 +32,7 @@ def test_camel_case_keys_fill_the_dataclass():
         enable=False,
         prompt_format="starcoder",
         context=False,
+        engine="openai:http://gpu-box:8000",
     )
     assert settings.to_wire() == raw
 
@@ -88,3 +90,23 @@ def test_empty_or_odd_payloads_change_nothing():
 def test_model_key_tracks_what_needs_a_reload():
     assert Settings().model_key == Settings(max_tokens=3, enable=False).model_key
     assert Settings().model_key != Settings(device="cpu").model_key
+
+
+def test_engine_is_local_or_an_openai_url():
+    ok = {
+        "local": "local",
+        " LOCAL ": "local",
+        "openai:http://127.0.0.1:8000": "openai:http://127.0.0.1:8000",
+        "openai:https://gpu.example.com/v1/": "openai:https://gpu.example.com/v1",
+    }
+    for raw, parsed in ok.items():
+        settings, problems = parse_settings({"engine": raw}, Settings())
+        assert (settings.engine, problems) == (parsed, []), raw
+    for bad in ("vllm", "openai:", "openai:ftp://x", "openai:http://", "http://x:8000", 3):
+        settings, problems = parse_settings({"engine": bad}, Settings())
+        assert settings.engine == "local" and len(problems) == 1, bad
+        assert "'engine'" in problems[0]
+
+
+def test_changing_the_engine_means_loading_again():
+    assert Settings().model_key != Settings(engine="openai:http://127.0.0.1:8000").model_key

@@ -119,7 +119,13 @@ def serve(args: argparse.Namespace) -> int:
             f"refusing to listen on {address[0]} (reachable from other machines) without a "
             f"token: set {TOKEN_ENV} or pass --auth-token-file FILE, or bind 127.0.0.1"
         )
-    startup = Settings(model=args.model, adapter=args.adapter, device=args.device, dtype=args.dtype)
+    startup = Settings(
+        model=args.model,
+        adapter=args.adapter,
+        device=args.device,
+        dtype=args.dtype,
+        engine=getattr(args, "engine", None) or "local",
+    )
     events = ModelEvents()
     host = ModelHost(events, trust_remote_code=args.trust_remote_code)
     # On stdio the client started us and chose the command line: its settings are as

@@ -1,9 +1,9 @@
 """`codetailor bench ...` and `codetailor eval`: the entry points of all measurement.
 
 Latency (`bench latency`: typing replay through the real server against
-baselines), engine speed (`bench engine`), server overhead (`bench overhead`)
-and completion quality (`eval`: a repository's held-out files, HumanEval line
-infilling). Heavy imports happen when a command runs.
+baselines), engine speed (`bench engine`), server overhead (`bench overhead`),
+the remote engine's overhead (`bench remote`) and completion quality (`eval`:
+a repository's held-out files, HumanEval line infilling). Heavy imports happen when a command runs.
 """
 
 from __future__ import annotations
@@ -41,6 +41,15 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     latency.add_argument("--steps", type=int, default=40, help="words typed per file")
     latency.add_argument("--max-tokens", type=int, default=16, help="most tokens per completion")
     latency.add_argument("--no-naive", action="store_true", help="skip the naive baseline")
+    latency.add_argument(
+        "--engine",
+        default="local",
+        metavar="local|openai:URL",
+        help="run `ours` on this engine; a remote one is compared with the local engine",
+    )
+    latency.add_argument(
+        "--no-local", action="store_true", help="with a remote --engine, skip the local run"
+    )
     latency.add_argument("--out", type=Path, help="write latency.json, .md and .png here")
     latency.add_argument("--json", action="store_true", help="print the report as JSON")
     latency.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
@@ -48,6 +57,7 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     for name, help_text in (
         ("engine", "engine speed: load, prefill and decode rates, warm vs cold request"),
         ("overhead", "what the LSP server adds to a completion over the engine's own time"),
+        ("remote", "the remote engine against the local one and bare HTTP, on the same prompts"),
     ):
         p = kinds.add_parser(name, help=help_text, add_help=False)
         p.add_argument("rest", nargs=argparse.REMAINDER, help="its own options (see --help)")
@@ -59,6 +69,12 @@ def cmd_bench_latency(args: argparse.Namespace) -> int:
         read_source(file)  # one clear line for a missing, binary or non-UTF-8 file
     if args.steps < 1 or args.max_tokens < 1:
         raise CodetailorError("--steps and --max-tokens must be at least 1")
+    from lsp_server.session.settings import parse_engine
+
+    try:
+        url = parse_engine(args.engine)
+    except ValueError as exc:
+        raise CodetailorError(f"--engine: {exc}") from None
     from lsp_server.measure.latency import bench_latency, markdown_table, write_outputs
 
     report = bench_latency(
@@ -68,6 +84,8 @@ def cmd_bench_latency(args: argparse.Namespace) -> int:
         max_tokens=args.max_tokens,
         steps=args.steps,
         naive=not args.no_naive,
+        engine=f"openai:{url}" if url else "local",
+        local=not args.no_local,
     )
     if args.out:
         for path in write_outputs(report, args.out):
@@ -83,6 +101,10 @@ def cmd_bench_script(args: argparse.Namespace) -> int:
         from lsp_server.measure.engine_speed import main as engine_main
 
         return engine_main(args.rest)
+    if args.script == "remote":
+        from lsp_server.measure.remote_overhead import main as remote_main
+
+        return remote_main(args.rest)
     from lsp_server.measure.server_overhead import main as overhead_main
 
     return overhead_main(args.rest)

@@ -8,6 +8,9 @@ Variants, all on the same model, the same documents and the same prompt text:
   for every request: no reuse, no typing-through.
 - `llama.cpp`: where `llama-cpp-python` is installed and the model is a GGUF
   file, llama.cpp on that file with its prompt cache (what llama.vscode uses).
+- `local`: with `--engine openai:URL`, `ours` runs on that remote engine and
+  `local` is the same server with the local engine, so `ours/local` is the
+  remote path's overhead on the same model.
 
 Single-line completions everywhere, so the variants do the same work.
 """
@@ -51,17 +54,23 @@ def _position(text: str, offset: int) -> tuple[int, int]:
 
 
 async def run_ours(
-    replays: list[Replay], model: str, adapter: str | None, max_tokens: int
+    replays: list[Replay],
+    model: str,
+    adapter: str | None,
+    max_tokens: int,
+    engine: str = "local",
+    name: str = "ours",
 ) -> VariantResult:
     from lsprotocol import types
     from pygls.lsp.client import LanguageClient
 
     command = [sys.executable, "-m", "lsp_server.cli", "serve", "--model", model]
+    command += ["--engine", engine]
     if adapter:
         command += ["--adapter", adapter]
     client = LanguageClient("codetailor-bench", "1")
     await client.start_io(*command)
-    result = VariantResult("ours")
+    result = VariantResult(name)
     try:
         await client.initialize_async(
             types.InitializeParams(
@@ -94,29 +103,7 @@ async def run_ours(
             )
             text = replay.initial
             for version, step in enumerate(replay.steps, start=2):
-                line, char = _position(text, step.offset)
-                where = types.Position(line=line, character=char)
-                client.text_document_did_change(
-                    types.DidChangeTextDocumentParams(
-                        text_document=types.VersionedTextDocumentIdentifier(
-                            uri=uri, version=version
-                        ),
-                        content_changes=[
-                            types.TextDocumentContentChangePartial(
-                                range=types.Range(start=where, end=where), text=step.typed
-                            )
-                        ],
-                    )
-                )
-                text = text[: step.offset] + step.typed + text[step.offset :]
-                line, char = _position(text, step.cursor)
-                params = types.InlineCompletionParams(
-                    text_document=types.TextDocumentIdentifier(uri=uri),
-                    position=types.Position(line=line, character=char),
-                    context=types.InlineCompletionContext(
-                        trigger_kind=types.InlineCompletionTriggerKind.Automatic
-                    ),
-                )
+                text, params = _type_step(client, uri, version, text, step)
                 started = time.perf_counter()
                 await client.text_document_inline_completion_async(params)
                 result.latencies_ms.append((time.perf_counter() - started) * 1000)
@@ -140,6 +127,34 @@ async def run_ours(
     finally:
         await client.stop()
     return result
+
+
+def _type_step(client: Any, uri: str, version: int, text: str, step: Any) -> tuple[str, Any]:
+    """Send one typed word as didChange; return the new text and the inline request after it."""
+    from lsprotocol import types
+
+    line, char = _position(text, step.offset)
+    where = types.Position(line=line, character=char)
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
+            content_changes=[
+                types.TextDocumentContentChangePartial(
+                    range=types.Range(start=where, end=where), text=step.typed
+                )
+            ],
+        )
+    )
+    text = text[: step.offset] + step.typed + text[step.offset :]
+    line, char = _position(text, step.cursor)
+    params = types.InlineCompletionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri),
+        position=types.Position(line=line, character=char),
+        context=types.InlineCompletionContext(
+            trigger_kind=types.InlineCompletionTriggerKind.Automatic
+        ),
+    )
+    return text, params
 
 
 def run_naive(replays: list[Replay], completer: Any, max_tokens: int) -> VariantResult:
@@ -206,35 +221,43 @@ def bench_latency(
     max_tokens: int = 16,
     steps: int = 40,
     naive: bool = True,
+    engine: str = "local",
+    local: bool = True,
 ) -> dict[str, Any]:
-    """Run every available variant over the typing replays of `files`; return the report."""
-    from lsp_server.model.loading import load_model
+    """Run every available variant over the typing replays of `files`; return the report.
+
+    With a remote `engine`, `ours` runs on it and `local` (unless `local` is False)
+    on the local engine; the naive and llama.cpp baselines always run locally.
+    """
+    from lsp_server.model.loading import DEFAULT_MODEL, load_model
     from lsp_server.model.wiring import build_completer
 
     replays = [typing_replay(str(f), f.read_text(), max_steps=steps) for f in files]
-    loaded = load_model(model, adapter=adapter)
-    completer = build_completer(loaded)
-    spec = model or loaded.source.spec
-    variants = [asyncio.run(run_ours(replays, spec, adapter, max_tokens))]
-    if naive:
+    remote = engine != "local"
+    loaded = load_model(model, adapter=adapter) if naive or not remote else None
+    spec = model or (loaded.source.spec if loaded else DEFAULT_MODEL)
+    variants = [asyncio.run(run_ours(replays, spec, adapter, max_tokens, engine))]
+    if remote and local:
+        variants.append(asyncio.run(run_ours(replays, spec, adapter, max_tokens, name="local")))
+    if naive and loaded is not None:
+        completer = build_completer(loaded)
         variants.append(run_naive(replays, completer, max_tokens))
-    if loaded.source.path is not None and loaded.source.path.suffix == ".gguf" and not adapter:
-        llama = run_llama_cpp(replays, completer, loaded.source.path, max_tokens)
-        if llama is not None:
-            variants.append(llama)
+        gguf = loaded.source.path
+        if gguf is not None and gguf.suffix == ".gguf" and not adapter:
+            llama = run_llama_cpp(replays, completer, gguf, max_tokens)
+            if llama is not None:
+                variants.append(llama)
     report: dict[str, Any] = {v.name: v.summary() for v in variants}
-    if "naive" in report and report["naive"]["p50_ms"]:
-        report["ours/naive"] = {
-            q: round(report["ours"][q] / report["naive"][q], 3) for q in ("p50_ms", "p95_ms")
-        }
-    if "llama.cpp" in report and report["llama.cpp"]["p50_ms"]:
-        report["ours/llama.cpp"] = {
-            q: round(report["ours"][q] / report["llama.cpp"][q], 3) for q in ("p50_ms", "p95_ms")
-        }
+    for other in ("naive", "llama.cpp", "local"):
+        if other in report and report[other]["p50_ms"]:
+            report[f"ours/{other}"] = {
+                q: round(report["ours"][q] / report[other][q], 3) for q in ("p50_ms", "p95_ms")
+            }
     report["setup"] = {
-        "model": loaded.name,
+        "model": loaded.name if loaded else spec,
         "adapter": adapter,
-        "device": loaded.device,
+        "engine": engine,
+        "device": loaded.device if loaded else engine,
         "files": [str(f) for f in files],
         "steps_per_file": steps,
         "max_tokens": max_tokens,
@@ -247,13 +270,13 @@ def markdown_table(report: dict[str, Any]) -> str:
     """The report as a markdown table, one row per variant and one per ratio."""
     columns = ("requests", "p50_ms", "p95_ms", "mean_ms")
     rows = ["| variant | requests | p50 ms | p95 ms | mean ms | notes |", "|---" * 6 + "|"]
-    for name in ("ours", "naive", "llama.cpp"):
+    for name in ("ours", "local", "naive", "llama.cpp"):
         if name in report:
             r = report[name]
             notes = ", ".join(f"{k}={v}" for k, v in r.items() if k not in columns)
             cells = " | ".join(str(r[c]) for c in columns)
             rows.append(f"| {name} | {cells} | {notes} |")
-    for key in ("ours/naive", "ours/llama.cpp"):
+    for key in ("ours/naive", "ours/llama.cpp", "ours/local"):
         if key in report:
             ratio = report[key]
             rows.append(f"| {key} (ratio) | | {ratio['p50_ms']} | {ratio['p95_ms']} | | |")

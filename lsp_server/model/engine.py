@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-StopReason = Literal["max_tokens", "eos", "stop", "time", "cancelled"]
+StopReason = Literal["max_tokens", "eos", "stop", "time", "cancelled", "error"]
 # Called with the tokens generated so far; True ends generation after the last one.
 StopPredicate = Callable[[Sequence[int]], bool]
 

@@ -72,12 +72,26 @@ class Loaded:
 
 def load_completer(settings: Settings, trust_remote_code: bool, report: EventCallback) -> Loaded:
     """Load the model the settings name and build its Completer (the real loader)."""
+    from lsp_server.model import registry
     from lsp_server.model.loading import load_model
-    from lsp_server.model.wiring import build_completer
+    from lsp_server.model.wiring import build_completer, build_remote_completer
+    from lsp_server.session.settings import parse_engine
+
+    url = parse_engine(settings.engine)
+    if url is not None:  # only the tokenizer loads here: the server at `url` generates
+        completer, remote = build_remote_completer(
+            url,
+            model=settings.model,
+            adapter=settings.adapter,
+            prompt_format=settings.prompt_format,
+            trust_remote_code=trust_remote_code,
+        )
+        report("report", f"tokenizer of {remote.base} ready; generating on {url}", 80)
+        return Loaded(completer, remote, completer.format.name)
 
     loaded = load_model(
         settings.model,
-        adapter=settings.adapter,
+        adapter=registry.adapter_folder(settings.adapter),
         device=settings.device,
         dtype=settings.dtype,
         trust_remote_code=trust_remote_code,
@@ -172,6 +186,7 @@ class ModelHost:
             "dtype": model.dtype if model else None,
             "promptFormat": loaded.prompt_format if loaded else None,
             "loadSeconds": round(model.load_seconds, 2) if model else None,
+            "remote": engine.status() if hasattr(engine, "status") else None,
             "cache": (
                 cache.stats() | {"maxEntries": cache.max_entries, "maxTokens": cache.max_tokens}
                 if cache is not None

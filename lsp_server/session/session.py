@@ -129,6 +129,13 @@ class Session:
                 f"using {base.model!r}"
             )
             settings = dataclasses.replace(settings, model=base.model)
+        if not self._may_use_engine(settings.engine):
+            problems.append(
+                f"setting 'engine': {settings.engine!r} is a remote engine this server was not "
+                "started with (--engine), and clients may only choose one when it was started "
+                f"with --allow-client-models; using {base.engine!r}"
+            )
+            settings = dataclasses.replace(settings, engine=base.engine)
         if ignored := unknown_keys(raw):
             log.info("ignoring unknown settings: %s", ", ".join(map(str, ignored)))
         self.apply_settings(settings)
@@ -139,6 +146,12 @@ class Session:
         if model is None or model == self.startup.model or self.model_allowed is None:
             return True
         return self.model_allowed(model)
+
+    def _may_use_engine(self, engine: str) -> bool:
+        """Whether a client may set `engine`: the local one and the command line's always;
+        another URL (where the server would send prompts and its API key) only where
+        clients may choose models at all (`model_allowed` is None)."""
+        return engine in ("local", self.startup.engine) or self.model_allowed is None
 
     def apply_settings(self, settings: Settings) -> None:
         """Take new settings; a different model (or prompt format) loads in the background."""

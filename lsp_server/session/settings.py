@@ -52,6 +52,10 @@ class Settings:
     context: bool = field(
         default=True, metadata={"help": "add snippets of other workspace files to the prompt"}
     )
+    engine: str = field(
+        default="local",
+        metadata={"help": "local, or openai:http(s)://HOST:PORT for an OpenAI-compatible server"},
+    )
 
     @property
     def mode(self) -> Mode:
@@ -59,9 +63,9 @@ class Settings:
         return MULTILINE_TO_MODE[self.multiline]
 
     @property
-    def model_key(self) -> tuple[str | None, str | None, str, str]:
+    def model_key(self) -> tuple[str | None, str | None, str, str, str]:
         """What a loaded model depends on: a change here means loading again."""
-        return (self.model, self.adapter, self.device, self.dtype)
+        return (self.model, self.adapter, self.device, self.dtype, self.engine)
 
     def to_wire(self) -> dict[str, Any]:
         return {camel(f.name): getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -73,6 +77,27 @@ def camel(name: str) -> str:
 
 
 WIRE_NAMES = {camel(f.name): f.name for f in dataclasses.fields(Settings)}
+
+
+def parse_engine(spec: str | None) -> str | None:
+    """The server URL of an `engine` value: None for `local`, the URL (without a trailing
+    slash) for `openai:http(s)://...`; ValueError, naming the accepted forms, otherwise."""
+    text = (spec or "local").strip()
+    if text.lower() == "local":
+        return None
+    scheme, _, url = text.partition(":")
+    url = url.strip().rstrip("/")
+    host = url.split("://", 1)[1] if "://" in url else ""
+    if scheme.lower() == "openai" and url.lower().startswith(("http://", "https://")) and host:
+        return url
+    raise ValueError(f"expected local or openai:http(s)://HOST:PORT, got '{text}'")
+
+
+def _engine(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("expected a string")
+    url = parse_engine(value)
+    return f"openai:{url}" if url else "local"
 
 
 def _optional_text(value: Any) -> str | None:
@@ -126,7 +151,7 @@ def _parser(f: dataclasses.Field[Any]) -> Callable[[Any], Any]:
     return _optional_text
 
 
-PARSERS = {f.name: _parser(f) for f in dataclasses.fields(Settings)}
+PARSERS = {f.name: _parser(f) for f in dataclasses.fields(Settings)} | {"engine": _engine}
 
 
 def schema() -> dict[str, dict[str, Any]]:

@@ -1,0 +1,106 @@
+"""What the remote path costs: the same prompts through the local engine and a remote server.
+
+For N cursors in a file (line ends spread over it), one Completer layout (the
+same window, no token healing) builds each prompt once; then, in turn:
+
+- `local`: the local engine with no KV reuse (what a server without a prefix
+  cache does), so both sides prefill the whole prompt;
+- `remote`: the `RemoteEngine` against `--engine openai:URL`, streamed;
+- `raw_http`: the same request body posted with a bare HTTP client and the
+  stream read to its end: the server's own time, without our client.
+
+`remote/raw_http` is our client's overhead; `remote/local` the whole remote
+path's against generating in-process. It also counts how many completions are
+the same text on both sides (greedy on the same weights should agree).
+
+Usage:
+    codetailor bench remote --model /path/to/model-dir --engine openai:http://127.0.0.1:8000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx2
+
+from lsp_server.session.settings import parse_engine
+
+DEFAULT_FILE = Path(__file__).resolve().parents[1] / "completion" / "completer.py"
+
+
+def cursors(text: str, n: int) -> list[int]:
+    """Ends of N lines spread evenly over `text`."""
+    ends = [text.index("\n", len(text) * (i + 1) // (n + 1)) for i in range(n)]
+    return sorted(set(ends))
+
+
+def measure(model: str, url: str, file: Path, n: int, max_tokens: int) -> dict[str, Any]:
+    from lsp_server.completion.completer import Completer
+    from lsp_server.model.loading import load_model
+    from lsp_server.model.wiring import build_completer, build_remote_completer
+
+    loaded = load_model(model)
+    base = build_completer(loaded, reuse=False)
+    window = base.window_tokens
+    # The remote path cannot heal tokens: compare like with like.
+    local = Completer(
+        base.engine, loaded.tokenizer, base.format, window_tokens=window, token_healing=False
+    )
+    remote, _ = build_remote_completer(url, model=model, window_tokens=window)
+    text = file.read_text()
+    client = httpx2.Client(timeout=120)
+    rows: dict[str, list[float]] = {"local": [], "remote": [], "raw_http": []}
+    same = 0
+    for cursor in cursors(text, n):
+        ours = local.complete(text, cursor, max_tokens=max_tokens, mode="line")
+        theirs = remote.complete(text, cursor, max_tokens=max_tokens, mode="line")
+        ids = loaded.tokenizer.encode(theirs.prompt, add_special_tokens=False)
+        started = time.monotonic()
+        with client.stream(
+            "POST", remote.engine.url, json=remote.engine._body(ids, max_tokens)
+        ) as r:
+            for _ in r.iter_lines():
+                pass
+        rows["raw_http"].append((time.monotonic() - started) * 1000)
+        rows["local"].append(ours.generation.latency_ms)
+        rows["remote"].append(theirs.generation.latency_ms)
+        same += ours.text == theirs.text
+    p50 = {k: statistics.median(v) for k, v in rows.items()}
+    return {
+        "model": loaded.name,
+        "engine": url,
+        "requests": len(rows["local"]),
+        "window_tokens": window,
+        "same_text": same,
+        **{f"{k}_p50_ms": round(v, 1) for k, v in p50.items()},
+        "remote/local": round(p50["remote"] / p50["local"], 3),
+        "remote/raw_http": round(p50["remote"] / p50["raw_http"], 3),
+        "remote_status": remote.engine.status(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="codetailor bench remote",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--model", required=True, help="the model the server serves, by the same name"
+    )
+    parser.add_argument("--engine", required=True, metavar="openai:URL")
+    parser.add_argument("--file", type=Path, default=DEFAULT_FILE, help="the document")
+    parser.add_argument("--requests", type=int, default=8)
+    parser.add_argument("--max-tokens", type=int, default=16)
+    args = parser.parse_args(argv)
+    url = parse_engine(args.engine)
+    if url is None:
+        parser.error("--engine must be openai:http(s)://HOST:PORT")
+    result = measure(args.model, url, args.file, args.requests, args.max_tokens)
+    print(json.dumps(result, indent=2))
+    return 0

@@ -1,0 +1,77 @@
+"""`codetailor adapters list|show|remove|publish`: the adapter registry from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from lsp_server.errors import CodetailorError
+from lsp_server.model import registry
+
+EXAMPLES = """\
+examples:
+  codetailor adapters list                           # every registered adapter
+  codetailor adapters show .                         # the adapter this repository gets
+  codetailor adapters publish myrepo-1a2b3c4d --to "$VLLM_LORA_RESOLVER_CACHE_DIR" \\
+      --base Qwen/Qwen2.5-Coder-1.5B                 # for `vllm serve ... --enable-lora`
+  codetailor adapters remove myrepo-1a2b3c4d         # forget it (the folder stays)
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "adapters",
+        help="list, show, remove and publish registered adapters",
+        description="Adapters registered by `codetailor finetune`, per repository "
+        "(by root path and remote URL), in $CODETAILOR_HOME/adapters/registry.json.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="every registered adapter")
+    listing.add_argument("--json", action="store_true", help="one JSON array")
+    show = actions.add_parser("show", help="one adapter, by name, folder or repository")
+    show.add_argument("what", metavar="NAME|ADAPTER_DIR|REPO_DIR")
+    remove = actions.add_parser("remove", help="forget an adapter (its folder stays)")
+    remove.add_argument("what", metavar="NAME|ADAPTER_DIR")
+    publish = actions.add_parser(
+        "publish", help="write an adapter for vLLM's LoRA filesystem resolver"
+    )
+    publish.add_argument("adapter", metavar="NAME|ADAPTER_DIR")
+    publish.add_argument("--to", required=True, type=Path, metavar="DIR", help="resolver dir")
+    publish.add_argument("--name", help="the name clients send as `model` (default: registered)")
+    publish.add_argument(
+        "--base", help="the name the server serves the base model by (default: the trained one)"
+    )
+    parser.set_defaults(func=cmd_adapters)
+
+
+def cmd_adapters(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        entries = registry.load()
+        if args.json:
+            print(json.dumps([e.as_dict() for e in entries], indent=2))
+        elif not entries:
+            print("no adapters registered (`codetailor finetune REPO --out DIR` registers one)")
+        for entry in [] if args.json else entries:
+            where = entry.remote or entry.repo_root
+            print(f"{entry.name}\t{where}\t{entry.base_model}\t{entry.path}")
+        return 0
+    if args.action == "show":
+        entry, reason = registry.find(args.what), "name or folder"
+        if entry is None and Path(args.what).expanduser().is_dir():
+            match = registry.lookup_match(args.what)
+            entry, reason = (match.entry, match.reason) if match else (None, "")
+        if entry is None:
+            raise CodetailorError(f"no registered adapter for '{args.what}'")
+        print(json.dumps(entry.as_dict() | {"matched_by": reason}, indent=2))
+        return 0
+    if args.action == "remove":
+        entry = registry.remove(args.what)
+        print(f"removed {entry.name} ({entry.path} is left in place)")
+        return 0
+    target = registry.publish(args.adapter, args.to, name=args.name, base=args.base)
+    print(target)
+    return 0

@@ -1,0 +1,203 @@
+"""The adapter registry: keyed by repository path and remote URL, atomic, and published for vLLM."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from lsp_server import cli
+from lsp_server.errors import CodetailorError
+from lsp_server.model import registry
+
+REMOTE = "git@github.com:Acme/widgets.git"
+
+
+@pytest.fixture(autouse=True)
+def _own_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    home = tmp_path / "home"
+    monkeypatch.setenv("CODETAILOR_HOME", str(home))
+    return home
+
+
+def git_repo(path: Path, remote: str | None = REMOTE) -> Path:
+    path.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(path)], check=True)
+    if remote:
+        subprocess.run(["git", "-C", str(path), "remote", "add", "origin", remote], check=True)
+    (path / "src").mkdir()
+    return path
+
+
+def fake_adapter(path: Path, base: str = "smollm2-135m", weights: bytes = b"w1") -> Path:
+    """An adapter folder as `finetune` writes it (the weights need not be real here)."""
+    path.mkdir(parents=True)
+    config = {"peft_type": "LORA", "base_model_name_or_path": "/some/local/dir", "r": 8}
+    (path / "adapter_config.json").write_text(json.dumps(config))
+    (path / "adapter_model.safetensors").write_bytes(weights)
+    meta = {
+        "base_model": {"name": base, "fingerprint": "f00d"},
+        "prompt_format": "prefix-only",
+        "repository": {"commit": "abc123"},
+    }
+    (path / "codetailor.json").write_text(json.dumps(meta))
+    (path / "finetune.yaml").write_text("seq_len: 64\n")
+    (path / "training_state.bin").write_bytes(b"pickled")  # must never be published
+    return path
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "git@github.com:Acme/widgets.git",
+        "https://github.com/Acme/widgets",
+        "https://user:token@GitHub.com/Acme/widgets.git/",
+        "ssh://git@github.com:22/Acme/widgets.git",
+    ],
+)
+def test_remote_urls_of_one_repository_normalise_alike(url: str):
+    assert registry.normalize_remote(url) == "github.com/Acme/widgets"
+
+
+def test_a_fresh_clone_elsewhere_finds_the_adapter_by_its_remote(tmp_path: Path):
+    repo = git_repo(tmp_path / "work" / "widgets")
+    entry = registry.register_adapter(repo, fake_adapter(tmp_path / "lora"))
+    assert entry.remote == "github.com/Acme/widgets"
+    assert (entry.base_model, entry.prompt_format, entry.commit) == (
+        "smollm2-135m",
+        "prefix-only",
+        "abc123",
+    )
+    assert entry.name.startswith("widgets-")
+    assert registry.lookup_match(repo / "src").reason == "repository path"  # a subfolder
+    clone = git_repo(tmp_path / "elsewhere" / "clone", "https://github.com/Acme/widgets")
+    match = registry.lookup_match(clone)
+    assert match is not None and match.reason == "remote URL" and match.entry == entry
+    assert registry.lookup(git_repo(tmp_path / "other", "git@github.com:Acme/gadgets")) is None
+    assert registry.lookup(tmp_path / "not-a-repo") is None
+
+
+def test_the_newest_adapter_wins_and_a_vanished_folder_is_passed_over(tmp_path: Path):
+    repo = git_repo(tmp_path / "widgets")
+    first = registry.register_adapter(repo, fake_adapter(tmp_path / "a", weights=b"1"))
+    second = registry.register_adapter(repo, fake_adapter(tmp_path / "b", weights=b"2"))
+    assert first.name != second.name  # new weights, new name: engines cache by name
+    assert registry.lookup(repo) == second
+    (tmp_path / "b" / "adapter_config.json").unlink()
+    assert registry.lookup(repo) == first
+    # The same folder registered again replaces its entry instead of adding one.
+    registry.register_adapter(repo, tmp_path / "a")
+    assert [e.path for e in registry.load()].count(str(tmp_path / "a")) == 1
+
+
+def test_the_stamp_changes_with_every_registration(tmp_path: Path):
+    repo = git_repo(tmp_path / "widgets")
+    assert registry.stamp() is None
+    registry.register_adapter(repo, fake_adapter(tmp_path / "a", weights=b"1"))
+    first = registry.stamp()
+    registry.register_adapter(repo, fake_adapter(tmp_path / "b", weights=b"2"))
+    assert first is not None and registry.stamp() != first  # a new file replaced the old
+
+
+def test_an_adapter_is_named_by_its_folder_or_its_registered_name(tmp_path: Path):
+    entry = registry.register_adapter(git_repo(tmp_path / "widgets"), fake_adapter(tmp_path / "a"))
+    assert registry.adapter_folder(entry.name) == str(tmp_path / "a")
+    assert registry.adapter_folder(str(tmp_path / "a")) == str(tmp_path / "a")
+    assert registry.adapter_folder("no-such-adapter") == "no-such-adapter"
+    assert registry.adapter_folder(None) is None
+
+
+def test_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    repo = git_repo(tmp_path / "widgets")
+    registry.register_adapter(repo, fake_adapter(tmp_path / "a"))
+    before = registry.registry_path().read_text()
+
+    def broken_dump(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(registry.json, "dump", broken_dump)
+    with pytest.raises(OSError):
+        registry.register_adapter(repo, fake_adapter(tmp_path / "b", weights=b"2"))
+    assert registry.registry_path().read_text() == before
+    assert sorted(p.name for p in registry.registry_path().parent.iterdir()) == ["registry.json"]
+
+
+def test_a_corrupt_registry_is_one_clear_error(tmp_path: Path):
+    registry.registry_path().parent.mkdir(parents=True)
+    registry.registry_path().write_text("{not json")
+    with pytest.raises(CodetailorError, match="adapter registry"):
+        registry.load()
+
+
+def test_publish_writes_what_the_vllm_resolver_reads_and_nothing_pickled(tmp_path: Path):
+    repo = git_repo(tmp_path / "widgets")
+    entry = registry.register_adapter(repo, fake_adapter(tmp_path / "lora"))
+    out = registry.publish(entry.name, tmp_path / "resolver", base="HuggingFaceTB/SmolLM2-135M")
+    assert out == tmp_path / "resolver" / entry.name
+    assert sorted(p.name for p in out.iterdir()) == [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "codetailor.json",
+    ]
+    config = json.loads((out / "adapter_config.json").read_text())
+    # vLLM's filesystem resolver loads an adapter only for the base it serves, by name.
+    assert config == {
+        "peft_type": "LORA",
+        "base_model_name_or_path": "HuggingFaceTB/SmolLM2-135M",
+        "r": 8,
+    }
+    assert (out / "adapter_model.safetensors").read_bytes() == b"w1"
+    # Publishing again (a new training run) replaces the folder; --name picks another.
+    (tmp_path / "lora" / "adapter_model.safetensors").write_bytes(b"w2")
+    registry.publish(str(tmp_path / "lora"), tmp_path / "resolver", base="smollm2-135m")
+    assert (out / "adapter_model.safetensors").read_bytes() == b"w2"
+    named = registry.publish(entry.name, tmp_path / "resolver", name="team-widgets")
+    assert json.loads((named / "adapter_config.json").read_text())["base_model_name_or_path"] == (
+        "smollm2-135m"
+    )
+
+
+def test_publish_refuses_an_adapter_for_another_base(tmp_path: Path):
+    adapter = fake_adapter(tmp_path / "lora", base="Qwen/Qwen2.5-Coder-1.5B")
+    with pytest.raises(CodetailorError, match="trained for base model 'Qwen/Qwen2.5-Coder-1.5B'"):
+        registry.publish(str(adapter), tmp_path / "resolver", base="bigcode/starcoder2-3b")
+    assert not (tmp_path / "resolver" / "lora").exists()
+    (adapter / "adapter_model.safetensors").unlink()
+    with pytest.raises(CodetailorError, match="lacks adapter_model.safetensors"):
+        registry.publish(str(adapter), tmp_path / "resolver")
+
+
+def test_adapters_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    repo = git_repo(tmp_path / "widgets")
+    assert cli.main(["adapters", "list"]) == 0
+    assert "no adapters registered" in capsys.readouterr().out
+    entry = registry.register_adapter(repo, fake_adapter(tmp_path / "lora"))
+    assert cli.main(["adapters", "list", "--json"]) == 0
+    assert [e["name"] for e in json.loads(capsys.readouterr().out)] == [entry.name]
+    assert cli.main(["adapters", "show", str(repo)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["name"], shown["matched_by"]) == (entry.name, "repository path")
+    resolver = tmp_path / "resolver"
+    assert cli.main(["adapters", "publish", entry.name, "--to", str(resolver)]) == 0
+    assert capsys.readouterr().out.strip() == str(resolver / entry.name)
+    assert cli.main(["adapters", "publish", entry.name, "--to", str(resolver), "--base", "x"]) == 2
+    assert "trained for base model" in capsys.readouterr().err
+    assert cli.main(["adapters", "remove", entry.name]) == 0
+    assert registry.load() == [] and (tmp_path / "lora").is_dir()  # the folder stays
+    assert cli.main(["adapters", "show", entry.name]) == 2
+
+
+def test_finetune_registers_what_it_finished_and_only_warns_when_it_cannot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+):
+    from finetune.cli import register_finished
+
+    repo = git_repo(tmp_path / "widgets")
+    register_finished(str(repo), str(fake_adapter(tmp_path / "lora")))
+    assert "registered adapter widgets-" in capsys.readouterr().err
+    assert registry.lookup(repo).path == str(tmp_path / "lora")
+    monkeypatch.setenv("CODETAILOR_HOME", str(tmp_path / "lora" / "finetune.yaml"))  # a file
+    register_finished(str(repo), str(tmp_path / "lora"))
+    assert "warning: adapter not registered" in capsys.readouterr().err
