@@ -503,7 +503,7 @@ def _wrap_lora(cfg: FinetuneConfig, base: Any) -> Any:
     targets = "all-linear" if cfg.target_modules == ["all-linear"] else list(cfg.target_modules)
     lora_config = LoraConfig(
         r=cfg.lora_r,
-        lora_alpha=cfg.lora_alpha,
+        lora_alpha=cfg.lora_alpha,  # type: ignore[arg-type]  # PEFT accepts a float
         lora_dropout=cfg.lora_dropout,
         target_modules=targets,
         task_type="CAUSAL_LM",

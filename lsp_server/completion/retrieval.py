@@ -41,6 +41,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lsp_server.completion.prompt import Snippet
 from lsp_server.repo.files import is_regular_file, list_files, read_text, skip_reason_for_path
@@ -411,7 +412,7 @@ class StableContext:
         self._at = 0.0
         self._snippets: list[Snippet] = []
 
-    def get(self, text: str, offset: int, path: str | None = None, **kw) -> list[Snippet]:
+    def get(self, text: str, offset: int, path: str | None = None, **kw: Any) -> list[Snippet]:
         """Snippets for the cursor at `offset` in `text` (see `ContextIndex.query`)."""
         key = (path, text.count("\n", 0, offset) // self.region_lines)
         now = time.monotonic()

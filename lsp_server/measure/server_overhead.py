@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
@@ -32,13 +33,14 @@ from pygls.lsp.client import LanguageClient
 from lsp_server.measure.quality.metrics import percentile
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_FILE = REPO / "lsp_server" / "completer.py"
+DEFAULT_FILE = REPO / "completion" / "completer.py"
 
 
-async def status(client: LanguageClient) -> dict:
-    return await client.workspace_execute_command_async(
+async def status(client: LanguageClient) -> dict[str, Any]:
+    answer = await client.workspace_execute_command_async(
         types.ExecuteCommandParams(command="codetailor.status")
     )
+    return answer if isinstance(answer, dict) else {}
 
 
 async def run(model: str, source: Path, requests: int, max_tokens: int) -> dict:
@@ -69,7 +71,7 @@ async def run(model: str, source: Path, requests: int, max_tokens: int) -> dict:
     lines = text.split("\n")
     candidates = [i for i, line in enumerate(lines) if line.strip()]
     step = max(1, len(candidates) // requests)
-    rows = []
+    rows: list[dict[str, float]] = []
     for line in candidates[::step][:requests]:
         params = types.InlineCompletionParams(
             text_document=types.TextDocumentIdentifier(uri=uri),

@@ -133,7 +133,7 @@ def load() -> list[AdapterEntry]:
     fields = {f.name for f in dataclasses.fields(AdapterEntry)}
     entries = data.get("adapters", []) if isinstance(data, dict) else []
     return [
-        AdapterEntry(**{k: e.get(k) for k in fields})
+        AdapterEntry(**{k: e.get(k) for k in fields})  # type: ignore[arg-type]
         for e in entries
         if isinstance(e, dict) and e.get("name") and e.get("path")
     ]

@@ -60,13 +60,14 @@ def cmd_adapters(args: argparse.Namespace) -> int:
             print(f"{entry.name}\t{where}\t{entry.base_model}\t{entry.path}")
         return 0
     if args.action == "show":
-        entry, reason = registry.find(args.what), "name or folder"
-        if entry is None and Path(args.what).expanduser().is_dir():
+        found = registry.find(args.what)
+        reason = "name or folder"
+        if found is None and Path(args.what).expanduser().is_dir():
             match = registry.lookup_match(args.what)
-            entry, reason = (match.entry, match.reason) if match else (None, "")
-        if entry is None:
+            found, reason = (match.entry, match.reason) if match else (None, "")
+        if found is None:
             raise CodetailorError(f"no registered adapter for '{args.what}'")
-        print(json.dumps(entry.as_dict() | {"matched_by": reason}, indent=2))
+        print(json.dumps(found.as_dict() | {"matched_by": reason}, indent=2))
         return 0
     if args.action == "remove":
         entry = registry.remove(args.what)

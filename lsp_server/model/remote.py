@@ -210,7 +210,9 @@ class RemoteEngine:
     ) -> tuple[list[int], StopReason, float | None]:
         """(tokens, stop reason, when the first text arrived); raises RemoteError."""
         reader = _Reader(self._client, self.url, body)
-        text, tokens, checked = "", [], []
+        text = ""
+        tokens: list[int] = []
+        checked: list[int] = []
         first: float | None = None
         # A server that ignores max_tokens must not stream forever.
         ceiling = 4 * max_new_tokens + 16

@@ -92,7 +92,7 @@ def _walk_with_gitignore(repo: Path) -> list[str]:
     import pathspec
 
     found: list[str] = []
-    specs: list[tuple[str, pathspec.PathSpec]] = []  # (folder prefix, its .gitignore rules)
+    specs: list[tuple[str, pathspec.GitIgnoreSpec]] = []  # (folder prefix, its .gitignore rules)
     for folder, dirs, files in os.walk(repo):
         rel_dir = Path(folder).relative_to(repo).as_posix()
         prefix = "" if rel_dir == "." else rel_dir + "/"

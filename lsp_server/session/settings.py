@@ -108,20 +108,20 @@ def _optional_text(value: Any) -> str | None:
     return value.strip()
 
 
-def _choice(choices: tuple[str, ...], *, prefix_ok: bool = False):
+def _choice(choices: tuple[str, ...], *, prefix_ok: bool = False) -> Callable[[Any], str]:
     def check(value: Any) -> str:
         if not isinstance(value, str):
             raise ValueError("expected a string")
-        value = value.strip().lower()
-        base = value.split(":", 1)[0] if prefix_ok else value
+        text = value.strip().lower()
+        base = text.split(":", 1)[0] if prefix_ok else text
         if base not in choices:
             raise ValueError(f"expected one of {', '.join(choices)}")
-        return value
+        return text
 
     return check
 
 
-def _int_in(low: int, high: int):
+def _int_in(low: int, high: int) -> Callable[[Any], int]:
     def check(value: Any) -> int:
         # JSON has one number type; 64.0 is fine, 64.5 and true are not.
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -143,9 +143,9 @@ def _parser(f: dataclasses.Field[Any]) -> Callable[[Any], Any]:
     """The value check for one setting, from its type and the bounds in its metadata."""
     meta = f.metadata
     if "minimum" in meta:
-        return _int_in(meta["minimum"], meta["maximum"])
+        return _int_in(int(meta["minimum"]), int(meta["maximum"]))
     if "enum" in meta:
-        return _choice(tuple(meta["enum"]), prefix_ok=f.name == "device")
+        return _choice(tuple(str(c) for c in meta["enum"]), prefix_ok=f.name == "device")
     if f.type == "bool":
         return _bool
     return _optional_text
