@@ -105,3 +105,33 @@ def test_the_worker_runs_jobs_in_order_and_skips_cancelled_ones():
     assert third.result(5) == "done" and first.done()
     assert order == [1, 3]
     worker.stop()
+
+
+def test_background_jobs_run_only_when_no_ordinary_job_waits():
+    worker = Worker("test")
+    gate = threading.Event()
+    order: list[str] = []
+    first = worker.submit(lambda: gate.wait(5) and order.append("first"))
+    background = worker.submit_background(lambda: order.append("background"), threading.Event())
+    ordinary = worker.submit(lambda: order.append("ordinary"))
+    gate.set()
+    background.result(5)
+    assert first.done() and ordinary.done()
+    assert order == ["first", "ordinary", "background"]
+    worker.stop()
+
+
+def test_an_ordinary_job_makes_the_running_background_job_yield():
+    worker = Worker("test")
+    started, cancel = threading.Event(), threading.Event()
+
+    def warm() -> str:
+        started.set()
+        return "yielded" if cancel.wait(5) else "ran out"
+
+    background = worker.submit_background(warm, cancel)
+    assert started.wait(5)
+    ordinary = worker.submit(lambda: "answered")
+    assert background.result(5) == "yielded"
+    assert ordinary.result(5) == "answered"
+    worker.stop()

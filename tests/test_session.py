@@ -2,8 +2,9 @@
 
 The fake completer follows a script, one step per call: a string is answered
 at once; `BLOCK` runs "forever", i.e. until the request's cancel flag is set
-(bounded, so a broken test fails instead of hanging). Tests wait on events and
-futures, never on time.
+(bounded, so a broken test fails instead of hanging). The fake host keeps
+background jobs (warming, the next suggestion) until a test runs them. Tests
+wait on events and futures, never on time.
 """
 
 from __future__ import annotations
@@ -17,9 +18,14 @@ from typing import Any, TypeVar
 
 import pytest
 
-from lsp_server.session.documents import Change
-from lsp_server.session.session import EMPTY_REASONS, Session
+from lsp_server.completion.completer import Completer
+from lsp_server.completion.prompt import PREFIX_ONLY
+from lsp_server.model.engine import Engine
+from lsp_server.session.documents import Change, Position
+from lsp_server.session.session import EMPTY_REASONS, Request, Session
 from lsp_server.session.settings import Settings
+from tests.test_completer import CharTokenizer
+from tests.test_engine import FakeBackend
 
 T = TypeVar("T")
 URI = "file:///work/app.py"
@@ -47,12 +53,17 @@ class Call:
 
 
 class ScriptedCompleter:
-    """Answers each call with the next step of its script."""
+    """Answers each call with the next step of its script; records warming calls."""
 
     def __init__(self, *script: object) -> None:
         self.script = list(script)
         self.calls: list[Call] = []
         self.called = threading.Condition()
+        self.warmed: list[tuple[str, int]] = []
+
+    def warm(self, text: str, offset: int, **_: Any) -> int:
+        self.warmed.append((text, offset))
+        return offset
 
     def complete(
         self, text: str, offset: int, *, cancel: threading.Event | None = None, **_: Any
@@ -92,12 +103,28 @@ class FakeHost:
         self.state = state
         self.loads: list[Settings] = []
         self.futures: list[Future[Any]] = []
+        self.background: list[tuple[Callable[[], Any], threading.Event, Future[Any]]] = []
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="fake-generate")
 
     def submit(self, job: Callable[[], T]) -> Future[T]:
         future = self._pool.submit(job)
         self.futures.append(future)
         return future
+
+    def submit_background(self, job: Callable[[], T], cancel: threading.Event) -> Future[T]:
+        future: Future[T] = Future()
+        self.background.append((job, cancel, future))
+        return future
+
+    def run_background(self) -> list[Any]:
+        """Run the background jobs kept so far, in order, on the generation thread."""
+        jobs, self.background = self.background, []
+        results = []
+        for job, _, future in jobs:
+            result = self._pool.submit(job).result(BOUND_S)
+            future.set_result(result)
+            results.append(result)
+        return results
 
     def load(self, settings: Settings) -> None:
         self.loads.append(settings)
@@ -319,3 +346,151 @@ async def test_reset_forgets_the_client_but_keeps_counts(make):
     status = session.status()
     assert status["documents"] == 0 and status["shownCompletions"] == 0
     assert status["counts"]["shown"] == 1
+
+
+# -- work done before it is asked for -------------------------------------------------------
+
+LONG = "".join(f"line_{i} = {i}\n" for i in range(60))
+LONG_URI = "file:///work/long.py"
+
+
+def edit_at(session: Session, uri: str, line: int, text: str, version: int) -> None:
+    """Insert `text` at the start of `line`, as an editor sends a keystroke."""
+    at = Position(line, 0)
+    session.change(uri, version, [Change(text, at, at)])
+
+
+async def test_opening_a_document_warms_its_window_in_the_background(make):
+    session, host = make()
+    completer = scripted(host)
+    session.open(LONG_URI, LONG, 1, "python")
+    assert host.futures == []  # nothing ran as a request
+    assert host.run_background() == [len(TEXT), len(LONG)]  # the fixture's document, this one
+    assert completer.warmed[-1] == (LONG, len(LONG))
+    assert completer.calls == []  # warming generates nothing
+    ahead = session.status()["ahead"]
+    assert ahead["warms"] == 2 and ahead["warmsDone"] == 2 and ahead["warmedTokens"] > 0
+
+
+async def test_edits_warm_when_the_cursor_moves_to_a_new_window_or_another_document(make):
+    session, host = make()
+    session.open(LONG_URI, LONG, 1, "python")
+    host.run_background()
+    edit_at(session, LONG_URI, 58, "x", 2)  # near the end, where the open warmed
+    assert host.background == []
+    edit_at(session, LONG_URI, 3, "y", 3)  # far from it: a new window
+    edit_at(session, LONG_URI, 4, "a\nb\nc\n", 4)  # a paste of lines changes the window
+    edit_at(session, URI, 0, "z", 2)  # another document: focus
+    edit_at(session, LONG_URI, 5, "w", 5)  # and back
+    assert len(host.background) == 4
+    host.run_background()
+    ahead = session.status()["ahead"]
+    # Only the last warm per document runs: a newer one replaces it (2 done at open).
+    assert ahead["warmsDone"] == 2 + 2 and ahead["warmsSkipped"] == 2
+
+
+async def test_a_request_makes_a_running_warm_of_its_document_yield(make):
+    session, host = make("hello")
+    host.run_background()
+    edit_at(session, URI, 0, "# comment\n" * 3, 2)
+    ((_, cancel, _),) = host.background
+    assert await session.complete(request(session, 0)) == "hello"
+    assert cancel.is_set()  # the real host's worker also sets it when any request arrives
+
+
+async def test_a_request_while_the_model_loads_waits_for_it(make):
+    session, host = make(ready=False)
+    host.state = "loading"
+    task = asyncio.create_task(session.complete(request(session)))
+    await wait_until(lambda: session.counts["waited_for_model"] == 1)
+    assert not task.done()
+    host.completer, host.state = ScriptedCompleter("loaded"), "ready"
+    assert await asyncio.wait_for(task, BOUND_S) == "loaded"
+    assert empties(session) == {}
+
+
+async def test_a_waiting_request_is_superseded_or_times_out(make):
+    session, host = make(ready=False)
+    host.state = "loading"
+    first = asyncio.create_task(session.complete(request(session)))
+    await wait_until(lambda: session.counts["waited_for_model"] == 1)
+    second = asyncio.create_task(session.complete(request(session, 2)))
+    assert await asyncio.wait_for(first, BOUND_S) == ""
+    session.ready_wait_s = 0.0
+    session.open(LONG_URI, LONG, 1)  # another document: no supersede
+    third = Request(LONG_URI, LONG, 3, 0)
+    assert await asyncio.wait_for(session.complete(third), BOUND_S) == ""  # waited its 0 s
+    assert not second.done()  # still waiting, with the generous bound it started with
+    host.state = "failed"  # a load that fails ends every wait
+    assert await asyncio.wait_for(second, BOUND_S) == ""
+    assert empties(session) == {"superseded": 1, "not_ready": 2}
+
+
+async def test_the_next_suggestion_is_ready_when_the_shown_one_is_accepted(make):
+    session, host = make("hello", "world")
+    assert await session.complete(request(session)) == "hello"
+    host.run_background()  # computes the suggestion after "x = hello"
+    edit(session, TEXT + "hello")  # the user accepts
+    session.accepted("inline")
+    assert await session.complete(request(session, len(TEXT) + 5)) == "world"
+    assert len(host.futures) == 1  # no request ran the model: it was computed ahead
+    ahead = session.status()["ahead"]
+    assert ahead["nextComputed"] == 2 and ahead["nextHits"] == 1  # and the one after "world"
+    assert scripted(host).calls[1].text == TEXT + "hello"
+
+
+async def test_a_next_suggestion_for_other_text_is_dropped(make):
+    session, host = make("hello", "other")
+    assert await session.complete(request(session)) == "hello"
+    predicted = session.predicted[URI]
+    edit(session, TEXT + "help")
+    assert await session.complete(request(session, len(TEXT) + 4)) == "other"
+    assert predicted.cancel.is_set()
+    assert session.status()["ahead"]["nextHits"] == 0
+
+
+async def test_no_generation_where_the_line_right_of_the_cursor_is_full(make):
+    session, host = make("a")
+    edit(session, "x = compute(value, other)")
+    assert await session.complete(request(session, 4)) == ""  # before "compute(value, other)"
+    assert host.futures == [] and empties(session) == {"no_help": 1}
+    # A few characters besides closers still get a (one-line) completion, as scope.py decides.
+    assert await session.complete(request(session, 19)) == "a"  # before "other)"
+    assert session.counts["no_help"] == 1
+
+
+async def test_a_request_superseded_during_its_prefill_leaves_it_for_the_next():
+    reached, release = threading.Event(), threading.Event()
+
+    def second_chunk(call: int) -> None:
+        if call == 2:
+            reached.set()
+            assert release.wait(BOUND_S)
+
+    engine = Engine(FakeBackend(on_forward=second_chunk), prefill_chunk=8)
+    completer = Completer(engine, CharTokenizer(), PREFIX_ONLY)  # type: ignore[arg-type]
+    host = FakeHost(None)
+    host.completer = completer  # type: ignore[assignment]
+    session = Session(Settings(context=False), host)
+    session.open(LONG_URI, LONG, 1)
+    host.background.clear()  # no warming here: the first request starts cold
+    first = asyncio.create_task(session.complete(Request(LONG_URI, LONG, len(LONG), 0)))
+    assert await asyncio.to_thread(reached.wait, BOUND_S)
+    second = asyncio.create_task(session.complete(Request(LONG_URI, LONG, len(LONG), 0)))
+    await wait_until(lambda: session.counts["requests"] == 2)  # it superseded the first
+    release.set()
+    assert await asyncio.wait_for(first, BOUND_S) == ""
+    await asyncio.wait_for(second, BOUND_S)
+    assert session.last_generation is not None
+    assert session.last_generation["cached_tokens"] == 16  # the two chunks the first one fed
+    assert empties(session).get("superseded") == 1
+    host._pool.shutdown(wait=True)
+
+
+async def wait_until(predicate: Callable[[], bool]) -> None:
+    """Wait (bounded) until `predicate` holds, letting the event loop run meanwhile."""
+    for _ in range(int(BOUND_S / 0.01)):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the state the test waits for never came")
