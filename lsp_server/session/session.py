@@ -47,6 +47,18 @@ EMPTY_REASONS = (
     "failed",  # the generation raised
     "empty_generation",  # the model ran and had nothing to offer
 )
+# The status' "ahead" counts: warms asked for, finished, cut short by a request, skipped
+# (the document changed first), tokens prefilled; next suggestions computed, and served.
+AHEAD_COUNTS = (
+    "warms",
+    "warmsDone",
+    "warmsYielded",
+    "warmsSkipped",
+    "warmedTokens",
+    "nextComputed",
+    "nextHits",
+)
+
 # How long a request made while the model loads waits for it, and how often it looks.
 READY_WAIT_S = 300.0
 READY_POLL_S = 0.05
@@ -107,6 +119,9 @@ class Session:
         self.plan = WarmPlan()
         self.warms: dict[str, threading.Event] = {}  # per document, the latest warm's cancel flag
         self.predicted: dict[str, Predicted] = {}  # per document, the next suggestion
+        # Counts of that background work, all keys present: the worker thread adds to them
+        # while `status` copies them, so the dict must never change size.
+        self.ahead: dict[str, int] = dict.fromkeys(AHEAD_COUNTS, 0)
 
     @property
     def encoding(self) -> str:
@@ -325,7 +340,7 @@ class Session:
             return completion
         if completion is None or (not completion.text and predicted.cancel.is_set()):
             return None
-        self.counts["next_hits"] += 1
+        self.ahead["nextHits"] += 1
         return completion
 
     def _finish(
@@ -364,7 +379,7 @@ class Session:
         if previous is not None:
             previous.set()
         cancel = self.warms[uri] = threading.Event()
-        self.counts["warms"] += 1
+        self.ahead["warms"] += 1
         request = Request(uri, doc.text, offset, doc.revision, doc.language_id)
         self.host.submit_background(self._warming(completer, request, cancel), cancel)
 
@@ -377,7 +392,7 @@ class Session:
         def warm() -> int:
             doc = self.documents.get(request.uri)
             if cancel.is_set() or doc is None or doc.revision != request.revision:
-                self.counts["warms_skipped"] += 1
+                self.ahead["warmsSkipped"] += 1
                 return 0
             text = prompt_safe(request.text)
             try:
@@ -391,8 +406,8 @@ class Session:
             except Exception:  # noqa: BLE001 - warming is an optimisation: log and go on
                 log.exception("warming failed")
                 return 0
-            self.counts["warmed_tokens"] += computed
-            self.counts["warms_yielded" if cancel.is_set() else "warms_done"] += 1
+            self.ahead["warmedTokens"] += computed
+            self.ahead["warmsYielded" if cancel.is_set() else "warmsDone"] += 1
             return computed
 
         return warm
@@ -412,7 +427,7 @@ class Session:
         job = self._generation(completer, accepted, cancel, record=False)
         future = self.host.submit_background(job, cancel)
         self.predicted[request.uri] = Predicted(text, offset, cancel, future)
-        self.counts["next_computed"] += 1
+        self.ahead["nextComputed"] += 1
 
     def _context(self, settings: Settings, uri: str, text: str, offset: int) -> list[Any]:
         """Snippets of other files for the prompt, when the `context` setting is on."""
@@ -493,15 +508,7 @@ class Session:
             "documents": len(self.documents),
             "shownCompletions": len(self.shown),
             "typingThroughHits": self.shown.hits,
-            "ahead": {
-                "warms": self.counts["warms"],
-                "warmsDone": self.counts["warms_done"],
-                "warmsYielded": self.counts["warms_yielded"],
-                "warmsSkipped": self.counts["warms_skipped"],
-                "warmedTokens": self.counts["warmed_tokens"],
-                "nextComputed": self.counts["next_computed"],
-                "nextHits": self.counts["next_hits"],
-            },
+            "ahead": dict(self.ahead),
             "context": self.workspace.status(),
             "lastGeneration": self.last_generation,
             "generating": self.generating,
