@@ -167,6 +167,7 @@ class Session:
         self.cancel_all("disconnected")
         self.documents = Documents()
         self.shown = ShownCompletions(self.shown.capacity)
+        self.plan = WarmPlan()
 
     # -- documents ------------------------------------------------------------------------
 
