@@ -32,6 +32,7 @@ URI = "file:///work/app.py"
 TEXT = "x = "
 BLOCK = object()  # a script step: run until cancelled
 FAIL = object()  # a script step: raise
+TIME = object()  # a script step: the time budget ran out before any text
 BOUND_S = 5.0
 
 
@@ -76,6 +77,8 @@ class ScriptedCompleter:
         call.started.set()
         if step is FAIL:
             raise RuntimeError("scripted failure")
+        if step is TIME:
+            return FakeCompletion("", stop_reason="time")
         if step is BLOCK:
             assert call.cancel.wait(BOUND_S), "a blocking call was never cancelled"
             return FakeCompletion("aaaa", stop_reason="cancelled")
@@ -276,7 +279,7 @@ async def test_requests_before_the_model_is_ready_are_empty_and_counted(make):
 
 
 async def test_disabled_binary_unknown_failed_and_empty_answers_have_their_reason(make):
-    session, host = make(FAIL, "")
+    session, host = make(FAIL, "", TIME)
     assert session.request_at("file:///work/not-open.py", 0, 0) is None
     session.apply_settings(Settings(context=False, enable=False))
     assert await session.complete(request(session)) == ""
@@ -286,12 +289,14 @@ async def test_disabled_binary_unknown_failed_and_empty_answers_have_their_reaso
     assert blob is not None and await session.complete(blob) == ""
     assert await session.complete(request(session)) == ""  # the completer raises
     assert await session.complete(request(session)) == ""  # the model had nothing to say
+    assert await session.complete(request(session)) == ""  # the time budget ran out
     assert empties(session) == {
         "unknown_document": 1,
         "disabled": 1,
         "binary": 1,
         "failed": 1,
         "empty_generation": 1,
+        "time_budget": 1,
     }
     assert session.counts["failed"] == 1 and session.counts["shown"] == 0
     assert set(session.status()["emptyAnswers"]) == set(EMPTY_REASONS)

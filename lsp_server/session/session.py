@@ -45,6 +45,7 @@ EMPTY_REASONS = (
     "disconnected",  # the client went away
     "cancelled",  # $/cancelRequest (answered with an error, not an empty list)
     "failed",  # the generation raised
+    "time_budget",  # `timeBudgetMs` ran out before the model produced anything
     "empty_generation",  # the model ran and had nothing to offer
 )
 # The status' "ahead" counts: warms asked for, finished, cut short by a request, skipped
@@ -362,7 +363,8 @@ class Session:
         assert completion is not None
         self.shown.remember(request.uri, request.text, request.offset, completion.text)
         if not completion.text:
-            return self._answer_empty("empty_generation")
+            ran_out = completion.as_dict().get("stop_reason") == "time"
+            return self._answer_empty("time_budget" if ran_out else "empty_generation")
         self.counts["shown"] += 1
         self._predict(request, completion.text)
         return completion.text
