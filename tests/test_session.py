@@ -394,6 +394,16 @@ async def test_edits_warm_when_the_cursor_moves_to_a_new_window_or_another_docum
     assert ahead["warmsDone"] == 2 + 2 and ahead["warmsSkipped"] == 2
 
 
+async def test_only_the_latest_documents_are_warmed(make):
+    session, host = make()  # opens URI
+    for i in range(3):
+        session.open(f"file:///work/tab{i}.py", LONG, 1, "python")
+    cancelled = [cancel.is_set() for _, cancel, _ in host.background]
+    assert cancelled == [True, True, False, False]  # URI and tab0 gave way to tab1 and tab2
+    host.run_background()
+    assert session.status()["ahead"]["warmsSkipped"] == 2
+
+
 async def test_a_request_makes_a_running_warm_of_its_document_yield(make):
     session, host = make("hello")
     host.run_background()

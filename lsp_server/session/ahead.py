@@ -29,6 +29,10 @@ WARM_STEP_LINES = 16
 # An edit that inserts or removes this many lines (a paste, a deleted block)
 # changes the window's text: warm it again.
 WARM_EDIT_LINES = 2
+# Warm the windows of this many documents at most, the latest first: a client that
+# opens many documents at once (restoring its tabs) would otherwise queue minutes of
+# prefill, and the KV prefix cache keeps only a few sequences anyway.
+WARM_DOCUMENTS = 2
 
 
 @dataclass

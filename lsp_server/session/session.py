@@ -22,7 +22,7 @@ from typing import Any
 
 from lsp_server import __version__
 from lsp_server.completion.scope import completion_helps
-from lsp_server.session.ahead import Predicted, WarmPlan, edit_cursor
+from lsp_server.session.ahead import WARM_DOCUMENTS, Predicted, WarmPlan, edit_cursor
 from lsp_server.session.documents import Change, Documents, looks_binary, offset_at, prompt_safe
 from lsp_server.session.ports import CompleterLike, CompletionLike, HostLike
 from lsp_server.session.settings import Settings, parse_settings, unknown_keys
@@ -382,6 +382,8 @@ class Session:
         if previous is not None:
             previous.set()
         cancel = self.warms[uri] = threading.Event()
+        while len(self.warms) > WARM_DOCUMENTS:  # only the latest documents' windows
+            self.warms.pop(next(iter(self.warms))).set()
         self.ahead["warms"] += 1
         request = Request(uri, doc.text, offset, doc.revision, doc.language_id)
         self.host.submit_background(self._warming(completer, request, cancel), cancel)
