@@ -29,10 +29,10 @@ def test_the_cursor_counts_utf16_columns() -> None:
 def test_a_plan_warms_on_focus_on_a_far_move_and_on_many_lines() -> None:
     plan = WarmPlan()
     plan.opened("a", 100)
-    assert not plan.edited("a", 100 - WARM_STEP_LINES + 1, 0)  # still near
-    assert plan.edited("a", 10, 0)  # far: another window
-    assert not plan.edited("a", 12, 1)  # typing Enter
-    assert plan.edited("a", 12, 2)  # a paste of lines
-    assert plan.edited("b", 0, 0)  # another document: focus
+    assert not plan.moved("a", 100 - WARM_STEP_LINES + 1, 0)  # still near
+    assert plan.moved("a", 10, 0)  # far: another window
+    assert not plan.moved("a", 12, 1)  # typing Enter
+    assert plan.moved("a", 12, 2)  # a paste of lines
+    assert plan.moved("b", 0, 0)  # another document: focus
     plan.asked("a", 12)  # a request prefills its own window
-    assert not plan.edited("a", 13, 0)
+    assert not plan.moved("a", 13, 0)

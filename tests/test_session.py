@@ -509,3 +509,16 @@ async def wait_until(predicate: Callable[[], bool]) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("the state the test waits for never came")
+
+
+async def test_a_cursor_moved_to_a_new_window_warms_it(make):
+    session, host = make()
+    session.open(LONG_URI, LONG, 1, "python")
+    host.run_background()
+    session.cursor(LONG_URI, 58, 3)  # near where the open warmed
+    assert host.background == []
+    session.cursor(LONG_URI, 5, 3)
+    host.run_background()
+    assert scripted(host).warmed[-1] == (LONG, LONG.index("line_5") + 3)
+    session.cursor("file:///work/not-open.py", 0, 0)  # ignored
+    assert host.background == []

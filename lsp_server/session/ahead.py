@@ -68,8 +68,9 @@ class WarmPlan:
         self.focused = uri
         self.lines[uri] = line
 
-    def edited(self, uri: str, line: int, lines_changed: int) -> bool:
-        """True when an edit leaving the cursor at `line` should warm the window there."""
+    def moved(self, uri: str, line: int, lines_changed: int = 0) -> bool:
+        """True when the cursor, now at `line` (moved, or after an edit that inserted or
+        removed `lines_changed` lines), needs the window there warmed."""
         focus = uri != self.focused
         last = self.lines.get(uri)
         moved = last is None or abs(line - last) >= WARM_STEP_LINES

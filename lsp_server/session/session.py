@@ -189,8 +189,14 @@ class Session:
         self.workspace.changed(uri)
         doc = self.documents.get(uri)
         cursor = edit_cursor(doc.text, changes[-1], self.encoding) if doc and changes else None
-        if cursor is not None and self.plan.edited(uri, cursor[1], cursor[2]):
+        if cursor is not None and self.plan.moved(uri, cursor[1], cursor[2]):
             self.warm(uri, cursor[0])
+
+    def cursor(self, uri: str, line: int, character: int) -> None:
+        """The editor's cursor is at (line, character): warm the window there if it is new."""
+        doc = self.documents.get(uri)
+        if doc is not None and self.plan.moved(uri, line, 0):
+            self.warm(uri, offset_at(doc.text, line, character, self.encoding))
 
     def close(self, uri: str) -> None:
         self.cancel(uri, "closed")

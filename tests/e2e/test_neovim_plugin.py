@@ -572,3 +572,18 @@ def test_real_server_first_request_shows_ghost_text_even_while_the_model_loads(
     editor.type(REAL_KEYS)
     marks = editor.wait(editor.ghost, "ghost text in a file just opened", timeout=60)
     assert marks[0]["row"] == 1 and marks[0]["text"]
+
+
+def test_real_server_warms_where_the_cursor_goes(
+    editor: Editor, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    editor.setup(real_cmd(tiny_model_dir), settings={"max_tokens": 8})
+    editor.edit(tmp_path / "long.py", "".join(f"value_{i} = {i}\n" for i in range(80)))
+    before = wait_ready(editor)["ahead"]["warms"]
+    editor.type("40G")  # far from the end, where opening the file warmed (if loaded by then)
+
+    def warms() -> int:
+        status = editor.lua("return require('codetailor.server').status_sync(2000)") or {}
+        return (status.get("ahead") or {}).get("warms", 0)
+
+    editor.wait(lambda: warms() > before, "the server to warm the cursor's window")

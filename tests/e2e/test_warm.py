@@ -60,3 +60,16 @@ def test_an_accepted_suggestion_is_followed_by_one_computed_ahead(server: RawCli
     )
     assert server.inline(uri, 0, 8)[0]["insertText"] == "aaaa"
     assert server.status()["ahead"]["nextHits"] == hits + 1
+
+
+def test_a_cursor_notification_warms_the_window_where_the_cursor_went(server: RawClient):
+    uri = "file:///work/warm_cursor.py"
+    server.open(uri, TEXT)
+    done = server.wait_status(lambda s: s["ahead"]["warmsDone"] >= 1, "no warm")["ahead"]
+    position = {"line": 2, "character": 4}
+    server.notify("codetailor/cursor", {"textDocument": {"uri": uri}, "position": position})
+    server.wait_status(
+        lambda s: s["ahead"]["warmsDone"] > done["warmsDone"], "the cursor's window not warmed"
+    )
+    server.notify("codetailor/cursor", {"position": "nonsense"})  # ignored
+    assert server.inline(uri, 1, len("    return value * 0"))  # still answering
