@@ -135,3 +135,15 @@ def test_an_ordinary_job_makes_the_running_background_job_yield():
     assert background.result(5) == "yielded"
     assert ordinary.result(5) == "answered"
     worker.stop()
+
+
+def test_stopping_runs_the_submitted_jobs_and_drops_background_ones():
+    worker = Worker("test")
+    gate = threading.Event()
+    first = worker.submit(lambda: gate.wait(5))
+    background = worker.submit_background(lambda: "warm", threading.Event())
+    second = worker.submit(lambda: "second")
+    worker.stop()
+    gate.set()
+    assert first.result(5) and second.result(5) == "second"
+    assert background.cancelled()  # stop() came while the first job held the thread

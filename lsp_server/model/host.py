@@ -68,6 +68,8 @@ class Worker:
         return future
 
     def stop(self) -> None:
+        """End the thread once the calls already submitted have run (background ones are
+        dropped: their futures are cancelled)."""
         with self._cond:
             self._stopped = True
             self._cond.notify()
@@ -75,9 +77,15 @@ class Worker:
     def _next(self) -> _Job | None:
         with self._cond:
             self._cond.wait_for(lambda: self._stopped or self._jobs or self._background)
-            if self._stopped:
+            if self._jobs:
+                job = self._jobs.popleft()
+            elif self._stopped:
+                for dropped in self._background:
+                    dropped.future.cancel()
+                self._background.clear()
                 return None
-            job = self._jobs.popleft() if self._jobs else self._background.popleft()
+            else:
+                job = self._background.popleft()
             self._yield = job.cancel
             return job
 
