@@ -233,3 +233,28 @@ def test_every_rule_changes_what_is_shown(rule: str) -> None:
     assert alone != postprocess(generated, prefix, suffix, scope, rules=()), rule
     completer, _ = make("x", rules=[r for r in RULES if r != rule])
     assert rule not in completer.rules
+
+
+def test_prompt_ids_are_what_complete_feeds_the_engine() -> None:
+    """Warming prefills exactly the ids the real request at that cursor starts with."""
+    engine = ScriptedEngine("pass")
+    completer = Completer(engine, CharTokenizer(), PREFIX_ONLY, window_tokens=200)  # type: ignore[arg-type]
+    text = lines(40) + "def f():\n    "
+    ids = completer.prompt_ids(text, len(text), path="src/app.py")
+    completer.complete(text, len(text), path="src/app.py")
+    assert engine.prompts == [ids]
+    # A request further on in the same window shares the warmed ids as its prefix.
+    assert completer.prompt_ids(text + "x", len(text) + 1, path="src/app.py")[: len(ids)] == ids
+
+
+def test_warm_prefills_the_prompt_ids() -> None:
+    class PrefillEngine(ScriptedEngine):
+        def prefill(self, ids, cancel=None, *, chunk=None):
+            self.prompts.append(list(ids))
+            return len(ids)
+
+    engine = PrefillEngine("")
+    completer = Completer(engine, CharTokenizer(), PREFIX_ONLY, window_tokens=200)  # type: ignore[arg-type]
+    text = lines(5)
+    assert completer.warm(text, 20) == len(completer.prompt_ids(text, 20))
+    assert engine.prompts == [completer.prompt_ids(text, 20)]

@@ -286,3 +286,26 @@ def test_tiny_model_first_allowed_picks_the_best_allowed_token(tiny_double) -> N
     engine = Engine(TransformersBackend(model, []))
     first = engine.generate(prompt, max_new_tokens=1, first_allowed=allowed).tokens[0]
     assert first == ranked[3]
+
+
+def test_prefill_warms_the_cache_for_the_next_generation() -> None:
+    backend = FakeBackend()
+    eng = Engine(backend, prefill_chunk=8)
+    prompt = list(range(1, 31))
+    assert eng.prefill(prompt[:20]) == 20
+    assert backend.calls == [8, 8, 4]
+    warmed = eng.generate(prompt, max_new_tokens=4)
+    assert warmed.cached_tokens == 20
+    cold = Engine(FakeBackend(), prefill_chunk=8).generate(prompt, max_new_tokens=4)
+    assert warmed.tokens == cold.tokens  # warming never changes the output
+
+
+def test_prefill_yields_between_chunks_and_keeps_its_work() -> None:
+    cancel = threading.Event()
+    backend = FakeBackend(on_forward=lambda n: cancel.set() if n == 2 else None)
+    eng = Engine(backend, prefill_chunk=4)
+    prompt = list(range(1, 41))
+    assert eng.prefill(prompt, cancel) == 8  # stopped after the chunk during which it was asked
+    assert len(backend.calls) == 2
+    assert eng.generate(prompt, max_new_tokens=1).cached_tokens == 8
+    assert eng.prefill(prompt, chunk=16) >= 1  # the rest, in larger chunks

@@ -105,3 +105,45 @@ def test_the_worker_runs_jobs_in_order_and_skips_cancelled_ones():
     assert third.result(5) == "done" and first.done()
     assert order == [1, 3]
     worker.stop()
+
+
+def test_background_jobs_run_only_when_no_ordinary_job_waits():
+    worker = Worker("test")
+    gate = threading.Event()
+    order: list[str] = []
+    first = worker.submit(lambda: gate.wait(5) and order.append("first"))
+    background = worker.submit_background(lambda: order.append("background"), threading.Event())
+    ordinary = worker.submit(lambda: order.append("ordinary"))
+    gate.set()
+    background.result(5)
+    assert first.done() and ordinary.done()
+    assert order == ["first", "ordinary", "background"]
+    worker.stop()
+
+
+def test_an_ordinary_job_makes_the_running_background_job_yield():
+    worker = Worker("test")
+    started, cancel = threading.Event(), threading.Event()
+
+    def warm() -> str:
+        started.set()
+        return "yielded" if cancel.wait(5) else "ran out"
+
+    background = worker.submit_background(warm, cancel)
+    assert started.wait(5)
+    ordinary = worker.submit(lambda: "answered")
+    assert background.result(5) == "yielded"
+    assert ordinary.result(5) == "answered"
+    worker.stop()
+
+
+def test_stopping_runs_the_submitted_jobs_and_drops_background_ones():
+    worker = Worker("test")
+    gate = threading.Event()
+    first = worker.submit(lambda: gate.wait(5))
+    background = worker.submit_background(lambda: "warm", threading.Event())
+    second = worker.submit(lambda: "second")
+    worker.stop()
+    gate.set()
+    assert first.result(5) and second.result(5) == "second"
+    assert background.cancelled()  # stop() came while the first job held the thread

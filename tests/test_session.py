@@ -2,8 +2,9 @@
 
 The fake completer follows a script, one step per call: a string is answered
 at once; `BLOCK` runs "forever", i.e. until the request's cancel flag is set
-(bounded, so a broken test fails instead of hanging). Tests wait on events and
-futures, never on time.
+(bounded, so a broken test fails instead of hanging). The fake host keeps
+background jobs (warming, the next suggestion) until a test runs them. Tests
+wait on events and futures, never on time.
 """
 
 from __future__ import annotations
@@ -17,15 +18,21 @@ from typing import Any, TypeVar
 
 import pytest
 
-from lsp_server.session.documents import Change
-from lsp_server.session.session import EMPTY_REASONS, Session
+from lsp_server.completion.completer import Completer
+from lsp_server.completion.prompt import PREFIX_ONLY
+from lsp_server.model.engine import Engine
+from lsp_server.session.documents import Change, Position
+from lsp_server.session.session import EMPTY_REASONS, Request, Session
 from lsp_server.session.settings import Settings
+from tests.test_completer import CharTokenizer
+from tests.test_engine import FakeBackend
 
 T = TypeVar("T")
 URI = "file:///work/app.py"
 TEXT = "x = "
 BLOCK = object()  # a script step: run until cancelled
 FAIL = object()  # a script step: raise
+TIME = object()  # a script step: the time budget ran out before any text
 BOUND_S = 5.0
 
 
@@ -47,12 +54,17 @@ class Call:
 
 
 class ScriptedCompleter:
-    """Answers each call with the next step of its script."""
+    """Answers each call with the next step of its script; records warming calls."""
 
     def __init__(self, *script: object) -> None:
         self.script = list(script)
         self.calls: list[Call] = []
         self.called = threading.Condition()
+        self.warmed: list[tuple[str, int]] = []
+
+    def warm(self, text: str, offset: int, **_: Any) -> int:
+        self.warmed.append((text, offset))
+        return offset
 
     def complete(
         self, text: str, offset: int, *, cancel: threading.Event | None = None, **_: Any
@@ -65,6 +77,8 @@ class ScriptedCompleter:
         call.started.set()
         if step is FAIL:
             raise RuntimeError("scripted failure")
+        if step is TIME:
+            return FakeCompletion("", stop_reason="time")
         if step is BLOCK:
             assert call.cancel.wait(BOUND_S), "a blocking call was never cancelled"
             return FakeCompletion("aaaa", stop_reason="cancelled")
@@ -92,12 +106,28 @@ class FakeHost:
         self.state = state
         self.loads: list[Settings] = []
         self.futures: list[Future[Any]] = []
+        self.background: list[tuple[Callable[[], Any], threading.Event, Future[Any]]] = []
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="fake-generate")
 
     def submit(self, job: Callable[[], T]) -> Future[T]:
         future = self._pool.submit(job)
         self.futures.append(future)
         return future
+
+    def submit_background(self, job: Callable[[], T], cancel: threading.Event) -> Future[T]:
+        future: Future[T] = Future()
+        self.background.append((job, cancel, future))
+        return future
+
+    def run_background(self) -> list[Any]:
+        """Run the background jobs kept so far, in order, on the generation thread."""
+        jobs, self.background = self.background, []
+        results = []
+        for job, _, future in jobs:
+            result = self._pool.submit(job).result(BOUND_S)
+            future.set_result(result)
+            results.append(result)
+        return results
 
     def load(self, settings: Settings) -> None:
         self.loads.append(settings)
@@ -249,7 +279,7 @@ async def test_requests_before_the_model_is_ready_are_empty_and_counted(make):
 
 
 async def test_disabled_binary_unknown_failed_and_empty_answers_have_their_reason(make):
-    session, host = make(FAIL, "")
+    session, host = make(FAIL, "", TIME)
     assert session.request_at("file:///work/not-open.py", 0, 0) is None
     session.apply_settings(Settings(context=False, enable=False))
     assert await session.complete(request(session)) == ""
@@ -259,12 +289,14 @@ async def test_disabled_binary_unknown_failed_and_empty_answers_have_their_reaso
     assert blob is not None and await session.complete(blob) == ""
     assert await session.complete(request(session)) == ""  # the completer raises
     assert await session.complete(request(session)) == ""  # the model had nothing to say
+    assert await session.complete(request(session)) == ""  # the time budget ran out
     assert empties(session) == {
         "unknown_document": 1,
         "disabled": 1,
         "binary": 1,
         "failed": 1,
         "empty_generation": 1,
+        "time_budget": 1,
     }
     assert session.counts["failed"] == 1 and session.counts["shown"] == 0
     assert set(session.status()["emptyAnswers"]) == set(EMPTY_REASONS)
@@ -360,3 +392,174 @@ def test_a_client_cannot_send_prompts_to_an_engine_of_its_choosing():
     trusting = Session(Settings(model="tiny"), FakeHost(None, state="ready"))
     assert trusting.configure({"engine": "openai:http://127.0.0.1:8000"}) == []
     assert trusting.settings.engine == "openai:http://127.0.0.1:8000"
+
+
+# -- work done before it is asked for -------------------------------------------------------
+
+LONG = "".join(f"line_{i} = {i}\n" for i in range(60))
+LONG_URI = "file:///work/long.py"
+
+
+def edit_at(session: Session, uri: str, line: int, text: str, version: int) -> None:
+    """Insert `text` at the start of `line`, as an editor sends a keystroke."""
+    at = Position(line, 0)
+    session.change(uri, version, [Change(text, at, at)])
+
+
+async def test_opening_a_document_warms_its_window_in_the_background(make):
+    session, host = make()
+    completer = scripted(host)
+    session.open(LONG_URI, LONG, 1, "python")
+    assert host.futures == []  # nothing ran as a request
+    assert host.run_background() == [len(TEXT), len(LONG)]  # the fixture's document, this one
+    assert completer.warmed[-1] == (LONG, len(LONG))
+    assert completer.calls == []  # warming generates nothing
+    ahead = session.status()["ahead"]
+    assert ahead["warms"] == 2 and ahead["warmsDone"] == 2 and ahead["warmedTokens"] > 0
+
+
+async def test_edits_warm_when_the_cursor_moves_to_a_new_window_or_another_document(make):
+    session, host = make()
+    session.open(LONG_URI, LONG, 1, "python")
+    host.run_background()
+    edit_at(session, LONG_URI, 58, "x", 2)  # near the end, where the open warmed
+    assert host.background == []
+    edit_at(session, LONG_URI, 3, "y", 3)  # far from it: a new window
+    edit_at(session, LONG_URI, 4, "a\nb\nc\n", 4)  # a paste of lines changes the window
+    edit_at(session, URI, 0, "z", 2)  # another document: focus
+    edit_at(session, LONG_URI, 5, "w", 5)  # and back
+    assert len(host.background) == 4
+    host.run_background()
+    ahead = session.status()["ahead"]
+    # Only the last warm per document runs: a newer one replaces it (2 done at open).
+    assert ahead["warmsDone"] == 2 + 2 and ahead["warmsSkipped"] == 2
+
+
+async def test_only_the_latest_documents_are_warmed(make):
+    session, host = make()  # opens URI
+    for i in range(3):
+        session.open(f"file:///work/tab{i}.py", LONG, 1, "python")
+    cancelled = [cancel.is_set() for _, cancel, _ in host.background]
+    assert cancelled == [True, True, False, False]  # URI and tab0 gave way to tab1 and tab2
+    host.run_background()
+    assert session.status()["ahead"]["warmsSkipped"] == 2
+
+
+async def test_a_request_makes_a_running_warm_of_its_document_yield(make):
+    session, host = make("hello")
+    host.run_background()
+    edit_at(session, URI, 0, "# comment\n" * 3, 2)
+    ((_, cancel, _),) = host.background
+    assert await session.complete(request(session, 0)) == "hello"
+    assert cancel.is_set()  # the real host's worker also sets it when any request arrives
+
+
+async def test_a_request_while_the_model_loads_waits_for_it(make):
+    session, host = make(ready=False)
+    host.state = "loading"
+    task = asyncio.create_task(session.complete(request(session)))
+    await wait_until(lambda: session.counts["waited_for_model"] == 1)
+    assert not task.done()
+    host.completer, host.state = ScriptedCompleter("loaded"), "ready"
+    assert await asyncio.wait_for(task, BOUND_S) == "loaded"
+    assert empties(session) == {}
+
+
+async def test_a_waiting_request_is_superseded_or_times_out(make):
+    session, host = make(ready=False)
+    host.state = "loading"
+    first = asyncio.create_task(session.complete(request(session)))
+    await wait_until(lambda: session.counts["waited_for_model"] == 1)
+    second = asyncio.create_task(session.complete(request(session, 2)))
+    assert await asyncio.wait_for(first, BOUND_S) == ""
+    session.ready_wait_s = 0.0
+    session.open(LONG_URI, LONG, 1)  # another document: no supersede
+    third = Request(LONG_URI, LONG, 3, 0)
+    assert await asyncio.wait_for(session.complete(third), BOUND_S) == ""  # waited its 0 s
+    assert not second.done()  # still waiting, with the generous bound it started with
+    host.state = "failed"  # a load that fails ends every wait
+    assert await asyncio.wait_for(second, BOUND_S) == ""
+    assert empties(session) == {"superseded": 1, "not_ready": 2}
+
+
+async def test_the_next_suggestion_is_ready_when_the_shown_one_is_accepted(make):
+    session, host = make("hello", "world")
+    assert await session.complete(request(session)) == "hello"
+    host.run_background()  # computes the suggestion after "x = hello"
+    edit(session, TEXT + "hello")  # the user accepts
+    session.accepted("inline")
+    assert await session.complete(request(session, len(TEXT) + 5)) == "world"
+    assert len(host.futures) == 1  # no request ran the model: it was computed ahead
+    ahead = session.status()["ahead"]
+    assert ahead["nextComputed"] == 2 and ahead["nextHits"] == 1  # and the one after "world"
+    assert scripted(host).calls[1].text == TEXT + "hello"
+
+
+async def test_a_next_suggestion_for_other_text_is_dropped(make):
+    session, host = make("hello", "other")
+    assert await session.complete(request(session)) == "hello"
+    predicted = session.predicted[URI]
+    edit(session, TEXT + "help")
+    assert await session.complete(request(session, len(TEXT) + 4)) == "other"
+    assert predicted.cancel.is_set()
+    assert session.status()["ahead"]["nextHits"] == 0
+
+
+async def test_no_generation_where_the_line_right_of_the_cursor_is_full(make):
+    session, host = make("a")
+    edit(session, "x = compute(value, other)")
+    assert await session.complete(request(session, 4)) == ""  # before "compute(value, other)"
+    assert host.futures == [] and empties(session) == {"no_help": 1}
+    # A few characters besides closers still get a (one-line) completion, as scope.py decides.
+    assert await session.complete(request(session, 19)) == "a"  # before "other)"
+    assert session.counts["no_help"] == 1
+
+
+async def test_a_request_superseded_during_its_prefill_leaves_it_for_the_next():
+    reached, release = threading.Event(), threading.Event()
+
+    def second_chunk(call: int) -> None:
+        if call == 2:
+            reached.set()
+            assert release.wait(BOUND_S)
+
+    engine = Engine(FakeBackend(on_forward=second_chunk), prefill_chunk=8)
+    completer = Completer(engine, CharTokenizer(), PREFIX_ONLY)  # type: ignore[arg-type]
+    host = FakeHost(None)
+    host.completer = completer  # type: ignore[assignment]
+    session = Session(Settings(context=False), host)
+    session.open(LONG_URI, LONG, 1)
+    host.background.clear()  # no warming here: the first request starts cold
+    first = asyncio.create_task(session.complete(Request(LONG_URI, LONG, len(LONG), 0)))
+    assert await asyncio.to_thread(reached.wait, BOUND_S)
+    second = asyncio.create_task(session.complete(Request(LONG_URI, LONG, len(LONG), 0)))
+    await wait_until(lambda: session.counts["requests"] == 2)  # it superseded the first
+    release.set()
+    assert await asyncio.wait_for(first, BOUND_S) == ""
+    await asyncio.wait_for(second, BOUND_S)
+    assert session.last_generation is not None
+    assert session.last_generation["cached_tokens"] == 16  # the two chunks the first one fed
+    assert empties(session).get("superseded") == 1
+    host._pool.shutdown(wait=True)
+
+
+async def wait_until(predicate: Callable[[], bool]) -> None:
+    """Wait (bounded) until `predicate` holds, letting the event loop run meanwhile."""
+    for _ in range(int(BOUND_S / 0.01)):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the state the test waits for never came")
+
+
+async def test_a_cursor_moved_to_a_new_window_warms_it(make):
+    session, host = make()
+    session.open(LONG_URI, LONG, 1, "python")
+    host.run_background()
+    session.cursor(LONG_URI, 58, 3)  # near where the open warmed
+    assert host.background == []
+    session.cursor(LONG_URI, 5, 3)
+    host.run_background()
+    assert scripted(host).warmed[-1] == (LONG, LONG.index("line_5") + 3)
+    session.cursor("file:///work/not-open.py", 0, 0)  # ignored
+    assert host.background == []

@@ -19,6 +19,16 @@ BLOCK_OPENERS = (":", "{", "(", "[", "=>", "->")
 # Text after the cursor that still lets a completion run to the end of the line:
 # closing brackets and quotes the editor inserted, and statement punctuation.
 CLOSING_CHARS = set(")]}>\"'`;,: \t")
+# More characters than this right of the cursor on its line, closers aside, and
+# no completion helps there: the request is answered at once (llama.vim's
+# `max_line_suffix` is 8 too). Up to it, `decide_scope` completes one line ("mid-line").
+MAX_LINE_SUFFIX = 8
+
+
+def completion_helps(suffix: str) -> bool:
+    """False when the rest of the cursor's line (the start of `suffix`) leaves no room for one."""
+    rest_of_line = suffix.split("\n", 1)[0].rstrip("\r")
+    return sum(ch not in CLOSING_CHARS for ch in rest_of_line) <= MAX_LINE_SUFFIX
 
 
 def indent_width(line: str, tab_size: int = 4) -> int:

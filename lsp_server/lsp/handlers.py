@@ -19,6 +19,7 @@ from lsp_server.session.documents import Change, Position, position_at, word_sta
 
 ACCEPTED = "codetailor.accepted"
 STATUS = "codetailor.status"
+CURSOR = "codetailor/cursor"  # the editor's cursor moved (the Neovim plugin sends it)
 ENCODINGS = {"utf-8": "utf-8", "utf-16": "utf-16", "utf-32": "utf-32"}
 LABEL_CHARS = 60
 
@@ -37,6 +38,7 @@ def register(ls: CodetailorServer) -> None:
     ls.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(resolve_provider=False))(
         completion
     )
+    ls.feature(CURSOR)(cursor)
     ls.command(ACCEPTED)(accepted)
     ls.command(STATUS)(status)
 
@@ -80,6 +82,26 @@ def did_change(ls: CodetailorServer, params: types.DidChangeTextDocumentParams) 
 
 def did_close(ls: CodetailorServer, params: types.DidCloseTextDocumentParams) -> None:
     ls.session.close(params.text_document.uri)
+
+
+def cursor(ls: CodetailorServer, params: Any) -> None:
+    """`codetailor/cursor` {textDocument: {uri}, position}: warm the window there if new.
+
+    Not LSP: LSP tells a server of edits, not of cursor moves; without this
+    notification the server warms where documents are opened and edited.
+    """
+    try:
+        uri = str(_field(_field(params, "textDocument"), "uri"))
+        position = _field(params, "position")
+        line, character = int(_field(position, "line")), int(_field(position, "character"))
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return  # a malformed notification has no answer to carry an error
+    ls.session.cursor(uri, line, character)
+
+
+def _field(value: Any, name: str) -> Any:
+    """A field of custom params, which pygls hands over as an object (or a dict)."""
+    return value[name] if isinstance(value, dict) else getattr(value, name)
 
 
 def did_change_configuration(

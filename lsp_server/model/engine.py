@@ -238,6 +238,39 @@ class Engine:
                 decode_ms=max(decode_ms, 0.0),
             )
 
+    def prefill(
+        self,
+        prompt: Sequence[int],
+        cancel: threading.Event | None = None,
+        *,
+        chunk: int | None = None,
+    ) -> int:
+        """Feed `prompt` into the prefix cache without generating; returns the tokens computed.
+
+        Warming: a later `generate` whose prompt starts with these ids finds
+        them cached. Stops between chunks (of `chunk` tokens, default the
+        engine's) once `cancel` is set, keeping what it computed, so a real
+        request waits at most one chunk and then continues it.
+        """
+        prompt = list(prompt)
+        if not prompt or not self.reuse:
+            return 0
+        with self._lock:
+            kv, cached = self.cache.take(prompt, self.backend)
+            fed = prompt[:cached]
+            try:
+                while len(fed) < len(prompt) and not (cancel is not None and cancel.is_set()):
+                    piece = prompt[len(fed) : len(fed) + (chunk or self.prefill_chunk)]
+                    self.backend.forward(kv, piece)
+                    fed.extend(piece)
+            except BaseException:
+                kv = None  # a half-updated cache cannot be trusted
+                raise
+            finally:
+                if kv is not None:
+                    self.cache.put(fed, kv)
+            return len(fed) - cached
+
 
 def _interrupted(deadline: float | None, cancel: threading.Event | None) -> StopReason | None:
     if cancel is not None and cancel.is_set():

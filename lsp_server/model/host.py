@@ -10,9 +10,9 @@ client that goes away never keeps the process alive. No pygls here.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -33,32 +33,78 @@ EventCallback = Callable[[str, str, "int | None"], None]
 
 
 class Worker:
-    """A daemon thread that runs submitted calls one after another."""
+    """A daemon thread that runs submitted calls one after another.
+
+    Background calls (warming a cache, computing a suggestion before it is
+    asked for) run only when no ordinary call waits; an ordinary call that
+    arrives while one runs sets that call's cancel flag, so it yields at its
+    next check (one prefill chunk, one decoding step).
+    """
 
     def __init__(self, name: str) -> None:
-        self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = (
-            queue.SimpleQueue()
-        )
+        self._jobs: deque[_Job] = deque()
+        self._background: deque[_Job] = deque()
+        self._stopped = False
+        self._yield: threading.Event | None = None  # the running background call's cancel flag
+        self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def submit(self, fn: Callable[[], T]) -> Future[T]:
         future: Future[T] = Future()
-        self._queue.put((future, fn))
+        with self._cond:
+            self._jobs.append(_Job(future, fn))
+            if self._yield is not None:
+                self._yield.set()
+            self._cond.notify()
+        return future
+
+    def submit_background(self, fn: Callable[[], T], cancel: threading.Event) -> Future[T]:
+        """Run `fn` when nothing else waits; `cancel` is set when an ordinary call arrives."""
+        future: Future[T] = Future()
+        with self._cond:
+            self._background.append(_Job(future, fn, cancel))
+            self._cond.notify()
         return future
 
     def stop(self) -> None:
-        self._queue.put(None)
+        """End the thread once the calls already submitted have run (background ones are
+        dropped: their futures are cancelled)."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+
+    def _next(self) -> _Job | None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._stopped or self._jobs or self._background)
+            if self._jobs:
+                job = self._jobs.popleft()
+            elif self._stopped:
+                for dropped in self._background:
+                    dropped.future.cancel()
+                self._background.clear()
+                return None
+            else:
+                job = self._background.popleft()
+            self._yield = job.cancel
+            return job
 
     def _run(self) -> None:
-        while (job := self._queue.get()) is not None:
-            future, fn = job
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(fn())
-            except BaseException as exc:  # noqa: BLE001 - handed to whoever awaits it
-                future.set_exception(exc)
+        while (job := self._next()) is not None:
+            if job.future.set_running_or_notify_cancel():
+                try:
+                    job.future.set_result(job.fn())
+                except BaseException as exc:  # noqa: BLE001 - handed to whoever awaits it
+                    job.future.set_exception(exc)
+            with self._cond:
+                self._yield = None
+
+
+@dataclass(frozen=True)
+class _Job:
+    future: Future[Any]
+    fn: Callable[[], Any]
+    cancel: threading.Event | None = None  # set for background calls: "yield now"
 
 
 @dataclass(frozen=True)
@@ -139,6 +185,10 @@ class ModelHost:
     def submit(self, job: Callable[[], T]) -> Future[T]:
         """Run `job` on the generation thread, after the jobs already waiting there."""
         return self.generator.submit(job)
+
+    def submit_background(self, job: Callable[[], T], cancel: threading.Event) -> Future[T]:
+        """Run `job` when no request waits; `cancel` is set when one arrives (see Worker)."""
+        return self.generator.submit_background(job, cancel)
 
     def load(self, settings: Settings) -> None:
         """Drop the current model and load the one `settings` name, in the background."""

@@ -47,6 +47,18 @@ class CompleterLike(Protocol):
         language_id: str | None = ...,
     ) -> CompletionLike: ...
 
+    def warm(
+        self,
+        text: str,
+        offset: int,
+        *,
+        path: str | None = ...,
+        context: Sequence[Snippet] = ...,
+        cancel: threading.Event | None = ...,
+    ) -> int:
+        """Prefill the prompt for this cursor into the model's cache; the tokens computed."""
+        ...
+
 
 class HostLike(Protocol):
     """The model host: (re)loads in the background and runs generation jobs one at a time."""
@@ -63,6 +75,10 @@ class HostLike(Protocol):
 
     def submit(self, job: Callable[[], T]) -> Future[T]:
         """Run `job` on the generation thread; the future holds its result."""
+        ...
+
+    def submit_background(self, job: Callable[[], T], cancel: threading.Event) -> Future[T]:
+        """Run `job` there when no `submit`ted job waits; `cancel` is set when one arrives."""
         ...
 
     def load(self, settings: Settings) -> None:

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lsp_server import __version__
+from lsp_server.completion.scope import completion_helps
+from lsp_server.session.ahead import WARM_DOCUMENTS, Predicted, WarmPlan, edit_cursor
 from lsp_server.session.documents import Change, Documents, looks_binary, offset_at, prompt_safe
 from lsp_server.session.ports import CompleterLike, CompletionLike, HostLike
 from lsp_server.session.settings import Settings, parse_settings, unknown_keys
@@ -35,7 +37,8 @@ EMPTY_REASONS = (
     "unknown_document",  # the document is not open
     "disabled",  # the `enable` setting is off
     "binary",  # the document looks binary
-    "not_ready",  # no model loaded (yet)
+    "not_ready",  # no model loaded, or still loading after READY_WAIT_S
+    "no_help",  # too much text right of the cursor on its line for a completion to help
     "superseded",  # a newer request for the same document took over
     "stale",  # the document changed while the model ran
     "closed",  # the document was closed while the model ran
@@ -43,8 +46,24 @@ EMPTY_REASONS = (
     "disconnected",  # the client went away
     "cancelled",  # $/cancelRequest (answered with an error, not an empty list)
     "failed",  # the generation raised
+    "time_budget",  # `timeBudgetMs` ran out before the model produced anything
     "empty_generation",  # the model ran and had nothing to offer
 )
+# The status' "ahead" counts: warms asked for, finished, cut short by a request, skipped
+# (the document changed first), tokens prefilled; next suggestions computed, and served.
+AHEAD_COUNTS = (
+    "warms",
+    "warmsDone",
+    "warmsYielded",
+    "warmsSkipped",
+    "warmedTokens",
+    "nextComputed",
+    "nextHits",
+)
+
+# How long a request made while the model loads waits for it, and how often it looks.
+READY_WAIT_S = 300.0
+READY_POLL_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -64,11 +83,15 @@ class Inflight:
 
     cancel: threading.Event = field(default_factory=threading.Event)
     reason: str = ""
+    # The next suggestion's cancel flag while the request waits for it (see ahead.py).
+    linked: threading.Event | None = None
 
     def stop(self, reason: str) -> None:
         if not self.cancel.is_set():
             self.reason = reason
             self.cancel.set()
+        if self.linked is not None:
+            self.linked.set()
 
 
 class Session:
@@ -83,6 +106,7 @@ class Session:
         shown_capacity: int = 16,
         host_settings: Settings | None = None,
         model_allowed: Callable[[str], bool] | None = None,
+        ready_wait_s: float = READY_WAIT_S,
     ) -> None:
         self.startup = startup  # the command line's settings: what a null setting returns to
         self.settings = startup
@@ -100,6 +124,13 @@ class Session:
         self.empty: Counter[str] = Counter()
         self.last_generation: dict[str, Any] | None = None
         self.generating: int | None = None  # the request the model is working on now
+        self.ready_wait_s = ready_wait_s
+        self.plan = WarmPlan()
+        self.warms: dict[str, threading.Event] = {}  # per document, the latest warm's cancel flag
+        self.predicted: dict[str, Predicted] = {}  # per document, the next suggestion
+        # Counts of that background work, all keys present: the worker thread adds to them
+        # while `status` copies them, so the dict must never change size.
+        self.ahead: dict[str, int] = dict.fromkeys(AHEAD_COUNTS, 0)
 
     @property
     def encoding(self) -> str:
@@ -179,22 +210,40 @@ class Session:
         threading.Thread(
             target=self.workspace.stop, name="codetailor-index-stop", daemon=True
         ).start()
+        self.plan = WarmPlan()
 
     # -- documents ------------------------------------------------------------------------
 
     def open(self, uri: str, text: str, version: int, language_id: str = "") -> None:
+        """A document opened (and focused): warm the window at its end."""
         self.documents.open(uri, text, version, language_id)
         self.workspace.opened(uri)
+        self.plan.opened(uri, text.count("\n"))
+        self.warm(uri, len(text))
 
     def change(self, uri: str, version: int, changes: Iterable[Change]) -> None:
+        """Apply edits; warm the window at the cursor if they moved it somewhere new."""
         self.cancel(uri, "stale")  # whatever it was computing is for text that no longer exists
-        if self.documents.change(uri, version, changes):
-            self.workspace.changed(uri)
-        else:
+        changes = list(changes)
+        if not self.documents.change(uri, version, changes):
             self.counts["unknown_document"] += 1
+            return
+        self.workspace.changed(uri)
+        doc = self.documents.get(uri)
+        cursor = edit_cursor(doc.text, changes[-1], self.encoding) if doc and changes else None
+        if cursor is not None and self.plan.moved(uri, cursor[1], cursor[2]):
+            self.warm(uri, cursor[0])
+
+    def cursor(self, uri: str, line: int, character: int) -> None:
+        """The editor's cursor is at (line, character): warm the window there if it is new."""
+        doc = self.documents.get(uri)
+        if doc is not None and self.plan.moved(uri, line, 0):
+            self.warm(uri, offset_at(doc.text, line, character, self.encoding))
 
     def close(self, uri: str) -> None:
         self.cancel(uri, "closed")
+        self._drop_ahead(uri)
+        self.plan.forget(uri)
         self.shown.forget(uri)
         self.documents.close(uri)
         self.workspace.closed(uri)
@@ -211,6 +260,17 @@ class Session:
         for inflight in self.inflight.values():
             inflight.stop(reason)
         self.inflight.clear()
+        for uri in list(self.warms) + list(self.predicted):
+            self._drop_ahead(uri)
+
+    def _drop_ahead(self, uri: str) -> None:
+        """Stop the background work for `uri` (warming, the next suggestion)."""
+        warm = self.warms.pop(uri, None)
+        if warm is not None:
+            warm.set()
+        predicted = self.predicted.pop(uri, None)
+        if predicted is not None:
+            predicted.cancel.set()
 
     # -- completion -----------------------------------------------------------------------
 
@@ -228,13 +288,8 @@ class Session:
         self.empty[reason] += 1
         return ""
 
-    async def complete(self, request: Request) -> str:
-        """The completion text at the request's cursor, or "" (disabled, not ready, stale...).
-
-        Cancelling the awaiting task ($/cancelRequest) stops the model within
-        one decoding step and raises `asyncio.CancelledError` as usual.
-        """
-        self.counts["requests"] += 1
+    def _answer_at_once(self, request: Request) -> str | None:
+        """The answer that needs no model (disabled, binary, typed through, no help); else None."""
         if not self.settings.enable:
             return self._answer_empty("disabled")
         if looks_binary(request.text):
@@ -243,15 +298,31 @@ class Session:
         if rest is not None:
             self.counts["typed_through"] += 1
             return rest
-        completer = self.host.completer
-        if completer is None:
-            self.counts["not_ready"] += 1
-            return self._answer_empty("not_ready")
+        if not completion_helps(request.text[request.offset :]):
+            self.counts["no_help"] += 1
+            return self._answer_empty("no_help")
+        return None
+
+    async def complete(self, request: Request) -> str:
+        """The completion text at the request's cursor, or "" (disabled, not ready, stale...).
+
+        While the model loads, the request waits for it (up to `ready_wait_s`;
+        a newer request or an edit ends the wait). Cancelling the awaiting task
+        ($/cancelRequest) stops the model within one decoding step and raises
+        `asyncio.CancelledError` as usual.
+        """
+        self.counts["requests"] += 1
+        answer = self._answer_at_once(request)
+        if answer is not None:
+            return answer
+        self.plan.asked(request.uri, request.text.count("\n", 0, request.offset))
+        warm = self.warms.pop(request.uri, None)
+        if warm is not None:  # the request prefills its window itself, continuing the warm
+            warm.set()
         self.cancel(request.uri, "superseded")  # a newer request supersedes the running one
         inflight = self.inflight[request.uri] = Inflight()
-        job = self._generation(completer, request, inflight.cancel)
         try:
-            completion = await asyncio.wrap_future(self.host.submit(job))
+            completion = await self._completion(request, inflight)
         except asyncio.CancelledError:  # $/cancelRequest: stop the model within one step
             inflight.stop("cancelled")
             self.counts["cancelled"] += 1
@@ -264,7 +335,63 @@ class Session:
         finally:
             if self.inflight.get(request.uri) is inflight:
                 del self.inflight[request.uri]
+        if completion is None and not inflight.cancel.is_set():
+            self.counts["not_ready"] += 1
+            return self._answer_empty("not_ready")
         return self._finish(request, inflight, completion)
+
+    async def _completion(self, request: Request, inflight: Inflight) -> CompletionLike | None:
+        """The next suggestion computed ahead, else a generation; None if no model came."""
+        ahead = await self._predicted(request, inflight)
+        if ahead is not None:
+            return ahead
+        completer = self.host.completer or await self._wait_for_model(inflight)
+        if completer is None:
+            return None
+        job = self._generation(completer, request, inflight.cancel)
+        return await asyncio.wrap_future(self.host.submit(job))
+
+    async def _wait_for_model(self, inflight: Inflight) -> CompleterLike | None:
+        """The completer once the loading model is ready; None if it fails, takes too
+        long, or the request is stopped (superseded, the document edited) meanwhile."""
+        if self.host.state != "loading":
+            return None
+        self.counts["waited_for_model"] += 1
+        deadline = time.monotonic() + self.ready_wait_s
+        while (completer := self.host.completer) is None:
+            if self.host.state != "loading" or inflight.cancel.is_set():
+                return None
+            if time.monotonic() >= deadline:
+                return None
+            await asyncio.sleep(READY_POLL_S)
+        return completer
+
+    async def _predicted(self, request: Request, inflight: Inflight) -> CompletionLike | None:
+        """The suggestion computed ahead for exactly this text and cursor, if it has one.
+
+        Waits for it if it is still being computed; a newer request stops it as
+        it would a generation. None when there is none, or when it was cut short
+        (it yields to any request) or failed: the caller then generates.
+        """
+        predicted = self.predicted.pop(request.uri, None)
+        if predicted is None:
+            return None
+        if not predicted.matches(request.text, request.offset):
+            predicted.cancel.set()  # the user went elsewhere
+            return None
+        inflight.linked = predicted.cancel
+        try:
+            completion = await asyncio.wrap_future(predicted.future)
+        except Exception:  # noqa: BLE001 - a failed prediction: generate instead
+            completion = None
+        finally:
+            inflight.linked = None
+        if inflight.cancel.is_set():
+            return completion
+        if completion is None or (not completion.text and predicted.cancel.is_set()):
+            return None
+        self.ahead["nextHits"] += 1
+        return completion
 
     def _finish(
         self, request: Request, inflight: Inflight, completion: CompletionLike | None
@@ -284,33 +411,112 @@ class Session:
         assert completion is not None
         self.shown.remember(request.uri, request.text, request.offset, completion.text)
         if not completion.text:
-            return self._answer_empty("empty_generation")
+            ran_out = completion.as_dict().get("stop_reason") == "time"
+            return self._answer_empty("time_budget" if ran_out else "empty_generation")
         self.counts["shown"] += 1
+        self._predict(request, completion.text)
         return completion.text
 
-    def _generation(
+    # -- background work: warming, the next suggestion -------------------------------------
+
+    def warm(self, uri: str, offset: int) -> None:
+        """Prefill the window for a cursor at `offset` in `uri`, in the background."""
+        doc, completer = self.documents.get(uri), self.host.completer
+        if doc is None or completer is None or not self.settings.enable:
+            return
+        if looks_binary(doc.text):
+            return
+        previous = self.warms.pop(uri, None)
+        if previous is not None:
+            previous.set()
+        cancel = self.warms[uri] = threading.Event()
+        while len(self.warms) > WARM_DOCUMENTS:  # only the latest documents' windows
+            self.warms.pop(next(iter(self.warms))).set()
+        self.ahead["warms"] += 1
+        request = Request(uri, doc.text, offset, doc.revision, doc.language_id)
+        self.host.submit_background(self._warming(completer, request, cancel), cancel)
+
+    def _warming(
         self, completer: CompleterLike, request: Request, cancel: threading.Event
+    ) -> Callable[[], int]:
+        """The background job that warms: skipped if the document changed before it ran."""
+        settings = self.settings
+
+        def warm() -> int:
+            doc = self.documents.get(request.uri)
+            if cancel.is_set() or doc is None or doc.revision != request.revision:
+                self.ahead["warmsSkipped"] += 1
+                return 0
+            text = prompt_safe(request.text)
+            try:
+                computed = completer.warm(
+                    text,
+                    request.offset,
+                    path=self.workspace.path_of(request.uri),
+                    context=self._context(settings, request.uri, text, request.offset),
+                    cancel=cancel,
+                )
+            except Exception:  # noqa: BLE001 - warming is an optimisation: log and go on
+                log.exception("warming failed")
+                return 0
+            self.ahead["warmedTokens"] += computed
+            self.ahead["warmsYielded" if cancel.is_set() else "warmsDone"] += 1
+            return computed
+
+        return warm
+
+    def _predict(self, request: Request, shown: str) -> None:
+        """Compute, in the background, the suggestion that follows accepting `shown`."""
+        completer = self.host.completer
+        if completer is None:
+            return
+        offset = request.offset + len(shown)
+        text = request.text[: request.offset] + shown + request.text[request.offset :]
+        accepted = Request(request.uri, text, offset, request.revision, request.language_id)
+        previous = self.predicted.pop(request.uri, None)
+        if previous is not None:
+            previous.cancel.set()
+        cancel = threading.Event()
+        job = self._generation(completer, accepted, cancel, record=False)
+        future = self.host.submit_background(job, cancel)
+        self.predicted[request.uri] = Predicted(text, offset, cancel, future)
+        self.ahead["nextComputed"] += 1
+
+    def _context(self, settings: Settings, uri: str, text: str, offset: int) -> list[Any]:
+        """Snippets of other files for the prompt, when the `context` setting is on."""
+        if not settings.context:
+            return []
+        return self.workspace.snippets(self.documents, uri, text, offset)
+
+    def _generation(
+        self,
+        completer: CompleterLike,
+        request: Request,
+        cancel: threading.Event,
+        *,
+        record: bool = True,
     ) -> Callable[[], CompletionLike | None]:
-        """The job for the worker thread: one `complete` call, unless cancelled first."""
+        """The job for the worker thread: one `complete` call, unless cancelled first.
+
+        `record` (requests, not background work) shows it in the status as
+        `generating` and `lastGeneration`.
+        """
         settings, number = self.settings, self.counts["requests"]
 
         def generate() -> CompletionLike | None:
             if cancel.is_set():
                 return None
-            self.generating = number
+            if record:
+                self.generating = number
             try:
                 return run()
             finally:
-                self.generating = None
+                if record:
+                    self.generating = None
 
         def run() -> CompletionLike:
             started = time.perf_counter()
             text = prompt_safe(request.text)
-            context = (
-                self.workspace.snippets(self.documents, request.uri, text, request.offset)
-                if settings.context
-                else []
-            )
             completion = completer.complete(
                 text,
                 request.offset,
@@ -319,15 +525,15 @@ class Session:
                 time_budget=settings.time_budget_ms / 1000,
                 cancel=cancel,
                 path=self.workspace.path_of(request.uri),
-                context=context,
+                context=self._context(settings, request.uri, text, request.offset),
                 language_id=request.language_id or None,
             )
-            # Recorded here, so that a cancelled request's generation shows up too.
-            self.last_generation = completion.as_dict() | {
-                "request": number,
-                # the engine's latency_ms plus prompt building and tokenization
-                "complete_ms": round((time.perf_counter() - started) * 1000, 1),
-            }
+            if record:  # recorded here, so that a cancelled request's generation shows up too
+                self.last_generation = completion.as_dict() | {
+                    "request": number,
+                    # the engine's latency_ms plus prompt building and tokenization
+                    "complete_ms": round((time.perf_counter() - started) * 1000, 1),
+                }
             return completion
 
         return generate
@@ -355,6 +561,7 @@ class Session:
             "documents": len(self.documents),
             "shownCompletions": len(self.shown),
             "typingThroughHits": self.shown.hits,
+            "ahead": dict(self.ahead),
             "context": self.workspace.status(),
             "lastGeneration": self.last_generation,
             "generating": self.generating,

@@ -1,4 +1,4 @@
-"""Generation off the event loop, through a real server process: not-ready answers,
+"""Generation off the event loop, through a real server process: waiting for the model,
 progress, supersession, cancellation, stale answers, typing-through, settings and
 acceptance counts. The policy itself is unit-tested in tests/test_session.py.
 
@@ -67,13 +67,20 @@ def empty_answers(server: RawClient) -> dict[str, int]:
     return status(server)["emptyAnswers"]
 
 
-def test_requests_before_the_model_is_ready_are_answered_empty_and_fast(server):
+def test_a_request_before_the_model_is_ready_waits_for_it(server):
+    waiting = "file:///work/waiting.py"
+    server.open(waiting, TEXT)
     server.open(URI, TEXT)
-    started = time.monotonic()
-    assert server.inline(URI, 2, 8) == []
-    assert time.monotonic() - started < 2.0  # no wait for the model
+    configure(server, maxTokens=4)
+    msg_id = inline_async(server, 2, 8, uri=waiting)
     assert server.wait_ready()["state"] == "ready"
-    assert status(server)["emptyAnswers"]["not_ready"] == 1
+    reply = server.response(msg_id, timeout=60)
+    assert reply["result"]["items"][0]["insertText"] == "aaaa"  # answered once loaded
+    configure(server, **LONG)
+    server.notify("textDocument/didClose", {"textDocument": {"uri": waiting}})
+    after = status(server)
+    assert after["counts"]["waited_for_model"] == 1
+    assert after["emptyAnswers"]["not_ready"] == 0
 
 
 def test_loading_reports_progress(server):

@@ -552,3 +552,38 @@ def test_default_model_ghost_text_on_real_code(editor: Editor, tmp_path: Path) -
     editor.wait(lambda: editor.line(5) != "    with open(", "the completion to be inserted")
     assert editor.line(5) == "    with open(" + ghost
     assert "path" in ghost  # the function's only argument is what it opens
+
+
+def test_real_server_first_request_shows_ghost_text_even_while_the_model_loads(
+    editor: Editor, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """Typed into right after start-up: the request waits for the model, no retyping needed."""
+    editor.setup(real_cmd(tiny_model_dir), settings={"max_tokens": 8})
+    editor.edit(tmp_path / "add.py", REAL_TEXT)
+    editor.type(REAL_KEYS)  # at once: the model is still loading
+    marks = editor.wait(editor.ghost, "ghost text while the model loaded", timeout=120)
+    assert marks[0]["row"] == 1 and marks[0]["text"]
+    status = wait_ready(editor)
+    assert status["counts"].get("waited_for_model", 0) >= 1
+    # A file opened later: the first request there shows ghost text too.
+    editor.type("<Esc>")
+    editor.nvim.command("set hidden")
+    editor.edit(tmp_path / "sub.py", REAL_TEXT.replace("add", "sub"))
+    editor.type(REAL_KEYS)
+    marks = editor.wait(editor.ghost, "ghost text in a file just opened", timeout=60)
+    assert marks[0]["row"] == 1 and marks[0]["text"]
+
+
+def test_real_server_warms_where_the_cursor_goes(
+    editor: Editor, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    editor.setup(real_cmd(tiny_model_dir), settings={"max_tokens": 8})
+    editor.edit(tmp_path / "long.py", "".join(f"value_{i} = {i}\n" for i in range(80)))
+    before = wait_ready(editor)["ahead"]["warms"]
+    editor.type("40G")  # far from the end, where opening the file warmed (if loaded by then)
+
+    def warms() -> int:
+        status = editor.lua("return require('codetailor.server').status_sync(2000)") or {}
+        return (status.get("ahead") or {}).get("warms", 0)
+
+    editor.wait(lambda: warms() > before, "the server to warm the cursor's window")

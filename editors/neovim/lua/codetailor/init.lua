@@ -97,6 +97,7 @@ end
 ---@param buf integer
 local function on_attach(buf)
   M.ghost().attach(buf)
+  require("codetailor.cursor").attach(buf)
   if M.ghost_mode() == "native" and not config.options.settings.enable then
     require("codetailor.native").set_enabled(buf, false)
   end
