@@ -17,6 +17,7 @@ def test_camel_case_keys_fill_the_dataclass():
         "enable": False,
         "promptFormat": "starcoder",
         "context": False,
+        "feedback": False,
     }
     settings, problems = parse_settings(raw, Settings())
     assert problems == []
@@ -31,6 +32,7 @@ def test_camel_case_keys_fill_the_dataclass():
         enable=False,
         prompt_format="starcoder",
         context=False,
+        feedback=False,
     )
     assert settings.to_wire() == raw
 

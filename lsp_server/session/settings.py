@@ -52,6 +52,10 @@ class Settings:
     context: bool = field(
         default=True, metadata={"help": "add snippets of other workspace files to the prompt"}
     )
+    feedback: bool = field(
+        default=True,
+        metadata={"help": "keep a local log of shown and accepted suggestions (never sent)"},
+    )
 
     @property
     def mode(self) -> Mode:

@@ -25,6 +25,8 @@ export interface Settings {
   promptFormat: string;
   /** Snippets of other workspace files in the prompt. */
   context: boolean;
+  /** A local log of shown and accepted suggestions (never sent anywhere). */
+  feedback: boolean;
   /** Sent as `initializationOptions.authToken` (for a server on a non-loopback TCP address). */
   authToken: string;
 }
@@ -42,6 +44,7 @@ export const DEFAULTS: Readonly<Settings> = Object.freeze({
   enable: true,
   promptFormat: "",
   context: true,
+  feedback: true,
   authToken: "",
 });
 
@@ -57,6 +60,7 @@ export interface ServerSettings {
   enable: boolean;
   promptFormat: string | null;
   context: boolean;
+  feedback: boolean;
 }
 
 /** A getter shaped like `vscode.WorkspaceConfiguration.get`, so this module stays pure. */
@@ -109,6 +113,7 @@ export function readSettings(get: Getter, problems: string[] = []): Settings {
     enable: pick("enable", (v) => (typeof v === "boolean" ? v : undefined)),
     promptFormat: pick("promptFormat", str),
     context: pick("context", (v) => (typeof v === "boolean" ? v : undefined)),
+    feedback: pick("feedback", (v) => (typeof v === "boolean" ? v : undefined)),
     authToken: pick("authToken", (v) => text(v, "")),
   };
 }
@@ -127,6 +132,7 @@ export function toServerSettings(s: Settings): ServerSettings {
     enable: s.enable,
     promptFormat: orNull(s.promptFormat),
     context: s.context,
+    feedback: s.feedback,
   };
 }
 

@@ -20,6 +20,7 @@ test("unset settings are the defaults, and go to the server in camelCase", () =>
     enable: true,
     promptFormat: null,
     context: true,
+    feedback: true,
   });
 });
 
@@ -36,6 +37,7 @@ test("values map one to one; empty strings become null (the server's default)", 
       enable: false,
       promptFormat: "",
       context: false,
+      feedback: false,
     }),
   );
   assert.deepEqual(toServerSettings(s), {
@@ -49,6 +51,7 @@ test("values map one to one; empty strings become null (the server's default)", 
     enable: false,
     promptFormat: null,
     context: false,
+    feedback: false,
   });
 });
 

@@ -17,6 +17,7 @@ local M = {}
 ---@field enable boolean Show completions at all (`:Codetailor toggle`).
 ---@field prompt_format? string Override the fill-in-the-middle format.
 ---@field context boolean Add snippets of other workspace files to the prompt.
+---@field feedback boolean Keep a local log of shown and accepted suggestions (never sent).
 
 --- Insert-mode keys; `false` leaves a key unmapped.
 ---@class codetailor.Keymaps
@@ -57,6 +58,7 @@ M.defaults = {
     enable = true,
     prompt_format = nil,
     context = true,
+    feedback = true,
   },
   ghost_text = "auto",
   debounce_ms = 150,
@@ -104,6 +106,7 @@ local CHECKS = {
   { "settings.enable", function(v) return type(v) == "boolean", "true or false" end },
   { "settings.prompt_format", optional_string },
   { "settings.context", function(v) return type(v) == "boolean", "true or false" end },
+  { "settings.feedback", function(v) return type(v) == "boolean", "true or false" end },
 }
 
 local function get_path(t, path)
@@ -161,6 +164,7 @@ local WIRE = {
   model = "model", adapter = "adapter", device = "device", dtype = "dtype",
   max_tokens = "maxTokens", multiline = "multiline", time_budget_ms = "timeBudgetMs",
   enable = "enable", prompt_format = "promptFormat", context = "context",
+  feedback = "feedback",
 }
 
 --- The settings as the server names them; an unset string is sent as null (the
