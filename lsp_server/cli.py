@@ -27,6 +27,7 @@ examples:
   codetailor serve --tcp 0.0.0.0:7070 --auth-token "$TOKEN"   # reachable from other machines
   codetailor complete src/app.py:42:17              # complete before column 17 of line 42
   codetailor complete src/app.py:42:17 --json --repeat 2   # the 2nd run reuses the KV cache
+  codetailor feedback stats --plot acceptance.png   # your acceptance rate over time
 """
 
 
@@ -91,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
     complete.set_defaults(func=cmd_complete)
     measure_commands(sub)
+    feedback_commands(sub)
     _add_plugin_commands(sub)
     return parser
 
@@ -98,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
 def measure_commands(sub: argparse._SubParsersAction) -> None:
     """`codetailor bench ...` and `codetailor eval`: all measurement lives in lsp_server.measure."""
     from lsp_server.measure.cli import register
+
+    register(sub)
+
+
+def feedback_commands(sub: argparse._SubParsersAction) -> None:
+    """`codetailor feedback stats|clear`: the local feedback log (lsp_server.measure)."""
+    from lsp_server.measure.feedback_stats import register
 
     register(sub)
 

@@ -121,6 +121,8 @@ class EventLog:
         return self.folder / EVENTS
 
     def _open(self) -> int:
+        if self._fd is not None and os.fstat(self._fd).st_nlink == 0:
+            self.close()  # `codetailor feedback clear` removed the file: start a new one
         if self._fd is None:
             self.folder.mkdir(parents=True, exist_ok=True)
             _cut_torn_tail(self.path)
