@@ -91,6 +91,28 @@ def test_prompts_are_rebuilt_exactly_as_the_server_built_them(tmp_path: Path) ->
     assert example.completion == " g(1)"  # the held-back space leads, as the model wrote it
 
 
+def test_the_snippets_a_completion_reports_rebuild_its_prompt(tmp_path: Path) -> None:
+    """The session logs `completion.context[::-1]` (the Completer reports them nearest last)."""
+    from lsp_server.completion.completer import Completer
+    from tests.tiny import build_tokenizer
+
+    tokenizer = build_tokenizer(tmp_path / "tok")
+    fmt = get_format("prefix-only")
+    server = Completer(None, tokenizer, fmt, window_tokens=1024)  # type: ignore[arg-type]
+    candidates = [Snippet(f"lib/m{i}.py", f"def f{i}(x):\n    return x * {i}\n") for i in range(6)]
+    prefix = "import lib\n\ny = "
+    prompt, used, _ = server._layout(prefix, "", "pkg/a.py", candidates)
+    assert len(used) >= 2
+    rec = FeedbackRecorder(tmp_path / "log")
+    rec.shown(
+        "1", "file:///a.py", "pkg/a.py", "python", None, "m", None, "prefix-only", prefix, "",
+        [(s.path, s.text) for s in used[::-1]], "f1(2)", 5.0, window_tokens=1024,
+    )  # fmt: skip
+    records = suggestion_records(read_events(tmp_path / "log"))
+    (example,) = preference_data(records, prompt_builder(tokenizer, fmt, 1024)).unpaired
+    assert example.prompt == prompt
+
+
 def test_the_log_becomes_pairs_and_unpaired_labels(tmp_path: Path) -> None:
     plant(tmp_path, places=6)
     rec = FeedbackRecorder(tmp_path, clock=lambda: 1_700_000_100.0)
