@@ -19,6 +19,18 @@ before). Nothing here is ever sent anywhere.
 
 Pure: imports neither pygls nor torch. The clock is injectable, so retention
 checks (is accepted text still there 30 s and 2 min later?) need no sleeping.
+
+How the session drives it (one recorder per workspace root):
+  `FeedbackRecorder(feedback_dir(root, cache_home()), enabled=settings.feedback)`;
+  `shown(...)` when a model answer is shown, with `prefix=text[:offset]`,
+  `suffix=text[offset:]`, `context_snippets=[(s.path, s.text) for s in
+  completion.context[::-1]]` (the Completer reports them nearest-last) and
+  `window_tokens=completer.window_tokens`; `typed_through(id, chars)` when
+  typing-through serves it; `accepted(id, kind)` from `codetailor.accepted`
+  (whose arguments must then carry the id); `superseded(id)` when a newer
+  answer replaces it untaken; `dismissed(id)` where the editor says so;
+  `document_changed(uri, text)` after every didChange; `poll()` now and then;
+  `enabled = ...` on a settings change; `close()` at shutdown.
 """
 
 from __future__ import annotations
