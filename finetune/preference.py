@@ -402,13 +402,16 @@ def _replace_adapter(
 
 
 def config_from_args(args: argparse.Namespace) -> PreferenceConfig:
-    """`finetune REPO --out DIR --feedback [--epochs E] [--max-steps N] [--seed S] ...`."""
+    """`finetune REPO --out DIR --feedback [--epochs E] [--max-steps N] [--seed S] ...`;
+    --holdout is the share of feedback held out, --seq-len the prompt tokens kept."""
     cfg = PreferenceConfig(repo=args.repo, adapter=args.out)
     for name in ("device", "dtype", "seed", "epochs", "max_steps"):
         if getattr(args, name, None) is not None:
             setattr(cfg, name, getattr(args, name))
     if getattr(args, "holdout", None) is not None:
         cfg.heldout_feedback = args.holdout
+    if getattr(args, "seq_len", None) is not None:  # the prompt's tokens kept per example
+        cfg.max_prompt_tokens = args.seq_len
     return cfg
 
 
