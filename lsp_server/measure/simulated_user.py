@@ -239,7 +239,14 @@ async def simulate(
     """Type `files` through a fresh server; stop after `setup.max_suggestions` shown."""
     sim = Simulation()
     # No snippets of other files: the log's prefix and suffix are then the whole prompt input.
-    options = {"maxTokens": max_tokens, "multiline": "never", "context": False}
+    # No time budget either: on a busy CPU it would cut suggestions short at random, and the
+    # same adapter would not give the same acceptance rate twice.
+    options = {
+        "maxTokens": max_tokens,
+        "multiline": "never",
+        "context": False,
+        "timeBudgetMs": 60_000,
+    }
     async with server_session(model, adapter, options, "codetailor-simulate") as (client, status):
         state = await status()
         setup.model_name = setup.model_name or state.get("model")
