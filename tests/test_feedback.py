@@ -234,3 +234,13 @@ def test_outcomes_of_a_forgotten_suggestion_are_ignored(tmp_path: Path, kind: st
     log = EventLog(tmp_path)
     log.append({"v": 1, "event": kind, "id": "gone", "t": 1.0})
     assert suggestion_records(read_events(tmp_path)) == []
+
+
+def test_the_log_and_the_preference_data_are_pure() -> None:
+    code = (
+        "import sys, lsp_server.session.feedback, finetune.data.preferences, finetune.preference;"
+        "import lsp_server.measure.feedback_stats, lsp_server.measure.simulated_user;"
+        "print(sorted(m for m in ('torch', 'pygls', 'transformers', 'peft') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]", out.stderr
