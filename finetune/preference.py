@@ -66,6 +66,7 @@ class PreferenceConfig:
     source: str | None = None  # only events from "editor" or "simulated"
     log_dir: str | None = None  # default: the repository's log under $CODETAILOR_HOME
     repo_eval: dict[str, Any] = field(default_factory=dict)  # overrides of the adapter's recipe
+    candidate: str | None = None  # also write the tuned adapter here, kept or not (to measure it)
 
 
 # --- losses and log-probabilities -----------------------------------------------------------
@@ -351,6 +352,8 @@ def run_preference(cfg: PreferenceConfig, *, progress: bool = True) -> dict[str,
     }
     if keep:
         _replace_adapter(model, adapter, meta, summary, cfg)
+    if cfg.candidate:
+        _replace_adapter(model, Path(cfg.candidate).absolute(), meta, summary, cfg)
     return summary
 
 
@@ -370,7 +373,8 @@ def _trainable(base: Any, adapter: Path, seed: int) -> Any:
 def _replace_adapter(
     model: Any, adapter: Path, meta: dict[str, Any], summary: dict[str, Any], cfg: PreferenceConfig
 ) -> None:
-    """Write the tuned adapter beside the old one, then swap it in (finetune/adapter.py)."""
+    """Write the tuned adapter beside the one at `adapter`, then swap it in
+    (finetune/adapter.py); the recipe is copied from the original adapter."""
     from finetune.adapter import disk_error, publish, work_dir
 
     work = work_dir(adapter)
@@ -389,9 +393,9 @@ def _replace_adapter(
         (staging / "README.md").unlink(missing_ok=True)
         new_meta = meta | {"preference_tuning": history}
         (staging / "codetailor.json").write_text(json.dumps(new_meta, indent=2) + "\n")
-        for extra in ("finetune.yaml",):
-            if (adapter / extra).is_file():
-                shutil.copy2(adapter / extra, staging / extra)
+        recipe = Path(cfg.adapter).expanduser().absolute() / "finetune.yaml"
+        if recipe.is_file():
+            shutil.copy2(recipe, staging / "finetune.yaml")
         publish(staging, adapter)
     except OSError as exc:
         raise disk_error(exc, adapter) from exc

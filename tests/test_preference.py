@@ -166,14 +166,21 @@ def test_a_worse_adapter_is_refused_and_the_old_one_kept(
     before = {p.name: p.read_bytes() for p in adapter.iterdir()}
     # A learning rate this large wrecks the LoRA weights: the held-out loss must rise.
     cfg = PreferenceConfig(
-        repo=str(fixture_repo), adapter=str(adapter), log_dir=str(log), lr=3.0, max_steps=6,
+        repo=str(fixture_repo),
+        adapter=str(adapter),
+        log_dir=str(log),
+        lr=3.0,
+        max_steps=6,
         heldout_feedback=0.3,
-    )  # fmt: skip
+        candidate=str(tmp_path / "candidate"),  # written anyway, to be measured
+    )
     summary = run_preference(cfg, progress=False)
     assert summary["kept"] is False
     assert any("held-out loss rose" in r for r in summary["reasons"])
     assert summary["after"]["heldout_loss"] > summary["before"]["heldout_loss"]
     assert {p.name: p.read_bytes() for p in adapter.iterdir()} == before
+    written = tmp_path / "candidate" / "adapter_model.safetensors"
+    assert written.read_bytes() != before["adapter_model.safetensors"]
 
 
 def test_a_better_adapter_replaces_the_old_one_through_the_command(
