@@ -10,8 +10,10 @@ The gate keeps the new adapter only if, on the repository's held-out files,
 token loss and next-line exact match are no worse (finetune/evaluate.py), and
 the held-out feedback is ranked better: the implicit reward (policy minus
 reference log-probability) puts kept suggestions above rejected ones more often.
-Both losses are written here (~40 lines): TRL's trainers would pull in a newer
-transformers than the one this project pins.
+Both losses are written here (~40 lines). TRL 1.16 would fit (`pip install
+--dry-run trl` leaves transformers 5.24 and torch 2.13 alone) but brings
+datasets, pandas and pyarrow, and DPO pairs and KTO labels would need two of
+its trainers; here they share one batch, one optimizer and the gate's models.
 """
 
 from __future__ import annotations
