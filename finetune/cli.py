@@ -22,6 +22,7 @@ examples:
   codetailor finetune . --out qwen-lora --config qwen2.5-coder-1.5b.yaml
   accelerate launch --multi_gpu --num_processes 2 -m finetune.cli . --out lora   # data parallel
   codetailor complete src/app.py:42:17 --adapter adapters/myrepo
+  codetailor finetune . --out adapters/myrepo --feedback    # learn from what you kept
 
   codetailor finetune . --out lora --set lora_dropout=0.1 --set extensions=.py,.pyi
 
@@ -89,6 +90,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=FinetuneConfig.help("trust_remote_code"),
     )
+    parser.add_argument(
+        "--feedback",
+        action="store_true",
+        help="tune the adapter at --out on the repository's feedback log (kept over rejected "
+        "suggestions; DPO/KTO) and keep it only if it does not get worse",
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
@@ -122,6 +129,10 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
+    if getattr(args, "feedback", False):
+        from finetune.preference import cmd_preference
+
+        return cmd_preference(args)
     from finetune.train import Interrupted, run
 
     config = config_from_args(args)

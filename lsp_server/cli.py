@@ -31,6 +31,7 @@ examples:
   codetailor complete src/app.py:42:17 --json --repeat 2   # the 2nd run reuses the KV cache
   codetailor serve --engine openai:http://gpu-box:8000 --model Qwen/Qwen2.5-Coder-1.5B
   codetailor adapters list                          # adapters registered by finetune
+  codetailor feedback stats --plot acceptance.png   # your acceptance rate over time
 """
 
 
@@ -138,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     complete.set_defaults(func=cmd_complete)
     measure_commands(sub)
     adapter_commands(sub)
+    feedback_commands(sub)
     _add_plugin_commands(sub)
     return parser
 
@@ -151,7 +153,11 @@ def measure_commands(sub: argparse._SubParsersAction) -> None:
 
 def adapter_commands(sub: argparse._SubParsersAction) -> None:
     """`codetailor adapters list|show|remove|publish`."""
-    from lsp_server.model.registry_cli import register
+
+
+def feedback_commands(sub: argparse._SubParsersAction) -> None:
+    """`codetailor feedback stats|clear`: the local feedback log (lsp_server.measure)."""
+    from lsp_server.measure.feedback_stats import register
 
     register(sub)
 

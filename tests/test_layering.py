@@ -21,7 +21,11 @@ LSP_LIBRARIES = ("pygls", "lsprotocol")
 MODEL_LIBRARIES = ("torch", "transformers", "peft")
 # Benchmarks that drive a real server as an LSP client (pygls' LanguageClient); the
 # server side of the protocol stays in lsp_server.lsp.
-LSP_CLIENTS = ("lsp_server.measure.latency", "lsp_server.measure.server_overhead")
+LSP_CLIENTS = (
+    "lsp_server.measure.latency",
+    "lsp_server.measure.server_overhead",
+    "lsp_server.measure.simulated_user",
+)
 
 
 def module_name(path: Path) -> str:

@@ -18,6 +18,7 @@ def test_camel_case_keys_fill_the_dataclass():
         "promptFormat": "starcoder",
         "context": False,
         "engine": "openai:http://gpu-box:8000",
+        "feedback": False,
     }
     settings, problems = parse_settings(raw, Settings())
     assert problems == []
@@ -33,6 +34,7 @@ def test_camel_case_keys_fill_the_dataclass():
         prompt_format="starcoder",
         context=False,
         engine="openai:http://gpu-box:8000",
+        feedback=False,
     )
     assert settings.to_wire() == raw
 

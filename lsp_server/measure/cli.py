@@ -54,6 +54,7 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     latency.add_argument("--json", action="store_true", help="print the report as JSON")
     latency.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     latency.set_defaults(func=cmd_bench_latency)
+    add_simulate(kinds)
     for name, help_text in (
         ("engine", "engine speed: load, prefill and decode rates, warm vs cold request"),
         ("overhead", "what the LSP server adds to a completion over the engine's own time"),
@@ -62,6 +63,73 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
         p = kinds.add_parser(name, help=help_text, add_help=False)
         p.add_argument("rest", nargs=argparse.REMAINDER, help="its own options (see --help)")
         p.set_defaults(func=cmd_bench_script, script=name)
+
+
+def add_simulate(kinds: argparse._SubParsersAction) -> None:
+    simulate = kinds.add_parser(
+        "simulate",
+        help="a simulated user types a repository's files and takes the suggestions that match",
+        description="Type the held-out (or training) files of REPO word by word through the "
+        "real server; accept a suggestion when it matches what the file says next (whole "
+        "words, at least --min-chars), else ignore it. Prints the acceptance rate.",
+        epilog="example: codetailor bench simulate ~/src/lib --adapter lora --suggestions 40",
+    )
+    simulate.add_argument("repo", type=Path, metavar="REPO")
+    simulate.add_argument("--split", choices=("heldout", "train"), default="heldout")
+    simulate.add_argument("--model", default=None, help="smollm2-135m (default), HF id, dir")
+    simulate.add_argument("--adapter", default=None, help="a LoRA adapter folder")
+    simulate.add_argument("--suggestions", type=int, default=40, help="stop after N shown")
+    simulate.add_argument("--words", type=int, default=80, help="words typed per file, at most")
+    simulate.add_argument("--min-chars", type=int, default=4, help="shortest part accepted")
+    simulate.add_argument("--max-tokens", type=int, default=24, help="most tokens per completion")
+    simulate.add_argument("--holdout", type=float, default=0.1, help="as finetune's --holdout")
+    simulate.add_argument(
+        "--record",
+        action="store_true",
+        help="write the feedback events to REPO's log, labelled source=simulated "
+        "(until the server writes them itself)",
+    )
+    simulate.add_argument("--json", action="store_true", help="print one JSON object")
+    simulate.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    simulate.set_defaults(func=cmd_bench_simulate)
+
+
+def cmd_bench_simulate(args: argparse.Namespace) -> int:
+    if not args.repo.is_dir():
+        raise CodetailorError(f"{args.repo} is not a folder; give a repository")
+    if args.suggestions < 1 or args.words < 1:
+        raise CodetailorError("--suggestions and --words must be at least 1")
+    from lsp_server.measure.simulated_user import UserSetup, run_simulation
+    from lsp_server.model.loading import DEFAULT_MODEL, cache_home
+    from lsp_server.session.feedback import FeedbackRecorder, feedback_dir
+
+    recorder = FeedbackRecorder(feedback_dir(args.repo, cache_home())) if args.record else None
+    setup = UserSetup(
+        words_per_file=args.words,
+        max_suggestions=args.suggestions,
+        min_chars=args.min_chars,
+        recorder=recorder,
+    )
+    report = run_simulation(
+        args.repo,
+        split=args.split,
+        model=args.model or DEFAULT_MODEL,
+        adapter=args.adapter,
+        setup=setup,
+        holdout=args.holdout,
+        max_tokens=args.max_tokens,
+    )
+    if recorder is not None:
+        recorder.close()
+    if args.json:
+        print(json.dumps(report))
+    else:
+        rate = report["acceptance_rate"]
+        print(
+            f"{report['split']}: {report['accepted']} of {report['shown']} suggestions accepted "
+            f"({'-' if rate is None else f'{rate:.1%}'}), {report['accepted_full']} in full"
+        )
+    return 0
 
 
 def cmd_bench_latency(args: argparse.Namespace) -> int:

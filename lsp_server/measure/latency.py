@@ -22,6 +22,8 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,14 +55,16 @@ def _position(text: str, offset: int) -> tuple[int, int]:
     return line, len(text[start:offset].encode("utf-16-le")) // 2
 
 
-async def run_ours(
-    replays: list[Replay],
+@asynccontextmanager
+async def server_session(
     model: str,
     adapter: str | None,
-    max_tokens: int,
+    options: dict[str, Any],
+    name: str = "codetailor-bench",
     engine: str = "local",
-    name: str = "ours",
-) -> VariantResult:
+) -> AsyncIterator[tuple[Any, Callable[[], Awaitable[dict[str, Any]]]]]:
+    """`codetailor serve` in a subprocess, initialized with `options` and its model loaded:
+    yields the pygls client and a function that asks for `codetailor.status`."""
     from lsprotocol import types
     from pygls.lsp.client import LanguageClient
 
@@ -68,14 +72,12 @@ async def run_ours(
     command += ["--engine", engine]
     if adapter:
         command += ["--adapter", adapter]
-    client = LanguageClient("codetailor-bench", "1")
+    client = LanguageClient(name, "1")
     await client.start_io(*command)
-    result = VariantResult(name)
     try:
         await client.initialize_async(
             types.InitializeParams(
-                capabilities=types.ClientCapabilities(),
-                initialization_options={"maxTokens": max_tokens, "multiline": "never"},
+                capabilities=types.ClientCapabilities(), initialization_options=options
             )
         )
         client.initialized(types.InitializedParams())
@@ -89,6 +91,26 @@ async def run_ours(
             await asyncio.sleep(0.2)
         if state["state"] != "ready":
             raise RuntimeError(f"the server could not load the model: {state.get('error')}")
+        yield client, status
+        await client.shutdown_async(None)
+        client.exit(None)
+    finally:
+        await client.stop()
+
+
+async def run_ours(
+    replays: list[Replay],
+    model: str,
+    adapter: str | None,
+    max_tokens: int,
+    engine: str = "local",
+    name: str = "ours",
+) -> VariantResult:
+    from lsprotocol import types
+
+    result = VariantResult(name)
+    options = {"maxTokens": max_tokens, "multiline": "never"}
+    async with server_session(model, adapter, options, engine=engine) as (client, status):
         prompt_tokens = cached_tokens = generated = 0
         decode_ms = 0.0
         model_runs, last_request = 0, None
@@ -122,10 +144,6 @@ async def run_ours(
             "cached_token_share": round(cached_tokens / prompt_tokens, 3) if prompt_tokens else 0,
             "decode_tokens_per_s": round(generated / (decode_ms / 1000), 1) if decode_ms else 0,
         }
-        await client.shutdown_async(None)
-        client.exit(None)
-    finally:
-        await client.stop()
     return result
 
 

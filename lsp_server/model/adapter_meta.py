@@ -52,6 +52,8 @@ class AdapterMeta:
     training: dict[str, Any] = field(default_factory=dict)  # steps, tokens, device, LoRA
     data: dict[str, Any] = field(default_factory=dict)  # files, tokens, skips, redactions
     evaluation: dict[str, Any] = field(default_factory=dict)  # before, after, history
+    # One entry per `finetune --feedback` run that was kept: when, config, before/after.
+    preference_tuning: list[dict[str, Any]] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> str:

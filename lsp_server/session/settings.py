@@ -56,6 +56,10 @@ class Settings:
         default="local",
         metadata={"help": "local, or openai:http(s)://HOST:PORT for an OpenAI-compatible server"},
     )
+    feedback: bool = field(
+        default=True,
+        metadata={"help": "keep a local log of shown and accepted suggestions (never sent)"},
+    )
 
     @property
     def mode(self) -> Mode:

@@ -27,6 +27,8 @@ export interface Settings {
   context: boolean;
   /** `local`, or `openai:http(s)://HOST:PORT` for an OpenAI-compatible server. */
   engine: string;
+  /** A local log of shown and accepted suggestions (never sent anywhere). */
+  feedback: boolean;
   /** Sent as `initializationOptions.authToken` (for a server on a non-loopback TCP address). */
   authToken: string;
 }
@@ -45,6 +47,7 @@ export const DEFAULTS: Readonly<Settings> = Object.freeze({
   promptFormat: "",
   context: true,
   engine: "local",
+  feedback: true,
   authToken: "",
 });
 
@@ -61,6 +64,7 @@ export interface ServerSettings {
   promptFormat: string | null;
   context: boolean;
   engine: string;
+  feedback: boolean;
 }
 
 /** A getter shaped like `vscode.WorkspaceConfiguration.get`, so this module stays pure. */
@@ -114,6 +118,7 @@ export function readSettings(get: Getter, problems: string[] = []): Settings {
     promptFormat: pick("promptFormat", str),
     context: pick("context", (v) => (typeof v === "boolean" ? v : undefined)),
     engine: pick("engine", (v) => str(v) || undefined),
+    feedback: pick("feedback", (v) => (typeof v === "boolean" ? v : undefined)),
     authToken: pick("authToken", (v) => text(v, "")),
   };
 }
@@ -133,6 +138,7 @@ export function toServerSettings(s: Settings): ServerSettings {
     promptFormat: orNull(s.promptFormat),
     context: s.context,
     engine: s.engine,
+    feedback: s.feedback,
   };
 }
 

@@ -21,6 +21,7 @@ test("unset settings are the defaults, and go to the server in camelCase", () =>
     promptFormat: null,
     context: true,
     engine: "local",
+    feedback: true,
   });
 });
 
@@ -38,6 +39,7 @@ test("values map one to one; empty strings become null (the server's default)", 
       promptFormat: "",
       context: false,
       engine: "openai:http://gpu-box:8000",
+      feedback: false,
     }),
   );
   assert.deepEqual(toServerSettings(s), {
@@ -52,6 +54,7 @@ test("values map one to one; empty strings become null (the server's default)", 
     promptFormat: null,
     context: false,
     engine: "openai:http://gpu-box:8000",
+    feedback: false,
   });
 });
 

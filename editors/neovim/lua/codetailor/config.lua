@@ -18,6 +18,7 @@ local M = {}
 ---@field prompt_format? string Override the fill-in-the-middle format.
 ---@field context boolean Add snippets of other workspace files to the prompt.
 ---@field engine string "local", or "openai:http(s)://HOST:PORT" for an OpenAI-compatible server.
+---@field feedback boolean Keep a local log of shown and accepted suggestions (never sent).
 
 --- Insert-mode keys; `false` leaves a key unmapped.
 ---@class codetailor.Keymaps
@@ -59,6 +60,7 @@ M.defaults = {
     prompt_format = nil,
     context = true,
     engine = "local",
+    feedback = true,
   },
   ghost_text = "auto",
   debounce_ms = 150,
@@ -107,6 +109,7 @@ local CHECKS = {
   { "settings.prompt_format", optional_string },
   { "settings.context", function(v) return type(v) == "boolean", "true or false" end },
   { "settings.engine", function(v) return type(v) == "string", "local or openai:URL" end },
+  { "settings.feedback", function(v) return type(v) == "boolean", "true or false" end },
 }
 
 local function get_path(t, path)
@@ -164,6 +167,7 @@ local WIRE = {
   model = "model", adapter = "adapter", device = "device", dtype = "dtype",
   max_tokens = "maxTokens", multiline = "multiline", time_budget_ms = "timeBudgetMs",
   enable = "enable", prompt_format = "promptFormat", context = "context", engine = "engine",
+  feedback = "feedback",
 }
 
 --- The settings as the server names them; an unset string is sent as null (the

@@ -1,0 +1,201 @@
+"""`codetailor feedback stats|clear`: what the local feedback log says about your completions.
+
+Acceptance (accepted in full or in part, or typed through to the end) and
+retention (accepted text still in the document 30 s and 2 min later) overall,
+by language, by trigger kind and per day; the median latency of accepted and
+of ignored suggestions; and a PNG of acceptance over time. The log is read
+where the server writes it (`$CODETAILOR_HOME/feedback/<repo key>/`); nothing
+leaves the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from lsp_server.errors import CodetailorError
+from lsp_server.measure.quality.metrics import percentile
+from lsp_server.session.feedback import (
+    SuggestionRecord,
+    feedback_dir,
+    read_events,
+    suggestion_records,
+)
+
+EXAMPLES = """\
+examples:
+  codetailor feedback stats                     # the repository in the current folder
+  codetailor feedback stats ~/src/project --json
+  codetailor feedback stats --plot acceptance.png
+  codetailor feedback clear ~/src/project       # delete that repository's log
+"""
+
+
+def log_folder(repo: str | Path) -> Path:
+    """The feedback log folder of the repository at `repo`."""
+    from lsp_server.model.loading import cache_home
+
+    return feedback_dir(repo, cache_home())
+
+
+def rates(records: Sequence[SuggestionRecord]) -> dict[str, Any]:
+    """Counts and rates for some suggestions: shown, accepted, and retention of the accepted."""
+    accepted = [r for r in records if r.was_accepted]
+    out: dict[str, Any] = {
+        "shown": len(records),
+        "accepted": len(accepted),
+        "acceptance_rate": round(len(accepted) / len(records), 4) if records else None,
+    }
+    for check in ("retained_30s", "retained_120s"):
+        checked = [r.retained[check] for r in accepted if check in r.retained]
+        out[check] = round(sum(checked) / len(checked), 4) if checked else None
+        out[check + "_checked"] = len(checked)
+    return out
+
+
+def _grouped(
+    records: Iterable[SuggestionRecord], key: Callable[[SuggestionRecord], str]
+) -> dict[str, dict[str, Any]]:
+    groups: dict[str, list[SuggestionRecord]] = defaultdict(list)
+    for r in records:
+        groups[key(r)].append(r)
+    return {k: rates(v) for k, v in sorted(groups.items())}
+
+
+def day_of(record: SuggestionRecord) -> str:
+    return datetime.fromtimestamp(record.time, timezone.utc).date().isoformat()
+
+
+def feedback_stats(records: Sequence[SuggestionRecord]) -> dict[str, Any]:
+    """The figures `feedback stats` prints, as one JSON-ready object."""
+    accepted = [float(r.shown.get("latency_ms", 0.0)) for r in records if r.was_accepted]
+    ignored = [float(r.shown.get("latency_ms", 0.0)) for r in records if not r.was_accepted]
+    return {
+        "overall": rates(records),
+        "by_language": _grouped(records, lambda r: str(r.shown.get("language") or "unknown")),
+        "by_trigger": _grouped(records, lambda r: str(r.shown.get("trigger") or "unknown")),
+        "by_day": _grouped(records, day_of),
+        "latency_ms_p50": {
+            "accepted": round(percentile(accepted, 50), 1) if accepted else None,
+            "ignored": round(percentile(ignored, 50), 1) if ignored else None,
+        },
+        "by_source": _grouped(records, lambda r: str(r.shown.get("source") or "editor")),
+    }
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.1f}%"
+
+
+def format_stats(stats: dict[str, Any], folder: Path) -> str:
+    """The figures as a few plain tables."""
+    lines = [f"feedback log: {folder}"]
+    header = f"{'':<14}{'shown':>7}{'accepted':>10}{'rate':>8}{'kept 30s':>10}{'kept 2min':>11}"
+
+    def row(name: str, r: dict[str, Any]) -> str:
+        return (
+            f"{name[:13]:<14}{r['shown']:>7}{r['accepted']:>10}{_pct(r['acceptance_rate']):>8}"
+            f"{_pct(r['retained_30s']):>10}{_pct(r['retained_120s']):>11}"
+        )
+
+    lines += ["", header, row("overall", stats["overall"])]
+    for title in ("by_language", "by_trigger", "by_day"):
+        lines += ["", title.replace("_", " ") + ":"]
+        lines += [row(k, v) for k, v in stats[title].items()]
+    lat = stats["latency_ms_p50"]
+    lines += ["", f"median latency: accepted {lat['accepted']} ms, ignored {lat['ignored']} ms"]
+    return "\n".join(lines)
+
+
+def plot_acceptance(records: Sequence[SuggestionRecord], out: Path, window: int = 50) -> Path:
+    """A PNG of acceptance over time: per day, and a moving average over `window` suggestions."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    times = [datetime.fromtimestamp(r.time, timezone.utc) for r in records]
+    hits = [1.0 if r.was_accepted else 0.0 for r in records]
+    moving = [
+        sum(hits[max(0, i - window + 1) : i + 1]) / (i + 1 - max(0, i - window + 1))
+        for i in range(len(hits))
+    ]
+    days = feedback_stats(records)["by_day"]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.plot(times, moving, label=f"last {window} suggestions", linewidth=1.2)
+    ax.plot(
+        [datetime.fromisoformat(d).replace(hour=12, tzinfo=timezone.utc) for d in days],
+        [v["acceptance_rate"] for v in days.values()],
+        "o",
+        label="per day",
+    )
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("acceptance rate")
+    ax.set_title(f"Acceptance over time ({len(records)} suggestions)")
+    ax.legend(loc="upper left")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `codetailor feedback stats|clear`."""
+    feedback = sub.add_parser(
+        "feedback",
+        help="the local feedback log: acceptance statistics, or clear it",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    kinds = feedback.add_subparsers(dest="feedback", required=True, metavar="ACTION")
+    stats = kinds.add_parser("stats", help="acceptance and retention from the log")
+    stats.add_argument("repo", nargs="?", default=".", metavar="REPO", help="default: .")
+    stats.add_argument("--json", action="store_true", help="print one JSON object")
+    stats.add_argument("--plot", type=Path, metavar="FILE.png", help="write a PNG plot")
+    stats.add_argument("--source", choices=("editor", "simulated"), help="only these events")
+    stats.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    stats.set_defaults(func=cmd_stats)
+    clear = kinds.add_parser("clear", help="delete the repository's feedback log")
+    clear.add_argument("repo", nargs="?", default=".", metavar="REPO", help="default: .")
+    clear.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    clear.set_defaults(func=cmd_clear)
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    repo = Path(args.repo).expanduser()
+    if not repo.is_dir():
+        raise CodetailorError(f"{repo} is not a folder; give the repository's root")
+    folder = log_folder(repo)
+    records = suggestion_records(read_events(folder))
+    if args.source:
+        records = [r for r in records if (r.shown.get("source") or "editor") == args.source]
+    if not records:
+        raise CodetailorError(
+            f"no feedback recorded for {repo.resolve()} (looked in {folder}); it fills as you "
+            "use completions with the `feedback` setting on"
+        )
+    stats = feedback_stats(records) | {"log": str(folder)}
+    if args.plot:
+        print(f"wrote {plot_acceptance(records, args.plot)}", file=sys.stderr)
+    print(json.dumps(stats, indent=2) if args.json else format_stats(stats, folder))
+    return 0
+
+
+def cmd_clear(args: argparse.Namespace) -> int:
+    folder = log_folder(Path(args.repo).expanduser())
+    if not folder.exists():
+        print(f"no feedback log at {folder}", file=sys.stderr)
+        return 0
+    count = len(read_events(folder))
+    shutil.rmtree(folder)
+    print(f"removed {count} events ({folder})", file=sys.stderr)
+    return 0

@@ -1,0 +1,287 @@
+"""`codetailor bench simulate`: a simulated user typing a repository's files through the server.
+
+The user types each file word by word from a line boundary, as `bench latency`'s
+typing replay does, through a real `codetailor serve` process, and asks for a
+completion after every word. A suggestion is accepted when it matches what the
+file really says next: in full when all of it does, else its longest start that
+matches and ends on a whole word, if that is at least `min_chars` characters.
+Accepting inserts that text (didChange) and runs the item's command, as an
+editor does; anything else is ignored and the user types on.
+
+The files are the repository's held-out or training split (the same split as
+`finetune`). The acceptance rate is accepted / shown suggestions.
+
+Until the server writes the feedback log itself, `record=True` makes the
+simulator write the events through `FeedbackRecorder`, labelled
+`source: "simulated"`, with what the server's prompt was built from (the server
+runs with `context: false`, so prefix and suffix are all of it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lsp_server.completion.languages import language_for
+from lsp_server.measure.latency import server_session
+from lsp_server.repo.corpus import collect
+from lsp_server.repo.files import split_files
+from lsp_server.session.documents import position_at
+from lsp_server.session.feedback import FeedbackRecorder
+
+_WORD = re.compile(r"\S+\s*|\s+")
+MIN_CHARS = 4
+
+
+def accepted_text(suggestion: str, truth: str, min_chars: int = MIN_CHARS) -> str:
+    """What a user who knows `truth` (the file from the cursor on) takes of `suggestion`:
+    all of it when it all matches, else its longest whole-word start that matches; "" when
+    that is shorter than `min_chars` non-blank characters."""
+    body = suggestion.rstrip()
+    n = 0
+    while n < len(body) and n < len(truth) and body[n] == truth[n]:
+        n += 1
+    # Back off to a word boundary in both the suggestion and the file.
+    while n > 0 and (_inside_word(body, n) or _inside_word(truth, n)):
+        n -= 1
+    take = body[:n].rstrip()
+    return take if len(take.strip()) >= min_chars else ""
+
+
+def _inside_word(text: str, n: int) -> bool:
+    """Whether position n cuts a word of `text` in two."""
+    return (
+        0 < n < len(text)
+        and (text[n - 1].isalnum() or text[n - 1] == "_")
+        and (text[n].isalnum() or text[n] == "_")
+    )
+
+
+@dataclass
+class Simulation:
+    """What the simulated user saw and took."""
+
+    shown: int = 0
+    accepted: int = 0
+    full: int = 0
+    requests: int = 0
+    typed_chars: int = 0
+    accepted_chars: int = 0
+    files: list[str] = field(default_factory=list)
+    latencies_ms: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        from lsp_server.measure.quality.metrics import percentile
+
+        total = self.typed_chars + self.accepted_chars
+        return {
+            "shown": self.shown,
+            "accepted": self.accepted,
+            "accepted_full": self.full,
+            "acceptance_rate": round(self.accepted / self.shown, 4) if self.shown else None,
+            "accepted_char_share": round(self.accepted_chars / total, 4) if total else None,
+            "requests": self.requests,
+            "latency_ms_p50": round(percentile(self.latencies_ms, 50), 1),
+            "files": self.files,
+        }
+
+
+@dataclass
+class _Doc:
+    uri: str
+    path: str
+    text: str
+    version: int = 1
+
+
+def split_sources(repo: Path, split: str, holdout: float) -> list[tuple[str, str]]:
+    """(path, text) of the repository's held-out or training files, as `finetune` splits them."""
+    corpus = collect(repo)
+    train, held = split_files([f.path for f in corpus.files], holdout)
+    chosen = set(held if split == "heldout" else train)
+    return [(f.path, f.text) for f in corpus.files if f.path in chosen]
+
+
+async def _insert(client: Any, doc: _Doc, offset: int, text: str) -> None:
+    from lsprotocol import types
+
+    where = position_at(doc.text, offset)
+    pos = types.Position(line=where.line, character=where.character)
+    doc.version += 1
+    doc.text = doc.text[:offset] + text + doc.text[offset:]
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=doc.uri, version=doc.version),
+            content_changes=[
+                types.TextDocumentContentChangePartial(
+                    range=types.Range(start=pos, end=pos), text=text
+                )
+            ],
+        )
+    )
+
+
+async def _ask(client: Any, doc: _Doc, offset: int) -> tuple[str, Any, float]:
+    """(the first suggestion's text, its command, round trip in ms)."""
+    from lsprotocol import types
+
+    where = position_at(doc.text, offset)
+    params = types.InlineCompletionParams(
+        text_document=types.TextDocumentIdentifier(uri=doc.uri),
+        position=types.Position(line=where.line, character=where.character),
+        context=types.InlineCompletionContext(
+            trigger_kind=types.InlineCompletionTriggerKind.Automatic
+        ),
+    )
+    started = time.perf_counter()
+    answer = await client.text_document_inline_completion_async(params)
+    elapsed = (time.perf_counter() - started) * 1000
+    items = answer.items if hasattr(answer, "items") else answer or []
+    if not items:
+        return "", None, elapsed
+    text = items[0].insert_text
+    return (text if isinstance(text, str) else text.value), items[0].command, elapsed
+
+
+@dataclass
+class UserSetup:
+    """What the simulated user does and where the events go."""
+
+    words_per_file: int = 80
+    max_suggestions: int = 40
+    min_chars: int = MIN_CHARS
+    start: float = 0.3  # where in each file typing starts (0..1)
+    recorder: FeedbackRecorder | None = None
+    model_name: str | None = None
+    adapter: str | None = None
+    prompt_format: str | None = None
+
+
+async def type_file(
+    client: Any, path: str, source: str, sim: Simulation, setup: UserSetup, n: int
+) -> None:
+    """Type one file from a line boundary, taking suggestions that match the file."""
+    from lsprotocol import types
+
+    begin = source.find("\n", int(len(source) * setup.start))
+    begin = len(source) if begin == -1 else begin + 1
+    end = begin + sum(len(w) for w in _WORD.findall(source[begin:])[: setup.words_per_file])
+    doc = _Doc(Path(path).resolve().as_uri() + f"#{n}", path, source[:begin] + source[end:])
+    language = language_for(path).name
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(
+                uri=doc.uri, language_id=language, version=1, text=doc.text
+            )
+        )
+    )
+    cursor = begin
+    while cursor < end and sim.shown < setup.max_suggestions:
+        suggestion, command, ms = await _ask(client, doc, cursor)
+        sim.requests += 1
+        sim.latencies_ms.append(ms)
+        take = ""
+        if suggestion.strip():
+            sim.shown += 1
+            take = accepted_text(suggestion, source[cursor:end], setup.min_chars)
+            _record_shown(setup, sim, doc, cursor, suggestion, ms, language)
+        if take:
+            sim.accepted += 1
+            sim.full += take == suggestion.rstrip()
+            sim.accepted_chars += len(take)
+            if command is not None:
+                await client.workspace_execute_command_async(
+                    types.ExecuteCommandParams(command=command.command, arguments=command.arguments)
+                )
+            if setup.recorder is not None:
+                kind = "full" if take == suggestion.rstrip() else "word"
+                setup.recorder.accepted(str(sim.shown), kind, text=take)
+            await _insert(client, doc, cursor, take)
+            cursor += len(take)
+            continue
+        if suggestion.strip() and setup.recorder is not None:
+            setup.recorder.superseded(str(sim.shown))
+        word = _WORD.match(source, cursor, end)
+        typed = word.group(0) if word else source[cursor:end]
+        await _insert(client, doc, cursor, typed)
+        sim.typed_chars += len(typed)
+        cursor += len(typed)
+    client.text_document_did_close(
+        types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=doc.uri))
+    )
+
+
+def _record_shown(
+    setup: UserSetup, sim: Simulation, doc: _Doc, cursor: int, text: str, ms: float, lang: str
+) -> None:
+    if setup.recorder is None:
+        return
+    setup.recorder.shown(
+        str(sim.shown), doc.uri, doc.path, lang, None, setup.model_name, setup.adapter,
+        setup.prompt_format, doc.text[:cursor], doc.text[cursor:], [], text, ms,
+        source="simulated",
+    )  # fmt: skip
+
+
+async def simulate(
+    files: list[tuple[str, str]],
+    *,
+    model: str,
+    adapter: str | None,
+    setup: UserSetup,
+    max_tokens: int = 24,
+) -> Simulation:
+    """Type `files` through a fresh server; stop after `setup.max_suggestions` shown."""
+    sim = Simulation()
+    # No snippets of other files: the log's prefix and suffix are then the whole prompt input.
+    # No time budget either: on a busy CPU it would cut suggestions short at random, and the
+    # same adapter would not give the same acceptance rate twice.
+    options = {
+        "maxTokens": max_tokens,
+        "multiline": "never",
+        "context": False,
+        "timeBudgetMs": 60_000,
+    }
+    async with server_session(model, adapter, options, "codetailor-simulate") as (client, status):
+        state = await status()
+        setup.model_name = setup.model_name or state.get("model")
+        setup.prompt_format = setup.prompt_format or state.get("promptFormat")
+        for n, (path, source) in enumerate(files):
+            if sim.shown >= setup.max_suggestions:
+                break
+            sim.files.append(path)
+            await type_file(client, path, source, sim, setup, n)
+            print(f"simulate: {path}: {sim.accepted}/{sim.shown} accepted", file=sys.stderr)
+    return sim
+
+
+def run_simulation(
+    repo: Path,
+    *,
+    split: str,
+    model: str,
+    adapter: str | None,
+    setup: UserSetup,
+    holdout: float = 0.1,
+    max_tokens: int = 24,
+) -> dict[str, Any]:
+    """The whole benchmark for one split; the summary as a JSON-ready object."""
+    files = split_sources(repo, split, holdout)
+    if setup.recorder is not None:
+        setup.adapter = str(Path(adapter).resolve()) if adapter else None
+    sim = asyncio.run(
+        simulate(files, model=model, adapter=adapter, setup=setup, max_tokens=max_tokens)
+    )
+    return sim.summary() | {
+        "split": split,
+        "model": model,
+        "adapter": adapter,
+        "words_per_file": setup.words_per_file,
+        "min_chars": setup.min_chars,
+        "recorded": setup.recorder is not None,
+    }

@@ -1,0 +1,223 @@
+"""Preference tuning on the feedback log, on a tiny model: data, losses, the gate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from finetune.config import FinetuneConfig
+from finetune.data.preferences import preference_data, split_by_place
+from finetune.preference import (
+    PreferenceConfig,
+    Scorer,
+    _trainable,
+    gate,
+    preference_accuracy,
+    prompt_builder,
+    run_preference,
+    train,
+)
+from finetune.train import run
+from lsp_server.cli import main
+from lsp_server.completion.prompt import Snippet, get_format
+from lsp_server.session.feedback import FeedbackRecorder, read_events, suggestion_records
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+GOOD, BAD = "return a + b", "raise ValueError"
+
+
+@pytest.fixture(scope="module")
+def adapter(
+    fixture_repo: Path, tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    out = tmp_path_factory.mktemp("adapters") / "lora"
+    values = {
+        "repo": str(fixture_repo),
+        "out": str(out),
+        "model": str(tiny_model_dir),
+        "seq_len": 64,
+        "batch_size": 2,
+        "lr": 1e-2,
+        "max_steps": 4,
+        "eval_every": 0,
+        "eval_blocks": 4,
+        "patience": 0,
+        "match_samples": 4,
+        "match_max_tokens": 4,
+    }
+    run(FinetuneConfig.from_dict(values), progress=False)
+    return out
+
+
+def plant(folder: Path, places: int = 24) -> None:
+    """At each place the user kept GOOD and rejected BAD (a pair); a few unpaired too."""
+    rec = FeedbackRecorder(folder, clock=lambda: 1_700_000_000.0)
+    for i in range(places):
+        prefix = f"def add_{i}(a, b):\n    "
+        for n, (text, keep) in enumerate(((GOOD, True), (BAD, False))):
+            id = f"{i}-{n}"
+            rec.shown(
+                id, f"file:///r/m{i}.py", f"pkg/m{i}.py", "python", None, "tiny", None,
+                "prefix-only", prefix, "\n", [], text, 10.0, source="simulated",
+            )  # fmt: skip
+            rec.accepted(id) if keep else rec.superseded(id)
+    rec.close()
+
+
+def test_prompts_are_rebuilt_exactly_as_the_server_built_them(tmp_path: Path) -> None:
+    from lsp_server.completion.completer import Completer
+    from tests.tiny import build_tokenizer
+
+    tokenizer = build_tokenizer(tmp_path / "tok")
+    fmt = get_format("prefix-only")
+    server = Completer(None, tokenizer, fmt, window_tokens=128)  # type: ignore[arg-type]
+    prefix = "".join(f"x_{i} = f({i})\n" for i in range(3000)) + "    y = "
+    snippets = [Snippet("lib/util.py", "def f(x):\n    return x\n")]
+    shown = server.prompt_for(prefix, "\nz = 1\n", path="pkg/a.py", context=snippets)
+    rec = FeedbackRecorder(tmp_path / "log")
+    rec.shown(
+        "1", "file:///a.py", "pkg/a.py", "python", None, "m", None, "prefix-only", prefix,
+        "\nz = 1\n", [("lib/util.py", snippets[0].text)], "g(1)", 5.0, window_tokens=128,
+    )  # fmt: skip
+    records = suggestion_records(read_events(tmp_path / "log"))
+    data = preference_data(records, prompt_builder(tokenizer, fmt, 1024))
+    (example,) = data.unpaired
+    assert len(records[0].shown["prefix"]) < len(prefix)  # the log keeps the window's part
+    assert example.prompt == shown
+    assert example.completion == " g(1)"  # the held-back space leads, as the model wrote it
+
+
+def test_the_snippets_a_completion_reports_rebuild_its_prompt(tmp_path: Path) -> None:
+    """The session logs `completion.context[::-1]` (the Completer reports them nearest last)."""
+    from lsp_server.completion.completer import Completer
+    from tests.tiny import build_tokenizer
+
+    tokenizer = build_tokenizer(tmp_path / "tok")
+    fmt = get_format("prefix-only")
+    server = Completer(None, tokenizer, fmt, window_tokens=1024)  # type: ignore[arg-type]
+    candidates = [Snippet(f"lib/m{i}.py", f"def f{i}(x):\n    return x * {i}\n") for i in range(6)]
+    prefix = "import lib\n\ny = "
+    prompt, used, _ = server._layout(prefix, "", "pkg/a.py", candidates)
+    assert len(used) >= 2
+    rec = FeedbackRecorder(tmp_path / "log")
+    rec.shown(
+        "1", "file:///a.py", "pkg/a.py", "python", None, "m", None, "prefix-only", prefix, "",
+        [(s.path, s.text) for s in used[::-1]], "f1(2)", 5.0, window_tokens=1024,
+    )  # fmt: skip
+    records = suggestion_records(read_events(tmp_path / "log"))
+    (example,) = preference_data(records, prompt_builder(tokenizer, fmt, 1024)).unpaired
+    assert example.prompt == prompt
+
+
+def test_the_log_becomes_pairs_and_unpaired_labels(tmp_path: Path) -> None:
+    plant(tmp_path, places=6)
+    rec = FeedbackRecorder(tmp_path, clock=lambda: 1_700_000_100.0)
+    rec.shown("solo", "file:///r/x.py", "x.py", "python", None, "m", None, "prefix-only",
+              "y = ", "", [], "compute()", 5.0)  # fmt: skip
+    rec.dismissed("solo")
+    records = suggestion_records(read_events(tmp_path))
+    data = preference_data(records, lambda p, s, *rest: p)
+    assert data.counts() == {"pairs": 6, "unpaired": 1, "desirable": 6, "undesirable": 7}
+    held = "\n    "  # the whitespace the prompt leaves out leads what the model wrote
+    assert all(c.completion == held + GOOD and r.completion == held + BAD for c, r in data.pairs)
+    train_part, held_part = split_by_place(records, 0.5)
+    places = lambda rs: {r.shown["path"] for r in rs}  # noqa: E731
+    assert not places(train_part) & places(held_part)
+
+
+def test_the_loss_decreases_on_a_planted_preference(
+    adapter: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from lsp_server.model.loading import load_model
+
+    plant(tmp_path)
+    loaded = load_model(str(tiny_model_dir))
+    build = prompt_builder(loaded.tokenizer, get_format("prefix-only"), 256)
+    data = preference_data(suggestion_records(read_events(tmp_path)), build)
+    model = _trainable(loaded.model, adapter, 0)
+    scorer = Scorer(model, loaded.tokenizer, 128, "cpu")
+    before = preference_accuracy(scorer, data)
+    cfg = PreferenceConfig(lr=5e-3, beta=0.5, max_steps=24, batch_size=4)
+    losses = train(model, scorer, data, cfg)
+    assert sum(losses[-4:]) / 4 < losses[0] - 0.02
+    after = preference_accuracy(scorer, data)
+    assert before is not None and after is not None and after > max(before, 0.9)
+
+
+def test_the_gate_says_why_it_refuses() -> None:
+    base = {"heldout_loss": 2.0, "next_line_exact_match": 0.5, "preference_accuracy": 0.5}
+    assert gate(base, base | {"preference_accuracy": 0.7}) == (True, [])
+    ok, reasons = gate(base, {"heldout_loss": 2.5, "next_line_exact_match": 0.25,
+                              "preference_accuracy": 0.5})  # fmt: skip
+    assert not ok and len(reasons) == 3
+    assert "held-out loss rose from 2.0000 to 2.5000" in reasons[0]
+    assert gate(base, base | {"heldout_loss": 2.01, "preference_accuracy": 0.6}, 0.01)[0]
+
+
+def test_a_worse_adapter_is_refused_and_the_old_one_kept(
+    adapter: Path, fixture_repo: Path, tmp_path: Path
+) -> None:
+    log = tmp_path / "log"
+    plant(log)
+    before = {p.name: p.read_bytes() for p in adapter.iterdir()}
+    # A learning rate this large wrecks the LoRA weights: the held-out loss must rise.
+    cfg = PreferenceConfig(
+        repo=str(fixture_repo),
+        adapter=str(adapter),
+        log_dir=str(log),
+        lr=3.0,
+        max_steps=6,
+        heldout_feedback=0.3,
+        candidate=str(tmp_path / "candidate"),  # written anyway, to be measured
+    )
+    summary = run_preference(cfg, progress=False)
+    assert summary["kept"] is False
+    assert any("held-out loss rose" in r for r in summary["reasons"])
+    assert summary["after"]["heldout_loss"] > summary["before"]["heldout_loss"]
+    assert {p.name: p.read_bytes() for p in adapter.iterdir()} == before
+    written = tmp_path / "candidate" / "adapter_model.safetensors"
+    assert written.read_bytes() != before["adapter_model.safetensors"]
+
+
+def test_a_better_adapter_replaces_the_old_one_through_the_command(
+    adapter: Path, fixture_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from finetune import preference
+
+    tuned = tmp_path / "tuned"
+    tuned.mkdir()
+    for p in adapter.iterdir():
+        (tuned / p.name).write_bytes(p.read_bytes())
+    plant(preference.feedback_log(fixture_repo))
+    original: Any = preference.gate
+    from_args = preference.config_from_args
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(preference, "config_from_args", lambda a: from_args(a) | {"lr": 5e-3})
+        # The tiny model's repository figures are noise: gate on ranking alone here.
+        mp.setattr(preference, "gate", lambda b, a, tol=0.0: original(
+            {"preference_accuracy": b["preference_accuracy"]},
+            {"preference_accuracy": a["preference_accuracy"]},
+        ))  # fmt: skip
+        code = main(["finetune", str(fixture_repo), "--out", str(tuned), "--feedback",
+                     "--max-steps", "12", "--json", "--no-progress"])  # fmt: skip
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["kept"] is True, summary["reasons"]
+    meta = json.loads((tuned / "codetailor.json").read_text())
+    assert meta["preference_tuning"][0]["train"]["pairs"] > 0
+    assert (tuned / "adapter_model.safetensors").read_bytes() != (
+        adapter / "adapter_model.safetensors"
+    ).read_bytes()
+
+
+def test_too_little_feedback_is_one_clear_error(
+    adapter: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = tmp_path / "empty-repo"
+    repo.mkdir()
+    assert main(["finetune", str(repo), "--out", str(adapter), "--feedback"]) == 2
+    assert "needs at least" in capsys.readouterr().err
