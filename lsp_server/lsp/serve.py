@@ -10,7 +10,7 @@ import os
 import sys
 
 from lsp_server.errors import CodetailorError
-from lsp_server.lsp import transport
+from lsp_server.lsp import client_log, transport
 from lsp_server.lsp.server import CodetailorServer
 from lsp_server.session.settings import Settings
 
@@ -63,6 +63,7 @@ def serve(args: argparse.Namespace) -> int:
 
 async def serve_stdio(server: CodetailorServer) -> int:
     server.loop = asyncio.get_running_loop()
+    client_log.install(server, quiet_stderr=True)  # the editor shows stderr as errors
     out = transport.protocol_stdout()
     writer = transport.SafeWriter(lambda data: out.write(data), out.close)
     reader = transport.FrameReader(transport.stdin_chunks(server.loop, sys.stdin.fileno()))
@@ -76,6 +77,7 @@ async def serve_stdio(server: CodetailorServer) -> int:
 async def serve_tcp(server: CodetailorServer, host: str, port: int) -> int:
     """Serve one client at a time; the model stays loaded between clients."""
     server.loop = asyncio.get_running_loop()
+    client_log.install(server, quiet_stderr=False)  # a TCP client does not see our stderr
     done: asyncio.Future[int] = server.loop.create_future()
     busy = asyncio.Lock()
 
