@@ -18,6 +18,7 @@ import {
   readSettings,
   RESTART_KEYS,
   restartChanges,
+  settingChanges,
   settingSource,
   toServerSettings,
   type Settings,
@@ -227,6 +228,7 @@ class Extension implements vscode.Disposable {
       await this.restart();
       return;
     }
+    for (const c of settingChanges(previous, this.settings)) this.output.info(`[settings] codetailor.${c.key}: ${c.from} -> ${c.to}`);
     const client = this.client;
     if (client?.isRunning()) {
       await client.sendNotification(DidChangeConfigurationNotification.type, {

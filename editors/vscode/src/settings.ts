@@ -199,22 +199,27 @@ export function afterChange(previous: Settings, fresh: Settings, affects: (key: 
 }
 
 export interface SettingChange {
-  key: RestartKey;
+  key: keyof Settings;
   from: string;
   to: string;
 }
 
-/** The restart settings that differ between `a` and `b`, shown for the log (the token masked). */
-export function restartChanges(a: Settings, b: Settings): SettingChange[] {
-  const show = (key: RestartKey, s: Settings): string => {
+/** The settings among `keys` that differ between `a` and `b`, shown for the log (the token masked). */
+export function settingChanges(a: Settings, b: Settings, keys: readonly (keyof Settings)[] = ALL_KEYS): SettingChange[] {
+  const show = (key: keyof Settings, s: Settings): string => {
     if (key === "authToken") return s.authToken ? "(a token)" : "(none)";
     return JSON.stringify(s[key]);
   };
-  return RESTART_KEYS.filter((key) => JSON.stringify(a[key]) !== JSON.stringify(b[key])).map((key) => ({
-    key,
-    from: show(key, a),
-    to: show(key, b),
-  }));
+  return keys
+    .filter((key) => JSON.stringify(a[key]) !== JSON.stringify(b[key]))
+    .map((key) => ({ key, from: show(key, a), to: show(key, b) }));
+}
+
+const ALL_KEYS = Object.keys(DEFAULTS) as (keyof Settings)[];
+
+/** The restart settings that differ between `a` and `b`. */
+export function restartChanges(a: Settings, b: Settings): SettingChange[] {
+  return settingChanges(a, b, RESTART_KEYS);
 }
 
 /** Whether a change from `a` to `b` needs a new server process (not just new settings). */
