@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.codetailor-installed
 ARGS ?=
 
-.PHONY: install serve test test-fast test-vscode lint bench clean
+.PHONY: install serve test test-fast test-vscode test-vscode-e2e lint bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ test: $(STAMP)
 
 test-vscode: $(STAMP)
 	CODETAILOR_PYTHON=$(abspath $(PY)) editors/vscode/ci.sh
+
+# The extension in a real VS Code (code-server + Debian's Chromium); installs
+# code-server from npm into editors/vscode/e2e/node_modules the first time.
+test-vscode-e2e: $(STAMP)
+	CODETAILOR_PYTHON=$(abspath $(PY)) editors/vscode/e2e/run.sh
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(ARGS)
