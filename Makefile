@@ -28,12 +28,15 @@ serve: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest $(ARGS)
 	CODETAILOR_PYTHON=$(abspath $(PY)) editors/vscode/ci.sh
+	CODETAILOR_PYTHON=$(abspath $(PY)) CODETAILOR_E2E_OPTIONAL=1 editors/vscode/e2e/run.sh
 
 test-vscode: $(STAMP)
 	CODETAILOR_PYTHON=$(abspath $(PY)) editors/vscode/ci.sh
 
-# The extension in a real VS Code (code-server + Debian's Chromium); installs
-# code-server from npm into editors/vscode/e2e/node_modules the first time.
+# The extension in a real VS Code (code-server + Debian's Chromium): about 2 min,
+# plus about 5 min the first time to install code-server from npm into
+# editors/vscode/e2e/node_modules. `make test` runs it too, or skips it (with a
+# message) where Chromium, ripgrep or Node.js 20 is missing.
 test-vscode-e2e: $(STAMP)
 	CODETAILOR_PYTHON=$(abspath $(PY)) editors/vscode/e2e/run.sh
 

@@ -172,14 +172,14 @@ export function effectiveValue(key: string, inspected: Inspected | undefined): u
   return scopes.find((v) => v !== undefined) ?? inspected.defaultValue;
 }
 
-/** Where the applied value of `key` comes from, for the log: `remote` names the remote window's kind. */
+/** Where the applied value of `key` comes from, for the log; `remote`: the window's remote name, if any. */
 export function settingSource(key: string, inspected: Inspected | undefined, remote?: string): string {
   if (!inspected) return "default";
   if (!isMachineScoped(key)) {
     if (inspected.workspaceFolderValue !== undefined) return "folder settings";
     if (inspected.workspaceValue !== undefined) return "workspace settings";
   }
-  if (inspected.globalValue !== undefined) return remote ? `Remote settings (${remote})` : "User settings";
+  if (inspected.globalValue !== undefined) return remote ? "Remote settings" : "User settings";
   return "default";
 }
 

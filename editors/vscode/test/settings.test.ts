@@ -101,7 +101,7 @@ test("machine-scoped settings apply from the user (or Remote) settings only, oth
 });
 
 test("the log names where a value comes from: Remote settings in a remote window", () => {
-  assert.equal(settingSource("serverCommand", { globalValue: "/opt/ct" }, "ssh-remote"), "Remote settings (ssh-remote)");
+  assert.equal(settingSource("serverCommand", { globalValue: "/opt/ct" }, "ssh-remote"), "Remote settings");
   assert.equal(settingSource("serverCommand", { globalValue: "/opt/ct" }, undefined), "User settings");
   assert.equal(settingSource("serverCommand", { workspaceValue: "/ws/ct" }, undefined), "default");
   assert.equal(settingSource("model", { workspaceValue: "m" }, undefined), "workspace settings");
