@@ -129,18 +129,15 @@ const USER_SETTINGS = path.join(dirs.userData, "User", "settings.json");
 writeFileSync(USER_SETTINGS, JSON.stringify(userSettings, null, 2));
 // The server's command line is machine-scoped: in this remote window it applies
 // from the Remote ("Machine") settings, as the README tells users.
+// It starts wrong, as for a fresh install whose `codetailor` is not on the PATH; the
+// test then fixes it where the error's "Open Settings" leads.
 const serverCommand = env.CODETAILOR_E2E_SERVER_COMMAND ?? PYTHON;
-writeFileSync(
-  path.join(dirs.userData, "Machine", "settings.json"),
-  JSON.stringify(
-    {
-      "codetailor.serverCommand": serverCommand,
-      "codetailor.serverArgs": ["-m", "lsp_server.cli", "serve", "--model", dirs.model],
-    },
-    null,
-    2,
-  ),
-);
+const MACHINE_SETTINGS = path.join(dirs.userData, "Machine", "settings.json");
+const machineSettings = (command) => ({
+  "codetailor.serverCommand": command,
+  "codetailor.serverArgs": ["-m", "lsp_server.cli", "serve", "--model", dirs.model],
+});
+writeFileSync(MACHINE_SETTINGS, JSON.stringify(machineSettings("codetailor-not-on-path"), null, 2));
 
 let codeServer;
 let browser;
@@ -198,14 +195,36 @@ async function main() {
   await page.waitForSelector(".monaco-workbench .part.statusbar", { timeout: STEP_MS });
 
   await openFile("shapes.py");
+
+  // 0. First run, the command not found: one error toast (not the language client's
+  // too); its "Open Settings" opens the Remote settings; fixing the command there
+  // starts the server and takes the toast away.
+  await waitForStatus("error", "the error status (the server command is not found)");
+  const toasts = await until("our error toast", async () => {
+    const texts = await toastTexts();
+    return texts.some((t) => t.includes("Codetailor: cannot start the server")) ? texts : false;
+  });
+  const ours = toasts.filter((t) => /codetailor/i.test(t));
+  if (ours.length !== 1) throw new Error(`expected one Codetailor toast, got ${ours.length}:\n${ours.join("\n")}`);
+  log(`one toast: ${JSON.stringify(ours[0].slice(0, 120))}`);
+  await clickToastButton("Open Settings");
+  const tab = await until("the Remote settings tab", async () => {
+    const checked = await page.$$eval(".settings-tabs-widget .action-label.checked", (els) => els.map((e) => e.textContent ?? "").join(" "));
+    return /Remote/.test(checked) ? checked : false;
+  });
+  log(`"Open Settings" opened the settings at: ${tab.trim()}`);
+  await editSettingsJson("Preferences: Open Remote Settings (JSON)", MACHINE_SETTINGS, machineSettings(serverCommand));
   await waitForStatus("sparkle", "the server ready (status bar: model name)");
+  await until("the error toast to go away", async () => !(await toastTexts()).some((t) => t.includes("cannot start the server")));
+  log("fixed in the Remote settings: the server started and the toast went away");
   const pids = serverPids(dirs.model);
   log(`server ready; pid ${pids.join(",")}`);
   if (pids.length !== 1) throw new Error(`expected one server process, found ${pids.length}`);
   // The server's log reads right: a "ready" line at info, and no line marked as an error.
   const ready = await until("the server's ready line in the log", () => /\[info\].*ready: model on cpu in [\d.]+ s/.exec(serverLog()));
   log(`log: ${ready[0]}`);
-  const errors = serverLog().split("\n").filter((l) => l.includes("[error]"));
+  const sinceStart = serverLog().split(/^.*\[client\] starting .*$/m).pop() ?? ""; // this (healthy) start
+  const errors = sinceStart.split("\n").filter((l) => l.includes("[error]"));
   if (errors.length) throw new Error(`a healthy start logged errors:\n${errors.join("\n")}`);
 
   // 1-2. Mid-word: the line so far ends inside a word; ghost text, Tab, the document.
@@ -290,9 +309,30 @@ function serverLog() {
   return found.map((f) => readFileSync(f, "utf8")).join("\n");
 }
 
-/** Replace the User settings through "Preferences: Open User Settings (JSON)", then back to the file. */
-async function editUserSettings(settings) {
-  await command("Preferences: Open User Settings (JSON)");
+/** The texts of the notification toasts on screen. */
+function toastTexts() {
+  return page.$$eval(".notifications-toasts .notification-toast", (els) =>
+    els.filter((e) => e.offsetParent !== null).map((e) => e.textContent ?? ""),
+  );
+}
+
+async function clickToastButton(label) {
+  const button = await until(`the toast's "${label}" button`, async () => {
+    for (const handle of await page.$$(".notifications-toasts .notification-toast .monaco-button")) {
+      if ((await handle.evaluate((e) => e.textContent ?? "")).trim() === label) return handle;
+    }
+    return false;
+  });
+  await button.click();
+}
+
+function editUserSettings(settings) {
+  return editSettingsJson("Preferences: Open User Settings (JSON)", USER_SETTINGS, settings);
+}
+
+/** Replace a settings file's content through `title` (an "Open ... Settings (JSON)" command), then back to the file. */
+async function editSettingsJson(title, file, settings) {
+  await command(title);
   await until("settings.json in the editor", () =>
     page.$eval(".tabs-container .tab.active", (t) => (t.textContent ?? "").includes("settings.json")),
   );
@@ -306,9 +346,9 @@ async function editUserSettings(settings) {
   await page.keyboard.down("Control");
   await page.keyboard.press("KeyS");
   await page.keyboard.up("Control");
-  await until("the settings saved", () => {
+  await until(`${path.basename(path.dirname(file))}/settings.json saved`, () => {
     try {
-      return JSON.stringify(JSON.parse(readFileSync(USER_SETTINGS, "utf8"))) === JSON.stringify(settings);
+      return JSON.stringify(JSON.parse(readFileSync(file, "utf8"))) === JSON.stringify(settings);
     } catch {
       return false;
     }
