@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.codetailor-installed
 ARGS ?=
 
-.PHONY: install serve test test-fast test-vscode editors-deps lint bench clean
+.PHONY: install serve test test-fast test-vscode test-vscode-e2e editors-deps lint bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,25 +28,36 @@ serve: $(STAMP)
 test: $(STAMP) editors-deps
 	$(PY) -m pytest $(ARGS)
 	CODETAILOR_PYTHON=$(abspath $(PY)) editors/vscode/ci.sh
+	CODETAILOR_PYTHON=$(abspath $(PY)) CODETAILOR_E2E_OPTIONAL=1 editors/vscode/e2e/run.sh
 
-# Debian's Emacs, Eglot and lsp-mode for tests/e2e/test_emacs.py: installed with apt-get
-# when missing and running as root; otherwise those tests skip and say why.
-EMACS_DEBS := emacs-nox elpa-eglot elpa-lsp-mode
+# Debian packages the tests drive: Emacs, Eglot and lsp-mode (tests/e2e/test_emacs.py),
+# Chromium, ripgrep and Kerberos headers (the real-VS-Code test: code-server builds
+# against libkrb5 and wants rg), bubblewrap (the sandbox for model-written code in
+# `codetailor eval`). Installed with apt-get when missing and running as root;
+# otherwise those tests skip and say why.
+TEST_DEBS := emacs-nox elpa-eglot elpa-lsp-mode chromium ripgrep libkrb5-dev bubblewrap
 
 editors-deps:
 	@command -v apt-get >/dev/null || exit 0; \
-	missing=$$(for p in $(EMACS_DEBS); do \
+	missing=$$(for p in $(TEST_DEBS); do \
 	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	[ -n "$$missing" ] || exit 0; \
 	if [ "$$(id -u)" != 0 ]; then \
-	  echo "editors-deps: for the Emacs tests, sudo apt-get install" $$missing; exit 0; fi; \
+	  echo "editors-deps: for the editor tests, sudo apt-get install" $$missing; exit 0; fi; \
 	echo "editors-deps: apt-get install" $$missing; \
 	(apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	  apt-get install -y -qq --no-install-recommends $$missing) >/dev/null \
-	  || echo "editors-deps: apt-get failed; the Emacs tests will skip"
+	  || echo "editors-deps: apt-get failed; the editor tests that need it will skip"
 
 test-vscode: $(STAMP)
 	CODETAILOR_PYTHON=$(abspath $(PY)) editors/vscode/ci.sh
+
+# The extension in a real VS Code (code-server + Debian's Chromium): about 2 min,
+# plus about 5 min the first time to install code-server from npm into
+# editors/vscode/e2e/node_modules. `make test` runs it too, or skips it (with a
+# message) where Chromium, ripgrep or Node.js 20 is missing.
+test-vscode-e2e: $(STAMP)
+	CODETAILOR_PYTHON=$(abspath $(PY)) editors/vscode/e2e/run.sh
 
 # Seconds, not minutes: the pure layers and the tiny-model tests, no processes started.
 test-fast: $(STAMP)

@@ -83,3 +83,12 @@ def test_word_start_and_prompt_safe_text():
     assert word_start("x = ", 4) == 4
     assert word_start("ab\ncd", 5) == 3
     assert prompt_safe("a\ud800b") == "a\ufffdb"
+
+
+def test_replacement_rewrites_the_word_before_the_cursor():
+    from lsp_server.session.documents import Replacement, replacement
+
+    assert replacement("x = foo_ba", 10, "r()") == Replacement(4, 10, "foo_bar()")
+    assert replacement("x = ", 4, "1") == Replacement(4, 4, "1")
+    assert replacement("print(na)", 8, "me") == Replacement(6, 8, "name")
+    assert replacement("ab\ncd", 5, "e") == Replacement(3, 5, "cde")

@@ -15,7 +15,14 @@ from pygls.capabilities import ServerCapabilitiesBuilder
 
 # A runtime import: pygls reads the command handlers' type hints to convert their arguments.
 from lsp_server.lsp.server import CodetailorServer
-from lsp_server.session.documents import Change, Position, position_at, word_start
+from lsp_server.session.documents import (
+    Change,
+    Position,
+    Replacement,
+    position_at,
+    replacement,
+    word_start,
+)
 
 ACCEPTED = "codetailor.accepted"
 STATUS = "codetailor.status"
@@ -117,9 +124,14 @@ async def inline_completion(
     position = params.position
     request = ls.session.request_at(params.text_document.uri, position.line, position.character)
     text = await ls.session.complete(request) if request else ""
-    if not text:
+    if not request or not text:
         return types.InlineCompletionList(items=[])
-    item = types.InlineCompletionItem(insert_text=text, command=accepted_command("inline"))
+    edit = replacement(request.text, request.offset, text)
+    item = types.InlineCompletionItem(
+        insert_text=edit.new_text,
+        range=lsp_range(request.text, edit, ls.session.encoding),
+        command=accepted_command("inline"),
+    )
     return types.InlineCompletionList(items=[item])
 
 
@@ -154,6 +166,16 @@ async def completion(ls: CodetailorServer, params: types.CompletionParams) -> ty
         command=accepted_command("completion"),
     )
     return types.CompletionList(is_incomplete=True, items=[item])
+
+
+def lsp_range(text: str, edit: Replacement, encoding: str) -> types.Range:
+    """The LSP range of `edit` in `text`, in the negotiated encoding."""
+    a = position_at(text, edit.start, encoding)
+    b = position_at(text, edit.end, encoding)
+    return types.Range(
+        start=types.Position(line=a.line, character=a.character),
+        end=types.Position(line=b.line, character=b.character),
+    )
 
 
 def accepted_command(kind: str) -> types.Command:

@@ -25,7 +25,7 @@ from functools import partial
 from pathlib import Path
 
 from lsp_server.errors import CodetailorError
-from lsp_server.lsp import handlers, transport
+from lsp_server.lsp import client_log, handlers, transport
 from lsp_server.lsp.lifecycle import Lifecycle
 from lsp_server.lsp.server import CodetailorServer, ModelEvents
 from lsp_server.model.host import ModelHost
@@ -149,6 +149,7 @@ async def serve_stdio(make: Callable[[], CodetailorServer], events: ModelEvents)
     server = make()
     server.loop = asyncio.get_running_loop()
     events.client = server
+    client_log.install(server, quiet_stderr=True)  # the editor shows stderr as errors
     out = transport.protocol_stdout()
     writer = transport.SafeWriter(lambda data: out.write(data), out.close)
     reader = transport.FrameReader(transport.stdin_chunks(server.loop, sys.stdin.fileno()))
@@ -186,6 +187,9 @@ class TcpClients:
     ) -> None:
         self.make, self.events, self.token, self.limits = make, events, token, limits
         self.slot = asyncio.Lock()
+        # One log forwarder, pointed at whichever client is admitted (a TCP client does
+        # not see our stderr, so stderr keeps everything too).
+        self.log = client_log.install(None, quiet_stderr=False)
         self.done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
     async def on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -204,6 +208,7 @@ class TcpClients:
                 return False
             holding = True
             self.events.client = server
+            self.log.server = server
             return True
 
         connection = transport.Connection(
@@ -223,6 +228,8 @@ class TcpClients:
             server.close()
             if self.events.client is server:
                 self.events.client = None
+            if self.log.server is server:
+                self.log.server = None
             if holding:
                 self.slot.release()
         if status is not None and not self.done.done():

@@ -200,7 +200,9 @@ class ModelHost:
     def _load(self, ticket: int, settings: Settings) -> None:
         if ticket != self._ticket:
             return  # a newer load was asked for while this one waited
-        name = settings.model or "the default model"
+        from lsp_server.model.loading import DEFAULT_MODEL
+
+        name = settings.model or DEFAULT_MODEL
         self.on_event("begin", f"loading {name}", 0)
         started = time.monotonic()
         try:
@@ -220,7 +222,7 @@ class ModelHost:
         self.loaded, self.state = loaded, "ready"
         seconds = time.monotonic() - started
         where = loaded.model.device
-        self.on_event("end", f"{loaded.model.name} ready on {where} ({seconds:.1f} s)", 100)
+        self.on_event("end", f"ready: {loaded.model.name} on {where} in {seconds:.1f} s", 100)
 
     def status(self) -> dict[str, Any]:
         loaded = self.loaded

@@ -107,6 +107,27 @@ def word_start(text: str, offset: int) -> int:
     return match.start() if match else offset
 
 
+class Replacement(NamedTuple):
+    """An edit of `text[start:end]` into `new_text` (offsets into the document)."""
+
+    start: int
+    end: int
+    new_text: str
+
+
+def replacement(text: str, offset: int, completion: str) -> Replacement:
+    """The edit that shows `completion` at `offset`: the word before the cursor, rewritten.
+
+    Editors take an item without a range to replace the word before the cursor
+    (VS Code drops one whose text does not start with that word), so the server
+    says it: from the word's start to the cursor, with the word in the text. The
+    item then also survives the user typing on through it. After a space or a
+    bracket there is no word and the range is empty, at the cursor.
+    """
+    start = word_start(text, offset)
+    return Replacement(start, offset, text[start:offset] + completion)
+
+
 def prompt_safe(text: str) -> str:
     """`text` with lone surrogates (from a client's broken JSON) replaced, offsets unchanged."""
     return SURROGATE.sub("\ufffd", text) if SURROGATE.search(text) else text

@@ -167,7 +167,9 @@ def test_typing_through_a_shown_completion_skips_the_model(server):
             },
         )
         (item,) = server.inline(uri, 0, 4 + len(typed))
-        assert item["insertText"] == "a" * (6 - len(typed))
+        # the item rewrites the typed word: what was typed, then the rest of the completion
+        assert item["insertText"] == typed + "a" * (6 - len(typed))
+        assert item["range"]["start"] == {"line": 0, "character": 4}
     after = status(server)
     assert after["lastGeneration"] == generated  # the model did not run again
     assert after["typingThroughHits"] >= 3

@@ -89,7 +89,10 @@ async def test_inline_completion_in_the_negotiated_encoding(client: LanguageClie
         )
     )
     (item,) = result.items
-    assert item.insert_text == "aaaa"
+    assert item.insert_text == "naaaaa"  # the word before the cursor, then the completion
+    assert item.range == types.Range(
+        start=types.Position(line=1, character=col - 2), end=types.Position(line=1, character=col)
+    )
     assert item.command.command == "codetailor.accepted"
 
 
@@ -135,4 +138,6 @@ async def test_typing_a_character_through_the_sync_protocol(client: LanguageClie
             ),
         )
     )
-    assert [i.insert_text for i in result.items] == ["aaa"]  # typed through: one "a" fewer
+    # typed through: the word is one "a" longer, the completion one "a" shorter
+    assert [i.insert_text for i in result.items] == ["naa" + "aaa"]
+    assert result.items[0].range.start == types.Position(line=1, character=col - 2)

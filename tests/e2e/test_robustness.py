@@ -237,7 +237,9 @@ def test_a_thousand_rapid_changes_each_with_a_request(server):
         )
     replies = [server.response(i, timeout=120) for i in ids]
     assert all("result" in r for r in replies)
-    assert replies[-1]["result"]["items"][0]["insertText"] == "aaaa"
+    assert (
+        replies[-1]["result"]["items"][0]["insertText"] == "x" * 1000 + "aaaa"
+    )  # word + completion
     result = server.request(
         "textDocument/completion",
         {"textDocument": {"uri": uri}, "position": {"line": 0, "character": 1007}},

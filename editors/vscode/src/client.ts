@@ -3,8 +3,15 @@
  * follows the server's model-loading `$/progress` for the status bar.
  */
 
+import * as readline from "node:readline";
+import type { Readable } from "node:stream";
+
 import * as vscode from "vscode";
 import {
+  CloseAction,
+  type CloseHandlerResult,
+  ErrorAction,
+  type ErrorHandlerResult,
   LanguageClient,
   type LanguageClientOptions,
   RevealOutputChannelOn,
@@ -19,6 +26,7 @@ import {
 } from "vscode-languageclient/node";
 
 import { serverInvocation } from "./command";
+import { stderrLevel } from "./notices";
 import { initializationOptions, type Settings } from "./settings";
 
 export const CLIENT_ID = "codetailor";
@@ -47,8 +55,7 @@ class ProgressFeature implements StaticFeature {
   initialize(): void {
     this.client.onRequest(WorkDoneProgressCreateRequest.type, ({ token }) => {
       let finish: (() => void) | undefined;
-      let shown = 0;
-      let report: ((value: { message?: string; increment?: number }) => void) | undefined;
+      let report: ((value: { message?: string }) => void) | undefined;
       const subscription = this.client.onProgress(WorkDoneProgress.type, token, (value) => {
         this.onProgress(value);
         if (value.kind === "begin") {
@@ -62,9 +69,9 @@ class ProgressFeature implements StaticFeature {
               }),
           );
         } else if (value.kind === "report") {
-          const increment = value.percentage !== undefined ? Math.max(0, value.percentage - shown) : undefined;
-          if (value.percentage !== undefined) shown = value.percentage;
-          report?.({ message: value.message, increment });
+          // The stages, not a bar: loading reports no steps between "loading" and
+          // "warming up", so a percentage would sit at 0% and then jump to 90%.
+          report?.({ message: value.message });
         } else {
           finish?.();
           subscription.dispose();
@@ -76,11 +83,57 @@ class ProgressFeature implements StaticFeature {
   clear(): void {}
 }
 
+/**
+ * A LanguageClient that logs its errors but never shows them as toasts: the
+ * extension shows one toast per failure itself (extension.ts), instead of two
+ * (ours and the client's "couldn't create connection to server").
+ */
+class CodetailorClient extends LanguageClient {
+  override error(message: string, data?: unknown, _showNotification?: boolean | "force"): void {
+    super.error(message, data, false);
+  }
+}
+
+/** What the client does when the server process dies: restart it a few times, then tell us. */
+export interface Lifecycle {
+  /** The server died; `restarting` says whether the client starts a new one. */
+  onCrash(restarting: boolean): void;
+}
+
+const MAX_RESTARTS = 4;
+const RESTART_WINDOW_MS = 3 * 60 * 1000;
+
+function errorHandler(lifecycle: Lifecycle) {
+  const restarts: number[] = [];
+  return {
+    error: (_error: Error, _message: unknown, count: number | undefined): ErrorHandlerResult => ({
+      action: count && count <= 3 ? ErrorAction.Continue : ErrorAction.Shutdown,
+      handled: true,
+    }),
+    closed: (): CloseHandlerResult => {
+      const now = Date.now();
+      restarts.push(now);
+      while (restarts.length && now - restarts[0]! > RESTART_WINDOW_MS) restarts.shift();
+      const restarting = restarts.length <= MAX_RESTARTS;
+      lifecycle.onCrash(restarting);
+      return { action: restarting ? CloseAction.Restart : CloseAction.DoNotRestart, handled: true };
+    },
+  };
+}
+
+/** The server's stderr, line by line, at the level each line says (not all as errors). */
+function logStderr(input: Readable, output: vscode.LogOutputChannel): void {
+  readline
+    .createInterface({ input, crlfDelay: Infinity, terminal: false, historySize: 0 })
+    .on("line", (line) => output[stderrLevel(line)](line));
+}
+
 /** A client for the current settings; call `start()` on it. */
 export function createClient(
   settings: Settings,
   output: vscode.LogOutputChannel,
   onProgress: (value: ProgressValue) => void,
+  lifecycle: Lifecycle,
 ): LanguageClient {
   const inv = serverInvocation(settings);
   const cwd = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
@@ -93,10 +146,17 @@ export function createClient(
     initializationOptions: initializationOptions(settings),
     outputChannel: output,
     // The server shows its own problems (window/showMessage); the output channel
-    // holds its log (stderr), so it should not pop up on every line.
+    // holds its log (window/logMessage), so it should not pop up on every line.
     revealOutputChannelOn: RevealOutputChannelOn.Never,
+    // A server that fails to initialize is stopped; extension.ts says so, once.
+    initializationFailedHandler: () => false,
+    errorHandler: errorHandler(lifecycle),
+    stdioOptions: {
+      stdout: (input, channel) => logStderr(input, channel),
+      stderr: (input, channel) => logStderr(input, channel),
+    },
   };
-  const client = new LanguageClient(CLIENT_ID, "Codetailor", serverOptions, clientOptions);
+  const client = new CodetailorClient(CLIENT_ID, "Codetailor", serverOptions, clientOptions);
   client.registerFeature(new ProgressFeature(client, onProgress));
   return client;
 }

@@ -11,7 +11,18 @@ import { DidChangeConfigurationNotification, State, type LanguageClient } from "
 import { createClient, type ProgressValue } from "./client";
 import { describe, serverInvocation } from "./command";
 import { finetuneWorkspace } from "./finetune";
-import { needsRestart, readSettings, toServerSettings, type Settings } from "./settings";
+import { FailureNotices, settingsCommand, startFailureMessage } from "./notices";
+import {
+  afterChange,
+  effectiveValue,
+  readSettings,
+  RESTART_KEYS,
+  restartChanges,
+  settingChanges,
+  settingSource,
+  toServerSettings,
+  type Settings,
+} from "./settings";
 import { formatStatus, stateFromStatus, statusView, type ServerState, type ServerStatus } from "./status";
 
 const STATUS_COMMAND = "codetailor.status";
@@ -22,6 +33,7 @@ class Extension implements vscode.Disposable {
   private readonly output = vscode.window.createOutputChannel("Codetailor", { log: true });
   private readonly item = vscode.window.createStatusBarItem(vscode.StatusBarAlignment.Right, 100);
   private readonly disposables: vscode.Disposable[] = [this.output, this.item];
+  private readonly notices = new FailureNotices();
 
   constructor(private readonly context: vscode.ExtensionContext) {
     this.settings = this.read();
@@ -29,12 +41,48 @@ class Extension implements vscode.Disposable {
     this.item.show();
   }
 
+  /** The settings as VS Code applies them (machine-scoped ones from the Remote settings in a remote window). */
   private read(): Settings {
     const problems: string[] = [];
     const config = vscode.workspace.getConfiguration("codetailor");
-    const settings = readSettings((key) => config.get(key), problems);
-    for (const problem of problems) this.output.appendLine(`[settings] ${problem}`);
+    const settings = readSettings((key) => effectiveValue(key, config.inspect(key)), problems);
+    for (const problem of problems) this.output.warn(`[settings] ${problem}`);
     return settings;
+  }
+
+  /** One log line per server-command setting: its value and the settings it comes from. */
+  private logServerSettings(): void {
+    const config = vscode.workspace.getConfiguration("codetailor");
+    for (const key of RESTART_KEYS) {
+      if (key === "authToken") continue;
+      const source = settingSource(key, config.inspect(key), vscode.env.remoteName);
+      this.output.info(`[settings] codetailor.${key} = ${JSON.stringify(this.settings[key])} (${source})`);
+    }
+  }
+
+  /** Show an error toast for a failure of `kind`, unless this failure was already shown. */
+  private async fail(kind: string, message: string, ...actions: string[]): Promise<string | undefined> {
+    this.output.error(`[client] ${message}`);
+    if (!this.notices.shouldShow(kind)) return undefined;
+    const shown = vscode.window.showErrorMessage(message, ...actions);
+    this.notices.track(shown);
+    return shown;
+  }
+
+  /** The server works (again): forget the failures and hide their toasts still on screen. */
+  private recovered(): void {
+    if (!this.notices.failing) return;
+    if (this.notices.recovered()) void vscode.commands.executeCommand("notifications.hideToasts");
+    this.output.info("[client] the server works again");
+  }
+
+  private async openSettings(): Promise<void> {
+    const { command } = settingsCommand(vscode.env.remoteName);
+    try {
+      await vscode.commands.executeCommand(command, "codetailor.server");
+    } catch {
+      await vscode.commands.executeCommand(command);
+    }
   }
 
   show(state: ServerState): void {
@@ -46,28 +94,54 @@ class Extension implements vscode.Disposable {
   }
 
   async start(): Promise<void> {
+    if (!vscode.workspace.isTrusted) {
+      this.show({ kind: "untrusted" });
+      return;
+    }
     this.show({ kind: "starting" });
-    const client = createClient(this.settings, this.output, (value) => this.onProgress(value));
+    const client = createClient(this.settings, this.output, (value) => this.onProgress(value), {
+      onCrash: (restarting) => {
+        if (this.client !== client) return;
+        if (!restarting) {
+          this.show({ kind: "stopped" });
+          void this.fail("crash", "Codetailor: the server keeps stopping; see its log.", "Show Log", "Restart Server").then(
+            (choice) => this.onChoice(choice),
+          );
+        }
+      },
+    });
     this.client = client;
     client.onDidChangeState(({ newState }) => {
       if (this.client !== client) return;
       if (newState === State.Stopped) this.show({ kind: "stopped" });
       // The client restarts a crashed server by itself; show how the new one is.
-      if (newState === State.Running) void this.refresh();
+      if (newState === State.Running) {
+        this.recovered();
+        void this.refresh();
+      }
     });
-    this.output.appendLine(`[client] starting ${describe(serverInvocation(this.settings))}`);
+    const command = describe(serverInvocation(this.settings));
+    this.logServerSettings();
+    this.output.info(`[client] starting ${command}`);
     try {
       await client.start();
     } catch (error) {
-      const message = `cannot start the server (${describe(serverInvocation(this.settings))}): ${String(error)}`;
-      this.show({ kind: "error", message });
-      this.output.appendLine(`[client] ${message}`);
-      const choice = await vscode.window.showErrorMessage(`Codetailor: ${message}`, "Open Settings", "Show Log");
-      if (choice === "Open Settings") void vscode.commands.executeCommand("workbench.action.openSettings", "codetailor.server");
-      if (choice === "Show Log") this.output.show();
+      if (this.client !== client) return; // stopped or replaced meanwhile
+      const text = error instanceof Error ? error.message : String(error);
+      const message = startFailureMessage(text, this.settings.serverCommand, vscode.env.remoteName);
+      this.show({ kind: "error", message: `cannot start the server (${command}): ${text}` });
+      const choice = await this.fail("start", message, "Open Settings", "Show Log");
+      await this.onChoice(choice);
       return;
     }
+    this.recovered();
     await this.refresh();
+  }
+
+  private async onChoice(choice: string | undefined): Promise<void> {
+    if (choice === "Open Settings") await this.openSettings();
+    if (choice === "Show Log") this.output.show();
+    if (choice === "Restart Server") await this.restart();
   }
 
   async stop(): Promise<void> {
@@ -77,7 +151,7 @@ class Extension implements vscode.Disposable {
       try {
         await client.stop();
       } catch (error) {
-        this.output.appendLine(`[client] stopping: ${String(error)}`);
+        this.output.warn(`[client] stopping: ${String(error)}`);
       }
     }
   }
@@ -108,12 +182,16 @@ class Extension implements vscode.Disposable {
     try {
       return (await client.sendRequest("workspace/executeCommand", { command: STATUS_COMMAND, arguments: [] })) as ServerStatus;
     } catch (error) {
-      this.output.appendLine(`[client] ${STATUS_COMMAND} failed: ${String(error)}`);
+      this.output.warn(`[client] ${STATUS_COMMAND} failed: ${String(error)}`);
       return undefined;
     }
   }
 
   async showStatus(): Promise<void> {
+    if (!vscode.workspace.isTrusted) {
+      await vscode.commands.executeCommand("workbench.trust.manage");
+      return;
+    }
     const status = await this.status();
     if (!status) {
       const choice = await vscode.window.showWarningMessage("Codetailor: the server is not running.", "Restart Server", "Show Log");
@@ -141,13 +219,16 @@ class Extension implements vscode.Disposable {
   }
 
   /** Settings changed: new server process, or just new settings for the running one. */
-  async onConfigurationChanged(): Promise<void> {
+  async onConfigurationChanged(event: vscode.ConfigurationChangeEvent): Promise<void> {
     const previous = this.settings;
-    this.settings = this.read();
-    if (needsRestart(previous, this.settings)) {
+    this.settings = afterChange(previous, this.read(), (key) => event.affectsConfiguration(`codetailor.${key}`));
+    const changes = restartChanges(previous, this.settings);
+    if (changes.length) {
+      for (const c of changes) this.output.info(`[settings] codetailor.${c.key} changed: ${c.from} -> ${c.to}; restarting the server`);
       await this.restart();
       return;
     }
+    for (const c of settingChanges(previous, this.settings)) this.output.info(`[settings] codetailor.${c.key}: ${c.from} -> ${c.to}`);
     const client = this.client;
     if (client?.isRunning()) {
       await client.sendNotification(DidChangeConfigurationNotification.type, {
@@ -171,8 +252,9 @@ class Extension implements vscode.Disposable {
     command("codetailor.acceptNextLine", () => vscode.commands.executeCommand("editor.action.inlineSuggest.acceptNextLine"));
     this.disposables.push(
       vscode.workspace.onDidChangeConfiguration((e) => {
-        if (e.affectsConfiguration("codetailor")) void this.onConfigurationChanged();
+        if (e.affectsConfiguration("codetailor")) void this.onConfigurationChanged(e);
       }),
+      vscode.workspace.onDidGrantWorkspaceTrust(() => void this.start()),
     );
   }
 
@@ -187,6 +269,15 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   extension = new Extension(context);
   context.subscriptions.push(extension);
   extension.register();
+  if (!vscode.workspace.isTrusted) {
+    // package.json: "untrustedWorkspaces": "limited": active, but no server until trusted.
+    void vscode.window
+      .showInformationMessage(
+        "Codetailor is off in Restricted Mode: it would run the program in codetailor.serverCommand. Trust this folder to get completions.",
+        "Manage Workspace Trust",
+      )
+      .then((choice) => choice && vscode.commands.executeCommand("workbench.trust.manage"));
+  }
   await extension.start();
 }
 

@@ -149,11 +149,92 @@ export function initializationOptions(s: Settings): ServerSettings & { authToken
   return options;
 }
 
+/**
+ * The settings that make the server's command line. They are machine-scoped
+ * (`"scope": "machine"` in package.json): VS Code reads them from the settings of
+ * the machine the extension runs on — in a remote window (code-server, Remote-SSH,
+ * WSL, Dev Containers, Codespaces) the Remote settings, never the local User
+ * settings nor a workspace's. A change to one needs a new server process.
+ */
+export const RESTART_KEYS = ["serverCommand", "serverArgs", "authToken"] as const;
+export type RestartKey = (typeof RESTART_KEYS)[number];
+
+/** The parts of `WorkspaceConfiguration.inspect(key)` used here. */
+export interface Inspected {
+  defaultValue?: unknown;
+  globalValue?: unknown;
+  workspaceValue?: unknown;
+  workspaceFolderValue?: unknown;
+}
+
+function isMachineScoped(key: string): boolean {
+  return (RESTART_KEYS as readonly string[]).includes(key);
+}
+
+/**
+ * The value VS Code applies for `codetailor.<key>`: the most specific scope that
+ * holds one and applies to the key. Workspace and folder values of a
+ * machine-scoped setting are ignored (VS Code shows them greyed out).
+ */
+export function effectiveValue(key: string, inspected: Inspected | undefined): unknown {
+  if (!inspected) return undefined;
+  const scopes = isMachineScoped(key)
+    ? [inspected.globalValue]
+    : [inspected.workspaceFolderValue, inspected.workspaceValue, inspected.globalValue];
+  return scopes.find((v) => v !== undefined) ?? inspected.defaultValue;
+}
+
+/** Where the applied value of `key` comes from, for the log; `remote`: the window's remote name, if any. */
+export function settingSource(key: string, inspected: Inspected | undefined, remote?: string): string {
+  if (!inspected) return "default";
+  if (!isMachineScoped(key)) {
+    if (inspected.workspaceFolderValue !== undefined) return "folder settings";
+    if (inspected.workspaceValue !== undefined) return "workspace settings";
+  }
+  if (inspected.globalValue !== undefined) return remote ? "Remote settings" : "User settings";
+  return "default";
+}
+
+/**
+ * The settings after a configuration change event. A restart setting keeps its
+ * previous value unless the event `affects` it: in a remote window VS Code may
+ * answer differently for an untouched machine-scoped setting once any setting
+ * changes (the first read saw the local User value, later ones the default), and
+ * turning completions off must not restart the server with another command.
+ */
+export function afterChange(previous: Settings, fresh: Settings, affects: (key: string) => boolean): Settings {
+  const next = { ...fresh };
+  for (const key of RESTART_KEYS) {
+    if (!affects(key)) (next as Record<RestartKey, unknown>)[key] = previous[key];
+  }
+  return next;
+}
+
+export interface SettingChange {
+  key: keyof Settings;
+  from: string;
+  to: string;
+}
+
+/** The settings among `keys` that differ between `a` and `b`, shown for the log (the token masked). */
+export function settingChanges(a: Settings, b: Settings, keys: readonly (keyof Settings)[] = ALL_KEYS): SettingChange[] {
+  const show = (key: keyof Settings, s: Settings): string => {
+    if (key === "authToken") return s.authToken ? "(a token)" : "(none)";
+    return JSON.stringify(s[key]);
+  };
+  return keys
+    .filter((key) => JSON.stringify(a[key]) !== JSON.stringify(b[key]))
+    .map((key) => ({ key, from: show(key, a), to: show(key, b) }));
+}
+
+const ALL_KEYS = Object.keys(DEFAULTS) as (keyof Settings)[];
+
+/** The restart settings that differ between `a` and `b`. */
+export function restartChanges(a: Settings, b: Settings): SettingChange[] {
+  return settingChanges(a, b, RESTART_KEYS);
+}
+
 /** Whether a change from `a` to `b` needs a new server process (not just new settings). */
 export function needsRestart(a: Settings, b: Settings): boolean {
-  return (
-    a.serverCommand !== b.serverCommand ||
-    a.serverArgs.join("\0") !== b.serverArgs.join("\0") ||
-    a.authToken !== b.authToken
-  );
+  return restartChanges(a, b).length > 0;
 }

@@ -12,7 +12,8 @@ export type ServerState =
   | { kind: "ready"; model?: string | null; adapter?: string | null; device?: string | null }
   | { kind: "disabled"; model?: string | null; adapter?: string | null }
   | { kind: "error"; message: string }
-  | { kind: "stopped" };
+  | { kind: "stopped" }
+  | { kind: "untrusted" };
 
 export interface StatusView {
   text: string;
@@ -37,14 +38,14 @@ export function statusView(state: ServerState): StatusView {
   switch (state.kind) {
     case "starting":
       return { text: "$(loading~spin) Codetailor", tooltip: "Codetailor: starting the server", severity: "normal" };
-    case "loading": {
-      const pct = state.percentage === undefined ? "" : ` ${Math.round(state.percentage)}%`;
+    case "loading":
+      // The stage the server reports ("loading smollm2-135m", "warming up"), not its
+      // percentage: there are no steps between 0% and 90%, so a number would only jump.
       return {
-        text: `$(loading~spin) Codetailor${pct}`,
-        tooltip: `Codetailor: ${state.message ?? "loading the model"}`,
+        text: `$(loading~spin) Codetailor`,
+        tooltip: `Codetailor: ${state.message ?? "loading the model"}…`,
         severity: "normal",
       };
-    }
     case "ready": {
       const label = modelLabel(state.model, state.adapter);
       const where = state.device ? ` on ${state.device}` : "";
@@ -57,11 +58,19 @@ export function statusView(state: ServerState): StatusView {
     case "disabled":
       return {
         text: "$(circle-slash) Codetailor",
-        tooltip: `Codetailor: completions off (${modelLabel(state.model, state.adapter)}). Run "Codetailor: Toggle" to turn them on.`,
+        tooltip: `Codetailor: completions off (${modelLabel(state.model, state.adapter)}). Run "Codetailor: Toggle Completions" to turn them on.`,
         severity: "warning",
       };
     case "error":
       return { text: "$(error) Codetailor", tooltip: `Codetailor: ${state.message}`, severity: "error" };
+    case "untrusted":
+      return {
+        text: "$(shield) Codetailor",
+        tooltip:
+          "Codetailor is off in Restricted Mode: it runs the program in codetailor.serverCommand. " +
+          "Click to manage workspace trust; trusting this folder turns completions on.",
+        severity: "warning",
+      };
     case "stopped":
       return {
         text: "$(debug-stop) Codetailor",

@@ -72,8 +72,13 @@ test("the real server takes the extension's settings", { skip: !SERVER && "set C
       textDocument: { uri },
       position: { line: 1, character: 6 },
       context: { triggerKind: 2 },
-    })) as { items: { insertText: string; command?: { command: string } }[] };
-    for (const item of list.items) assert.equal(item.command?.command, "codetailor.accepted");
+    })) as { items: { insertText: string; range?: { start: { line: number; character: number } }; command?: { command: string } }[] };
+    for (const item of list.items) {
+      assert.equal(item.command?.command, "codetailor.accepted");
+      // VS Code drops an item mid-word unless it says what it replaces: here "re".
+      assert.deepEqual(item.range?.start, { line: 1, character: 4 });
+      assert.ok(item.insertText.startsWith("re"), item.insertText);
+    }
 
     await connection.sendNotification("workspace/didChangeConfiguration", {
       settings: toServerSettings({ ...settings, enable: false }),

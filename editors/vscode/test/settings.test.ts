@@ -2,7 +2,17 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
-import { DEFAULTS, initializationOptions, needsRestart, readSettings, toServerSettings } from "../src/settings";
+import {
+  afterChange,
+  DEFAULTS,
+  effectiveValue,
+  initializationOptions,
+  needsRestart,
+  readSettings,
+  restartChanges,
+  settingSource,
+  toServerSettings,
+} from "../src/settings";
 
 const getter = (values: Record<string, unknown>) => (key: string) => values[key];
 
@@ -82,4 +92,45 @@ test("only the server's command line needs a new process", () => {
   assert.equal(needsRestart(a, readSettings(getter({ model: "x", enable: false }))), false);
   assert.equal(needsRestart(a, readSettings(getter({ serverArgs: ["serve", "-v"] }))), true);
   assert.equal(needsRestart(a, readSettings(getter({ serverCommand: "/opt/ct" }))), true);
+});
+
+test("machine-scoped settings apply from the user (or Remote) settings only, others from the most specific scope", () => {
+  const inspected = { defaultValue: "codetailor", globalValue: "/opt/ct", workspaceValue: "/ws/ct", workspaceFolderValue: "/f/ct" };
+  assert.equal(effectiveValue("serverCommand", inspected), "/opt/ct");
+  assert.equal(effectiveValue("serverCommand", { defaultValue: "codetailor", workspaceValue: "/ws/ct" }), "codetailor");
+  assert.equal(effectiveValue("model", { ...inspected, defaultValue: "" }), "/f/ct");
+  assert.equal(effectiveValue("model", { defaultValue: "", workspaceValue: "m" }), "m");
+  assert.equal(effectiveValue("model", undefined), undefined);
+  // through readSettings, as the extension reads them
+  const s = readSettings((key) => effectiveValue(key, key === "serverArgs" ? { defaultValue: ["serve"], workspaceValue: ["x"] } : undefined));
+  assert.deepEqual(s.serverArgs, ["serve"]);
+});
+
+test("the log names where a value comes from: Remote settings in a remote window", () => {
+  assert.equal(settingSource("serverCommand", { globalValue: "/opt/ct" }, "ssh-remote"), "Remote settings");
+  assert.equal(settingSource("serverCommand", { globalValue: "/opt/ct" }, undefined), "User settings");
+  assert.equal(settingSource("serverCommand", { workspaceValue: "/ws/ct" }, undefined), "default");
+  assert.equal(settingSource("model", { workspaceValue: "m" }, undefined), "workspace settings");
+});
+
+test("a change that does not touch the server's command keeps it (Toggle in a remote window)", () => {
+  const running = readSettings(getter({ serverCommand: "/opt/ct", serverArgs: ["serve", "-v"] }));
+  // After codetailor.enable changed, VS Code answers the default for the untouched serverCommand.
+  const reread = readSettings(getter({ enable: false }));
+  const next = afterChange(running, reread, (key) => key === "enable");
+  assert.equal(next.serverCommand, "/opt/ct");
+  assert.deepEqual(next.serverArgs, ["serve", "-v"]);
+  assert.equal(next.enable, false);
+  assert.deepEqual(restartChanges(running, next), []);
+});
+
+test("a real change of the server's command is a restart, logged with old and new value", () => {
+  const running = readSettings(getter({ serverCommand: "/opt/ct" }));
+  const reread = readSettings(getter({ serverCommand: "/usr/bin/ct", authToken: "s3cret" }));
+  const next = afterChange(running, reread, (key) => key === "serverCommand" || key === "authToken");
+  assert.deepEqual(restartChanges(running, next), [
+    { key: "serverCommand", from: '"/opt/ct"', to: '"/usr/bin/ct"' },
+    { key: "authToken", from: "(none)", to: "(a token)" },
+  ]);
+  assert.equal(JSON.stringify(restartChanges(running, next)).includes("s3cret"), false, "the token is never logged");
 });

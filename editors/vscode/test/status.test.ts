@@ -4,10 +4,22 @@ import assert from "node:assert/strict";
 
 import { formatStatus, shortName, stateFromStatus, statusView } from "../src/status";
 
-test("loading shows the percentage and the server's message", () => {
-  const view = statusView({ kind: "loading", message: "loading smollm2-135m", percentage: 42.4 });
-  assert.equal(view.text, "$(loading~spin) Codetailor 42%");
+test("loading shows the server's stage, not a percentage that would jump from 0 to 90", () => {
+  const view = statusView({ kind: "loading", message: "loading smollm2-135m", percentage: 0 });
+  assert.equal(view.text, "$(loading~spin) Codetailor");
   assert.match(view.tooltip, /loading smollm2-135m/);
+  assert.equal(statusView({ kind: "loading", message: "warming up", percentage: 90 }).text, view.text);
+});
+
+test("the disabled tooltip names the command as the palette shows it", () => {
+  assert.match(statusView({ kind: "disabled" }).tooltip, /"Codetailor: Toggle Completions"/);
+});
+
+test("Restricted Mode says why nothing runs and what to do", () => {
+  const view = statusView({ kind: "untrusted" });
+  assert.equal(view.severity, "warning");
+  assert.match(view.tooltip, /Restricted Mode/);
+  assert.match(view.tooltip, /trust/);
 });
 
 test("ready names the model and the adapter, shortened to their last path part", () => {
