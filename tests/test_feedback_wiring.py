@@ -132,7 +132,7 @@ async def test_a_secret_in_the_document_never_reaches_the_log(sessions, home, re
     session, uri = start(sessions, home, repo, "foo()")
     document = f'aws_key = "{SECRET}"\nx = '
     _, id = await ask(session, uri, document, 2)
-    assert id is not None
+    assert id is not None and session.recording.flush()
     written = b"".join(p.read_bytes() for p in home.rglob("*.jsonl"))
     assert b"foo()" in written and SECRET.encode() not in written
 

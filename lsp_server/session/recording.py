@@ -9,6 +9,9 @@ and turns what the session sees into its calls:
   to a repository (`codetailor feedback stats REPO` reads it), and a stray file
   (a scratch buffer, ~/.ssh/config) has no repository to learn for. Documents
   outside the root are not recorded either. `feedback: false` records nothing.
+- Events are labelled `source: "simulated"` when the client introduced itself
+  (LSP `clientInfo.name`) as the simulated user (`codetailor bench simulate`),
+  `"editor"` otherwise, so a person's statistics leave the simulator's runs out.
 - Each shown suggestion gets a random id, unique across restarts; the inline
   item's `codetailor.accepted` command carries it back.
 - Every recorder call runs in order on one daemon thread (each event fsyncs, which
@@ -39,6 +42,7 @@ POLL_S = 10.0  # how often due retention checks are answered
 CLOSE_WAIT_S = 2.0  # how long `close` waits for queued events to reach the disk
 REMEMBER = 512  # ids of recent suggestions that an acceptance may name
 ACCEPT_KINDS: tuple[AcceptKind, ...] = ("full", "word", "line")
+SIMULATED_CLIENT = "codetailor-simulate"  # the simulated user's clientInfo.name
 _STOP = object()
 
 
@@ -50,6 +54,7 @@ class Recording:
         self.poll_s = poll_s
         self.recorder: FeedbackRecorder | None = None
         self.enabled = False  # the `feedback` setting, as of the last event queued
+        self.source = "editor"  # who is typing: "editor", or "simulated"
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._ids: OrderedDict[str, bool] = OrderedDict()  # recent ids -> accepted
@@ -58,10 +63,12 @@ class Recording:
     def active(self) -> bool:
         return self.recorder is not None and self.enabled
 
-    def start(self, root: Path | None, enabled: bool) -> None:
-        """Record to the log of the repository at `root` (None: record nothing)."""
+    def start(self, root: Path | None, enabled: bool, client: str | None = None) -> None:
+        """Record to the log of the repository at `root` (None: record nothing), for the
+        client named `client` (its LSP clientInfo.name)."""
         if self.home is None or root is None or self.recorder is not None:
             return
+        self.source = "simulated" if client == SIMULATED_CLIENT else "editor"
         self.recorder = FeedbackRecorder(feedback_dir(root, self.home), enabled=enabled)
         self.enabled = enabled
         self._thread = threading.Thread(target=self._run, name="codetailor-feedback", daemon=True)
@@ -102,6 +109,8 @@ class Recording:
         while len(self._ids) > REMEMBER:
             self._ids.popitem(last=False)
 
+        source = self.source
+
         def write() -> None:
             facts = describe()
             fmt = getattr(completer, "format", None)
@@ -112,7 +121,7 @@ class Recording:
                 [(s.path, s.text) for s in snippets[::-1]],  # the Completer lists them nearest-last
                 completion.text, latency_ms,
                 window_tokens=getattr(completer, "window_tokens", None),
-                repo=getattr(completer, "repo", None),
+                repo=getattr(completer, "repo", None), source=source,
             )  # fmt: skip
 
         self._submit(write)

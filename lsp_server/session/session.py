@@ -145,12 +145,15 @@ class Session:
 
     # -- connection and settings ------------------------------------------------------------
 
-    def initialize(self, options: Any, root_uri: str | None, encoding: str) -> list[str]:
-        """A client connected: take its encoding, settings and workspace; returns problems."""
+    def initialize(
+        self, options: Any, root_uri: str | None, encoding: str, client: str | None = None
+    ) -> list[str]:
+        """A client connected: take its encoding, settings and workspace; returns problems.
+        `client` is its name (LSP clientInfo), which labels its feedback events."""
         self.documents = Documents(encoding)
         problems = self.configure(options, base=self.startup)
         self.workspace.set_root(root_uri, scan=self.settings.context)
-        self.recording.start(self.workspace.root, self.settings.feedback)
+        self.recording.start(self.workspace.root, self.settings.feedback, client)
         return problems
 
     def configure(self, raw: Any, *, base: Settings | None = None) -> list[str]:
