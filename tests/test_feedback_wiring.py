@@ -8,6 +8,7 @@ with `Recording.flush` (bounded), never on time.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,29 @@ async def test_an_acceptance_names_its_suggestion_and_may_be_partial(sessions, h
     log = [(e["event"], e["id"], e.get("kind")) for e in events(session, home, repo)]
     assert log == [("shown", id, None), ("accepted", id, "word")]
     assert session.counts["accepted"] == 3
+
+
+async def test_accepted_text_is_followed_through_didchange_for_retention(sessions, home, repo):
+    session, uri = start(sessions, home, repo, "foo(1)", "bar()")
+    _, kept = await ask(session, uri, "x = ", 2)
+    session.accepted("inline", kept)
+    _, other = await ask(session, uri, "x = foo(1)\ny = ", 3)  # the editor inserted it
+    session.accepted("inline", other)
+    session.change(uri, 4, [Change("x = foo(1)\ny = 2\n")])  # ...and this one was undone
+    assert session.recording.flush() and session.recording.recorder is not None
+    # Two minutes on (the checks are due by the recorder's clock; no waiting here).
+    session.recording.recorder.poll(now=time.time() + 200)
+    retained = {
+        (e["id"], e["event"]): e["kept"]
+        for e in events(session, home, repo)
+        if e["event"].startswith("retained")
+    }
+    assert retained == {
+        (kept, "retained_30s"): True,
+        (kept, "retained_120s"): True,
+        (other, "retained_30s"): False,
+        (other, "retained_120s"): False,
+    }
 
 
 async def test_a_secret_in_the_document_never_reaches_the_log(sessions, home, repo):

@@ -31,6 +31,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -129,27 +130,31 @@ class Recording:
 
     def typed_through(self, id: str | None, chars: int) -> None:
         """Typing-through served suggestion `id`: the user has typed `chars` of it."""
-        if id in self._ids and chars > 0 and self.active:
-            self._submit(lambda r=self.recorder: r.typed_through(id, chars))
+        if self.recorder is None or not self.enabled or id is None:
+            return
+        if id in self._ids and chars > 0:
+            self._submit(partial(self.recorder.typed_through, id, chars))
 
     def accepted(self, id: object, part: object = "full") -> None:
         """`codetailor.accepted` named suggestion `id`; `part`: "full", "word" or "line"."""
-        if not isinstance(id, str) or id not in self._ids or not self.active:
+        if self.recorder is None or not self.enabled:
+            return
+        if not isinstance(id, str) or id not in self._ids:
             return
         kind: AcceptKind = part if part in ACCEPT_KINDS else "full"  # type: ignore[assignment]
         self._ids[id] = True
-        self._submit(lambda r=self.recorder: r.accepted(id, kind))
+        self._submit(partial(self.recorder.accepted, id, kind))
 
     def replaced(self, id: str | None) -> None:
         """A newer answer took the place of suggestion `id`: superseded unless it was taken."""
-        if id is None or self._ids.get(id, True) or not self.active:
+        if self.recorder is None or not self.enabled or id is None or self._ids.get(id, True):
             return
-        self._submit(lambda r=self.recorder: r.superseded(id))
+        self._submit(partial(self.recorder.superseded, id))
 
     def changed(self, uri: str, text: str) -> None:
         """The document `uri` now reads `text` (for the retention checks)."""
-        if self.active:
-            self._submit(lambda r=self.recorder: r.document_changed(uri, text))
+        if self.recorder is not None and self.enabled:
+            self._submit(partial(self.recorder.document_changed, uri, text))
 
     # -- the recording thread -----------------------------------------------------------------
 
