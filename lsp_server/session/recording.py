@@ -100,7 +100,10 @@ class Recording:
         """A model answer is shown: its new id (None when nothing is recorded).
 
         `describe` gives the host's status ("model", "adapter"); it is called on
-        the recording thread, as is everything that builds the event.
+        the recording thread, as is everything that builds the event. The prompt's
+        facts (`completion.context`, `completer.format.name`, `.window_tokens`,
+        `.repo`) are read where present: the real Completer has them all, a scripted
+        one in a test may not, and the ports (session/ports.py) do not promise them.
         """
         recorder = self.recorder
         if recorder is None or not self.enabled:
