@@ -1,13 +1,18 @@
-"""The simulated user: takes the matching whole words of a suggestion, records what it did."""
+"""The simulated user: takes the matching whole words of a suggestion, and tells the
+server what it took through the item's command (the server writes the feedback log)."""
 
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
-from lsp_server.measure.simulated_user import Simulation, UserSetup, accepted_text, type_file
-from lsp_server.session.feedback import FeedbackRecorder, read_events, suggestion_records
+from lsp_server.measure.simulated_user import (
+    Simulation,
+    UserSetup,
+    accept_arguments,
+    accepted_text,
+    type_file,
+)
 
 
 def test_a_suggestion_that_matches_the_file_is_taken_whole() -> None:
@@ -37,7 +42,7 @@ class FakeClient:
         self.source = source
         self.text = ""
         self.asked = 0
-        self.commands: list[str] = []
+        self.commands: list[tuple[str, list[Any]]] = []
 
     def text_document_did_open(self, params: Any) -> None:
         self.text = params.text_document.text
@@ -62,29 +67,37 @@ class FakeClient:
         # The source's text from this point: the document's prefix is the source's.
         truth = self.source[at:].split("\n", 1)[0]
         text = truth if self.asked % 2 else "wrong_guess()"
-        command = types.Command(title="accepted", command="codetailor.accepted", arguments=["x"])
+        arguments = ["inline", f"id{self.asked}"]
+        command = types.Command(title="t", command="codetailor.accepted", arguments=arguments)
         return types.InlineCompletionList(
             items=[types.InlineCompletionItem(insert_text=text, command=command)]
         )
 
     async def workspace_execute_command_async(self, params: Any) -> None:
-        self.commands.append(params.command)
+        self.commands.append((params.command, params.arguments))
 
 
-def test_the_user_takes_what_matches_and_records_shown_and_outcomes(tmp_path: Path) -> None:
+def test_the_user_takes_what_matches_and_runs_the_items_command() -> None:
     source = "".join(f"result_{n} = compute_value({n}, scale={n * 2})\n" for n in range(40))
     client = FakeClient(source)
-    recorder = FeedbackRecorder(tmp_path, clock=lambda: 1.0)
     sim = Simulation()
-    setup = UserSetup(words_per_file=60, max_suggestions=10, start=0.2, recorder=recorder)
+    setup = UserSetup(words_per_file=60, max_suggestions=10, start=0.2)
     asyncio.run(type_file(client, "pkg/calc.py", source, sim, setup, 0))
     assert sim.shown == 10 and sim.accepted == 5 and sim.full == 5
-    assert client.commands == ["codetailor.accepted"] * 5
+    # Each accepted item's own command, with its own arguments (the feedback id among them).
+    assert client.commands == [
+        ("codetailor.accepted", ["inline", f"id{n}"]) for n in range(1, 11, 2)
+    ]
     # The document is the file with a gap where typing stopped: nothing but the file's own text.
     same = next(i for i, (a, b) in enumerate(zip(client.text, source, strict=False)) if a != b)
     assert source.endswith(client.text[same:]) and same > source.index("result_8 ")
-    records = suggestion_records(read_events(tmp_path))
-    assert len(records) == 10
-    assert [r.was_accepted for r in records] == [True, False] * 5
-    assert all(r.superseded for r in records if not r.was_accepted)
-    assert records[0].shown["source"] == "simulated" and records[0].shown["language"] == "python"
+
+
+def test_a_partial_take_is_reported_as_a_word_accept() -> None:
+    from lsprotocol import types
+
+    command = types.Command(title="t", command="codetailor.accepted", arguments=["inline", "i"])
+    assert accept_arguments(command, full=True) == ["inline", "i"]
+    assert accept_arguments(command, full=False) == ["inline", "i", "word"]
+    old = types.Command(title="t", command="codetailor.accepted", arguments=["inline"])
+    assert accept_arguments(old, full=False) == ["inline"]

@@ -55,7 +55,8 @@ def initialize(ls: CodetailorServer, params: types.InitializeParams) -> None:
     encoding = str(ServerCapabilitiesBuilder.choose_position_encoding(params.capabilities))
     folders = params.workspace_folders or []
     root = folders[0].uri if folders else params.root_uri
-    problems = ls.session.initialize(options, root, ENCODINGS.get(encoding, "utf-16"))
+    client = params.client_info.name if params.client_info else None
+    problems = ls.session.initialize(options, root, ENCODINGS.get(encoding, "utf-16"), client)
     for problem in problems:
         ls.report_once(problem)
 
@@ -123,14 +124,14 @@ async def inline_completion(
 ) -> types.InlineCompletionList:
     position = params.position
     request = ls.session.request_at(params.text_document.uri, position.line, position.character)
-    text = await ls.session.complete(request) if request else ""
+    text, id = await ls.session.suggest(request) if request else ("", None)
     if not request or not text:
         return types.InlineCompletionList(items=[])
     edit = replacement(request.text, request.offset, text)
     item = types.InlineCompletionItem(
         insert_text=edit.new_text,
         range=lsp_range(request.text, edit, ls.session.encoding),
-        command=accepted_command("inline"),
+        command=accepted_command("inline", id),
     )
     return types.InlineCompletionList(items=[item])
 
@@ -143,7 +144,7 @@ async def completion(ls: CodetailorServer, params: types.CompletionParams) -> ty
     """
     position = params.position
     request = ls.session.request_at(params.text_document.uri, position.line, position.character)
-    text = await ls.session.complete(request) if request else ""
+    text, id = await ls.session.suggest(request) if request else ("", None)
     if not request or not text:
         return types.CompletionList(is_incomplete=True, items=[])
     start = word_start(request.text, request.offset)
@@ -163,7 +164,7 @@ async def completion(ls: CodetailorServer, params: types.CompletionParams) -> ty
         insert_text_format=types.InsertTextFormat.PlainText,
         filter_text=new_text,
         sort_text="0",
-        command=accepted_command("completion"),
+        command=accepted_command("completion", id),
     )
     return types.CompletionList(is_incomplete=True, items=[item])
 
@@ -178,13 +179,18 @@ def lsp_range(text: str, edit: Replacement, encoding: str) -> types.Range:
     )
 
 
-def accepted_command(kind: str) -> types.Command:
-    return types.Command(title="Codetailor: accepted", command=ACCEPTED, arguments=[kind])
+def accepted_command(kind: str, id: str | None = None) -> types.Command:
+    """The item's command: arguments `[kind, id]` (the id names it in the feedback log)."""
+    arguments = [kind, id] if id else [kind]
+    return types.Command(title="Codetailor: accepted", command=ACCEPTED, arguments=arguments)
 
 
 def accepted(ls: CodetailorServer, *args: Any) -> None:
-    """Counts an accepted completion; the counts never leave this machine."""
-    ls.session.accepted(args[0] if args else None)
+    """`codetailor.accepted [kind, id, part]`: counts an accepted completion and logs it
+    under its id; `part` ("full", default, "word" or "line") is for editors that report
+    partial accepts. Nothing leaves this machine."""
+    kind, id, part = (list(args) + [None, None, "full"])[:3]
+    ls.session.accepted(kind, id, part)
 
 
 def status(ls: CodetailorServer, *args: Any) -> dict[str, Any]:

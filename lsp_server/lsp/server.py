@@ -25,7 +25,7 @@ from lsp_server.errors import CodetailorError
 from lsp_server.lsp import pygls_compat
 from lsp_server.lsp.progress import LoadProgress
 from lsp_server.model.host import ModelHost
-from lsp_server.model.loading import resolve_model
+from lsp_server.model.loading import cache_home, resolve_model
 from lsp_server.session.session import Session
 from lsp_server.session.settings import Settings
 
@@ -82,7 +82,11 @@ class CodetailorServer(LanguageServer):
         self.loop: asyncio.AbstractEventLoop | None = None
         model_allowed = None if allow_client_models else local_model
         self.session = Session(
-            startup, host, host_settings=host.settings, model_allowed=model_allowed
+            startup,
+            host,
+            host_settings=host.settings,
+            model_allowed=model_allowed,
+            feedback_home=cache_home(),
         )
         self.progress = LoadProgress(self)
         register(self)

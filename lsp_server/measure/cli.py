@@ -86,8 +86,8 @@ def add_simulate(kinds: argparse._SubParsersAction) -> None:
     simulate.add_argument(
         "--record",
         action="store_true",
-        help="write the feedback events to REPO's log, labelled source=simulated "
-        "(until the server writes them itself)",
+        help="let the server write the feedback events to REPO's log, as it does for an "
+        "editor, labelled source=simulated (without it: feedback off)",
     )
     simulate.add_argument("--json", action="store_true", help="print one JSON object")
     simulate.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
@@ -100,15 +100,13 @@ def cmd_bench_simulate(args: argparse.Namespace) -> int:
     if args.suggestions < 1 or args.words < 1:
         raise CodetailorError("--suggestions and --words must be at least 1")
     from lsp_server.measure.simulated_user import UserSetup, run_simulation
-    from lsp_server.model.loading import DEFAULT_MODEL, cache_home
-    from lsp_server.session.feedback import FeedbackRecorder, feedback_dir
+    from lsp_server.model.loading import DEFAULT_MODEL
 
-    recorder = FeedbackRecorder(feedback_dir(args.repo, cache_home())) if args.record else None
     setup = UserSetup(
         words_per_file=args.words,
         max_suggestions=args.suggestions,
         min_chars=args.min_chars,
-        recorder=recorder,
+        record=args.record,
     )
     report = run_simulation(
         args.repo,
@@ -119,8 +117,6 @@ def cmd_bench_simulate(args: argparse.Namespace) -> int:
         holdout=args.holdout,
         max_tokens=args.max_tokens,
     )
-    if recorder is not None:
-        recorder.close()
     if args.json:
         print(json.dumps(report))
     else:

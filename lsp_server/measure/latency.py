@@ -62,9 +62,11 @@ async def server_session(
     options: dict[str, Any],
     name: str = "codetailor-bench",
     engine: str = "local",
+    root: Path | None = None,
 ) -> AsyncIterator[tuple[Any, Callable[[], Awaitable[dict[str, Any]]]]]:
     """`codetailor serve` in a subprocess, initialized with `options` and its model loaded:
-    yields the pygls client and a function that asks for `codetailor.status`."""
+    yields the pygls client and a function that asks for `codetailor.status`. The client
+    introduces itself as `name`, in the workspace `root` (None: no workspace)."""
     from lsprotocol import types
     from pygls.lsp.client import LanguageClient
 
@@ -77,7 +79,10 @@ async def server_session(
     try:
         await client.initialize_async(
             types.InitializeParams(
-                capabilities=types.ClientCapabilities(), initialization_options=options
+                capabilities=types.ClientCapabilities(),
+                initialization_options=options,
+                client_info=types.ClientInfo(name=name),
+                root_uri=root.resolve().as_uri() if root else None,
             )
         )
         client.initialized(types.InitializedParams())

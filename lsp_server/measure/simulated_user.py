@@ -11,10 +11,13 @@ editor does; anything else is ignored and the user types on.
 The files are the repository's held-out or training split (the same split as
 `finetune`). The acceptance rate is accepted / shown suggestions.
 
-Until the server writes the feedback log itself, `record=True` makes the
-simulator write the events through `FeedbackRecorder`, labelled
-`source: "simulated"`, with what the server's prompt was built from (the server
-runs with `context: false`, so prefix and suffix are all of it).
+With `record=True` the server writes the feedback log, exactly as it does for
+a person in an editor: the repository is its workspace, so the log is the
+repository's; the client introduces itself as the simulated user, so the events
+are labelled `source: "simulated"`; a partial take is reported to
+`codetailor.accepted` as a "word" accept. The server runs with
+`context: false`, so each event's prefix and suffix are all its prompt was
+built from. Without it the server records nothing (`feedback: false`).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from lsp_server.measure.latency import server_session
 from lsp_server.repo.corpus import collect
 from lsp_server.repo.files import split_files
 from lsp_server.session.documents import position_at
-from lsp_server.session.feedback import FeedbackRecorder
+from lsp_server.session.recording import SIMULATED_CLIENT
 
 _WORD = re.compile(r"\S+\s*|\s+")
 MIN_CHARS = 4
@@ -150,28 +153,33 @@ async def _ask(client: Any, doc: _Doc, offset: int) -> tuple[str, Any, float]:
 
 @dataclass
 class UserSetup:
-    """What the simulated user does and where the events go."""
+    """What the simulated user does, and whether the server logs it."""
 
     words_per_file: int = 80
     max_suggestions: int = 40
     min_chars: int = MIN_CHARS
     start: float = 0.3  # where in each file typing starts (0..1)
-    recorder: FeedbackRecorder | None = None
-    model_name: str | None = None
-    adapter: str | None = None
-    prompt_format: str | None = None
+    record: bool = False  # the server writes the repository's feedback log
 
 
 async def type_file(
-    client: Any, path: str, source: str, sim: Simulation, setup: UserSetup, n: int
+    client: Any,
+    path: str,
+    source: str,
+    sim: Simulation,
+    setup: UserSetup,
+    n: int,
+    root: Path | None = None,
 ) -> None:
-    """Type one file from a line boundary, taking suggestions that match the file."""
+    """Type one file (`path`, relative to the repository at `root`) from a line boundary,
+    taking suggestions that match the file."""
     from lsprotocol import types
 
     begin = source.find("\n", int(len(source) * setup.start))
     begin = len(source) if begin == -1 else begin + 1
     end = begin + sum(len(w) for w in _WORD.findall(source[begin:])[: setup.words_per_file])
-    doc = _Doc(Path(path).resolve().as_uri() + f"#{n}", path, source[:begin] + source[end:])
+    where = (root / path) if root else Path(path)
+    doc = _Doc(where.resolve().as_uri() + f"#{n}", path, source[:begin] + source[end:])
     language = language_for(path).name
     client.text_document_did_open(
         types.DidOpenTextDocumentParams(
@@ -189,23 +197,20 @@ async def type_file(
         if suggestion.strip():
             sim.shown += 1
             take = accepted_text(suggestion, source[cursor:end], setup.min_chars)
-            _record_shown(setup, sim, doc, cursor, suggestion, ms, language)
         if take:
             sim.accepted += 1
-            sim.full += take == suggestion.rstrip()
+            full = take == suggestion.rstrip()
+            sim.full += full
             sim.accepted_chars += len(take)
             if command is not None:
                 await client.workspace_execute_command_async(
-                    types.ExecuteCommandParams(command=command.command, arguments=command.arguments)
+                    types.ExecuteCommandParams(
+                        command=command.command, arguments=accept_arguments(command, full)
+                    )
                 )
-            if setup.recorder is not None:
-                kind = "full" if take == suggestion.rstrip() else "word"
-                setup.recorder.accepted(str(sim.shown), kind, text=take)
             await _insert(client, doc, cursor, take)
             cursor += len(take)
             continue
-        if suggestion.strip() and setup.recorder is not None:
-            setup.recorder.superseded(str(sim.shown))
         word = _WORD.match(source, cursor, end)
         typed = word.group(0) if word else source[cursor:end]
         await _insert(client, doc, cursor, typed)
@@ -216,16 +221,11 @@ async def type_file(
     )
 
 
-def _record_shown(
-    setup: UserSetup, sim: Simulation, doc: _Doc, cursor: int, text: str, ms: float, lang: str
-) -> None:
-    if setup.recorder is None:
-        return
-    setup.recorder.shown(
-        str(sim.shown), doc.uri, doc.path, lang, None, setup.model_name, setup.adapter,
-        setup.prompt_format, doc.text[:cursor], doc.text[cursor:], [], text, ms,
-        source="simulated",
-    )  # fmt: skip
+def accept_arguments(command: Any, full: bool) -> list[Any]:
+    """The item's command arguments (`[kind, id]`), with "word" appended for a partial take,
+    as an editor that reports partial accepts sends them."""
+    arguments = list(command.arguments or [])
+    return arguments + ["word"] if not full and len(arguments) == 2 else arguments
 
 
 async def simulate(
@@ -235,8 +235,10 @@ async def simulate(
     adapter: str | None,
     setup: UserSetup,
     max_tokens: int = 24,
+    root: Path | None = None,
 ) -> Simulation:
-    """Type `files` through a fresh server; stop after `setup.max_suggestions` shown."""
+    """Type `files` (paths relative to the repository at `root`) through a fresh server;
+    stop after `setup.max_suggestions` shown."""
     sim = Simulation()
     # No snippets of other files: the log's prefix and suffix are then the whole prompt input.
     # No time budget either: on a busy CPU it would cut suggestions short at random, and the
@@ -246,16 +248,17 @@ async def simulate(
         "multiline": "never",
         "context": False,
         "timeBudgetMs": 60_000,
+        "feedback": setup.record,
     }
-    async with server_session(model, adapter, options, "codetailor-simulate") as (client, status):
-        state = await status()
-        setup.model_name = setup.model_name or state.get("model")
-        setup.prompt_format = setup.prompt_format or state.get("promptFormat")
+    # The repository is the workspace either way (prompts show repository-relative paths);
+    # the `feedback` setting alone decides whether the server logs.
+    session = server_session(model, adapter, options, SIMULATED_CLIENT, root=root)
+    async with session as (client, _):
         for n, (path, source) in enumerate(files):
             if sim.shown >= setup.max_suggestions:
                 break
             sim.files.append(path)
-            await type_file(client, path, source, sim, setup, n)
+            await type_file(client, path, source, sim, setup, n, root)
             print(f"simulate: {path}: {sim.accepted}/{sim.shown} accepted", file=sys.stderr)
     return sim
 
@@ -272,10 +275,8 @@ def run_simulation(
 ) -> dict[str, Any]:
     """The whole benchmark for one split; the summary as a JSON-ready object."""
     files = split_sources(repo, split, holdout)
-    if setup.recorder is not None:
-        setup.adapter = str(Path(adapter).resolve()) if adapter else None
     sim = asyncio.run(
-        simulate(files, model=model, adapter=adapter, setup=setup, max_tokens=max_tokens)
+        simulate(files, model=model, adapter=adapter, setup=setup, max_tokens=max_tokens, root=repo)
     )
     return sim.summary() | {
         "split": split,
@@ -283,5 +284,5 @@ def run_simulation(
         "adapter": adapter,
         "words_per_file": setup.words_per_file,
         "min_chars": setup.min_chars,
-        "recorded": setup.recorder is not None,
+        "recorded": setup.record,
     }

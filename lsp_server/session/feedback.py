@@ -20,7 +20,8 @@ before). Nothing here is ever sent anywhere.
 Pure: imports neither pygls nor torch. The clock is injectable, so retention
 checks (is accepted text still there 30 s and 2 min later?) need no sleeping.
 
-How the session drives it (one recorder per workspace root):
+How the session drives it (one recorder per workspace root; the wiring is
+`lsp_server.session.recording.Recording`, which `Session` calls):
   `FeedbackRecorder(feedback_dir(root, cache_home()), enabled=settings.feedback)`;
   `shown(...)` when a model answer is shown, with `prefix=text[:offset]`,
   `suffix=text[offset:]`, `context_snippets=[(s.path, s.text) for s in

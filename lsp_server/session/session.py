@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from lsp_server import __version__
@@ -26,6 +27,7 @@ from lsp_server.completion.scope import completion_helps
 from lsp_server.session.ahead import WARM_DOCUMENTS, Predicted, WarmPlan, edit_cursor
 from lsp_server.session.documents import Change, Documents, looks_binary, offset_at, prompt_safe
 from lsp_server.session.ports import CompleterLike, CompletionLike, HostLike
+from lsp_server.session.recording import Recording
 from lsp_server.session.settings import Settings, parse_settings, unknown_keys
 from lsp_server.session.typing_through import ShownCompletions
 from lsp_server.session.workspace import WorkspaceContext
@@ -107,7 +109,9 @@ class Session:
         host_settings: Settings | None = None,
         model_allowed: Callable[[str], bool] | None = None,
         ready_wait_s: float = READY_WAIT_S,
+        feedback_home: Path | None = None,
     ) -> None:
+        """`feedback_home` is where feedback logs live (`$CODETAILOR_HOME`); None: no log."""
         self.startup = startup  # the command line's settings: what a null setting returns to
         self.settings = startup
         self.host = host
@@ -131,6 +135,8 @@ class Session:
         # Counts of that background work, all keys present: the worker thread adds to them
         # while `status` copies them, so the dict must never change size.
         self.ahead: dict[str, int] = dict.fromkeys(AHEAD_COUNTS, 0)
+        # The local feedback log of the workspace's repository (see recording.py).
+        self.recording = Recording(feedback_home)
 
     @property
     def encoding(self) -> str:
@@ -139,11 +145,15 @@ class Session:
 
     # -- connection and settings ------------------------------------------------------------
 
-    def initialize(self, options: Any, root_uri: str | None, encoding: str) -> list[str]:
-        """A client connected: take its encoding, settings and workspace; returns problems."""
+    def initialize(
+        self, options: Any, root_uri: str | None, encoding: str, client: str | None = None
+    ) -> list[str]:
+        """A client connected: take its encoding, settings and workspace; returns problems.
+        `client` is its name (LSP clientInfo), which labels its feedback events."""
         self.documents = Documents(encoding)
         problems = self.configure(options, base=self.startup)
         self.workspace.set_root(root_uri, scan=self.settings.context)
+        self.recording.start(self.workspace.root, self.settings.feedback, client)
         return problems
 
     def configure(self, raw: Any, *, base: Settings | None = None) -> list[str]:
@@ -187,6 +197,7 @@ class Session:
     def apply_settings(self, settings: Settings) -> None:
         """Take new settings; a different model (or prompt format) loads in the background."""
         previous, self.settings = self.host_settings, settings
+        self.recording.set_enabled(settings.feedback)
         reload = self.host.state == "idle" or (
             (settings.model_key, settings.prompt_format)
             != (previous.model_key, previous.prompt_format)
@@ -211,6 +222,7 @@ class Session:
             target=self.workspace.stop, name="codetailor-index-stop", daemon=True
         ).start()
         self.plan = WarmPlan()
+        self.recording.close()
 
     # -- documents ------------------------------------------------------------------------
 
@@ -230,6 +242,8 @@ class Session:
             return
         self.workspace.changed(uri)
         doc = self.documents.get(uri)
+        if doc is not None and self.workspace.in_workspace(uri):
+            self.recording.changed(uri, doc.text)
         cursor = edit_cursor(doc.text, changes[-1], self.encoding) if doc and changes else None
         if cursor is not None and self.plan.moved(uri, cursor[1], cursor[2]):
             self.warm(uri, cursor[0])
@@ -297,6 +311,9 @@ class Session:
         rest = self.shown.lookup(request.uri, request.text, request.offset)
         if rest is not None:
             self.counts["typed_through"] += 1
+            shown = self.shown.current(request.uri)
+            if shown is not None:
+                self.recording.typed_through(shown.id, request.offset - shown.offset)
             return rest
         if not completion_helps(request.text[request.offset :]):
             self.counts["no_help"] += 1
@@ -312,6 +329,7 @@ class Session:
         `asyncio.CancelledError` as usual.
         """
         self.counts["requests"] += 1
+        started = time.perf_counter()
         answer = self._answer_at_once(request)
         if answer is not None:
             return answer
@@ -338,7 +356,14 @@ class Session:
         if completion is None and not inflight.cancel.is_set():
             self.counts["not_ready"] += 1
             return self._answer_empty("not_ready")
-        return self._finish(request, inflight, completion)
+        latency_ms = (time.perf_counter() - started) * 1000
+        return self._finish(request, inflight, completion, latency_ms)
+
+    async def suggest(self, request: Request) -> tuple[str, str | None]:
+        """`complete`, and the feedback id of the suggestion answered (None: not recorded)."""
+        text = await self.complete(request)
+        shown = self.shown.current(request.uri) if text else None
+        return text, shown.id if shown is not None else None
 
     async def _completion(self, request: Request, inflight: Inflight) -> CompletionLike | None:
         """The next suggestion computed ahead, else a generation; None if no model came."""
@@ -394,7 +419,11 @@ class Session:
         return completion
 
     def _finish(
-        self, request: Request, inflight: Inflight, completion: CompletionLike | None
+        self,
+        request: Request,
+        inflight: Inflight,
+        completion: CompletionLike | None,
+        latency_ms: float = 0.0,
     ) -> str:
         """The answer for a finished generation: dropped if stopped or stale, else shown."""
         doc = self.documents.get(request.uri)
@@ -409,13 +438,35 @@ class Session:
             self.counts["superseded"] += 1  # the status' historic name for every dropped answer
             return self._answer_empty(reason)
         assert completion is not None
-        self.shown.remember(request.uri, request.text, request.offset, completion.text)
+        previous = self.shown.current(request.uri)
+        self.recording.replaced(previous.id if previous is not None else None)
+        id = self._record_shown(request, completion, latency_ms) if completion.text else None
+        self.shown.remember(request.uri, request.text, request.offset, completion.text, id)
         if not completion.text:
             ran_out = completion.as_dict().get("stop_reason") == "time"
             return self._answer_empty("time_budget" if ran_out else "empty_generation")
         self.counts["shown"] += 1
         self._predict(request, completion.text)
         return completion.text
+
+    def _record_shown(
+        self, request: Request, completion: CompletionLike, latency_ms: float
+    ) -> str | None:
+        """Log a shown answer (off the event loop); its id, None when nothing is recorded."""
+        completer = self.host.completer
+        if completer is None or not self.workspace.in_workspace(request.uri):
+            return None
+        return self.recording.shown(
+            request.uri,
+            self.workspace.path_of(request.uri),
+            request.language_id,
+            prompt_safe(request.text),
+            request.offset,
+            completion,
+            completer,
+            self.host.status,
+            latency_ms,
+        )
 
     # -- background work: warming, the next suggestion -------------------------------------
 
@@ -540,11 +591,13 @@ class Session:
 
     # -- feedback and status ------------------------------------------------------------------
 
-    def accepted(self, kind: object = None) -> None:
-        """Count an accepted completion (`kind`: "inline" or "completion"); never sent anywhere."""
+    def accepted(self, kind: object = None, id: object = None, part: object = "full") -> None:
+        """Count an accepted completion (`kind`: "inline" or "completion") and log it under
+        its feedback `id` (`part`: "full", "word" or "line"); never sent anywhere."""
         self.counts["accepted"] += 1
         if kind in ("inline", "completion"):
             self.counts[f"accepted_{kind}"] += 1
+        self.recording.accepted(id, part)
 
     def acceptance_rate(self) -> float | None:
         shown, accepted = self.counts["shown"], self.counts["accepted"]

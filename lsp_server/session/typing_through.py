@@ -20,6 +20,7 @@ class Shown:
     text: str
     offset: int
     completion: str
+    id: str | None = None  # the feedback log's id for it (None: not recorded)
 
 
 def rest_of_shown(shown: Shown, text: str, offset: int) -> str | None:
@@ -55,12 +56,14 @@ class ShownCompletions:
     def __len__(self) -> int:
         return len(self._shown)
 
-    def remember(self, uri: str, text: str, offset: int, completion: str) -> None:
+    def remember(
+        self, uri: str, text: str, offset: int, completion: str, id: str | None = None
+    ) -> None:
         """Record that `completion` was shown at `offset`; an empty one forgets the document."""
         self._shown.pop(uri, None)
         if not completion:
             return
-        self._shown[uri] = Shown(text, offset, completion)
+        self._shown[uri] = Shown(text, offset, completion, id)
         while len(self._shown) > self.capacity:
             self._shown.popitem(last=False)
 
@@ -74,6 +77,10 @@ class ShownCompletions:
             self.hits += 1
             self._shown.move_to_end(uri)
         return rest
+
+    def current(self, uri: str) -> Shown | None:
+        """The completion last shown in `uri`, if it is remembered."""
+        return self._shown.get(uri)
 
     def forget(self, uri: str) -> None:
         self._shown.pop(uri, None)

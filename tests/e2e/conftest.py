@@ -38,10 +38,17 @@ def endless_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def spawn(model: Path | str, *args: str, options: dict | None = None, ready: bool = True):
-    """A server on `model`, initialized (and loaded, unless `ready` is False)."""
+def spawn(
+    model: Path | str,
+    *args: str,
+    options: dict | None = None,
+    ready: bool = True,
+    root_uri: str | None = None,
+):
+    """A server on `model`, initialized (and loaded, unless `ready` is False), in the
+    workspace `root_uri` (None: no workspace)."""
     client = RawClient.spawn("--model", str(model), *args)
-    client.initialize(options)
+    client.initialize(options, root_uri)
     if ready:
         status = client.wait_ready()
         assert status["state"] == "ready", status

@@ -1,0 +1,204 @@
+"""The session's feedback log: which suggestion is which, and writes off the event loop.
+
+`Recording` owns one session's `FeedbackRecorder` (lsp_server.session.feedback)
+and turns what the session sees into its calls:
+
+- One log per workspace root, under the cache home the server passes in
+  (`$CODETAILOR_HOME`, which only the model layer computes). Without a workspace
+  root (a single file opened without a folder) nothing is recorded: a log belongs
+  to a repository (`codetailor feedback stats REPO` reads it), and a stray file
+  (a scratch buffer, ~/.ssh/config) has no repository to learn for. Documents
+  outside the root are not recorded either. `feedback: false` records nothing.
+- Events are labelled `source: "simulated"` when the client introduced itself
+  (LSP `clientInfo.name`) as the simulated user (`codetailor bench simulate`),
+  `"editor"` otherwise, so a person's statistics leave the simulator's runs out.
+- Each shown suggestion gets a random id, unique across restarts; the inline
+  item's `codetailor.accepted` command carries it back.
+- Every recorder call runs in order on one daemon thread (each event fsyncs, which
+  must not hold up the event loop); that thread also calls `poll` every `poll_s`
+  seconds, so retention checks are answered while the user is idle. `close`
+  drains what is queued, within a bound, before the process exits.
+
+Pure: imports neither pygls nor torch.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from lsp_server.session.feedback import AcceptKind, FeedbackRecorder, feedback_dir
+
+log = logging.getLogger("codetailor.feedback")
+
+POLL_S = 10.0  # how often due retention checks are answered
+CLOSE_WAIT_S = 2.0  # how long `close` waits for queued events to reach the disk
+REMEMBER = 512  # ids of recent suggestions that an acceptance may name
+ACCEPT_KINDS: tuple[AcceptKind, ...] = ("full", "word", "line")
+SIMULATED_CLIENT = "codetailor-simulate"  # the simulated user's clientInfo.name
+_STOP = object()
+
+
+class Recording:
+    """One session's feedback log, or nothing (no cache home, no workspace root)."""
+
+    def __init__(self, home: Path | None, *, poll_s: float = POLL_S) -> None:
+        self.home = home
+        self.poll_s = poll_s
+        self.recorder: FeedbackRecorder | None = None
+        self.enabled = False  # the `feedback` setting, as of the last event queued
+        self.source = "editor"  # who is typing: "editor", or "simulated"
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._ids: OrderedDict[str, bool] = OrderedDict()  # recent ids -> accepted
+
+    @property
+    def active(self) -> bool:
+        return self.recorder is not None and self.enabled
+
+    def start(self, root: Path | None, enabled: bool, client: str | None = None) -> None:
+        """Record to the log of the repository at `root` (None: record nothing), for the
+        client named `client` (its LSP clientInfo.name)."""
+        if self.home is None or root is None or self.recorder is not None:
+            return
+        self.source = "simulated" if client == SIMULATED_CLIENT else "editor"
+        self.recorder = FeedbackRecorder(feedback_dir(root, self.home), enabled=enabled)
+        self.enabled = enabled
+        self._thread = threading.Thread(target=self._run, name="codetailor-feedback", daemon=True)
+        self._thread.start()
+
+    def set_enabled(self, enabled: bool) -> None:
+        """The `feedback` setting changed; off, nothing more is written. Queued, so events
+        from before the change are written as they were decided."""
+        recorder = self.recorder
+        if recorder is not None and enabled != self.enabled:
+            self.enabled = enabled
+            self._submit(lambda: setattr(recorder, "enabled", enabled))
+
+    # -- events -----------------------------------------------------------------------------
+
+    def shown(
+        self,
+        uri: str,
+        path: str | None,
+        language: str,
+        text: str,
+        offset: int,
+        completion: Any,
+        completer: Any,
+        describe: Callable[[], dict[str, Any]],
+        latency_ms: float,
+    ) -> str | None:
+        """A model answer is shown: its new id (None when nothing is recorded).
+
+        `describe` gives the host's status ("model", "adapter"); it is called on
+        the recording thread, as is everything that builds the event. The prompt's
+        facts (`completion.context`, `completer.format.name`, `.window_tokens`,
+        `.repo`) are read where present: the real Completer has them all, a scripted
+        one in a test may not, and the ports (session/ports.py) do not promise them.
+        """
+        recorder = self.recorder
+        if recorder is None or not self.enabled:
+            return None
+        id = uuid.uuid4().hex[:16]
+        self._ids[id] = False
+        while len(self._ids) > REMEMBER:
+            self._ids.popitem(last=False)
+
+        source = self.source
+
+        def write() -> None:
+            facts = describe()
+            fmt = getattr(completer, "format", None)
+            snippets: Sequence[Any] = getattr(completion, "context", ())
+            recorder.shown(
+                id, uri, path, language or None, None, facts.get("model"), facts.get("adapter"),
+                getattr(fmt, "name", None), text[:offset], text[offset:],
+                [(s.path, s.text) for s in snippets[::-1]],  # the Completer lists them nearest-last
+                completion.text, latency_ms,
+                window_tokens=getattr(completer, "window_tokens", None),
+                repo=getattr(completer, "repo", None), source=source,
+            )  # fmt: skip
+
+        self._submit(write)
+        return id
+
+    def typed_through(self, id: str | None, chars: int) -> None:
+        """Typing-through served suggestion `id`: the user has typed `chars` of it."""
+        if self.recorder is None or not self.enabled or id is None:
+            return
+        if id in self._ids and chars > 0:
+            self._submit(partial(self.recorder.typed_through, id, chars))
+
+    def accepted(self, id: object, part: object = "full") -> None:
+        """`codetailor.accepted` named suggestion `id`; `part`: "full", "word" or "line"."""
+        if self.recorder is None or not self.enabled:
+            return
+        if not isinstance(id, str) or id not in self._ids:
+            return
+        kind: AcceptKind = part if part in ACCEPT_KINDS else "full"  # type: ignore[assignment]
+        self._ids[id] = True
+        self._submit(partial(self.recorder.accepted, id, kind))
+
+    def replaced(self, id: str | None) -> None:
+        """A newer answer took the place of suggestion `id`: superseded unless it was taken."""
+        if self.recorder is None or not self.enabled or id is None or self._ids.get(id, True):
+            return
+        self._submit(partial(self.recorder.superseded, id))
+
+    def changed(self, uri: str, text: str) -> None:
+        """The document `uri` now reads `text` (for the retention checks)."""
+        if self.recorder is not None and self.enabled:
+            self._submit(partial(self.recorder.document_changed, uri, text))
+
+    # -- the recording thread -----------------------------------------------------------------
+
+    def _submit(self, job: Callable[[], None]) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            self._jobs.put(job)
+
+    def flush(self, timeout: float = CLOSE_WAIT_S) -> bool:
+        """Wait until everything queued so far is written; False if that took too long."""
+        done = threading.Event()
+        self._submit(done.set)
+        return done.wait(timeout) if self._thread is not None else True
+
+    def close(self, timeout: float = CLOSE_WAIT_S) -> None:
+        """Write what is queued (within `timeout`), then close the log."""
+        if self._thread is None:
+            return
+        self._jobs.put(_STOP)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        recorder = self.recorder
+        assert recorder is not None
+        next_poll = time.monotonic() + self.poll_s
+        while True:
+            try:
+                job = self._jobs.get(timeout=max(next_poll - time.monotonic(), 0.0))
+            except queue.Empty:
+                job = None
+            if job is _STOP:
+                break
+            if job is not None:
+                _safely(job)
+            if time.monotonic() >= next_poll:
+                _safely(recorder.poll)
+                next_poll = time.monotonic() + self.poll_s
+        recorder.close()
+
+
+def _safely(job: Callable[[], None]) -> None:
+    try:
+        job()
+    except Exception:  # noqa: BLE001 - a failed write costs one event, not the session
+        log.exception("feedback log: writing an event failed")
