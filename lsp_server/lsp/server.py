@@ -84,7 +84,8 @@ class CodetailorServer(LanguageServer):
         self.session = Session(
             startup, host, host_settings=host.settings, model_allowed=model_allowed
         )
-        self.progress = LoadProgress(self)
+        # Not `progress`: that name is pygls' own method on LanguageServer.
+        self.load_progress = LoadProgress(self)
         register(self)
 
     # -- messages ---------------------------------------------------------------------------
@@ -118,4 +119,4 @@ class CodetailorServer(LanguageServer):
             self.report_once(message, types.MessageType.Error)
         else:
             log.info("%s", message)
-        self.progress.event(kind, message, percentage)
+        self.load_progress.event(kind, message, percentage)
