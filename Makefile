@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.codetailor-installed
 ARGS ?=
 
-.PHONY: install serve test test-fast test-vscode test-vscode-e2e editors-deps lint bench clean
+.PHONY: install serve test typecheck test-fast test-vscode test-vscode-e2e editors-deps lint bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,7 @@ serve: $(STAMP)
 	$(VENV)/bin/codetailor serve $(ARGS)
 
 test: $(STAMP) editors-deps
+	$(PY) -m mypy
 	$(PY) -m pytest $(ARGS)
 	CODETAILOR_PYTHON=$(abspath $(PY)) editors/vscode/ci.sh
 	CODETAILOR_PYTHON=$(abspath $(PY)) CODETAILOR_E2E_OPTIONAL=1 editors/vscode/e2e/run.sh
@@ -60,6 +61,9 @@ test-vscode-e2e: $(STAMP)
 	CODETAILOR_PYTHON=$(abspath $(PY)) editors/vscode/e2e/run.sh
 
 # Seconds, not minutes: the pure layers and the tiny-model tests, no processes started.
+typecheck: $(STAMP)
+	$(PY) -m mypy
+
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow and not e2e" $(ARGS)
 

@@ -63,7 +63,7 @@ def initialize(ls: CodetailorServer, params: types.InitializeParams) -> None:
 
 def initialized(ls: CodetailorServer, params: types.InitializedParams) -> None:
     window = ls.client_capabilities.window
-    ls.progress.start(bool(window and window.work_done_progress))
+    ls.load_progress.start(bool(window and window.work_done_progress))
 
 
 def did_open(ls: CodetailorServer, params: types.DidOpenTextDocumentParams) -> None:

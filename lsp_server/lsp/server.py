@@ -88,7 +88,8 @@ class CodetailorServer(LanguageServer):
             model_allowed=model_allowed,
             feedback_home=cache_home(),
         )
-        self.progress = LoadProgress(self)
+        # Not `progress`: that name is pygls' own method on LanguageServer.
+        self.load_progress = LoadProgress(self)
         register(self)
 
     # -- messages ---------------------------------------------------------------------------
@@ -122,4 +123,4 @@ class CodetailorServer(LanguageServer):
             self.report_once(message, types.MessageType.Error)
         else:
             log.info("%s", message)
-        self.progress.event(kind, message, percentage)
+        self.load_progress.event(kind, message, percentage)
