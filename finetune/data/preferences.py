@@ -126,7 +126,8 @@ def split_by_place(
     records: Sequence[SuggestionRecord], fraction: float, seed: int = 0
 ) -> tuple[list[SuggestionRecord], list[SuggestionRecord]]:
     """(train, held out): a deterministic share of places, so no place is on both sides."""
-    train, held = [], []
+    train: list[SuggestionRecord] = []
+    held: list[SuggestionRecord] = []
     for record in records:
         digest = hashlib.sha256(f"{seed}:{place_of(record)}".encode()).digest()
         (held if int.from_bytes(digest[:8], "big") / 2**64 < fraction else train).append(record)

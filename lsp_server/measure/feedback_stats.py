@@ -129,9 +129,10 @@ def plot_acceptance(records: Sequence[SuggestionRecord], out: Path, window: int 
     ]
     days = feedback_stats(records)["by_day"]
     fig, ax = plt.subplots(figsize=(8, 4))
-    ax.plot(times, moving, label=f"last {window} suggestions", linewidth=1.2)
+    # matplotlib plots datetimes; its stubs say floats.
+    ax.plot(times, moving, label=f"last {window} suggestions", linewidth=1.2)  # type: ignore[arg-type]
     ax.plot(
-        [datetime.fromisoformat(d).replace(hour=12, tzinfo=timezone.utc) for d in days],
+        [datetime.fromisoformat(d).replace(hour=12, tzinfo=timezone.utc) for d in days],  # type: ignore[arg-type]
         [v["acceptance_rate"] for v in days.values()],
         "o",
         label="per day",

@@ -308,7 +308,7 @@ def _load_weights(
         raise CodetailorError(
             f"cannot load model '{source.spec}' from {where}: {_first_line(exc)}"
         ) from exc
-    return model.to(device), tokenizer
+    return model.to(device), tokenizer  # type: ignore[arg-type]  # a device name is fine
 
 
 def check_adapter(path: Path, base_name: str, base_fingerprint: str) -> AdapterMeta | None:

@@ -144,7 +144,7 @@ class Recording:
             return
         if not isinstance(id, str) or id not in self._ids:
             return
-        kind: AcceptKind = part if part in ACCEPT_KINDS else "full"  # type: ignore[assignment]
+        kind: AcceptKind = part if part in ACCEPT_KINDS else "full"
         self._ids[id] = True
         self._submit(partial(self.recorder.accepted, id, kind))
 

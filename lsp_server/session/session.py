@@ -405,6 +405,7 @@ class Session:
             predicted.cancel.set()  # the user went elsewhere
             return None
         inflight.linked = predicted.cancel
+        completion: CompletionLike | None
         try:
             completion = await asyncio.wrap_future(predicted.future)
         except Exception:  # noqa: BLE001 - a failed prediction: generate instead
