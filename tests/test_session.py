@@ -105,6 +105,7 @@ class FakeHost:
         self.completer = completer
         self.state = state
         self.loads: list[Settings] = []
+        self.swaps: list[Settings] = []
         self.futures: list[Future[Any]] = []
         self.background: list[tuple[Callable[[], Any], threading.Event, Future[Any]]] = []
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="fake-generate")
@@ -131,6 +132,9 @@ class FakeHost:
 
     def load(self, settings: Settings) -> None:
         self.loads.append(settings)
+
+    def swap(self, settings: Settings) -> None:
+        self.swaps.append(settings)
 
     def status(self) -> dict[str, Any]:
         return {"state": self.state, "model": "fake"}

@@ -56,6 +56,7 @@ def initialize(ls: CodetailorServer, params: types.InitializeParams) -> None:
 def initialized(ls: CodetailorServer, params: types.InitializedParams) -> None:
     window = ls.client_capabilities.window
     ls.progress.start(bool(window and window.work_done_progress))
+    ls.watch_adapters()
 
 
 def did_open(ls: CodetailorServer, params: types.DidOpenTextDocumentParams) -> None:

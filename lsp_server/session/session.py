@@ -23,8 +23,16 @@ from typing import Any
 
 from lsp_server import __version__
 from lsp_server.completion.scope import completion_helps
+from lsp_server.session.adapter_choice import AdapterChoice, Registered, choose_adapter
 from lsp_server.session.ahead import WARM_DOCUMENTS, Predicted, WarmPlan, edit_cursor
-from lsp_server.session.documents import Change, Documents, looks_binary, offset_at, prompt_safe
+from lsp_server.session.documents import (
+    Change,
+    Documents,
+    looks_binary,
+    offset_at,
+    prompt_safe,
+    uri_to_path,
+)
 from lsp_server.session.ports import CompleterLike, CompletionLike, HostLike
 from lsp_server.session.settings import Settings, parse_settings, unknown_keys
 from lsp_server.session.typing_through import ShownCompletions
@@ -64,6 +72,17 @@ AHEAD_COUNTS = (
 # How long a request made while the model loads waits for it, and how often it looks.
 READY_WAIT_S = 300.0
 READY_POLL_S = 0.05
+# How often a request (or a status call) looks whether the adapter registry changed.
+ADAPTER_POLL_S = 2.0
+
+
+@dataclass(frozen=True)
+class AdapterSource:
+    """The adapter registry as the session sees it: what it holds for a workspace root,
+    and a cheap marker that changes when it changes (see lsp_server.model.registry)."""
+
+    lookup: Callable[[str], Registered | None]
+    stamp: Callable[[], object]
 
 
 @dataclass(frozen=True)
@@ -107,13 +126,19 @@ class Session:
         host_settings: Settings | None = None,
         model_allowed: Callable[[str], bool] | None = None,
         ready_wait_s: float = READY_WAIT_S,
+        adapters: AdapterSource | None = None,
     ) -> None:
         self.startup = startup  # the command line's settings: what a null setting returns to
         self.settings = startup
         self.host = host
         # What the host was last asked to load (by an earlier client, say): a client whose
         # settings differ from it reloads. None: the startup settings.
-        self.host_settings = host_settings or startup
+        # (with `adapter` resolved, as the host is always asked: see `choose_adapter`)
+        self.adapter_choice = choose_adapter(startup.adapter, None, None)
+        asked = host_settings or startup
+        self.host_settings = dataclasses.replace(
+            asked, adapter=choose_adapter(asked.adapter, None, None).adapter
+        )
         # Which model specs a client may set (None: any); the command line's is always allowed.
         self.model_allowed = model_allowed
         self.documents = Documents()
@@ -131,6 +156,12 @@ class Session:
         # Counts of that background work, all keys present: the worker thread adds to them
         # while `status` copies them, so the dict must never change size.
         self.ahead: dict[str, int] = dict.fromkeys(AHEAD_COUNTS, 0)
+        # `adapter: auto`: the registry, the workspace it is asked about, what it chose.
+        self.adapters = adapters
+        self.root: str | None = None
+        self._adapter_stamp: object = None
+        self._adapter_checked = 0.0
+        self._answering: CompleterLike | None = None  # whose answers `shown` holds
 
     @property
     def encoding(self) -> str:
@@ -142,6 +173,7 @@ class Session:
     def initialize(self, options: Any, root_uri: str | None, encoding: str) -> list[str]:
         """A client connected: take its encoding, settings and workspace; returns problems."""
         self.documents = Documents(encoding)
+        self.root = uri_to_path(root_uri) if root_uri else None
         problems = self.configure(options, base=self.startup)
         self.workspace.set_root(root_uri, scan=self.settings.context)
         return problems
@@ -185,19 +217,67 @@ class Session:
         return engine in ("local", self.startup.engine) or self.model_allowed is None
 
     def apply_settings(self, settings: Settings) -> None:
-        """Take new settings; a different model (or prompt format) loads in the background."""
+        """Take new settings; a different model (or prompt format) loads in the background.
+
+        The host is asked for the settings with `adapter` resolved (see `choose_adapter`);
+        when only the adapter changes under a ready model, the host swaps it in behind
+        the one that keeps answering.
+        """
         previous, self.settings = self.host_settings, settings
-        reload = self.host.state == "idle" or (
-            (settings.model_key, settings.prompt_format)
-            != (previous.model_key, previous.prompt_format)
+        self.adapter_choice = self._choose_adapter(settings)
+        resolved = dataclasses.replace(settings, adapter=self.adapter_choice.adapter)
+        key, before = (
+            (resolved.model_key, resolved.prompt_format),
+            (
+                previous.model_key,
+                previous.prompt_format,
+            ),
         )
-        if reload:
-            self.host_settings = settings
+        if (
+            self.host.state == "ready"
+            and key != before
+            and only_adapter_differs(resolved, previous)
+        ):
+            self.host_settings = resolved
+            self.host.swap(resolved)
+        elif self.host.state == "idle" or key != before:
+            self.host_settings = resolved
             self.cancel_all("settings")
             self.shown = ShownCompletions(self.shown.capacity)
-            self.host.load(settings)
-        elif not settings.enable:
+            self.host.load(resolved)
+        if not settings.enable:
             self.cancel_all("settings")
+
+    def _forget_answers(self) -> None:
+        """Drop what the previous model or adapter suggested (shown completions, next
+        suggestions), so typing-through never serves it once another one answers."""
+        self.shown = ShownCompletions(self.shown.capacity)
+        for predicted in self.predicted.values():
+            predicted.cancel.set()
+        self.predicted.clear()
+
+    def _choose_adapter(self, settings: Settings) -> AdapterChoice:
+        registered = None
+        if self.adapters is not None and self.root is not None:
+            self._adapter_stamp = self.adapters.stamp()
+            self._adapter_checked = time.monotonic()
+            registered = self.adapters.lookup(self.root)
+        return choose_adapter(
+            settings.adapter, self.root, registered, command_line=self.startup.adapter
+        )
+
+    def check_adapters(self, *, now: float | None = None) -> bool:
+        """Look (at most twice per ADAPTER_POLL_S) whether the registry changed; if it did,
+        choose again, and swap when another adapter now answers. True when it looked."""
+        if self.adapters is None or self.root is None:
+            return False
+        now = time.monotonic() if now is None else now
+        if now - self._adapter_checked < ADAPTER_POLL_S / 2:
+            return False
+        self._adapter_checked = now
+        if self.adapters.stamp() != self._adapter_stamp:
+            self.apply_settings(self.settings)
+        return True
 
     def disconnect(self) -> None:
         """The client has gone: stop its generations and its workspace scan.
@@ -312,6 +392,10 @@ class Session:
         `asyncio.CancelledError` as usual.
         """
         self.counts["requests"] += 1
+        self.check_adapters()
+        if self.host.completer is not self._answering:  # another model or adapter now answers
+            self._answering = self.host.completer
+            self._forget_answers()
         answer = self._answer_at_once(request)
         if answer is not None:
             return answer
@@ -555,6 +639,7 @@ class Session:
         return self.host.status() | {
             "version": __version__,
             "settings": self.settings.to_wire(),
+            "adapterChoice": self.adapter_choice.as_dict(),
             "counts": dict(self.counts),
             "acceptanceRate": self.acceptance_rate(),
             "emptyAnswers": {reason: self.empty[reason] for reason in EMPTY_REASONS},
@@ -566,3 +651,14 @@ class Session:
             "lastGeneration": self.last_generation,
             "generating": self.generating,
         }
+
+
+def only_adapter_differs(a: Settings, b: Settings) -> bool:
+    """Whether `a` and `b` load the same base model, with the same format, on the same engine."""
+    return (a.model, a.device, a.dtype, a.engine, a.prompt_format) == (
+        b.model,
+        b.device,
+        b.dtype,
+        b.engine,
+        b.prompt_format,
+    )
