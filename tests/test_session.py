@@ -266,6 +266,15 @@ async def test_typing_through_a_shown_completion_skips_the_model(make):
     assert session.status()["typingThroughHits"] == 3
 
 
+async def test_once_another_adapter_answers_its_predecessors_suggestions_are_not_served(make):
+    session, host = make("hello")
+    assert await session.complete(request(session)) == "hello"
+    host.completer = ScriptedCompleter("howdy")  # a swap: the new generation answers
+    edit(session, TEXT + "h", 2)
+    assert await session.complete(request(session, len(TEXT) + 1)) == "howdy"
+    assert session.counts["typed_through"] == 0
+
+
 async def test_typing_something_else_asks_the_model_again(make):
     session, host = make("hello", "world")
     assert await session.complete(request(session)) == "hello"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -31,6 +32,8 @@ from lsp_server.errors import CodetailorError
 from lsp_server.model.adapter_meta import META_FILE, read_meta
 from lsp_server.model.loading import cache_home
 from lsp_server.session.adapter_choice import Registered
+
+log = logging.getLogger("codetailor.registry")
 
 VERSION = 1
 # What vLLM's resolver reads: the PEFT config and the weights, nothing pickled.
@@ -337,8 +340,15 @@ def _write_published(folder: Path, target: Path, served: str) -> Path:
 
 
 def registered_for(workspace_root: str | Path) -> Registered | None:
-    """What `lookup_match` finds for the workspace, as the session's adapter choice reads it."""
-    match = lookup_match(workspace_root)
+    """What `lookup_match` finds for the workspace, as the session's adapter choice reads it.
+
+    A registry that cannot be read is logged and means "none registered": the server
+    keeps serving the base model rather than failing to start."""
+    try:
+        match = lookup_match(workspace_root)
+    except CodetailorError as exc:
+        log.warning("adapter registry: %s; using the base model", exc)
+        return None
     if match is None:
         return None
     how = "by path" if match.reason == "repository path" else "by remote"
