@@ -102,3 +102,25 @@ def test_a_fixed_adapter_is_not_swapped_by_the_registry(tmp_path):
     session.check_adapters(now=time.monotonic() + 10 * ADAPTER_POLL_S)
     assert host.swaps == [] and [s.adapter for s in host.loads] == [None]
     assert session.status()["adapterChoice"]["reason"] == "adapter set to none: base model"
+
+
+def test_each_workspace_folder_is_reported_and_the_first_ones_adapter_answers(tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    registry = Registry()
+    registry.register(str(second), Registered("b-1", "/adapters/b", "by remote"))
+    host = FakeHost(None, state="idle")
+    session = Session(Settings(model="tiny"), host, adapters=registry.source())
+    uris = [first.as_uri(), second.as_uri()]
+    session.initialize({}, uris[0], "utf-16", uris)
+    assert [s.adapter for s in host.loads] == [None]  # one adapter per server: the first's
+    a, b = session.status()["workspaceAdapters"]
+    assert a == {
+        "root": str(first),
+        "adapter": None,
+        "reason": "none registered: base model",
+        "answeredBy": None,
+    }
+    assert b["adapter"] == "/adapters/b" and b["answeredBy"] is None
+    assert b["reason"] == (
+        f"registered for {second} (by remote); the first folder's adapter answers here"
+    )

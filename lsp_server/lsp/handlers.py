@@ -48,7 +48,8 @@ def initialize(ls: CodetailorServer, params: types.InitializeParams) -> None:
     encoding = str(ServerCapabilitiesBuilder.choose_position_encoding(params.capabilities))
     folders = params.workspace_folders or []
     root = folders[0].uri if folders else params.root_uri
-    problems = ls.session.initialize(options, root, ENCODINGS.get(encoding, "utf-16"))
+    uris = [folder.uri for folder in folders] or ([root] if root else [])
+    problems = ls.session.initialize(options, root, ENCODINGS.get(encoding, "utf-16"), uris)
     for problem in problems:
         ls.report_once(problem)
 

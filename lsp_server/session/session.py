@@ -159,6 +159,8 @@ class Session:
         # `adapter: auto`: the registry, the workspace it is asked about, what it chose.
         self.adapters = adapters
         self.root: str | None = None
+        self.folders: list[str] = []  # every workspace folder, the served one included
+        self.folder_choices: list[dict[str, Any]] = []
         self._adapter_stamp: object = None
         self._adapter_checked = 0.0
         self._answering: CompleterLike | None = None  # whose answers `shown` holds
@@ -170,10 +172,18 @@ class Session:
 
     # -- connection and settings ------------------------------------------------------------
 
-    def initialize(self, options: Any, root_uri: str | None, encoding: str) -> list[str]:
-        """A client connected: take its encoding, settings and workspace; returns problems."""
+    def initialize(
+        self, options: Any, root_uri: str | None, encoding: str, folders: Iterable[str] = ()
+    ) -> list[str]:
+        """A client connected: take its encoding, settings and workspace; returns problems.
+
+        `root_uri` is the workspace served (the first folder); its adapter answers every
+        document. `folders` (all workspace folders) are only reported: one adapter per
+        server, so the status says which adapter each folder would get and which answers.
+        """
         self.documents = Documents(encoding)
         self.root = uri_to_path(root_uri) if root_uri else None
+        self.folders = [p for p in map(uri_to_path, folders) if p]
         problems = self.configure(options, base=self.startup)
         self.workspace.set_root(root_uri, scan=self.settings.context)
         return problems
@@ -262,9 +272,30 @@ class Session:
             self._adapter_stamp = self.adapters.stamp()
             self._adapter_checked = time.monotonic()
             registered = self.adapters.lookup(self.root)
-        return choose_adapter(
+        choice = choose_adapter(
             settings.adapter, self.root, registered, command_line=self.startup.adapter
         )
+        self.folder_choices = [self._folder_choice(settings, f, choice) for f in self.folders]
+        return choice
+
+    def _folder_choice(
+        self, settings: Settings, folder: str, served: AdapterChoice
+    ) -> dict[str, Any]:
+        """What the status says about one workspace folder: its own choice, and who answers."""
+        own = served
+        if folder != self.root:
+            registered = self.adapters.lookup(folder) if self.adapters is not None else None
+            own = choose_adapter(
+                settings.adapter, folder, registered, command_line=self.startup.adapter
+            )
+        answering = served.adapter
+        note = "" if own.adapter == answering else "; the first folder's adapter answers here"
+        return {
+            "root": folder,
+            "adapter": own.adapter,
+            "reason": own.reason + note,
+            "answeredBy": answering,
+        }
 
     def check_adapters(self, *, now: float | None = None) -> bool:
         """Look (at most twice per ADAPTER_POLL_S) whether the registry changed; if it did,
@@ -640,6 +671,7 @@ class Session:
             "version": __version__,
             "settings": self.settings.to_wire(),
             "adapterChoice": self.adapter_choice.as_dict(),
+            "workspaceAdapters": self.folder_choices,
             "counts": dict(self.counts),
             "acceptanceRate": self.acceptance_rate(),
             "emptyAnswers": {reason: self.empty[reason] for reason in EMPTY_REASONS},
