@@ -35,13 +35,15 @@ examples:
 """
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
+def _add_model_args(p: argparse.ArgumentParser, *, adapter: str | None = None) -> None:
     p.add_argument("--model", default=None, help="smollm2-135m (default), HF id, dir or .gguf")
-    p.add_argument(
-        "--adapter",
-        default=None,
-        help="a LoRA adapter folder made by finetune, or its registered name",
-    )
+    help_text = "a LoRA adapter folder made by finetune, or its registered name"
+    if adapter == "auto":
+        help_text = (
+            "auto (default: the adapter registered for the workspace's repository, picked up "
+            "again when a fine-tune registers a new one), none (the base model), or " + help_text
+        )
+    p.add_argument("--adapter", default=adapter, help=help_text)
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda[:N] or mps")
     p.add_argument("--dtype", default="auto", help="auto (default), float32, bfloat16, float16")
     p.add_argument(
@@ -111,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--log-file", type=Path, help="write logs here instead of stderr")
     serve.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
-    _add_model_args(serve)
+    _add_model_args(serve, adapter="auto")
 
     complete = sub.add_parser(
         "complete",
@@ -153,6 +155,9 @@ def measure_commands(sub: argparse._SubParsersAction) -> None:
 
 def adapter_commands(sub: argparse._SubParsersAction) -> None:
     """`codetailor adapters list|show|remove|publish`."""
+    from lsp_server.model.registry_cli import register
+
+    register(sub)
 
 
 def feedback_commands(sub: argparse._SubParsersAction) -> None:

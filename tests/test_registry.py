@@ -201,3 +201,23 @@ def test_finetune_registers_what_it_finished_and_only_warns_when_it_cannot(
     monkeypatch.setenv("CODETAILOR_HOME", str(tmp_path / "lora" / "finetune.yaml"))  # a file
     register_finished(str(repo), str(tmp_path / "lora"))
     assert "warning: adapter not registered" in capsys.readouterr().err
+
+
+def test_auto_finds_the_workspace_adapter_for_either_engine(tmp_path: Path):
+    from lsp_server.model.wiring import remote_adapter
+    from lsp_server.session.adapter_choice import choose_adapter
+
+    repo = git_repo(tmp_path / "widgets")
+    entry = registry.register_adapter(repo, fake_adapter(tmp_path / "lora"))
+    choice = choose_adapter("auto", str(repo), registry.registered_for(repo))
+    assert choice.adapter == entry.path and choice.reason.endswith("(by path)")
+    assert registry.adapter_folder(choice.adapter) == entry.path  # local: loaded from there
+    assert remote_adapter(choice.adapter)[0] == entry.name  # remote: its name as `model`
+    assert registry.adapter_folder("auto") is None and registry.adapter_folder("none") is None
+
+
+def test_an_unreadable_registry_means_the_base_model_not_a_dead_server(tmp_path: Path):
+    repo = git_repo(tmp_path / "widgets")
+    registry.registry_path().parent.mkdir(parents=True, exist_ok=True)
+    registry.registry_path().write_text("{not json")
+    assert registry.registered_for(repo) is None

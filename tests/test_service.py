@@ -25,7 +25,7 @@ def fake_loader(gate: threading.Event | None = None):
     def load(settings: Settings, trust_remote_code: bool, report) -> Loaded:
         if gate is not None:
             gate.wait(5)
-        if settings.model == "broken":
+        if settings.model == "broken" or settings.adapter == "broken":
             raise CodetailorError("model path broken does not exist")
         model = SimpleNamespace(
             name=settings.model, device="cpu", dtype="float32", adapter=None, load_seconds=0.1
@@ -91,6 +91,40 @@ def test_a_newer_load_wins_over_one_still_waiting():
     events.wait_final()
     assert host.state == "ready" and host.status()["model"] == "second"
     assert events.kinds.count("end") == 1  # the first load ended without a word
+
+
+def test_a_swap_loads_behind_the_answering_model_then_switches():
+    events = Events()
+    host = ModelHost(events, loader=fake_loader())
+    host.load(Settings(model="tiny", adapter=None))
+    events.wait_final()
+    old = host.completer
+    events.final.clear()
+    gate = threading.Event()
+    host.loader = fake_loader(gate)
+    host.swap(Settings(model="tiny", adapter="/adapters/new"))
+    # Meanwhile the old generation keeps answering, and the status says a swap is under way.
+    assert host.state == "ready" and host.completer is old and host.status()["swapping"]
+    gate.set()
+    events.wait_final()
+    status = host.status()
+    assert host.completer is not old and host.completer.engine is not old.engine  # own cache
+    assert status["swaps"] == 1 and status["lastSwapSeconds"] >= 0 and not status["swapping"]
+    assert status["loadedAt"] is not None
+    assert events.seen[-1][0] == "end" and "switched to adapter /adapters/new" in events.seen[-1][1]
+
+
+def test_a_failed_swap_leaves_the_old_model_answering():
+    events = Events()
+    host = ModelHost(events, loader=fake_loader())
+    host.load(Settings(model="tiny"))
+    events.wait_final()
+    old = host.completer
+    events.final.clear()
+    host.swap(Settings(model="tiny", adapter="broken"))
+    events.wait_final()
+    assert host.state == "ready" and host.completer is old
+    assert host.status()["swaps"] == 0 and "does not exist" in host.error
 
 
 def test_the_worker_runs_jobs_in_order_and_skips_cancelled_ones():

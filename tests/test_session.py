@@ -105,6 +105,7 @@ class FakeHost:
         self.completer = completer
         self.state = state
         self.loads: list[Settings] = []
+        self.swaps: list[Settings] = []
         self.futures: list[Future[Any]] = []
         self.background: list[tuple[Callable[[], Any], threading.Event, Future[Any]]] = []
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="fake-generate")
@@ -131,6 +132,9 @@ class FakeHost:
 
     def load(self, settings: Settings) -> None:
         self.loads.append(settings)
+
+    def swap(self, settings: Settings) -> None:
+        self.swaps.append(settings)
 
     def status(self) -> dict[str, Any]:
         return {"state": self.state, "model": "fake"}
@@ -260,6 +264,15 @@ async def test_typing_through_a_shown_completion_skips_the_model(make):
     assert len(host.futures) == 1 and len(scripted(host).calls) == 1
     assert session.counts["typed_through"] == 3
     assert session.status()["typingThroughHits"] == 3
+
+
+async def test_once_another_adapter_answers_its_predecessors_suggestions_are_not_served(make):
+    session, host = make("hello")
+    assert await session.complete(request(session)) == "hello"
+    host.completer = ScriptedCompleter("howdy")  # a swap: the new generation answers
+    edit(session, TEXT + "h", 2)
+    assert await session.complete(request(session, len(TEXT) + 1)) == "howdy"
+    assert session.counts["typed_through"] == 0
 
 
 async def test_typing_something_else_asks_the_model_again(make):

@@ -56,7 +56,10 @@ def initialize(ls: CodetailorServer, params: types.InitializeParams) -> None:
     folders = params.workspace_folders or []
     root = folders[0].uri if folders else params.root_uri
     client = params.client_info.name if params.client_info else None
-    problems = ls.session.initialize(options, root, ENCODINGS.get(encoding, "utf-16"), client)
+    uris = [folder.uri for folder in folders] or ([root] if root else [])
+    problems = ls.session.initialize(
+        options, root, ENCODINGS.get(encoding, "utf-16"), client=client, folders=uris
+    )
     for problem in problems:
         ls.report_once(problem)
 
@@ -64,6 +67,7 @@ def initialize(ls: CodetailorServer, params: types.InitializeParams) -> None:
 def initialized(ls: CodetailorServer, params: types.InitializedParams) -> None:
     window = ls.client_capabilities.window
     ls.load_progress.start(bool(window and window.work_done_progress))
+    ls.watch_adapters()
 
 
 def did_open(ls: CodetailorServer, params: types.DidOpenTextDocumentParams) -> None:

@@ -24,9 +24,10 @@ from lsp_server import __version__
 from lsp_server.errors import CodetailorError
 from lsp_server.lsp import pygls_compat
 from lsp_server.lsp.progress import LoadProgress
+from lsp_server.model import registry
 from lsp_server.model.host import ModelHost
 from lsp_server.model.loading import cache_home, resolve_model
-from lsp_server.session.session import Session
+from lsp_server.session.session import ADAPTER_POLL_S, AdapterSource, Session
 from lsp_server.session.settings import Settings
 
 log = logging.getLogger("codetailor.server")
@@ -87,7 +88,9 @@ class CodetailorServer(LanguageServer):
             host_settings=host.settings,
             model_allowed=model_allowed,
             feedback_home=cache_home(),
+            adapters=AdapterSource(registry.registered_for, registry.stamp),
         )
+        self._adapter_watch: asyncio.Task[None] | None = None
         # Not `progress`: that name is pygls' own method on LanguageServer.
         self.load_progress = LoadProgress(self)
         register(self)
@@ -108,8 +111,24 @@ class CodetailorServer(LanguageServer):
     def report_server_error(self, error: Exception, source: Any) -> None:
         log.error("server error (%s): %s", getattr(source, "__name__", source), error)
 
+    def watch_adapters(self) -> None:
+        """Look every few seconds whether a new adapter was registered for the workspace
+        (a fine-tune finished); the session then swaps it in (hot reload)."""
+        if self.loop is not None and self._adapter_watch is None:
+            self._adapter_watch = self.loop.create_task(self._watch_adapters())
+
+    async def _watch_adapters(self) -> None:
+        while True:
+            await asyncio.sleep(ADAPTER_POLL_S)
+            try:
+                self.session.check_adapters()
+            except Exception:  # noqa: BLE001 - a broken registry must not end the watch
+                log.exception("checking the adapter registry failed")
+
     def close(self) -> None:
         """The connection is over: stop its generations, scan and the requests still running."""
+        if self._adapter_watch is not None:
+            self._adapter_watch.cancel()
         self.session.disconnect()
         pygls_compat.cancel_running_requests(self.protocol)
 

@@ -174,6 +174,10 @@ class ModelHost:
         self.loaded: Loaded | None = None
         self.settings: Settings | None = None
         self._ticket = 0
+        self.swapping = False  # an adapter loads behind the answering model
+        self.loaded_at: float | None = None  # time.time() of the last load or swap
+        self.swaps = 0  # adapters switched in behind a running model
+        self.last_swap_seconds: float | None = None  # load + warm-up + switch
         self._loads = Worker("codetailor-loader")
         self.generator = Worker("codetailor-generate")
 
@@ -195,15 +199,34 @@ class ModelHost:
         self._ticket += 1
         ticket = self._ticket
         self.loaded, self.state, self.error, self.settings = None, "loading", None, settings
+        self.swapping = False
         self._loads.submit(lambda: self._load(ticket, settings))
 
-    def _load(self, ticket: int, settings: Settings) -> None:
+    def swap(self, settings: Settings) -> None:
+        """Load `settings` (another adapter) behind the current model, then switch to it.
+
+        The current generation keeps answering while the next one loads; requests
+        already running finish on the old one (they hold its completer). The new
+        generation has its own engine and KV prefix cache, so no entry computed with
+        the old weights answers for the new ones; the old cache goes with the old
+        completer. Nothing loaded yet: a plain `load`.
+        """
+        if self.loaded is None:
+            self.load(settings)
+            return
+        self._ticket += 1
+        ticket = self._ticket
+        self.settings, self.swapping = settings, True
+        self._loads.submit(lambda: self._load(ticket, settings, swap=True))
+
+    def _load(self, ticket: int, settings: Settings, *, swap: bool = False) -> None:
         if ticket != self._ticket:
             return  # a newer load was asked for while this one waited
         from lsp_server.model.loading import DEFAULT_MODEL
 
         name = settings.model or DEFAULT_MODEL
-        self.on_event("begin", f"loading {name}", 0)
+        what = f"adapter {settings.adapter or 'none (base model)'}" if swap else name
+        self.on_event("begin", f"loading {what}", 0)
         started = time.monotonic()
         try:
             loaded = self.loader(settings, self.trust_remote_code, self.on_event)
@@ -212,17 +235,25 @@ class ModelHost:
         except Exception as exc:  # noqa: BLE001 - the server reports it and stays up
             message = str(exc) if isinstance(exc, CodetailorError) else repr(exc)
             traceback = not isinstance(exc, CodetailorError)  # a user mistake needs no traceback
-            log.error("cannot load %s: %s", name, message, exc_info=traceback)
+            log.error("cannot load %s: %s", what, message, exc_info=traceback)
             if ticket == self._ticket:
-                self.state, self.error = "failed", message
-            self.on_event("failed", f"cannot load {name}: {message}", None)
+                self.error, self.swapping = message, False
+                if not swap:  # a failed swap leaves the current model answering
+                    self.state = "failed"
+            self.on_event("failed", f"cannot load {what}: {message}", None)
             return
         if ticket != self._ticket:
             return
-        self.loaded, self.state = loaded, "ready"
         seconds = time.monotonic() - started
+        self.loaded, self.state, self.error, self.swapping = loaded, "ready", None, False
+        self.loaded_at = time.time()
         where = loaded.model.device
-        self.on_event("end", f"ready: {loaded.model.name} on {where} in {seconds:.1f} s", 100)
+        if swap:
+            self.swaps += 1
+            self.last_swap_seconds = seconds
+            self.on_event("end", f"switched to {what} on {where} ({seconds:.1f} s)", 100)
+        else:
+            self.on_event("end", f"ready: {loaded.model.name} on {where} in {seconds:.1f} s", 100)
 
     def status(self) -> dict[str, Any]:
         loaded = self.loaded
@@ -238,6 +269,12 @@ class ModelHost:
             "dtype": model.dtype if model else None,
             "promptFormat": loaded.prompt_format if loaded else None,
             "loadSeconds": round(model.load_seconds, 2) if model else None,
+            "loadedAt": self.loaded_at,
+            "swaps": self.swaps,
+            "lastSwapSeconds": (
+                round(self.last_swap_seconds, 3) if self.last_swap_seconds is not None else None
+            ),
+            "swapping": self.swapping,
             "remote": engine.status() if hasattr(engine, "status") else None,
             "cache": (
                 cache.stats() | {"maxEntries": cache.max_entries, "maxTokens": cache.max_tokens}

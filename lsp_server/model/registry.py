@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -30,6 +31,9 @@ from typing import Any, Literal
 from lsp_server.errors import CodetailorError
 from lsp_server.model.adapter_meta import META_FILE, read_meta
 from lsp_server.model.loading import cache_home
+from lsp_server.session.adapter_choice import Registered
+
+log = logging.getLogger("codetailor.registry")
 
 VERSION = 1
 # What vLLM's resolver reads: the PEFT config and the weights, nothing pickled.
@@ -241,7 +245,11 @@ def find(name_or_path: str) -> AdapterEntry | None:
 
 def adapter_folder(spec: str | None) -> str | None:
     """What `--adapter` means locally: an existing folder as given, else the folder of the
-    adapter registered under that name, else `spec` unchanged (loading then says why not)."""
+    adapter registered under that name, else `spec` unchanged (loading then says why not).
+    `auto` and `none` are not folders: the session resolves `auto` (adapter_choice.py);
+    here both mean the base model."""
+    if spec and spec.strip().lower() in ("auto", "none"):
+        return None
     if not spec or Path(spec).expanduser().exists():
         return spec
     entry = next((e for e in load() if e.name == spec), None)
@@ -329,3 +337,19 @@ def _write_published(folder: Path, target: Path, served: str) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def registered_for(workspace_root: str | Path) -> Registered | None:
+    """What `lookup_match` finds for the workspace, as the session's adapter choice reads it.
+
+    A registry that cannot be read is logged and means "none registered": the server
+    keeps serving the base model rather than failing to start."""
+    try:
+        match = lookup_match(workspace_root)
+    except CodetailorError as exc:
+        log.warning("adapter registry: %s; using the base model", exc)
+        return None
+    if match is None:
+        return None
+    how = "by path" if match.reason == "repository path" else "by remote"
+    return Registered(match.entry.name, match.entry.path, how)

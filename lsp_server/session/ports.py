@@ -85,6 +85,11 @@ class HostLike(Protocol):
         """Drop the current model and load the one `settings` name, in the background."""
         ...
 
+    def swap(self, settings: Settings) -> None:
+        """Load `settings` (another adapter on the same base) in the background while the
+        current model keeps answering, then switch to it."""
+        ...
+
     def status(self) -> dict[str, Any]:
         """The host's part of `codetailor.status` (state, model, device, cache...)."""
         ...

@@ -24,8 +24,16 @@ from typing import Any
 
 from lsp_server import __version__
 from lsp_server.completion.scope import completion_helps
+from lsp_server.session.adapter_choice import AdapterChoice, Registered, choose_adapter
 from lsp_server.session.ahead import WARM_DOCUMENTS, Predicted, WarmPlan, edit_cursor
-from lsp_server.session.documents import Change, Documents, looks_binary, offset_at, prompt_safe
+from lsp_server.session.documents import (
+    Change,
+    Documents,
+    looks_binary,
+    offset_at,
+    prompt_safe,
+    uri_to_path,
+)
 from lsp_server.session.ports import CompleterLike, CompletionLike, HostLike
 from lsp_server.session.recording import Recording
 from lsp_server.session.settings import Settings, parse_settings, unknown_keys
@@ -66,6 +74,17 @@ AHEAD_COUNTS = (
 # How long a request made while the model loads waits for it, and how often it looks.
 READY_WAIT_S = 300.0
 READY_POLL_S = 0.05
+# How often a request (or a status call) looks whether the adapter registry changed.
+ADAPTER_POLL_S = 2.0
+
+
+@dataclass(frozen=True)
+class AdapterSource:
+    """The adapter registry as the session sees it: what it holds for a workspace root,
+    and a cheap marker that changes when it changes (see lsp_server.model.registry)."""
+
+    lookup: Callable[[str], Registered | None]
+    stamp: Callable[[], object]
 
 
 @dataclass(frozen=True)
@@ -110,6 +129,7 @@ class Session:
         model_allowed: Callable[[str], bool] | None = None,
         ready_wait_s: float = READY_WAIT_S,
         feedback_home: Path | None = None,
+        adapters: AdapterSource | None = None,
     ) -> None:
         """`feedback_home` is where feedback logs live (`$CODETAILOR_HOME`); None: no log."""
         self.startup = startup  # the command line's settings: what a null setting returns to
@@ -117,7 +137,12 @@ class Session:
         self.host = host
         # What the host was last asked to load (by an earlier client, say): a client whose
         # settings differ from it reloads. None: the startup settings.
-        self.host_settings = host_settings or startup
+        # (with `adapter` resolved, as the host is always asked: see `choose_adapter`)
+        self.adapter_choice = choose_adapter(startup.adapter, None, None)
+        asked = host_settings or startup
+        self.host_settings = dataclasses.replace(
+            asked, adapter=choose_adapter(asked.adapter, None, None).adapter
+        )
         # Which model specs a client may set (None: any); the command line's is always allowed.
         self.model_allowed = model_allowed
         self.documents = Documents()
@@ -137,6 +162,14 @@ class Session:
         self.ahead: dict[str, int] = dict.fromkeys(AHEAD_COUNTS, 0)
         # The local feedback log of the workspace's repository (see recording.py).
         self.recording = Recording(feedback_home)
+        # `adapter: auto`: the registry, the workspace it is asked about, what it chose.
+        self.adapters = adapters
+        self.root: str | None = None
+        self.folders: list[str] = []  # every workspace folder, the served one included
+        self.folder_choices: list[dict[str, Any]] = []
+        self._adapter_stamp: object = None
+        self._adapter_checked = 0.0
+        self._answering: CompleterLike | None = None  # whose answers `shown` holds
 
     @property
     def encoding(self) -> str:
@@ -146,11 +179,23 @@ class Session:
     # -- connection and settings ------------------------------------------------------------
 
     def initialize(
-        self, options: Any, root_uri: str | None, encoding: str, client: str | None = None
+        self,
+        options: Any,
+        root_uri: str | None,
+        encoding: str,
+        client: str | None = None,
+        folders: Iterable[str] = (),
     ) -> list[str]:
         """A client connected: take its encoding, settings and workspace; returns problems.
-        `client` is its name (LSP clientInfo), which labels its feedback events."""
+
+        `client` is its name (LSP clientInfo), which labels its feedback events.
+        `root_uri` is the workspace served (the first folder); its adapter answers every
+        document. `folders` (all workspace folders) are only reported: one adapter per
+        server, so the status says which adapter each folder would get and which answers.
+        """
         self.documents = Documents(encoding)
+        self.root = uri_to_path(root_uri) if root_uri else None
+        self.folders = [p for p in map(uri_to_path, folders) if p]
         problems = self.configure(options, base=self.startup)
         self.workspace.set_root(root_uri, scan=self.settings.context)
         self.recording.start(self.workspace.root, self.settings.feedback, client)
@@ -195,20 +240,89 @@ class Session:
         return engine in ("local", self.startup.engine) or self.model_allowed is None
 
     def apply_settings(self, settings: Settings) -> None:
-        """Take new settings; a different model (or prompt format) loads in the background."""
+        """Take new settings; a different model (or prompt format) loads in the background.
+
+        The host is asked for the settings with `adapter` resolved (see `choose_adapter`);
+        when only the adapter changes under a ready model, the host swaps it in behind
+        the one that keeps answering.
+        """
         previous, self.settings = self.host_settings, settings
         self.recording.set_enabled(settings.feedback)
-        reload = self.host.state == "idle" or (
-            (settings.model_key, settings.prompt_format)
-            != (previous.model_key, previous.prompt_format)
+        self.adapter_choice = self._choose_adapter(settings)
+        resolved = dataclasses.replace(settings, adapter=self.adapter_choice.adapter)
+        key, before = (
+            (resolved.model_key, resolved.prompt_format),
+            (
+                previous.model_key,
+                previous.prompt_format,
+            ),
         )
-        if reload:
-            self.host_settings = settings
+        if (
+            self.host.state == "ready"
+            and key != before
+            and only_adapter_differs(resolved, previous)
+        ):
+            self.host_settings = resolved
+            self.host.swap(resolved)
+        elif self.host.state == "idle" or key != before:
+            self.host_settings = resolved
             self.cancel_all("settings")
             self.shown = ShownCompletions(self.shown.capacity)
-            self.host.load(settings)
-        elif not settings.enable:
+            self.host.load(resolved)
+        if not settings.enable:
             self.cancel_all("settings")
+
+    def _forget_answers(self) -> None:
+        """Drop what the previous model or adapter suggested (shown completions, next
+        suggestions), so typing-through never serves it once another one answers."""
+        self.shown = ShownCompletions(self.shown.capacity)
+        for predicted in self.predicted.values():
+            predicted.cancel.set()
+        self.predicted.clear()
+
+    def _choose_adapter(self, settings: Settings) -> AdapterChoice:
+        registered = None
+        if self.adapters is not None and self.root is not None:
+            self._adapter_stamp = self.adapters.stamp()
+            self._adapter_checked = time.monotonic()
+            registered = self.adapters.lookup(self.root)
+        choice = choose_adapter(
+            settings.adapter, self.root, registered, command_line=self.startup.adapter
+        )
+        self.folder_choices = [self._folder_choice(settings, f, choice) for f in self.folders]
+        return choice
+
+    def _folder_choice(
+        self, settings: Settings, folder: str, served: AdapterChoice
+    ) -> dict[str, Any]:
+        """What the status says about one workspace folder: its own choice, and who answers."""
+        own = served
+        if folder != self.root:
+            registered = self.adapters.lookup(folder) if self.adapters is not None else None
+            own = choose_adapter(
+                settings.adapter, folder, registered, command_line=self.startup.adapter
+            )
+        answering = served.adapter
+        note = "" if own.adapter == answering else "; the first folder's adapter answers here"
+        return {
+            "root": folder,
+            "adapter": own.adapter,
+            "reason": own.reason + note,
+            "answeredBy": answering,
+        }
+
+    def check_adapters(self, *, now: float | None = None) -> bool:
+        """Look (at most twice per ADAPTER_POLL_S) whether the registry changed; if it did,
+        choose again, and swap when another adapter now answers. True when it looked."""
+        if self.adapters is None or self.root is None:
+            return False
+        now = time.monotonic() if now is None else now
+        if now - self._adapter_checked < ADAPTER_POLL_S / 2:
+            return False
+        self._adapter_checked = now
+        if self.adapters.stamp() != self._adapter_stamp:
+            self.apply_settings(self.settings)
+        return True
 
     def disconnect(self) -> None:
         """The client has gone: stop its generations and its workspace scan.
@@ -330,6 +444,10 @@ class Session:
         """
         self.counts["requests"] += 1
         started = time.perf_counter()
+        self.check_adapters()
+        if self.host.completer is not self._answering:  # another model or adapter now answers
+            self._answering = self.host.completer
+            self._forget_answers()
         answer = self._answer_at_once(request)
         if answer is not None:
             return answer
@@ -609,6 +727,8 @@ class Session:
         return self.host.status() | {
             "version": __version__,
             "settings": self.settings.to_wire(),
+            "adapterChoice": self.adapter_choice.as_dict(),
+            "workspaceAdapters": self.folder_choices,
             "counts": dict(self.counts),
             "acceptanceRate": self.acceptance_rate(),
             "emptyAnswers": {reason: self.empty[reason] for reason in EMPTY_REASONS},
@@ -620,3 +740,14 @@ class Session:
             "lastGeneration": self.last_generation,
             "generating": self.generating,
         }
+
+
+def only_adapter_differs(a: Settings, b: Settings) -> bool:
+    """Whether `a` and `b` load the same base model, with the same format, on the same engine."""
+    return (a.model, a.device, a.dtype, a.engine, a.prompt_format) == (
+        b.model,
+        b.device,
+        b.dtype,
+        b.engine,
+        b.prompt_format,
+    )

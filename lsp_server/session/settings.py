@@ -30,7 +30,13 @@ class Settings:
     """What the user can change while the server runs."""
 
     model: str | None = field(default=None, metadata={"help": "model spec; None: the default"})
-    adapter: str | None = field(default=None, metadata={"help": "LoRA adapter folder"})
+    adapter: str | None = field(
+        default="auto",
+        metadata={
+            "help": "auto (the adapter registered for the workspace's repository, else none), "
+            "none (the base model), or a LoRA adapter folder or registered name"
+        },
+    )
     device: str = field(
         default="auto", metadata={"help": "auto, cpu, cuda[:N], mps", "enum": DEVICES}
     )

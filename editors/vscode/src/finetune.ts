@@ -1,6 +1,7 @@
 /**
  * "Codetailor: Fine-tune on This Workspace": runs `codetailor finetune` with a
- * progress notification, then points `codetailor.adapter` at the new adapter.
+ * progress notification. With `codetailor.adapter` at `auto` the server picks up the
+ * registered adapter by itself; otherwise the setting is pointed at the new adapter.
  */
 
 import { spawn } from "node:child_process";
@@ -76,8 +77,13 @@ export async function finetuneWorkspace(
   const summary = parseSummary(result.stdout);
   output.appendLine(`[finetune] done: ${JSON.stringify(summary ?? {})}`);
   const adapter = typeof summary?.out === "string" ? summary.out : outDir;
-  await vscode.workspace
-    .getConfiguration("codetailor")
-    .update("adapter", adapter, vscode.ConfigurationTarget.Workspace);
+  const config = vscode.workspace.getConfiguration("codetailor");
+  if (config.get<string>("adapter", "auto") === "auto") {
+    // finetune registered the adapter for this repository: the server swaps it in by itself,
+    // and the setting stays `auto` so the next fine-tune is picked up too.
+    void vscode.window.showInformationMessage(`Codetailor: the server switches to the adapter fine-tuned on ${folder.name} (${adapter}).`);
+    return;
+  }
+  await config.update("adapter", adapter, vscode.ConfigurationTarget.Workspace);
   void vscode.window.showInformationMessage(`Codetailor: now using the adapter fine-tuned on ${folder.name} (${adapter}).`);
 }

@@ -37,7 +37,7 @@ export const DEFAULTS: Readonly<Settings> = Object.freeze({
   serverCommand: "codetailor",
   serverArgs: ["serve"],
   model: "",
-  adapter: "",
+  adapter: "auto",
   device: "auto",
   dtype: "auto",
   maxTokens: 64,

@@ -21,7 +21,7 @@ test("unset settings are the defaults, and go to the server in camelCase", () =>
   assert.deepEqual(s, { ...DEFAULTS, serverArgs: ["serve"] });
   assert.deepEqual(initializationOptions(s), {
     model: null,
-    adapter: null,
+    adapter: "auto",
     device: "auto",
     dtype: "auto",
     maxTokens: 64,

@@ -8,7 +8,7 @@ local M = {}
 --- `workspace/didChangeConfiguration`).
 ---@class codetailor.Settings
 ---@field model? string Model: nil for the server's default (smollm2-135m), a Hugging Face id, a folder or a .gguf file.
----@field adapter? string A LoRA adapter folder made by `codetailor finetune`.
+---@field adapter? string "auto" (the adapter registered for the workspace), "none", or a LoRA adapter folder made by `codetailor finetune`.
 ---@field device string "auto", "cpu", "cuda", "cuda:N" or "mps".
 ---@field dtype string "auto", "float32", "bfloat16" or "float16".
 ---@field max_tokens integer Most tokens per completion (1..1024).
@@ -50,7 +50,7 @@ M.defaults = {
   auth_token = nil,
   settings = {
     model = nil,
-    adapter = nil,
+    adapter = "auto",
     device = "auto",
     dtype = "auto",
     max_tokens = 64,
