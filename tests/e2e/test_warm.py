@@ -58,7 +58,11 @@ def test_an_accepted_suggestion_is_followed_by_one_computed_ahead(server: RawCli
             ],
         },
     )
-    assert server.inline(uri, 0, 8)[0]["insertText"] == "aaaa"
+    # The cursor stands in the word "aaaa": the item replaces that word with itself
+    # plus the next suggestion (its range starts at the word).
+    (item,) = server.inline(uri, 0, 8)
+    assert item["insertText"] == "aaaa" + "aaaa"
+    assert item["range"]["start"] == {"line": 0, "character": 4}
     assert server.status()["ahead"]["nextHits"] == hits + 1
 
 
