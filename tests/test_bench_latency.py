@@ -54,6 +54,14 @@ def test_bench_latency_reports_every_variant(tmp_path: Path, tiny_model_dir: Pat
     )
     assert 0 <= report["ours"]["cached_token_share"] <= 1
     assert report["ours"]["model_runs"] + report["ours"]["typing_through_hits"] >= 5
+    for variant in ("ours", "naive"):
+        assert report[variant]["tokens_per_forward"] >= (1.0 if variant == "naive" else 0)
+        assert report[variant]["decode_ms_per_token"] >= 0
+    cold = report["cold_open"]
+    assert cold["ours"]["requests"] == cold["naive"]["requests"] == report["setup"]["cold_places"]
+    assert cold["ours"]["requests"] > 0
+    assert 0 <= cold["ours"]["non_empty_share"] <= 1
+    assert "ours/naive" in cold
     assert (out / "latency.json").is_file() and (out / "latency.md").is_file()
     assert (out / "latency.png").read_bytes().startswith(b"\x89PNG")
 

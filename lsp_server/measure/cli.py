@@ -41,6 +41,9 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     latency.add_argument("--steps", type=int, default=40, help="words typed per file")
     latency.add_argument("--max-tokens", type=int, default=16, help="most tokens per completion")
     latency.add_argument("--no-naive", action="store_true", help="skip the naive baseline")
+    latency.add_argument(
+        "--cold-places", type=int, default=5, help="cold-open places per file (0: skip)"
+    )
     latency.add_argument("--out", type=Path, help="write latency.json, .md and .png here")
     latency.add_argument("--json", action="store_true", help="print the report as JSON")
     latency.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
@@ -68,6 +71,7 @@ def cmd_bench_latency(args: argparse.Namespace) -> int:
         max_tokens=args.max_tokens,
         steps=args.steps,
         naive=not args.no_naive,
+        cold_places_per_file=max(args.cold_places, 0),
     )
     if args.out:
         for path in write_outputs(report, args.out):

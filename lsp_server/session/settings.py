@@ -18,7 +18,7 @@ from lsp_server.completion.scope import Mode
 Multiline = Literal["auto", "always", "never"]
 MULTILINE_TO_MODE: dict[str, Mode] = {"auto": "auto", "always": "block", "never": "line"}
 DEVICES = ("auto", "cpu", "cuda", "mps", "xpu")
-DTYPES = ("auto", "float32", "bfloat16", "float16", "fp32", "bf16", "fp16")
+DTYPES = ("auto", "float32", "bfloat16", "float16", "fp32", "bf16", "fp16", "int8")
 SECTION = "codetailor"
 # Keys the client may send that are not settings (read elsewhere, or ignored quietly).
 NOT_SETTINGS = frozenset({"authToken"})
