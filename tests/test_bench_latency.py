@@ -41,11 +41,15 @@ def test_bench_latency_reports_every_variant(tmp_path: Path, tiny_model_dir: Pat
             "--json",
             "--out",
             str(out),
+            "--cold-places",
+            "2",
+            "--baseline-tree",
+            str(Path(__file__).parent.parent),  # this checkout, as its own "before"
         ]
     )
     assert code == 0
     report = json.loads(capsys.readouterr().out)
-    for variant in ("ours", "naive"):
+    for variant in ("ours", "before", "naive"):
         assert report[variant]["requests"] == 5
         assert report[variant]["p50_ms"] > 0
         assert report[variant]["p95_ms"] >= report[variant]["p50_ms"]
@@ -61,7 +65,7 @@ def test_bench_latency_reports_every_variant(tmp_path: Path, tiny_model_dir: Pat
     assert cold["ours"]["requests"] == cold["naive"]["requests"] == report["setup"]["cold_places"]
     assert cold["ours"]["requests"] > 0
     assert 0 <= cold["ours"]["non_empty_share"] <= 1
-    assert "ours/naive" in cold
+    assert "ours/naive" in cold and "ours/before" in report
     assert (out / "latency.json").is_file() and (out / "latency.md").is_file()
     assert (out / "latency.png").read_bytes().startswith(b"\x89PNG")
 

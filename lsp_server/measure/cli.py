@@ -44,6 +44,11 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     latency.add_argument(
         "--cold-places", type=int, default=5, help="cold-open places per file (0: skip)"
     )
+    latency.add_argument(
+        "--baseline-tree",
+        type=Path,
+        help="another checkout of codetailor: its server runs too, as 'before', taking turns",
+    )
     latency.add_argument("--out", type=Path, help="write latency.json, .md and .png here")
     latency.add_argument("--json", action="store_true", help="print the report as JSON")
     latency.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
@@ -72,6 +77,7 @@ def cmd_bench_latency(args: argparse.Namespace) -> int:
         steps=args.steps,
         naive=not args.no_naive,
         cold_places_per_file=max(args.cold_places, 0),
+        baseline_tree=args.baseline_tree,
     )
     if args.out:
         for path in write_outputs(report, args.out):

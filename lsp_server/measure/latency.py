@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import statistics
 import sys
@@ -71,18 +72,27 @@ def _position(text: str, offset: int) -> tuple[int, int]:
 class _Server:
     """`codetailor serve` in a subprocess, driven over LSP as an editor would."""
 
-    def __init__(self, model: str, adapter: str | None) -> None:
+    def __init__(
+        self, name: str, model: str, adapter: str | None, tree: Path | None = None
+    ) -> None:
+        """`tree`: run the server of another checkout of Codetailor (a before/after run)."""
         from pygls.lsp.client import LanguageClient
 
+        self.name = name
         self.command = [sys.executable, "-m", "lsp_server.cli", "serve", "--model", model]
         if adapter:
             self.command += ["--adapter", adapter]
+        # `python -m` puts the working directory first on sys.path: run in the tree.
+        self.cwd = str(tree.resolve()) if tree is not None else None
+        self.env = os.environ | {"PYTHONPATH": self.cwd} if self.cwd else None
         self.client = LanguageClient("codetailor-bench", "1")
+        self.result, self.counts = VariantResult(name), _EngineCounts()
+        self.answered = 0
 
     async def start(self, options: dict[str, Any]) -> None:
         from lsprotocol import types
 
-        await self.client.start_io(*self.command)
+        await self.client.start_io(*self.command, env=self.env, cwd=self.cwd)
         await self.client.initialize_async(
             types.InitializeParams(
                 capabilities=types.ClientCapabilities(), initialization_options=options
@@ -191,29 +201,46 @@ class _EngineCounts:
         }
 
 
-async def run_ours(
-    replays: list[Replay], model: str, adapter: str | None, max_tokens: int
-) -> VariantResult:
-    """The typing replay through the server: didChange, then a completion, after each word."""
-    server = _Server(model, adapter)
-    result, counts = VariantResult("ours"), _EngineCounts()
+async def run_typing(
+    replays: list[Replay], servers: list[_Server], options: dict[str, Any], naive: Any = None
+) -> list[VariantResult]:
+    """The typing replay: didChange, then a completion, after each word.
+
+    The servers (and `naive`, a `NaiveGenerate`) take turns request by request,
+    so that the load of a shared machine falls on all of them alike.
+    """
     try:
-        await server.start({"maxTokens": max_tokens, "multiline": "never"})
+        for server in servers:
+            await server.start(options)
         for n, replay in enumerate(replays):
             uri = Path(replay.path).resolve().as_uri() + f"#{n}"
-            server.open(uri, replay.initial)
             text = replay.initial
+            for server in servers:
+                server.open(uri, text)
             for version, step in enumerate(replay.steps, start=2):
-                server.insert(uri, version, text, step.offset, step.typed)
+                for server in servers:
+                    server.insert(uri, version, text, step.offset, step.typed)
                 text = text[: step.offset] + step.typed + text[step.offset :]
-                elapsed, _ = await server.complete(uri, text, step.cursor)
-                result.latencies_ms.append(elapsed)
-                counts.add((await server.status()).get("lastGeneration") or {})
-        final = await server.status()
-        result.extra = counts.summary() | {"typing_through_hits": final.get("typingThroughHits", 0)}
+                await _ask_all(servers, uri, text, step.cursor, naive)
+        for server in servers:
+            final = await server.status()
+            server.result.extra = server.counts.summary() | {
+                "typing_through_hits": final.get("typingThroughHits", 0)
+            }
     finally:
-        await server.stop()
-    return result
+        for server in servers:
+            await server.stop()
+    return [s.result for s in servers] + ([naive.finish()] if naive else [])
+
+
+async def _ask_all(servers: list[_Server], uri: str, text: str, cursor: int, naive: Any) -> None:
+    for server in servers:
+        elapsed, answer = await server.complete(uri, text, cursor)
+        server.result.latencies_ms.append(elapsed)
+        server.answered += bool(answer.strip())
+        server.counts.add((await server.status()).get("lastGeneration") or {})
+    if naive is not None:
+        naive.run(text, cursor)
 
 
 def cold_places(path: Path, text: str, count: int) -> list[tuple[str, int]]:
@@ -238,27 +265,25 @@ def cold_places(path: Path, text: str, count: int) -> list[tuple[str, int]]:
     return places
 
 
-async def run_ours_cold(
-    places: list[tuple[str, int]], model: str, adapter: str | None
-) -> VariantResult:
+async def run_cold(
+    places: list[tuple[str, int]], servers: list[_Server], naive: Any = None
+) -> list[VariantResult]:
     """Each place in a freshly opened document, first request only, default settings."""
-    server = _Server(model, adapter)
-    result, counts = VariantResult("ours"), _EngineCounts()
-    answered = 0
     try:
-        await server.start({})
+        for server in servers:
+            await server.start({})
         for n, (text, cursor) in enumerate(places):
             uri = f"file:///cold/place{n}.py"
-            server.open(uri, text)
-            elapsed, answer = await server.complete(uri, text, cursor)
-            result.latencies_ms.append(elapsed)
-            answered += bool(answer.strip())
-            counts.add((await server.status()).get("lastGeneration") or {})
-        result.extra = {"non_empty_share": round(answered / max(len(places), 1), 3)}
-        result.extra |= counts.summary()
+            for server in servers:
+                server.open(uri, text)
+            await _ask_all(servers, uri, text, cursor, naive)
+        for server in servers:
+            share = server.answered / max(len(places), 1)
+            server.result.extra = {"non_empty_share": round(share, 3)} | server.counts.summary()
     finally:
-        await server.stop()
-    return result
+        for server in servers:
+            await server.stop()
+    return [s.result for s in servers] + ([naive.finish()] if naive else [])
 
 
 @dataclass
@@ -278,53 +303,63 @@ class _DecodeClock:
         return {"decode_ms_per_token": round(per_token, 1), "tokens_per_forward": 1.0}
 
 
-def run_naive(
-    documents: list[tuple[str, int]], completer: Any, max_tokens: int, *, name: str = "naive"
-) -> VariantResult:
+class NaiveGenerate:
     """transformers `generate` on the full prompt, every time, stopping at a newline."""
-    import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList
 
-    model, tokenizer = completer.engine.backend.model, completer.tokenizer
+    def __init__(self, completer: Any, max_tokens: int) -> None:
+        self.completer, self.max_tokens = completer, max_tokens
+        self.result, self.clock = VariantResult("naive"), _DecodeClock()
+        self.prompt_tokens = self.answered = 0
+
+    def run(self, text: str, cursor: int) -> None:
+        import torch
+        from transformers import StoppingCriteriaList
+
+        model, tokenizer = self.completer.engine.backend.model, self.completer.tokenizer
+        started = time.perf_counter()
+        prompt = self.completer.prompt_for(text[:cursor], text[cursor:])
+        ids = torch.tensor([tokenizer.encode(prompt, add_special_tokens=False)])
+        stop = _newline_stop(tokenizer, ids.shape[1])
+        with torch.inference_mode():
+            model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=self.max_tokens,
+                do_sample=False,
+                stopping_criteria=StoppingCriteriaList([stop]),
+                pad_token_id=tokenizer.eos_token_id,
+            )
+        self.result.latencies_ms.append((time.perf_counter() - started) * 1000)
+        self.prompt_tokens += ids.shape[1]
+        self.clock.add(stop.stamps)
+        self.answered += bool(stop.text.split("\n")[0].strip())
+
+    def finish(self) -> VariantResult:
+        runs = max(len(self.result.latencies_ms), 1)
+        self.result.extra = self.clock.summary() | {
+            "prompt_tokens_mean": round(self.prompt_tokens / runs),
+            "non_empty_share": round(self.answered / runs, 3),
+        }
+        return self.result
+
+
+def _newline_stop(tokenizer: Any, prompt_length: int) -> Any:
+    import torch
+    from transformers import StoppingCriteria
 
     class NewlineStop(StoppingCriteria):
         """Stops at a newline; called once per generated token, so it also keeps time."""
 
-        def __init__(self, prompt_length: int) -> None:
-            self.prompt_length = prompt_length
+        def __init__(self) -> None:
             self.stamps: list[float] = []
             self.text = ""
 
         def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
             self.stamps.append(time.perf_counter())
-            self.text = tokenizer.decode(input_ids[0, self.prompt_length :])
+            self.text = tokenizer.decode(input_ids[0, prompt_length:])
             return torch.tensor([("\n" in self.text)], device=input_ids.device)
 
-    result, clock = VariantResult(name), _DecodeClock()
-    prompt_tokens = answered = 0
-    for text, cursor in documents:
-        started = time.perf_counter()
-        prompt = completer.prompt_for(text[:cursor], text[cursor:])
-        ids = torch.tensor([tokenizer.encode(prompt, add_special_tokens=False)])
-        stop = NewlineStop(ids.shape[1])
-        with torch.inference_mode():
-            model.generate(
-                ids,
-                attention_mask=torch.ones_like(ids),
-                max_new_tokens=max_tokens,
-                do_sample=False,
-                stopping_criteria=StoppingCriteriaList([stop]),
-                pad_token_id=tokenizer.eos_token_id,
-            )
-        result.latencies_ms.append((time.perf_counter() - started) * 1000)
-        prompt_tokens += ids.shape[1]
-        clock.add(stop.stamps)
-        answered += bool(stop.text.split("\n")[0].strip())
-    result.extra = clock.summary() | {
-        "prompt_tokens_mean": round(prompt_tokens / max(len(result.latencies_ms), 1)),
-        "non_empty_share": round(answered / max(len(documents), 1), 3),
-    }
-    return result
+    return NewlineStop()
 
 
 def run_llama_cpp(
@@ -363,9 +398,14 @@ def bench_latency(
     steps: int = 40,
     naive: bool = True,
     cold_places_per_file: int = 5,
+    baseline_tree: Path | None = None,
 ) -> dict[str, Any]:
     """Run every available variant over the typing replays of `files`, and the cold-open
-    scenario over `cold_places_per_file` places of each; return the report."""
+    scenario over `cold_places_per_file` places of each; return the report.
+
+    `baseline_tree`, another checkout of Codetailor, adds its server as the
+    variant `before`, taking turns with ours request by request.
+    """
     from lsp_server.model.loading import load_model
     from lsp_server.model.wiring import build_completer
 
@@ -375,19 +415,23 @@ def bench_latency(
     spec = model or loaded.source.spec
     gguf = loaded.source.path
     use_llama = gguf is not None and gguf.suffix == ".gguf" and not adapter
+
+    def servers() -> list[_Server]:
+        ours = [_Server("ours", spec, adapter)]
+        return ours + ([_Server("before", spec, adapter, baseline_tree)] if baseline_tree else [])
+
     typed = [d for replay in replays for d in replay.documents()]
-    variants = [asyncio.run(run_ours(replays, spec, adapter, max_tokens))]
-    if naive:
-        variants.append(run_naive(typed, completer, max_tokens))
+    baseline = NaiveGenerate(completer, max_tokens) if naive else None
+    options = {"maxTokens": max_tokens, "multiline": "never"}
+    variants = asyncio.run(run_typing(replays, servers(), options, baseline))
     if use_llama and (llama := run_llama_cpp(typed, completer, gguf, max_tokens)) is not None:
         variants.append(llama)
     report = _with_ratios({v.name: v.summary() for v in variants})
     places = [p for f in files for p in cold_places(f, f.read_text(), cold_places_per_file)]
     if places:
         # Default settings, as a new user has them: the server's own token budget.
-        cold = [asyncio.run(run_ours_cold(places, spec, adapter))]
-        if naive:
-            cold.append(run_naive(places, completer, COLD_MAX_TOKENS))
+        baseline = NaiveGenerate(completer, COLD_MAX_TOKENS) if naive else None
+        cold = asyncio.run(run_cold(places, servers(), baseline))
         if use_llama and (llama := run_llama_cpp(places, completer, gguf, COLD_MAX_TOKENS)):
             cold.append(llama)
         report["cold_open"] = _with_ratios({v.name: v.summary() for v in cold})
@@ -399,13 +443,14 @@ def bench_latency(
         "steps_per_file": steps,
         "max_tokens": max_tokens,
         "cold_places": len(places),
+        "baseline_tree": str(baseline_tree) if baseline_tree else None,
     }
     report["_latencies"] = {v.name: v.latencies_ms for v in variants}
     return report
 
 
 def _with_ratios(report: dict[str, Any]) -> dict[str, Any]:
-    for other in ("naive", "llama.cpp"):
+    for other in ("before", "naive", "llama.cpp"):
         if other in report and report[other]["p50_ms"]:
             report[f"ours/{other}"] = {
                 q: round(report["ours"][q] / report[other][q], 3) for q in ("p50_ms", "p95_ms")
@@ -425,13 +470,13 @@ def markdown_table(report: dict[str, Any]) -> str:
 def _table(report: dict[str, Any]) -> str:
     columns = ("requests", "p50_ms", "p95_ms", "mean_ms")
     rows = ["| variant | requests | p50 ms | p95 ms | mean ms | notes |", "|---" * 6 + "|"]
-    for name in ("ours", "naive", "llama.cpp"):
+    for name in ("ours", "before", "naive", "llama.cpp"):
         if name in report:
             r = report[name]
             notes = ", ".join(f"{k}={v}" for k, v in r.items() if k not in columns)
             cells = " | ".join(str(r[c]) for c in columns)
             rows.append(f"| {name} | {cells} | {notes} |")
-    for key in ("ours/naive", "ours/llama.cpp"):
+    for key in ("ours/before", "ours/naive", "ours/llama.cpp"):
         if key in report:
             ratio = report[key]
             rows.append(f"| {key} (ratio) | | {ratio['p50_ms']} | {ratio['p95_ms']} | | |")
