@@ -49,6 +49,13 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
         type=Path,
         help="another checkout of codetailor: its server runs too, as 'before', taking turns",
     )
+    latency.add_argument(
+        "--also-dtype",
+        action="append",
+        default=[],
+        metavar="DTYPE",
+        help="also run our server with this --dtype, as ours-DTYPE (repeatable)",
+    )
     latency.add_argument("--out", type=Path, help="write latency.json, .md and .png here")
     latency.add_argument("--json", action="store_true", help="print the report as JSON")
     latency.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
@@ -78,6 +85,7 @@ def cmd_bench_latency(args: argparse.Namespace) -> int:
         naive=not args.no_naive,
         cold_places_per_file=max(args.cold_places, 0),
         baseline_tree=args.baseline_tree,
+        dtypes=args.also_dtype,
     )
     if args.out:
         for path in write_outputs(report, args.out):

@@ -27,6 +27,7 @@ import re
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,12 @@ class _Server:
     """`codetailor serve` in a subprocess, driven over LSP as an editor would."""
 
     def __init__(
-        self, name: str, model: str, adapter: str | None, tree: Path | None = None
+        self,
+        name: str,
+        model: str,
+        adapter: str | None,
+        tree: Path | None = None,
+        dtype: str | None = None,
     ) -> None:
         """`tree`: run the server of another checkout of Codetailor (a before/after run)."""
         from pygls.lsp.client import LanguageClient
@@ -82,6 +88,8 @@ class _Server:
         self.command = [sys.executable, "-m", "lsp_server.cli", "serve", "--model", model]
         if adapter:
             self.command += ["--adapter", adapter]
+        if dtype:
+            self.command += ["--dtype", dtype]
         # `python -m` puts the working directory first on sys.path: run in the tree.
         self.cwd = str(tree.resolve()) if tree is not None else None
         self.env = os.environ | {"PYTHONPATH": self.cwd} if self.cwd else None
@@ -399,12 +407,14 @@ def bench_latency(
     naive: bool = True,
     cold_places_per_file: int = 5,
     baseline_tree: Path | None = None,
+    dtypes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Run every available variant over the typing replays of `files`, and the cold-open
     scenario over `cold_places_per_file` places of each; return the report.
 
     `baseline_tree`, another checkout of Codetailor, adds its server as the
-    variant `before`, taking turns with ours request by request.
+    variant `before`, taking turns with ours request by request; each of
+    `dtypes` adds our server with that `--dtype` as `ours-DTYPE`.
     """
     from lsp_server.model.loading import load_model
     from lsp_server.model.wiring import build_completer
@@ -418,6 +428,7 @@ def bench_latency(
 
     def servers() -> list[_Server]:
         ours = [_Server("ours", spec, adapter)]
+        ours += [_Server(f"ours-{d}", spec, adapter, dtype=d) for d in dtypes]
         return ours + ([_Server("before", spec, adapter, baseline_tree)] if baseline_tree else [])
 
     typed = [d for replay in replays for d in replay.documents()]
@@ -450,11 +461,13 @@ def bench_latency(
 
 
 def _with_ratios(report: dict[str, Any]) -> dict[str, Any]:
-    for other in ("before", "naive", "llama.cpp"):
-        if other in report and report[other]["p50_ms"]:
-            report[f"ours/{other}"] = {
-                q: round(report["ours"][q] / report[other][q], 3) for q in ("p50_ms", "p95_ms")
-            }
+    variants = [name for name in report if name.startswith("ours")]
+    for name in variants:
+        for other in ("before", "naive", "llama.cpp"):
+            if other in report and report[other]["p50_ms"]:
+                report[f"{name}/{other}"] = {
+                    q: round(report[name][q] / report[other][q], 3) for q in ("p50_ms", "p95_ms")
+                }
     return report
 
 
@@ -470,15 +483,13 @@ def markdown_table(report: dict[str, Any]) -> str:
 def _table(report: dict[str, Any]) -> str:
     columns = ("requests", "p50_ms", "p95_ms", "mean_ms")
     rows = ["| variant | requests | p50 ms | p95 ms | mean ms | notes |", "|---" * 6 + "|"]
-    for name in ("ours", "before", "naive", "llama.cpp"):
-        if name in report:
-            r = report[name]
+    for name, r in report.items():
+        if "/" not in name and isinstance(r, dict) and "requests" in r:
             notes = ", ".join(f"{k}={v}" for k, v in r.items() if k not in columns)
             cells = " | ".join(str(r[c]) for c in columns)
             rows.append(f"| {name} | {cells} | {notes} |")
-    for key in ("ours/before", "ours/naive", "ours/llama.cpp"):
-        if key in report:
-            ratio = report[key]
+    for key, ratio in report.items():
+        if "/" in key:
             rows.append(f"| {key} (ratio) | | {ratio['p50_ms']} | {ratio['p95_ms']} | | |")
     return "\n".join(rows)
 
