@@ -41,11 +41,15 @@ def test_bench_latency_reports_every_variant(tmp_path: Path, tiny_model_dir: Pat
             "--json",
             "--out",
             str(out),
+            "--cold-places",
+            "2",
+            "--baseline-tree",
+            str(Path(__file__).parent.parent),  # this checkout, as its own "before"
         ]
     )
     assert code == 0
     report = json.loads(capsys.readouterr().out)
-    for variant in ("ours", "naive"):
+    for variant in ("ours", "before", "naive"):
         assert report[variant]["requests"] == 5
         assert report[variant]["p50_ms"] > 0
         assert report[variant]["p95_ms"] >= report[variant]["p50_ms"]
@@ -54,6 +58,14 @@ def test_bench_latency_reports_every_variant(tmp_path: Path, tiny_model_dir: Pat
     )
     assert 0 <= report["ours"]["cached_token_share"] <= 1
     assert report["ours"]["model_runs"] + report["ours"]["typing_through_hits"] >= 5
+    for variant in ("ours", "naive"):
+        assert report[variant]["tokens_per_forward"] >= (1.0 if variant == "naive" else 0)
+        assert report[variant]["decode_ms_per_token"] >= 0
+    cold = report["cold_open"]
+    assert cold["ours"]["requests"] == cold["naive"]["requests"] == report["setup"]["cold_places"]
+    assert cold["ours"]["requests"] > 0
+    assert 0 <= cold["ours"]["non_empty_share"] <= 1
+    assert "ours/naive" in cold and "ours/before" in report
     assert (out / "latency.json").is_file() and (out / "latency.md").is_file()
     assert (out / "latency.png").read_bytes().startswith(b"\x89PNG")
 
@@ -70,24 +82,32 @@ def test_a_remote_engine_is_compared_with_the_local_one_without_loading_weights(
 ) -> None:
     from lsp_server.measure import latency
 
-    runs: list[tuple[str, str]] = []
+    runs: list[list[tuple[str, str]]] = []
 
-    async def fake_ours(replays, model, adapter, max_tokens, engine="local", name="ours"):
-        runs.append((engine, name))
-        ms = [10.0, 20.0, 30.0] if engine == "local" else [15.0, 25.0, 45.0]
-        return latency.VariantResult(name, ms)
+    def engine_of(server) -> str:
+        command = server.command
+        return command[command.index("--engine") + 1] if "--engine" in command else "local"
+
+    async def fake_typing(replays, servers, options, naive=None):
+        runs.append([(s.name, engine_of(s)) for s in servers])
+        return [
+            latency.VariantResult(
+                s.name, [10.0, 20.0, 30.0] if s.name == "local" else [15.0, 25.0, 45.0]
+            )
+            for s in servers
+        ]
 
     def no_weights(*args, **kwargs):
         raise AssertionError("the weights were loaded")
 
-    monkeypatch.setattr(latency, "run_ours", fake_ours)
+    monkeypatch.setattr(latency, "run_typing", fake_typing)
     monkeypatch.setattr("lsp_server.model.loading.load_model", no_weights)
     source = tmp_path / "m.py"
     source.write_text(SOURCE)
-    argv = ["bench", "latency", str(source), "--steps", "3", "--no-naive"]
+    argv = ["bench", "latency", str(source), "--steps", "3", "--no-naive", "--cold-places", "0"]
     assert main([*argv, "--engine", "openai:http://127.0.0.1:9"]) == 0
     table = capsys.readouterr().out
-    assert runs == [("openai:http://127.0.0.1:9", "ours"), ("local", "local")]
+    assert runs == [[("ours", "openai:http://127.0.0.1:9"), ("local", "local")]]
     assert "| ours/local (ratio) | | 1.25 |" in table
     assert main([*argv, "--engine", "vllm"]) == 2
     assert "--engine" in capsys.readouterr().err

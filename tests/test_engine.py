@@ -8,9 +8,11 @@ import threading
 from collections.abc import Sequence
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lsp_server.model import engine as engine_module
-from lsp_server.model.engine import Engine, PrefixCache, common_prefix_length
+from lsp_server.model.engine import Engine, NgramDrafter, PrefixCache, common_prefix_length
 
 VOCAB = 50
 EOS = 0
@@ -33,10 +35,22 @@ class FakeBackend:
         if self.on_forward:
             self.on_forward(len(self.calls))
         cache.extend(token_ids)
-        digest = hashlib.sha256(repr(cache).encode()).digest()
         if allowed is not None:  # a fixed preference order over the allowed tokens
+            digest = hashlib.sha256(repr(cache).encode()).digest()
             return max(allowed, key=lambda t: (digest[t % 32] + t) % 97)
-        return 1 + digest[0] % (VOCAB - 1)  # never EOS unless a test wants it
+        return self._next(cache)
+
+    def verify(self, cache: list[int], token_ids: Sequence[int]) -> list[int]:
+        self.calls.append(len(token_ids))
+        if self.on_forward:
+            self.on_forward(len(self.calls))
+        start = len(cache)
+        cache.extend(token_ids)
+        return [self._next(cache[: start + i + 1]) for i in range(len(token_ids))]
+
+    def _next(self, context: list[int]) -> int:
+        # never EOS unless a test wants it
+        return 1 + hashlib.sha256(repr(context).encode()).digest()[0] % (VOCAB - 1)
 
     def crop(self, cache: list[int], length: int) -> None:
         del cache[length:]
@@ -143,18 +157,61 @@ def test_cancel_during_prefill_keeps_the_prefilled_part_for_next_time() -> None:
     assert again.cached_tokens == 20
 
 
-def test_time_budget_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+def _fake_clock(monkeypatch: pytest.MonkeyPatch, seconds_per_call: float = 0.1):
+    """A clock that only moves when the model is called, `seconds_per_call` per call."""
     clock = [0.0]
     monkeypatch.setattr(engine_module.time, "monotonic", lambda: clock[0])
 
     def tick(_: int) -> None:
-        clock[0] += 0.1  # every model call takes 100 ms
+        clock[0] += seconds_per_call
 
+    return clock, tick
+
+
+def test_time_budget_bounds_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    _, tick = _fake_clock(monkeypatch)
     backend = FakeBackend(on_forward=tick)
-    result = Engine(backend).generate([1, 2, 3], max_new_tokens=100, deadline=0.45)
+    result = Engine(backend, draft_tokens=0).generate([1, 2, 3], max_new_tokens=100, deadline=0.45)
     assert result.stop_reason == "time"
-    assert len(backend.calls) == 5  # calls start at 0.0 .. 0.4; none starts after 0.45
-    assert result.latency_ms == pytest.approx(500)
+    # One prefill call (0.0-0.1), then decode calls starting at 0.1 .. 0.5: the
+    # budget of 0.45 s counts from the end of prefill; none starts after 0.55.
+    assert backend.calls == [3, 1, 1, 1, 1, 1]
+    assert result.generated_tokens == 6
+    assert result.prefill_ms == pytest.approx(100)
+    assert result.latency_ms == pytest.approx(600)
+
+
+def test_a_prefill_longer_than_the_budget_is_finished_and_answered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, tick = _fake_clock(monkeypatch)
+    backend = FakeBackend(on_forward=tick)
+    eng = Engine(backend, prefill_chunk=4, draft_tokens=0)
+    prompt = list(range(1, 41))  # 10 prefill calls: 1.0 s, twice the budget
+    result = eng.generate(prompt, max_new_tokens=100, deadline=0.5)
+    assert result.stop_reason == "time"
+    assert result.prefill_ms == pytest.approx(1000)
+    # Decoding got its whole budget after the prefill: calls at 1.0 .. 1.4.
+    assert backend.calls == [4] * 10 + [1] * 5
+    assert result.generated_tokens == 6
+    assert result.tokens == Engine(FakeBackend()).generate(prompt, max_new_tokens=6).tokens
+    # And the whole prompt is in the cache for the next request.
+    assert eng.generate(prompt + [7], max_new_tokens=1).cached_tokens == 40
+
+
+def test_a_hopeless_prefill_stops_at_the_prefill_deadline_and_is_continued(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, tick = _fake_clock(monkeypatch)
+    backend = FakeBackend(on_forward=tick)
+    eng = Engine(backend, prefill_chunk=4)
+    prompt = list(range(1, 41))
+    result = eng.generate(prompt, max_new_tokens=5, deadline=0.5, prefill_deadline=0.25)
+    assert result.stop_reason == "time" and result.tokens == []
+    assert backend.calls == [4, 4, 4]  # started at 0.0, 0.1, 0.2; none at 0.3
+    again = eng.generate(prompt, max_new_tokens=5)
+    assert again.cached_tokens == 12  # the next request continues where this one stopped
+    assert again.tokens == Engine(FakeBackend()).generate(prompt, max_new_tokens=5).tokens
 
 
 def test_prefill_is_chunked() -> None:
@@ -309,3 +366,167 @@ def test_prefill_yields_between_chunks_and_keeps_its_work() -> None:
     assert len(backend.calls) == 2
     assert eng.generate(prompt, max_new_tokens=1).cached_tokens == 8
     assert eng.prefill(prompt, chunk=16) >= 1  # the rest, in larger chunks
+
+
+# --- drafted tokens, verified in one forward ----------------------------------
+
+
+class PatternBackend(FakeBackend):
+    """A small-vocabulary model that mostly continues the last two tokens' pattern.
+
+    Text repeats, so n-gram drafts are often right and sometimes wrong (where
+    the whole context's hash overrides the pattern), and EOS can come up.
+    """
+
+    def __init__(self, vocab: int = 8, eos: bool = True, on_forward=None) -> None:
+        super().__init__(on_forward)
+        self.vocab = vocab
+        self.eos_token_ids = frozenset({EOS}) if eos else frozenset()
+
+    def _next(self, context: list[int]) -> int:
+        local = hashlib.sha256(repr(context[-2:]).encode()).digest()
+        whole = hashlib.sha256(repr(context).encode()).digest()
+        if whole[0] % 5 == 0:  # a surprise: the pattern does not hold here
+            return whole[1] % self.vocab
+        return local[0] % self.vocab
+
+
+def _stop_rule(kind: int, value: int):
+    if kind == 0:
+        return None
+    if kind == 1:
+        return lambda toks: toks[-1] == value
+    return lambda toks: len(toks) >= value
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    prompt=st.lists(st.integers(1, 7), min_size=1, max_size=60),
+    max_new_tokens=st.integers(0, 40),
+    stop_kind=st.integers(0, 2),
+    stop_value=st.integers(1, 12),
+    draft_tokens=st.integers(1, 8),
+    chunk=st.integers(1, 64),
+    hint=st.lists(st.integers(0, 7), max_size=20),
+    eos=st.booleans(),
+)
+def test_drafted_decoding_equals_plain_greedy(
+    prompt: list[int],
+    max_new_tokens: int,
+    stop_kind: int,
+    stop_value: int,
+    draft_tokens: int,
+    chunk: int,
+    hint: list[int],
+    eos: bool,
+) -> None:
+    stop = _stop_rule(stop_kind, stop_value)
+    plain = Engine(PatternBackend(eos=eos), draft_tokens=0)
+    backend = PatternBackend(eos=eos)
+    drafted = Engine(backend, draft_tokens=draft_tokens, prefill_chunk=chunk)
+    expected = plain.generate(prompt, max_new_tokens=max_new_tokens, stop=stop)
+    got = drafted.generate(prompt, max_new_tokens=max_new_tokens, stop=stop, hint=hint)
+    assert got.tokens == expected.tokens
+    assert got.stop_reason == expected.stop_reason
+    assert got.forwards <= max(expected.forwards, 1)
+    # What the cache holds is exactly what the engine says it fed.
+    for entry in drafted.cache._entries:
+        assert entry.cache == entry.tokens
+    # A follow-up request (the user accepted part and typed on) reuses the
+    # cache left after rollbacks and still decodes exactly like plain greedy.
+    follow = prompt + got.tokens[: len(got.tokens) // 2] + [3]
+    again = drafted.generate(follow, max_new_tokens=max_new_tokens, stop=stop, hint=got.tokens)
+    assert again.tokens == plain.generate(follow, max_new_tokens=max_new_tokens, stop=stop).tokens
+    assert again.cached_tokens >= min(len(prompt), len(follow) - 1) - 1 or not got.tokens
+
+
+def test_drafting_takes_fewer_forwards_on_repetitive_text() -> None:
+    rng = random.Random(3)
+    plain_forwards = drafted_forwards = tokens = 0
+    for _ in range(30):
+        prompt = [rng.randrange(1, 8) for _ in range(rng.randint(10, 60))]
+        plain = Engine(PatternBackend(eos=False), draft_tokens=0).generate(
+            prompt, max_new_tokens=32
+        )
+        fast = Engine(PatternBackend(eos=False)).generate(prompt, max_new_tokens=32)
+        assert fast.tokens == plain.tokens
+        plain_forwards += plain.forwards
+        drafted_forwards += fast.forwards
+        tokens += fast.generated_tokens
+        assert fast.accepted <= fast.drafted
+    assert plain_forwards == tokens  # one token per forward, plain
+    assert tokens / drafted_forwards > 1.2
+
+
+def test_a_hint_that_is_right_is_verified_in_one_forward() -> None:
+    prompt = [5, 9, 14, 3, 22]
+    plain = Engine(FakeBackend(), draft_tokens=0).generate(prompt, max_new_tokens=9)
+    fast = Engine(FakeBackend()).generate(prompt, max_new_tokens=9, hint=plain.tokens)
+    assert fast.tokens == plain.tokens
+    # The prefill yields the first token; one forward verifies seven drafts and adds the ninth.
+    assert fast.forwards == 2 and fast.accepted == 7
+    assert fast.tokens_per_forward == 4.5
+
+
+def test_cancel_mid_decoding_gives_a_prefix_of_plain_greedy() -> None:
+    for after in range(2, 8):
+        cancel = threading.Event()
+        backend = PatternBackend(
+            eos=False, on_forward=lambda n, a=after, c=cancel: n == a and c.set()
+        )
+        got = Engine(backend).generate(list(range(1, 8)) * 3, max_new_tokens=40, cancel=cancel)
+        plain = Engine(PatternBackend(eos=False), draft_tokens=0).generate(
+            list(range(1, 8)) * 3, max_new_tokens=40
+        )
+        assert got.stop_reason == "cancelled"
+        assert len(backend.calls) == after
+        assert got.tokens == plain.tokens[: len(got.tokens)]
+
+
+def test_ngram_drafter_prefers_the_longest_match_and_the_hint() -> None:
+    drafter = NgramDrafter([1, 2, 3, 4, 9, 3, 4, 5, 6, 2, 3, 4])
+    assert drafter.draft(3) == [9, 3, 4]  # "2 3 4" beats the later, shorter "3 4"
+    drafter = NgramDrafter([7, 1, 2, 8, 8, 1, 2], hint=[1, 2, 6, 6])
+    assert drafter.draft(4) == [6, 6]
+    drafter.extend([6])
+    assert drafter.draft(2) == [6]
+    assert NgramDrafter([1, 2, 3]).draft(4) == []
+    assert NgramDrafter([1, 2, 1]).draft(0) == []
+
+
+def test_tiny_model_drafted_decoding_equals_plain_greedy(tiny_double) -> None:
+    from lsp_server.model.backend import TransformersBackend
+
+    model = tiny_double
+    vocab, eos = model.config.vocab_size, model.config.eos_token_id
+    plain = Engine(TransformersBackend(model, [eos]), reuse=False, draft_tokens=0)
+    drafted = Engine(TransformersBackend(model, [eos]), prefill_chunk=16)
+    rng = random.Random(5)
+    prompt = [rng.randrange(1, vocab) for _ in range(20)]
+    accepted = rejected = 0
+    for step in range(36):
+        # Each prompt extends or edits the last one, so the drafted engine
+        # reuses KV caches that drafts were rolled back in.
+        if step % 3 == 0:
+            prompt = [rng.randrange(1, vocab) for _ in range(rng.randint(5, 40))]
+        elif step % 3 == 1:
+            prompt = prompt + [rng.randrange(1, vocab) for _ in range(rng.randint(1, 4))]
+        else:
+            prompt = prompt[: -rng.randint(1, 3)] or [1]
+        if step % 4 == 0:  # text that repeats, so n-gram drafts come up
+            prompt = prompt + prompt[-6:] * 2
+        max_new = rng.randint(1, 12)
+        stop_at = rng.randrange(1, vocab)
+        stop = (lambda toks, s=stop_at: toks[-1] == s) if step % 2 else None
+        expected = plain.generate(prompt, max_new_tokens=max_new, stop=stop)
+        hint = list(expected.tokens)
+        if step % 3 == 1 and len(hint) > 2:
+            hint[len(hint) // 2] = (hint[len(hint) // 2] + 1) % vocab  # right, then wrong
+        elif step % 3 == 2:
+            hint = [rng.randrange(1, vocab) for _ in range(8)]
+        got = drafted.generate(prompt, max_new_tokens=max_new, stop=stop, hint=hint)
+        assert got.tokens == expected.tokens, f"step {step}"
+        assert got.stop_reason == expected.stop_reason, f"step {step}"
+        accepted += got.accepted
+        rejected += got.drafted - got.accepted
+    assert accepted > 20 and rejected > 5  # both paths (keep, roll back) were taken

@@ -69,6 +69,10 @@ class Completion:
             "cached_tokens": g.cached_tokens,
             "generated_tokens": g.generated_tokens,
             "stop_reason": g.stop_reason,
+            "forwards": g.forwards,
+            "tokens_per_forward": round(g.tokens_per_forward, 3),
+            "drafted_tokens": g.drafted,
+            "accepted_tokens": g.accepted,
             "multiline": self.scope.multiline,
             "scope": self.scope.reason,
             "raw": self.raw,
@@ -255,10 +259,18 @@ class Completer:
         self.repo = repo
         self._stop_ids = self._token_ids(prompt_format.stop_tokens)
         self._healer = TokenHealer(tokenizer) if token_healing else None
+        # The last generation's tokens: drafts for the next one, which is most
+        # often at the same place (the user typed on). Speed only, never output.
+        self._last_tokens: list[int] = []
 
     def _token_ids(self, tokens: tuple[str, ...]) -> set[int]:
         vocab = self.tokenizer.get_vocab()
         return {vocab[t] for t in tokens if t in vocab}
+
+    def _hint_ids(self, hint: str | None) -> list[int]:
+        """Tokens to draft from: the suggestion shown last here, then the last generation."""
+        shown = self.tokenizer.encode(hint, add_special_tokens=False) if hint else []
+        return shown + self._last_tokens
 
     def count(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
@@ -354,8 +366,14 @@ class Completer:
         path: str | None = None,
         context: Sequence[Snippet] = (),
         language_id: str | None = None,
+        hint: str | None = None,
+        prefill_budget: float | None = None,
     ) -> Completion:
         """Complete `text` at character `offset` (0 <= offset <= len(text)).
+
+        `time_budget` (s) bounds decoding, from the end of prefill;
+        `prefill_budget` (s) gives up on a longer prefill (what it did stays
+        cached). `hint`, the suggestion shown last here, only speeds decoding.
 
         `path` is the document's workspace-relative path: it picks the language
         (tree-sitter scope decisions, comment syntax) and heads the file in the
@@ -389,16 +407,20 @@ class Completer:
                 return True
             return use_scope and scope.should_stop(continuation(tokens))
 
-        deadline = time.monotonic() + time_budget if time_budget else None
+        now = time.monotonic()
         generation = self.engine.generate(
             healed.ids,
             # The healed token re-types prompt text: it does not count against the budget.
             max_new_tokens=max_tokens + (1 if healed.tail else 0),
             stop=stop,
-            deadline=deadline,
+            deadline=now + time_budget if time_budget else None,
             cancel=cancel,
             first_allowed=healed.allowed,
+            hint=self._hint_ids(hint),
+            prefill_deadline=now + prefill_budget if prefill_budget else None,
         )
+        if generation.tokens:
+            self._last_tokens = list(generation.tokens)
         raw = continuation([t for t in generation.tokens if t not in stop_ids])
         completion = ""
         if generation.stop_reason != "cancelled":

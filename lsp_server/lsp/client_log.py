@@ -113,7 +113,8 @@ def install(server: LanguageServer | None, *, quiet_stderr: bool) -> ClientLogHa
             existing.addFilter(lambda record: not handler.filter(record))
     root.addHandler(handler)
     root.setLevel(min(root.level, handler.level))
-    threading.Thread(target=_route_transformers_logging, name="codetailor-log", daemon=True).start()
+    # transformers logs through ours once it is imported: `model.loading` routes it there
+    # on the loader thread (importing it on a thread of our own raced the loader's import).
     return handler
 
 
@@ -122,18 +123,3 @@ def _writes_to_stderr(handler: logging.Handler) -> bool:
 
     stream = getattr(handler, "stream", None)
     return not isinstance(handler, logging.FileHandler) and stream in (sys.stderr, sys.__stderr__)
-
-
-def _route_transformers_logging() -> None:
-    """transformers writes to stderr through a handler of its own; send it through ours.
-
-    Importing it takes a second or two, so this runs on a thread while the
-    server answers `initialize`; the loader thread imports it anyway.
-    """
-    try:
-        from transformers.utils import logging as hf_logging
-    except Exception:  # noqa: BLE001 - no transformers: nothing to route
-        return
-    hf_logging.disable_default_handler()
-    hf_logging.enable_propagation()
-    hf_logging.disable_progress_bar()

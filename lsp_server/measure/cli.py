@@ -50,6 +50,21 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     latency.add_argument(
         "--no-local", action="store_true", help="with a remote --engine, skip the local run"
     )
+    latency.add_argument(
+        "--cold-places", type=int, default=5, help="cold-open places per file (0: skip)"
+    )
+    latency.add_argument(
+        "--baseline-tree",
+        type=Path,
+        help="another checkout of codetailor: its server runs too, as 'before', taking turns",
+    )
+    latency.add_argument(
+        "--also-dtype",
+        action="append",
+        default=[],
+        metavar="DTYPE",
+        help="also run our server with this --dtype, as ours-DTYPE (repeatable)",
+    )
     latency.add_argument("--out", type=Path, help="write latency.json, .md and .png here")
     latency.add_argument("--json", action="store_true", help="print the report as JSON")
     latency.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
@@ -150,6 +165,9 @@ def cmd_bench_latency(args: argparse.Namespace) -> int:
         naive=not args.no_naive,
         engine=f"openai:{url}" if url else "local",
         local=not args.no_local,
+        cold_places_per_file=max(args.cold_places, 0),
+        baseline_tree=args.baseline_tree,
+        dtypes=args.also_dtype,
     )
     if args.out:
         for path in write_outputs(report, args.out):

@@ -1,7 +1,7 @@
 """Engine speed on one machine, in one run: load times, prefill and decode rates, and the
 speed-up of a warm request (KV prefix reused) over a cold one.
 
-    codetailor bench engine [--model smollm2-135m] [--file F] [--fresh-home]
+    codetailor bench engine [--model smollm2-135m] [--dtype int8] [--file F] [--fresh-home]
 
 `--fresh-home` converts the GGUF in a temporary CODETAILOR_HOME, so the first
 load includes the one-time dequantization. Prints a JSON object and a markdown
@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--file", type=Path, default=Path(json.__file__).with_name("decoder.py"))
     parser.add_argument("--fresh-home", action="store_true", help="measure the first conversion")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--dtype", default="auto", help="auto, float32, bfloat16, int8 (CPU)")
     args = parser.parse_args(argv)
     if args.fresh_home:
         os.environ["CODETAILOR_HOME"] = tempfile.mkdtemp(prefix="codetailor-bench-")
@@ -34,10 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     from lsp_server.model.wiring import build_completer
 
     t = time.monotonic()
-    loaded = load_model(args.model)
+    loaded = load_model(args.model, dtype=args.dtype)
     first_load = time.monotonic() - t
     t = time.monotonic()
-    loaded = load_model(args.model)
+    loaded = load_model(args.model, dtype=args.dtype)
     second_load = time.monotonic() - t
 
     completer = build_completer(loaded)
@@ -56,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         engine.cache.clear()
         g = engine.generate(prompt_ids, max_new_tokens=33)
         decode_ms.append(g.decode_ms / max(g.generated_tokens - 1, 1))
+    verify_cost = verify_over_step(engine.backend, prompt_ids, args.repeats)
 
     runs: dict[str, list] = {"cold": [], "warm_same": [], "warm_typed": []}
     edited = text[:offset] + "abc" + text[offset:]  # the user typed three more characters
@@ -76,11 +79,13 @@ def main(argv: list[str] | None = None) -> int:
         "load_second_s": round(second_load, 2),
         "prefill_tokens_per_s": round(p50(prefill_rates), 1),
         "decode_ms_per_token": round(p50(decode_ms), 1),
+        "verify_9_tokens_over_one_step": round(verify_cost, 2),
     }
     for name, gens in runs.items():
         result[f"{name}_p50_ms"] = round(p50(g.latency_ms for g in gens), 1)
         result[f"{name}_prefill_p50_ms"] = round(p50(g.prefill_ms for g in gens), 1)
         result[f"{name}_cached_tokens"] = gens[0].cached_tokens
+        result[f"{name}_tokens_per_forward"] = round(p50(g.tokens_per_forward for g in gens), 2)
     for name in ("warm_same", "warm_typed"):
         result[f"speedup_{name}"] = round(result["cold_p50_ms"] / result[f"{name}_p50_ms"], 2)
         result[f"prefill_speedup_{name}"] = round(
@@ -91,6 +96,23 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in result.items():
         print(f"| {key} | {value} |")
     return 0
+
+
+def verify_over_step(backend: Any, prompt_ids: list[int], repeats: int) -> float:
+    """How much one forward verifying 8 drafted tokens costs against a one-token step."""
+    cache = backend.new_cache()
+    backend.forward(cache, prompt_ids)
+    steps, verifies = [], []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        backend.forward(cache, prompt_ids[-1:])
+        steps.append(time.perf_counter() - t)
+        backend.crop(cache, len(prompt_ids))
+        t = time.perf_counter()
+        backend.verify(cache, prompt_ids[-9:])
+        verifies.append(time.perf_counter() - t)
+        backend.crop(cache, len(prompt_ids))
+    return statistics.median(verifies) / statistics.median(steps)
 
 
 if __name__ == "__main__":

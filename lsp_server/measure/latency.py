@@ -8,21 +8,26 @@ Variants, all on the same model, the same documents and the same prompt text:
   for every request: no reuse, no typing-through.
 - `llama.cpp`: where `llama-cpp-python` is installed and the model is a GGUF
   file, llama.cpp on that file with its prompt cache (what llama.vscode uses).
-- `local`: with `--engine openai:URL`, `ours` runs on that remote engine and
-  `local` is the same server with the local engine, so `ours/local` is the
-  remote path's overhead on the same model.
 
 Single-line completions everywhere, so the variants do the same work.
+
+Two scenarios: the typing replay above, and cold open: each of a few places
+per file in a freshly opened document, first request only, with the server's
+default settings (its time budget included), reporting the share of non-empty
+answers and the time to the first answer. Every variant reports decode ms per
+token and tokens per model forward (1 without drafted tokens).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
 import statistics
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +35,9 @@ from typing import Any
 
 from lsp_server.measure.quality.metrics import percentile
 from lsp_server.measure.replay import Replay, typing_replay
+
+# Tokens a cold-open baseline may generate: the server's default `maxTokens`.
+COLD_MAX_TOKENS = 64
 
 
 @dataclass
@@ -55,6 +63,116 @@ def _position(text: str, offset: int) -> tuple[int, int]:
     return line, len(text[start:offset].encode("utf-16-le")) // 2
 
 
+class _Server:
+    """`codetailor serve` in a subprocess, driven over LSP as an editor would."""
+
+    def __init__(
+        self,
+        name: str,
+        model: str,
+        adapter: str | None,
+        tree: Path | None = None,
+        dtype: str | None = None,
+        *,
+        engine: str = "local",
+        client_name: str = "codetailor-bench",
+        root: Path | None = None,
+    ) -> None:
+        """`tree`: run the server of another checkout of Codetailor (a before/after run);
+        `engine`: `local` or `openai:URL`; the client introduces itself as `client_name`,
+        in the workspace `root` (None: no workspace)."""
+        from pygls.lsp.client import LanguageClient
+
+        self.name = name
+        self.command = [sys.executable, "-m", "lsp_server.cli", "serve", "--model", model]
+        if adapter:
+            self.command += ["--adapter", adapter]
+        if dtype:
+            self.command += ["--dtype", dtype]
+        if engine != "local":
+            self.command += ["--engine", engine]
+        self.client_name, self.root = client_name, root
+        # `python -m` puts the working directory first on sys.path: run in the tree.
+        self.cwd = str(tree.resolve()) if tree is not None else None
+        self.env = os.environ | {"PYTHONPATH": self.cwd} if self.cwd else None
+        self.client = LanguageClient(client_name, "1")
+        self.result, self.counts = VariantResult(name), _EngineCounts()
+        self.answered = 0
+
+    async def start(self, options: dict[str, Any]) -> None:
+        from lsprotocol import types
+
+        await self.client.start_io(*self.command, env=self.env, cwd=self.cwd)
+        await self.client.initialize_async(
+            types.InitializeParams(
+                capabilities=types.ClientCapabilities(),
+                initialization_options=options,
+                client_info=types.ClientInfo(name=self.client_name),
+                root_uri=self.root.resolve().as_uri() if self.root else None,
+            )
+        )
+        self.client.initialized(types.InitializedParams())
+        while (state := await self.status())["state"] == "loading":
+            await asyncio.sleep(0.2)
+        if state["state"] != "ready":
+            raise RuntimeError(f"the server could not load the model: {state.get('error')}")
+
+    async def status(self) -> dict[str, Any]:
+        from lsprotocol import types
+
+        answer = await self.client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command="codetailor.status")
+        )
+        return answer if isinstance(answer, dict) else {}
+
+    def open(self, uri: str, text: str) -> None:
+        from lsprotocol import types
+
+        item = types.TextDocumentItem(uri=uri, language_id="python", version=1, text=text)
+        self.client.text_document_did_open(types.DidOpenTextDocumentParams(text_document=item))
+
+    def insert(self, uri: str, version: int, text: str, offset: int, typed: str) -> None:
+        from lsprotocol import types
+
+        line, char = _position(text, offset)
+        where = types.Position(line=line, character=char)
+        change = types.TextDocumentContentChangePartial(
+            range=types.Range(start=where, end=where), text=typed
+        )
+        self.client.text_document_did_change(
+            types.DidChangeTextDocumentParams(
+                text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
+                content_changes=[change],
+            )
+        )
+
+    async def complete(self, uri: str, text: str, cursor: int) -> tuple[float, str]:
+        """(round trip in ms, the first item's text or "")."""
+        from lsprotocol import types
+
+        line, char = _position(text, cursor)
+        params = types.InlineCompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            position=types.Position(line=line, character=char),
+            context=types.InlineCompletionContext(
+                trigger_kind=types.InlineCompletionTriggerKind.Automatic
+            ),
+        )
+        started = time.perf_counter()
+        answer = await self.client.text_document_inline_completion_async(params)
+        elapsed = (time.perf_counter() - started) * 1000
+        items = getattr(answer, "items", answer) or []
+        first = items[0].insert_text if items else ""
+        return elapsed, first if isinstance(first, str) else first.value
+
+    async def stop(self) -> None:
+        try:
+            await self.client.shutdown_async(None)
+            self.client.exit(None)
+        finally:
+            await self.client.stop()
+
+
 @asynccontextmanager
 async def server_session(
     model: str,
@@ -67,158 +185,219 @@ async def server_session(
     """`codetailor serve` in a subprocess, initialized with `options` and its model loaded:
     yields the pygls client and a function that asks for `codetailor.status`. The client
     introduces itself as `name`, in the workspace `root` (None: no workspace)."""
-    from lsprotocol import types
-    from pygls.lsp.client import LanguageClient
-
-    command = [sys.executable, "-m", "lsp_server.cli", "serve", "--model", model]
-    command += ["--engine", engine]
-    if adapter:
-        command += ["--adapter", adapter]
-    client = LanguageClient(name, "1")
-    await client.start_io(*command)
+    server = _Server(name, model, adapter, engine=engine, client_name=name, root=root)
     try:
-        await client.initialize_async(
-            types.InitializeParams(
-                capabilities=types.ClientCapabilities(),
-                initialization_options=options,
-                client_info=types.ClientInfo(name=name),
-                root_uri=root.resolve().as_uri() if root else None,
-            )
-        )
-        client.initialized(types.InitializedParams())
-
-        async def status() -> dict[str, Any]:
-            return await client.workspace_execute_command_async(
-                types.ExecuteCommandParams(command="codetailor.status")
-            )
-
-        while (state := await status())["state"] == "loading":
-            await asyncio.sleep(0.2)
-        if state["state"] != "ready":
-            raise RuntimeError(f"the server could not load the model: {state.get('error')}")
-        yield client, status
-        await client.shutdown_async(None)
-        client.exit(None)
+        await server.start(options)
+        yield server.client, server.status
     finally:
-        await client.stop()
+        await server.stop()
 
 
-async def run_ours(
-    replays: list[Replay],
-    model: str,
-    adapter: str | None,
-    max_tokens: int,
-    engine: str = "local",
-    name: str = "ours",
-) -> VariantResult:
-    from lsprotocol import types
+@dataclass
+class _EngineCounts:
+    """The engine's counts over the requests that ran the model (from `lastGeneration`)."""
 
-    result = VariantResult(name)
-    options = {"maxTokens": max_tokens, "multiline": "never"}
-    async with server_session(model, adapter, options, engine=engine) as (client, status):
-        prompt_tokens = cached_tokens = generated = 0
-        decode_ms = 0.0
-        model_runs, last_request = 0, None
+    model_runs: int = 0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    generated: int = 0
+    forwards: int = 0
+    decoded: int = 0  # tokens that came from decode steps (all but each run's first)
+    decode_ms: float = 0.0
+    last_request: Any = None
+
+    def add(self, generation: dict[str, Any]) -> None:
+        if not generation or generation.get("request") == self.last_request:
+            return  # answered without the model (typing-through)
+        self.last_request = generation.get("request")
+        self.model_runs += 1
+        self.prompt_tokens += generation.get("prompt_tokens", 0)
+        self.cached_tokens += generation.get("cached_tokens", 0)
+        generated = generation.get("generated_tokens", 0)
+        self.generated += generated
+        # Servers before drafting did not report forwards: one per token.
+        self.forwards += generation.get("forwards", generated)
+        self.decoded += max(generated - 1, 0)
+        self.decode_ms += generation.get("decode_ms", 0.0)
+
+    def summary(self) -> dict[str, Any]:
+        share = self.cached_tokens / self.prompt_tokens if self.prompt_tokens else 0
+        return {
+            "model_runs": self.model_runs,
+            "cached_token_share": round(share, 3),
+            "decode_tokens_per_s": (
+                round(self.decoded / (self.decode_ms / 1000), 1) if self.decode_ms else 0
+            ),
+            "decode_ms_per_token": round(self.decode_ms / self.decoded, 1) if self.decoded else 0,
+            "tokens_per_forward": (
+                round(self.generated / self.forwards, 3) if self.forwards else 0
+            ),
+        }
+
+
+async def run_typing(
+    replays: list[Replay], servers: list[_Server], options: dict[str, Any], naive: Any = None
+) -> list[VariantResult]:
+    """The typing replay: didChange, then a completion, after each word.
+
+    The servers (and `naive`, a `NaiveGenerate`) take turns request by request,
+    so that the load of a shared machine falls on all of them alike.
+    """
+    try:
+        for server in servers:
+            await server.start(options)
         for n, replay in enumerate(replays):
             uri = Path(replay.path).resolve().as_uri() + f"#{n}"
-            client.text_document_did_open(
-                types.DidOpenTextDocumentParams(
-                    text_document=types.TextDocumentItem(
-                        uri=uri, language_id="python", version=1, text=replay.initial
-                    )
-                )
-            )
             text = replay.initial
+            for server in servers:
+                server.open(uri, text)
             for version, step in enumerate(replay.steps, start=2):
-                text, params = _type_step(client, uri, version, text, step)
-                started = time.perf_counter()
-                await client.text_document_inline_completion_async(params)
-                result.latencies_ms.append((time.perf_counter() - started) * 1000)
-                generation = (await status()).get("lastGeneration") or {}
-                if generation.get("request") != last_request:
-                    last_request = generation.get("request")
-                    model_runs += 1
-                    prompt_tokens += generation.get("prompt_tokens", 0)
-                    cached_tokens += generation.get("cached_tokens", 0)
-                    generated += generation.get("generated_tokens", 0)
-                    decode_ms += generation.get("decode_ms", 0.0)
-        final = await status()
-        result.extra = {
-            "model_runs": model_runs,
-            "typing_through_hits": final.get("typingThroughHits", 0),
-            "cached_token_share": round(cached_tokens / prompt_tokens, 3) if prompt_tokens else 0,
-            "decode_tokens_per_s": round(generated / (decode_ms / 1000), 1) if decode_ms else 0,
-        }
-    return result
+                for server in servers:
+                    server.insert(uri, version, text, step.offset, step.typed)
+                text = text[: step.offset] + step.typed + text[step.offset :]
+                await _ask_all(servers, uri, text, step.cursor, naive)
+        for server in servers:
+            final = await server.status()
+            server.result.extra = server.counts.summary() | {
+                "typing_through_hits": final.get("typingThroughHits", 0)
+            }
+    finally:
+        for server in servers:
+            await server.stop()
+    return [s.result for s in servers] + ([naive.finish()] if naive else [])
 
 
-def _type_step(client: Any, uri: str, version: int, text: str, step: Any) -> tuple[str, Any]:
-    """Send one typed word as didChange; return the new text and the inline request after it."""
-    from lsprotocol import types
-
-    line, char = _position(text, step.offset)
-    where = types.Position(line=line, character=char)
-    client.text_document_did_change(
-        types.DidChangeTextDocumentParams(
-            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
-            content_changes=[
-                types.TextDocumentContentChangePartial(
-                    range=types.Range(start=where, end=where), text=step.typed
-                )
-            ],
-        )
-    )
-    text = text[: step.offset] + step.typed + text[step.offset :]
-    line, char = _position(text, step.cursor)
-    params = types.InlineCompletionParams(
-        text_document=types.TextDocumentIdentifier(uri=uri),
-        position=types.Position(line=line, character=char),
-        context=types.InlineCompletionContext(
-            trigger_kind=types.InlineCompletionTriggerKind.Automatic
-        ),
-    )
-    return text, params
+async def _ask_all(servers: list[_Server], uri: str, text: str, cursor: int, naive: Any) -> None:
+    for server in servers:
+        elapsed, answer = await server.complete(uri, text, cursor)
+        server.result.latencies_ms.append(elapsed)
+        server.answered += bool(answer.strip())
+        server.counts.add((await server.status()).get("lastGeneration") or {})
+    if naive is not None:
+        naive.run(text, cursor)
 
 
-def run_naive(replays: list[Replay], completer: Any, max_tokens: int) -> VariantResult:
+def cold_places(path: Path, text: str, count: int) -> list[tuple[str, int]]:
+    """`count` cursors spread over the file, each just after the first word of a long line.
+
+    Where a user opening the file might start typing: the rest of that line is
+    to be completed, the rest of the file stays as it is.
+    """
+    lines = text.split("\n")
+    starts = [0]
+    for line in lines[:-1]:
+        starts.append(starts[-1] + len(line) + 1)
+    candidates = [i for i, line in enumerate(lines) if len(line.strip()) >= 12]
+    places = []
+    for k in range(count):
+        if not candidates:
+            break
+        i = candidates[min(len(candidates) - 1, (k + 1) * len(candidates) // (count + 1))]
+        word = re.match(r"\s*\S+\s", lines[i])
+        column = word.end() if word and word.end() < len(lines[i]) else len(lines[i]) // 2
+        places.append((text, starts[i] + column))
+    return places
+
+
+async def run_cold(
+    places: list[tuple[str, int]], servers: list[_Server], naive: Any = None
+) -> list[VariantResult]:
+    """Each place in a freshly opened document, first request only, default settings."""
+    try:
+        for server in servers:
+            await server.start({})
+        for n, (text, cursor) in enumerate(places):
+            uri = f"file:///cold/place{n}.py"
+            for server in servers:
+                server.open(uri, text)
+            await _ask_all(servers, uri, text, cursor, naive)
+        for server in servers:
+            share = server.answered / max(len(places), 1)
+            server.result.extra = {"non_empty_share": round(share, 3)} | server.counts.summary()
+    finally:
+        for server in servers:
+            await server.stop()
+    return [s.result for s in servers] + ([naive.finish()] if naive else [])
+
+
+@dataclass
+class _DecodeClock:
+    """Decode ms per token of baselines: the time from first to last generated token."""
+
+    decode_s: float = 0.0
+    decoded: int = 0
+
+    def add(self, stamps: list[float]) -> None:
+        if len(stamps) > 1:
+            self.decode_s += stamps[-1] - stamps[0]
+            self.decoded += len(stamps) - 1
+
+    def summary(self) -> dict[str, Any]:
+        per_token = self.decode_s * 1000 / self.decoded if self.decoded else 0
+        return {"decode_ms_per_token": round(per_token, 1), "tokens_per_forward": 1.0}
+
+
+class NaiveGenerate:
     """transformers `generate` on the full prompt, every time, stopping at a newline."""
-    import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList
 
-    model, tokenizer = completer.engine.backend.model, completer.tokenizer
+    def __init__(self, completer: Any, max_tokens: int) -> None:
+        self.completer, self.max_tokens = completer, max_tokens
+        self.result, self.clock = VariantResult("naive"), _DecodeClock()
+        self.prompt_tokens = self.answered = 0
+
+    def run(self, text: str, cursor: int) -> None:
+        import torch
+        from transformers import StoppingCriteriaList
+
+        model, tokenizer = self.completer.engine.backend.model, self.completer.tokenizer
+        started = time.perf_counter()
+        prompt = self.completer.prompt_for(text[:cursor], text[cursor:])
+        ids = torch.tensor([tokenizer.encode(prompt, add_special_tokens=False)])
+        stop = _newline_stop(tokenizer, ids.shape[1])
+        with torch.inference_mode():
+            model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=self.max_tokens,
+                do_sample=False,
+                stopping_criteria=StoppingCriteriaList([stop]),
+                pad_token_id=tokenizer.eos_token_id,
+            )
+        self.result.latencies_ms.append((time.perf_counter() - started) * 1000)
+        self.prompt_tokens += ids.shape[1]
+        self.clock.add(stop.stamps)
+        self.answered += bool(stop.text.split("\n")[0].strip())
+
+    def finish(self) -> VariantResult:
+        runs = max(len(self.result.latencies_ms), 1)
+        self.result.extra = self.clock.summary() | {
+            "prompt_tokens_mean": round(self.prompt_tokens / runs),
+            "non_empty_share": round(self.answered / runs, 3),
+        }
+        return self.result
+
+
+def _newline_stop(tokenizer: Any, prompt_length: int) -> Any:
+    import torch
+    from transformers import StoppingCriteria
 
     class NewlineStop(StoppingCriteria):
-        def __init__(self, prompt_length: int) -> None:
-            self.prompt_length = prompt_length
+        """Stops at a newline; called once per generated token, so it also keeps time."""
+
+        def __init__(self) -> None:
+            self.stamps: list[float] = []
+            self.text = ""
 
         def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-            text = tokenizer.decode(input_ids[0, self.prompt_length :])
-            return torch.tensor([("\n" in text)], device=input_ids.device)
+            self.stamps.append(time.perf_counter())
+            self.text = tokenizer.decode(input_ids[0, prompt_length:])
+            return torch.tensor([("\n" in self.text)], device=input_ids.device)
 
-    result = VariantResult("naive")
-    prompt_tokens = 0
-    for replay in replays:
-        for text, cursor in replay.documents():
-            started = time.perf_counter()
-            prompt = completer.prompt_for(text[:cursor], text[cursor:])
-            ids = torch.tensor([tokenizer.encode(prompt, add_special_tokens=False)])
-            with torch.inference_mode():
-                model.generate(
-                    ids,
-                    attention_mask=torch.ones_like(ids),
-                    max_new_tokens=max_tokens,
-                    do_sample=False,
-                    stopping_criteria=StoppingCriteriaList([NewlineStop(ids.shape[1])]),
-                    pad_token_id=tokenizer.eos_token_id,
-                )
-            result.latencies_ms.append((time.perf_counter() - started) * 1000)
-            prompt_tokens += ids.shape[1]
-    result.extra = {"prompt_tokens_mean": round(prompt_tokens / max(len(result.latencies_ms), 1))}
-    return result
+    return NewlineStop()
 
 
 def run_llama_cpp(
-    replays: list[Replay], completer: Any, gguf: Path, max_tokens: int
+    documents: list[tuple[str, int]], completer: Any, gguf: Path, max_tokens: int
 ) -> VariantResult | None:
     """llama.cpp on the same GGUF file and prompts, its prompt cache on; None if not installed."""
     try:
@@ -226,13 +405,21 @@ def run_llama_cpp(
     except ImportError:
         return None
     llm = Llama(model_path=str(gguf), n_ctx=4096, verbose=False)
-    result = VariantResult("llama.cpp")
-    for replay in replays:
-        for text, cursor in replay.documents():
-            started = time.perf_counter()
-            prompt = completer.prompt_for(text[:cursor], text[cursor:])
-            llm(prompt, max_tokens=max_tokens, temperature=0.0, stop=["\n"])
-            result.latencies_ms.append((time.perf_counter() - started) * 1000)
+    result, clock = VariantResult("llama.cpp"), _DecodeClock()
+    answered = 0
+    for text, cursor in documents:
+        started = time.perf_counter()
+        prompt = completer.prompt_for(text[:cursor], text[cursor:])
+        stamps, pieces = [], []
+        for chunk in llm(prompt, max_tokens=max_tokens, temperature=0.0, stop=["\n"], stream=True):
+            stamps.append(time.perf_counter())
+            pieces.append(chunk["choices"][0]["text"])
+        result.latencies_ms.append((time.perf_counter() - started) * 1000)
+        clock.add(stamps)
+        answered += bool("".join(pieces).strip())
+    result.extra = clock.summary() | {
+        "non_empty_share": round(answered / max(len(documents), 1), 3)
+    }
     return result
 
 
@@ -244,13 +431,20 @@ def bench_latency(
     max_tokens: int = 16,
     steps: int = 40,
     naive: bool = True,
+    cold_places_per_file: int = 5,
+    baseline_tree: Path | None = None,
+    dtypes: Sequence[str] = (),
     engine: str = "local",
     local: bool = True,
 ) -> dict[str, Any]:
-    """Run every available variant over the typing replays of `files`; return the report.
+    """Run every available variant over the typing replays of `files`, and the cold-open
+    scenario over `cold_places_per_file` places of each; return the report.
 
-    With a remote `engine`, `ours` runs on it and `local` (unless `local` is False)
-    on the local engine; the naive and llama.cpp baselines always run locally.
+    `baseline_tree`, another checkout of Codetailor, adds its server as the
+    variant `before`, taking turns with ours request by request; each of
+    `dtypes` adds our server with that `--dtype` as `ours-DTYPE`. With a remote
+    `engine`, `ours` runs on it and `local` (unless `local` is False) on the local
+    engine; the naive and llama.cpp baselines always run locally.
     """
     from lsp_server.model.loading import DEFAULT_MODEL, load_model
     from lsp_server.model.wiring import build_completer
@@ -258,24 +452,33 @@ def bench_latency(
     replays = [typing_replay(str(f), f.read_text(), max_steps=steps) for f in files]
     remote = engine != "local"
     loaded = load_model(model, adapter=adapter) if naive or not remote else None
+    completer = build_completer(loaded) if loaded is not None else None
     spec = model or (loaded.source.spec if loaded else DEFAULT_MODEL)
-    variants = [asyncio.run(run_ours(replays, spec, adapter, max_tokens, engine))]
-    if remote and local:
-        variants.append(asyncio.run(run_ours(replays, spec, adapter, max_tokens, name="local")))
-    if naive and loaded is not None:
-        completer = build_completer(loaded)
-        variants.append(run_naive(replays, completer, max_tokens))
-        gguf = loaded.source.path
-        if gguf is not None and gguf.suffix == ".gguf" and not adapter:
-            llama = run_llama_cpp(replays, completer, gguf, max_tokens)
-            if llama is not None:
-                variants.append(llama)
-    report: dict[str, Any] = {v.name: v.summary() for v in variants}
-    for other in ("naive", "llama.cpp", "local"):
-        if other in report and report[other]["p50_ms"]:
-            report[f"ours/{other}"] = {
-                q: round(report["ours"][q] / report[other][q], 3) for q in ("p50_ms", "p95_ms")
-            }
+    gguf = loaded.source.path if loaded else None
+    use_llama = gguf is not None and gguf.suffix == ".gguf" and not adapter
+
+    def servers() -> list[_Server]:
+        ours = [_Server("ours", spec, adapter, engine=engine)]
+        ours += [_Server("local", spec, adapter)] if remote and local else []
+        ours += [_Server(f"ours-{d}", spec, adapter, dtype=d) for d in dtypes]
+        return ours + ([_Server("before", spec, adapter, baseline_tree)] if baseline_tree else [])
+
+    typed = [d for replay in replays for d in replay.documents()]
+    naive = naive and completer is not None
+    baseline = NaiveGenerate(completer, max_tokens) if naive else None
+    options = {"maxTokens": max_tokens, "multiline": "never"}
+    variants = asyncio.run(run_typing(replays, servers(), options, baseline))
+    if use_llama and (llama := run_llama_cpp(typed, completer, gguf, max_tokens)) is not None:
+        variants.append(llama)
+    report = _with_ratios({v.name: v.summary() for v in variants})
+    places = [p for f in files for p in cold_places(f, f.read_text(), cold_places_per_file)]
+    if places:
+        # Default settings, as a new user has them: the server's own token budget.
+        baseline = NaiveGenerate(completer, COLD_MAX_TOKENS) if naive else None
+        cold = asyncio.run(run_cold(places, servers(), baseline))
+        if use_llama and (llama := run_llama_cpp(places, completer, gguf, COLD_MAX_TOKENS)):
+            cold.append(llama)
+        report["cold_open"] = _with_ratios({v.name: v.summary() for v in cold})
     report["setup"] = {
         "model": loaded.name if loaded else spec,
         "adapter": adapter,
@@ -284,24 +487,43 @@ def bench_latency(
         "files": [str(f) for f in files],
         "steps_per_file": steps,
         "max_tokens": max_tokens,
+        "cold_places": len(places),
+        "baseline_tree": str(baseline_tree) if baseline_tree else None,
     }
     report["_latencies"] = {v.name: v.latencies_ms for v in variants}
     return report
 
 
+def _with_ratios(report: dict[str, Any]) -> dict[str, Any]:
+    variants = [name for name in report if name.startswith("ours")]
+    for name in variants:
+        for other in ("before", "local", "naive", "llama.cpp"):
+            if other in report and report[other]["p50_ms"]:
+                report[f"{name}/{other}"] = {
+                    q: round(report[name][q] / report[other][q], 3) for q in ("p50_ms", "p95_ms")
+                }
+    return report
+
+
 def markdown_table(report: dict[str, Any]) -> str:
-    """The report as a markdown table, one row per variant and one per ratio."""
+    """The report as markdown tables (typing replay, cold open): a row per variant and ratio."""
+    tables = [_table(report)]
+    if "cold_open" in report:
+        tables.append("Cold open (first request in a freshly opened file):\n")
+        tables.append(_table(report["cold_open"]))
+    return "\n".join(tables)
+
+
+def _table(report: dict[str, Any]) -> str:
     columns = ("requests", "p50_ms", "p95_ms", "mean_ms")
     rows = ["| variant | requests | p50 ms | p95 ms | mean ms | notes |", "|---" * 6 + "|"]
-    for name in ("ours", "local", "naive", "llama.cpp"):
-        if name in report:
-            r = report[name]
+    for name, r in report.items():
+        if "/" not in name and isinstance(r, dict) and "requests" in r:
             notes = ", ".join(f"{k}={v}" for k, v in r.items() if k not in columns)
             cells = " | ".join(str(r[c]) for c in columns)
             rows.append(f"| {name} | {cells} | {notes} |")
-    for key in ("ours/naive", "ours/llama.cpp", "ours/local"):
-        if key in report:
-            ratio = report[key]
+    for key, ratio in report.items():
+        if "/" in key:
             rows.append(f"| {key} (ratio) | | {ratio['p50_ms']} | {ratio['p95_ms']} | | |")
     return "\n".join(rows)
 

@@ -110,6 +110,18 @@ class TransformersBackend:
             return int(choices[logits[choices].argmax()])
         return int(logits.argmax())
 
+    @torch.inference_mode()
+    def verify(self, cache: DynamicCache, token_ids: Sequence[int]) -> list[int]:
+        """Append `token_ids` in one forward; the greedy next token after each of them.
+
+        The engine feeds the last emitted token and the drafted ones, so every
+        position needs its logits, and only these positions are in the forward.
+        """
+        ids = torch.tensor([list(token_ids)], dtype=torch.long, device=self.device)
+        kwargs = {self._cache_kwarg: cache}
+        out = self.model(input_ids=ids, use_cache=True, logits_to_keep=len(token_ids), **kwargs)
+        return [int(t) for t in out.logits[0].argmax(dim=-1).tolist()]
+
     def crop(self, cache: DynamicCache, length: int) -> None:
         # A negative argument removes that many positions, in every transformers 4.4x-5.x.
         surplus = cache.get_seq_length() - length

@@ -19,7 +19,7 @@ Multiline = Literal["auto", "always", "never"]
 MULTILINE_TO_MODE: dict[str, Mode] = {"auto": "auto", "always": "block", "never": "line"}
 MULTILINE = tuple(MULTILINE_TO_MODE)
 DEVICES = ("auto", "cpu", "cuda", "mps", "xpu")
-DTYPES = ("auto", "float32", "bfloat16", "float16", "fp32", "bf16", "fp16")
+DTYPES = ("auto", "float32", "bfloat16", "float16", "fp32", "bf16", "fp16", "int8")
 SECTION = "codetailor"
 # Keys the client may send that are not settings (read elsewhere, or ignored quietly).
 NOT_SETTINGS = frozenset({"authToken"})

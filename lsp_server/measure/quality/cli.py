@@ -118,6 +118,7 @@ def run_repo(args: argparse.Namespace) -> int:
             "adapter": str(loaded.adapter.path) if loaded.adapter else None,
             "prompt_format": completer.format.name,
             "device": loaded.device,
+            "dtype": loaded.dtype,
             "context": index is not None,
             "seed": args.seed,
             "repo": str(args.repo),
@@ -174,6 +175,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
         "adapter": str(loaded.adapter.path) if loaded.adapter else None,
         "prompt_format": completer.format.name,
         "device": loaded.device,
+        "dtype": loaded.dtype,
     }
     _report(summary, [r.__dict__ for r in results] if args.details else None, args.json)
     return 0
