@@ -31,7 +31,7 @@ from lsp_server.completion.languages import language_for
 from lsp_server.completion.postprocess import RULES, postprocess
 from lsp_server.completion.prompt import PromptFormat, Snippet, build_prompt
 from lsp_server.completion.scope import Mode, Scope, decide_scope
-from lsp_server.model.engine import Engine, Generation
+from lsp_server.model.engine import Generation, GenerationEngine
 
 # The window start only moves in steps of this many lines, so that while the
 # user types, the prompt keeps its beginning and the KV cache keeps hitting.
@@ -234,7 +234,7 @@ class Completer:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: GenerationEngine,
         tokenizer: Any,
         prompt_format: PromptFormat,
         *,
@@ -395,14 +395,14 @@ class Completer:
         stop_ids = self._stop_ids
         use_scope = "scope" in self.rules
 
-        def continuation(tokens: list[int]) -> str:
+        def continuation(tokens: Sequence[int]) -> str:
             """What the generated tokens add at the cursor."""
             text = self.tokenizer.decode(tokens)
             if healed.tail and text.startswith(healed.tail):
                 text = text[len(healed.tail) :]  # the prompt's own last token, regenerated
             return rejoin_held_whitespace(text, held)
 
-        def stop(tokens: list[int]) -> bool:
+        def stop(tokens: Sequence[int]) -> bool:
             if tokens[-1] in stop_ids:
                 return True
             return use_scope and scope.should_stop(continuation(tokens))

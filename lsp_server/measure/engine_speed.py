@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.fresh_home:
         os.environ["CODETAILOR_HOME"] = tempfile.mkdtemp(prefix="codetailor-bench-")
 
+    from lsp_server.model.engine import Engine, Generation
     from lsp_server.model.loading import load_model
     from lsp_server.model.wiring import build_completer
 
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
     completer = build_completer(loaded)
     engine = completer.engine
+    assert isinstance(engine, Engine)  # build_completer's local engine
     text = args.file.read_text()
     # A cursor two thirds into the file, in the middle of a line.
     line_start = text.rfind("\n", 0, len(text) * 2 // 3) + 1
@@ -60,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         decode_ms.append(g.decode_ms / max(g.generated_tokens - 1, 1))
     verify_cost = verify_over_step(engine.backend, prompt_ids, args.repeats)
 
-    runs: dict[str, list] = {"cold": [], "warm_same": [], "warm_typed": []}
+    runs: dict[str, list[Generation]] = {"cold": [], "warm_same": [], "warm_typed": []}
     edited = text[:offset] + "abc" + text[offset:]  # the user typed three more characters
     for _ in range(args.repeats):
         engine.cache.clear()
@@ -69,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         runs["warm_typed"].append(completer.complete(edited, offset + 3, max_tokens=16).generation)
 
     p50 = statistics.median
-    result = {
+    result: dict[str, Any] = {
         "model": loaded.name,
         "device": loaded.device,
         "dtype": loaded.dtype,

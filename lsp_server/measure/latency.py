@@ -161,7 +161,7 @@ class _Server:
         started = time.perf_counter()
         answer = await self.client.text_document_inline_completion_async(params)
         elapsed = (time.perf_counter() - started) * 1000
-        items = getattr(answer, "items", answer) or []
+        items: Any = getattr(answer, "items", answer) or []
         first = items[0].insert_text if items else ""
         return elapsed, first if isinstance(first, str) else first.value
 
@@ -456,6 +456,7 @@ def bench_latency(
     spec = model or (loaded.source.spec if loaded else DEFAULT_MODEL)
     gguf = loaded.source.path if loaded else None
     use_llama = gguf is not None and gguf.suffix == ".gguf" and not adapter
+    gguf_file = gguf if gguf is not None else Path()
 
     def servers() -> list[_Server]:
         ours = [_Server("ours", spec, adapter, engine=engine)]
@@ -468,7 +469,7 @@ def bench_latency(
     baseline = NaiveGenerate(completer, max_tokens) if naive else None
     options = {"maxTokens": max_tokens, "multiline": "never"}
     variants = asyncio.run(run_typing(replays, servers(), options, baseline))
-    if use_llama and (llama := run_llama_cpp(typed, completer, gguf, max_tokens)) is not None:
+    if use_llama and (llama := run_llama_cpp(typed, completer, gguf_file, max_tokens)) is not None:
         variants.append(llama)
     report = _with_ratios({v.name: v.summary() for v in variants})
     places = [p for f in files for p in cold_places(f, f.read_text(), cold_places_per_file)]
@@ -476,7 +477,7 @@ def bench_latency(
         # Default settings, as a new user has them: the server's own token budget.
         baseline = NaiveGenerate(completer, COLD_MAX_TOKENS) if naive else None
         cold = asyncio.run(run_cold(places, servers(), baseline))
-        if use_llama and (llama := run_llama_cpp(places, completer, gguf, COLD_MAX_TOKENS)):
+        if use_llama and (llama := run_llama_cpp(places, completer, gguf_file, COLD_MAX_TOKENS)):
             cold.append(llama)
         report["cold_open"] = _with_ratios({v.name: v.summary() for v in cold})
     report["setup"] = {

@@ -42,6 +42,7 @@ def cursors(text: str, n: int) -> list[int]:
 def measure(model: str, url: str, file: Path, n: int, max_tokens: int) -> dict[str, Any]:
     from lsp_server.completion.completer import Completer
     from lsp_server.model.loading import load_model
+    from lsp_server.model.remote import RemoteEngine
     from lsp_server.model.wiring import build_completer, build_remote_completer
 
     loaded = load_model(model)
@@ -52,6 +53,8 @@ def measure(model: str, url: str, file: Path, n: int, max_tokens: int) -> dict[s
         base.engine, loaded.tokenizer, base.format, window_tokens=window, token_healing=False
     )
     remote, _ = build_remote_completer(url, model=model, window_tokens=window)
+    engine = remote.engine
+    assert isinstance(engine, RemoteEngine)
     text = file.read_text()
     client = httpx2.Client(timeout=120)
     rows: dict[str, list[float]] = {"local": [], "remote": [], "raw_http": []}
@@ -61,9 +64,7 @@ def measure(model: str, url: str, file: Path, n: int, max_tokens: int) -> dict[s
         theirs = remote.complete(text, cursor, max_tokens=max_tokens, mode="line")
         ids = loaded.tokenizer.encode(theirs.prompt, add_special_tokens=False)
         started = time.monotonic()
-        with client.stream(
-            "POST", remote.engine.url, json=remote.engine._body(ids, max_tokens)
-        ) as r:
+        with client.stream("POST", engine.url, json=engine._body(ids, max_tokens)) as r:
             for _ in r.iter_lines():
                 pass
         rows["raw_http"].append((time.monotonic() - started) * 1000)
@@ -80,7 +81,7 @@ def measure(model: str, url: str, file: Path, n: int, max_tokens: int) -> dict[s
         **{f"{k}_p50_ms": round(v, 1) for k, v in p50.items()},
         "remote/local": round(p50["remote"] / p50["local"], 3),
         "remote/raw_http": round(p50["remote"] / p50["raw_http"], 3),
-        "remote_status": remote.engine.status(),
+        "remote_status": engine.status(),
     }
 
 

@@ -226,6 +226,35 @@ class _Run:
     accepted: int = 0
 
 
+class GenerationEngine(Protocol):
+    """What a Completer needs of an engine: `Engine` here, or a remote server's client."""
+
+    def generate(
+        self,
+        prompt: Sequence[int],
+        *,
+        max_new_tokens: int = 64,
+        stop: StopPredicate | None = None,
+        deadline: float | None = None,
+        cancel: threading.Event | None = None,
+        first_allowed: Sequence[int] | None = None,
+        hint: Sequence[int] = (),
+        prefill_deadline: float | None = None,
+    ) -> Generation:
+        """Greedily continue `prompt` (see `Engine.generate`)."""
+        ...
+
+    def prefill(
+        self,
+        prompt: Sequence[int],
+        cancel: threading.Event | None = None,
+        *,
+        chunk: int | None = None,
+    ) -> int:
+        """Put `prompt` in the prefix cache without generating; the tokens computed."""
+        ...
+
+
 class Engine:
     """Greedy decoding with KV prefix reuse, drafted tokens, stop conditions, a time budget
     and cancellation.

@@ -259,7 +259,7 @@ class ModelHost:
         loaded = self.loaded
         model = loaded.model if loaded else None
         engine = loaded.completer.engine if loaded else None
-        cache = engine.cache if engine is not None else None
+        cache = getattr(engine, "cache", None)  # a remote engine keeps none here
         return {
             "state": self.state,
             "error": self.error,
@@ -275,7 +275,7 @@ class ModelHost:
                 round(self.last_swap_seconds, 3) if self.last_swap_seconds is not None else None
             ),
             "swapping": self.swapping,
-            "remote": engine.status() if hasattr(engine, "status") else None,
+            "remote": getattr(engine, "status", lambda: None)(),
             "cache": (
                 cache.stats() | {"maxEntries": cache.max_entries, "maxTokens": cache.max_tokens}
                 if cache is not None

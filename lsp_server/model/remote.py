@@ -123,6 +123,17 @@ class RemoteEngine:
     def close(self) -> None:
         self._client.close()
 
+    def prefill(
+        self,
+        prompt: Sequence[int],
+        cancel: threading.Event | None = None,
+        *,
+        chunk: int | None = None,
+    ) -> int:
+        """Nothing to warm here: the server keeps its own prefix cache (vLLM's automatic
+        prefix caching); returns 0 tokens computed."""
+        return 0
+
     def status(self) -> dict[str, Any]:
         c = self.counts
         left = max(0.0, c.backoff_until - time.monotonic())
@@ -149,11 +160,15 @@ class RemoteEngine:
         deadline: float | None = None,
         cancel: threading.Event | None = None,
         first_allowed: Sequence[int] | None = None,
+        hint: Sequence[int] = (),
+        prefill_deadline: float | None = None,
     ) -> Generation:
         """Continue `prompt` on the server; the same contract as `Engine.generate`.
 
         `first_allowed` cannot be enforced over this API, so the remote Completer
-        is built without token healing and this argument is ignored.
+        is built without token healing and this argument is ignored; so are `hint`
+        (drafting is the server's business) and `prefill_deadline` (the server's
+        prefill cannot be split from its first token; `deadline` bounds the whole).
         """
         if not prompt:
             raise ValueError("the prompt must hold at least one token")
