@@ -62,12 +62,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_repo(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
 
     from lsp_server.completion.retrieval import ContextIndex
-    from lsp_server.measure.quality.repo_eval import sample_cursors, score
-    from lsp_server.model.loading import load_model
-    from lsp_server.model.wiring import build_completer
+    from lsp_server.measure.quality.repo_eval import sample_cursors
     from lsp_server.repo.corpus import collect
     from lsp_server.repo.files import split_files
 
@@ -96,47 +93,7 @@ def run_repo(args: argparse.Namespace) -> int:
         runs.insert(0, ("base", None))
     results: dict[str, Any] = {}
     for label, adapter in runs:
-        loaded = load_model(args.model, adapter=adapter, device=args.device, dtype=args.dtype)
-        completer = build_completer(loaded)
-
-        def complete(sample, completer=completer) -> tuple[str, float]:
-            context = index.query(sample.text, sample.offset, path=sample.path) if index else []
-            started = time.monotonic()
-            result = completer.complete(
-                sample.text,
-                sample.offset,
-                max_tokens=args.max_tokens,
-                path=sample.path,
-                context=context,
-            )
-            return result.text, (time.monotonic() - started) * 1000
-
-        with tqdm(total=len(samples), desc=f"eval {label}", unit="sample", file=sys.stderr) as bar:
-            summary, scored = score(samples, complete, progress=bar.update)
-        summary |= {
-            "model": loaded.name,
-            "adapter": str(loaded.adapter.path) if loaded.adapter else None,
-            "prompt_format": completer.format.name,
-            "device": loaded.device,
-            "dtype": loaded.dtype,
-            "context": index is not None,
-            "seed": args.seed,
-            "repo": str(args.repo),
-            "held_out_files": len(held),
-        }
-        if args.details:
-            summary["details"] = [
-                {
-                    "path": r.sample.path,
-                    "kind": r.sample.kind,
-                    "expected": r.sample.expected,
-                    "prediction": r.prediction,
-                    "exact": r.exact,
-                }
-                for r in scored
-            ]
-        results[label] = summary
-        del loaded, completer
+        results[label] = _score_one(args, label, adapter, samples, index, len(held))
     if args.compare:
         base, tuned = results["base"], results["adapter"]
         report = tuned | {
@@ -147,6 +104,63 @@ def run_repo(args: argparse.Namespace) -> int:
         report = next(iter(results.values()))
     _report(report, None, args.json)
     return 0
+
+
+def _score_one(
+    args: argparse.Namespace,
+    label: str,
+    adapter: str | None,
+    samples: list[Any],
+    index: Any,
+    held_out_files: int,
+) -> dict[str, Any]:
+    """Load one model (base or adapter), complete every sample, and summarise."""
+    from tqdm import tqdm
+
+    from lsp_server.measure.quality.repo_eval import score
+    from lsp_server.model.loading import load_model
+    from lsp_server.model.wiring import build_completer
+
+    loaded = load_model(args.model, adapter=adapter, device=args.device, dtype=args.dtype)
+    completer = build_completer(loaded)
+
+    def complete(sample, completer=completer) -> tuple[str, float]:
+        context = index.query(sample.text, sample.offset, path=sample.path) if index else []
+        started = time.monotonic()
+        result = completer.complete(
+            sample.text,
+            sample.offset,
+            max_tokens=args.max_tokens,
+            path=sample.path,
+            context=context,
+        )
+        return result.text, (time.monotonic() - started) * 1000
+
+    with tqdm(total=len(samples), desc=f"eval {label}", unit="sample", file=sys.stderr) as bar:
+        summary, scored = score(samples, complete, progress=bar.update)
+    summary |= {
+        "model": loaded.name,
+        "adapter": str(loaded.adapter.path) if loaded.adapter else None,
+        "prompt_format": completer.format.name,
+        "device": loaded.device,
+        "dtype": loaded.dtype,
+        "context": index is not None,
+        "seed": args.seed,
+        "repo": str(args.repo),
+        "held_out_files": held_out_files,
+    }
+    if args.details:
+        summary["details"] = [
+            {
+                "path": r.sample.path,
+                "kind": r.sample.kind,
+                "expected": r.sample.expected,
+                "prediction": r.prediction,
+                "exact": r.exact,
+            }
+            for r in scored
+        ]
+    return summary
 
 
 def run_benchmark(args: argparse.Namespace) -> int:
