@@ -170,12 +170,6 @@ def test_an_engine_that_dies_mid_request_is_an_empty_answer(
     engine.close()
 
 
-@pytest.mark.xfail(
-    reason="known bug since the background work (warming, the suggestion computed ahead) "
-    "joined the remote engine: a request cancelled mid-stream leaves no lastGeneration "
-    "record (its job ends in an exception); see the closing note of this stop",
-    strict=False,
-)
 def test_the_lsp_server_answers_from_the_remote_engine(engine_url: str, endless_model_dir: Path):
     client = RawClient.spawn("--engine", f"openai:{engine_url}", "--model", str(endless_model_dir))
     try:
@@ -198,6 +192,7 @@ def test_the_lsp_server_answers_from_the_remote_engine(engine_url: str, endless_
         client.notify("workspace/didChangeConfiguration", {"settings": long})
         client.open("file:///tmp/other.py", "y = ")  # not answered from the last completion
         asked = remote_status()["remote"]["requests"]
+        since = remote_status()["counts"]["requests"]
         msg_id = client.request_async(
             "textDocument/inlineCompletion",
             {
@@ -206,13 +201,20 @@ def test_the_lsp_server_answers_from_the_remote_engine(engine_url: str, endless_
                 "context": {"triggerKind": 1},
             },
         )
+        # The model works on this request (background work, such as the suggestion
+        # computed ahead after the first answer, yields to it first).
+        client.wait_generating(since)
         assert wait_until(lambda: remote_status()["remote"]["requests"] > asked)
         sent = time.monotonic()
         client.notify("$/cancelRequest", {"id": msg_id})
         assert client.response(msg_id, timeout=BOUND_S)["error"]["code"] == -32800
         assert time.monotonic() - sent < 2.0
-        assert wait_until(lambda: remote_status()["remote"]["cancelled"] == 1)
-        assert remote_status()["lastGeneration"]["stop_reason"] == "cancelled"
+        # At least this request's stream (a suggestion computed ahead may have been
+        # cut short too, when this request took the model from it).
+        assert wait_until(lambda: remote_status()["remote"]["cancelled"] >= 1)
+        # The answer to a cancelled request goes out at once; the worker records the
+        # generation a moment later, when the engine has noticed the cancel.
+        assert wait_until(lambda: remote_status()["lastGeneration"]["stop_reason"] == "cancelled")
         client.shutdown()
     finally:
         client.close()
