@@ -135,8 +135,11 @@ def test_a_5_mb_file(server):
     lines = text.count("\n")
     started = time.monotonic()
     assert server.inline(uri, lines, 0, timeout=60)[0]["insertText"] == "aaaa"
-    end_of_line = len(line) - 1  # mid-line, before "= compute...", no completion would help
-    assert server.inline(uri, lines // 2, end_of_line, timeout=60)[0]["insertText"] == "aaaa"
+    end_of_line = len(line) - 1  # after "# a typical line" (mid-line, no completion would help)
+    (item,) = server.inline(uri, lines // 2, end_of_line, timeout=60)
+    # The item replaces the word before the cursor with that word and the completion.
+    assert item["insertText"] == "line" + "aaaa"
+    assert item["range"]["start"] == {"line": lines // 2, "character": end_of_line - len("line")}
     server.notify(
         "textDocument/didChange",
         {
