@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pytest
 
 from lsp_server.completion.completer import (
@@ -19,27 +17,12 @@ from lsp_server.completion.postprocess import RULES, postprocess
 from lsp_server.completion.prompt import FORMATS, PREFIX_ONLY, Snippet
 from lsp_server.completion.scope import decide_scope
 from lsp_server.model.engine import Generation
+from tests.fixtures.fakes import CharTokenizer
 
 
 def count(text: str) -> int:
     """One token per character: budgets become easy to reason about."""
     return len(text)
-
-
-class CharTokenizer:
-    """A tokenizer with one token per character; enough for the completer."""
-
-    bos_token_id = None
-    eos_token_id = 0
-
-    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
-        return [ord(c) for c in text]
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return "".join(chr(i) for i in ids)
-
-    def get_vocab(self) -> dict[str, int]:
-        return {}
 
 
 class ScriptedEngine:

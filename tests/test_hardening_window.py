@@ -18,6 +18,7 @@ from lsp_server.completion.completer import (
 )
 from lsp_server.completion.prompt import FORMATS, PREFIX_ONLY, PromptFormat, Snippet
 from lsp_server.model.engine import Generation
+from tests.fixtures.fakes import CharTokenizer
 
 WINDOW = 1024
 LONG = "x = [" + "1234567, " * (4 * 2**20 // 9) + "]"  # one 4 MB line
@@ -43,20 +44,6 @@ class CountingTokenizer:
 
     def get_vocab(self) -> dict[str, int]:
         return self.inner.get_vocab()
-
-
-class CharTokenizer:
-    bos_token_id = None
-    eos_token_id = 0
-
-    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
-        return [ord(c) for c in text]
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return "".join(chr(i) for i in ids)
-
-    def get_vocab(self) -> dict[str, int]:
-        return {}
 
 
 class OneToken:

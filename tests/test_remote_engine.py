@@ -14,18 +14,9 @@ import httpx2
 import pytest
 
 from lsp_server.model.remote import RemoteEngine, api_key_from_env, parse_sse_line
+from tests.fixtures.fakes import CharTokenizer
 
 BOUND_S = 5.0  # every wait in these tests ends by then
-
-
-class CharTokenizer:
-    """One token per character: ids are code points."""
-
-    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
-        return [ord(c) for c in text]
-
-    def decode(self, ids: list[int]) -> str:
-        return "".join(chr(i) for i in ids)
 
 
 def sse(*pieces: str, finish: str | None = "length", done: bool = True) -> list[bytes]:
