@@ -576,3 +576,4 @@ async def test_a_cursor_moved_to_a_new_window_warms_it(make):
     assert scripted(host).warmed[-1] == (LONG, LONG.index("line_5") + 3)
     session.cursor("file:///work/not-open.py", 0, 0)  # ignored
     assert host.background == []
+    assert session.status()["ahead"]["cursors"] == 3  # each report counted, warmed or not
