@@ -368,7 +368,9 @@ class Session:
         """The editor's cursor is at (line, character): warm the window there if it is new."""
         self.ahead["cursors"] += 1
         doc = self.documents.get(uri)
-        if doc is not None and self.plan.moved(uri, line, 0):
+        if doc is None or self.host.completer is None:
+            return  # nothing to warm with yet: the plan keeps only windows it prepared
+        if self.plan.moved(uri, line, 0):
             self.warm(uri, offset_at(doc.text, line, character, self.encoding))
 
     def close(self, uri: str) -> None:
