@@ -215,7 +215,7 @@ def test_the_server_warms_where_point_comes_to_rest(
         tmp_path,
         path,
         setup,
-        f"(codetailor-e2e-cursor '{client} {elisp(str(project / 'long.py'))} \"C-n C-n C-e\")",
+        f'(codetailor-e2e-cursor \'{client} {elisp(str(project / "long.py"))} "C-n C-n C-e")',
     )
     before, after = result["before"], result["after"]
     assert result["line"] == 3
