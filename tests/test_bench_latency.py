@@ -70,6 +70,42 @@ def test_bench_latency_reports_every_variant(tmp_path: Path, tiny_model_dir: Pat
     assert (out / "latency.png").read_bytes().startswith(b"\x89PNG")
 
 
+def test_cold_places_cut_the_line_after_its_first_word_and_type_one_key() -> None:
+    from lsp_server.measure.latency import cold_places, interleave
+
+    places = cold_places(Path("m.py"), SOURCE, 2)
+    assert places
+    for place in places:
+        line_start = place.text.rfind("\n", 0, place.cursor) + 1
+        line = place.text[line_start:].split("\n", 1)[0]
+        original = next(li for li in SOURCE.split("\n") if li.startswith(line))
+        assert len(line) < len(original)  # the rest of the line is cut off...
+        assert place.text[place.cursor :] == SOURCE[SOURCE.index(original) + len(original) :]
+        assert line[:-1].endswith(" ") and place.text[place.cursor - 1] != " "  # ...a key typed
+        assert place.opened == place.text[: place.cursor - 1] + place.text[place.cursor :]
+    a, b = cold_places(Path("a.py"), SOURCE, 2), cold_places(Path("b.py"), SOURCE * 2, 1)
+    assert interleave([a, b]) == [a[0], b[0], a[1]]
+
+
+def test_cold_open_asks_after_the_cursor_and_at_once(
+    tmp_path: Path, tiny_model_dir: Path, capsys
+) -> None:
+    source = tmp_path / "m.py"
+    source.write_text(SOURCE * 3)
+    argv = ["bench", "latency", str(source), "--model", str(tiny_model_dir), "--steps", "0"]
+    argv += ["--no-naive", "--cold-places", "2", "--cold-at-once", "--cold-pause-ms", "0"]
+    assert main([*argv, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert "ours" not in report  # no typing replay
+    cold = report["cold_open"]
+    assert cold["ours"]["request"] == "cursor" and cold["ours-at-once"]["request"] == "at-once"
+    for variant in ("ours", "ours-at-once"):
+        assert cold[variant]["requests"] == 2
+        assert 0 <= cold[variant]["non_empty_share"] <= 1
+        assert isinstance(cold[variant]["empty_reasons"], dict)
+    assert cold["ours"]["cursor_reports"] == 2 and cold["ours-at-once"]["cursor_reports"] == 0
+
+
 def test_bench_latency_refuses_a_binary_file(tmp_path: Path, capsys) -> None:
     blob = tmp_path / "b.bin"
     blob.write_bytes(b"\x00\x01")

@@ -576,3 +576,15 @@ async def test_a_cursor_moved_to_a_new_window_warms_it(make):
     assert scripted(host).warmed[-1] == (LONG, LONG.index("line_5") + 3)
     session.cursor("file:///work/not-open.py", 0, 0)  # ignored
     assert host.background == []
+    assert session.status()["ahead"]["cursors"] == 3  # each report counted, warmed or not
+
+
+async def test_a_cursor_reported_while_the_model_loads_is_warmed_once_it_is_ready(make):
+    session, host = make("a", ready=False)
+    session.open(LONG_URI, LONG, 1, "python")
+    session.cursor(LONG_URI, 5, 3)  # nothing to warm with yet
+    assert host.background == []
+    host.completer = ScriptedCompleter("a")
+    session.cursor(LONG_URI, 5, 3)  # the same line, reported again once loaded
+    host.run_background()
+    assert scripted(host).warmed[-1] == (LONG, LONG.index("line_5") + 3)

@@ -20,6 +20,8 @@
 ;;   once (Eglot 1.9 does not run completion items' commands);
 ;; - while the model loads, `completion-at-point' says "Codetailor: loading
 ;;   MODEL" instead of "No match".
+;; - where point comes to rest on another line or in another buffer, it
+;;   tells the server (`codetailor/cursor'), which warms the window there.
 
 ;;; Code:
 
@@ -134,6 +136,19 @@ For Codetailor's SERVER, add `codetailor-settings' under :codetailor."
 (advice-add 'eglot-execute-command :before #'codetailor-eglot--note-command)
 (when (fboundp 'eglot-execute)          ; Eglot 1.14+ runs commands through it
   (advice-add 'eglot-execute :before #'codetailor-eglot--note-command))
+
+;;; The cursor: where point rests (codetailor.el)
+
+(defun codetailor-eglot--report-cursor ()
+  "Tell Codetailor's server, if it serves this buffer, where point is."
+  (let ((server (and (bound-and-true-p eglot--managed-mode) (eglot-current-server))))
+    (when (codetailor-eglot--ours-p server)
+      (eglot--signal-textDocument/didChange) ; Eglot holds edits back a moment: send them first
+      (jsonrpc-notify server (intern (concat ":" codetailor-cursor-notification))
+                      (eglot--TextDocumentPositionParams))
+      t)))
+
+(codetailor--follow-cursor #'codetailor-eglot--report-cursor)
 
 (provide 'codetailor-eglot)
 ;;; codetailor-eglot.el ends here

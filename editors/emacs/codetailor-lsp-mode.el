@@ -14,7 +14,9 @@
 ;;
 ;; Inserting a candidate runs its `codetailor.accepted' command, sent to
 ;; Codetailor's server only.  While the model loads, `completion-at-point'
-;; says "Codetailor: loading MODEL".
+;; says "Codetailor: loading MODEL".  Where point comes to rest on another
+;; line or in another buffer, the server hears of it (`codetailor/cursor')
+;; and warms the window there.
 
 ;;; Code:
 
@@ -107,6 +109,17 @@ While its model loads it says so; the buffer's other servers still complete."
           (result result))))))
 
 (advice-add 'lsp-completion-at-point :around #'codetailor-lsp--completion-at-point)
+
+;;; The cursor: where point rests (codetailor.el)
+
+(defun codetailor-lsp--report-cursor ()
+  "Tell Codetailor's server, if it serves this buffer, where point is."
+  (when-let ((workspace (and (bound-and-true-p lsp-mode) (codetailor-lsp--workspace))))
+    (with-lsp-workspace workspace
+      (lsp-notify codetailor-cursor-notification (lsp--text-document-position-params)))
+    t))
+
+(codetailor--follow-cursor #'codetailor-lsp--report-cursor)
 
 ;;; Ghost text: lsp-mode 9.0.1+
 

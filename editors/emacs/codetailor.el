@@ -91,5 +91,56 @@ answer) counts as ready: completion is not held back."
                do (setq merged (plist-put merged key value))))
     merged))
 
+;;; The cursor: where point rests, told to the server (`codetailor/cursor')
+
+;; The server prefills the prompt window where the cursor is before the first
+;; request there (as llama.vim warms its cache on entering a buffer).  LSP
+;; tells a server of edits, not of cursor moves, so the clients send this
+;; notification once point has rested `codetailor--cursor-delay' seconds on
+;; another line or in another buffer.  The server decides whether the window
+;; is new; the clients only report.
+
+(defconst codetailor-cursor-notification "codetailor/cursor"
+  "The notification that tells the server where point rests.")
+
+(defvar codetailor--cursor-delay 0.15
+  "Seconds point must rest before it is reported (the Neovim plugin waits as long).")
+
+(defvar codetailor--cursor-functions nil
+  "Functions that report point to their client's server, in the current buffer.
+Each takes no argument and returns non-nil when its client serves the
+buffer and it sent the notification.")
+
+(defvar codetailor--cursor-seen nil
+  "(BUFFER . START OF LINE) where point was after the last command.")
+
+(defvar codetailor--cursor-timer nil
+  "The pending report, if any.")
+
+(defun codetailor--cursor-moved ()
+  "Report point once it rests, if it left its line or buffer.
+In `post-command-hook'."
+  (let ((here (cons (current-buffer) (line-beginning-position))))
+    (unless (equal here codetailor--cursor-seen)
+      (setq codetailor--cursor-seen here)
+      (when (timerp codetailor--cursor-timer)
+        (cancel-timer codetailor--cursor-timer))
+      (setq codetailor--cursor-timer
+            (run-with-timer codetailor--cursor-delay nil
+                            #'codetailor--cursor-report (current-buffer))))))
+
+(defun codetailor--cursor-report (buffer)
+  "Report point in BUFFER, if it is still the current buffer, to its server."
+  (setq codetailor--cursor-timer nil)
+  (when (eq buffer (window-buffer (selected-window)))
+    (with-current-buffer buffer
+      (with-demoted-errors "Codetailor: cursor not reported: %S"
+        (run-hook-with-args-until-success 'codetailor--cursor-functions)))))
+
+(defun codetailor--follow-cursor (report)
+  "Call REPORT (see `codetailor--cursor-functions') where point comes to rest."
+  (add-hook 'codetailor--cursor-functions report)
+  (add-hook 'post-command-hook #'codetailor--cursor-moved))
+
 (provide 'codetailor)
 ;;; codetailor.el ends here

@@ -26,7 +26,7 @@ from lsp_server.session.documents import (
 
 ACCEPTED = "codetailor.accepted"
 STATUS = "codetailor.status"
-CURSOR = "codetailor/cursor"  # the editor's cursor moved (the Neovim plugin sends it)
+CURSOR = "codetailor/cursor"  # where the editor's cursor rests (VS Code, Neovim, Emacs send it)
 ENCODINGS = {"utf-8": "utf-8", "utf-16": "utf-16", "utf-32": "utf-32"}
 LABEL_CHARS = 60
 

@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def add_bench(sub: argparse._SubParsersAction) -> None:
+    from lsp_server.measure.latency import COLD_PAUSE_MS  # light: no torch, no pygls
+
     bench = sub.add_parser("bench", help="benchmarks: latency as a user typing feels it")
     kinds = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
     latency = kinds.add_parser(
@@ -38,7 +40,9 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     latency.add_argument("files", nargs="+", type=Path, metavar="FILE")
     latency.add_argument("--model", default=None, help="smollm2-135m (default), HF id, dir, .gguf")
     latency.add_argument("--adapter", default=None, help="a LoRA adapter folder")
-    latency.add_argument("--steps", type=int, default=40, help="words typed per file")
+    latency.add_argument(
+        "--steps", type=int, default=40, help="words typed per file (0: cold open only)"
+    )
     latency.add_argument("--max-tokens", type=int, default=16, help="most tokens per completion")
     latency.add_argument("--no-naive", action="store_true", help="skip the naive baseline")
     latency.add_argument(
@@ -52,6 +56,18 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     )
     latency.add_argument(
         "--cold-places", type=int, default=5, help="cold-open places per file (0: skip)"
+    )
+    latency.add_argument(
+        "--cold-pause-ms",
+        type=float,
+        default=COLD_PAUSE_MS,
+        help="cold open: from codetailor/cursor to the first keystroke and its request "
+        f"(default {COLD_PAUSE_MS}: a person placing the cursor, then starting to type)",
+    )
+    latency.add_argument(
+        "--cold-at-once",
+        action="store_true",
+        help="cold open: also ask at once after didOpen, without codetailor/cursor (ours-at-once)",
     )
     latency.add_argument(
         "--baseline-tree",
@@ -146,8 +162,8 @@ def cmd_bench_simulate(args: argparse.Namespace) -> int:
 def cmd_bench_latency(args: argparse.Namespace) -> int:
     for file in args.files:
         read_source(file)  # one clear line for a missing, binary or non-UTF-8 file
-    if args.steps < 1 or args.max_tokens < 1:
-        raise CodetailorError("--steps and --max-tokens must be at least 1")
+    if args.steps < 0 or args.max_tokens < 1:
+        raise CodetailorError("--steps must be at least 0 and --max-tokens at least 1")
     from lsp_server.session.settings import parse_engine
 
     try:
@@ -166,6 +182,8 @@ def cmd_bench_latency(args: argparse.Namespace) -> int:
         engine=f"openai:{url}" if url else "local",
         local=not args.no_local,
         cold_places_per_file=max(args.cold_places, 0),
+        cold_at_once=args.cold_at_once,
+        cold_pause_ms=max(args.cold_pause_ms, 0.0),
         baseline_tree=args.baseline_tree,
         dtypes=args.also_dtype,
     )

@@ -14,13 +14,17 @@ Single-line completions everywhere, so the variants do the same work.
 Two scenarios: the typing replay above, and cold open: each of a few places
 per file in a freshly opened document, first request only, with the server's
 default settings (its time budget included), reporting the share of non-empty
-answers and the time to the first answer. Every variant reports decode ms per
-token and tokens per model forward (1 without drafted tokens).
+answers and the time to the first answer. The cold-open request comes as our
+editor clients make it: `didOpen`, `codetailor/cursor` where the cursor comes to
+rest, a person's pause, the first keystroke, the request; `ours-at-once` (with
+`cold_at_once`) asks at once after `didOpen` instead. Every variant reports
+decode ms per token and tokens per model forward (1 without drafted tokens).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import re
@@ -38,6 +42,12 @@ from lsp_server.measure.replay import Replay, typing_replay
 
 # Tokens a cold-open baseline may generate: the server's default `maxTokens`.
 COLD_MAX_TOKENS = 64
+# From the editor's `codetailor/cursor` (sent once the cursor has rested 150 ms) to the
+# first keystroke, which the request follows: the Keystroke-Level Model's hand moving
+# from mouse to keys (0.4 s) plus mental preparation (1.35 s) (Card, Moran and Newell
+# 1980), less the editors' 150 ms debounce.
+COLD_PAUSE_MS = 1600
+CURSOR = "codetailor/cursor"
 
 
 @dataclass
@@ -77,10 +87,12 @@ class _Server:
         engine: str = "local",
         client_name: str = "codetailor-bench",
         root: Path | None = None,
+        cold_request: str = "cursor",
     ) -> None:
         """`tree`: run the server of another checkout of Codetailor (a before/after run);
         `engine`: `local` or `openai:URL`; the client introduces itself as `client_name`,
-        in the workspace `root` (None: no workspace)."""
+        in the workspace `root` (None: no workspace); `cold_request`: how its cold-open
+        request comes (`run_cold`: "cursor" or "at-once")."""
         from pygls.lsp.client import LanguageClient
 
         self.name = name
@@ -92,6 +104,7 @@ class _Server:
         if engine != "local":
             self.command += ["--engine", engine]
         self.client_name, self.root = client_name, root
+        self.cold_request = cold_request
         # `python -m` puts the working directory first on sys.path: run in the tree.
         self.cwd = str(tree.resolve()) if tree is not None else None
         self.env = os.environ | {"PYTHONPATH": self.cwd} if self.cwd else None
@@ -145,6 +158,18 @@ class _Server:
                 content_changes=[change],
             )
         )
+
+    def cursor(self, uri: str, text: str, offset: int) -> None:
+        """`codetailor/cursor`: the editor's cursor rests at `offset`."""
+        line, char = _position(text, offset)
+        position = {"line": line, "character": char}
+        self.client.protocol.notify(CURSOR, {"textDocument": {"uri": uri}, "position": position})
+
+    def close(self, uri: str) -> None:
+        from lsprotocol import types
+
+        document = types.TextDocumentIdentifier(uri=uri)
+        self.client.text_document_did_close(types.DidCloseTextDocumentParams(document))
 
     async def complete(self, uri: str, text: str, cursor: int) -> tuple[float, str]:
         """(round trip in ms, the first item's text or "")."""
@@ -269,19 +294,41 @@ async def run_typing(
 
 async def _ask_all(servers: list[_Server], uri: str, text: str, cursor: int, naive: Any) -> None:
     for server in servers:
-        elapsed, answer = await server.complete(uri, text, cursor)
-        server.result.latencies_ms.append(elapsed)
-        server.answered += bool(answer.strip())
-        server.counts.add((await server.status()).get("lastGeneration") or {})
+        await _ask(server, uri, text, cursor)
     if naive is not None:
         naive.run(text, cursor)
 
 
-def cold_places(path: Path, text: str, count: int) -> list[tuple[str, int]]:
-    """`count` cursors spread over the file, each just after the first word of a long line.
+async def _ask(server: _Server, uri: str, text: str, cursor: int) -> dict[str, Any]:
+    """One completion request, recorded in the server's results; its status after."""
+    elapsed, answer = await server.complete(uri, text, cursor)
+    server.result.latencies_ms.append(elapsed)
+    server.answered += bool(answer.strip())
+    status = await server.status()
+    server.counts.add(status.get("lastGeneration") or {})
+    return status
 
-    Where a user opening the file might start typing: the rest of that line is
-    to be completed, the rest of the file stays as it is.
+
+@dataclass(frozen=True)
+class ColdPlace:
+    """A place in a file a user just opened: `text` once they typed their first keystroke,
+    `text[cursor - 1]`, with the cursor after it; the rest of that line is cut off."""
+
+    text: str
+    cursor: int
+
+    @property
+    def opened(self) -> str:
+        """The document as opened, before the keystroke."""
+        return self.text[: self.cursor - 1] + self.text[self.cursor :]
+
+
+def cold_places(path: Path, text: str, count: int) -> list[ColdPlace]:
+    """`count` places spread over the file, each in a long line just after its first word.
+
+    Where a user opening the file might start writing that line: the rest of
+    the line is cut off (a completion is to write it), the rest of the file
+    stays as it is, and the first keystroke is the line's next character.
     """
     lines = text.split("\n")
     starts = [0]
@@ -293,31 +340,76 @@ def cold_places(path: Path, text: str, count: int) -> list[tuple[str, int]]:
         if not candidates:
             break
         i = candidates[min(len(candidates) - 1, (k + 1) * len(candidates) // (count + 1))]
-        word = re.match(r"\s*\S+\s", lines[i])
+        word = re.match(r"\s*\S+\s+", lines[i])
         column = word.end() if word and word.end() < len(lines[i]) else len(lines[i]) // 2
-        places.append((text, starts[i] + column))
+        cursor = starts[i] + column + 1  # after the keystroke
+        places.append(ColdPlace(text[:cursor] + text[starts[i] + len(lines[i]) :], cursor))
     return places
 
 
+def interleave(groups: list[list[ColdPlace]]) -> list[ColdPlace]:
+    """One place of each file in turn, so that consecutive places are in different files."""
+    return [p for row in itertools.zip_longest(*groups) for p in row if p is not None]
+
+
 async def run_cold(
-    places: list[tuple[str, int]], servers: list[_Server], naive: Any = None
+    places: list[ColdPlace],
+    servers: list[_Server],
+    naive: Any = None,
+    pause_ms: float = COLD_PAUSE_MS,
 ) -> list[VariantResult]:
-    """Each place in a freshly opened document, first request only, default settings."""
+    """Each place in a freshly opened document, first request only, default settings.
+
+    The servers take turns place by place. Each closes the document once it
+    answered, which stops the work it does ahead there (warming, the next suggestion).
+    """
     try:
         for server in servers:
             await server.start({})
-        for n, (text, cursor) in enumerate(places):
+        before = {s.name: await s.status() for s in servers}
+        for n, place in enumerate(places):
             uri = f"file:///cold/place{n}.py"
             for server in servers:
-                server.open(uri, text)
-            await _ask_all(servers, uri, text, cursor, naive)
+                await _first_request(server, uri, place, pause_ms)
+            if naive is not None:
+                naive.run(place.text, place.cursor)
         for server in servers:
             share = server.answered / max(len(places), 1)
-            server.result.extra = {"non_empty_share": round(share, 3)} | server.counts.summary()
+            now, then = await server.status(), before[server.name]
+            empty, cursors = _since(now, then, "emptyAnswers"), _since(now, then, "ahead")
+            server.result.extra = (
+                {"request": server.cold_request, "non_empty_share": round(share, 3)}
+                | server.counts.summary()
+                | {"empty_reasons": {k: v for k, v in empty.items() if v}}
+                | {"cursor_reports": cursors.get("cursors", 0)}
+            )
     finally:
         for server in servers:
             await server.stop()
     return [s.result for s in servers] + ([naive.finish()] if naive else [])
+
+
+def _since(now: dict[str, Any], then: dict[str, Any], key: str) -> dict[str, int]:
+    """The status counts under `key` (e.g. "emptyAnswers") added between `then` and `now`."""
+    earlier = then.get(key) or {}
+    return {k: v - earlier.get(k, 0) for k, v in (now.get(key) or {}).items()}
+
+
+async def _first_request(server: _Server, uri: str, place: ColdPlace, pause_ms: float) -> None:
+    """Open `place`'s document and ask there once, the way `server.cold_request` says.
+
+    "cursor", what our editor clients do: `didOpen`, `codetailor/cursor` at the
+    place, `pause_ms` while the person gets ready to type, the first keystroke
+    (`didChange`), the request. "at-once": `didOpen`, keystroke and request at once.
+    """
+    opened = place.opened
+    server.open(uri, opened)
+    if server.cold_request == "cursor":
+        server.cursor(uri, opened, place.cursor - 1)
+        await asyncio.sleep(pause_ms / 1000)
+    server.insert(uri, 2, opened, place.cursor - 1, place.text[place.cursor - 1])
+    await _ask(server, uri, place.text, place.cursor)
+    server.close(uri)
 
 
 @dataclass
@@ -432,6 +524,8 @@ def bench_latency(
     steps: int = 40,
     naive: bool = True,
     cold_places_per_file: int = 5,
+    cold_at_once: bool = False,
+    cold_pause_ms: float = COLD_PAUSE_MS,
     baseline_tree: Path | None = None,
     dtypes: Sequence[str] = (),
     engine: str = "local",
@@ -439,6 +533,10 @@ def bench_latency(
 ) -> dict[str, Any]:
     """Run every available variant over the typing replays of `files`, and the cold-open
     scenario over `cold_places_per_file` places of each; return the report.
+
+    The cold-open requests follow `codetailor/cursor` by `cold_pause_ms`, as from
+    our editor clients; `cold_at_once` adds `ours-at-once`, asked at once after
+    `didOpen`.
 
     `baseline_tree`, another checkout of Codetailor, adds its server as the
     variant `before`, taking turns with ours request by request; each of
@@ -468,18 +566,20 @@ def bench_latency(
     naive = naive and completer is not None
     baseline = NaiveGenerate(completer, max_tokens) if naive else None
     options = {"maxTokens": max_tokens, "multiline": "never"}
-    variants = asyncio.run(run_typing(replays, servers(), options, baseline))
-    if use_llama and (llama := run_llama_cpp(typed, completer, gguf_file, max_tokens)) is not None:
-        variants.append(llama)
+    variants: list[VariantResult] = []
+    if steps:  # 0: the cold-open scenario only
+        variants = asyncio.run(run_typing(replays, servers(), options, baseline))
+        if use_llama and (llama := run_llama_cpp(typed, completer, gguf_file, max_tokens)):
+            variants.append(llama)
     report = _with_ratios({v.name: v.summary() for v in variants})
-    places = [p for f in files for p in cold_places(f, f.read_text(), cold_places_per_file)]
+    places = interleave([cold_places(f, f.read_text(), cold_places_per_file) for f in files])
     if places:
-        # Default settings, as a new user has them: the server's own token budget.
-        baseline = NaiveGenerate(completer, COLD_MAX_TOKENS) if naive else None
-        cold = asyncio.run(run_cold(places, servers(), baseline))
-        if use_llama and (llama := run_llama_cpp(places, completer, gguf_file, COLD_MAX_TOKENS)):
-            cold.append(llama)
-        report["cold_open"] = _with_ratios({v.name: v.summary() for v in cold})
+        at_once = [_Server("ours-at-once", spec, adapter, engine=engine, cold_request="at-once")]
+        cold_servers = servers() + (at_once if cold_at_once else [])
+        llama_gguf = gguf_file if use_llama else None
+        report["cold_open"] = _cold_open(
+            places, cold_servers, completer, naive, llama_gguf, cold_pause_ms
+        )
     report["setup"] = {
         "model": loaded.name if loaded else spec,
         "adapter": adapter,
@@ -489,10 +589,30 @@ def bench_latency(
         "steps_per_file": steps,
         "max_tokens": max_tokens,
         "cold_places": len(places),
+        "cold_pause_ms": cold_pause_ms,
         "baseline_tree": str(baseline_tree) if baseline_tree else None,
     }
     report["_latencies"] = {v.name: v.latencies_ms for v in variants}
     return report
+
+
+def _cold_open(
+    places: list[ColdPlace],
+    servers: list[_Server],
+    completer: Any,
+    naive: bool,
+    gguf: Path | None,
+    pause_ms: float,
+) -> dict[str, Any]:
+    """The cold-open report: `servers`, the naive baseline on `completer` if `naive`,
+    llama.cpp on `gguf` (None: none)."""
+    # Default settings, as a new user has them: the server's own token budget.
+    baseline = NaiveGenerate(completer, COLD_MAX_TOKENS) if naive else None
+    cold = asyncio.run(run_cold(places, servers, baseline, pause_ms))
+    documents = [(p.text, p.cursor) for p in places]
+    if gguf is not None and (llama := run_llama_cpp(documents, completer, gguf, COLD_MAX_TOKENS)):
+        cold.append(llama)
+    return _with_ratios({v.name: v.summary() for v in cold})
 
 
 def _with_ratios(report: dict[str, Any]) -> dict[str, Any]:
@@ -535,6 +655,8 @@ def write_outputs(report: dict[str, Any], out: Path) -> list[Path]:
     written = [out / "latency.json", out / "latency.md"]
     written[0].write_text(json.dumps(report, indent=2))
     written[1].write_text(markdown_table(report) + "\n")
+    if not report["_latencies"]:  # no typing replay to plot
+        return written
     try:
         import matplotlib
 

@@ -59,9 +59,11 @@ EMPTY_REASONS = (
     "time_budget",  # `timeBudgetMs` ran out before the model produced anything
     "empty_generation",  # the model ran and had nothing to offer
 )
-# The status' "ahead" counts: warms asked for, finished, cut short by a request, skipped
-# (the document changed first), tokens prefilled; next suggestions computed, and served.
+# The status' "ahead" counts: cursor positions the editor reported (`codetailor/cursor`);
+# warms asked for, finished, cut short by a request, skipped (the document changed
+# first), tokens prefilled; next suggestions computed, and served.
 AHEAD_COUNTS = (
+    "cursors",
     "warms",
     "warmsDone",
     "warmsYielded",
@@ -364,8 +366,11 @@ class Session:
 
     def cursor(self, uri: str, line: int, character: int) -> None:
         """The editor's cursor is at (line, character): warm the window there if it is new."""
+        self.ahead["cursors"] += 1
         doc = self.documents.get(uri)
-        if doc is not None and self.plan.moved(uri, line, 0):
+        if doc is None or self.host.completer is None:
+            return  # nothing to warm with yet: the plan keeps only windows it prepared
+        if self.plan.moved(uri, line, 0):
             self.warm(uri, offset_at(doc.text, line, character, self.encoding))
 
     def close(self, uri: str) -> None:

@@ -194,6 +194,37 @@ def test_lsp_mode_8_completes_without_ghost_text_and_counts_the_accept(
         assert "lsp-inline-completion-mode" not in stderr, stderr
 
 
+@pytest.mark.parametrize("client", ["eglot", "lsp-mode"])
+def test_the_server_warms_where_point_comes_to_rest(
+    tmp_path: Path, tiny_model_dir: Path, client: str
+) -> None:
+    """Point moved to another line: one `codetailor/cursor` once it rests, and a warm there."""
+    if not emacs_has(client):
+        pytest.skip(f"no {client} for this Emacs")
+    server, path = server_not_on_path(tmp_path)
+    project = tmp_path / "project"
+    project.mkdir()
+    # Long enough that the window at the top is not the one opening warmed (at the end).
+    (project / "long.py").write_text("".join(f"value_{i} = {i}\n" for i in range(60)))
+    setup = [
+        f'(load "{CLIENTS}/codetailor-{client}.el")',
+        f'(setq codetailor-command \'({elisp(str(server))} "serve"'
+        f' "--model" {elisp(str(tiny_model_dir))}))',
+    ]
+    result, _, _ = run_emacs(
+        tmp_path,
+        path,
+        setup,
+        f'(codetailor-e2e-cursor \'{client} {elisp(str(project / "long.py"))} "C-n C-n C-e")',
+    )
+    before, after = result["before"], result["after"]
+    assert result["line"] == 3
+    # Three moves while typing, one report: sent once point rested, on its new line.
+    assert after["cursors"] - before["cursors"] == 1, result
+    assert after["warms"] - before["warms"] == 1, result  # the window at line 3 was new
+    assert after["warmsDone"] > before["warmsDone"], result
+
+
 @pytest.mark.parametrize(
     ("client", "feature"),
     [("eglot", "eglot"), ("lsp-mode", "lsp-mode")],

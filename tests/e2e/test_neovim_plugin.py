@@ -407,14 +407,14 @@ def real_cmd(model_dir: Path) -> list[str]:
     return [sys.executable, "-m", "lsp_server.cli", "serve", "--model", str(model_dir)]
 
 
-def wait_ready(editor: Editor) -> dict[str, Any]:
+def wait_ready(editor: Editor, timeout: float = 120) -> dict[str, Any]:
     def ready() -> dict[str, Any] | None:
         status = editor.lua("return require('codetailor.server').status_sync(2000)")
         if status and status.get("state") == "failed":
             raise AssertionError(f"the model failed to load: {status.get('error')}")
         return status if status and status.get("state") == "ready" else None
 
-    return editor.wait(ready, "the model to load", timeout=120)
+    return editor.wait(ready, "the model to load", timeout=timeout)
 
 
 # Typing "re" here makes the tiny model (tests/tiny.py) complete a non-empty rest of the
@@ -552,6 +552,61 @@ def test_default_model_ghost_text_on_real_code(editor: Editor, tmp_path: Path) -
     editor.wait(lambda: editor.line(5) != "    with open(", "the completion to be inserted")
     assert editor.line(5) == "    with open(" + ghost
     assert "path" in ghost  # the function's only argument is what it opens
+
+
+def ahead_settled(editor: Editor, cursors: int) -> dict[str, Any] | None:
+    """The status once the server counted more than `cursors` cursor reports and every
+    warm it started has ended (done, yielded or skipped); None until then."""
+    status = editor.lua("return require('codetailor.server').status_sync(2000)") or {}
+    ahead = status.get("ahead") or {}
+    ended = sum(ahead.get(k, 0) for k in ("warmsDone", "warmsYielded", "warmsSkipped"))
+    settled = ahead.get("cursors", 0) > cursors and ahead.get("warms", 0) == ended
+    return status if settled else None
+
+
+def empty_answers(status: dict[str, Any]) -> int:
+    return sum((status.get("emptyAnswers") or {}).values())
+
+
+@pytest.mark.slow
+def test_default_model_first_request_in_real_code_just_opened_shows_ghost_text(
+    editor: Editor, tmp_path: Path
+) -> None:
+    """Issue 11's check: a module of an installed package (code this project did not
+    write), opened while the server runs; the cursor goes to a place mid-file, Insert
+    mode, one keystroke, and the first request there shows ghost text, on the default
+    model with its default settings. The plugin's `codetailor/cursor` reports let the
+    server warm the window at the place while the user gets ready to type."""
+    from lsp_server.measure.latency import cold_places
+
+    source = Path(importlib.util.find_spec("jinja2.utils").origin or "")  # type: ignore[union-attr]
+    (place,) = cold_places(source, source.read_text(), 1)  # mid-file, after a line's first word
+    real = tmp_path / "utils.py"
+    real.write_text(place.opened)  # that line cut where the user starts writing it
+    row = place.text.count("\n", 0, place.cursor) + 1
+    keystroke = place.text[place.cursor - 1]
+    editor.setup(
+        [sys.executable, "-m", "lsp_server.cli", "serve", "--model", "smollm2-135m"],
+        debounce_ms=editor.lua("return require('codetailor.config').defaults.debounce_ms"),
+    )
+    editor.edit(tmp_path / "scratch.py", "")  # the server starts and loads the model
+    cursors = wait_ready(editor, timeout=600)["ahead"]["cursors"]  # (a first run converts it)
+    # Opening the file: the plugin reports the cursor (line 1), and once it has moved.
+    editor.nvim.command(f"edit {real}")
+    status = editor.wait(lambda: ahead_settled(editor, cursors), "the warm at line 1", 300)
+    editor.type(f"{row}G")
+    status = editor.wait(
+        lambda: ahead_settled(editor, status["ahead"]["cursors"]), "the warm at the place", 300
+    )
+    requests, empty = status["counts"].get("requests", 0), empty_answers(status)
+    assert empty == 0, status["emptyAnswers"]
+    editor.type("A" + keystroke)
+    marks = editor.wait(editor.ghost, "ghost text from the first request", timeout=300)
+    assert marks[0]["row"] == row - 1 and marks[0]["text"].strip(), marks
+    status = editor.lua("return require('codetailor.server').status_sync(2000)")
+    # The first request answered: nothing came back empty since the file was opened.
+    assert status["counts"]["requests"] > requests
+    assert empty_answers(status) == 0, status["emptyAnswers"]
 
 
 def test_real_server_first_request_shows_ghost_text_even_while_the_model_loads(

@@ -145,6 +145,47 @@ Print what happened as one JSON object."
                         (seq-take codetailor-e2e--messages 5)))
          (kill-emacs 1))))))
 
+(defun codetailor-e2e--ahead (client)
+  "The `ahead' counts of `codetailor.status', as an alist of (NAME . COUNT)."
+  (let ((ahead (codetailor--get (codetailor-e2e--status client) :ahead)))
+    (mapcar (lambda (name) (cons name (or (codetailor--get ahead (intern (format ":%s" name))) 0)))
+            '("cursors" "warms" "warmsDone" "warmsYielded" "warmsSkipped"))))
+
+(defun codetailor-e2e-cursor (client file keys)
+  "Open FILE with CLIENT, wait for the model, then type KEYS (moves of point).
+Wait until the server has counted a cursor report and every warm it started
+has ended; print the `ahead' counts before and after as JSON."
+  (condition-case err
+      (progn
+        (find-file file)
+        (goto-char (point-min))
+        (codetailor-e2e--start client)
+        (codetailor-e2e--wait "the model to load" 120
+                              (lambda () (equal (codetailor--get (codetailor-e2e--status client)
+                                                                 :state)
+                                                "ready")))
+        (let ((before (codetailor-e2e--ahead client)))
+          ;; Through the command loop, as typed: `post-command-hook' runs after each key.
+          (execute-kbd-macro (kbd keys))
+          (let ((after (codetailor-e2e--wait
+                        "a cursor report and its warm to end" 60
+                        (lambda ()
+                          (let* ((a (codetailor-e2e--ahead client))
+                                 (n (lambda (k) (cdr (assoc k a)))))
+                            (and (> (funcall n "cursors") (cdr (assoc "cursors" before)))
+                                 (> (funcall n "warms") (cdr (assoc "warms" before)))
+                                 (= (funcall n "warms")
+                                    (+ (funcall n "warmsDone") (funcall n "warmsYielded")
+                                       (funcall n "warmsSkipped")))
+                                 a))))))
+            (princ (json-encode `((before . ,before) (after . ,after)
+                                  (line . ,(line-number-at-pos)))))
+            (terpri)
+            (kill-emacs 0))))
+    (error
+     (princ (format "codetailor-e2e: %s cursor failed: %s\n" client (error-message-string err)))
+     (kill-emacs 1))))
+
 (defun codetailor-e2e-missing-command (client file)
   "Start CLIENT on FILE with a `codetailor-command' that does not exist.
 Print what the user sees (the error and the messages) as JSON."

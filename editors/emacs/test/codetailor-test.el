@@ -76,5 +76,25 @@
           (should (equal (length sent) expected))
           (when sent (should (equal (car sent) '(server "return x")))))))))
 
+(ert-deftest codetailor-cursor-is-reported-once-it-rests-on-another-line ()
+  (let ((codetailor--cursor-functions nil) (codetailor--cursor-seen nil) (reports nil))
+    (codetailor--follow-cursor (lambda () (push (line-number-at-pos) reports) t))
+    (with-temp-buffer
+      (switch-to-buffer (current-buffer))
+      (insert "one\ntwo\nthree\n")
+      (goto-char (point-min))
+      (execute-kbd-macro (kbd "C-n C-n")) ; two moves, as typed (post-command-hook runs)
+      (should-not reports)                ; nothing before point has rested
+      (let ((deadline (+ (float-time) 5)))
+        (while (and (not reports) (< (float-time) deadline))
+          (accept-process-output nil 0.02)))
+      (should (equal reports '(3)))       ; once, where point came to rest
+      (execute-kbd-macro (kbd "C-f"))     ; the same line: nothing new to report
+      (should-not codetailor--cursor-timer)
+      (execute-kbd-macro (kbd "C-p"))
+      (should (timerp codetailor--cursor-timer))
+      (cancel-timer codetailor--cursor-timer)
+      (setq codetailor--cursor-timer nil))))
+
 (provide 'codetailor-test)
 ;;; codetailor-test.el ends here

@@ -7,7 +7,8 @@
 //   1. types mid-word like a person and waits for ghost text in the DOM;
 //   2. presses Tab and checks the saved document holds exactly what was shown;
 //   3. toggles completions off and on: the server process is the same;
-//   4. changes a setting: the server process is the same and completions arrive.
+//   4. changes a setting: the server process is the same and completions arrive;
+// and, before 1, that the server heard where the cursor rests (codetailor/cursor).
 // On failure it keeps screenshots, the page's status bar and code-server's log
 // under $CODETAILOR_E2E_ARTIFACTS. Run through run.sh.
 
@@ -227,6 +228,16 @@ async function main() {
   const errors = sinceStart.split("\n").filter((l) => l.includes("[error]"));
   if (errors.length) throw new Error(`a healthy start logged errors:\n${errors.join("\n")}`);
 
+  // The extension tells the server where the cursor rests: at start, and when it moves.
+  const reports = await cursorReports(0);
+  log(`the server counted ${reports} cursor report(s) since it started`);
+  await page.click(".editor-instance .monaco-editor .view-lines"); // back from the palette
+  await page.keyboard.down("Control");
+  await page.keyboard.press("Home");
+  await page.keyboard.up("Control");
+  log(`moved to the top: ${await cursorReports(reports)} cursor report(s)`);
+  await command("Notifications: Clear All Notifications");
+
   // 1-2. Mid-word: the line so far ends inside a word; ghost text, Tab, the document.
   await completeAndAccept("result = Circle(2.0).ar", 17);
 
@@ -293,6 +304,19 @@ async function waitForStatus(icon, what) {
     const item = await statusItem();
     return item && item.icons.includes(`codicon-${icon}`) ? item : false;
   });
+}
+
+/**
+ * The server's count of cursor reports (`ahead.cursors` in codetailor.status) once it
+ * exceeds `than`: "Codetailor: Show Status" writes the status to the log.
+ */
+function cursorReports(than) {
+  return until(`the server to count more than ${than} cursor report(s)`, async () => {
+    await command("Codetailor: Show Status");
+    const counts = [...serverLog().matchAll(/"cursors": (\d+)/g)];
+    const last = counts.length ? Number(counts[counts.length - 1][1]) : 0;
+    return last > than ? last : false;
+  }, STEP_MS, 1000);
 }
 
 /** The Codetailor output channel as VS Code writes it to disk (a log output channel). */

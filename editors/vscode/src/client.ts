@@ -30,6 +30,8 @@ import { stderrLevel } from "./notices";
 import { initializationOptions, type Settings } from "./settings";
 
 export const CLIENT_ID = "codetailor";
+/** The documents the client serves: every file, saved or not. */
+export const DOCUMENT_SELECTOR = [{ scheme: "file" }, { scheme: "untitled" }];
 
 export type ProgressValue = WorkDoneProgressBegin | WorkDoneProgressReport | WorkDoneProgressEnd;
 
@@ -142,7 +144,7 @@ export function createClient(
     debug: { command: inv.command, args: [...inv.args, "-v"], options: cwd ? { cwd } : {} },
   };
   const clientOptions: LanguageClientOptions = {
-    documentSelector: [{ scheme: "file" }, { scheme: "untitled" }],
+    documentSelector: DOCUMENT_SELECTOR,
     initializationOptions: initializationOptions(settings),
     outputChannel: output,
     // The server shows its own problems (window/showMessage); the output channel

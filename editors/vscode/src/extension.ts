@@ -2,14 +2,16 @@
  * Codetailor for VS Code: inline completions from `codetailor serve`.
  *
  * Wires the pieces together: the language client (client.ts), settings
- * (settings.ts), the status-bar item (status.ts) and the commands.
+ * (settings.ts), the status-bar item (status.ts), the cursor reports
+ * (cursor.ts) and the commands.
  */
 
 import * as vscode from "vscode";
 import { DidChangeConfigurationNotification, State, type LanguageClient } from "vscode-languageclient/node";
 
-import { createClient, type ProgressValue } from "./client";
+import { createClient, DOCUMENT_SELECTOR, type ProgressValue } from "./client";
 import { describe, serverInvocation } from "./command";
+import { CURSOR_NOTIFICATION, CursorReporter, type CursorParams } from "./cursor";
 import { finetuneWorkspace } from "./finetune";
 import { FailureNotices, settingsCommand, startFailureMessage } from "./notices";
 import {
@@ -34,6 +36,10 @@ class Extension implements vscode.Disposable {
   private readonly item = vscode.window.createStatusBarItem(vscode.StatusBarAlignment.Right, 100);
   private readonly disposables: vscode.Disposable[] = [this.output, this.item];
   private readonly notices = new FailureNotices();
+  private readonly cursor = new CursorReporter((params) => {
+    if (!this.client) throw new Error("no client");
+    return this.client.sendNotification(CURSOR_NOTIFICATION, params);
+  });
 
   constructor(private readonly context: vscode.ExtensionContext) {
     this.settings = this.read();
@@ -118,6 +124,8 @@ class Extension implements vscode.Disposable {
       if (newState === State.Running) {
         this.recovered();
         void this.refresh();
+        this.cursor.reset();
+        if (vscode.window.activeTextEditor) this.cursorMoved(vscode.window.activeTextEditor);
       }
     });
     const command = describe(serverInvocation(this.settings));
@@ -159,6 +167,23 @@ class Extension implements vscode.Disposable {
   async restart(): Promise<void> {
     await this.stop();
     await this.start();
+  }
+
+  /** The cursor moved in `editor`, or it became active: report where it rests, if ours. */
+  private cursorMoved(editor: vscode.TextEditor): void {
+    if (!vscode.languages.match(DOCUMENT_SELECTOR, editor.document)) return;
+    this.cursor.moved(() => this.cursorParams(editor));
+  }
+
+  /** Where the cursor rests in `editor`, if it is still the active one and the server runs. */
+  private cursorParams(editor: vscode.TextEditor): CursorParams | undefined {
+    const client = this.client;
+    if (!client?.isRunning() || vscode.window.activeTextEditor !== editor || editor.document.isClosed) return undefined;
+    const convert = client.code2ProtocolConverter;
+    return {
+      textDocument: { uri: convert.asUri(editor.document.uri) },
+      position: convert.asPosition(editor.selection.active),
+    };
   }
 
   private onProgress(value: ProgressValue): void {
@@ -255,6 +280,10 @@ class Extension implements vscode.Disposable {
         if (e.affectsConfiguration("codetailor")) void this.onConfigurationChanged(e);
       }),
       vscode.workspace.onDidGrantWorkspaceTrust(() => void this.start()),
+      // Where the cursor rests, so the server warms the window there (cursor.ts).
+      vscode.window.onDidChangeActiveTextEditor((editor) => editor && this.cursorMoved(editor)),
+      vscode.window.onDidChangeTextEditorSelection((event) => this.cursorMoved(event.textEditor)),
+      this.cursor,
     );
   }
 

@@ -16,6 +16,7 @@ import {
   StreamMessageWriter,
 } from "vscode-languageserver-protocol/node";
 
+import { CURSOR_NOTIFICATION, type CursorParams } from "../src/cursor";
 import { initializationOptions, readSettings, toServerSettings } from "../src/settings";
 import { stateFromStatus, statusView, type ServerStatus } from "../src/status";
 
@@ -68,6 +69,10 @@ test("the real server takes the extension's settings", { skip: !SERVER && "set C
     await connection.sendNotification("textDocument/didOpen", {
       textDocument: { uri, languageId: "python", version: 1, text: "def add(a, b):\n    re\n" },
     });
+    // Where the cursor rests (cursor.ts): the server counts the report, in order with the status request.
+    const cursor: CursorParams = { textDocument: { uri }, position: { line: 1, character: 6 } };
+    await connection.sendNotification(CURSOR_NOTIFICATION, cursor);
+    assert.equal(((await status()) as unknown as { ahead: { cursors: number } }).ahead.cursors, 1);
     const list = (await connection.sendRequest("textDocument/inlineCompletion", {
       textDocument: { uri },
       position: { line: 1, character: 6 },
