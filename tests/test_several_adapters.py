@@ -158,3 +158,24 @@ def test_int8_holds_one_merged_adapter_and_says_so(
     assert host.loaded.mode == "int8" and list(host.loaded.completers) == [one]
     assert host.answers_for(two) == (one, INT8_NOTE)
     assert host.completer_for(two) is host.loaded.completer
+
+
+def test_the_remote_engine_asks_for_each_folders_adapter_by_name(
+    tiny_model_dir: Path,
+    adapters: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lsp_server.model import registry
+
+    monkeypatch.setenv("CODETAILOR_HOME", str(tmp_path))  # a registry of its own
+    entry = registry.register_adapter(tiny_model_dir, adapters["one"], name="repo-one")
+    settings = Settings(model=str(tiny_model_dir), adapter=None, engine="openai:http://127.0.0.1:9")
+    host = ModelHost(quiet)
+    host.loaded = load_completer(settings, False, quiet, [None, entry.path, adapters["two"]])
+    host.settings = settings
+    sent = {key: c.engine.model for key, c in host.loaded.completers.items()}
+    # the base model by the name it was given; a registered adapter by its registered name;
+    # an unregistered folder by the folder's name
+    assert sent == {None: str(tiny_model_dir), entry.path: "repo-one", adapters["two"]: "two"}
+    assert host.answers_for(entry.path) == (entry.path, "sent as `model` to the remote engine")
