@@ -204,6 +204,7 @@ class Session:
         self.root = uri_to_path(root_uri) if root_uri else None
         paths = [p for p in map(uri_to_path, folders) if p]
         self.folder_adapters.folders = paths or ([self.root] if self.root else [])
+        self.workspace.set_folders(self.folder_adapters.folders)
         problems = self.configure(options, base=self.startup)
         self.workspace.set_root(root_uri, scan=self.settings.context)
         self.recording.start(self.workspace.root, self.settings.feedback, client)
@@ -301,6 +302,7 @@ class Session:
         host loads new ones in the background while the current ones keep answering."""
         gone = [p for p in map(uri_to_path, removed) if p]
         self.folder_adapters.change([p for p in map(uri_to_path, added) if p], gone)
+        self.workspace.set_folders(self.folder_adapters.folders)
         if self.root in gone or self.root is None:
             self.root = next(iter(self.folder_adapters.folders), None)
         self.apply_settings(self.settings)
