@@ -6,9 +6,11 @@ use it is merged into the base weights (no LoRA arithmetic per token); with
 several, or an adapter and the bare base, the weights stay unmerged and each
 generation first selects its adapter (or disables them all for the base).
 
-Merging is undone by restoring the base weights saved before it, not by
-subtracting the LoRA product again: in bfloat16 that subtraction does not give
-the original weights back, and the drift would grow with every swap.
+Merging is undone by subtracting the LoRA product again (PEFT's unmerge). In
+float32 that gives the base weights back to within a rounding step; in bfloat16
+or float16 it does not, and the drift would grow with every swap, so there the
+base weights of the adapted layers are saved before merging and restored after
+(memory: one more copy of those layers while an adapter is merged).
 
 Every call that changes or selects adapters runs under `lock`, together with the
 generation that follows (see wiring.AdapterEngine), so a request never runs on
@@ -48,7 +50,7 @@ class ResidentAdapters:
         self.loaded: dict[str, tuple[str, AdapterInfo]] = {}  # folder -> (PEFT name, info)
         self.merged: str | None = None  # the folder whose weights are merged in
         self._selected: object = None
-        self._saved: dict[str, Any] = {}  # base weights of the LoRA layers while merged
+        self._saved: dict[str, Any] = {}  # bf16/fp16 base weights of LoRA layers, merged
         self._names = 0
 
     def info(self, folder: str | None) -> AdapterInfo | None:
@@ -145,7 +147,9 @@ class ResidentAdapters:
         if folder is None:
             return
         self._saved = {
-            name: module.base_layer.weight.detach().clone() for name, module in self._lora_layers()
+            name: module.base_layer.weight.detach().clone()
+            for name, module in self._lora_layers()
+            if module.base_layer.weight.dtype.itemsize < 4  # bfloat16, float16: see above
         }
         self.peft.base_model.merge_adapter([self.loaded[folder][0]])
         self.merged = folder
@@ -153,9 +157,10 @@ class ResidentAdapters:
     def _unmerge(self) -> None:
         if self.merged is None:
             return
-        self.peft.base_model.unmerge_adapter()  # PEFT's bookkeeping; the weights come next
+        self.peft.base_model.unmerge_adapter()
         for name, module in self._lora_layers():
-            module.base_layer.weight.data.copy_(self._saved[name])
+            if name in self._saved:
+                module.base_layer.weight.data.copy_(self._saved[name])
         self._saved, self.merged = {}, None
 
     def _lora_layers(self) -> list[tuple[str, Any]]:
