@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +35,11 @@ PROMPT = Path(__file__).resolve().parents[1] / "completion" / "completer.py"
 
 def quiet(kind: str, message: str, percentage: int | None) -> None:
     pass
+
+
+def say(message: str) -> None:
+    """Progress on stderr (stdout holds the report)."""
+    print(f"bench swap: {message}", file=sys.stderr, flush=True)
 
 
 def make_adapters(model: str, out: Path) -> tuple[str, str]:
@@ -87,6 +93,7 @@ def swaps(model: str, one: str, two: str, rounds: int) -> dict[str, list[float]]
     loaded = load_completer(settings(one), False, quiet, [one])
     warm_up(loaded.completer)
     for i in range(rounds):
+        say(f"swap round {i + 1} of {rounds}")
         new = two if i % 2 == 0 else one
         times["reload"].append(seconds(lambda: reload(new)))  # noqa: B023 - run at once
 
@@ -115,6 +122,7 @@ def decode_speed(model: str, one: str, two: str, tokens: int) -> dict[str, dict[
     text = PROMPT.read_text()[:3000]
     result = {}
     for name, wanted in (("merged", [one]), ("unmerged", [one, two])):
+        say(f"prefill and decode, {name}")
         settings = Settings(model=model, adapter=one, device="cpu", dtype="float32")
         loaded = load_completer(settings, False, quiet, wanted)
         completer = loaded.completers[one]
@@ -143,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=24, help="tokens decoded per run")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="codetailor-swap-") as tmp:
+        say("making two adapters")
         one, two = make_adapters(args.model, Path(tmp))
         times = swaps(args.model, one, two, args.rounds)
         speed = decode_speed(args.model, one, two, args.tokens)
