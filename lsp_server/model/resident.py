@@ -64,8 +64,8 @@ class ResidentAdapters:
         errors: dict[str, str] = {}
         wanted = list(dict.fromkeys(wanted))
         with self.lock:
-            for gone in [f for f in self.loaded if f not in wanted]:
-                self._remove(gone)
+            # New ones first: dropping the last adapter takes the LoRA layers out of the
+            # model, and the next one would have to put them back.
             for new in wanted:
                 if new is not None and new not in self.loaded:
                     try:
@@ -73,6 +73,8 @@ class ResidentAdapters:
                     except CodetailorError as exc:
                         log.error("cannot load adapter %s: %s", new, exc)
                         errors[new] = str(exc)
+            for gone in [f for f in self.loaded if f not in wanted]:
+                self._remove(gone)
             live = [f for f in wanted if f is None or f in self.loaded]
             if len(live) == 1:
                 self._merge(live[0])
