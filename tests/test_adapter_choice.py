@@ -205,3 +205,13 @@ def test_auto_never_chooses_an_adapter_for_another_base_model(tmp_path):
         f"r-1 is registered for {tmp_path} (by path) but was trained for base model 'x', "
         "not 'y': base model"
     )
+
+
+def test_a_document_belongs_to_its_innermost_folder():
+    from lsp_server.session.adapter_choice import FolderAdapters
+
+    folders = FolderAdapters(["/src/mono", "/src/mono/svc", "/src/other"])
+    assert folders.folder_of("/src/mono/svc/api.py") == "/src/mono/svc"
+    assert folders.folder_of("/src/mono/lib/x.py") == "/src/mono"
+    assert folders.folder_of("/src/monolith/x.py") is None  # a prefix, not a parent
+    assert folders.folder_of(None) is None

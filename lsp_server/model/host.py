@@ -335,16 +335,16 @@ class ModelHost:
             return adapter, f"model {self.state}"
         default = self.settings.adapter if self.settings else None
         if adapter in loaded.completers:
+            if loaded.mode == "remote":
+                return adapter, "its name sent as `model` to the remote engine"
+            if adapter is None:
+                return None, "the base model" + (" (adapters off)" if loaded.mode != "base" else "")
             how = {
                 "merged": "loaded, merged into the base weights (the only one in use)",
                 "unmerged": "loaded unmerged, selected per request",
-                "base": "the base model",
-                "remote": "sent as `model` to the remote engine",
                 "int8": "loaded, merged (int8)",
-            }[loaded.mode]
-            return adapter, how if adapter is not None or loaded.mode == "remote" else (
-                "the base model (adapters disabled)"
-            )
+            }
+            return adapter, how.get(loaded.mode, loaded.mode)
         if adapter in loaded.failed:
             return default, f"cannot load it ({loaded.failed[adapter]}): the default answers"
         if loaded.mode == "int8":
