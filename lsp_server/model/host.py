@@ -1,10 +1,12 @@
 """The model behind the server: loading in the background, and one thread that generates.
 
-`ModelHost` owns the loaded model and its `Completer`. Loading (and reloading
-when the settings change) runs on a loader thread and reports its stages
-through a callback; completions run one at a time on a worker thread, so the
-server's event loop never waits for the model. Both threads are daemons: a
-client that goes away never keeps the process alive. No pygls here.
+`ModelHost` owns the loaded model and its `Completer`s, one per adapter the
+workspace folders use (see resident.py). Loading (and reloading when the
+settings change) runs on a loader thread and reports its stages through a
+callback; completions run one at a time on a worker thread, so the server's
+event loop never waits for the model, and another set of adapters is swapped
+onto the resident base model there, between two requests. Both threads are
+daemons: a client that goes away never keeps the process alive. No pygls here.
 """
 
 from __future__ import annotations
