@@ -194,3 +194,20 @@ def test_in_bfloat16_the_base_weights_come_back_exactly(
         loaded = resync(loaded.model, loaded.resident, loaded.completers, settings, wanted, quiet)
     for name, weight in loaded.model.model.state_dict().items():
         assert torch.equal(weight, plain[name]), name
+
+
+def test_a_swap_to_an_adapter_that_cannot_load_leaves_the_current_one_answering(
+    tiny_model_dir: Path,
+    adapters: dict[str, str],
+    alone: dict[str | None, list[int]],
+    tmp_path: Path,
+) -> None:
+    from lsp_server.errors import CodetailorError
+
+    one = adapters["one"]
+    loaded = loaded_with(tiny_model_dir, one)
+    broken = str(tmp_path)  # a folder with no adapter in it
+    settings = Settings(model=str(tiny_model_dir), adapter=broken)
+    with pytest.raises(CodetailorError, match="adapter_config.json"):
+        resync(loaded.model, loaded.resident, loaded.completers, settings, [broken], quiet)
+    assert tokens(loaded.completer) == alone[one]

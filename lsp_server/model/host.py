@@ -193,7 +193,7 @@ def resync(
     from lsp_server.model.wiring import build_adapter_completer, local_backend
 
     folders = {key: registry.adapter_folder(key) for key in wanted}
-    errors = resident.sync(folders.values())
+    errors = resident.add(folders.values())  # the old ones go once the new engines exist
     default = wanted[0]
     failed: dict[str | None, str] = {
         key: errors[f] for key, f in folders.items() if key and f and f in errors
@@ -215,6 +215,7 @@ def resync(
     for key, engine in engines.items():
         if completers.get(key) is not old[key]:
             engine.replaced_by = cast("AdapterEngine", completers[default].engine)
+    resident.keep_only(folders.values())
     model = dataclasses.replace(base, adapter=resident.info(folders[default]))
     completer = completers[default]
     return Loaded(

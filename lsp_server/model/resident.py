@@ -59,28 +59,40 @@ class ResidentAdapters:
     def sync(self, wanted: Collection[str | None]) -> dict[str, str]:
         """Hold exactly the adapters in `wanted` (None: the base model), merging the one
         adapter when it is the only thing wanted. Returns {folder: why not} for those that
-        could not be loaded. (A request still holding a dropped adapter's engine is
-        answered by the engine that replaced it: see wiring.AdapterEngine.)"""
+        could not be loaded."""
+        errors = self.add(wanted)
+        self.keep_only(wanted)
+        return errors
+
+    def add(self, wanted: Collection[str | None]) -> dict[str, str]:
+        """Load the adapters in `wanted` not loaded yet; {folder: why not} for failures.
+
+        New ones come in before old ones go (`keep_only`): dropping the last adapter
+        takes the LoRA layers out of the model, and the next would put them back; and
+        until the new engines are ready, requests on the old ones still have theirs."""
         errors: dict[str, str] = {}
-        wanted = list(dict.fromkeys(wanted))
         with self.lock:
-            # New ones first: dropping the last adapter takes the LoRA layers out of the
-            # model, and the next one would have to put them back.
-            for new in wanted:
+            for new in dict.fromkeys(wanted):
                 if new is not None and new not in self.loaded:
                     try:
                         self._add(new)
                     except CodetailorError as exc:
                         log.error("cannot load adapter %s: %s", new, exc)
                         errors[new] = str(exc)
+        return errors
+
+    def keep_only(self, wanted: Collection[str | None]) -> None:
+        """Drop the adapters not in `wanted`; merge the one left when it is all there is
+        in use. (A request still holding a dropped adapter's engine is answered by the
+        engine that replaced it: see wiring.AdapterEngine.)"""
+        with self.lock:
             for gone in [f for f in self.loaded if f not in wanted]:
                 self._remove(gone)
-            live = [f for f in wanted if f is None or f in self.loaded]
+            live = [f for f in dict.fromkeys(wanted) if f is None or f in self.loaded]
             if len(live) == 1:
                 self._merge(live[0])
             else:
                 self._unmerge()
-        return errors
 
     def select(self, folder: str | None) -> None:
         """Make the model answer with `folder`'s adapter (None: the base model)."""
