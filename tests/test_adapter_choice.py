@@ -4,12 +4,14 @@ asks the host for it: loaded at start, swapped in when the registry changes."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from lsp_server.session.adapter_choice import Registered, choose_adapter
-from lsp_server.session.session import ADAPTER_POLL_S, AdapterSource, Session
+from lsp_server.session.session import ADAPTER_POLL_S, AdapterSource, Request, Session
 from lsp_server.session.settings import Settings
-from tests.test_session import FakeHost
+from tests.test_session import FakeHost, ScriptedCompleter
 
 MINE = Registered("repo-1234abcd", "/adapters/one", "by path")
 
@@ -52,7 +54,7 @@ class Registry:
         self.held[root] = entry
         self.version += 1
 
-    def lookup(self, root: str) -> Registered | None:
+    def lookup(self, root: str, base: str | None = None) -> Registered | None:
         self.lookups += 1
         return self.held.get(root)
 
@@ -104,23 +106,112 @@ def test_a_fixed_adapter_is_not_swapped_by_the_registry(tmp_path):
     assert session.status()["adapterChoice"]["reason"] == "adapter set to none: base model"
 
 
-def test_each_workspace_folder_is_reported_and_the_first_ones_adapter_answers(tmp_path):
-    first, second = tmp_path / "a", tmp_path / "b"
+class RoutingHost(FakeHost):
+    """A ready host holding one scripted completer per adapter it was asked for."""
+
+    def __init__(self) -> None:
+        super().__init__(None, state="idle")
+        self.completers: dict[str | None, ScriptedCompleter] = {}
+
+    def hold(self, adapters: Sequence[str | None]) -> None:
+        for adapter in adapters:
+            self.completers.setdefault(adapter, ScriptedCompleter(*[f"by {adapter}"] * 4))
+        self.completer = self.completers[adapters[0]]
+
+    def load(self, settings: Settings, adapters: Sequence[str | None] = ()) -> None:
+        super().load(settings, adapters)
+        self.hold(adapters)
+        self.state = "ready"
+
+    def swap(self, settings: Settings, adapters: Sequence[str | None] = ()) -> None:
+        super().swap(settings, adapters)
+        self.hold(adapters)
+
+    def completer_for(self, adapter: str | None) -> ScriptedCompleter | None:
+        return self.completers.get(adapter, self.completer)
+
+
+def two_folders(tmp_path: Path) -> tuple[Session, RoutingHost, Registry, list[Path]]:
+    """A session on folders a/ (nothing registered), b/ (an adapter) and c/ (another)."""
+    folders = [tmp_path / name for name in "abc"]
     registry = Registry()
-    registry.register(str(second), Registered("b-1", "/adapters/b", "by remote"))
-    host = FakeHost(None, state="idle")
-    session = Session(Settings(model="tiny"), host, adapters=registry.source())
-    uris = [first.as_uri(), second.as_uri()]
+    registry.register(str(folders[1]), Registered("b-1", "/adapters/b", "by remote"))
+    registry.register(str(folders[2]), Registered("c-1", "/adapters/c", "by path"))
+    host = RoutingHost()
+    session = Session(Settings(model="tiny", context=False), host, adapters=registry.source())
+    uris = [folder.as_uri() for folder in folders[:2]]
     session.initialize({}, uris[0], "utf-16", folders=uris)
-    assert [s.adapter for s in host.loads] == [None]  # one adapter per server: the first's
-    a, b = session.status()["workspaceAdapters"]
+    return session, host, registry, folders
+
+
+async def ask(session: Session, path: Path) -> str:
+    uri = path.as_uri()
+    session.open(uri, "x = ", 1, "python")
+    doc = session.documents.get(uri)
+    assert doc is not None
+    return await session.complete(Request(uri, "x = ", 4, doc.revision))
+
+
+def test_each_workspace_folder_gets_its_own_adapter_and_says_who_answers(tmp_path):
+    session, host, _, (first, second, _) = two_folders(tmp_path)
+    assert [s.adapter for s in host.loads] == [None]  # the first folder's: the default
+    assert host.adapter_sets == [(None, "/adapters/b")]  # and every folder's
+    a, b, outside = session.status()["workspaceAdapters"]
     assert a == {
         "root": str(first),
         "adapter": None,
+        "name": None,
         "reason": "none registered: base model",
         "answeredBy": None,
+        "answeredWhy": "fake",
     }
-    assert b["adapter"] == "/adapters/b" and b["answeredBy"] is None
-    assert b["reason"] == (
-        f"registered for {second} (by remote); the first folder's adapter answers here"
+    assert b["adapter"] == "/adapters/b" and b["answeredBy"] == "/adapters/b"
+    assert b["reason"] == f"registered for {second} (by remote)"
+    assert outside["root"] is None and outside["answeredBy"] is None
+    assert "outside every workspace folder" in outside["reason"]
+
+
+async def test_a_document_is_answered_by_its_folders_adapter(tmp_path):
+    session, host, _, (first, second, _) = two_folders(tmp_path)
+    assert await ask(session, second / "pkg" / "m.py") == "by /adapters/b"
+    assert await ask(session, first / "m.py") == "by None"
+    assert await ask(session, tmp_path / "elsewhere.py") == "by None"  # the first folder's
+
+
+async def test_folders_added_and_removed_change_the_adapters_in_use(tmp_path):
+    session, host, _, (first, second, third) = two_folders(tmp_path)
+    session.change_folders([third.as_uri()], [])
+    assert host.adapter_sets[-1] == (None, "/adapters/b", "/adapters/c")
+    assert len(host.swaps) == 1 and len(host.loads) == 1  # loaded behind the answering ones
+    assert await ask(session, third / "m.py") == "by /adapters/c"
+    session.change_folders([], [first.as_uri()])  # the first folder goes: b/ is the default
+    assert host.adapter_sets[-1] == ("/adapters/b", "/adapters/c")
+    assert session.adapter_choice.adapter == "/adapters/b"
+    assert await ask(session, tmp_path / "elsewhere.py") == "by /adapters/b"
+    assert [row["root"] for row in session.status()["workspaceAdapters"]] == [
+        str(second),
+        str(third),
+        None,
+    ]
+
+
+def test_auto_never_chooses_an_adapter_for_another_base_model(tmp_path):
+    other = Registered(
+        "r-1", "/adapters/r", "by path", refused="trained for base model 'x', not 'y'"
     )
+    choice = choose_adapter("auto", str(tmp_path), other)
+    assert choice.adapter is None
+    assert choice.reason == (
+        f"r-1 is registered for {tmp_path} (by path) but was trained for base model 'x', "
+        "not 'y': base model"
+    )
+
+
+def test_a_document_belongs_to_its_innermost_folder():
+    from lsp_server.session.adapter_choice import FolderAdapters
+
+    folders = FolderAdapters(["/src/mono", "/src/mono/svc", "/src/other"])
+    assert folders.folder_of("/src/mono/svc/api.py") == "/src/mono/svc"
+    assert folders.folder_of("/src/mono/lib/x.py") == "/src/mono"
+    assert folders.folder_of("/src/monolith/x.py") is None  # a prefix, not a parent
+    assert folders.folder_of(None) is None

@@ -124,8 +124,9 @@ def test_safetensors_only(tmp_path: Path, tiny_model_dir: Path) -> None:
 # --- adapters ------------------------------------------------------------------
 
 
-def make_adapter(base_dir: Path, out: Path, meta: dict | None = None) -> Path:
-    """A LoRA adapter for `base_dir`, with non-zero weights so it changes the output."""
+def make_adapter(base_dir: Path, out: Path, meta: dict | None = None, seed: int = 0) -> Path:
+    """A LoRA adapter for `base_dir`, with non-zero weights so it changes the output
+    (`seed` picks them: two seeds, two adapters that answer differently)."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -134,7 +135,7 @@ def make_adapter(base_dir: Path, out: Path, meta: dict | None = None) -> Path:
     peft_model = get_peft_model(
         base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"])
     )
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     with torch.no_grad():
         for name, p in peft_model.named_parameters():
             if "lora_B" in name:

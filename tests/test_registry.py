@@ -221,3 +221,24 @@ def test_an_unreadable_registry_means_the_base_model_not_a_dead_server(tmp_path:
     registry.registry_path().parent.mkdir(parents=True, exist_ok=True)
     registry.registry_path().write_text("{not json")
     assert registry.registered_for(repo) is None
+
+
+def test_auto_passes_over_an_adapter_trained_for_another_base_model(tmp_path: Path):
+    from lsp_server.session.adapter_choice import choose_adapter
+
+    repo = git_repo(tmp_path / "widgets")
+    mine = registry.register_adapter(repo, fake_adapter(tmp_path / "small"))
+    big = fake_adapter(tmp_path / "big", base="Qwen/Qwen2.5-Coder-1.5B")
+    registry.register_adapter(repo, big, name="widgets-qwen")
+    # the newest is for another base: the older one, for the default model, answers
+    assert registry.registered_for(repo).path == mine.path
+    qwen = registry.registered_for(repo, "Qwen2.5-Coder-1.5B")
+    assert qwen is not None and qwen.path == str(tmp_path / "big") and qwen.refused is None
+    registry.remove(mine.name)
+    refused = registry.registered_for(repo)
+    assert refused is not None
+    assert refused.refused == (
+        "trained for base model 'Qwen/Qwen2.5-Coder-1.5B', not 'smollm2-135m'"
+    )
+    choice = choose_adapter("auto", str(repo), refused)
+    assert choice.adapter is None and "not 'smollm2-135m': base model" in choice.reason

@@ -22,7 +22,7 @@ class FakeCompleter:
 
 
 def fake_loader(gate: threading.Event | None = None):
-    def load(settings: Settings, trust_remote_code: bool, report) -> Loaded:
+    def load(settings: Settings, trust_remote_code: bool, report, adapters=()) -> Loaded:
         if gate is not None:
             gate.wait(5)
         if settings.model == "broken" or settings.adapter == "broken":

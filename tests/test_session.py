@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -106,6 +106,7 @@ class FakeHost:
         self.state = state
         self.loads: list[Settings] = []
         self.swaps: list[Settings] = []
+        self.adapter_sets: list[tuple[str | None, ...]] = []  # each load's or swap's adapters
         self.futures: list[Future[Any]] = []
         self.background: list[tuple[Callable[[], Any], threading.Event, Future[Any]]] = []
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="fake-generate")
@@ -130,11 +131,19 @@ class FakeHost:
             results.append(result)
         return results
 
-    def load(self, settings: Settings) -> None:
-        self.loads.append(settings)
+    def completer_for(self, adapter: str | None) -> ScriptedCompleter | None:
+        return self.completer
 
-    def swap(self, settings: Settings) -> None:
+    def answers_for(self, adapter: str | None) -> tuple[str | None, str]:
+        return adapter, "fake"
+
+    def load(self, settings: Settings, adapters: Sequence[str | None] = ()) -> None:
+        self.loads.append(settings)
+        self.adapter_sets.append(tuple(adapters))
+
+    def swap(self, settings: Settings, adapters: Sequence[str | None] = ()) -> None:
         self.swaps.append(settings)
+        self.adapter_sets.append(tuple(adapters))
 
     def status(self) -> dict[str, Any]:
         return {"state": self.state, "model": "fake"}

@@ -39,6 +39,7 @@ def register(ls: CodetailorServer) -> None:
     ls.feature(types.TEXT_DOCUMENT_DID_CHANGE)(did_change)
     ls.feature(types.TEXT_DOCUMENT_DID_CLOSE)(did_close)
     ls.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)(did_change_configuration)
+    ls.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)(did_change_workspace_folders)
     ls.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())(
         inline_completion
     )
@@ -121,6 +122,14 @@ def did_change_configuration(
 ) -> None:
     for problem in ls.session.configure(params.settings):
         ls.report_once(problem)
+
+
+def did_change_workspace_folders(
+    ls: CodetailorServer, params: types.DidChangeWorkspaceFoldersParams
+) -> None:
+    """Folders added or removed: each gets its own adapter, loaded in the background."""
+    event = params.event
+    ls.session.change_folders([f.uri for f in event.added], [f.uri for f in event.removed])
 
 
 async def inline_completion(

@@ -90,6 +90,7 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
         ("engine", "engine speed: load, prefill and decode rates, warm vs cold request"),
         ("overhead", "what the LSP server adds to a completion over the engine's own time"),
         ("remote", "the remote engine against the local one and bare HTTP, on the same prompts"),
+        ("swap", "adapter swap time (reload against in place), merged against unmerged speed"),
     ):
         p = kinds.add_parser(name, help=help_text, add_help=False)
         p.add_argument("rest", nargs=argparse.REMAINDER, help="its own options (see --help)")
@@ -205,6 +206,10 @@ def cmd_bench_script(args: argparse.Namespace) -> int:
         from lsp_server.measure.remote_overhead import main as remote_main
 
         return remote_main(args.rest)
+    if args.script == "swap":
+        from lsp_server.measure.adapter_swap import main as swap_main
+
+        return swap_main(args.rest)
     from lsp_server.measure.server_overhead import main as overhead_main
 
     return overhead_main(args.rest)

@@ -65,6 +65,9 @@ class Match:
 
     entry: AdapterEntry
     reason: Reason
+    # Set when the repository's only adapters were trained for another base model than
+    # the one asked for: why `entry` (the newest of them) must not be used.
+    refused: str | None = None
 
 
 def registry_path() -> Path:
@@ -209,22 +212,43 @@ def register_adapter(
     return entry
 
 
-def lookup_match(workspace_root: str | Path) -> Match | None:
+def lookup_match(workspace_root: str | Path, base: str | None = None) -> Match | None:
     """The newest usable adapter for the repository holding `workspace_root`, and why.
 
     An entry matches by repository path, else by remote URL (a fresh clone);
-    entries whose folder is gone are passed over.
+    entries whose folder is gone are passed over. With `base` (a `--model` spec),
+    entries trained for another base model are passed over too; when they are all
+    there is, the newest comes back with `refused` saying why it does not fit.
     """
     root, remote = repo_identity(workspace_root)
     usable = [e for e in load() if (Path(e.path) / "adapter_config.json").is_file()]
-    for entry in reversed(usable):
-        if entry.repo_root and Path(entry.repo_root) == root:
-            return Match(entry, "repository path")
-    if remote:
-        for entry in reversed(usable):
-            if entry.remote == remote:
-                return Match(entry, "remote URL")
-    return None
+    by_path = [e for e in usable if e.repo_root and Path(e.repo_root) == root]
+    by_remote = [e for e in usable if remote and e.remote == remote]
+    served = base_name(base) if base is not None else None
+    refused: Match | None = None
+    ways: tuple[tuple[list[AdapterEntry], Reason], ...] = (
+        (by_path, "repository path"),
+        (by_remote, "remote URL"),
+    )
+    for entries, reason in ways:
+        for entry in reversed(entries):
+            trained = entry.base_model
+            if served is None or not trained or same_base(trained, served):
+                return Match(entry, reason)
+            if refused is None:
+                why = f"trained for base model '{trained}', not '{served}'"
+                refused = Match(entry, reason, why)
+    return refused
+
+
+def base_name(spec: str | None) -> str:
+    """The name a model spec's adapters record as their base (`LoadedModel.name`)."""
+    from lsp_server.model.loading import DEFAULT_MODEL, resolve_model
+
+    try:
+        return resolve_model(spec).name
+    except CodetailorError:
+        return spec or DEFAULT_MODEL
 
 
 def lookup(workspace_root: str | Path) -> AdapterEntry | None:
@@ -339,17 +363,20 @@ def _write_published(folder: Path, target: Path, served: str) -> Path:
     return target
 
 
-def registered_for(workspace_root: str | Path) -> Registered | None:
-    """What `lookup_match` finds for the workspace, as the session's adapter choice reads it.
+def registered_for(workspace_root: str | Path, base: str | None = None) -> Registered | None:
+    """What `lookup_match` finds for the workspace (for the base model `base`, a `--model`
+    spec; None: the default), as the session's adapter choice reads it.
 
     A registry that cannot be read is logged and means "none registered": the server
     keeps serving the base model rather than failing to start."""
+    from lsp_server.model.loading import DEFAULT_MODEL
+
     try:
-        match = lookup_match(workspace_root)
+        match = lookup_match(workspace_root, base or DEFAULT_MODEL)
     except CodetailorError as exc:
         log.warning("adapter registry: %s; using the base model", exc)
         return None
     if match is None:
         return None
     how = "by path" if match.reason == "repository path" else "by remote"
-    return Registered(match.entry.name, match.entry.path, how)
+    return Registered(match.entry.name, match.entry.path, how, match.refused)

@@ -1,12 +1,16 @@
 """Wire a model into a ready `Completer`: the prompt format, then an engine.
 
-`build_completer` runs the loaded weights locally; `build_remote_completer` sends the
-prompts it builds with the local tokenizer to an OpenAI-compatible server.
+`build_completer` runs the loaded weights locally; `build_adapter_completers` gives
+each adapter resident on one base model its own completer (and KV prefix cache);
+`build_remote_completer` sends the prompts it builds with the local tokenizer to an
+OpenAI-compatible server.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,13 +19,14 @@ from lsp_server.completion.completer import Completer
 from lsp_server.completion.prompt import PromptFormat, detect_format, get_format
 from lsp_server.errors import CodetailorError
 from lsp_server.model.adapter_meta import read_meta
-from lsp_server.model.engine import Engine, PrefixCache
+from lsp_server.model.engine import Engine, Generation, PrefixCache
 from lsp_server.model.loading import (
     AdapterInfo,
     LoadedModel,
     converted_dir,
     resolve_model,
 )
+from lsp_server.model.resident import ResidentAdapters
 
 
 def tokenizer_special_tokens(tokenizer: Any) -> list[str]:
@@ -59,6 +64,69 @@ def build_completer(
         # CPU prefill is the bottleneck; a GPU affords a wider view of the file.
         window_tokens = 1024 if loaded.device == "cpu" else 4096
     return Completer(engine, loaded.tokenizer, fmt, window_tokens=window_tokens)
+
+
+class AdapterEngine:
+    """One adapter's engine on a base model that several adapters share.
+
+    It selects its adapter before each call, under the adapters' lock, and keeps
+    its own KV prefix cache: an entry computed under one adapter never answers a
+    request for another. Once its adapter is replaced (`replaced_by`), calls go to
+    the engine that replaced it, so a request already under way is not lost.
+    """
+
+    def __init__(self, engine: Engine, resident: ResidentAdapters, adapter: str | None) -> None:
+        self.engine = engine
+        self.resident = resident
+        self.adapter = adapter
+        self.replaced_by: AdapterEngine | None = None
+
+    @property
+    def cache(self) -> PrefixCache:
+        return self.engine.cache
+
+    def current(self) -> AdapterEngine:
+        """This engine, or the newest one that replaced it."""
+        engine = self
+        while engine.replaced_by is not None:
+            engine = engine.replaced_by
+        return engine
+
+    def generate(self, prompt: Sequence[int], **options: Any) -> Generation:
+        target = self.current()
+        with self.resident.lock:
+            self.resident.select(target.adapter)
+            return target.engine.generate(prompt, **options)
+
+    def prefill(self, prompt: Sequence[int], *args: Any, **options: Any) -> int:
+        target = self.current()
+        with self.resident.lock:
+            self.resident.select(target.adapter)
+            return target.engine.prefill(prompt, *args, **options)
+
+
+def build_adapter_completer(
+    loaded: LoadedModel,
+    resident: ResidentAdapters,
+    adapter: str | None,
+    *,
+    backend: Any,
+    prompt_format: str | None = None,
+) -> Completer:
+    """A Completer for `adapter` (None: the base model) resident on `loaded`'s weights,
+    in the adapter's recorded prompt format unless `prompt_format` overrides it."""
+    info = resident.info(adapter)
+    fmt = choose_format(dataclasses.replace(loaded, adapter=info), prompt_format)
+    engine = AdapterEngine(Engine(backend, cache=PrefixCache()), resident, adapter)
+    window_tokens = 1024 if loaded.device == "cpu" else 4096
+    return Completer(engine, loaded.tokenizer, fmt, window_tokens=window_tokens)
+
+
+def local_backend(loaded: LoadedModel) -> Any:
+    """The engine backend over `loaded`'s weights (shared by every adapter's engine)."""
+    from lsp_server.model.backend import TransformersBackend, eos_ids
+
+    return TransformersBackend(loaded.model, eos_ids(loaded.tokenizer, loaded.model))
 
 
 @dataclass(frozen=True)
@@ -121,6 +189,7 @@ def build_remote_completer(
     prompt_format: str | None = None,
     trust_remote_code: bool = False,
     window_tokens: int = 4096,
+    tokenizer: Any = None,
     **engine_options: Any,
 ) -> tuple[Completer, RemoteModel]:
     """A Completer whose engine is the OpenAI-compatible server at `url`.
@@ -130,12 +199,14 @@ def build_remote_completer(
     server is asked for the adapter's name when there is one, else for `model`
     as given (the name `vllm serve` was given, or its `--served-model-name`).
     Token healing is off: the API cannot restrict the first generated token.
+    `tokenizer`: the base model's, already loaded (one per adapter would be waste).
     """
     from lsp_server.model.loading import DEFAULT_MODEL
     from lsp_server.model.remote import RemoteEngine
 
     started = time.monotonic()
-    tokenizer = load_tokenizer(model, trust_remote_code=trust_remote_code)
+    if tokenizer is None:
+        tokenizer = load_tokenizer(model, trust_remote_code=trust_remote_code)
     adapter_name, info = remote_adapter(adapter)
     name = prompt_format or (info.prompt_format if info else None)
     try:

@@ -73,6 +73,15 @@ class HostLike(Protocol):
         """The ready completer, or None while nothing is loaded."""
         ...
 
+    def completer_for(self, adapter: str | None) -> CompleterLike | None:
+        """The completer answering for `adapter` (a folder's choice; None: the base
+        model): its own once loaded, else the default one; None while nothing is."""
+        ...
+
+    def answers_for(self, adapter: str | None) -> tuple[str | None, str]:
+        """Which adapter answers for `adapter` now, and why (for the status)."""
+        ...
+
     def submit(self, job: Callable[[], T]) -> Future[T]:
         """Run `job` on the generation thread; the future holds its result."""
         ...
@@ -81,13 +90,14 @@ class HostLike(Protocol):
         """Run `job` there when no `submit`ted job waits; `cancel` is set when one arrives."""
         ...
 
-    def load(self, settings: Settings) -> None:
-        """Drop the current model and load the one `settings` name, in the background."""
+    def load(self, settings: Settings, adapters: Sequence[str | None] = ()) -> None:
+        """Drop the current model and load the one `settings` name, in the background,
+        with `settings.adapter` (the default) and the other `adapters` the folders use."""
         ...
 
-    def swap(self, settings: Settings) -> None:
-        """Load `settings` (another adapter on the same base) in the background while the
-        current model keeps answering, then switch to it."""
+    def swap(self, settings: Settings, adapters: Sequence[str | None] = ()) -> None:
+        """Switch to `settings.adapter` and `adapters` on the same base model in the
+        background while the current ones keep answering."""
         ...
 
     def status(self) -> dict[str, Any]:

@@ -24,7 +24,12 @@ from typing import Any
 
 from lsp_server import __version__
 from lsp_server.completion.scope import completion_helps
-from lsp_server.session.adapter_choice import AdapterChoice, Registered, choose_adapter
+from lsp_server.session.adapter_choice import (
+    AdapterChoice,
+    FolderAdapters,
+    Registered,
+    choose_adapter,
+)
 from lsp_server.session.ahead import WARM_DOCUMENTS, Predicted, WarmPlan, edit_cursor
 from lsp_server.session.documents import (
     Change,
@@ -82,10 +87,11 @@ ADAPTER_POLL_S = 2.0
 
 @dataclass(frozen=True)
 class AdapterSource:
-    """The adapter registry as the session sees it: what it holds for a workspace root,
-    and a cheap marker that changes when it changes (see lsp_server.model.registry)."""
+    """The adapter registry as the session sees it: what it holds for a workspace root
+    and a base model (a `model` setting), and a cheap marker that changes when it
+    changes (see lsp_server.model.registry)."""
 
-    lookup: Callable[[str], Registered | None]
+    lookup: Callable[[str, str | None], Registered | None]
     stamp: Callable[[], object]
 
 
@@ -145,6 +151,7 @@ class Session:
         self.host_settings = dataclasses.replace(
             asked, adapter=choose_adapter(asked.adapter, None, None).adapter
         )
+        self.host_adapters: tuple[str | None, ...] = (self.host_settings.adapter,)
         # Which model specs a client may set (None: any); the command line's is always allowed.
         self.model_allowed = model_allowed
         self.documents = Documents()
@@ -167,11 +174,11 @@ class Session:
         # `adapter: auto`: the registry, the workspace it is asked about, what it chose.
         self.adapters = adapters
         self.root: str | None = None
-        self.folders: list[str] = []  # every workspace folder, the served one included
-        self.folder_choices: list[dict[str, Any]] = []
+        self.folder_adapters = FolderAdapters()  # every workspace folder's adapter
         self._adapter_stamp: object = None
         self._adapter_checked = 0.0
-        self._answering: CompleterLike | None = None  # whose answers `shown` holds
+        # Per document, the completer whose answers `shown` holds.
+        self._answering: dict[str, CompleterLike | None] = {}
 
     @property
     def encoding(self) -> str:
@@ -191,13 +198,15 @@ class Session:
         """A client connected: take its encoding, settings and workspace; returns problems.
 
         `client` is its name (LSP clientInfo), which labels its feedback events.
-        `root_uri` is the workspace served (the first folder); its adapter answers every
-        document. `folders` (all workspace folders) are only reported: one adapter per
-        server, so the status says which adapter each folder would get and which answers.
+        `root_uri` is the workspace served (the first folder: its context and feedback
+        log); each of the `folders` (all workspace folders) is answered by its own
+        adapter, documents outside them by the first folder's.
         """
         self.documents = Documents(encoding)
         self.root = uri_to_path(root_uri) if root_uri else None
-        self.folders = [p for p in map(uri_to_path, folders) if p]
+        paths = [p for p in map(uri_to_path, folders) if p]
+        self.folder_adapters.folders = paths or ([self.root] if self.root else [])
+        self.workspace.set_folders(self.folder_adapters.folders)
         problems = self.configure(options, base=self.startup)
         self.workspace.set_root(root_uri, scan=self.settings.context)
         self.recording.start(self.workspace.root, self.settings.feedback, client)
@@ -244,79 +253,71 @@ class Session:
     def apply_settings(self, settings: Settings) -> None:
         """Take new settings; a different model (or prompt format) loads in the background.
 
-        The host is asked for the settings with `adapter` resolved (see `choose_adapter`);
-        when only the adapter changes under a ready model, the host swaps it in behind
-        the one that keeps answering.
+        The host is asked for the settings with `adapter` resolved to the first folder's
+        (see `choose_adapter`), and for the adapters every folder uses; when only those
+        change under a ready model, the host swaps them in while it keeps answering.
         """
         previous, self.settings = self.host_settings, settings
         self.recording.set_enabled(settings.feedback)
         self.adapter_choice = self._choose_adapter(settings)
         resolved = dataclasses.replace(settings, adapter=self.adapter_choice.adapter)
-        key, before = (
-            (resolved.model_key, resolved.prompt_format),
-            (
-                previous.model_key,
-                previous.prompt_format,
-            ),
-        )
+        adapters = self.folder_adapters.in_use(self.adapter_choice)
+        key = (resolved.model_key, resolved.prompt_format, adapters)
+        before = (previous.model_key, previous.prompt_format, self.host_adapters)
         if (
             self.host.state == "ready"
             and key != before
             and only_adapter_differs(resolved, previous)
         ):
-            self.host_settings = resolved
-            self.host.swap(resolved)
+            self.host_settings, self.host_adapters = resolved, adapters
+            self.host.swap(resolved, adapters)
         elif self.host.state == "idle" or key != before:
-            self.host_settings = resolved
+            self.host_settings, self.host_adapters = resolved, adapters
             self.cancel_all("settings")
             self.shown = ShownCompletions(self.shown.capacity)
-            self.host.load(resolved)
+            self.host.load(resolved, adapters)
         if not settings.enable:
             self.cancel_all("settings")
 
-    def _forget_answers(self) -> None:
-        """Drop what the previous model or adapter suggested (shown completions, next
-        suggestions), so typing-through never serves it once another one answers."""
-        self.shown = ShownCompletions(self.shown.capacity)
-        for predicted in self.predicted.values():
+    def _forget_answers(self, uri: str) -> None:
+        """Drop what the previous model or adapter suggested in `uri` (shown completion,
+        next suggestion), so typing-through never serves it once another one answers."""
+        self.shown.forget(uri)
+        predicted = self.predicted.pop(uri, None)
+        if predicted is not None:
             predicted.cancel.set()
-        self.predicted.clear()
 
     def _choose_adapter(self, settings: Settings) -> AdapterChoice:
-        registered = None
-        if self.adapters is not None and self.root is not None:
-            self._adapter_stamp = self.adapters.stamp()
+        """Every folder's adapter under `settings`; returns the first folder's (the default)."""
+        adapters = self.adapters
+        if adapters is not None:
+            self._adapter_stamp = adapters.stamp()
             self._adapter_checked = time.monotonic()
-            registered = self.adapters.lookup(self.root)
-        choice = choose_adapter(
-            settings.adapter, self.root, registered, command_line=self.startup.adapter
-        )
-        self.folder_choices = [self._folder_choice(settings, f, choice) for f in self.folders]
-        return choice
 
-    def _folder_choice(
-        self, settings: Settings, folder: str, served: AdapterChoice
-    ) -> dict[str, Any]:
-        """What the status says about one workspace folder: its own choice, and who answers."""
-        own = served
-        if folder != self.root:
-            registered = self.adapters.lookup(folder) if self.adapters is not None else None
-            own = choose_adapter(
-                settings.adapter, folder, registered, command_line=self.startup.adapter
-            )
-        answering = served.adapter
-        note = "" if own.adapter == answering else "; the first folder's adapter answers here"
-        return {
-            "root": folder,
-            "adapter": own.adapter,
-            "reason": own.reason + note,
-            "answeredBy": answering,
-        }
+        def lookup(folder: str) -> Registered | None:
+            return adapters.lookup(folder, settings.model) if adapters is not None else None
+
+        return self.folder_adapters.choose(settings.adapter, lookup, self.startup.adapter)
+
+    def change_folders(self, added: Iterable[str], removed: Iterable[str]) -> None:
+        """Workspace folders were added or removed (URIs): choose their adapters again; the
+        host loads new ones in the background while the current ones keep answering."""
+        gone = [p for p in map(uri_to_path, removed) if p]
+        self.folder_adapters.change([p for p in map(uri_to_path, added) if p], gone)
+        self.workspace.set_folders(self.folder_adapters.folders)
+        if self.root in gone or self.root is None:
+            self.root = next(iter(self.folder_adapters.folders), None)
+        self.apply_settings(self.settings)
+
+    def _completer(self, uri: str) -> CompleterLike | None:
+        """The completer of the adapter that answers `uri` (its workspace folder's)."""
+        adapter = self.folder_adapters.adapter_for(uri_to_path(uri), self.adapter_choice)
+        return self.host.completer_for(adapter)
 
     def check_adapters(self, *, now: float | None = None) -> bool:
         """Look (at most twice per ADAPTER_POLL_S) whether the registry changed; if it did,
         choose again, and swap when another adapter now answers. True when it looked."""
-        if self.adapters is None or self.root is None:
+        if self.adapters is None or not self.folder_adapters.folders:
             return False
         now = time.monotonic() if now is None else now
         if now - self._adapter_checked < ADAPTER_POLL_S / 2:
@@ -378,6 +379,7 @@ class Session:
         self._drop_ahead(uri)
         self.plan.forget(uri)
         self.shown.forget(uri)
+        self._answering.pop(uri, None)
         self.documents.close(uri)
         self.workspace.closed(uri)
 
@@ -450,9 +452,10 @@ class Session:
         self.counts["requests"] += 1
         started = time.perf_counter()
         self.check_adapters()
-        if self.host.completer is not self._answering:  # another model or adapter now answers
-            self._answering = self.host.completer
-            self._forget_answers()
+        answering = self._completer(request.uri)
+        if answering is not self._answering.get(request.uri):  # another model or adapter
+            self._answering[request.uri] = answering
+            self._forget_answers(request.uri)
         answer = self._answer_at_once(request)
         if answer is not None:
             return answer
@@ -493,26 +496,28 @@ class Session:
         ahead = await self._predicted(request, inflight)
         if ahead is not None:
             return ahead
-        completer = self.host.completer or await self._wait_for_model(inflight)
+        completer = self._completer(request.uri)
+        if completer is None and await self._wait_for_model(inflight):
+            completer = self._completer(request.uri)
         if completer is None:
             return None
         job = self._generation(completer, request, inflight.cancel)
         return await asyncio.wrap_future(self.host.submit(job))
 
-    async def _wait_for_model(self, inflight: Inflight) -> CompleterLike | None:
-        """The completer once the loading model is ready; None if it fails, takes too
-        long, or the request is stopped (superseded, the document edited) meanwhile."""
+    async def _wait_for_model(self, inflight: Inflight) -> bool:
+        """Wait for the loading model; False if it fails, takes too long, or the request
+        is stopped (superseded, the document edited) meanwhile."""
         if self.host.state != "loading":
-            return None
+            return False
         self.counts["waited_for_model"] += 1
         deadline = time.monotonic() + self.ready_wait_s
-        while (completer := self.host.completer) is None:
+        while self.host.completer is None:
             if self.host.state != "loading" or inflight.cancel.is_set():
-                return None
+                return False
             if time.monotonic() >= deadline:
-                return None
+                return False
             await asyncio.sleep(READY_POLL_S)
-        return completer
+        return True
 
     async def _predicted(self, request: Request, inflight: Inflight) -> CompletionLike | None:
         """The suggestion computed ahead for exactly this text and cursor, if it has one.
@@ -577,7 +582,7 @@ class Session:
         self, request: Request, completion: CompletionLike, latency_ms: float
     ) -> str | None:
         """Log a shown answer (off the event loop); its id, None when nothing is recorded."""
-        completer = self.host.completer
+        completer = self._completer(request.uri)
         if completer is None or not self.workspace.in_workspace(request.uri):
             return None
         return self.recording.shown(
@@ -596,7 +601,7 @@ class Session:
 
     def warm(self, uri: str, offset: int) -> None:
         """Prefill the window for a cursor at `offset` in `uri`, in the background."""
-        doc, completer = self.documents.get(uri), self.host.completer
+        doc, completer = self.documents.get(uri), self._completer(uri)
         if doc is None or completer is None or not self.settings.enable:
             return
         if looks_binary(doc.text):
@@ -642,7 +647,7 @@ class Session:
 
     def _predict(self, request: Request, shown: str) -> None:
         """Compute, in the background, the suggestion that follows accepting `shown`."""
-        completer = self.host.completer
+        completer = self._completer(request.uri)
         if completer is None:
             return
         offset = request.offset + len(shown)
@@ -733,7 +738,9 @@ class Session:
             "version": __version__,
             "settings": self.settings.to_wire(),
             "adapterChoice": self.adapter_choice.as_dict(),
-            "workspaceAdapters": self.folder_choices,
+            "workspaceAdapters": self.folder_adapters.rows(
+                self.host.answers_for, self.adapter_choice
+            ),
             "counts": dict(self.counts),
             "acceptanceRate": self.acceptance_rate(),
             "emptyAnswers": {reason: self.empty[reason] for reason in EMPTY_REASONS},

@@ -25,6 +25,8 @@ class WorkspaceContext:
         self.index = index or ContextIndex()
         self.stable = StableContext(self.index)
         self.root: Path | None = None
+        # Every workspace folder: a document's path in the prompt is relative to its own.
+        self.folders: list[Path] = []
         self._lock = threading.Lock()
         self._dirty: dict[str, bool] = {}  # uri -> edited (False: only opened)
 
@@ -38,17 +40,22 @@ class WorkspaceContext:
         if scan:
             self.index.index_workspace(self.root)
 
+    def set_folders(self, folders: list[str]) -> None:
+        """The workspace folders (paths), the root's among them or not."""
+        self.folders = [Path(f).resolve() for f in folders]
+
     def path_of(self, uri: str) -> str | None:
-        """The document's path as the prompt shows it: workspace-relative where possible."""
+        """The document's path as the prompt shows it: relative to the workspace folder
+        that holds it (the innermost, the root first) where one does, else its name."""
         fs_path = uri_to_path(uri)
         if not fs_path:
             return None
-        path = Path(fs_path)
-        if self.root is not None:
-            try:
-                return path.resolve().relative_to(self.root).as_posix()
-            except ValueError:
-                pass
+        path = Path(fs_path).resolve()
+        roots = [self.root] if self.root is not None else []
+        roots += sorted(self.folders, key=lambda f: len(f.parts), reverse=True)
+        for root in roots:
+            if path.is_relative_to(root):
+                return path.relative_to(root).as_posix()
         return path.name
 
     def in_workspace(self, uri: str) -> bool:

@@ -1,0 +1,204 @@
+"""Several LoRA adapters on one resident base model, chosen per request.
+
+The server keeps the base weights once and loads each workspace folder's adapter
+onto them with PEFT (`load_adapter` under a name of ours). With one adapter in
+use it is merged into the base weights (no LoRA arithmetic per token); with
+several, or an adapter and the bare base, the weights stay unmerged and each
+generation first selects its adapter (or disables them all for the base).
+
+Merging is undone by subtracting the LoRA product again (PEFT's unmerge). In
+float32 that gives the base weights back to within a rounding step; in bfloat16
+or float16 it does not, and the drift would grow with every swap, so there the
+base weights of the adapted layers are saved before merging and restored after
+(memory: one more copy of those layers while an adapter is merged).
+
+Every call that changes or selects adapters runs under `lock`, together with the
+generation that follows (see wiring.AdapterEngine), so a request never runs on
+weights half-way through a change.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+
+from lsp_server.errors import CodetailorError
+from lsp_server.model.loading import (
+    AdapterInfo,
+    ModelSource,
+    _first_line,
+    check_adapter,
+    check_plain_adapter,
+)
+
+log = logging.getLogger("codetailor.models")
+
+
+class ResidentAdapters:
+    """The adapters loaded onto one base model, keyed by their folder; None is the base."""
+
+    def __init__(self, model: Any, source: ModelSource, fingerprint: str) -> None:
+        self.model = model  # the base: PEFT wraps its linear layers in place
+        self.source = source
+        self.fingerprint = fingerprint
+        self.lock = threading.RLock()
+        self.peft: Any = None  # the PeftModel once an adapter is loaded
+        self.loaded: dict[str, tuple[str, AdapterInfo]] = {}  # folder -> (PEFT name, info)
+        self.merged: str | None = None  # the folder whose weights are merged in
+        self._selected: object = None
+        self._saved: dict[str, Any] = {}  # bf16/fp16 base weights of LoRA layers, merged
+        self._names = 0
+
+    def info(self, folder: str | None) -> AdapterInfo | None:
+        return self.loaded[folder][1] if folder in self.loaded else None
+
+    def sync(self, wanted: Collection[str | None]) -> dict[str, str]:
+        """Hold exactly the adapters in `wanted` (None: the base model), merging the one
+        adapter when it is the only thing wanted. Returns {folder: why not} for those that
+        could not be loaded."""
+        errors = self.add(wanted)
+        self.keep_only(wanted)
+        return errors
+
+    def add(self, wanted: Collection[str | None]) -> dict[str, str]:
+        """Load the adapters in `wanted` not loaded yet; {folder: why not} for failures.
+
+        New ones come in before old ones go (`keep_only`): dropping the last adapter
+        takes the LoRA layers out of the model, and the next would put them back; and
+        until the new engines are ready, requests on the old ones still have theirs."""
+        errors: dict[str, str] = {}
+        with self.lock:
+            for new in dict.fromkeys(wanted):
+                if new is not None and new not in self.loaded:
+                    try:
+                        self._add(new)
+                    except CodetailorError as exc:
+                        log.error("cannot load adapter %s: %s", new, exc)
+                        errors[new] = str(exc)
+        return errors
+
+    def keep_only(self, wanted: Collection[str | None]) -> None:
+        """Drop the adapters not in `wanted`; merge the one left when it is all there is
+        in use. (A request still holding a dropped adapter's engine is answered by the
+        engine that replaced it: see wiring.AdapterEngine.)"""
+        with self.lock:
+            for gone in [f for f in self.loaded if f not in wanted]:
+                self._remove(gone)
+            live = [f for f in dict.fromkeys(wanted) if f is None or f in self.loaded]
+            if len(live) == 1:
+                self._merge(live[0])
+            else:
+                self._unmerge()
+
+    def select(self, folder: str | None) -> None:
+        """Make the model answer with `folder`'s adapter (None: the base model)."""
+        with self.lock:
+            if folder == self._selected or folder == self.merged and folder is not None:
+                return
+            if folder is not None and folder not in self.loaded:
+                raise CodetailorError(f"adapter {folder} is no longer loaded")
+            self._unmerge()
+            if self.peft is not None:
+                tuner = self.peft.base_model
+                if folder is None:
+                    tuner.disable_adapter_layers()
+                else:
+                    tuner.enable_adapter_layers()
+                    tuner.set_adapter(self.loaded[folder][0])
+            self._selected = folder
+
+    def mode(self) -> str:
+        """ "base" (no adapter), "merged" (one, merged in) or "unmerged" (chosen per request)."""
+        if not self.loaded:
+            return "base"
+        return "merged" if self.merged is not None else "unmerged"
+
+    def _add(self, folder: str) -> None:
+        from peft import PeftModel
+
+        path = Path(folder)
+        meta = check_adapter(path, self.source.name, self.fingerprint)
+        if not meta:  # a plain PEFT folder: no fingerprint to go by
+            check_plain_adapter(path, self.model, self.source)
+        self._unmerge()
+        self._names += 1
+        name = f"adapter{self._names}"
+        try:
+            # low_cpu_mem_usage: the LoRA weights are made empty and filled from the file,
+            # not initialised at random first (a third of the load time on SmolLM2).
+            if self.peft is None:
+                self.peft = PeftModel.from_pretrained(
+                    self.model,
+                    str(path),
+                    adapter_name=name,
+                    is_trainable=False,
+                    low_cpu_mem_usage=True,
+                )
+            else:
+                self.peft.load_adapter(
+                    str(path), adapter_name=name, is_trainable=False, low_cpu_mem_usage=True
+                )
+        except Exception as exc:  # noqa: BLE001 - shape mismatches surface as RuntimeError etc.
+            raise CodetailorError(
+                f"adapter {path} does not fit model '{self.source.name}'{_made_for(path)}: "
+                f"{_first_line(exc)}"
+            ) from exc
+        self.loaded[folder] = (name, AdapterInfo(path=path, meta=meta))
+        self._selected = _NOTHING  # load_adapter leaves the active adapter as it was
+
+    def _remove(self, folder: str) -> None:
+        self._unmerge()
+        name, _ = self.loaded.pop(folder)
+        if not self.loaded:  # the last one: take the LoRA layers out of the model
+            self.peft.base_model.unload()
+            self.peft = None
+        else:  # another one active first, so PEFT need not pick one (and warn)
+            self.peft.base_model.set_adapter(next(iter(self.loaded.values()))[0])
+            self.peft.base_model.delete_adapter(name)
+        self._selected = _NOTHING
+
+    def _merge(self, folder: str | None) -> None:
+        if folder == self.merged:
+            return
+        self._unmerge()
+        self.select(folder)
+        if folder is None:
+            return
+        self._saved = {
+            name: module.base_layer.weight.detach().clone()
+            for name, module in self._lora_layers()
+            if module.base_layer.weight.dtype.itemsize < 4  # bfloat16, float16: see above
+        }
+        self.peft.base_model.merge_adapter([self.loaded[folder][0]])
+        self.merged = folder
+
+    def _unmerge(self) -> None:
+        if self.merged is None:
+            return
+        self.peft.base_model.unmerge_adapter()
+        for name, module in self._lora_layers():
+            if name in self._saved:
+                module.base_layer.weight.data.copy_(self._saved[name])
+        self._saved, self.merged = {}, None
+
+    def _lora_layers(self) -> list[tuple[str, Any]]:
+        from peft.tuners.lora import LoraLayer
+
+        return [(n, m) for n, m in self.model.named_modules() if isinstance(m, LoraLayer)]
+
+
+_NOTHING = object()  # "no adapter selected yet" (None means the base model)
+
+
+def _made_for(path: Path) -> str:
+    try:
+        wanted = json.loads((path / "adapter_config.json").read_text()).get(
+            "base_model_name_or_path"
+        )
+    except (OSError, ValueError):
+        wanted = None
+    return f" (it was made for '{wanted}')" if wanted else ""
