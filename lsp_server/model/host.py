@@ -116,8 +116,11 @@ class Loaded:
     prompt_format: str
 
 
-def load_completer(settings: Settings, trust_remote_code: bool, report: EventCallback) -> Loaded:
-    """Load the model the settings name and build its Completer (the real loader)."""
+def load_completer(
+    settings: Settings, trust_remote_code: bool, report: EventCallback, *, compile: str = "auto"
+) -> Loaded:
+    """Load the model the settings name and build its Completer (the real loader);
+    `compile` is `serve --compile` (auto, on, off)."""
     from lsp_server.model import registry
     from lsp_server.model.loading import load_model
     from lsp_server.model.wiring import build_completer, build_remote_completer
@@ -144,12 +147,12 @@ def load_completer(settings: Settings, trust_remote_code: bool, report: EventCal
     )
     report("report", f"loaded {loaded.name} on {loaded.device} in {loaded.load_seconds:.1f} s", 80)
     try:
-        completer = build_completer(loaded, prompt_format=settings.prompt_format)
+        completer = build_completer(loaded, prompt_format=settings.prompt_format, compile=compile)
     except CodetailorError as exc:
         if not settings.prompt_format:
             raise
         report("problem", f"setting 'promptFormat': {exc}; using the model's own format", None)
-        completer = build_completer(loaded)
+        completer = build_completer(loaded, compile=compile)
     return Loaded(completer, loaded, completer.format.name)
 
 

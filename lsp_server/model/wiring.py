@@ -15,7 +15,7 @@ from lsp_server.completion.completer import Completer
 from lsp_server.completion.prompt import PromptFormat, detect_format, get_format
 from lsp_server.errors import CodetailorError
 from lsp_server.model.adapter_meta import read_meta
-from lsp_server.model.engine import Engine, PrefixCache
+from lsp_server.model.engine import Backend, Engine, PrefixCache
 from lsp_server.model.loading import (
     AdapterInfo,
     LoadedModel,
@@ -48,16 +48,27 @@ def build_completer(
     prompt_format: str | None = None,
     window_tokens: int | None = None,
     reuse: bool = True,
+    compile: str = "off",
 ) -> Completer:
-    """A Completer over `loaded`, with KV prefix reuse unless `reuse` is False."""
+    """A Completer over `loaded`, with KV prefix reuse unless `reuse` is False;
+    `compile` (auto, on, off) runs the decode steps compiled (`model.compiled`)."""
     from lsp_server.model.backend import TransformersBackend, eos_ids
 
     fmt = choose_format(loaded, prompt_format)
-    backend = TransformersBackend(loaded.model, eos_ids(loaded.tokenizer, loaded.model))
-    engine = Engine(backend, cache=PrefixCache(), reuse=reuse)
     if window_tokens is None:
         # CPU prefill is the bottleneck; a GPU affords a wider view of the file.
         window_tokens = 1024 if loaded.device == "cpu" else 4096
+    eos = eos_ids(loaded.tokenizer, loaded.model)
+    backend: Backend = TransformersBackend(loaded.model, eos)
+    if compile != "off" and loaded.dtype != "int8":  # dynamic int8 layers do not compile
+        from lsp_server.model.compiled import CompiledBackend, choose_compile
+
+        if choose_compile(compile, loaded.device):
+            # Room for the window, a completion and some typing before a cache grows.
+            compiled = CompiledBackend(loaded.model, eos, capacity=window_tokens + 512)
+            compiled.warm()  # compile now, on the loading thread, not at the first request
+            backend = compiled
+    engine = Engine(backend, cache=PrefixCache(), reuse=reuse)
     return Completer(engine, loaded.tokenizer, fmt, window_tokens=window_tokens)
 
 
