@@ -93,8 +93,13 @@ def test_the_compile_cache_lives_under_codetailor_home(
 ) -> None:
     from lsp_server.model.compiled import use_compile_cache
 
-    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
     monkeypatch.setenv("CODETAILOR_HOME", str(tmp_path))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    assert use_compile_cache() == str(tmp_path / "inductor")
+    # Importing inductor sets its default: that is not the user's choice.
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())
     assert use_compile_cache() == str(tmp_path / "inductor")
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/elsewhere")  # the user's own choice wins
     assert use_compile_cache() == "/elsewhere"

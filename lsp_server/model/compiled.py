@@ -25,6 +25,7 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -49,10 +50,17 @@ def choose_compile(choice: str, device: str) -> bool:
     return choice == "on"
 
 
-def use_compile_cache(home: Any = None) -> str:
-    """Point inductor's on-disk caches under Codetailor's home (unless the user set them)."""
-    folder = str((home or cache_home()) / "inductor")
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", folder)
+def use_compile_cache(home: Path | None = None) -> str:
+    """Point inductor's on-disk caches under Codetailor's home, unless the user chose a folder.
+
+    Importing inductor sets `TORCHINDUCTOR_CACHE_DIR` to its default (a folder
+    in /tmp, gone at reboot), so that value counts as unset.
+    """
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if current is None or current == default_cache_dir():
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str((home or cache_home()) / "inductor")
     return os.environ["TORCHINDUCTOR_CACHE_DIR"]
 
 
