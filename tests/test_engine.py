@@ -495,6 +495,24 @@ def test_drafts_are_verified_with_the_prompts_last_chunk() -> None:
     assert backend.calls == [13] and fast.forwards == 1 and fast.accepted == 8
 
 
+def test_a_recent_generation_is_drafted_when_its_place_comes_back() -> None:
+    """No hint: the engine drafts from its own recent generations, found by their prompt tail."""
+    prompt = [5, 9, 14, 3, 22]
+    plain = Engine(FakeBackend(), draft_tokens=0).generate(prompt, max_new_tokens=9)
+    backend = FakeBackend()
+    engine = Engine(backend, reuse=False)
+    engine.generate(prompt, max_new_tokens=9)
+    engine.generate([7, 7, 7], max_new_tokens=4)  # elsewhere in between
+    backend.calls.clear()
+    # The user typed the first two suggested tokens: the rest comes in one forward.
+    again = engine.generate(prompt + plain.tokens[:2], max_new_tokens=7)
+    assert again.tokens == plain.tokens[2:]
+    assert again.forwards == 1 and again.accepted == 6
+    forgetful = Engine(FakeBackend(), reuse=False, draft_history=0)
+    forgetful.generate(prompt, max_new_tokens=9)
+    assert forgetful.generate(prompt + plain.tokens[:2], max_new_tokens=7).accepted == 0
+
+
 def test_cancel_mid_decoding_gives_a_prefix_of_plain_greedy() -> None:
     for after in range(2, 8):
         cancel = threading.Event()

@@ -11,7 +11,8 @@ Decoding costs ~90 ms per token for SmolLM2-135M on this CPU, and one forward
 over nine tokens costs about 1.35 times a forward over one. Completions often
 repeat text that is already in the prompt or in the suggestion shown a moment
 ago, so the engine drafts the tokens that followed the last few generated ones
-there (`NgramDrafter`), has the model verify them in one forward, keeps the
+there or in its own recent generations (`NgramDrafter`), also right after the
+prompt's last chunk, has the model verify them in one forward, keeps the
 longest prefix the model agrees with plus the model's own next token, and
 crops the KV cache back past the first rejected draft. The output is exactly
 plain greedy decoding's; only the number of forwards changes.
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -38,6 +40,8 @@ from typing import Any, Literal, Protocol
 # The most tokens drafted per forward, by default: a verify of 1 + 8 tokens costs
 # little more than a single-token step where per-operator overhead dominates.
 DRAFT_TOKENS = 8
+# Prompt tokens kept before each recent generation: the key that finds it again.
+_PROMPT_TAIL = 16
 StopReason = Literal["max_tokens", "eos", "stop", "time", "cancelled", "error"]
 # Called with the tokens generated so far; True ends generation after the last one.
 StopPredicate = Callable[[Sequence[int]], bool]
@@ -283,9 +287,12 @@ class Engine:
         reuse: bool = True,
         draft_tokens: int = DRAFT_TOKENS,
         draft_ngram: int = 4,
+        draft_history: int = 8,
     ) -> None:
         """`draft_tokens` is the most tokens drafted per forward (0: plain greedy
-        decoding); `draft_ngram` the longest n-gram looked up to draft them."""
+        decoding); `draft_ngram` the longest n-gram looked up to draft them;
+        `draft_history` how many recent generations (each with the end of its
+        prompt) are drafted from besides the prompt and the caller's hint."""
         self.backend = backend
         self.cache = cache if cache is not None else PrefixCache()
         # Long prompts are prefilled in chunks so cancellation and the time
@@ -294,6 +301,10 @@ class Engine:
         self.reuse = reuse
         self.draft_tokens = draft_tokens
         self.draft_ngram = draft_ngram
+        # The next request is most often at the same place after a few typed
+        # characters, or an earlier place again: its output tends to repeat a
+        # recent one, found by the prompt tail it followed.
+        self._recent: deque[list[int]] = deque(maxlen=draft_history)
         self._lock = threading.Lock()
 
     def generate(
@@ -336,7 +347,9 @@ class Engine:
             reason: StopReason | None = None if max_new_tokens > 0 else "max_tokens"
             prefill_ms = 0.0
             try:
-                drafter = NgramDrafter(prompt, hint=hint, max_n=self.draft_ngram)
+                recent = [t for tokens in self._recent for t in tokens]
+                # The caller's hint last: on equal keys the latest occurrence is drafted.
+                drafter = NgramDrafter(prompt, hint=[*recent, *hint], max_n=self.draft_ngram)
                 if reason is None:
                     first = (max_new_tokens, first_allowed)
                     ends = (prefill_deadline, cancel)
@@ -353,6 +366,8 @@ class Engine:
             finally:
                 if kv is not None and self.reuse:
                     self.cache.put(run.fed, kv)
+                if run.out and self._recent.maxlen:
+                    self._recent.append(prompt[-_PROMPT_TAIL:] + run.out)
             decode_ms = (time.monotonic() - started) * 1000 - prefill_ms
             return Generation(
                 tokens=run.out,
