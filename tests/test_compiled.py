@@ -91,9 +91,9 @@ def test_choose_compile() -> None:
 def test_the_compile_cache_lives_under_codetailor_home(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lsp_server.model.compiled import use_compile_cache
-
     from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    from lsp_server.model.compiled import use_compile_cache
 
     monkeypatch.setenv("CODETAILOR_HOME", str(tmp_path))
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
