@@ -104,8 +104,10 @@ class CompiledBackend(TransformersBackend):
     @torch.inference_mode()
     def warm(self) -> dict[int, float]:
         """Compile every width now (on a scratch cache); seconds per width."""
+        if not self.widths:
+            return {}
         cache = self.new_cache()
-        self._run(cache, [0] * (max(self.widths) + 1), keep=1)
+        self._run(cache, [0] * (max(self.widths) + 1), keep=1)  # an eager prefill first
         for width in self.widths:
             self._run(cache, [0] * width, keep=width)
         return dict(self.compile_seconds)
