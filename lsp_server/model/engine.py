@@ -37,8 +37,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-# The most tokens drafted per forward, by default: a verify of 1 + 8 tokens costs
-# little more than a single-token step where per-operator overhead dominates.
+# The most tokens drafted per forward, by default. A forward over 1 + 8 tokens
+# costs ~1.1x a one-token step in bf16 on this CPU, ~2x in fp32 (docs/benchmarks.md).
 DRAFT_TOKENS = 8
 # Prompt tokens kept before each recent generation: the key that finds it again.
 _PROMPT_TAIL = 16
