@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
-from transformers import DynamicCache
+from transformers import Cache, DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 
@@ -86,7 +86,7 @@ class TransformersBackend:
         params = inspect.signature(model.forward).parameters
         self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
 
-    def new_cache(self) -> DynamicCache:
+    def new_cache(self) -> Cache:
         cache = DynamicCache(config=self.model.config)
         # Plain full-attention layers grow in place; sliding-window and other
         # special layers keep transformers' own behaviour.
@@ -97,7 +97,7 @@ class TransformersBackend:
 
     @torch.inference_mode()
     def forward(
-        self, cache: DynamicCache, token_ids: Sequence[int], allowed: Sequence[int] | None = None
+        self, cache: Cache, token_ids: Sequence[int], allowed: Sequence[int] | None = None
     ) -> int:
         ids = torch.tensor([list(token_ids)], dtype=torch.long, device=self.device)
         # Only the last position's logits are needed: skipping the vocabulary
@@ -109,7 +109,7 @@ class TransformersBackend:
     @torch.inference_mode()
     def verify(
         self,
-        cache: DynamicCache,
+        cache: Cache,
         token_ids: Sequence[int],
         *,
         keep: int | None = None,
@@ -127,7 +127,7 @@ class TransformersBackend:
         out = self.model(input_ids=ids, use_cache=True, logits_to_keep=rows, **kwargs)
         return greedy(out.logits[0], allowed)
 
-    def crop(self, cache: DynamicCache, length: int) -> None:
+    def crop(self, cache: Cache, length: int) -> None:
         # A negative argument removes that many positions, in every transformers 4.4x-5.x.
         surplus = cache.get_seq_length() - length
         if surplus > 0:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import StaticCache
+from transformers import Cache, StaticCache
 
 from lsp_server.errors import CodetailorError
 from lsp_server.model.backend import TransformersBackend, greedy
@@ -93,10 +93,10 @@ class CompiledBackend(TransformersBackend):
         self._step = torch.compile(self._logits, fullgraph=True, dynamic=False, mode=mode)
         self.compile_seconds: dict[int, float] = {}  # width -> first call (compile + run)
 
-    def new_cache(self) -> StaticCache:
+    def new_cache(self) -> Cache:
         return StaticCache(config=self.model.config, max_cache_len=self.capacity)
 
-    def _logits(self, ids: torch.Tensor, cache: StaticCache) -> torch.Tensor:
+    def _logits(self, ids: torch.Tensor, cache: Cache) -> torch.Tensor:
         kwargs = {self._cache_kwarg: cache}
         out = self.model(input_ids=ids, use_cache=True, logits_to_keep=ids.shape[1], **kwargs)
         return out.logits[0]
@@ -112,7 +112,7 @@ class CompiledBackend(TransformersBackend):
             self._run(cache, [0] * width, keep=width)
         return dict(self.compile_seconds)
 
-    def _run(self, cache: StaticCache, token_ids: Sequence[int], keep: int) -> torch.Tensor:
+    def _run(self, cache: Cache, token_ids: Sequence[int], keep: int) -> torch.Tensor:
         """Append `token_ids`; the logits of the last `keep` of them, one row each."""
         n = len(token_ids)
         length = int(cache.get_seq_length())
@@ -137,14 +137,14 @@ class CompiledBackend(TransformersBackend):
 
     @torch.inference_mode()
     def forward(
-        self, cache: StaticCache, token_ids: Sequence[int], allowed: Sequence[int] | None = None
+        self, cache: Cache, token_ids: Sequence[int], allowed: Sequence[int] | None = None
     ) -> int:
         return greedy(self._run(cache, token_ids, keep=1), allowed)[-1]
 
     @torch.inference_mode()
     def verify(
         self,
-        cache: StaticCache,
+        cache: Cache,
         token_ids: Sequence[int],
         *,
         keep: int | None = None,
@@ -152,13 +152,13 @@ class CompiledBackend(TransformersBackend):
     ) -> list[int]:
         return greedy(self._run(cache, token_ids, keep=keep or len(token_ids)), allowed)
 
-    def crop(self, cache: StaticCache, length: int) -> None:
+    def crop(self, cache: Cache, length: int) -> None:
         surplus = int(cache.get_seq_length()) - length
         if surplus > 0:
             cache.crop(-surplus)
 
 
-def _reserve(cache: StaticCache, needed: int) -> None:
+def _reserve(cache: Cache, needed: int) -> None:
     """Grow every layer of `cache` in place to hold `needed` positions (a new compiled shape)."""
     layers: list[Any] = list(cache.layers)
     if not layers or needed <= layers[0].max_cache_len:
