@@ -563,13 +563,16 @@ def test_tiny_model_drafted_decoding_equals_plain_greedy(tiny_double) -> None:
         max_new = rng.randint(1, 12)
         stop_at = rng.randrange(1, vocab)
         stop = (lambda toks, s=stop_at: toks[-1] == s) if step % 2 else None
-        expected = plain.generate(prompt, max_new_tokens=max_new, stop=stop)
-        hint = list(expected.tokens)
-        if step % 3 == 1 and len(hint) > 2:
+        # Token healing on some steps: the first token among a few, drafts after it.
+        allowed = rng.sample(range(1, vocab), 5) if step % 5 == 0 else None
+        limits = {"max_new_tokens": max_new, "stop": stop, "first_allowed": allowed}
+        expected = plain.generate(prompt, **limits)
+        hint = prompt[-3:] + list(expected.tokens)  # drafts from the prompt's end on
+        if step % 3 == 1 and len(hint) > 5:
             hint[len(hint) // 2] = (hint[len(hint) // 2] + 1) % vocab  # right, then wrong
         elif step % 3 == 2:
             hint = [rng.randrange(1, vocab) for _ in range(8)]
-        got = drafted.generate(prompt, max_new_tokens=max_new, stop=stop, hint=hint)
+        got = drafted.generate(prompt, hint=hint, **limits)
         assert got.tokens == expected.tokens, f"step {step}"
         assert got.stop_reason == expected.stop_reason, f"step {step}"
         accepted += got.accepted
