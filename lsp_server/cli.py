@@ -116,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("auto", "on", "off"),
         default="auto",
         help="run decode and draft-verify steps through torch.compile over a static KV cache: "
-        "auto (default) = on for CUDA, off on the CPU, where it does not pay",
+        "auto (default) = on for CUDA, off on the CPU (it pays only in bfloat16 there, "
+        "after minutes of compiling at the first start)",
     )
     serve.add_argument("--log-file", type=Path, help="write logs here instead of stderr")
     serve.add_argument("-v", "--verbose", action="count", default=0, help="more logging")

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 # The most tokens drafted per forward, by default. A forward over 1 + 8 tokens
-# costs ~1.1x a one-token step in bf16 on this CPU, ~2x in fp32 (docs/benchmarks.md).
+# costs ~1.25x a one-token step in bf16 on this CPU, ~2x in fp32 (docs/benchmarks.md).
 DRAFT_TOKENS = 8
 # Prompt tokens kept before each recent generation: the key that finds it again.
 _PROMPT_TAIL = 16
