@@ -111,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="let TCP clients switch to a Hugging Face hub model through their settings "
         "(aliases and local paths are always allowed)",
     )
+    serve.add_argument(
+        "--compile",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="run decode and draft-verify steps through torch.compile over a static KV cache: "
+        "auto (default) = on for CUDA, off on the CPU (it pays only in bfloat16 there, "
+        "after minutes of compiling at the first start)",
+    )
     serve.add_argument("--log-file", type=Path, help="write logs here instead of stderr")
     serve.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     _add_model_args(serve, adapter="auto")

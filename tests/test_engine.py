@@ -35,18 +35,28 @@ class FakeBackend:
         if self.on_forward:
             self.on_forward(len(self.calls))
         cache.extend(token_ids)
-        if allowed is not None:  # a fixed preference order over the allowed tokens
-            digest = hashlib.sha256(repr(cache).encode()).digest()
-            return max(allowed, key=lambda t: (digest[t % 32] + t) % 97)
+        if allowed is not None:
+            return self._prefer(cache, allowed)
         return self._next(cache)
 
-    def verify(self, cache: list[int], token_ids: Sequence[int]) -> list[int]:
+    def verify(
+        self, cache: list[int], token_ids: Sequence[int], *, keep=None, allowed=None
+    ) -> list[int]:
         self.calls.append(len(token_ids))
         if self.on_forward:
             self.on_forward(len(self.calls))
         start = len(cache)
         cache.extend(token_ids)
-        return [self._next(cache[: start + i + 1]) for i in range(len(token_ids))]
+        ends = range(start + len(token_ids) - (keep or len(token_ids)), start + len(token_ids))
+        chosen = [self._next(cache[: end + 1]) for end in ends]
+        if allowed is not None:
+            chosen[0] = self._prefer(cache[: ends[0] + 1], allowed)
+        return chosen
+
+    def _prefer(self, context: list[int], allowed) -> int:
+        """A fixed preference order over the allowed tokens."""
+        digest = hashlib.sha256(repr(context).encode()).digest()
+        return max(allowed, key=lambda t: (digest[t % 32] + t) % 97)
 
     def _next(self, context: list[int]) -> int:
         # never EOS unless a test wants it
@@ -409,6 +419,7 @@ def _stop_rule(kind: int, value: int):
     chunk=st.integers(1, 64),
     hint=st.lists(st.integers(0, 7), max_size=20),
     eos=st.booleans(),
+    first_allowed=st.none() | st.lists(st.integers(0, 7), min_size=1, max_size=4),
 )
 def test_drafted_decoding_equals_plain_greedy(
     prompt: list[int],
@@ -419,13 +430,17 @@ def test_drafted_decoding_equals_plain_greedy(
     chunk: int,
     hint: list[int],
     eos: bool,
+    first_allowed: list[int] | None,
 ) -> None:
     stop = _stop_rule(stop_kind, stop_value)
     plain = Engine(PatternBackend(eos=eos), draft_tokens=0)
     backend = PatternBackend(eos=eos)
     drafted = Engine(backend, draft_tokens=draft_tokens, prefill_chunk=chunk)
-    expected = plain.generate(prompt, max_new_tokens=max_new_tokens, stop=stop)
-    got = drafted.generate(prompt, max_new_tokens=max_new_tokens, stop=stop, hint=hint)
+    limits = {"max_new_tokens": max_new_tokens, "stop": stop, "first_allowed": first_allowed}
+    expected = plain.generate(prompt, **limits)
+    # Drafts come in with the prompt's last chunk too, the first token healed among
+    # `first_allowed`; the hint may also repeat the prompt's end.
+    got = drafted.generate(prompt, hint=hint + prompt[-3:] + expected.tokens[:3], **limits)
     assert got.tokens == expected.tokens
     assert got.stop_reason == expected.stop_reason
     assert got.forwards <= max(expected.forwards, 1)
@@ -466,6 +481,36 @@ def test_a_hint_that_is_right_is_verified_in_one_forward() -> None:
     # The prefill yields the first token; one forward verifies seven drafts and adds the ninth.
     assert fast.forwards == 2 and fast.accepted == 7
     assert fast.tokens_per_forward == 4.5
+
+
+def test_drafts_are_verified_with_the_prompts_last_chunk() -> None:
+    """A hint that continues the prompt's last tokens: the prefill's forward verifies it."""
+    prompt = [5, 9, 14, 3, 22]
+    plain = Engine(FakeBackend(), draft_tokens=0).generate(prompt, max_new_tokens=9)
+    backend = FakeBackend()
+    hint = [14, 3, 22, *plain.tokens]  # the suggestion shown before the user typed "3 22"
+    fast = Engine(backend).generate(prompt, max_new_tokens=9, hint=hint)
+    assert fast.tokens == plain.tokens
+    # One forward: the five prompt tokens and eight drafts; the ninth token is the model's.
+    assert backend.calls == [13] and fast.forwards == 1 and fast.accepted == 8
+
+
+def test_a_recent_generation_is_drafted_when_its_place_comes_back() -> None:
+    """No hint: the engine drafts from its own recent generations, found by their prompt tail."""
+    prompt = [5, 9, 14, 3, 22]
+    plain = Engine(FakeBackend(), draft_tokens=0).generate(prompt, max_new_tokens=9)
+    backend = FakeBackend()
+    engine = Engine(backend, reuse=False)
+    engine.generate(prompt, max_new_tokens=9)
+    engine.generate([7, 7, 7], max_new_tokens=4)  # elsewhere in between
+    backend.calls.clear()
+    # The user typed the first two suggested tokens: the rest comes in one forward.
+    again = engine.generate(prompt + plain.tokens[:2], max_new_tokens=7)
+    assert again.tokens == plain.tokens[2:]
+    assert again.forwards == 1 and again.accepted == 6
+    forgetful = Engine(FakeBackend(), reuse=False, draft_history=0)
+    forgetful.generate(prompt, max_new_tokens=9)
+    assert forgetful.generate(prompt + plain.tokens[:2], max_new_tokens=7).accepted == 0
 
 
 def test_cancel_mid_decoding_gives_a_prefix_of_plain_greedy() -> None:
@@ -518,13 +563,16 @@ def test_tiny_model_drafted_decoding_equals_plain_greedy(tiny_double) -> None:
         max_new = rng.randint(1, 12)
         stop_at = rng.randrange(1, vocab)
         stop = (lambda toks, s=stop_at: toks[-1] == s) if step % 2 else None
-        expected = plain.generate(prompt, max_new_tokens=max_new, stop=stop)
-        hint = list(expected.tokens)
-        if step % 3 == 1 and len(hint) > 2:
+        # Token healing on some steps: the first token among a few, drafts after it.
+        allowed = rng.sample(range(1, vocab), 5) if step % 5 == 0 else None
+        limits = {"max_new_tokens": max_new, "stop": stop, "first_allowed": allowed}
+        expected = plain.generate(prompt, **limits)
+        hint = prompt[-3:] + list(expected.tokens)  # drafts from the prompt's end on
+        if step % 3 == 1 and len(hint) > 5:
             hint[len(hint) // 2] = (hint[len(hint) // 2] + 1) % vocab  # right, then wrong
         elif step % 3 == 2:
             hint = [rng.randrange(1, vocab) for _ in range(8)]
-        got = drafted.generate(prompt, max_new_tokens=max_new, stop=stop, hint=hint)
+        got = drafted.generate(prompt, hint=hint, **limits)
         assert got.tokens == expected.tokens, f"step {step}"
         assert got.stop_reason == expected.stop_reason, f"step {step}"
         accepted += got.accepted

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
-from transformers import DynamicCache
+from transformers import Cache, DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 
@@ -86,7 +86,7 @@ class TransformersBackend:
         params = inspect.signature(model.forward).parameters
         self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
 
-    def new_cache(self) -> DynamicCache:
+    def new_cache(self) -> Cache:
         cache = DynamicCache(config=self.model.config)
         # Plain full-attention layers grow in place; sliding-window and other
         # special layers keep transformers' own behaviour.
@@ -97,36 +97,50 @@ class TransformersBackend:
 
     @torch.inference_mode()
     def forward(
-        self, cache: DynamicCache, token_ids: Sequence[int], allowed: Sequence[int] | None = None
+        self, cache: Cache, token_ids: Sequence[int], allowed: Sequence[int] | None = None
     ) -> int:
         ids = torch.tensor([list(token_ids)], dtype=torch.long, device=self.device)
         # Only the last position's logits are needed: skipping the vocabulary
         # projection for the others saves a fifth of prefill on small models.
         kwargs = {self._cache_kwarg: cache}
         out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1, **kwargs)
-        logits = out.logits[0, -1]
-        if allowed is not None:
-            choices = torch.as_tensor(list(allowed), dtype=torch.long, device=logits.device)
-            return int(choices[logits[choices].argmax()])
-        return int(logits.argmax())
+        return greedy(out.logits[0], allowed)[-1]
 
     @torch.inference_mode()
-    def verify(self, cache: DynamicCache, token_ids: Sequence[int]) -> list[int]:
-        """Append `token_ids` in one forward; the greedy next token after each of them.
+    def verify(
+        self,
+        cache: Cache,
+        token_ids: Sequence[int],
+        *,
+        keep: int | None = None,
+        allowed: Sequence[int] | None = None,
+    ) -> list[int]:
+        """Append `token_ids` in one forward; the greedy next token after each of the
+        last `keep` (default all), the first among `allowed` when given.
 
-        The engine feeds the last emitted token and the drafted ones, so every
-        position needs its logits, and only these positions are in the forward.
+        The engine feeds the last emitted token (or the prompt's last chunk) and
+        the drafted ones: only the positions it compares need logits.
         """
         ids = torch.tensor([list(token_ids)], dtype=torch.long, device=self.device)
         kwargs = {self._cache_kwarg: cache}
-        out = self.model(input_ids=ids, use_cache=True, logits_to_keep=len(token_ids), **kwargs)
-        return [int(t) for t in out.logits[0].argmax(dim=-1).tolist()]
+        rows = keep or len(token_ids)
+        out = self.model(input_ids=ids, use_cache=True, logits_to_keep=rows, **kwargs)
+        return greedy(out.logits[0], allowed)
 
-    def crop(self, cache: DynamicCache, length: int) -> None:
+    def crop(self, cache: Cache, length: int) -> None:
         # A negative argument removes that many positions, in every transformers 4.4x-5.x.
         surplus = cache.get_seq_length() - length
         if surplus > 0:
             cache.crop(-surplus)
+
+
+def greedy(logits: torch.Tensor, allowed: Sequence[int] | None = None) -> list[int]:
+    """The argmax of each row of `logits`; the first row's among `allowed` when given."""
+    tokens = [int(t) for t in logits.argmax(dim=-1).tolist()]
+    if allowed is not None:
+        choices = torch.as_tensor(list(allowed), dtype=torch.long, device=logits.device)
+        tokens[0] = int(choices[logits[0, choices].argmax()])
+    return tokens
 
 
 def eos_ids(tokenizer: Any, model: Any) -> set[int]:

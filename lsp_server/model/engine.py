@@ -7,11 +7,13 @@ therefore keeps the KV caches of its last few sequences and, for a new prompt,
 continues the one with the longest common token prefix, prefilling only the
 rest. The result is the same as generating from scratch.
 
-Decoding costs ~90 ms per token for SmolLM2-135M on this CPU, and one forward
-over nine tokens costs about 1.35 times a forward over one. Completions often
+Decoding costs ~37 ms per token for SmolLM2-135M on this CPU (quiet), and one
+forward over nine tokens costs 1.25 (bf16) to 2 (fp32) times a forward over
+one. Completions often
 repeat text that is already in the prompt or in the suggestion shown a moment
 ago, so the engine drafts the tokens that followed the last few generated ones
-there (`NgramDrafter`), has the model verify them in one forward, keeps the
+there or in its own recent generations (`NgramDrafter`), also right after the
+prompt's last chunk, has the model verify them in one forward, keeps the
 longest prefix the model agrees with plus the model's own next token, and
 crops the KV cache back past the first rejected draft. The output is exactly
 plain greedy decoding's; only the number of forwards changes.
@@ -31,10 +33,16 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+# The most tokens drafted per forward, by default. A forward over 1 + 8 tokens
+# costs ~1.25x a one-token step in bf16 on this CPU, ~2x in fp32 (docs/benchmarks.md).
+DRAFT_TOKENS = 8
+# Prompt tokens kept before each recent generation: the key that finds it again.
+_PROMPT_TAIL = 16
 StopReason = Literal["max_tokens", "eos", "stop", "time", "cancelled", "error"]
 # Called with the tokens generated so far; True ends generation after the last one.
 StopPredicate = Callable[[Sequence[int]], bool]
@@ -54,9 +62,17 @@ class Backend(Protocol):
         """Append `token_ids` to `cache` and return the greedy next token after them,
         chosen among `allowed` when given."""
 
-    def verify(self, cache: Any, token_ids: Sequence[int]) -> list[int]:
+    def verify(
+        self,
+        cache: Any,
+        token_ids: Sequence[int],
+        *,
+        keep: int | None = None,
+        allowed: Sequence[int] | None = None,
+    ) -> list[int]:
         """Append `token_ids` to `cache` in one forward and return the greedy next token
-        after each of them (as many tokens as `token_ids`)."""
+        after each of the last `keep` of them (default: all), the first of these chosen
+        among `allowed` when given."""
 
     def crop(self, cache: Any, length: int) -> None:
         """Keep only the first `length` positions of `cache`."""
@@ -220,7 +236,7 @@ class _Run:
 
     fed: list[int]  # tokens whose keys and values the cache holds
     out: list[int]
-    next_token: int = -1  # the model's greedy choice after `fed`, not yet emitted
+    pending: list[int] = field(default_factory=list)  # chosen by the model, not yet emitted
     forwards: int = 0
     drafted: int = 0
     accepted: int = 0
@@ -270,11 +286,14 @@ class Engine:
         cache: PrefixCache | None = None,
         prefill_chunk: int = 256,
         reuse: bool = True,
-        draft_tokens: int = 8,
+        draft_tokens: int = DRAFT_TOKENS,
         draft_ngram: int = 4,
+        draft_history: int = 8,
     ) -> None:
         """`draft_tokens` is the most tokens drafted per forward (0: plain greedy
-        decoding); `draft_ngram` the longest n-gram looked up to draft them."""
+        decoding); `draft_ngram` the longest n-gram looked up to draft them;
+        `draft_history` how many recent generations (each with the end of its
+        prompt) are drafted from besides the prompt and the caller's hint."""
         self.backend = backend
         self.cache = cache if cache is not None else PrefixCache()
         # Long prompts are prefilled in chunks so cancellation and the time
@@ -283,6 +302,10 @@ class Engine:
         self.reuse = reuse
         self.draft_tokens = draft_tokens
         self.draft_ngram = draft_ngram
+        # The next request is most often at the same place after a few typed
+        # characters, or an earlier place again: its output tends to repeat a
+        # recent one, found by the prompt tail it followed.
+        self._recent: deque[list[int]] = deque(maxlen=draft_history)
         self._lock = threading.Lock()
 
     def generate(
@@ -325,13 +348,17 @@ class Engine:
             reason: StopReason | None = None if max_new_tokens > 0 else "max_tokens"
             prefill_ms = 0.0
             try:
+                recent = [t for tokens in self._recent for t in tokens]
+                # The caller's hint last: on equal keys the latest occurrence is drafted.
+                drafter = NgramDrafter(prompt, hint=[*recent, *hint], max_n=self.draft_ngram)
                 if reason is None:
-                    reason = self._prefill(kv, run, prompt, prefill_deadline, cancel, first_allowed)
+                    first = (max_new_tokens, first_allowed)
+                    ends = (prefill_deadline, cancel)
+                    reason = self._prefill(kv, run, prompt, drafter, first, *ends)
                 prefill_ms = (time.monotonic() - started) * 1000
                 if reason is None:
                     if deadline is not None:
                         deadline += prefill_ms / 1000  # the budget bounds decoding only
-                    drafter = NgramDrafter(prompt, hint=hint, max_n=self.draft_ngram)
                     limits = (max_new_tokens, stop, deadline, cancel)
                     reason = self._decode(kv, run, drafter, limits)
             except BaseException:
@@ -340,6 +367,8 @@ class Engine:
             finally:
                 if kv is not None and self.reuse:
                     self.cache.put(run.fed, kv)
+                if run.out and self._recent.maxlen:
+                    self._recent.append(prompt[-_PROMPT_TAIL:] + run.out)
             decode_ms = (time.monotonic() - started) * 1000 - prefill_ms
             return Generation(
                 tokens=run.out,
@@ -391,19 +420,33 @@ class Engine:
         kv: Any,
         run: _Run,
         prompt: list[int],
+        drafter: NgramDrafter,
+        first: tuple[int, Sequence[int] | None],
         deadline: float | None,
         cancel: threading.Event | None,
-        first_allowed: Sequence[int] | None,
     ) -> StopReason | None:
-        """Feed the rest of `prompt` in chunks; set `run.next_token` when it is all in."""
+        """Feed the rest of `prompt` in chunks; set `run.pending` when it is all in.
+
+        The last chunk goes in with drafted tokens after it (what followed the
+        prompt's last tokens elsewhere): the forward that yields the first
+        token can verify the next ones too.
+        """
+        max_new_tokens, first_allowed = first
         while len(run.fed) < len(prompt):
             reason = _interrupted(deadline, cancel)
             if reason:
                 return reason
             chunk = prompt[len(run.fed) : len(run.fed) + self.prefill_chunk]
-            last = len(run.fed) + len(chunk) == len(prompt)
-            run.next_token = self.backend.forward(kv, chunk, first_allowed if last else None)
-            run.fed.extend(chunk)
+            if len(run.fed) + len(chunk) < len(prompt):
+                self.backend.forward(kv, chunk)
+                run.fed.extend(chunk)
+                continue
+            drafts = drafter.draft(min(self.draft_tokens, max_new_tokens - 1))
+            if drafts:
+                run.pending = self._verify(kv, run, chunk, drafts, first_allowed)
+            else:
+                run.pending = [self.backend.forward(kv, chunk, first_allowed)]
+                run.fed.extend(chunk)
         run.forwards = 1
         return None
 
@@ -414,9 +457,9 @@ class Engine:
         drafter: NgramDrafter,
         limits: tuple[int, StopPredicate | None, float | None, threading.Event | None],
     ) -> StopReason:
-        """Emit `run.next_token` and continue, verifying drafted tokens where there are any."""
+        """Emit `run.pending` and continue, verifying drafted tokens where there are any."""
         max_new_tokens, stop, deadline, cancel = limits
-        pending = [run.next_token]  # tokens the model chose, in order, not yet emitted
+        pending = run.pending
         while True:
             for token in pending:
                 if token in self.backend.eos_token_ids:
@@ -444,13 +487,25 @@ class Engine:
             token = self.backend.forward(kv, [last])
             run.fed.append(last)
             return [token]
-        chosen = self.backend.verify(kv, [last, *drafts])
+        return self._verify(kv, run, [last], drafts, None)
+
+    def _verify(
+        self,
+        kv: Any,
+        run: _Run,
+        fed: list[int],
+        drafts: list[int],
+        allowed: Sequence[int] | None,
+    ) -> list[int]:
+        """Feed `fed` (whose last token needs its next) and `drafts` in one forward; keep
+        the drafts the model agrees with and return the tokens the forward settles."""
+        chosen = self.backend.verify(kv, [*fed, *drafts], keep=len(drafts) + 1, allowed=allowed)
         agreed = 0
         while agreed < len(drafts) and drafts[agreed] == chosen[agreed]:
             agreed += 1
         # Keep the drafts the model agreed with; positions after them were
         # computed from a rejected token and go.
-        run.fed.extend([last, *drafts[:agreed]])
+        run.fed.extend([*fed, *drafts[:agreed]])
         if agreed < len(drafts):
             self.backend.crop(kv, len(run.fed))
         run.drafted += len(drafts)

@@ -144,9 +144,12 @@ def load_completer(
     trust_remote_code: bool,
     report: EventCallback,
     adapters: Sequence[str | None] = (),
+    *,
+    compile: str = "auto",
 ) -> Loaded:
     """Load the model the settings name with `settings.adapter` (the default) and the
-    other `adapters` the workspace folders use, and build their Completers."""
+    other `adapters` the workspace folders use, and build their Completers;
+    `compile` is `serve --compile` (auto, on, off)."""
     from lsp_server.model import registry
     from lsp_server.model.loading import load_model
     from lsp_server.model.resident import ResidentAdapters
@@ -173,7 +176,7 @@ def load_completer(
             completer, loaded, completer.format.name, {settings.adapter: completer}, mode="int8"
         )
     resident = ResidentAdapters(loaded.model, loaded.source, loaded.fingerprint)
-    return resync(loaded, resident, {}, settings, wanted, report)
+    return resync(loaded, resident, {}, settings, wanted, report, compile=compile)
 
 
 def resync(
@@ -183,12 +186,15 @@ def resync(
     settings: Settings,
     wanted: Sequence[str | None],
     report: EventCallback,
+    *,
+    compile: str = "off",
 ) -> Loaded:
     """The resident base model (`base`, a LoadedModel) holding the adapters in `wanted`
     (the default first): new ones loaded onto it, those no longer wanted dropped, merged
     when only one is in use. The `old` completers of adapters kept are kept (their KV
     caches hold entries of the same weights); a dropped adapter's engine hands what
-    still runs on it to the default adapter's (see wiring.AdapterEngine)."""
+    still runs on it to the default adapter's (see wiring.AdapterEngine). `compile`
+    is `serve --compile`, for the backend built at the first load (`local_backend`)."""
     from lsp_server.model import registry
     from lsp_server.model.wiring import build_adapter_completer, local_backend
 
@@ -201,7 +207,9 @@ def resync(
     if default in failed:  # the adapter the settings name: a clear failure
         raise CodetailorError(failed[default])
     engines = {key: cast("AdapterEngine", c.engine) for key, c in old.items()}
-    backend = next(iter(engines.values())).engine.backend if engines else local_backend(base)
+    backend = (
+        next(iter(engines.values())).engine.backend if engines else local_backend(base, compile)
+    )
     completers: dict[str | None, Completer] = {}
     for key, folder in folders.items():
         if key in failed:

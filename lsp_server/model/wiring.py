@@ -19,7 +19,7 @@ from lsp_server.completion.completer import Completer
 from lsp_server.completion.prompt import PromptFormat, detect_format, get_format
 from lsp_server.errors import CodetailorError
 from lsp_server.model.adapter_meta import read_meta
-from lsp_server.model.engine import Engine, Generation, PrefixCache
+from lsp_server.model.engine import Backend, Engine, Generation, PrefixCache
 from lsp_server.model.loading import (
     AdapterInfo,
     LoadedModel,
@@ -53,16 +53,17 @@ def build_completer(
     prompt_format: str | None = None,
     window_tokens: int | None = None,
     reuse: bool = True,
+    compile: str = "off",
 ) -> Completer:
-    """A Completer over `loaded`, with KV prefix reuse unless `reuse` is False."""
-    from lsp_server.model.backend import TransformersBackend, eos_ids
+    """A Completer over `loaded`, with KV prefix reuse unless `reuse` is False;
+    `compile` (auto, on, off) runs the decode steps compiled (`model.compiled`)."""
 
     fmt = choose_format(loaded, prompt_format)
-    backend = TransformersBackend(loaded.model, eos_ids(loaded.tokenizer, loaded.model))
-    engine = Engine(backend, cache=PrefixCache(), reuse=reuse)
     if window_tokens is None:
         # CPU prefill is the bottleneck; a GPU affords a wider view of the file.
         window_tokens = 1024 if loaded.device == "cpu" else 4096
+    backend = local_backend(loaded, compile, window_tokens=window_tokens)
+    engine = Engine(backend, cache=PrefixCache(), reuse=reuse)
     return Completer(engine, loaded.tokenizer, fmt, window_tokens=window_tokens)
 
 
@@ -122,11 +123,27 @@ def build_adapter_completer(
     return Completer(engine, loaded.tokenizer, fmt, window_tokens=window_tokens)
 
 
-def local_backend(loaded: LoadedModel) -> Any:
-    """The engine backend over `loaded`'s weights (shared by every adapter's engine)."""
+def local_backend(
+    loaded: LoadedModel, compile: str = "off", *, window_tokens: int | None = None
+) -> Backend:
+    """The engine backend over `loaded`'s weights (shared by every adapter's engine);
+    `compile` (auto, on, off) runs the decode steps compiled (`model.compiled`).
+    Adapters loaded or unmerged later change the modules, and the steps recompile."""
     from lsp_server.model.backend import TransformersBackend, eos_ids
 
-    return TransformersBackend(loaded.model, eos_ids(loaded.tokenizer, loaded.model))
+    eos = eos_ids(loaded.tokenizer, loaded.model)
+    if compile == "off" or loaded.dtype == "int8":  # dynamic int8 layers do not compile
+        return TransformersBackend(loaded.model, eos)
+    from lsp_server.model.compiled import CompiledBackend, choose_compile
+
+    if not choose_compile(compile, loaded.device):
+        return TransformersBackend(loaded.model, eos)
+    if window_tokens is None:
+        window_tokens = 1024 if loaded.device == "cpu" else 4096
+    # Room for the window, a completion and some typing before a cache grows.
+    compiled = CompiledBackend(loaded.model, eos, capacity=window_tokens + 512)
+    compiled.warm()  # compile now, on the loading thread, not at the first request
+    return compiled
 
 
 @dataclass(frozen=True)
