@@ -422,7 +422,9 @@ def run_llama_cpp(
         started = time.perf_counter()
         prompt = completer.prompt_for(text[:cursor], text[cursor:])
         stamps, pieces = [], []
-        for chunk in llm(prompt, max_tokens=max_tokens, temperature=0.0, stop=["\n"], stream=True):
+        # With stream=True the call yields chunks (typed as chunks or one response).
+        chunks: Any = llm(prompt, max_tokens=max_tokens, temperature=0.0, stop=["\n"], stream=True)
+        for chunk in chunks:
             stamps.append(time.perf_counter())
             pieces.append(chunk["choices"][0]["text"])
         result.latencies_ms.append((time.perf_counter() - started) * 1000)
