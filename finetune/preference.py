@@ -319,7 +319,7 @@ def run_preference(cfg: PreferenceConfig, *, progress: bool = True) -> dict[str,
             f"codetailor finetune {cfg.repo} --out {cfg.adapter}"
         )
     records = load_records(cfg)
-    loaded = load_model(meta.base_model.name, device=cfg.device, dtype=cfg.dtype)
+    loaded = load_model(meta.base_model.name, device=cfg.device, dtype=cfg.dtype, training=True)
     fmt = get_format(meta.prompt_format or "prefix-only")
     window = 1024 if loaded.device == "cpu" else 4096
     build = prompt_builder(loaded.tokenizer, fmt, window)

@@ -141,7 +141,11 @@ def prepare_data(job: Job) -> Data:
     # mixed precision computes in bf16; otherwise the base loads in bf16 on a GPU.
     dtype = "float32" if job.fsdp and cfg.dtype == "auto" else cfg.dtype
     loaded = load_model(
-        cfg.model, device=device, dtype=dtype, trust_remote_code=cfg.trust_remote_code
+        cfg.model,
+        device=device,
+        dtype=dtype,
+        trust_remote_code=cfg.trust_remote_code,
+        training=True,
     )
     fmt = choose_format(loaded, cfg.prompt_format)
     tokenizer = loaded.tokenizer

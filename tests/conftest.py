@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny models built once per session, and an isolated cache home."""
+"""Shared fixtures: tiny models built once per session, an isolated cache home, and the
+CPU's dtype choice pinned to fp32's (as on CPUs without bf16)."""
 
 from __future__ import annotations
 
@@ -46,3 +47,12 @@ def _isolated_home(monkeypatch: pytest.MonkeyPatch, session_home: Path) -> None:
     monkeypatch.setenv("CODETAILOR_HOME", str(session_home))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True)
+def _cpu_without_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`auto` means fp32 on the CPU in every test, as on CI runners without bf16 hardware;
+    tests/test_cpu_dtype.py turns the capability on where it tests it."""
+    from lsp_server.model import loading
+
+    monkeypatch.setattr(loading, "cpu_computes_bf16", lambda: False)

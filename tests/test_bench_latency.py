@@ -159,3 +159,43 @@ def test_bench_scripts_receive_their_leading_options(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["complete", "x.py:1:1", "--bogus"])
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_llama_cpp_variant_feeds_the_same_prompts_and_times_decoding(
+    monkeypatch, tmp_path: Path
+) -> None:
+    """run_llama_cpp against a stand-in `llama_cpp` module (the real one is optional)."""
+    import sys
+    import types
+
+    import torch
+
+    from lsp_server.measure.latency import run_llama_cpp
+
+    calls: dict[str, object] = {}
+
+    class Llama:
+        def __init__(self, **kwargs: object) -> None:
+            calls["init"] = kwargs
+
+        def __call__(self, prompt: str, **kwargs: object):
+            calls.setdefault("prompts", []).append(prompt)  # type: ignore[union-attr]
+            assert kwargs["stop"] == ["\n"] and kwargs["temperature"] == 0.0
+            pieces = ["x", " = ", "1"] if "a" in prompt else []
+            return iter({"choices": [{"text": p}]} for p in pieces)
+
+    class Completer:
+        def prompt_for(self, prefix: str, suffix: str) -> str:
+            return f"<{prefix}|{suffix}>"
+
+    monkeypatch.setitem(sys.modules, "llama_cpp", types.SimpleNamespace(Llama=Llama))
+    documents = [("ab", 1), ("bb", 2)]
+    result = run_llama_cpp(documents, Completer(), tmp_path / "m.gguf", 8)
+    assert result is not None and result.name == "llama.cpp"
+    assert calls["prompts"] == ["<a|b>", "<bb|>"]
+    init = calls["init"]
+    assert isinstance(init, dict) and init["n_threads"] == torch.get_num_threads()
+    summary = result.summary()
+    assert summary["requests"] == 2
+    assert summary["non_empty_share"] == 0.5
+    assert summary["tokens_per_forward"] == 1.0 and summary["decode_ms_per_token"] >= 0
