@@ -160,6 +160,7 @@ class UserSetup:
     min_chars: int = MIN_CHARS
     start: float = 0.3  # where in each file typing starts (0..1)
     record: bool = False  # the server writes the repository's feedback log
+    dtype: str | None = None  # the server's --dtype (None: its default)
 
 
 async def type_file(
@@ -252,7 +253,9 @@ async def simulate(
     }
     # The repository is the workspace either way (prompts show repository-relative paths);
     # the `feedback` setting alone decides whether the server logs.
-    session = server_session(model, adapter, options, SIMULATED_CLIENT, root=root)
+    session = server_session(
+        model, adapter, options, SIMULATED_CLIENT, root=root, dtype=setup.dtype
+    )
     async with session as (client, _):
         for n, (path, source) in enumerate(files):
             if sim.shown >= setup.max_suggestions:
@@ -285,4 +288,5 @@ def run_simulation(
         "words_per_file": setup.words_per_file,
         "min_chars": setup.min_chars,
         "recorded": setup.record,
+        "dtype": setup.dtype,
     }
