@@ -277,7 +277,7 @@ def test_what_was_typed_is_redacted_and_bounded(tmp_path: Path) -> None:
     rec = FeedbackRecorder(tmp_path, clock=Clock())
     show(rec, "s1", prefix="x = ", suffix="")
     secret = SECRETS["token"]
-    rec.document_changed("file:///r/a.py", f"x = \"{secret}\"\n")
+    rec.document_changed("file:///r/a.py", f'x = "{secret}"\n')
     rec.document_changed("file:///r/a.py", "x = " + "y" * 500)
     show(rec, "s2", prefix="x = ", suffix="")
     rec.document_changed("file:///r/a.py", "x = " + "y" * 500)

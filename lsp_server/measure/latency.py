@@ -186,9 +186,7 @@ async def server_session(
     """`codetailor serve` in a subprocess, initialized with `options` and its model loaded:
     yields the pygls client and a function that asks for `codetailor.status`. The client
     introduces itself as `name`, in the workspace `root` (None: no workspace)."""
-    server = _Server(
-        name, model, adapter, dtype=dtype, engine=engine, client_name=name, root=root
-    )
+    server = _Server(name, model, adapter, dtype=dtype, engine=engine, client_name=name, root=root)
     try:
         await server.start(options)
         yield server.client, server.status
