@@ -395,10 +395,10 @@ class FeedbackRecorder:
         if self.enabled:
             self._write("superseded", id)
 
-    def dismissed(self, id: str) -> None:
-        """The user dismissed `id` (Escape), or the cursor left it."""
+    def dismissed(self, id: str, reason: str | None = None) -> None:
+        """The user dismissed `id` (Escape), or the cursor left it; `reason` says which."""
         if self.enabled:
-            self._write("dismissed", id)
+            self._write("dismissed", id, **({"reason": reason} if reason else {}))
 
     def _schedule(self, id: str, live: _Live) -> None:
         """(Re)start the retention checks of `id` for what has been accepted of it so far."""
