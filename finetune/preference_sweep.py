@@ -66,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m finetune.preference_sweep")
     parser.add_argument("repo")
     parser.add_argument("--adapter", required=True, help="the adapter finetune --feedback tunes")
-    parser.add_argument("--set", action="append", default=[], help="NAME=V1,V2: values (JSON) of a PreferenceConfig field")
+    parser.add_argument(
+        "--set", action="append", default=[], help="NAME=V1,V2: JSON values of a config field"
+    )
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--window", type=int, default=256, help="prompt tokens for generation")
     parser.add_argument("--max-tokens", type=int, default=16)
@@ -86,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     fmt = get_format(meta.prompt_format or "prefix-only")
     ref_cache: dict[str, float] = {}
     for values in itertools.product(*[v.split(",") for _, v in grid]):
-        changes = {name: json.loads(v) for (name, _), v in zip(grid, values)}
+        changes = {name: json.loads(v) for (name, _), v in zip(grid, values, strict=True)}
         cfg = base_cfg | changes
         loaded = load_model(meta.base_model.name, device="cpu", dtype=cfg.dtype)
         build = prompt_builder(loaded.tokenizer, fmt, 1024)
