@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         "--set", action="append", default=[], help="NAME=V1,V2: JSON values of a config field"
     )
     parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--log-dir", default=None, help="default: the repository's log")
     parser.add_argument("--window", type=int, default=256, help="prompt tokens for generation")
     parser.add_argument("--max-tokens", type=int, default=16)
     args = parser.parse_args(argv)
@@ -77,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     from lsp_server.model.adapter_meta import read_meta
     from lsp_server.model.loading import load_model
 
-    base_cfg = PreferenceConfig(repo=args.repo, adapter=args.adapter, dtype=args.dtype)
+    base_cfg = PreferenceConfig(
+        repo=args.repo, adapter=args.adapter, dtype=args.dtype, log_dir=args.log_dir
+    )
     grid = [s.split("=", 1) for s in args.set]
     meta = read_meta(Path(args.adapter))
     assert meta is not None and meta.base_model is not None

@@ -267,3 +267,20 @@ def test_too_little_feedback_is_one_clear_error(
     repo.mkdir()
     assert main(["finetune", str(repo), "--out", str(adapter), "--feedback"]) == 2
     assert "needs at least" in capsys.readouterr().err
+
+
+def test_the_sweep_compares_settings_on_the_logs_validation_part(
+    adapter: Path, fixture_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from finetune.preference_sweep import main as sweep
+
+    plant(tmp_path / "log", places=12)
+    args = [str(fixture_repo), "--adapter", str(adapter), "--log-dir", str(tmp_path / "log")]
+    assert sweep([*args, "--set", "max_steps=1", "--set", "sft_weight=0,1"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["config"] for r in rows] == [
+        {"max_steps": 1, "sft_weight": 0},
+        {"max_steps": 1, "sft_weight": 1},
+    ]
+    assert "before" in rows[0] and all(r["steps"] == 1 for r in rows)
+    assert all(r["fit"]["pairs"] > 0 and "preference_accuracy" in r["after"] for r in rows)
