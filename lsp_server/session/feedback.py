@@ -137,6 +137,7 @@ class EventLog:
         self._fd: int | None = None
         self._size = 0
         self._lock = threading.Lock()
+        self.written = 0  # events appended (and fsynced) by this process
 
     @property
     def path(self) -> Path:
@@ -163,6 +164,7 @@ class EventLog:
             os.write(fd, data)
             os.fsync(fd)
             self._size += len(data)
+            self.written += 1
 
     def _rotate(self) -> None:
         """The newest segment becomes the older one; the older one is dropped."""

@@ -170,6 +170,19 @@ class Recording:
         if self.recorder is not None and self.enabled:
             self._submit(partial(self.recorder.document_changed, uri, text))
 
+    def status(self) -> dict[str, Any]:
+        """For `codetailor.status`: whether it records, where, and how many events are on
+        disk (each counted once written and fsynced)."""
+        recorder = self.recorder
+        if recorder is None:
+            return {"recording": False}
+        return {
+            "recording": self.enabled,
+            "log": str(recorder.log.folder),
+            "eventsWritten": recorder.log.written,
+            "redactions": recorder.redactions,
+        }
+
     # -- the recording thread -----------------------------------------------------------------
 
     def _submit(self, job: Callable[[], None]) -> None:

@@ -743,6 +743,7 @@ class Session:
             "context": self.workspace.status(),
             "lastGeneration": self.last_generation,
             "generating": self.generating,
+            "feedback": self.recording.status(),
         }
 
 
