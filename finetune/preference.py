@@ -426,8 +426,10 @@ def _replace_adapter(
 
 def config_from_args(args: argparse.Namespace) -> PreferenceConfig:
     """`finetune REPO --out DIR --feedback [--epochs E] [--max-steps N] [--seed S] ...`;
-    --holdout is the share of feedback held out, --seq-len the prompt tokens kept."""
+    --holdout is the share of feedback held out, --seq-len the prompt tokens kept, and
+    `--set KEY=VALUE` sets any PreferenceConfig field (e.g. sft_weight=1, beta=0.2)."""
     cfg = PreferenceConfig(repo=args.repo, adapter=args.out)
+    cfg = cfg | _settings(getattr(args, "settings", None) or [])
     for name in ("device", "dtype", "seed", "epochs", "max_steps"):
         if getattr(args, name, None) is not None:
             setattr(cfg, name, getattr(args, name))
@@ -436,6 +438,24 @@ def config_from_args(args: argparse.Namespace) -> PreferenceConfig:
     if getattr(args, "seq_len", None) is not None:  # the prompt's tokens kept per example
         cfg.max_prompt_tokens = args.seq_len
     return cfg
+
+
+def _settings(pairs: list[str]) -> dict[str, Any]:
+    """`KEY=VALUE` strings as PreferenceConfig changes (values as JSON, else as text)."""
+    names = {f for f in PreferenceConfig.__dataclass_fields__ if f not in ("repo", "adapter")}
+    changes: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in names:
+            raise CodetailorError(
+                f"--set {pair!r}: with --feedback, give KEY=VALUE with KEY one of "
+                + ", ".join(sorted(names))
+            )
+        try:
+            changes[key] = json.loads(value)
+        except ValueError:
+            changes[key] = value
+    return changes
 
 
 def cmd_preference(args: argparse.Namespace) -> int:
