@@ -3,8 +3,12 @@ user kept.
 
 config -> feedback log -> preference data (finetune/data/preferences.py) ->
 the adapter at DIR, trainable -> reference log-probs with the adapter disabled
-(the base model) -> measure -> DPO on pairs + KTO on unpaired labels -> measure
--> gate -> replace DIR, or keep it and say why.
+(the base model) -> measure -> DPO on pairs + KTO on unpaired labels (times
+`kto_weight`) + `sft_weight` times the chosen side's token loss -> measure ->
+gate -> replace DIR, or keep it and say why. Most pairs are what the user typed
+at a place against the suggestion they did not keep there; DPO alone only
+separates the two, and the token loss on what they typed is what makes the
+model write it (on click, with `sft_weight=1`; see docs/benchmarks.md).
 
 The gate keeps the new adapter only if, on the repository's held-out files,
 token loss and next-line exact match are no worse (finetune/evaluate.py), and
