@@ -6,9 +6,10 @@ the adapter at DIR, trainable -> reference log-probs with the adapter disabled
 (the base model) -> measure -> DPO on pairs + KTO on unpaired labels (times
 `kto_weight`) + `sft_weight` times the chosen side's token loss -> measure ->
 gate -> replace DIR, or keep it and say why. Most pairs are what the user typed
-at a place against the suggestion they did not keep there; DPO alone only
-separates the two, and the token loss on what they typed is what makes the
-model write it (on click, with `sft_weight=1`; see docs/benchmarks.md).
+at a place against the suggestion they did not keep there; DPO only separates
+the two, while the token loss on what they typed pulls the model towards
+writing it (docs/benchmarks.md measured `sft_weight=1`; DPO alone was not
+measured there).
 
 The gate keeps the new adapter only if, on the repository's held-out files,
 token loss and next-line exact match are no worse (finetune/evaluate.py), and
