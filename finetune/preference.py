@@ -3,8 +3,13 @@ user kept.
 
 config -> feedback log -> preference data (finetune/data/preferences.py) ->
 the adapter at DIR, trainable -> reference log-probs with the adapter disabled
-(the base model) -> measure -> DPO on pairs + KTO on unpaired labels -> measure
--> gate -> replace DIR, or keep it and say why.
+(the base model) -> measure -> DPO on pairs + KTO on unpaired labels (times
+`kto_weight`) + `sft_weight` times the chosen side's token loss -> measure ->
+gate -> replace DIR, or keep it and say why. Most pairs are what the user typed
+at a place against the suggestion they did not keep there; DPO only separates
+the two, while the token loss on what they typed pulls the model towards
+writing it (docs/benchmarks.md measured `sft_weight=1`; DPO alone was not
+measured there).
 
 The gate keeps the new adapter only if, on the repository's held-out files,
 token loss and next-line exact match are no worse (finetune/evaluate.py), and
@@ -62,6 +67,8 @@ class PreferenceConfig:
     batch_size: int = 4  # examples (pairs or unpaired) per optimizer step
     desirable_weight: float = 1.0
     undesirable_weight: float = 1.0
+    kto_weight: float = 1.0  # of the KTO loss on unpaired labels, against DPO's on pairs
+    sft_weight: float = 0.0  # of the mean token loss on the chosen side (pairs, desirable)
     max_prompt_tokens: int = 512  # the prompt's last tokens scored against (CPU cost)
     heldout_feedback: float = 0.2  # share of places held out for preference accuracy
     min_examples: int = 8
@@ -137,6 +144,11 @@ class Scorer:
     def policy(self, e: PreferenceExample) -> Any:
         return completion_logp(self.model, *self.encoded(e), self.device)
 
+    def tokens(self, e: PreferenceExample) -> int:
+        """How many completion tokens `e` has."""
+        ids, start = self.encoded(e)
+        return max(len(ids) - start, 1)
+
     def reference(self, e: PreferenceExample) -> float:
         """The base model's log-probability: the same network with the adapter disabled."""
         import torch
@@ -155,24 +167,32 @@ class Scorer:
 
 
 def batch_loss(scorer: Scorer, items: list[Any], cfg: PreferenceConfig) -> Any:
-    """The mean loss of a batch of pairs (tuples) and unpaired examples."""
+    """The mean loss of a batch of pairs (tuples) and unpaired examples: DPO on the pairs,
+    KTO (times `kto_weight`) on the rest, plus `sft_weight` times the chosen side's mean
+    token loss (a pull towards what the user wrote, which DPO alone does not give)."""
     import torch
 
     pairs = [i for i in items if isinstance(i, tuple)]
     single = [i for i in items if not isinstance(i, tuple)]
     losses = []
+    chosen: list[tuple[PreferenceExample, Any]] = []
     if pairs:
         pc = torch.stack([scorer.policy(c) for c, _ in pairs])
         pr = torch.stack([scorer.policy(r) for _, r in pairs])
         rc = torch.tensor([scorer.reference(c) for c, _ in pairs], device=pc.device)
         rr = torch.tensor([scorer.reference(r) for _, r in pairs], device=pc.device)
         losses.append(dpo_loss(pc, pr, rc, rr, cfg.beta) * len(pairs))
+        chosen += [(c, pc[n]) for n, (c, _) in enumerate(pairs)]
     if single:
         p = torch.stack([scorer.policy(e) for e in single])
         r = torch.tensor([scorer.reference(e) for e in single], device=p.device)
         labels = torch.tensor([e.desirable for e in single], device=p.device)
         kto = kto_loss(p, r, labels, cfg.beta, cfg.desirable_weight, cfg.undesirable_weight)
-        losses.append(kto * len(single))
+        losses.append(cfg.kto_weight * kto * len(single))
+        chosen += [(e, p[n]) for n, e in enumerate(single) if e.desirable]
+    if cfg.sft_weight and chosen:
+        nll = torch.stack([-logp / scorer.tokens(e) for e, logp in chosen]).sum()
+        losses.append(cfg.sft_weight * nll)
     return sum(losses) / len(items)
 
 
@@ -326,6 +346,7 @@ def run_preference(cfg: PreferenceConfig, *, progress: bool = True) -> dict[str,
     train_records, held_records = split_by_place(records, cfg.heldout_feedback, cfg.seed)
     train_data = preference_data(train_records, build)
     held_data = preference_data(held_records, build)
+    log.info("preference data: train %s, held out %s", train_data.counts(), held_data.counts())
     if not train_data.pairs and not any(not e.desirable for e in train_data.unpaired):
         raise CodetailorError("the feedback log has no rejected suggestions to learn from")
     if not any(e.desirable for e in train_data.examples):
@@ -410,8 +431,10 @@ def _replace_adapter(
 
 def config_from_args(args: argparse.Namespace) -> PreferenceConfig:
     """`finetune REPO --out DIR --feedback [--epochs E] [--max-steps N] [--seed S] ...`;
-    --holdout is the share of feedback held out, --seq-len the prompt tokens kept."""
+    --holdout is the share of feedback held out, --seq-len the prompt tokens kept, and
+    `--set KEY=VALUE` sets any PreferenceConfig field (e.g. sft_weight=1, beta=0.2)."""
     cfg = PreferenceConfig(repo=args.repo, adapter=args.out)
+    cfg = cfg | _settings(getattr(args, "settings", None) or [])
     for name in ("device", "dtype", "seed", "epochs", "max_steps"):
         if getattr(args, name, None) is not None:
             setattr(cfg, name, getattr(args, name))
@@ -420,6 +443,24 @@ def config_from_args(args: argparse.Namespace) -> PreferenceConfig:
     if getattr(args, "seq_len", None) is not None:  # the prompt's tokens kept per example
         cfg.max_prompt_tokens = args.seq_len
     return cfg
+
+
+def _settings(pairs: list[str]) -> dict[str, Any]:
+    """`KEY=VALUE` strings as PreferenceConfig changes (values as JSON, else as text)."""
+    names = {f for f in PreferenceConfig.__dataclass_fields__ if f not in ("repo", "adapter")}
+    changes: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in names:
+            raise CodetailorError(
+                f"--set {pair!r}: with --feedback, give KEY=VALUE with KEY one of "
+                + ", ".join(sorted(names))
+            )
+        try:
+            changes[key] = json.loads(value)
+        except ValueError:
+            changes[key] = value
+    return changes
 
 
 def cmd_preference(args: argparse.Namespace) -> int:

@@ -2,8 +2,8 @@
 
 Held-out token loss and next-line exact match on the files `finetune` held out,
 with the recipe saved beside the adapter (`finetune.yaml`), so preference
-tuning's gate compares like with like. (train.py builds the same data inline;
-when it is split into setup/data functions this should call those.)
+tuning's gate compares like with like. The split and the held-out sequences
+are train.py's own functions (`split_repository`, `heldout_sequences`).
 """
 
 from __future__ import annotations
@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from finetune.config import FinetuneConfig, load_yaml
-from finetune.data.examples import Blocks, documents, pack, spread, tokenize
+from finetune.data.examples import Blocks, spread
 from finetune.evaluate import LineSample, heldout_loss, next_line_exact_match, next_line_samples
+from finetune.train import heldout_sequences, split_repository
 from lsp_server.model.adapter_meta import AdapterMeta
-from lsp_server.repo.corpus import collect
-from lsp_server.repo.files import SOURCE_EXTENSIONS, split_files
 
 
 @dataclass
@@ -40,26 +39,13 @@ class RepoEval:
         base = meta.base_model.name if meta.base_model else "smollm2-135m"
         values.setdefault("model", base)
         cfg = FinetuneConfig.from_dict(values)
-        extensions = frozenset(e if e.startswith(".") else "." + e for e in cfg.extensions)
-        corpus = collect(
-            repo,
-            max_file_bytes=cfg.max_file_bytes,
-            extensions=extensions or SOURCE_EXTENSIONS,
-            near_duplicate_threshold=cfg.near_duplicate_threshold,
-        )
-        _, held_paths = split_files([f.path for f in corpus.files], cfg.holdout)
-        held = [f for f in corpus.files if f.path in set(held_paths)]
+        _, _, held = split_repository(cfg, repo)
         return cls(cfg, held, next_line_samples(held, cfg.match_samples, seed))
 
     def blocks(self, tokenizer: Any, fmt: Any) -> Blocks:
         if self._blocks is None:
-            cfg = self.cfg
-            eos = tokenizer.eos_token_id
-            pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-            pairs = [(f.path, f.text) for f in self.held]
-            texts = documents(fmt, pairs, seq_len=cfg.seq_len, header=cfg.path_header)
-            packed = pack(tokenize(tokenizer, texts, eos), cfg.seq_len, pad)
-            self._blocks = spread(packed, cfg.eval_blocks)
+            packed = heldout_sequences(self.cfg, fmt, tokenizer, self.held)
+            self._blocks = spread(packed, self.cfg.eval_blocks)
         return self._blocks
 
     def measure(

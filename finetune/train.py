@@ -134,7 +134,7 @@ def prepare_data(job: Job) -> Data:
     from lsp_server.model.wiring import choose_format
 
     cfg = job.cfg
-    corpus, train_files, held_files = _split_repository(job)
+    corpus, train_files, held_files = split_repository(cfg, job.repo)
     log.info("data: %s", corpus.stats())
     device = str(job.accelerator.device) if cfg.device == "auto" else cfg.device
     # FSDP flattens frozen and LoRA weights together, so both stay float32 and FSDP's
@@ -164,10 +164,7 @@ def prepare_data(job: Job) -> Data:
         spm_rate=cfg.spm_rate,
     )
     train = pack(tokenize(tokenizer, train_texts, eos), cfg.seq_len, pad)
-    held_texts = documents(
-        fmt, [(f.path, f.text) for f in held_files], seq_len=cfg.seq_len, header=cfg.path_header
-    )
-    held = pack(tokenize(tokenizer, held_texts, eos), cfg.seq_len, pad)
+    held = heldout_sequences(cfg, fmt, tokenizer, held_files)
     per_step = cfg.batch_size * cfg.grad_accum * job.world
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * len(train.ids) / per_step))
     log.info(
@@ -190,9 +187,12 @@ def prepare_data(job: Job) -> Data:
     )
 
 
-def _split_repository(job: Job) -> tuple[Corpus, list[SourceFile], list[SourceFile]]:
-    """The repository's source files, and their training and held-out shares (by path)."""
-    cfg, repo = job.cfg, job.repo
+def split_repository(
+    cfg: FinetuneConfig, repo: Path
+) -> tuple[Corpus, list[SourceFile], list[SourceFile]]:
+    """The repository's source files, and their training and held-out shares (by path).
+    The one definition of the split: preference tuning's gate (finetune/repo_eval.py)
+    measures on the same held-out files."""
     extensions = frozenset(e if e.startswith(".") else "." + e for e in cfg.extensions)
     corpus = collect(
         repo,
@@ -216,6 +216,18 @@ def _split_repository(job: Job) -> tuple[Corpus, list[SourceFile], list[SourceFi
     train_files = [f for f in corpus.files if f.path not in held_set]
     held_files = [f for f in corpus.files if f.path in held_set]
     return corpus, train_files, held_files
+
+
+def heldout_sequences(
+    cfg: FinetuneConfig, fmt: PromptFormat, tokenizer: Any, held_files: list[SourceFile]
+) -> Blocks:
+    """The held-out files as whole documents (no FIM), tokenized and packed to `seq_len`."""
+    eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    texts = documents(
+        fmt, [(f.path, f.text) for f in held_files], seq_len=cfg.seq_len, header=cfg.path_header
+    )
+    return pack(tokenize(tokenizer, texts, eos), cfg.seq_len, pad)
 
 
 # --- 3. fit: LoRA, the base model's figures (or the checkpoint), the loop ------------------

@@ -244,3 +244,42 @@ def test_the_log_and_the_preference_data_are_pure() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_what_the_user_typed_at_an_ignored_suggestion_is_recorded_once_the_line_ends(
+    tmp_path: Path,
+) -> None:
+    rec = FeedbackRecorder(tmp_path, clock=Clock())
+    prefix, suffix = "def f(x):\n    ", "\n\ndef g():\n    pass\n"
+    show(rec, "s1", prefix=prefix, suffix=suffix, suggestion="return x + 1")
+    rec.document_changed("file:///r/a.py", prefix + "return " + suffix)
+    assert [e["event"] for e in read_events(tmp_path)] == ["shown"]  # the line goes on
+    rec.document_changed("file:///r/a.py", prefix + "return x * 2\n    y" + suffix)
+    rec.document_changed("file:///r/a.py", prefix + "return x * 2\n    y = 3" + suffix)
+    typed = [e for e in read_events(tmp_path) if e["event"] == "typed"]
+    assert [(e["id"], e["text"]) for e in typed] == [("s1", "return x * 2")]
+    assert suggestion_records(read_events(tmp_path))[0].typed == "return x * 2"
+
+
+def test_typing_is_followed_until_the_place_itself_is_edited(tmp_path: Path) -> None:
+    rec = FeedbackRecorder(tmp_path, clock=Clock())
+    prefix, suffix = "def f(x):\n    ", "\n"
+    show(rec, "s1", prefix=prefix, suffix=suffix)
+    show(rec, "s2", prefix=prefix, suffix=suffix, uri="file:///r/b.py")
+    rec.document_changed("file:///r/a.py", prefix + "ret" + suffix)
+    rec.document_changed("file:///r/a.py", "# a new first line\n" + prefix + "ret" + suffix)
+    rec.document_changed("file:///r/a.py", "# a new first line\n" + prefix + "return 1\n\n")
+    events = read_events(tmp_path)
+    assert [(e["id"], e["text"]) for e in events if e["event"] == "typed"] == [("s1", "ret")]
+
+
+def test_what_was_typed_is_redacted_and_bounded(tmp_path: Path) -> None:
+    rec = FeedbackRecorder(tmp_path, clock=Clock())
+    show(rec, "s1", prefix="x = ", suffix="")
+    secret = SECRETS["token"]
+    rec.document_changed("file:///r/a.py", f'x = "{secret}"\n')
+    rec.document_changed("file:///r/a.py", "x = " + "y" * 500)
+    show(rec, "s2", prefix="x = ", suffix="")
+    rec.document_changed("file:///r/a.py", "x = " + "y" * 500)
+    texts = [e["text"] for e in read_events(tmp_path) if e["event"] == "typed"]
+    assert len(texts) == 2 and secret not in texts[0] and len(texts[1]) == 200

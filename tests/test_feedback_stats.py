@@ -58,6 +58,7 @@ def test_stats_by_language_trigger_and_day(tmp_path: Path) -> None:
     fill(tmp_path)
     stats = feedback_stats(suggestion_records(read_events(tmp_path)))
     assert stats["overall"]["shown"] == 6 and stats["overall"]["accepted"] == 3
+    assert stats["overall"]["dismissed"] == 1
     assert stats["overall"]["acceptance_rate"] == 0.5
     assert stats["by_language"]["python"]["acceptance_rate"] == 0.25
     assert stats["by_language"]["rust"]["acceptance_rate"] == 1.0

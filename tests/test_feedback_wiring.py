@@ -104,10 +104,13 @@ async def test_shown_typed_through_accepted_and_superseded_land_with_their_ids(
         ("shown", first),
         ("typed_through", first),
         ("accepted", first),
+        ("typed", first),  # its line is finished: what stands there now
         ("shown", second),  # the accepted first one is not superseded
         ("superseded", second),
         ("shown", third),
     ]
+    typed = [e["text"] for e in events(session, home, repo) if e["event"] == "typed"]
+    assert typed == ["foo(1)"]
     shown = events(session, home, repo)[0]
     assert shown["prefix"] == "x = " and shown["suggestion"] == "foo(1)"
     assert shown["path"] == "app.py" and shown["language"] == "python"
@@ -196,3 +199,18 @@ def test_retention_checks_are_polled_on_the_recording_thread(tmp_path: Path) -> 
     recording.recorder.poll = lambda now=None: polled.set()  # type: ignore[method-assign]
     assert polled.wait(5.0)
     recording.close()
+
+
+async def test_a_dismissal_the_editor_reports_is_logged_once_and_not_superseded(
+    sessions, home, repo
+):
+    session, uri = start(sessions, home, repo, "foo(1)", "bar()")
+    _, first = await ask(session, uri, "x = ", 2)
+    session.dismissed(first, "insert-leave")
+    session.dismissed(first, "dismiss")  # already settled
+    session.dismissed("not-a-shown-id")
+    await ask(session, uri, "x = 1\ny = ", 3)
+    log = [(e["event"], e["id"], e.get("reason")) for e in events(session, home, repo)]
+    assert log[:2] == [("shown", first, None), ("dismissed", first, "insert-leave")]
+    assert ("superseded", first, None) not in log
+    assert suggestion_records(events(session, home, repo))[0].dismissed

@@ -129,6 +129,52 @@ def test_the_log_becomes_pairs_and_unpaired_labels(tmp_path: Path) -> None:
     assert not places(train_part) & places(held_part)
 
 
+def test_what_the_user_typed_instead_is_preferred_to_the_suggestion(tmp_path: Path) -> None:
+    rec = FeedbackRecorder(tmp_path, clock=lambda: 1_700_000_000.0)
+    cases = {  # id: (suggestion, what the user did, what they typed at the place)
+        "ignored": ("raise ValueError", "superseded", "return a + b"),
+        "partial": ("return a - b", "word", "return a + b"),
+        "taken": (GOOD, "full", GOOD),
+        "typed-through": (GOOD, "superseded", GOOD + "  # sum"),
+    }
+    for n, (id, (suggestion, outcome, typed)) in enumerate(cases.items()):
+        prefix, suffix = f"def add_{n}(a, b):\n    ", "\n"
+        uri = f"file:///r/m{n}.py"
+        rec.shown(id, uri, f"m{n}.py", "python", None, "m", None, "prefix-only", prefix,
+                  suffix, [], suggestion, 5.0)  # fmt: skip
+        if outcome == "superseded":
+            rec.superseded(id)
+        else:
+            rec.accepted(id, outcome)  # type: ignore[arg-type]
+        rec.document_changed(uri, prefix + typed + "\n" + suffix)
+    data = preference_data(suggestion_records(read_events(tmp_path)), lambda p, s, *rest: p)
+    held = "\n    "
+    pairs = {r.id: (c.completion, r.completion) for c, r in data.pairs}
+    assert pairs == {
+        "ignored": (held + "return a + b", held + "raise ValueError"),
+        "partial": (held + "return a + b", held + "return a - b"),
+    }
+    assert all(c.desirable and not r.desirable for c, r in data.pairs)
+    assert {e.id: e.desirable for e in data.unpaired} == {"taken": True, "typed-through": True}
+
+
+def test_an_sft_term_pulls_towards_what_the_user_wrote(
+    adapter: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from lsp_server.model.loading import load_model
+
+    plant(tmp_path, places=4)
+    loaded = load_model(str(tiny_model_dir))
+    build = prompt_builder(loaded.tokenizer, get_format("prefix-only"), 256)
+    data = preference_data(suggestion_records(read_events(tmp_path)), build)
+    model = _trainable(loaded.model, adapter, 0)
+    scorer = Scorer(model, loaded.tokenizer, 128, "cpu")
+    chosen = data.pairs[0][0]
+    before = float(scorer.policy(chosen).detach())
+    train(model, scorer, data, PreferenceConfig(lr=5e-3, max_steps=6, sft_weight=1.0))
+    assert float(scorer.policy(chosen).detach()) > before
+
+
 def test_the_loss_decreases_on_a_planted_preference(
     adapter: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
@@ -221,3 +267,20 @@ def test_too_little_feedback_is_one_clear_error(
     repo.mkdir()
     assert main(["finetune", str(repo), "--out", str(adapter), "--feedback"]) == 2
     assert "needs at least" in capsys.readouterr().err
+
+
+def test_the_sweep_compares_settings_on_the_logs_validation_part(
+    adapter: Path, fixture_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from finetune.preference_sweep import main as sweep
+
+    plant(tmp_path / "log", places=12)
+    args = [str(fixture_repo), "--adapter", str(adapter), "--log-dir", str(tmp_path / "log")]
+    assert sweep([*args, "--set", "max_steps=1", "--set", "sft_weight=0,1"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["config"] for r in rows] == [
+        {"max_steps": 1, "sft_weight": 0},
+        {"max_steps": 1, "sft_weight": 1},
+    ]
+    assert "before" in rows[0] and all(r["steps"] == 1 for r in rows)
+    assert all(r["fit"]["pairs"] > 0 and "preference_accuracy" in r["after"] for r in rows)

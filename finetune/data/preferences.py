@@ -3,9 +3,18 @@
 A suggestion is *desirable* when it was accepted (in full, in part, or typed
 through to its end) and not deleted again by the last retention check; it is
 *undesirable* when it was superseded, dismissed or ignored, or accepted and
-then deleted. At one place (the same file and the same text before the cursor)
-a desirable and an undesirable suggestion make a DPO pair; the rest stay
-unpaired, with their label, for a KTO-style loss.
+then deleted. Pairs for DPO come from two sources:
+
+- what the user typed at the place of a suggestion (the log's `typed` event:
+  the line as the user finished it) is preferred to the suggestion, unless it
+  begins with the whole suggestion or the suggestion was accepted in full and
+  kept; so an ignored suggestion, one taken only in part, and one deleted again
+  each lose to what the user wrote there instead;
+- at one place (the same file and the same text before the cursor) a
+  desirable suggestion is preferred to an undesirable one.
+
+A desirable suggestion with no pair, and an undesirable one with neither,
+stays unpaired, with its label, for a KTO-style loss.
 
 Each example's prompt is rebuilt from the log exactly as the server built it,
 through the same `Completer.prompt_for` (same format, window, path, snippets).
@@ -17,7 +26,7 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from lsp_server.completion.prompt import Snippet
 from lsp_server.session.feedback import SuggestionRecord
@@ -65,8 +74,25 @@ class PreferenceData:
 
 
 def verdict(record: SuggestionRecord) -> bool:
-    """True for a kept suggestion, False for one ignored or deleted again."""
+    """True for a kept suggestion (or one the user went on to type themselves), False for
+    one ignored or deleted again."""
+    typed = record.typed
+    if typed is not None and typed.rstrip().startswith(record.suggestion.rstrip()):
+        return True
     return record.was_accepted and record.was_kept is not False
+
+
+def typed_instead(record: SuggestionRecord) -> str | None:
+    """What the user typed at the place of a suggestion they did not keep whole, when it
+    differs from the suggestion (None otherwise)."""
+    typed = record.typed
+    if typed is None or not typed.strip():
+        return None
+    if typed.rstrip().startswith(record.suggestion.rstrip()):
+        return None
+    if "full" in record.accepted and record.was_kept is not False:
+        return None
+    return typed.rstrip()
 
 
 def place_of(record: SuggestionRecord) -> str:
@@ -98,16 +124,30 @@ def example_of(record: SuggestionRecord, build: PromptBuilder) -> PreferenceExam
     )
 
 
+def typed_example(
+    record: SuggestionRecord, shown: PreferenceExample, typed: str
+) -> PreferenceExample:
+    """What the user typed at `record`'s place, as the chosen side of a pair against it."""
+    prefix = str(record.shown.get("prefix", ""))
+    held = prefix[len(prefix.rstrip()) :]
+    return PreferenceExample(f"{record.id}:typed", shown.prompt, held + typed, True, shown.place)
+
+
 def preference_data(
     records: Sequence[SuggestionRecord], build: PromptBuilder, *, limit: int = PAIRS_PER_PLACE
 ) -> PreferenceData:
     """Pairs where one place has both verdicts; every other suggestion unpaired."""
     places: dict[str, list[PreferenceExample]] = defaultdict(list)
+    data = PreferenceData()
     for record in records:
         if record.suggestion.strip():
             example = example_of(record, build)
-            places[example.place].append(example)
-    data = PreferenceData()
+            typed = typed_instead(record)
+            if typed is None:
+                places[example.place].append(example)
+            else:
+                chosen = typed_example(record, example, typed)
+                data.pairs.append((chosen, replace(example, desirable=False)))
     for examples in places.values():
         kept = [e for e in examples if e.desirable]
         rejected = [e for e in examples if not e.desirable and e.completion not in _texts(kept)]

@@ -27,6 +27,7 @@ from lsp_server.session.documents import (
 ACCEPTED = "codetailor.accepted"
 STATUS = "codetailor.status"
 CURSOR = "codetailor/cursor"  # where the editor's cursor rests (VS Code, Neovim, Emacs send it)
+DISMISSED = "codetailor/dismissed"  # the user hid a shown suggestion (the Neovim plugin)
 ENCODINGS = {"utf-8": "utf-8", "utf-16": "utf-16", "utf-32": "utf-32"}
 LABEL_CHARS = 60
 
@@ -47,6 +48,7 @@ def register(ls: CodetailorServer) -> None:
         completion
     )
     ls.feature(CURSOR)(cursor)
+    ls.feature(DISMISSED)(dismissed)
     ls.command(ACCEPTED)(accepted)
     ls.command(STATUS)(status)
 
@@ -190,6 +192,17 @@ def lsp_range(text: str, edit: Replacement, encoding: str) -> types.Range:
         start=types.Position(line=a.line, character=a.character),
         end=types.Position(line=b.line, character=b.character),
     )
+
+
+def dismissed(ls: CodetailorServer, params: Any) -> None:
+    """`codetailor/dismissed` {id, reason?}: the user hid suggestion `id` without taking it
+    (the id is the second argument of the item's command); logged, never sent anywhere."""
+    try:
+        id = _field(params, "id")
+    except (AttributeError, KeyError, TypeError):
+        return  # a malformed notification has no answer to carry an error
+    reason = params.get("reason") if isinstance(params, dict) else getattr(params, "reason", None)
+    ls.session.dismissed(id, reason)
 
 
 def accepted_command(kind: str, id: str | None = None) -> types.Command:

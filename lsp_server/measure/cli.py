@@ -115,6 +115,7 @@ def add_simulate(kinds: argparse._SubParsersAction) -> None:
     simulate.add_argument("--min-chars", type=int, default=4, help="shortest part accepted")
     simulate.add_argument("--max-tokens", type=int, default=24, help="most tokens per completion")
     simulate.add_argument("--holdout", type=float, default=0.1, help="as finetune's --holdout")
+    simulate.add_argument("--dtype", default=None, help="the server's --dtype (e.g. float32)")
     simulate.add_argument(
         "--record",
         action="store_true",
@@ -139,6 +140,7 @@ def cmd_bench_simulate(args: argparse.Namespace) -> int:
         max_suggestions=args.suggestions,
         min_chars=args.min_chars,
         record=args.record,
+        dtype=args.dtype,
     )
     report = run_simulation(
         args.repo,

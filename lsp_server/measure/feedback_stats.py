@@ -52,6 +52,7 @@ def rates(records: Sequence[SuggestionRecord]) -> dict[str, Any]:
         "shown": len(records),
         "accepted": len(accepted),
         "acceptance_rate": round(len(accepted) / len(records), 4) if records else None,
+        "dismissed": sum(r.dismissed and not r.was_accepted for r in records),
     }
     for check in ("retained_30s", "retained_120s"):
         checked = [r.retained[check] for r in accepted if check in r.retained]

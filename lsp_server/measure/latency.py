@@ -206,11 +206,12 @@ async def server_session(
     name: str = "codetailor-bench",
     engine: str = "local",
     root: Path | None = None,
+    dtype: str | None = None,
 ) -> AsyncIterator[tuple[Any, Callable[[], Awaitable[dict[str, Any]]]]]:
     """`codetailor serve` in a subprocess, initialized with `options` and its model loaded:
     yields the pygls client and a function that asks for `codetailor.status`. The client
     introduces itself as `name`, in the workspace `root` (None: no workspace)."""
-    server = _Server(name, model, adapter, engine=engine, client_name=name, root=root)
+    server = _Server(name, model, adapter, dtype=dtype, engine=engine, client_name=name, root=root)
     try:
         await server.start(options)
         yield server.client, server.status

@@ -77,6 +77,7 @@ class Simulation:
     accepted_chars: int = 0
     files: list[str] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)
+    empty: dict[str, int] = field(default_factory=dict)  # the server's empty answers, by reason
 
     def summary(self) -> dict[str, Any]:
         from lsp_server.measure.quality.metrics import percentile
@@ -90,6 +91,7 @@ class Simulation:
             "accepted_char_share": round(self.accepted_chars / total, 4) if total else None,
             "requests": self.requests,
             "latency_ms_p50": round(percentile(self.latencies_ms, 50), 1),
+            "empty_answers": {k: v for k, v in self.empty.items() if v},
             "files": self.files,
         }
 
@@ -160,6 +162,7 @@ class UserSetup:
     min_chars: int = MIN_CHARS
     start: float = 0.3  # where in each file typing starts (0..1)
     record: bool = False  # the server writes the repository's feedback log
+    dtype: str | None = None  # the server's --dtype (None: its default)
 
 
 async def type_file(
@@ -252,14 +255,17 @@ async def simulate(
     }
     # The repository is the workspace either way (prompts show repository-relative paths);
     # the `feedback` setting alone decides whether the server logs.
-    session = server_session(model, adapter, options, SIMULATED_CLIENT, root=root)
-    async with session as (client, _):
+    session = server_session(
+        model, adapter, options, SIMULATED_CLIENT, root=root, dtype=setup.dtype
+    )
+    async with session as (client, status):
         for n, (path, source) in enumerate(files):
             if sim.shown >= setup.max_suggestions:
                 break
             sim.files.append(path)
             await type_file(client, path, source, sim, setup, n, root)
             print(f"simulate: {path}: {sim.accepted}/{sim.shown} accepted", file=sys.stderr)
+        sim.empty = dict((await status()).get("emptyAnswers") or {})
     return sim
 
 
@@ -285,4 +291,5 @@ def run_simulation(
         "words_per_file": setup.words_per_file,
         "min_chars": setup.min_chars,
         "recorded": setup.record,
+        "dtype": setup.dtype,
     }

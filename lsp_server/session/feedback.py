@@ -30,7 +30,9 @@ How the session drives it (one recorder per workspace root; the wiring is
   typing-through serves it; `accepted(id, kind)` from `codetailor.accepted`
   (whose arguments must then carry the id); `superseded(id)` when a newer
   answer replaces it untaken; `dismissed(id)` where the editor says so;
-  `document_changed(uri, text)` after every didChange; `poll()` now and then;
+  `document_changed(uri, text)` after every didChange (it also records, as `typed`, what
+  the place of each recent suggestion says once the user has finished its line, accepted
+  or not: the text a preference pair prefers to an ignored suggestion); `poll()` now and then;
   `enabled = ...` on a settings change; `close()` at shutdown.
 """
 
@@ -69,6 +71,13 @@ RETENTION_CHECKS: tuple[tuple[float, str], ...] = ((30.0, "retained_30s"), (120.
 # How much of the cursor's line before the accepted text a retention check looks for,
 # so that a one-word acceptance is not "kept" just because the word occurs elsewhere.
 ANCHOR_CHARS = 24
+# What the user typed where a suggestion was shown (the `typed` event): followed through
+# didChange until the line is finished, at most this many characters, for at most
+# FOLLOW suggestions at a time (the oldest is given up first).
+MAX_TYPED_CHARS = 200
+FOLLOW = 64
+# How much of the text on each side of the place a follow checks is still unchanged.
+EDGE_CHARS = 32
 _FIRST_WORD = re.compile(r"\s*\w+|\s*[^\w\s]+")
 _FIRST_LINE = re.compile(r"\n*[^\n]*\n?")
 
@@ -128,6 +137,7 @@ class EventLog:
         self._fd: int | None = None
         self._size = 0
         self._lock = threading.Lock()
+        self.written = 0  # events appended (and fsynced) by this process
 
     @property
     def path(self) -> Path:
@@ -154,6 +164,7 @@ class EventLog:
             os.write(fd, data)
             os.fsync(fd)
             self._size += len(data)
+            self.written += 1
 
     def _rotate(self) -> None:
         """The newest segment becomes the older one; the older one is dropped."""
@@ -218,6 +229,43 @@ class _Pending:
 
 
 @dataclass
+class _Follow:
+    """A shown suggestion's place, to record what the user then typed there: the document
+    reads `head + typed + tail`, with `head` ending in `before` and `tail` starting with
+    `after`, of lengths `head_len` and `tail_len`."""
+
+    id: str
+    uri: str
+    head_len: int
+    tail_len: int
+    before: str
+    after: str
+    typed: str = ""
+
+    def read(self, text: str) -> str | None:
+        """What stands between the place's two sides in `text`; None if either changed."""
+        end = len(text) - self.tail_len
+        if (
+            end < self.head_len
+            or text[self.head_len - len(self.before) : self.head_len] != self.before
+        ):
+            return None
+        if text[end : end + len(self.after)] != self.after:
+            return None
+        return text[self.head_len : min(end, self.head_len + MAX_TYPED_CHARS)]
+
+
+def finished_line(typed: str) -> str | None:
+    """`typed` up to the end of its first non-blank line, once that line is finished (or
+    MAX_TYPED_CHARS long); None while the user is still on it."""
+    body = typed.lstrip()
+    cut = body.find("\n")
+    if cut >= 0:
+        return typed[: len(typed) - len(body) + cut]
+    return typed if len(typed) >= MAX_TYPED_CHARS else None
+
+
+@dataclass
 class _Live:
     """What the recorder remembers of a shown suggestion to follow what becomes of it."""
 
@@ -250,6 +298,7 @@ class FeedbackRecorder:
         self._live: OrderedDict[str, _Live] = OrderedDict()
         self._pending: list[_Pending] = []
         self._texts: dict[str, str] = {}
+        self._follows: OrderedDict[str, _Follow] = OrderedDict()
         self._lock = threading.Lock()
         self.redactions = 0  # secrets removed so far (for status)
 
@@ -310,6 +359,11 @@ class FeedbackRecorder:
             self._live[id] = _Live(uri, anchor, suggestion)
             while len(self._live) > self._remember:
                 self._live.popitem(last=False)
+            self._follows[id] = _Follow(
+                id, uri, len(prefix), len(suffix), prefix[-EDGE_CHARS:], suffix[:EDGE_CHARS]
+            )
+            while len(self._follows) > FOLLOW:
+                self._follows.popitem(last=False)
         self._write("shown", id, **fields)
 
     def accepted(self, id: str, kind: AcceptKind = "full", text: str | None = None) -> None:
@@ -343,10 +397,10 @@ class FeedbackRecorder:
         if self.enabled:
             self._write("superseded", id)
 
-    def dismissed(self, id: str) -> None:
-        """The user dismissed `id` (Escape), or the cursor left it."""
+    def dismissed(self, id: str, reason: str | None = None) -> None:
+        """The user dismissed `id` (Escape), or the cursor left it; `reason` says which."""
         if self.enabled:
-            self._write("dismissed", id)
+            self._write("dismissed", id, **({"reason": reason} if reason else {}))
 
     def _schedule(self, id: str, live: _Live) -> None:
         """(Re)start the retention checks of `id` for what has been accepted of it so far."""
@@ -370,8 +424,26 @@ class FeedbackRecorder:
                 self._texts[uri] = text
             else:
                 self._texts.pop(uri, None)
+            typed = self._follow(uri, text)
         for id, name, kept in results:
             self._write(name, id, kept=kept)
+        for id, words in typed:
+            self._write("typed", id, text=self._clean(words))
+
+    def _follow(self, uri: str, text: str) -> list[tuple[str, str]]:
+        """(id, what was typed) of each followed place in `uri` whose line is finished, or
+        whose sides were edited (then what was typed until then, if anything)."""
+        done: list[tuple[str, str]] = []
+        for follow in [f for f in self._follows.values() if f.uri == uri]:
+            typed = follow.read(text)
+            line = finished_line(typed) if typed is not None else follow.typed
+            if line is None:
+                follow.typed = typed or ""
+                continue
+            del self._follows[follow.id]
+            if line.strip():
+                done.append((follow.id, line))
+        return done
 
     def poll(self, now: float | None = None) -> None:
         """Answer every check that is due, from each document's last known text."""
@@ -418,6 +490,7 @@ class SuggestionRecord:
     superseded: bool = False
     dismissed: bool = False
     retained: dict[str, bool] = field(default_factory=dict)  # "retained_30s" -> kept
+    typed: str | None = None  # what the document then said at the place, to the line's end
 
     @property
     def time(self) -> float:
@@ -464,6 +537,8 @@ def suggestion_records(events: Iterable[dict[str, Any]]) -> list[SuggestionRecor
             record.superseded = True
         elif kind == "dismissed":
             record.dismissed = True
+        elif kind == "typed":
+            record.typed = str(e.get("text", ""))
         elif kind in ("retained_30s", "retained_120s"):
             record.retained[kind] = bool(e.get("kept"))
     return sorted(records.values(), key=lambda r: r.time)

@@ -148,6 +148,17 @@ class Recording:
         self._ids[id] = True
         self._submit(partial(self.recorder.accepted, id, kind))
 
+    def dismissed(self, id: object, reason: object = None) -> None:
+        """The editor says the user hid suggestion `id` without taking it (`codetailor/
+        dismissed`); `reason` (a short word: "dismiss", "insert-leave", ...) is kept."""
+        if self.recorder is None or not self.enabled:
+            return
+        if not isinstance(id, str) or self._ids.get(id, True):
+            return  # unknown, or taken: a later hide is no dismissal
+        why = reason[:32] if isinstance(reason, str) else None
+        self._ids[id] = True  # settled: not "superseded" later
+        self._submit(partial(self.recorder.dismissed, id, why))
+
     def replaced(self, id: str | None) -> None:
         """A newer answer took the place of suggestion `id`: superseded unless it was taken."""
         if self.recorder is None or not self.enabled or id is None or self._ids.get(id, True):
@@ -158,6 +169,19 @@ class Recording:
         """The document `uri` now reads `text` (for the retention checks)."""
         if self.recorder is not None and self.enabled:
             self._submit(partial(self.recorder.document_changed, uri, text))
+
+    def status(self) -> dict[str, Any]:
+        """For `codetailor.status`: whether it records, where, and how many events are on
+        disk (each counted once written and fsynced)."""
+        recorder = self.recorder
+        if recorder is None:
+            return {"recording": False}
+        return {
+            "recording": self.enabled,
+            "log": str(recorder.log.folder),
+            "eventsWritten": recorder.log.written,
+            "redactions": recorder.redactions,
+        }
 
     # -- the recording thread -----------------------------------------------------------------
 

@@ -728,6 +728,10 @@ class Session:
             self.counts[f"accepted_{kind}"] += 1
         self.recording.accepted(id, part)
 
+    def dismissed(self, id: object, reason: object = None) -> None:
+        """The editor says the user hid suggestion `id` untaken (`reason`: how, its words)."""
+        self.recording.dismissed(id, reason)
+
     def acceptance_rate(self) -> float | None:
         shown, accepted = self.counts["shown"], self.counts["accepted"]
         return round(accepted / shown, 3) if shown else None
@@ -751,6 +755,7 @@ class Session:
             "context": self.workspace.status(),
             "lastGeneration": self.last_generation,
             "generating": self.generating,
+            "feedback": self.recording.status(),
         }
 
 

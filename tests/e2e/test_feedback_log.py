@@ -75,3 +75,57 @@ def test_feedback_false_writes_nothing(endless_model_dir: Path, repo: Path) -> N
     item = accept_one(endless_model_dir, repo, OPTIONS | {"feedback": False})
     assert item["insertText"] and item["command"]["arguments"] == ["inline"]
     assert not (repo.parent / "home" / "feedback").exists()
+
+
+def test_events_written_before_a_kill_9_of_the_server_read_back(
+    endless_model_dir: Path, repo: Path
+) -> None:
+    """A real server logs suggestions, accepts and dismissals, is killed with SIGKILL,
+    and the log holds every event it had reported written; a torn line at the end (as a
+    kill in the middle of a write leaves) is skipped, and the next server appends after it."""
+    server = spawn(endless_model_dir, options=OPTIONS, root_uri=repo.as_uri())
+    uri = (repo / "app.py").as_uri()
+    try:
+        server.open(uri, DOCUMENT)
+        text = DOCUMENT
+        for n in range(4):
+            text += f"{n}\nx = "
+            server.notify(
+                "textDocument/didChange",
+                {
+                    "textDocument": {"uri": uri, "version": n + 2},
+                    "contentChanges": [{"text": text}],
+                },
+            )
+            (item,) = server.inline(uri, n + 2, 4)
+            _, id = item["command"]["arguments"]
+            if n % 2:
+                server.notify("codetailor/dismissed", {"id": id, "reason": "insert-leave"})
+            else:
+                server.request(
+                    "workspace/executeCommand",
+                    {"command": "codetailor.accepted", "arguments": ["inline", id]},
+                )
+        # 4 shown, 2 accepted, 2 dismissed, and 3 typed (each change finishes the line of
+        # the place before): wait until all 11 are on disk.
+        status = server.wait_status(
+            lambda s: s["feedback"]["eventsWritten"] >= 11, "events not written", timeout=30
+        )
+        written = status["feedback"]["eventsWritten"]
+        server.proc.kill()  # SIGKILL: no shutdown, no drain
+        server.proc.wait()
+    finally:
+        server.close()
+    folder = log_folder(repo)
+    events = read_events(folder)
+    assert len(events) >= written
+    kinds = [e["event"] for e in events]
+    assert kinds.count("shown") == 4 and kinds.count("accepted") == 2
+    assert kinds.count("dismissed") == 2 and kinds.count("typed") == 3
+    with open(folder / "events.jsonl", "ab") as f:  # a write cut short by the kill
+        f.write(b'{"v":1,"event":"accepted","id":"torn')
+    assert read_events(folder) == events
+    accept_one(endless_model_dir, repo, OPTIONS)  # a new server appends after the torn line
+    after = read_events(folder)
+    assert after[: len(events)] == events
+    assert [e["event"] for e in after[len(events) :]] == ["shown", "accepted"]

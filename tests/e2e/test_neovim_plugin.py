@@ -642,3 +642,50 @@ def test_real_server_warms_where_the_cursor_goes(
         return (status.get("ahead") or {}).get("warms", 0)
 
     editor.wait(lambda: warms() > before, "the server to warm the cursor's window")
+
+
+def test_feedback_stats_from_real_editing_in_neovim(
+    editor: Editor,
+    tmp_path: Path,
+    tiny_model_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Suggestions shown in Neovim, two accepted with the plugin's accept, two hidden
+    (the dismiss key; leaving Insert mode): the real server's feedback log holds them,
+    and `codetailor feedback stats` computes its figures from it."""
+    from lsp_server.cli import main
+    from lsp_server.session.feedback import feedback_dir, read_events, suggestion_records
+
+    home, project = tmp_path / "home", tmp_path / "project"
+    (project / ".git").mkdir(parents=True)  # a root marker: the log is the project's
+    editor.lua("vim.env.CODETAILOR_HOME = ...", str(home))
+    editor.setup(real_cmd(tiny_model_dir), settings={"max_tokens": 8})
+    for n, action in enumerate(["<Tab>", "<C-]>", "<Tab>", "<Esc>"]):
+        editor.edit(project / f"m{n}.py", REAL_TEXT)
+        if n == 0:
+            wait_ready(editor)
+        editor.type(REAL_KEYS)
+        editor.wait(editor.ghost, "ghost text from the real server", timeout=60)
+        editor.type(action)
+        editor.wait(lambda: not editor.ghost(), "the ghost text to go")
+        editor.type("<Esc>")
+        editor.nvim.command("write")
+    folder = feedback_dir(project, home)
+
+    def outcomes() -> tuple[int, int]:
+        records = suggestion_records(read_events(folder)) if folder.exists() else []
+        return sum(r.was_accepted for r in records), sum(r.dismissed for r in records)
+
+    expect_dismissed = 0 if editor.mode == "native" else 2  # the plugin's own ghost text tells
+    editor.wait(lambda: outcomes() == (2, expect_dismissed), "the outcomes in the log")
+    records = suggestion_records(read_events(folder))
+    assert len(records) >= 4 and {r.shown["source"] for r in records} == {"editor"}
+    reasons = [e.get("reason") for e in read_events(folder) if e["event"] == "dismissed"]
+    assert reasons == ([] if editor.mode == "native" else ["dismiss", "insert-leave"])
+    monkeypatch.setenv("CODETAILOR_HOME", str(home))
+    assert main(["feedback", "stats", str(project), "--json"]) == 0
+    overall = json.loads(capsys.readouterr().out)["overall"]
+    assert overall["shown"] == len(records) and overall["accepted"] == 2
+    assert overall["acceptance_rate"] == round(2 / len(records), 4)
+    assert overall["dismissed"] == expect_dismissed

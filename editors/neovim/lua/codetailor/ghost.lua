@@ -90,6 +90,24 @@ function M.visible(buf)
   return g ~= nil and g.text ~= nil and g.text ~= ""
 end
 
+--- Tell the server the user hid the shown completion untaken (`codetailor/dismissed`,
+--- for the local feedback log): `reason` is "dismiss" (the dismiss key), "insert-leave"
+--- (<Esc>, leaving Insert mode) or "cursor-moved" (the cursor left its place).
+---@param buf integer
+---@param reason string
+local function report_dismissed(buf, reason)
+  local g = ghosts[buf]
+  if not M.visible(buf) or not g.client_id then
+    return
+  end
+  local command = g.items[g.index] and g.items[g.index].command
+  local id = command and command.arguments and command.arguments[2]
+  local client = vim.lsp.get_client_by_id(g.client_id)
+  if type(id) == "string" and client then
+    util.call(client, "notify", "codetailor/dismissed", { id = id, reason = reason })
+  end
+end
+
 --- The text still to insert for `item` at the cursor: its insertText, less what
 --- the user already typed when the item's range starts before the cursor.
 ---@param buf integer
@@ -255,6 +273,7 @@ end
 ---@param buf integer
 function M.dismiss(buf)
   local shown = M.visible(buf) or ghost(buf).request ~= nil or ghost(buf).timer ~= nil
+  report_dismissed(buf, "dismiss")
   M.clear(buf)
   return shown
 end
@@ -294,6 +313,7 @@ function M.attach(buf)
       end
       local row, col = util.cursor()
       if row ~= g.row or col ~= g.col then
+        report_dismissed(buf, "cursor-moved")
         M.clear(buf)
       end
     end,
@@ -301,7 +321,8 @@ function M.attach(buf)
   vim.api.nvim_create_autocmd({ "InsertLeave", "BufLeave" }, {
     group = group,
     buffer = buf,
-    callback = function()
+    callback = function(ev)
+      report_dismissed(buf, ev.event == "InsertLeave" and "insert-leave" or "buffer-left")
       M.clear(buf)
     end,
   })
