@@ -3,6 +3,7 @@ CPU's dtype choice pinned to fp32's (as on CPUs without bf16)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -49,10 +50,13 @@ def _isolated_home(monkeypatch: pytest.MonkeyPatch, session_home: Path) -> None:
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
 
 
-@pytest.fixture(autouse=True)
-def _cpu_without_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(autouse=True, scope="session")
+def _cpu_without_bf16() -> Iterator[None]:
     """`auto` means fp32 on the CPU in every test, as on CI runners without bf16 hardware;
-    tests/test_cpu_dtype.py turns the capability on where it tests it."""
+    tests/test_cpu_dtype.py turns the capability on where it tests it. Session-wide, so
+    that module- and session-scoped fixtures load their models in fp32 too."""
     from lsp_server.model import loading
 
-    monkeypatch.setattr(loading, "cpu_computes_bf16", lambda: False)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(loading, "cpu_computes_bf16", lambda: False)
+        yield
