@@ -33,7 +33,7 @@ import torch
 from transformers import Cache, StaticCache
 
 from lsp_server.errors import CodetailorError
-from lsp_server.model.backend import TransformersBackend, greedy
+from lsp_server.model.backend import TransformersBackend
 from lsp_server.model.engine import DRAFT_TOKENS
 from lsp_server.model.loading import cache_home
 
@@ -91,13 +91,13 @@ class CompiledBackend(TransformersBackend):
             raise CodetailorError("--compile: sliding-window attention is not supported")
         use_compile_cache()
         # dynamic=False: one graph per width and capacity, no symbolic shapes.
-        self._step = torch.compile(self._logits, fullgraph=True, dynamic=False, mode=mode)
+        self._step = torch.compile(self._padded_step, fullgraph=True, dynamic=False, mode=mode)
         self.compile_seconds: dict[int, float] = {}  # width -> first call (compile + run)
 
     def new_cache(self) -> Cache:
         return StaticCache(config=self.model.config, max_cache_len=self.capacity)
 
-    def _logits(self, ids: torch.Tensor, cache: Cache) -> torch.Tensor:
+    def _padded_step(self, ids: torch.Tensor, cache: Cache) -> torch.Tensor:
         kwargs = {self._cache_kwarg: cache}
         out = self.model(input_ids=ids, use_cache=True, logits_to_keep=ids.shape[1], **kwargs)
         return out.logits[0]
@@ -120,11 +120,7 @@ class CompiledBackend(TransformersBackend):
         width = next((w for w in self.widths if w >= n), None)
         _reserve(cache, length + (width or n))
         if width is None:  # a prefill chunk: eager, over the same static cache
-            ids = torch.tensor([list(token_ids)], dtype=torch.long, device=self.device)
-            kwargs = {self._cache_kwarg: cache}
-            return self.model(input_ids=ids, use_cache=True, logits_to_keep=keep, **kwargs).logits[
-                0
-            ]
+            return super()._run(cache, token_ids, keep)
         padded = [*token_ids, *[token_ids[-1]] * (width - n)]
         ids = torch.tensor([padded], dtype=torch.long, device=self.device)
         started = time.monotonic()
@@ -135,28 +131,6 @@ class CompiledBackend(TransformersBackend):
         if width > n:  # the padding's positions go; the real ones never saw them
             cache.crop(n - width)
         return logits[n - keep : n]
-
-    @torch.inference_mode()
-    def forward(
-        self, cache: Cache, token_ids: Sequence[int], allowed: Sequence[int] | None = None
-    ) -> int:
-        return greedy(self._run(cache, token_ids, keep=1), allowed)[-1]
-
-    @torch.inference_mode()
-    def verify(
-        self,
-        cache: Cache,
-        token_ids: Sequence[int],
-        *,
-        keep: int | None = None,
-        allowed: Sequence[int] | None = None,
-    ) -> list[int]:
-        return greedy(self._run(cache, token_ids, keep=keep or len(token_ids)), allowed)
-
-    def crop(self, cache: Cache, length: int) -> None:
-        surplus = int(cache.get_seq_length()) - length
-        if surplus > 0:
-            cache.crop(-surplus)
 
 
 def _reserve(cache: Cache, needed: int) -> None:
