@@ -9,6 +9,7 @@ import pytest
 
 from lsp_server.errors import CodetailorError
 from lsp_server.model.engine import Engine
+from tests.fixtures.prompts import edited_prompts
 
 
 @pytest.fixture(scope="module")
@@ -23,19 +24,9 @@ def tiny_double(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _prompts(vocab: int, count: int, seed: int):
-    """Prompts that extend, cut and replace the last one (so caches are reused after
-    rollbacks), with repeats so that n-gram drafts come up and are partly rejected."""
+    """Edited prompts (`edited_prompts`), each with a number of tokens to generate."""
     rng = random.Random(seed)
-    prompt = [rng.randrange(1, vocab) for _ in range(20)]
-    for step in range(count):
-        if step % 3 == 0:
-            prompt = [rng.randrange(1, vocab) for _ in range(rng.randint(5, 40))]
-        elif step % 3 == 1:
-            prompt = prompt + [rng.randrange(1, vocab) for _ in range(rng.randint(1, 4))]
-        else:
-            prompt = prompt[: -rng.randint(1, 3)] or [1]
-        if step % 4 == 0:
-            prompt = prompt + prompt[-6:] * 2
+    for prompt in edited_prompts(rng, vocab, count):
         yield prompt, rng.randint(1, 14)
 
 

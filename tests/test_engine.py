@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from lsp_server.model import engine as engine_module
 from lsp_server.model.engine import Engine, NgramDrafter, PrefixCache, common_prefix_length
+from tests.fixtures.prompts import edited_prompts
 
 VOCAB = 50
 EOS = 0
@@ -547,19 +548,8 @@ def test_tiny_model_drafted_decoding_equals_plain_greedy(tiny_double) -> None:
     plain = Engine(TransformersBackend(model, [eos]), reuse=False, draft_tokens=0)
     drafted = Engine(TransformersBackend(model, [eos]), prefill_chunk=16)
     rng = random.Random(5)
-    prompt = [rng.randrange(1, vocab) for _ in range(20)]
     accepted = rejected = 0
-    for step in range(36):
-        # Each prompt extends or edits the last one, so the drafted engine
-        # reuses KV caches that drafts were rolled back in.
-        if step % 3 == 0:
-            prompt = [rng.randrange(1, vocab) for _ in range(rng.randint(5, 40))]
-        elif step % 3 == 1:
-            prompt = prompt + [rng.randrange(1, vocab) for _ in range(rng.randint(1, 4))]
-        else:
-            prompt = prompt[: -rng.randint(1, 3)] or [1]
-        if step % 4 == 0:  # text that repeats, so n-gram drafts come up
-            prompt = prompt + prompt[-6:] * 2
+    for step, prompt in enumerate(edited_prompts(rng, vocab, 36)):
         max_new = rng.randint(1, 12)
         stop_at = rng.randrange(1, vocab)
         stop = (lambda toks, s=stop_at: toks[-1] == s) if step % 2 else None
