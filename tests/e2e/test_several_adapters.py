@@ -47,8 +47,10 @@ def folder(root: Path) -> dict[str, str]:
 
 
 def serve(model: Path, *roots: Path) -> RawClient:
-    """`codetailor serve --model TINY` on these workspace folders, with no --adapter."""
-    client = RawClient.spawn("--model", str(model))
+    """`codetailor serve --model TINY` on these workspace folders, with no --adapter; in
+    float32, where merged and unmerged adapters give the same greedy text (bf16, the auto
+    dtype of CPUs with AMX or AVX512-BF16, rounds the two ways apart on a tiny model)."""
+    client = RawClient.spawn("--model", str(model), "--dtype", "float32")
     client.request(
         "initialize",
         {
