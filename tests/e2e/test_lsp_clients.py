@@ -3,16 +3,14 @@ VS Code and Neovim send (UTF-16 and UTF-8 positions respectively)."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 from lsprotocol import types
-from pytest_lsp import LanguageClient, client_capabilities
-from pytest_lsp.client import make_test_lsp_client
+from pytest_lsp import LanguageClient
 
-from tests.e2e.rawclient import REPO, server_command
+from tests.e2e.editor_client import start_editor_client
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -31,23 +29,7 @@ def column(text: str, encoding: str) -> int:
     scope="module", loop_scope="module", params=["visual-studio-code", "neovim"]
 )
 async def client(request: pytest.FixtureRequest, endless_model_dir: Path):
-    lsp = make_test_lsp_client()
-    await lsp.start_io(*server_command("--model", str(endless_model_dir)), cwd=REPO)
-    lsp.editor = request.param
-    lsp.init_result = await lsp.initialize_session(
-        types.InitializeParams(
-            capabilities=client_capabilities(request.param),
-            initialization_options={"codetailor": {"maxTokens": 4, "multiline": "never"}},
-        )
-    )
-    for _ in range(600):
-        status = await lsp.workspace_execute_command_async(
-            types.ExecuteCommandParams(command="codetailor.status")
-        )
-        if status["state"] != "loading":
-            break
-        await asyncio.sleep(0.1)
-    assert status["state"] == "ready", status
+    lsp = await start_editor_client(request.param, endless_model_dir)
     lsp.text_document_did_open(
         types.DidOpenTextDocumentParams(
             text_document=types.TextDocumentItem(
