@@ -138,12 +138,7 @@ def _score_one(
 
     with tqdm(total=len(samples), desc=f"eval {label}", unit="sample", file=sys.stderr) as bar:
         summary, scored = score(samples, complete, progress=bar.update)
-    summary |= {
-        "model": loaded.name,
-        "adapter": str(loaded.adapter.path) if loaded.adapter else None,
-        "prompt_format": completer.format.name,
-        "device": loaded.device,
-        "dtype": loaded.dtype,
+    summary |= _model_facts(loaded, completer) | {
         "context": index is not None,
         "seed": args.seed,
         "repo": str(args.repo),
@@ -184,15 +179,20 @@ def run_benchmark(args: argparse.Namespace) -> int:
         summary, results = evaluate_humaneval_line(
             complete, samples=args.samples, seed=args.seed, progress=bar.update
         )
-    summary |= {
+    summary |= _model_facts(loaded, completer)
+    _report(summary, [r.__dict__ for r in results] if args.details else None, args.json)
+    return 0
+
+
+def _model_facts(loaded: Any, completer: Any) -> dict[str, Any]:
+    """What a report says about the model that answered."""
+    return {
         "model": loaded.name,
         "adapter": str(loaded.adapter.path) if loaded.adapter else None,
         "prompt_format": completer.format.name,
         "device": loaded.device,
         "dtype": loaded.dtype,
     }
-    _report(summary, [r.__dict__ for r in results] if args.details else None, args.json)
-    return 0
 
 
 def _report(summary: dict[str, Any], details: list[dict[str, Any]] | None, as_json: bool) -> None:
