@@ -45,7 +45,11 @@ def _add_model_args(p: argparse.ArgumentParser, *, adapter: str | None = None) -
         )
     p.add_argument("--adapter", default=adapter, help=help_text)
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda[:N] or mps")
-    p.add_argument("--dtype", default="auto", help="auto (default), float32, bfloat16, float16")
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        help="auto (default), float32, bfloat16, float16, int8 or int4 (CPU)",
+    )
     p.add_argument(
         "--trust-remote-code", action="store_true", help="allow a hub model's own Python code"
     )

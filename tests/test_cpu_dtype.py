@@ -101,3 +101,31 @@ def test_a_converted_gguf_cache_loads_in_bf16_without_reconverting(
     loaded = load_model(str(gguf))
     assert loaded.dtype == "bfloat16"
     assert next(loaded.model.parameters()).dtype == torch.bfloat16
+
+
+@pytest.mark.usefixtures("bf16_cpu")
+def test_auto_is_int4_for_weights_stored_in_4_bits() -> None:
+    from lsp_server.model import int4
+
+    expected = "int4" if int4.kernel_available() else "bfloat16"
+    assert pick_device("cpu", "auto", q4_weights=True) == ("cpu", expected)
+    assert pick_device("cpu", "auto", q4_weights=True, training=True) == ("cpu", "float32")
+    assert pick_device("cpu", "bfloat16", q4_weights=True) == ("cpu", "bfloat16")
+
+
+def test_auto_stays_fp32_for_4_bit_weights_on_a_cpu_without_bf16() -> None:
+    assert pick_device("cpu", "auto", q4_weights=True) == ("cpu", "float32")
+
+
+def test_whether_a_gguf_is_q4_1_is_read_once(tmp_path: Path) -> None:
+    """The default model's file is Q4_1 throughout its blocks; the answer is kept in the
+    converted folder, so the file (seconds to read) is not read again."""
+    gguf = loading.resolve_model(None).path
+    assert gguf is not None
+    converted = tmp_path / "converted"
+    converted.mkdir()
+    (converted / "codetailor-source.json").write_text('{"gguf": "x"}')
+    assert loading.gguf_is_q4_1(gguf, converted) is True
+    assert '"q4_1": true' in (converted / "codetailor-source.json").read_text()
+    assert loading.gguf_is_q4_1(tmp_path / "missing.gguf", converted) is True  # from the record
+    assert loading.gguf_is_q4_1(tmp_path / "missing.gguf", tmp_path) is False  # unreadable

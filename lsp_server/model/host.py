@@ -175,7 +175,8 @@ def load_completer(
         return Loaded(
             completer, loaded, completer.format.name, {settings.adapter: completer}, mode="int8"
         )
-    resident = ResidentAdapters(loaded.model, loaded.source, loaded.fingerprint)
+    merges = loaded.dtype != "int4"
+    resident = ResidentAdapters(loaded.model, loaded.source, loaded.fingerprint, merges=merges)
     return resync(loaded, resident, {}, settings, wanted, report, compile=compile)
 
 

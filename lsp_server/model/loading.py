@@ -13,6 +13,7 @@ imported inside the functions that need them, so resolving a spec stays cheap.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -188,11 +189,40 @@ def cpu_computes_bf16() -> bool:
     return bool(flags.get("amx_bf16") or flags.get("avx512_bf16"))
 
 
-def auto_dtype(device: str, *, training: bool = False) -> str:
-    """The dtype `auto` means on `device`: bf16 on CUDA (fp16 without bf16), fp16 on MPS;
-    on the CPU bf16 where it computes bf16 natively (prefill and drafted-token
-    verification about 2x faster, quality within a point: docs/benchmarks.md),
-    else fp32. Training on the CPU keeps fp32, whatever the CPU."""
+def gguf_is_q4_1(gguf: Path, converted: Path) -> bool:
+    """Whether every linear layer of the transformer blocks in the GGUF file is stored as
+    Q4_1 (4-bit groups of 32 with a scale and a minimum), as in the default model's file:
+    `int4` then holds exactly those weights (see int4.py). False if it cannot be read.
+
+    Reading the file's tensor table takes seconds, so the answer is kept in the
+    converted folder's `codetailor-source.json` (`converted`) and read from there."""
+    record = converted / "codetailor-source.json"
+    try:
+        facts = json.loads(record.read_text())
+    except (OSError, ValueError):
+        facts = {}
+    if isinstance(facts.get("q4_1"), bool):
+        return bool(facts["q4_1"])
+    try:
+        from gguf import GGUFReader
+
+        reader = GGUFReader(gguf)
+        blocks = [t for t in reader.tensors if t.name.startswith("blk.") and len(t.shape) == 2]
+        q4_1 = bool(blocks) and all(t.tensor_type.name == "Q4_1" for t in blocks)
+    except Exception:  # noqa: BLE001 - an unreadable file is not known to be 4-bit
+        return False
+    with contextlib.suppress(OSError):  # a read-only cache: read the file again next time
+        record.write_text(json.dumps(facts | {"q4_1": q4_1}, indent=2))
+    return q4_1
+
+
+def auto_dtype(device: str, *, training: bool = False, q4_weights: bool = False) -> str:
+    """The dtype `auto` means on `device`: bf16 on CUDA (fp16 without bf16), fp16 on MPS.
+    On a CPU that computes bf16 natively: int4 for weights stored in 4 bits
+    (`q4_weights`: the same weights, a decode step about twice as fast), else bf16
+    (prefill and drafted-token verification about 2x fp32's, quality within a point);
+    on other CPUs fp32. Measured in docs/benchmarks.md. Training on the CPU keeps fp32,
+    whatever the CPU."""
     import torch
 
     if device.startswith("cuda"):
@@ -200,15 +230,18 @@ def auto_dtype(device: str, *, training: bool = False) -> str:
     if device == "mps":
         return "float16"
     if device == "cpu" and not training and cpu_computes_bf16():
-        return "bfloat16"
+        from lsp_server.model import int4
+
+        return "int4" if q4_weights and int4.kernel_available() else "bfloat16"
     return "float32"
 
 
 def pick_device(
-    device: str = "auto", dtype: str = "auto", *, training: bool = False
+    device: str = "auto", dtype: str = "auto", *, training: bool = False, q4_weights: bool = False
 ) -> tuple[str, str]:
     """Resolve `auto` device and dtype: CUDA, then MPS, else the CPU; the dtype as
-    `auto_dtype` chooses it for that device (`training`: for fine-tuning)."""
+    `auto_dtype` chooses it for that device (`training`: for fine-tuning; `q4_weights`:
+    the model's weights are stored in 4 bits)."""
     import torch
 
     device = (device or "auto").lower()
@@ -226,14 +259,22 @@ def pick_device(
     names = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
     dtype = names.get((dtype or "auto").lower(), (dtype or "auto").lower())
     if dtype == "auto":
-        dtype = auto_dtype(device, training=training)
-    if dtype == "int8" and device != "cpu":
+        dtype = auto_dtype(device, training=training, q4_weights=q4_weights)
+    if dtype in ("int8", "int4") and device != "cpu":
         raise CodetailorError(
-            f"dtype 'int8' runs on the CPU only (device '{device}'); use bfloat16 or float16 there"
+            f"dtype '{dtype}' runs on the CPU only (device '{device}'); "
+            "use bfloat16 or float16 there"
         )
-    if dtype not in {"float32", "bfloat16", "float16", "float64", "int8"}:
+    if dtype not in {"float32", "bfloat16", "float16", "float64", "int8", "int4"}:
         raise CodetailorError(
-            f"unknown dtype '{dtype}': use auto, float32, bfloat16, float16 or int8 (CPU)"
+            f"unknown dtype '{dtype}': use auto, float32, bfloat16, float16, int8 or int4 (CPU)"
+        )
+    from lsp_server.model import int4
+
+    if dtype == "int4" and not int4.kernel_available():
+        raise CodetailorError(
+            f"dtype 'int4' needs torch 2.6 or later (this is torch {torch.__version__}); "
+            "use bfloat16 or float32"
         )
     return device, dtype
 
@@ -313,21 +354,30 @@ def load_model(
     started = time.monotonic()
     route_transformers_logging()
     source = resolve_model(spec)
-    device, dtype = pick_device(device, dtype, training=training)
+    pick_device(device, dtype, training=training)  # a wrong device or dtype fails first
     location: str | Path
+    q4 = False
     if source.kind in ("alias", "gguf"):
         assert source.path is not None
         location = ensure_converted(source.path)
+        q4 = gguf_is_q4_1(source.path, location)
     elif source.kind == "directory":
         assert source.path is not None
         location = source.path
     else:
         location = source.spec
+    device, dtype = pick_device(device, dtype, training=training, q4_weights=q4)
     model, tokenizer = _load_weights(source, location, device, dtype, trust_remote_code)
     fingerprint = model_fingerprint(model)
+    if dtype == "int4":  # before the adapter, which stays unmerged in float on top
+        from lsp_server.model import int4
+
+        replaced = int4.quantize_int4(model)
+        log.info("%d linear layers in 4 bits", replaced)
     info = None
     if adapter is not None:
-        model, info = apply_adapter(model, Path(adapter), source, fingerprint)
+        merge = dtype != "int4"
+        model, info = apply_adapter(model, Path(adapter), source, fingerprint, merge=merge)
     model.eval()
     if dtype == "int8":
         model = quantize_int8(model)
@@ -352,8 +402,9 @@ def _load_weights(
     where = str(location)
     if source.kind == "hub":
         where = "the Hugging Face hub or its cache (and there is no such local path)"
-    # int8 weights are made from the float32 ones once loaded (and merged with an adapter).
-    load_dtype = "float32" if dtype == "int8" else dtype
+    # int8 weights are made from the float32 ones once loaded (and merged with an adapter);
+    # int4 layers multiply with bfloat16 activations (the CPU kernel is slow in float32).
+    load_dtype = {"int8": "float32", "int4": "bfloat16"}.get(dtype, dtype)
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
@@ -414,9 +465,10 @@ def check_adapter(path: Path, base_name: str, base_fingerprint: str) -> AdapterM
 
 
 def apply_adapter(
-    model: Any, path: Path, source: ModelSource, fingerprint: str
+    model: Any, path: Path, source: ModelSource, fingerprint: str, *, merge: bool = True
 ) -> tuple[Any, AdapterInfo]:
-    """Load a PEFT LoRA adapter onto `model` and merge it, since only one is active."""
+    """Load a PEFT LoRA adapter onto `model` and merge it, since only one is active
+    (`merge=False`: keep it unmerged, for weights it cannot merge into: int4)."""
     from peft import PeftModel
 
     meta = check_adapter(path, source.name, fingerprint)
@@ -435,7 +487,7 @@ def apply_adapter(
         raise CodetailorError(
             f"adapter {path} does not fit model '{source.name}'{hint}: {_first_line(exc)}"
         ) from exc
-    merged = peft_model.merge_and_unload()
+    merged = peft_model.merge_and_unload() if merge else peft_model
     return merged, AdapterInfo(path=path, meta=meta)
 
 

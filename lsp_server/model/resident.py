@@ -3,8 +3,9 @@
 The server keeps the base weights once and loads each workspace folder's adapter
 onto them with PEFT (`load_adapter` under a name of ours). With one adapter in
 use it is merged into the base weights (no LoRA arithmetic per token); with
-several, or an adapter and the bare base, the weights stay unmerged and each
-generation first selects its adapter (or disables them all for the base).
+several, or an adapter and the bare base, or int4 weights (which cannot take a
+merge: see int4.py), the weights stay unmerged and each generation first
+selects its adapter (or disables them all for the base).
 
 Merging is undone by subtracting the LoRA product again (PEFT's unmerge). In
 float32 that gives the base weights back to within a rounding step; in bfloat16
@@ -41,8 +42,13 @@ log = logging.getLogger("codetailor.models")
 class ResidentAdapters:
     """The adapters loaded onto one base model, keyed by their folder; None is the base."""
 
-    def __init__(self, model: Any, source: ModelSource, fingerprint: str) -> None:
+    def __init__(
+        self, model: Any, source: ModelSource, fingerprint: str, *, merges: bool = True
+    ) -> None:
         self.model = model  # the base: PEFT wraps its linear layers in place
+        # False for weights an adapter cannot be merged into (int4): one adapter alone
+        # then stays unmerged too, selected like one of several.
+        self.merges = merges
         self.source = source
         self.fingerprint = fingerprint
         self.lock = threading.RLock()
@@ -89,7 +95,7 @@ class ResidentAdapters:
             for gone in [f for f in self.loaded if f not in wanted]:
                 self._remove(gone)
             live = [f for f in dict.fromkeys(wanted) if f is None or f in self.loaded]
-            if len(live) == 1:
+            if len(live) == 1 and self.merges:
                 self._merge(live[0])
             else:
                 self._unmerge()

@@ -132,7 +132,7 @@ def local_backend(
     from lsp_server.model.backend import TransformersBackend, eos_ids
 
     eos = eos_ids(loaded.tokenizer, loaded.model)
-    if compile == "off" or loaded.dtype == "int8":  # dynamic int8 layers do not compile
+    if compile == "off" or loaded.dtype in ("int8", "int4"):  # quantized layers: eager
         return TransformersBackend(loaded.model, eos)
     from lsp_server.model.compiled import CompiledBackend, choose_compile
 

@@ -19,7 +19,7 @@ Multiline = Literal["auto", "always", "never"]
 MULTILINE_TO_MODE: dict[str, Mode] = {"auto": "auto", "always": "block", "never": "line"}
 MULTILINE = tuple(MULTILINE_TO_MODE)
 DEVICES = ("auto", "cpu", "cuda", "mps", "xpu")
-DTYPES = ("auto", "float32", "bfloat16", "float16", "fp32", "bf16", "fp16", "int8")
+DTYPES = ("auto", "float32", "bfloat16", "float16", "fp32", "bf16", "fp16", "int8", "int4")
 SECTION = "codetailor"
 # Keys the client may send that are not settings (read elsewhere, or ignored quietly).
 NOT_SETTINGS = frozenset({"authToken"})
@@ -41,7 +41,8 @@ class Settings:
         default="auto", metadata={"help": "auto, cpu, cuda[:N], mps", "enum": DEVICES}
     )
     dtype: str = field(
-        default="auto", metadata={"help": "auto, float32, bfloat16, float16", "enum": DTYPES}
+        default="auto",
+        metadata={"help": "auto, float32, bfloat16, float16, int8 or int4 (CPU)", "enum": DTYPES},
     )
     max_tokens: int = field(
         default=64, metadata={"help": "most tokens per completion", "minimum": 1, "maximum": 1024}

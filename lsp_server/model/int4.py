@@ -1,0 +1,143 @@
+"""4-bit weights on the CPU: `--dtype int4`.
+
+Decoding one token on a CPU reads every weight once, and with a small model
+that read is the step: SmolLM2-135M's bf16 weights are 270 MB a token, its
+4-bit weights under 80 MB. `Int4Linear` keeps a linear layer's weight as
+4-bit integers in groups of 32 along the input, each group with its own scale
+and minimum (llama.cpp's Q4_1 layout), and multiplies with torch's CPU kernel
+for that layout (`_weight_int4pack_mm_for_cpu`, AVX-512/AVX2), activations
+in the model's float dtype.
+
+For the default model this loses nothing: its GGUF file stores those layers
+as Q4_1, whose groups of 32 span exactly their quantization levels 0..15, so
+re-quantizing the dequantized weights gives back the same integers, scale
+and minimum (up to the float rounding of the scale). Other models' weights are
+rounded to 4 bits here, as llama.cpp's Q4_1 rounds them.
+
+The kernel's cost grows with the rows it multiplies, where a float matrix
+product's hardly does: a prefill chunk of hundreds of tokens would take several
+times longer in 4 bits. So each layer also keeps its weight in the float dtype
+(`weight`) for inputs of more than `ROWS` tokens: prefill runs as fast as in
+bf16, and a decode step or a verification of drafted tokens reads 4 bits.
+
+LoRA adapters stay unmerged on top (PEFT wraps an `Int4Linear` like any
+`nn.Linear`, with the adapter in float): merging an adapter's small update
+into 4-bit weights and rounding again would lose most of it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+GROUP = 32  # weights per scale and minimum, as in llama.cpp's Q4_0/Q4_1
+LEVELS = 15  # 4 bits: 0..15
+# Inputs of at most this many rows (tokens) use the 4-bit kernel, wider ones the float
+# weight: measured on SmolLM2 (docs/benchmarks.md), a forward of 9 tokens still gains.
+ROWS = 9
+
+
+def kernel_available() -> bool:
+    """Whether this torch has the CPU kernels for 4-bit weights (torch 2.6 and later)."""
+    ops = torch.ops.aten
+    return hasattr(ops, "_weight_int4pack_mm_for_cpu") and hasattr(
+        ops, "_convert_weight_to_int4pack_for_cpu"
+    )
+
+
+def quantize_groups(weight: torch.Tensor, group: int = GROUP) -> tuple[torch.Tensor, torch.Tensor]:
+    """`weight` (out, in) as integers 0..15 (int32, same shape) and, per group of `group`
+    inputs, (scale, zero) with weight ~ (q - 8) * scale + zero (float32, (in/group, out, 2))."""
+    out_features, in_features = weight.shape
+    groups = weight.detach().to(torch.float32, copy=True)
+    groups = groups.reshape(out_features, in_features // group, group)
+    low = groups.amin(dim=-1, keepdim=True)
+    high = groups.amax(dim=-1, keepdim=True)
+    # A constant group keeps scale 1: its values all round to level 0, which is `low`.
+    scale = torch.where(high > low, (high - low) / LEVELS, torch.ones_like(low))
+    # In place: a large model has hundreds of these, and each new tensor costs page faults.
+    levels = groups.sub_(low).div_(scale).round_().clamp_(0, LEVELS).to(torch.int32)
+    zero = low + 8 * scale  # the kernel's levels are centred: (q - 8) * scale + zero
+    scales_and_zeros = torch.cat([scale, zero], dim=-1).transpose(0, 1).contiguous()
+    return levels.reshape(out_features, in_features), scales_and_zeros
+
+
+def dequantize(levels: torch.Tensor, scales_and_zeros: torch.Tensor, group: int = GROUP) -> Any:
+    """The float32 weight that `levels` and `scales_and_zeros` stand for (tests, checks)."""
+    out_features, in_features = levels.shape
+    scale = scales_and_zeros[..., 0].transpose(0, 1).unsqueeze(-1)
+    zero = scales_and_zeros[..., 1].transpose(0, 1).unsqueeze(-1)
+    grouped = levels.reshape(out_features, in_features // group, group).to(torch.float32)
+    return ((grouped - 8) * scale + zero).reshape(out_features, in_features)
+
+
+class Int4Linear(nn.Linear):
+    """A bias-free or biased linear layer with 4-bit group-quantized weights (see module doc).
+
+    A subclass of `nn.Linear` so that PEFT wraps it with LoRA like any linear
+    layer (PEFT reads `weight` for its shape, device and dtype). `weight` is the
+    float weight, used for wide inputs only, a buffer rather than a parameter;
+    `qweight` holds the packed 4-bit integers (as GPTQ layers name theirs). An
+    adapter must never be merged into it: the 4-bit copy would not follow
+    (`ResidentAdapters(merges=False)`, `apply_adapter(merge=False)`).
+    """
+
+    def __init__(self, linear: nn.Linear, group: int = GROUP) -> None:
+        nn.Module.__init__(self)
+        self.in_features, self.out_features, self.group = (
+            linear.in_features,
+            linear.out_features,
+            group,
+        )
+        self.compute_dtype = linear.weight.dtype
+        levels, scales_and_zeros = quantize_groups(linear.weight, group)
+        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(levels, 1)
+        self.register_buffer("qweight", packed)
+        self.register_buffer("scales_and_zeros", scales_and_zeros.to(self.compute_dtype))
+        self.register_buffer("weight", linear.weight.detach())
+        bias = linear.bias
+        self.bias = None if bias is None else nn.Parameter(bias.detach(), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, self.in_features).to(self.compute_dtype)
+        if rows.shape[0] > ROWS:
+            return nn.functional.linear(x.to(self.compute_dtype), self.weight, self.bias)
+        out = torch.ops.aten._weight_int4pack_mm_for_cpu(
+            rows, self.qweight, self.group, self.scales_and_zeros
+        )
+        if self.bias is not None:
+            out = out + self.bias
+        return out.reshape(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        shape = f"in_features={self.in_features}, out_features={self.out_features}"
+        return f"{shape}, int4 in groups of {self.group}"
+
+
+def quantizable(linear: nn.Module, group: int = GROUP) -> bool:
+    """Whether the kernel takes this layer: a plain float linear layer whose input size is
+    a multiple of the group and whose output size is a multiple of 16 (the kernel's tiles)."""
+    return (
+        type(linear) is nn.Linear
+        and linear.in_features % group == 0
+        and linear.out_features % 16 == 0
+        and linear.weight.is_floating_point()
+    )
+
+
+def quantize_int4(model: nn.Module, *, skip: tuple[str, ...] = ("lm_head",)) -> int:
+    """Replace `model`'s linear layers, in place, by `Int4Linear` where the kernel takes
+    them, except those whose name ends with one of `skip` (by default the output
+    projection: in the default model it is the Q8_0 token embedding, which 4 bits would
+    round); return how many were replaced."""
+    replaced = 0
+    for name, module in list(model.named_modules()):
+        for child_name, child in list(module.named_children()):
+            full = f"{name}.{child_name}" if name else child_name
+            if full.endswith(skip) or not quantizable(child):
+                continue
+            setattr(module, child_name, Int4Linear(child))
+            replaced += 1
+    return replaced
