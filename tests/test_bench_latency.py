@@ -94,9 +94,10 @@ def test_cold_open_asks_after_the_cursor_and_at_once(
     source.write_text(SOURCE * 3)
     argv = ["bench", "latency", str(source), "--model", str(tiny_model_dir), "--steps", "0"]
     argv += ["--no-naive", "--cold-places", "2", "--cold-at-once", "--cold-pause-ms", "0"]
-    assert main([*argv, "--json"]) == 0
+    assert main([*argv, "--dtype", "float32", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert "ours" not in report  # no typing replay
+    assert report["setup"]["dtype"] == "float32"
     cold = report["cold_open"]
     assert cold["ours"]["request"] == "cursor" and cold["ours-at-once"]["request"] == "at-once"
     for variant in ("ours", "ours-at-once"):

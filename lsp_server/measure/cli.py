@@ -79,7 +79,11 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="DTYPE",
-        help="also run our server with this --dtype, as ours-DTYPE (repeatable)",
+        help="also run our server with this --dtype, as ours-DTYPE (repeatable; the servers "
+        "take turns, and each one's background work runs during the others' requests)",
+    )
+    latency.add_argument(
+        "--dtype", default=None, help="our server's and the naive baseline's --dtype (default auto)"
     )
     latency.add_argument("--out", type=Path, help="write latency.json, .md and .png here")
     latency.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -189,6 +193,7 @@ def cmd_bench_latency(args: argparse.Namespace) -> int:
         cold_pause_ms=max(args.cold_pause_ms, 0.0),
         baseline_tree=args.baseline_tree,
         dtypes=args.also_dtype,
+        dtype=args.dtype,
     )
     if args.out:
         for path in write_outputs(report, args.out):

@@ -544,6 +544,7 @@ def bench_latency(
     dtypes: Sequence[str] = (),
     engine: str = "local",
     local: bool = True,
+    dtype: str | None = None,
 ) -> dict[str, Any]:
     """Run every available variant over the typing replays of `files`, and the cold-open
     scenario over `cold_places_per_file` places of each; return the report.
@@ -554,7 +555,8 @@ def bench_latency(
 
     `baseline_tree`, another checkout of Codetailor, adds its server as the
     variant `before`, taking turns with ours request by request; each of
-    `dtypes` adds our server with that `--dtype` as `ours-DTYPE`. With a remote
+    `dtypes` adds our server with that `--dtype` as `ours-DTYPE`; `dtype` is `ours`'
+    (and the naive baseline's, None: auto). With a remote
     `engine`, `ours` runs on it and `local` (unless `local` is False) on the local
     engine; the naive and llama.cpp baselines always run locally.
     """
@@ -563,7 +565,9 @@ def bench_latency(
 
     replays = [typing_replay(str(f), f.read_text(), max_steps=steps) for f in files]
     remote = engine != "local"
-    loaded = load_model(model, adapter=adapter) if naive or not remote else None
+    loaded = (
+        load_model(model, adapter=adapter, dtype=dtype or "auto") if naive or not remote else None
+    )
     completer = build_completer(loaded) if loaded is not None else None
     spec = model or (loaded.source.spec if loaded else DEFAULT_MODEL)
     gguf = loaded.source.path if loaded else None
@@ -571,7 +575,7 @@ def bench_latency(
     gguf_file = gguf if gguf is not None else Path()
 
     def servers() -> list[_Server]:
-        ours = [_Server("ours", spec, adapter, engine=engine)]
+        ours = [_Server("ours", spec, adapter, dtype=dtype, engine=engine)]
         ours += [_Server("local", spec, adapter)] if remote and local else []
         ours += [_Server(f"ours-{d}", spec, adapter, dtype=d) for d in dtypes]
         return ours + ([_Server("before", spec, adapter, baseline_tree)] if baseline_tree else [])
@@ -588,7 +592,11 @@ def bench_latency(
     report = _with_ratios({v.name: v.summary() for v in variants})
     places = interleave([cold_places(f, f.read_text(), cold_places_per_file) for f in files])
     if places:
-        at_once = [_Server("ours-at-once", spec, adapter, engine=engine, cold_request="at-once")]
+        at_once = [
+            _Server(
+                "ours-at-once", spec, adapter, None, dtype, engine=engine, cold_request="at-once"
+            )
+        ]
         cold_servers = servers() + (at_once if cold_at_once else [])
         llama_gguf = gguf_file if use_llama else None
         report["cold_open"] = _cold_open(
@@ -599,6 +607,7 @@ def bench_latency(
         "adapter": adapter,
         "engine": engine,
         "device": loaded.device if loaded else engine,
+        "dtype": loaded.dtype if loaded else dtype,
         "files": [str(f) for f in files],
         "steps_per_file": steps,
         "max_tokens": max_tokens,

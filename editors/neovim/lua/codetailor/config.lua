@@ -10,7 +10,7 @@ local M = {}
 ---@field model? string Model: nil for the server's default (smollm2-135m), a Hugging Face id, a folder or a .gguf file.
 ---@field adapter? string "auto" (the adapter registered for the workspace), "none", or a LoRA adapter folder made by `codetailor finetune`.
 ---@field device string "auto", "cpu", "cuda", "cuda:N" or "mps".
----@field dtype string "auto", "float32", "bfloat16" or "float16".
+---@field dtype string "auto", "float32", "bfloat16", "float16", "int8" or "int4" (CPU).
 ---@field max_tokens integer Most tokens per completion (1..1024).
 ---@field multiline codetailor.Multiline How much to complete.
 ---@field time_budget_ms integer Most milliseconds per completion (50..60000).
@@ -101,7 +101,7 @@ local CHECKS = {
   { "settings.model", optional_string },
   { "settings.adapter", optional_string },
   { "settings.device", function(v) return type(v) == "string", "a device name" end },
-  { "settings.dtype", one_of("auto", "float32", "bfloat16", "float16") },
+  { "settings.dtype", one_of("auto", "float32", "bfloat16", "float16", "int8", "int4") },
   { "settings.max_tokens", whole(1, 1024) },
   { "settings.multiline", one_of("auto", "always", "never") },
   { "settings.time_budget_ms", whole(50, 60000) },
