@@ -63,8 +63,17 @@ def test_quantize_replaces_linear_layers_but_the_output_projection(tiny_model_di
     linear = [n for n, m in model.named_modules() if type(m) is nn.Linear]
     replaced = int4.quantize_int4(model)
     assert replaced == len(linear) - 1
-    assert type(model.lm_head) is nn.Linear
+    assert type(model.lm_head) in (nn.Linear, int4.PackedLinear)  # bf16, packed where it can
     assert all(type(m) is not nn.Linear for n, m in model.named_modules() if n != "lm_head")
+
+
+@pytest.mark.parametrize("rows", [1, int4.ROWS, 30])
+def test_packed_output_projection_computes_the_same_products(rows: int) -> None:
+    linear = nn.Linear(64, 400, bias=False).to(torch.bfloat16)
+    packed = int4.PackedLinear.wrap(linear)
+    x = torch.randn(1, rows, 64, dtype=torch.bfloat16)
+    with torch.no_grad():
+        assert torch.equal(packed(x), linear(x))
 
 
 def test_int4_is_a_cpu_dtype(monkeypatch: pytest.MonkeyPatch) -> None:
