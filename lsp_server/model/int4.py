@@ -73,61 +73,70 @@ def dequantize(levels: torch.Tensor, scales_and_zeros: torch.Tensor, group: int 
     return ((grouped - 8) * scale + zero).reshape(out_features, in_features)
 
 
-class Int4Linear(nn.Linear):
-    """A bias-free or biased linear layer with 4-bit group-quantized weights (see module doc).
+class NarrowFastLinear(nn.Linear):
+    """A linear layer that multiplies inputs of at most `ROWS` rows (decode steps, drafted
+    tokens) in a faster form of its weight (`narrow`, in subclasses) and wider ones
+    (prefill chunks) with `weight`, the float weight as it was.
 
     A subclass of `nn.Linear` so that PEFT wraps it with LoRA like any linear
-    layer (PEFT reads `weight` for its shape, device and dtype). `weight` is the
-    float weight, used for wide inputs only, a buffer rather than a parameter;
-    `qweight` holds the packed 4-bit integers (as GPTQ layers name theirs). An
-    adapter must never be merged into it: the 4-bit copy would not follow
-    (`ResidentAdapters(merges=False)`, `apply_adapter(merge=False)`).
+    layer (PEFT reads `weight` for its shape, device and dtype); `weight` is a
+    buffer rather than a parameter. An adapter must never be merged into it: the
+    faster copy would not follow (`ResidentAdapters(merges=False)`,
+    `apply_adapter(merge=False)`).
     """
 
-    def __init__(self, linear: nn.Linear, group: int = GROUP) -> None:
+    def __init__(self, linear: nn.Linear) -> None:
         nn.Module.__init__(self)
-        self.in_features, self.out_features, self.group = (
-            linear.in_features,
-            linear.out_features,
-            group,
-        )
+        self.in_features, self.out_features = linear.in_features, linear.out_features
         self.compute_dtype = linear.weight.dtype
-        levels, scales_and_zeros = quantize_groups(linear.weight, group)
-        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(levels, 1)
-        self.register_buffer("qweight", packed)
-        self.register_buffer("scales_and_zeros", scales_and_zeros.to(self.compute_dtype))
         self.register_buffer("weight", linear.weight.detach())
         bias = linear.bias
         self.bias = None if bias is None else nn.Parameter(bias.detach(), requires_grad=False)
 
+    def narrow(self, rows: torch.Tensor) -> torch.Tensor:
+        """`rows` (n, in_features) times the weight, n <= ROWS; bias included."""
+        raise NotImplementedError
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.reshape(-1, self.in_features).to(self.compute_dtype)
+        x = x.to(self.compute_dtype)
+        rows = x.reshape(-1, self.in_features)
         if rows.shape[0] > ROWS:
-            return nn.functional.linear(x.to(self.compute_dtype), self.weight, self.bias)
+            return nn.functional.linear(x, self.weight, self.bias)
+        return self.narrow(rows).reshape(*x.shape[:-1], self.out_features)
+
+
+class Int4Linear(NarrowFastLinear):
+    """A linear layer whose narrow inputs are multiplied by its weight in 4-bit groups (see
+    the module doc); `qweight` holds the packed integers (as GPTQ layers name theirs)."""
+
+    def __init__(self, linear: nn.Linear, group: int = GROUP) -> None:
+        super().__init__(linear)
+        self.group = group
+        levels, scales_and_zeros = quantize_groups(linear.weight, group)
+        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(levels, 1)
+        self.register_buffer("qweight", packed)
+        self.register_buffer("scales_and_zeros", scales_and_zeros.to(self.compute_dtype))
+
+    def narrow(self, rows: torch.Tensor) -> torch.Tensor:
         out = torch.ops.aten._weight_int4pack_mm_for_cpu(
             rows, self.qweight, self.group, self.scales_and_zeros
         )
-        if self.bias is not None:
-            out = out + self.bias
-        return out.reshape(*x.shape[:-1], self.out_features)
+        return out if self.bias is None else out + self.bias
 
     def extra_repr(self) -> str:
         shape = f"in_features={self.in_features}, out_features={self.out_features}"
         return f"{shape}, int4 in groups of {self.group}"
 
 
-class PackedLinear(nn.Linear):
-    """A float linear layer whose weight oneDNN keeps in its own blocked layout for inputs
-    of at most `ROWS` rows: the output projection under int4, which stays bf16 (see
+class PackedLinear(NarrowFastLinear):
+    """A float linear layer whose narrow inputs are multiplied by its weight in oneDNN's
+    own blocked layout: the output projection under int4, which stays bf16 (see
     `quantize_int4`). The same products, bit for bit, in 0.9x the step time on SmolLM2
-    (docs/benchmarks.md); wider inputs use `weight` as it is."""
+    (docs/benchmarks.md)."""
 
     def __init__(self, linear: nn.Linear, packed: torch.Tensor) -> None:
-        nn.Module.__init__(self)
-        self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.register_buffer("weight", linear.weight.detach())
+        super().__init__(linear)
         self.register_buffer("packed", packed)
-        self.bias = linear.bias
 
     @classmethod
     def wrap(cls, linear: nn.Linear) -> nn.Linear:
@@ -146,12 +155,8 @@ class PackedLinear(nn.Linear):
             return linear
         return layer if same else linear
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.reshape(-1, self.in_features)
-        if rows.shape[0] > ROWS:
-            return nn.functional.linear(x, self.weight, self.bias)
-        out = torch.ops.mkldnn._linear_pointwise(rows, self.packed, self.bias, "none", [], "")
-        return out.reshape(*x.shape[:-1], self.out_features)
+    def narrow(self, rows: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._linear_pointwise(rows, self.packed, self.bias, "none", [], "")
 
 
 def quantizable(linear: nn.Module, group: int = GROUP) -> bool:
