@@ -180,14 +180,9 @@ async def type_file(
     taking suggestions that match the file."""
     from lsprotocol import types
 
-    begin = _line_end(source, int(len(source) * setup.start))
-    end = begin + sum(len(w) for w in _WORD.findall(source[begin:])[: setup.words_per_file])
-    # Whole lines, typed on a line opened for them, as a person writing new code does:
-    # glued to the cursor, the untyped rest of the file would stand right of it on its line
-    # at every request, and the server declines to complete in front of a line (`no_help`).
-    end = end if end == begin or source[end - 1] == "\n" else _line_end(source, end)
+    begin, end = typed_part(source, setup)
     where = (root / path) if root else Path(path)
-    doc = _Doc(where.resolve().as_uri() + f"#{n}", path, source[:begin] + "\n" + source[end:])
+    doc = _Doc(where.resolve().as_uri() + f"#{n}", path, document_at(source, begin, end))
     language = language_for(path).name
     client.text_document_did_open(
         types.DidOpenTextDocumentParams(
@@ -227,6 +222,24 @@ async def type_file(
     client.text_document_did_close(
         types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=doc.uri))
     )
+
+
+def typed_part(source: str, setup: UserSetup) -> tuple[int, int]:
+    """(begin, end) of the part of `source` the user types: whole lines from `setup.start`,
+    `setup.words_per_file` words and the rest of the last one's line."""
+    begin = _line_end(source, int(len(source) * setup.start))
+    end = begin + sum(len(w) for w in _WORD.findall(source[begin:])[: setup.words_per_file])
+    return begin, end if end == begin or source[end - 1] == "\n" else _line_end(source, end)
+
+
+def document_at(source: str, cursor: int, end: int) -> str:
+    """The document as the user has it with the cursor at `cursor` of the typed part (what
+    they took of suggestions is the file's own text, so it is the same whatever they took).
+
+    They type on a line opened for the part (as when writing new code): glued to the
+    cursor, the untyped rest of the file would stand right of it at every request, and the
+    server declines to complete in front of a line (`no_help`)."""
+    return source[:cursor] + "\n" + source[end:]
 
 
 def _line_end(source: str, offset: int) -> int:
