@@ -82,3 +82,22 @@ def test_the_sign_test_is_exact_and_two_sided() -> None:
     assert sign_test(5, 0) == pytest.approx(2 / 32)
     assert sign_test(0, 5) == sign_test(5, 0)
     assert sign_test(10, 2) == pytest.approx(2 * (1 + 12 + 66) / 4096)
+
+
+def test_the_same_model_against_itself_differs_at_no_place(tiny_model_dir: Any) -> None:
+    from lsp_server.measure.offline_user import run_offline
+
+    setup = UserSetup(words_per_file=12, start=0.3, min_chars=1, dtype="float32")
+    report = run_offline(
+        [("pkg/calc.py", SOURCE)],
+        model=str(tiny_model_dir),
+        adapter=None,
+        against="base",
+        setup=setup,
+        max_tokens=4,
+    )
+    # 12 words, then the rest of the last one's line.
+    assert report["adapter"]["places"] == report["against"]["places"] > 12
+    assert report["adapter"]["accepted"] == report["against"]["accepted"]
+    paired = report["paired"]
+    assert paired["only_before"] == paired["only_after"] == 0 and paired["sign_test_p"] == 1.0
