@@ -101,3 +101,29 @@ def test_a_partial_take_is_reported_as_a_word_accept() -> None:
     assert accept_arguments(command, full=False) == ["inline", "i", "word"]
     old = types.Command(title="t", command="codetailor.accepted", arguments=["inline"])
     assert accept_arguments(old, full=False) == ["inline"]
+
+
+class SuffixWatcher(FakeClient):
+    """A FakeClient that notes, at every request, what stands right of the cursor on its line."""
+
+    def __init__(self, source: str) -> None:
+        super().__init__(source)
+        self.rests: list[str] = []
+
+    async def text_document_inline_completion_async(self, params: Any) -> Any:
+        from lsp_server.session.documents import offset_at
+
+        at = offset_at(self.text, params.position.line, params.position.character)
+        self.rests.append(self.text[at:].split("\n", 1)[0])
+        return await super().text_document_inline_completion_async(params)
+
+
+def test_the_user_types_on_a_line_of_its_own_not_in_front_of_the_untyped_rest() -> None:
+    # Typing stops before an indented line: were the untyped rest glued to the cursor, every
+    # request would have that line right of the cursor, and the server, rightly, declines
+    # to complete in front of so much text (`no_help`): the file would give no suggestion.
+    source = "".join(f"def f{n}(x):\n    return compute_value(x, scale={n})\n" for n in range(30))
+    client = SuffixWatcher(source)
+    setup = UserSetup(words_per_file=9, max_suggestions=100, start=0.3)
+    asyncio.run(type_file(client, "pkg/calc.py", source, Simulation(), setup, 0))
+    assert client.rests and all(rest == "" for rest in client.rests)

@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from lsp_server.errors import CodetailorError
 from lsp_server.repo.files import read_source
@@ -126,6 +127,19 @@ def add_simulate(kinds: argparse._SubParsersAction) -> None:
         help="let the server write the feedback events to REPO's log, as it does for an "
         "editor, labelled source=simulated (without it: feedback off)",
     )
+    simulate.add_argument(
+        "--offline",
+        action="store_true",
+        help="no server: complete greedily at every place the user may ask (after each word "
+        "of the --words typed per file) and count what the user would take there",
+    )
+    simulate.add_argument(
+        "--against",
+        default=None,
+        metavar="ADAPTER",
+        help="with --offline: also this adapter (or 'base') at the same places, compared "
+        "place by place with --adapter (a sign test)",
+    )
     simulate.add_argument("--json", action="store_true", help="print one JSON object")
     simulate.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     simulate.set_defaults(func=cmd_bench_simulate)
@@ -146,6 +160,10 @@ def cmd_bench_simulate(args: argparse.Namespace) -> int:
         record=args.record,
         dtype=args.dtype,
     )
+    if args.offline:
+        return _simulate_offline(args, setup, args.model or DEFAULT_MODEL)
+    if args.against:
+        raise CodetailorError("--against compares offline: add --offline")
     report = run_simulation(
         args.repo,
         split=args.split,
@@ -162,6 +180,35 @@ def cmd_bench_simulate(args: argparse.Namespace) -> int:
         print(
             f"{report['split']}: {report['accepted']} of {report['shown']} suggestions accepted "
             f"({'-' if rate is None else f'{rate:.1%}'}), {report['accepted_full']} in full"
+        )
+    return 0
+
+
+def _simulate_offline(args: argparse.Namespace, setup: Any, model: str) -> int:
+    from lsp_server.measure.offline_user import run_offline
+    from lsp_server.measure.simulated_user import split_sources
+
+    files = split_sources(args.repo, args.split, args.holdout)
+    report = run_offline(
+        files,
+        model=model,
+        adapter=args.adapter,
+        against=args.against,
+        setup=setup,
+        max_tokens=args.max_tokens,
+    ) | {"split": args.split, "model": model, "min_chars": args.min_chars}
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    for label in ("against", "adapter"):
+        if label in report:
+            r = report[label]
+            print(f"{r['name'] or 'base'}: {r['accepted']} of {r['places']} places accepted")
+    if "paired" in report:
+        p = report["paired"]
+        print(
+            f"only before {p['only_before']}, only after {p['only_after']}, "
+            f"both {p['both']}; sign test p = {p['sign_test_p']}"
         )
     return 0
 

@@ -1,10 +1,12 @@
 """`codetailor bench simulate`: a simulated user typing a repository's files through the server.
 
-The user types each file word by word from a line boundary, as `bench latency`'s
-typing replay does, through a real `codetailor serve` process, and asks for a
-completion after every word. A suggestion is accepted when it matches what the
-file really says next: in full when all of it does, else its longest start that
-matches and ends on a whole word, if that is at least `min_chars` characters.
+The user types whole lines of each file word by word from a line boundary, as
+`bench latency`'s typing replay does, on a line opened for them (as when writing
+new code: the untyped rest of the file starts on the next line), through a real
+`codetailor serve` process, and asks for a completion after every word. A
+suggestion is accepted when it matches what the file really says next: in full
+when all of it does, else its longest start that matches and ends on a whole
+word, if that is at least `min_chars` characters.
 Accepting inserts that text (didChange) and runs the item's command, as an
 editor does; anything else is ignored and the user types on.
 
@@ -178,11 +180,9 @@ async def type_file(
     taking suggestions that match the file."""
     from lsprotocol import types
 
-    begin = source.find("\n", int(len(source) * setup.start))
-    begin = len(source) if begin == -1 else begin + 1
-    end = begin + sum(len(w) for w in _WORD.findall(source[begin:])[: setup.words_per_file])
+    begin, end = typed_part(source, setup)
     where = (root / path) if root else Path(path)
-    doc = _Doc(where.resolve().as_uri() + f"#{n}", path, source[:begin] + source[end:])
+    doc = _Doc(where.resolve().as_uri() + f"#{n}", path, document_at(source, begin, end))
     language = language_for(path).name
     client.text_document_did_open(
         types.DidOpenTextDocumentParams(
@@ -222,6 +222,30 @@ async def type_file(
     client.text_document_did_close(
         types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=doc.uri))
     )
+
+
+def typed_part(source: str, setup: UserSetup) -> tuple[int, int]:
+    """(begin, end) of the part of `source` the user types: whole lines from `setup.start`,
+    `setup.words_per_file` words and the rest of the last one's line."""
+    begin = _line_end(source, int(len(source) * setup.start))
+    end = begin + sum(len(w) for w in _WORD.findall(source[begin:])[: setup.words_per_file])
+    return begin, end if end == begin or source[end - 1] == "\n" else _line_end(source, end)
+
+
+def document_at(source: str, cursor: int, end: int) -> str:
+    """The document as the user has it with the cursor at `cursor` of the typed part (what
+    they took of suggestions is the file's own text, so it is the same whatever they took).
+
+    They type on a line opened for the part (as when writing new code): glued to the
+    cursor, the untyped rest of the file would stand right of it at every request, and the
+    server declines to complete in front of a line (`no_help`)."""
+    return source[:cursor] + "\n" + source[end:]
+
+
+def _line_end(source: str, offset: int) -> int:
+    """The offset just after the end of the line that `offset` is on (the file's end if none)."""
+    end = source.find("\n", offset)
+    return len(source) if end == -1 else end + 1
 
 
 def accept_arguments(command: Any, full: bool) -> list[Any]:
