@@ -360,6 +360,8 @@ async function editSettingsJson(title, file, settings) {
   await until("settings.json in the editor", () =>
     page.$eval(".tabs-container .tab.active", (t) => (t.textContent ?? "").includes("settings.json")),
   );
+  // The tab shows before its editor is drawn (seen on a loaded machine): wait for the text area.
+  await page.waitForSelector(".editor-instance .monaco-editor .view-lines", { visible: true, timeout: STEP_MS });
   await page.click(".editor-instance .monaco-editor .view-lines");
   await page.keyboard.down("Control");
   await page.keyboard.press("KeyA");
