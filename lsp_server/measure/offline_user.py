@@ -20,20 +20,18 @@ and there is no time budget: each place is one fresh generation.
 from __future__ import annotations
 
 import math
-import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lsp_server.measure.replay import WORD
 from lsp_server.measure.simulated_user import (
     UserSetup,
     accepted_text,
     document_at,
     typed_part,
 )
-
-_WORD = re.compile(r"\S+\s*|\s+")  # the simulated user's words
 
 
 @dataclass(frozen=True)
@@ -53,7 +51,7 @@ def typing_places(files: Sequence[tuple[str, str]], setup: UserSetup) -> list[Pl
     for path, source in files:
         begin, end = typed_part(source, setup)
         cursor = begin
-        for word in _WORD.findall(source[begin:end]):
+        for word in WORD.findall(source[begin:end]):
             places.append(Place(path, document_at(source, cursor, end), cursor, source[cursor:end]))
             cursor += len(word)
     return places

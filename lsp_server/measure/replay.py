@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_WORD = re.compile(r"\S+\s*|\s+")
+# A word as the typist types it: a run of non-blanks and the blanks after it (or blanks alone).
+WORD = re.compile(r"\S+\s*|\s+")
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ def typing_replay(path: str, source: str, *, start: float = 0.5, max_steps: int 
     """Type `max_steps` words of `source` from the first line boundary after `start` (0..1)."""
     begin = source.find("\n", int(len(source) * start))
     begin = len(source) if begin == -1 else begin + 1
-    words = _WORD.findall(source[begin:])[:max_steps]
+    words = WORD.findall(source[begin:])[:max_steps]
     end = begin + sum(len(w) for w in words)
     steps, offset = [], begin
     for word in words:

@@ -25,7 +25,6 @@ built from. Without it the server records nothing (`feedback: false`).
 from __future__ import annotations
 
 import asyncio
-import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -34,12 +33,12 @@ from typing import Any
 
 from lsp_server.completion.languages import language_for
 from lsp_server.measure.latency import server_session
+from lsp_server.measure.replay import WORD
 from lsp_server.repo.corpus import collect
 from lsp_server.repo.files import split_files
 from lsp_server.session.documents import position_at
 from lsp_server.session.recording import SIMULATED_CLIENT
 
-_WORD = re.compile(r"\S+\s*|\s+")
 MIN_CHARS = 4
 
 
@@ -214,7 +213,7 @@ async def type_file(
             await _insert(client, doc, cursor, take)
             cursor += len(take)
             continue
-        word = _WORD.match(source, cursor, end)
+        word = WORD.match(source, cursor, end)
         typed = word.group(0) if word else source[cursor:end]
         await _insert(client, doc, cursor, typed)
         sim.typed_chars += len(typed)
@@ -228,7 +227,7 @@ def typed_part(source: str, setup: UserSetup) -> tuple[int, int]:
     """(begin, end) of the part of `source` the user types: whole lines from `setup.start`,
     `setup.words_per_file` words and the rest of the last one's line."""
     begin = _line_end(source, int(len(source) * setup.start))
-    end = begin + sum(len(w) for w in _WORD.findall(source[begin:])[: setup.words_per_file])
+    end = begin + sum(len(w) for w in WORD.findall(source[begin:])[: setup.words_per_file])
     return begin, end if end == begin or source[end - 1] == "\n" else _line_end(source, end)
 
 
