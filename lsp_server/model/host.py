@@ -151,7 +151,7 @@ def load_completer(
     other `adapters` the workspace folders use, and build their Completers;
     `compile` is `serve --compile` (auto, on, off)."""
     from lsp_server.model import registry
-    from lsp_server.model.loading import load_model
+    from lsp_server.model.loading import load_model, merges_adapters
     from lsp_server.model.resident import ResidentAdapters
     from lsp_server.session.settings import parse_engine
 
@@ -175,7 +175,7 @@ def load_completer(
         return Loaded(
             completer, loaded, completer.format.name, {settings.adapter: completer}, mode="int8"
         )
-    merges = loaded.dtype != "int4"
+    merges = merges_adapters(loaded.dtype)
     resident = ResidentAdapters(loaded.model, loaded.source, loaded.fingerprint, merges=merges)
     return resync(loaded, resident, {}, settings, wanted, report, compile=compile)
 

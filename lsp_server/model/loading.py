@@ -236,6 +236,12 @@ def auto_dtype(device: str, *, training: bool = False, q4_weights: bool = False)
     return "float32"
 
 
+def merges_adapters(dtype: str) -> bool:
+    """Whether an adapter may be merged into weights of `dtype`: not into int4's, whose
+    4-bit copy would not follow (int4.py); there adapters stay unmerged on top."""
+    return dtype != "int4"
+
+
 def pick_device(
     device: str = "auto", dtype: str = "auto", *, training: bool = False, q4_weights: bool = False
 ) -> tuple[str, str]:
@@ -376,7 +382,7 @@ def load_model(
         log.info("%d linear layers in 4 bits", replaced)
     info = None
     if adapter is not None:
-        merge = dtype != "int4"
+        merge = merges_adapters(dtype)
         model, info = apply_adapter(model, Path(adapter), source, fingerprint, merge=merge)
     model.eval()
     if dtype == "int8":
