@@ -11,6 +11,14 @@ the two, while the token loss on what they typed pulls the model towards
 writing it (docs/benchmarks.md measured `sft_weight=1`; DPO alone was not
 measured there).
 
+Every step also takes `anchor_weight` times the token loss on `anchor_rows` blocks
+of the repository's training files, as the adapter's recipe builds them: the
+pull of the preferences alone moves the adapter away from the code (held-out
+loss 2.40 -> 3.04 in docs/benchmarks.md's first run), and the anchor keeps it a
+model of the repository, as InstructGPT mixed pre-training gradients into its
+PPO updates. `preference_weight=0` trains on the anchor alone: the control that
+says what the feedback adds.
+
 The gate keeps the new adapter only if, on the repository's held-out files,
 token loss and next-line exact match are no worse (finetune/evaluate.py), and
 the held-out feedback is ranked better: the implicit reward (policy minus
@@ -36,6 +44,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from finetune.data.examples import Blocks
 from finetune.data.preferences import (
     PreferenceData,
     PreferenceExample,
@@ -69,6 +78,10 @@ class PreferenceConfig:
     undesirable_weight: float = 1.0
     kto_weight: float = 1.0  # of the KTO loss on unpaired labels, against DPO's on pairs
     sft_weight: float = 0.0  # of the mean token loss on the chosen side (pairs, desirable)
+    preference_weight: float = 1.0  # of DPO + KTO + SFT together (0: the anchor alone)
+    anchor_weight: float = 1.0  # of the token loss on the repository's own training blocks
+    anchor_rows: int = 2  # training blocks per step
+    anchor_seq_len: int = 256  # tokens per anchor block, at most (the recipe's seq_len)
     max_prompt_tokens: int = 512  # the prompt's last tokens scored against (CPU cost)
     heldout_feedback: float = 0.2  # share of places held out for preference accuracy
     min_examples: int = 8
@@ -214,13 +227,43 @@ def preference_accuracy(scorer: Scorer, data: PreferenceData) -> float | None:
     return wins / len(comparisons)
 
 
-def train(model: Any, scorer: Scorer, data: PreferenceData, cfg: PreferenceConfig) -> list[float]:
-    """DPO + KTO steps over the training data; returns the loss of each step."""
+class Anchor:
+    """The repository's training blocks, `rows` a step in a seeded shuffled order: their
+    token loss keeps the adapter a model of the code while preferences pull it."""
+
+    def __init__(self, blocks: Blocks, rows: int, seed: int) -> None:
+        self.blocks, self.rows = blocks, max(1, rows)
+        self._rng, self._order = random.Random(seed), list[int]()
+
+    def loss(self, model: Any, device: Any) -> Any:
+        from finetune.evaluate import to_batch
+
+        n = len(self.blocks.ids)
+        while len(self._order) < min(self.rows, n):
+            self._order += self._rng.sample(range(n), n)
+        rows, self._order = self._order[: self.rows], self._order[self.rows :]
+        ids, mask, labels = to_batch(self.blocks, rows)
+        return model(
+            input_ids=ids.to(device), attention_mask=mask.to(device), labels=labels.to(device)
+        ).loss
+
+
+def train(
+    model: Any,
+    scorer: Scorer,
+    data: PreferenceData,
+    cfg: PreferenceConfig,
+    anchor: Anchor | None = None,
+) -> list[float]:
+    """DPO + KTO steps over the training data, each with the anchor's token loss when there
+    is one; returns the loss of each step."""
     import torch
 
+    if not cfg.preference_weight and not (anchor and cfg.anchor_weight):
+        raise CodetailorError("preference_weight and anchor_weight are both 0: nothing to train")
     items: list[Any] = list(data.pairs) + list(data.unpaired)
     steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * len(items) / cfg.batch_size))
-    for e in data.examples:  # the reference is fixed: score it once, before any update
+    for e in data.examples if cfg.preference_weight else []:  # fixed: score it once, first
         scorer.reference(e)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
@@ -233,13 +276,21 @@ def train(model: Any, scorer: Scorer, data: PreferenceData, cfg: PreferenceConfi
         if len(order) < cfg.batch_size:
             order += rng.sample(items, len(items))
         batch, order = order[: cfg.batch_size], order[cfg.batch_size :]
-        loss = batch_loss(scorer, batch, cfg)
+        figures, loss = {}, torch.zeros((), device=scorer.device)
+        if cfg.preference_weight:
+            preference = batch_loss(scorer, batch, cfg)
+            loss = cfg.preference_weight * preference
+            figures["preference"] = f"{float(preference.detach()):.4f}"
+        if anchor is not None and cfg.anchor_weight:
+            code = anchor.loss(model, scorer.device)
+            loss = loss + cfg.anchor_weight * code
+            figures["anchor"] = f"{float(code.detach()):.4f}"
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(float(loss.detach()))
-        bar.set_postfix({"loss": f"{losses[-1]:.4f}"}, refresh=False)
+        bar.set_postfix(figures, refresh=False)
         bar.update(1)
     bar.close()
     model.eval()
@@ -359,8 +410,12 @@ def run_preference(cfg: PreferenceConfig, *, progress: bool = True) -> dict[str,
         figures = repo_eval.measure(model, loaded.tokenizer, fmt, loaded.device, progress)
         return figures | {"preference_accuracy": preference_accuracy(scorer, held_data)}
 
+    anchor = None
+    if cfg.anchor_weight:
+        blocks = repo_eval.training_blocks(loaded.tokenizer, fmt, cfg.anchor_seq_len)
+        anchor = Anchor(blocks, cfg.anchor_rows, cfg.seed) if blocks.ids else None
     before = measure()
-    losses = train(model, scorer, train_data, cfg)
+    losses = train(model, scorer, train_data, cfg, anchor)
     after = measure()
     keep, reasons = gate(before, after, cfg.loss_tolerance)
     summary = {

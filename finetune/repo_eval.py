@@ -2,20 +2,22 @@
 
 Held-out token loss and next-line exact match on the files `finetune` held out,
 with the recipe saved beside the adapter (`finetune.yaml`), so preference
-tuning's gate compares like with like. The split and the held-out sequences
-are train.py's own functions (`split_repository`, `heldout_sequences`).
+tuning's gate compares like with like; and the training files' blocks, which
+preference tuning keeps training on as its anchor. The split and the sequences
+are train.py's own functions (`split_repository`, `training_sequences`,
+`heldout_sequences`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from finetune.config import FinetuneConfig, load_yaml
 from finetune.data.examples import Blocks, spread
 from finetune.evaluate import LineSample, heldout_loss, next_line_exact_match, next_line_samples
-from finetune.train import heldout_sequences, split_repository
+from finetune.train import heldout_sequences, split_repository, training_sequences
 from lsp_server.model.adapter_meta import AdapterMeta
 
 
@@ -24,6 +26,7 @@ class RepoEval:
     """The held-out files of a repository, as the adapter's recipe splits them."""
 
     cfg: FinetuneConfig
+    train: list[Any]  # SourceFile
     held: list[Any]  # SourceFile
     lines: list[LineSample]
     _blocks: Blocks | None = None
@@ -39,14 +42,20 @@ class RepoEval:
         base = meta.base_model.name if meta.base_model else "smollm2-135m"
         values.setdefault("model", base)
         cfg = FinetuneConfig.from_dict(values)
-        _, _, held = split_repository(cfg, repo)
-        return cls(cfg, held, next_line_samples(held, cfg.match_samples, seed))
+        _, train, held = split_repository(cfg, repo)
+        return cls(cfg, train, held, next_line_samples(held, cfg.match_samples, seed))
 
     def blocks(self, tokenizer: Any, fmt: Any) -> Blocks:
         if self._blocks is None:
             packed = heldout_sequences(self.cfg, fmt, tokenizer, self.held)
             self._blocks = spread(packed, self.cfg.eval_blocks)
         return self._blocks
+
+    def training_blocks(self, tokenizer: Any, fmt: Any, seq_len: int) -> Blocks:
+        """The training files as the recipe trains on them (FIM included), packed to at most
+        `seq_len` tokens a block."""
+        cfg = replace(self.cfg, seq_len=min(seq_len, self.cfg.seq_len))
+        return training_sequences(cfg, fmt, tokenizer, self.train)
 
     def measure(
         self, model: Any, tokenizer: Any, fmt: Any, device: Any, progress: bool = False

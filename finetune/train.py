@@ -149,21 +149,10 @@ def prepare_data(job: Job) -> Data:
     )
     fmt = choose_format(loaded, cfg.prompt_format)
     tokenizer = loaded.tokenizer
-    eos = tokenizer.eos_token_id
-    if eos is None:
+    if tokenizer.eos_token_id is None:
         raise CodetailorError(f"model '{cfg.model}' has a tokenizer without an EOS token")
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
     tokenizer.model_max_length = 1 << 30  # whole files are tokenized, then packed
-    train_texts = documents(
-        fmt,
-        [(f.path, f.text) for f in train_files],
-        seq_len=cfg.seq_len,
-        seed=cfg.seed,
-        header=cfg.path_header,
-        fim_rate=cfg.fim_rate,
-        spm_rate=cfg.spm_rate,
-    )
-    train = pack(tokenize(tokenizer, train_texts, eos), cfg.seq_len, pad)
+    train = training_sequences(cfg, fmt, tokenizer, train_files)
     held = heldout_sequences(cfg, fmt, tokenizer, held_files)
     per_step = cfg.batch_size * cfg.grad_accum * job.world
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * len(train.ids) / per_step))
@@ -216,6 +205,25 @@ def split_repository(
     train_files = [f for f in corpus.files if f.path not in held_set]
     held_files = [f for f in corpus.files if f.path in held_set]
     return corpus, train_files, held_files
+
+
+def training_sequences(
+    cfg: FinetuneConfig, fmt: PromptFormat, tokenizer: Any, train_files: list[SourceFile]
+) -> Blocks:
+    """The training files as documents (some FIM), tokenized and packed to `seq_len`.
+    Preference tuning's anchor (finetune/preference.py) trains on the same blocks."""
+    eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    texts = documents(
+        fmt,
+        [(f.path, f.text) for f in train_files],
+        seq_len=cfg.seq_len,
+        seed=cfg.seed,
+        header=cfg.path_header,
+        fim_rate=cfg.fim_rate,
+        spm_rate=cfg.spm_rate,
+    )
+    return pack(tokenize(tokenizer, texts, eos), cfg.seq_len, pad)
 
 
 def heldout_sequences(

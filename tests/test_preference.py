@@ -11,6 +11,7 @@ import pytest
 from finetune.config import FinetuneConfig
 from finetune.data.preferences import preference_data, split_by_place
 from finetune.preference import (
+    Anchor,
     PreferenceConfig,
     Scorer,
     _trainable,
@@ -23,6 +24,7 @@ from finetune.preference import (
 from finetune.train import run
 from lsp_server.cli import main
 from lsp_server.completion.prompt import Snippet, get_format
+from lsp_server.errors import CodetailorError
 from lsp_server.session.feedback import FeedbackRecorder, read_events, suggestion_records
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -194,6 +196,38 @@ def test_the_loss_decreases_on_a_planted_preference(
     assert before is not None and after is not None and after > max(before, 0.9)
 
 
+def test_the_anchor_keeps_the_adapter_a_model_of_the_code(
+    adapter: Path, tiny_model_dir: Path, fixture_repo: Path, tmp_path: Path
+) -> None:
+    from finetune.evaluate import heldout_loss
+    from finetune.repo_eval import RepoEval
+    from lsp_server.model.adapter_meta import read_meta
+    from lsp_server.model.loading import load_model
+
+    plant(tmp_path, places=8)
+    fmt = get_format("prefix-only")
+    meta = read_meta(adapter)
+    assert meta is not None
+    repo_eval = RepoEval.for_adapter(fixture_repo, meta, adapter, {}, 0)
+    code_loss = {}
+    for weight in (0.0, 1.0):  # the same preference steps, without and with the anchor
+        loaded = load_model(str(tiny_model_dir))
+        blocks = repo_eval.training_blocks(loaded.tokenizer, fmt, 32)
+        assert blocks.ids and max(blocks.lengths) <= 32
+        data = preference_data(
+            suggestion_records(read_events(tmp_path)),
+            prompt_builder(loaded.tokenizer, fmt, 256),
+        )
+        model = _trainable(loaded.model, adapter, 0)
+        scorer = Scorer(model, loaded.tokenizer, 128, "cpu")
+        cfg = PreferenceConfig(lr=2e-2, max_steps=8, anchor_weight=weight, anchor_rows=4)
+        train(model, scorer, data, cfg, Anchor(blocks, cfg.anchor_rows, 0))
+        code_loss[weight] = heldout_loss(model, blocks, 8, "cpu")
+    assert code_loss[1.0] < code_loss[0.0]
+    with pytest.raises(CodetailorError, match="nothing to train"):
+        train(model, scorer, data, PreferenceConfig(preference_weight=0.0), None)
+
+
 def test_the_gate_says_why_it_refuses() -> None:
     base = {"heldout_loss": 2.0, "next_line_exact_match": 0.5, "preference_accuracy": 0.5}
     assert gate(base, base | {"preference_accuracy": 0.7}) == (True, [])
@@ -210,11 +244,13 @@ def test_a_worse_adapter_is_refused_and_the_old_one_kept(
     log = tmp_path / "log"
     plant(log)
     before = {p.name: p.read_bytes() for p in adapter.iterdir()}
-    # A learning rate this large wrecks the LoRA weights: the held-out loss must rise.
+    # A learning rate this large wrecks the LoRA weights: the held-out loss must rise (the
+    # anchor, at this rate, would instead fit the tiny model to the repository's code).
     cfg = PreferenceConfig(
         repo=str(fixture_repo),
         adapter=str(adapter),
         log_dir=str(log),
+        anchor_weight=0.0,
         lr=3.0,
         max_steps=6,
         heldout_feedback=0.3,
