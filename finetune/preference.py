@@ -235,6 +235,17 @@ class Anchor:
         self.blocks, self.rows = blocks, max(1, rows)
         self._rng, self._order = random.Random(seed), list[int]()
 
+    @classmethod
+    def for_repository(
+        cls, repo_eval: Any, tokenizer: Any, fmt: Any, cfg: PreferenceConfig
+    ) -> Anchor | None:
+        """The anchor `cfg` asks for on the repository's training files (RepoEval's
+        split), or None (no weight, or no training blocks)."""
+        if not cfg.anchor_weight:
+            return None
+        blocks = repo_eval.training_blocks(tokenizer, fmt, cfg.anchor_seq_len)
+        return cls(blocks, cfg.anchor_rows, cfg.seed) if blocks.ids else None
+
     def loss(self, model: Any, device: Any) -> Any:
         from finetune.evaluate import to_batch
 
@@ -410,10 +421,7 @@ def run_preference(cfg: PreferenceConfig, *, progress: bool = True) -> dict[str,
         figures = repo_eval.measure(model, loaded.tokenizer, fmt, loaded.device, progress)
         return figures | {"preference_accuracy": preference_accuracy(scorer, held_data)}
 
-    anchor = None
-    if cfg.anchor_weight:
-        blocks = repo_eval.training_blocks(loaded.tokenizer, fmt, cfg.anchor_seq_len)
-        anchor = Anchor(blocks, cfg.anchor_rows, cfg.seed) if blocks.ids else None
+    anchor = Anchor.for_repository(repo_eval, loaded.tokenizer, fmt, cfg)
     before = measure()
     losses = train(model, scorer, train_data, cfg, anchor)
     after = measure()

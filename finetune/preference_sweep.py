@@ -27,6 +27,7 @@ from typing import Any
 
 from finetune.data.preferences import preference_data, split_by_place
 from finetune.preference import (
+    Anchor,
     PreferenceConfig,
     Scorer,
     _trainable,
@@ -35,6 +36,7 @@ from finetune.preference import (
     prompt_builder,
     train,
 )
+from finetune.repo_eval import RepoEval
 
 
 def offline_acceptance(model: Any, tokenizer: Any, fmt: Any, records: list[Any], cfg: Any) -> int:
@@ -89,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     train_records, _ = split_by_place(records, base_cfg.heldout_feedback, base_cfg.seed)
     fit_records, val_records = split_by_place(train_records, 0.25, base_cfg.seed + 1)
     fmt = get_format(meta.prompt_format or "prefix-only")
+    repo_eval = RepoEval.for_adapter(Path(args.repo), meta, Path(args.adapter), {}, base_cfg.seed)
     ref_cache: dict[str, float] = {}
     for values in itertools.product(*[v.split(",") for _, v in grid]):
         changes = {name: json.loads(v) for (name, _), v in zip(grid, values, strict=True)}
@@ -103,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         row: dict[str, Any] = {"config": changes, "fit": fit.counts(), "validation": val.counts()}
         if not ref_cache:  # the adapter as it is, once
             row["before"] = _measure(scorer, val, model, loaded.tokenizer, fmt, typed, args)
-        losses = train(model, scorer, fit, cfg)
+        anchor = Anchor.for_repository(repo_eval, loaded.tokenizer, fmt, cfg)  # the run's
+        losses = train(model, scorer, fit, cfg, anchor)
         row["steps"], row["loss_last"] = len(losses), losses[-1]
         row["after"] = _measure(scorer, val, model, loaded.tokenizer, fmt, typed, args)
         print(json.dumps(row), flush=True)
