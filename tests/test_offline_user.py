@@ -95,9 +95,14 @@ def test_the_same_model_against_itself_differs_at_no_place(tiny_model_dir: Any) 
         against="base",
         setup=setup,
         max_tokens=4,
+        keep_takes=True,
     )
     # 12 words, then the rest of the last one's line.
     assert report["adapter"]["places"] == report["against"]["places"] > 12
     assert report["adapter"]["accepted"] == report["against"]["accepted"]
-    paired = report["paired"]
-    assert paired["only_before"] == paired["only_after"] == 0 and paired["sign_test_p"] == 1.0
+    paired_report = report["paired"]
+    assert paired_report["only_before"] == paired_report["only_after"] == 0
+    assert paired_report["sign_test_p"] == 1.0
+    # The takes, kept, pair up again as the run paired them.
+    assert len(report["places"]) == report["adapter"]["places"]
+    assert paired(report["against"]["taken"], report["adapter"]["taken"]) == paired_report

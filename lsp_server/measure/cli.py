@@ -140,6 +140,12 @@ def add_simulate(kinds: argparse._SubParsersAction) -> None:
         help="with --offline: also this adapter (or 'base') at the same places, compared "
         "place by place with --adapter (a sign test)",
     )
+    simulate.add_argument(
+        "--takes",
+        action="store_true",
+        help="with --offline --json: also list the places and what each side took at each, "
+        "to pair runs made apart (offline_user.paired)",
+    )
     simulate.add_argument("--json", action="store_true", help="print one JSON object")
     simulate.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     simulate.set_defaults(func=cmd_bench_simulate)
@@ -196,6 +202,7 @@ def _simulate_offline(args: argparse.Namespace, setup: Any, model: str) -> int:
         against=args.against,
         setup=setup,
         max_tokens=args.max_tokens,
+        keep_takes=args.takes,
     ) | {"split": args.split, "model": model, "min_chars": args.min_chars}
     if args.json:
         print(json.dumps(report))

@@ -114,9 +114,12 @@ def run_offline(
     against: str | None,
     setup: UserSetup,
     max_tokens: int,
+    keep_takes: bool = False,
 ) -> dict[str, Any]:
     """`adapter` at the places of `files`, and `against` (if given; "base": the bare model)
-    at the same places, compared place by place (`against` as before, `adapter` as after)."""
+    at the same places, compared place by place (`against` as before, `adapter` as after).
+    With `keep_takes` the report also lists the places (path, offset) and, for each side,
+    what was taken at each, so runs made apart can be paired later (`paired`)."""
     from tqdm import tqdm
 
     from lsp_server.completion.languages import language_for
@@ -151,6 +154,10 @@ def run_offline(
         with tqdm(total=len(places), desc=f"offline {label}", unit="place", file=sys.stderr) as bar:
             taken[label] = takes(places, complete, setup.min_chars, progress=bar.update)
         report[label] = summary(places, taken[label]) | {"name": which, "dtype": loaded.dtype}
+        if keep_takes:
+            report[label]["taken"] = taken[label]
+    if keep_takes:
+        report["places"] = [[p.path, p.offset] for p in places]
     if against is not None:
         report["paired"] = paired(taken["against"], taken["adapter"])
     return report
