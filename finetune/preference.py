@@ -59,7 +59,8 @@ log = logging.getLogger("codetailor.finetune.preference")
 
 @dataclass
 class PreferenceConfig:
-    """How to tune an adapter on feedback; every field has a default that runs on a CPU."""
+    """How to tune an adapter on feedback; every field has a default that runs on a CPU.
+    The defaults are the setting measured in docs/benchmarks.md ("Learning from feedback")."""
 
     def __or__(self, changes: dict[str, Any]) -> PreferenceConfig:
         return replace(self, **changes)
@@ -70,19 +71,19 @@ class PreferenceConfig:
     dtype: str = "auto"
     seed: int = 0
     beta: float = 0.1  # strength of the pull towards the reference (DPO and KTO)
-    lr: float = 1e-4
-    epochs: float = 2.0
+    lr: float = 2e-4
+    epochs: float = 1.0
     max_steps: int | None = None
-    batch_size: int = 4  # examples (pairs or unpaired) per optimizer step
+    batch_size: int = 8  # examples (pairs or unpaired) per optimizer step
     desirable_weight: float = 1.0
     undesirable_weight: float = 1.0
     kto_weight: float = 1.0  # of the KTO loss on unpaired labels, against DPO's on pairs
-    sft_weight: float = 0.0  # of the mean token loss on the chosen side (pairs, desirable)
+    sft_weight: float = 1.0  # of the mean token loss on the chosen side (pairs, desirable)
     preference_weight: float = 1.0  # of DPO + KTO + SFT together (0: the anchor alone)
     anchor_weight: float = 1.0  # of the token loss on the repository's own training blocks
     anchor_rows: int = 2  # training blocks per step
     anchor_seq_len: int = 256  # tokens per anchor block, at most (the recipe's seq_len)
-    max_prompt_tokens: int = 512  # the prompt's last tokens scored against (CPU cost)
+    max_prompt_tokens: int = 96  # the prompt's last tokens scored against (CPU cost)
     heldout_feedback: float = 0.2  # share of places held out for preference accuracy
     min_examples: int = 8
     loss_tolerance: float = 0.0  # relative rise of held-out loss the gate lets pass
