@@ -234,7 +234,8 @@ class Anchor:
 
     def __init__(self, blocks: Blocks, rows: int, seed: int) -> None:
         self.blocks, self.rows = blocks, max(1, rows)
-        self._rng, self._order = random.Random(seed), list[int]()
+        self._rng = random.Random(seed)
+        self._order: list[int] = []
 
     @classmethod
     def for_repository(
