@@ -106,3 +106,13 @@ def test_the_same_model_against_itself_differs_at_no_place(tiny_model_dir: Any) 
     # The takes, kept, pair up again as the run paired them.
     assert len(report["places"]) == report["adapter"]["places"]
     assert paired(report["against"]["taken"], report["adapter"]["taken"]) == paired_report
+
+
+@pytest.mark.parametrize("flag", [["--against", "base"], ["--takes"]])
+def test_paired_flags_without_offline_are_one_clear_error(
+    flag: list[str], tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lsp_server.cli import main
+
+    assert main(["bench", "simulate", str(tmp_path), *flag]) == 2
+    assert "add --offline" in capsys.readouterr().err

@@ -168,8 +168,8 @@ def cmd_bench_simulate(args: argparse.Namespace) -> int:
     )
     if args.offline:
         return _simulate_offline(args, setup, args.model or DEFAULT_MODEL)
-    if args.against:
-        raise CodetailorError("--against compares offline: add --offline")
+    if args.against or args.takes:
+        raise CodetailorError("--against and --takes compare offline: add --offline")
     report = run_simulation(
         args.repo,
         split=args.split,
