@@ -14,6 +14,12 @@ from dataclasses import dataclass
 WORD = re.compile(r"\S+\s*|\s+")
 
 
+def line_end(source: str, offset: int) -> int:
+    """The offset just after the end of the line that `offset` is on (the file's end if none)."""
+    end = source.find("\n", offset)
+    return len(source) if end == -1 else end + 1
+
+
 @dataclass(frozen=True)
 class Step:
     """Insert `typed` at character `offset`; then the cursor stands at `offset + len(typed)`."""
@@ -43,8 +49,7 @@ class Replay:
 
 def typing_replay(path: str, source: str, *, start: float = 0.5, max_steps: int = 40) -> Replay:
     """Type `max_steps` words of `source` from the first line boundary after `start` (0..1)."""
-    begin = source.find("\n", int(len(source) * start))
-    begin = len(source) if begin == -1 else begin + 1
+    begin = line_end(source, int(len(source) * start))
     words = WORD.findall(source[begin:])[:max_steps]
     end = begin + sum(len(w) for w in words)
     steps, offset = [], begin

@@ -33,7 +33,7 @@ from typing import Any
 
 from lsp_server.completion.languages import language_for
 from lsp_server.measure.latency import server_session
-from lsp_server.measure.replay import WORD
+from lsp_server.measure.replay import WORD, line_end
 from lsp_server.repo.corpus import collect
 from lsp_server.repo.files import split_files
 from lsp_server.session.documents import position_at
@@ -226,9 +226,9 @@ async def type_file(
 def typed_part(source: str, setup: UserSetup) -> tuple[int, int]:
     """(begin, end) of the part of `source` the user types: whole lines from `setup.start`,
     `setup.words_per_file` words and the rest of the last one's line."""
-    begin = _line_end(source, int(len(source) * setup.start))
+    begin = line_end(source, int(len(source) * setup.start))
     end = begin + sum(len(w) for w in WORD.findall(source[begin:])[: setup.words_per_file])
-    return begin, end if end == begin or source[end - 1] == "\n" else _line_end(source, end)
+    return begin, end if end == begin or source[end - 1] == "\n" else line_end(source, end)
 
 
 def document_at(source: str, cursor: int, end: int) -> str:
@@ -239,12 +239,6 @@ def document_at(source: str, cursor: int, end: int) -> str:
     cursor, the untyped rest of the file would stand right of it at every request, and the
     server declines to complete in front of a line (`no_help`)."""
     return source[:cursor] + "\n" + source[end:]
-
-
-def _line_end(source: str, offset: int) -> int:
-    """The offset just after the end of the line that `offset` is on (the file's end if none)."""
-    end = source.find("\n", offset)
-    return len(source) if end == -1 else end + 1
 
 
 def accept_arguments(command: Any, full: bool) -> list[Any]:
