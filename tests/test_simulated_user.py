@@ -6,11 +6,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
+from lsp_server.errors import CodetailorError
 from lsp_server.measure.simulated_user import (
     Simulation,
     UserSetup,
     accept_arguments,
     accepted_text,
+    split_sources,
     type_file,
 )
 
@@ -127,3 +131,18 @@ def test_the_user_types_on_a_line_of_its_own_not_in_front_of_the_untyped_rest() 
     setup = UserSetup(words_per_file=9, max_suggestions=100, start=0.3)
     asyncio.run(type_file(client, "pkg/calc.py", source, Simulation(), setup, 0))
     assert client.rests and all(rest == "" for rest in client.rests)
+
+
+def test_only_types_the_named_files_of_the_split_and_names_the_choices_otherwise(
+    tmp_path: Any,
+) -> None:
+    for name in ("alpha", "beta", "gamma", "delta"):
+        (tmp_path / f"{name}.py").write_text(f"def {name}():\n    return 1\n")
+    train = [path for path, _ in split_sources(tmp_path, "train", 0.3)]
+    held = [path for path, _ in split_sources(tmp_path, "heldout", 0.3)]
+    assert train and held and not set(train) & set(held)
+    assert split_sources(tmp_path, "train", 0.3, [train[0]]) == [
+        (train[0], (tmp_path / train[0]).read_text())
+    ]
+    with pytest.raises(CodetailorError, match=f"{held[0]}: not a file of .* train split"):
+        split_sources(tmp_path, "train", 0.3, [held[0]])

@@ -113,6 +113,13 @@ def add_simulate(kinds: argparse._SubParsersAction) -> None:
     )
     simulate.add_argument("repo", type=Path, metavar="REPO")
     simulate.add_argument("--split", choices=("heldout", "train"), default="heldout")
+    simulate.add_argument(
+        "--only",
+        action="append",
+        default=None,
+        metavar="PATH",
+        help="type only this file of the split (repository-relative; repeat for more)",
+    )
     simulate.add_argument("--model", default=None, help="smollm2-135m (default), HF id, dir")
     simulate.add_argument("--adapter", default=None, help="a LoRA adapter folder")
     simulate.add_argument("--suggestions", type=int, default=40, help="stop after N shown")
@@ -178,6 +185,7 @@ def cmd_bench_simulate(args: argparse.Namespace) -> int:
         setup=setup,
         holdout=args.holdout,
         max_tokens=args.max_tokens,
+        only=args.only,
     )
     if args.json:
         print(json.dumps(report))
@@ -194,7 +202,7 @@ def _simulate_offline(args: argparse.Namespace, setup: Any, model: str) -> int:
     from lsp_server.measure.offline_user import run_offline
     from lsp_server.measure.simulated_user import split_sources
 
-    files = split_sources(args.repo, args.split, args.holdout)
+    files = split_sources(args.repo, args.split, args.holdout, args.only)
     report = run_offline(
         files,
         model=model,

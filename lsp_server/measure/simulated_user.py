@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from lsp_server.completion.languages import language_for
+from lsp_server.errors import CodetailorError
 from lsp_server.measure.latency import server_session
 from lsp_server.measure.replay import WORD, line_end
 from lsp_server.repo.corpus import collect
@@ -105,11 +106,22 @@ class _Doc:
     version: int = 1
 
 
-def split_sources(repo: Path, split: str, holdout: float) -> list[tuple[str, str]]:
-    """(path, text) of the repository's held-out or training files, as `finetune` splits them."""
+def split_sources(
+    repo: Path, split: str, holdout: float, only: list[str] | None = None
+) -> list[tuple[str, str]]:
+    """(path, text) of the repository's held-out or training files, as `finetune` splits them;
+    with `only`, just those of them (repository-relative paths)."""
     corpus = collect(repo)
     train, held = split_files([f.path for f in corpus.files], holdout)
     chosen = set(held if split == "heldout" else train)
+    if only:
+        outside = sorted(set(only) - chosen)
+        if outside:
+            raise CodetailorError(
+                f"{', '.join(outside)}: not a file of {repo}'s {split} split; "
+                f"choose from {', '.join(sorted(chosen))}"
+            )
+        chosen = set(only)
     return [(f.path, f.text) for f in corpus.files if f.path in chosen]
 
 
@@ -295,14 +307,17 @@ def run_simulation(
     setup: UserSetup,
     holdout: float = 0.1,
     max_tokens: int = 24,
+    only: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The whole benchmark for one split; the summary as a JSON-ready object."""
-    files = split_sources(repo, split, holdout)
+    """The whole benchmark for one split (or `only` some of its files); the summary as a
+    JSON-ready object."""
+    files = split_sources(repo, split, holdout, only)
     sim = asyncio.run(
         simulate(files, model=model, adapter=adapter, setup=setup, max_tokens=max_tokens, root=repo)
     )
     return sim.summary() | {
         "split": split,
+        "files": [path for path, _ in files],
         "model": model,
         "adapter": adapter,
         "words_per_file": setup.words_per_file,
