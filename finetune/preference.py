@@ -17,7 +17,9 @@ pull of the preferences alone moves the adapter away from the code (held-out
 loss 2.40 -> 3.04 in docs/benchmarks.md's first run), and the anchor keeps it a
 model of the repository, as InstructGPT mixed pre-training gradients into its
 PPO updates. `preference_weight=0` trains on the anchor alone: the control that
-says what the feedback adds.
+says what the feedback adds. The token loss also trains the adapter further on the
+code; `anchor_kind=kl` holds it instead, by the KL divergence from the starting
+adapter's next-token distributions on the same blocks.
 
 The gate keeps the new adapter only if, on the repository's held-out files,
 token loss and next-line exact match are no worse (finetune/evaluate.py), and
@@ -80,7 +82,8 @@ class PreferenceConfig:
     kto_weight: float = 1.0  # of the KTO loss on unpaired labels, against DPO's on pairs
     sft_weight: float = 1.0  # of the mean token loss on the chosen side (pairs, desirable)
     preference_weight: float = 1.0  # of DPO + KTO + SFT together (0: the anchor alone)
-    anchor_weight: float = 1.0  # of the token loss on the repository's own training blocks
+    anchor_weight: float = 1.0  # of the anchor's loss on the repository's own training blocks
+    anchor_kind: str = "tokens"  # "tokens": their token loss; "kl": KL from the start's predictions
     anchor_rows: int = 2  # training blocks per step
     anchor_seq_len: int = 256  # tokens per anchor block, at most (the recipe's seq_len)
     max_prompt_tokens: int = 96  # the prompt's last tokens scored against (CPU cost)
@@ -229,13 +232,23 @@ def preference_accuracy(scorer: Scorer, data: PreferenceData) -> float | None:
 
 
 class Anchor:
-    """The repository's training blocks, `rows` a step in a seeded shuffled order: their
-    token loss keeps the adapter a model of the code while preferences pull it."""
+    """The repository's training blocks, `rows` a step in a seeded shuffled order, and what
+    they hold the adapter to: with `kind` "tokens" their token loss keeps the adapter a model
+    of the code while preferences pull it (it also trains it further on the code); with "kl"
+    the KL divergence from the starting adapter's next-token distributions on them keeps
+    its predictions there instead (from `hold`, which `train` calls before its first step)."""
 
-    def __init__(self, blocks: Blocks, rows: int, seed: int) -> None:
-        self.blocks, self.rows = blocks, max(1, rows)
+    KINDS = ("tokens", "kl")
+
+    def __init__(self, blocks: Blocks, rows: int, seed: int, kind: str = "tokens") -> None:
+        if kind not in self.KINDS:
+            raise CodetailorError(
+                f"anchor_kind must be one of {', '.join(self.KINDS)}, got {kind!r}"
+            )
+        self.blocks, self.rows, self.kind = blocks, max(1, rows), kind
         self._rng = random.Random(seed)
         self._order: list[int] = []
+        self._start: dict[str, Any] = {}
 
     @classmethod
     def for_repository(
@@ -246,7 +259,12 @@ class Anchor:
         if not cfg.anchor_weight:
             return None
         blocks = repo_eval.training_blocks(tokenizer, fmt, cfg.anchor_seq_len)
-        return cls(blocks, cfg.anchor_rows, cfg.seed) if blocks.ids else None
+        return cls(blocks, cfg.anchor_rows, cfg.seed, cfg.anchor_kind) if blocks.ids else None
+
+    def hold(self, model: Any) -> None:
+        """Take the model's trainable weights now as the start a "kl" anchor holds it to."""
+        if self.kind == "kl":
+            self._start = {n: p.detach().clone() for n, p in _trainable_weights(model)}
 
     def loss(self, model: Any, device: Any) -> Any:
         from finetune.evaluate import to_batch
@@ -255,10 +273,33 @@ class Anchor:
         while len(self._order) < min(self.rows, n):
             self._order += self._rng.sample(range(n), n)
         rows, self._order = self._order[: self.rows], self._order[self.rows :]
-        ids, mask, labels = to_batch(self.blocks, rows)
-        return model(
-            input_ids=ids.to(device), attention_mask=mask.to(device), labels=labels.to(device)
-        ).loss
+        ids, mask, labels = (t.to(device) for t in to_batch(self.blocks, rows))
+        if self.kind == "tokens":
+            return model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        return self._kl(model, ids, mask)
+
+    def _kl(self, model: Any, ids: Any, mask: Any) -> Any:
+        """Mean over the blocks' tokens of KL(start || now) between next-token distributions;
+        the start's come from the same network with its starting weights swapped in for one
+        forward (torch.func, the live weights untouched), without dropout."""
+        import torch
+
+        if not self._start:
+            raise CodetailorError("a kl anchor needs hold(model) before its first loss")
+        training = model.training
+        with torch.no_grad():
+            model.eval()
+            inputs = {"input_ids": ids, "attention_mask": mask}
+            logits = torch.func.functional_call(model, self._start, (), inputs, strict=False).logits
+            start = logits.float().log_softmax(-1)
+        model.train(training)
+        current = model(input_ids=ids, attention_mask=mask).logits.float().log_softmax(-1)
+        kl = torch.nn.functional.kl_div(current, start, log_target=True, reduction="none")
+        return kl.sum(-1)[mask.bool()].mean()
+
+
+def _trainable_weights(model: Any) -> list[tuple[str, Any]]:
+    return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
 
 
 def train(
@@ -278,6 +319,8 @@ def train(
     steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * len(items) / cfg.batch_size))
     for e in data.examples if cfg.preference_weight else []:  # fixed: score it once, first
         scorer.reference(e)
+    if anchor is not None:
+        anchor.hold(model)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     rng = random.Random(cfg.seed)

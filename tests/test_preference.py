@@ -228,6 +228,39 @@ def test_the_anchor_keeps_the_adapter_a_model_of_the_code(
         train(model, scorer, data, PreferenceConfig(preference_weight=0.0), None)
 
 
+def test_a_kl_anchor_holds_the_adapters_predictions_where_they_started(
+    adapter: Path, tiny_model_dir: Path, fixture_repo: Path, tmp_path: Path
+) -> None:
+    from finetune.repo_eval import RepoEval
+    from lsp_server.model.adapter_meta import read_meta
+    from lsp_server.model.loading import load_model
+
+    plant(tmp_path, places=8)
+    fmt = get_format("prefix-only")
+    meta = read_meta(adapter)
+    assert meta is not None
+    repo_eval = RepoEval.for_adapter(fixture_repo, meta, adapter, {}, 0)
+    drift = {}
+    for weight in (0.0, 1.0):  # the same preference steps, without and with the kl anchor
+        loaded = load_model(str(tiny_model_dir))
+        blocks = repo_eval.training_blocks(loaded.tokenizer, fmt, 32)
+        data = preference_data(
+            suggestion_records(read_events(tmp_path)),
+            prompt_builder(loaded.tokenizer, fmt, 256),
+        )
+        model = _trainable(loaded.model, adapter, 0)
+        scorer = Scorer(model, loaded.tokenizer, 128, "cpu")
+        probe = Anchor(blocks, len(blocks.ids), 0, kind="kl")
+        probe.hold(model)
+        assert float(probe.loss(model.eval(), "cpu")) == pytest.approx(0.0, abs=1e-6)
+        cfg = PreferenceConfig(lr=2e-2, max_steps=8, anchor_weight=weight, anchor_rows=4)
+        train(model, scorer, data, cfg, Anchor(blocks, cfg.anchor_rows, 0, kind="kl"))
+        drift[weight] = float(probe.loss(model.eval(), "cpu"))  # KL from where it started
+    assert 0 < drift[1.0] < drift[0.0]
+    with pytest.raises(CodetailorError, match="anchor_kind must be one of tokens, kl"):
+        Anchor(blocks, 2, 0, kind="weights")
+
+
 def test_the_gate_says_why_it_refuses() -> None:
     base = {"heldout_loss": 2.0, "next_line_exact_match": 0.5, "preference_accuracy": 0.5}
     assert gate(base, base | {"preference_accuracy": 0.7}) == (True, [])
