@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from finetune.config import FinetuneConfig
-from finetune.data.preferences import preference_data, split_by_place
+from finetune.data.examples import Blocks
+from finetune.data.preferences import PreferenceData, preference_data, split_by_place
 from finetune.preference import (
     Anchor,
     PreferenceConfig,
@@ -196,30 +198,40 @@ def test_the_loss_decreases_on_a_planted_preference(
     assert before is not None and after is not None and after > max(before, 0.9)
 
 
-def test_the_anchor_keeps_the_adapter_a_model_of_the_code(
-    adapter: Path, tiny_model_dir: Path, fixture_repo: Path, tmp_path: Path
-) -> None:
-    from finetune.evaluate import heldout_loss
+def anchored_runs(
+    adapter: Path, tiny_model_dir: Path, fixture_repo: Path, log: Path
+) -> Iterator[tuple[Any, Scorer, PreferenceData, Blocks]]:
+    """The same preference steps twice, without and then with an anchor: each time a fresh
+    trainable adapter, its scorer, the planted log's data and the repository's training
+    blocks (32 tokens each)."""
     from finetune.repo_eval import RepoEval
     from lsp_server.model.adapter_meta import read_meta
     from lsp_server.model.loading import load_model
 
-    plant(tmp_path, places=8)
+    plant(log, places=8)
     fmt = get_format("prefix-only")
     meta = read_meta(adapter)
     assert meta is not None
     repo_eval = RepoEval.for_adapter(fixture_repo, meta, adapter, {}, 0)
-    code_loss = {}
-    for weight in (0.0, 1.0):  # the same preference steps, without and with the anchor
+    for _ in range(2):
         loaded = load_model(str(tiny_model_dir))
         blocks = repo_eval.training_blocks(loaded.tokenizer, fmt, 32)
         assert blocks.ids and max(blocks.lengths) <= 32
         data = preference_data(
-            suggestion_records(read_events(tmp_path)),
-            prompt_builder(loaded.tokenizer, fmt, 256),
+            suggestion_records(read_events(log)), prompt_builder(loaded.tokenizer, fmt, 256)
         )
         model = _trainable(loaded.model, adapter, 0)
-        scorer = Scorer(model, loaded.tokenizer, 128, "cpu")
+        yield model, Scorer(model, loaded.tokenizer, 128, "cpu"), data, blocks
+
+
+def test_the_anchor_keeps_the_adapter_a_model_of_the_code(
+    adapter: Path, tiny_model_dir: Path, fixture_repo: Path, tmp_path: Path
+) -> None:
+    from finetune.evaluate import heldout_loss
+
+    code_loss = {}
+    runs = anchored_runs(adapter, tiny_model_dir, fixture_repo, tmp_path)
+    for weight, (model, scorer, data, blocks) in zip((0.0, 1.0), runs, strict=True):
         cfg = PreferenceConfig(lr=2e-2, max_steps=8, anchor_weight=weight, anchor_rows=4)
         train(model, scorer, data, cfg, Anchor(blocks, cfg.anchor_rows, 0))
         code_loss[weight] = heldout_loss(model, blocks, 8, "cpu")
@@ -231,25 +243,9 @@ def test_the_anchor_keeps_the_adapter_a_model_of_the_code(
 def test_a_kl_anchor_holds_the_adapters_predictions_where_they_started(
     adapter: Path, tiny_model_dir: Path, fixture_repo: Path, tmp_path: Path
 ) -> None:
-    from finetune.repo_eval import RepoEval
-    from lsp_server.model.adapter_meta import read_meta
-    from lsp_server.model.loading import load_model
-
-    plant(tmp_path, places=8)
-    fmt = get_format("prefix-only")
-    meta = read_meta(adapter)
-    assert meta is not None
-    repo_eval = RepoEval.for_adapter(fixture_repo, meta, adapter, {}, 0)
     drift = {}
-    for weight in (0.0, 1.0):  # the same preference steps, without and with the kl anchor
-        loaded = load_model(str(tiny_model_dir))
-        blocks = repo_eval.training_blocks(loaded.tokenizer, fmt, 32)
-        data = preference_data(
-            suggestion_records(read_events(tmp_path)),
-            prompt_builder(loaded.tokenizer, fmt, 256),
-        )
-        model = _trainable(loaded.model, adapter, 0)
-        scorer = Scorer(model, loaded.tokenizer, 128, "cpu")
+    runs = anchored_runs(adapter, tiny_model_dir, fixture_repo, tmp_path)
+    for weight, (model, scorer, data, blocks) in zip((0.0, 1.0), runs, strict=True):
         probe = Anchor(blocks, len(blocks.ids), 0, kind="kl")
         probe.hold(model)
         assert float(probe.loss(model.eval(), "cpu")) == pytest.approx(0.0, abs=1e-6)
