@@ -3,7 +3,8 @@ user kept.
 
 config -> feedback log -> preference data (finetune/data/preferences.py) ->
 the adapter at DIR, trainable -> reference log-probs with the adapter disabled
-(the base model) -> measure -> DPO on pairs + KTO on unpaired labels (times
+(the base model; `reference=start`: the adapter as it starts, DPO's own choice of
+the model it tunes, which holds the tuning near it) -> measure -> DPO on pairs + KTO on unpaired labels (times
 `kto_weight`) + `sft_weight` times the chosen side's token loss -> measure ->
 gate -> replace DIR, or keep it and say why. Most pairs are what the user typed
 at a place against the suggestion they did not keep there; DPO only separates
@@ -41,6 +42,8 @@ import random
 import shutil
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -73,6 +76,7 @@ class PreferenceConfig:
     dtype: str = "auto"
     seed: int = 0
     beta: float = 0.1  # strength of the pull towards the reference (DPO and KTO)
+    reference: str = "base"  # DPO and KTO's reference: "base" (adapter disabled) or "start"
     lr: float = 2e-4
     epochs: float = 1.0
     max_steps: int | None = None
@@ -145,13 +149,29 @@ def completion_logp(model: Any, ids: list[int], start: int, device: Any) -> Any:
 
 
 class Scorer:
-    """Log-probabilities of examples under the policy and (cached) under the reference."""
+    """Log-probabilities of examples under the policy and (cached) under the reference:
+    the base model (`reference="base"`, the adapter disabled) or the adapter as it was when
+    the scorer was made (`"start"`: DPO's own choice, the model it starts from)."""
 
-    def __init__(self, model: Any, tokenizer: Any, max_prompt_tokens: int, device: Any) -> None:
+    REFERENCES = ("base", "start")
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        max_prompt_tokens: int,
+        device: Any,
+        reference: str = "base",
+    ) -> None:
+        if reference not in self.REFERENCES:
+            raise CodetailorError(
+                f"reference must be one of {', '.join(self.REFERENCES)}, got {reference!r}"
+            )
         self.model, self.device = model, device
         self.tokenizer, self.max_prompt_tokens = tokenizer, max_prompt_tokens
         self._encoded: dict[str, tuple[list, int]] = {}
         self._ref: dict[str, float] = {}
+        self._start = snapshot(model) if reference == "start" else None
 
     def encoded(self, e: PreferenceExample) -> tuple[list, int]:
         if e.id not in self._encoded:
@@ -167,19 +187,26 @@ class Scorer:
         return max(len(ids) - start, 1)
 
     def reference(self, e: PreferenceExample) -> float:
-        """The base model's log-probability: the same network with the adapter disabled."""
+        """The reference's log-probability: the same network with the adapter disabled, or
+        with its starting weights."""
         import torch
 
         if e.id not in self._ref:
-            with torch.no_grad(), self.model.disable_adapter():
-                self._ref[e.id] = float(completion_logp(self.model, *self.encoded(e), self.device))
+            with torch.no_grad(), evaluating(self.model):
+                if self._start is not None:
+                    start = as_of(self.model, self._start)
+                    logp = completion_logp(start, *self.encoded(e), self.device)
+                else:
+                    with self.model.disable_adapter():
+                        logp = completion_logp(self.model, *self.encoded(e), self.device)
+            self._ref[e.id] = float(logp)
         return self._ref[e.id]
 
     def rewards(self, examples: list[PreferenceExample]) -> list[float]:
         """Implicit rewards: policy minus reference log-probability."""
         import torch
 
-        with torch.no_grad():
+        with torch.no_grad(), evaluating(self.model):
             return [float(self.policy(e)) - self.reference(e) for e in examples]
 
 
@@ -264,7 +291,7 @@ class Anchor:
     def hold(self, model: Any) -> None:
         """Take the model's trainable weights now as the start a "kl" anchor holds it to."""
         if self.kind == "kl":
-            self._start = {n: p.detach().clone() for n, p in _trainable_weights(model)}
+            self._start = snapshot(model)
 
     def loss(self, model: Any, device: Any) -> Any:
         from finetune.evaluate import to_batch
@@ -286,20 +313,37 @@ class Anchor:
 
         if not self._start:
             raise CodetailorError("a kl anchor needs hold(model) before its first loss")
-        training = model.training
-        with torch.no_grad():
-            model.eval()
-            inputs = {"input_ids": ids, "attention_mask": mask}
-            logits = torch.func.functional_call(model, self._start, (), inputs, strict=False).logits
+        with torch.no_grad(), evaluating(model):
+            logits = as_of(model, self._start)(input_ids=ids, attention_mask=mask).logits
             start = logits.float().log_softmax(-1)
-        model.train(training)
         current = model(input_ids=ids, attention_mask=mask).logits.float().log_softmax(-1)
         kl = torch.nn.functional.kl_div(current, start, log_target=True, reduction="none")
         return kl.sum(-1)[mask.bool()].mean()
 
 
-def _trainable_weights(model: Any) -> list[tuple[str, Any]]:
-    return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+@contextmanager
+def evaluating(model: Any) -> Iterator[None]:
+    """The model in eval mode (no dropout) for a while, then back in the mode it was in:
+    references and rewards are scores, not training samples."""
+    training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(training)
+
+
+def snapshot(model: Any) -> dict[str, Any]:
+    """A copy of the model's trainable (LoRA) weights as they are now."""
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def as_of(model: Any, weights: dict[str, Any]) -> Any:
+    """The model as a function with `weights` in place of its own, for a forward pass
+    (torch.func: the live weights are left untouched, so autograd's record stays valid)."""
+    import torch
+
+    return lambda **inputs: torch.func.functional_call(model, weights, (), inputs, strict=False)
 
 
 def train(
@@ -459,7 +503,7 @@ def run_preference(cfg: PreferenceConfig, *, progress: bool = True) -> dict[str,
     if not any(e.desirable for e in train_data.examples):
         raise CodetailorError("the feedback log has no kept suggestions to learn from")
     model = _trainable(loaded.model, adapter, cfg.seed)
-    scorer = Scorer(model, loaded.tokenizer, cfg.max_prompt_tokens, loaded.device)
+    scorer = Scorer(model, loaded.tokenizer, cfg.max_prompt_tokens, loaded.device, cfg.reference)
     repo_eval = RepoEval.for_adapter(Path(cfg.repo), meta, adapter, cfg.repo_eval, cfg.seed)
 
     def measure() -> dict[str, Any]:

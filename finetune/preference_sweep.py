@@ -100,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         build = prompt_builder(loaded.tokenizer, fmt, 1024)
         fit, val = preference_data(fit_records, build), preference_data(val_records, build)
         model = _trainable(loaded.model, Path(args.adapter), cfg.seed)
-        scorer = Scorer(model, loaded.tokenizer, cfg.max_prompt_tokens, loaded.device)
+        scorer = Scorer(
+            model, loaded.tokenizer, cfg.max_prompt_tokens, loaded.device, cfg.reference
+        )
         scorer._ref = ref_cache
         typed = [r for r in val_records if r.typed]
         row: dict[str, Any] = {"config": changes, "fit": fit.counts(), "validation": val.counts()}

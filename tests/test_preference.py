@@ -179,8 +179,9 @@ def test_an_sft_term_pulls_towards_what_the_user_wrote(
     assert float(scorer.policy(chosen).detach()) > before
 
 
+@pytest.mark.parametrize("reference", ["base", "start"])
 def test_the_loss_decreases_on_a_planted_preference(
-    adapter: Path, tiny_model_dir: Path, tmp_path: Path
+    reference: str, adapter: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
     from lsp_server.model.loading import load_model
 
@@ -189,13 +190,17 @@ def test_the_loss_decreases_on_a_planted_preference(
     build = prompt_builder(loaded.tokenizer, get_format("prefix-only"), 256)
     data = preference_data(suggestion_records(read_events(tmp_path)), build)
     model = _trainable(loaded.model, adapter, 0)
-    scorer = Scorer(model, loaded.tokenizer, 128, "cpu")
+    scorer = Scorer(model, loaded.tokenizer, 128, "cpu", reference)
     before = preference_accuracy(scorer, data)
+    if reference == "start":  # the policy is its own reference: every reward is 0, all ties
+        assert before == 0.5 and set(scorer.rewards(data.examples)) == {0.0}
     cfg = PreferenceConfig(lr=5e-3, beta=0.5, max_steps=24, batch_size=4)
     losses = train(model, scorer, data, cfg)
     assert sum(losses[-4:]) / 4 < losses[0] - 0.02
     after = preference_accuracy(scorer, data)
     assert before is not None and after is not None and after > max(before, 0.9)
+    with pytest.raises(CodetailorError, match="reference must be one of base, start"):
+        Scorer(model, loaded.tokenizer, 128, "cpu", "sft")
 
 
 def anchored_runs(
