@@ -3,8 +3,8 @@ user kept.
 
 config -> feedback log -> preference data (finetune/data/preferences.py) ->
 the adapter at DIR, trainable -> reference log-probs with the adapter disabled
-(the base model; `reference=start`: the adapter as it starts, DPO's own choice of
-the model it tunes, which holds the tuning near it) -> measure -> DPO on pairs + KTO on unpaired labels (times
+(the base model; `reference=start`: the adapter as it starts, DPO's own choice,
+the model it tunes) -> measure -> DPO on pairs + KTO on unpaired labels (times
 `kto_weight`) + `sft_weight` times the chosen side's token loss -> measure ->
 gate -> replace DIR, or keep it and say why. Most pairs are what the user typed
 at a place against the suggestion they did not keep there; DPO only separates
@@ -20,7 +20,9 @@ model of the repository, as InstructGPT mixed pre-training gradients into its
 PPO updates. `preference_weight=0` trains on the anchor alone: the control that
 says what the feedback adds. The token loss also trains the adapter further on the
 code; `anchor_kind=kl` holds it instead, by the KL divergence from the starting
-adapter's next-token distributions on the same blocks.
+adapter's next-token distributions on the same blocks. Neither `reference=start`
+nor the anchor kept the held-out loss from rising from a trained adapter in
+docs/benchmarks.md (runs 4 and 5; the KL anchor was not measured there).
 
 The gate keeps the new adapter only if, on the repository's held-out files,
 token loss and next-line exact match are no worse (finetune/evaluate.py), and
