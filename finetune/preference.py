@@ -165,10 +165,7 @@ class Scorer:
         device: Any,
         reference: str = "base",
     ) -> None:
-        if reference not in self.REFERENCES:
-            raise CodetailorError(
-                f"reference must be one of {', '.join(self.REFERENCES)}, got {reference!r}"
-            )
+        one_of("reference", reference, self.REFERENCES)
         self.model, self.device = model, device
         self.tokenizer, self.max_prompt_tokens = tokenizer, max_prompt_tokens
         self._encoded: dict[str, tuple[list, int]] = {}
@@ -270,10 +267,7 @@ class Anchor:
     KINDS = ("tokens", "kl")
 
     def __init__(self, blocks: Blocks, rows: int, seed: int, kind: str = "tokens") -> None:
-        if kind not in self.KINDS:
-            raise CodetailorError(
-                f"anchor_kind must be one of {', '.join(self.KINDS)}, got {kind!r}"
-            )
+        one_of("anchor_kind", kind, self.KINDS)
         self.blocks, self.rows, self.kind = blocks, max(1, rows), kind
         self._rng = random.Random(seed)
         self._order: list[int] = []
@@ -321,6 +315,12 @@ class Anchor:
         current = model(input_ids=ids, attention_mask=mask).logits.float().log_softmax(-1)
         kl = torch.nn.functional.kl_div(current, start, log_target=True, reduction="none")
         return kl.sum(-1)[mask.bool()].mean()
+
+
+def one_of(name: str, value: str, choices: tuple[str, ...]) -> None:
+    """One clear error for a setting outside its choices."""
+    if value not in choices:
+        raise CodetailorError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
 
 
 @contextmanager
