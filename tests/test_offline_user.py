@@ -116,3 +116,23 @@ def test_paired_flags_without_offline_are_one_clear_error(
 
     assert main(["bench", "simulate", str(tmp_path), *flag]) == 2
     assert "add --offline" in capsys.readouterr().err
+
+
+def test_start_sets_where_in_each_file_the_user_types(
+    tiny_model_dir: Any, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from lsp_server.cli import main
+
+    (tmp_path / "calc.py").write_text(SOURCE)
+    args = ["bench", "simulate", str(tmp_path), "--split", "train", "--offline", "--json"]
+    args += ["--takes", "--model", str(tiny_model_dir), "--words", "3", "--max-tokens", "2"]
+    firsts = []
+    for start in ("0", "0.8"):
+        assert main([*args, "--start", start]) == 0
+        firsts.append(json.loads(capsys.readouterr().out)["places"][0][1])
+    # From the line after the one the fraction falls on.
+    assert firsts == [SOURCE.index("\n") + 1, SOURCE.index("\n", int(len(SOURCE) * 0.8)) + 1]
+    assert main([*args, "--start", "1"]) == 2
+    assert "--start 1.0: give a fraction of the file, 0 to 1" in capsys.readouterr().err

@@ -103,6 +103,8 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
 
 
 def add_simulate(kinds: argparse._SubParsersAction) -> None:
+    from lsp_server.measure.simulated_user import UserSetup  # light: no torch, no pygls
+
     simulate = kinds.add_parser(
         "simulate",
         help="a simulated user types a repository's files and takes the suggestions that match",
@@ -124,6 +126,13 @@ def add_simulate(kinds: argparse._SubParsersAction) -> None:
     simulate.add_argument("--adapter", default=None, help="a LoRA adapter folder")
     simulate.add_argument("--suggestions", type=int, default=40, help="stop after N shown")
     simulate.add_argument("--words", type=int, default=80, help="words typed per file, at most")
+    simulate.add_argument(
+        "--start",
+        type=float,
+        default=UserSetup.start,
+        metavar="FRACTION",
+        help="where in each file typing starts, 0 (its top) to 1 (its end); default %(default)s",
+    )
     simulate.add_argument("--min-chars", type=int, default=4, help="shortest part accepted")
     simulate.add_argument("--max-tokens", type=int, default=24, help="most tokens per completion")
     simulate.add_argument("--holdout", type=float, default=0.1, help="as finetune's --holdout")
@@ -163,12 +172,15 @@ def cmd_bench_simulate(args: argparse.Namespace) -> int:
         raise CodetailorError(f"{args.repo} is not a folder; give a repository")
     if args.suggestions < 1 or args.words < 1:
         raise CodetailorError("--suggestions and --words must be at least 1")
+    if not 0 <= args.start < 1:
+        raise CodetailorError(f"--start {args.start}: give a fraction of the file, 0 to 1")
     from lsp_server.measure.simulated_user import UserSetup, run_simulation
     from lsp_server.model.loading import DEFAULT_MODEL
 
     setup = UserSetup(
         words_per_file=args.words,
         max_suggestions=args.suggestions,
+        start=args.start,
         min_chars=args.min_chars,
         record=args.record,
         dtype=args.dtype,
