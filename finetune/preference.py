@@ -9,8 +9,9 @@ the model it tunes) -> measure -> DPO on pairs + KTO on unpaired labels (times
 gate -> replace DIR, or keep it and say why. Most pairs are what the user typed
 at a place against the suggestion they did not keep there; DPO only separates
 the two, while the token loss on what they typed pulls the model towards
-writing it (docs/benchmarks.md measured `sft_weight=1`; DPO alone was not
-measured there).
+writing it. Without it (`sft_weight=0`) DPO and KTO made a trained adapter a
+worse model of the code and of the very files the feedback came from
+(docs/benchmarks.md, run 6); with it they left it no better there.
 
 Every step also takes `anchor_weight` times the token loss on `anchor_rows` blocks
 of the repository's training files, as the adapter's recipe builds them: the
