@@ -135,4 +135,4 @@ def test_start_sets_where_in_each_file_the_user_types(
     # From the line after the one the fraction falls on.
     assert firsts == [SOURCE.index("\n") + 1, SOURCE.index("\n", int(len(SOURCE) * 0.8)) + 1]
     assert main([*args, "--start", "1"]) == 2
-    assert "--start 1.0: give a fraction of the file, 0 to 1" in capsys.readouterr().err
+    assert "--start 1.0: give a fraction of the file, 0 up to 1" in capsys.readouterr().err

@@ -131,7 +131,8 @@ def add_simulate(kinds: argparse._SubParsersAction) -> None:
         type=float,
         default=UserSetup.start,
         metavar="FRACTION",
-        help="where in each file typing starts, 0 (its top) to 1 (its end); default %(default)s",
+        help="where in each file typing starts: on the line after the one this far into it "
+        "(0 up to, not including, 1); default %(default)s",
     )
     simulate.add_argument("--min-chars", type=int, default=4, help="shortest part accepted")
     simulate.add_argument("--max-tokens", type=int, default=24, help="most tokens per completion")
@@ -173,7 +174,7 @@ def cmd_bench_simulate(args: argparse.Namespace) -> int:
     if args.suggestions < 1 or args.words < 1:
         raise CodetailorError("--suggestions and --words must be at least 1")
     if not 0 <= args.start < 1:
-        raise CodetailorError(f"--start {args.start}: give a fraction of the file, 0 to 1")
+        raise CodetailorError(f"--start {args.start}: give a fraction of the file, 0 up to 1")
     from lsp_server.measure.simulated_user import UserSetup, run_simulation
     from lsp_server.model.loading import DEFAULT_MODEL
 
