@@ -92,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     fit_records, val_records = split_by_place(train_records, 0.25, base_cfg.seed + 1)
     fmt = get_format(meta.prompt_format or "prefix-only")
     repo_eval = RepoEval.for_adapter(Path(args.repo), meta, Path(args.adapter), {}, base_cfg.seed)
-    ref_cache: dict[str, float] = {}
+    # Reference log-probs, once per (reference, dtype, prompt tokens): what they depend on.
+    ref_caches: dict[tuple[str, str, int], dict[str, float]] = {}
     for values in itertools.product(*[v.split(",") for _, v in grid]):
         changes = {name: json.loads(v) for (name, _), v in zip(grid, values, strict=True)}
         cfg = base_cfg | changes
@@ -103,10 +104,12 @@ def main(argv: list[str] | None = None) -> int:
         scorer = Scorer(
             model, loaded.tokenizer, cfg.max_prompt_tokens, loaded.device, cfg.reference
         )
-        scorer._ref = ref_cache
+        key = (cfg.reference, cfg.dtype, cfg.max_prompt_tokens)
+        fresh = key not in ref_caches
+        scorer._ref = ref_caches.setdefault(key, {})
         typed = [r for r in val_records if r.typed]
         row: dict[str, Any] = {"config": changes, "fit": fit.counts(), "validation": val.counts()}
-        if not ref_cache:  # the adapter as it is, once
+        if fresh:  # the adapter as it is, once per reference
             row["before"] = _measure(scorer, val, model, loaded.tokenizer, fmt, typed, args)
         anchor = Anchor.for_repository(repo_eval, loaded.tokenizer, fmt, cfg)  # the run's
         losses = train(model, scorer, fit, cfg, anchor)

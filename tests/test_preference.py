@@ -354,3 +354,13 @@ def test_the_sweep_compares_settings_on_the_logs_validation_part(
     ]
     assert "before" in rows[0] and all(r["steps"] == 1 for r in rows)
     assert all(r["fit"]["pairs"] > 0 and "preference_accuracy" in r["after"] for r in rows)
+    # Each reference scores the adapter as it is against its own reference log-probs: against
+    # itself (start), every reward is 0, so the ranking is all ties.
+    plant(tmp_path / "more", places=40)  # enough that the validation part holds pairs
+    args[-1] = str(tmp_path / "more")
+    refs = ["--set", 'reference="base","start"']
+    assert sweep([*args, "--set", "max_steps=1", *refs]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["config"]["reference"] for r in rows] == ["base", "start"]
+    assert rows[1]["before"]["preference_accuracy"] == 0.5
+    assert rows[0]["before"]["preference_accuracy"] != 0.5
