@@ -66,7 +66,8 @@ def setup(cfg: PreferenceConfig, *, progress: bool) -> Job:
             f"codetailor finetune {cfg.repo} --out {cfg.adapter}"
         )
     print_resolved(cfg, "codetailor finetune --feedback")
-    return Job(cfg=cfg, adapter=adapter, meta=meta, progress=progress)
+    base_model = meta.base_model.name
+    return Job(cfg=cfg, adapter=adapter, meta=meta, base_model=base_model, progress=progress)
 
 
 # --- 2. data: the log, the model, the rebuilt prompts, pairs and labels ----------------------
@@ -77,11 +78,10 @@ def prepare_data(job: Job) -> Data:
     from lsp_server.completion.prompt import get_format
     from lsp_server.model.loading import load_model
 
-    cfg, meta = job.cfg, job.meta
+    cfg = job.cfg
     records = load_records(cfg)
-    assert meta.base_model is not None  # setup checked it
-    loaded = load_model(meta.base_model.name, device=cfg.device, dtype=cfg.dtype, training=True)
-    fmt = get_format(meta.prompt_format or "prefix-only")
+    loaded = load_model(job.base_model, device=cfg.device, dtype=cfg.dtype, training=True)
+    fmt = get_format(job.meta.prompt_format or "prefix-only")
     window = 1024 if loaded.device == "cpu" else 4096
     build = prompt_builder(loaded.tokenizer, fmt, window)
     train_records, held_records = split_by_place(records, cfg.heldout_feedback, cfg.seed)
@@ -129,6 +129,9 @@ def trainable_adapter(base: Any, adapter: Path, seed: int) -> Any:
         model = PeftModel.from_pretrained(base, str(adapter), is_trainable=True)
     base.config.use_cache = False
     return model
+
+
+# --- 4. gate: finetune/preference/gate.py, on the figures before and after ----------------
 
 
 # --- 5. finish: the summary, the adapter replaced (or not), the candidate --------------------
@@ -198,6 +201,7 @@ class Job:
     cfg: PreferenceConfig
     adapter: Path  # absolute
     meta: AdapterMeta
+    base_model: str  # the model the adapter was trained on, as `load_model` takes it
     progress: bool
 
 
