@@ -12,7 +12,13 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from finetune.config import FinetuneConfig, keys_help, load_yaml, parse_setting
+from finetune.config import (
+    FinetuneConfig,
+    PreferenceConfig,
+    keys_help,
+    load_yaml,
+    settings_over,
+)
 from lsp_server.errors import CodetailorError
 
 EXAMPLES = """\
@@ -60,9 +66,16 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return parser
 
 
+FEEDBACK_KEYS = (
+    "with --feedback, these keys instead (--out is the adapter to tune,\n"
+    "--holdout sets heldout_feedback, --seq-len max_prompt_tokens):"
+)
+
+
 def epilog() -> str:
-    """The help's tail: examples, then every config key with its type, default and help."""
-    return f"{EXAMPLES}\n{keys_help()}\n"
+    """The help's tail: examples, then every config key with its type, default and help,
+    for training and for --feedback."""
+    return f"{EXAMPLES}\n{keys_help()}\n\n{keys_help(PreferenceConfig, FEEDBACK_KEYS)}\n"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -114,13 +127,7 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
             given[name] = getattr(args, name)
     if args.trust_remote_code:
         given["trust_remote_code"] = True
-    for text in args.settings:
-        key, value = parse_setting(text)
-        if key in given:
-            raise CodetailorError(
-                f"--set {key} repeats a value given on the command line; give it once"
-            )
-        values[key] = value
+    values |= settings_over(FinetuneConfig, args.settings, given)
     values |= given
     if values.get("holdout") == 0:  # nothing held out: nothing to stop early on or to match
         values.setdefault("patience", 0)
@@ -130,7 +137,7 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     if getattr(args, "feedback", False):
-        from finetune.preference import cmd_preference
+        from finetune.preference.command import cmd_preference
 
         return cmd_preference(args)
     from finetune.train import Interrupted, run

@@ -1,31 +1,75 @@
-"""The fine-tuning configuration: one typed dataclass, with help on every field.
+"""The configuration of both trainings: typed dataclasses with help on every field.
 
-Values come from the dataclass defaults, then a YAML file (`--config`), then the
-command line, in that order. `validate` collects every problem at once, so a
-user fixes them all in one go; the resolved config is printed and saved beside
-the adapter.
+`FinetuneConfig` is `codetailor finetune`'s (LoRA on the repository's code);
+`PreferenceConfig` is `codetailor finetune --feedback`'s (preference tuning on the
+feedback log). Both are `Config`s, so one set of functions handles them: values
+come from the dataclass defaults, then a YAML file (`--config`, training only),
+then the command line (`parse_setting` reads `--set KEY=VALUE` typed as the
+field is), in that order; `validate` collects every problem at once, so a user
+fixes them all in one go; `print_resolved` shows the resolved config and
+`to_dict`/`dump_yaml` save it beside the adapter; `keys_help` lists the keys.
 """
 
 from __future__ import annotations
 
+import sys
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lsp_server.errors import CodetailorError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
+C = TypeVar("C", bound="Config")
+
 
 def _f(default: Any, help: str) -> Any:  # noqa: A002 - mirrors argparse's name
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help})
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
     return field(default=default, metadata={"help": help})
 
 
 @dataclass
-class FinetuneConfig:
+class Config:
+    """What every training's config shares: a dict to save, help per field, and typed
+    values from YAML or the command line on top of a base."""
+
+    def validate(self: C) -> C:
+        """Return self, or raise one CodetailorError listing every problem and its fix."""
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def help(cls, name: str) -> str:
+        return next(f.metadata["help"] for f in fields(cls) if f.name == name)
+
+    @classmethod
+    def from_dict(cls: type[C], values: dict[str, Any], base: C | None = None) -> C:
+        """`base` (default: the defaults) with `values` on top, coerced to each field's type."""
+        hints = typing.get_type_hints(cls)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise CodetailorError(
+                f"unknown config key(s) {', '.join(unknown)}; "
+                f"known keys: {', '.join(sorted(known))}"
+            )
+        merged = (base or cls()).to_dict()
+        for key, value in values.items():
+            merged[key] = _coerce(key, value, hints[key])
+        return cls(**merged)
+
+    def __or__(self: C, changes: dict[str, Any]) -> C:
+        """A copy with `changes` on top, typed as `from_dict` types them."""
+        return type(self).from_dict(changes, self)
+
+
+@dataclass
+class FinetuneConfig(Config):
     """Everything one `codetailor finetune` run depends on.
 
     The defaults suit the default model on a laptop CPU (a step is 256 tokens);
@@ -139,73 +183,184 @@ class FinetuneConfig:
             raise CodetailorError("invalid config: " + "; ".join(problems))
         return self
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
-    @classmethod
-    def help(cls, name: str) -> str:
-        return next(f.metadata["help"] for f in fields(cls) if f.name == name)
+# The choices of PreferenceConfig's `reference` and `anchor_kind`.
+REFERENCES = ("base", "start")
+ANCHOR_KINDS = ("tokens", "kl")
+SOURCES = ("editor", "simulated")
 
-    @classmethod
-    def from_dict(
-        cls, values: dict[str, Any], base: FinetuneConfig | None = None
-    ) -> FinetuneConfig:
-        """`base` (default: the defaults) with `values` on top, coerced to each field's type."""
-        hints = typing.get_type_hints(cls)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise CodetailorError(
-                f"unknown config key(s) {', '.join(unknown)}; "
-                f"known keys: {', '.join(sorted(known))}"
+
+@dataclass
+class PreferenceConfig(Config):
+    """Everything one `codetailor finetune --feedback` run depends on.
+
+    Every default runs on a CPU; together they are the setting measured in
+    docs/benchmarks.md ("Learning from feedback").
+    """
+
+    # What to tune, and on which feedback.
+    repo: str = _f("", "the repository whose feedback log and held-out files are used")
+    adapter: str = _f("", "the adapter folder to tune; replaced only when the gate passes")
+    device: str = _f("auto", "auto, cpu, cuda[:N] or mps")
+    dtype: str = _f("auto", "auto (bf16 on GPU, fp32 on CPU), float32, bfloat16 or float16")
+    seed: int = _f(0, "seed for the feedback split, the data order and the anchor's blocks")
+    source: str | None = _f(None, "only events from this source: editor or simulated")
+    log_dir: str | None = _f(None, "the feedback log's folder; default: the repository's")
+    min_examples: int = _f(8, "refuse a log with fewer suggestions than this")
+    heldout_feedback: float = _f(0.2, "share of the log's places held out for the gate")
+    max_prompt_tokens: int = _f(96, "the prompt's last tokens each example is scored with")
+
+    # The preference loss.
+    beta: float = _f(0.1, "strength of DPO's and KTO's pull towards the reference")
+    reference: str = _f("base", "DPO's and KTO's reference: base (adapter off) or start")
+    kto_weight: float = _f(1.0, "weight of KTO on unpaired labels, against DPO on pairs")
+    desirable_weight: float = _f(1.0, "KTO's weight on kept suggestions")
+    undesirable_weight: float = _f(1.0, "KTO's weight on rejected suggestions")
+    sft_weight: float = _f(1.0, "weight of the token loss on what the user kept or wrote")
+    preference_weight: float = _f(1.0, "weight of DPO + KTO + SFT together; 0 = the anchor alone")
+
+    # The anchor on the repository's own code.
+    anchor_weight: float = _f(1.0, "weight of the anchor's loss on the repository's blocks")
+    anchor_kind: str = _f("tokens", "tokens (their token loss) or kl (KL from the start)")
+    anchor_rows: int = _f(2, "training blocks of the repository per step")
+    anchor_seq_len: int = _f(256, "tokens per anchor block, at most (the recipe's seq_len)")
+
+    # Optimisation.
+    lr: float = _f(2e-4, "learning rate (AdamW)")
+    epochs: float = _f(1.0, "passes over the feedback (ignored when max_steps is set)")
+    max_steps: int | None = _f(None, "optimizer steps to run; overrides epochs")
+    batch_size: int = _f(8, "examples (pairs or unpaired) per optimizer step")
+
+    # The gate, and what is written.
+    loss_tolerance: float = _f(0.0, "relative rise of held-out loss the gate lets pass")
+    repo_eval: dict[str, Any] = _f({}, "changes to the adapter's recipe for the gate's measure")
+    candidate: str | None = _f(None, "also write the tuned adapter here, kept or not")
+
+    def validate(self) -> PreferenceConfig:
+        """Return self, or raise one CodetailorError listing every problem and its fix."""
+        problems = [
+            message
+            for ok, message in (
+                (bool(self.repo), "a repository is required"),
+                (bool(self.adapter), "--out (the adapter to tune) is required"),
+                (self.reference in REFERENCES, _choice("reference", self.reference, REFERENCES)),
+                (
+                    self.anchor_kind in ANCHOR_KINDS,
+                    _choice("anchor_kind", self.anchor_kind, ANCHOR_KINDS),
+                ),
+                (self.source in (None, *SOURCES), _choice("source", str(self.source), SOURCES)),
+                (0.0 <= self.heldout_feedback < 1.0, "heldout_feedback must be in [0, 1)"),
+                (self.lr > 0, f"lr must be positive, got {self.lr}"),
+                (self.epochs > 0, f"epochs must be positive, got {self.epochs}"),
+                (self.max_steps is None or self.max_steps >= 1, "max_steps must be at least 1"),
+                (self.batch_size >= 1, f"batch_size must be at least 1, got {self.batch_size}"),
+                (self.loss_tolerance >= 0, "loss_tolerance must not be negative"),
+                (
+                    bool(self.preference_weight or self.anchor_weight),
+                    "preference_weight and anchor_weight are both 0: nothing to train",
+                ),
             )
-        merged = (base or cls()).to_dict()
-        for key, value in values.items():
-            merged[key] = _coerce(key, value, hints[key])
-        return cls(**merged)
+            if not ok
+        ]
+        if problems:
+            raise CodetailorError("invalid config: " + "; ".join(problems))
+        return self
 
 
-def parse_setting(text: str) -> tuple[str, Any]:
-    """`KEY=VALUE` from `--set`, with VALUE typed as the field KEY is.
+def one_of(name: str, value: str, choices: tuple[str, ...]) -> None:
+    """One clear error for a setting outside its choices."""
+    if value not in choices:
+        raise CodetailorError(_choice(name, value, choices))
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
+    return f"{name} must be one of {', '.join(choices)}, got {value!r}"
+
+
+def parse_setting(text: str, config: type[Config] = FinetuneConfig) -> tuple[str, Any]:
+    """`KEY=VALUE` from `--set`, with VALUE typed as the field KEY of `config` is.
 
     A list takes comma-separated items (`extensions=.py,.pyi`) or YAML's
-    `[a, b]`; an optional field takes `none` (or nothing) for None. An unknown
-    key or a value of the wrong type is one CodetailorError naming what fits.
+    `[a, b]`; a mapping takes JSON or YAML (`repo_eval={"holdout": 0.2}`); an
+    optional field takes `none` (or nothing) for None; a quoted text loses its
+    quotes. An unknown key or a value of the wrong type is one CodetailorError
+    naming what fits.
     """
     key, sep, raw = text.partition("=")
     key = key.strip().replace("-", "_")
     if not sep or not key:
         raise CodetailorError(f"--set expects KEY=VALUE, got {text!r}; e.g. --set lora_r=8")
-    hints = typing.get_type_hints(FinetuneConfig)
-    if key not in {f.name for f in fields(FinetuneConfig)}:
+    hints = typing.get_type_hints(config)
+    if key not in {f.name for f in fields(config)}:
         raise CodetailorError(
-            f"--set {key}: unknown config key; valid keys: {', '.join(config_keys())}"
+            f"--set {key}: unknown config key; valid keys: {', '.join(config_keys(config))}"
         )
-    hint, raw = hints[key], raw.strip()
-    value: Any = raw
-    if type(None) in typing.get_args(hint) and raw.lower() in {"", "none", "null"}:
-        value = None
-    elif typing.get_origin(hint) is list:
-        inner = raw[1:-1] if raw.startswith("[") and raw.endswith("]") else raw
-        value = [item.strip().strip("'\"") for item in inner.split(",") if item.strip()]
+    hint = hints[key]
     try:
-        return key, _coerce(key, value, hint)
+        return key, _coerce(key, _setting_value(raw.strip(), hint), hint)
     except CodetailorError as exc:
         raise CodetailorError(f"--set {text}: {exc}") from None
 
 
-def config_keys() -> list[str]:
-    """Every config key, in the dataclass's order."""
-    return [f.name for f in fields(FinetuneConfig)]
+def settings_over(config: type[Config], texts: list[str], given: dict[str, Any]) -> dict[str, Any]:
+    """The `--set` texts as typed values of `config`'s keys. A key that `given` (the
+    command line's own options) also sets is refused rather than resolved by an order
+    the user would have to look up."""
+    values: dict[str, Any] = {}
+    for text in texts:
+        key, value = parse_setting(text, config)
+        if key in given:
+            raise CodetailorError(
+                f"--set {key} repeats a value given on the command line; give it once"
+            )
+        values[key] = value
+    return values
 
 
-def keys_help(width: int = 100) -> str:
-    """Every config key with its type, default and help: the list `--help` prints."""
+def _setting_value(raw: str, hint: Any) -> Any:
+    """The command line's text as the value `_coerce` takes for a field of type `hint`."""
+    import json
+
+    import yaml
+
+    args = typing.get_args(hint)
+    if type(None) in args:
+        if raw.lower() in {"", "none", "null"}:
+            return None
+        hint = next(a for a in args if a is not type(None))
+    origin = typing.get_origin(hint)
+    if origin is list:
+        inner = raw[1:-1] if raw.startswith("[") and raw.endswith("]") else raw
+        return [item.strip().strip("'\"") for item in inner.split(",") if item.strip()]
+    if origin is dict:
+        try:
+            return json.loads(raw)
+        except ValueError:
+            try:
+                return yaml.safe_load(raw)
+            except yaml.YAMLError:
+                return raw
+    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"":
+        return raw[1:-1]
+    return raw
+
+
+def config_keys(config: type[Config] = FinetuneConfig) -> list[str]:
+    """Every key of `config`, in the dataclass's order."""
+    return [f.name for f in fields(config)]
+
+
+def keys_help(
+    config: type[Config] = FinetuneConfig,
+    title: str = "config keys (set with --set KEY=VALUE, or in a --config YAML file):",
+    width: int = 100,
+) -> str:
+    """Every key of `config` with its type, default and help: the list `--help` prints."""
     import textwrap
 
-    hints = typing.get_type_hints(FinetuneConfig)
-    lines = ["config keys (set with --set KEY=VALUE, or in a --config YAML file):"]
-    for f in fields(FinetuneConfig):
+    hints = typing.get_type_hints(config)
+    lines = [title]
+    for f in fields(config):
         default = f.default_factory() if callable(f.default_factory) else f.default
         kind = _type_name(hints[f.name])
         entry = f"{f.name} ({kind}, default {default!r}): {f.metadata['help']}"
@@ -213,10 +368,19 @@ def keys_help(width: int = 100) -> str:
     return "\n".join(lines)
 
 
+def print_resolved(config: Config, command: str) -> None:
+    """The resolved config on stderr, one key a line, before any work."""
+    print(f"{command}: resolved config", file=sys.stderr)
+    for key, value in config.to_dict().items():
+        print(f"  {key}: {value}", file=sys.stderr)
+
+
 def _type_name(hint: Any) -> str:
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     if typing.get_origin(hint) is list:
         return "list"
+    if typing.get_origin(hint) is dict:
+        return "mapping"
     if type(None) in typing.get_args(hint) and args:
         return f"{args[0].__name__} or none"
     return getattr(hint, "__name__", str(hint))
@@ -244,7 +408,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def dump_yaml(config: FinetuneConfig) -> str:
+def dump_yaml(config: Config) -> str:
     """The resolved config as YAML, each key preceded by its help as a comment."""
     import yaml
 
@@ -269,6 +433,10 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
         if origin is list:
             items = [value] if isinstance(value, str) else list(value)
             return [str(v) for v in items]
+        if origin is dict:
+            if not isinstance(value, dict):
+                raise ValueError(value)
+            return dict(value)
         if target is bool:
             if isinstance(value, bool):
                 return value

@@ -13,7 +13,8 @@ each combination of `--set` values this prints, on the validation part:
   (a `typed` event), how many greedy completions (`Completer.complete`, line mode,
   `max_tokens`) the simulated user's rule would accept against what was typed there.
 
-The reference log-probabilities (base model) are computed once and shared.
+The reference log-probabilities are computed once per (reference, dtype, prompt
+tokens), what they depend on, and shared by the combinations that agree on those.
 """
 
 from __future__ import annotations
@@ -25,17 +26,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from finetune.config import PreferenceConfig, parse_setting
 from finetune.data.preferences import preference_data, split_by_place
-from finetune.preference import (
-    Anchor,
-    PreferenceConfig,
-    Scorer,
-    _trainable,
-    load_records,
-    preference_accuracy,
-    prompt_builder,
-    train,
-)
+from finetune.preference.anchor import Anchor
+from finetune.preference.loop import train
+from finetune.preference.records import load_records, prompt_builder
+from finetune.preference.run import trainable_adapter
+from finetune.preference.scoring import Scorer, preference_accuracy
 from finetune.repo_eval import RepoEval
 
 
@@ -69,7 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("repo")
     parser.add_argument("--adapter", required=True, help="the adapter finetune --feedback tunes")
     parser.add_argument(
-        "--set", action="append", default=[], help="NAME=V1,V2: JSON values of a config field"
+        "--set",
+        action="append",
+        default=[],
+        help="NAME=V1,V2: values of a PreferenceConfig field, each typed as --set types it",
     )
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--log-dir", default=None, help="default: the repository's log")
@@ -95,12 +95,15 @@ def main(argv: list[str] | None = None) -> int:
     # Reference log-probs, once per (reference, dtype, prompt tokens): what they depend on.
     ref_caches: dict[tuple[str, str, int], dict[str, float]] = {}
     for values in itertools.product(*[v.split(",") for _, v in grid]):
-        changes = {name: json.loads(v) for (name, _), v in zip(grid, values, strict=True)}
+        changes = dict(
+            parse_setting(f"{name}={v}", PreferenceConfig)
+            for (name, _), v in zip(grid, values, strict=True)
+        )
         cfg = base_cfg | changes
         loaded = load_model(meta.base_model.name, device="cpu", dtype=cfg.dtype)
         build = prompt_builder(loaded.tokenizer, fmt, 1024)
         fit, val = preference_data(fit_records, build), preference_data(val_records, build)
-        model = _trainable(loaded.model, Path(args.adapter), cfg.seed)
+        model = trainable_adapter(loaded.model, Path(args.adapter), cfg.seed)
         scorer = Scorer(
             model, loaded.tokenizer, cfg.max_prompt_tokens, loaded.device, cfg.reference
         )

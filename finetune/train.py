@@ -39,7 +39,7 @@ from finetune.adapter import (
     save_adapter,
     work_dir,
 )
-from finetune.config import FinetuneConfig, dump_yaml
+from finetune.config import FinetuneConfig, dump_yaml, print_resolved
 from finetune.data.examples import Blocks, documents, pack, spread, tokenize
 from finetune.evaluate import (
     LineSample,
@@ -118,9 +118,7 @@ def setup(cfg: FinetuneConfig, *, resume: bool, progress: bool) -> Job:
         progress=progress,
     )
     if job.main:
-        print("codetailor finetune: resolved config", file=sys.stderr)
-        for key, value in cfg.to_dict().items():
-            print(f"  {key}: {value}", file=sys.stderr)
+        print_resolved(cfg, "codetailor finetune")
     set_seed(cfg.seed)
     return job
 
@@ -211,7 +209,7 @@ def training_sequences(
     cfg: FinetuneConfig, fmt: PromptFormat, tokenizer: Any, train_files: list[SourceFile]
 ) -> Blocks:
     """The training files as documents (some FIM), tokenized and packed to `seq_len`.
-    Preference tuning's anchor (finetune/preference.py) trains on the same blocks."""
+    Preference tuning's anchor (finetune/preference/anchor.py) trains on the same blocks."""
     eos = tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
     texts = documents(

@@ -9,20 +9,15 @@ from typing import Any
 
 import pytest
 
-from finetune.config import FinetuneConfig
+from finetune.config import FinetuneConfig, PreferenceConfig
 from finetune.data.examples import Blocks
 from finetune.data.preferences import PreferenceData, preference_data, split_by_place
-from finetune.preference import (
-    Anchor,
-    PreferenceConfig,
-    Scorer,
-    _trainable,
-    gate,
-    preference_accuracy,
-    prompt_builder,
-    run_preference,
-    train,
-)
+from finetune.preference.anchor import Anchor
+from finetune.preference.gate import gate
+from finetune.preference.loop import train
+from finetune.preference.records import prompt_builder
+from finetune.preference.run import run_preference, trainable_adapter
+from finetune.preference.scoring import Scorer, preference_accuracy
 from finetune.train import run
 from lsp_server.cli import main
 from lsp_server.completion.prompt import Snippet, get_format
@@ -171,7 +166,7 @@ def test_an_sft_term_pulls_towards_what_the_user_wrote(
     loaded = load_model(str(tiny_model_dir))
     build = prompt_builder(loaded.tokenizer, get_format("prefix-only"), 256)
     data = preference_data(suggestion_records(read_events(tmp_path)), build)
-    model = _trainable(loaded.model, adapter, 0)
+    model = trainable_adapter(loaded.model, adapter, 0)
     scorer = Scorer(model, loaded.tokenizer, 128, "cpu")
     chosen = data.pairs[0][0]
     before = float(scorer.policy(chosen).detach())
@@ -189,7 +184,7 @@ def test_the_loss_decreases_on_a_planted_preference(
     loaded = load_model(str(tiny_model_dir))
     build = prompt_builder(loaded.tokenizer, get_format("prefix-only"), 256)
     data = preference_data(suggestion_records(read_events(tmp_path)), build)
-    model = _trainable(loaded.model, adapter, 0)
+    model = trainable_adapter(loaded.model, adapter, 0)
     scorer = Scorer(model, loaded.tokenizer, 128, "cpu", reference)
     before = preference_accuracy(scorer, data)
     if reference == "start":  # the policy is its own reference: every reward is 0, all ties
@@ -225,7 +220,7 @@ def anchored_runs(
         data = preference_data(
             suggestion_records(read_events(log)), prompt_builder(loaded.tokenizer, fmt, 256)
         )
-        model = _trainable(loaded.model, adapter, 0)
+        model = trainable_adapter(loaded.model, adapter, 0)
         yield model, Scorer(model, loaded.tokenizer, 128, "cpu"), data, blocks
 
 
@@ -302,19 +297,20 @@ def test_a_worse_adapter_is_refused_and_the_old_one_kept(
 def test_a_better_adapter_replaces_the_old_one_through_the_command(
     adapter: Path, fixture_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from finetune import preference
+    from finetune.preference import command, records
+    from finetune.preference import run as preference_run
 
     tuned = tmp_path / "tuned"
     tuned.mkdir()
     for p in adapter.iterdir():
         (tuned / p.name).write_bytes(p.read_bytes())
-    plant(preference.feedback_log(fixture_repo))
-    original: Any = preference.gate
-    from_args = preference.config_from_args
+    plant(records.feedback_log(fixture_repo))
+    original: Any = preference_run.gate
+    from_args = command.config_from_args
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(preference, "config_from_args", lambda a: from_args(a) | {"lr": 5e-3})
+        mp.setattr(command, "config_from_args", lambda a: from_args(a) | {"lr": 5e-3})
         # The tiny model's repository figures are noise: gate on ranking alone here.
-        mp.setattr(preference, "gate", lambda b, a, tol=0.0: original(
+        mp.setattr(preference_run, "gate", lambda b, a, tol=0.0: original(
             {"preference_accuracy": b["preference_accuracy"]},
             {"preference_accuracy": a["preference_accuracy"]},
         ))  # fmt: skip
@@ -364,3 +360,45 @@ def test_the_sweep_compares_settings_on_the_logs_validation_part(
     assert [r["config"]["reference"] for r in rows] == ["base", "start"]
     assert rows[1]["before"]["preference_accuracy"] == 0.5
     assert rows[0]["before"]["preference_accuracy"] != 0.5
+
+
+def test_feedback_settings_go_through_the_training_configs_parser(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import argparse
+    import re
+    from dataclasses import fields
+
+    from finetune.cli import add_arguments
+    from finetune.config import parse_setting
+    from finetune.preference.command import config_from_args
+
+    def config(*argv: str) -> PreferenceConfig:
+        parser = argparse.ArgumentParser()
+        add_arguments(parser)
+        return config_from_args(parser.parse_args(["repo", "--out", "lora", "--feedback", *argv]))
+
+    cfg = config("--set", "sft_weight=0", "--set", "reference=start", "--set", "max_steps=none",
+                 "--set", 'repo_eval={"holdout": 0.3}', "--set", "source=editor",
+                 "--holdout", "0.3", "--seq-len", "64", "--seed", "2")  # fmt: skip
+    assert (cfg.repo, cfg.adapter, cfg.sft_weight, cfg.reference) == ("repo", "lora", 0.0, "start")
+    assert cfg.max_steps is None and cfg.repo_eval == {"holdout": 0.3} and cfg.source == "editor"
+    assert (cfg.heldout_feedback, cfg.max_prompt_tokens, cfg.seed) == (0.3, 64, 2)
+    assert parse_setting('reference="base"', PreferenceConfig) == ("reference", "base")
+    for argv, message in [
+        (["--set", "lora_r=8"], "--set lora_r: unknown config key; valid keys: repo, adapter"),
+        (["--set", "beta=strong"], "config key beta must be float, got 'strong'"),
+        (["--set", "seed=1", "--seed", "2"], "--set seed repeats a value given on the command"),
+        (["--set", "anchor_kind=weights"], "anchor_kind must be one of tokens, kl"),
+        (["--set", "preference_weight=0", "--set", "anchor_weight=0"], "nothing to train"),
+    ]:
+        with pytest.raises(CodetailorError, match=re.escape(message)):
+            config(*argv)
+    assert all(f.metadata.get("help") for f in fields(PreferenceConfig))
+    from finetune.cli import main as finetune_main
+
+    with pytest.raises(SystemExit):
+        finetune_main(["--help"])
+    help_text = capsys.readouterr().out.split("with --feedback")[1]
+    for f in fields(PreferenceConfig):
+        assert re.search(rf"^  {f.name} \(", help_text, re.M), f"--help lacks {f.name}"

@@ -1,0 +1,68 @@
+"""What preference tuning reads: the repository's feedback log, and the prompts its
+suggestions were shown with.
+
+`read_suggestions` is the one place that reads the log's files; the rest of
+preference tuning sees only its suggestion records. The log keeps what the server
+laid out (the window's prefix and suffix, the snippets, the window size), not the
+prompt, so `prompt_builder` lays the prompt out again with the server's own code:
+the model is tuned on exactly the text it saw when it made the suggestion.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from finetune.config import PreferenceConfig
+from lsp_server.errors import CodetailorError
+
+
+def feedback_log(repo: str | Path) -> Path:
+    """The folder of the repository's feedback log under $CODETAILOR_HOME."""
+    from lsp_server.model.loading import cache_home
+    from lsp_server.session.feedback import feedback_dir
+
+    return feedback_dir(repo, cache_home())
+
+
+def read_suggestions(folder: Path) -> list[Any]:
+    """The suggestion records of the feedback log in `folder` (the log's reader)."""
+    from lsp_server.session.feedback import read_events, suggestion_records
+
+    return suggestion_records(read_events(folder))
+
+
+def load_records(cfg: PreferenceConfig) -> list[Any]:
+    """The suggestion records of the repository's feedback log (optionally one source)."""
+    folder = Path(cfg.log_dir) if cfg.log_dir else feedback_log(cfg.repo)
+    records = read_suggestions(folder)
+    if cfg.source:
+        records = [r for r in records if (r.shown.get("source") or "editor") == cfg.source]
+    if len(records) < cfg.min_examples:
+        raise CodetailorError(
+            f"the feedback log {folder} holds {len(records)} suggestions; preference tuning "
+            f"needs at least {cfg.min_examples}: use completions for a while first"
+        )
+    return records
+
+
+def prompt_builder(tokenizer: Any, fmt: Any, default_window: int) -> Any:
+    """Rebuild prompts with the server's own layout code (one Completer per window size)."""
+    from lsp_server.completion.completer import Completer
+
+    completers: dict[tuple[int, str | None], Completer] = {}
+
+    def build(
+        prefix: str,
+        suffix: str,
+        path: str | None,
+        snippets: list[Any],
+        window: int | None,
+        repo: str | None,
+    ) -> str:
+        key = (int(window or default_window), repo)
+        if key not in completers:
+            completers[key] = Completer(None, tokenizer, fmt, window_tokens=key[0], repo=repo)  # type: ignore[arg-type]
+        return completers[key].prompt_for(prefix, suffix, path=path, context=snippets)
+
+    return build
