@@ -433,20 +433,18 @@ def gate(
 
 def feedback_log(repo: str | Path) -> Path:
     """The folder of the repository's feedback log under $CODETAILOR_HOME."""
+    from lsp_server.feedback import feedback_dir
     from lsp_server.model.loading import cache_home
-    from lsp_server.session.feedback import feedback_dir
 
     return feedback_dir(repo, cache_home())
 
 
 def load_records(cfg: PreferenceConfig) -> list[Any]:
     """The suggestion records of the repository's feedback log (optionally one source)."""
-    from lsp_server.session.feedback import read_events, suggestion_records
+    from lsp_server.feedback import read_suggestions
 
     folder = Path(cfg.log_dir) if cfg.log_dir else feedback_log(cfg.repo)
-    records = suggestion_records(read_events(folder))
-    if cfg.source:
-        records = [r for r in records if (r.shown.get("source") or "editor") == cfg.source]
+    records = read_suggestions(folder, source=cfg.source or None)
     if len(records) < cfg.min_examples:
         raise CodetailorError(
             f"the feedback log {folder} holds {len(records)} suggestions; preference tuning "
