@@ -245,6 +245,16 @@ def test_the_log_and_the_preference_data_are_pure() -> None:
     assert out.stdout.strip() == "[]", out.stderr
 
 
+def test_the_session_reaches_the_log_only_through_its_port() -> None:
+    """The pure session never loads the log's room (its file I/O and its thread)."""
+    code = (
+        "import sys, lsp_server.session.session;"
+        "print(sorted(m for m in sys.modules if m.startswith('lsp_server.feedback')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]", out.stderr
+
+
 def test_what_the_user_typed_at_an_ignored_suggestion_is_recorded_once_the_line_ends(
     tmp_path: Path,
 ) -> None:

@@ -93,9 +93,6 @@ class EventLog:
             os.close(self._fd)
             self._fd = None
 
-    def __iter__(self) -> Iterator[FeedbackEvent]:
-        return iter(read_events(self.folder))
-
 
 def _cut_torn_tail(path: Path) -> None:
     """Truncate a last line without its newline (a write cut short by a crash)."""

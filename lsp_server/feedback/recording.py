@@ -64,10 +64,6 @@ class Recording:
         self._thread: threading.Thread | None = None
         self._ids: OrderedDict[str, bool] = OrderedDict()  # recent ids -> accepted
 
-    @property
-    def active(self) -> bool:
-        return self.recorder is not None and self.enabled
-
     def start(self, root: Path | None, enabled: bool, client: str | None = None) -> None:
         """Record to the log of the repository at `root` (None: record nothing), for the
         client named `client` (its LSP clientInfo.name)."""
