@@ -52,10 +52,10 @@ def offline_acceptance(model: Any, tokenizer: Any, fmt: Any, records: list[Any],
     )
     accepted = 0
     for r in records:
-        prefix = "\n" * int(r.shown.get("prefix_start_line", 0)) + str(r.shown.get("prefix", ""))
-        text = prefix + str(r.shown.get("suffix", ""))
+        prefix = "\n" * r.shown.prefix_start_line + r.shown.prefix
+        text = prefix + r.shown.suffix
         result = completer.complete(
-            text, len(prefix), max_tokens=cfg.max_tokens, mode="line", path=r.shown.get("path")
+            text, len(prefix), max_tokens=cfg.max_tokens, mode="line", path=r.shown.path
         )
         accepted += bool(accepted_text(result.text, str(r.typed)))
     return accepted

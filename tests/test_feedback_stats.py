@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from lsp_server.cli import main
+from lsp_server.feedback import FeedbackRecorder, Suggestion, read_events, suggestion_records
 from lsp_server.measure.feedback_stats import feedback_stats, log_folder
-from lsp_server.session.feedback import FeedbackRecorder, read_events, suggestion_records
 
 DAY = 86_400.0
 
@@ -30,9 +30,19 @@ def fill(folder: Path) -> None:
 
     def show(id: str, language: str, prefix: str, latency: float) -> None:
         rec.shown(
-            id, f"file:///r/{id}", id, language, None, "m", None, "prefix-only",
-            prefix, "\n", [], "value(1)", latency,
-        )  # fmt: skip
+            Suggestion(
+                id=id,
+                uri=f"file:///r/{id}",
+                path=id,
+                language=language,
+                model="m",
+                prompt_format="prefix-only",
+                prefix=prefix,
+                suffix="\n",
+                text="value(1)",
+                latency_ms=latency,
+            )
+        )
 
     for i, latency in enumerate((100.0, 300.0, 500.0, 700.0)):
         show(f"p{i}", "python", "x = 1\n", latency)

@@ -16,9 +16,15 @@ from typing import Any
 import pytest
 
 from lsp_server.completion.prompt import Snippet
+from lsp_server.feedback import (
+    FeedbackEvent,
+    Recording,
+    Retained,
+    feedback_dir,
+    read_events,
+    suggestion_records,
+)
 from lsp_server.session.documents import Change
-from lsp_server.session.feedback import read_events, suggestion_records
-from lsp_server.session.recording import Recording
 from lsp_server.session.session import Session
 from lsp_server.session.settings import Settings
 from tests.test_session import FakeCompletion, FakeHost, ScriptedCompleter
@@ -64,7 +70,7 @@ def start(
     sessions: list, home: Path, root: Path | None, *script: object, **options: Any
 ) -> tuple[Session, str]:
     host = FakeHost(ContextCompleter(*script))
-    session = Session(Settings(context=False), host, feedback_home=home)
+    session = Session(Settings(context=False), host, recording=Recording(home))
     sessions.append((session, host))
     session.initialize(options, root.as_uri() if root else None, "utf-16")
     uri = ((root or home.parent) / "app.py").as_uri()
@@ -79,10 +85,8 @@ async def ask(session: Session, uri: str, text: str, version: int) -> tuple[str,
     return await session.suggest(request)
 
 
-def events(session: Session, home: Path, root: Path) -> list[dict[str, Any]]:
+def events(session: Session, home: Path, root: Path) -> list[FeedbackEvent]:
     assert session.recording.flush()
-    from lsp_server.session.feedback import feedback_dir
-
     return read_events(feedback_dir(root, home))
 
 
@@ -99,7 +103,7 @@ async def test_shown_typed_through_accepted_and_superseded_land_with_their_ids(
     assert text == "bar()" and second not in (None, first)
     text, third = await ask(session, uri, "x = foo(1)\ny = 2\nz = ", 5)
     assert text == "baz" and third not in (None, first, second)
-    log = [(e["event"], e["id"]) for e in events(session, home, repo)]
+    log = [(e.event, e.id) for e in events(session, home, repo)]
     assert log == [
         ("shown", first),
         ("typed_through", first),
@@ -109,14 +113,14 @@ async def test_shown_typed_through_accepted_and_superseded_land_with_their_ids(
         ("superseded", second),
         ("shown", third),
     ]
-    typed = [e["text"] for e in events(session, home, repo) if e["event"] == "typed"]
+    typed = [e.text for e in events(session, home, repo) if e.event == "typed"]
     assert typed == ["foo(1)"]
     shown = events(session, home, repo)[0]
-    assert shown["prefix"] == "x = " and shown["suggestion"] == "foo(1)"
-    assert shown["path"] == "app.py" and shown["language"] == "python"
-    assert shown["model"] == "fake" and shown["prompt_format"] == "prefix-only"
-    assert shown["window_tokens"] == 256 and shown["repo"] == "project"
-    assert shown["context"] == [["near.py", "near = 2\n"], ["far.py", "far = 1\n"]]
+    assert shown.prefix == "x = " and shown.suggestion == "foo(1)"
+    assert shown.path == "app.py" and shown.language == "python"
+    assert shown.model == "fake" and shown.prompt_format == "prefix-only"
+    assert shown.window_tokens == 256 and shown.repo == "project"
+    assert shown.context == (("near.py", "near = 2\n"), ("far.py", "far = 1\n"))
     records = suggestion_records(events(session, home, repo))
     assert [r.was_accepted for r in records] == [True, False, False]
 
@@ -127,7 +131,7 @@ async def test_an_acceptance_names_its_suggestion_and_may_be_partial(sessions, h
     session.accepted("inline", id, "word")
     session.accepted("inline", "not-a-shown-id")
     session.accepted("inline")  # an old editor plugin: counted, not logged
-    log = [(e["event"], e["id"], e.get("kind")) for e in events(session, home, repo)]
+    log = [(e.event, e.id, getattr(e, "kind", None)) for e in events(session, home, repo)]
     assert log == [("shown", id, None), ("accepted", id, "word")]
     assert session.counts["accepted"] == 3
 
@@ -143,9 +147,7 @@ async def test_accepted_text_is_followed_through_didchange_for_retention(session
     # Two minutes on (the checks are due by the recorder's clock; no waiting here).
     session.recording.recorder.poll(now=time.time() + 200)
     retained = {
-        (e["id"], e["event"]): e["kept"]
-        for e in events(session, home, repo)
-        if e["event"].startswith("retained")
+        (e.id, e.event): e.kept for e in events(session, home, repo) if isinstance(e, Retained)
     }
     assert retained == {
         (kept, "retained_30s"): True,
@@ -180,7 +182,7 @@ async def test_turning_feedback_off_stops_the_log(sessions, home, repo):
     _, second = await ask(session, uri, "y = ", 3)
     session.accepted("inline", first)
     assert second is None
-    assert [(e["event"], e["id"]) for e in events(session, home, repo)] == [("shown", first)]
+    assert [(e.event, e.id) for e in events(session, home, repo)] == [("shown", first)]
 
 
 async def test_without_a_workspace_root_nothing_is_recorded(sessions, home):
@@ -210,7 +212,7 @@ async def test_a_dismissal_the_editor_reports_is_logged_once_and_not_superseded(
     session.dismissed(first, "dismiss")  # already settled
     session.dismissed("not-a-shown-id")
     await ask(session, uri, "x = 1\ny = ", 3)
-    log = [(e["event"], e["id"], e.get("reason")) for e in events(session, home, repo)]
+    log = [(e.event, e.id, getattr(e, "reason", None)) for e in events(session, home, repo)]
     assert log[:2] == [("shown", first, None), ("dismissed", first, "insert-leave")]
     assert ("superseded", first, None) not in log
     assert suggestion_records(events(session, home, repo))[0].dismissed

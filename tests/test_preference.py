@@ -22,7 +22,7 @@ from finetune.train import run
 from lsp_server.cli import main
 from lsp_server.completion.prompt import Snippet, get_format
 from lsp_server.errors import CodetailorError
-from lsp_server.session.feedback import FeedbackRecorder, read_events, suggestion_records
+from lsp_server.feedback import FeedbackRecorder, Suggestion, read_events, suggestion_records
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -60,9 +60,20 @@ def plant(folder: Path, places: int = 24) -> None:
         for n, (text, keep) in enumerate(((GOOD, True), (BAD, False))):
             id = f"{i}-{n}"
             rec.shown(
-                id, f"file:///r/m{i}.py", f"pkg/m{i}.py", "python", None, "tiny", None,
-                "prefix-only", prefix, "\n", [], text, 10.0, source="simulated",
-            )  # fmt: skip
+                Suggestion(
+                    id=id,
+                    uri=f"file:///r/m{i}.py",
+                    path=f"pkg/m{i}.py",
+                    language="python",
+                    model="tiny",
+                    prompt_format="prefix-only",
+                    prefix=prefix,
+                    suffix="\n",
+                    text=text,
+                    latency_ms=10.0,
+                    source="simulated",
+                )
+            )
             rec.accepted(id) if keep else rec.superseded(id)
     rec.close()
 
@@ -79,13 +90,25 @@ def test_prompts_are_rebuilt_exactly_as_the_server_built_them(tmp_path: Path) ->
     shown = server.prompt_for(prefix, "\nz = 1\n", path="pkg/a.py", context=snippets)
     rec = FeedbackRecorder(tmp_path / "log")
     rec.shown(
-        "1", "file:///a.py", "pkg/a.py", "python", None, "m", None, "prefix-only", prefix,
-        "\nz = 1\n", [("lib/util.py", snippets[0].text)], "g(1)", 5.0, window_tokens=128,
-    )  # fmt: skip
+        Suggestion(
+            id="1",
+            uri="file:///a.py",
+            path="pkg/a.py",
+            language="python",
+            model="m",
+            prompt_format="prefix-only",
+            prefix=prefix,
+            suffix="\nz = 1\n",
+            context=[("lib/util.py", snippets[0].text)],
+            text="g(1)",
+            latency_ms=5.0,
+            window_tokens=128,
+        )
+    )
     records = suggestion_records(read_events(tmp_path / "log"))
     data = preference_data(records, prompt_builder(tokenizer, fmt, 1024))
     (example,) = data.unpaired
-    assert len(records[0].shown["prefix"]) < len(prefix)  # the log keeps the window's part
+    assert len(records[0].shown.prefix) < len(prefix)  # the log keeps the window's part
     assert example.prompt == shown
     assert example.completion == " g(1)"  # the held-back space leads, as the model wrote it
 
@@ -104,9 +127,20 @@ def test_the_snippets_a_completion_reports_rebuild_its_prompt(tmp_path: Path) ->
     assert len(used) >= 2
     rec = FeedbackRecorder(tmp_path / "log")
     rec.shown(
-        "1", "file:///a.py", "pkg/a.py", "python", None, "m", None, "prefix-only", prefix, "",
-        [(s.path, s.text) for s in used[::-1]], "f1(2)", 5.0, window_tokens=1024,
-    )  # fmt: skip
+        Suggestion(
+            id="1",
+            uri="file:///a.py",
+            path="pkg/a.py",
+            language="python",
+            model="m",
+            prompt_format="prefix-only",
+            prefix=prefix,
+            context=[(s.path, s.text) for s in used[::-1]],
+            text="f1(2)",
+            latency_ms=5.0,
+            window_tokens=1024,
+        )
+    )
     records = suggestion_records(read_events(tmp_path / "log"))
     (example,) = preference_data(records, prompt_builder(tokenizer, fmt, 1024)).unpaired
     assert example.prompt == prompt
@@ -115,8 +149,19 @@ def test_the_snippets_a_completion_reports_rebuild_its_prompt(tmp_path: Path) ->
 def test_the_log_becomes_pairs_and_unpaired_labels(tmp_path: Path) -> None:
     plant(tmp_path, places=6)
     rec = FeedbackRecorder(tmp_path, clock=lambda: 1_700_000_100.0)
-    rec.shown("solo", "file:///r/x.py", "x.py", "python", None, "m", None, "prefix-only",
-              "y = ", "", [], "compute()", 5.0)  # fmt: skip
+    rec.shown(
+        Suggestion(
+            id="solo",
+            uri="file:///r/x.py",
+            path="x.py",
+            language="python",
+            model="m",
+            prompt_format="prefix-only",
+            prefix="y = ",
+            text="compute()",
+            latency_ms=5.0,
+        )
+    )
     rec.dismissed("solo")
     records = suggestion_records(read_events(tmp_path))
     data = preference_data(records, lambda p, s, *rest: p)
@@ -124,7 +169,7 @@ def test_the_log_becomes_pairs_and_unpaired_labels(tmp_path: Path) -> None:
     held = "\n    "  # the whitespace the prompt leaves out leads what the model wrote
     assert all(c.completion == held + GOOD and r.completion == held + BAD for c, r in data.pairs)
     train_part, held_part = split_by_place(records, 0.5)
-    places = lambda rs: {r.shown["path"] for r in rs}  # noqa: E731
+    places = lambda rs: {r.shown.path for r in rs}  # noqa: E731
     assert not places(train_part) & places(held_part)
 
 
@@ -139,8 +184,20 @@ def test_what_the_user_typed_instead_is_preferred_to_the_suggestion(tmp_path: Pa
     for n, (id, (suggestion, outcome, typed)) in enumerate(cases.items()):
         prefix, suffix = f"def add_{n}(a, b):\n    ", "\n"
         uri = f"file:///r/m{n}.py"
-        rec.shown(id, uri, f"m{n}.py", "python", None, "m", None, "prefix-only", prefix,
-                  suffix, [], suggestion, 5.0)  # fmt: skip
+        rec.shown(
+            Suggestion(
+                id=id,
+                uri=uri,
+                path=f"m{n}.py",
+                language="python",
+                model="m",
+                prompt_format="prefix-only",
+                prefix=prefix,
+                suffix=suffix,
+                text=suggestion,
+                latency_ms=5.0,
+            )
+        )
         if outcome == "superseded":
             rec.superseded(id)
         else:

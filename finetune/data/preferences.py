@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from lsp_server.completion.prompt import Snippet
-from lsp_server.session.feedback import SuggestionRecord
+from lsp_server.feedback import SuggestionRecord
 
 # Of one place, at most this many pairs (kept x rejected), so one busy line does not dominate.
 PAIRS_PER_PLACE = 4
@@ -98,7 +98,7 @@ def typed_instead(record: SuggestionRecord) -> str | None:
 def place_of(record: SuggestionRecord) -> str:
     """The file and the text just before the cursor: where the suggestion was made."""
     shown = record.shown
-    key = f"{shown.get('path') or shown.get('uri')}\0{str(shown.get('prefix', ''))[-PLACE_CHARS:]}"
+    key = f"{shown.path or shown.uri}\0{shown.prefix[-PLACE_CHARS:]}"
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -113,11 +113,11 @@ def example_of(record: SuggestionRecord, build: PromptBuilder) -> PreferenceExam
     the model writes it (see `rejoin_held_whitespace`), so it leads the completion.
     """
     s = record.shown
-    prefix, suffix = str(s.get("prefix", "")), str(s.get("suffix", ""))
+    prefix = s.prefix
     # Lines cut off the stored prefix, so the window's line steps fall where they did.
-    padded = "\n" * int(s.get("prefix_start_line", 0)) + prefix
-    snippets = [Snippet(str(p), str(t)) for p, t in s.get("context") or []]
-    prompt = build(padded, suffix, s.get("path"), snippets, s.get("window_tokens"), s.get("repo"))
+    padded = "\n" * s.prefix_start_line + prefix
+    snippets = [Snippet(p, t) for p, t in s.context]
+    prompt = build(padded, s.suffix, s.path, snippets, s.window_tokens, s.repo)
     held = prefix[len(prefix.rstrip()) :]
     return PreferenceExample(
         record.id, prompt, held + record.suggestion, verdict(record), place_of(record)
@@ -128,7 +128,7 @@ def typed_example(
     record: SuggestionRecord, shown: PreferenceExample, typed: str
 ) -> PreferenceExample:
     """What the user typed at `record`'s place, as the chosen side of a pair against it."""
-    prefix = str(record.shown.get("prefix", ""))
+    prefix = record.shown.prefix
     held = prefix[len(prefix.rstrip()) :]
     return PreferenceExample(f"{record.id}:typed", shown.prompt, held + typed, True, shown.place)
 

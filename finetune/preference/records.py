@@ -1,8 +1,9 @@
 """What preference tuning reads: the repository's feedback log, and the prompts its
 suggestions were shown with.
 
-`read_suggestions` is the one place that reads the log's files; the rest of
-preference tuning sees only its suggestion records. The log keeps what the server
+`load_records` reads the log through the log's one reader
+(`lsp_server.feedback.read_suggestions`); the rest of preference tuning sees only
+its typed suggestion records. The log keeps what the server
 laid out (the window's prefix and suffix, the snippets, the window size), not the
 prompt, so `prompt_builder` lays the prompt out again with the server's own code:
 the model is tuned on exactly the text it saw when it made the suggestion.
@@ -15,29 +16,21 @@ from typing import Any
 
 from finetune.config import PreferenceConfig
 from lsp_server.errors import CodetailorError
+from lsp_server.feedback import read_suggestions
 
 
 def feedback_log(repo: str | Path) -> Path:
     """The folder of the repository's feedback log under $CODETAILOR_HOME."""
+    from lsp_server.feedback import feedback_dir
     from lsp_server.model.loading import cache_home
-    from lsp_server.session.feedback import feedback_dir
 
     return feedback_dir(repo, cache_home())
-
-
-def read_suggestions(folder: Path) -> list[Any]:
-    """The suggestion records of the feedback log in `folder` (the log's reader)."""
-    from lsp_server.session.feedback import read_events, suggestion_records
-
-    return suggestion_records(read_events(folder))
 
 
 def load_records(cfg: PreferenceConfig) -> list[Any]:
     """The suggestion records of the repository's feedback log (optionally one source)."""
     folder = Path(cfg.log_dir) if cfg.log_dir else feedback_log(cfg.repo)
-    records = read_suggestions(folder)
-    if cfg.source:
-        records = [r for r in records if (r.shown.get("source") or "editor") == cfg.source]
+    records = read_suggestions(folder, source=cfg.source or None)
     if len(records) < cfg.min_examples:
         raise CodetailorError(
             f"the feedback log {folder} holds {len(records)} suggestions; preference tuning "

@@ -22,6 +22,7 @@ from pygls.lsp.server import LanguageServer
 
 from lsp_server import __version__
 from lsp_server.errors import CodetailorError
+from lsp_server.feedback import Recording
 from lsp_server.lsp import pygls_compat
 from lsp_server.lsp.progress import LoadProgress
 from lsp_server.model import registry
@@ -87,7 +88,7 @@ class CodetailorServer(LanguageServer):
             host,
             host_settings=host.settings,
             model_allowed=model_allowed,
-            feedback_home=cache_home(),
+            recording=Recording(cache_home()),
             adapters=AdapterSource(registry.registered_for, registry.stamp),
         )
         self._adapter_watch: asyncio.Task[None] | None = None

@@ -21,13 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from lsp_server.errors import CodetailorError
+from lsp_server.feedback import SuggestionRecord, count_events, feedback_dir, read_suggestions
 from lsp_server.measure.quality.metrics import percentile
-from lsp_server.session.feedback import (
-    SuggestionRecord,
-    feedback_dir,
-    read_events,
-    suggestion_records,
-)
 
 EXAMPLES = """\
 examples:
@@ -76,18 +71,18 @@ def day_of(record: SuggestionRecord) -> str:
 
 def feedback_stats(records: Sequence[SuggestionRecord]) -> dict[str, Any]:
     """The figures `feedback stats` prints, as one JSON-ready object."""
-    accepted = [float(r.shown.get("latency_ms", 0.0)) for r in records if r.was_accepted]
-    ignored = [float(r.shown.get("latency_ms", 0.0)) for r in records if not r.was_accepted]
+    accepted = [r.shown.latency_ms for r in records if r.was_accepted]
+    ignored = [r.shown.latency_ms for r in records if not r.was_accepted]
     return {
         "overall": rates(records),
-        "by_language": _grouped(records, lambda r: str(r.shown.get("language") or "unknown")),
-        "by_trigger": _grouped(records, lambda r: str(r.shown.get("trigger") or "unknown")),
+        "by_language": _grouped(records, lambda r: r.shown.language or "unknown"),
+        "by_trigger": _grouped(records, lambda r: r.shown.trigger or "unknown"),
         "by_day": _grouped(records, day_of),
         "latency_ms_p50": {
             "accepted": round(percentile(accepted, 50), 1) if accepted else None,
             "ignored": round(percentile(ignored, 50), 1) if ignored else None,
         },
-        "by_source": _grouped(records, lambda r: str(r.shown.get("source") or "editor")),
+        "by_source": _grouped(records, lambda r: r.shown.source),
     }
 
 
@@ -177,9 +172,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if not repo.is_dir():
         raise CodetailorError(f"{repo} is not a folder; give the repository's root")
     folder = log_folder(repo)
-    records = suggestion_records(read_events(folder))
-    if args.source:
-        records = [r for r in records if (r.shown.get("source") or "editor") == args.source]
+    records = read_suggestions(folder, source=args.source)
     if not records:
         raise CodetailorError(
             f"no feedback recorded for {repo.resolve()} (looked in {folder}); it fills as you "
@@ -197,7 +190,7 @@ def cmd_clear(args: argparse.Namespace) -> int:
     if not folder.exists():
         print(f"no feedback log at {folder}", file=sys.stderr)
         return 0
-    count = len(read_events(folder))
+    count = count_events(folder)
     shutil.rmtree(folder)
     print(f"removed {count} events ({folder})", file=sys.stderr)
     return 0

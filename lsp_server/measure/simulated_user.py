@@ -33,12 +33,12 @@ from typing import Any
 
 from lsp_server.completion.languages import language_for
 from lsp_server.errors import CodetailorError
+from lsp_server.feedback import SIMULATED_CLIENT
 from lsp_server.measure.latency import server_session
 from lsp_server.measure.replay import WORD, line_end
 from lsp_server.repo.corpus import collect
 from lsp_server.repo.files import split_files
 from lsp_server.session.documents import position_at
-from lsp_server.session.recording import SIMULATED_CLIENT
 
 MIN_CHARS = 4
 

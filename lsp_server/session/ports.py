@@ -1,10 +1,13 @@
-"""What the session needs from the model side, as typing Protocols.
+"""What the session needs from the model side and the feedback log, as typing Protocols.
 
 The session never imports the model layer: it talks to "the model host"
 through `HostLike` and to its completer through `CompleterLike`. The real
 ones are `lsp_server.model.host.ModelHost` and
 `lsp_server.completion.completer.Completer`; tests script small fakes
-(tests/test_session.py). Pure: no pygls, no torch.
+(tests/test_session.py). It reports what became of its suggestions to a
+`RecordingLike` (the real one, `lsp_server.feedback.Recording`, writes the
+repository's feedback log on a thread of its own; `NoRecording` records nothing).
+Pure: no pygls, no torch, no file I/O, no threads.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from lsp_server.completion.prompt import Snippet
@@ -103,3 +108,102 @@ class HostLike(Protocol):
     def status(self) -> dict[str, Any]:
         """The host's part of `codetailor.status` (state, model, device, cache...)."""
         ...
+
+
+@dataclass(frozen=True)
+class ShownAnswer:
+    """A model answer the session showed, as it hands it to the feedback log."""
+
+    uri: str
+    path: str | None  # relative to the workspace root
+    language: str  # the document's language id ("" when the editor gave none)
+    text: str  # the document as the prompt saw it
+    offset: int  # the cursor in `text`
+    completion: CompletionLike
+    completer: CompleterLike  # the one that answered (its prompt format, window, repo)
+    latency_ms: float
+    # The host's status ("model", "adapter"); called where the event is built, off the loop.
+    describe: Callable[[], dict[str, Any]]
+
+
+class RecordingLike(Protocol):
+    """The feedback log of one session: ids for shown answers, and what became of them.
+
+    Every method returns at once (the writing happens elsewhere) and does nothing
+    while nothing is recorded (no workspace root, `feedback: false`).
+    """
+
+    def start(self, root: Path | None, enabled: bool, client: str | None = None) -> None:
+        """Record to the log of the repository at `root` (None: record nothing), for the
+        client named `client` (its LSP clientInfo.name)."""
+        ...
+
+    def set_enabled(self, enabled: bool) -> None:
+        """The `feedback` setting changed."""
+        ...
+
+    def shown(self, answer: ShownAnswer) -> str | None:
+        """A model answer is shown: its new id (None when nothing is recorded)."""
+        ...
+
+    def typed_through(self, id: str | None, chars: int) -> None:
+        """Typing-through served suggestion `id`: the user has typed `chars` of it."""
+        ...
+
+    def accepted(self, id: object, part: object = "full") -> None:
+        """`codetailor.accepted` named suggestion `id`; `part`: "full", "word" or "line"."""
+        ...
+
+    def dismissed(self, id: object, reason: object = None) -> None:
+        """The editor says the user hid suggestion `id` without taking it."""
+        ...
+
+    def replaced(self, id: str | None) -> None:
+        """A newer answer took the place of suggestion `id`."""
+        ...
+
+    def changed(self, uri: str, text: str) -> None:
+        """The document `uri` now reads `text`."""
+        ...
+
+    def status(self) -> dict[str, Any]:
+        """The log's part of `codetailor.status`."""
+        ...
+
+    def close(self) -> None:
+        """Write what is queued (within a bound), then stop."""
+        ...
+
+
+class NoRecording:
+    """A session without a feedback log: every call does nothing."""
+
+    def start(self, root: Path | None, enabled: bool, client: str | None = None) -> None:
+        return None
+
+    def set_enabled(self, enabled: bool) -> None:
+        return None
+
+    def shown(self, answer: ShownAnswer) -> str | None:
+        return None
+
+    def typed_through(self, id: str | None, chars: int) -> None:
+        return None
+
+    def accepted(self, id: object, part: object = "full") -> None:
+        return None
+
+    def dismissed(self, id: object, reason: object = None) -> None:
+        return None
+
+    def replaced(self, id: str | None) -> None:
+        return None
+
+    def changed(self, uri: str, text: str) -> None:
+        return None
+
+    def status(self) -> dict[str, Any]:
+        return {"recording": False}
+
+    def close(self) -> None:
+        return None

@@ -19,7 +19,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from lsp_server import __version__
@@ -39,8 +38,14 @@ from lsp_server.session.documents import (
     prompt_safe,
     uri_to_path,
 )
-from lsp_server.session.ports import CompleterLike, CompletionLike, HostLike
-from lsp_server.session.recording import Recording
+from lsp_server.session.ports import (
+    CompleterLike,
+    CompletionLike,
+    HostLike,
+    NoRecording,
+    RecordingLike,
+    ShownAnswer,
+)
 from lsp_server.session.settings import Settings, parse_settings, unknown_keys
 from lsp_server.session.typing_through import ShownCompletions
 from lsp_server.session.workspace import WorkspaceContext
@@ -136,10 +141,10 @@ class Session:
         host_settings: Settings | None = None,
         model_allowed: Callable[[str], bool] | None = None,
         ready_wait_s: float = READY_WAIT_S,
-        feedback_home: Path | None = None,
+        recording: RecordingLike | None = None,
         adapters: AdapterSource | None = None,
     ) -> None:
-        """`feedback_home` is where feedback logs live (`$CODETAILOR_HOME`); None: no log."""
+        """`recording` keeps the feedback log (`lsp_server.feedback.Recording`); None: no log."""
         self.startup = startup  # the command line's settings: what a null setting returns to
         self.settings = startup
         self.host = host
@@ -169,8 +174,8 @@ class Session:
         # Counts of that background work, all keys present: the worker thread adds to them
         # while `status` copies them, so the dict must never change size.
         self.ahead: dict[str, int] = dict.fromkeys(AHEAD_COUNTS, 0)
-        # The local feedback log of the workspace's repository (see recording.py).
-        self.recording = Recording(feedback_home)
+        # The local feedback log of the workspace's repository (see lsp_server.feedback).
+        self.recording: RecordingLike = recording if recording is not None else NoRecording()
         # `adapter: auto`: the registry, the workspace it is asked about, what it chose.
         self.adapters = adapters
         self.root: str | None = None
@@ -585,17 +590,18 @@ class Session:
         completer = self._completer(request.uri)
         if completer is None or not self.workspace.in_workspace(request.uri):
             return None
-        return self.recording.shown(
-            request.uri,
-            self.workspace.path_of(request.uri),
-            request.language_id,
-            prompt_safe(request.text),
-            request.offset,
-            completion,
-            completer,
-            self.host.status,
-            latency_ms,
+        answer = ShownAnswer(
+            uri=request.uri,
+            path=self.workspace.path_of(request.uri),
+            language=request.language_id,
+            text=prompt_safe(request.text),
+            offset=request.offset,
+            completion=completion,
+            completer=completer,
+            latency_ms=latency_ms,
+            describe=self.host.status,
         )
+        return self.recording.shown(answer)
 
     # -- background work: warming, the next suggestion -------------------------------------
 

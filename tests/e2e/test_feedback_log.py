@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from lsp_server.cli import main
+from lsp_server.feedback import read_events
 from lsp_server.measure.feedback_stats import log_folder
-from lsp_server.session.feedback import read_events
 from tests.e2e.conftest import spawn
 
 OPTIONS = {"maxTokens": 6, "timeBudgetMs": 60000, "multiline": "never", "context": False}
@@ -60,10 +60,10 @@ def test_an_accepted_inline_completion_is_in_the_log_and_the_stats(
     kind, id = item["command"]["arguments"]
     assert kind == "inline" and id
     events = read_events(log_folder(repo))
-    assert [(e["event"], e["id"]) for e in events] == [("shown", id), ("accepted", id)]
+    assert [(e.event, e.id) for e in events] == [("shown", id), ("accepted", id)]
     shown = events[0]
-    assert shown["suggestion"] == item["insertText"] and shown["path"] == "app.py"
-    assert shown["source"] == "editor" and shown["model"]
+    assert shown.suggestion == item["insertText"] and shown.path == "app.py"
+    assert shown.source == "editor" and shown.model
     written = b"".join(p.read_bytes() for p in log_folder(repo).iterdir())
     assert SECRET.encode() not in written and b"AWS_KEY" in written
     assert main(["feedback", "stats", str(repo), "--json"]) == 0
@@ -119,7 +119,7 @@ def test_events_written_before_a_kill_9_of_the_server_read_back(
     folder = log_folder(repo)
     events = read_events(folder)
     assert len(events) >= written
-    kinds = [e["event"] for e in events]
+    kinds = [e.event for e in events]
     assert kinds.count("shown") == 4 and kinds.count("accepted") == 2
     assert kinds.count("dismissed") == 2 and kinds.count("typed") == 3
     with open(folder / "events.jsonl", "ab") as f:  # a write cut short by the kill
@@ -128,4 +128,4 @@ def test_events_written_before_a_kill_9_of_the_server_read_back(
     accept_one(endless_model_dir, repo, OPTIONS)  # a new server appends after the torn line
     after = read_events(folder)
     assert after[: len(events)] == events
-    assert [e["event"] for e in after[len(events) :]] == ["shown", "accepted"]
+    assert [e.event for e in after[len(events) :]] == ["shown", "accepted"]

@@ -655,7 +655,7 @@ def test_feedback_stats_from_real_editing_in_neovim(
     (the dismiss key; leaving Insert mode): the real server's feedback log holds them,
     and `codetailor feedback stats` computes its figures from it."""
     from lsp_server.cli import main
-    from lsp_server.session.feedback import feedback_dir, read_events, suggestion_records
+    from lsp_server.feedback import feedback_dir, read_events, suggestion_records
 
     home, project = tmp_path / "home", tmp_path / "project"
     (project / ".git").mkdir(parents=True)  # a root marker: the log is the project's
@@ -680,8 +680,8 @@ def test_feedback_stats_from_real_editing_in_neovim(
     expect_dismissed = 0 if editor.mode == "native" else 2  # the plugin's own ghost text tells
     editor.wait(lambda: outcomes() == (2, expect_dismissed), "the outcomes in the log")
     records = suggestion_records(read_events(folder))
-    assert len(records) >= 4 and {r.shown["source"] for r in records} == {"editor"}
-    reasons = [e.get("reason") for e in read_events(folder) if e["event"] == "dismissed"]
+    assert len(records) >= 4 and {r.shown.source for r in records} == {"editor"}
+    reasons = [getattr(e, "reason", None) for e in read_events(folder) if e.event == "dismissed"]
     assert reasons == ([] if editor.mode == "native" else ["dismiss", "insert-leave"])
     monkeypatch.setenv("CODETAILOR_HOME", str(home))
     assert main(["feedback", "stats", str(project), "--json"]) == 0

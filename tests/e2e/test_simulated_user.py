@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from lsp_server.cli import main
+from lsp_server.feedback import read_events, suggestion_records
 from lsp_server.measure.feedback_stats import log_folder
-from lsp_server.session.feedback import read_events, suggestion_records
 from tests.fixtures.repo import make_repo
 
 
@@ -34,8 +34,8 @@ def test_simulate_records_what_the_server_showed(
     untaken = [r for r in records if not r.was_accepted and not r.superseded]
     assert len(untaken) <= len(report["files"])
     for r in records:
-        assert r.shown["source"] == "simulated" and r.shown["model"]
-        assert r.shown["prompt_format"] and not r.shown["path"].startswith("/")
+        assert r.shown.source == "simulated" and r.shown.model
+        assert r.shown.prompt_format and r.shown.path and not r.shown.path.startswith("/")
     assert main(["feedback", "stats", str(repo), "--json", "--source", "simulated"]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert stats["overall"]["shown"] == len(records)

@@ -1,7 +1,8 @@
-"""The session's feedback log: which suggestion is which, and writes off the event loop.
+"""A session's feedback log: which suggestion is which, and writes off the event loop.
 
-`Recording` owns one session's `FeedbackRecorder` (lsp_server.session.feedback)
-and turns what the session sees into its calls:
+`Recording` is the real `lsp_server.session.ports.RecordingLike`: the server makes
+one per session and hands it to the `Session`. It owns one `FeedbackRecorder`
+(lsp_server.feedback.recorder) and turns what the session reports into its calls:
 
 - One log per workspace root, under the cache home the server passes in
   (`$CODETAILOR_HOME`, which only the model layer computes). Without a workspace
@@ -19,7 +20,7 @@ and turns what the session sees into its calls:
   seconds, so retention checks are answered while the user is idle. `close`
   drains what is queued, within a bound, before the process exits.
 
-Pure: imports neither pygls nor torch.
+Imports neither pygls nor torch.
 """
 
 from __future__ import annotations
@@ -35,7 +36,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from lsp_server.session.feedback import AcceptKind, FeedbackRecorder, feedback_dir
+from lsp_server.feedback.events import AcceptKind
+from lsp_server.feedback.log import feedback_dir
+from lsp_server.feedback.recorder import FeedbackRecorder, Suggestion
+from lsp_server.session.ports import ShownAnswer
 
 log = logging.getLogger("codetailor.feedback")
 
@@ -60,10 +64,6 @@ class Recording:
         self._thread: threading.Thread | None = None
         self._ids: OrderedDict[str, bool] = OrderedDict()  # recent ids -> accepted
 
-    @property
-    def active(self) -> bool:
-        return self.recorder is not None and self.enabled
-
     def start(self, root: Path | None, enabled: bool, client: str | None = None) -> None:
         """Record to the log of the repository at `root` (None: record nothing), for the
         client named `client` (its LSP clientInfo.name)."""
@@ -85,25 +85,10 @@ class Recording:
 
     # -- events -----------------------------------------------------------------------------
 
-    def shown(
-        self,
-        uri: str,
-        path: str | None,
-        language: str,
-        text: str,
-        offset: int,
-        completion: Any,
-        completer: Any,
-        describe: Callable[[], dict[str, Any]],
-        latency_ms: float,
-    ) -> str | None:
+    def shown(self, answer: ShownAnswer) -> str | None:
         """A model answer is shown: its new id (None when nothing is recorded).
 
-        `describe` gives the host's status ("model", "adapter"); it is called on
-        the recording thread, as is everything that builds the event. The prompt's
-        facts (`completion.context`, `completer.format.name`, `.window_tokens`,
-        `.repo`) are read where present: the real Completer has them all, a scripted
-        one in a test may not, and the ports (session/ports.py) do not promise them.
+        The event is built on the recording thread (`suggestion_of`), `describe` included.
         """
         recorder = self.recorder
         if recorder is None or not self.enabled:
@@ -112,23 +97,8 @@ class Recording:
         self._ids[id] = False
         while len(self._ids) > REMEMBER:
             self._ids.popitem(last=False)
-
         source = self.source
-
-        def write() -> None:
-            facts = describe()
-            fmt = getattr(completer, "format", None)
-            snippets: Sequence[Any] = getattr(completion, "context", ())
-            recorder.shown(
-                id, uri, path, language or None, None, facts.get("model"), facts.get("adapter"),
-                getattr(fmt, "name", None), text[:offset], text[offset:],
-                [(s.path, s.text) for s in snippets[::-1]],  # the Completer lists them nearest-last
-                completion.text, latency_ms,
-                window_tokens=getattr(completer, "window_tokens", None),
-                repo=getattr(completer, "repo", None), source=source,
-            )  # fmt: skip
-
-        self._submit(write)
+        self._submit(lambda: recorder.shown(suggestion_of(id, answer, source)))
         return id
 
     def typed_through(self, id: str | None, chars: int) -> None:
@@ -219,6 +189,35 @@ class Recording:
                 _safely(recorder.poll)
                 next_poll = time.monotonic() + self.poll_s
         recorder.close()
+
+
+def suggestion_of(id: str, answer: ShownAnswer, source: str) -> Suggestion:
+    """What the recorder logs of a shown answer. The prompt's facts (`completion.context`,
+    `completer.format.name`, `.window_tokens`, `.repo`) are read where present: the real
+    Completer has them all, a scripted one in a test may not, and the ports
+    (session/ports.py) do not promise them."""
+    facts = answer.describe()
+    completion, completer = answer.completion, answer.completer
+    fmt = getattr(completer, "format", None)
+    snippets: Sequence[Any] = getattr(completion, "context", ())
+    text, offset = answer.text, answer.offset
+    return Suggestion(
+        id=id,
+        uri=answer.uri,
+        path=answer.path,
+        language=answer.language or None,
+        prefix=text[:offset],
+        suffix=text[offset:],
+        text=completion.text,
+        latency_ms=answer.latency_ms,
+        context=[(s.path, s.text) for s in snippets[::-1]],  # the Completer lists them nearest-last
+        model=facts.get("model"),
+        adapter=facts.get("adapter"),
+        prompt_format=getattr(fmt, "name", None),
+        window_tokens=getattr(completer, "window_tokens", None),
+        repo=getattr(completer, "repo", None),
+        source=source,
+    )
 
 
 def _safely(job: Callable[[], None]) -> None:
