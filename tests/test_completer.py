@@ -13,10 +13,10 @@ from lsp_server.completion.completer import (
     fit_snippets,
     rejoin_held_whitespace,
 )
+from lsp_server.completion.generation import Generation
 from lsp_server.completion.postprocess import RULES, postprocess
 from lsp_server.completion.prompt import FORMATS, PREFIX_ONLY, Snippet
 from lsp_server.completion.scope import decide_scope
-from lsp_server.model.engine import Generation
 from tests.fixtures.fakes import CharTokenizer
 
 

@@ -16,8 +16,8 @@ from lsp_server.completion.completer import (
     WINDOW_STEP_LINES,
     Completer,
 )
+from lsp_server.completion.generation import Generation
 from lsp_server.completion.prompt import FORMATS, PREFIX_ONLY, PromptFormat, Snippet
-from lsp_server.model.engine import Generation
 from tests.fixtures.fakes import CharTokenizer
 
 WINDOW = 1024

@@ -26,12 +26,12 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from lsp_server.completion.generation import Generation, GenerationEngine
 from lsp_server.completion.healing import Healed, TokenHealer
 from lsp_server.completion.languages import language_for
 from lsp_server.completion.postprocess import RULES, postprocess
 from lsp_server.completion.prompt import PromptFormat, Snippet, build_prompt
 from lsp_server.completion.scope import Mode, Scope, decide_scope
-from lsp_server.model.engine import Generation, GenerationEngine
 
 # The window start only moves in steps of this many lines, so that while the
 # user types, the prompt keeps its beginning and the KV cache keeps hitting.
