@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lsp_server.completion.generation import Generation, GenerationEngine
+from lsp_server.completion.generation import Generation, GenerationEngine, StopPredicate
 from lsp_server.completion.healing import Healed, TokenHealer
 from lsp_server.completion.languages import language_for
 from lsp_server.completion.postprocess import RULES, postprocess
@@ -173,6 +173,32 @@ class Completer:
         ids = self.prompt_ids(text, offset, path=path, context=context)
         return self.engine.prefill(ids, cancel, chunk=WARM_CHUNK)
 
+    def _continuation(self, healed: Healed, held: str) -> Callable[[Sequence[int]], str]:
+        """What generated tokens add at the cursor: decoded, less the prompt's own last
+        token where it was regenerated (healing), with the held-back whitespace rejoined."""
+
+        def continuation(tokens: Sequence[int]) -> str:
+            text = self.tokenizer.decode(tokens)
+            if healed.tail and text.startswith(healed.tail):
+                text = text[len(healed.tail) :]
+            return rejoin_held_whitespace(text, held)
+
+        return continuation
+
+    def _stop_rule(
+        self, continuation: Callable[[Sequence[int]], str], scope: Scope
+    ) -> StopPredicate:
+        """Stop at a stop token, or (rule "scope") where the scope's text ends."""
+        stop_ids = self._stop_ids
+        use_scope = "scope" in self.rules
+
+        def stop(tokens: Sequence[int]) -> bool:
+            if tokens[-1] in stop_ids:
+                return True
+            return use_scope and scope.should_stop(continuation(tokens))
+
+        return stop
+
     def complete(
         self,
         text: str,
@@ -211,27 +237,13 @@ class Completer:
         language = language_for(path, language_id) if path or language_id else None
         scope = decide_scope(prefix, suffix, mode, language=language)
         healed = self._encode(prompt)
-        stop_ids = self._stop_ids
-        use_scope = "scope" in self.rules
-
-        def continuation(tokens: Sequence[int]) -> str:
-            """What the generated tokens add at the cursor."""
-            text = self.tokenizer.decode(tokens)
-            if healed.tail and text.startswith(healed.tail):
-                text = text[len(healed.tail) :]  # the prompt's own last token, regenerated
-            return rejoin_held_whitespace(text, held)
-
-        def stop(tokens: Sequence[int]) -> bool:
-            if tokens[-1] in stop_ids:
-                return True
-            return use_scope and scope.should_stop(continuation(tokens))
-
+        continuation = self._continuation(healed, held)
         now = time.monotonic()
         generation = self.engine.generate(
             healed.ids,
             # The healed token re-types prompt text: it does not count against the budget.
             max_new_tokens=max_tokens + (1 if healed.tail else 0),
-            stop=stop,
+            stop=self._stop_rule(continuation, scope),
             deadline=now + time_budget if time_budget else None,
             cancel=cancel,
             first_allowed=healed.allowed,
@@ -240,15 +252,8 @@ class Completer:
         )
         if generation.tokens:
             self._last_tokens = list(generation.tokens)
-        raw = continuation([t for t in generation.tokens if t not in stop_ids])
+        raw = continuation([t for t in generation.tokens if t not in self._stop_ids])
         completion = ""
         if generation.stop_reason != "cancelled":
             completion = postprocess(raw, prefix, suffix, scope, rules=self.rules)
-        return Completion(
-            text=completion,
-            prompt=prompt,
-            scope=scope,
-            generation=generation,
-            raw=raw,
-            context=tuple(snippets),
-        )
+        return Completion(completion, prompt, scope, generation, raw, tuple(snippets))
