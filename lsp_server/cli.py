@@ -18,7 +18,7 @@ from typing import Any
 from lsp_server import __version__
 from lsp_server.errors import CodetailorError
 from lsp_server.repo.files import read_source
-from lsp_server.session.documents import LINE_BREAK, line_bounds
+from lsp_server.session.documents import LINE_BREAK, line_bounds, offset_at
 
 log = logging.getLogger("codetailor")
 
@@ -225,7 +225,8 @@ def parse_location(location: str) -> tuple[Path, int, int]:
 def offset_of(text: str, line: int, col: int, where: str = "") -> int:
     """The character offset of 1-based LINE:COL; COL may be one past the end of the line.
 
-    Lines are cut as LSP cuts them (`session.documents.line_bounds`); unlike an
+    COL counts characters, as compilers print it. The documents' own conversion
+    (`session.documents.offset_at`, in code points) finds the offset; unlike an
     LSP position, a position outside the file is an error, not clamped.
     """
     bounds = line_bounds(text, line - 1)
@@ -237,7 +238,7 @@ def offset_of(text: str, line: int, col: int, where: str = "") -> int:
         raise CodetailorError(
             f"{where}column {col} is past the end of line {line} ({end - start} characters)"
         )
-    return start + col - 1
+    return offset_at(text, line - 1, col - 1, encoding="utf-32")
 
 
 def display_path(path: Path) -> str:

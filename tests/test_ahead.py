@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from lsp_server.session.ahead import WARM_STEP_LINES, WarmPlan, edit_cursor
+from lsp_server.completion.window import WINDOW_STEP_LINES
+from lsp_server.session.ahead import WarmPlan, edit_cursor
 from lsp_server.session.documents import Change, Position
 
 
@@ -29,7 +30,7 @@ def test_the_cursor_counts_utf16_columns() -> None:
 def test_a_plan_warms_on_focus_on_a_far_move_and_on_many_lines() -> None:
     plan = WarmPlan()
     plan.opened("a", 100)
-    assert not plan.moved("a", 100 - WARM_STEP_LINES + 1, 0)  # still near
+    assert not plan.moved("a", 100 - WINDOW_STEP_LINES + 1, 0)  # still near
     assert plan.moved("a", 10, 0)  # far: another window
     assert not plan.moved("a", 12, 1)  # typing Enter
     assert plan.moved("a", 12, 2)  # a paste of lines

@@ -38,6 +38,7 @@ def test_offset_of_counts_characters_and_allows_end_of_line() -> None:
     text = "ab\ncdé\n"
     assert offset_of(text, 1, 1) == 0
     assert offset_of(text, 2, 4) == 6  # just after the é
+    assert offset_of("😀x\n", 1, 3) == 2  # past U+1F600: one column, not two UTF-16 units
     with pytest.raises(CodetailorError, match="past the end of line 2"):
         offset_of(text, 2, 5)
     with pytest.raises(CodetailorError, match="past the end of the file"):

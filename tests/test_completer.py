@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from lsp_server.completion.completer import (
+from lsp_server.completion.completer import Completer
+from lsp_server.completion.generation import Generation
+from lsp_server.completion.postprocess import RULES, postprocess
+from lsp_server.completion.prompt import FORMATS, PREFIX_ONLY, Snippet
+from lsp_server.completion.scope import decide_scope
+from lsp_server.completion.window import (
     WINDOW_STEP_LINES,
-    Completer,
     clip_line_start,
     clip_prefix,
     clip_suffix,
     fit_snippets,
     rejoin_held_whitespace,
 )
-from lsp_server.completion.postprocess import RULES, postprocess
-from lsp_server.completion.prompt import FORMATS, PREFIX_ONLY, Snippet
-from lsp_server.completion.scope import decide_scope
-from lsp_server.model.engine import Generation
 from tests.fixtures.fakes import CharTokenizer
 
 

@@ -168,16 +168,16 @@ def test_accepted_parts_and_trigger_kinds() -> None:
 
 
 def test_a_clipped_prefix_rebuilds_the_same_prompt(tmp_path: Path) -> None:
-    from lsp_server.completion.completer import Completer
     from lsp_server.completion.prompt import get_format
+    from lsp_server.completion.window import PromptWindow
     from tests.tiny import build_tokenizer
 
     tokenizer = build_tokenizer(tmp_path)
-    completer = Completer(None, tokenizer, get_format("prefix-only"), window_tokens=256)  # type: ignore[arg-type]
+    window = PromptWindow(tokenizer, get_format("prefix-only"), window_tokens=256)
     prefix = "".join(f"value_{i} = compute({i}, {i * 7})\n" for i in range(900)) + "x = "
     kept, start = clip_prefix_for_log(prefix, max_chars=3_000)
     assert len(kept) <= 3_000 and start % 16 == 0 and start > 0
-    assert completer.prompt_for(kept, "") == completer.prompt_for(prefix, "")
+    assert window.prompt_for(kept, "") == window.prompt_for(prefix, "")
 
 
 def test_repo_keys_differ_by_path_and_are_stable(tmp_path: Path) -> None:

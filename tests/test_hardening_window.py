@@ -10,14 +10,10 @@ from collections.abc import Sequence
 import pytest
 
 from lsp_server.completion import completer as completer_module
-from lsp_server.completion.completer import (
-    MAX_CHARS_PER_TOKEN,
-    NEAR_CHARS,
-    WINDOW_STEP_LINES,
-    Completer,
-)
+from lsp_server.completion.completer import NEAR_CHARS, Completer
+from lsp_server.completion.generation import Generation
 from lsp_server.completion.prompt import FORMATS, PREFIX_ONLY, PromptFormat, Snippet
-from lsp_server.model.engine import Generation
+from lsp_server.completion.window import MAX_CHARS_PER_TOKEN, WINDOW_STEP_LINES
 from tests.fixtures.fakes import CharTokenizer
 
 WINDOW = 1024
@@ -102,7 +98,7 @@ def test_the_suffix_keeps_only_its_budget_of_the_cursors_line() -> None:
     completer = Completer(OneToken(), CharTokenizer(), FORMATS["starcoder"], window_tokens=WINDOW)
     prompt = completer.prompt_for("", LONG)
     suffix = prompt.split("<fim_suffix>", 1)[1].split("<fim_middle>", 1)[0]
-    assert suffix == LONG[: len(suffix)] and 0 < len(suffix) <= completer.suffix_tokens
+    assert suffix == LONG[: len(suffix)] and 0 < len(suffix) <= completer.window.suffix_tokens
 
 
 def test_the_window_start_still_moves_in_steps_on_a_long_file() -> None:

@@ -19,13 +19,9 @@ PACKAGES = ("lsp_server", "finetune")
 PURE = ("lsp_server.session", "lsp_server.completion", "lsp_server.repo")
 LSP_LIBRARIES = ("pygls", "lsprotocol")
 MODEL_LIBRARIES = ("torch", "transformers", "peft")
-# Benchmarks that drive a real server as an LSP client (pygls' LanguageClient); the
-# server side of the protocol stays in lsp_server.lsp.
-LSP_CLIENTS = (
-    "lsp_server.measure.latency",
-    "lsp_server.measure.server_overhead",
-    "lsp_server.measure.simulated_user",
-)
+# The benchmarks' one LSP client (pygls' LanguageClient), which drives a real server;
+# the server side of the protocol stays in lsp_server.lsp.
+LSP_CLIENTS = ("lsp_server.measure.client",)
 
 
 def module_name(path: Path) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from lsp_server.measure.client import EditorClient
 from lsp_server.measure.offline_user import Place, paired, sign_test, takes, typing_places
 from lsp_server.measure.simulated_user import Simulation, UserSetup, type_file
 from tests.test_simulated_user import FakeClient
@@ -40,13 +41,13 @@ def test_the_places_are_where_the_simulated_user_asks_whatever_it_took() -> None
     assert len(places) == 25  # at the start of the typed part, then after each word
     # A user who takes nothing asks at exactly these places, in this order.
     refuser = Recorder(SOURCE, wrong_every=1)
-    asyncio.run(type_file(refuser, "pkg/calc.py", SOURCE, Simulation(), setup, 0))
+    asyncio.run(type_file(EditorClient(refuser), "pkg/calc.py", SOURCE, Simulation(), setup, 0))
     assert refuser.asked_at == [(p.text, p.offset) for p in places]
     # One who takes every other suggestion skips places, and asks at others after a take
     # (which ends on a word, before its space); where it asks at a place, the document is
     # the same as the place's.
     taker = Recorder(SOURCE, wrong_every=2)
-    asyncio.run(type_file(taker, "pkg/calc.py", SOURCE, Simulation(), setup, 0))
+    asyncio.run(type_file(EditorClient(taker), "pkg/calc.py", SOURCE, Simulation(), setup, 0))
     by_offset = {p.offset: p.text for p in places}
     common = [(text, at) for text, at in taker.asked_at if at in by_offset]
     assert 0 < len(common) < len(places)

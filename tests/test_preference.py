@@ -79,12 +79,12 @@ def plant(folder: Path, places: int = 24) -> None:
 
 
 def test_prompts_are_rebuilt_exactly_as_the_server_built_them(tmp_path: Path) -> None:
-    from lsp_server.completion.completer import Completer
+    from lsp_server.completion.window import PromptWindow
     from tests.tiny import build_tokenizer
 
     tokenizer = build_tokenizer(tmp_path / "tok")
     fmt = get_format("prefix-only")
-    server = Completer(None, tokenizer, fmt, window_tokens=128)  # type: ignore[arg-type]
+    server = PromptWindow(tokenizer, fmt, window_tokens=128)
     prefix = "".join(f"x_{i} = f({i})\n" for i in range(3000)) + "    y = "
     snippets = [Snippet("lib/util.py", "def f(x):\n    return x\n")]
     shown = server.prompt_for(prefix, "\nz = 1\n", path="pkg/a.py", context=snippets)
@@ -115,15 +115,15 @@ def test_prompts_are_rebuilt_exactly_as_the_server_built_them(tmp_path: Path) ->
 
 def test_the_snippets_a_completion_reports_rebuild_its_prompt(tmp_path: Path) -> None:
     """The session logs `completion.context[::-1]` (the Completer reports them nearest last)."""
-    from lsp_server.completion.completer import Completer
+    from lsp_server.completion.window import PromptWindow
     from tests.tiny import build_tokenizer
 
     tokenizer = build_tokenizer(tmp_path / "tok")
     fmt = get_format("prefix-only")
-    server = Completer(None, tokenizer, fmt, window_tokens=1024)  # type: ignore[arg-type]
+    server = PromptWindow(tokenizer, fmt, window_tokens=1024)
     candidates = [Snippet(f"lib/m{i}.py", f"def f{i}(x):\n    return x * {i}\n") for i in range(6)]
     prefix = "import lib\n\ny = "
-    prompt, used, _ = server._layout(prefix, "", "pkg/a.py", candidates)
+    prompt, used, _ = server.layout(prefix, "", "pkg/a.py", candidates)
     assert len(used) >= 2
     rec = FeedbackRecorder(tmp_path / "log")
     rec.shown(

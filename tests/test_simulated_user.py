@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from lsp_server.errors import CodetailorError
+from lsp_server.measure.client import EditorClient
 from lsp_server.measure.simulated_user import (
     Simulation,
     UserSetup,
@@ -86,7 +87,7 @@ def test_the_user_takes_what_matches_and_runs_the_items_command() -> None:
     client = FakeClient(source)
     sim = Simulation()
     setup = UserSetup(words_per_file=60, max_suggestions=10, start=0.2)
-    asyncio.run(type_file(client, "pkg/calc.py", source, sim, setup, 0))
+    asyncio.run(type_file(EditorClient(client), "pkg/calc.py", source, sim, setup, 0))
     assert sim.shown == 10 and sim.accepted == 5 and sim.full == 5
     # Each accepted item's own command, with its own arguments (the feedback id among them).
     assert client.commands == [
@@ -129,7 +130,7 @@ def test_the_user_types_on_a_line_of_its_own_not_in_front_of_the_untyped_rest() 
     source = "".join(f"def f{n}(x):\n    return compute_value(x, scale={n})\n" for n in range(30))
     client = SuffixWatcher(source)
     setup = UserSetup(words_per_file=9, max_suggestions=100, start=0.3)
-    asyncio.run(type_file(client, "pkg/calc.py", source, Simulation(), setup, 0))
+    asyncio.run(type_file(EditorClient(client), "pkg/calc.py", source, Simulation(), setup, 0))
     assert client.rests and all(rest == "" for rest in client.rests)
 
 

@@ -17,7 +17,7 @@ A desirable suggestion with no pair, and an undesirable one with neither,
 stays unpaired, with its label, for a KTO-style loss.
 
 Each example's prompt is rebuilt from the log exactly as the server built it,
-through the same `Completer.prompt_for` (same format, window, path, snippets).
+through the same `PromptWindow.prompt_for` (same format, window, path, snippets).
 Pure: no torch.
 """
 
@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from lsp_server.completion.prompt import Snippet
+from lsp_server.completion.window import held_whitespace
 from lsp_server.feedback import SuggestionRecord
 
 # Of one place, at most this many pairs (kept x rejected), so one busy line does not dominate.
@@ -118,7 +119,7 @@ def example_of(record: SuggestionRecord, build: PromptBuilder) -> PreferenceExam
     padded = "\n" * s.prefix_start_line + prefix
     snippets = [Snippet(p, t) for p, t in s.context]
     prompt = build(padded, s.suffix, s.path, snippets, s.window_tokens, s.repo)
-    held = prefix[len(prefix.rstrip()) :]
+    held = held_whitespace(prefix)
     return PreferenceExample(
         record.id, prompt, held + record.suggestion, verdict(record), place_of(record)
     )
@@ -129,7 +130,7 @@ def typed_example(
 ) -> PreferenceExample:
     """What the user typed at `record`'s place, as the chosen side of a pair against it."""
     prefix = record.shown.prefix
-    held = prefix[len(prefix.rstrip()) :]
+    held = held_whitespace(prefix)
     return PreferenceExample(f"{record.id}:typed", shown.prompt, held + typed, True, shown.place)
 
 

@@ -40,10 +40,10 @@ def load_records(cfg: PreferenceConfig) -> list[Any]:
 
 
 def prompt_builder(tokenizer: Any, fmt: Any, default_window: int) -> Any:
-    """Rebuild prompts with the server's own layout code (one Completer per window size)."""
-    from lsp_server.completion.completer import Completer
+    """Rebuild prompts with the server's own layout code (one PromptWindow per window size)."""
+    from lsp_server.completion.window import PromptWindow
 
-    completers: dict[tuple[int, str | None], Completer] = {}
+    windows: dict[tuple[int, str | None], PromptWindow] = {}
 
     def build(
         prefix: str,
@@ -54,8 +54,8 @@ def prompt_builder(tokenizer: Any, fmt: Any, default_window: int) -> Any:
         repo: str | None,
     ) -> str:
         key = (int(window or default_window), repo)
-        if key not in completers:
-            completers[key] = Completer(None, tokenizer, fmt, window_tokens=key[0], repo=repo)  # type: ignore[arg-type]
-        return completers[key].prompt_for(prefix, suffix, path=path, context=snippets)
+        if key not in windows:
+            windows[key] = PromptWindow(tokenizer, fmt, window_tokens=key[0], repo=repo)
+        return windows[key].prompt_for(prefix, suffix, path=path, context=snippets)
 
     return build

@@ -9,8 +9,8 @@ events of `lsp_server.feedback.events` and appends them to the repository's
   (`lsp_server.repo.secrets.redact`), before anything reaches the disk.
 - A `shown` event holds what rebuilds the exact prompt: model, adapter, prompt
   format, window, the file's path, the prefix (cut on a line boundary that keeps
-  the line numbering modulo the completer's window step), the suffix's start and
-  the context snippets. `completion.completer.Completer.prompt_for` rebuilds it.
+  the line numbering modulo the window step), the suffix's start and
+  the context snippets. `completion.window.PromptWindow.prompt_for` rebuilds it.
 - Retention checks (is accepted text still there 30 s and 2 min later?) and the
   `typed` event: what the place of each recent suggestion says once the user has
   finished its line, accepted or not (the text a preference pair prefers to an
@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from lsp_server.completion.window import WINDOW_STEP_LINES
 from lsp_server.feedback.events import (
     Accepted,
     AcceptKind,
@@ -54,10 +55,6 @@ from lsp_server.repo.secrets import redact
 # (4,096 tokens on a GPU is ~16,000 characters of code).
 MAX_PREFIX_CHARS = 24_000
 MAX_SUFFIX_CHARS = 6_000
-# The completer's window start moves in steps of this many lines, counted from the
-# document's first line; a stored prefix starts on such a line so the rebuilt
-# prompt's window starts where the real one did. (= completion.completer.WINDOW_STEP_LINES)
-LINE_STEP = 16
 # Retention checks: seconds after an acceptance, and the event each one records.
 RETENTION_CHECKS: tuple[tuple[float, RetentionCheck], ...] = (
     (30.0, "retained_30s"),
@@ -98,15 +95,16 @@ def accepted_part(suggestion: str, kind: AcceptKind) -> str:
 
 def clip_prefix_for_log(prefix: str, max_chars: int = MAX_PREFIX_CHARS) -> tuple[str, int]:
     """(the prefix's end, the document line it starts on): at most `max_chars`, cut at a
-    line whose number is a multiple of LINE_STEP, so rebuilt windows start on the same line."""
+    line whose number is a multiple of WINDOW_STEP_LINES (the step of the prompt window's
+    start), so the rebuilt prompt's window starts where the real one did."""
     if len(prefix) <= max_chars:
         return prefix, 0
     lines = prefix.split("\n")
     total, first = len(prefix), 0
     # Drop whole steps of lines from the start until what is left fits.
-    while total > max_chars and first + LINE_STEP < len(lines):
-        total -= sum(len(line) + 1 for line in lines[first : first + LINE_STEP])
-        first += LINE_STEP
+    while total > max_chars and first + WINDOW_STEP_LINES < len(lines):
+        total -= sum(len(line) + 1 for line in lines[first : first + WINDOW_STEP_LINES])
+        first += WINDOW_STEP_LINES
     return "\n".join(lines[first:]), first
 
 

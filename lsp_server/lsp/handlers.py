@@ -15,6 +15,7 @@ from pygls.capabilities import ServerCapabilitiesBuilder
 
 # A runtime import: pygls reads the command handlers' type hints to convert their arguments.
 from lsp_server.lsp.server import CodetailorServer
+from lsp_server.methods import ACCEPTED, CURSOR, DISMISSED, STATUS
 from lsp_server.session.documents import (
     Change,
     Position,
@@ -24,10 +25,6 @@ from lsp_server.session.documents import (
     word_start,
 )
 
-ACCEPTED = "codetailor.accepted"
-STATUS = "codetailor.status"
-CURSOR = "codetailor/cursor"  # where the editor's cursor rests (VS Code, Neovim, Emacs send it)
-DISMISSED = "codetailor/dismissed"  # the user hid a shown suggestion (the Neovim plugin)
 ENCODINGS = {"utf-8": "utf-8", "utf-16": "utf-16", "utf-32": "utf-32"}
 LABEL_CHARS = 60
 

@@ -31,12 +31,12 @@ import re
 import statistics
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lsp_server.measure.client import ServerProcess, serve_command
 from lsp_server.measure.quality.metrics import percentile
 from lsp_server.measure.replay import Replay, typing_replay
 
@@ -47,7 +47,6 @@ COLD_MAX_TOKENS = 64
 # from mouse to keys (0.4 s) plus mental preparation (1.35 s) (Card, Moran and Newell
 # 1980), less the editors' 150 ms debounce.
 COLD_PAUSE_MS = 1600
-CURSOR = "codetailor/cursor"
 
 
 @dataclass
@@ -66,15 +65,8 @@ class VariantResult:
         } | self.extra
 
 
-def _position(text: str, offset: int) -> tuple[int, int]:
-    """LSP line and UTF-16 character of a character offset."""
-    line = text.count("\n", 0, offset)
-    start = text.rfind("\n", 0, offset) + 1
-    return line, len(text[start:offset].encode("utf-16-le")) // 2
-
-
-class _Server:
-    """`codetailor serve` in a subprocess, driven over LSP as an editor would."""
+class _Server(ServerProcess):
+    """`codetailor serve` in a subprocess, driven over LSP as an editor would: one variant."""
 
     def __init__(
         self,
@@ -93,130 +85,21 @@ class _Server:
         `engine`: `local` or `openai:URL`; the client introduces itself as `client_name`,
         in the workspace `root` (None: no workspace); `cold_request`: how its cold-open
         request comes (`run_cold`: "cursor" or "at-once")."""
-        from pygls.lsp.client import LanguageClient
-
-        self.name = name
-        self.command = [sys.executable, "-m", "lsp_server.cli", "serve", "--model", model]
-        if adapter:
-            self.command += ["--adapter", adapter]
-        if dtype:
-            self.command += ["--dtype", dtype]
-        if engine != "local":
-            self.command += ["--engine", engine]
-        self.client_name, self.root = client_name, root
-        self.cold_request = cold_request
         # `python -m` puts the working directory first on sys.path: run in the tree.
-        self.cwd = str(tree.resolve()) if tree is not None else None
-        self.env = os.environ | {"PYTHONPATH": self.cwd} if self.cwd else None
-        self.client = LanguageClient(client_name, "1")
+        cwd = str(tree.resolve()) if tree is not None else None
+        super().__init__(
+            serve_command(model, adapter=adapter, dtype=dtype, engine=engine),
+            client_name=client_name,
+            cwd=cwd,
+            env=os.environ | {"PYTHONPATH": cwd} if cwd else None,
+        )
+        self.name, self.root = name, root
+        self.cold_request = cold_request
         self.result, self.counts = VariantResult(name), _EngineCounts()
         self.answered = 0
 
-    async def start(self, options: dict[str, Any]) -> None:
-        from lsprotocol import types
-
-        await self.client.start_io(*self.command, env=self.env, cwd=self.cwd)
-        await self.client.initialize_async(
-            types.InitializeParams(
-                capabilities=types.ClientCapabilities(),
-                initialization_options=options,
-                client_info=types.ClientInfo(name=self.client_name),
-                root_uri=self.root.resolve().as_uri() if self.root else None,
-            )
-        )
-        self.client.initialized(types.InitializedParams())
-        while (state := await self.status())["state"] == "loading":
-            await asyncio.sleep(0.2)
-        if state["state"] != "ready":
-            raise RuntimeError(f"the server could not load the model: {state.get('error')}")
-
-    async def status(self) -> dict[str, Any]:
-        from lsprotocol import types
-
-        answer = await self.client.workspace_execute_command_async(
-            types.ExecuteCommandParams(command="codetailor.status")
-        )
-        return answer if isinstance(answer, dict) else {}
-
-    def open(self, uri: str, text: str) -> None:
-        from lsprotocol import types
-
-        item = types.TextDocumentItem(uri=uri, language_id="python", version=1, text=text)
-        self.client.text_document_did_open(types.DidOpenTextDocumentParams(text_document=item))
-
-    def insert(self, uri: str, version: int, text: str, offset: int, typed: str) -> None:
-        from lsprotocol import types
-
-        line, char = _position(text, offset)
-        where = types.Position(line=line, character=char)
-        change = types.TextDocumentContentChangePartial(
-            range=types.Range(start=where, end=where), text=typed
-        )
-        self.client.text_document_did_change(
-            types.DidChangeTextDocumentParams(
-                text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
-                content_changes=[change],
-            )
-        )
-
-    def cursor(self, uri: str, text: str, offset: int) -> None:
-        """`codetailor/cursor`: the editor's cursor rests at `offset`."""
-        line, char = _position(text, offset)
-        position = {"line": line, "character": char}
-        self.client.protocol.notify(CURSOR, {"textDocument": {"uri": uri}, "position": position})
-
-    def close(self, uri: str) -> None:
-        from lsprotocol import types
-
-        document = types.TextDocumentIdentifier(uri=uri)
-        self.client.text_document_did_close(types.DidCloseTextDocumentParams(document))
-
-    async def complete(self, uri: str, text: str, cursor: int) -> tuple[float, str]:
-        """(round trip in ms, the first item's text or "")."""
-        from lsprotocol import types
-
-        line, char = _position(text, cursor)
-        params = types.InlineCompletionParams(
-            text_document=types.TextDocumentIdentifier(uri=uri),
-            position=types.Position(line=line, character=char),
-            context=types.InlineCompletionContext(
-                trigger_kind=types.InlineCompletionTriggerKind.Automatic
-            ),
-        )
-        started = time.perf_counter()
-        answer = await self.client.text_document_inline_completion_async(params)
-        elapsed = (time.perf_counter() - started) * 1000
-        items: Any = getattr(answer, "items", answer) or []
-        first = items[0].insert_text if items else ""
-        return elapsed, first if isinstance(first, str) else first.value
-
-    async def stop(self) -> None:
-        try:
-            await self.client.shutdown_async(None)
-            self.client.exit(None)
-        finally:
-            await self.client.stop()
-
-
-@asynccontextmanager
-async def server_session(
-    model: str,
-    adapter: str | None,
-    options: dict[str, Any],
-    name: str = "codetailor-bench",
-    engine: str = "local",
-    root: Path | None = None,
-    dtype: str | None = None,
-) -> AsyncIterator[tuple[Any, Callable[[], Awaitable[dict[str, Any]]]]]:
-    """`codetailor serve` in a subprocess, initialized with `options` and its model loaded:
-    yields the pygls client and a function that asks for `codetailor.status`. The client
-    introduces itself as `name`, in the workspace `root` (None: no workspace)."""
-    server = _Server(name, model, adapter, dtype=dtype, engine=engine, client_name=name, root=root)
-    try:
-        await server.start(options)
-        yield server.client, server.status
-    finally:
-        await server.stop()
+    async def start(self, options: dict[str, Any], root: Path | None = None) -> None:
+        await super().start(options, root or self.root)
 
 
 @dataclass
@@ -302,9 +185,9 @@ async def _ask_all(servers: list[_Server], uri: str, text: str, cursor: int, nai
 
 async def _ask(server: _Server, uri: str, text: str, cursor: int) -> dict[str, Any]:
     """One completion request, recorded in the server's results; its status after."""
-    elapsed, answer = await server.complete(uri, text, cursor)
-    server.result.latencies_ms.append(elapsed)
-    server.answered += bool(answer.strip())
+    answer = await server.complete(uri, text, cursor)
+    server.result.latencies_ms.append(answer.elapsed_ms)
+    server.answered += bool(answer.text.strip())
     status = await server.status()
     server.counts.add(status.get("lastGeneration") or {})
     return status

@@ -23,81 +23,29 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Any
 
-from lsprotocol import types
-from pygls.lsp.client import LanguageClient
-
+from lsp_server.measure.client import ServerProcess, serve_command
 from lsp_server.measure.quality.metrics import percentile
+from lsp_server.session.documents import LINE_BREAK, line_bounds
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_FILE = REPO / "completion" / "completer.py"
 
 
-async def status(client: LanguageClient) -> dict[str, Any]:
-    answer = await client.workspace_execute_command_async(
-        types.ExecuteCommandParams(command="codetailor.status")
-    )
-    return answer if isinstance(answer, dict) else {}
-
-
 async def run(model: str, source: Path, requests: int, max_tokens: int) -> dict:
-    client = LanguageClient("codetailor-bench", "0")
-    await client.start_io(
-        sys.executable, "-m", "lsp_server.cli", "serve", "--model", model, cwd=str(REPO)
-    )
-    await client.initialize_async(
-        types.InitializeParams(
-            capabilities=types.ClientCapabilities(),
-            initialization_options={"maxTokens": max_tokens, "multiline": "never"},
-        )
-    )
-    client.initialized(types.InitializedParams())
-    while (state := await status(client))["state"] == "loading":
-        await asyncio.sleep(0.2)
-    if state["state"] != "ready":
-        raise SystemExit(f"the model did not load: {state['error']}")
+    server = ServerProcess(serve_command(model), cwd=str(REPO))
+    try:
+        await server.start({"maxTokens": max_tokens, "multiline": "never"})
+    except RuntimeError as exc:
+        await server.stop()
+        raise SystemExit(str(exc)) from None
     text = source.read_text()
     uri = source.resolve().as_uri()
-    client.text_document_did_open(
-        types.DidOpenTextDocumentParams(
-            text_document=types.TextDocumentItem(
-                uri=uri, language_id="python", version=1, text=text
-            )
-        )
-    )
-    lines = text.split("\n")
-    candidates = [i for i, line in enumerate(lines) if line.strip()]
-    step = max(1, len(candidates) // requests)
-    rows: list[dict[str, float]] = []
-    for line in candidates[::step][:requests]:
-        params = types.InlineCompletionParams(
-            text_document=types.TextDocumentIdentifier(uri=uri),
-            position=types.Position(line=line, character=len(lines[line])),
-            context=types.InlineCompletionContext(
-                trigger_kind=types.InlineCompletionTriggerKind.Invoked
-            ),
-        )
-        started = time.perf_counter()
-        await client.text_document_inline_completion_async(params)
-        rtt_ms = (time.perf_counter() - started) * 1000
-        generation = (await status(client))["lastGeneration"]
-        if rows and generation["request"] == rows[-1]["request"]:
-            continue  # answered without the engine (typing-through): nothing to subtract
-        rows.append(
-            {
-                "request": generation["request"],
-                "rtt_ms": rtt_ms,
-                "engine_ms": generation["latency_ms"],
-                "complete_ms": generation["complete_ms"],
-            }
-        )
-    final = await status(client)
-    await client.shutdown_async(None)
-    client.exit(None)
-    await client.stop()
+    server.open(uri, text)
+    rows = await _ask_at_line_ends(server, uri, text, requests)
+    final = await server.status()
+    await server.stop()
 
     def med(key: str) -> float:
         return round(percentile([r[key] for r in rows], 50), 2)
@@ -118,6 +66,31 @@ async def run(model: str, source: Path, requests: int, max_tokens: int) -> dict:
             percentile([r["complete_ms"] - r["engine_ms"] for r in rows], 50), 2
         ),
     }
+
+
+async def _ask_at_line_ends(
+    server: ServerProcess, uri: str, text: str, requests: int
+) -> list[dict[str, float]]:
+    """Ask at the ends of `requests` different non-blank lines; per request, the round trip
+    and the engine's times (requests that typing-through answered are left out)."""
+    candidates = [i for i, line in enumerate(LINE_BREAK.split(text)) if line.strip()]
+    step = max(1, len(candidates) // requests)
+    rows: list[dict[str, float]] = []
+    for line in candidates[::step][:requests]:
+        _, end = line_bounds(text, line) or (0, len(text))
+        answer = await server.complete(uri, text, end, invoked=True)
+        generation = (await server.status())["lastGeneration"]
+        if rows and generation["request"] == rows[-1]["request"]:
+            continue  # answered without the engine (typing-through): nothing to subtract
+        rows.append(
+            {
+                "request": generation["request"],
+                "rtt_ms": answer.elapsed_ms,
+                "engine_ms": generation["latency_ms"],
+                "complete_ms": generation["complete_ms"],
+            }
+        )
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,11 +33,10 @@ from typing import Any
 from lsp_server.completion.languages import language_for
 from lsp_server.errors import CodetailorError
 from lsp_server.feedback import SIMULATED_CLIENT
-from lsp_server.measure.latency import server_session
+from lsp_server.measure.client import EditorClient, server_session
 from lsp_server.measure.replay import WORD, line_end
 from lsp_server.repo.corpus import collect
 from lsp_server.repo.files import split_files
-from lsp_server.session.documents import position_at
 
 MIN_CHARS = 4
 
@@ -125,45 +123,10 @@ def split_sources(
     return [(f.path, f.text) for f in corpus.files if f.path in chosen]
 
 
-async def _insert(client: Any, doc: _Doc, offset: int, text: str) -> None:
-    from lsprotocol import types
-
-    where = position_at(doc.text, offset)
-    pos = types.Position(line=where.line, character=where.character)
+def _insert(client: EditorClient, doc: _Doc, offset: int, text: str) -> None:
     doc.version += 1
+    client.insert(doc.uri, doc.version, doc.text, offset, text)
     doc.text = doc.text[:offset] + text + doc.text[offset:]
-    client.text_document_did_change(
-        types.DidChangeTextDocumentParams(
-            text_document=types.VersionedTextDocumentIdentifier(uri=doc.uri, version=doc.version),
-            content_changes=[
-                types.TextDocumentContentChangePartial(
-                    range=types.Range(start=pos, end=pos), text=text
-                )
-            ],
-        )
-    )
-
-
-async def _ask(client: Any, doc: _Doc, offset: int) -> tuple[str, Any, float]:
-    """(the first suggestion's text, its command, round trip in ms)."""
-    from lsprotocol import types
-
-    where = position_at(doc.text, offset)
-    params = types.InlineCompletionParams(
-        text_document=types.TextDocumentIdentifier(uri=doc.uri),
-        position=types.Position(line=where.line, character=where.character),
-        context=types.InlineCompletionContext(
-            trigger_kind=types.InlineCompletionTriggerKind.Automatic
-        ),
-    )
-    started = time.perf_counter()
-    answer = await client.text_document_inline_completion_async(params)
-    elapsed = (time.perf_counter() - started) * 1000
-    items = answer.items if hasattr(answer, "items") else answer or []
-    if not items:
-        return "", None, elapsed
-    text = items[0].insert_text
-    return (text if isinstance(text, str) else text.value), items[0].command, elapsed
 
 
 @dataclass
@@ -179,7 +142,7 @@ class UserSetup:
 
 
 async def type_file(
-    client: Any,
+    client: EditorClient,
     path: str,
     source: str,
     sim: Simulation,
@@ -189,24 +152,17 @@ async def type_file(
 ) -> None:
     """Type one file (`path`, relative to the repository at `root`) from a line boundary,
     taking suggestions that match the file."""
-    from lsprotocol import types
-
     begin, end = typed_part(source, setup)
     where = (root / path) if root else Path(path)
     doc = _Doc(where.resolve().as_uri() + f"#{n}", path, document_at(source, begin, end))
     language = language_for(path).name
-    client.text_document_did_open(
-        types.DidOpenTextDocumentParams(
-            text_document=types.TextDocumentItem(
-                uri=doc.uri, language_id=language, version=1, text=doc.text
-            )
-        )
-    )
+    client.open(doc.uri, doc.text, language)
     cursor = begin
     while cursor < end and sim.shown < setup.max_suggestions:
-        suggestion, command, ms = await _ask(client, doc, cursor)
+        answer = await client.complete(doc.uri, doc.text, cursor)
+        suggestion, command = answer.text, answer.command
         sim.requests += 1
-        sim.latencies_ms.append(ms)
+        sim.latencies_ms.append(answer.elapsed_ms)
         take = ""
         if suggestion.strip():
             sim.shown += 1
@@ -217,22 +173,16 @@ async def type_file(
             sim.full += full
             sim.accepted_chars += len(take)
             if command is not None:
-                await client.workspace_execute_command_async(
-                    types.ExecuteCommandParams(
-                        command=command.command, arguments=accept_arguments(command, full)
-                    )
-                )
-            await _insert(client, doc, cursor, take)
+                await client.execute(command.command, accept_arguments(command, full))
+            _insert(client, doc, cursor, take)
             cursor += len(take)
             continue
         word = WORD.match(source, cursor, end)
         typed = word.group(0) if word else source[cursor:end]
-        await _insert(client, doc, cursor, typed)
+        _insert(client, doc, cursor, typed)
         sim.typed_chars += len(typed)
         cursor += len(typed)
-    client.text_document_did_close(
-        types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=doc.uri))
-    )
+    client.close(doc.uri)
 
 
 def typed_part(source: str, setup: UserSetup) -> tuple[int, int]:
@@ -287,14 +237,14 @@ async def simulate(
     session = server_session(
         model, adapter, options, SIMULATED_CLIENT, root=root, dtype=setup.dtype
     )
-    async with session as (client, status):
+    async with session as client:
         for n, (path, source) in enumerate(files):
             if sim.shown >= setup.max_suggestions:
                 break
             sim.files.append(path)
             await type_file(client, path, source, sim, setup, n, root)
             print(f"simulate: {path}: {sim.accepted}/{sim.shown} accepted", file=sys.stderr)
-        sim.empty = dict((await status()).get("emptyAnswers") or {})
+        sim.empty = dict((await client.status()).get("emptyAnswers") or {})
     return sim
 
 

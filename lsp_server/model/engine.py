@@ -34,18 +34,18 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
+
+# The engine's result and stop rules are the completer's types (pure, in completion/).
+from lsp_server.completion.generation import Generation, StopPredicate, StopReason
 
 # The most tokens drafted per forward, by default. A forward over 1 + 8 tokens
 # costs ~1.25x a one-token step in bf16 on this CPU, ~2x in fp32 (docs/benchmarks.md).
 DRAFT_TOKENS = 8
 # Prompt tokens kept before each recent generation: the key that finds it again.
 _PROMPT_TAIL = 16
-StopReason = Literal["max_tokens", "eos", "stop", "time", "cancelled", "error"]
-# Called with the tokens generated so far; True ends generation after the last one.
-StopPredicate = Callable[[Sequence[int]], bool]
 
 
 class Backend(Protocol):
@@ -76,35 +76,6 @@ class Backend(Protocol):
 
     def crop(self, cache: Any, length: int) -> None:
         """Keep only the first `length` positions of `cache`."""
-
-
-@dataclass(frozen=True)
-class Generation:
-    """What one call to `Engine.generate` produced, with the counts the CLI and server report."""
-
-    tokens: list[int]
-    stop_reason: StopReason
-    prompt_tokens: int
-    cached_tokens: int
-    prefill_ms: float
-    decode_ms: float
-    # Model calls that yielded generated tokens: the prefill's last and every decode step.
-    forwards: int = 0
-    drafted: int = 0  # drafted tokens sent for verification
-    accepted: int = 0  # of those, the ones the model agreed with
-
-    @property
-    def generated_tokens(self) -> int:
-        return len(self.tokens)
-
-    @property
-    def tokens_per_forward(self) -> float:
-        """Generated tokens per model call; 1.0 (or just under) for plain greedy decoding."""
-        return len(self.tokens) / self.forwards if self.forwards else 0.0
-
-    @property
-    def latency_ms(self) -> float:
-        return self.prefill_ms + self.decode_ms
 
 
 @dataclass
@@ -240,35 +211,6 @@ class _Run:
     forwards: int = 0
     drafted: int = 0
     accepted: int = 0
-
-
-class GenerationEngine(Protocol):
-    """What a Completer needs of an engine: `Engine` here, or a remote server's client."""
-
-    def generate(
-        self,
-        prompt: Sequence[int],
-        *,
-        max_new_tokens: int = 64,
-        stop: StopPredicate | None = None,
-        deadline: float | None = None,
-        cancel: threading.Event | None = None,
-        first_allowed: Sequence[int] | None = None,
-        hint: Sequence[int] = (),
-        prefill_deadline: float | None = None,
-    ) -> Generation:
-        """Greedily continue `prompt` (see `Engine.generate`)."""
-        ...
-
-    def prefill(
-        self,
-        prompt: Sequence[int],
-        cancel: threading.Event | None = None,
-        *,
-        chunk: int | None = None,
-    ) -> int:
-        """Put `prompt` in the prefix cache without generating; the tokens computed."""
-        ...
 
 
 class Engine:

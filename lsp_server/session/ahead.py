@@ -21,11 +21,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
+from lsp_server.completion.window import WINDOW_STEP_LINES
 from lsp_server.session.documents import Change, offset_at, units
 
-# The prompt window's start moves in steps of this many lines (the completer's
-# WINDOW_STEP_LINES): a cursor that moved this far may need another window.
-WARM_STEP_LINES = 16
 # An edit that inserts or removes this many lines (a paste, a deleted block)
 # changes the window's text: warm it again.
 WARM_EDIT_LINES = 2
@@ -73,7 +71,8 @@ class WarmPlan:
         removed `lines_changed` lines), needs the window there warmed."""
         focus = uri != self.focused
         last = self.lines.get(uri)
-        moved = last is None or abs(line - last) >= WARM_STEP_LINES
+        # The window's start moves in steps of lines: this far, another window may show.
+        moved = last is None or abs(line - last) >= WINDOW_STEP_LINES
         self.focused = uri
         if focus or moved or lines_changed >= WARM_EDIT_LINES:
             self.lines[uri] = line

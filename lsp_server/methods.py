@@ -1,0 +1,16 @@
+"""The names of Codetailor's own LSP methods and commands, as they go on the wire.
+
+The server registers them (lsp/handlers.py), the benchmarks' client sends them
+(measure/client.py), and the editor plugins under editors/ spell them the same
+way. Plain strings, no imports: every layer may use them.
+"""
+
+from __future__ import annotations
+
+# Commands (workspace/executeCommand).
+ACCEPTED = "codetailor.accepted"  # an item's command: [kind, id, part?] of an accepted suggestion
+STATUS = "codetailor.status"  # what the server holds and has counted, as one object
+
+# Notifications from the editor.
+CURSOR = "codetailor/cursor"  # where the editor's cursor rests (VS Code, Neovim, Emacs send it)
+DISMISSED = "codetailor/dismissed"  # the user hid a shown suggestion (the Neovim plugin)
