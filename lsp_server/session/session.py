@@ -39,6 +39,7 @@ from lsp_server.session.documents import (
     prompt_safe,
     uri_to_path,
 )
+from lsp_server.session.folders import WorkspaceFolders
 from lsp_server.session.ports import CompleterLike, CompletionLike, HostLike
 from lsp_server.session.recording import Recording
 from lsp_server.session.settings import Settings, parse_settings, unknown_keys
@@ -157,6 +158,7 @@ class Session:
         self.documents = Documents()
         self.shown = ShownCompletions(shown_capacity)
         self.workspace = workspace or WorkspaceContext()
+        self.folders: WorkspaceFolders = self.workspace.workspace  # root and folders: the one copy
         self.inflight: dict[str, Inflight] = {}
         self.counts: Counter[str] = Counter()
         self.empty: Counter[str] = Counter()
@@ -173,8 +175,7 @@ class Session:
         self.recording = Recording(feedback_home)
         # `adapter: auto`: the registry, the workspace it is asked about, what it chose.
         self.adapters = adapters
-        self.root: str | None = None
-        self.folder_adapters = FolderAdapters()  # every workspace folder's adapter
+        self.folder_adapters = FolderAdapters(self.folders)  # every workspace folder's adapter
         self._adapter_stamp: object = None
         self._adapter_checked = 0.0
         # Per document, the completer whose answers `shown` holds.
@@ -203,12 +204,9 @@ class Session:
         adapter, documents outside them by the first folder's.
         """
         self.documents = Documents(encoding)
-        self.root = uri_to_path(root_uri) if root_uri else None
-        paths = [p for p in map(uri_to_path, folders) if p]
-        self.folder_adapters.folders = paths or ([self.root] if self.root else [])
-        self.workspace.set_folders(self.folder_adapters.folders)
+        self.folders.open(root_uri, folders)
         problems = self.configure(options, base=self.startup)
-        self.workspace.set_root(root_uri, scan=self.settings.context)
+        self.workspace.index_root(scan=self.settings.context)
         self.recording.start(self.workspace.root, self.settings.feedback, client)
         return problems
 
@@ -302,11 +300,7 @@ class Session:
     def change_folders(self, added: Iterable[str], removed: Iterable[str]) -> None:
         """Workspace folders were added or removed (URIs): choose their adapters again; the
         host loads new ones in the background while the current ones keep answering."""
-        gone = [p for p in map(uri_to_path, removed) if p]
-        self.folder_adapters.change([p for p in map(uri_to_path, added) if p], gone)
-        self.workspace.set_folders(self.folder_adapters.folders)
-        if self.root in gone or self.root is None:
-            self.root = next(iter(self.folder_adapters.folders), None)
+        self.folders.change(added, removed)
         self.apply_settings(self.settings)
 
     def _completer(self, uri: str) -> CompleterLike | None:
