@@ -188,7 +188,7 @@ async def test_a_finished_generation_is_shown_and_counted(make):
     session, host = make("hello")
     assert await session.complete(request(session)) == "hello"
     assert session.counts["shown"] == 1 and session.counts["requests"] == 1
-    assert session.last_generation is not None and session.last_generation["request"] == 1
+    assert session.jobs.last_generation is not None and session.jobs.last_generation["request"] == 1
     assert empties(session) == {}
 
 
@@ -218,8 +218,8 @@ async def test_cancel_request_stops_the_model_and_counts_it(make):
     assert session.counts["cancelled"] == 1
     assert session.inflight == {} and session.status()["generating"] is None
     # the cancelled generation is still recorded, as the status shows it
-    assert session.last_generation is not None
-    assert session.last_generation["stop_reason"] == "cancelled"
+    assert session.jobs.last_generation is not None
+    assert session.jobs.last_generation["stop_reason"] == "cancelled"
 
 
 async def test_an_edit_during_generation_drops_the_answer_as_stale(make):
@@ -520,7 +520,7 @@ async def test_the_next_suggestion_is_ready_when_the_shown_one_is_accepted(make)
 async def test_a_next_suggestion_for_other_text_is_dropped(make):
     session, host = make("hello", "other")
     assert await session.complete(request(session)) == "hello"
-    predicted = session.predicted[URI]
+    predicted = session.ahead.predicted[URI]
     edit(session, TEXT + "help")
     assert await session.complete(request(session, len(TEXT) + 4)) == "other"
     assert predicted.cancel.is_set()
@@ -559,8 +559,8 @@ async def test_a_request_superseded_during_its_prefill_leaves_it_for_the_next():
     release.set()
     assert await asyncio.wait_for(first, BOUND_S) == ""
     await asyncio.wait_for(second, BOUND_S)
-    assert session.last_generation is not None
-    assert session.last_generation["cached_tokens"] == 16  # the two chunks the first one fed
+    assert session.jobs.last_generation is not None
+    assert session.jobs.last_generation["cached_tokens"] == 16  # the two chunks the first one fed
     assert empties(session).get("superseded") == 1
     host._pool.shutdown(wait=True)
 
