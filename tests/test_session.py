@@ -201,7 +201,7 @@ async def test_a_newer_request_supersedes_the_running_one(make):
     assert call.cancel.is_set()
     assert await asyncio.wait_for(second, BOUND_S) == "second"
     assert empties(session) == {"superseded": 1}
-    assert session.counts["superseded"] == 1 and session.counts["shown"] == 1
+    assert session.status()["counts"]["dropped"] == 1 and session.counts["shown"] == 1
 
 
 async def test_cancel_request_stops_the_model_and_counts_it(make):
@@ -215,7 +215,7 @@ async def test_cancel_request_stops_the_model_and_counts_it(make):
     await asyncio.to_thread(host.futures[0].result, BOUND_S)  # the job has ended
     assert call.cancel.is_set()
     assert empties(session) == {"cancelled": 1}
-    assert session.counts["cancelled"] == 1
+    assert session.empty["cancelled"] == 1
     assert session.inflight == {} and session.status()["generating"] is None
     # the cancelled generation is still recorded, as the status shows it
     assert session.jobs.last_generation is not None
@@ -230,6 +230,7 @@ async def test_an_edit_during_generation_drops_the_answer_as_stale(make):
     assert await asyncio.wait_for(task, BOUND_S) == ""
     assert call.cancel.is_set()  # the edit stopped the model, too
     assert empties(session) == {"stale": 1}
+    assert session.status()["counts"]["dropped"] == 1  # every dropped answer, whatever its reason
 
 
 async def test_a_revision_change_alone_drops_the_answer(make):
@@ -296,7 +297,7 @@ async def test_requests_before_the_model_is_ready_are_empty_and_counted(make):
     session, host = make(ready=False)
     assert await session.complete(request(session)) == ""
     assert host.futures == []
-    assert session.counts["not_ready"] == 1
+    assert session.empty["not_ready"] == 1
     assert empties(session) == {"not_ready": 1}
 
 
@@ -320,8 +321,10 @@ async def test_disabled_binary_unknown_failed_and_empty_answers_have_their_reaso
         "empty_generation": 1,
         "time_budget": 1,
     }
-    assert session.counts["failed"] == 1 and session.counts["shown"] == 0
+    assert session.empty["failed"] == 1 and session.counts["shown"] == 0
     assert set(session.status()["emptyAnswers"]) == set(EMPTY_REASONS)
+    # each empty answer is counted once, under its reason, not again among `counts`
+    assert not set(session.status()["counts"]) & set(EMPTY_REASONS)
 
 
 async def test_acceptances_are_counted_with_a_rate(make):
@@ -534,7 +537,7 @@ async def test_no_generation_where_the_line_right_of_the_cursor_is_full(make):
     assert host.futures == [] and empties(session) == {"no_help": 1}
     # A few characters besides closers still get a (one-line) completion, as scope.py decides.
     assert await session.complete(request(session, 19)) == "a"  # before "other)"
-    assert session.counts["no_help"] == 1
+    assert session.empty["no_help"] == 1
 
 
 async def test_a_request_superseded_during_its_prefill_leaves_it_for_the_next():

@@ -51,7 +51,8 @@ from lsp_server.session.workspace import WorkspaceContext
 
 log = logging.getLogger("codetailor.session")
 
-# Why a request was answered with nothing; `codetailor.status` counts each one.
+# Why a request was answered with nothing; `codetailor.status` counts each one, once,
+# under its reason (`emptyAnswers`).
 EMPTY_REASONS = (
     "unknown_document",  # the document is not open
     "disabled",  # the `enable` setting is off
@@ -68,6 +69,9 @@ EMPTY_REASONS = (
     "time_budget",  # `timeBudgetMs` ran out before the model produced anything
     "empty_generation",  # the model ran and had nothing to offer
 )
+# The reasons an answer the model was asked for is dropped rather than shown; the
+# status' `counts.dropped` is their sum.
+DROPPED_REASONS = ("superseded", "stale", "closed", "settings", "disconnected")
 
 # How long a request made while the model loads waits for it, and how often it looks.
 READY_WAIT_S = 300.0
@@ -122,8 +126,8 @@ class Session:
         self.workspace = workspace or WorkspaceContext()
         self.folders: WorkspaceFolders = self.workspace.workspace  # root and folders: the one copy
         self.inflight: dict[str, Inflight] = {}
-        self.counts: Counter[str] = Counter()
-        self.empty: Counter[str] = Counter()
+        self.counts: Counter[str] = Counter()  # requests, shown, accepted...
+        self.empty: Counter[str] = Counter()  # the empty answers, by reason
         self.ready_wait_s = ready_wait_s
         self.jobs = Jobs(self.documents, self.workspace)
         self.ahead = Ahead(host, self.documents, self.jobs)
@@ -303,7 +307,7 @@ class Session:
         self.cancel(uri, "stale")  # whatever it was computing is for text that no longer exists
         changes = list(changes)
         if not self.documents.change(uri, version, changes):
-            self.counts["unknown_document"] += 1
+            self.counts["unknown_document_edits"] += 1
             return
         self.workspace.changed(uri)
         doc = self.documents.get(uri)
@@ -351,13 +355,13 @@ class Session:
         """The document and offset for an LSP position; None for a document that is not open."""
         doc = self.documents.get(uri)
         if doc is None:
-            self.counts["unknown_document"] += 1
-            self.empty["unknown_document"] += 1
+            self._answer_empty("unknown_document")
             return None
         offset = offset_at(doc.text, line, character, self.encoding)
         return Request(uri, doc.text, offset, doc.revision, doc.language_id)
 
     def _answer_empty(self, reason: str) -> str:
+        """Count an empty answer under its reason (one of EMPTY_REASONS); the answer."""
         self.empty[reason] += 1
         return ""
 
@@ -375,7 +379,6 @@ class Session:
                 self.recording.typed_through(shown.id, request.offset - shown.offset)
             return rest
         if not completion_helps(request.text[request.offset :]):
-            self.counts["no_help"] += 1
             return self._answer_empty("no_help")
         return None
 
@@ -405,18 +408,15 @@ class Session:
             completion = await self._completion(request, inflight)
         except asyncio.CancelledError:  # $/cancelRequest: stop the model within one step
             inflight.stop("cancelled")
-            self.counts["cancelled"] += 1
-            self.empty["cancelled"] += 1
+            self._answer_empty("cancelled")
             raise
         except Exception:  # noqa: BLE001 - a failed generation answers empty, the server lives on
             log.exception("generation failed")
-            self.counts["failed"] += 1
             return self._answer_empty("failed")
         finally:
             if self.inflight.get(request.uri) is inflight:
                 del self.inflight[request.uri]
         if completion is None and not inflight.cancel.is_set():
-            self.counts["not_ready"] += 1
             return self._answer_empty("not_ready")
         latency_ms = (time.perf_counter() - started) * 1000
         return self._finish(request, inflight, completion, latency_ms)
@@ -475,7 +475,6 @@ class Session:
         elif doc.revision != request.revision:
             reason = "stale"
         if reason is not None:
-            self.counts["superseded"] += 1  # the status' historic name for every dropped answer
             return self._answer_empty(reason)
         assert completion is not None
         previous = self.shown.current(request.uri)
@@ -526,6 +525,12 @@ class Session:
         shown, accepted = self.counts["shown"], self.counts["accepted"]
         return round(accepted / shown, 3) if shown else None
 
+    def _counts_status(self) -> dict[str, int]:
+        """The status' `counts`: requests, answers shown, typed through and accepted, and
+        `dropped`, the answers the model was asked for and that were not shown (each also
+        an empty answer, under its reason)."""
+        return dict(self.counts) | {"dropped": sum(self.empty[r] for r in DROPPED_REASONS)}
+
     def status(self) -> dict[str, Any]:
         """What `codetailor.status` answers; all of it stays on this machine."""
         return self.host.status() | {
@@ -535,7 +540,7 @@ class Session:
             "workspaceAdapters": self.folder_adapters.rows(
                 self.host.answers_for, self.adapter_choice
             ),
-            "counts": dict(self.counts),
+            "counts": self._counts_status(),
             "acceptanceRate": self.acceptance_rate(),
             "emptyAnswers": {reason: self.empty[reason] for reason in EMPTY_REASONS},
             "documents": len(self.documents),
