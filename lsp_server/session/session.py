@@ -400,10 +400,7 @@ class Session:
         answer = self._answer_at_once(request)
         if answer is not None:
             return answer
-        self.ahead.plan.asked(request.uri, request.text.count("\n", 0, request.offset))
-        self.ahead.stop_warm(request.uri)  # the request prefills its window itself, continuing it
-        self.cancel(request.uri, "superseded")  # a newer request supersedes the running one
-        inflight = self.inflight[request.uri] = Inflight()
+        inflight = self._take_over(request)
         try:
             completion = await self._completion(request, inflight)
         except asyncio.CancelledError:  # $/cancelRequest: stop the model within one step
@@ -420,6 +417,15 @@ class Session:
             return self._answer_empty("not_ready")
         latency_ms = (time.perf_counter() - started) * 1000
         return self._finish(request, inflight, completion, latency_ms)
+
+    def _take_over(self, request: Request) -> Inflight:
+        """Make `request` the one running for its document: it supersedes the running one,
+        and prefills its window itself, continuing the warm there (which stops)."""
+        self.ahead.plan.asked(request.uri, request.text.count("\n", 0, request.offset))
+        self.ahead.stop_warm(request.uri)
+        self.cancel(request.uri, "superseded")
+        inflight = self.inflight[request.uri] = Inflight()
+        return inflight
 
     async def suggest(self, request: Request) -> tuple[str, str | None]:
         """`complete`, and the feedback id of the suggestion answered (None: not recorded)."""
@@ -466,14 +472,7 @@ class Session:
         latency_ms: float = 0.0,
     ) -> str:
         """The answer for a finished generation: dropped if stopped or stale, else shown."""
-        doc = self.documents.get(request.uri)
-        reason = None
-        if completion is None or inflight.cancel.is_set():
-            reason = inflight.reason or "superseded"
-        elif doc is None:
-            reason = "closed"
-        elif doc.revision != request.revision:
-            reason = "stale"
+        reason = self._dropped_because(request, inflight, completion)
         if reason is not None:
             return self._answer_empty(reason)
         assert completion is not None
@@ -487,6 +486,20 @@ class Session:
         self.counts["shown"] += 1
         self.ahead.predict(request, completion.text, self._completer(request.uri), self.settings)
         return completion.text
+
+    def _dropped_because(
+        self, request: Request, inflight: Inflight, completion: CompletionLike | None
+    ) -> str | None:
+        """Why a finished generation's answer is not shown (one of DROPPED_REASONS): it
+        was stopped, or its document closed or changed meanwhile; None: it is shown."""
+        doc = self.documents.get(request.uri)
+        if completion is None or inflight.cancel.is_set():
+            return inflight.reason or "superseded"
+        if doc is None:
+            return "closed"
+        if doc.revision != request.revision:
+            return "stale"
+        return None
 
     def _record_shown(
         self, request: Request, completion: CompletionLike, latency_ms: float
