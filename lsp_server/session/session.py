@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -282,14 +281,12 @@ class Session:
     def disconnect(self) -> None:
         """The client has gone: stop its generations and its workspace scan.
 
-        A session is made per connection and dropped with it; the scan is told
-        to stop on a thread of its own, so a scan stuck in a read never holds up
-        the caller (the event loop).
+        A session is made per connection and dropped with it; the scan is only
+        told to stop (`ContextIndex.stop` never joins it), so a scan stuck in a
+        read never holds up the caller (the event loop).
         """
         self.cancel_all("disconnected")
-        threading.Thread(
-            target=self.workspace.stop, name="codetailor-index-stop", daemon=True
-        ).start()
+        self.workspace.stop()
         self.ahead.plan = WarmPlan()
         self.recording.close()
 
