@@ -195,6 +195,17 @@ async def test_folders_added_and_removed_change_the_adapters_in_use(tmp_path):
     ]
 
 
+def test_the_workspace_folders_are_one_object_that_the_context_and_adapters_read(tmp_path):
+    session, _, _, (first, second, third) = two_folders(tmp_path)
+    assert session.workspace.workspace is session.folders is session.folder_adapters.workspace
+    inside_third = (third / "pkg" / "m.py").as_uri()
+    assert session.workspace.path_of(inside_third) == "m.py"  # outside every folder
+    session.change_folders([third.as_uri()], [first.as_uri()])
+    assert session.folders.folders == session.folder_adapters.folders == [str(second), str(third)]
+    assert session.workspace.path_of(inside_third) == "pkg/m.py"
+    assert session.folders.root == str(first)  # the workspace served stays
+
+
 def test_auto_never_chooses_an_adapter_for_another_base_model(tmp_path):
     other = Registered(
         "r-1", "/adapters/r", "by path", refused="trained for base model 'x', not 'y'"
@@ -209,8 +220,9 @@ def test_auto_never_chooses_an_adapter_for_another_base_model(tmp_path):
 
 def test_a_document_belongs_to_its_innermost_folder():
     from lsp_server.session.adapter_choice import FolderAdapters
+    from lsp_server.session.folders import WorkspaceFolders
 
-    folders = FolderAdapters(["/src/mono", "/src/mono/svc", "/src/other"])
+    folders = FolderAdapters(WorkspaceFolders(folders=["/src/mono", "/src/mono/svc", "/src/other"]))
     assert folders.folder_of("/src/mono/svc/api.py") == "/src/mono/svc"
     assert folders.folder_of("/src/mono/lib/x.py") == "/src/mono"
     assert folders.folder_of("/src/monolith/x.py") is None  # a prefix, not a parent

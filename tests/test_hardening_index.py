@@ -94,17 +94,19 @@ def test_a_new_root_never_waits_for_a_stuck_scan(
 
     monkeypatch.setattr(retrieval, "indexable_files", slow_listing)
     workspace = WorkspaceContext()
-    workspace.set_root((tmp_path / "a").as_uri(), scan=True)
+    workspace.workspace.open((tmp_path / "a").as_uri())
+    workspace.index_root(scan=True)
     assert listing.wait(10)
     returned = threading.Event()
 
     def second_initialize() -> None:  # what the event loop does on the next `initialize`
-        workspace.set_root((tmp_path / "b").as_uri(), scan=True)
+        workspace.workspace.open((tmp_path / "b").as_uri())
+        workspace.index_root(scan=True)
         returned.set()
 
     threading.Thread(target=second_initialize, daemon=True).start()
     try:
-        assert returned.wait(5), "set_root blocked on the stuck scan (a join on the loop)"
+        assert returned.wait(5), "index_root blocked on the stuck scan (a join on the loop)"
     finally:
         gate.set()
     assert workspace.index.wait(timeout=30)
@@ -120,7 +122,8 @@ def test_a_secret_in_another_file_or_document_never_reaches_the_prompt(tmp_path:
     (tmp_path / "app.py").write_text(APP)
     (tmp_path / "deploy_key.py").write_text(KEY)
     workspace = WorkspaceContext()
-    workspace.set_root(tmp_path.as_uri(), scan=True)
+    workspace.workspace.open(tmp_path.as_uri())
+    workspace.index_root(scan=True)
     assert workspace.index.wait(timeout=60)
     documents = Documents()
     # An open, edited document holding a secret, and one outside the workspace.

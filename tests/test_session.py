@@ -188,7 +188,7 @@ async def test_a_finished_generation_is_shown_and_counted(make):
     session, host = make("hello")
     assert await session.complete(request(session)) == "hello"
     assert session.counts["shown"] == 1 and session.counts["requests"] == 1
-    assert session.last_generation is not None and session.last_generation["request"] == 1
+    assert session.jobs.last_generation is not None and session.jobs.last_generation["request"] == 1
     assert empties(session) == {}
 
 
@@ -201,7 +201,7 @@ async def test_a_newer_request_supersedes_the_running_one(make):
     assert call.cancel.is_set()
     assert await asyncio.wait_for(second, BOUND_S) == "second"
     assert empties(session) == {"superseded": 1}
-    assert session.counts["superseded"] == 1 and session.counts["shown"] == 1
+    assert session.status()["counts"]["dropped"] == 1 and session.counts["shown"] == 1
 
 
 async def test_cancel_request_stops_the_model_and_counts_it(make):
@@ -215,11 +215,11 @@ async def test_cancel_request_stops_the_model_and_counts_it(make):
     await asyncio.to_thread(host.futures[0].result, BOUND_S)  # the job has ended
     assert call.cancel.is_set()
     assert empties(session) == {"cancelled": 1}
-    assert session.counts["cancelled"] == 1
+    assert session.empty["cancelled"] == 1
     assert session.inflight == {} and session.status()["generating"] is None
     # the cancelled generation is still recorded, as the status shows it
-    assert session.last_generation is not None
-    assert session.last_generation["stop_reason"] == "cancelled"
+    assert session.jobs.last_generation is not None
+    assert session.jobs.last_generation["stop_reason"] == "cancelled"
 
 
 async def test_an_edit_during_generation_drops_the_answer_as_stale(make):
@@ -230,6 +230,7 @@ async def test_an_edit_during_generation_drops_the_answer_as_stale(make):
     assert await asyncio.wait_for(task, BOUND_S) == ""
     assert call.cancel.is_set()  # the edit stopped the model, too
     assert empties(session) == {"stale": 1}
+    assert session.status()["counts"]["dropped"] == 1  # every dropped answer, whatever its reason
 
 
 async def test_a_revision_change_alone_drops_the_answer(make):
@@ -296,7 +297,7 @@ async def test_requests_before_the_model_is_ready_are_empty_and_counted(make):
     session, host = make(ready=False)
     assert await session.complete(request(session)) == ""
     assert host.futures == []
-    assert session.counts["not_ready"] == 1
+    assert session.empty["not_ready"] == 1
     assert empties(session) == {"not_ready": 1}
 
 
@@ -320,8 +321,10 @@ async def test_disabled_binary_unknown_failed_and_empty_answers_have_their_reaso
         "empty_generation": 1,
         "time_budget": 1,
     }
-    assert session.counts["failed"] == 1 and session.counts["shown"] == 0
+    assert session.empty["failed"] == 1 and session.counts["shown"] == 0
     assert set(session.status()["emptyAnswers"]) == set(EMPTY_REASONS)
+    # each empty answer is counted once, under its reason, not again among `counts`
+    assert not set(session.status()["counts"]) & set(EMPTY_REASONS)
 
 
 async def test_acceptances_are_counted_with_a_rate(make):
@@ -520,7 +523,7 @@ async def test_the_next_suggestion_is_ready_when_the_shown_one_is_accepted(make)
 async def test_a_next_suggestion_for_other_text_is_dropped(make):
     session, host = make("hello", "other")
     assert await session.complete(request(session)) == "hello"
-    predicted = session.predicted[URI]
+    predicted = session.ahead.predicted[URI]
     edit(session, TEXT + "help")
     assert await session.complete(request(session, len(TEXT) + 4)) == "other"
     assert predicted.cancel.is_set()
@@ -534,7 +537,7 @@ async def test_no_generation_where_the_line_right_of_the_cursor_is_full(make):
     assert host.futures == [] and empties(session) == {"no_help": 1}
     # A few characters besides closers still get a (one-line) completion, as scope.py decides.
     assert await session.complete(request(session, 19)) == "a"  # before "other)"
-    assert session.counts["no_help"] == 1
+    assert session.empty["no_help"] == 1
 
 
 async def test_a_request_superseded_during_its_prefill_leaves_it_for_the_next():
@@ -559,8 +562,8 @@ async def test_a_request_superseded_during_its_prefill_leaves_it_for_the_next():
     release.set()
     assert await asyncio.wait_for(first, BOUND_S) == ""
     await asyncio.wait_for(second, BOUND_S)
-    assert session.last_generation is not None
-    assert session.last_generation["cached_tokens"] == 16  # the two chunks the first one fed
+    assert session.jobs.last_generation is not None
+    assert session.jobs.last_generation["cached_tokens"] == 16  # the two chunks the first one fed
     assert empties(session).get("superseded") == 1
     host._pool.shutdown(wait=True)
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
+from lsp_server.session.folders import WorkspaceFolders
+
 AUTO = "auto"
 NONE = "none"
 
@@ -89,10 +91,15 @@ OUTSIDE_REASON = "outside every workspace folder: the first folder's adapter ans
 @dataclass
 class FolderAdapters:
     """Each workspace folder's adapter choice; the first folder's is the default one
-    (it answers documents outside every folder, and is the one the host loads first)."""
+    (it answers documents outside every folder, and is the one the host loads first).
+    The folders are the workspace's (`WorkspaceFolders`, shared with the session)."""
 
-    folders: list[str] = field(default_factory=list)
+    workspace: WorkspaceFolders = field(default_factory=WorkspaceFolders)
     choices: dict[str, AdapterChoice] = field(default_factory=dict)
+
+    @property
+    def folders(self) -> list[str]:
+        return self.workspace.folders
 
     def choose(
         self,
@@ -132,11 +139,6 @@ class FolderAdapters:
         """The adapter that answers the document at `path`."""
         folder = self.folder_of(path)
         return self.choices[folder].adapter if folder in self.choices else default.adapter
-
-    def change(self, added: list[str], removed: list[str]) -> None:
-        """Workspace folders added and removed (didChangeWorkspaceFolders)."""
-        kept = [f for f in self.folders if f not in removed]
-        self.folders = kept + [f for f in added if f not in kept]
 
     def rows(
         self, answers_for: Callable[[str | None], tuple[str | None, str]], default: AdapterChoice

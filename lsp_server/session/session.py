@@ -1,12 +1,14 @@
 """One editor's session: the completion policy, in plain values.
 
 `Session` holds what a connected client shares with the server (settings, open
-documents, the completions shown, the workspace context, in-flight requests,
-counts) and decides every answer: typing-through, supersede and cancel, the
+documents, the completions shown, the workspace, in-flight requests, counts)
+and decides every answer: typing-through, supersede and cancel, the
 stale-answer check, empty answers by reason, acceptances and the status. The
-LSP layer (`lsp_server.lsp.handlers`) only translates LSP params into these
-calls and the answers back. Pure: no pygls, no torch; the model is reached
-through `HostLike` (lsp_server.session.ports), so tests script it.
+work done ahead of requests is its `Ahead` (ahead.py), the jobs the model runs
+its `Jobs` (jobs.py). The LSP layer (`lsp_server.lsp.handlers`) only
+translates LSP params into these calls and the answers back. Pure: no pygls,
+no torch; the model is reached through `HostLike` (lsp_server.session.ports),
+so tests script it.
 """
 
 from __future__ import annotations
@@ -14,11 +16,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from lsp_server import __version__
@@ -29,7 +30,7 @@ from lsp_server.session.adapter_choice import (
     Registered,
     choose_adapter,
 )
-from lsp_server.session.ahead import WARM_DOCUMENTS, Predicted, WarmPlan, edit_cursor
+from lsp_server.session.ahead import Ahead, WarmPlan, edit_cursor
 from lsp_server.session.documents import (
     Change,
     Documents,
@@ -38,6 +39,8 @@ from lsp_server.session.documents import (
     prompt_safe,
     uri_to_path,
 )
+from lsp_server.session.folders import WorkspaceFolders
+from lsp_server.session.jobs import Inflight, Jobs, Request
 from lsp_server.session.ports import (
     CompleterLike,
     CompletionLike,
@@ -52,7 +55,8 @@ from lsp_server.session.workspace import WorkspaceContext
 
 log = logging.getLogger("codetailor.session")
 
-# Why a request was answered with nothing; `codetailor.status` counts each one.
+# Why a request was answered with nothing; `codetailor.status` counts each one, once,
+# under its reason (`emptyAnswers`).
 EMPTY_REASONS = (
     "unknown_document",  # the document is not open
     "disabled",  # the `enable` setting is off
@@ -69,19 +73,9 @@ EMPTY_REASONS = (
     "time_budget",  # `timeBudgetMs` ran out before the model produced anything
     "empty_generation",  # the model ran and had nothing to offer
 )
-# The status' "ahead" counts: cursor positions the editor reported (`codetailor/cursor`);
-# warms asked for, finished, cut short by a request, skipped (the document changed
-# first), tokens prefilled; next suggestions computed, and served.
-AHEAD_COUNTS = (
-    "cursors",
-    "warms",
-    "warmsDone",
-    "warmsYielded",
-    "warmsSkipped",
-    "warmedTokens",
-    "nextComputed",
-    "nextHits",
-)
+# The reasons an answer the model was asked for is dropped rather than shown; the
+# status' `counts.dropped` is their sum.
+DROPPED_REASONS = ("superseded", "stale", "closed", "settings", "disconnected")
 
 # How long a request made while the model loads waits for it, and how often it looks.
 READY_WAIT_S = 300.0
@@ -98,34 +92,6 @@ class AdapterSource:
 
     lookup: Callable[[str, str | None], Registered | None]
     stamp: Callable[[], object]
-
-
-@dataclass(frozen=True)
-class Request:
-    """A completion request in plain values: which document, which text, where."""
-
-    uri: str
-    text: str
-    offset: int
-    revision: int
-    language_id: str = ""
-
-
-@dataclass
-class Inflight:
-    """A generation in progress: its cancel flag, and why it was stopped (once stopped)."""
-
-    cancel: threading.Event = field(default_factory=threading.Event)
-    reason: str = ""
-    # The next suggestion's cancel flag while the request waits for it (see ahead.py).
-    linked: threading.Event | None = None
-
-    def stop(self, reason: str) -> None:
-        if not self.cancel.is_set():
-            self.reason = reason
-            self.cancel.set()
-        if self.linked is not None:
-            self.linked.set()
 
 
 class Session:
@@ -162,24 +128,18 @@ class Session:
         self.documents = Documents()
         self.shown = ShownCompletions(shown_capacity)
         self.workspace = workspace or WorkspaceContext()
+        self.folders: WorkspaceFolders = self.workspace.workspace  # root and folders: the one copy
         self.inflight: dict[str, Inflight] = {}
-        self.counts: Counter[str] = Counter()
-        self.empty: Counter[str] = Counter()
-        self.last_generation: dict[str, Any] | None = None
-        self.generating: int | None = None  # the request the model is working on now
+        self.counts: Counter[str] = Counter()  # requests, shown, accepted...
+        self.empty: Counter[str] = Counter()  # the empty answers, by reason
         self.ready_wait_s = ready_wait_s
-        self.plan = WarmPlan()
-        self.warms: dict[str, threading.Event] = {}  # per document, the latest warm's cancel flag
-        self.predicted: dict[str, Predicted] = {}  # per document, the next suggestion
-        # Counts of that background work, all keys present: the worker thread adds to them
-        # while `status` copies them, so the dict must never change size.
-        self.ahead: dict[str, int] = dict.fromkeys(AHEAD_COUNTS, 0)
+        self.jobs = Jobs(self.documents, self.workspace)
+        self.ahead = Ahead(host, self.documents, self.jobs)
         # The local feedback log of the workspace's repository (see lsp_server.feedback).
         self.recording: RecordingLike = recording if recording is not None else NoRecording()
         # `adapter: auto`: the registry, the workspace it is asked about, what it chose.
         self.adapters = adapters
-        self.root: str | None = None
-        self.folder_adapters = FolderAdapters()  # every workspace folder's adapter
+        self.folder_adapters = FolderAdapters(self.folders)  # every workspace folder's adapter
         self._adapter_stamp: object = None
         self._adapter_checked = 0.0
         # Per document, the completer whose answers `shown` holds.
@@ -207,13 +167,10 @@ class Session:
         log); each of the `folders` (all workspace folders) is answered by its own
         adapter, documents outside them by the first folder's.
         """
-        self.documents = Documents(encoding)
-        self.root = uri_to_path(root_uri) if root_uri else None
-        paths = [p for p in map(uri_to_path, folders) if p]
-        self.folder_adapters.folders = paths or ([self.root] if self.root else [])
-        self.workspace.set_folders(self.folder_adapters.folders)
+        self.documents.encoding = encoding
+        self.folders.open(root_uri, folders)
         problems = self.configure(options, base=self.startup)
-        self.workspace.set_root(root_uri, scan=self.settings.context)
+        self.workspace.index_root(scan=self.settings.context)
         self.recording.start(self.workspace.root, self.settings.feedback, client)
         return problems
 
@@ -288,9 +245,7 @@ class Session:
         """Drop what the previous model or adapter suggested in `uri` (shown completion,
         next suggestion), so typing-through never serves it once another one answers."""
         self.shown.forget(uri)
-        predicted = self.predicted.pop(uri, None)
-        if predicted is not None:
-            predicted.cancel.set()
+        self.ahead.forget_prediction(uri)
 
     def _choose_adapter(self, settings: Settings) -> AdapterChoice:
         """Every folder's adapter under `settings`; returns the first folder's (the default)."""
@@ -307,11 +262,7 @@ class Session:
     def change_folders(self, added: Iterable[str], removed: Iterable[str]) -> None:
         """Workspace folders were added or removed (URIs): choose their adapters again; the
         host loads new ones in the background while the current ones keep answering."""
-        gone = [p for p in map(uri_to_path, removed) if p]
-        self.folder_adapters.change([p for p in map(uri_to_path, added) if p], gone)
-        self.workspace.set_folders(self.folder_adapters.folders)
-        if self.root in gone or self.root is None:
-            self.root = next(iter(self.folder_adapters.folders), None)
+        self.folders.change(added, removed)
         self.apply_settings(self.settings)
 
     def _completer(self, uri: str) -> CompleterLike | None:
@@ -335,15 +286,13 @@ class Session:
     def disconnect(self) -> None:
         """The client has gone: stop its generations and its workspace scan.
 
-        A session is made per connection and dropped with it; the scan is told
-        to stop on a thread of its own, so a scan stuck in a read never holds up
-        the caller (the event loop).
+        A session is made per connection and dropped with it; the scan is only
+        told to stop (`ContextIndex.stop` never joins it), so a scan stuck in a
+        read never holds up the caller (the event loop).
         """
         self.cancel_all("disconnected")
-        threading.Thread(
-            target=self.workspace.stop, name="codetailor-index-stop", daemon=True
-        ).start()
-        self.plan = WarmPlan()
+        self.workspace.stop()
+        self.ahead.plan = WarmPlan()
         self.recording.close()
 
     # -- documents ------------------------------------------------------------------------
@@ -352,37 +301,37 @@ class Session:
         """A document opened (and focused): warm the window at its end."""
         self.documents.open(uri, text, version, language_id)
         self.workspace.opened(uri)
-        self.plan.opened(uri, text.count("\n"))
-        self.warm(uri, len(text))
+        self.ahead.plan.opened(uri, text.count("\n"))
+        self.ahead.warm(uri, len(text), self._completer(uri), self.settings)
 
     def change(self, uri: str, version: int, changes: Iterable[Change]) -> None:
         """Apply edits; warm the window at the cursor if they moved it somewhere new."""
         self.cancel(uri, "stale")  # whatever it was computing is for text that no longer exists
         changes = list(changes)
         if not self.documents.change(uri, version, changes):
-            self.counts["unknown_document"] += 1
+            self.counts["unknown_document_edits"] += 1
             return
         self.workspace.changed(uri)
         doc = self.documents.get(uri)
         if doc is not None and self.workspace.in_workspace(uri):
             self.recording.changed(uri, doc.text)
         cursor = edit_cursor(doc.text, changes[-1], self.encoding) if doc and changes else None
-        if cursor is not None and self.plan.moved(uri, cursor[1], cursor[2]):
-            self.warm(uri, cursor[0])
+        if cursor is not None and self.ahead.plan.moved(uri, cursor[1], cursor[2]):
+            self.ahead.warm(uri, cursor[0], self._completer(uri), self.settings)
 
     def cursor(self, uri: str, line: int, character: int) -> None:
         """The editor's cursor is at (line, character): warm the window there if it is new."""
-        self.ahead["cursors"] += 1
+        self.ahead.counts["cursors"] += 1
         doc = self.documents.get(uri)
         if doc is None or self.host.completer is None:
             return  # nothing to warm with yet: the plan keeps only windows it prepared
-        if self.plan.moved(uri, line, 0):
-            self.warm(uri, offset_at(doc.text, line, character, self.encoding))
+        if self.ahead.plan.moved(uri, line, 0):
+            offset = offset_at(doc.text, line, character, self.encoding)
+            self.ahead.warm(uri, offset, self._completer(uri), self.settings)
 
     def close(self, uri: str) -> None:
         self.cancel(uri, "closed")
-        self._drop_ahead(uri)
-        self.plan.forget(uri)
+        self.ahead.closed(uri)
         self.shown.forget(uri)
         self._answering.pop(uri, None)
         self.documents.close(uri)
@@ -400,17 +349,7 @@ class Session:
         for inflight in self.inflight.values():
             inflight.stop(reason)
         self.inflight.clear()
-        for uri in list(self.warms) + list(self.predicted):
-            self._drop_ahead(uri)
-
-    def _drop_ahead(self, uri: str) -> None:
-        """Stop the background work for `uri` (warming, the next suggestion)."""
-        warm = self.warms.pop(uri, None)
-        if warm is not None:
-            warm.set()
-        predicted = self.predicted.pop(uri, None)
-        if predicted is not None:
-            predicted.cancel.set()
+        self.ahead.drop_all()
 
     # -- completion -----------------------------------------------------------------------
 
@@ -418,13 +357,13 @@ class Session:
         """The document and offset for an LSP position; None for a document that is not open."""
         doc = self.documents.get(uri)
         if doc is None:
-            self.counts["unknown_document"] += 1
-            self.empty["unknown_document"] += 1
+            self._answer_empty("unknown_document")
             return None
         offset = offset_at(doc.text, line, character, self.encoding)
         return Request(uri, doc.text, offset, doc.revision, doc.language_id)
 
     def _answer_empty(self, reason: str) -> str:
+        """Count an empty answer under its reason (one of EMPTY_REASONS); the answer."""
         self.empty[reason] += 1
         return ""
 
@@ -442,7 +381,6 @@ class Session:
                 self.recording.typed_through(shown.id, request.offset - shown.offset)
             return rest
         if not completion_helps(request.text[request.offset :]):
-            self.counts["no_help"] += 1
             return self._answer_empty("no_help")
         return None
 
@@ -464,31 +402,32 @@ class Session:
         answer = self._answer_at_once(request)
         if answer is not None:
             return answer
-        self.plan.asked(request.uri, request.text.count("\n", 0, request.offset))
-        warm = self.warms.pop(request.uri, None)
-        if warm is not None:  # the request prefills its window itself, continuing the warm
-            warm.set()
-        self.cancel(request.uri, "superseded")  # a newer request supersedes the running one
-        inflight = self.inflight[request.uri] = Inflight()
+        inflight = self._take_over(request)
         try:
             completion = await self._completion(request, inflight)
         except asyncio.CancelledError:  # $/cancelRequest: stop the model within one step
             inflight.stop("cancelled")
-            self.counts["cancelled"] += 1
-            self.empty["cancelled"] += 1
+            self._answer_empty("cancelled")
             raise
         except Exception:  # noqa: BLE001 - a failed generation answers empty, the server lives on
             log.exception("generation failed")
-            self.counts["failed"] += 1
             return self._answer_empty("failed")
         finally:
             if self.inflight.get(request.uri) is inflight:
                 del self.inflight[request.uri]
         if completion is None and not inflight.cancel.is_set():
-            self.counts["not_ready"] += 1
             return self._answer_empty("not_ready")
         latency_ms = (time.perf_counter() - started) * 1000
         return self._finish(request, inflight, completion, latency_ms)
+
+    def _take_over(self, request: Request) -> Inflight:
+        """Make `request` the one running for its document: it supersedes the running one,
+        and prefills its window itself, continuing the warm there (which stops)."""
+        self.ahead.plan.asked(request.uri, request.text.count("\n", 0, request.offset))
+        self.ahead.stop_warm(request.uri)
+        self.cancel(request.uri, "superseded")
+        inflight = self.inflight[request.uri] = Inflight()
+        return inflight
 
     async def suggest(self, request: Request) -> tuple[str, str | None]:
         """`complete`, and the feedback id of the suggestion answered (None: not recorded)."""
@@ -498,7 +437,7 @@ class Session:
 
     async def _completion(self, request: Request, inflight: Inflight) -> CompletionLike | None:
         """The next suggestion computed ahead, else a generation; None if no model came."""
-        ahead = await self._predicted(request, inflight)
+        ahead = await self.ahead.served(request, inflight)
         if ahead is not None:
             return ahead
         completer = self._completer(request.uri)
@@ -506,7 +445,10 @@ class Session:
             completer = self._completer(request.uri)
         if completer is None:
             return None
-        job = self._generation(completer, request, inflight.cancel)
+        number = self.counts["requests"]
+        job = self.jobs.completion(
+            completer, request, self.settings, inflight.cancel, number=number
+        )
         return await asyncio.wrap_future(self.host.submit(job))
 
     async def _wait_for_model(self, inflight: Inflight) -> bool:
@@ -524,34 +466,6 @@ class Session:
             await asyncio.sleep(READY_POLL_S)
         return True
 
-    async def _predicted(self, request: Request, inflight: Inflight) -> CompletionLike | None:
-        """The suggestion computed ahead for exactly this text and cursor, if it has one.
-
-        Waits for it if it is still being computed; a newer request stops it as
-        it would a generation. None when there is none, or when it was cut short
-        (it yields to any request) or failed: the caller then generates.
-        """
-        predicted = self.predicted.pop(request.uri, None)
-        if predicted is None:
-            return None
-        if not predicted.matches(request.text, request.offset):
-            predicted.cancel.set()  # the user went elsewhere
-            return None
-        inflight.linked = predicted.cancel
-        completion: CompletionLike | None
-        try:
-            completion = await asyncio.wrap_future(predicted.future)
-        except Exception:  # noqa: BLE001 - a failed prediction: generate instead
-            completion = None
-        finally:
-            inflight.linked = None
-        if inflight.cancel.is_set():
-            return completion
-        if completion is None or (not completion.text and predicted.cancel.is_set()):
-            return None
-        self.ahead["nextHits"] += 1
-        return completion
-
     def _finish(
         self,
         request: Request,
@@ -560,16 +474,8 @@ class Session:
         latency_ms: float = 0.0,
     ) -> str:
         """The answer for a finished generation: dropped if stopped or stale, else shown."""
-        doc = self.documents.get(request.uri)
-        reason = None
-        if completion is None or inflight.cancel.is_set():
-            reason = inflight.reason or "superseded"
-        elif doc is None:
-            reason = "closed"
-        elif doc.revision != request.revision:
-            reason = "stale"
+        reason = self._dropped_because(request, inflight, completion)
         if reason is not None:
-            self.counts["superseded"] += 1  # the status' historic name for every dropped answer
             return self._answer_empty(reason)
         assert completion is not None
         previous = self.shown.current(request.uri)
@@ -580,8 +486,22 @@ class Session:
             ran_out = completion.as_dict().get("stop_reason") == "time"
             return self._answer_empty("time_budget" if ran_out else "empty_generation")
         self.counts["shown"] += 1
-        self._predict(request, completion.text)
+        self.ahead.predict(request, completion.text, self._completer(request.uri), self.settings)
         return completion.text
+
+    def _dropped_because(
+        self, request: Request, inflight: Inflight, completion: CompletionLike | None
+    ) -> str | None:
+        """Why a finished generation's answer is not shown (one of DROPPED_REASONS): it
+        was stopped, or its document closed or changed meanwhile; None: it is shown."""
+        doc = self.documents.get(request.uri)
+        if completion is None or inflight.cancel.is_set():
+            return inflight.reason or "superseded"
+        if doc is None:
+            return "closed"
+        if doc.revision != request.revision:
+            return "stale"
+        return None
 
     def _record_shown(
         self, request: Request, completion: CompletionLike, latency_ms: float
@@ -603,127 +523,6 @@ class Session:
         )
         return self.recording.shown(answer)
 
-    # -- background work: warming, the next suggestion -------------------------------------
-
-    def warm(self, uri: str, offset: int) -> None:
-        """Prefill the window for a cursor at `offset` in `uri`, in the background."""
-        doc, completer = self.documents.get(uri), self._completer(uri)
-        if doc is None or completer is None or not self.settings.enable:
-            return
-        if looks_binary(doc.text):
-            return
-        previous = self.warms.pop(uri, None)
-        if previous is not None:
-            previous.set()
-        cancel = self.warms[uri] = threading.Event()
-        while len(self.warms) > WARM_DOCUMENTS:  # only the latest documents' windows
-            self.warms.pop(next(iter(self.warms))).set()
-        self.ahead["warms"] += 1
-        request = Request(uri, doc.text, offset, doc.revision, doc.language_id)
-        self.host.submit_background(self._warming(completer, request, cancel), cancel)
-
-    def _warming(
-        self, completer: CompleterLike, request: Request, cancel: threading.Event
-    ) -> Callable[[], int]:
-        """The background job that warms: skipped if the document changed before it ran."""
-        settings = self.settings
-
-        def warm() -> int:
-            doc = self.documents.get(request.uri)
-            if cancel.is_set() or doc is None or doc.revision != request.revision:
-                self.ahead["warmsSkipped"] += 1
-                return 0
-            text = prompt_safe(request.text)
-            try:
-                computed = completer.warm(
-                    text,
-                    request.offset,
-                    path=self.workspace.path_of(request.uri),
-                    context=self._context(settings, request.uri, text, request.offset),
-                    cancel=cancel,
-                )
-            except Exception:  # noqa: BLE001 - warming is an optimisation: log and go on
-                log.exception("warming failed")
-                return 0
-            self.ahead["warmedTokens"] += computed
-            self.ahead["warmsYielded" if cancel.is_set() else "warmsDone"] += 1
-            return computed
-
-        return warm
-
-    def _predict(self, request: Request, shown: str) -> None:
-        """Compute, in the background, the suggestion that follows accepting `shown`."""
-        completer = self._completer(request.uri)
-        if completer is None:
-            return
-        offset = request.offset + len(shown)
-        text = request.text[: request.offset] + shown + request.text[request.offset :]
-        accepted = Request(request.uri, text, offset, request.revision, request.language_id)
-        previous = self.predicted.pop(request.uri, None)
-        if previous is not None:
-            previous.cancel.set()
-        cancel = threading.Event()
-        job = self._generation(completer, accepted, cancel, record=False)
-        future = self.host.submit_background(job, cancel)
-        self.predicted[request.uri] = Predicted(text, offset, cancel, future)
-        self.ahead["nextComputed"] += 1
-
-    def _context(self, settings: Settings, uri: str, text: str, offset: int) -> list[Any]:
-        """Snippets of other files for the prompt, when the `context` setting is on."""
-        if not settings.context:
-            return []
-        return self.workspace.snippets(self.documents, uri, text, offset)
-
-    def _generation(
-        self,
-        completer: CompleterLike,
-        request: Request,
-        cancel: threading.Event,
-        *,
-        record: bool = True,
-    ) -> Callable[[], CompletionLike | None]:
-        """The job for the worker thread: one `complete` call, unless cancelled first.
-
-        `record` (requests, not background work) shows it in the status as
-        `generating` and `lastGeneration`.
-        """
-        settings, number = self.settings, self.counts["requests"]
-
-        def generate() -> CompletionLike | None:
-            if cancel.is_set():
-                return None
-            if record:
-                self.generating = number
-            try:
-                return run()
-            finally:
-                if record:
-                    self.generating = None
-
-        def run() -> CompletionLike:
-            started = time.perf_counter()
-            text = prompt_safe(request.text)
-            completion = completer.complete(
-                text,
-                request.offset,
-                max_tokens=settings.max_tokens,
-                mode=settings.mode,
-                time_budget=settings.time_budget_ms / 1000,
-                cancel=cancel,
-                path=self.workspace.path_of(request.uri),
-                context=self._context(settings, request.uri, text, request.offset),
-                language_id=request.language_id or None,
-            )
-            if record:  # recorded here, so that a cancelled request's generation shows up too
-                self.last_generation = completion.as_dict() | {
-                    "request": number,
-                    # the engine's latency_ms plus prompt building and tokenization
-                    "complete_ms": round((time.perf_counter() - started) * 1000, 1),
-                }
-            return completion
-
-        return generate
-
     # -- feedback and status ------------------------------------------------------------------
 
     def accepted(self, kind: object = None, id: object = None, part: object = "full") -> None:
@@ -742,6 +541,12 @@ class Session:
         shown, accepted = self.counts["shown"], self.counts["accepted"]
         return round(accepted / shown, 3) if shown else None
 
+    def _counts_status(self) -> dict[str, int]:
+        """The status' `counts`: requests, answers shown, typed through and accepted, and
+        `dropped`, the answers the model was asked for and that were not shown (each also
+        an empty answer, under its reason)."""
+        return dict(self.counts) | {"dropped": sum(self.empty[r] for r in DROPPED_REASONS)}
+
     def status(self) -> dict[str, Any]:
         """What `codetailor.status` answers; all of it stays on this machine."""
         return self.host.status() | {
@@ -751,16 +556,16 @@ class Session:
             "workspaceAdapters": self.folder_adapters.rows(
                 self.host.answers_for, self.adapter_choice
             ),
-            "counts": dict(self.counts),
+            "counts": self._counts_status(),
             "acceptanceRate": self.acceptance_rate(),
             "emptyAnswers": {reason: self.empty[reason] for reason in EMPTY_REASONS},
             "documents": len(self.documents),
             "shownCompletions": len(self.shown),
             "typingThroughHits": self.shown.hits,
-            "ahead": dict(self.ahead),
+            "ahead": dict(self.ahead.counts),
             "context": self.workspace.status(),
-            "lastGeneration": self.last_generation,
-            "generating": self.generating,
+            "lastGeneration": self.jobs.last_generation,
+            "generating": self.jobs.generating,
             "feedback": self.recording.status(),
         }
 

@@ -3,9 +3,10 @@
 Bridges the open documents (by URI) and the `ContextIndex` (by workspace-
 relative path). The event loop only records which documents changed; the
 index is brought up to date on the worker thread, just before a completion
-needs it, so typing never waits on indexing. Setting the root starts a
+needs it, so typing never waits on indexing. Indexing the root starts a
 background scan and returns at once (an earlier scan is told to stop, never
 joined). With a root, only documents inside it become context for others.
+The root and the folders are the session's `WorkspaceFolders`, read here.
 """
 
 from __future__ import annotations
@@ -16,33 +17,46 @@ from pathlib import Path
 from lsp_server.completion.prompt import Snippet
 from lsp_server.completion.retrieval import ContextIndex, StableContext
 from lsp_server.session.documents import Documents, looks_binary, uri_to_path
+from lsp_server.session.folders import WorkspaceFolders
 
 
 class WorkspaceContext:
-    """Workspace root, document paths, and snippets of other files for the prompt."""
+    """Document paths, and snippets of other files for the prompt, in the workspace
+    (`workspace`: its root and folders, shared with the session)."""
 
-    def __init__(self, index: ContextIndex | None = None) -> None:
+    def __init__(
+        self, index: ContextIndex | None = None, workspace: WorkspaceFolders | None = None
+    ) -> None:
         self.index = index or ContextIndex()
         self.stable = StableContext(self.index)
-        self.root: Path | None = None
-        # Every workspace folder: a document's path in the prompt is relative to its own.
-        self.folders: list[Path] = []
+        self.workspace = workspace or WorkspaceFolders()
+        # The folders resolved, for the folders they were resolved from.
+        self._resolved: tuple[list[str], list[Path]] = ([], [])
         self._lock = threading.Lock()
         self._dirty: dict[str, bool] = {}  # uri -> edited (False: only opened)
 
-    def set_root(self, root_uri: str | None, *, scan: bool) -> None:
-        """Use `root_uri` as the workspace; index its files in the background if `scan`."""
-        path = uri_to_path(root_uri) if root_uri else None
+    @property
+    def root(self) -> Path | None:
+        """The workspace root as indexed (resolved); None until a root that is a folder is."""
+        return self.index.root
+
+    def index_root(self, *, scan: bool) -> None:
+        """Take the workspace root as the index's; index its files in the background if
+        `scan`. A root that is not a folder is not taken."""
+        path = self.workspace.root
         if not path or not Path(path).is_dir():
             return
-        self.root = Path(path).resolve()
-        self.index.root = self.root
+        self.index.root = Path(path).resolve()
         if scan:
-            self.index.index_workspace(self.root)
+            self.index.index_workspace(self.index.root)
 
-    def set_folders(self, folders: list[str]) -> None:
-        """The workspace folders (paths), the root's among them or not."""
-        self.folders = [Path(f).resolve() for f in folders]
+    def _folders(self) -> list[Path]:
+        """Every workspace folder, resolved: a document's path in the prompt is relative
+        to its own."""
+        if self._resolved[0] != self.workspace.folders:
+            folders = list(self.workspace.folders)
+            self._resolved = (folders, [Path(f).resolve() for f in folders])
+        return self._resolved[1]
 
     def path_of(self, uri: str) -> str | None:
         """The document's path as the prompt shows it: relative to the workspace folder
@@ -51,8 +65,9 @@ class WorkspaceContext:
         if not fs_path:
             return None
         path = Path(fs_path).resolve()
-        roots = [self.root] if self.root is not None else []
-        roots += sorted(self.folders, key=lambda f: len(f.parts), reverse=True)
+        indexed = self.root
+        roots = [indexed] if indexed is not None else []
+        roots += sorted(self._folders(), key=lambda f: len(f.parts), reverse=True)
         for root in roots:
             if path.is_relative_to(root):
                 return path.relative_to(root).as_posix()
@@ -60,11 +75,12 @@ class WorkspaceContext:
 
     def in_workspace(self, uri: str) -> bool:
         """True when there is no root, or the document lies inside it."""
-        if self.root is None:
+        root = self.root
+        if root is None:
             return True
         fs_path = uri_to_path(uri)
         try:
-            Path(fs_path or "").resolve().relative_to(self.root)
+            Path(fs_path or "").resolve().relative_to(root)
         except (ValueError, OSError):
             return False
         return bool(fs_path)
