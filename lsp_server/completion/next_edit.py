@@ -1,0 +1,84 @@
+"""Next-edit suggestions: the plain values that cross the layers.
+
+Besides completing at the cursor, the server predicts the edit the user will
+make next near it. The model sees the file's recent edits and a window of lines
+around the cursor, as it was before those edits and as it is now, and writes the
+window as it will be; an output equal to the current window means "no edit".
+The session builds a `NextEditRequest` from its edit history, an engine-side
+predictor answers a `NextEditAnswer`, and the minimal `WindowEdit` (the common
+prefix and suffix of the two windows trimmed) is what the editor shows.
+
+These types are the contract between the session (edit history), the prompt
+layout, the model side (the window rewrite) and `codetailor eval --next-edit`.
+Pure: no pygls, no torch.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class RecentEdit:
+    """One recent change of a file: the changed lines' text before and after it."""
+
+    path: str
+    before: str
+    after: str
+
+
+@dataclass(frozen=True)
+class EditWindow:
+    """The lines around the cursor that the model may rewrite."""
+
+    start_line: int  # 0-based document line of the window's first line
+    original: str  # the window before the recent edits (git HEAD, or the text when opened)
+    current: str  # the window now
+    cursor: int  # the cursor's offset in `current`
+
+
+@dataclass(frozen=True)
+class NextEditRequest:
+    """Everything the prompt is laid out from."""
+
+    path: str
+    history: tuple[RecentEdit, ...]
+    window: EditWindow
+
+
+@dataclass(frozen=True)
+class WindowEdit:
+    """One minimal replacement inside the current window: characters [start, end) become
+    `text` (offsets in `EditWindow.current`)."""
+
+    start: int
+    end: int
+    text: str
+
+
+@dataclass(frozen=True)
+class NextEditAnswer:
+    """What the predictor made of a request."""
+
+    updated: str | None  # the window as the model wrote it; None: nothing usable
+    edit: WindowEdit | None  # the minimal edit; None: no edit
+    stop_reason: str
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    generated_tokens: int = 0
+    forwards: int = 0  # model calls; generated_tokens / forwards is the drafting gain
+    latency_ms: float = 0.0
+
+
+class NextEditPredictorLike(Protocol):
+    """Writes the updated window for a request (`lsp_server.model` implements it)."""
+
+    def predict(
+        self,
+        request: NextEditRequest,
+        *,
+        cancel: threading.Event | None = None,
+        time_budget: float | None = None,
+    ) -> NextEditAnswer: ...
