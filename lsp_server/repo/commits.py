@@ -76,11 +76,12 @@ def skip_reasons(commits: Sequence[Commit]) -> list[str | None]:
 def _reason(commit: Commit, pid: str, seen: set[str]) -> str | None:
     if is_bot(commit):
         return "bot"
-    message = f"{commit.subject}\n{commit.body}"
-    if _REVERT.search(message) or (commit.hunks and patch_id(commit.files, reverse=True) in seen):
+    if _REVERT.search(f"{commit.subject}\n{commit.body}"):
         return "revert"
-    if commit.hunks and pid in seen:
+    if commit.hunks and pid in seen:  # checked first: a change made again is a cherry-pick
         return "cherry_pick"
+    if commit.hunks and patch_id(commit.files, reverse=True) in seen:
+        return "revert"
     if commit.files and not commit.hunks and all(f.renamed for f in commit.files):
         return "rename_only"
     kept = source_files(commit)

@@ -1,0 +1,154 @@
+"""`codetailor eval REPO --next-edit`: next-edit quality on the repository's newest commits.
+
+The examples come from REPO's own history (`lsp_server.repo.history`, the
+miner `finetune` shares): the newest `--holdout` share of the commits that
+teach edits is held out, and no held-out example repeats a change an earlier
+commit made. Each example's request goes to the same next-edit predictor the
+server uses; the figures are `next_edit_eval.summarize`'s. Progress goes to
+stderr, results to stdout (one JSON object with `--json`, a table without);
+`--compare` scores the base model and the adapter on the same examples and
+prints `{"base": {...}, "adapter": {...}}`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from lsp_server.completion.next_edit import NextEditPredictorLike
+from lsp_server.errors import CodetailorError
+
+
+def run_next_edit(args: argparse.Namespace) -> int:
+    """Mine, sample, predict, report."""
+    from tqdm import tqdm
+
+    from lsp_server.measure.quality.next_edit_eval import sample
+    from lsp_server.repo.history import mine_split
+
+    if args.benchmark is not None or args.repo is None:
+        raise CodetailorError("--next-edit takes a REPO (a git repository), not --benchmark")
+    if not args.repo.is_dir():
+        raise CodetailorError(f"{args.repo} is not a folder")
+    history, earlier, held = mine_split(args.repo, args.holdout)
+    with tqdm(total=len(held), desc="mine history", unit="commit", file=sys.stderr) as bar:
+        examples = history.examples(held, held_out=True, order=args.order, progress=bar.update)
+    if not examples:
+        raise CodetailorError(
+            f"the {len(held)} newest commits of {args.repo} hold no next-edit examples "
+            "(try a larger --holdout)"
+        )
+    chosen = sample(examples, args.samples, args.seed)
+    facts = {
+        "repo": str(args.repo),
+        "seed": args.seed,
+        "order": args.order,
+        "holdout": args.holdout,
+        "commits": {
+            "first_parent": len(history.commits),
+            "kept": len(history.kept),
+            "dropped": history.dropped(),
+            "held_out": len(held),
+        },
+        "mined_examples": len(examples),
+    }
+    runs = [("base", None), ("adapter", args.adapter)] if args.compare else []
+    runs = runs or [("adapter" if args.adapter else "model", args.adapter)]
+    results = {label: _score(args, label, adapter, chosen) | facts for label, adapter in runs}
+    report = results if args.compare else next(iter(results.values()))
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(render_table(results, facts))
+    return 0
+
+
+def load_predictor(
+    args: argparse.Namespace, adapter: str | None
+) -> tuple[NextEditPredictorLike, dict[str, Any]]:
+    """The server's next-edit predictor for `--model` (with `adapter`), and what a report
+    says about it."""
+    from lsp_server.model.loading import load_model
+    from lsp_server.model.next_edit import next_edit_predictor
+    from lsp_server.model.wiring import build_completer
+
+    loaded = load_model(args.model, adapter=adapter, device=args.device, dtype=args.dtype)
+    completer = build_completer(loaded)
+    predictor = next_edit_predictor(completer)
+    return predictor, {
+        "model": loaded.name,
+        "adapter": str(loaded.adapter.path) if loaded.adapter else None,
+        "device": loaded.device,
+        "dtype": loaded.dtype,
+    }
+
+
+def _score(
+    args: argparse.Namespace, label: str, adapter: str | None, examples: list[Any]
+) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    from lsp_server.measure.quality.next_edit_eval import evaluate, summarize
+
+    predictor, model_facts = load_predictor(args, adapter)
+    with tqdm(total=len(examples), desc=f"next edit {label}", unit="ex", file=sys.stderr) as bar:
+        scored = evaluate(examples, predictor, progress=bar.update)
+    summary = summarize(scored) | model_facts
+    if args.details:
+        summary["details"] = [
+            {
+                "commit": s.example.commit,
+                "path": s.example.request.path,
+                "category": s.example.category,
+                "current": s.example.request.window.current,
+                "expected": s.example.expected,
+                "written": s.written,
+                "shown": s.shown,
+                "exact": s.exact,
+                "latency_ms": round(s.latency_ms, 1),
+            }
+            for s in scored
+        ]
+    return summary
+
+
+_ROWS = (
+    ("exact match (edit due)", "exact_match", "exact_match_ci95", "edit_due"),
+    ("no-edit accuracy", "no_edit_accuracy", "no_edit_accuracy_ci95", "no_edit_windows"),
+    ("shown precision", "shown_precision", "shown_precision_ci95", "shown"),
+)
+
+
+def render_table(results: dict[str, dict[str, Any]], facts: dict[str, Any]) -> str:
+    """The figures of one or more runs as a table, one column per run."""
+    labels = list(results)
+    first = results[labels[0]]
+    lines = [
+        f"next edits on {facts['repo']}: {first['examples']} examples "
+        f"({first['edit_due']} edit due, {first['no_edit_windows']} no-edit windows) "
+        f"from the {facts['commits']['held_out']} newest of {facts['commits']['kept']} commits",
+        f"{'':<26}" + "".join(f"{label:>26}" for label in labels),
+    ]
+
+    def row(name: str, cells: list[str]) -> None:
+        lines.append(f"{name:<26}" + "".join(f"{c:>26}" for c in cells))
+
+    for name, key, ci, count in _ROWS:
+        row(name, [_cell(r[key], r[ci], r[count]) for r in results.values()])
+    for category in ("below", "above", "at"):
+        cells = [r["by_category"][category] for r in results.values()]
+        cell = [_cell(c["exact_match"], c["exact_match_ci95"], c["examples"]) for c in cells]
+        row(f"  edit {category} the cursor" if category != "at" else "  edit at the cursor", cell)
+    row(
+        "latency p50 / p95 ms", [f"{r['p50_ms']:.0f} / {r['p95_ms']:.0f}" for r in results.values()]
+    )
+    row("tokens per forward", [str(r["tokens_per_forward"]) for r in results.values()])
+    return "\n".join(lines)
+
+
+def _cell(value: float | None, ci: list[float] | None, n: int) -> str:
+    if value is None or ci is None:
+        return f"- (n={n})"
+    return f"{value:.3f} [{ci[0]:.2f}, {ci[1]:.2f}] n={n}"
