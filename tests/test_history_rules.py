@@ -9,14 +9,13 @@ from lsp_server.repo.diffs import (
     Hunk,
     apply_hunks,
     current_line,
-    old_line,
     parse_log,
     parse_patch,
     patch_id,
 )
 from lsp_server.repo.edit_examples import (
     NO_EDIT_SHARE,
-    WINDOW_RADIUS,
+    WINDOW_LINES,
     change_keys,
     commit_examples,
     dedupe,
@@ -141,7 +140,7 @@ def test_the_temporal_split_holds_out_the_newest_commits():
     assert temporal_split(commits, 0.0) == (commits, [])
 
 
-def test_hunks_apply_in_any_order_and_lines_map_back():
+def test_hunks_apply_in_any_order():
     lines = [f"l{i}" for i in range(10)]
     top = Hunk("a.py", 1, ("l1",), ("A", "B"))  # one line becomes two
     low = Hunk("a.py", 6, ("l6", "l7"), ())  # two lines go
@@ -149,8 +148,6 @@ def test_hunks_apply_in_any_order_and_lines_map_back():
     assert apply_hunks(lines, [low], top) == 1
     assert lines == ["l0", "A", "B", "l2", "l3", "l4", "l5", "l8", "l9"]
     assert current_line([top, low], 8) == 7
-    assert old_line([top, low], 2) == 1 and old_line([top, low], 2, end=True) == 2
-    assert old_line([top, low], 7) == 8
     assert apply_hunks(lines, [top, low], Hunk("a.py", 4, ("nope",), ())) is None
 
 
@@ -174,9 +171,10 @@ def test_an_example_is_the_file_with_earlier_hunks_applied_and_the_next_as_targe
     window = example.request.window
     assert example.category == "below"
     assert [(e.before, e.after) for e in example.request.history] == [("line 10", "line ten")]
-    assert window.start_line == 10 - WINDOW_RADIUS
-    assert window.current.splitlines()[WINDOW_RADIUS] == "line ten"
-    assert window.original.splitlines()[WINDOW_RADIUS] == "line 10"
+    radius = WINDOW_LINES // 2
+    assert window.start_line == 10 - radius
+    assert window.current.splitlines()[radius] == "line ten"
+    assert window.original.splitlines()[radius] == "line 10"
     assert window.current[: window.cursor].endswith("line ten")  # the cursor after the edit
     assert example.expected == window.current.replace("line 14\n", "line fourteen\n")
     # After the last hunk nothing is due in its window.
@@ -234,3 +232,14 @@ def test_no_edit_windows_make_up_their_share_and_repeats_go():
     share = sum(not e.edit_due for e in mixed) / len(mixed)
     assert abs(share - NO_EDIT_SHARE) < 0.05
     assert dedupe(edit_due + edit_due) == edit_due
+
+
+def test_the_window_has_the_size_the_server_uses():
+    first = Hunk("a.py", 10, ("line 10",), ("line ten",))
+    second = Hunk("a.py", 13, ("line 13",), ("line thirteen",))
+    (example,), _ = commit_examples(
+        _commit("c", first, second), {"a.py": _text(40)}, order="file", window_lines=11
+    )
+    assert example.request.window.start_line == 5
+    assert len(example.request.window.current.splitlines()) == 11
+    assert example.category == "below"

@@ -178,6 +178,8 @@ def test_the_summary_counts_exact_no_edit_and_shown_precision(history_repo):
 class _Fake:
     """Answers from a table of expected windows (an oracle), or "no edit" for everything."""
 
+    window_lines = 11  # a CPU's window: the examples are mined with it
+
     def __init__(self, oracle: dict[str, str] | None) -> None:
         self.oracle = oracle or {}
 
@@ -199,7 +201,8 @@ class _Fake:
 @pytest.fixture
 def fake_predictor(monkeypatch: pytest.MonkeyPatch, history_repo: Path) -> list[str | None]:
     history, _, held = mine_split(history_repo, 0.25)
-    oracle = {e.request.window.current: e.expected for e in history.examples(held, held_out=True)}
+    examples = history.examples(held, held_out=True, window_lines=_Fake.window_lines)
+    oracle = {e.request.window.current: e.expected for e in examples}
     loaded: list[str | None] = []
 
     def load(args, adapter):
@@ -219,6 +222,7 @@ def test_eval_next_edit_prints_the_figures_as_json(history_repo, fake_predictor,
     assert out["exact_match"] == 0.0 and out["no_edit_accuracy"] == 1.0  # "no edit" always
     assert out["shown_precision"] is None and out["p95_ms"] >= out["p50_ms"] >= 0
     assert out["commits"]["held_out"] == 4 and out["commits"]["dropped"]["bot"] == 1
+    assert out["window_lines"] == 11
 
 
 def test_eval_next_edit_compare_scores_base_and_adapter_on_the_same_examples(
@@ -230,6 +234,7 @@ def test_eval_next_edit_compare_scores_base_and_adapter_on_the_same_examples(
     assert set(out) == {"base", "adapter"} and fake_predictor == [None, "ad"]
     assert out["base"]["examples"] == out["adapter"]["examples"] == 3
     assert out["adapter"]["shown_precision"] in (1.0, None)
+    assert out["adapter"]["exact_match"] in (1.0, None)  # the oracle knows the 11-line windows
     assert main([*args, "--adapter", "ad", "--compare"]) == 0
     table = capsys.readouterr().out
     assert "exact match" in table and "base" in table and "adapter" in table

@@ -11,15 +11,16 @@ history (`RecentEdit` blocks, newest last) and hunk k is the target. The
 cursor stands where the user left the last hunk when that hunk is in the same
 file and the target lies in the window around it (the target is then above,
 below or at the cursor); otherwise the user went to the target (at the
-cursor). The window is `WINDOW_RADIUS` lines above the cursor's line, that
-line and `WINDOW_RADIUS` below (Sweep's 21 lines); its `original` is the same
-lines before the commit. Targets that only change whitespace, are larger than
-`MAX_TARGET_LINES`, or undo an earlier hunk of the history are not asked for.
-After a commit's last hunk, nothing more is due: that window is a "no edit"
-example (`no_edit_candidate`); `mix_no_edit` keeps enough of them for
-`NO_EDIT_SHARE` of a set. `leaks` says whether a target's change was already
-made by an earlier commit (a held-out example must not be one), and
-`dedupe` drops repeats. Every text is passed through the secret redaction.
+cursor). The window is the server's own (`completion.next_edit_text.edit_window`,
+`window_lines` lines around the cursor's, the file before the commit as the
+original), so examples look like the requests the server makes. Targets that
+only change whitespace, are larger than `MAX_TARGET_LINES`, or undo an earlier
+hunk of the history are not asked for. Where no hunk still to come touches the
+window around the last one, nothing is due there: a "no edit" example;
+`mix_no_edit` keeps enough of them for `NO_EDIT_SHARE` of a set. `leaks`
+says whether a target's change was already made by an earlier commit (a
+held-out example must not be one), and `dedupe` drops repeats. Every text is
+passed through the secret redaction.
 """
 
 from __future__ import annotations
@@ -29,12 +30,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from lsp_server.completion.next_edit import EditWindow, NextEditRequest, RecentEdit
+from lsp_server.completion.next_edit_text import edit_window
 from lsp_server.measure.quality.metrics import normalize_whitespace
-from lsp_server.repo.diffs import Commit, Hunk, apply_hunks, current_line, old_line
+from lsp_server.repo.diffs import Commit, Hunk, apply_hunks, current_line
 from lsp_server.repo.hunk_order import DEFAULT_ORDER, ORDERS
 from lsp_server.repo.secrets import redact
 
-WINDOW_RADIUS = 10  # lines above and below the cursor's line (Sweep's window)
+WINDOW_LINES = 21  # Sweep's window: 10 lines above the cursor's, its line, 10 below
 MAX_TARGET_LINES = 10  # a target removing or adding more lines is not asked for
 MAX_HISTORY = 8  # most recent edits kept in an example
 MAX_PER_COMMIT = 16  # edit-due examples per commit, so a large commit does not dominate
@@ -67,41 +69,109 @@ class NextEditExample:
 
 
 def commit_examples(
-    commit: Commit, before: dict[str, str], order: str = DEFAULT_ORDER
+    commit: Commit,
+    before: dict[str, str],
+    order: str = DEFAULT_ORDER,
+    window_lines: int = WINDOW_LINES,
 ) -> tuple[list[NextEditExample], list[NextEditExample]]:
-    """(edit-due examples, "no edit" windows) of one commit.
+    """(edit-due examples, "no edit" windows) of one commit, with `window_lines`-line windows.
 
-    A "no edit" window is the one around the last hunk when none of the hunks
-    still to come lies in it: after the commit's last hunk, and after the last
-    hunk of a file or of a part of one. `before` maps each changed file's path
-    before the commit to its text; a file missing from it is left out.
+    A "no edit" window is the one around the end of the last hunk when none of
+    the hunks still to come touches it: after the commit's last hunk, and after
+    the last hunk of a file or of a part of one. `before` maps each changed
+    file's path before the commit to its text; a file missing from it is left out.
     """
     texts: dict[str, list[str]] = {}
     for change in commit.files:
         source = "" if change.old_path is None else before.get(change.old_path)
         if change.new_path is not None and source is not None:
             texts[change.new_path] = source.split("\n")
+    files = _Files(commit, before, texts, window_lines)
     hunks = ORDERS[order]([h for h in commit.hunks if h.path in texts])
     applied: list[Hunk] = []
     examples: list[NextEditExample] = []
     quiet: list[NextEditExample] = []
-    for i, hunk in enumerate(hunks + [None]):
-        if applied and _nothing_due(hunks[i:], applied):
-            quiet.append(_example(commit, texts, applied, None, before))
+    for i, hunk in enumerate([*hunks, None]):
+        if applied:
+            spot = files.after(applied)
+            window = files.window(spot)
+            if not any(_touches(window, h, applied) for h in hunks[i:] if h.path == spot.path):
+                quiet.append(_redacted(commit.sha, spot, window, applied, None, NO_EDIT))
         if hunk is None:
             break
         if applied and _askable(hunk, applied):
-            examples.append(_example(commit, texts, applied, hunk, before))
+            example = files.example(applied, hunk)
+            examples += [example] if example is not None else []
         if apply_hunks(texts[hunk.path], _same_file(applied, hunk.path), hunk) is None:
             break  # the history does not line up with the text: stop here
         applied.append(hunk)
     return sorted(examples, key=lambda e: e.key)[:MAX_PER_COMMIT], quiet
 
 
-def _nothing_due(remaining: Sequence[Hunk], applied: Sequence[Hunk]) -> bool:
-    """No hunk still to come lies in the window around the end of the last one."""
-    path, line, _ = _cursor(applied, None)
-    return not any(h.path == path and _in_window(h, applied, line) for h in remaining)
+@dataclass(frozen=True)
+class _Spot:
+    """A cursor: its file, its line and its offset in the file's text now."""
+
+    path: str
+    line: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class _Files:
+    """A commit's files part-way through it, and the server's window over them."""
+
+    commit: Commit
+    before: dict[str, str]
+    texts: dict[str, list[str]]  # each file's lines now (hunks applied in place)
+    window_lines: int
+
+    def spot(self, path: str, line: int, column: int) -> _Spot:
+        lines = self.texts[path]
+        offset = sum(len(x) + 1 for x in lines[:line]) + column
+        return _Spot(path, line, min(offset, len("\n".join(lines))))
+
+    def after(self, applied: Sequence[Hunk]) -> _Spot:
+        """Where the user leaves the cursor after typing the last hunk: at its end."""
+        last = applied[-1]
+        at = current_line(_same_file(applied[:-1], last.path), last.old_start)
+        column = len(last.new[-1]) if last.new else 0
+        return self.spot(last.path, at + max(len(last.new), 1) - 1, column)
+
+    def window(self, spot: _Spot) -> EditWindow:
+        """The window the server would show the model (`edit_window`, the file before the
+        commit as the original)."""
+        change = next(f for f in self.commit.files if f.new_path == spot.path)
+        original = self.before.get(change.old_path, "") if change.old_path else ""
+        current = "\n".join(self.texts[spot.path])
+        return edit_window(original, current, spot.offset, self.window_lines)
+
+    def example(self, applied: Sequence[Hunk], target: Hunk) -> NextEditExample | None:
+        """The example asking for `target`: the cursor where the last hunk left it if the
+        target is in that window, else at the target; None if it fits in neither."""
+        start = current_line(_same_file(applied, target.path), target.old_start)
+        spots = [self.after(applied)] if applied[-1].path == target.path else []
+        for spot in [*spots, self.spot(target.path, start, 0)]:
+            window = self.window(spot)
+            lines = window.current.splitlines(keepends=True)
+            at = start - window.start_line
+            old = [x.removesuffix("\n") for x in lines[at : at + len(target.old)]]
+            if 0 <= at <= len(lines) and old == list(target.old):
+                new = [x + "\n" for x in target.new]
+                expected = "".join([*lines[:at], *new, *lines[at + len(target.old) :]])
+                category = _category(target, start, spot.line)
+                return _redacted(self.commit.sha, spot, window, applied, expected, category, target)
+        return None
+
+
+def _touches(window: EditWindow, hunk: Hunk, applied: Sequence[Hunk]) -> bool:
+    """`hunk` (still to come) changes or inserts lines inside `window`."""
+    start = current_line(_same_file(applied, hunk.path), hunk.old_start)
+    first = window.start_line
+    last = first + len(window.current.splitlines())
+    if not hunk.old:
+        return first <= start <= last
+    return start < last and start + len(hunk.old) > first
 
 
 def _same_file(hunks: Iterable[Hunk], path: str) -> list[Hunk]:
@@ -125,25 +195,6 @@ def _norm(lines: Sequence[str]) -> str:
     return normalize_whitespace("\n".join(lines))
 
 
-def _cursor(applied: Sequence[Hunk], target: Hunk | None) -> tuple[str, int, int]:
-    """(path, line, column) of the cursor: at the end of the last hunk's new text when
-    that is in the target's file and within the window, else at the target."""
-    last = applied[-1] if applied else None
-    if last is not None and (target is None or last.path == target.path):
-        at = current_line(_same_file(applied[:-1], last.path), last.old_start)
-        line = at + max(len(last.new), 1) - 1
-        column = len(last.new[-1]) if last.new else 0
-        if target is None or _in_window(target, applied, line):
-            return last.path, line, column
-    assert target is not None
-    return target.path, current_line(_same_file(applied, target.path), target.old_start), 0
-
-
-def _in_window(target: Hunk, applied: Sequence[Hunk], line: int) -> bool:
-    start = current_line(_same_file(applied, target.path), target.old_start)
-    return line - WINDOW_RADIUS <= start and start + len(target.old) <= line + WINDOW_RADIUS + 1
-
-
 def _category(target: Hunk, start: int, line: int) -> str:
     end = start + len(target.old)
     if start <= line < end or (start == end == line):
@@ -151,60 +202,28 @@ def _category(target: Hunk, start: int, line: int) -> str:
     return "below" if start > line else "above"
 
 
-def _example(
-    commit: Commit,
-    texts: dict[str, list[str]],
-    applied: Sequence[Hunk],
-    target: Hunk | None,
-    before: dict[str, str],
-) -> NextEditExample:
-    """The example for `target` (None: the "no edit" window after the last hunk)."""
-    path, line, column = _cursor(applied, target)
-    lines = texts[path]
-    body = lines[:-1] if lines and lines[-1] == "" else lines  # no line after the last newline
-    first, last = max(0, line - WINDOW_RADIUS), min(len(body), line + WINDOW_RADIUS + 1)
-    current = body[first:last]
-    expected = list(current)
-    category = NO_EDIT
-    if target is not None:
-        start = current_line(_same_file(applied, path), target.old_start)
-        category = _category(target, start, line)
-        expected[start - first : start - first + len(target.old)] = target.new
-    change = next(f for f in commit.files if f.new_path == path)
-    old_lines = before.get(change.old_path or "", "").split("\n")
-    mine = _same_file(applied, path)
-    original = old_lines[old_line(mine, first) : old_line(mine, last, end=True)]
-    width = len(lines[line]) if line < len(lines) else 0
-    cursor = sum(len(x) + 1 for x in current[: line - first]) + min(column, width)
-    windows = (original, current, expected)
-    return _redacted(commit.sha, path, first, applied, windows, cursor, category, target)
-
-
 def _redacted(
     sha: str,
-    path: str,
-    first: int,
+    spot: _Spot,
+    window: EditWindow,
     applied: Sequence[Hunk],
-    windows: tuple[list[str], list[str], list[str]],
-    cursor: int,
+    expected: str | None,
     category: str,
-    target: Hunk | None,
+    target: Hunk | None = None,
 ) -> NextEditExample:
     """The example with every text through the secret redaction (the cursor kept in place)."""
-    original, current, expected = ("".join(x + "\n" for x in w) for w in windows)
-    head, _ = redact(current[:cursor], path)
-    tail, _ = redact(current[cursor:], path)
+    path = spot.path
+    head, _ = redact(window.current[: window.cursor], path)
+    tail, _ = redact(window.current[window.cursor :], path)
     history = tuple(
         RecentEdit(h.path, redact("\n".join(h.old), h.path)[0], redact("\n".join(h.new), h.path)[0])
         for h in applied[-MAX_HISTORY:]
     )
-    window = EditWindow(
-        start_line=first, original=redact(original, path)[0], current=head + tail, cursor=len(head)
-    )
-    expected_text = window.current if target is None else redact(expected, path)[0]
-    return NextEditExample(
-        sha, NextEditRequest(path, history, window), expected_text, category, target
-    )
+    original = redact(window.original, path)[0]
+    clean = EditWindow(window.start_line, original, head + tail, len(head))
+    written = clean.current if expected is None else redact(expected, path)[0]
+    request = NextEditRequest(path, history, clean)
+    return NextEditExample(sha, request, written, category, target)
 
 
 def no_edit_score(example: NextEditExample) -> float:

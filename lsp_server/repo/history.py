@@ -26,6 +26,7 @@ from lsp_server.errors import CodetailorError
 from lsp_server.repo import commits as rules
 from lsp_server.repo.diffs import LOG_ARGS, Commit, parse_log
 from lsp_server.repo.edit_examples import (
+    WINDOW_LINES,
     NextEditExample,
     change_keys,
     commit_examples,
@@ -96,9 +97,11 @@ class History:
         *,
         held_out: bool = False,
         order: str = DEFAULT_ORDER,
+        window_lines: int = WINDOW_LINES,
         progress: Callable[[int], object] | None = None,
     ) -> list[NextEditExample]:
-        """The examples of `commits` (kept ones, oldest first), deduplicated, with
+        """The examples of `commits` (kept ones, oldest first), `window_lines`-line
+        windows as the server makes them, deduplicated, with
         `NO_EDIT_SHARE` "no edit" windows; with `held_out`, none whose target change
         an earlier commit (kept or not) already made."""
         wanted = {c.sha for c in commits}
@@ -107,7 +110,7 @@ class History:
         no_edit: list[NextEditExample] = []
         for full, commit in zip(self.commits, self._kept_by_sha(), strict=True):
             if commit is not None and commit.sha in wanted:
-                found, quiet = commit_examples(commit, self._before(commit), order)
+                found, quiet = commit_examples(commit, self._before(commit), order, window_lines)
                 edit_due += [e for e in found if not (held_out and leaks(e, earlier))]
                 no_edit += quiet
                 if progress:

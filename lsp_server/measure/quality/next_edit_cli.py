@@ -19,12 +19,11 @@ from typing import Any
 
 from lsp_server.completion.next_edit import NextEditPredictorLike
 from lsp_server.errors import CodetailorError
+from lsp_server.repo.edit_examples import WINDOW_LINES
 
 
 def run_next_edit(args: argparse.Namespace) -> int:
     """Mine, sample, predict, report."""
-    from tqdm import tqdm
-
     from lsp_server.measure.quality.next_edit_eval import sample
     from lsp_server.repo.history import mine_split
 
@@ -32,20 +31,20 @@ def run_next_edit(args: argparse.Namespace) -> int:
         raise CodetailorError("--next-edit takes a REPO (a git repository), not --benchmark")
     if not args.repo.is_dir():
         raise CodetailorError(f"{args.repo} is not a folder")
-    history, earlier, held = mine_split(args.repo, args.holdout)
-    with tqdm(total=len(held), desc="mine history", unit="commit", file=sys.stderr) as bar:
-        examples = history.examples(held, held_out=True, order=args.order, progress=bar.update)
-    if not examples:
-        raise CodetailorError(
-            f"the {len(held)} newest commits of {args.repo} hold no next-edit examples "
-            "(try a larger --holdout)"
-        )
+    history, _, held = mine_split(args.repo, args.holdout)
+    runs = [("base", None), ("adapter", args.adapter)] if args.compare else []
+    runs = runs or [("adapter" if args.adapter else "model", args.adapter)]
+    # The first model is loaded before mining: the windows are the size its server uses.
+    first = load_predictor(args, runs[0][1])
+    window_lines = getattr(first[0], "window_lines", WINDOW_LINES)
+    examples = _examples(args, history, held, window_lines)
     chosen = sample(examples, args.samples, args.seed)
     facts = {
         "repo": str(args.repo),
         "seed": args.seed,
         "order": args.order,
         "holdout": args.holdout,
+        "window_lines": window_lines,
         "commits": {
             "first_parent": len(history.commits),
             "kept": len(history.kept),
@@ -54,15 +53,31 @@ def run_next_edit(args: argparse.Namespace) -> int:
         },
         "mined_examples": len(examples),
     }
-    runs = [("base", None), ("adapter", args.adapter)] if args.compare else []
-    runs = runs or [("adapter" if args.adapter else "model", args.adapter)]
-    results = {label: _score(args, label, adapter, chosen) | facts for label, adapter in runs}
-    report = results if args.compare else next(iter(results.values()))
+    results = {}
+    for i, (label, adapter) in enumerate(runs):
+        loaded = first if i == 0 else load_predictor(args, adapter)
+        results[label] = _score(args, label, loaded, chosen) | facts
+    report = results if args.compare else results[runs[0][0]]
     if args.json:
         print(json.dumps(report))
     else:
         print(render_table(results, facts))
     return 0
+
+
+def _examples(args: argparse.Namespace, history: Any, held: list[Any], window_lines: int) -> list:
+    from tqdm import tqdm
+
+    with tqdm(total=len(held), desc="mine history", unit="commit", file=sys.stderr) as bar:
+        examples = history.examples(
+            held, held_out=True, order=args.order, window_lines=window_lines, progress=bar.update
+        )
+    if not examples:
+        raise CodetailorError(
+            f"the {len(held)} newest commits of {args.repo} hold no next-edit examples "
+            "(try a larger --holdout)"
+        )
+    return examples
 
 
 def load_predictor(
@@ -86,13 +101,16 @@ def load_predictor(
 
 
 def _score(
-    args: argparse.Namespace, label: str, adapter: str | None, examples: list[Any]
+    args: argparse.Namespace,
+    label: str,
+    loaded: tuple[NextEditPredictorLike, dict[str, Any]],
+    examples: list[Any],
 ) -> dict[str, Any]:
     from tqdm import tqdm
 
     from lsp_server.measure.quality.next_edit_eval import evaluate, summarize
 
-    predictor, model_facts = load_predictor(args, adapter)
+    predictor, model_facts = loaded
     with tqdm(total=len(examples), desc=f"next edit {label}", unit="ex", file=sys.stderr) as bar:
         scored = evaluate(examples, predictor, progress=bar.update)
     summary = summarize(scored) | model_facts
