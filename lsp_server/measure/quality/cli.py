@@ -59,6 +59,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=DEFAULT_ORDER,
         help="with --next-edit: the order of a commit's hunks (git records none)",
     )
+    p.add_argument(
+        "--time-budget-ms",
+        type=int,
+        default=None,
+        help="with --next-edit: milliseconds per prediction (default: the server's "
+        "timeBudgetMs, so answers are what an editor would get; 0: no limit)",
+    )
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     p.set_defaults(func=run)
 

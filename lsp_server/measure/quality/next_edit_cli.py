@@ -20,6 +20,7 @@ from typing import Any
 from lsp_server.completion.next_edit import NextEditPredictorLike
 from lsp_server.errors import CodetailorError
 from lsp_server.repo.edit_examples import WINDOW_LINES
+from lsp_server.session.settings import Settings
 
 
 def run_next_edit(args: argparse.Namespace) -> int:
@@ -39,12 +40,14 @@ def run_next_edit(args: argparse.Namespace) -> int:
     window_lines = getattr(first[0], "window_lines", WINDOW_LINES)
     examples = _examples(args, history, held, window_lines)
     chosen = sample(examples, args.samples, args.seed)
+    budget_ms = Settings().time_budget_ms if args.time_budget_ms is None else args.time_budget_ms
     facts = {
         "repo": str(args.repo),
         "seed": args.seed,
         "order": args.order,
         "holdout": args.holdout,
         "window_lines": window_lines,
+        "time_budget_ms": budget_ms or None,
         "commits": {
             "first_parent": len(history.commits),
             "kept": len(history.kept),
@@ -56,7 +59,8 @@ def run_next_edit(args: argparse.Namespace) -> int:
     results = {}
     for i, (label, adapter) in enumerate(runs):
         loaded = first if i == 0 else load_predictor(args, adapter)
-        results[label] = _score(args, label, loaded, chosen) | facts
+        results[label] = _score(label, loaded, chosen, budget_ms / 1000 or None, args.details)
+        results[label] |= facts
     report = results if args.compare else results[runs[0][0]]
     if args.json:
         print(json.dumps(report))
@@ -101,10 +105,11 @@ def load_predictor(
 
 
 def _score(
-    args: argparse.Namespace,
     label: str,
     loaded: tuple[NextEditPredictorLike, dict[str, Any]],
     examples: list[Any],
+    time_budget: float | None,
+    details: bool,
 ) -> dict[str, Any]:
     from tqdm import tqdm
 
@@ -112,9 +117,9 @@ def _score(
 
     predictor, model_facts = loaded
     with tqdm(total=len(examples), desc=f"next edit {label}", unit="ex", file=sys.stderr) as bar:
-        scored = evaluate(examples, predictor, progress=bar.update)
+        scored = evaluate(examples, predictor, progress=bar.update, time_budget=time_budget)
     summary = summarize(scored) | model_facts
-    if args.details:
+    if details:
         summary["details"] = [
             {
                 "commit": s.example.commit,
