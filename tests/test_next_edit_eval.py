@@ -19,7 +19,7 @@ from lsp_server.cli import main
 from lsp_server.completion.next_edit import NextEditAnswer, NextEditRequest, WindowEdit
 from lsp_server.measure.quality import next_edit_cli
 from lsp_server.measure.quality.metrics import wilson_interval
-from lsp_server.measure.quality.next_edit_eval import Scored, summarize
+from lsp_server.measure.quality.next_edit_eval import Scored, evaluate, summarize
 from lsp_server.repo.edit_examples import NextEditExample
 from lsp_server.repo.history import mine, mine_split
 
@@ -248,3 +248,21 @@ def test_eval_next_edit_refuses_a_folder_without_git_or_enough_history(tmp_path,
     assert main(["eval", str(tmp_path), "--next-edit"]) == 2
     err = capsys.readouterr().err
     assert "at least" in err and err.count("\n") == 1
+
+
+def test_ctrl_c_ends_an_evaluation_with_what_was_scored(history_repo):
+    history, _, held = mine_split(history_repo, 0.25)
+    examples = history.examples(held, held_out=True)
+
+    class Stops(_Fake):
+        calls = 0
+
+        def predict(self, request, *, cancel=None, time_budget=None):
+            self.calls += 1
+            if self.calls == 3:
+                raise KeyboardInterrupt
+            return super().predict(request)
+
+    assert len(evaluate(examples, Stops(None))) == 2
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(examples, type("First", (Stops,), {"calls": 2})(None))

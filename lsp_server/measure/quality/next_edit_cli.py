@@ -61,6 +61,10 @@ def run_next_edit(args: argparse.Namespace) -> int:
         loaded = first if i == 0 else load_predictor(args, adapter)
         results[label] = _score(label, loaded, chosen, budget_ms / 1000 or None, args.details)
         results[label] |= facts
+        if results[label]["examples"] < len(chosen):  # cut short with Ctrl-C
+            results[label]["interrupted"] = True
+            print(f"interrupted after {results[label]['examples']} examples", file=sys.stderr)
+            break
     report = results if args.compare else results[runs[0][0]]
     if args.json:
         print(json.dumps(report))

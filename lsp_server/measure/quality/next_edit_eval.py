@@ -80,16 +80,24 @@ def evaluate(
     progress: Callable[[int], object] | None = None,
     time_budget: float | None = None,
 ) -> list[Scored]:
-    """Ask `predictor` for every example's request, one at a time, timing each."""
-    scored = []
-    for example in examples:
-        started = time.perf_counter()
-        answer = predictor.predict(
-            example.request, cancel=threading.Event(), time_budget=time_budget
-        )
-        scored.append(Scored(example, answer, (time.perf_counter() - started) * 1000))
-        if progress:
-            progress(1)
+    """Ask `predictor` for every example's request, one at a time, timing each.
+
+    Ctrl-C ends the run early with the examples scored so far (fewer than given),
+    so a long evaluation can be cut short and still report; with none, it propagates.
+    """
+    scored: list[Scored] = []
+    try:
+        for example in examples:
+            started = time.perf_counter()
+            answer = predictor.predict(
+                example.request, cancel=threading.Event(), time_budget=time_budget
+            )
+            scored.append(Scored(example, answer, (time.perf_counter() - started) * 1000))
+            if progress:
+                progress(1)
+    except KeyboardInterrupt:
+        if not scored:
+            raise
     return scored
 
 
