@@ -74,7 +74,8 @@ def commit_examples(
     order: str = DEFAULT_ORDER,
     window_lines: int = WINDOW_LINES,
 ) -> tuple[list[NextEditExample], list[NextEditExample]]:
-    """(edit-due examples, "no edit" windows) of one commit, with `window_lines`-line windows.
+    """(edit-due examples, "no edit" windows) of one commit, with `window_lines`-line
+    windows, in the order of the hunks.
 
     A "no edit" window is the one around the end of the last hunk when none of
     the hunks still to come touches it: after the commit's last hunk, and after
@@ -105,7 +106,10 @@ def commit_examples(
         if apply_hunks(texts[hunk.path], _same_file(applied, hunk.path), hunk) is None:
             break  # the history does not line up with the text: stop here
         applied.append(hunk)
-    return sorted(examples, key=lambda e: e.key)[:MAX_PER_COMMIT], quiet
+    # A stable subset where there are too many, kept in the order the user would ask
+    # (each request's history extends the last one's, as the server's prefix cache sees it).
+    kept = {e.key for e in sorted(examples, key=lambda e: e.key)[:MAX_PER_COMMIT]}
+    return [e for e in examples if e.key in kept], quiet
 
 
 @dataclass(frozen=True)
