@@ -243,3 +243,17 @@ def test_the_window_has_the_size_the_server_uses():
     assert example.request.window.start_line == 5
     assert len(example.request.window.current.splitlines()) == 11
     assert example.category == "below"
+
+
+def test_the_original_window_is_the_same_lines_before_the_commit_even_in_a_large_change():
+    # Changes at both ends of a long file: a line diff of the whole file would take all of it.
+    top = Hunk("a.py", 0, tuple(f"line {i}" for i in range(2500)), ("head",))
+    bottom = Hunk("a.py", 4990, ("line 4990",), ("tail",))
+    below = Hunk("a.py", 4994, ("line 4994",), ("end",))
+    examples, _ = commit_examples(
+        _commit("c", top, bottom, below), {"a.py": _text(5000)}, order="file", window_lines=11
+    )
+    assert [e.category for e in examples] == ["at", "below"]
+    window = examples[-1].request.window
+    assert window.original.splitlines() == [f"line {i}" for i in range(4985, 4996)]
+    assert window.current.splitlines()[5] == "tail"

@@ -220,6 +220,21 @@ def current_line(applied: Iterable[Hunk], old_line: int) -> int:
     return old_line + sum(len(h.new) - len(h.old) for h in applied if h.old_start < old_line)
 
 
+def old_line(applied: Iterable[Hunk], line: int, *, end: bool = False) -> int:
+    """The line of the file before the commit that current line `line` came from; a line
+    inside an applied hunk's new text maps to the hunk's first old line (its end, with
+    `end`), so a window of current lines maps to the old lines it replaced."""
+    delta = 0
+    for h in sorted(applied, key=lambda h: h.old_start):
+        start = h.old_start + delta
+        if line < start:
+            break
+        if line < start + len(h.new):
+            return h.old_start + (len(h.old) if end else 0)
+        delta += len(h.new) - len(h.old)
+    return line - delta
+
+
 def patch_id(files: Iterable[FileChange], *, reverse: bool = False) -> str:
     """An id of a change that ignores whitespace, line numbers and file order, like
     `git patch-id --stable` (over `-U0` hunks); `reverse` gives the id of its revert."""

@@ -12,10 +12,11 @@ cursor stands where the user left the last hunk when that hunk is in the same
 file and the target lies in the window around it (the target is then above,
 below or at the cursor); otherwise the user went to the target (at the
 cursor). The window is the server's own (`completion.next_edit_text.edit_window`,
-`window_lines` lines around the cursor's, the file before the commit as the
-original), so examples look like the requests the server makes. Targets that
-only change whitespace, are larger than `MAX_TARGET_LINES`, or undo an earlier
-hunk of the history are not asked for. Where no hunk still to come touches the
+`window_lines` lines around the cursor's; the original is the same lines
+before the commit, mapped exactly through the applied hunks), so examples look
+like the requests the server makes. Targets that only change whitespace, are
+larger than `MAX_TARGET_LINES`, or undo an earlier hunk of the history are not
+asked for. Where no hunk still to come touches the
 window around the last one, nothing is due there: a "no edit" example;
 `mix_no_edit` keeps enough of them for `NO_EDIT_SHARE` of a set. `leaks`
 says whether a target's change was already made by an earlier commit (a
@@ -27,12 +28,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from lsp_server.completion.next_edit import EditWindow, NextEditRequest, RecentEdit
 from lsp_server.completion.next_edit_text import edit_window
 from lsp_server.measure.quality.metrics import normalize_whitespace
-from lsp_server.repo.diffs import Commit, Hunk, apply_hunks, current_line
+from lsp_server.repo.diffs import Commit, Hunk, apply_hunks, current_line, old_line
 from lsp_server.repo.hunk_order import DEFAULT_ORDER, ORDERS
 from lsp_server.repo.secrets import redact
 
@@ -95,7 +96,7 @@ def commit_examples(
     for i, hunk in enumerate([*hunks, None]):
         if applied:
             spot = files.after(applied)
-            window = files.window(spot)
+            window = files.window(spot, applied)
             if not any(_touches(window, h, applied) for h in hunks[i:] if h.path == spot.path):
                 quiet.append(_redacted(commit.sha, spot, window, applied, None, NO_EDIT))
         if hunk is None:
@@ -142,13 +143,20 @@ class _Files:
         column = len(last.new[-1]) if last.new else 0
         return self.spot(last.path, at + max(len(last.new), 1) - 1, column)
 
-    def window(self, spot: _Spot) -> EditWindow:
-        """The window the server would show the model (`edit_window`, the file before the
-        commit as the original)."""
+    def window(self, spot: _Spot, applied: Sequence[Hunk]) -> EditWindow:
+        """The window the server would show the model (`edit_window`); its original is
+        the same lines before the commit, mapped through the applied hunks (exact, where
+        the server aligns by a line diff that takes a whole large change)."""
         change = next(f for f in self.commit.files if f.new_path == spot.path)
-        original = self.before.get(change.old_path, "") if change.old_path else ""
+        before = self.before.get(change.old_path, "") if change.old_path else ""
         current = "\n".join(self.texts[spot.path])
-        return edit_window(original, current, spot.offset, self.window_lines)
+        window = edit_window(current, current, spot.offset, self.window_lines)
+        mine = _same_file(applied, spot.path)
+        end = window.start_line + len(window.current.splitlines(keepends=True))
+        lines = [x + "\n" for x in before.split("\n")]  # git's lines: "\n" ends them
+        lines[-1] = lines[-1][:-1]
+        start, stop = old_line(mine, window.start_line), old_line(mine, end, end=True)
+        return replace(window, original="".join(lines[start:stop]))
 
     def example(self, applied: Sequence[Hunk], target: Hunk) -> NextEditExample | None:
         """The example asking for `target`: the cursor where the last hunk left it if the
@@ -156,7 +164,7 @@ class _Files:
         start = current_line(_same_file(applied, target.path), target.old_start)
         spots = [self.after(applied)] if applied[-1].path == target.path else []
         for spot in [*spots, self.spot(target.path, start, 0)]:
-            window = self.window(spot)
+            window = self.window(spot, applied)
             lines = window.current.splitlines(keepends=True)
             at = start - window.start_line
             old = [x.removesuffix("\n") for x in lines[at : at + len(target.old)]]
