@@ -21,7 +21,7 @@ from lsp_server.session.feedback import read_events, suggestion_records
 from lsp_server.session.recording import Recording
 from lsp_server.session.session import Session
 from lsp_server.session.settings import Settings
-from tests.test_session import FakeCompletion, FakeHost, ScriptedCompleter
+from tests.fixtures.host import FakeCompletion, FakeHost, ScriptedCompleter
 
 SECRET = "AKIAIOSFODNN7EXAMPLE"
 
