@@ -11,7 +11,7 @@ from typing import Any
 from lsp_server.session.adapter_choice import Registered, choose_adapter
 from lsp_server.session.session import ADAPTER_POLL_S, AdapterSource, Request, Session
 from lsp_server.session.settings import Settings
-from tests.test_session import FakeHost, ScriptedCompleter
+from tests.fixtures.host import FakeHost, ScriptedCompleter
 
 MINE = Registered("repo-1234abcd", "/adapters/one", "by path")
 

@@ -27,7 +27,7 @@ from lsp_server.feedback import (
 from lsp_server.session.documents import Change
 from lsp_server.session.session import Session
 from lsp_server.session.settings import Settings
-from tests.test_session import FakeCompletion, FakeHost, ScriptedCompleter
+from tests.fixtures.host import FakeCompletion, FakeHost, ScriptedCompleter
 
 SECRET = "AKIAIOSFODNN7EXAMPLE"
 

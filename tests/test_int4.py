@@ -13,7 +13,7 @@ from lsp_server.model import int4
 from lsp_server.model.host import load_completer
 from lsp_server.model.loading import load_model, pick_device
 from lsp_server.session.settings import DTYPES, Settings
-from tests.test_models import make_adapter
+from tests.fixtures.adapters import make_adapter
 
 pytestmark = pytest.mark.skipif(not int4.kernel_available(), reason="torch without int4 kernels")
 

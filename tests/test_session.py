@@ -1,20 +1,16 @@
 """The session's completion policy against a scripted model host: no server, no model.
 
-The fake completer follows a script, one step per call: a string is answered
-at once; `BLOCK` runs "forever", i.e. until the request's cancel flag is set
-(bounded, so a broken test fails instead of hanging). The fake host keeps
-background jobs (warming, the next suggestion) until a test runs them. Tests
-wait on events and futures, never on time.
+The fakes live in tests/fixtures/host.py: the completer follows a script, one
+step per call; the host keeps background jobs (warming, the next suggestion)
+until a test runs them. Tests wait on events and futures, never on time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -24,129 +20,19 @@ from lsp_server.model.engine import Engine
 from lsp_server.session.documents import Change, Position
 from lsp_server.session.session import EMPTY_REASONS, Request, Session
 from lsp_server.session.settings import Settings
-from tests.test_completer import CharTokenizer
-from tests.test_engine import FakeBackend
+from tests.fixtures.fakes import CharTokenizer, FakeBackend
+from tests.fixtures.host import (
+    BLOCK,
+    BOUND_S,
+    FAIL,
+    TIME,
+    FakeCompletion,
+    FakeHost,
+    ScriptedCompleter,
+)
 
-T = TypeVar("T")
 URI = "file:///work/app.py"
 TEXT = "x = "
-BLOCK = object()  # a script step: run until cancelled
-FAIL = object()  # a script step: raise
-TIME = object()  # a script step: the time budget ran out before any text
-BOUND_S = 5.0
-
-
-@dataclass
-class FakeCompletion:
-    text: str
-    stop_reason: str = "length"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "stop_reason": self.stop_reason}
-
-
-@dataclass
-class Call:
-    text: str
-    offset: int
-    cancel: threading.Event
-    started: threading.Event = field(default_factory=threading.Event)
-
-
-class ScriptedCompleter:
-    """Answers each call with the next step of its script; records warming calls."""
-
-    def __init__(self, *script: object) -> None:
-        self.script = list(script)
-        self.calls: list[Call] = []
-        self.called = threading.Condition()
-        self.warmed: list[tuple[str, int]] = []
-
-    def warm(self, text: str, offset: int, **_: Any) -> int:
-        self.warmed.append((text, offset))
-        return offset
-
-    def complete(
-        self, text: str, offset: int, *, cancel: threading.Event | None = None, **_: Any
-    ) -> FakeCompletion:
-        call = Call(text, offset, cancel or threading.Event())
-        with self.called:
-            self.calls.append(call)
-            self.called.notify_all()
-        step = self.script.pop(0)
-        call.started.set()
-        if step is FAIL:
-            raise RuntimeError("scripted failure")
-        if step is TIME:
-            return FakeCompletion("", stop_reason="time")
-        if step is BLOCK:
-            assert call.cancel.wait(BOUND_S), "a blocking call was never cancelled"
-            return FakeCompletion("aaaa", stop_reason="cancelled")
-        assert isinstance(step, str)
-        return FakeCompletion(step)
-
-    async def call(self, index: int) -> Call:
-        """The `index`-th call, once it has started (waits in a thread, bounded)."""
-
-        def wait() -> Call:
-            with self.called:
-                assert self.called.wait_for(lambda: len(self.calls) > index, BOUND_S)
-            return self.calls[index]
-
-        call = await asyncio.to_thread(wait)
-        assert await asyncio.to_thread(call.started.wait, BOUND_S)
-        return call
-
-
-class FakeHost:
-    """A model host whose jobs run on one thread, as the real one's do."""
-
-    def __init__(self, completer: ScriptedCompleter | None, state: str = "ready") -> None:
-        self.completer = completer
-        self.state = state
-        self.loads: list[Settings] = []
-        self.swaps: list[Settings] = []
-        self.adapter_sets: list[tuple[str | None, ...]] = []  # each load's or swap's adapters
-        self.futures: list[Future[Any]] = []
-        self.background: list[tuple[Callable[[], Any], threading.Event, Future[Any]]] = []
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="fake-generate")
-
-    def submit(self, job: Callable[[], T]) -> Future[T]:
-        future = self._pool.submit(job)
-        self.futures.append(future)
-        return future
-
-    def submit_background(self, job: Callable[[], T], cancel: threading.Event) -> Future[T]:
-        future: Future[T] = Future()
-        self.background.append((job, cancel, future))
-        return future
-
-    def run_background(self) -> list[Any]:
-        """Run the background jobs kept so far, in order, on the generation thread."""
-        jobs, self.background = self.background, []
-        results = []
-        for job, _, future in jobs:
-            result = self._pool.submit(job).result(BOUND_S)
-            future.set_result(result)
-            results.append(result)
-        return results
-
-    def completer_for(self, adapter: str | None) -> ScriptedCompleter | None:
-        return self.completer
-
-    def answers_for(self, adapter: str | None) -> tuple[str | None, str]:
-        return adapter, "fake"
-
-    def load(self, settings: Settings, adapters: Sequence[str | None] = ()) -> None:
-        self.loads.append(settings)
-        self.adapter_sets.append(tuple(adapters))
-
-    def swap(self, settings: Settings, adapters: Sequence[str | None] = ()) -> None:
-        self.swaps.append(settings)
-        self.adapter_sets.append(tuple(adapters))
-
-    def status(self) -> dict[str, Any]:
-        return {"state": self.state, "model": "fake"}
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from lsp_server.model.host import INT8_NOTE, Loaded, ModelHost, load_completer, 
 from lsp_server.model.loading import load_model
 from lsp_server.model.wiring import build_completer
 from lsp_server.session.settings import Settings
-from tests.test_models import make_adapter
+from tests.fixtures.adapters import make_adapter
 
 PROMPT = "def main():\n    total = 0\n    for item in items:\n"
 

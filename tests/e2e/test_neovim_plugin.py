@@ -104,6 +104,11 @@ class Editor:
     def notes(self) -> list[dict[str, Any]]:
         return self.lua("return _G.codetailor_test_notes")
 
+    def settled(self) -> bool:
+        """Whether TextChangedI has run for the buffer's latest change: the fixture's
+        autocommand and the plugin's run in the same trigger, so the plugin has seen it."""
+        return self.lua("return _G.codetailor_test_tick == vim.b.changedtick")
+
     def wait(self, predicate: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -143,7 +148,10 @@ def editor(
             "_G.codetailor_test_notes = {}\n"
             "vim.notify = function(msg, level)\n"
             "  table.insert(_G.codetailor_test_notes, { msg = msg, level = level or 2 })\n"
-            "end"
+            "end\n"
+            "vim.api.nvim_create_autocmd('TextChangedI', { callback = function(ev)\n"
+            "  _G.codetailor_test_tick = vim.api.nvim_buf_get_changedtick(ev.buf)\n"
+            "end })"
         )
         yield Editor(nvim, request.param)
     finally:
@@ -181,6 +189,35 @@ def accepted_commands(log: Path) -> list[dict[str, Any]]:
     ]
 
 
+def inline_requests(log: Path) -> int:
+    return sum(m.get("method") == "textDocument/inlineCompletion" for m in received(log))
+
+
+def round_trip(editor: Editor) -> dict[str, Any]:
+    """Ask the server for its status and wait for the answer. The fake server answers in
+    order and Neovim handles answers in order, so when this returns every request sent
+    before it has reached the fake server, and its answer has been handled."""
+    status = editor.lua("return require('codetailor.server').status_sync(5000)")
+    assert status, "no answer from the server"
+    return status
+
+
+def requests_counted(status: dict[str, Any]) -> int:
+    """The inline completion requests a server's status has counted (none yet: no entry)."""
+    return (status.get("counts") or {}).get("requests", 0)
+
+
+def nothing_on_its_way(editor: Editor) -> bool:
+    """No completion can appear without another key. In the fallback: no ghost text, no
+    request in flight and no debounce timer armed (what `dismiss` reports; it clears
+    nothing that is not there). Natively: inline completion is off for the buffer, so
+    no autocommand arms Neovim's timer."""
+    if editor.mode == "native":
+        return not editor.lua("return vim.lsp.inline_completion.is_enabled({ bufnr = 0 })")
+    buf = "vim.api.nvim_get_current_buf()"  # the plugin keys its state by number, not 0
+    return editor.lua(f"return require('codetailor.ghost').dismiss({buf})") is False
+
+
 # -- the plugin's logic, against the fake server ------------------------------------------------
 
 
@@ -208,9 +245,16 @@ def test_dismiss_clears_the_ghost_text(editor: Editor, tmp_path: Path) -> None:
     editor.edit(tmp_path / "add.py", "def add(a, b):\n    return \n")
     editor.type("2GAa")
     editor.wait(editor.ghost, "ghost text")
+    round_trip(editor)
+    asked = inline_requests(log)
     editor.type("<C-]>")
     editor.wait(lambda: not editor.ghost(), "the ghost text to be dismissed")
-    time.sleep(0.5)  # and it does not come back by itself
+    # And it does not come back by itself: a late answer would have been handled by the
+    # time a later request's answer arrives, and nothing asked again (nothing moved or
+    # changed, so no debounce timer is armed; the fallback says so itself).
+    round_trip(editor)
+    assert inline_requests(log) == asked
+    assert editor.mode == "native" or nothing_on_its_way(editor)
     assert editor.ghost() == []
     assert editor.line(1) == "    return a"
     assert editor.lua("return vim.api.nvim_get_mode().mode") == "i"
@@ -241,11 +285,15 @@ def test_typing_what_the_ghost_text_shows_keeps_the_rest(editor: Editor, tmp_pat
     editor.edit(tmp_path / "add.py", "def add(a, b):\n    return \n")
     editor.type("2GAa")
     editor.wait(editor.ghost, "ghost text")
+    round_trip(editor)
     asked = len([m for m in received(log) if m.get("method") == "textDocument/inlineCompletion"])
     editor.type(" +")
     editor.wait(lambda: editor.ghost() and editor.ghost()[0]["text"] == " b", "the rest")
     assert editor.ghost() == [{"row": 1, "col": len("    return a +"), "text": " b"}]
-    time.sleep(0.3)
+    # " b" is drawn only where the typed text matched, which also disarms the debounce
+    # timer (asking again hides the text first); every request sent so far has reached
+    # the server once a later one is answered.
+    round_trip(editor)
     requests = [m for m in received(log) if m.get("method") == "textDocument/inlineCompletion"]
     assert len(requests) == asked  # served from what is shown, without asking the server
     editor.type("<Tab>")
@@ -253,12 +301,13 @@ def test_typing_what_the_ghost_text_shows_keeps_the_rest(editor: Editor, tmp_pat
 
 
 def test_keys_do_their_usual_job_without_a_completion(editor: Editor, tmp_path: Path) -> None:
-    cmd, _ = fake_cmd(tmp_path, "")  # the server has nothing to offer
+    cmd, log = fake_cmd(tmp_path, "")  # the server has nothing to offer
     editor.setup(cmd)
     editor.edit(tmp_path / "t.py", "x = 1\n")
     editor.nvim.command("setlocal noexpandtab")
     editor.type("Go")
-    time.sleep(0.3)
+    editor.wait(lambda: inline_requests(log), "the plugin to ask the server")
+    round_trip(editor)  # and its empty answer has been handled: Tab meets "no completion"
     editor.type("<Tab>y")
     editor.wait(lambda: editor.line(1) == "\ty", "a plain tab")
 
@@ -276,8 +325,12 @@ def test_toggle_turns_completions_off_and_tells_the_server(editor: Editor, tmp_p
         ),
         "enable=false to reach the server",
     )
+    asked = inline_requests(log)
     editor.type("2GAa")
-    time.sleep(0.8)
+    editor.wait(lambda: editor.line(1) == "    return a" and editor.settled(), "the key")
+    assert nothing_on_its_way(editor)
+    round_trip(editor)
+    assert inline_requests(log) == asked
     assert editor.ghost() == []
     assert any("completions off" in n["msg"] for n in editor.notes())
 
@@ -513,8 +566,11 @@ def test_real_server_health_status_and_toggle(
         "the server to turn completions off",
     )
     assert editor.lua("return require('codetailor').statusline()") == "codetailor: off"
+    asked = requests_counted(round_trip(editor))
     editor.type(REAL_KEYS)
-    time.sleep(1.0)
+    editor.wait(lambda: editor.line(1) == "    re" and editor.settled(), "the keys")
+    assert nothing_on_its_way(editor)  # so nothing reaches the server, which counts it
+    assert requests_counted(round_trip(editor)) == asked
     assert editor.ghost() == []
     editor.type("<Esc>")
 

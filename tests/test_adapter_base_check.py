@@ -9,7 +9,7 @@ import pytest
 
 from lsp_server.errors import CodetailorError
 from lsp_server.model.loading import load_model
-from tests.test_models import make_adapter
+from tests.fixtures.adapters import make_adapter
 from tests.tiny import build_model
 
 

@@ -1,8 +1,8 @@
-"""The workspace index under attack (findings 6 and 7): what it reads, what reaches a prompt.
+"""The cross-file context under attack (findings 6 and 7): what it reads, what reaches a prompt.
 
-Symlinks to devices, pipes and files outside the root are never read; a new
-root never waits on a stuck scan; secrets in other files and documents never
-reach the prompt; a file name cannot add a line to the prompt.
+Symlinks to devices, pipes and files outside the root are never read; an edit
+is redacted line by line; a file name cannot add a line to the prompt. The
+workspace around the index (a stuck scan, open documents) is in test_workspace.py.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,19 +18,7 @@ import pytest
 from lsp_server.completion import retrieval
 from lsp_server.completion.prompt import FORMATS, PREFIX_ONLY, build_prompt
 from lsp_server.completion.retrieval import ContextIndex
-from lsp_server.session.documents import Documents
-from lsp_server.session.workspace import WorkspaceContext
-
-KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n-----END OPENSSH PRIVATE KEY-----\n"  # noqa: E501
-AWS = "AKIAQ3EGVP5XHJ7L2M4N"
-PASSWORD = "Pa55word940199"
-SETTINGS = (
-    "def connect_database(host, user):\n"
-    f'    aws_key = "{AWS}"\n'
-    f'    db_password = "{PASSWORD}"\n'
-    "    return open_connection(host, user, db_password, aws_key)\n"
-)
-APP = "def main():\n    conn = connect_database(host, user)\n    return open_connection("
+from tests.fixtures.secrets import APP, KEY, PASSWORD
 
 
 def _git(root: Path) -> None:
@@ -74,72 +61,6 @@ def test_devices_pipes_and_files_outside_the_root_are_never_read(
     snippets = index.query(APP, len(APP), limit=20)
     text = "\n".join(s.text for s in snippets)
     assert "PRIVATE KEY" not in text and PASSWORD not in text and "b3Blbn" not in text
-
-
-def test_a_new_root_never_waits_for_a_stuck_scan(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    (tmp_path / "a" / "stale.py").write_text("def stale_helper(): pass\n")
-    (tmp_path / "b" / "fresh.py").write_text("def fresh_helper(): pass\n")
-    gate, listing = threading.Event(), threading.Event()
-    real = retrieval.indexable_files
-
-    def slow_listing(root: Path) -> list[str]:
-        if root.name == "a":  # e.g. `git ls-files` on a slow disk, or a pipe
-            listing.set()
-            gate.wait(60)
-        return real(root)
-
-    monkeypatch.setattr(retrieval, "indexable_files", slow_listing)
-    workspace = WorkspaceContext()
-    workspace.workspace.open((tmp_path / "a").as_uri())
-    workspace.index_root(scan=True)
-    assert listing.wait(10)
-    returned = threading.Event()
-
-    def second_initialize() -> None:  # what the event loop does on the next `initialize`
-        workspace.workspace.open((tmp_path / "b").as_uri())
-        workspace.index_root(scan=True)
-        returned.set()
-
-    threading.Thread(target=second_initialize, daemon=True).start()
-    try:
-        assert returned.wait(5), "index_root blocked on the stuck scan (a join on the loop)"
-    finally:
-        gate.set()
-    assert workspace.index.wait(timeout=30)
-    for thread in threading.enumerate():
-        if thread.name == "codetailor-index":
-            thread.join(30)
-    assert "fresh.py" in workspace.index and "stale.py" not in workspace.index
-
-
-def test_a_secret_in_another_file_or_document_never_reaches_the_prompt(tmp_path: Path) -> None:
-    (tmp_path / "db").mkdir()
-    (tmp_path / "db" / "settings.py").write_text(SETTINGS)
-    (tmp_path / "app.py").write_text(APP)
-    (tmp_path / "deploy_key.py").write_text(KEY)
-    workspace = WorkspaceContext()
-    workspace.workspace.open(tmp_path.as_uri())
-    workspace.index_root(scan=True)
-    assert workspace.index.wait(timeout=60)
-    documents = Documents()
-    # An open, edited document holding a secret, and one outside the workspace.
-    open_uri = (tmp_path / "db" / "local.py").as_uri()
-    documents.open(open_uri, f'def connect_database():\n    token = "{AWS}"\n', 1)
-    workspace.changed(open_uri)
-    elsewhere = (tmp_path.parent / "notes.py").as_uri()
-    documents.open(elsewhere, f"def connect_database(): pw = '{PASSWORD}'  # open_connection\n", 1)
-    workspace.changed(elsewhere)
-    snippets = workspace.snippets(documents, (tmp_path / "app.py").as_uri(), APP, len(APP))
-    assert {s.path for s in snippets} >= {"db/settings.py", "db/local.py"}
-    assert "notes.py" not in {s.path for s in snippets}
-    for fmt in (PREFIX_ONLY, FORMATS["qwen2.5-coder"], FORMATS["starcoder"]):
-        prompt = build_prompt(fmt, APP, "", path="app.py", context=snippets)
-        assert "connect_database" in prompt and "<PASSWORD>" in prompt
-        assert AWS not in prompt and PASSWORD not in prompt and "b3Blbn" not in prompt
 
 
 def test_an_edit_redacts_only_the_new_lines(monkeypatch: pytest.MonkeyPatch) -> None:
