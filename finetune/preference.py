@@ -483,6 +483,7 @@ def run_preference(cfg: PreferenceConfig, *, progress: bool = True) -> dict[str,
     from finetune.repo_eval import RepoEval
     from lsp_server.completion.prompt import get_format
     from lsp_server.model.adapter_meta import read_meta
+    from lsp_server.model.factory import window_tokens
     from lsp_server.model.loading import load_model
 
     adapter = Path(cfg.adapter).expanduser().absolute()
@@ -495,8 +496,7 @@ def run_preference(cfg: PreferenceConfig, *, progress: bool = True) -> dict[str,
     records = load_records(cfg)
     loaded = load_model(meta.base_model.name, device=cfg.device, dtype=cfg.dtype, training=True)
     fmt = get_format(meta.prompt_format or "prefix-only")
-    window = 1024 if loaded.device == "cpu" else 4096
-    build = prompt_builder(loaded.tokenizer, fmt, window)
+    build = prompt_builder(loaded.tokenizer, fmt, window_tokens(loaded.device))
     train_records, held_records = split_by_place(records, cfg.heldout_feedback, cfg.seed)
     train_data = preference_data(train_records, build)
     held_data = preference_data(held_records, build)

@@ -24,6 +24,7 @@ from lsp_server.model.engine import Engine
 from lsp_server.session.documents import Change, Position
 from lsp_server.session.session import EMPTY_REASONS, Request, Session
 from lsp_server.session.settings import Settings
+from lsp_server.spec import AdapterRef, Holding, ModelSpec, folder
 from tests.test_completer import CharTokenizer
 from tests.test_engine import FakeBackend
 
@@ -40,9 +41,18 @@ BOUND_S = 5.0
 class FakeCompletion:
     text: str
     stop_reason: str = "length"
+    context: tuple[Any, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {"text": self.text, "stop_reason": self.stop_reason}
+
+
+@dataclass(frozen=True)
+class Asked:
+    """One load or swap the host was asked for: the model, and the default adapter's folder."""
+
+    model: str | None
+    adapter: str | None
 
 
 @dataclass
@@ -55,6 +65,10 @@ class Call:
 
 class ScriptedCompleter:
     """Answers each call with the next step of its script; records warming calls."""
+
+    format = PREFIX_ONLY
+    window_tokens = 1024
+    repo: str | None = None
 
     def __init__(self, *script: object) -> None:
         self.script = list(script)
@@ -104,9 +118,10 @@ class FakeHost:
     def __init__(self, completer: ScriptedCompleter | None, state: str = "ready") -> None:
         self.completer = completer
         self.state = state
-        self.loads: list[Settings] = []
-        self.swaps: list[Settings] = []
-        self.adapter_sets: list[tuple[str | None, ...]] = []  # each load's or swap's adapters
+        self.held: Holding | None = None
+        self.loads: list[Asked] = []
+        self.swaps: list[Asked] = []
+        self.adapter_sets: list[tuple[str | None, ...]] = []  # each load's or swap's folders
         self.futures: list[Future[Any]] = []
         self.background: list[tuple[Callable[[], Any], threading.Event, Future[Any]]] = []
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="fake-generate")
@@ -131,19 +146,22 @@ class FakeHost:
             results.append(result)
         return results
 
-    def completer_for(self, adapter: str | None) -> ScriptedCompleter | None:
+    def completer_for(self, adapter: AdapterRef | None) -> ScriptedCompleter | None:
         return self.completer
 
-    def answers_for(self, adapter: str | None) -> tuple[str | None, str]:
+    def answers_for(self, adapter: AdapterRef | None) -> tuple[AdapterRef | None, str]:
         return adapter, "fake"
 
-    def load(self, settings: Settings, adapters: Sequence[str | None] = ()) -> None:
-        self.loads.append(settings)
-        self.adapter_sets.append(tuple(adapters))
+    def _asked(self, spec: ModelSpec, adapters: Sequence[AdapterRef | None]) -> Asked:
+        self.held = Holding(spec, tuple(adapters))
+        self.adapter_sets.append(tuple(map(folder, adapters)))
+        return Asked(spec.model, folder(adapters[0]))
 
-    def swap(self, settings: Settings, adapters: Sequence[str | None] = ()) -> None:
-        self.swaps.append(settings)
-        self.adapter_sets.append(tuple(adapters))
+    def load(self, spec: ModelSpec, adapters: Sequence[AdapterRef | None] = (None,)) -> None:
+        self.loads.append(self._asked(spec, adapters))
+
+    def swap(self, spec: ModelSpec, adapters: Sequence[AdapterRef | None] = (None,)) -> None:
+        self.swaps.append(self._asked(spec, adapters))
 
     def status(self) -> dict[str, Any]:
         return {"state": self.state, "model": "fake"}
@@ -394,11 +412,11 @@ def test_a_client_cannot_set_a_model_the_server_does_not_allow():
 
 def test_a_new_session_reloads_when_an_earlier_client_switched_the_model():
     host = FakeHost(None, state="ready")
-    earlier = Settings(model="other")
-    session = Session(Settings(model="tiny"), host, host_settings=earlier)
+    host.held = Holding(ModelSpec(model="other"))
+    session = Session(Settings(model="tiny"), host)
     assert session.initialize({}, None, "utf-16") == []
     assert [s.model for s in host.loads] == ["tiny"]
-    again = Session(Settings(model="tiny"), host, host_settings=Settings(model="tiny"))
+    again = Session(Settings(model="tiny"), host)
     assert again.initialize({}, None, "utf-16") == []
     assert len(host.loads) == 1
 

@@ -32,20 +32,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.fresh_home:
         os.environ["CODETAILOR_HOME"] = tempfile.mkdtemp(prefix="codetailor-bench-")
 
-    from lsp_server.model.engine import Engine, Generation
-    from lsp_server.model.loading import load_model
-    from lsp_server.model.wiring import build_completer
+    from lsp_server.model.engine import Generation
+    from lsp_server.model.factory import load_completers
+    from lsp_server.spec import ModelSpec
 
+    spec = ModelSpec(model=args.model, dtype=args.dtype)
     t = time.monotonic()
-    loaded = load_model(args.model, dtype=args.dtype)
+    load_completers(spec)
     first_load = time.monotonic() - t
     t = time.monotonic()
-    loaded = load_model(args.model, dtype=args.dtype)
+    held = load_completers(spec)
     second_load = time.monotonic() - t
 
-    completer = build_completer(loaded)
-    engine = completer.engine
-    assert isinstance(engine, Engine)  # build_completer's local engine
+    loaded, completer = held.model, held.completer
+    engine = held.engine()  # the local engine over token ids
     text = args.file.read_text()
     # A cursor two thirds into the file, in the middle of a line.
     line_start = text.rfind("\n", 0, len(text) * 2 // 3) + 1
