@@ -256,22 +256,23 @@ def cmd_complete(args: argparse.Namespace) -> int:
         raise CodetailorError("--repeat and --max-tokens must be at least 1")
 
     args.engine = engine_setting(args)
-    if args.engine != "local":
-        return complete_remote(args, path, text, offset)
     from lsp_server.model.factory import load_completers
 
+    # With `--engine openai:URL` only the tokenizer loads: the server generates.
     loaded = load_completers(model_spec(args), [adapter(args)], reuse=not args.no_cache)
     model = loaded.model
     log.info(
         "loaded %s on %s/%s in %.1f s", model.name, model.device, model.dtype, model.load_seconds
     )
-    facts = {
+    facts: dict[str, Any] = {
         "model": model.name,
         "adapter": str(model.adapter.path) if model.adapter else None,
         "device": model.device,
         "dtype": model.dtype,
         "load_ms": round(model.load_seconds * 1000),
     }
+    if args.engine != "local":
+        facts = {"model": model.name, "device": model.device, "engine": args.engine}
     return print_completions(args, loaded.completer, path, text, offset, facts)
 
 
@@ -287,8 +288,8 @@ def model_spec(args: argparse.Namespace) -> ModelSpec:
             raise CodetailorError(str(exc)) from None
     return ModelSpec(
         model=args.model,
-        device=getattr(args, "device", "auto"),
-        dtype=getattr(args, "dtype", "auto"),
+        device=args.device,
+        dtype=args.dtype,
         engine=parse_engine(args.engine),
         prompt_format=args.prompt_format,
         trust_remote_code=args.trust_remote_code,
@@ -330,15 +331,6 @@ def print_completions(
     if not args.json:
         print(result.text)
     return 0
-
-
-def complete_remote(args: argparse.Namespace, path: Path, text: str, offset: int) -> int:
-    """`complete --engine openai:URL`: only the tokenizer loads; the server generates."""
-    from lsp_server.model.factory import load_completers
-
-    loaded = load_completers(model_spec(args), [adapter(args)])
-    facts = {"model": loaded.model.name, "device": loaded.model.device, "engine": args.engine}
-    return print_completions(args, loaded.completer, path, text, offset, facts)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
