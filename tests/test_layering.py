@@ -16,7 +16,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("lsp_server", "finetune")
-PURE = ("lsp_server.session", "lsp_server.completion", "lsp_server.repo")
+PURE = ("lsp_server.session", "lsp_server.completion", "lsp_server.repo", "lsp_server.spec")
 LSP_LIBRARIES = ("pygls", "lsprotocol")
 MODEL_LIBRARIES = ("torch", "transformers", "peft")
 # Benchmarks that drive a real server as an LSP client (pygls' LanguageClient); the

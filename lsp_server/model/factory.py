@@ -55,8 +55,8 @@ INT8_NOTE = (
 
 
 def window_tokens(device: str) -> int:
-    """The prompt window for a model on `device`: CPU prefill is the bottleneck; a GPU
-    affords a wider view of the file."""
+    """The prompt window for a model on `device` ("cpu", "cuda:0", "mps", or "remote": a
+    server's GPU): CPU prefill is the bottleneck; a GPU affords a wider view of the file."""
     return 1024 if device == "cpu" else 4096
 
 
