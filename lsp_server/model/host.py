@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from lsp_server.completion.completer import Completer
 from lsp_server.errors import CodetailorError
@@ -31,7 +31,6 @@ log = logging.getLogger("codetailor.service")
 
 T = TypeVar("T")
 State = Literal["idle", "loading", "ready", "failed"]
-EventCallback = Report  # kind ("begin", "report", "end", "failed", "problem"), message, percentage
 
 
 class Worker:
@@ -109,14 +108,20 @@ class _Job:
     cancel: threading.Event | None = None  # set for background calls: "yield now"
 
 
-# (spec, adapters, report=) -> Loaded: the factory's `load_completers`, or a test's fake
-Loader = Callable[..., Loaded]
+class Loader(Protocol):
+    """What loads a spec with its adapters: the factory's `load_completers`, or a fake."""
+
+    def __call__(
+        self, spec: ModelSpec, adapters: Sequence[AdapterRef | None], *, report: Report
+    ) -> Loaded: ...
 
 
 class ModelHost:
     """The current model, (re)loaded in the background; `completer` is None until ready."""
 
-    def __init__(self, on_event: EventCallback, *, loader: Loader = load_completers) -> None:
+    def __init__(self, on_event: Report, *, loader: Loader = load_completers) -> None:
+        """`on_event(kind, message, percentage)` hears the loading stages: "begin",
+        "report", "end", "failed", "problem"."""
         self.on_event = on_event
         self.loader = loader
         self.state: State = "idle"
