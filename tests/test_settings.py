@@ -90,7 +90,7 @@ def test_empty_or_odd_payloads_change_nothing():
     assert settings == Settings() and len(problems) == 1
 
 
-def test_model_key_tracks_what_needs_a_reload():
+def test_the_model_spec_tracks_what_needs_a_reload():
     assert model_spec(Settings()) == model_spec(Settings(max_tokens=3, enable=False))
     assert model_spec(Settings()) != model_spec(Settings(device="cpu"))
 
