@@ -19,6 +19,8 @@ from lsp_server import __version__
 from lsp_server.errors import CodetailorError
 from lsp_server.repo.files import read_source
 from lsp_server.session.documents import LINE_BREAK, line_bounds, offset_at
+from lsp_server.session.settings import parse_engine
+from lsp_server.spec import AdapterRef, ModelSpec
 
 log = logging.getLogger("codetailor")
 
@@ -182,8 +184,6 @@ def feedback_commands(sub: argparse._SubParsersAction) -> None:
 def engine_setting(args: argparse.Namespace) -> str:
     """`--engine` checked as the `engine` setting is; `--api-key-env NAME` tells the remote
     engine which environment variable holds its key (the key itself never is an argument)."""
-    from lsp_server.session.settings import parse_engine
-
     try:
         url = parse_engine(args.engine)
     except ValueError as exc:
@@ -257,35 +257,51 @@ def cmd_complete(args: argparse.Namespace) -> int:
         raise CodetailorError("--repeat and --max-tokens must be at least 1")
 
     args.engine = engine_setting(args)
-    if args.engine != "local":
-        return complete_remote(args, path, text, offset)
-    from lsp_server.model.loading import load_model
-    from lsp_server.model.registry import adapter_folder
-    from lsp_server.model.wiring import build_completer
+    from lsp_server.model.factory import load_completers
 
-    loaded = load_model(
-        args.model,
-        adapter=adapter_folder(args.adapter),
+    # With `--engine openai:URL` only the tokenizer loads: the server generates.
+    loaded = load_completers(model_spec(args), [adapter(args)], reuse=not args.no_cache)
+    model = loaded.model
+    log.info(
+        "loaded %s on %s/%s in %.1f s", model.name, model.device, model.dtype, model.load_seconds
+    )
+    facts: dict[str, Any] = {
+        "model": model.name,
+        "adapter": str(model.adapter.path) if model.adapter else None,
+        "device": model.device,
+        "dtype": model.dtype,
+        "load_ms": round(model.load_seconds * 1000),
+    }
+    if args.engine != "local":
+        facts = {"model": model.name, "device": model.device, "engine": args.engine}
+    return print_completions(args, loaded.completer, path, text, offset, facts)
+
+
+def model_spec(args: argparse.Namespace) -> ModelSpec:
+    """The model `complete` loads, from its options; an unknown `--prompt-format` is
+    refused here, before anything loads."""
+    if args.prompt_format:
+        from lsp_server.completion.prompt import get_format
+
+        try:
+            get_format(args.prompt_format)
+        except ValueError as exc:
+            raise CodetailorError(str(exc)) from None
+    return ModelSpec(
+        model=args.model,
         device=args.device,
         dtype=args.dtype,
+        engine=parse_engine(args.engine),
+        prompt_format=args.prompt_format,
         trust_remote_code=args.trust_remote_code,
     )
-    log.info(
-        "loaded %s on %s/%s in %.1f s",
-        loaded.name,
-        loaded.device,
-        loaded.dtype,
-        loaded.load_seconds,
-    )
-    completer = build_completer(loaded, prompt_format=args.prompt_format, reuse=not args.no_cache)
-    facts = {
-        "model": loaded.name,
-        "adapter": str(loaded.adapter.path) if loaded.adapter else None,
-        "device": loaded.device,
-        "dtype": loaded.dtype,
-        "load_ms": round(loaded.load_seconds * 1000),
-    }
-    return print_completions(args, completer, path, text, offset, facts)
+
+
+def adapter(args: argparse.Namespace) -> AdapterRef | None:
+    """The adapter `--adapter` names: a folder, or a registered name resolved to its folder."""
+    from lsp_server.model.registry import adapter_ref
+
+    return adapter_ref(args.adapter)
 
 
 def print_completions(
@@ -316,21 +332,6 @@ def print_completions(
     if not args.json:
         print(result.text)
     return 0
-
-
-def complete_remote(args: argparse.Namespace, path: Path, text: str, offset: int) -> int:
-    """`complete --engine openai:URL`: only the tokenizer loads; the server generates."""
-    from lsp_server.model.wiring import build_remote_completer
-
-    completer, remote = build_remote_completer(
-        args.engine.removeprefix("openai:"),
-        model=args.model,
-        adapter=args.adapter,
-        prompt_format=args.prompt_format,
-        trust_remote_code=args.trust_remote_code,
-    )
-    facts = {"model": remote.name, "device": remote.device, "engine": args.engine}
-    return print_completions(args, completer, path, text, offset, facts)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ import pytest
 from lsp_server import cli
 from lsp_server.errors import CodetailorError
 from lsp_server.model import registry
+from lsp_server.spec import folder
 
 REMOTE = "git@github.com:Acme/widgets.git"
 
@@ -103,10 +104,10 @@ def test_the_stamp_changes_with_every_registration(tmp_path: Path):
 
 def test_an_adapter_is_named_by_its_folder_or_its_registered_name(tmp_path: Path):
     entry = registry.register_adapter(git_repo(tmp_path / "widgets"), fake_adapter(tmp_path / "a"))
-    assert registry.adapter_folder(entry.name) == str(tmp_path / "a")
-    assert registry.adapter_folder(str(tmp_path / "a")) == str(tmp_path / "a")
-    assert registry.adapter_folder("no-such-adapter") == "no-such-adapter"
-    assert registry.adapter_folder(None) is None
+    assert folder(registry.adapter_ref(entry.name)) == str(tmp_path / "a")
+    assert folder(registry.adapter_ref(str(tmp_path / "a"))) == str(tmp_path / "a")
+    assert folder(registry.adapter_ref("no-such-adapter")) == "no-such-adapter"
+    assert registry.adapter_ref(None) is None
 
 
 def test_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -211,9 +212,9 @@ def test_auto_finds_the_workspace_adapter_for_either_engine(tmp_path: Path):
     entry = registry.register_adapter(repo, fake_adapter(tmp_path / "lora"))
     choice = choose_adapter("auto", str(repo), registry.registered_for(repo))
     assert choice.adapter == entry.path and choice.reason.endswith("(by path)")
-    assert registry.adapter_folder(choice.adapter) == entry.path  # local: loaded from there
-    assert remote_adapter(choice.adapter)[0] == entry.name  # remote: its name as `model`
-    assert registry.adapter_folder("auto") is None and registry.adapter_folder("none") is None
+    assert folder(registry.adapter_ref(choice.adapter)) == entry.path  # local: loaded from there
+    assert remote_adapter(choice.ref)[0] == entry.name  # remote: its name as `model`
+    assert registry.adapter_ref("auto") is None and registry.adapter_ref("none") is None
 
 
 def test_an_unreadable_registry_means_the_base_model_not_a_dead_server(tmp_path: Path):

@@ -20,6 +20,7 @@ from lsp_server.model.engine import Engine
 from lsp_server.session.documents import Change, Position
 from lsp_server.session.session import EMPTY_REASONS, Request, Session
 from lsp_server.session.settings import Settings
+from lsp_server.spec import Holding, ModelSpec
 from tests.fixtures.fakes import CharTokenizer, FakeBackend
 from tests.fixtures.host import (
     BLOCK,
@@ -283,11 +284,11 @@ def test_a_client_cannot_set_a_model_the_server_does_not_allow():
 
 def test_a_new_session_reloads_when_an_earlier_client_switched_the_model():
     host = FakeHost(None, state="ready")
-    earlier = Settings(model="other")
-    session = Session(Settings(model="tiny"), host, host_settings=earlier)
+    host.held = Holding(ModelSpec(model="other"))
+    session = Session(Settings(model="tiny"), host)
     assert session.initialize({}, None, "utf-16") == []
     assert [s.model for s in host.loads] == ["tiny"]
-    again = Session(Settings(model="tiny"), host, host_settings=Settings(model="tiny"))
+    again = Session(Settings(model="tiny"), host)
     assert again.initialize({}, None, "utf-16") == []
     assert len(host.loads) == 1
 

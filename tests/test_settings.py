@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lsp_server.session.model_choice import model_spec
 from lsp_server.session.settings import Settings, parse_settings, unknown_keys
 
 
@@ -89,9 +90,9 @@ def test_empty_or_odd_payloads_change_nothing():
     assert settings == Settings() and len(problems) == 1
 
 
-def test_model_key_tracks_what_needs_a_reload():
-    assert Settings().model_key == Settings(max_tokens=3, enable=False).model_key
-    assert Settings().model_key != Settings(device="cpu").model_key
+def test_the_model_spec_tracks_what_needs_a_reload():
+    assert model_spec(Settings()) == model_spec(Settings(max_tokens=3, enable=False))
+    assert model_spec(Settings()) != model_spec(Settings(device="cpu"))
 
 
 def test_engine_is_local_or_an_openai_url():
@@ -111,4 +112,4 @@ def test_engine_is_local_or_an_openai_url():
 
 
 def test_changing_the_engine_means_loading_again():
-    assert Settings().model_key != Settings(engine="openai:http://127.0.0.1:8000").model_key
+    assert model_spec(Settings()) != model_spec(Settings(engine="openai:http://127.0.0.1:8000"))

@@ -43,6 +43,11 @@ class Completion:
     raw: str = ""  # what the model generated after the cursor, before post-processing
     context: tuple[Snippet, ...] = field(default_factory=tuple)  # snippets in the prompt
 
+    @property
+    def stop_reason(self) -> str:
+        """Why generation stopped (see engine.Generation)."""
+        return self.generation.stop_reason
+
     def as_dict(self) -> dict[str, Any]:
         g = self.generation
         return {

@@ -28,8 +28,9 @@ from lsp_server.errors import CodetailorError
 from lsp_server.lsp import client_log, handlers, transport
 from lsp_server.lsp.lifecycle import Lifecycle
 from lsp_server.lsp.server import CodetailorServer, ModelEvents
-from lsp_server.model.host import ModelHost, load_completer
+from lsp_server.model.host import ModelHost
 from lsp_server.session.settings import Settings
+from lsp_server.spec import ModelSpec
 
 log = logging.getLogger("codetailor.launch")
 
@@ -127,13 +128,20 @@ def serve(args: argparse.Namespace) -> int:
         engine=getattr(args, "engine", None) or "local",
     )
     events = ModelEvents()
-    loader = partial(load_completer, compile=getattr(args, "compile", "auto"))
-    host = ModelHost(events, trust_remote_code=args.trust_remote_code, loader=loader)
+    loading = ModelSpec(
+        trust_remote_code=args.trust_remote_code, compile=getattr(args, "compile", "auto")
+    )
+    host = ModelHost(events)
     # On stdio the client started us and chose the command line: its settings are as
     # trusted as --model. On TCP anyone on the machine may be the client.
     allow = bool(getattr(args, "allow_client_models", False)) or not address
     make = partial(
-        CodetailorServer, startup, host, register=handlers.register, allow_client_models=allow
+        CodetailorServer,
+        startup,
+        host,
+        register=handlers.register,
+        allow_client_models=allow,
+        loading=loading,
     )
     if address:
         # A token guards TCP only: on stdio the editor that started us owns both pipes.

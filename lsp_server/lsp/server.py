@@ -28,8 +28,10 @@ from lsp_server.lsp.progress import LoadProgress
 from lsp_server.model import registry
 from lsp_server.model.host import ModelHost
 from lsp_server.model.loading import cache_home, resolve_model
-from lsp_server.session.session import ADAPTER_POLL_S, AdapterSource, Session
+from lsp_server.session.model_choice import ADAPTER_POLL_S, AdapterSource
+from lsp_server.session.session import Session
 from lsp_server.session.settings import Settings
+from lsp_server.spec import ModelSpec
 
 log = logging.getLogger("codetailor.server")
 
@@ -78,7 +80,9 @@ class CodetailorServer(LanguageServer):
         *,
         register: Callable[[CodetailorServer], None],
         allow_client_models: bool = True,
+        loading: ModelSpec | None = None,
     ) -> None:
+        """`loading`: how this server loads models (--trust-remote-code, --compile)."""
         super().__init__("codetailor", __version__, protocol_cls=CodetailorProtocol)
         self._reported: set[str] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -86,10 +90,12 @@ class CodetailorServer(LanguageServer):
         self.session = Session(
             startup,
             host,
-            host_settings=host.settings,
             model_allowed=model_allowed,
             recording=Recording(cache_home()),
-            adapters=AdapterSource(registry.registered_for, registry.stamp),
+            adapters=AdapterSource(
+                registry.registered_for, registry.stamp, registry.resolve_adapter
+            ),
+            loading=loading,
         )
         self._adapter_watch: asyncio.Task[None] | None = None
         # Not `progress`: that name is pygls' own method on LanguageServer.

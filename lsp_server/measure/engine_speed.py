@@ -32,34 +32,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.fresh_home:
         os.environ["CODETAILOR_HOME"] = tempfile.mkdtemp(prefix="codetailor-bench-")
 
-    from lsp_server.model.engine import Engine, Generation
-    from lsp_server.model.loading import load_model
-    from lsp_server.model.wiring import build_completer
+    from lsp_server.model.engine import Generation
+    from lsp_server.model.factory import load_completers
+    from lsp_server.spec import ModelSpec
 
+    spec = ModelSpec(model=args.model, dtype=args.dtype)
     t = time.monotonic()
-    loaded = load_model(args.model, dtype=args.dtype)
+    load_completers(spec)
     first_load = time.monotonic() - t
     t = time.monotonic()
-    loaded = load_model(args.model, dtype=args.dtype)
+    held = load_completers(spec)
     second_load = time.monotonic() - t
 
-    completer = build_completer(loaded)
-    engine = completer.engine
-    assert isinstance(engine, Engine)  # build_completer's local engine
+    loaded, completer = held.model, held.completer
+    engine = held.engine()  # the local engine over token ids
     text = args.file.read_text()
     # A cursor two thirds into the file, in the middle of a line.
     line_start = text.rfind("\n", 0, len(text) * 2 // 3) + 1
     offset = line_start + len(text[line_start:].split("\n", 1)[0]) // 2
 
     prompt_ids = loaded.tokenizer.encode(completer.prompt_for(text[:offset], text[offset:]))
-    prefill_rates, decode_ms = [], []
-    for _ in range(args.repeats):
-        engine.cache.clear()
-        g = engine.generate(prompt_ids, max_new_tokens=1)
-        prefill_rates.append(g.prompt_tokens / (g.prefill_ms / 1000))
-        engine.cache.clear()
-        g = engine.generate(prompt_ids, max_new_tokens=33)
-        decode_ms.append(g.decode_ms / max(g.generated_tokens - 1, 1))
+    prefill_rates, decode_ms = rates(engine, prompt_ids, args.repeats)
     verify_cost = verify_over_step(engine.backend, prompt_ids, args.repeats)
 
     runs: dict[str, list[Generation]] = {"cold": [], "warm_same": [], "warm_typed": []}
@@ -83,6 +76,27 @@ def main(argv: list[str] | None = None) -> int:
         "decode_ms_per_token": round(p50(decode_ms), 1),
         "verify_9_tokens_over_one_step": round(verify_cost, 2),
     }
+    print_report(result | request_times(runs))
+    return 0
+
+
+def rates(engine: Any, prompt_ids: list[int], repeats: int) -> tuple[list[float], list[float]]:
+    """Prefill tokens per second and decode ms per token, `repeats` times, cold each time."""
+    prefill_rates, decode_ms = [], []
+    for _ in range(repeats):
+        engine.cache.clear()
+        g = engine.generate(prompt_ids, max_new_tokens=1)
+        prefill_rates.append(g.prompt_tokens / (g.prefill_ms / 1000))
+        engine.cache.clear()
+        g = engine.generate(prompt_ids, max_new_tokens=33)
+        decode_ms.append(g.decode_ms / max(g.generated_tokens - 1, 1))
+    return prefill_rates, decode_ms
+
+
+def request_times(runs: dict[str, list[Any]]) -> dict[str, Any]:
+    """Per kind of request (cold, warm), its p50 times and reuse, and the warm speed-ups."""
+    p50 = statistics.median
+    result: dict[str, Any] = {}
     for name, gens in runs.items():
         result[f"{name}_p50_ms"] = round(p50(g.latency_ms for g in gens), 1)
         result[f"{name}_prefill_p50_ms"] = round(p50(g.prefill_ms for g in gens), 1)
@@ -93,11 +107,14 @@ def main(argv: list[str] | None = None) -> int:
         result[f"prefill_speedup_{name}"] = round(
             result["cold_prefill_p50_ms"] / max(result[f"{name}_prefill_p50_ms"], 0.1), 1
         )
+    return result
+
+
+def print_report(result: dict[str, Any]) -> None:
     print(json.dumps(result, indent=2))
     print("\n| measure | value |\n|---|---|", file=sys.stdout)
     for key, value in result.items():
         print(f"| {key} | {value} |")
-    return 0
 
 
 def verify_over_step(backend: Any, prompt_ids: list[int], repeats: int) -> float:

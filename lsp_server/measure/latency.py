@@ -443,15 +443,21 @@ def bench_latency(
     `engine`, `ours` runs on it and `local` (unless `local` is False) on the local
     engine; the naive and llama.cpp baselines always run locally.
     """
-    from lsp_server.model.loading import DEFAULT_MODEL, load_model
-    from lsp_server.model.wiring import build_completer
+    from lsp_server.model.factory import completer_over, load_completers
+    from lsp_server.model.loading import DEFAULT_MODEL, LoadedModel
+    from lsp_server.model.registry import adapter_ref
+    from lsp_server.spec import ModelSpec
 
     replays = [typing_replay(str(f), f.read_text(), max_steps=steps) for f in files]
     remote = engine != "local"
-    loaded = (
-        load_model(model, adapter=adapter, dtype=dtype or "auto") if naive or not remote else None
-    )
-    completer = build_completer(loaded) if loaded is not None else None
+    loaded: LoadedModel | None = None
+    if naive or not remote:  # the baselines' model: its weights called directly
+        held = load_completers(
+            ModelSpec(model=model, dtype=dtype or "auto"), [adapter_ref(adapter)]
+        )
+        assert isinstance(held.model, LoadedModel)
+        loaded = held.model
+    completer = completer_over(loaded) if loaded is not None else None
     spec = model or (loaded.source.spec if loaded else DEFAULT_MODEL)
     gguf = loaded.source.path if loaded else None
     use_llama = gguf is not None and gguf.suffix == ".gguf" and not adapter

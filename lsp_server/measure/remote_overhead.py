@@ -41,18 +41,18 @@ def cursors(text: str, n: int) -> list[int]:
 
 def measure(model: str, url: str, file: Path, n: int, max_tokens: int) -> dict[str, Any]:
     from lsp_server.completion.completer import Completer
-    from lsp_server.model.loading import load_model
+    from lsp_server.model.factory import load_completers
     from lsp_server.model.remote import RemoteEngine
-    from lsp_server.model.wiring import build_completer, build_remote_completer
+    from lsp_server.spec import ModelSpec
 
-    loaded = load_model(model)
-    base = build_completer(loaded, reuse=False)
+    held = load_completers(ModelSpec(model=model), reuse=False)
+    loaded, base = held.model, held.completer
     window = base.window_tokens
     # The remote path cannot heal tokens: compare like with like.
     local = Completer(
         base.engine, loaded.tokenizer, base.format, window_tokens=window, token_healing=False
     )
-    remote, _ = build_remote_completer(url, model=model, window_tokens=window)
+    remote = load_completers(ModelSpec(model=model, engine=url), window=window).completer
     engine = remote.engine
     assert isinstance(engine, RemoteEngine)
     text = file.read_text()

@@ -31,7 +31,7 @@ from typing import Any, Literal
 from lsp_server.errors import CodetailorError
 from lsp_server.model.adapter_meta import META_FILE, read_meta
 from lsp_server.model.loading import cache_home
-from lsp_server.session.adapter_choice import Registered
+from lsp_server.spec import AdapterRef, Registered, fixed_adapter
 
 log = logging.getLogger("codetailor.registry")
 
@@ -267,17 +267,28 @@ def find(name_or_path: str) -> AdapterEntry | None:
     return find_by_path(path) if path.exists() else None
 
 
-def adapter_folder(spec: str | None) -> str | None:
-    """What `--adapter` means locally: an existing folder as given, else the folder of the
-    adapter registered under that name, else `spec` unchanged (loading then says why not).
-    `auto` and `none` are not folders: the session resolves `auto` (adapter_choice.py);
-    here both mean the base model."""
-    if spec and spec.strip().lower() in ("auto", "none"):
-        return None
-    if not spec or Path(spec).expanduser().exists():
-        return spec
-    entry = next((e for e in load() if e.name == spec), None)
-    return entry.path if entry else spec
+def adapter_ref(setting: str | None) -> AdapterRef | None:
+    """The adapter an `--adapter` value names (see `resolve_adapter`); `auto` and `none`
+    name none (None: the base model): the session resolves `auto` by workspace."""
+    spec = fixed_adapter(setting)
+    return resolve_adapter(spec) if spec is not None else None
+
+
+def resolve_adapter(spec: str) -> AdapterRef:
+    """The adapter a folder or registered name stands for: an existing folder as given
+    (with its registered name, if registered), else the folder of the adapter registered
+    under that name, else `spec` unchanged (loading then says why not)."""
+    try:
+        entries = load()
+    except CodetailorError as exc:  # an unreadable registry names nothing
+        log.warning("adapter registry: %s", exc)
+        entries = []
+    if Path(spec).expanduser().exists():
+        folder = Path(spec).expanduser().resolve()
+        entry = next((e for e in reversed(entries) if Path(e.path) == folder), None)
+        return AdapterRef(spec, entry.name if entry else None)
+    entry = next((e for e in entries if e.name == spec), None)
+    return AdapterRef(entry.path, entry.name) if entry else AdapterRef(spec)
 
 
 def find_by_path(adapter_dir: str | Path) -> AdapterEntry | None:

@@ -4,9 +4,11 @@ The session never imports the model layer: it talks to "the model host"
 through `HostLike` and to its completer through `CompleterLike`. The real
 ones are `lsp_server.model.host.ModelHost` and
 `lsp_server.completion.completer.Completer`; tests script small fakes
-(tests/test_session.py). It reports what became of its suggestions to a
-`RecordingLike` (the real one, `lsp_server.feedback.Recording`, writes the
-repository's feedback log on a thread of its own; `NoRecording` records nothing).
+(tests/fixtures/host.py). What the session reads of them is declared here, typed;
+what the host must hold crosses as the plain values of lsp_server.spec. It
+reports what became of its suggestions to a `RecordingLike` (the real one,
+`lsp_server.feedback.Recording`, writes the repository's feedback log on a
+thread of its own; `NoRecording` records nothing).
 Pure: no pygls, no torch, no file I/O, no threads.
 """
 
@@ -21,7 +23,7 @@ from typing import Any, Protocol, TypeVar
 
 from lsp_server.completion.prompt import Snippet
 from lsp_server.completion.scope import Mode
-from lsp_server.session.settings import Settings
+from lsp_server.spec import AdapterRef, Holding, ModelSpec
 
 T = TypeVar("T")
 
@@ -32,11 +34,40 @@ class CompletionLike(Protocol):
     @property
     def text(self) -> str: ...
 
+    @property
+    def stop_reason(self) -> str:
+        """Why generation stopped ("time": the time budget ran out; see engine.Generation)."""
+        ...
+
+    @property
+    def context(self) -> Sequence[Snippet]:
+        """The snippets of other files the prompt held, nearest last."""
+        ...
+
     def as_dict(self) -> dict[str, Any]: ...
 
 
+class FormatLike(Protocol):
+    """A prompt format, as the session names it (lsp_server.completion.prompt)."""
+
+    @property
+    def name(self) -> str: ...
+
+
 class CompleterLike(Protocol):
-    """Completes a document at a cursor (`Completer.complete`); runs on the host's worker."""
+    """Completes a document at a cursor (`Completer.complete`); runs on the host's worker.
+
+    `format`, `window_tokens` and `repo` are how it lays out a prompt (recorded with a
+    shown suggestion, so preference tuning rebuilds the same prompt)."""
+
+    @property
+    def format(self) -> FormatLike: ...
+
+    @property
+    def window_tokens(self) -> int: ...
+
+    @property
+    def repo(self) -> str | None: ...
 
     def complete(
         self,
@@ -78,12 +109,17 @@ class HostLike(Protocol):
         """The ready completer, or None while nothing is loaded."""
         ...
 
-    def completer_for(self, adapter: str | None) -> CompleterLike | None:
+    @property
+    def held(self) -> Holding | None:
+        """What the host was last asked to hold (by any session); None: nothing yet."""
+        ...
+
+    def completer_for(self, adapter: AdapterRef | None) -> CompleterLike | None:
         """The completer answering for `adapter` (a folder's choice; None: the base
         model): its own once loaded, else the default one; None while nothing is."""
         ...
 
-    def answers_for(self, adapter: str | None) -> tuple[str | None, str]:
+    def answers_for(self, adapter: AdapterRef | None) -> tuple[AdapterRef | None, str]:
         """Which adapter answers for `adapter` now, and why (for the status)."""
         ...
 
@@ -95,14 +131,14 @@ class HostLike(Protocol):
         """Run `job` there when no `submit`ted job waits; `cancel` is set when one arrives."""
         ...
 
-    def load(self, settings: Settings, adapters: Sequence[str | None] = ()) -> None:
-        """Drop the current model and load the one `settings` name, in the background,
-        with `settings.adapter` (the default) and the other `adapters` the folders use."""
+    def load(self, spec: ModelSpec, adapters: Sequence[AdapterRef | None] = (None,)) -> None:
+        """Drop the current model and load `spec`'s, in the background, with `adapters`
+        (the default first; None: the base model)."""
         ...
 
-    def swap(self, settings: Settings, adapters: Sequence[str | None] = ()) -> None:
-        """Switch to `settings.adapter` and `adapters` on the same base model in the
-        background while the current ones keep answering."""
+    def swap(self, spec: ModelSpec, adapters: Sequence[AdapterRef | None] = (None,)) -> None:
+        """Switch to `adapters` (the default first) on the same base model, in the
+        background, while the current ones keep answering."""
         ...
 
     def status(self) -> dict[str, Any]:

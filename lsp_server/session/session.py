@@ -14,22 +14,14 @@ so tests script it.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from lsp_server import __version__
 from lsp_server.completion.scope import completion_helps
-from lsp_server.session.adapter_choice import (
-    AdapterChoice,
-    FolderAdapters,
-    Registered,
-    choose_adapter,
-)
 from lsp_server.session.ahead import Ahead, WarmPlan, edit_cursor
 from lsp_server.session.documents import (
     Change,
@@ -37,10 +29,10 @@ from lsp_server.session.documents import (
     looks_binary,
     offset_at,
     prompt_safe,
-    uri_to_path,
 )
 from lsp_server.session.folders import WorkspaceFolders
 from lsp_server.session.jobs import Inflight, Jobs, Request
+from lsp_server.session.model_choice import AdapterSource, ModelChoice
 from lsp_server.session.ports import (
     CompleterLike,
     CompletionLike,
@@ -52,6 +44,7 @@ from lsp_server.session.ports import (
 from lsp_server.session.settings import Settings, parse_settings, unknown_keys
 from lsp_server.session.typing_through import ShownCompletions
 from lsp_server.session.workspace import WorkspaceContext
+from lsp_server.spec import ModelSpec
 
 log = logging.getLogger("codetailor.session")
 
@@ -80,18 +73,6 @@ DROPPED_REASONS = ("superseded", "stale", "closed", "settings", "disconnected")
 # How long a request made while the model loads waits for it, and how often it looks.
 READY_WAIT_S = 300.0
 READY_POLL_S = 0.05
-# How often a request (or a status call) looks whether the adapter registry changed.
-ADAPTER_POLL_S = 2.0
-
-
-@dataclass(frozen=True)
-class AdapterSource:
-    """The adapter registry as the session sees it: what it holds for a workspace root
-    and a base model (a `model` setting), and a cheap marker that changes when it
-    changes (see lsp_server.model.registry)."""
-
-    lookup: Callable[[str, str | None], Registered | None]
-    stamp: Callable[[], object]
 
 
 class Session:
@@ -104,31 +85,30 @@ class Session:
         *,
         workspace: WorkspaceContext | None = None,
         shown_capacity: int = 16,
-        host_settings: Settings | None = None,
         model_allowed: Callable[[str], bool] | None = None,
         ready_wait_s: float = READY_WAIT_S,
         recording: RecordingLike | None = None,
         adapters: AdapterSource | None = None,
+        loading: ModelSpec | None = None,
     ) -> None:
-        """`recording` keeps the feedback log (`lsp_server.feedback.Recording`); None: no log."""
+        """`recording` keeps the feedback log (`lsp_server.feedback.Recording`); None: no log.
+        `model_allowed`, `adapters` and `loading`: see `ModelChoice`."""
         self.startup = startup  # the command line's settings: what a null setting returns to
         self.settings = startup
         self.host = host
-        # What the host was last asked to load (by an earlier client, say): a client whose
-        # settings differ from it reloads. None: the startup settings.
-        # (with `adapter` resolved, as the host is always asked: see `choose_adapter`)
-        self.adapter_choice = choose_adapter(startup.adapter, None, None)
-        asked = host_settings or startup
-        self.host_settings = dataclasses.replace(
-            asked, adapter=choose_adapter(asked.adapter, None, None).adapter
-        )
-        self.host_adapters: tuple[str | None, ...] = (self.host_settings.adapter,)
-        # Which model specs a client may set (None: any); the command line's is always allowed.
-        self.model_allowed = model_allowed
         self.documents = Documents()
         self.shown = ShownCompletions(shown_capacity)
         self.workspace = workspace or WorkspaceContext()
         self.folders: WorkspaceFolders = self.workspace.workspace  # root and folders: the one copy
+        # Which model and adapters the host holds, and which completer answers a document.
+        self.models = ModelChoice(
+            host,
+            startup,
+            workspace=self.folders,
+            loading=loading,
+            model_allowed=model_allowed,
+            source=adapters,
+        )
         self.inflight: dict[str, Inflight] = {}
         self.counts: Counter[str] = Counter()  # requests, shown, accepted...
         self.empty: Counter[str] = Counter()  # the empty answers, by reason
@@ -137,11 +117,6 @@ class Session:
         self.ahead = Ahead(host, self.documents, self.jobs)
         # The local feedback log of the workspace's repository (see lsp_server.feedback).
         self.recording: RecordingLike = recording if recording is not None else NoRecording()
-        # `adapter: auto`: the registry, the workspace it is asked about, what it chose.
-        self.adapters = adapters
-        self.folder_adapters = FolderAdapters(self.folders)  # every workspace folder's adapter
-        self._adapter_stamp: object = None
-        self._adapter_checked = 0.0
         # Per document, the completer whose answers `shown` holds.
         self._answering: dict[str, CompleterLike | None] = {}
 
@@ -181,63 +156,22 @@ class Session:
         """
         base = base or self.settings
         settings, problems = parse_settings(raw, base, self.startup)
-        if not self._may_load(settings.model):
-            problems.append(
-                f"setting 'model': {settings.model!r} is a Hugging Face hub id, which this "
-                "server only loads when started with --allow-client-models (or --model); "
-                f"using {base.model!r}"
-            )
-            settings = dataclasses.replace(settings, model=base.model)
-        if not self._may_use_engine(settings.engine):
-            problems.append(
-                f"setting 'engine': {settings.engine!r} is a remote engine this server was not "
-                "started with (--engine), and clients may only choose one when it was started "
-                f"with --allow-client-models; using {base.engine!r}"
-            )
-            settings = dataclasses.replace(settings, engine=base.engine)
+        settings, refused = self.models.permit(settings, base)
+        problems += refused
         if ignored := unknown_keys(raw):
             log.info("ignoring unknown settings: %s", ", ".join(map(str, ignored)))
         self.apply_settings(settings)
         return problems
 
-    def _may_load(self, model: str | None) -> bool:
-        """Whether a client may set `model` (the command line's own is always allowed)."""
-        if model is None or model == self.startup.model or self.model_allowed is None:
-            return True
-        return self.model_allowed(model)
-
-    def _may_use_engine(self, engine: str) -> bool:
-        """Whether a client may set `engine`: the local one and the command line's always;
-        another URL (where the server would send prompts and its API key) only where
-        clients may choose models at all (`model_allowed` is None)."""
-        return engine in ("local", self.startup.engine) or self.model_allowed is None
-
     def apply_settings(self, settings: Settings) -> None:
-        """Take new settings; a different model (or prompt format) loads in the background.
-
-        The host is asked for the settings with `adapter` resolved to the first folder's
-        (see `choose_adapter`), and for the adapters every folder uses; when only those
-        change under a ready model, the host swaps them in while it keeps answering.
-        """
-        previous, self.settings = self.host_settings, settings
+        """Take new settings; a different model (or prompt format) loads in the background,
+        and when only the adapters change under a ready model, the host swaps them in while
+        it keeps answering (see `ModelChoice.apply`)."""
+        self.settings = settings
         self.recording.set_enabled(settings.feedback)
-        self.adapter_choice = self._choose_adapter(settings)
-        resolved = dataclasses.replace(settings, adapter=self.adapter_choice.adapter)
-        adapters = self.folder_adapters.in_use(self.adapter_choice)
-        key = (resolved.model_key, resolved.prompt_format, adapters)
-        before = (previous.model_key, previous.prompt_format, self.host_adapters)
-        if (
-            self.host.state == "ready"
-            and key != before
-            and only_adapter_differs(resolved, previous)
-        ):
-            self.host_settings, self.host_adapters = resolved, adapters
-            self.host.swap(resolved, adapters)
-        elif self.host.state == "idle" or key != before:
-            self.host_settings, self.host_adapters = resolved, adapters
+        if self.models.apply(settings) == "load":
             self.cancel_all("settings")
             self.shown = ShownCompletions(self.shown.capacity)
-            self.host.load(resolved, adapters)
         if not settings.enable:
             self.cancel_all("settings")
 
@@ -247,18 +181,6 @@ class Session:
         self.shown.forget(uri)
         self.ahead.forget_prediction(uri)
 
-    def _choose_adapter(self, settings: Settings) -> AdapterChoice:
-        """Every folder's adapter under `settings`; returns the first folder's (the default)."""
-        adapters = self.adapters
-        if adapters is not None:
-            self._adapter_stamp = adapters.stamp()
-            self._adapter_checked = time.monotonic()
-
-        def lookup(folder: str) -> Registered | None:
-            return adapters.lookup(folder, settings.model) if adapters is not None else None
-
-        return self.folder_adapters.choose(settings.adapter, lookup, self.startup.adapter)
-
     def change_folders(self, added: Iterable[str], removed: Iterable[str]) -> None:
         """Workspace folders were added or removed (URIs): choose their adapters again; the
         host loads new ones in the background while the current ones keep answering."""
@@ -267,21 +189,15 @@ class Session:
 
     def _completer(self, uri: str) -> CompleterLike | None:
         """The completer of the adapter that answers `uri` (its workspace folder's)."""
-        adapter = self.folder_adapters.adapter_for(uri_to_path(uri), self.adapter_choice)
-        return self.host.completer_for(adapter)
+        return self.models.completer(uri)
 
     def check_adapters(self, *, now: float | None = None) -> bool:
         """Look (at most twice per ADAPTER_POLL_S) whether the registry changed; if it did,
         choose again, and swap when another adapter now answers. True when it looked."""
-        if self.adapters is None or not self.folder_adapters.folders:
-            return False
-        now = time.monotonic() if now is None else now
-        if now - self._adapter_checked < ADAPTER_POLL_S / 2:
-            return False
-        self._adapter_checked = now
-        if self.adapters.stamp() != self._adapter_stamp:
+        looked, changed = self.models.registry_changed(now)
+        if changed:
             self.apply_settings(self.settings)
-        return True
+        return looked
 
     def disconnect(self) -> None:
         """The client has gone: stop its generations and its workspace scan.
@@ -483,7 +399,7 @@ class Session:
         id = self._record_shown(request, completion, latency_ms) if completion.text else None
         self.shown.remember(request.uri, request.text, request.offset, completion.text, id)
         if not completion.text:
-            ran_out = completion.as_dict().get("stop_reason") == "time"
+            ran_out = completion.stop_reason == "time"
             return self._answer_empty("time_budget" if ran_out else "empty_generation")
         self.counts["shown"] += 1
         self.ahead.predict(request, completion.text, self._completer(request.uri), self.settings)
@@ -552,10 +468,7 @@ class Session:
         return self.host.status() | {
             "version": __version__,
             "settings": self.settings.to_wire(),
-            "adapterChoice": self.adapter_choice.as_dict(),
-            "workspaceAdapters": self.folder_adapters.rows(
-                self.host.answers_for, self.adapter_choice
-            ),
+            **self.models.status(),
             "counts": self._counts_status(),
             "acceptanceRate": self.acceptance_rate(),
             "emptyAnswers": {reason: self.empty[reason] for reason in EMPTY_REASONS},
@@ -568,14 +481,3 @@ class Session:
             "generating": self.jobs.generating,
             "feedback": self.recording.status(),
         }
-
-
-def only_adapter_differs(a: Settings, b: Settings) -> bool:
-    """Whether `a` and `b` load the same base model, with the same format, on the same engine."""
-    return (a.model, a.device, a.dtype, a.engine, a.prompt_format) == (
-        b.model,
-        b.device,
-        b.dtype,
-        b.engine,
-        b.prompt_format,
-    )

@@ -73,11 +73,6 @@ class Settings:
         """The Completer's mode for the `multiline` setting."""
         return MULTILINE_TO_MODE[self.multiline]
 
-    @property
-    def model_key(self) -> tuple[str | None, str | None, str, str, str]:
-        """What a loaded model depends on: a change here means loading again."""
-        return (self.model, self.adapter, self.device, self.dtype, self.engine)
-
     def to_wire(self) -> dict[str, Any]:
         return {camel(f.name): getattr(self, f.name) for f in dataclasses.fields(self)}
 

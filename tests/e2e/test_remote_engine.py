@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from lsp_server.completion.completer import Completer
+from lsp_server.model.factory import completer_over
 from lsp_server.model.loading import load_model
-from lsp_server.model.wiring import build_completer, build_remote_completer
+from lsp_server.model.wiring import build_remote_completer
 from tests.e2e.engine_server import EngineServer, established_to, free_port
 from tests.e2e.rawclient import RawClient
 
@@ -92,8 +93,8 @@ def test_remote_completions_equal_the_local_greedy_engine(engine_url: str, tiny_
     holds back a trailing incomplete UTF-8 sequence, which a random tiny model can end
     on (it emits lone bytes); real models end on whole characters."""
     loaded = load_model(str(tiny_model_dir))
-    fmt = build_completer(loaded).format
-    local = Completer(build_completer(loaded).engine, loaded.tokenizer, fmt, token_healing=False)
+    fmt = completer_over(loaded).format
+    local = Completer(completer_over(loaded).engine, loaded.tokenizer, fmt, token_healing=False)
     remote, facts = build_remote_completer(engine_url, model=str(tiny_model_dir))
     assert facts.name == str(tiny_model_dir)
     for text in PROMPTS:
