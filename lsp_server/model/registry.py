@@ -21,7 +21,6 @@ import logging
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -31,6 +30,7 @@ from typing import Any, Literal
 from lsp_server.errors import CodetailorError
 from lsp_server.model.adapter_meta import META_FILE, read_meta
 from lsp_server.model.loading import cache_home
+from lsp_server.repo.git import git_text
 from lsp_server.session.adapter_choice import Registered
 
 log = logging.getLogger("codetailor.registry")
@@ -95,17 +95,6 @@ def normalize_remote(url: str | None) -> str | None:
     return f"{host.lower()}/{path}"
 
 
-def _git(path: Path, *args: str) -> str | None:
-    try:
-        done = subprocess.run(
-            ["git", "-C", str(path), *args], capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    out = done.stdout.strip()
-    return out if done.returncode == 0 and out else None
-
-
 def repo_identity(path: str | Path) -> tuple[Path, str | None]:
     """(the repository root holding `path`, its normalised remote URL or None).
 
@@ -113,9 +102,9 @@ def repo_identity(path: str | Path) -> tuple[Path, str | None]:
     """
     where = Path(path).expanduser().resolve()
     start = where if where.is_dir() else where.parent
-    root = _git(start, "rev-parse", "--show-toplevel")
+    root = git_text(start, "rev-parse", "--show-toplevel", timeout=10)
     top = Path(root).resolve() if root else start
-    return top, normalize_remote(_git(top, "config", "--get", "remote.origin.url"))
+    return top, normalize_remote(git_text(top, "config", "--get", "remote.origin.url", timeout=10))
 
 
 def stamp() -> tuple[int, int] | None:
