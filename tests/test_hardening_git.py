@@ -11,6 +11,7 @@ repository's own `.git` and in a git folder reached through a `.git` file's
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -241,3 +242,16 @@ def test_inherited_git_variables_do_not_redirect_the_runner(
     monkeypatch.setenv("GIT_DIR", str(other / ".git"))
     monkeypatch.setenv("GIT_WORK_TREE", str(other))
     assert list_files(work) == ["mine.py"]
+
+
+def test_no_other_module_runs_git() -> None:
+    """Every git call goes through `lsp_server.repo.git`, so none misses its defences."""
+    root = Path(__file__).resolve().parent.parent
+    runner = root / "lsp_server" / "repo" / "git.py"
+    offenders = [
+        str(path.relative_to(root))
+        for package in ("lsp_server", "finetune")
+        for path in sorted((root / package).rglob("*.py"))
+        if path != runner and re.search(r"""["']git["']\s*,""", path.read_text())
+    ]
+    assert offenders == []
