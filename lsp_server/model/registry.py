@@ -78,8 +78,8 @@ def normalize_remote(url: str | None) -> str | None:
     """One spelling per repository: `git@github.com:Org/repo.git`, `https://github.com/Org/repo`
     and `ssh://git@github.com/Org/repo/` all become `github.com/Org/repo`; a local path
     stays a path."""
-    if not url or not url.strip():
-        return None
+    if not url or not url.strip() or re.search(r"[\x00-\x1f\x7f-\x9f]", url.strip()):
+        return None  # no URL holds control characters (a terminal escape code, say)
     text = url.strip()
     scp = re.match(r"^(?:[\w.-]+@)?([\w.-]+):(?!//)(.+)$", text)
     if "://" in text:
@@ -293,6 +293,9 @@ def same_base(a: str, b: str) -> bool:
     return a.strip() == b.strip() or last(a) == last(b)
 
 
+MAX_NAME = 128  # a published adapter's name: a folder name, with room for `.NAME.old`
+
+
 def publish(
     adapter: str, to: str | Path, *, name: str | None = None, base: str | None = None
 ) -> Path:
@@ -323,9 +326,16 @@ def publish(
             f"serve '{trained}' and publish with --base naming it"
         )
     chosen = name or (entry.name if entry else folder.name)
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", chosen):
-        raise CodetailorError(f"adapter name '{chosen}' must be letters, digits, '.', '_', '-'")
-    return _write_published(folder, Path(to).expanduser() / chosen, served)
+    if len(chosen) > MAX_NAME or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", chosen):
+        raise CodetailorError(
+            f"adapter name '{chosen[:40]}{'...' if len(chosen) > 40 else ''}' must be letters, "
+            f"digits, '.', '_', '-', at most {MAX_NAME} of them"
+        )
+    target = Path(to).expanduser() / chosen
+    try:
+        return _write_published(folder, target, served)
+    except OSError as exc:
+        raise CodetailorError(f"cannot publish to {target}: {exc.strerror or exc}") from None
 
 
 def _write_published(folder: Path, target: Path, served: str) -> Path:
@@ -341,15 +351,23 @@ def _write_published(folder: Path, target: Path, served: str) -> Path:
         if (folder / META_FILE).is_file():
             shutil.copyfile(folder / META_FILE, staging / META_FILE)
         old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if target.exists():
+        _remove(old)
+        if target.exists() or target.is_symlink():
             target.rename(old)
         os.replace(staging, target)
-        shutil.rmtree(old, ignore_errors=True)
+        _remove(old)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def _remove(path: Path) -> None:
+    """Remove a folder, a file or a symlink (never what a symlink points to); nothing if absent."""
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
 
 
 def registered_for(workspace_root: str | Path, base: str | None = None) -> Registered | None:
