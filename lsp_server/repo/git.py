@@ -22,7 +22,7 @@ diff drivers (`diff.external`, `diff.X.command`, `diff.X.textconv`),
   key is blanked (`core.fsmonitor=false`, `core.hooksPath=/dev/null`,
   `core.sshCommand=`, `diff.external=`, `protocol.allow=never`, ...), and every
   filter, diff and merge driver that the repository's configuration defines is
-  enumerated first (`git config --get-regexp`, which runs nothing) and blanked
+  enumerated first (`git config --list`, which runs nothing) and blanked
   key by key (`filter.X.clean=` and so on: git runs no driver command that is
   empty, and `required=false` keeps a blanked filter from being an error);
   `.gitattributes` may still name a driver, but no driver has a command;
@@ -104,12 +104,10 @@ def run_git(root: Path, *args: str, timeout: float = GIT_TIMEOUT_S) -> bytes | N
     """git's stdout for `git -C root ARGS`, run so that the folder cannot make git run
     anything; None when git is missing, fails, or runs past `timeout` seconds."""
     config = [*_FIXED_CONFIG, *_user_config()]
-    drivers = _git(root, ("config", "-z", "--name-only", "--get-regexp", _DRIVER_PATTERN), config)
-    if drivers is None:  # no driver defined exits 1; a config git cannot parse fails the same
-        if _git(root, ("config", "-z", "--list", "--name-only"), config) is None:
-            return None
-        drivers = b""
-    config += _driver_overrides(drivers.decode("utf-8", "surrogateescape").split("\0"))
+    keys = _git(root, ("config", "-z", "--list", "--name-only"), config, timeout)
+    if keys is None:  # configuration git cannot read: the command would fail on it too
+        return None
+    config += _driver_overrides(keys.decode("utf-8", "surrogateescape").split("\0"))
     if args and args[0] in _DIFF_LIKE:
         args = (args[0], "--no-ext-diff", "--no-textconv", *args[1:])
     return _git(root, args, config, timeout)
@@ -120,9 +118,6 @@ def git_text(root: Path, *args: str, timeout: float = GIT_TIMEOUT_S) -> str | No
     out = run_git(root, *args, timeout=timeout)
     text = out.decode("utf-8", "surrogateescape").strip() if out is not None else ""
     return text or None
-
-
-_DRIVER_PATTERN = r"^(filter|diff|merge)\..+\..+$"
 
 
 def _driver_overrides(keys: Iterable[str]) -> list[tuple[str, str]]:
