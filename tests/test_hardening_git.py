@@ -214,6 +214,37 @@ def test_the_planted_config_does_run_under_plain_git(tmp_path: Path) -> None:
     assert {"filter.evil.clean", "diff.evil.command", "hook-post-index-change"} <= ran
 
 
+def test_a_partial_clone_fetches_no_missing_object_through_its_remote(tmp_path: Path) -> None:
+    """A promisor remote `ext::CMD` with `protocol.ext.allow=always`: plain git runs CMD to
+    fetch a blob the history names but the folder lacks."""
+    work, marker = tmp_path / "repo", tmp_path / "ran"
+    work.mkdir()
+    marker.mkdir()
+    _sh(work, "init", "-q")
+    _sh(work, "config", "user.email", "a@example.com")
+    _sh(work, "config", "user.name", "a")
+    blob = _sh(work, "hash-object", "--stdin", stdin="never stored\n")
+    tree = _sh(work, "mktree", "--missing", stdin=f"100644 blob {blob}\tgone.py\n")
+    _sh(work, "update-ref", "HEAD", _sh(work, "commit-tree", tree, "-m", "x"))
+    fetch = tmp_path / "fetch.sh"
+    fetch.write_text(f"#!/bin/sh\ntouch '{marker}/fetch'\n")
+    fetch.chmod(0o755)
+    for key, value in {
+        "core.repositoryformatversion": "1",
+        "extensions.partialClone": "origin",
+        "remote.origin.promisor": "true",
+        "remote.origin.url": f"ext::{fetch}",
+        "protocol.ext.allow": "always",
+    }.items():
+        _sh(work, "config", key, value)
+    assert run_git(work, "show", "HEAD:gone.py") is None
+    run_git(work, "log", "-p")  # whatever it answers, it fetches nothing
+    _assert_nothing_ran(marker)
+    plain = ["git", "-C", str(work), "show", "HEAD:gone.py"]
+    subprocess.run(plain, capture_output=True, stdin=subprocess.DEVNULL, timeout=30)
+    assert (marker / "fetch").exists()  # the plant is live
+
+
 def test_a_driver_whose_name_holds_an_equals_sign_is_blanked_too(tmp_path: Path) -> None:
     work, marker = tmp_path / "repo", tmp_path / "ran"
     work.mkdir()

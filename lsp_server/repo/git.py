@@ -17,7 +17,9 @@ diff drivers (`diff.external`, `diff.X.command`, `diff.X.textconv`),
   are not read (`GIT_CONFIG_NOSYSTEM`, `GIT_CONFIG_GLOBAL=/dev/null`; only the
   user's own `core.excludesFile` and `safe.directory` are carried over, so the
   listing still honours the user's global ignore file), no system attributes,
-  no lazy fetch, no replace refs, no optional index writes, no prompts;
+  no lazy fetch and no transport (`GIT_ALLOW_PROTOCOL=none`, which outranks a
+  repository's `protocol.ext.allow=always`), no replace refs, no optional index
+  writes, no prompts;
 - command-line configuration, which outranks every file: each fixed executing
   key is blanked (`core.fsmonitor=false`, `core.hooksPath=/dev/null`,
   `core.sshCommand=`, `diff.external=`, `protocol.allow=never`, ...), and every
@@ -88,7 +90,10 @@ _ENV = {
     "GIT_CONFIG_NOSYSTEM": "1",
     "GIT_CONFIG_GLOBAL": os.devnull,
     "GIT_ATTR_NOSYSTEM": "1",
-    "GIT_NO_LAZY_FETCH": "1",
+    "GIT_NO_LAZY_FETCH": "1",  # git >= 2.39.4: a partial clone fetches no missing object
+    # ... and for older git: no transport at all. This overrides the repository's own
+    # `protocol.ext.allow=always`, which `protocol.allow=never` on the command line does not.
+    "GIT_ALLOW_PROTOCOL": "none",
     "GIT_NO_REPLACE_OBJECTS": "1",
     "GIT_OPTIONAL_LOCKS": "0",
     "GIT_TERMINAL_PROMPT": "0",
