@@ -137,13 +137,13 @@ _EXTRA: list[tuple[str, re.Pattern[str], str]] = [
     # `scheme://user:pw@host`, and `redis://:pw@host` with no user.
     ("url_password", re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s:/@'\"]*:(?P<s>[^\s@/'\"]{3,})@"), "s"),
     # Django's generated key, whatever characters follow (`%`, `(` and `{` too)
-    ("token", re.compile(r"""\b(?P<s>django-insecure-[^'"\s]{20,})"""), "s"),
+    ("token", re.compile(r"""(?P<s>django-insecure-[^'"\s]{20,})"""), "s"),
     # lftp -u user,pw
     ("password", re.compile(r"""\blftp\b[^\n]*?\s-u\s+['"]?[^,\s'"]+,(?P<s>[^\s'"]+)"""), "s"),
     # Go's DSN `user:pw@tcp(host:3306)/db`
     (
         "url_password",
-        re.compile(r"""(?<![\w/])[\w.-]+:(?P<s>[^\s"'@/:]{3,})@(?:tcp|udp|unix)\("""),
+        re.compile(r"""(?<=[\w.-]:)(?P<s>[^\s"'@/:]{3,})@(?:tcp|udp|unix)\("""),
         "s",
     ),
     # `Server=db;User Id=u;Password=X;` in a connection string
@@ -169,7 +169,7 @@ _EXTRA: list[tuple[str, re.Pattern[str], str]] = [
     (
         "password",
         re.compile(
-            r"""(?i)\b\w*(?:auth|credentials?|creds|login)\w*['"\]]?\s*(?:=|:|\()\s*[(\[]?\s*"""
+            r"""(?i)(?:auth|credentials?|creds|login)\w*['"\]]?\s*(?:=|:|\()\s*[(\[]?\s*"""
             r"""(['"])[^'"\n]{1,64}\1\s*,\s*(?P<q>['"])(?P<s>[^'"\n]{4,})(?P=q)\s*[)\]]"""
         ),
         "s",
@@ -190,7 +190,7 @@ _EXTRA: list[tuple[str, re.Pattern[str], str]] = [
     (
         "password",
         re.compile(
-            r"""(?ix)(?:\b(?:define|setenv|putenv|setProperty|set|put)\(\s*['"][\w.-]*"""
+            r"""(?ix)(?:[dsp](?:efine|etenv|utenv|etProperty|et|ut)\(\s*['"][\w.-]*"""
             rf"""(?:{_SECRET_WORDS}|_key|_salt)\w*['"]\s*,"""
             r"""|\.login\(\s*(['"])[^'"]*\1\s*,)\s*(?P<q>['"])(?P<s>[^'"\n]{4,})(?P=q)"""
         ),
@@ -200,7 +200,7 @@ _EXTRA: list[tuple[str, re.Pattern[str], str]] = [
     (
         "password",
         re.compile(
-            r"""(?i)\b(?:getenv|get|env|getProperty|fetch)\(\s*['"][\w.-]*"""
+            r"""(?i)[gef](?:et(?:env|property)?|nv|etch)\(\s*['"][\w.-]*"""
             rf"""(?:{_SECRET_WORDS})\w*['"]\s*,\s*(?:default\s*=\s*)?"""
             r"""(?P<q>['"])(?P<s>[^'"\n]{4,})(?P=q)"""
         ),
@@ -210,7 +210,7 @@ _EXTRA: list[tuple[str, re.Pattern[str], str]] = [
     (
         "password",
         re.compile(
-            rf"""(?i)\b(?:name|key)=(['"])[\w.:-]*(?:{_SECRET_WORDS})\w*\1"""
+            rf"""(?i)[nk](?:ame|ey)=(['"])[\w.:-]*(?:{_SECRET_WORDS})\w*\1"""
             r"""(?:\s*>|\s+value=(['"]))(?P<s>[^<\s'"]{4,})"""
         ),
         "s",
@@ -220,7 +220,7 @@ _EXTRA: list[tuple[str, re.Pattern[str], str]] = [
     (
         "password",
         re.compile(
-            r"""\b(?:\w*[Cc]onnect(?:ion)?\w*|mysqli|PDO)\(\s*[^,()\n]+,\s*(['"])[^'"\n]*\1"""
+            r"""[CcmP](?:onnect(?:ion)?\w*|ysqli|DO)\(\s*[^,()\n]+,\s*(['"])[^'"\n]*\1"""
             r"""\s*,\s*(?P<q>['"])(?P<s>[^'"\n]{4,})(?P=q)"""
         ),
         "s",
@@ -280,7 +280,7 @@ _CONFIG_NAMES = re.compile(
 )
 # A quoted literal on a line about credentials (`add_password(None, url, 'u', 'Tiger42!x')`,
 # `simple_bind_s(dn, 'x')`, `jwtKey = []byte("x")`) counts when it is shaped like a password.
-_CONTEXT_GATE = re.compile(r"(?i)pass|pwd|secret|key|token|auth|login|bind|cred")
+_CONTEXT_WORDS = ("pass", "pwd", "secret", "key", "token", "auth", "login", "bind", "cred")
 _LITERAL = re.compile(r"""(?<![\w\\])(['"])([^'"\s\\]{8,64})\1""")
 _SETTINGS_NAMES = re.compile(
     r"(?:^|/)(?:\.env[\w.-]*|[._]netrc|\.pypirc|[^/]*\.(?:ya?ml|ini|cfg|conf|cnf|properties|toml"
@@ -397,7 +397,8 @@ def _line_values(line: str, path: str | None) -> list[tuple[str, str]]:
                     value
                 ):
                     out.append(("high_entropy", value))
-    if _CONTEXT_GATE.search(line):
+    low = line.lower()
+    if any(word in low for word in _CONTEXT_WORDS):
         out += [("password", m.group(2)) for m in _LITERAL.finditer(line) if _shaped(m.group(2))]
     if not _NAME_GATE.search(line):
         return out
