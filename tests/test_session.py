@@ -82,6 +82,8 @@ class ScriptedCompleter:
         if step is BLOCK:
             assert call.cancel.wait(BOUND_S), "a blocking call was never cancelled"
             return FakeCompletion("aaaa", stop_reason="cancelled")
+        if isinstance(step, FakeCompletion):
+            return step
         assert isinstance(step, str)
         return FakeCompletion(step)
 
@@ -322,6 +324,15 @@ async def test_disabled_binary_unknown_failed_and_empty_answers_have_their_reaso
     }
     assert session.counts["failed"] == 1 and session.counts["shown"] == 0
     assert set(session.status()["emptyAnswers"]) == set(EMPTY_REASONS)
+
+
+async def test_a_slow_or_failing_engine_answers_empty_with_its_reason(make):
+    slow = FakeCompletion("", stop_reason="first_token")  # no first token in time
+    failed = FakeCompletion("", stop_reason="error")  # the remote engine failed
+    session, host = make(slow, failed)
+    assert await session.complete(request(session)) == ""
+    assert await session.complete(request(session)) == ""
+    assert empties(session) == {"first_token_timeout": 1, "engine_error": 1}
 
 
 async def test_acceptances_are_counted_with_a_rate(make):

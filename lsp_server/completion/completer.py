@@ -244,11 +244,14 @@ class Completer:
         rules: Collection[str] = RULES,
         repo: str | None = None,
         token_healing: bool = True,
+        window_limit: Callable[[float | None], int] | None = None,
     ) -> None:
         """`context_tokens` defaults to a quarter of the window; `rules` are the
         post-processing rules to apply (all by default); `repo` names the
         repository in formats that take it (Qwen2.5-Coder, StarCoder2);
-        `token_healing` regenerates the prompt's last token (see healing.py)."""
+        `token_healing` regenerates the prompt's last token (see healing.py);
+        `window_limit(prefill_budget)` may narrow the window for one request (a
+        remote engine's: the prompt its prefill fits within the first-token bound)."""
         self.engine = engine
         self.tokenizer = tokenizer
         self.format = prompt_format
@@ -259,6 +262,7 @@ class Completer:
         self.repo = repo
         self._stop_ids = self._token_ids(prompt_format.stop_tokens)
         self._healer = TokenHealer(tokenizer) if token_healing else None
+        self.window_limit = window_limit
         # The last generation's tokens: drafts for the next one, which is most
         # often at the same place (the user typed on). Speed only, never output.
         self._last_tokens: list[int] = []
@@ -287,31 +291,41 @@ class Completer:
         return self._layout(prefix, suffix, path, context)[0]
 
     def _layout(
-        self, prefix: str, suffix: str, path: str | None, context: Sequence[Snippet]
+        self,
+        prefix: str,
+        suffix: str,
+        path: str | None,
+        context: Sequence[Snippet],
+        window: int | None = None,
     ) -> tuple[str, list[Snippet], str]:
-        """(prompt, the snippets in it, the whitespace held back from the prompt's end)."""
+        """(prompt, the snippets in it, the whitespace held back from the prompt's end);
+        `window`: fewer tokens than `window_tokens` (its context share shrinks with it)."""
         fmt = self.format
+        window_tokens, context_tokens = self.window_tokens, self.context_tokens
+        if window is not None and window < window_tokens:
+            context_tokens = context_tokens * window // window_tokens
+            window_tokens = window
         # BPE vocabularies merge whitespace with what follows it ("\n       ",
         # " return"), so a prompt ending in whitespace leaves the model on
         # tokens it rarely saw there: after "\n        " it writes " return",
         # one column too far. The trailing whitespace is left out of the prompt
         # and taken off the start of the generated text (`rejoin_held_whitespace`).
         # Cut by characters first: nothing past what the window could hold is tokenized.
-        prefix, first_line = cut_prefix_chars(prefix, self.window_tokens * MAX_CHARS_PER_TOKEN)
+        prefix, first_line = cut_prefix_chars(prefix, window_tokens * MAX_CHARS_PER_TOKEN)
         held = prefix[len(prefix.rstrip()) :]
         prefix = prefix[: len(prefix) - len(held)]
-        suffix_budget = min(self.suffix_tokens, self.window_tokens // 4) if fmt.is_fim else 0
+        suffix_budget = min(self.suffix_tokens, window_tokens // 4) if fmt.is_fim else 0
         suffix = clip_suffix(suffix, suffix_budget, self.count) if suffix_budget else ""
         # Snippets that repeat the visible part of this file waste the window.
         seen = prefix[-8000:] + suffix
-        chars = self.context_tokens * MAX_CHARS_PER_TOKEN
+        chars = context_tokens * MAX_CHARS_PER_TOKEN
         context = [Snippet(c.path, c.text[:chars]) for c in context]
-        snippets = fit_snippets(context, self.context_tokens, self.count, seen=seen)
+        snippets = fit_snippets(context, context_tokens, self.count, seen=seen)
         # build_prompt puts the last snippet nearest the cursor: the best one goes there.
         snippets.reverse()
         frame = build_prompt(fmt, "", "", path=path, context=snippets, repo=self.repo)
         fixed = self.count(frame) + (self.count(suffix) if suffix else 0) + 2
-        budget = max(self.window_tokens - fixed, 16)
+        budget = max(window_tokens - fixed, 16)
         prefix = clip_prefix(prefix, budget, self.count, first_line=first_line)
         prompt = build_prompt(fmt, prefix, suffix, path=path, context=snippets, repo=self.repo)
         return prompt, snippets, held
@@ -386,7 +400,8 @@ class Completer:
             raise ValueError(f"offset {offset} is outside the document (0..{len(text)})")
         # The prompt's window is cut from the whole prefix (its start moves in steps of
         # document lines); scope and post-processing look only at text near the cursor.
-        prompt, snippets, held = self._layout(text[:offset], text[offset:], path, context)
+        window = self.window_limit(prefill_budget) if self.window_limit else None
+        prompt, snippets, held = self._layout(text[:offset], text[offset:], path, context, window)
         prefix = text[max(offset - NEAR_CHARS, 0) : offset]
         suffix = text[offset : offset + NEAR_CHARS]
         language = language_for(path, language_id) if path or language_id else None

@@ -43,7 +43,8 @@ from typing import Any, Literal, Protocol
 DRAFT_TOKENS = 8
 # Prompt tokens kept before each recent generation: the key that finds it again.
 _PROMPT_TAIL = 16
-StopReason = Literal["max_tokens", "eos", "stop", "time", "cancelled", "error"]
+# "time": the decoding budget ran out; "first_token": the prefill outran its own bound.
+StopReason = Literal["max_tokens", "eos", "stop", "time", "first_token", "cancelled", "error"]
 # Called with the tokens generated so far; True ends generation after the last one.
 StopPredicate = Callable[[Sequence[int]], bool]
 
@@ -329,7 +330,7 @@ class Engine:
         `deadline` (a `time.monotonic()` value) moved back by the time the
         prefill took, so a slow prefill still yields its first tokens; a
         prefill still running at `prefill_deadline` stops there (reason
-        "time"). Whatever was prefilled stays in the cache for the next call.
+        "first_token"). Whatever was prefilled stays in the cache for the next call.
         `first_allowed` restricts the first generated token (token healing:
         the prompt's last, partial token is removed and regenerated among the
         tokens extending it). `hint` is a token sequence likely to recur (the
@@ -435,7 +436,7 @@ class Engine:
         while len(run.fed) < len(prompt):
             reason = _interrupted(deadline, cancel)
             if reason:
-                return reason
+                return "first_token" if reason == "time" else reason
             chunk = prompt[len(run.fed) : len(run.fed) + self.prefill_chunk]
             if len(run.fed) + len(chunk) < len(prompt):
                 self.backend.forward(kv, chunk)

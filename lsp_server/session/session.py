@@ -62,8 +62,16 @@ EMPTY_REASONS = (
     "cancelled",  # $/cancelRequest (answered with an error, not an empty list)
     "failed",  # the generation raised
     "time_budget",  # `timeBudgetMs` ran out before the model produced anything
+    "first_token_timeout",  # no first token within `firstTokenTimeoutMs` (the prefill)
+    "engine_error",  # the remote engine failed, or is backed off after failing
     "empty_generation",  # the model ran and had nothing to offer
 )
+# The empty answer's reason for a generation's stop reason (else "empty_generation").
+EMPTY_FOR_STOP = {
+    "time": "time_budget",
+    "first_token": "first_token_timeout",
+    "error": "engine_error",
+}
 # The status' "ahead" counts: cursor positions the editor reported (`codetailor/cursor`);
 # warms asked for, finished, cut short by a request, skipped (the document changed
 # first), tokens prefilled; next suggestions computed, and served.
@@ -572,8 +580,8 @@ class Session:
         id = self._record_shown(request, completion, latency_ms) if completion.text else None
         self.shown.remember(request.uri, request.text, request.offset, completion.text, id)
         if not completion.text:
-            ran_out = completion.as_dict().get("stop_reason") == "time"
-            return self._answer_empty("time_budget" if ran_out else "empty_generation")
+            stopped = completion.as_dict().get("stop_reason")
+            return self._answer_empty(EMPTY_FOR_STOP.get(str(stopped), "empty_generation"))
         self.counts["shown"] += 1
         self._predict(request, completion.text)
         return completion.text
@@ -703,6 +711,7 @@ class Session:
                 max_tokens=settings.max_tokens,
                 mode=settings.mode,
                 time_budget=settings.time_budget_ms / 1000,
+                prefill_budget=settings.first_token_timeout_ms / 1000,
                 cancel=cancel,
                 path=self.workspace.path_of(request.uri),
                 context=self._context(settings, request.uri, text, request.offset),
