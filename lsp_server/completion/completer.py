@@ -296,13 +296,14 @@ class Completer:
         suffix: str,
         path: str | None,
         context: Sequence[Snippet],
-        window: int | None = None,
+        prefill_budget: float | None = None,
     ) -> tuple[str, list[Snippet], str]:
         """(prompt, the snippets in it, the whitespace held back from the prompt's end);
-        `window`: fewer tokens than `window_tokens` (its context share shrinks with it)."""
+        `window_limit(prefill_budget)` may narrow the window (and its context share)."""
         fmt = self.format
         window_tokens, context_tokens = self.window_tokens, self.context_tokens
-        if window is not None and window < window_tokens:
+        window = self.window_limit(prefill_budget) if self.window_limit else window_tokens
+        if window < window_tokens:
             context_tokens = context_tokens * window // window_tokens
             window_tokens = window
         # BPE vocabularies merge whitespace with what follows it ("\n       ",
@@ -400,8 +401,9 @@ class Completer:
             raise ValueError(f"offset {offset} is outside the document (0..{len(text)})")
         # The prompt's window is cut from the whole prefix (its start moves in steps of
         # document lines); scope and post-processing look only at text near the cursor.
-        window = self.window_limit(prefill_budget) if self.window_limit else None
-        prompt, snippets, held = self._layout(text[:offset], text[offset:], path, context, window)
+        prompt, snippets, held = self._layout(
+            text[:offset], text[offset:], path, context, prefill_budget
+        )
         prefix = text[max(offset - NEAR_CHARS, 0) : offset]
         suffix = text[offset : offset + NEAR_CHARS]
         language = language_for(path, language_id) if path or language_id else None
