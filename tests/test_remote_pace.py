@@ -14,6 +14,13 @@ def test_nothing_known_the_first_window_is_modest_and_no_bound_is_the_ceiling():
     assert PrefillPace(ceiling=600).window_for(8.0) == 600  # never more than the ceiling
 
 
+def test_a_short_prompt_teaches_nothing():
+    pace = PrefillPace(ceiling=4096)
+    pace.observed(5, 9.0)  # the server's warm-up: it loaded the model first
+    pace.timed_out(10, 8.0)
+    assert pace.fit() is None and pace.window_for(8.0) == START_TOKENS
+
+
 def test_a_fast_engine_gets_the_whole_window_at_once():
     pace = PrefillPace(ceiling=4096)
     pace.observed(1024, 0.1)  # 10,000 tokens/s

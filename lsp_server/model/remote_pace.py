@@ -42,6 +42,9 @@ GROW_ROOM = 1.25
 SAMPLES = 8
 # A line is fit once the samples' prompt lengths differ by this factor.
 SPREAD = 1.5
+# Shorter prompts teach nothing about prefill: their time is the engine's overhead, and
+# for the server's warm-up request its loading the model.
+MIN_SAMPLE_TOKENS = 64
 MIN_SECONDS_PER_TOKEN = 1e-6  # a million tokens a second: faster is noise
 
 
@@ -78,12 +81,12 @@ class PrefillPace:
 
     def observed(self, prompt_tokens: int, first_token_s: float) -> None:
         """A first token came `first_token_s` after the request for a prompt this long."""
-        if prompt_tokens > 0:
+        if prompt_tokens >= MIN_SAMPLE_TOKENS:
             self.samples.append((prompt_tokens, max(first_token_s, 0.0)))
 
     def timed_out(self, prompt_tokens: int, bound_s: float) -> None:
         """No first token within `bound_s` for a prompt this long."""
-        if prompt_tokens > 0:
+        if prompt_tokens >= MIN_SAMPLE_TOKENS:
             self.samples.append((prompt_tokens, TIMEOUT_FACTOR * bound_s))
 
     def fit(self) -> tuple[float, float] | None:
