@@ -312,10 +312,10 @@ def test_the_first_token_time_teaches_the_window_and_the_budget_counts_from_it()
     assert engine.window_for(None) == 4096  # no first-token bound: the whole window
 
 
-def test_no_first_token_in_time_is_its_own_reason_logged_once_and_the_window_shrinks(caplog):
-    release, closed = threading.Event(), threading.Event()
+def late_server(release: threading.Event, closed: threading.Event) -> Script:
+    """A server that prefills until `release` is set, then answers "late"."""
 
-    def silent(request: httpx2.Request) -> httpx2.Response:
+    def respond(request: httpx2.Request) -> httpx2.Response:
         def body() -> Iterator[bytes]:
             try:
                 yield b": prefilling\n\n"
@@ -326,22 +326,52 @@ def test_no_first_token_in_time_is_its_own_reason_logged_once_and_the_window_shr
 
         return streaming(body())
 
-    engine = engine_for(Script(silent), window_tokens=4096)
+    return Script(respond)
+
+
+def ask(engine: RemoteEngine, prompt: list[int], first_token_s: float = 0.2):
+    started = time.monotonic()
+    result = engine.generate(
+        prompt, max_new_tokens=8, deadline=started + 5, prefill_deadline=started + first_token_s
+    )
+    assert time.monotonic() - started < 2.0
+    return result
+
+
+def test_no_first_token_in_time_is_its_own_reason_and_a_repeat_continues_the_late_stream(caplog):
+    release, closed = threading.Event(), threading.Event()
+    script = late_server(release, closed)
+    engine = engine_for(script, window_tokens=4096)
+    prompt = [1] * 1024
     with caplog.at_level(logging.WARNING, logger="codetailor.remote"):
-        for _ in range(2):
-            started = time.monotonic()
-            result = engine.generate(
-                [1] * 1024, max_new_tokens=8, deadline=started + 5, prefill_deadline=started + 0.2
-            )
+        for _ in range(4):  # the same request again (the user waits): the same stream
+            result = ask(engine, prompt)
             assert (result.tokens, result.stop_reason) == ([], "first_token")
-            assert time.monotonic() - started < 2.0
+    assert len(script.requests) == 1 and not closed.is_set()  # the engine's prefill goes on
     release.set()
-    assert closed.wait(BOUND_S)  # the stream was closed, so the server stops
+    late = ask(engine, prompt)
+    assert CharTokenizer().decode(late.tokens) == "late" and late.stop_reason == "max_tokens"
+    assert len(script.requests) == 1
     status = engine.status()
-    assert (status["firstTokenTimeouts"], status["errors"], status["backoffSeconds"]) == (2, 0, 0)
-    assert engine.window_for(0.2) == 512  # halved: the prompt took longer than the bound
+    assert (status["firstTokenTimeouts"], status["continued"], status["errors"]) == (4, 4, 0)
+    assert status["lastFirstTokenMs"] > 200  # timed from the stream's first request
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1 and "firstTokenTimeoutMs" in lines[0] and "too slow" in lines[0]
+
+
+def test_another_prompt_closes_the_late_stream_and_the_window_shrinks():
+    release, closed = threading.Event(), threading.Event()
+    script = late_server(release, closed)
+    engine = engine_for(script, window_tokens=4096)
+    assert engine.window_for(0.2) == 1024
+    assert ask(engine, [1] * 1024).stop_reason == "first_token"
+    assert engine.window_for(0.2) == 1024  # kept for a repeat of the same prompt
+    assert ask(engine, [2] * 512).stop_reason == "first_token"
+    release.set()
+    assert closed.wait(BOUND_S)  # the first stream was closed, so the server stops
+    assert len(script.requests) == 2 and engine.status()["continued"] == 0
+    assert engine.window_for(0.2) == 512  # it took longer than the bound: halved
+    engine.close()
 
 
 def test_a_server_that_refuses_cache_prompt_is_asked_again_without_it():

@@ -14,7 +14,11 @@ The budget means what it means locally. The first token is due by
 cannot be split from its first token); `deadline` bounds decoding and moves back
 by the time the first token took. The engine learns its prefill pace from those
 first tokens (`PrefillPace`) and `window_for` tells the Completer how long a
-prompt fits the first-token bound, down to a floor.
+prompt fits the first-token bound, down to a floor. A stream whose first token
+is late is not closed but parked (up to `PARK_S`), as the local engine keeps a
+cut-short prefill: the engine's prefill goes on (`transformers serve` cannot stop
+one midway anyway), a repeat of the same request continues it, and any other
+request closes it and learns when (or whether) its first token came.
 
 The response streams as server-sent events. After each chunk the text so far is
 re-encoded with the local tokenizer and the caller's stop predicate runs on it,
@@ -66,6 +70,8 @@ MAX_LINE_BYTES = 64 * 1024
 MAX_STREAM_BYTES = 4 * 1024 * 1024
 MAX_ERROR_BYTES = 300  # of an HTTP error's body, kept for the message
 MAX_CHARS_PER_TOKEN = 64  # text beyond this per asked-for token is not read
+# A stream whose first token was late stays open this long for the same prompt asked again.
+PARK_S = 30.0
 # The settings a user changes when the engine is too slow for them (their wire names).
 FIRST_TOKEN_SETTING = "firstTokenTimeoutMs"
 BUDGET_SETTING = "timeBudgetMs"
@@ -101,6 +107,7 @@ class RemoteCounts:
     skipped: int = 0  # answered empty at once during a backoff window
     cancelled: int = 0
     first_token_timeouts: int = 0  # no first token by the first-token bound
+    continued: int = 0  # requests that took over a late stream for the same prompt
     time_budget: int = 0  # decoding stopped by the time budget
     consecutive_failures: int = 0
     last_error: str | None = None
@@ -145,6 +152,7 @@ class RemoteEngine:
         self.counts = RemoteCounts()
         self.pace = PrefillPace(ceiling=window_tokens)
         self.cache_prompt = True  # dropped once a server refuses the field
+        self._parked: _Parked | None = None  # the last late stream, kept for a repeat
         self.clock = clock
         self._warned: set[str] = set()  # the settings already named in a "too slow" line
         headers = {"Accept": "text/event-stream"}
@@ -158,6 +166,9 @@ class RemoteEngine:
         self._pace_lock = threading.Lock()
 
     def close(self) -> None:
+        with self._lock:
+            self._settle(self._parked)
+            self._parked = None
         self._client.close()
 
     def prefill(
@@ -191,6 +202,7 @@ class RemoteEngine:
             "skipped": c.skipped,
             "cancelled": c.cancelled,
             "firstTokenTimeouts": c.first_token_timeouts,
+            "continued": c.continued,
             "timeBudget": c.time_budget,
             "consecutiveFailures": c.consecutive_failures,
             "lastError": c.last_error,
@@ -240,13 +252,13 @@ class RemoteEngine:
                 return self._generation([], "error", prompt, started, None)
             limits = _Limits(started, deadline, prefill_deadline, cancel)
             try:
-                tokens, reason, first = self._request(prompt, max_new_tokens, stop, limits)
+                tokens, reason, first, sent = self._request(prompt, max_new_tokens, stop, limits)
             except RemoteError as exc:
                 self._failed(str(exc))
                 return self._generation([], "error", prompt, started, None)
             self.counts.consecutive_failures = 0
             self.counts.ok += 1
-            self._learn(len(prompt), reason, limits, first)
+            self._learn(len(prompt), reason, limits, first, sent)
             return self._generation(tokens, reason, prompt, started, first)
 
     def _request(
@@ -255,17 +267,80 @@ class RemoteEngine:
         max_new_tokens: int,
         stop: StopPredicate | None,
         limits: _Limits,
-    ) -> tuple[list[int], StopReason, float | None]:
-        """One streamed request; once more without `cache_prompt` if the server refuses it."""
+    ) -> tuple[list[int], StopReason, float | None, float]:
+        """One streamed request (the late stream of the same request, if one is parked); once
+        more without `cache_prompt` if the server refuses it. Returns what `_stream` does and
+        when the stream's request was sent."""
+        body = self._body(prompt, max_new_tokens)
+        reader = self._adopt(body)
         try:
-            return self._stream(self._body(prompt, max_new_tokens), max_new_tokens, stop, limits)
+            return self._read(reader or self._open(body), body, max_new_tokens, stop, limits)
         except RemoteError as exc:
             refused = exc.status in (400, 422) and "cache_prompt" in str(exc)
             if not (refused and self.cache_prompt):
                 raise
             self.cache_prompt = False
             log.info("remote engine %s does not take cache_prompt; not sent again", self.base_url)
-            return self._stream(self._body(prompt, max_new_tokens), max_new_tokens, stop, limits)
+            body = self._body(prompt, max_new_tokens)
+            return self._read(self._open(body), body, max_new_tokens, stop, limits)
+
+    def _open(self, body: dict[str, Any]) -> _Reader:
+        return _Reader(self._client, self.url, body, self.clock)
+
+    def _read(
+        self,
+        reader: _Reader,
+        body: dict[str, Any],
+        max_new_tokens: int,
+        stop: StopPredicate | None,
+        limits: _Limits,
+    ) -> tuple[list[int], StopReason, float | None, float]:
+        """Read `reader` to an end; a stream whose first token is late is parked, not closed:
+        the engine's prefill goes on, and a repeat of the request continues it."""
+        try:
+            tokens, reason, first = self._stream(reader, max_new_tokens, stop, limits)
+        except BaseException:
+            reader.close()
+            raise
+        if reason == "first_token" and limits.first_token is not None:
+            self._park(_Parked(body, reader, limits.first_token - limits.started))
+        else:
+            reader.close()
+        return tokens, reason, first, reader.sent_at
+
+    def _park(self, parked: _Parked) -> None:
+        self._settle(self._parked)
+        parked.timer = threading.Timer(PARK_S, parked.reader.close)
+        parked.timer.daemon = True
+        parked.timer.start()
+        self._parked = parked
+
+    def _adopt(self, body: dict[str, Any]) -> _Reader | None:
+        """The parked stream, if it was asked for with this very body; any other is closed."""
+        parked, self._parked = self._parked, None
+        if parked is None:
+            return None
+        if parked.body == body and not parked.reader.closed:
+            if parked.timer is not None:
+                parked.timer.cancel()
+            self.counts.continued += 1
+            return parked.reader
+        self._settle(parked)
+        return None
+
+    def _settle(self, parked: _Parked | None) -> None:
+        """Close a parked stream and learn from it: when its first text came, if it did."""
+        if parked is None:
+            return
+        if parked.timer is not None:
+            parked.timer.cancel()
+        parked.reader.close()
+        tokens = len(self.tokenizer.encode(parked.body["prompt"], add_special_tokens=False))
+        with self._pace_lock:
+            if parked.reader.first_data_at is not None:
+                self.pace.observed(tokens, parked.reader.first_data_at - parked.reader.sent_at)
+            else:
+                self.pace.timed_out(tokens, parked.bound)
 
     def _body(self, prompt: Sequence[int], max_new_tokens: int) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -282,21 +357,26 @@ class RemoteEngine:
         return body
 
     def _learn(
-        self, prompt_tokens: int, reason: StopReason, limits: _Limits, first: float | None
+        self,
+        prompt_tokens: int,
+        reason: StopReason,
+        limits: _Limits,
+        first: float | None,
+        sent: float,
     ) -> None:
-        """Count the reason, learn the prefill pace, and say once when the engine is too slow."""
+        """Count the reason, learn the prefill pace (from when the stream's request was
+        sent: a continued one's first try), and say once when the engine is too slow.
+        A late first token teaches when its parked stream is settled (see `_settle`)."""
         c = self.counts
         c.cancelled += reason == "cancelled"
         c.time_budget += reason == "time"
         if first is not None:
-            c.last_first_token_ms = round((first - limits.started) * 1000, 1)
+            c.last_first_token_ms = round((first - sent) * 1000, 1)
             with self._pace_lock:
-                self.pace.observed(prompt_tokens, first - limits.started)
+                self.pace.observed(prompt_tokens, first - sent)
         if reason == "first_token" and limits.first_token is not None:
             c.first_token_timeouts += 1
             bound = limits.first_token - limits.started
-            with self._pace_lock:
-                self.pace.timed_out(prompt_tokens, bound)
             self._too_slow(
                 FIRST_TOKEN_SETTING,
                 f"no first token within {bound * 1000:.0f} ms for a {prompt_tokens}-token "
@@ -328,39 +408,35 @@ class RemoteEngine:
 
     def _stream(
         self,
-        body: dict[str, Any],
+        reader: _Reader,
         max_new_tokens: int,
         stop: StopPredicate | None,
         limits: _Limits,
     ) -> tuple[list[int], StopReason, float | None]:
         """(tokens, stop reason, when the first text arrived); raises RemoteError."""
-        reader = _Reader(self._client, self.url, body)
         text = ""
         tokens: list[int] = []
         first: float | None = None
         # A server that ignores max_tokens must not stream forever, nor send a novel.
         ceiling = 4 * max_new_tokens + 16
         most_chars = MAX_CHARS_PER_TOKEN * ceiling
-        try:
-            for chunk in reader.chunks(limits, self.clock):
-                if isinstance(chunk, _End):
-                    return tokens, chunk.reason, first
-                if not chunk:
-                    continue
-                if first is None:
-                    first = self.clock()
-                    limits.first_arrived(first)
-                text = (text + chunk)[:most_chars]
-                ids = self.tokenizer.encode(text, add_special_tokens=False)[:ceiling]
-                fired = _first_stop(ids, tokens, stop)
-                if fired is not None:
-                    return ids[:fired], "stop", first
-                tokens = ids
-                if len(ids) >= ceiling or len(text) >= most_chars:
-                    return ids, "max_tokens", first
-            raise RemoteError("the stream ended without a finish reason")
-        finally:
-            reader.close()
+        for chunk in reader.chunks(limits, self.clock):
+            if isinstance(chunk, _End):
+                return tokens, chunk.reason, first
+            if not chunk:
+                continue
+            if first is None:
+                first = self.clock()
+                limits.first_arrived(first)
+            text = (text + chunk)[:most_chars]
+            ids = self.tokenizer.encode(text, add_special_tokens=False)[:ceiling]
+            fired = _first_stop(ids, tokens, stop)
+            if fired is not None:
+                return ids[:fired], "stop", first
+            tokens = ids
+            if len(ids) >= ceiling or len(text) >= most_chars:
+                return ids, "max_tokens", first
+        raise RemoteError("the stream ended without a finish reason")
 
     def _generation(
         self,
@@ -406,6 +482,16 @@ class _Limits:
         if first_seen and self.deadline is not None and now >= self.deadline:
             return "time"
         return None
+
+
+@dataclass
+class _Parked:
+    """A stream whose first token was late: kept open for a repeat of its request."""
+
+    body: dict[str, Any]
+    reader: _Reader
+    bound: float  # the first-token bound it missed, in seconds
+    timer: threading.Timer | None = None  # closes it after PARK_S
 
 
 def _first_stop(ids: list[int], checked: list[int], stop: StopPredicate | None) -> int | None:
@@ -459,9 +545,18 @@ class _Reader:
     server the client has gone.
     """
 
-    def __init__(self, client: httpx2.Client, url: str, body: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        client: httpx2.Client,
+        url: str,
+        body: dict[str, Any],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._closed = threading.Event()
+        self._clock = clock
+        self.sent_at = clock()
+        self.first_data_at: float | None = None  # when the first `data:` line came
         self._response: httpx2.Response | None = None
         self._guard = threading.Lock()
         self._thread = threading.Thread(
@@ -484,6 +579,8 @@ class _Reader:
                 for line in bounded_lines(response.iter_bytes()):
                     if self._closed.is_set():
                         return
+                    if self.first_data_at is None and line.startswith("data:"):
+                        self.first_data_at = self._clock()
                     self._events.put(("line", line))
                 self._events.put(("eof", None))
         except Exception as exc:  # noqa: BLE001 - every failure becomes one event
@@ -517,6 +614,10 @@ class _Reader:
             if finish is not None:
                 yield _End(finish)
                 return
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
 
     def close(self) -> None:
         """Stop reading and close the connection, so the server stops generating."""
