@@ -298,7 +298,7 @@ def test_the_first_token_time_teaches_the_window_and_the_budget_counts_from_it()
         return streaming(sse("pass"))
 
     engine = engine_for(Script(prefill_then_answer), clock=clock, window_tokens=4096)
-    assert engine.window_for(8.0) == 1024  # nothing known yet
+    assert engine.window_for(8.0) == 512  # nothing known yet
     started = clock.now
     result = engine.generate(
         [1] * 1000, max_new_tokens=8, deadline=started + 2.0, prefill_deadline=started + 8.0
@@ -363,14 +363,14 @@ def test_another_prompt_closes_the_late_stream_and_the_window_shrinks():
     release, closed = threading.Event(), threading.Event()
     script = late_server(release, closed)
     engine = engine_for(script, window_tokens=4096)
-    assert engine.window_for(0.2) == 1024
-    assert ask(engine, [1] * 1024).stop_reason == "first_token"
-    assert engine.window_for(0.2) == 1024  # kept for a repeat of the same prompt
-    assert ask(engine, [2] * 512).stop_reason == "first_token"
+    assert engine.window_for(0.2) == 512
+    assert ask(engine, [1] * 512).stop_reason == "first_token"
+    assert engine.window_for(0.2) == 512  # kept for a repeat of the same prompt
+    assert ask(engine, [2] * 256).stop_reason == "first_token"
     release.set()
     assert closed.wait(BOUND_S)  # the first stream was closed, so the server stops
     assert len(script.requests) == 2 and engine.status()["continued"] == 0
-    assert engine.window_for(0.2) == 512  # it took longer than the bound: halved
+    assert engine.window_for(0.2) == 256  # it took longer than the bound: halved
     engine.close()
 
 
@@ -472,10 +472,10 @@ def test_the_completer_sends_the_prompt_the_engine_prefills_within_the_first_tok
     )
     text = "".join(f"line_{i} = {i}\n" for i in range(1000)) + "x = "
     completer.complete(text, len(text), max_tokens=2, prefill_budget=8.0)
-    assert 700 < len(script.body()["prompt"]) <= 1024  # nothing learned yet: the first window
+    assert 300 < len(script.body()["prompt"]) <= 512  # nothing learned yet: the first window
     engine.pace.samples.clear()  # (the scripted server answered at once)
-    engine.pace.timed_out(1024, 8.0)  # too slow for it
+    engine.pace.timed_out(512, 8.0)  # too slow for it
     completer.complete(text, len(text), max_tokens=2, prefill_budget=8.0)
-    assert 300 < len(script.body()["prompt"]) <= 512
+    assert 100 < len(script.body()["prompt"]) <= 256
     completer.complete(text, len(text), max_tokens=2)  # no bound: the whole window
     assert len(script.body()["prompt"]) > 3000

@@ -11,7 +11,7 @@ def test_nothing_known_the_first_window_is_modest_and_no_bound_is_the_ceiling():
     assert pace.window_for(8.0) == START_TOKENS
     assert pace.window_for(None) == 4096
     assert pace.tokens_per_second() is None
-    assert PrefillPace(ceiling=600).window_for(8.0) == 600  # never more than the ceiling
+    assert PrefillPace(ceiling=400).window_for(8.0) == 400  # never more than the ceiling
 
 
 def test_a_short_prompt_teaches_nothing():
@@ -36,7 +36,7 @@ def test_a_slow_engine_gets_the_window_its_prefill_fits_in_the_bound():
 
 
 def test_a_first_token_timeout_halves_the_window_until_one_fits():
-    pace = PrefillPace(ceiling=4096)
+    pace = PrefillPace(ceiling=4096, window=1024)
     assert pace.window_for(5.0) == 1024
     pace.timed_out(1024, 5.0)
     assert pace.window_for(5.0) == 512

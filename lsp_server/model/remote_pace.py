@@ -26,9 +26,10 @@ from collections import deque
 from dataclasses import dataclass, field
 
 # Nothing known yet: the first request gets this many prompt tokens (at most the
-# ceiling). A quiet CPU engine prefills it in 2-4 s; a GPU engine shows at once that
-# it can take the whole ceiling, which the next request then gets.
-START_TOKENS = 1024
+# ceiling). A CPU engine prefills it in 2-3 s when quiet, 5-8 s on a busy two-core
+# machine; a GPU engine shows at once that it can take the whole ceiling, which the
+# next request then gets.
+START_TOKENS = 512
 FLOOR_TOKENS = 256
 # The share of the first-token bound a prompt is sized to use: the rest is for
 # a busier moment than the samples saw.
