@@ -167,7 +167,7 @@ def test_a_hopeless_prefill_stops_at_the_prefill_deadline_and_is_continued(
     eng = Engine(backend, prefill_chunk=4)
     prompt = list(range(1, 41))
     result = eng.generate(prompt, max_new_tokens=5, deadline=0.5, prefill_deadline=0.25)
-    assert result.stop_reason == "time" and result.tokens == []
+    assert result.stop_reason == "first_token" and result.tokens == []
     assert backend.calls == [4, 4, 4]  # started at 0.0, 0.1, 0.2; none at 0.3
     again = eng.generate(prompt, max_new_tokens=5)
     assert again.cached_tokens == 12  # the next request continues where this one stopped

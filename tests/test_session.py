@@ -215,6 +215,15 @@ async def test_disabled_binary_unknown_failed_and_empty_answers_have_their_reaso
     assert not set(session.status()["counts"]) & set(EMPTY_REASONS)
 
 
+async def test_a_slow_or_failing_engine_answers_empty_with_its_reason(make):
+    slow = FakeCompletion("", stop_reason="first_token")  # no first token in time
+    failed = FakeCompletion("", stop_reason="error")  # the remote engine failed
+    session, host = make(slow, failed)
+    assert await session.complete(request(session)) == ""
+    assert await session.complete(request(session)) == ""
+    assert empties(session) == {"first_token_timeout": 1, "engine_error": 1}
+
+
 async def test_acceptances_are_counted_with_a_rate(make):
     session, host = make("one", "two")
     assert session.status()["acceptanceRate"] is None

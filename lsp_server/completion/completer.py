@@ -85,11 +85,14 @@ class Completer:
         rules: Collection[str] = RULES,
         repo: str | None = None,
         token_healing: bool = True,
+        window_limit: Callable[[float | None], int] | None = None,
     ) -> None:
         """`context_tokens` defaults to a quarter of the window; `rules` are the
         post-processing rules to apply (all by default); `repo` names the
         repository in formats that take it (Qwen2.5-Coder, StarCoder2);
-        `token_healing` regenerates the prompt's last token (see healing.py)."""
+        `token_healing` regenerates the prompt's last token (see healing.py);
+        `window_limit(prefill_budget)` may narrow the window for one request (a
+        remote engine's: the prompt its prefill fits within the first-token bound)."""
         self.engine = engine
         self.tokenizer = tokenizer
         self.window = PromptWindow(
@@ -103,6 +106,7 @@ class Completer:
         self.rules = frozenset(rules)
         self._stop_ids = self._token_ids(prompt_format.stop_tokens)
         self._healer = TokenHealer(tokenizer) if token_healing else None
+        self.window_limit = window_limit
         # The last generation's tokens: drafts for the next one, which is most
         # often at the same place (the user typed on). Speed only, never output.
         self._last_tokens: list[int] = []
@@ -236,7 +240,10 @@ class Completer:
             raise ValueError(f"offset {offset} is outside the document (0..{len(text)})")
         # The prompt's window is cut from the whole prefix (its start moves in steps of
         # document lines); scope and post-processing look only at text near the cursor.
-        prompt, snippets, held = self.window.layout(text[:offset], text[offset:], path, context)
+        limit = self.window_limit(prefill_budget) if self.window_limit else None
+        prompt, snippets, held = self.window.layout(
+            text[:offset], text[offset:], path, context, window_tokens=limit
+        )
         prefix = text[max(offset - NEAR_CHARS, 0) : offset]
         suffix = text[offset : offset + NEAR_CHARS]
         language = language_for(path, language_id) if path or language_id else None

@@ -271,7 +271,7 @@ class Engine:
         `deadline` (a `time.monotonic()` value) moved back by the time the
         prefill took, so a slow prefill still yields its first tokens; a
         prefill still running at `prefill_deadline` stops there (reason
-        "time"). Whatever was prefilled stays in the cache for the next call.
+        "first_token"). Whatever was prefilled stays in the cache for the next call.
         `first_allowed` restricts the first generated token (token healing:
         the prompt's last, partial token is removed and regenerated among the
         tokens extending it). `hint` is a token sequence likely to recur (the
@@ -377,7 +377,7 @@ class Engine:
         while len(run.fed) < len(prompt):
             reason = _interrupted(deadline, cancel)
             if reason:
-                return reason
+                return "first_token" if reason == "time" else reason
             chunk = prompt[len(run.fed) : len(run.fed) + self.prefill_chunk]
             if len(run.fed) + len(chunk) < len(prompt):
                 self.backend.forward(kv, chunk)

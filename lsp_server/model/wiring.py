@@ -194,8 +194,22 @@ def build_remote_completer(
         stops.append(tokenizer.eos_token)
     base = model or DEFAULT_MODEL
     sent = adapter_name or base
-    engine = RemoteEngine(url, tokenizer, model=sent, stop_strings=stops, **engine_options)
-    completer = Completer(engine, tokenizer, fmt, window_tokens=window_tokens, token_healing=False)
+    engine = RemoteEngine(
+        url,
+        tokenizer,
+        model=sent,
+        stop_strings=stops,
+        window_tokens=window_tokens,
+        **engine_options,
+    )
+    completer = Completer(
+        engine,
+        tokenizer,
+        fmt,
+        window_tokens=window_tokens,
+        token_healing=False,
+        window_limit=engine.window_for,  # the prompt the engine's prefill fits in time
+    )
     facts = RemoteModel(
         sent, base, tokenizer, url, adapter=info, load_seconds=time.monotonic() - started
     )

@@ -109,6 +109,7 @@ class Jobs:
             max_tokens=settings.max_tokens,
             mode=settings.mode,
             time_budget=settings.time_budget_ms / 1000,
+            prefill_budget=settings.first_token_timeout_ms / 1000,
             cancel=cancel,
             path=self.workspace.path_of(request.uri),
             context=self._context(settings, request.uri, text, request.offset),

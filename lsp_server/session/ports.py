@@ -77,6 +77,7 @@ class CompleterLike(Protocol):
         max_tokens: int = ...,
         mode: Mode = ...,
         time_budget: float | None = ...,
+        prefill_budget: float | None = ...,
         cancel: threading.Event | None = ...,
         path: str | None = ...,
         context: Sequence[Snippet] = ...,

@@ -65,11 +65,19 @@ EMPTY_REASONS = (
     "cancelled",  # $/cancelRequest (answered with an error, not an empty list)
     "failed",  # the generation raised
     "time_budget",  # `timeBudgetMs` ran out before the model produced anything
+    "first_token_timeout",  # no first token within `firstTokenTimeoutMs` (the prefill)
+    "engine_error",  # the remote engine failed, or is backed off after failing
     "empty_generation",  # the model ran and had nothing to offer
 )
 # The reasons an answer the model was asked for is dropped rather than shown; the
 # status' `counts.dropped` is their sum.
 DROPPED_REASONS = ("superseded", "stale", "closed", "settings", "disconnected")
+# The empty answer's reason for a generation's stop reason (else "empty_generation").
+EMPTY_FOR_STOP = {
+    "time": "time_budget",
+    "first_token": "first_token_timeout",
+    "error": "engine_error",
+}
 
 # How long a request made while the model loads waits for it, and how often it looks.
 READY_WAIT_S = 300.0
@@ -406,8 +414,9 @@ class Session:
         )
         self.shown.remember(request.uri, request.text, request.offset, completion.text, id)
         if not completion.text:
-            ran_out = completion.stop_reason == "time"
-            return self._answer_empty("time_budget" if ran_out else "empty_generation")
+            return self._answer_empty(
+                EMPTY_FOR_STOP.get(completion.stop_reason, "empty_generation")
+            )
         self.counts["shown"] += 1
         self.ahead.predict(request, completion.text, self._completer(request.uri), self.settings)
         return completion.text

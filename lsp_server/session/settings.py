@@ -21,6 +21,10 @@ MULTILINE = tuple(MULTILINE_TO_MODE)
 DEVICES = ("auto", "cpu", "cuda", "mps", "xpu")
 DTYPES = ("auto", "float32", "bfloat16", "float16", "fp32", "bf16", "fp16", "int8", "int4")
 SECTION = "codetailor"
+# A quiet two-core CPU engine (`transformers serve`, SmolLM2-135M) prefills the
+# first 1,024-token window in 2-4 s (docs/benchmarks.md, "A slow remote engine");
+# twice that leaves room for a busy moment, and the window shrinks to fit later ones.
+FIRST_TOKEN_TIMEOUT_MS = 8000
 # Keys the client may send that are not settings (read elsewhere, or ignored quietly).
 NOT_SETTINGS = frozenset({"authToken"})
 
@@ -52,7 +56,20 @@ class Settings:
     )
     time_budget_ms: int = field(
         default=2000,
-        metadata={"help": "milliseconds per completion", "minimum": 50, "maximum": 60_000},
+        metadata={
+            "help": "milliseconds of decoding per completion, from its first token",
+            "minimum": 50,
+            "maximum": 60_000,
+        },
+    )
+    first_token_timeout_ms: int = field(
+        default=FIRST_TOKEN_TIMEOUT_MS,
+        metadata={
+            "help": "most milliseconds to the first token (the prompt's prefill); a remote "
+            "engine's prompt window shrinks to fit it",
+            "minimum": 100,
+            "maximum": 120_000,
+        },
     )
     enable: bool = field(default=True, metadata={"help": "answer completion requests at all"})
     prompt_format: str | None = field(default=None, metadata={"help": "override the FIM format"})

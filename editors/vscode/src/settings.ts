@@ -21,6 +21,8 @@ export interface Settings {
   maxTokens: number;
   multiline: Multiline;
   timeBudgetMs: number;
+  /** Most milliseconds to the first token (the prompt's prefill). */
+  firstTokenTimeoutMs: number;
   enable: boolean;
   promptFormat: string;
   /** Snippets of other workspace files in the prompt. */
@@ -43,6 +45,7 @@ export const DEFAULTS: Readonly<Settings> = Object.freeze({
   maxTokens: 64,
   multiline: "auto",
   timeBudgetMs: 2000,
+  firstTokenTimeoutMs: 8000,
   enable: true,
   promptFormat: "",
   context: true,
@@ -60,6 +63,7 @@ export interface ServerSettings {
   maxTokens: number;
   multiline: Multiline;
   timeBudgetMs: number;
+  firstTokenTimeoutMs: number;
   enable: boolean;
   promptFormat: string | null;
   context: boolean;
@@ -114,6 +118,7 @@ export function readSettings(get: Getter, problems: string[] = []): Settings {
       MULTILINE.includes(v as Multiline) ? (v as Multiline) : undefined,
     ),
     timeBudgetMs: pick("timeBudgetMs", num(50, 60_000)),
+    firstTokenTimeoutMs: pick("firstTokenTimeoutMs", num(100, 120_000)),
     enable: pick("enable", (v) => (typeof v === "boolean" ? v : undefined)),
     promptFormat: pick("promptFormat", str),
     context: pick("context", (v) => (typeof v === "boolean" ? v : undefined)),
@@ -134,6 +139,7 @@ export function toServerSettings(s: Settings): ServerSettings {
     maxTokens: s.maxTokens,
     multiline: s.multiline,
     timeBudgetMs: s.timeBudgetMs,
+    firstTokenTimeoutMs: s.firstTokenTimeoutMs,
     enable: s.enable,
     promptFormat: orNull(s.promptFormat),
     context: s.context,

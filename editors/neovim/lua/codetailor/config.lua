@@ -13,7 +13,8 @@ local M = {}
 ---@field dtype string "auto", "float32", "bfloat16", "float16", "int8" or "int4" (CPU).
 ---@field max_tokens integer Most tokens per completion (1..1024).
 ---@field multiline codetailor.Multiline How much to complete.
----@field time_budget_ms integer Most milliseconds per completion (50..60000).
+---@field time_budget_ms integer Most milliseconds of decoding per completion, from its first token (50..60000).
+---@field first_token_timeout_ms integer Most milliseconds to the first token, the prompt's prefill (100..120000).
 ---@field enable boolean Show completions at all (`:Codetailor toggle`).
 ---@field prompt_format? string Override the fill-in-the-middle format.
 ---@field context boolean Add snippets of other workspace files to the prompt.
@@ -56,6 +57,7 @@ M.defaults = {
     max_tokens = 64,
     multiline = "auto",
     time_budget_ms = 2000,
+    first_token_timeout_ms = 8000,
     enable = true,
     prompt_format = nil,
     context = true,
@@ -105,6 +107,7 @@ local CHECKS = {
   { "settings.max_tokens", whole(1, 1024) },
   { "settings.multiline", one_of("auto", "always", "never") },
   { "settings.time_budget_ms", whole(50, 60000) },
+  { "settings.first_token_timeout_ms", whole(100, 120000) },
   { "settings.enable", function(v) return type(v) == "boolean", "true or false" end },
   { "settings.prompt_format", optional_string },
   { "settings.context", function(v) return type(v) == "boolean", "true or false" end },
@@ -166,6 +169,7 @@ end
 local WIRE = {
   model = "model", adapter = "adapter", device = "device", dtype = "dtype",
   max_tokens = "maxTokens", multiline = "multiline", time_budget_ms = "timeBudgetMs",
+  first_token_timeout_ms = "firstTokenTimeoutMs",
   enable = "enable", prompt_format = "promptFormat", context = "context", engine = "engine",
   feedback = "feedback",
 }
