@@ -208,6 +208,33 @@ class Completer:
 
         return stop
 
+    def _generate(
+        self,
+        healed: Healed,
+        stop: StopPredicate,
+        budgets: tuple[int, float | None, float | None],
+        cancel: threading.Event | None,
+        hint: str | None,
+    ) -> Generation:
+        """One engine call for a healed prompt: `budgets` are (max tokens, decode s,
+        prefill s); the tokens it made become the next call's drafts."""
+        max_tokens, time_budget, prefill_budget = budgets
+        now = time.monotonic()
+        generation = self.engine.generate(
+            healed.ids,
+            # The healed token re-types prompt text: it does not count against the budget.
+            max_new_tokens=max_tokens + (1 if healed.tail else 0),
+            stop=stop,
+            deadline=now + time_budget if time_budget else None,
+            cancel=cancel,
+            first_allowed=healed.allowed,
+            hint=self._hint_ids(hint),
+            prefill_deadline=now + prefill_budget if prefill_budget else None,
+        )
+        if generation.tokens:
+            self._last_tokens = list(generation.tokens)
+        return generation
+
     def complete(
         self,
         text: str,
@@ -250,20 +277,10 @@ class Completer:
         scope = decide_scope(prefix, suffix, mode, language=language)
         healed = self._encode(prompt)
         continuation = self._continuation(healed, held)
-        now = time.monotonic()
-        generation = self.engine.generate(
-            healed.ids,
-            # The healed token re-types prompt text: it does not count against the budget.
-            max_new_tokens=max_tokens + (1 if healed.tail else 0),
-            stop=self._stop_rule(continuation, scope),
-            deadline=now + time_budget if time_budget else None,
-            cancel=cancel,
-            first_allowed=healed.allowed,
-            hint=self._hint_ids(hint),
-            prefill_deadline=now + prefill_budget if prefill_budget else None,
+        budgets = (max_tokens, time_budget, prefill_budget)
+        generation = self._generate(
+            healed, self._stop_rule(continuation, scope), budgets, cancel, hint
         )
-        if generation.tokens:
-            self._last_tokens = list(generation.tokens)
         raw = continuation([t for t in generation.tokens if t not in self._stop_ids])
         completion = ""
         if generation.stop_reason != "cancelled":
