@@ -39,6 +39,7 @@ from lsp_server.session.ports import (
     HostLike,
     NoRecording,
     RecordingLike,
+    ScannerLike,
     ShownAnswer,
 )
 from lsp_server.session.settings import Settings, parse_settings, unknown_keys
@@ -83,7 +84,7 @@ class Session:
         startup: Settings,
         host: HostLike,
         *,
-        workspace: WorkspaceContext | None = None,
+        scanner: ScannerLike | None = None,
         shown_capacity: int = 16,
         model_allowed: Callable[[str], bool] | None = None,
         ready_wait_s: float = READY_WAIT_S,
@@ -92,13 +93,15 @@ class Session:
         loading: ModelSpec | None = None,
     ) -> None:
         """`recording` keeps the feedback log (`lsp_server.feedback.Recording`); None: no log.
+        `scanner` reads the workspace's files into the context index and resolves paths
+        (`lsp_server.index.WorkspaceScanner`); None: nothing on disk is looked at.
         `model_allowed`, `adapters` and `loading`: see `ModelChoice`."""
         self.startup = startup  # the command line's settings: what a null setting returns to
         self.settings = startup
         self.host = host
         self.documents = Documents()
         self.shown = ShownCompletions(shown_capacity)
-        self.workspace = workspace or WorkspaceContext()
+        self.workspace = WorkspaceContext(scanner)
         self.folders: WorkspaceFolders = self.workspace.workspace  # root and folders: the one copy
         # Which model and adapters the host holds, and which completer answers a document.
         self.models = ModelChoice(
@@ -203,7 +206,7 @@ class Session:
         """The client has gone: stop its generations and its workspace scan.
 
         A session is made per connection and dropped with it; the scan is only
-        told to stop (`ContextIndex.stop` never joins it), so a scan stuck in a
+        told to stop (`WorkspaceScanner.stop` never joins it), so a scan stuck in a
         read never holds up the caller (the event loop).
         """
         self.cancel_all("disconnected")
