@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 from pathlib import Path
@@ -243,3 +244,41 @@ def test_auto_passes_over_an_adapter_trained_for_another_base_model(tmp_path: Pa
     )
     choice = choose_adapter("auto", str(repo), refused)
     assert choice.adapter is None and "not 'smollm2-135m': base model" in choice.reason
+
+
+def test_adapters_list_prints_no_terminal_escapes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 28: a remote URL holding escape codes was printed raw by `adapters list`."""
+    evil = "https://example.com/\x1b]0;pwned\x07\x1b[2J/repo.git"
+    assert registry.normalize_remote(evil) is None
+    repo = git_repo(tmp_path / "wid\x1b[31mgets", remote=evil)
+    entry = registry.register_adapter(repo, fake_adapter(tmp_path / "lora"))
+    # a registry written by an older version, which kept the URL
+    registry.save([dataclasses.replace(e, remote=evil) for e in registry.load()])
+    assert cli.main(["adapters", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "\\x1b]0;pwned" in out
+    assert out.count("\t") == 3 and entry.name.replace("\x1b", "\\x1b") in out
+
+
+def test_publish_refuses_a_huge_name_and_survives_a_symlinked_old_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 28: `adapters publish` tracebacked on a 10,000-char --name and a symlinked
+    `.NAME.old`."""
+    adapter = fake_adapter(tmp_path / "lora")
+    resolver = tmp_path / "resolver"
+    args = ["adapters", "publish", str(adapter), "--to", str(resolver)]
+    assert cli.main([*args, "--name", "a" * 10_000]) == 2
+    assert "at most 128" in capsys.readouterr().err
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("keep")
+    resolver.mkdir()
+    (resolver / ".team.old").symlink_to(elsewhere)
+    for _ in range(2):  # the second run moves the first aside through `.team.old`
+        assert cli.main([*args, "--name", "team"]) == 0, capsys.readouterr().err
+    assert (resolver / "team" / "adapter_model.safetensors").is_file()
+    assert (elsewhere / "keep.txt").read_text() == "keep"  # not followed
+    assert not (resolver / ".team.old").exists()

@@ -17,6 +17,7 @@ import pytest
 from lsp_server.completion.completer import Completer
 from lsp_server.completion.prompt import PREFIX_ONLY
 from lsp_server.model.engine import Engine
+from lsp_server.session.accepts import AcceptLedger
 from lsp_server.session.counts import EMPTY_REASONS
 from lsp_server.session.documents import Change, Position
 from lsp_server.session.session import Request, Session
@@ -218,15 +219,49 @@ async def test_disabled_binary_unknown_failed_and_empty_answers_have_their_reaso
 async def test_acceptances_are_counted_with_a_rate(make):
     session, host = make("one", "two")
     assert session.status()["acceptanceRate"] is None
-    assert await session.complete(request(session)) == "one"
+    text, first = await session.suggest(request(session))
+    assert text == "one"
     edit(session, "y = ")
-    assert await session.complete(request(session)) == "two"
-    session.accepted("inline")
+    text, second = await session.suggest(request(session))
+    assert text == "two"
+    session.accepted("inline", second)
     status = session.status()
     assert status["counts"]["accepted"] == 1 and status["counts"]["accepted_inline"] == 1
     assert status["acceptanceRate"] == 0.5
-    session.accepted("something else")
+    session.accepted("something else", first)
     assert session.counts["accepted"] == 2 and "accepted_something else" not in session.counts
+
+
+async def test_only_a_shown_suggestions_first_acceptance_counts(make):
+    """Issue 28: any `codetailor.accepted` raised the count (5,000 accepts for 4 shown)."""
+    session, host = make("one", "two", "three", "four")
+    ids = []
+    for i in range(4):
+        edit(session, TEXT + " " * i, version=2 + i)
+        text, id = await session.suggest(request(session, len(TEXT) + i))
+        assert text and id is not None  # an id even where no feedback log records
+        ids.append(id)
+    for n in range(5_000):
+        session.accepted("inline", ids[n % 2] if n % 3 else f"made-up-{n}")
+    session.accepted("completion")  # no id
+    assert session.counts["accepted"] == 2 and session.counts["accepted_inline"] == 2
+    session.accepted("inline", ids[3], "word")
+    session.accepted("inline", ids[3], "full")  # the rest of the same suggestion
+    assert session.counts["accepted"] == 3
+    assert session.status()["acceptanceRate"] == 0.75
+
+
+def test_the_ledger_counts_each_shown_id_once_and_forgets_the_oldest() -> None:
+    ledger = AcceptLedger(remember=2)
+    a, b = ledger.shown(), ledger.shown("b")
+    assert b == "b" and a != b
+    assert ledger.accept(a) and not ledger.accept(a)
+    assert not ledger.accept("never-shown") and not ledger.accept(None) and not ledger.accept(7)
+    ledger.shown("c")  # two remembered: `a` goes
+    assert ledger.accept("b") and ledger.accept("c")
+    ledger.shown("d")
+    ledger.shown("e")
+    assert not ledger.accept("c") and ledger.accept("d")
 
 
 async def test_a_new_model_setting_reloads_and_stops_running_generations(make):

@@ -530,7 +530,13 @@ def _names_this_model(wanted: str, model: Any, source: ModelSource) -> bool:
     """True when `wanted` (a hub id or a path) plausibly names the loaded model."""
 
     def norm(name: str) -> str:
-        return re.sub(r"[^a-z0-9]", "", Path(name.rstrip("/")).name.lower())
+        # The same model under another spelling: a file suffix, a quantisation or dtype
+        # tag, or the cache's fingerprint may differ; the name itself must be equal
+        # (`tiny` is not `tiny-fim`).
+        base = Path(name.rstrip("/")).name.lower().removesuffix(".gguf")
+        base = re.sub(r"-[0-9a-f]{8,}$", "", base)
+        base = re.sub(r"[.-](?:i?q\d\w*|bf16|fp16|f16|fp32|f32|int[48])$", "", base)
+        return re.sub(r"[^a-z0-9]", "", base)
 
     ours = {source.spec, source.name, getattr(model, "name_or_path", "")}
     ours.add(getattr(model.config, "_name_or_path", "") or "")
@@ -541,7 +547,7 @@ def _names_this_model(wanted: str, model: Any, source: ModelSource) -> bool:
     ):
         return True
     want = norm(wanted)
-    return bool(want) and any(n and (want in n or n in want) for n in map(norm, ours) if n)
+    return bool(want) and want in {norm(o) for o in ours if o}
 
 
 def _misfit_tensors(shapes: dict[str, tuple[int, ...]], model: Any) -> list[str]:

@@ -24,6 +24,7 @@ from typing import Any
 
 from lsp_server import __version__
 from lsp_server.completion.scope import completion_helps
+from lsp_server.session.accepts import AcceptLedger
 from lsp_server.session.ahead import Ahead, WarmPlan, edit_cursor
 from lsp_server.session.counts import counts_status
 from lsp_server.session.documents import Change, Documents, looks_binary, offset_at, prompt_safe
@@ -85,6 +86,7 @@ class Session:
         )
         self.inflight: dict[str, Inflight] = {}
         self.counts: Counter[str] = Counter()  # requests, shown, accepted...
+        self.accepts = AcceptLedger()  # which shown suggestions an accept may still count for
         self.empty: Counter[str] = Counter()  # the empty answers, by reason (counts.py)
         self.ready_wait_s = ready_wait_s
         self.jobs = Jobs(self.documents, self.workspace)
@@ -319,7 +321,8 @@ class Session:
         return inflight
 
     async def suggest(self, request: Request) -> tuple[str, str | None]:
-        """`complete`, and the feedback id of the suggestion answered (None: not recorded)."""
+        """`complete`, and the id of the suggestion answered (the feedback log's where it
+        records; None: no suggestion), which the item's accept command carries back."""
         text = await self.complete(request)
         shown = self.shown.current(request.uri) if text else None
         return text, shown.id if shown is not None else None
@@ -362,7 +365,11 @@ class Session:
         assert completion is not None
         previous = self.shown.current(request.uri)
         self.recording.replaced(previous.id if previous is not None else None)
-        id = self._record_shown(request, completion, completer, latency_ms)
+        id = (
+            self.accepts.shown(self._record_shown(request, completion, completer, latency_ms))
+            if completion.text
+            else None
+        )
         self.shown.remember(request.uri, request.text, request.offset, completion.text, id)
         if not completion.text:
             ran_out = completion.stop_reason == "time"
@@ -392,11 +399,8 @@ class Session:
         completer: CompleterLike | None,
         latency_ms: float,
     ) -> str | None:
-        """Log a shown answer (off the event loop); its id, None when nothing is recorded
-        (nor for an empty answer)."""
-        if not completion.text or completer is None:
-            return None
-        if not self.workspace.in_workspace(request.uri):
+        """Log a shown answer (off the event loop); its id, None when nothing is recorded."""
+        if completer is None or not self.workspace.in_workspace(request.uri):
             return None
         answer = ShownAnswer(
             uri=request.uri,
@@ -415,10 +419,12 @@ class Session:
 
     def accepted(self, kind: object = None, id: object = None, part: object = "full") -> None:
         """Count an accepted completion (`kind`: "inline" or "completion") and log it under
-        its feedback `id` (`part`: "full", "word" or "line"); never sent anywhere."""
-        self.counts["accepted"] += 1
-        if kind in ("inline", "completion"):
-            self.counts[f"accepted_{kind}"] += 1
+        its feedback `id` (`part`: "full", "word" or "line"); never sent anywhere. Only the
+        first acceptance of a suggestion shown counts (`AcceptLedger`)."""
+        if self.accepts.accept(id):
+            self.counts["accepted"] += 1
+            if kind in ("inline", "completion"):
+                self.counts[f"accepted_{kind}"] += 1
         self.recording.accepted(id, part)
 
     def dismissed(self, id: object, reason: object = None) -> None:
