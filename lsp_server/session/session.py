@@ -365,11 +365,7 @@ class Session:
         assert completion is not None
         previous = self.shown.current(request.uri)
         self.recording.replaced(previous.id if previous is not None else None)
-        id = (
-            self.accepts.shown(self._record_shown(request, completion, completer, latency_ms))
-            if completion.text
-            else None
-        )
+        id = self._shown_id(request, completion, completer, latency_ms) if completion.text else None
         self.shown.remember(request.uri, request.text, request.offset, completion.text, id)
         if not completion.text:
             ran_out = completion.stop_reason == "time"
@@ -392,16 +388,17 @@ class Session:
             return "stale"
         return None
 
-    def _record_shown(
+    def _shown_id(
         self,
         request: Request,
         completion: CompletionLike,
         completer: CompleterLike | None,
         latency_ms: float,
-    ) -> str | None:
-        """Log a shown answer (off the event loop); its id, None when nothing is recorded."""
+    ) -> str:
+        """The id of an answer shown, which its accept command carries back: the feedback
+        log's where the log records it (off the event loop), else a new one."""
         if completer is None or not self.workspace.in_workspace(request.uri):
-            return None
+            return self.accepts.shown()
         answer = ShownAnswer(
             uri=request.uri,
             path=self.workspace.path_of(request.uri),
@@ -413,7 +410,7 @@ class Session:
             latency_ms=latency_ms,
             describe=self.host.status,
         )
-        return self.recording.shown(answer)
+        return self.accepts.shown(self.recording.shown(answer))
 
     # -- feedback and status ------------------------------------------------------------------
 
