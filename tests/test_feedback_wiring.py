@@ -24,6 +24,7 @@ from lsp_server.feedback import (
     read_events,
     suggestion_records,
 )
+from lsp_server.index import WorkspaceScanner
 from lsp_server.session.documents import Change
 from lsp_server.session.session import Session
 from lsp_server.session.settings import Settings
@@ -70,7 +71,9 @@ def start(
     sessions: list, home: Path, root: Path | None, *script: object, **options: Any
 ) -> tuple[Session, str]:
     host = FakeHost(ContextCompleter(*script))
-    session = Session(Settings(context=False), host, recording=Recording(home))
+    session = Session(
+        Settings(context=False), host, recording=Recording(home), scanner=WorkspaceScanner()
+    )
     sessions.append((session, host))
     session.initialize(options, root.as_uri() if root else None, "utf-16")
     uri = ((root or home.parent) / "app.py").as_uri()

@@ -11,7 +11,9 @@ and every top-level module of `lsp_server` but the entry points (`cli.py`,
 They import neither pygls nor torch, do no file I/O and start no threads.
 `lsp_server.repo` is not pure: it lists and reads a repository's files (`git
 ls-files`, bounded reads), so it is an I/O room; it still imports neither pygls
-nor torch, since training and serving both read repositories through it.
+nor torch, since training and serving both read repositories through it. Nor is
+`lsp_server.index`, the workspace index's scanner (it reads the workspace's files
+into the pure context index on a thread of its own); it imports neither either.
 
 The direction: `model` never imports `session`, `completion` never imports
 `model`, directly or through another module. Each rule has a test that plants a
@@ -30,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("lsp_server", "finetune")
 PURE_PACKAGES = ("lsp_server.session", "lsp_server.completion")
 ENTRY_POINTS = ("lsp_server.cli", "lsp_server.__main__")
-LIGHT = ("lsp_server.repo",)  # I/O rooms that import neither pygls nor torch
+LIGHT = ("lsp_server.repo", "lsp_server.index")  # I/O rooms that import neither pygls nor torch
 LSP_LIBRARIES = ("pygls", "lsprotocol")
 MODEL_LIBRARIES = ("torch", "transformers", "peft")
 # The benchmarks' one LSP client (pygls' LanguageClient), which drives a real server;
@@ -183,6 +185,7 @@ def test_pure_modules_are_the_two_packages_and_any_top_level_module(monkeypatch)
     assert {"lsp_server", "lsp_server.errors", "lsp_server.session.documents"} <= pure
     assert "lsp_server.completion.prompt" in pure
     assert not pure & {"lsp_server.cli", "lsp_server.model", "lsp_server.repo.files"}
+    assert "lsp_server.index.scanner" not in pure  # the workspace index: an I/O room
     # a new top-level module is pure without being named here
     planted = dict(sources()) | {"lsp_server.spec": REPO / "lsp_server" / "spec.py"}
     monkeypatch.setattr(sys.modules[__name__], "sources", lambda: planted)
@@ -289,7 +292,9 @@ def test_the_direction_rules_catch_a_planted_import_direct_or_not(monkeypatch):
 # through the module's imports (`from os import remove` makes `remove(...)` `os.remove`,
 # `import shutil as sh` makes `sh.move` `shutil.move`) and checked against the lists
 # below; a method whose name only files have (`.read_text()`, `.mkdir()`, `.resolve()`)
-# counts on any receiver, and a class that subclasses `threading.Thread` counts too.
+# counts on any receiver (a bare call such as `resolve(text)` is a local function or a
+# parameter, not a method, so it does not), and a class that subclasses
+# `threading.Thread` counts too.
 # Asking the file system counts as I/O (`stat`, `is_dir`, `resolve`, `realpath`): on a
 # slow or stuck mount it blocks the caller as a read does; a pure module takes the paths
 # and texts it is given.
@@ -435,11 +440,11 @@ def call_name(func: ast.expr, names: dict[str, str]) -> str | None:
 
 
 def touches_files_or_threads(name: str) -> bool:
-    last = name.rpartition(".")[2]
+    _, dot, last = name.rpartition(".")
     return (
         name in FILE_CALLS | THREAD_CALLS
         or within(name, FILE_MODULES + THREAD_MODULES)
-        or last in FILE_METHODS | THREAD_METHODS
+        or (bool(dot) and last in FILE_METHODS | THREAD_METHODS)
         or name == "pathlib.Path(...).open"
     )
 
@@ -492,8 +497,9 @@ def write(path, documents, loop, text):
 class Writer(threading.Thread):
     pass
 
-def pure(documents, text, cancel):
+def pure(documents, text, cancel, resolve):
     documents.open("file:///a.py", text, 1)  # a method that happens to be called open
+    resolve(text)  # a parameter (a function) that happens to share a file method's name
     text.replace("a", "b")
     PurePath("a/b.py").suffix
     threading.Event().wait(0)

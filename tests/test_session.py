@@ -18,8 +18,9 @@ from lsp_server.completion.completer import Completer
 from lsp_server.completion.prompt import PREFIX_ONLY
 from lsp_server.model.engine import Engine
 from lsp_server.session.accepts import AcceptLedger
+from lsp_server.session.counts import EMPTY_REASONS
 from lsp_server.session.documents import Change, Position
-from lsp_server.session.session import EMPTY_REASONS, Request, Session
+from lsp_server.session.session import Request, Session
 from lsp_server.session.settings import Settings
 from lsp_server.spec import Holding, ModelSpec
 from tests.fixtures.fakes import CharTokenizer, FakeBackend

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lsp_server.completion import retrieval
 from lsp_server.completion.prompt import FORMATS, PREFIX_ONLY, build_prompt
+from lsp_server.index import WorkspaceScanner, scanner
 from lsp_server.session.documents import Documents
 from lsp_server.session.workspace import WorkspaceContext
 from tests.fixtures.secrets import APP, AWS, KEY, PASSWORD, SETTINGS
@@ -23,7 +23,7 @@ def test_a_new_root_never_waits_for_a_stuck_scan(
     (tmp_path / "a" / "stale.py").write_text("def stale_helper(): pass\n")
     (tmp_path / "b" / "fresh.py").write_text("def fresh_helper(): pass\n")
     gate, listing = threading.Event(), threading.Event()
-    real = retrieval.indexable_files
+    real = scanner.indexable_files
 
     def slow_listing(root: Path) -> list[str]:
         if root.name == "a":  # e.g. `git ls-files` on a slow disk, or a pipe
@@ -31,8 +31,8 @@ def test_a_new_root_never_waits_for_a_stuck_scan(
             gate.wait(60)
         return real(root)
 
-    monkeypatch.setattr(retrieval, "indexable_files", slow_listing)
-    workspace = WorkspaceContext()
+    monkeypatch.setattr(scanner, "indexable_files", slow_listing)
+    workspace = WorkspaceContext(WorkspaceScanner())
     workspace.workspace.open((tmp_path / "a").as_uri())
     workspace.index_root(scan=True)
     assert listing.wait(10)
@@ -48,7 +48,7 @@ def test_a_new_root_never_waits_for_a_stuck_scan(
         assert returned.wait(5), "index_root blocked on the stuck scan (a join on the loop)"
     finally:
         gate.set()
-    assert workspace.index.wait(timeout=30)
+    assert workspace.scanner.wait(timeout=30)
     for thread in threading.enumerate():
         if thread.name == "codetailor-index":
             thread.join(30)
@@ -60,10 +60,10 @@ def test_a_secret_in_another_file_or_document_never_reaches_the_prompt(tmp_path:
     (tmp_path / "db" / "settings.py").write_text(SETTINGS)
     (tmp_path / "app.py").write_text(APP)
     (tmp_path / "deploy_key.py").write_text(KEY)
-    workspace = WorkspaceContext()
+    workspace = WorkspaceContext(WorkspaceScanner())
     workspace.workspace.open(tmp_path.as_uri())
     workspace.index_root(scan=True)
-    assert workspace.index.wait(timeout=60)
+    assert workspace.scanner.wait(timeout=60)
     documents = Documents()
     # An open, edited document holding a secret, and one outside the workspace.
     open_uri = (tmp_path / "db" / "local.py").as_uri()

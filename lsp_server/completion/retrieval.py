@@ -1,53 +1,49 @@
 """Cross-file context: which snippets of other files to show the model.
 
-Pure (no torch, no pygls). A `ContextIndex` holds the workspace's files cut into
-overlapping windows of lines, each reduced to its set of identifiers, with an
-inverted index from identifier to windows. A query takes the identifiers around
-the cursor and ranks windows by Jaccard similarity (RepoCoder's measure),
-favouring open and recently edited documents, skipping the current file and
-overlapping windows.
+Pure (no torch, no pygls, no file I/O, no threads). A `ContextIndex` holds the
+workspace's files cut into overlapping windows of lines, each reduced to its set
+of identifiers, with an inverted index from identifier to windows. A query takes
+the identifiers around the cursor and ranks windows by Jaccard similarity
+(RepoCoder's measure), favouring open and recently edited documents, skipping
+the current file and overlapping windows.
 
 For the server::
 
     index = ContextIndex()
-    index.index_workspace(root)                  # background thread; returns at once
     index.update_document(path, text, is_open=True)  # didOpen / didChange (edited=True)
     index.close_document(path)                   # didClose: stays indexed from disk
     index.remove_document(path)                  # file deleted
     stable = StableContext(index)
     snippets = stable.get(text, offset, path)    # pass as Completer.complete(context=...)
 
-Paths are workspace-relative with forward slashes (absolute paths under the
-root are made relative), as they appear in file headers in the prompt. All
-methods are thread-safe; the background indexer takes the lock once per file,
-so queries answer while a large workspace is being indexed.
+The files on disk reach it from the workspace index's scanner
+(`lsp_server.index.WorkspaceScanner`), which lists, reads and redacts them on a
+thread of its own and hands each to `add_file`.
 
-What the index holds may reach a prompt, so it holds it safely: only regular
-files inside the root are read (the repository lister's rules: no symlink,
-pipe or device, a byte bound on every read), and every file and document
-passes the secret filter (`lsp_server.repo.secrets`) once, when indexed, as
-training data does. A document's lines are stored once, redacted; its windows
-are line ranges over them. Stopping or restarting a scan never waits for it:
-each scan has its own stop flag and an old scan's results are dropped.
+Paths are workspace-relative with forward slashes (absolute paths under
+`root` are made relative; the caller resolves symlinks first), as they appear
+in file headers in the prompt. All methods are thread-safe; the scanner takes
+the lock once per file, so queries answer while a large workspace is being
+indexed.
+
+What the index holds may reach a prompt, so every document passes the secret
+filter (`lsp_server.repo.secrets`) once, when indexed, as training data does
+(the scanner redacts the files it reads). A document's lines are stored once,
+redacted; its windows are line ranges over them.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
-import os
 import re
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from lsp_server.completion.prompt import Snippet
-from lsp_server.repo.files import is_regular_file, list_files, read_text, skip_reason_for_path
 from lsp_server.repo.secrets import redact
-
-log = logging.getLogger(__name__)
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Words in almost every file say nothing about which file is relevant.
@@ -97,23 +93,18 @@ class ContextIndex:
         window_lines: int = 20,
         stride: int = 10,
         max_file_bytes: int = 512 * 1024,
-        max_files: int = 50_000,
         recent_seconds: float = 600.0,
     ) -> None:
         self.window_lines = window_lines
         self.stride = stride
         self.max_file_bytes = max_file_bytes
-        self.max_files = max_files
         self.recent_seconds = recent_seconds
-        self.root: Path | None = None
+        self.root: Path | None = None  # resolved by whoever sets it
         self._lock = threading.Lock()
         self._docs: dict[str, _Doc] = {}
         self._windows: dict[int, _Window] = {}
         self._postings: dict[str, set[int]] = {}
         self._next_id = 0
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()  # the current scan's; each scan gets a new one
-        self.progress = (0, 0)  # (files done, files listed) of the current workspace scan
 
     # --- documents ------------------------------------------------------------
 
@@ -157,91 +148,36 @@ class ContextIndex:
     def __contains__(self, path: str) -> bool:
         return self._key(path) in self._docs
 
-    # --- workspace ------------------------------------------------------------
+    # --- files read from disk (by lsp_server.index's scanner) --------------------
 
-    def index_workspace(self, root: str | Path, *, background: bool = True) -> None:
-        """Index the files under `root` that git does not ignore; again later, only what changed.
+    def wants(self, path: str, signature: tuple[int, int]) -> bool:
+        """False when the file at `path` is indexed with this `signature` (mtime_ns,
+        size) already, or open in the editor (whose text is newer than the disk's)."""
+        with self._lock:
+            doc = self._docs.get(path)
+            return doc is None or not (doc.is_open or doc.signature == signature)
 
-        Runs on a daemon thread unless `background` is False; a scan already
-        running is told to stop, without waiting for it (it may be inside a
-        slow `git ls-files`): what it finds afterwards is dropped. Open
-        documents keep their editor text.
-        """
-        self.stop()
-        self.root = Path(root).resolve()
-        stop = self._stop = threading.Event()
-        if not background:
-            self._scan(self.root, stop)
-            return
-        self._thread = threading.Thread(
-            target=self._scan, args=(self.root, stop), name="codetailor-index", daemon=True
-        )
-        self._thread.start()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait for the background scan; True when it has finished."""
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
-            return not thread.is_alive()
-        return True
-
-    def stop(self) -> None:
-        """Tell a background scan to stop, without waiting (what it indexed so far stays).
-
-        Safe on the event loop: it never joins the scan's thread, which may be
-        inside a slow listing; use `wait(timeout)` to wait, bounded.
-        """
-        self._stop.set()
-
-    def _scan(self, root: Path, stop: threading.Event) -> None:
-        started = time.monotonic()
-        try:
-            paths = indexable_files(root)[: self.max_files]
-        except OSError as exc:
-            log.warning("cannot list %s: %s", root, exc)
-            return
-        if stop.is_set():
-            return
-        self.progress = (0, len(paths))
-        listed = set(paths)
-        for done, rel in enumerate(paths, 1):
-            if stop.is_set():
+    def add_file(
+        self, path: str, lines: list[str], signature: tuple[int, int], stop: threading.Event
+    ) -> None:
+        """Index a file as read from disk, its `lines` already redacted; not when `stop`
+        is set (a newer scan owns the index) or the editor has it open (its text wins)."""
+        windows = self._cut(path, lines)
+        with self._lock:
+            doc = self._docs.get(path)
+            if stop.is_set() or (doc is not None and doc.is_open):
                 return
-            self._index_file(root, rel, stop)
-            self.progress = (done, len(paths))
-            time.sleep(0)  # let a query thread take the interpreter between files
+            self._drop(path)
+            self._insert(path, _Doc([], signature), windows, lines)
+
+    def keep_files(self, listed: set[str], stop: threading.Event) -> None:
+        """Forget the files read from disk that are not `listed` any more (documents the
+        editor sent stay); nothing when `stop` is set."""
         with self._lock:
             if stop.is_set():
                 return
             for gone in [k for k, d in self._docs.items() if d.signature and k not in listed]:
                 self._drop(gone)
-        log.info("indexed %d files in %.1f s", len(paths), time.monotonic() - started)
-
-    def _index_file(self, root: Path, rel: str, stop: threading.Event) -> None:
-        path = root / rel
-        if not _inside(root, path) or not is_regular_file(path):
-            return  # through a symlinked folder, or not a regular file (any more)
-        try:
-            st = os.lstat(path)
-        except OSError:
-            return
-        signature = (st.st_mtime_ns, st.st_size)
-        with self._lock:
-            doc = self._docs.get(rel)
-            if doc is not None and (doc.is_open or doc.signature == signature):
-                return  # unchanged, or the editor's text is newer than the disk's
-        text, _ = read_text(path, self.max_file_bytes)  # regular files only, bounded
-        if text is None:
-            return
-        lines = redact(text, rel)[0].split("\n")  # before anything else sees the text
-        windows = self._cut(rel, lines)
-        with self._lock:
-            doc = self._docs.get(rel)
-            if stop.is_set() or (doc is not None and doc.is_open):
-                return  # a newer scan owns the index, or the editor's text wins
-            self._drop(rel)
-            self._insert(rel, _Doc([], signature), windows, lines)
 
     # --- queries --------------------------------------------------------------
 
@@ -309,10 +245,10 @@ class ContextIndex:
     # --- internals (call with the lock held where noted) ------------------------
 
     def _key(self, path: str) -> str:
-        p = Path(path)
+        p = PurePath(path)
         if p.is_absolute() and self.root is not None:
             with contextlib.suppress(ValueError):  # outside the workspace: keep it absolute
-                p = p.resolve().relative_to(self.root)
+                p = p.relative_to(self.root)
         return p.as_posix()
 
     def _text(self, w: _Window) -> str:
@@ -364,15 +300,6 @@ def _overlaps(a: _Window, b: _Window) -> bool:
     return a.path == b.path and a.start < b.end and b.start < a.end
 
 
-def _inside(root: Path, path: Path) -> bool:
-    """True when `path`, symlinks resolved, is inside `root` (itself resolved)."""
-    try:
-        Path(os.path.realpath(path)).relative_to(root)
-    except ValueError:
-        return False
-    return True
-
-
 _REDACT_CACHE_LINES = 20_000
 
 
@@ -420,8 +347,3 @@ class StableContext:
             self._snippets = self.index.query(text, offset, path=path, **kw)
             self._key, self._at = key, now
         return list(self._snippets)
-
-
-def indexable_files(root: Path) -> list[str]:
-    """The workspace files worth indexing: the repository lister's, less what is not source."""
-    return [p for p in list_files(root) if skip_reason_for_path(p) is None]

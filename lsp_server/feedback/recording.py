@@ -31,7 +31,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -192,14 +192,11 @@ class Recording:
 
 
 def suggestion_of(id: str, answer: ShownAnswer, source: str) -> Suggestion:
-    """What the recorder logs of a shown answer. The prompt's facts (`completion.context`,
-    `completer.format.name`, `.window_tokens`, `.repo`) are read where present: the real
-    Completer has them all, a scripted one in a test may not, and the ports
-    (session/ports.py) do not promise them."""
+    """What the recorder logs of a shown answer, with the prompt's facts the ports
+    (session/ports.py) declare: `completion.context`, `completer.format.name`,
+    `.window_tokens` and `.repo`, so preference tuning rebuilds the same prompt."""
     facts = answer.describe()
     completion, completer = answer.completion, answer.completer
-    fmt = getattr(completer, "format", None)
-    snippets: Sequence[Any] = getattr(completion, "context", ())
     text, offset = answer.text, answer.offset
     return Suggestion(
         id=id,
@@ -210,12 +207,13 @@ def suggestion_of(id: str, answer: ShownAnswer, source: str) -> Suggestion:
         suffix=text[offset:],
         text=completion.text,
         latency_ms=answer.latency_ms,
-        context=[(s.path, s.text) for s in snippets[::-1]],  # the Completer lists them nearest-last
+        # the Completer lists them nearest-last
+        context=[(s.path, s.text) for s in reversed(completion.context)],
         model=facts.get("model"),
         adapter=facts.get("adapter"),
-        prompt_format=getattr(fmt, "name", None),
-        window_tokens=getattr(completer, "window_tokens", None),
-        repo=getattr(completer, "repo", None),
+        prompt_format=completer.format.name,
+        window_tokens=completer.window_tokens,
+        repo=completer.repo,
         source=source,
     )
 

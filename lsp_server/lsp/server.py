@@ -23,6 +23,7 @@ from pygls.lsp.server import LanguageServer
 from lsp_server import __version__
 from lsp_server.errors import CodetailorError
 from lsp_server.feedback import Recording
+from lsp_server.index import WorkspaceScanner
 from lsp_server.lsp import pygls_compat
 from lsp_server.lsp.progress import LoadProgress
 from lsp_server.model import registry
@@ -92,6 +93,7 @@ class CodetailorServer(LanguageServer):
             host,
             model_allowed=model_allowed,
             recording=Recording(cache_home()),
+            scanner=WorkspaceScanner(),
             adapters=AdapterSource(
                 registry.registered_for, registry.stamp, registry.resolve_adapter
             ),

@@ -40,7 +40,7 @@ from typing import Any
 
 import httpx2
 
-from lsp_server.session.session import EMPTY_FOR_STOP
+from lsp_server.session.counts import EMPTY_FOR_STOP
 from lsp_server.session.settings import Settings, parse_engine
 
 DEFAULT_FILE = Path(__file__).resolve().parents[1] / "completion" / "completer.py"

@@ -1,6 +1,6 @@
 """Which files of a repository count: one lister for retrieval, training and evaluation.
 
-Pure (no torch, no pygls). `list_files` gives what git would track (tracked
+Reads the disk (no torch, no pygls). `list_files` gives what git would track (tracked
 plus untracked-but-not-ignored in a work tree; elsewhere a walk that honours
 every nested `.gitignore`), only regular files inside the root: symlinks are
 never followed, so nothing outside the repository is read through one.

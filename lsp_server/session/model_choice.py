@@ -6,13 +6,16 @@ folder's adapter choice (adapter_choice.py) it makes the `Holding` the host
 must hold (lsp_server.spec) and tells the host to load it, or to swap the
 adapters in behind a ready model when only they changed (`apply`). It watches
 the adapter registry for new registrations (`registry_changed`), and answers
-"which completer for this document" (`completer`). Pure: the registry is
+"which completer for this document" (`completer`; `when_loaded` while the model
+loads). Pure: the registry is
 reached through `AdapterSource`, the host through `HostLike`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +30,9 @@ from lsp_server.spec import AdapterRef, Holding, ModelSpec, Registered
 
 # How often a request (or a status call) looks whether the adapter registry changed.
 ADAPTER_POLL_S = 2.0
+# How long a request made while the model loads waits for it, and how often it looks.
+READY_WAIT_S = 300.0
+READY_POLL_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -167,6 +173,21 @@ class ModelChoice:
     def completer(self, uri: str) -> CompleterLike | None:
         """The completer of the adapter that answers `uri`; None while nothing is loaded."""
         return self.host.completer_for(self.adapter_for(uri))
+
+    async def when_loaded(
+        self, uri: str, cancel: threading.Event, wait_s: float = READY_WAIT_S
+    ) -> CompleterLike | None:
+        """The completer that answers `uri` once the loading model is ready; None if the
+        load fails, takes over `wait_s` seconds, or `cancel` is set (the request was
+        superseded, the document edited) meanwhile."""
+        deadline = time.monotonic() + wait_s
+        while self.host.completer is None:
+            if self.host.state != "loading" or cancel.is_set():
+                return None
+            if time.monotonic() >= deadline:
+                return None
+            await asyncio.sleep(READY_POLL_S)
+        return self.completer(uri)
 
     def status(self) -> dict[str, Any]:
         """The status' `adapterChoice` and `workspaceAdapters`."""

@@ -8,7 +8,10 @@ ones are `lsp_server.model.host.ModelHost` and
 what the host must hold crosses as the plain values of lsp_server.spec. It
 reports what became of its suggestions to a `RecordingLike` (the real one,
 `lsp_server.feedback.Recording`, writes the repository's feedback log on a
-thread of its own; `NoRecording` records nothing).
+thread of its own; `NoRecording` records nothing). The workspace's files on
+disk reach its context index through a `ScannerLike` (the real one,
+`lsp_server.index.WorkspaceScanner`, scans on a thread of its own;
+`NoScanner` looks at nothing on disk).
 Pure: no pygls, no torch, no file I/O, no threads.
 """
 
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from lsp_server.completion.prompt import Snippet
+from lsp_server.completion.retrieval import ContextIndex
 from lsp_server.completion.scope import Mode
 from lsp_server.spec import AdapterRef, Holding, ModelSpec
 
@@ -244,3 +248,62 @@ class NoRecording:
 
     def close(self) -> None:
         return None
+
+
+class ScannerLike(Protocol):
+    """The workspace index's disk side: scans a root's files into `index` in the background,
+    and says where paths lead on disk. Every method returns at once but `wait`."""
+
+    @property
+    def index(self) -> ContextIndex:
+        """The index it feeds (the session's cross-file context)."""
+        ...
+
+    @property
+    def progress(self) -> tuple[int, int]:
+        """(files done, files listed) of the current scan."""
+        ...
+
+    def folder(self, path: str) -> Path | None:
+        """`path` resolved when it is a folder (a root to take); None otherwise."""
+        ...
+
+    def locate(self, path: str) -> Path:
+        """Where `path` really is: made absolute, symlinks resolved."""
+        ...
+
+    def scan(self, root: Path) -> None:
+        """Index the files under `root` in the background (an earlier scan is told to stop)."""
+        ...
+
+    def stop(self) -> None:
+        """Tell the scan to stop, without waiting for it."""
+        ...
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the scan, bounded; True when it has finished."""
+        ...
+
+
+class NoScanner:
+    """A session without the disk: no root is taken (nothing is scanned), and paths are
+    taken as written. Its index holds the open documents only."""
+
+    def __init__(self, index: ContextIndex | None = None) -> None:
+        self.index = index if index is not None else ContextIndex()
+        self.progress = (0, 0)
+
+    def folder(self, path: str) -> Path | None:
+        return None
+
+    def locate(self, path: str) -> Path:
+        return Path(path)
+
+    def scan(self, root: Path) -> None:
+        return None
+
+    def stop(self) -> None:
+        return None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return True

@@ -5,7 +5,9 @@ documents, the completions shown, the workspace, in-flight requests, counts)
 and decides every answer: typing-through, supersede and cancel, the
 stale-answer check, empty answers by reason, acceptances and the status. The
 work done ahead of requests is its `Ahead` (ahead.py), the jobs the model runs
-its `Jobs` (jobs.py). The LSP layer (`lsp_server.lsp.handlers`) only
+its `Jobs` (jobs.py), which model and completer answer its `ModelChoice`
+(model_choice.py; asked once per request), the empty answers' reasons and the
+status' counts are in counts.py. The LSP layer (`lsp_server.lsp.handlers`) only
 translates LSP params into these calls and the answers back. Pure: no pygls,
 no torch; the model is reached through `HostLike` (lsp_server.session.ports),
 so tests script it.
@@ -24,22 +26,18 @@ from lsp_server import __version__
 from lsp_server.completion.scope import completion_helps
 from lsp_server.session.accepts import AcceptLedger
 from lsp_server.session.ahead import Ahead, WarmPlan, edit_cursor
-from lsp_server.session.documents import (
-    Change,
-    Documents,
-    looks_binary,
-    offset_at,
-    prompt_safe,
-)
+from lsp_server.session.counts import EMPTY_FOR_STOP, counts_status
+from lsp_server.session.documents import Change, Documents, looks_binary, offset_at, prompt_safe
 from lsp_server.session.folders import WorkspaceFolders
 from lsp_server.session.jobs import Inflight, Jobs, Request
-from lsp_server.session.model_choice import AdapterSource, ModelChoice
+from lsp_server.session.model_choice import READY_WAIT_S, AdapterSource, ModelChoice
 from lsp_server.session.ports import (
     CompleterLike,
     CompletionLike,
     HostLike,
     NoRecording,
     RecordingLike,
+    ScannerLike,
     ShownAnswer,
 )
 from lsp_server.session.settings import Settings, parse_settings, unknown_keys
@@ -48,40 +46,6 @@ from lsp_server.session.workspace import WorkspaceContext
 from lsp_server.spec import ModelSpec
 
 log = logging.getLogger("codetailor.session")
-
-# Why a request was answered with nothing; `codetailor.status` counts each one, once,
-# under its reason (`emptyAnswers`).
-EMPTY_REASONS = (
-    "unknown_document",  # the document is not open
-    "disabled",  # the `enable` setting is off
-    "binary",  # the document looks binary
-    "not_ready",  # no model loaded, or still loading after READY_WAIT_S
-    "no_help",  # too much text right of the cursor on its line for a completion to help
-    "superseded",  # a newer request for the same document took over
-    "stale",  # the document changed while the model ran
-    "closed",  # the document was closed while the model ran
-    "settings",  # new settings (another model, or disabled) stopped it
-    "disconnected",  # the client went away
-    "cancelled",  # $/cancelRequest (answered with an error, not an empty list)
-    "failed",  # the generation raised
-    "time_budget",  # `timeBudgetMs` ran out before the model produced anything
-    "first_token_timeout",  # no first token within `firstTokenTimeoutMs` (the prefill)
-    "engine_error",  # the remote engine failed, or is backed off after failing
-    "empty_generation",  # the model ran and had nothing to offer
-)
-# The reasons an answer the model was asked for is dropped rather than shown; the
-# status' `counts.dropped` is their sum.
-DROPPED_REASONS = ("superseded", "stale", "closed", "settings", "disconnected")
-# The empty answer's reason for a generation's stop reason (else "empty_generation").
-EMPTY_FOR_STOP = {
-    "time": "time_budget",
-    "first_token": "first_token_timeout",
-    "error": "engine_error",
-}
-
-# How long a request made while the model loads waits for it, and how often it looks.
-READY_WAIT_S = 300.0
-READY_POLL_S = 0.05
 
 
 class Session:
@@ -92,7 +56,7 @@ class Session:
         startup: Settings,
         host: HostLike,
         *,
-        workspace: WorkspaceContext | None = None,
+        scanner: ScannerLike | None = None,
         shown_capacity: int = 16,
         model_allowed: Callable[[str], bool] | None = None,
         ready_wait_s: float = READY_WAIT_S,
@@ -101,13 +65,15 @@ class Session:
         loading: ModelSpec | None = None,
     ) -> None:
         """`recording` keeps the feedback log (`lsp_server.feedback.Recording`); None: no log.
+        `scanner` reads the workspace's files into the context index and resolves paths
+        (`lsp_server.index.WorkspaceScanner`); None: nothing on disk is looked at.
         `model_allowed`, `adapters` and `loading`: see `ModelChoice`."""
         self.startup = startup  # the command line's settings: what a null setting returns to
         self.settings = startup
         self.host = host
         self.documents = Documents()
         self.shown = ShownCompletions(shown_capacity)
-        self.workspace = workspace or WorkspaceContext()
+        self.workspace = WorkspaceContext(scanner)
         self.folders: WorkspaceFolders = self.workspace.workspace  # root and folders: the one copy
         # Which model and adapters the host holds, and which completer answers a document.
         self.models = ModelChoice(
@@ -121,7 +87,7 @@ class Session:
         self.inflight: dict[str, Inflight] = {}
         self.counts: Counter[str] = Counter()  # requests, shown, accepted...
         self.accepts = AcceptLedger()  # which shown suggestions an accept may still count for
-        self.empty: Counter[str] = Counter()  # the empty answers, by reason
+        self.empty: Counter[str] = Counter()  # the empty answers, by reason (counts.py)
         self.ready_wait_s = ready_wait_s
         self.jobs = Jobs(self.documents, self.workspace)
         self.ahead = Ahead(host, self.documents, self.jobs)
@@ -185,21 +151,11 @@ class Session:
         if not settings.enable:
             self.cancel_all("settings")
 
-    def _forget_answers(self, uri: str) -> None:
-        """Drop what the previous model or adapter suggested in `uri` (shown completion,
-        next suggestion), so typing-through never serves it once another one answers."""
-        self.shown.forget(uri)
-        self.ahead.forget_prediction(uri)
-
     def change_folders(self, added: Iterable[str], removed: Iterable[str]) -> None:
         """Workspace folders were added or removed (URIs): choose their adapters again; the
         host loads new ones in the background while the current ones keep answering."""
         self.folders.change(added, removed)
         self.apply_settings(self.settings)
-
-    def _completer(self, uri: str) -> CompleterLike | None:
-        """The completer of the adapter that answers `uri` (its workspace folder's)."""
-        return self.models.completer(uri)
 
     def check_adapters(self, *, now: float | None = None) -> bool:
         """Look (at most twice per ADAPTER_POLL_S) whether the registry changed; if it did,
@@ -213,7 +169,7 @@ class Session:
         """The client has gone: stop its generations and its workspace scan.
 
         A session is made per connection and dropped with it; the scan is only
-        told to stop (`ContextIndex.stop` never joins it), so a scan stuck in a
+        told to stop (`WorkspaceScanner.stop` never joins it), so a scan stuck in a
         read never holds up the caller (the event loop).
         """
         self.cancel_all("disconnected")
@@ -228,7 +184,7 @@ class Session:
         self.documents.open(uri, text, version, language_id)
         self.workspace.opened(uri)
         self.ahead.plan.opened(uri, text.count("\n"))
-        self.ahead.warm(uri, len(text), self._completer(uri), self.settings)
+        self.ahead.warm(uri, len(text), self.models.completer(uri), self.settings)
 
     def change(self, uri: str, version: int, changes: Iterable[Change]) -> None:
         """Apply edits; warm the window at the cursor if they moved it somewhere new."""
@@ -243,7 +199,7 @@ class Session:
             self.recording.changed(uri, doc.text)
         cursor = edit_cursor(doc.text, changes[-1], self.encoding) if doc and changes else None
         if cursor is not None and self.ahead.plan.moved(uri, cursor[1], cursor[2]):
-            self.ahead.warm(uri, cursor[0], self._completer(uri), self.settings)
+            self.ahead.warm(uri, cursor[0], self.models.completer(uri), self.settings)
 
     def cursor(self, uri: str, line: int, character: int) -> None:
         """The editor's cursor is at (line, character): warm the window there if it is new."""
@@ -253,7 +209,7 @@ class Session:
             return  # nothing to warm with yet: the plan keeps only windows it prepared
         if self.ahead.plan.moved(uri, line, 0):
             offset = offset_at(doc.text, line, character, self.encoding)
-            self.ahead.warm(uri, offset, self._completer(uri), self.settings)
+            self.ahead.warm(uri, offset, self.models.completer(uri), self.settings)
 
     def close(self, uri: str) -> None:
         self.cancel(uri, "closed")
@@ -321,16 +277,13 @@ class Session:
         self.counts["requests"] += 1
         started = time.perf_counter()
         self.check_adapters()
-        answering = self._completer(request.uri)
-        if answering is not self._answering.get(request.uri):  # another model or adapter
-            self._answering[request.uri] = answering
-            self._forget_answers(request.uri)
+        completer = self._answering_for(request.uri)
         answer = self._answer_at_once(request)
         if answer is not None:
             return answer
         inflight = self._take_over(request)
         try:
-            completion = await self._completion(request, inflight)
+            completion, completer = await self._completion(request, inflight, completer)
         except asyncio.CancelledError:  # $/cancelRequest: stop the model within one step
             inflight.stop("cancelled")
             self._answer_empty("cancelled")
@@ -344,7 +297,19 @@ class Session:
         if completion is None and not inflight.cancel.is_set():
             return self._answer_empty("not_ready")
         latency_ms = (time.perf_counter() - started) * 1000
-        return self._finish(request, inflight, completion, latency_ms)
+        return self._finish(request, inflight, completion, completer, latency_ms)
+
+    def _answering_for(self, uri: str) -> CompleterLike | None:
+        """Which completer answers this request for `uri`, asked once per request. When
+        another model or adapter answers than last time here, what the previous one
+        suggested (shown completion, next suggestion) is dropped, so typing-through
+        never serves it."""
+        completer = self.models.completer(uri)
+        if completer is not self._answering.get(uri):
+            self._answering[uri] = completer
+            self.shown.forget(uri)
+            self.ahead.forget_prediction(uri)
+        return completer
 
     def _take_over(self, request: Request) -> Inflight:
         """Make `request` the one running for its document: it supersedes the running one,
@@ -362,63 +327,52 @@ class Session:
         shown = self.shown.current(request.uri) if text else None
         return text, shown.id if shown is not None else None
 
-    async def _completion(self, request: Request, inflight: Inflight) -> CompletionLike | None:
-        """The next suggestion computed ahead, else a generation; None if no model came."""
+    async def _completion(
+        self, request: Request, inflight: Inflight, completer: CompleterLike | None
+    ) -> tuple[CompletionLike | None, CompleterLike | None]:
+        """The next suggestion computed ahead, else `completer`'s generation (once the
+        loading model is ready, when there was none yet); None if no model came. With
+        the completer that answers."""
         ahead = await self.ahead.served(request, inflight)
         if ahead is not None:
-            return ahead
-        completer = self._completer(request.uri)
-        if completer is None and await self._wait_for_model(inflight):
-            completer = self._completer(request.uri)
+            return ahead, completer
+        if completer is None and self.host.state == "loading":
+            self.counts["waited_for_model"] += 1
+            completer = await self.models.when_loaded(
+                request.uri, inflight.cancel, self.ready_wait_s
+            )
         if completer is None:
-            return None
+            return None, None
         number = self.counts["requests"]
         job = self.jobs.completion(
             completer, request, self.settings, inflight.cancel, number=number
         )
-        return await asyncio.wrap_future(self.host.submit(job))
-
-    async def _wait_for_model(self, inflight: Inflight) -> bool:
-        """Wait for the loading model; False if it fails, takes too long, or the request
-        is stopped (superseded, the document edited) meanwhile."""
-        if self.host.state != "loading":
-            return False
-        self.counts["waited_for_model"] += 1
-        deadline = time.monotonic() + self.ready_wait_s
-        while self.host.completer is None:
-            if self.host.state != "loading" or inflight.cancel.is_set():
-                return False
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(READY_POLL_S)
-        return True
+        return await asyncio.wrap_future(self.host.submit(job)), completer
 
     def _finish(
         self,
         request: Request,
         inflight: Inflight,
         completion: CompletionLike | None,
+        completer: CompleterLike | None,
         latency_ms: float = 0.0,
     ) -> str:
-        """The answer for a finished generation: dropped if stopped or stale, else shown."""
+        """The answer for a finished generation (by `completer`): dropped if stopped or
+        stale, else shown."""
         reason = self._dropped_because(request, inflight, completion)
         if reason is not None:
             return self._answer_empty(reason)
         assert completion is not None
         previous = self.shown.current(request.uri)
         self.recording.replaced(previous.id if previous is not None else None)
-        id = (
-            self.accepts.shown(self._record_shown(request, completion, latency_ms))
-            if completion.text
-            else None
-        )
+        id = self._shown_id(request, completion, completer, latency_ms) if completion.text else None
         self.shown.remember(request.uri, request.text, request.offset, completion.text, id)
         if not completion.text:
             return self._answer_empty(
                 EMPTY_FOR_STOP.get(completion.stop_reason, "empty_generation")
             )
         self.counts["shown"] += 1
-        self.ahead.predict(request, completion.text, self._completer(request.uri), self.settings)
+        self.ahead.predict(request, completion.text, completer, self.settings)
         return completion.text
 
     def _dropped_because(
@@ -435,13 +389,17 @@ class Session:
             return "stale"
         return None
 
-    def _record_shown(
-        self, request: Request, completion: CompletionLike, latency_ms: float
-    ) -> str | None:
-        """Log a shown answer (off the event loop); its id, None when nothing is recorded."""
-        completer = self._completer(request.uri)
+    def _shown_id(
+        self,
+        request: Request,
+        completion: CompletionLike,
+        completer: CompleterLike | None,
+        latency_ms: float,
+    ) -> str:
+        """The id of an answer shown, which its accept command carries back: the feedback
+        log's where the log records it (off the event loop), else a new one."""
         if completer is None or not self.workspace.in_workspace(request.uri):
-            return None
+            return self.accepts.shown()
         answer = ShownAnswer(
             uri=request.uri,
             path=self.workspace.path_of(request.uri),
@@ -453,7 +411,7 @@ class Session:
             latency_ms=latency_ms,
             describe=self.host.status,
         )
-        return self.recording.shown(answer)
+        return self.accepts.shown(self.recording.shown(answer))
 
     # -- feedback and status ------------------------------------------------------------------
 
@@ -471,25 +429,13 @@ class Session:
         """The editor says the user hid suggestion `id` untaken (`reason`: how, its words)."""
         self.recording.dismissed(id, reason)
 
-    def acceptance_rate(self) -> float | None:
-        shown, accepted = self.counts["shown"], self.counts["accepted"]
-        return round(accepted / shown, 3) if shown else None
-
-    def _counts_status(self) -> dict[str, int]:
-        """The status' `counts`: requests, answers shown, typed through and accepted, and
-        `dropped`, the answers the model was asked for and that were not shown (each also
-        an empty answer, under its reason)."""
-        return dict(self.counts) | {"dropped": sum(self.empty[r] for r in DROPPED_REASONS)}
-
     def status(self) -> dict[str, Any]:
         """What `codetailor.status` answers; all of it stays on this machine."""
         return self.host.status() | {
             "version": __version__,
             "settings": self.settings.to_wire(),
             **self.models.status(),
-            "counts": self._counts_status(),
-            "acceptanceRate": self.acceptance_rate(),
-            "emptyAnswers": {reason: self.empty[reason] for reason in EMPTY_REASONS},
+            **counts_status(self.counts, self.empty),
             "documents": len(self.documents),
             "shownCompletions": len(self.shown),
             "typingThroughHits": self.shown.hits,
