@@ -88,9 +88,18 @@ For Codetailor's SERVER, add `codetailor-settings' under :codetailor."
             (progn (message "%s" line) nil)
           (setf (codetailor-eglot--ready server) t)))))
 
-(defun codetailor-eglot--accept (server proxy)
-  "Tell SERVER that its candidate PROXY was inserted (`codetailor.accepted')."
-  (let* ((item (get-text-property 0 'eglot--lsp-item proxy))
+(defun codetailor-eglot--item (proxy table)
+  "The LSP item of candidate PROXY from completion TABLE.
+A candidate inserted by `completion-at-point' itself (one match, or the
+*Completions* buffer) comes without text properties: it is then found
+again among TABLE's candidates, which Eglot keeps for this completion."
+  (or (get-text-property 0 'eglot--lsp-item proxy)
+      (let ((found (cl-find proxy (all-completions "" table) :test #'string=)))
+        (and found (get-text-property 0 'eglot--lsp-item found)))))
+
+(defun codetailor-eglot--accept (server proxy table)
+  "Tell SERVER that its candidate PROXY from TABLE was inserted (`codetailor.accepted')."
+  (let* ((item (codetailor-eglot--item proxy table))
          (command (plist-get item :command))
          (arguments (if (equal (plist-get command :command) codetailor-accepted-command)
                         (plist-get command :arguments)
@@ -115,7 +124,7 @@ For Codetailor's SERVER, add `codetailor-settings' under :codetailor."
                     ;; Newer Eglot runs the item's command itself: then not again.
                     (when (and (memq status '(finished exact))
                                (not codetailor-eglot--command-ran))
-                      (codetailor-eglot--accept server proxy))))))))
+                      (codetailor-eglot--accept server proxy table))))))))
 
 (defun codetailor-eglot--completion-at-point (capf &rest args)
   "Around `eglot-completion-at-point', for Codetailor's server only."

@@ -60,7 +60,7 @@
 (ert-deftest codetailor-eglot-counts-each-insertion-once ()
   (let (sent)
     (cl-letf (((symbol-function 'codetailor-eglot--accept)
-               (lambda (server proxy) (push (list server proxy) sent))))
+               (lambda (server proxy _table) (push (list server proxy) sent))))
       (pcase-dolist (`(,eglot-runs-it ,status ,expected)
                      '((nil finished 1) (nil exact 1) (nil sole 0) (t finished 0)))
         (setq sent nil)
@@ -75,6 +75,23 @@
           (funcall (plist-get (nthcdr 3 capf) :exit-function) "return x" status)
           (should (equal (length sent) expected))
           (when sent (should (equal (car sent) '(server "return x")))))))))
+
+;; Eglot 1.9: a candidate that `completion-at-point' inserts by itself (the only match)
+;; reaches the exit function without text properties; its item, and so the id that the
+;; accept must carry, is found again among the completion table's candidates.
+(ert-deftest codetailor-eglot-finds-the-item-of-a-bare-candidate ()
+  (let* ((item '(:label "return x" :command (:command "codetailor.accepted"
+                                              :arguments ["completion" "id-1"])))
+         (candidate (propertize "return x" 'eglot--lsp-item item))
+         (table (lambda (probe pred action)
+                  (complete-with-action action (list candidate) probe pred)))
+         sent)
+    (should (equal (codetailor-eglot--item "return x" table) item))
+    (should (null (codetailor-eglot--item "other" table)))
+    (cl-letf (((symbol-function 'jsonrpc-async-request)
+               (lambda (_server _method params &rest _) (push params sent))))
+      (codetailor-eglot--accept 'server "return x" table))
+    (should (equal (plist-get (car sent) :arguments) ["completion" "id-1"]))))
 
 (ert-deftest codetailor-cursor-is-reported-once-it-rests-on-another-line ()
   (let ((codetailor--cursor-functions nil) (codetailor--cursor-seen nil) (reports nil))
