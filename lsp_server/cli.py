@@ -341,6 +341,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def setup_logging(verbosity: int, log_file: Path | None = None) -> None:
+    """stderr shows warnings (-v: INFO, -vv: DEBUG); a `--log-file` keeps INFO at least."""
+    verbosity = max(verbosity, 1) if log_file else verbosity
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     handler: logging.Handler = (
         logging.FileHandler(log_file) if log_file else logging.StreamHandler(sys.stderr)
