@@ -315,7 +315,24 @@ def print_completions(
             print(json.dumps(record | facts), flush=True)
     if not args.json:
         print(result.text)
+    explain_answer(result, text, offset, args.max_tokens, getattr(completer, "rules", None))
     return 0
+
+
+def explain_answer(result: Any, text: str, offset: int, max_tokens: int, rules: Any = None) -> None:
+    """On stderr: why an empty completion is empty, or that the token budget cut it."""
+    from lsp_server.completion.completer import NEAR_CHARS
+    from lsp_server.completion.explain import cut_note, why_empty
+    from lsp_server.completion.postprocess import RULES
+
+    if not result.text:
+        prefix, suffix = text[max(offset - NEAR_CHARS, 0) : offset], text[offset:][:NEAR_CHARS]
+        why = why_empty(result.raw, prefix, suffix, result.scope, result.generation, rules or RULES)
+        print(f"codetailor: empty completion: {why}", file=sys.stderr)
+        return
+    full = getattr(result, "cut_from", "") or result.text
+    if note := cut_note(result.generation, full, result.text, max_tokens):
+        print(f"codetailor: {note}", file=sys.stderr)
 
 
 def complete_remote(args: argparse.Namespace, path: Path, text: str, offset: int) -> int:

@@ -200,3 +200,21 @@ def test_llama_cpp_variant_feeds_the_same_prompts_and_times_decoding(
     assert summary["requests"] == 2
     assert summary["non_empty_share"] == 0.5
     assert summary["tokens_per_forward"] == 1.0 and summary["decode_ms_per_token"] >= 0
+
+
+def test_the_table_says_when_a_variant_never_ran_the_model() -> None:
+    from lsp_server.measure.latency import markdown_table
+
+    def variant(runs: int | None, p50: float) -> dict[str, object]:
+        r = {"requests": 5, "p50_ms": p50, "p95_ms": p50, "mean_ms": p50}
+        return r if runs is None else r | {"model_runs": runs}
+
+    report = {"ours": variant(0, 1.0), "naive": variant(None, 5400.0)}
+    report["ours/naive"] = {"p50_ms": 0.0, "p95_ms": 0.0}
+    table = markdown_table(report)
+    ours = next(line for line in table.splitlines() if line.startswith("| ours |"))
+    assert "NEVER RAN THE MODEL" in ours and "model_runs=0" in ours
+    ratio = next(line for line in table.splitlines() if "(ratio)" in line)
+    assert "never ran the model" in ratio
+    ran = markdown_table({"ours": variant(3, 10.0)})
+    assert "never ran" not in ran.lower()

@@ -90,6 +90,10 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:.1f}%"
 
 
+def _ms(value: float | None) -> str:
+    return "- (none yet)" if value is None else f"{value} ms"
+
+
 def format_stats(stats: dict[str, Any], folder: Path) -> str:
     """The figures as a few plain tables."""
     lines = [f"feedback log: {folder}"]
@@ -106,7 +110,7 @@ def format_stats(stats: dict[str, Any], folder: Path) -> str:
         lines += ["", title.replace("_", " ") + ":"]
         lines += [row(k, v) for k, v in stats[title].items()]
     lat = stats["latency_ms_p50"]
-    lines += ["", f"median latency: accepted {lat['accepted']} ms, ignored {lat['ignored']} ms"]
+    lines += ["", f"median latency: accepted {_ms(lat['accepted'])}, ignored {_ms(lat['ignored'])}"]
     return "\n".join(lines)
 
 

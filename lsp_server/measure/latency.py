@@ -541,17 +541,33 @@ def markdown_table(report: dict[str, Any]) -> str:
     return "\n".join(tables)
 
 
+NEVER_RAN = "NEVER RAN THE MODEL (model_runs=0: every answer came without it)"
+
+
+def never_ran(result: Any) -> bool:
+    """True for a variant whose every answer came without running the model (typing-through,
+    a cache): its times say nothing about the model's speed."""
+    return isinstance(result, dict) and result.get("model_runs") == 0
+
+
 def _table(report: dict[str, Any]) -> str:
     columns = ("requests", "p50_ms", "p95_ms", "mean_ms")
     rows = ["| variant | requests | p50 ms | p95 ms | mean ms | notes |", "|---" * 6 + "|"]
     for name, r in report.items():
         if "/" not in name and isinstance(r, dict) and "requests" in r:
             notes = ", ".join(f"{k}={v}" for k, v in r.items() if k not in columns)
+            notes = f"{NEVER_RAN}; {notes}" if never_ran(r) else notes
             cells = " | ".join(str(r[c]) for c in columns)
             rows.append(f"| {name} | {cells} | {notes} |")
     for key, ratio in report.items():
         if "/" in key:
-            rows.append(f"| {key} (ratio) | | {ratio['p50_ms']} | {ratio['p95_ms']} | | |")
+            mine = key.split("/", 1)[0]
+            note = (
+                f"{mine} never ran the model: not a speed ratio"
+                if never_ran(report.get(mine))
+                else ""
+            )
+            rows.append(f"| {key} (ratio) | | {ratio['p50_ms']} | {ratio['p95_ms']} | | {note} |")
     return "\n".join(rows)
 
 
@@ -574,7 +590,8 @@ def write_outputs(report: dict[str, Any], out: Path) -> list[Path]:
     latencies = report["_latencies"]
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.boxplot(list(latencies.values()), showfliers=True)
-    ax.set_xticks(range(1, len(latencies) + 1), list(latencies))
+    labels = [f"{n}\n(never ran the model)" if never_ran(report.get(n)) else n for n in latencies]
+    ax.set_xticks(range(1, len(latencies) + 1), labels)
     ax.set_yscale("log")
     ax.set_ylabel("latency per request (ms, log scale)")
     setup = report["setup"]
