@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lsp_server import __version__
+from lsp_server import __version__, preflight
 from lsp_server.errors import CodetailorError
 from lsp_server.repo.files import read_source
 from lsp_server.session.documents import LINE_BREAK, line_bounds, offset_at
@@ -368,6 +368,7 @@ def setup_logging(verbosity: int, log_file: Path | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    preflight.quiet_libraries(verbosity)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -384,6 +385,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """Run a command; a user mistake becomes one line on stderr and exit status 2."""
     try:
+        from lsp_server.model.loading import cache_home
+
+        preflight.check_home(cache_home())  # before anything is converted or written
         return func(args)
     except CodetailorError as exc:
         print(f"codetailor: error: {exc}", file=sys.stderr)

@@ -111,7 +111,8 @@ def limits_from(args: argparse.Namespace) -> Limits:
 
 def serve(args: argparse.Namespace) -> int:
     if args.verbose < 2:  # pygls logs every message it sends at INFO: documents included
-        logging.getLogger("pygls").setLevel(logging.WARNING)
+        pygls_log = logging.getLogger("pygls")
+        pygls_log.setLevel(max(pygls_log.level, logging.WARNING))
     address = parse_tcp(args.tcp) if args.tcp else None
     token = resolve_token(args)
     if address and not is_loopback(address[0]) and not token:

@@ -23,6 +23,7 @@ from typing import Any
 from lsp_server.errors import CodetailorError
 from lsp_server.feedback import SuggestionRecord, count_events, feedback_dir, read_suggestions
 from lsp_server.measure.quality.metrics import percentile
+from lsp_server.preflight import check_plotting
 
 EXAMPLES = """\
 examples:
@@ -175,6 +176,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
     repo = Path(args.repo).expanduser()
     if not repo.is_dir():
         raise CodetailorError(f"{repo} is not a folder; give the repository's root")
+    if args.plot:
+        check_plotting()  # before reading the whole log
     folder = log_folder(repo)
     records = read_suggestions(folder, source=args.source)
     if not records:
