@@ -78,7 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"codetailor {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = sub.add_parser("serve", help="run the language server")
+    serve = sub.add_parser(
+        "serve",
+        help="run the language server",
+        description="Run the code-completion language server (LSP). An editor starts it and "
+        "talks LSP on its stdin/stdout (or over --tcp); run in a terminal, it says what it "
+        "loads, when it is ready and how to connect VS Code, Neovim or Emacs.",
+    )
     transport = serve.add_mutually_exclusive_group()
     transport.add_argument("--stdio", action="store_true", help="talk LSP on stdin/stdout")
     transport.add_argument(
@@ -155,7 +161,22 @@ def build_parser() -> argparse.ArgumentParser:
     adapter_commands(sub)
     feedback_commands(sub)
     _add_plugin_commands(sub)
+    describe_from_help(parser)
     return parser
+
+
+def describe_from_help(parser: argparse.ArgumentParser) -> None:
+    """Give every subcommand without a description its one-line help as one (a sentence),
+    so each `--help` says what the command does."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        helps = {a.dest: a.help for a in action._choices_actions}
+        for name, sub in action.choices.items():
+            text = helps.get(name)
+            if not sub.description and isinstance(text, str) and text:
+                sub.description = text[0].upper() + text[1:].rstrip(".") + "."
+            describe_from_help(sub)
 
 
 def measure_commands(sub: argparse._SubParsersAction) -> None:

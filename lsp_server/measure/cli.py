@@ -28,7 +28,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def add_bench(sub: argparse._SubParsersAction) -> None:
     from lsp_server.measure.latency import COLD_PAUSE_MS  # light: no torch, no pygls
 
-    bench = sub.add_parser("bench", help="benchmarks: latency as a user typing feels it")
+    bench = sub.add_parser(
+        "bench",
+        help="benchmarks: latency as a user typing feels it",
+        description="Benchmarks, each a ratio measured in one run: latency as a user typing "
+        "feels it (latency), the engine's speed (engine), what the server adds (overhead), a "
+        "remote engine (remote), adapter swaps (swap) and a simulated user (simulate).",
+    )
     kinds = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
     latency = kinds.add_parser(
         "latency",
@@ -252,7 +258,7 @@ def cmd_bench_latency(args: argparse.Namespace) -> int:
         url = parse_engine(args.engine)
     except ValueError as exc:
         raise CodetailorError(f"--engine: {exc}") from None
-    from lsp_server.measure.latency import bench_latency, markdown_table, write_outputs
+    from lsp_server.measure.latency import bench_latency, print_tables, write_outputs
 
     report = bench_latency(
         args.files,
@@ -274,7 +280,10 @@ def cmd_bench_latency(args: argparse.Namespace) -> int:
         for path in write_outputs(report, args.out):
             print(f"wrote {path}", file=sys.stderr)
     public = {k: v for k, v in report.items() if not k.startswith("_")}
-    print(json.dumps(public, indent=2) if args.json else markdown_table(report))
+    if args.json:
+        print(json.dumps(public, indent=2))
+    else:
+        print_tables(report)
     return 0
 
 

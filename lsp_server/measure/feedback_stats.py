@@ -95,24 +95,34 @@ def _ms(value: float | None) -> str:
     return "- (none yet)" if value is None else f"{value} ms"
 
 
-def format_stats(stats: dict[str, Any], folder: Path) -> str:
-    """The figures as a few plain tables."""
-    lines = [f"feedback log: {folder}"]
-    header = f"{'':<14}{'shown':>7}{'accepted':>10}{'rate':>8}{'kept 30s':>10}{'kept 2min':>11}"
+STATS_COLUMNS = ("", "shown", "accepted", "rate", "kept 30s", "kept 2min")
 
-    def row(name: str, r: dict[str, Any]) -> str:
-        return (
-            f"{name[:13]:<14}{r['shown']:>7}{r['accepted']:>10}{_pct(r['acceptance_rate']):>8}"
-            f"{_pct(r['retained_30s']):>10}{_pct(r['retained_120s']):>11}"
+
+def stats_rows(group: dict[str, Any]) -> list[tuple[str, ...]]:
+    """A row per entry of `group` (name -> rates): counts and percentages."""
+    return [
+        (
+            name,
+            str(r["shown"]),
+            str(r["accepted"]),
+            _pct(r["acceptance_rate"]),
+            _pct(r["retained_30s"]),
+            _pct(r["retained_120s"]),
         )
+        for name, r in group.items()
+    ]
 
-    lines += ["", header, row("overall", stats["overall"])]
+
+def print_stats(stats: dict[str, Any], folder: Path) -> None:
+    """The figures as tables on stdout: overall, by language, trigger and day; latency."""
+    from lsp_server.measure.tables import print_table
+
+    print(f"feedback log: {folder}")
+    print_table(STATS_COLUMNS, stats_rows({"overall": stats["overall"]}))
     for title in ("by_language", "by_trigger", "by_day"):
-        lines += ["", title.replace("_", " ") + ":"]
-        lines += [row(k, v) for k, v in stats[title].items()]
+        print_table(STATS_COLUMNS, stats_rows(stats[title]), title=title.replace("_", " "))
     lat = stats["latency_ms_p50"]
-    lines += ["", f"median latency: accepted {_ms(lat['accepted'])}, ignored {_ms(lat['ignored'])}"]
-    return "\n".join(lines)
+    print(f"median latency: accepted {_ms(lat['accepted'])}, ignored {_ms(lat['ignored'])}")
 
 
 def plot_acceptance(records: Sequence[SuggestionRecord], out: Path, window: int = 50) -> Path:
@@ -188,7 +198,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
     stats = feedback_stats(records) | {"log": str(folder)}
     if args.plot:
         print(f"wrote {plot_acceptance(records, args.plot)}", file=sys.stderr)
-    print(json.dumps(stats, indent=2) if args.json else format_stats(stats, folder))
+    if args.json:
+        print(json.dumps(stats, indent=2))
+    else:
+        print_stats(stats, folder)
     return 0
 
 

@@ -550,25 +550,42 @@ def never_ran(result: Any) -> bool:
     return isinstance(result, dict) and result.get("model_runs") == 0
 
 
-def _table(report: dict[str, Any]) -> str:
+def table_rows(report: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """A row per variant (name, requests, p50, p95, mean, notes), then one per ratio."""
     columns = ("requests", "p50_ms", "p95_ms", "mean_ms")
-    rows = ["| variant | requests | p50 ms | p95 ms | mean ms | notes |", "|---" * 6 + "|"]
+    rows: list[tuple[Any, ...]] = []
     for name, r in report.items():
         if "/" not in name and isinstance(r, dict) and "requests" in r:
             notes = ", ".join(f"{k}={v}" for k, v in r.items() if k not in columns)
             notes = f"{NEVER_RAN}; {notes}" if never_ran(r) else notes
-            cells = " | ".join(str(r[c]) for c in columns)
-            rows.append(f"| {name} | {cells} | {notes} |")
+            rows.append((name, *(r[c] for c in columns), notes))
     for key, ratio in report.items():
         if "/" in key:
             mine = key.split("/", 1)[0]
-            note = (
-                f"{mine} never ran the model: not a speed ratio"
-                if never_ran(report.get(mine))
-                else ""
-            )
-            rows.append(f"| {key} (ratio) | | {ratio['p50_ms']} | {ratio['p95_ms']} | | {note} |")
+            ran = not never_ran(report.get(mine))
+            note = "" if ran else f"{mine} never ran the model: not a speed ratio"
+            rows.append((f"{key} (ratio)", "", ratio["p50_ms"], ratio["p95_ms"], "", note))
+    return rows
+
+
+TABLE_COLUMNS = ("variant", "requests", "p50 ms", "p95 ms", "mean ms", "notes")
+
+
+def _table(report: dict[str, Any]) -> str:
+    rows = ["| " + " | ".join(TABLE_COLUMNS) + " |", "|---" * 6 + "|"]
+    for row in table_rows(report):
+        rows.append("| " + " | ".join(str(v) for v in row) + " |")
     return "\n".join(rows)
+
+
+def print_tables(report: dict[str, Any]) -> None:
+    """The report as tables on stdout (typing replay, then cold open)."""
+    from lsp_server.measure.tables import print_table
+
+    print_table(TABLE_COLUMNS, table_rows(report), title="Typing replay")
+    if "cold_open" in report:
+        title = "Cold open (first request in a freshly opened file)"
+        print_table(TABLE_COLUMNS, table_rows(report["cold_open"]), title=title)
 
 
 def write_outputs(report: dict[str, Any], out: Path) -> list[Path]:
