@@ -78,6 +78,56 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"codetailor {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    serve = add_serve(sub)
+
+    complete = sub.add_parser(
+        "complete",
+        help="complete a file at a position and print the completion",
+        description="Complete FILE at LINE:COL (1-based; the cursor stands before COL).",
+    )
+    complete.add_argument("location", metavar="FILE:LINE:COL")
+    _add_model_args(complete)
+    complete.add_argument("--max-tokens", type=int, default=64, help="most tokens to generate")
+    complete.add_argument(
+        "--mode", choices=("auto", "line", "block"), default="auto", help="how much to complete"
+    )
+    complete.add_argument("--time-budget", type=float, default=None, help="seconds, at most")
+    complete.add_argument("--prompt-format", default=None, help="override the FIM template")
+    complete.add_argument("--json", action="store_true", help="print one JSON object per run")
+    complete.add_argument(
+        "--repeat", type=int, default=1, help="run N times in one process (shows KV cache reuse)"
+    )
+    complete.add_argument("--no-cache", action="store_true", help="disable KV prefix reuse")
+    complete.add_argument(
+        "--show-prompt", action="store_true", help="print the exact prompt to stderr"
+    )
+    complete.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    serve.set_defaults(func=cmd_serve)
+    complete.set_defaults(func=cmd_complete)
+    measure_commands(sub)
+    adapter_commands(sub)
+    feedback_commands(sub)
+    _add_plugin_commands(sub)
+    describe_from_help(parser)
+    return parser
+
+
+def describe_from_help(parser: argparse.ArgumentParser) -> None:
+    """Give every subcommand without a description its one-line help as one (a sentence),
+    so each `--help` says what the command does."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        helps = {a.dest: a.help for a in action._choices_actions}
+        for name, sub in action.choices.items():
+            text = helps.get(name)
+            if not sub.description and isinstance(text, str) and text:
+                sub.description = text[0].upper() + text[1:].rstrip(".") + "."
+            describe_from_help(sub)
+
+
+def add_serve(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """`codetailor serve` and its options."""
     serve = sub.add_parser(
         "serve",
         help="run the language server",
@@ -132,51 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-file", type=Path, help="write logs here instead of stderr")
     serve.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     _add_model_args(serve, adapter="auto")
-
-    complete = sub.add_parser(
-        "complete",
-        help="complete a file at a position and print the completion",
-        description="Complete FILE at LINE:COL (1-based; the cursor stands before COL).",
-    )
-    complete.add_argument("location", metavar="FILE:LINE:COL")
-    _add_model_args(complete)
-    complete.add_argument("--max-tokens", type=int, default=64, help="most tokens to generate")
-    complete.add_argument(
-        "--mode", choices=("auto", "line", "block"), default="auto", help="how much to complete"
-    )
-    complete.add_argument("--time-budget", type=float, default=None, help="seconds, at most")
-    complete.add_argument("--prompt-format", default=None, help="override the FIM template")
-    complete.add_argument("--json", action="store_true", help="print one JSON object per run")
-    complete.add_argument(
-        "--repeat", type=int, default=1, help="run N times in one process (shows KV cache reuse)"
-    )
-    complete.add_argument("--no-cache", action="store_true", help="disable KV prefix reuse")
-    complete.add_argument(
-        "--show-prompt", action="store_true", help="print the exact prompt to stderr"
-    )
-    complete.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
-    serve.set_defaults(func=cmd_serve)
-    complete.set_defaults(func=cmd_complete)
-    measure_commands(sub)
-    adapter_commands(sub)
-    feedback_commands(sub)
-    _add_plugin_commands(sub)
-    describe_from_help(parser)
-    return parser
-
-
-def describe_from_help(parser: argparse.ArgumentParser) -> None:
-    """Give every subcommand without a description its one-line help as one (a sentence),
-    so each `--help` says what the command does."""
-    for action in parser._actions:
-        if not isinstance(action, argparse._SubParsersAction):
-            continue
-        helps = {a.dest: a.help for a in action._choices_actions}
-        for name, sub in action.choices.items():
-            text = helps.get(name)
-            if not sub.description and isinstance(text, str) and text:
-                sub.description = text[0].upper() + text[1:].rstrip(".") + "."
-            describe_from_help(sub)
+    return serve
 
 
 def measure_commands(sub: argparse._SubParsersAction) -> None:

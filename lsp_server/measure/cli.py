@@ -26,7 +26,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def add_bench(sub: argparse._SubParsersAction) -> None:
-    from lsp_server.measure.latency import COLD_PAUSE_MS  # light: no torch, no pygls
 
     bench = sub.add_parser(
         "bench",
@@ -36,6 +35,23 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
         "remote engine (remote), adapter swaps (swap) and a simulated user (simulate).",
     )
     kinds = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
+    add_latency(kinds)
+    add_simulate(kinds)
+    for name, help_text in (
+        ("engine", "engine speed: load, prefill and decode rates, warm vs cold request"),
+        ("overhead", "what the LSP server adds to a completion over the engine's own time"),
+        ("remote", "the remote engine against the local one and bare HTTP, on the same prompts"),
+        ("swap", "adapter swap time (reload against in place), merged against unmerged speed"),
+    ):
+        p = kinds.add_parser(name, help=help_text, add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER, help="its own options (see --help)")
+        p.set_defaults(func=cmd_bench_script, script=name)
+
+
+def add_latency(kinds: argparse._SubParsersAction) -> None:
+    """`codetailor bench latency` and its options."""
+    from lsp_server.measure.latency import COLD_PAUSE_MS  # light: no torch, no pygls
+
     latency = kinds.add_parser(
         "latency",
         help="replay typing FILEs through the server and a naive baseline",
@@ -96,16 +112,6 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     latency.add_argument("--json", action="store_true", help="print the report as JSON")
     latency.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     latency.set_defaults(func=cmd_bench_latency)
-    add_simulate(kinds)
-    for name, help_text in (
-        ("engine", "engine speed: load, prefill and decode rates, warm vs cold request"),
-        ("overhead", "what the LSP server adds to a completion over the engine's own time"),
-        ("remote", "the remote engine against the local one and bare HTTP, on the same prompts"),
-        ("swap", "adapter swap time (reload against in place), merged against unmerged speed"),
-    ):
-        p = kinds.add_parser(name, help=help_text, add_help=False)
-        p.add_argument("rest", nargs=argparse.REMAINDER, help="its own options (see --help)")
-        p.set_defaults(func=cmd_bench_script, script=name)
 
 
 def add_simulate(kinds: argparse._SubParsersAction) -> None:
