@@ -64,7 +64,7 @@ def data_line(stats: dict[str, Any], total_steps: int, seq_len: int) -> str:
         f"{stats['heldout_files']} held out ({stats['heldout_tokens']:,} tokens)"
         if stats["heldout_files"]
         else "none held out",
-        f"{total_steps} steps",
+        f"{total_steps} step{'' if total_steps == 1 else 's'}",
     ]
     line = "data: " + "; ".join(parts)
     return line + (f"; {redacted} secrets redacted" if redacted else "")

@@ -58,3 +58,23 @@ def test_figures_on_other_held_out_sets_do_not_compare(tmp_path: Path) -> None:
     line = register_finished(str(repo), str(scored(tmp_path / "b", 2.0, heldout_tokens=900)))
     assert "not comparable" in line
     assert registry.lookup(repo).path == str(tmp_path / "b")
+
+
+def test_the_data_line_says_files_examples_tokens_and_what_is_held_out() -> None:
+    from finetune.console import data_line
+
+    stats = {
+        "files_kept": 12,
+        "skipped": {"binary": 1},
+        "redactions": {},
+        "train_files": 9,
+        "train_sequences": 821,
+        "train_tokens": 52520,
+        "heldout_files": 3,
+        "heldout_tokens": 24183,
+    }
+    line = data_line(stats, 1, 64)
+    assert line == (
+        "data: 12 files (1 skipped); 9 to train on: 821 examples of up to 64 tokens "
+        "(52,520 tokens); 3 held out (24,183 tokens); 1 step"
+    )
