@@ -79,6 +79,32 @@ def test_serve_on_a_terminal_says_what_loading_ready_and_how_to_connect(
     assert proc.stdout is not None and proc.stdout.read() == b""  # stdout: the protocol only
 
 
+def test_a_failed_load_on_a_terminal_is_one_line_and_no_lsp_before_an_editor(
+    tmp_path: Path,
+) -> None:
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [*PY, "serve", "--model", str(tmp_path / "no-such-model")],
+        stdin=follower,
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        env=_env(),
+        cwd=ROOT,
+    )
+    os.close(follower)
+    seen: list[str] = []
+    try:
+        assert _read_until(leader, "codetailor: cannot load", seen, time.monotonic() + 60)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(leader)
+    assert "codetailor: cannot load" in "".join(seen)
+    assert proc.stdout is not None and proc.stdout.read() == b""  # no showMessage to nobody
+
+
 def _frame(message: dict[str, Any]) -> bytes:
     body = json.dumps(message).encode()
     return b"Content-Length: %d\r\n\r\n" % len(body) + body

@@ -129,7 +129,7 @@ def serve(args: argparse.Namespace) -> int:
     )
     events = ModelEvents()
     notes = terminal.TerminalNotes() if terminal.wanted(tcp=bool(address)) else None
-    on_event = terminal.tee(events, notes.event) if notes else events
+    on_event = terminal.tee(initialized_only(events), notes.event) if notes else events
     loader = partial(load_completer, compile=getattr(args, "compile", "auto"))
     host = ModelHost(on_event, trust_remote_code=args.trust_remote_code, loader=loader)
     if notes:  # a person watches: say what this is and load now, to say when it is ready
@@ -150,6 +150,18 @@ def serve(args: argparse.Namespace) -> int:
     logging.shutdown()
     sys.stderr.flush()
     os._exit(status)
+
+
+def initialized_only(events: ModelEvents) -> Callable[[str, str, int | None], None]:
+    """`events`, passed on only once the client has initialized: the startup load on a
+    terminal must not send LSP messages (onto the terminal) before anyone connected."""
+
+    def forward(kind: str, message: str, percentage: int | None) -> None:
+        client = events.client
+        if getattr(getattr(client, "protocol", None), "client_capabilities", None) is not None:
+            events(kind, message, percentage)
+
+    return forward
 
 
 def announce(

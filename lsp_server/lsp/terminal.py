@@ -139,7 +139,9 @@ class TerminalNotes:
                 if self._loading is None:
                     continue
                 elapsed = self.clock() - self._since
-                self.stream.write(f"\r\x1b[K{PREFIX}loading... {elapsed:.0f} s")
+                # The cursor goes back to the line's start: a log line written meanwhile
+                # takes the clock's place instead of running on after it.
+                self.stream.write(f"\r\x1b[K{PREFIX}loading... {elapsed:.0f} s\r")
                 self.stream.flush()
                 self._shown = True
 
