@@ -23,7 +23,9 @@ from lsp_server.repo.corpus import SourceFile
 def _bar(total: int, desc: str, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, file=sys.stderr, leave=False, disable=not enabled)
+    from finetune.console import Quiet  # a reader gone never stops the measurement
+
+    return tqdm(total=total, desc=desc, file=Quiet(sys.stderr), leave=False, disable=not enabled)
 
 
 def heldout_loss(

@@ -17,6 +17,7 @@ from typing import Any
 
 from lsp_server import __version__
 from lsp_server.errors import CodetailorError
+from lsp_server.model import preflight
 from lsp_server.repo.files import read_source
 from lsp_server.session.documents import LINE_BREAK, line_bounds, offset_at
 from lsp_server.session.settings import parse_engine
@@ -80,7 +81,63 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"codetailor {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = sub.add_parser("serve", help="run the language server")
+    serve = add_serve(sub)
+
+    complete = sub.add_parser(
+        "complete",
+        help="complete a file at a position and print the completion",
+        description="Complete FILE at LINE:COL (1-based; the cursor stands before COL).",
+    )
+    complete.add_argument("location", metavar="FILE:LINE:COL")
+    _add_model_args(complete)
+    complete.add_argument("--max-tokens", type=int, default=64, help="most tokens to generate")
+    complete.add_argument(
+        "--mode", choices=("auto", "line", "block"), default="auto", help="how much to complete"
+    )
+    complete.add_argument("--time-budget", type=float, default=None, help="seconds, at most")
+    complete.add_argument("--prompt-format", default=None, help="override the FIM template")
+    complete.add_argument("--json", action="store_true", help="print one JSON object per run")
+    complete.add_argument(
+        "--repeat", type=int, default=1, help="run N times in one process (shows KV cache reuse)"
+    )
+    complete.add_argument("--no-cache", action="store_true", help="disable KV prefix reuse")
+    complete.add_argument(
+        "--show-prompt", action="store_true", help="print the exact prompt to stderr"
+    )
+    complete.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    serve.set_defaults(func=cmd_serve)
+    complete.set_defaults(func=cmd_complete)
+    measure_commands(sub)
+    adapter_commands(sub)
+    feedback_commands(sub)
+    _add_plugin_commands(sub)
+    describe_from_help(parser)
+    return parser
+
+
+def describe_from_help(parser: argparse.ArgumentParser) -> None:
+    """Give every subcommand without a description its one-line help as one (a sentence),
+    so each `--help` says what the command does."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        helps = {a.dest: a.help for a in action._choices_actions}
+        for name, sub in action.choices.items():
+            text = helps.get(name)
+            if not sub.description and isinstance(text, str) and text:
+                sub.description = text[0].upper() + text[1:].rstrip(".") + "."
+            describe_from_help(sub)
+
+
+def add_serve(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """`codetailor serve` and its options."""
+    serve = sub.add_parser(
+        "serve",
+        help="run the language server",
+        description="Run the code-completion language server (LSP). An editor starts it and "
+        "talks LSP on its stdin/stdout (or over --tcp); run in a terminal, it says what it "
+        "loads, when it is ready and how to connect VS Code, Neovim or Emacs.",
+    )
     transport = serve.add_mutually_exclusive_group()
     transport.add_argument("--stdio", action="store_true", help="talk LSP on stdin/stdout")
     transport.add_argument(
@@ -128,36 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-file", type=Path, help="write logs here instead of stderr")
     serve.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     _add_model_args(serve, adapter="auto")
-
-    complete = sub.add_parser(
-        "complete",
-        help="complete a file at a position and print the completion",
-        description="Complete FILE at LINE:COL (1-based; the cursor stands before COL).",
-    )
-    complete.add_argument("location", metavar="FILE:LINE:COL")
-    _add_model_args(complete)
-    complete.add_argument("--max-tokens", type=int, default=64, help="most tokens to generate")
-    complete.add_argument(
-        "--mode", choices=("auto", "line", "block"), default="auto", help="how much to complete"
-    )
-    complete.add_argument("--time-budget", type=float, default=None, help="seconds, at most")
-    complete.add_argument("--prompt-format", default=None, help="override the FIM template")
-    complete.add_argument("--json", action="store_true", help="print one JSON object per run")
-    complete.add_argument(
-        "--repeat", type=int, default=1, help="run N times in one process (shows KV cache reuse)"
-    )
-    complete.add_argument("--no-cache", action="store_true", help="disable KV prefix reuse")
-    complete.add_argument(
-        "--show-prompt", action="store_true", help="print the exact prompt to stderr"
-    )
-    complete.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
-    serve.set_defaults(func=cmd_serve)
-    complete.set_defaults(func=cmd_complete)
-    measure_commands(sub)
-    adapter_commands(sub)
-    feedback_commands(sub)
-    _add_plugin_commands(sub)
-    return parser
+    return serve
 
 
 def measure_commands(sub: argparse._SubParsersAction) -> None:
@@ -331,7 +359,26 @@ def print_completions(
             print(json.dumps(record | facts), flush=True)
     if not args.json:
         print(result.text)
+    explain_answer(result, text, offset, args.max_tokens, getattr(completer, "rules", None))
     return 0
+
+
+def explain_answer(result: Any, text: str, offset: int, max_tokens: int, rules: Any = None) -> None:
+    """On stderr: why an empty completion is empty, or that the token budget cut it."""
+    from lsp_server.completion.completer import NEAR_CHARS
+    from lsp_server.completion.explain import cut_note, why_empty
+    from lsp_server.completion.postprocess import RULES
+
+    if not result.text:
+        if result.generation.stop_reason == "error":
+            return  # the engine's failure is already one line on stderr, with its cause
+        prefix, suffix = text[max(offset - NEAR_CHARS, 0) : offset], text[offset:][:NEAR_CHARS]
+        why = why_empty(result.raw, prefix, suffix, result.scope, result.generation, rules or RULES)
+        print(f"codetailor: empty completion: {why}", file=sys.stderr)
+        return
+    full = getattr(result, "cut_from", "") or result.text
+    if note := cut_note(result.generation, full, result.text, max_tokens):
+        print(f"codetailor: {note}", file=sys.stderr)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -342,6 +389,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def setup_logging(verbosity: int, log_file: Path | None = None) -> None:
+    """stderr shows warnings (-v: INFO, -vv: DEBUG); a `--log-file` keeps INFO at least."""
+    verbosity = max(verbosity, 1) if log_file else verbosity
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     handler: logging.Handler = (
         logging.FileHandler(log_file) if log_file else logging.StreamHandler(sys.stderr)
@@ -350,6 +399,7 @@ def setup_logging(verbosity: int, log_file: Path | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    preflight.quiet_libraries(verbosity)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -366,6 +416,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """Run a command; a user mistake becomes one line on stderr and exit status 2."""
     try:
+        from lsp_server.model.loading import cache_home
+
+        preflight.check_home(cache_home())  # before anything is converted or written
         return func(args)
     except CodetailorError as exc:
         print(f"codetailor: error: {exc}", file=sys.stderr)

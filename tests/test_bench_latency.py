@@ -145,7 +145,8 @@ def test_a_remote_engine_is_compared_with_the_local_one_without_loading_weights(
     assert main([*argv, "--engine", "openai:http://127.0.0.1:9"]) == 0
     table = capsys.readouterr().out
     assert runs == [[("ours", "openai:http://127.0.0.1:9"), ("local", "local")]]
-    assert "| ours/local (ratio) | | 1.25 |" in table
+    ratio = next(line for line in table.splitlines() if "ours/local (ratio)" in line)
+    assert ratio.split()[2] == "1.25"  # the p50 ratio, in the table printed for people
     assert main([*argv, "--engine", "vllm"]) == 2
     assert "--engine" in capsys.readouterr().err
 
@@ -200,3 +201,21 @@ def test_llama_cpp_variant_feeds_the_same_prompts_and_times_decoding(
     assert summary["requests"] == 2
     assert summary["non_empty_share"] == 0.5
     assert summary["tokens_per_forward"] == 1.0 and summary["decode_ms_per_token"] >= 0
+
+
+def test_the_table_says_when_a_variant_never_ran_the_model() -> None:
+    from lsp_server.measure.latency import markdown_table
+
+    def variant(runs: int | None, p50: float) -> dict[str, object]:
+        r = {"requests": 5, "p50_ms": p50, "p95_ms": p50, "mean_ms": p50}
+        return r if runs is None else r | {"model_runs": runs}
+
+    report = {"ours": variant(0, 1.0), "naive": variant(None, 5400.0)}
+    report["ours/naive"] = {"p50_ms": 0.0, "p95_ms": 0.0}
+    table = markdown_table(report)
+    ours = next(line for line in table.splitlines() if line.startswith("| ours |"))
+    assert "NEVER RAN THE MODEL" in ours and "model_runs=0" in ours
+    ratio = next(line for line in table.splitlines() if "(ratio)" in line)
+    assert "never ran the model" in ratio
+    ran = markdown_table({"ours": variant(3, 10.0)})
+    assert "never ran" not in ran.lower()

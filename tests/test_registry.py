@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,8 +12,7 @@ from lsp_server import cli
 from lsp_server.errors import CodetailorError
 from lsp_server.model import registry
 from lsp_server.spec import folder
-
-REMOTE = "git@github.com:Acme/widgets.git"
+from tests.fixtures.adapters import fake_adapter, git_repo
 
 
 @pytest.fixture(autouse=True)
@@ -22,32 +20,6 @@ def _own_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     home = tmp_path / "home"
     monkeypatch.setenv("CODETAILOR_HOME", str(home))
     return home
-
-
-def git_repo(path: Path, remote: str | None = REMOTE) -> Path:
-    path.mkdir(parents=True)
-    subprocess.run(["git", "init", "-q", str(path)], check=True)
-    if remote:
-        subprocess.run(["git", "-C", str(path), "remote", "add", "origin", remote], check=True)
-    (path / "src").mkdir()
-    return path
-
-
-def fake_adapter(path: Path, base: str = "smollm2-135m", weights: bytes = b"w1") -> Path:
-    """An adapter folder as `finetune` writes it (the weights need not be real here)."""
-    path.mkdir(parents=True)
-    config = {"peft_type": "LORA", "base_model_name_or_path": "/some/local/dir", "r": 8}
-    (path / "adapter_config.json").write_text(json.dumps(config))
-    (path / "adapter_model.safetensors").write_bytes(weights)
-    meta = {
-        "base_model": {"name": base, "fingerprint": "f00d"},
-        "prompt_format": "prefix-only",
-        "repository": {"commit": "abc123"},
-    }
-    (path / "codetailor.json").write_text(json.dumps(meta))
-    (path / "finetune.yaml").write_text("seq_len: 64\n")
-    (path / "training_state.bin").write_bytes(b"pickled")  # must never be published
-    return path
 
 
 @pytest.mark.parametrize(

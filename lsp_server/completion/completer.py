@@ -16,6 +16,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from lsp_server.completion.explain import end_at_boundary
 from lsp_server.completion.generation import Generation, GenerationEngine, StopPredicate
 from lsp_server.completion.healing import Healed, TokenHealer
 from lsp_server.completion.languages import language_for
@@ -42,6 +43,8 @@ class Completion:
     generation: Generation
     raw: str = ""  # what the model generated after the cursor, before post-processing
     context: tuple[Snippet, ...] = field(default_factory=tuple)  # snippets in the prompt
+    # The text before `explain.end_at_boundary` cut a budget-cut block back; "" when uncut.
+    cut_from: str = ""
 
     @property
     def stop_reason(self) -> str:
@@ -67,6 +70,7 @@ class Completion:
             "scope": self.scope.reason,
             "raw": self.raw,
             "context_files": [c.path for c in self.context],
+            "cut_at_boundary": bool(self.cut_from),
         }
 
 
@@ -282,7 +286,19 @@ class Completer:
             healed, self._stop_rule(continuation, scope), budgets, cancel, hint
         )
         raw = continuation([t for t in generation.tokens if t not in self._stop_ids])
-        completion = ""
-        if generation.stop_reason != "cancelled":
-            completion = postprocess(raw, prefix, suffix, scope, rules=self.rules)
-        return Completion(completion, prompt, scope, generation, raw, tuple(snippets))
+        completion, cut = self._finish(raw, prefix, suffix, scope, generation.stop_reason)
+        return Completion(completion, prompt, scope, generation, raw, tuple(snippets), cut)
+
+    def _finish(
+        self, raw: str, prefix: str, suffix: str, scope: Scope, stop_reason: str
+    ) -> tuple[str, str]:
+        """The completion to show, and what it was before a cut at a syntactic boundary
+        ("" if none): a block the token budget cut ends at a whole statement."""
+        if stop_reason == "cancelled":
+            return "", ""
+        completion = postprocess(raw, prefix, suffix, scope, rules=self.rules)
+        if stop_reason == "max_tokens" and scope.multiline and "scope" in self.rules:
+            bounded = end_at_boundary(completion)
+            if bounded != completion:
+                return bounded, completion
+        return completion, ""

@@ -26,10 +26,32 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def add_bench(sub: argparse._SubParsersAction) -> None:
+
+    bench = sub.add_parser(
+        "bench",
+        help="benchmarks: latency as a user typing feels it",
+        description="Benchmarks, each a ratio measured in one run: latency as a user typing "
+        "feels it (latency), the engine's speed (engine), what the server adds (overhead), a "
+        "remote engine (remote), adapter swaps (swap) and a simulated user (simulate).",
+    )
+    kinds = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
+    add_latency(kinds)
+    add_simulate(kinds)
+    for name, help_text in (
+        ("engine", "engine speed: load, prefill and decode rates, warm vs cold request"),
+        ("overhead", "what the LSP server adds to a completion over the engine's own time"),
+        ("remote", "the remote engine against the local one and bare HTTP, on the same prompts"),
+        ("swap", "adapter swap time (reload against in place), merged against unmerged speed"),
+    ):
+        p = kinds.add_parser(name, help=help_text, add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER, help="its own options (see --help)")
+        p.set_defaults(func=cmd_bench_script, script=name)
+
+
+def add_latency(kinds: argparse._SubParsersAction) -> None:
+    """`codetailor bench latency` and its options."""
     from lsp_server.measure.latency import COLD_PAUSE_MS  # light: no torch, no pygls
 
-    bench = sub.add_parser("bench", help="benchmarks: latency as a user typing feels it")
-    kinds = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
     latency = kinds.add_parser(
         "latency",
         help="replay typing FILEs through the server and a naive baseline",
@@ -90,16 +112,6 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     latency.add_argument("--json", action="store_true", help="print the report as JSON")
     latency.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     latency.set_defaults(func=cmd_bench_latency)
-    add_simulate(kinds)
-    for name, help_text in (
-        ("engine", "engine speed: load, prefill and decode rates, warm vs cold request"),
-        ("overhead", "what the LSP server adds to a completion over the engine's own time"),
-        ("remote", "the remote engine against the local one and bare HTTP, on the same prompts"),
-        ("swap", "adapter swap time (reload against in place), merged against unmerged speed"),
-    ):
-        p = kinds.add_parser(name, help=help_text, add_help=False)
-        p.add_argument("rest", nargs=argparse.REMAINDER, help="its own options (see --help)")
-        p.set_defaults(func=cmd_bench_script, script=name)
 
 
 def add_simulate(kinds: argparse._SubParsersAction) -> None:
@@ -252,7 +264,7 @@ def cmd_bench_latency(args: argparse.Namespace) -> int:
         url = parse_engine(args.engine)
     except ValueError as exc:
         raise CodetailorError(f"--engine: {exc}") from None
-    from lsp_server.measure.latency import bench_latency, markdown_table, write_outputs
+    from lsp_server.measure.latency import bench_latency, print_tables, write_outputs
 
     report = bench_latency(
         args.files,
@@ -274,7 +286,10 @@ def cmd_bench_latency(args: argparse.Namespace) -> int:
         for path in write_outputs(report, args.out):
             print(f"wrote {path}", file=sys.stderr)
     public = {k: v for k, v in report.items() if not k.startswith("_")}
-    print(json.dumps(public, indent=2) if args.json else markdown_table(report))
+    if args.json:
+        print(json.dumps(public, indent=2))
+    else:
+        print_tables(report)
     return 0
 
 

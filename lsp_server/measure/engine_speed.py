@@ -22,7 +22,11 @@ from typing import Any
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="codetailor bench engine",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--file", type=Path, default=Path(json.__file__).with_name("decoder.py"))
     parser.add_argument("--fresh-home", action="store_true", help="measure the first conversion")

@@ -547,18 +547,51 @@ def markdown_table(report: dict[str, Any]) -> str:
     return "\n".join(tables)
 
 
-def _table(report: dict[str, Any]) -> str:
+NEVER_RAN = "NEVER RAN THE MODEL (model_runs=0: every answer came without it)"
+
+
+def never_ran(result: Any) -> bool:
+    """True for a variant whose every answer came without running the model (typing-through,
+    a cache): its times say nothing about the model's speed."""
+    return isinstance(result, dict) and result.get("model_runs") == 0
+
+
+def table_rows(report: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """A row per variant (name, requests, p50, p95, mean, notes), then one per ratio."""
     columns = ("requests", "p50_ms", "p95_ms", "mean_ms")
-    rows = ["| variant | requests | p50 ms | p95 ms | mean ms | notes |", "|---" * 6 + "|"]
+    rows: list[tuple[Any, ...]] = []
     for name, r in report.items():
         if "/" not in name and isinstance(r, dict) and "requests" in r:
             notes = ", ".join(f"{k}={v}" for k, v in r.items() if k not in columns)
-            cells = " | ".join(str(r[c]) for c in columns)
-            rows.append(f"| {name} | {cells} | {notes} |")
+            notes = f"{NEVER_RAN}; {notes}" if never_ran(r) else notes
+            rows.append((name, *(r[c] for c in columns), notes))
     for key, ratio in report.items():
         if "/" in key:
-            rows.append(f"| {key} (ratio) | | {ratio['p50_ms']} | {ratio['p95_ms']} | | |")
+            mine = key.split("/", 1)[0]
+            ran = not never_ran(report.get(mine))
+            note = "" if ran else f"{mine} never ran the model: not a speed ratio"
+            rows.append((f"{key} (ratio)", "", ratio["p50_ms"], ratio["p95_ms"], "", note))
+    return rows
+
+
+TABLE_COLUMNS = ("variant", "requests", "p50 ms", "p95 ms", "mean ms", "notes")
+
+
+def _table(report: dict[str, Any]) -> str:
+    rows = ["| " + " | ".join(TABLE_COLUMNS) + " |", "|---" * 6 + "|"]
+    for row in table_rows(report):
+        rows.append("| " + " | ".join(str(v) for v in row) + " |")
     return "\n".join(rows)
+
+
+def print_tables(report: dict[str, Any]) -> None:
+    """The report as tables on stdout (typing replay, then cold open)."""
+    from lsp_server.measure.tables import print_table
+
+    print_table(TABLE_COLUMNS, table_rows(report), title="Typing replay")
+    if "cold_open" in report:
+        title = "Cold open (first request in a freshly opened file)"
+        print_table(TABLE_COLUMNS, table_rows(report["cold_open"]), title=title)
 
 
 def write_outputs(report: dict[str, Any], out: Path) -> list[Path]:
@@ -580,7 +613,8 @@ def write_outputs(report: dict[str, Any], out: Path) -> list[Path]:
     latencies = report["_latencies"]
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.boxplot(list(latencies.values()), showfliers=True)
-    ax.set_xticks(range(1, len(latencies) + 1), list(latencies))
+    labels = [f"{n}\n(never ran the model)" if never_ran(report.get(n)) else n for n in latencies]
+    ax.set_xticks(range(1, len(latencies) + 1), labels)
     ax.set_yscale("log")
     ax.set_ylabel("latency per request (ms, log scale)")
     setup = report["setup"]

@@ -371,6 +371,9 @@ def load_model(
         assert source.path is not None
         location = source.path
     else:
+        from lsp_server.model.preflight import check_hub_model
+
+        check_hub_model(source.spec)  # not cached and offline: one line now, not 50 s later
         location = source.spec
     device, dtype = pick_device(device, dtype, training=training, q4_weights=q4)
     model, tokenizer = _load_weights(source, location, device, dtype, trust_remote_code)

@@ -205,6 +205,6 @@ def _report(summary: dict[str, Any], details: list[dict[str, Any]] | None, as_js
     if as_json:
         print(json.dumps(summary | ({"details": details} if details else {})))
         return
-    width = max(len(k) for k in summary)
-    for key, value in summary.items():
-        print(f"{key:<{width}}  {value}")
+    from lsp_server.measure.tables import print_summary
+
+    print_summary(summary)
