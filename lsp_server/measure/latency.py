@@ -33,6 +33,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -412,6 +413,71 @@ def run_llama_cpp(
     return result
 
 
+def _servers(
+    spec: str,
+    adapter: str | None,
+    dtype: str | None,
+    engine: str,
+    local: bool,
+    dtypes: Sequence[str],
+    baseline_tree: Path | None,
+) -> list[_Server]:
+    """The servers the replay takes turns with: `ours` (on `engine`), the local engine
+    beside a remote one (if `local`), one per extra dtype, and `before` (another tree)."""
+    ours = [_Server("ours", spec, adapter, dtype=dtype, engine=engine)]
+    ours += [_Server("local", spec, adapter)] if engine != "local" and local else []
+    ours += [_Server(f"ours-{d}", spec, adapter, dtype=d) for d in dtypes]
+    return ours + ([_Server("before", spec, adapter, baseline_tree)] if baseline_tree else [])
+
+
+def _baseline_model(model: str | None, adapter: str | None, dtype: str | None) -> Any:
+    """The weights the naive and llama.cpp baselines call directly (a `LoadedModel`)."""
+    from lsp_server.model.factory import load_completers
+    from lsp_server.model.loading import LoadedModel
+    from lsp_server.model.registry import adapter_ref
+    from lsp_server.spec import ModelSpec
+
+    held = load_completers(ModelSpec(model=model, dtype=dtype or "auto"), [adapter_ref(adapter)])
+    assert isinstance(held.model, LoadedModel)
+    return held.model
+
+
+def _typing(
+    replays: list[Replay],
+    servers: list[_Server],
+    completer: Any,
+    naive: bool,
+    gguf: Path | None,
+    max_tokens: int,
+) -> list[VariantResult]:
+    """The typing replay through `servers`, the naive baseline on `completer` if `naive`,
+    and llama.cpp on `gguf` (None: none)."""
+    baseline = NaiveGenerate(completer, max_tokens) if naive else None
+    options = {"maxTokens": max_tokens, "multiline": "never"}
+    variants = asyncio.run(run_typing(replays, servers, options, baseline))
+    typed = [d for replay in replays for d in replay.documents()]
+    if gguf is not None and (llama := run_llama_cpp(typed, completer, gguf, max_tokens)):
+        variants.append(llama)
+    return variants
+
+
+def _at_once(spec: str, adapter: str | None, dtype: str | None, engine: str) -> list[_Server]:
+    """The cold open's `ours-at-once`: asked at once after `didOpen`, without a cursor."""
+    return [
+        _Server("ours-at-once", spec, adapter, dtype=dtype, engine=engine, cold_request="at-once")
+    ]
+
+
+def _setup(loaded: Any, spec: str, dtype: str | None, engine: str) -> dict[str, Any]:
+    """The report's model, engine, device and dtype (`loaded`: the baselines' model)."""
+    return {
+        "model": loaded.name if loaded else spec,
+        "engine": engine,
+        "device": loaded.device if loaded else engine,
+        "dtype": loaded.dtype if loaded else dtype,
+    }
+
+
 def bench_latency(
     files: list[Path],
     *,
@@ -429,74 +495,40 @@ def bench_latency(
     local: bool = True,
     dtype: str | None = None,
 ) -> dict[str, Any]:
-    """Run every available variant over the typing replays of `files`, and the cold-open
-    scenario over `cold_places_per_file` places of each; return the report.
+    """Run every variant over the typing replays of `files`, and the cold open over
+    `cold_places_per_file` places of each (asked `cold_pause_ms` after
+    `codetailor/cursor`; `cold_at_once` adds `ours-at-once`); return the report.
 
-    The cold-open requests follow `codetailor/cursor` by `cold_pause_ms`, as from
-    our editor clients; `cold_at_once` adds `ours-at-once`, asked at once after
-    `didOpen`.
-
-    `baseline_tree`, another checkout of Codetailor, adds its server as the
-    variant `before`, taking turns with ours request by request; each of
-    `dtypes` adds our server with that `--dtype` as `ours-DTYPE`; `dtype` is `ours`'
-    (and the naive baseline's, None: auto). With a remote
-    `engine`, `ours` runs on it and `local` (unless `local` is False) on the local
-    engine; the naive and llama.cpp baselines always run locally.
+    `baseline_tree` (another checkout) adds `before`, taking turns with ours request
+    by request; each of `dtypes` adds `ours-DTYPE`; `dtype` is ours' and the naive
+    baseline's (None: auto). With a remote `engine`, `ours` runs on it and `local`
+    (unless `local` is False) locally; the naive and llama.cpp baselines run locally.
     """
-    from lsp_server.model.factory import completer_over, load_completers
-    from lsp_server.model.loading import DEFAULT_MODEL, LoadedModel
-    from lsp_server.model.registry import adapter_ref
-    from lsp_server.spec import ModelSpec
+    from lsp_server.model.factory import completer_over
+    from lsp_server.model.loading import DEFAULT_MODEL
 
     replays = [typing_replay(str(f), f.read_text(), max_steps=steps) for f in files]
-    remote = engine != "local"
-    loaded: LoadedModel | None = None
-    if naive or not remote:  # the baselines' model: its weights called directly
-        held = load_completers(
-            ModelSpec(model=model, dtype=dtype or "auto"), [adapter_ref(adapter)]
-        )
-        assert isinstance(held.model, LoadedModel)
-        loaded = held.model
+    # The baselines' model, its weights called directly (none for a remote `ours` alone).
+    loaded = _baseline_model(model, adapter, dtype) if naive or engine == "local" else None
     completer = completer_over(loaded) if loaded is not None else None
     spec = model or (loaded.source.spec if loaded else DEFAULT_MODEL)
     gguf = loaded.source.path if loaded else None
-    use_llama = gguf is not None and gguf.suffix == ".gguf" and not adapter
-    gguf_file = gguf if gguf is not None else Path()
-
-    def servers() -> list[_Server]:
-        ours = [_Server("ours", spec, adapter, dtype=dtype, engine=engine)]
-        ours += [_Server("local", spec, adapter)] if remote and local else []
-        ours += [_Server(f"ours-{d}", spec, adapter, dtype=d) for d in dtypes]
-        return ours + ([_Server("before", spec, adapter, baseline_tree)] if baseline_tree else [])
-
-    typed = [d for replay in replays for d in replay.documents()]
+    llama = gguf if gguf is not None and gguf.suffix == ".gguf" and not adapter else None
     naive = naive and completer is not None
-    baseline = NaiveGenerate(completer, max_tokens) if naive else None
-    options = {"maxTokens": max_tokens, "multiline": "never"}
+
+    servers = partial(_servers, spec, adapter, dtype, engine, local, dtypes, baseline_tree)
     variants: list[VariantResult] = []
     if steps:  # 0: the cold-open scenario only
-        variants = asyncio.run(run_typing(replays, servers(), options, baseline))
-        if use_llama and (llama := run_llama_cpp(typed, completer, gguf_file, max_tokens)):
-            variants.append(llama)
+        variants = _typing(replays, servers(), completer, naive, llama, max_tokens)
     report = _with_ratios({v.name: v.summary() for v in variants})
     places = interleave([cold_places(f, f.read_text(), cold_places_per_file) for f in files])
     if places:
-        at_once = [
-            _Server(
-                "ours-at-once", spec, adapter, None, dtype, engine=engine, cold_request="at-once"
-            )
-        ]
-        cold_servers = servers() + (at_once if cold_at_once else [])
-        llama_gguf = gguf_file if use_llama else None
+        cold_servers = servers() + _at_once(spec, adapter, dtype, engine) * cold_at_once
         report["cold_open"] = _cold_open(
-            places, cold_servers, completer, naive, llama_gguf, cold_pause_ms
+            places, cold_servers, completer, naive, llama, cold_pause_ms
         )
-    report["setup"] = {
-        "model": loaded.name if loaded else spec,
+    report["setup"] = _setup(loaded, spec, dtype, engine) | {
         "adapter": adapter,
-        "engine": engine,
-        "device": loaded.device if loaded else engine,
-        "dtype": loaded.dtype if loaded else dtype,
         "files": [str(f) for f in files],
         "steps_per_file": steps,
         "max_tokens": max_tokens,
