@@ -23,6 +23,46 @@ def test_replay_types_the_file_back_word_by_word() -> None:
     assert len(typing_replay("m.py", SOURCE, start=0.3, max_steps=3).steps) == 3
 
 
+def test_each_server_is_asked_right_after_its_own_edits() -> None:
+    """Sent to every server before the first request, the edits would start the later
+    servers' warming during the earlier ones' requests: a head start in cache reuse."""
+    import asyncio
+
+    from lsp_server.measure import latency
+    from lsp_server.measure.client import Answer
+
+    events: list[tuple[str, str]] = []
+
+    class Fake:
+        def __init__(self, name: str) -> None:
+            self.name, self.result = name, latency.VariantResult(name)
+            self.counts, self.answered = latency._EngineCounts(), 0
+
+        async def start(self, options) -> None: ...
+        async def stop(self) -> None: ...
+        async def status(self) -> dict:
+            return {}
+
+        def open(self, uri, text) -> None:
+            events.append((self.name, "open"))
+
+        def insert(self, uri, version, text, offset, typed) -> None:
+            events.append((self.name, "insert"))
+
+        async def complete(self, uri, text, cursor):
+            events.append((self.name, "complete"))
+            return Answer("", None, 1.0)
+
+    replay = typing_replay("m.py", SOURCE, start=0.3, max_steps=2)
+    asyncio.run(latency.run_typing([replay], [Fake("ours"), Fake("before")], {}))
+    assert events == [
+        ("ours", "open"), ("ours", "insert"), ("ours", "complete"),
+        ("before", "open"), ("before", "insert"), ("before", "complete"),
+        ("ours", "insert"), ("ours", "complete"),
+        ("before", "insert"), ("before", "complete"),
+    ]  # fmt: skip
+
+
 def test_bench_latency_reports_every_variant(tmp_path: Path, tiny_model_dir: Path, capsys) -> None:
     source = tmp_path / "m.py"
     source.write_text(SOURCE * 3)

@@ -151,21 +151,29 @@ async def run_typing(
     """The typing replay: didChange, then a completion, after each word.
 
     The servers (and `naive`, a `NaiveGenerate`) take turns request by request,
-    so that the load of a shared machine falls on all of them alike.
+    so that the load of a shared machine falls on all of them alike. Each server
+    gets its didOpen and didChange just before its own request, as in a run of
+    it alone: sent to all servers at once, they would start the later servers'
+    warming (session/ahead.py) during the earlier servers' requests, and the
+    later servers would find more of their prompts cached (0.98 against 0.91 of
+    the same code in the second and the first place).
     """
     try:
         for server in servers:
             await server.start(options)
         for n, replay in enumerate(replays):
             uri = Path(replay.path).resolve().as_uri() + f"#{n}"
-            text = replay.initial
-            for server in servers:
-                server.open(uri, text)
+            previous = replay.initial
             for version, step in enumerate(replay.steps, start=2):
+                text = previous[: step.offset] + step.typed + previous[step.offset :]
                 for server in servers:
-                    server.insert(uri, version, text, step.offset, step.typed)
-                text = text[: step.offset] + step.typed + text[step.offset :]
-                await _ask_all(servers, uri, text, step.cursor, naive)
+                    if version == 2:
+                        server.open(uri, previous)
+                    server.insert(uri, version, previous, step.offset, step.typed)
+                    await _ask(server, uri, text, step.cursor)
+                if naive is not None:
+                    naive.run(text, step.cursor)
+                previous = text
         for server in servers:
             final = await server.status()
             server.result.extra = server.counts.summary() | {
@@ -175,13 +183,6 @@ async def run_typing(
         for server in servers:
             await server.stop()
     return [s.result for s in servers] + ([naive.finish()] if naive else [])
-
-
-async def _ask_all(servers: list[_Server], uri: str, text: str, cursor: int, naive: Any) -> None:
-    for server in servers:
-        await _ask(server, uri, text, cursor)
-    if naive is not None:
-        naive.run(text, cursor)
 
 
 async def _ask(server: _Server, uri: str, text: str, cursor: int) -> dict[str, Any]:
