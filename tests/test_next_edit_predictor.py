@@ -140,3 +140,8 @@ def test_greedy_identity_on_a_tiny_model(tiny_model_dir: Path) -> None:
         answers.append(predictor.predict(REQUEST))
     assert answers[0].updated == answers[1].updated
     assert answers[0].generated_tokens == answers[1].generated_tokens
+
+
+def test_a_model_that_ends_at_once_offers_no_edit() -> None:
+    answer, _ = predict("", 8)
+    assert answer.edit is None and answer.stop_reason == "unfinished"

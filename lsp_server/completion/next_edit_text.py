@@ -116,6 +116,22 @@ def rewrite_end(current: str, output: str, end_marker: str) -> str | None:
     return None
 
 
+WHOLE_SLACK_LINES = 3  # an ended output this many lines off the window's length is no window
+
+
+def ended_window(current: str, output: str) -> str | None:
+    """The window a model wrote when it ended (EOS, a server's stop string) before the stop
+    rule settled it: its whole output, if that is a plausible window (complete lines, as
+    many as the window's within WHOLE_SLACK_LINES); None for anything else (an output cut
+    short, or nothing at all, is no request to delete the window)."""
+    if not output.endswith("\n"):
+        return None
+    lines, expected = output.count("\n"), _normalized(current).count("\n")
+    if abs(lines - expected) > WHOLE_SLACK_LINES:
+        return None
+    return _restore_end(current, output)
+
+
 def _restore_end(current: str, updated: str) -> str:
     """`updated` with the current window's ending: no final line break where it has none."""
     if current.endswith("\n") or not updated.endswith("\n"):

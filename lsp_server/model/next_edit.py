@@ -24,7 +24,7 @@ from typing import Any
 from lsp_server.completion.generation import GenerationEngine
 from lsp_server.completion.next_edit import NextEditAnswer, NextEditRequest, RecentEdit
 from lsp_server.completion.next_edit_prompt import NextEditFormat, next_edit_format, with_newline
-from lsp_server.completion.next_edit_text import rewrite_end, settle
+from lsp_server.completion.next_edit_text import ended_window, rewrite_end, settle
 
 # Window lines (above + the cursor's + below): Sweep's 10 + 1 + 10 where prefill is cheap;
 # on a CPU 5 + 1 + 5, so that the prompt (history, the window twice) stays near 300
@@ -82,7 +82,7 @@ class NextEditPredictor:
         updated = rewrite_end(current, output, self.format.end_marker)
         # The model ended (EOS, or a remote server's stop string): its text is the window.
         if updated is None and generation.stop_reason in ("eos", "stop"):
-            updated = rewrite_end(current, output + self.format.end_marker, self.format.end_marker)
+            updated = ended_window(current, output)
         edit, why = settle(request.window, updated, request.history, self.format.sentinels)
         return NextEditAnswer(
             updated=updated,
