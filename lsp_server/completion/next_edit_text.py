@@ -27,6 +27,7 @@ from lsp_server.completion.next_edit import (
 )
 
 RESYNC_LINES = 2  # unchanged window lines after a change that end the rewrite
+CHANGED_LINES_MAX = 8  # output lines past a change that never line up again: given up
 DIFF_LINES_MAX = 4000  # beyond this many differing lines, the original is aligned coarsely
 
 
@@ -130,6 +131,15 @@ def ended_window(current: str, output: str) -> str | None:
     if abs(lines - expected) > WHOLE_SLACK_LINES:
         return None
     return _restore_end(current, output)
+
+
+def rewrite_hopeless(current: str, output: str) -> bool:
+    """Whether the output has run CHANGED_LINES_MAX lines past its first change without
+    lining up with the window again (a model writing something else): stop, no edit."""
+    cur = split_lines(_normalized(current))
+    out = split_lines(output[: output.rfind("\n") + 1])
+    diverged = next((i for i, (a, b) in enumerate(zip(out, cur, strict=False)) if a != b), None)
+    return diverged is not None and len(out) - diverged > CHANGED_LINES_MAX
 
 
 def _restore_end(current: str, updated: str) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import keyword
 import re
 import statistics
 import sys
@@ -31,13 +32,20 @@ IDENTIFIER = re.compile(r"\b([a-z_][a-z0-9_]{2,})\b")
 
 
 def places(text: str, count: int) -> list[tuple[int, str, str]]:
-    """(line, identifier, new name) at `count` lines spread over the text."""
+    """(line, identifier, new name) at `count` lines spread over the text: an identifier
+    (no keyword) that appears again within the next five lines, so that renaming it on
+    this line implies the next edit a few lines below."""
     lines = text.split("\n")
-    found = [
-        (i, m.group(1))
-        for i, line in enumerate(lines)
-        if (m := IDENTIFIER.search(line)) and not line.lstrip().startswith(("#", '"', "'"))
-    ]
+    found = []
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith(("#", '"', "'")) or not re.search(r"[=(\[]", line):
+            continue
+        below = "\n".join(lines[i + 1 : i + 6])
+        for m in IDENTIFIER.finditer(line):
+            name = m.group(1)
+            if not keyword.iskeyword(name) and re.search(rf"\b{name}\b", below):
+                found.append((i, name))
+                break
     step = max(len(found) // max(count, 1), 1)
     return [(i, name, f"{name}_v2") for i, name in found[::step][:count]]
 
