@@ -92,7 +92,7 @@ def test_a_next_edit_away_from_the_cursor(
     prompt = engine.prompts()[-1]
     assert "<|file_sep|>original/app.py\ndef area(w, h):\n" in prompt  # git HEAD's text
     assert "<|file_sep|>current/app.py\ndef area(width, h):\n" in prompt
-    assert prompt.endswith("<|file_sep|>updated/app.py\n")
+    assert prompt.endswith("<|file_sep|>updated/app.py")  # the model writes the line break
 
     client.notify("textDocument/didShowInlineEdit", {"item": edit})
     args = edit["command"]["arguments"]
