@@ -224,6 +224,9 @@ async def test_shown_accepted_and_dismissed_next_edits_reach_the_feedback_log(
         shown = await session.next_edits.suggest(uri, 1, 10, 0)
         assert shown is not None and shown.id is not None
         session.next_edits.accepted(shown.id)
+        session.next_edits.accepted(shown.id)  # once only
+        session.next_edits.accepted("never-shown")
+        assert session.next_edits.counts["accepted"] == 1
         again = await session.next_edits.suggest(uri, 1, 10, 0)
         assert again is not None and again.id not in (None, shown.id)
         session.dismissed(again.id, "escape")
