@@ -96,6 +96,7 @@ def _edit_row(answer: Any, ms: float) -> dict[str, Any]:
         "ms": round(ms, 1),
         "edit": answer.edit is not None,
         "stop": answer.stop_reason,
+        "prefill_ms": round(answer.prefill_ms, 1),
         "prompt_tokens": answer.prompt_tokens,
         "cached_tokens": answer.cached_tokens,
         "generated_tokens": answer.generated_tokens,
@@ -126,6 +127,8 @@ def summary(
             "p50_ms": round(statistics.median(ms), 1) if ms else None,
             "p95_ms": round(percentile(ms, 0.95), 1),
             "prompt_tokens_p50": statistics.median(e["prompt_tokens"] for e in edits),
+            "prefill_ms_p50": statistics.median(e["prefill_ms"] for e in edits),
+            "prefill_tokens_per_s": _rate(edits),
             "generated_tokens_p50": statistics.median(e["generated_tokens"] for e in edits),
             "tokens_per_forward": round(generated / forwards, 2) if forwards else None,
             "edits_offered": sum(e["edit"] for e in edits),
@@ -138,6 +141,13 @@ def summary(
         },
         "rows": edits,
     }
+
+
+def _rate(edits: list[dict[str, Any]]) -> float | None:
+    """Prefill speed over the run: prompt tokens computed (not cached) per second."""
+    tokens = sum(e["prompt_tokens"] - e["cached_tokens"] for e in edits)
+    seconds = sum(e["prefill_ms"] for e in edits) / 1000
+    return round(tokens / seconds, 1) if seconds else None
 
 
 def _count(values: Any) -> dict[str, int]:

@@ -107,6 +107,7 @@ class NextEditPredictor:
             generated_tokens=generation.generated_tokens,
             forwards=generation.forwards,
             latency_ms=(time.perf_counter() - started) * 1000,
+            prefill_ms=generation.prefill_ms,
         )
 
     def encode(self, text: str) -> list[int]:
