@@ -63,6 +63,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     loaded = load_model(args.model, dtype=args.dtype)
     completer = build_completer(loaded)
     predictor = next_edit_predictor(completer)
+    if args.window_lines:
+        predictor.window_lines = args.window_lines
     text = args.file.read_text()
     completer.complete(text[:200], 200, max_tokens=2)  # warm-up: first-call costs
     edits: list[dict[str, Any]] = []
@@ -164,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--places", type=int, default=12)
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--max-tokens", type=int, default=16, help="most tokens per completion")
+    parser.add_argument("--window-lines", type=int, default=0, help="0: the predictor's own")
     parser.add_argument("--budget-s", type=float, default=None, help="next edit time budget")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
