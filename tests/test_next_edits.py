@@ -18,6 +18,7 @@ from lsp_server.feedback import Recording, feedback_dir, read_events
 from lsp_server.feedback.events import NextEditShown
 from lsp_server.session.documents import Change, Position
 from lsp_server.session.edit_history import EditHistory
+from lsp_server.session.next_edits import ShownEdit
 from lsp_server.session.session import Session
 from lsp_server.session.settings import Settings
 
@@ -244,3 +245,20 @@ async def test_shown_accepted_and_dismissed_next_edits_reach_the_feedback_log(
         assert NextEditShown.from_json(first.to_json()) == first
     finally:
         session.disconnect()
+
+
+@pytest.mark.parametrize(("encoding", "character"), [("utf-16", 14), ("utf-32", 13), ("utf-8", 16)])
+def test_the_range_is_in_the_negotiated_encoding(encoding: str, character: int) -> None:
+    from lsp_server.lsp.next_edit import edit_json, inline_completion_item
+
+    text = "a = 1\ns = '😀'; t = 1\n"
+    start = text.index("1\n", 6)
+    shown = ShownEdit(URI, 7, start, start + 1, "2", text, "id-1")
+    edit = edit_json(shown, encoding)
+    assert edit["range"]["start"] == {"line": 1, "character": character}
+    assert edit["range"]["end"] == {"line": 1, "character": character + 1}
+    assert edit["textDocument"] == {"uri": URI, "version": 7}
+    assert edit["command"]["arguments"] == ["id-1"]
+    item = inline_completion_item(shown, start, encoding)
+    assert item is not None and item.insert_text == "2"
+    assert inline_completion_item(shown, start - 3, encoding) is None  # the cursor is elsewhere
