@@ -32,10 +32,11 @@ from lsp_server.completion.next_edit_text import (
 )
 
 # Window lines (above + the cursor's + below): Sweep's 10 + 1 + 10 where prefill is cheap;
-# on a CPU 5 + 1 + 5, so that the prompt (history, the window twice) stays near 300
-# tokens (~1 s of SmolLM2-135M prefill on a quiet core, less with the KV prefix reuse).
+# on a CPU 2 + 1 + 2. The prompt holds the window twice, and a rewrite copies it: with
+# SmolLM2-135M on this CPU, `bench nextedit` projected p50 ~2.7 s for 11 lines, ~1.9 s
+# for 7 and ~0.9 s for 5 (docs/benchmarks.md); the target is 1 s.
 WINDOW_LINES_GPU = 21
-WINDOW_LINES_CPU = 11
+WINDOW_LINES_CPU = 5
 HISTORY_TOKENS_GPU = 1024
 HISTORY_TOKENS_CPU = 192
 
