@@ -24,6 +24,7 @@ from lsp_server.model.registry import repo_identity
 from lsp_server.repo.corpus import collect
 from lsp_server.repo.files import list_files
 from lsp_server.repo.git import git_text, run_git
+from lsp_server.repo.head import head_text
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 
@@ -153,6 +154,7 @@ def _drive_every_entry_point(work: Path) -> dict[str, Any]:
         "diff_stat": run_git(work, "diff", "--stat"),
         "status": git_text(work, "status", "--porcelain"),
         "blame": run_git(work, "blame", "app.py"),
+        "head": head_text(str(work / "app.py")),  # a next-edit window's original
     }
 
 
@@ -167,6 +169,7 @@ def _check_answers(work: Path, got: dict[str, Any]) -> None:
     assert b"x = 1" in got["log"] and b"x = 1" in got["show"]
     assert b"+x = 2" in got["diff"]
     assert None not in (got["diff_stat"], got["status"], got["blame"])
+    assert got["head"] is not None and "x = 1" in got["head"]
 
 
 def _assert_nothing_ran(marker: Path) -> None:

@@ -19,13 +19,16 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from lsp_server.completion.completer import Completer
 from lsp_server.errors import CodetailorError
 from lsp_server.model.engine import PrefixCache
 from lsp_server.model.factory import INT8_NOTE, Loaded, Report, load_completers, resync
 from lsp_server.spec import AdapterRef, Adapters, Holding, ModelSpec, folder
+
+if TYPE_CHECKING:
+    from lsp_server.model.next_edit import NextEditPredictor
 
 log = logging.getLogger("codetailor.service")
 
@@ -156,6 +159,15 @@ class ModelHost:
         if loaded is None:
             return None
         return loaded.completers.get(adapter, loaded.completer)
+
+    def next_edit_for(
+        self, adapter: AdapterRef | None, format_name: str | None = None
+    ) -> NextEditPredictor | None:
+        """The next-edit predictor beside the completer answering for `adapter`."""
+        from lsp_server.model.next_edit import next_edit_predictor
+
+        completer = self.completer_for(adapter)
+        return next_edit_predictor(completer, format_name) if completer is not None else None
 
     def answers_for(self, adapter: AdapterRef | None) -> tuple[AdapterRef | None, str]:
         """Which adapter answers requests for `adapter`, and why (for the status)."""

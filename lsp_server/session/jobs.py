@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lsp_server.completion.prompt import Snippet
-from lsp_server.session.documents import Documents, prompt_safe
+from lsp_server.session.documents import Document, Documents, prompt_safe
 from lsp_server.session.ports import CompleterLike, CompletionLike
 from lsp_server.session.settings import Settings
 from lsp_server.session.workspace import WorkspaceContext
@@ -146,3 +146,17 @@ class Jobs:
         if not settings.context:
             return []
         return self.workspace.snippets(self.documents, uri, text, offset)
+
+
+def dropped_because(
+    doc: Document | None, request: Request, inflight: Inflight, completion: object | None
+) -> str | None:
+    """Why a finished generation's answer is not shown (one of DROPPED_REASONS): it was
+    stopped, or its document (`doc`, now) closed or changed meanwhile; None: it is shown."""
+    if completion is None or inflight.cancel.is_set():
+        return inflight.reason or "superseded"
+    if doc is None:
+        return "closed"
+    if doc.revision != request.revision:
+        return "stale"
+    return None

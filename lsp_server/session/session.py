@@ -28,9 +28,11 @@ from lsp_server.session.accepts import AcceptLedger
 from lsp_server.session.ahead import Ahead, WarmPlan, edit_cursor
 from lsp_server.session.counts import EMPTY_FOR_STOP, counts_status
 from lsp_server.session.documents import Change, Documents, looks_binary, offset_at, prompt_safe
+from lsp_server.session.edit_history import HeadText
 from lsp_server.session.folders import WorkspaceFolders
-from lsp_server.session.jobs import Inflight, Jobs, Request
+from lsp_server.session.jobs import Inflight, Jobs, Request, dropped_because
 from lsp_server.session.model_choice import READY_WAIT_S, AdapterSource, ModelChoice
+from lsp_server.session.next_edits import NextEdits
 from lsp_server.session.ports import (
     CompleterLike,
     CompletionLike,
@@ -63,11 +65,13 @@ class Session:
         recording: RecordingLike | None = None,
         adapters: AdapterSource | None = None,
         loading: ModelSpec | None = None,
+        head_text: HeadText | None = None,
     ) -> None:
         """`recording` keeps the feedback log (`lsp_server.feedback.Recording`); None: no log.
         `scanner` reads the workspace's files into the context index and resolves paths
         (`lsp_server.index.WorkspaceScanner`); None: nothing on disk is looked at.
-        `model_allowed`, `adapters` and `loading`: see `ModelChoice`."""
+        `model_allowed`, `adapters` and `loading`: see `ModelChoice`. `head_text` reads a
+        file at git HEAD (`lsp_server.repo.head`), for next edits."""
         self.startup = startup  # the command line's settings: what a null setting returns to
         self.settings = startup
         self.host = host
@@ -95,6 +99,7 @@ class Session:
         self.recording: RecordingLike = recording if recording is not None else NoRecording()
         # Per document, the completer whose answers `shown` holds.
         self._answering: dict[str, CompleterLike | None] = {}
+        self.next_edits = NextEdits(self, head_text)  # next-edit suggestions, their history
 
     @property
     def encoding(self) -> str:
@@ -182,6 +187,7 @@ class Session:
     def open(self, uri: str, text: str, version: int, language_id: str = "") -> None:
         """A document opened (and focused): warm the window at its end."""
         self.documents.open(uri, text, version, language_id)
+        self.next_edits.opened(uri, text)
         self.workspace.opened(uri)
         self.ahead.plan.opened(uri, text.count("\n"))
         self.ahead.warm(uri, len(text), self.models.completer(uri), self.settings)
@@ -190,11 +196,13 @@ class Session:
         """Apply edits; warm the window at the cursor if they moved it somewhere new."""
         self.cancel(uri, "stale")  # whatever it was computing is for text that no longer exists
         changes = list(changes)
+        old = doc.text if (doc := self.documents.get(uri)) is not None else None
         if not self.documents.change(uri, version, changes):
             self.counts["unknown_document_edits"] += 1
             return
         self.workspace.changed(uri)
         doc = self.documents.get(uri)
+        self.next_edits.changed(uri, old, doc.text if doc is not None else "")
         if doc is not None and self.workspace.in_workspace(uri):
             self.recording.changed(uri, doc.text)
         cursor = edit_cursor(doc.text, changes[-1], self.encoding) if doc and changes else None
@@ -213,6 +221,7 @@ class Session:
 
     def close(self, uri: str) -> None:
         self.cancel(uri, "closed")
+        self.next_edits.closed(uri)
         self.ahead.closed(uri)
         self.shown.forget(uri)
         self._answering.pop(uri, None)
@@ -231,6 +240,7 @@ class Session:
         for inflight in self.inflight.values():
             inflight.stop(reason)
         self.inflight.clear()
+        self.next_edits.cancel_all(reason)
         self.ahead.drop_all()
 
     # -- completion -----------------------------------------------------------------------
@@ -359,7 +369,7 @@ class Session:
     ) -> str:
         """The answer for a finished generation (by `completer`): dropped if stopped or
         stale, else shown."""
-        reason = self._dropped_because(request, inflight, completion)
+        reason = dropped_because(self.documents.get(request.uri), request, inflight, completion)
         if reason is not None:
             return self._answer_empty(reason)
         assert completion is not None
@@ -374,20 +384,6 @@ class Session:
         self.counts["shown"] += 1
         self.ahead.predict(request, completion.text, completer, self.settings)
         return completion.text
-
-    def _dropped_because(
-        self, request: Request, inflight: Inflight, completion: CompletionLike | None
-    ) -> str | None:
-        """Why a finished generation's answer is not shown (one of DROPPED_REASONS): it
-        was stopped, or its document closed or changed meanwhile; None: it is shown."""
-        doc = self.documents.get(request.uri)
-        if completion is None or inflight.cancel.is_set():
-            return inflight.reason or "superseded"
-        if doc is None:
-            return "closed"
-        if doc.revision != request.revision:
-            return "stale"
-        return None
 
     def _shown_id(
         self,
@@ -444,4 +440,5 @@ class Session:
             "lastGeneration": self.jobs.last_generation,
             "generating": self.jobs.generating,
             "feedback": self.recording.status(),
+            "nextEdit": self.next_edits.status(),
         }

@@ -31,6 +31,10 @@ export interface Settings {
   engine: string;
   /** A local log of shown and accepted suggestions (never sent anywhere). */
   feedback: boolean;
+  nextEdit: boolean;
+  nextEditDebounceMs: number;
+  nextEditWindowLines: number;
+  nextEditFormat: string;
   /** Sent as `initializationOptions.authToken` (for a server on a non-loopback TCP address). */
   authToken: string;
 }
@@ -51,6 +55,10 @@ export const DEFAULTS: Readonly<Settings> = Object.freeze({
   context: true,
   engine: "local",
   feedback: true,
+  nextEdit: true,
+  nextEditDebounceMs: 300,
+  nextEditWindowLines: 10,
+  nextEditFormat: "",
   authToken: "",
 });
 
@@ -69,6 +77,10 @@ export interface ServerSettings {
   context: boolean;
   engine: string;
   feedback: boolean;
+  nextEdit: boolean;
+  nextEditDebounceMs: number;
+  nextEditWindowLines: number;
+  nextEditFormat: string | null;
 }
 
 /** A getter shaped like `vscode.WorkspaceConfiguration.get`, so this module stays pure. */
@@ -124,6 +136,10 @@ export function readSettings(get: Getter, problems: string[] = []): Settings {
     context: pick("context", (v) => (typeof v === "boolean" ? v : undefined)),
     engine: pick("engine", (v) => str(v) || undefined),
     feedback: pick("feedback", (v) => (typeof v === "boolean" ? v : undefined)),
+    nextEdit: pick("nextEdit", (v) => (typeof v === "boolean" ? v : undefined)),
+    nextEditDebounceMs: pick("nextEditDebounceMs", num(0, 10_000)),
+    nextEditWindowLines: pick("nextEditWindowLines", num(1, 100)),
+    nextEditFormat: pick("nextEditFormat", str),
     authToken: pick("authToken", (v) => text(v, "")),
   };
 }
@@ -145,6 +161,10 @@ export function toServerSettings(s: Settings): ServerSettings {
     context: s.context,
     engine: s.engine,
     feedback: s.feedback,
+    nextEdit: s.nextEdit,
+    nextEditDebounceMs: s.nextEditDebounceMs,
+    nextEditWindowLines: s.nextEditWindowLines,
+    nextEditFormat: orNull(s.nextEditFormat),
   };
 }
 

@@ -17,9 +17,13 @@ local M = {}
 ---@field first_token_timeout_ms integer Most milliseconds to the first token, the prompt's prefill (100..120000).
 ---@field enable boolean Show completions at all (`:Codetailor toggle`).
 ---@field prompt_format? string Override the fill-in-the-middle format.
+---@field next_edit_format? string The next-edit prompt layout ("sweep", "zeta"; nil: sweep).
 ---@field context boolean Add snippets of other workspace files to the prompt.
 ---@field engine string "local", or "openai:http(s)://HOST:PORT" for an OpenAI-compatible server.
 ---@field feedback boolean Keep a local log of shown and accepted suggestions (never sent).
+---@field next_edit boolean Suggest the next edit near the cursor (drawn by the plugin).
+---@field next_edit_debounce_ms integer Wait this long after an edit before asking for the next one.
+---@field next_edit_window_lines integer Lines above and below the cursor the next edit may touch.
 
 --- Insert-mode keys; `false` leaves a key unmapped.
 ---@class codetailor.Keymaps
@@ -60,9 +64,13 @@ M.defaults = {
     first_token_timeout_ms = 8000,
     enable = true,
     prompt_format = nil,
+    next_edit_format = nil,
     context = true,
     engine = "local",
     feedback = true,
+    next_edit = true,
+    next_edit_debounce_ms = 300,
+    next_edit_window_lines = 10,
   },
   ghost_text = "auto",
   debounce_ms = 150,
@@ -76,7 +84,7 @@ M.options = vim.deepcopy(M.defaults)
 local function one_of(...)
   local choices = { ... }
   return function(v)
-    return vim.tbl_contains(choices, v), table.concat(choices, ", ")
+    return v == nil or vim.tbl_contains(choices, v), table.concat(choices, ", ")
   end
 end
 
@@ -110,9 +118,13 @@ local CHECKS = {
   { "settings.first_token_timeout_ms", whole(100, 120000) },
   { "settings.enable", function(v) return type(v) == "boolean", "true or false" end },
   { "settings.prompt_format", optional_string },
+  { "settings.next_edit_format", one_of("sweep", "zeta") },
   { "settings.context", function(v) return type(v) == "boolean", "true or false" end },
   { "settings.engine", function(v) return type(v) == "string", "local or openai:URL" end },
   { "settings.feedback", function(v) return type(v) == "boolean", "true or false" end },
+  { "settings.next_edit", function(v) return type(v) == "boolean", "true or false" end },
+  { "settings.next_edit_debounce_ms", whole(0, 10000) },
+  { "settings.next_edit_window_lines", whole(1, 100) },
 }
 
 local function get_path(t, path)
@@ -171,7 +183,8 @@ local WIRE = {
   max_tokens = "maxTokens", multiline = "multiline", time_budget_ms = "timeBudgetMs",
   first_token_timeout_ms = "firstTokenTimeoutMs",
   enable = "enable", prompt_format = "promptFormat", context = "context", engine = "engine",
-  feedback = "feedback",
+  feedback = "feedback", next_edit = "nextEdit", next_edit_debounce_ms = "nextEditDebounceMs",
+  next_edit_window_lines = "nextEditWindowLines", next_edit_format = "nextEditFormat",
 }
 
 --- The settings as the server names them; an unset string is sent as null (the
