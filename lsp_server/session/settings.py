@@ -23,18 +23,27 @@ DTYPES = ("auto", "float32", "bfloat16", "float16", "fp32", "bf16", "fp16", "int
 SECTION = "codetailor"
 # Keys the client may send that are not settings (read elsewhere, or ignored quietly).
 NOT_SETTINGS = frozenset({"authToken"})
+# The scope of a setting that reaches the network, loads code or weights, or names files
+# (VS Code's word): only the user's own settings may set it, never a workspace's (a
+# repository ships `.vscode/settings.json`, `.dir-locals.el`, `.nvim.lua`). Each client
+# reads these keys from the user's settings alone; `promptFormat` only picks a built-in
+# template, so a workspace may still set it.
+MACHINE = "machine"
 
 
 @dataclass(frozen=True)
 class Settings:
     """What the user can change while the server runs."""
 
-    model: str | None = field(default=None, metadata={"help": "model spec; None: the default"})
+    model: str | None = field(
+        default=None, metadata={"help": "model spec; None: the default", "scope": MACHINE}
+    )
     adapter: str | None = field(
         default="auto",
         metadata={
             "help": "auto (the adapter registered for the workspace's repository, else none), "
-            "none (the base model), or a LoRA adapter folder or registered name"
+            "none (the base model), or a LoRA adapter folder or registered name",
+            "scope": MACHINE,
         },
     )
     device: str = field(
@@ -61,7 +70,10 @@ class Settings:
     )
     engine: str = field(
         default="local",
-        metadata={"help": "local, or openai:http(s)://HOST:PORT for an OpenAI-compatible server"},
+        metadata={
+            "help": "local, or openai:http(s)://HOST:PORT for an OpenAI-compatible server",
+            "scope": MACHINE,
+        },
     )
     feedback: bool = field(
         default=True,
@@ -174,6 +186,11 @@ def schema() -> dict[str, dict[str, Any]]:
         entry |= {k: v for k, v in f.metadata.items() if k != "help"}
         out[camel(f.name)] = entry | {"help": f.metadata.get("help", "")}
     return out
+
+
+def machine_scoped() -> frozenset[str]:
+    """The wire names of the settings that a workspace's configuration may not set."""
+    return frozenset(name for name, spec in schema().items() if spec.get("scope") == MACHINE)
 
 
 def settings_section(raw: Any) -> Mapping[str, Any]:
