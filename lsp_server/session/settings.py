@@ -126,6 +126,26 @@ def _optional_text(value: Any) -> str | None:
     return value.strip()
 
 
+MAX_SPEC_CHARS = 1024
+MAX_NAME_CHARS = 255  # a file name's limit on the usual file systems
+
+
+def _spec(value: Any) -> str | None:
+    """A model or adapter value: a name, id or path of sane length, without control
+    characters (a client over TCP may send anything; a path part over 255 characters
+    fails in the file system, not here with a message)."""
+    text = _optional_text(value)
+    if text is None:
+        return None
+    if len(text) > MAX_SPEC_CHARS or any(len(p) > MAX_NAME_CHARS for p in text.split("/")):
+        raise ValueError(
+            f"too long (at most {MAX_SPEC_CHARS} characters, {MAX_NAME_CHARS} per path part)"
+        )
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise ValueError("control characters are not allowed")
+    return text
+
+
 def _choice(choices: tuple[str, ...], *, prefix_ok: bool = False) -> Callable[[Any], str]:
     def check(value: Any) -> str:
         if not isinstance(value, str):
@@ -169,7 +189,11 @@ def _parser(f: dataclasses.Field[Any]) -> Callable[[Any], Any]:
     return _optional_text
 
 
-PARSERS = {f.name: _parser(f) for f in dataclasses.fields(Settings)} | {"engine": _engine}
+PARSERS = {f.name: _parser(f) for f in dataclasses.fields(Settings)} | {
+    "engine": _engine,
+    "model": _spec,
+    "adapter": _spec,
+}
 
 
 def schema() -> dict[str, dict[str, Any]]:
