@@ -80,6 +80,7 @@ class CodetailorServer(LanguageServer):
         *,
         register: Callable[[CodetailorServer], None],
         allow_client_models: bool = True,
+        allow_client_engines: bool = True,
         loading: ModelSpec | None = None,
     ) -> None:
         """`loading`: how this server loads models (--trust-remote-code, --compile)."""
@@ -91,6 +92,7 @@ class CodetailorServer(LanguageServer):
             startup,
             host,
             model_allowed=model_allowed,
+            engines_allowed=allow_client_engines,
             recording=Recording(cache_home()),
             adapters=AdapterSource(
                 registry.registered_for, registry.stamp, registry.resolve_adapter

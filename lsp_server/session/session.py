@@ -87,13 +87,14 @@ class Session:
         workspace: WorkspaceContext | None = None,
         shown_capacity: int = 16,
         model_allowed: Callable[[str], bool] | None = None,
+        engines_allowed: bool = True,
         ready_wait_s: float = READY_WAIT_S,
         recording: RecordingLike | None = None,
         adapters: AdapterSource | None = None,
         loading: ModelSpec | None = None,
     ) -> None:
         """`recording` keeps the feedback log (`lsp_server.feedback.Recording`); None: no log.
-        `model_allowed`, `adapters` and `loading`: see `ModelChoice`."""
+        `model_allowed`, `engines_allowed`, `adapters` and `loading`: see `ModelChoice`."""
         self.startup = startup  # the command line's settings: what a null setting returns to
         self.settings = startup
         self.host = host
@@ -108,6 +109,7 @@ class Session:
             workspace=self.folders,
             loading=loading,
             model_allowed=model_allowed,
+            engines_allowed=engines_allowed,
             source=adapters,
         )
         self.inflight: dict[str, Inflight] = {}
