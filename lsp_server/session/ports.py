@@ -123,8 +123,9 @@ class HostLike(Protocol):
         """Which adapter answers for `adapter` now, and why (for the status)."""
         ...
 
-    def submit(self, job: Callable[[], T]) -> Future[T]:
-        """Run `job` on the generation thread; the future holds its result."""
+    def submit(self, job: Callable[[], T], stop: threading.Event | None = None) -> Future[T]:
+        """Run `job` on the generation thread; the future holds its result. `stop`: the
+        job's flag, which the host may set to drop it when too many wait."""
         ...
 
     def submit_background(self, job: Callable[[], T], cancel: threading.Event) -> Future[T]:

@@ -58,6 +58,7 @@ EMPTY_REASONS = (
     "not_ready",  # no model loaded, or still loading after READY_WAIT_S
     "no_help",  # too much text right of the cursor on its line for a completion to help
     "superseded",  # a newer request for the same document took over
+    "queue_full",  # too many requests waited for the model: the oldest was dropped
     "stale",  # the document changed while the model ran
     "closed",  # the document was closed while the model ran
     "settings",  # new settings (another model, or disabled) stopped it
@@ -69,7 +70,7 @@ EMPTY_REASONS = (
 )
 # The reasons an answer the model was asked for is dropped rather than shown; the
 # status' `counts.dropped` is their sum.
-DROPPED_REASONS = ("superseded", "stale", "closed", "settings", "disconnected")
+DROPPED_REASONS = ("superseded", "queue_full", "stale", "closed", "settings", "disconnected")
 
 # How long a request made while the model loads waits for it, and how often it looks.
 READY_WAIT_S = 300.0
@@ -370,7 +371,7 @@ class Session:
         job = self.jobs.completion(
             completer, request, self.settings, inflight.cancel, number=number
         )
-        return await asyncio.wrap_future(self.host.submit(job))
+        return await asyncio.wrap_future(self.host.submit(job, inflight.cancel))
 
     async def _wait_for_model(self, inflight: Inflight) -> bool:
         """Wait for the loading model; False if it fails, takes too long, or the request
@@ -420,6 +421,8 @@ class Session:
         """Why a finished generation's answer is not shown (one of DROPPED_REASONS): it
         was stopped, or its document closed or changed meanwhile; None: it is shown."""
         doc = self.documents.get(request.uri)
+        if inflight.cancel.is_set() and not inflight.reason:
+            return "queue_full"  # the host dropped it: too many requests waited
         if completion is None or inflight.cancel.is_set():
             return inflight.reason or "superseded"
         if doc is None:
