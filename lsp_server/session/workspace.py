@@ -44,9 +44,12 @@ class WorkspaceContext:
         """Take the workspace root as the index's; index its files in the background if
         `scan`. A root that is not a folder is not taken."""
         path = self.workspace.root
-        if not path or not Path(path).is_dir():
+        try:
+            if not path or not Path(path).is_dir():
+                return
+            self.index.root = Path(path).resolve()
+        except (OSError, ValueError):  # a name the file system cannot take: no root
             return
-        self.index.root = Path(path).resolve()
         if scan:
             self.index.index_workspace(self.index.root)
 
@@ -55,7 +58,7 @@ class WorkspaceContext:
         to its own."""
         if self._resolved[0] != self.workspace.folders:
             folders = list(self.workspace.folders)
-            self._resolved = (folders, [Path(f).resolve() for f in folders])
+            self._resolved = (folders, [p for p in map(_resolved, folders) if p is not None])
         return self._resolved[1]
 
     def path_of(self, uri: str) -> str | None:
@@ -124,3 +127,11 @@ class WorkspaceContext:
 
     def stop(self) -> None:
         self.index.stop()
+
+
+def _resolved(folder: str) -> Path | None:
+    """`folder` resolved; None for one the file system cannot take (it is skipped)."""
+    try:
+        return Path(folder).resolve()
+    except (OSError, ValueError):
+        return None
