@@ -172,7 +172,14 @@ def add_serve(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--allow-client-models",
         action="store_true",
         help="let TCP clients switch to a Hugging Face hub model through their settings "
-        "(aliases and local paths are always allowed)",
+        "(aliases and local paths are always allowed); not the engine: see "
+        "--allow-client-engines",
+    )
+    serve.add_argument(
+        "--allow-client-engines",
+        action="store_true",
+        help="let TCP clients point the server at a remote engine URL of their choosing "
+        "through their `engine` setting (the server's API key goes there)",
     )
     serve.add_argument(
         "--compile",

@@ -327,6 +327,17 @@ def test_a_client_cannot_set_a_model_the_server_does_not_allow():
     assert [s.model for s in host.loads] == ["local-dir", "tiny"]
 
 
+def test_allowing_client_models_does_not_let_a_client_pick_the_engine():
+    """--allow-client-models names hub models; the engine (where the API key goes) needs
+    --allow-client-engines (issue 28)."""
+    host = FakeHost(None, state="ready")
+    session = Session(Settings(model="tiny"), host, model_allowed=None, engines_allowed=False)
+    problems = session.configure({"engine": "openai:http://attacker.example:8000"})
+    assert len(problems) == 1 and "--allow-client-engines" in problems[0]
+    assert session.settings.engine == "local" and host.loads == []
+    assert session.configure({"model": "org/model"}) == []  # models stay allowed
+
+
 def test_a_new_session_reloads_when_an_earlier_client_switched_the_model():
     host = FakeHost(None, state="ready")
     host.held = Holding(ModelSpec(model="other"))
@@ -341,7 +352,12 @@ def test_a_new_session_reloads_when_an_earlier_client_switched_the_model():
 def test_a_client_cannot_send_prompts_to_an_engine_of_its_choosing():
     """Over TCP a client may not point the server (and its API key) at its own URL."""
     host = FakeHost(None, state="ready")
-    session = Session(Settings(model="tiny"), host, model_allowed=lambda spec: "/" not in spec)
+    session = Session(
+        Settings(model="tiny"),
+        host,
+        model_allowed=lambda spec: "/" not in spec,
+        engines_allowed=False,
+    )
     problems = session.configure({"engine": "openai:http://attacker.example:8000"})
     assert len(problems) == 1 and "engine" in problems[0]
     assert session.settings.engine == "local" and host.loads == []

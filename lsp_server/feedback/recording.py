@@ -15,7 +15,7 @@ one per session and hands it to the `Session`. It owns one `FeedbackRecorder`
   `"editor"` otherwise, so a person's statistics leave the simulator's runs out.
 - Each shown suggestion gets a random id, unique across restarts; the inline
   item's `codetailor.accepted` command carries it back.
-- Every recorder call runs in order on one daemon thread (each event fsyncs, which
+- Every recorder call runs in order on one daemon thread (each event may fsync, which
   must not hold up the event loop); that thread also calls `poll` every `poll_s`
   seconds, so retention checks are answered while the user is idle. `close`
   drains what is queued, within a bound, before the process exits.

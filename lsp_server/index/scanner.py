@@ -48,12 +48,20 @@ class WorkspaceScanner:
     # --- paths on disk ----------------------------------------------------------
 
     def folder(self, path: str) -> Path | None:
-        """`path` resolved when it is a folder; None otherwise."""
-        return Path(path).resolve() if Path(path).is_dir() else None
+        """`path` resolved when it is a folder; None otherwise (also for a name the file
+        system cannot take: a NUL, a part too long)."""
+        try:
+            return Path(path).resolve() if Path(path).is_dir() else None
+        except (OSError, ValueError):
+            return None
 
-    def locate(self, path: str) -> Path:
-        """Where `path` really is: made absolute, symlinks resolved."""
-        return Path(path).resolve()
+    def locate(self, path: str) -> Path | None:
+        """Where `path` really is: made absolute, symlinks resolved; None for a name the
+        file system cannot take."""
+        try:
+            return Path(path).resolve()
+        except (OSError, ValueError):
+            return None
 
     # --- scans ------------------------------------------------------------------
 

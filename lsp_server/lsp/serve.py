@@ -146,6 +146,7 @@ def serve(args: argparse.Namespace) -> int:
         host,
         register=handlers.register,
         allow_client_models=allow,
+        allow_client_engines=bool(getattr(args, "allow_client_engines", False)) or not address,
         loading=loading,
     )
     if address:

@@ -86,6 +86,7 @@ class CodetailorServer(LanguageServer):
         *,
         register: Callable[[CodetailorServer], None],
         allow_client_models: bool = True,
+        allow_client_engines: bool = True,
         loading: ModelSpec | None = None,
     ) -> None:
         """`loading`: how this server loads models (--trust-remote-code, --compile)."""
@@ -97,6 +98,7 @@ class CodetailorServer(LanguageServer):
             startup,
             host,
             model_allowed=model_allowed,
+            engines_allowed=allow_client_engines,
             recording=Recording(cache_home()),
             scanner=WorkspaceScanner(),
             adapters=AdapterSource(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -21,7 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from lsp_server.errors import CodetailorError
-from lsp_server.feedback import SuggestionRecord, count_events, feedback_dir, read_suggestions
+from lsp_server.feedback import (
+    SuggestionRecord,
+    count_events,
+    feedback_dir,
+    read_suggestions,
+    remove_log,
+)
 from lsp_server.measure.quality.metrics import percentile
 from lsp_server.model.preflight import check_plotting
 
@@ -210,7 +215,10 @@ def cmd_clear(args: argparse.Namespace) -> int:
     if not folder.exists():
         print(f"no feedback log at {folder}", file=sys.stderr)
         return 0
-    count = count_events(folder)
-    shutil.rmtree(folder)
-    print(f"removed {count} events ({folder})", file=sys.stderr)
+    try:
+        removed = f"{count_events(folder)} events"
+    except CodetailorError:  # a segment that cannot be read: the log goes all the same
+        removed = "the log"
+    remove_log(folder)
+    print(f"removed {removed} ({folder})", file=sys.stderr)
     return 0

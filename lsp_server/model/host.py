@@ -34,6 +34,10 @@ log = logging.getLogger("codetailor.service")
 
 T = TypeVar("T")
 State = Literal["idle", "loading", "ready", "failed"]
+# Most ordinary calls that wait at once: past it, the oldest superseded one (its stop flag
+# set) is dropped first, else the oldest one (its flag set for it). A request behind 200
+# others waited 7 s before (issue 28).
+MAX_WAITING = 32
 
 
 class Worker:
@@ -43,10 +47,15 @@ class Worker:
     asked for) run only when no ordinary call waits; an ordinary call that
     arrives while one runs sets that call's cancel flag, so it yields at its
     next check (one prefill chunk, one decoding step).
+
+    At most `MAX_WAITING` ordinary calls wait: one submitted with a `stop` flag may be
+    dropped for a newer one (superseded ones first, then the oldest), which sets its
+    flag and runs it ahead of the rest, where it returns at its first check.
     """
 
     def __init__(self, name: str) -> None:
         self._jobs: deque[_Job] = deque()
+        self._dropped: deque[_Job] = deque()  # stopped to bound the queue: run first, cheap
         self._background: deque[_Job] = deque()
         self._stopped = False
         self._yield: threading.Event | None = None  # the running background call's cancel flag
@@ -54,10 +63,13 @@ class Worker:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, fn: Callable[[], T]) -> Future[T]:
+    def submit(self, fn: Callable[[], T], stop: threading.Event | None = None) -> Future[T]:
+        """Run `fn` after the calls waiting; `stop`: its flag, set when it is superseded
+        (or dropped here), which `fn` checks before doing any work."""
         future: Future[T] = Future()
         with self._cond:
-            self._jobs.append(_Job(future, fn))
+            self._jobs.append(_Job(future, fn, stop=stop))
+            self._bound()
             if self._yield is not None:
                 self._yield.set()
             self._cond.notify()
@@ -71,6 +83,18 @@ class Worker:
             self._cond.notify()
         return future
 
+    def _bound(self) -> None:
+        """Drop waiting calls past MAX_WAITING: superseded ones first, then the oldest."""
+        while len(self._jobs) > MAX_WAITING:
+            stoppable = [j for j in self._jobs if j.stop is not None]
+            if not stoppable:
+                return  # none can be stopped: they all run
+            victim = next((j for j in stoppable if j.stop and j.stop.is_set()), stoppable[0])
+            self._jobs.remove(victim)
+            assert victim.stop is not None
+            victim.stop.set()
+            self._dropped.append(victim)
+
     def stop(self) -> None:
         """End the thread once the calls already submitted have run (background ones are
         dropped: their futures are cancelled)."""
@@ -80,8 +104,12 @@ class Worker:
 
     def _next(self) -> _Job | None:
         with self._cond:
-            self._cond.wait_for(lambda: self._stopped or self._jobs or self._background)
-            if self._jobs:
+            self._cond.wait_for(
+                lambda: self._stopped or self._jobs or self._dropped or self._background
+            )
+            if self._dropped:
+                job = self._dropped.popleft()
+            elif self._jobs:
                 job = self._jobs.popleft()
             elif self._stopped:
                 for dropped in self._background:
@@ -109,6 +137,7 @@ class _Job:
     future: Future[Any]
     fn: Callable[[], Any]
     cancel: threading.Event | None = None  # set for background calls: "yield now"
+    stop: threading.Event | None = None  # an ordinary call's own stop flag (superseded)
 
 
 class Loader(Protocol):
@@ -144,9 +173,10 @@ class ModelHost:
         loaded = self.loaded
         return loaded.completer if loaded is not None else None
 
-    def submit(self, job: Callable[[], T]) -> Future[T]:
-        """Run `job` on the generation thread, after the jobs already waiting there."""
-        return self.generator.submit(job)
+    def submit(self, job: Callable[[], T], stop: threading.Event | None = None) -> Future[T]:
+        """Run `job` on the generation thread, after the jobs already waiting there; `stop`:
+        its flag, which the queue's bound may set (see Worker)."""
+        return self.generator.submit(job, stop)
 
     def submit_background(self, job: Callable[[], T], cancel: threading.Event) -> Future[T]:
         """Run `job` when no request waits; `cancel` is set when one arrives (see Worker)."""

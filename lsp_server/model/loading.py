@@ -14,6 +14,7 @@ imported inside the functions that need them, so resolving a spec stays cheap.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -62,6 +63,11 @@ def resolve_model(spec: str | None) -> ModelSource:
         alias = spec.lower()
         return ModelSource("alias", spec, alias, _packaged_gguf(ALIASES[alias], alias))
     path = Path(spec).expanduser()
+    try:
+        path.stat()
+    except OSError as exc:  # a name too long for the file system, say: not a path here
+        if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+            raise CodetailorError(f"model {spec[:80]!r} cannot be used: {exc.strerror}") from None
     if path.is_file():
         if path.suffix.lower() != ".gguf":
             raise CodetailorError(

@@ -381,6 +381,17 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
 
 
+_UNREADABLE: set[str] = set()  # folders already logged as unreadable
+
+
+def unreadable_folder(folder: str | Path, exc: Exception) -> None:
+    """Log, once per folder, that a workspace folder cannot be read (it is skipped)."""
+    name = repr(str(folder)[:200])
+    if name not in _UNREADABLE:
+        _UNREADABLE.add(name)
+        log.warning("workspace folder %s cannot be read (%s); skipped", name, exc)
+
+
 def registered_for(workspace_root: str | Path, base: str | None = None) -> Registered | None:
     """What `lookup_match` finds for the workspace (for the base model `base`, a `--model`
     spec; None: the default), as the session's adapter choice reads it.
@@ -393,6 +404,9 @@ def registered_for(workspace_root: str | Path, base: str | None = None) -> Regis
         match = lookup_match(workspace_root, base or DEFAULT_MODEL)
     except CodetailorError as exc:
         log.warning("adapter registry: %s; using the base model", exc)
+        return None
+    except (OSError, ValueError) as exc:  # a folder the file system cannot take or read
+        unreadable_folder(workspace_root, exc)
         return None
     if match is None:
         return None

@@ -20,6 +20,7 @@ EMPTY_REASONS = (
     "not_ready",  # no model loaded, or still loading after ready_wait_s (READY_WAIT_S)
     "no_help",  # too much text right of the cursor on its line for a completion to help
     "superseded",  # a newer request for the same document took over
+    "queue_full",  # too many requests waited for the model: the oldest was dropped
     "stale",  # the document changed while the model ran
     "closed",  # the document was closed while the model ran
     "settings",  # new settings (another model, or disabled) stopped it
@@ -33,7 +34,7 @@ EMPTY_REASONS = (
 )
 # The reasons an answer the model was asked for is dropped rather than shown; the
 # status' `counts.dropped` is their sum.
-DROPPED_REASONS = ("superseded", "stale", "closed", "settings", "disconnected")
+DROPPED_REASONS = ("superseded", "queue_full", "stale", "closed", "settings", "disconnected")
 # The empty answer's reason for a generation's stop reason (else "empty_generation").
 EMPTY_FOR_STOP = {
     "time": "time_budget",

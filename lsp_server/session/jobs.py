@@ -153,6 +153,8 @@ def dropped_because(
 ) -> str | None:
     """Why a finished generation's answer is not shown (one of DROPPED_REASONS): it was
     stopped, or its document (`doc`, now) closed or changed meanwhile; None: it is shown."""
+    if inflight.cancel.is_set() and not inflight.reason:
+        return "queue_full"  # the host dropped it: too many requests waited
     if completion is None or inflight.cancel.is_set():
         return inflight.reason or "superseded"
     if doc is None:

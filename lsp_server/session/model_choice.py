@@ -71,16 +71,20 @@ class ModelChoice:
         workspace: WorkspaceFolders | None = None,
         loading: ModelSpec | None = None,
         model_allowed: Callable[[str], bool] | None = None,
+        engines_allowed: bool = True,
         source: AdapterSource | None = None,
     ) -> None:
         """`startup`: the command line's settings (always allowed); `loading`: how this
         server loads models (the spec's fields no setting changes: trust_remote_code,
         compile); `model_allowed`: which model specs a client may set (None: any);
+        `engines_allowed`: whether a client may point the server at a remote engine other
+        than the command line's (its own permission: the API key goes there);
         `workspace`: the session's folders, each answered by its own adapter."""
         self.host = host
         self.startup = startup
         self.loading = loading or ModelSpec()
         self.model_allowed = model_allowed
+        self.engines_allowed = engines_allowed
         self.source = source
         # Every workspace folder's adapter, over the session's one copy of the folders.
         self.folders = FolderAdapters(workspace or WorkspaceFolders())
@@ -109,7 +113,7 @@ class ModelChoice:
             problems.append(
                 f"setting 'engine': {settings.engine!r} is a remote engine this server was not "
                 "started with (--engine), and clients may only choose one when it was started "
-                f"with --allow-client-models; using {base.engine!r}"
+                f"with --allow-client-engines; using {base.engine!r}"
             )
             settings = dataclasses.replace(settings, engine=base.engine)
         return settings, problems
@@ -122,9 +126,9 @@ class ModelChoice:
 
     def _may_use_engine(self, engine: str) -> bool:
         """Whether a client may set `engine`: the local one and the command line's always;
-        another URL (where the server would send prompts and its API key) only where
-        clients may choose models at all (`model_allowed` is None)."""
-        return engine in ("local", self.startup.engine) or self.model_allowed is None
+        another URL (where the server would send prompts and its API key) only where the
+        server allows it by itself (`engines_allowed`), not with any model."""
+        return engine in ("local", self.startup.engine) or self.engines_allowed
 
     def apply(self, settings: Settings) -> Literal["load", "swap"] | None:
         """Choose every folder's adapter under `settings` and ask the host for what they

@@ -142,8 +142,9 @@ class HostLike(Protocol):
         format `format_name` (None: the default); None while nothing is loaded."""
         ...
 
-    def submit(self, job: Callable[[], T]) -> Future[T]:
-        """Run `job` on the generation thread; the future holds its result."""
+    def submit(self, job: Callable[[], T], stop: threading.Event | None = None) -> Future[T]:
+        """Run `job` on the generation thread; the future holds its result. `stop`: the
+        job's flag, which the host may set to drop it when too many wait."""
         ...
 
     def submit_background(self, job: Callable[[], T], cancel: threading.Event) -> Future[T]:
@@ -304,8 +305,9 @@ class ScannerLike(Protocol):
         """`path` resolved when it is a folder (a root to take); None otherwise."""
         ...
 
-    def locate(self, path: str) -> Path:
-        """Where `path` really is: made absolute, symlinks resolved."""
+    def locate(self, path: str) -> Path | None:
+        """Where `path` really is: made absolute, symlinks resolved; None for a name the
+        file system cannot take (such a folder is skipped)."""
         ...
 
     def scan(self, root: Path) -> None:
@@ -332,7 +334,7 @@ class NoScanner:
     def folder(self, path: str) -> Path | None:
         return None
 
-    def locate(self, path: str) -> Path:
+    def locate(self, path: str) -> Path | None:
         return Path(path)
 
     def scan(self, root: Path) -> None:

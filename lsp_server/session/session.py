@@ -61,6 +61,7 @@ class Session:
         scanner: ScannerLike | None = None,
         shown_capacity: int = 16,
         model_allowed: Callable[[str], bool] | None = None,
+        engines_allowed: bool = True,
         ready_wait_s: float = READY_WAIT_S,
         recording: RecordingLike | None = None,
         adapters: AdapterSource | None = None,
@@ -70,7 +71,8 @@ class Session:
         """`recording` keeps the feedback log (`lsp_server.feedback.Recording`); None: no log.
         `scanner` reads the workspace's files into the context index and resolves paths
         (`lsp_server.index.WorkspaceScanner`); None: nothing on disk is looked at.
-        `model_allowed`, `adapters` and `loading`: see `ModelChoice`. `head_text` reads a
+        `model_allowed`, `engines_allowed`, `adapters` and `loading`: see
+        `ModelChoice`. `head_text` reads a
         file at git HEAD (`lsp_server.repo.head`), for next edits."""
         self.startup = startup  # the command line's settings: what a null setting returns to
         self.settings = startup
@@ -86,6 +88,7 @@ class Session:
             workspace=self.folders,
             loading=loading,
             model_allowed=model_allowed,
+            engines_allowed=engines_allowed,
             source=adapters,
         )
         self.inflight: dict[str, Inflight] = {}
@@ -357,7 +360,7 @@ class Session:
         job = self.jobs.completion(
             completer, request, self.settings, inflight.cancel, number=number
         )
-        return await asyncio.wrap_future(self.host.submit(job)), completer
+        return await asyncio.wrap_future(self.host.submit(job, inflight.cancel)), completer
 
     def _finish(
         self,

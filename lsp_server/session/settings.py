@@ -28,18 +28,27 @@ SECTION = "codetailor"
 FIRST_TOKEN_TIMEOUT_MS = 8000
 # Keys the client may send that are not settings (read elsewhere, or ignored quietly).
 NOT_SETTINGS = frozenset({"authToken"})
+# The scope of a setting that reaches the network, loads code or weights, or names files
+# (VS Code's word): only the user's own settings may set it, never a workspace's (a
+# repository ships `.vscode/settings.json`, `.dir-locals.el`, `.nvim.lua`). Each client
+# reads these keys from the user's settings alone; `promptFormat` only picks a built-in
+# template, so a workspace may still set it.
+MACHINE = "machine"
 
 
 @dataclass(frozen=True)
 class Settings:
     """What the user can change while the server runs."""
 
-    model: str | None = field(default=None, metadata={"help": "model spec; None: the default"})
+    model: str | None = field(
+        default=None, metadata={"help": "model spec; None: the default", "scope": MACHINE}
+    )
     adapter: str | None = field(
         default="auto",
         metadata={
             "help": "auto (the adapter registered for the workspace's repository, else none), "
-            "none (the base model), or a LoRA adapter folder or registered name"
+            "none (the base model), or a LoRA adapter folder or registered name",
+            "scope": MACHINE,
         },
     )
     device: str = field(
@@ -79,7 +88,10 @@ class Settings:
     )
     engine: str = field(
         default="local",
-        metadata={"help": "local, or openai:http(s)://HOST:PORT for an OpenAI-compatible server"},
+        metadata={
+            "help": "local, or openai:http(s)://HOST:PORT for an OpenAI-compatible server",
+            "scope": MACHINE,
+        },
     )
     feedback: bool = field(
         default=True,
@@ -159,6 +171,26 @@ def _optional_text(value: Any) -> str | None:
     return value.strip()
 
 
+MAX_SPEC_CHARS = 1024
+MAX_NAME_CHARS = 255  # a file name's limit on the usual file systems
+
+
+def _spec(value: Any) -> str | None:
+    """A model or adapter value: a name, id or path of sane length, without control
+    characters (a client over TCP may send anything; a path part over 255 characters
+    fails in the file system, not here with a message)."""
+    text = _optional_text(value)
+    if text is None:
+        return None
+    if len(text) > MAX_SPEC_CHARS or any(len(p) > MAX_NAME_CHARS for p in text.split("/")):
+        raise ValueError(
+            f"too long (at most {MAX_SPEC_CHARS} characters, {MAX_NAME_CHARS} per path part)"
+        )
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise ValueError("control characters are not allowed")
+    return text
+
+
 def _choice(choices: tuple[str, ...], *, prefix_ok: bool = False) -> Callable[[Any], str]:
     def check(value: Any) -> str:
         if not isinstance(value, str):
@@ -202,7 +234,11 @@ def _parser(f: dataclasses.Field[Any]) -> Callable[[Any], Any]:
     return _optional_text
 
 
-PARSERS = {f.name: _parser(f) for f in dataclasses.fields(Settings)} | {"engine": _engine}
+PARSERS = {f.name: _parser(f) for f in dataclasses.fields(Settings)} | {
+    "engine": _engine,
+    "model": _spec,
+    "adapter": _spec,
+}
 
 
 def schema() -> dict[str, dict[str, Any]]:
@@ -219,6 +255,11 @@ def schema() -> dict[str, dict[str, Any]]:
         entry |= {k: v for k, v in f.metadata.items() if k != "help"}
         out[camel(f.name)] = entry | {"help": f.metadata.get("help", "")}
     return out
+
+
+def machine_scoped() -> frozenset[str]:
+    """The wire names of the settings that a workspace's configuration may not set."""
+    return frozenset(name for name, spec in schema().items() if spec.get("scope") == MACHINE)
 
 
 def settings_section(raw: Any) -> Mapping[str, Any]:

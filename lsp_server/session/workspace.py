@@ -61,7 +61,8 @@ class WorkspaceContext:
         to its own."""
         if self._resolved[0] != self.workspace.folders:
             folders = list(self.workspace.folders)
-            self._resolved = (folders, [self.scanner.locate(f) for f in folders])
+            located = (self.scanner.locate(f) for f in folders)
+            self._resolved = (folders, [p for p in located if p is not None])
         return self._resolved[1]
 
     def path_of(self, uri: str) -> str | None:
@@ -71,6 +72,8 @@ class WorkspaceContext:
         if not fs_path:
             return None
         path = self.scanner.locate(fs_path)
+        if path is None:  # a name the file system cannot take
+            return None
         indexed = self.root
         roots = [indexed] if indexed is not None else []
         roots += sorted(self._folders(), key=lambda f: len(f.parts), reverse=True)
@@ -85,11 +88,8 @@ class WorkspaceContext:
         if root is None:
             return True
         fs_path = uri_to_path(uri)
-        try:
-            self.scanner.locate(fs_path or "").relative_to(root)
-        except (ValueError, OSError):
-            return False
-        return bool(fs_path)
+        path = self.scanner.locate(fs_path) if fs_path else None
+        return path is not None and path.is_relative_to(root)
 
     def opened(self, uri: str) -> None:
         with self._lock:

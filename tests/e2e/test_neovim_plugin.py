@@ -364,6 +364,41 @@ def test_setup_is_idempotent_and_reports_bad_options(editor: Editor, tmp_path: P
 
 
 @pytest.mark.parametrize("editor", ["fallback"], indirect=True)  # the same in both modes
+def test_a_projects_nvim_lua_cannot_pick_the_engine_model_adapter_or_command(
+    editor: Editor, tmp_path: Path
+) -> None:
+    """A repository's `.nvim.lua` or `.nvimrc` ('exrc', once trusted) that calls setup()
+    again changes harmless options, never where code goes or what is loaded."""
+    cmd, _ = fake_cmd(tmp_path, " + b")
+    editor.setup(cmd, settings={"engine": "openai:http://gpu.local:8000", "model": "mine"})
+    hostile = {
+        "cmd": ["/bin/sh", "-c", "touch pwned"],
+        "settings": {"engine": "openai:http://attacker:9", "adapter": "./evil", "max_tokens": 8},
+    }
+    project = tmp_path / "repo"
+    (project / "sub").mkdir(parents=True)
+    decoded = f"vim.json.decode([[{json.dumps(hostile)}]])"
+    (project / ".nvim.lua").write_text(f"require('codetailor').setup({decoded})\n")
+    (project / "sub" / ".nvimrc").write_text(
+        "lua require('codetailor').setup({ settings = { model = 'evil', max_tokens = 9 } })\n"
+    )
+    options = "return require('codetailor.config').options"
+    editor.nvim.command(f"source {project / '.nvim.lua'}")
+    got = editor.lua(options)
+    assert got["settings"]["engine"] == "openai:http://gpu.local:8000"
+    assert got["settings"]["adapter"] == "auto" and got["settings"]["model"] == "mine"
+    assert got["cmd"] == cmd and got["settings"]["max_tokens"] == 8
+    editor.nvim.command(f"source {project / 'sub' / '.nvimrc'}")
+    got = editor.lua(options)
+    assert got["settings"]["model"] == "mine" and got["settings"]["max_tokens"] == 9
+    notes = [n["msg"] for n in editor.notes()]
+    assert any("may not set cmd, settings.adapter, settings.engine" in n for n in notes), notes
+    # The user's own config still sets them.
+    editor.setup(cmd, settings={"engine": "local"})
+    assert editor.lua(options)["settings"]["engine"] == "local"
+
+
+@pytest.mark.parametrize("editor", ["fallback"], indirect=True)  # the same in both modes
 def test_a_missing_server_command_is_reported(editor: Editor, tmp_path: Path) -> None:
     editor.setup(["/nonexistent/codetailor", "serve"])
     (tmp_path / "a.py").write_text("x = 1\n")

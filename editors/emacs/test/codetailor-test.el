@@ -113,5 +113,22 @@
       (cancel-timer codetailor--cursor-timer)
       (setq codetailor--cursor-timer nil))))
 
+;; A repository's .dir-locals.el may set `eglot-workspace-configuration' without a
+;; prompt (Eglot marks it safe), and may try `codetailor-settings' itself.
+(ert-deftest codetailor-a-project-cannot-pick-the-engine-model-or-adapter ()
+  (should (risky-local-variable-p 'codetailor-settings))
+  (should (risky-local-variable-p 'codetailor-command))
+  (let ((codetailor-settings '(:maxTokens 64 :engine "openai:http://gpu:8000")))
+    (should (equal (codetailor--merge-settings
+                    '(:maxTokens 8 :engine "openai:http://attacker:9" :model "./evil"
+                      :adapter "./evil"))
+                   '(:maxTokens 8 :engine "openai:http://gpu:8000")))
+    (should (equal (codetailor--merge-settings '((engine . "openai:http://attacker:9")))
+                   '(:maxTokens 64 :engine "openai:http://gpu:8000")))
+    ;; A directory-local value (the user said yes to the prompt) keeps the user's machine keys.
+    (with-temp-buffer
+      (setq-local codetailor-settings '(:maxTokens 8 :engine "openai:http://attacker:9"))
+      (should (equal (codetailor--settings) '(:maxTokens 8 :engine "openai:http://gpu:8000"))))))
+
 (provide 'codetailor-test)
 ;;; codetailor-test.el ends here

@@ -185,6 +185,16 @@ export function initializationOptions(s: Settings): ServerSettings & { authToken
 export const RESTART_KEYS = ["serverCommand", "serverArgs", "authToken"] as const;
 export type RestartKey = (typeof RESTART_KEYS)[number];
 
+/**
+ * The settings a workspace may not set: the server's command line, and the server
+ * settings that reach the network, load code or weights, or name files (the server's
+ * schema marks them `"scope": "machine"`; tests/test_settings_schema.py keeps this list
+ * equal to it). A repository's `.vscode/settings.json` must not pick the engine that
+ * receives the user's code and API key, nor a model or adapter inside the repository:
+ * these are read from the user's (or Remote) settings and the defaults alone.
+ */
+export const MACHINE_KEYS = ["serverCommand", "serverArgs", "authToken", "model", "adapter", "engine"] as const;
+
 /** The parts of `WorkspaceConfiguration.inspect(key)` used here. */
 export interface Inspected {
   defaultValue?: unknown;
@@ -194,7 +204,7 @@ export interface Inspected {
 }
 
 function isMachineScoped(key: string): boolean {
-  return (RESTART_KEYS as readonly string[]).includes(key);
+  return (MACHINE_KEYS as readonly string[]).includes(key);
 }
 
 /**

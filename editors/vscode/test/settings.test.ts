@@ -101,8 +101,8 @@ test("machine-scoped settings apply from the user (or Remote) settings only, oth
   const inspected = { defaultValue: "codetailor", globalValue: "/opt/ct", workspaceValue: "/ws/ct", workspaceFolderValue: "/f/ct" };
   assert.equal(effectiveValue("serverCommand", inspected), "/opt/ct");
   assert.equal(effectiveValue("serverCommand", { defaultValue: "codetailor", workspaceValue: "/ws/ct" }), "codetailor");
-  assert.equal(effectiveValue("model", { ...inspected, defaultValue: "" }), "/f/ct");
-  assert.equal(effectiveValue("model", { defaultValue: "", workspaceValue: "m" }), "m");
+  assert.equal(effectiveValue("promptFormat", { ...inspected, defaultValue: "" }), "/f/ct");
+  assert.equal(effectiveValue("promptFormat", { defaultValue: "", workspaceValue: "m" }), "m");
   assert.equal(effectiveValue("model", undefined), undefined);
   // through readSettings, as the extension reads them
   const s = readSettings((key) => effectiveValue(key, key === "serverArgs" ? { defaultValue: ["serve"], workspaceValue: ["x"] } : undefined));
@@ -113,7 +113,8 @@ test("the log names where a value comes from: Remote settings in a remote window
   assert.equal(settingSource("serverCommand", { globalValue: "/opt/ct" }, "ssh-remote"), "Remote settings");
   assert.equal(settingSource("serverCommand", { globalValue: "/opt/ct" }, undefined), "User settings");
   assert.equal(settingSource("serverCommand", { workspaceValue: "/ws/ct" }, undefined), "default");
-  assert.equal(settingSource("model", { workspaceValue: "m" }, undefined), "workspace settings");
+  assert.equal(settingSource("maxTokens", { workspaceValue: 8 }, undefined), "workspace settings");
+  assert.equal(settingSource("model", { workspaceValue: "m" }, undefined), "default");
 });
 
 test("a change that does not touch the server's command keeps it (Toggle in a remote window)", () => {
@@ -136,4 +137,30 @@ test("a real change of the server's command is a restart, logged with old and ne
     { key: "authToken", from: "(none)", to: "(a token)" },
   ]);
   assert.equal(JSON.stringify(restartChanges(running, next)).includes("s3cret"), false, "the token is never logged");
+});
+
+test("a workspace cannot pick the engine, the model or the adapter: only the user's settings can", () => {
+  // What a repository's .vscode/settings.json (workspace) or a folder's settings would set.
+  const planted: Record<string, unknown> = {
+    engine: "openai:http://attacker.example:8000",
+    model: "./weights/evil",
+    adapter: "./adapters/evil",
+    maxTokens: 8,
+  };
+  const defaults: Record<string, unknown> = { engine: "local", model: "", adapter: "auto", maxTokens: 64 };
+  for (const scope of ["workspaceValue", "workspaceFolderValue"] as const) {
+    const s = readSettings((key) =>
+      key in planted ? effectiveValue(key, { defaultValue: defaults[key], [scope]: planted[key] }) : undefined,
+    );
+    const sent = initializationOptions(s);
+    assert.equal(sent.engine, "local", scope);
+    assert.equal(sent.model, null, scope);
+    assert.equal(sent.adapter, "auto", scope);
+    assert.equal(sent.maxTokens, 8, scope); // a harmless setting still applies from the workspace
+  }
+  // The user's own value applies.
+  const user = readSettings((key) =>
+    key === "engine" ? effectiveValue(key, { defaultValue: "local", globalValue: "openai:http://gpu:8000", workspaceValue: planted.engine }) : undefined,
+  );
+  assert.equal(user.engine, "openai:http://gpu:8000");
 });

@@ -81,6 +81,59 @@ M.defaults = {
 ---@type codetailor.Config
 M.options = vim.deepcopy(M.defaults)
 
+--- The settings a project may not choose (the server's machine-scoped settings): they
+--- pick where the user's code and API key go, or load weights. With `cmd` and
+--- `auth_token`, they come from the user's own config alone.
+M.MACHINE = { "model", "adapter", "engine" }
+local MACHINE_OPTIONS = { "cmd", "auth_token" }
+--- The project-local files Neovim sources under 'exrc' (once `:trust`ed).
+local PROJECT_FILES = { ".nvim.lua", ".nvimrc", ".exrc" }
+
+--- Whether the code running now was started from a project-local config file: a Lua
+--- frame loaded from one (`.nvim.lua`), or a Vim script one on the script stack.
+---@return boolean
+function M.from_project()
+  local level = 2
+  local info = debug.getinfo(level, "S")
+  while info do
+    local source = info.source or ""
+    if source:sub(1, 1) == "@" and vim.tbl_contains(PROJECT_FILES, vim.fs.basename(source:sub(2))) then
+      return true
+    end
+    level = level + 1
+    info = debug.getinfo(level, "S")
+  end
+  local stack = "/" .. vim.fn.expand("<stack>")
+  for _, name in ipairs(PROJECT_FILES) do
+    if stack:find("[/ ]" .. vim.pesc(name) .. "%[") then
+      return true
+    end
+  end
+  return false
+end
+
+--- `opts` with the options a project may not set replaced by their `current` values.
+---@param opts table
+---@param current codetailor.Config
+---@return table opts, string[] refused the options `opts` tried to change
+function M.keep_machine(opts, current)
+  local kept, refused = vim.deepcopy(opts), {}
+  local function keep(t, key, value, name)
+    if t[key] ~= nil and not vim.deep_equal(t[key], value) then
+      table.insert(refused, name)
+    end
+    t[key] = vim.deepcopy(value)
+  end
+  for _, key in ipairs(MACHINE_OPTIONS) do
+    keep(kept, key, current[key], key)
+  end
+  kept.settings = type(kept.settings) == "table" and kept.settings or {}
+  for _, key in ipairs(M.MACHINE) do
+    keep(kept.settings, key, current.settings[key], "settings." .. key)
+  end
+  return kept, refused
+end
+
 local function one_of(...)
   local choices = { ... }
   return function(v)

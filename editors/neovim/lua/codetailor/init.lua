@@ -107,7 +107,15 @@ end
 --- Configure and start. Safe to call more than once.
 ---@param opts? codetailor.Config|table
 function M.setup(opts)
+  local refused = {}
+  if config.from_project() then -- a repository's .nvim.lua may not pick the engine or model
+    opts, refused = config.keep_machine(opts or {}, config.options)
+  end
   local resolved, problems = config.resolve(opts)
+  if #refused > 0 then
+    table.insert(problems, "a project's config may not set " .. table.concat(refused, ", ")
+      .. " (set them in your own config); kept as they were")
+  end
   config.options = resolved
   if #problems > 0 then
     vim.notify("codetailor: setup(): " .. table.concat(problems, "; "), vim.log.levels.WARN)
