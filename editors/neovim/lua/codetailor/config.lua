@@ -19,6 +19,9 @@ local M = {}
 ---@field context boolean Add snippets of other workspace files to the prompt.
 ---@field engine string "local", or "openai:http(s)://HOST:PORT" for an OpenAI-compatible server.
 ---@field feedback boolean Keep a local log of shown and accepted suggestions (never sent).
+---@field next_edit boolean Suggest the next edit near the cursor (drawn by the plugin).
+---@field next_edit_debounce_ms integer Wait this long after an edit before asking for the next one.
+---@field next_edit_window_lines integer Lines above and below the cursor the next edit may touch.
 
 --- Insert-mode keys; `false` leaves a key unmapped.
 ---@class codetailor.Keymaps
@@ -26,6 +29,11 @@ local M = {}
 ---@field accept_line string|false Insert its next line.
 ---@field dismiss string|false Hide it.
 ---@field next string|false Show the next one (or ask again).
+---@field next_edit string|false Jump to the shown next edit, then apply it (Insert and Normal mode).
+
+--- Next-edit suggestions as the plugin draws them.
+---@class codetailor.NextEditOptions
+---@field clear_after_moves integer Hide a shown next edit after this many cursor moves.
 
 ---@class codetailor.Config
 ---@field cmd string[] The command that runs `codetailor serve` on stdio.
@@ -36,6 +44,7 @@ local M = {}
 ---@field ghost_text codetailor.GhostMode "native" (Neovim 0.12+), "fallback" (extmarks), "auto".
 ---@field debounce_ms integer Wait this long after typing before asking (fallback ghost text).
 ---@field keymaps codetailor.Keymaps
+---@field next_edit codetailor.NextEditOptions
 ---@field adapter_dir string Where `:Codetailor finetune` writes adapters.
 
 ---@type codetailor.Config
@@ -61,10 +70,16 @@ M.defaults = {
     context = true,
     engine = "local",
     feedback = true,
+    next_edit = true,
+    next_edit_debounce_ms = 300,
+    next_edit_window_lines = 10,
   },
   ghost_text = "auto",
   debounce_ms = 150,
-  keymaps = { accept = "<Tab>", accept_line = "<S-Tab>", dismiss = "<C-]>", next = "<M-]>" },
+  keymaps = {
+    accept = "<Tab>", accept_line = "<S-Tab>", dismiss = "<C-]>", next = "<M-]>", next_edit = "<Tab>",
+  },
+  next_edit = { clear_after_moves = 3 },
   adapter_dir = vim.fn.stdpath("data") .. "/codetailor/adapters",
 }
 
@@ -110,6 +125,10 @@ local CHECKS = {
   { "settings.context", function(v) return type(v) == "boolean", "true or false" end },
   { "settings.engine", function(v) return type(v) == "string", "local or openai:URL" end },
   { "settings.feedback", function(v) return type(v) == "boolean", "true or false" end },
+  { "settings.next_edit", function(v) return type(v) == "boolean", "true or false" end },
+  { "settings.next_edit_debounce_ms", whole(0, 10000) },
+  { "settings.next_edit_window_lines", whole(1, 100) },
+  { "next_edit.clear_after_moves", whole(1, 1000) },
 }
 
 local function get_path(t, path)
@@ -167,7 +186,8 @@ local WIRE = {
   model = "model", adapter = "adapter", device = "device", dtype = "dtype",
   max_tokens = "maxTokens", multiline = "multiline", time_budget_ms = "timeBudgetMs",
   enable = "enable", prompt_format = "promptFormat", context = "context", engine = "engine",
-  feedback = "feedback",
+  feedback = "feedback", next_edit = "nextEdit", next_edit_debounce_ms = "nextEditDebounceMs",
+  next_edit_window_lines = "nextEditWindowLines",
 }
 
 --- The settings as the server names them; an unset string is sent as null (the
