@@ -31,6 +31,14 @@ export interface Settings {
   feedback: boolean;
   /** Sent as `initializationOptions.authToken` (for a server on a non-loopback TCP address). */
   authToken: string;
+  /** Suggest the next edit near the cursor (nextEdit.ts). */
+  nextEdit: boolean;
+  /** Wait this long after an edit before asking for the next one. */
+  nextEditDebounceMs: number;
+  /** Lines above and below the cursor that the next edit may touch. */
+  nextEditWindowLines: number;
+  /** Show only a gutter mark for a next edit until Tab jumps there (the extension's own; not sent). */
+  nextEditIndicatorOnly: boolean;
 }
 
 export const DEFAULTS: Readonly<Settings> = Object.freeze({
@@ -49,6 +57,10 @@ export const DEFAULTS: Readonly<Settings> = Object.freeze({
   engine: "local",
   feedback: true,
   authToken: "",
+  nextEdit: true,
+  nextEditDebounceMs: 300,
+  nextEditWindowLines: 10,
+  nextEditIndicatorOnly: false,
 });
 
 /** What the server understands: camelCase, null for "use your default". */
@@ -65,6 +77,9 @@ export interface ServerSettings {
   context: boolean;
   engine: string;
   feedback: boolean;
+  nextEdit: boolean;
+  nextEditDebounceMs: number;
+  nextEditWindowLines: number;
 }
 
 /** A getter shaped like `vscode.WorkspaceConfiguration.get`, so this module stays pure. */
@@ -98,6 +113,7 @@ export function readSettings(get: Getter, problems: string[] = []): Settings {
     return value;
   };
   const str = (v: unknown) => (typeof v === "string" ? v.trim() : undefined);
+  const bool = (v: unknown) => (typeof v === "boolean" ? v : undefined);
   const num = (low: number, high: number) => (v: unknown) =>
     typeof v === "number" && Number.isFinite(v) ? whole(v, 0, low, high) : undefined;
   return {
@@ -120,6 +136,10 @@ export function readSettings(get: Getter, problems: string[] = []): Settings {
     engine: pick("engine", (v) => str(v) || undefined),
     feedback: pick("feedback", (v) => (typeof v === "boolean" ? v : undefined)),
     authToken: pick("authToken", (v) => text(v, "")),
+    nextEdit: pick("nextEdit", bool),
+    nextEditDebounceMs: pick("nextEditDebounceMs", num(0, 10_000)),
+    nextEditWindowLines: pick("nextEditWindowLines", num(1, 100)),
+    nextEditIndicatorOnly: pick("nextEditIndicatorOnly", bool),
   };
 }
 
@@ -139,6 +159,9 @@ export function toServerSettings(s: Settings): ServerSettings {
     context: s.context,
     engine: s.engine,
     feedback: s.feedback,
+    nextEdit: s.nextEdit,
+    nextEditDebounceMs: s.nextEditDebounceMs,
+    nextEditWindowLines: s.nextEditWindowLines,
   };
 }
 
