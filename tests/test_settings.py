@@ -19,6 +19,10 @@ def test_camel_case_keys_fill_the_dataclass():
         "context": False,
         "engine": "openai:http://gpu-box:8000",
         "feedback": False,
+        "nextEdit": False,
+        "nextEditDebounceMs": 50,
+        "nextEditWindowLines": 3,
+        "nextEditFormat": "zeta",
     }
     settings, problems = parse_settings(raw, Settings())
     assert problems == []
@@ -35,6 +39,10 @@ def test_camel_case_keys_fill_the_dataclass():
         context=False,
         engine="openai:http://gpu-box:8000",
         feedback=False,
+        next_edit=False,
+        next_edit_debounce_ms=50,
+        next_edit_window_lines=3,
+        next_edit_format="zeta",
     )
     assert settings.to_wire() == raw
 

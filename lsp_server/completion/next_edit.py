@@ -82,3 +82,25 @@ class NextEditPredictorLike(Protocol):
         cancel: threading.Event | None = None,
         time_budget: float | None = None,
     ) -> NextEditAnswer: ...
+
+
+def minimal_edit(current: str, updated: str) -> WindowEdit | None:
+    """The one replacement that turns `current` into `updated`, with their common prefix
+    and suffix trimmed; None when they are equal (no edit)."""
+    if current == updated:
+        return None
+    limit = min(len(current), len(updated))
+    start = 0
+    while start < limit and current[start] == updated[start]:
+        start += 1
+    tail = 0
+    while tail < limit - start and current[-1 - tail] == updated[-1 - tail]:
+        tail += 1
+    return WindowEdit(start, len(current) - tail, updated[start : len(updated) - tail])
+
+
+def apply_edit(current: str, edit: WindowEdit | None) -> str:
+    """`current` with `edit` made (unchanged for None)."""
+    if edit is None:
+        return current
+    return current[: edit.start] + edit.text + current[edit.end :]

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from lsp_server.completion.next_edit_prompt import NEXT_EDIT_FORMATS
 from lsp_server.completion.scope import Mode
 
 Multiline = Literal["auto", "always", "never"]
@@ -66,6 +67,33 @@ class Settings:
     feedback: bool = field(
         default=True,
         metadata={"help": "keep a local log of shown and accepted suggestions (never sent)"},
+    )
+    next_edit: bool = field(
+        default=True, metadata={"help": "suggest the next edit near the cursor (next edits)"}
+    )
+    next_edit_debounce_ms: int = field(
+        default=300,
+        metadata={
+            "help": "how long the editor waits after an edit before asking for the next one",
+            "minimum": 0,
+            "maximum": 10_000,
+        },
+    )
+    next_edit_window_lines: int = field(
+        default=10,
+        metadata={
+            "help": "most lines above and below the cursor a next edit may touch "
+            "(a CPU uses at most 5)",
+            "minimum": 1,
+            "maximum": 100,
+        },
+    )
+    next_edit_format: str | None = field(
+        default=None,
+        metadata={
+            "help": "the next-edit prompt layout (empty: sweep, with the model's file separator)",
+            "enum": tuple(NEXT_EDIT_FORMATS),
+        },
     )
 
     @property

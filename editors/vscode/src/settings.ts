@@ -29,14 +29,12 @@ export interface Settings {
   engine: string;
   /** A local log of shown and accepted suggestions (never sent anywhere). */
   feedback: boolean;
+  nextEdit: boolean;
+  nextEditDebounceMs: number;
+  nextEditWindowLines: number;
+  nextEditFormat: string;
   /** Sent as `initializationOptions.authToken` (for a server on a non-loopback TCP address). */
   authToken: string;
-  /** Suggest the next edit near the cursor (nextEdit.ts). */
-  nextEdit: boolean;
-  /** Wait this long after an edit before asking for the next one. */
-  nextEditDebounceMs: number;
-  /** Lines above and below the cursor that the next edit may touch. */
-  nextEditWindowLines: number;
   /** Show only a gutter mark for a next edit until Tab jumps there (the extension's own; not sent). */
   nextEditIndicatorOnly: boolean;
 }
@@ -56,10 +54,11 @@ export const DEFAULTS: Readonly<Settings> = Object.freeze({
   context: true,
   engine: "local",
   feedback: true,
-  authToken: "",
   nextEdit: true,
   nextEditDebounceMs: 300,
   nextEditWindowLines: 10,
+  nextEditFormat: "",
+  authToken: "",
   nextEditIndicatorOnly: false,
 });
 
@@ -80,6 +79,7 @@ export interface ServerSettings {
   nextEdit: boolean;
   nextEditDebounceMs: number;
   nextEditWindowLines: number;
+  nextEditFormat: string | null;
 }
 
 /** A getter shaped like `vscode.WorkspaceConfiguration.get`, so this module stays pure. */
@@ -135,10 +135,11 @@ export function readSettings(get: Getter, problems: string[] = []): Settings {
     context: pick("context", (v) => (typeof v === "boolean" ? v : undefined)),
     engine: pick("engine", (v) => str(v) || undefined),
     feedback: pick("feedback", (v) => (typeof v === "boolean" ? v : undefined)),
-    authToken: pick("authToken", (v) => text(v, "")),
-    nextEdit: pick("nextEdit", bool),
+    nextEdit: pick("nextEdit", (v) => (typeof v === "boolean" ? v : undefined)),
     nextEditDebounceMs: pick("nextEditDebounceMs", num(0, 10_000)),
     nextEditWindowLines: pick("nextEditWindowLines", num(1, 100)),
+    nextEditFormat: pick("nextEditFormat", str),
+    authToken: pick("authToken", (v) => text(v, "")),
     nextEditIndicatorOnly: pick("nextEditIndicatorOnly", bool),
   };
 }
@@ -162,6 +163,7 @@ export function toServerSettings(s: Settings): ServerSettings {
     nextEdit: s.nextEdit,
     nextEditDebounceMs: s.nextEditDebounceMs,
     nextEditWindowLines: s.nextEditWindowLines,
+    nextEditFormat: orNull(s.nextEditFormat),
   };
 }
 

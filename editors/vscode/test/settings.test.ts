@@ -35,6 +35,7 @@ test("unset settings are the defaults, and go to the server in camelCase", () =>
     nextEdit: true,
     nextEditDebounceMs: 300,
     nextEditWindowLines: 10,
+    nextEditFormat: null,
   });
 });
 
@@ -76,6 +77,7 @@ test("values map one to one; empty strings become null (the server's default)", 
     nextEdit: false,
     nextEditDebounceMs: 10_000, // clamped to what the server accepts
     nextEditWindowLines: 5,
+    nextEditFormat: null,
   });
 });
 

@@ -16,6 +16,7 @@ local M = {}
 ---@field time_budget_ms integer Most milliseconds per completion (50..60000).
 ---@field enable boolean Show completions at all (`:Codetailor toggle`).
 ---@field prompt_format? string Override the fill-in-the-middle format.
+---@field next_edit_format? string The next-edit prompt layout ("sweep", "zeta"; nil: sweep).
 ---@field context boolean Add snippets of other workspace files to the prompt.
 ---@field engine string "local", or "openai:http(s)://HOST:PORT" for an OpenAI-compatible server.
 ---@field feedback boolean Keep a local log of shown and accepted suggestions (never sent).
@@ -67,6 +68,7 @@ M.defaults = {
     time_budget_ms = 2000,
     enable = true,
     prompt_format = nil,
+    next_edit_format = nil,
     context = true,
     engine = "local",
     feedback = true,
@@ -89,7 +91,7 @@ M.options = vim.deepcopy(M.defaults)
 local function one_of(...)
   local choices = { ... }
   return function(v)
-    return vim.tbl_contains(choices, v), table.concat(choices, ", ")
+    return v == nil or vim.tbl_contains(choices, v), table.concat(choices, ", ")
   end
 end
 
@@ -122,6 +124,7 @@ local CHECKS = {
   { "settings.time_budget_ms", whole(50, 60000) },
   { "settings.enable", function(v) return type(v) == "boolean", "true or false" end },
   { "settings.prompt_format", optional_string },
+  { "settings.next_edit_format", one_of("sweep", "zeta") },
   { "settings.context", function(v) return type(v) == "boolean", "true or false" end },
   { "settings.engine", function(v) return type(v) == "string", "local or openai:URL" end },
   { "settings.feedback", function(v) return type(v) == "boolean", "true or false" end },
@@ -187,7 +190,7 @@ local WIRE = {
   max_tokens = "maxTokens", multiline = "multiline", time_budget_ms = "timeBudgetMs",
   enable = "enable", prompt_format = "promptFormat", context = "context", engine = "engine",
   feedback = "feedback", next_edit = "nextEdit", next_edit_debounce_ms = "nextEditDebounceMs",
-  next_edit_window_lines = "nextEditWindowLines",
+  next_edit_window_lines = "nextEditWindowLines", next_edit_format = "nextEditFormat",
 }
 
 --- The settings as the server names them; an unset string is sent as null (the

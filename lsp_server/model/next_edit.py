@@ -1,0 +1,149 @@
+"""The next-edit predictor: the model rewrites the window around the cursor.
+
+`NextEditPredictor` lays the request out in its next-edit format
+(lsp_server.completion.next_edit_prompt), trims the edit history to its token
+budget (most recent edits kept), and asks a `GenerationEngine` to continue the
+prompt greedily. The current window is passed as the engine's drafting hint: most
+of the output copies it, so the local `Engine` drafts those tokens and verifies
+them several per forward (the output is plain greedy decoding's, only faster).
+The stop rule (`rewrite_end`) ends generation as soon as the output has reproduced
+the rest of the window; the remote engine closes its stream on the same rule.
+
+`next_edit_predictor(completer)` gives each completer's engine one predictor (kept
+beside it), which is how the model host hands them out.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+from lsp_server.completion.generation import GenerationEngine
+from lsp_server.completion.next_edit import NextEditAnswer, NextEditRequest, RecentEdit
+from lsp_server.completion.next_edit_prompt import NextEditFormat, next_edit_format, with_newline
+from lsp_server.completion.next_edit_text import rewrite_end, settle
+
+# Window lines (above + the cursor's + below): Sweep's 10 + 1 + 10 where prefill is cheap;
+# on a CPU 5 + 1 + 5, so that the prompt (history, the window twice) stays near 300
+# tokens (~1 s of SmolLM2-135M prefill on a quiet core, less with the KV prefix reuse).
+WINDOW_LINES_GPU = 21
+WINDOW_LINES_CPU = 11
+HISTORY_TOKENS_GPU = 1024
+HISTORY_TOKENS_CPU = 192
+
+
+class NextEditPredictor:
+    """Writes the updated window for a `NextEditRequest` with a `GenerationEngine`."""
+
+    def __init__(
+        self,
+        engine: GenerationEngine,
+        tokenizer: Any,
+        fmt: NextEditFormat,
+        *,
+        window_lines: int = WINDOW_LINES_GPU,
+        history_tokens: int = HISTORY_TOKENS_GPU,
+    ) -> None:
+        self.engine = engine
+        self.tokenizer = tokenizer
+        self.format = fmt
+        self.window_lines = window_lines
+        self.history_tokens = history_tokens
+        end = tokenizer.convert_tokens_to_ids(fmt.end_marker) if fmt.end_marker else None
+        unk = getattr(tokenizer, "unk_token_id", None)
+        self._end_id: int | None = end if isinstance(end, int) and end != unk else None
+
+    def predict(
+        self,
+        request: NextEditRequest,
+        *,
+        cancel: threading.Event | None = None,
+        time_budget: float | None = None,
+    ) -> NextEditAnswer:
+        """The model's updated window and the minimal edit it makes (None: no edit)."""
+        started = time.perf_counter()
+        request = NextEditRequest(request.path, self.fitting(request.history), request.window)
+        prompt = self.encode(self.format.prompt(request))
+        current = request.window.current
+        hint = self.encode(with_newline(current))
+        deadline = None if time_budget is None else time.monotonic() + time_budget
+        generation = self.engine.generate(
+            prompt,
+            max_new_tokens=len(hint) + len(hint) // 2 + 16,
+            stop=self._stop_rule(current),
+            deadline=deadline,
+            cancel=cancel,
+            hint=hint,
+        )
+        output = self.tokenizer.decode(generation.tokens, skip_special_tokens=False)
+        updated = rewrite_end(current, output, self.format.end_marker)
+        if updated is None and generation.stop_reason == "eos":
+            updated = rewrite_end(current, output + self.format.end_marker, self.format.end_marker)
+        edit, why = settle(request.window, updated, request.history, self.format.sentinels)
+        return NextEditAnswer(
+            updated=updated,
+            edit=edit,
+            stop_reason=why or generation.stop_reason,
+            prompt_tokens=generation.prompt_tokens,
+            cached_tokens=generation.cached_tokens,
+            generated_tokens=generation.generated_tokens,
+            forwards=generation.forwards,
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def fitting(self, history: Sequence[RecentEdit]) -> tuple[RecentEdit, ...]:
+        """The most recent edits whose blocks fit the history's token budget, oldest first."""
+        kept: list[RecentEdit] = []
+        used = 0
+        for edit in reversed(history):
+            used += len(self.encode(self.format.history_block(edit)))
+            if used > self.history_tokens:
+                break
+            kept.append(edit)
+        return tuple(reversed(kept))
+
+    def _stop_rule(self, current: str) -> Any:
+        """True once the tokens so far settle the window (checked at line ends only)."""
+        end_id, end_marker = self._end_id, self.format.end_marker
+
+        def stop(tokens: Sequence[int]) -> bool:
+            last = tokens[-1]
+            if last != end_id and "\n" not in self.tokenizer.decode([last]):
+                return False
+            text = self.tokenizer.decode(list(tokens), skip_special_tokens=False)
+            return rewrite_end(current, text, end_marker) is not None
+
+        return stop
+
+
+_PREDICTORS: weakref.WeakKeyDictionary[Any, NextEditPredictor] = weakref.WeakKeyDictionary()
+
+
+def next_edit_predictor(completer: Any, format_name: str | None = None) -> NextEditPredictor:
+    """The predictor beside `completer` (a `Completer`): its engine, its tokenizer, the
+    next-edit format `format_name` (None: Sweep's) with the tokenizer's file separator;
+    the CPU window when the completer's prompt window is a CPU's (see model.wiring)."""
+    predictor = _PREDICTORS.get(completer)
+    name = format_name or "sweep"
+    if predictor is None or predictor.format.name != name:
+        from lsp_server.model.wiring import tokenizer_special_tokens
+
+        tokenizer = completer.tokenizer
+        fmt = next_edit_format(name, tokenizer_special_tokens(tokenizer))
+        window = getattr(completer, "window", None)
+        cpu = getattr(window, "window_tokens", 4096) <= 1024
+        predictor = NextEditPredictor(
+            completer.engine,
+            tokenizer,
+            fmt,
+            window_lines=WINDOW_LINES_CPU if cpu else WINDOW_LINES_GPU,
+            history_tokens=HISTORY_TOKENS_CPU if cpu else HISTORY_TOKENS_GPU,
+        )
+        _PREDICTORS[completer] = predictor
+    return predictor
