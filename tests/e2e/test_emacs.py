@@ -225,6 +225,57 @@ def test_the_server_warms_where_point_comes_to_rest(
     assert after["warmsDone"] > before["warmsDone"], result
 
 
+FAKE_SERVER = REPO / "editors" / "neovim" / "tests" / "fake_server.py"
+SCALE = "def scale(x, factor):\n    a = 1\n    b = 2\n    return x * factor\n"
+
+
+@pytest.mark.parametrize("client", ["eglot", "lsp-mode"])
+def test_next_edit_below_is_drawn_then_tab_jumps_then_tab_applies(
+    tmp_path: Path, client: str
+) -> None:
+    """After renaming `factor` on line 1, the (fake) server's next edit three lines below is
+    drawn with overlays while point stays; C-g hides it, TAB jumps, TAB applies."""
+    if not emacs_has(client):
+        pytest.skip(f"no {client} for this Emacs")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "scale.py").write_text(SCALE)
+    log = tmp_path / "fake.log"
+    command = [sys.executable, str(FAKE_SERVER), "serve", "--completion", ""]
+    command += ["--next-edit", "x * factor=>x * k", "--log", str(log)]
+    setup = [
+        f'(load "{CLIENTS}/codetailor-{client}.el")',
+        f"(setq codetailor-command '({' '.join(elisp(c) for c in command)}))",
+        "(setq codetailor-settings (plist-put codetailor-settings :nextEditDebounceMs 50))",
+    ]
+    result, _, _ = run_emacs(
+        tmp_path,
+        os.environ.get("PATH", ""),
+        setup,
+        f"(codetailor-e2e-next-edit '{client} {elisp(str(project / 'scale.py'))})",
+        timeout=120,
+    )
+    renamed = SCALE.replace("(x, factor)", "(x, k)")
+    assert result["drawn"] == ["x * factor", "x * k"], result  # struck, then the new text
+    assert result["point_kept"] is True
+    assert result["tab_before"] != "codetailor-next-edit-tab", result  # TAB is the user's
+    assert result["tab_shown"] == "codetailor-next-edit-tab"
+    assert result["after_dismiss"] is None
+    assert result["jumped_to"] == [4, len("    return ")]
+    assert result["text_after_jump"] == renamed  # jumped, not applied
+    assert result["text_after_apply"] == renamed.replace("x * factor", "x * k")
+    assert result["after_apply"] is None
+    assert result["tab_after"] != "codetailor-next-edit-tab"
+    messages = [json.loads(line) for line in log.read_text().splitlines()]
+    shown = [m for m in messages if m.get("method") == "textDocument/didShowInlineEdit"]
+    assert shown and shown[0]["params"]["item"]["text"] == "x * k"
+    asked = [m for m in messages if m.get("method") == "textDocument/copilotInlineEdit"]
+    assert all(isinstance(m["params"]["textDocument"]["version"], int) for m in asked)
+    commands = [m["params"] for m in messages if m.get("method") == "workspace/executeCommand"]
+    accepted = [c for c in commands if c["command"] == "codetailor.acceptedNextEdit"]
+    assert [c["arguments"] for c in accepted] == [["fake-edit-1"]], commands
+
+
 @pytest.mark.parametrize(
     ("client", "feature"),
     [("eglot", "eglot"), ("lsp-mode", "lsp-mode")],
