@@ -570,6 +570,54 @@ def test_next_edit_for_another_version_or_turned_off_is_not_shown(
     assert settings[-1]["params"]["settings"]["nextEdit"] is False
 
 
+# Other plugins that speak textDocument/copilotInlineEdit, pointed at Codetailor as the
+# README says: (env var with the plugin's checkout, Lua that starts it on `cmd`, Lua that
+# returns its shown edit, Lua that applies it). Neither is on PyPI or npm.
+OTHER_PLUGINS = {
+    "copilot-lsp": (
+        "CODETAILOR_COPILOT_LSP_DIR",
+        "vim.g.copilot_nes_debounce = 50\n"
+        "vim.lsp.config('copilot_ls', { cmd = ..., filetypes = { 'python' } })\n"
+        "vim.lsp.enable('copilot_ls')",
+        "return vim.b.nes_state",
+        "require('copilot-lsp.nes').apply_pending_nes()",
+    ),
+    "sidekick.nvim": (
+        "CODETAILOR_SIDEKICK_DIR",
+        "require('sidekick').setup({ nes = { debounce = 50 } })\n"
+        "vim.lsp.config('copilot', { cmd = ..., filetypes = { 'python' } })\n"
+        "vim.lsp.enable('copilot')",
+        "local edits = require('sidekick.nes').get() return edits[1]"
+        " and { text = edits[1].text, range = edits[1].range } or nil",
+        "require('sidekick.nes').apply()",
+    ),
+}
+
+
+@pytest.mark.parametrize("plugin", sorted(OTHER_PLUGINS))
+@pytest.mark.parametrize("editor", ["fallback"], indirect=True)
+def test_other_plugins_show_and_apply_codetailors_next_edit(
+    editor: Editor, tmp_path: Path, plugin: str
+) -> None:
+    """copilot-lsp and sidekick.nvim speak the same method: pointed at a Codetailor server
+    (here the fake one) they draw and apply its next edit without this plugin."""
+    env, start, shown_edit, apply = OTHER_PLUGINS[plugin]
+    if not os.environ.get(env):
+        pytest.skip(f"set {env} to a checkout of {plugin}")
+    cmd, log = next_edit_cmd(tmp_path, RENAME)
+    editor.nvim.command(f"set runtimepath^={os.environ[env]}")
+    editor.lua(start, cmd)
+    (tmp_path / "scale.py").write_text(SCALE)
+    editor.nvim.command(f"edit {tmp_path / 'scale.py'}")
+    editor.wait(lambda: editor.lua("return #vim.lsp.get_clients({ bufnr = 0 })"), "to attach")
+    editor.type("1G0f,wciwk<Esc>")
+    edit = editor.wait(lambda: editor.lua(shown_edit), f"{plugin}'s next edit")
+    assert edit["text"] == "x * k" and edit["range"]["start"] == {"line": 3, "character": 11}
+    editor.lua(apply)
+    editor.wait(lambda: editor.line(3) == "    return x * k", f"{plugin} to apply it")
+    assert methods(log, "textDocument/copilotInlineEdit")
+
+
 # -- the whole path, against the real server on the tiny model ---------------------------------
 
 

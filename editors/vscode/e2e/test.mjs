@@ -8,6 +8,11 @@
 //   2. presses Tab and checks the saved document holds exactly what was shown;
 //   3. toggles completions off and on: the server process is the same;
 //   4. changes a setting: the server process is the same and completions arrive;
+//   5. next edits: after an edit that implies another three lines below, the edit is
+//      drawn there (struck old text, the new text after it, a gutter mark) while the
+//      cursor stays; Tab jumps, Tab applies, the file holds the edit; with nothing
+//      shown Tab indents. The server is the fake one (editors/neovim/tests/fake_server.py,
+//      a fixed next edit) until the real one answers next edits from a scripted engine;
 // and, before 1, that the server heard where the cursor rests (codetailor/cursor).
 // On failure it keeps screenshots, the page's status bar and code-server's log
 // under $CODETAILOR_E2E_ARTIFACTS. Run through run.sh.
@@ -28,6 +33,7 @@ const PYTHON = env.CODETAILOR_PYTHON ?? path.join(REPO, ".venv/bin/python");
 const VSIX = env.CODETAILOR_VSIX ?? path.resolve(here, "../codetailor.vsix");
 const CHROMIUM = env.CHROMIUM ?? "/usr/bin/chromium";
 const ARTIFACTS = env.CODETAILOR_E2E_ARTIFACTS ?? path.join(here, "artifacts");
+const FAKE_SERVER = path.join(REPO, "editors/neovim/tests/fake_server.py");
 const CODE_SERVER = path.join(here, "node_modules/code-server/out/node/entry.js");
 const STEP_MS = Number(env.CODETAILOR_E2E_STEP_MS ?? 90_000); // the bound on each wait
 
@@ -257,6 +263,110 @@ async function main() {
   const afterSetting = serverPids(dirs.model);
   if (afterSetting.join() !== pids.join()) throw new Error(`a setting change restarted the server: ${pids} -> ${afterSetting}`);
   log("setting changed; same server process; completions still arrive");
+
+  await nextEditJumpAndApply();
+}
+
+// The user renames `factor` in the signature; the server suggests the matching change
+// three lines below (the fake server: the first "x * factor" becomes "x * k").
+const SCALE = "def scale(x, factor):\n    a = 1\n    b = 2\n    return x * factor\n";
+const SCALE_FILE = path.join(dirs.workspace, "scale.py");
+const FAKE_LOG = path.join(tmp, "fake-server.log");
+
+/** The fake server's received messages named `method`. */
+function fakeReceived(method) {
+  if (!existsSync(FAKE_LOG)) return [];
+  return readFileSync(FAKE_LOG, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l)).filter((m) => m.method === method);
+}
+
+/** The cursor as the status bar shows it ("Ln 4, Col 12"). */
+function cursorStatus() {
+  return page.$eval("#status\\.editor\\.selection", (e) => (e.textContent ?? "").trim()).catch(() => "");
+}
+
+/**
+ * What the next-edit decorations draw in the editor: the text of the line that holds
+ * `marker` as rendered (text drawn after the edit is injected into it), the struck
+ * text, and how many gutter marks show our icon.
+ */
+function nextEditDom(marker) {
+  return page.evaluate((marker) => {
+    const editor = document.querySelector(".editor-instance .monaco-editor");
+    if (!editor) return { line: "", struck: "", gutter: 0 };
+    const nbsp = (t) => (t ?? "").replace(/\u00a0/g, " ");
+    const lines = [...editor.querySelectorAll(".view-lines .view-line")];
+    const row = lines.find((l) => nbsp(l.textContent).includes(marker));
+    const leaves = row ? [...row.querySelectorAll("span")].filter((s) => s.children.length === 0) : [];
+    const line = leaves
+      .map((s) => {
+        const after = getComputedStyle(s, "::after").content;
+        return nbsp(s.textContent) + (after && after !== "none" && after !== "normal" ? after.replace(/^"|"$/g, "") : "");
+      })
+      .join("");
+    const struck = leaves
+      .filter((s) => getComputedStyle(s).textDecorationLine.includes("line-through"))
+      .map((s) => nbsp(s.textContent))
+      .join("");
+    const gutter = [...editor.querySelectorAll("div")].filter((d) => /next-edit\.svg/.test(getComputedStyle(d).backgroundImage)).length;
+    return { line, struck, gutter };
+  }, marker);
+}
+
+/** 5. A next edit away from the cursor: drawn there, Tab jumps, Tab applies; Tab indents otherwise. */
+async function nextEditJumpAndApply() {
+  writeFileSync(SCALE_FILE, SCALE);
+  await editSettingsJson("Preferences: Open Remote Settings (JSON)", MACHINE_SETTINGS, {
+    "codetailor.serverCommand": PYTHON,
+    "codetailor.serverArgs": [FAKE_SERVER, "serve", "--completion", "", "--next-edit", "x * factor=>x * k", "--log", FAKE_LOG],
+  });
+  await until("the fake server to start", () => fakeReceived("initialized").length > 0);
+  await openFile("scale.py");
+  await page.keyboard.down("Control");
+  await page.keyboard.press("Home");
+  await page.keyboard.up("Control");
+  await page.keyboard.press("End");
+  await page.keyboard.press("ArrowLeft");
+  await page.keyboard.press("ArrowLeft");
+  for (let i = 0; i < "factor".length; i++) await page.keyboard.press("Backspace");
+  await page.keyboard.type("k");
+  const at = await until("the cursor after the rename", async () => ((await cursorStatus()).includes("Ln 1, Col 15") ? cursorStatus() : false));
+  const drawn = await until("the next edit drawn three lines below", async () => {
+    const dom = await nextEditDom("return");
+    if (dom.struck === "x * factor" && dom.line.includes("x * factorx * k") && dom.gutter > 0) return dom;
+    throw new Error(JSON.stringify(dom)); // shown as the last state if it never comes
+  });
+  log(`next edit drawn away from the cursor: ${JSON.stringify(drawn)}`);
+  if ((await cursorStatus()) !== at) throw new Error(`the cursor moved by itself: ${at} -> ${await cursorStatus()}`);
+  await until("didShowInlineEdit at the server", () => fakeReceived("textDocument/didShowInlineEdit").length > 0);
+
+  await page.keyboard.press("Tab");
+  await until("Tab to jump to the edit (Ln 4, Col 12)", async () => (await cursorStatus()).includes("Ln 4, Col 12"));
+  const lines = () => readFileSync(SCALE_FILE, "utf8").split("\n");
+  await page.keyboard.press("Tab");
+  await page.keyboard.down("Control");
+  await page.keyboard.press("KeyS");
+  await page.keyboard.up("Control");
+  await until("the file to hold the edit", () => lines()[3] === "    return x * k" && lines()[0] === "def scale(x, k):", 30_000);
+  const accepted = await until("codetailor.acceptedNextEdit at the server", () =>
+    fakeReceived("workspace/executeCommand").find((m) => m.params.command === "codetailor.acceptedNextEdit"),
+  );
+  log(`Tab jumped, Tab applied: ${JSON.stringify(lines()[3])}; the server heard ${JSON.stringify(accepted.params)}`);
+  await until("the decorations to go", async () => {
+    const dom = await nextEditDom("return");
+    return dom.struck === "" && dom.gutter === 0 && dom.line.trim() === "return x * k";
+  });
+
+  // Nothing shown now: Tab is VS Code's again (indents the new last line).
+  await page.keyboard.down("Control");
+  await page.keyboard.press("End");
+  await page.keyboard.up("Control");
+  await page.keyboard.press("Tab");
+  await page.keyboard.type("z");
+  await page.keyboard.down("Control");
+  await page.keyboard.press("KeyS");
+  await page.keyboard.up("Control");
+  await until("Tab to indent with nothing shown", () => /^\s+z$/.test(lines().at(-1) ?? "") || /^\s+z$/.test(lines().at(-2) ?? ""), 30_000);
+  log(`with nothing shown Tab indents: ${JSON.stringify(lines().filter((l) => l.endsWith("z")))}`);
 }
 
 /** Open the file from the Explorer and put the cursor at its end. */

@@ -23,6 +23,8 @@ import {
   type Position,
 } from "./nextEdit";
 
+const METHOD_NOT_FOUND = -32601;
+
 /** The three decoration types of a shown edit. */
 class Decorations implements vscode.Disposable {
   readonly removed = vscode.window.createTextEditorDecorationType({
@@ -67,6 +69,8 @@ function hover(edit: NextEdit): vscode.MarkdownString {
 export class NextEditView implements NextEditHost, vscode.Disposable {
   private readonly decorations: Decorations;
   private drawnIn: vscode.TextEditor | undefined;
+  /** A server that answered "method not found" (an older one): not asked again. */
+  private unsupported: LanguageClient | undefined;
 
   constructor(
     context: vscode.ExtensionContext,
@@ -83,7 +87,7 @@ export class NextEditView implements NextEditHost, vscode.Disposable {
 
   private running(): LanguageClient | undefined {
     const client = this.client();
-    return client?.isRunning() ? client : undefined;
+    return client?.isRunning() && client !== this.unsupported ? client : undefined;
   }
 
   params(): InlineEditParams | undefined {
@@ -104,6 +108,9 @@ export class NextEditView implements NextEditHost, vscode.Disposable {
     signal.addEventListener("abort", () => source.cancel());
     try {
       return await client.sendRequest(INLINE_EDIT_METHOD, params, source.token);
+    } catch (error) {
+      if ((error as { code?: unknown }).code === METHOD_NOT_FOUND) this.unsupported = client;
+      throw error;
     } finally {
       source.dispose();
     }

@@ -29,6 +29,9 @@ M.DID_SHOW = "textDocument/didShowInlineEdit"
 ---@field jumping boolean Our own jump: not a move that counts
 ---@type table<integer, codetailor.NextEdit>
 local states = {}
+--- Clients whose server answered "method not found" (an older one): not asked again.
+---@type table<integer, boolean>
+local unsupported = {}
 
 ---@param buf integer
 ---@return codetailor.NextEdit
@@ -181,7 +184,7 @@ function M.request(buf)
     return
   end
   local client = vim.lsp.get_clients({ bufnr = buf, name = server.NAME })[1]
-  if not client then
+  if not client or unsupported[client.id] then
     return
   end
   local tick = vim.api.nvim_buf_get_changedtick(buf)
@@ -194,7 +197,9 @@ function M.request(buf)
       s.request = nil
     end
     if err then
-      if err.code ~= -32800 and err.code ~= -32601 then -- ours cancelled; an older server
+      if err.code == -32601 then -- an older server
+        unsupported[client.id] = true
+      elseif err.code ~= -32800 then -- RequestCancelled is ours
         util.notify_once("next edit failed: " .. (err.message or vim.inspect(err)))
       end
       return
