@@ -33,13 +33,13 @@ DIFF_LINES_MAX = 4000  # beyond this many differing lines, the original is align
 def edit_window(original: str, current: str, offset: int, lines: int) -> EditWindow:
     """The `lines`-line window around `offset` in `current` (half above, half below the
     cursor's line, shifted to fit the text) and the lines of `original` it corresponds to."""
-    cur = current.splitlines(keepends=True) or [""]
+    cur = split_lines(current) or [""]
     row = current.count("\n", 0, offset)
     row = min(row, len(cur) - 1)
     above = max(lines - 1, 0) // 2
     start = max(0, min(row - above, len(cur) - lines))
     end = min(len(cur), start + max(lines, 1))
-    orig = original.splitlines(keepends=True)
+    orig = split_lines(original)
     o_start, o_end = _aligned(orig, cur, start, end)
     window_start = sum(len(line) for line in cur[:start])
     return EditWindow(
@@ -48,6 +48,13 @@ def edit_window(original: str, current: str, offset: int, lines: int) -> EditWin
         current="".join(cur[start:end]),
         cursor=offset - window_start,
     )
+
+
+def split_lines(text: str) -> list[str]:
+    """`text` as lines split at `\n` only (as LSP counts them), each with its line break."""
+    lines = text.split("\n")
+    out = [line + "\n" for line in lines[:-1]]
+    return out + [lines[-1]] if lines[-1] else out
 
 
 def _aligned(orig: list[str], cur: list[str], start: int, end: int) -> tuple[int, int]:
@@ -93,9 +100,8 @@ def rewrite_end(current: str, output: str, end_marker: str) -> str | None:
     the rest may still change."""
     if end_marker and end_marker in output:
         return _restore_end(current, output[: output.index(end_marker)])
-    cur = _normalized(current).splitlines(keepends=True)
-    done = output[: output.rfind("\n") + 1]
-    out = done.splitlines(keepends=True)
+    cur = split_lines(_normalized(current))
+    out = split_lines(output[: output.rfind("\n") + 1])
     diverged = next((i for i, (a, b) in enumerate(zip(out, cur, strict=False)) if a != b), None)
     if diverged is None:
         # the window reproduced to its end: no edit (an addition after it is not offered)

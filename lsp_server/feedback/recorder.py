@@ -27,6 +27,7 @@ now and then; `close()` at shutdown.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 import time
@@ -40,6 +41,7 @@ from lsp_server.feedback.events import (
     Accepted,
     AcceptKind,
     Dismissed,
+    NextEditShown,
     Retained,
     RetentionCheck,
     Shown,
@@ -258,6 +260,21 @@ class FeedbackRecorder:
             while len(self._follows) > FOLLOW:
                 self._follows.popitem(last=False)
         self.log.append(event)
+
+    def next_edit_shown(self, event: NextEditShown) -> None:
+        """A next edit was shown: log it, its texts redacted."""
+        if not self.enabled:
+            return
+        clean = self._clean
+        self.log.append(
+            dataclasses.replace(
+                event,
+                t=self.clock(),
+                original=clean(event.original),
+                current=clean(event.current),
+                updated=clean(event.updated),
+            )
+        )
 
     def accepted(self, id: str, kind: AcceptKind = "full", text: str | None = None) -> None:
         """The user accepted all of suggestion `id`, or its next word or line; `text` is

@@ -36,10 +36,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from lsp_server.feedback.events import AcceptKind
+from lsp_server.feedback.events import AcceptKind, NextEditShown
 from lsp_server.feedback.log import feedback_dir
 from lsp_server.feedback.recorder import FeedbackRecorder, Suggestion
-from lsp_server.session.ports import ShownAnswer
+from lsp_server.session.ports import ShownAnswer, ShownNextEdit
 
 log = logging.getLogger("codetailor.feedback")
 
@@ -99,6 +99,24 @@ class Recording:
             self._ids.popitem(last=False)
         source = self.source
         self._submit(lambda: recorder.shown(suggestion_of(id, answer, source)))
+        return id
+
+    def next_edit_shown(self, shown: ShownNextEdit) -> str | None:
+        """A next edit is shown: its new id (None when nothing is recorded); accepted and
+        dismissed like a completion, by that id."""
+        recorder = self.recorder
+        if recorder is None or not self.enabled:
+            return None
+        id = self._new_id()
+        source = self.source
+        self._submit(lambda: recorder.next_edit_shown(next_edit_event(id, shown, source)))
+        return id
+
+    def _new_id(self) -> str:
+        id = uuid.uuid4().hex[:16]
+        self._ids[id] = False
+        while len(self._ids) > REMEMBER:
+            self._ids.popitem(last=False)
         return id
 
     def typed_through(self, id: str | None, chars: int) -> None:
@@ -216,6 +234,25 @@ def suggestion_of(id: str, answer: ShownAnswer, source: str) -> Suggestion:
         prompt_format=getattr(fmt, "name", None),
         window_tokens=getattr(completer, "window_tokens", None),
         repo=getattr(completer, "repo", None),
+        source=source,
+    )
+
+
+def next_edit_event(id: str, shown: ShownNextEdit, source: str) -> NextEditShown:
+    """What the recorder logs of a shown next edit (built on the recording thread)."""
+    facts = shown.describe()
+    return NextEditShown(
+        id=id,
+        uri=shown.uri,
+        path=shown.path,
+        model=facts.get("model"),
+        adapter=facts.get("adapter"),
+        prompt_format=shown.prompt_format,
+        start_line=shown.start_line,
+        original=shown.original,
+        current=shown.current,
+        updated=shown.updated,
+        latency_ms=round(shown.latency_ms, 1),
         source=source,
     )
 

@@ -25,9 +25,11 @@ from lsp_server.errors import CodetailorError
 from lsp_server.feedback import Recording
 from lsp_server.lsp import pygls_compat
 from lsp_server.lsp.progress import LoadProgress
+from lsp_server.methods import INLINE_EDIT
 from lsp_server.model import registry
 from lsp_server.model.host import ModelHost
 from lsp_server.model.loading import cache_home, resolve_model
+from lsp_server.repo.head import head_text
 from lsp_server.session.session import ADAPTER_POLL_S, AdapterSource, Session
 from lsp_server.session.settings import Settings
 
@@ -45,6 +47,9 @@ def local_model(spec: str) -> bool:
 class CodetailorProtocol(pygls_compat.PassThroughDocuments):
     """pygls' protocol with our own document store; what reaches it passed the lifecycle gate
     (`lsp_server.lsp.lifecycle`) first."""
+
+    # Next edits (`textDocument/copilotInlineEdit`) are no LSP 3.18 method: say so here.
+    experimental = {"codetailor": {"nextEdit": True, "inlineEditMethod": INLINE_EDIT}}
 
 
 class ModelEvents:
@@ -90,6 +95,7 @@ class CodetailorServer(LanguageServer):
             model_allowed=model_allowed,
             recording=Recording(cache_home()),
             adapters=AdapterSource(registry.registered_for, registry.stamp),
+            head_text=head_text,
         )
         self._adapter_watch: asyncio.Task[None] | None = None
         # Not `progress`: that name is pygls' own method on LanguageServer.

@@ -26,6 +26,7 @@ from lsp_server.session.settings import Settings
 
 if TYPE_CHECKING:
     from lsp_server.completion.completer import Completer
+    from lsp_server.model.next_edit import NextEditPredictor
     from lsp_server.model.resident import ResidentAdapters
     from lsp_server.model.wiring import AdapterEngine
 
@@ -339,6 +340,15 @@ class ModelHost:
         if loaded is None:
             return None
         return loaded.completers.get(adapter, loaded.completer)
+
+    def next_edit_for(
+        self, adapter: str | None, format_name: str | None = None
+    ) -> NextEditPredictor | None:
+        """The next-edit predictor beside the completer answering for `adapter`."""
+        from lsp_server.model.next_edit import next_edit_predictor
+
+        completer = self.completer_for(adapter)
+        return next_edit_predictor(completer, format_name) if completer is not None else None
 
     def answers_for(self, adapter: str | None) -> tuple[str | None, str]:
         """Which adapter answers requests for `adapter`, and why (for the status)."""

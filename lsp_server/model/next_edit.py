@@ -80,7 +80,8 @@ class NextEditPredictor:
         )
         output = self.tokenizer.decode(generation.tokens, skip_special_tokens=False)
         updated = rewrite_end(current, output, self.format.end_marker)
-        if updated is None and generation.stop_reason == "eos":
+        # The model ended (EOS, or a remote server's stop string): its text is the window.
+        if updated is None and generation.stop_reason in ("eos", "stop"):
             updated = rewrite_end(current, output + self.format.end_marker, self.format.end_marker)
         edit, why = settle(request.window, updated, request.history, self.format.sentinels)
         return NextEditAnswer(

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from lsp_server.completion.next_edit import NextEditPredictorLike
 from lsp_server.completion.prompt import Snippet
 from lsp_server.completion.scope import Mode
 from lsp_server.session.settings import Settings
@@ -65,6 +66,12 @@ class CompleterLike(Protocol):
         ...
 
 
+class NextEditorLike(NextEditPredictorLike, Protocol):
+    """A next-edit predictor with the window it prefers (`lsp_server.model.next_edit`)."""
+
+    window_lines: int  # lines above + the cursor's + below: 21 on a GPU, 11 on a CPU
+
+
 class HostLike(Protocol):
     """The model host: (re)loads in the background and runs generation jobs one at a time."""
 
@@ -85,6 +92,13 @@ class HostLike(Protocol):
 
     def answers_for(self, adapter: str | None) -> tuple[str | None, str]:
         """Which adapter answers for `adapter` now, and why (for the status)."""
+        ...
+
+    def next_edit_for(
+        self, adapter: str | None, format_name: str | None = None
+    ) -> NextEditorLike | None:
+        """The next-edit predictor beside `completer_for(adapter)`, in the next-edit
+        format `format_name` (None: the default); None while nothing is loaded."""
         ...
 
     def submit(self, job: Callable[[], T]) -> Future[T]:
@@ -126,6 +140,21 @@ class ShownAnswer:
     describe: Callable[[], dict[str, Any]]
 
 
+@dataclass(frozen=True)
+class ShownNextEdit:
+    """A next edit the session showed, as it hands it to the feedback log."""
+
+    uri: str
+    path: str | None  # relative to the workspace root
+    start_line: int  # the window's first document line
+    original: str  # the window before the recent edits
+    current: str  # the window as the model saw it
+    updated: str  # the window as the model rewrote it
+    prompt_format: str | None
+    latency_ms: float
+    describe: Callable[[], dict[str, Any]]  # the host's status ("model", "adapter")
+
+
 class RecordingLike(Protocol):
     """The feedback log of one session: ids for shown answers, and what became of them.
 
@@ -144,6 +173,10 @@ class RecordingLike(Protocol):
 
     def shown(self, answer: ShownAnswer) -> str | None:
         """A model answer is shown: its new id (None when nothing is recorded)."""
+        ...
+
+    def next_edit_shown(self, shown: ShownNextEdit) -> str | None:
+        """A next edit is shown: its new id (None when nothing is recorded)."""
         ...
 
     def typed_through(self, id: str | None, chars: int) -> None:
@@ -185,6 +218,9 @@ class NoRecording:
         return None
 
     def shown(self, answer: ShownAnswer) -> str | None:
+        return None
+
+    def next_edit_shown(self, shown: ShownNextEdit) -> str | None:
         return None
 
     def typed_through(self, id: str | None, chars: int) -> None:

@@ -39,8 +39,10 @@ from lsp_server.session.documents import (
     prompt_safe,
     uri_to_path,
 )
+from lsp_server.session.edit_history import HeadText
 from lsp_server.session.folders import WorkspaceFolders
 from lsp_server.session.jobs import Inflight, Jobs, Request
+from lsp_server.session.next_edits import NextEdits
 from lsp_server.session.ports import (
     CompleterLike,
     CompletionLike,
@@ -109,8 +111,10 @@ class Session:
         ready_wait_s: float = READY_WAIT_S,
         recording: RecordingLike | None = None,
         adapters: AdapterSource | None = None,
+        head_text: HeadText | None = None,
     ) -> None:
-        """`recording` keeps the feedback log (`lsp_server.feedback.Recording`); None: no log."""
+        """`recording` keeps the feedback log (`lsp_server.feedback.Recording`); None: no log.
+        `head_text` reads a file at git HEAD (`lsp_server.repo.head`), for next edits."""
         self.startup = startup  # the command line's settings: what a null setting returns to
         self.settings = startup
         self.host = host
@@ -144,6 +148,7 @@ class Session:
         self._adapter_checked = 0.0
         # Per document, the completer whose answers `shown` holds.
         self._answering: dict[str, CompleterLike | None] = {}
+        self.next_edits = NextEdits(self, head_text)  # next-edit suggestions, their history
 
     @property
     def encoding(self) -> str:
@@ -267,8 +272,11 @@ class Session:
 
     def _completer(self, uri: str) -> CompleterLike | None:
         """The completer of the adapter that answers `uri` (its workspace folder's)."""
-        adapter = self.folder_adapters.adapter_for(uri_to_path(uri), self.adapter_choice)
-        return self.host.completer_for(adapter)
+        return self.host.completer_for(self.adapter_of(uri))
+
+    def adapter_of(self, uri: str) -> str | None:
+        """The adapter that answers `uri` (its workspace folder's)."""
+        return self.folder_adapters.adapter_for(uri_to_path(uri), self.adapter_choice)
 
     def check_adapters(self, *, now: float | None = None) -> bool:
         """Look (at most twice per ADAPTER_POLL_S) whether the registry changed; if it did,
@@ -300,6 +308,7 @@ class Session:
     def open(self, uri: str, text: str, version: int, language_id: str = "") -> None:
         """A document opened (and focused): warm the window at its end."""
         self.documents.open(uri, text, version, language_id)
+        self.next_edits.opened(uri, text)
         self.workspace.opened(uri)
         self.ahead.plan.opened(uri, text.count("\n"))
         self.ahead.warm(uri, len(text), self._completer(uri), self.settings)
@@ -308,11 +317,13 @@ class Session:
         """Apply edits; warm the window at the cursor if they moved it somewhere new."""
         self.cancel(uri, "stale")  # whatever it was computing is for text that no longer exists
         changes = list(changes)
+        old = doc.text if (doc := self.documents.get(uri)) is not None else None
         if not self.documents.change(uri, version, changes):
             self.counts["unknown_document_edits"] += 1
             return
         self.workspace.changed(uri)
         doc = self.documents.get(uri)
+        self.next_edits.changed(uri, old, doc.text if doc is not None else "")
         if doc is not None and self.workspace.in_workspace(uri):
             self.recording.changed(uri, doc.text)
         cursor = edit_cursor(doc.text, changes[-1], self.encoding) if doc and changes else None
@@ -331,6 +342,7 @@ class Session:
 
     def close(self, uri: str) -> None:
         self.cancel(uri, "closed")
+        self.next_edits.closed(uri)
         self.ahead.closed(uri)
         self.shown.forget(uri)
         self._answering.pop(uri, None)
@@ -349,6 +361,7 @@ class Session:
         for inflight in self.inflight.values():
             inflight.stop(reason)
         self.inflight.clear()
+        self.next_edits.cancel_all(reason)
         self.ahead.drop_all()
 
     # -- completion -----------------------------------------------------------------------
@@ -567,6 +580,7 @@ class Session:
             "lastGeneration": self.jobs.last_generation,
             "generating": self.jobs.generating,
             "feedback": self.recording.status(),
+            "nextEdit": self.next_edits.status(),
         }
 
 
