@@ -24,6 +24,8 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.scripted_engine import ScriptedEngine
+
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN = REPO / "editors" / "neovim"
 FAKE_SERVER = PLUGIN / "tests" / "fake_server.py"
@@ -529,6 +531,28 @@ def test_next_edit_in_insert_mode_and_tab_otherwise_untouched(
 
 
 @pytest.mark.parametrize("editor", ["fallback"], indirect=True)
+def test_next_edit_to_the_end_of_the_document(editor: Editor, tmp_path: Path) -> None:
+    """A range that ends after the last newline (line = line count) is drawn and applied."""
+    cmd, _ = next_edit_cmd(tmp_path, "    return x * factor\n=>    return x * k\n")
+    editor.setup(cmd, settings=FAST)
+    editor.edit(tmp_path / "scale.py", SCALE)
+    editor.type("1G0f,wciwk<Esc>")
+    marks = editor.wait(lambda: next_edit_marks(editor), "the next edit")
+    assert any(m["row"] == 3 and m.get("struck") for m in marks), marks
+    assert any(m.get("lines") == ["    return x * k"] for m in marks), marks
+    editor.type("<Tab>")
+    editor.wait(lambda: cursor(editor) == [4, 0], "Tab to jump")
+    editor.type("<Tab>")
+    editor.wait(lambda: editor.line(3) == "    return x * k", "Tab to apply")
+    assert editor.nvim.current.buffer[:] == [
+        "def scale(x, k):",
+        "    a = 1",
+        "    b = 2",
+        "    return x * k",
+    ]
+
+
+@pytest.mark.parametrize("editor", ["fallback"], indirect=True)
 def test_next_edit_clears_after_cursor_moves_and_on_dismiss(editor: Editor, tmp_path: Path) -> None:
     cmd, _ = next_edit_cmd(tmp_path, RENAME)
     editor.setup(cmd, settings=FAST)
@@ -695,6 +719,45 @@ def test_real_server_dismiss(editor: Editor, tmp_path: Path, tiny_model_dir: Pat
     editor.type("<C-]>")
     editor.wait(lambda: not editor.ghost(), "the ghost text to be dismissed")
     assert editor.line(1) == "    re"
+
+
+# The scripted engine's answer for the window after the rename: the model would write it.
+RENAMED = SCALE.replace("(x, factor)", "(x, k)")
+
+
+@pytest.mark.parametrize("editor", ["fallback"], indirect=True)
+def test_real_server_next_edit_below_jump_and_apply(
+    editor: Editor, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """The whole path: the real server builds the next-edit prompt from the edit history
+    and the scripted engine (tests/e2e/scripted_engine.py) writes the updated window."""
+    with ScriptedEngine() as engine:
+        engine.next_edit(
+            "current/scale.py\ndef scale(x, k):", RENAMED.replace("x * factor", "x * k")
+        )
+        settings = {**FAST, "context": False, "engine": f"openai:{engine.url}"}
+        editor.setup(real_cmd(tiny_model_dir), settings=settings)
+        editor.edit(tmp_path / "scale.py", SCALE)
+        wait_ready(editor)
+        editor.type("1G0f,wciwk<Esc>")
+        marks = editor.wait(lambda: next_edit_marks(editor), "the real server's next edit", 60)
+        col = len("    return x * ")  # the minimal edit: `factor` -> `k`
+        assert any(m["row"] == 3 and m["col"] == col and m.get("struck") for m in marks), marks
+        assert any(m.get("inline") == "k" for m in marks), marks
+        assert cursor(editor) == [1, len("def scale(x, ")]
+        editor.type("<Tab>")
+        editor.wait(lambda: cursor(editor) == [4, col], "Tab to jump to the edit")
+        editor.type("<Tab>")
+        editor.wait(lambda: editor.line(3) == "    return x * k", "Tab again to apply")
+        assert editor.nvim.current.buffer[:] == RENAMED.replace("x * factor", "x * k").splitlines()
+
+        def counted() -> dict[str, Any] | None:
+            status = editor.lua("return require('codetailor.server').status_sync(2000)")
+            counts = (status or {}).get("nextEdit", {}).get("counts", {})
+            return counts if counts.get("accepted") else None
+
+        counts = editor.wait(counted, "the server to count the accepted next edit")
+        assert counts["shown"] >= 1, counts
 
 
 def test_real_server_crash_is_reported(

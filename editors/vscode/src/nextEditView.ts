@@ -121,14 +121,15 @@ export class NextEditView implements NextEditHost, vscode.Disposable {
     return active && { line: active.line, character: active.character };
   }
 
-  private range(edit: NextEdit): vscode.Range | undefined {
-    const client = this.running();
-    return client?.protocol2CodeConverter.asRange(edit.range);
+  /** The edit's range in `editor`; one that ends after the last newline ends at the document's end. */
+  private range(edit: NextEdit, editor: vscode.TextEditor): vscode.Range | undefined {
+    const range = this.running()?.protocol2CodeConverter.asRange(edit.range);
+    return range && editor.document.validateRange(range);
   }
 
   show(edit: NextEdit, look: Look): void {
     const editor = this.editor();
-    const range = this.range(edit);
+    const range = editor && this.range(edit, editor);
     if (!editor || !range) return;
     if (this.drawnIn && this.drawnIn !== editor) this.decorations.clear(this.drawnIn);
     this.drawnIn = editor;
@@ -165,7 +166,7 @@ export class NextEditView implements NextEditHost, vscode.Disposable {
 
   async apply(edit: NextEdit): Promise<boolean> {
     const editor = this.editor();
-    const range = this.range(edit);
+    const range = editor && this.range(edit, editor);
     if (!editor || !range || editor.document.version !== edit.textDocument.version) return false;
     return editor.edit((builder) => builder.replace(range, edit.text));
   }

@@ -85,24 +85,31 @@ function M.visible(buf)
   return s ~= nil and s.edit ~= nil
 end
 
---- The byte column of LSP position `pos` in `buf` (nil when it lies outside the text).
+--- LSP position `pos` as a 0-based (row, byte column) in `buf`, nil when it lies
+--- outside the text. The position after the last line's newline (line = line
+--- count, character 0: where an edit that ends the document ends) is drawn at the
+--- last line's end.
 ---@param buf integer
 ---@param pos { line: integer, character: integer }
 ---@param encoding string
----@return integer? col
-local function byte_col(buf, pos, encoding)
+---@return integer? row, integer? col
+local function buf_pos(buf, pos, encoding)
+  local count = vim.api.nvim_buf_line_count(buf)
+  if pos.line == count and pos.character == 0 then
+    return count - 1, #vim.api.nvim_buf_get_lines(buf, count - 1, count, true)[1]
+  end
   local line = vim.api.nvim_buf_get_lines(buf, pos.line, pos.line + 1, false)[1]
   if line == nil then
     return nil
   end
   if encoding == "utf-8" then
-    return pos.character <= #line and pos.character or nil
+    return pos.line, pos.character <= #line and pos.character or nil
   end
   local ok, col = pcall(vim.str_byteindex, line, encoding, pos.character, false)
   if not ok then -- Neovim 0.10: str_byteindex(line, index, use_utf16)
     ok, col = pcall(vim.str_byteindex, line, pos.character, encoding == "utf-16")
   end
-  return ok and col or nil
+  return pos.line, ok and col or nil
 end
 
 --- Draw `s.edit`: old text struck, the new text's first line inline after it, its
@@ -126,14 +133,15 @@ local function render(buf, s)
     return
   end
   local lines = vim.split(text, "\n", { plain = true })
-  if r.scol == 0 and r.ecol == 0 and #lines > 1 and lines[#lines] == "" then -- whole lines
-    table.remove(lines)
+  local lsp = s.edit.range
+  if lsp.start.character == 0 and lsp["end"].character == 0 and #lines > 1 and lines[#lines] == "" then
+    table.remove(lines) -- whole lines: shown as lines where they will be
     local virt = vim.tbl_map(function(l)
       return { { l, M.hl_insert } }
     end, lines)
     local last = vim.api.nvim_buf_line_count(buf)
-    local above = r.erow < last
-    vim.api.nvim_buf_set_extmark(buf, M.ns, above and r.erow or last - 1, 0, {
+    local above = lsp["end"].line < last
+    vim.api.nvim_buf_set_extmark(buf, M.ns, above and lsp["end"].line or last - 1, 0, {
       virt_lines = virt,
       virt_lines_above = above,
     })
@@ -156,15 +164,14 @@ end
 ---@param client vim.lsp.Client
 ---@param edit table
 local function show(buf, client, edit)
-  local range = edit.range
-  local scol = byte_col(buf, range.start, client.offset_encoding)
-  local ecol = byte_col(buf, range["end"], client.offset_encoding)
+  local srow, scol = buf_pos(buf, edit.range.start, client.offset_encoding)
+  local erow, ecol = buf_pos(buf, edit.range["end"], client.offset_encoding)
   if type(edit.text) ~= "string" or not scol or not ecol then
     return
   end
   local s = state(buf)
   s.edit, s.client_id, s.moves = edit, client.id, 0
-  s.range = { srow = range.start.line, scol = scol, erow = range["end"].line, ecol = ecol }
+  s.range = { srow = srow, scol = scol, erow = erow, ecol = ecol }
   s.tick = vim.api.nvim_buf_get_changedtick(buf)
   render(buf, s)
   util.call(client, "notify", M.DID_SHOW, { item = edit })
