@@ -7,12 +7,15 @@ import asyncio
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
 from lsp_server.completion.next_edit import NextEditAnswer, NextEditRequest
 from lsp_server.completion.next_edit_text import settle
+from lsp_server.feedback import Recording, feedback_dir, read_events
+from lsp_server.feedback.events import NextEditShown
 from lsp_server.session.documents import Change, Position
 from lsp_server.session.edit_history import EditHistory
 from lsp_server.session.session import Session
@@ -205,3 +208,39 @@ def test_the_original_is_head_where_git_has_it_else_the_opened_text() -> None:
     assert not history.needs_head(URI) and history.original(URI) == "committed\n"
     history.set_head(URI, None)
     assert history.original(URI) == "opened\n"
+
+
+async def test_shown_accepted_and_dismissed_next_edits_reach_the_feedback_log(
+    tmp_path: Path,
+) -> None:
+    root, home = tmp_path / "repo", tmp_path / "home"
+    root.mkdir()
+    host = Host(ScriptedPredictor(rename))
+    session = Session(Settings(context=False), host, recording=Recording(home))
+    session.initialize({}, root.as_uri(), "utf-16")
+    uri = (root / "app.py").as_uri()
+    session.open(uri, TEXT, 1, "python")
+    try:
+        shown = await session.next_edits.suggest(uri, 1, 10, 0)
+        assert shown is not None and shown.id is not None
+        session.next_edits.accepted(shown.id)
+        session.next_edits.accepted(shown.id)  # once only
+        session.next_edits.accepted("never-shown")
+        assert session.next_edits.counts["accepted"] == 1
+        again = await session.next_edits.suggest(uri, 1, 10, 0)
+        assert again is not None and again.id not in (None, shown.id)
+        session.dismissed(again.id, "escape")
+        assert session.recording.flush()
+        log = read_events(feedback_dir(root, home))
+        assert [(e.event, e.id) for e in log] == [
+            ("next_edit_shown", shown.id),
+            ("accepted", shown.id),
+            ("next_edit_shown", again.id),
+            ("dismissed", again.id),
+        ]
+        first = log[0]
+        assert isinstance(first, NextEditShown) and first.path == "app.py"
+        assert "value(twelve)" in first.updated and "value(12)" in first.current
+        assert NextEditShown.from_json(first.to_json()) == first
+    finally:
+        session.disconnect()

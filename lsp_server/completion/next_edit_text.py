@@ -27,6 +27,7 @@ from lsp_server.completion.next_edit import (
 )
 
 RESYNC_LINES = 2  # unchanged window lines after a change that end the rewrite
+CHANGED_LINES_MAX = 8  # output lines past a change that never line up again: given up
 DIFF_LINES_MAX = 4000  # beyond this many differing lines, the original is aligned coarsely
 
 
@@ -114,6 +115,31 @@ def rewrite_end(current: str, output: str, end_marker: str) -> str | None:
         if any(line.strip() for line in cur[j : j + k]):
             return _restore_end(current, "".join(out) + "".join(cur[j + k :]))
     return None
+
+
+WHOLE_SLACK_LINES = 3  # an ended output this many lines off the window's length is no window
+
+
+def ended_window(current: str, output: str) -> str | None:
+    """The window a model wrote when it ended (EOS, a server's stop string) before the stop
+    rule settled it: its whole output, if that is a plausible window (complete lines, as
+    many as the window's within WHOLE_SLACK_LINES); None for anything else (an output cut
+    short, or nothing at all, is no request to delete the window)."""
+    if not output.endswith("\n"):
+        return None
+    lines, expected = output.count("\n"), _normalized(current).count("\n")
+    if abs(lines - expected) > WHOLE_SLACK_LINES:
+        return None
+    return _restore_end(current, output)
+
+
+def rewrite_hopeless(current: str, output: str) -> bool:
+    """Whether the output has run CHANGED_LINES_MAX lines past its first change without
+    lining up with the window again (a model writing something else): stop, no edit."""
+    cur = split_lines(_normalized(current))
+    out = split_lines(output[: output.rfind("\n") + 1])
+    diverged = next((i for i, (a, b) in enumerate(zip(out, cur, strict=False)) if a != b), None)
+    return diverged is not None and len(out) - diverged > CHANGED_LINES_MAX
 
 
 def _restore_end(current: str, updated: str) -> str:

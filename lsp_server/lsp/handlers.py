@@ -140,10 +140,7 @@ async def inline_completion(
     request = ls.session.request_at(params.text_document.uri, position.line, position.character)
     text, id = await ls.session.suggest(request) if request else ("", None)
     if not request or not text:  # a same-line next edit at the cursor, where there is one
-        found = None
-        if request:
-            line, character, uri = position.line, position.character, request.uri
-            found = await next_edit.next_edit_item(ls, uri, line, character, request.offset)
+        found = await next_edit.next_edit_item(ls, request) if request else None
         return types.InlineCompletionList(items=[found] if found else [])
     edit = replacement(request.text, request.offset, text)
     item = types.InlineCompletionItem(

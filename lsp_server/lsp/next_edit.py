@@ -23,6 +23,7 @@ from pygls.exceptions import JsonRpcInvalidParams
 from lsp_server.lsp.server import CodetailorServer
 from lsp_server.methods import ACCEPTED_NEXT_EDIT, DID_SHOW_INLINE_EDIT, INLINE_EDIT
 from lsp_server.session.documents import position_at
+from lsp_server.session.jobs import Request
 from lsp_server.session.next_edits import ShownEdit
 
 
@@ -131,14 +132,18 @@ def accepted_notification(ls: CodetailorServer, params: Any) -> None:
 
 
 async def next_edit_item(
-    ls: CodetailorServer, uri: str, line: int, character: int, offset: int
+    ls: CodetailorServer, request: Request
 ) -> types.InlineCompletionItem | None:
-    """The next edit near the cursor as an inline completion item, where it is one (see
-    `inline_completion_item`); for editors that draw only inline completions."""
-    if not ls.session.settings.next_edit:
+    """The next edit near a completion request's cursor as an inline completion item,
+    where it is one (see `inline_completion_item`), for editors that draw only inline
+    completions; asked when the completion was empty and the document is unchanged."""
+    doc = ls.session.documents.get(request.uri)
+    if not ls.session.settings.next_edit or doc is None or doc.revision != request.revision:
         return None
-    shown = await ls.session.next_edits.suggest(uri, None, line, character)
-    return inline_completion_item(shown, offset, ls.session.encoding) if shown else None
+    encoding = ls.session.encoding
+    at = position_at(request.text, request.offset, encoding)
+    shown = await ls.session.next_edits.suggest(request.uri, None, at.line, at.character)
+    return inline_completion_item(shown, request.offset, encoding) if shown else None
 
 
 def inline_completion_item(

@@ -96,6 +96,10 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
         ("overhead", "what the LSP server adds to a completion over the engine's own time"),
         ("remote", "the remote engine against the local one and bare HTTP, on the same prompts"),
         ("swap", "adapter swap time (reload against in place), merged against unmerged speed"),
+        (
+            "nextedit",
+            "next-edit latency beside a completion's, and the rewrite's tokens per forward",
+        ),
     ):
         p = kinds.add_parser(name, help=help_text, add_help=False)
         p.add_argument("rest", nargs=argparse.REMAINDER, help="its own options (see --help)")
@@ -288,6 +292,10 @@ def cmd_bench_script(args: argparse.Namespace) -> int:
         from lsp_server.measure.remote_overhead import main as remote_main
 
         return remote_main(args.rest)
+    if args.script == "nextedit":
+        from lsp_server.measure.next_edit_speed import main as next_edit_main
+
+        return next_edit_main(args.rest)
     if args.script == "swap":
         from lsp_server.measure.adapter_swap import main as swap_main
 

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -39,6 +39,7 @@ from lsp_server.session.workspace import WorkspaceContext
 
 log = logging.getLogger("codetailor.next_edit")
 
+REMEMBER = 64  # shown edits whose acceptance is still counted
 # Why a next-edit request was answered `{edits: []}`.
 EMPTY_REASONS = (
     "unknown_document",  # the document is not open
@@ -96,6 +97,8 @@ class NextEdits:
         self.counts: Counter[str] = Counter()
         self.empty: Counter[str] = Counter()
         self.last: dict[str, Any] | None = None  # the last prediction's facts
+        # Recent shown edits' ids -> accepted yet (the feedback log's, else our own).
+        self._ids: OrderedDict[str, bool] = OrderedDict()
 
     # -- documents ---------------------------------------------------------------------------
 
@@ -254,7 +257,7 @@ class NextEdits:
         assert answer.edit is not None and answer.updated is not None
         self.counts["shown"] += 1
         owner = self.owner
-        id = None
+        id: str | None = None
         if owner.workspace.in_workspace(uri):
             id = owner.recording.next_edit_shown(
                 ShownNextEdit(
@@ -269,6 +272,10 @@ class NextEdits:
                     describe=owner.host.status,
                 )
             )
+        id = id or f"next-edit-{self.counts['shown']}"
+        self._ids[id] = False
+        while len(self._ids) > REMEMBER:
+            self._ids.popitem(last=False)
         base = window_offset(window, text)
         edit = answer.edit
         return ShownEdit(uri, version, base + edit.start, base + edit.end, edit.text, text, id)
@@ -276,7 +283,11 @@ class NextEdits:
     # -- feedback and status -------------------------------------------------------------------
 
     def accepted(self, id: object) -> None:
-        """The editor applied next edit `id` (its command, or the notification)."""
+        """The editor applied next edit `id` (its command, or the notification); only the
+        first acceptance of an edit that was shown counts."""
+        if not isinstance(id, str) or self._ids.get(id, True):
+            return
+        self._ids[id] = True
         self.counts["accepted"] += 1
         self.owner.recording.accepted(id, "full")
 
@@ -293,10 +304,11 @@ class NextEdits:
 
 
 def window_offset(window: EditWindow, text: str) -> int:
-    """Where the window starts in the document it was cut from."""
-    return sum(len(line) for line in text.split("\n", window.start_line)[: window.start_line]) + (
-        window.start_line
-    )
+    """Where the window starts in the document it was cut from (lines split at `\n`)."""
+    offset = 0
+    for _ in range(window.start_line):
+        offset = text.index("\n", offset) + 1
+    return offset
 
 
 def _facts(answer: NextEditAnswer, latency_ms: float) -> dict[str, Any]:
