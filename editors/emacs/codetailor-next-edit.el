@@ -157,13 +157,25 @@ TAB jumps to it, then applies it; C-g dismisses it."
                    (with-demoted-errors "Codetailor: next edit: %S"
                      (codetailor-next-edit-request))))))))))
 
+(defun codetailor-next-edit--dismissed (reason)
+  "Tell the server the shown edit was hidden untaken, for REASON; then hide it.
+REASON is \"dismiss\" (C-g) or \"cursor-moved\" (`codetailor/dismissed', for
+the local feedback log)."
+  (let* ((arguments (codetailor--get (codetailor--get codetailor-next-edit--edit :command)
+                                     :arguments))
+         (id (and (> (length arguments) 0) (elt arguments 0))))
+    (when (and (stringp id) codetailor-next-edit--backend)
+      (funcall (plist-get codetailor-next-edit--backend :notify)
+               "codetailor/dismissed" (list :id id :reason reason))))
+  (codetailor-next-edit-clear))
+
 (defun codetailor-next-edit--post-command ()
   "Count moves of point that are not TAB's; a few of them hide the edit."
   (when (and codetailor-next-edit--edit
              (not (memq this-command '(codetailor-next-edit-tab codetailor-next-edit-dismiss)))
              (not (eql (point) codetailor-next-edit--point)))
     (when (>= (cl-incf codetailor-next-edit--moves) codetailor-next-edit-clear-after-moves)
-      (codetailor-next-edit-clear)))
+      (codetailor-next-edit--dismissed "cursor-moved")))
   (setq codetailor-next-edit--point (point)))
 
 (defun codetailor-next-edit--at-edit-p ()
@@ -196,7 +208,8 @@ TAB jumps to it, then applies it; C-g dismisses it."
 (defun codetailor-next-edit-dismiss ()
   "Hide the shown next edit."
   (interactive)
-  (codetailor-next-edit-clear)
+  (when codetailor-next-edit--edit
+    (codetailor-next-edit--dismissed "dismiss"))
   (deactivate-mark))
 
 (defun codetailor-next-edit-enable (backend)

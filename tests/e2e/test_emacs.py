@@ -279,6 +279,8 @@ def test_next_edit_below_is_drawn_then_tab_jumps_then_tab_applies(
     commands = [m["params"] for m in messages if m.get("method") == "workspace/executeCommand"]
     accepted = [c for c in commands if c["command"] == "codetailor.acceptedNextEdit"]
     assert [c["arguments"] for c in accepted] == [["fake-edit-1"]], commands
+    dismissed = [m["params"] for m in messages if m.get("method") == "codetailor/dismissed"]
+    assert dismissed == [{"id": "fake-edit-1", "reason": "dismiss"}], dismissed  # C-g
 
 
 @pytest.mark.parametrize("client", ["eglot", "lsp-mode"])

@@ -554,7 +554,7 @@ def test_next_edit_to_the_end_of_the_document(editor: Editor, tmp_path: Path) ->
 
 @pytest.mark.parametrize("editor", ["fallback"], indirect=True)
 def test_next_edit_clears_after_cursor_moves_and_on_dismiss(editor: Editor, tmp_path: Path) -> None:
-    cmd, _ = next_edit_cmd(tmp_path, RENAME)
+    cmd, log = next_edit_cmd(tmp_path, RENAME)
     editor.setup(cmd, settings=FAST)
     editor.edit(tmp_path / "scale.py", SCALE)
     editor.type("1G0f,wciwk<Esc>")
@@ -570,6 +570,11 @@ def test_next_edit_clears_after_cursor_moves_and_on_dismiss(editor: Editor, tmp_
     editor.type("<C-]>")
     editor.wait(lambda: not next_edit_marks(editor), "the dismiss key to clear it")
     assert editor.line(3) == "    return x * factor"
+    editor.wait(lambda: len(methods(log, "codetailor/dismissed")) >= 2, "the server to hear")
+    assert [m["params"] for m in methods(log, "codetailor/dismissed")] == [
+        {"id": "fake-edit-1", "reason": "cursor-moved"},
+        {"id": "fake-edit-1", "reason": "dismiss"},
+    ]
 
 
 @pytest.mark.parametrize("editor", ["fallback"], indirect=True)

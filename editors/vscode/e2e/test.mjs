@@ -646,6 +646,13 @@ try {
       process.kill(pid);
     } catch {}
   }
-  if (!env.CODETAILOR_E2E_KEEP) rmSync(tmp, { recursive: true, force: true });
+  if (!env.CODETAILOR_E2E_KEEP) {
+    // The servers just told to stop may still write their logs there for a moment.
+    try {
+      rmSync(tmp, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
+    } catch (error) {
+      console.error(`e2e: could not remove ${tmp}: ${error}`);
+    }
+  }
 }
 process.exit(failed ? 1 : 0);

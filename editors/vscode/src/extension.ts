@@ -314,7 +314,7 @@ class Extension implements vscode.Disposable {
         if (event.contentChanges.length === 0 || editor?.document !== event.document) return;
         if (vscode.languages.match(DOCUMENT_SELECTOR, event.document)) this.nextEdit.changed();
       }),
-      vscode.window.onDidChangeActiveTextEditor(() => this.nextEdit.clear()),
+      vscode.window.onDidChangeActiveTextEditor(() => this.nextEdit.clear("buffer-left")),
       vscode.window.onDidChangeTextEditorSelection((event) => {
         if (event.textEditor !== vscode.window.activeTextEditor) return;
         const { line, character } = event.selections[0]?.active ?? event.textEditor.selection.active;

@@ -100,6 +100,15 @@ export function removes(edit: NextEdit): boolean {
   return start.line !== end.line || start.character !== end.character;
 }
 
+/** Why a shown edit went untaken: the dismiss key, cursor moves elsewhere, another editor. */
+export type DismissReason = "dismiss" | "cursor-moved" | "buffer-left";
+
+/** The id the server gave the edit (its command's first argument), if any. */
+export function editId(edit: NextEdit): string | undefined {
+  const id = edit.command?.arguments?.[0];
+  return typeof id === "string" ? id : undefined;
+}
+
 /** How a shown edit is drawn: in full, or only its gutter mark (`indicatorOnly`, until Tab jumps there). */
 export type Look = "full" | "indicator";
 
@@ -125,6 +134,8 @@ export interface NextEditHost {
   apply(edit: NextEdit): Promise<boolean>;
   /** Run the edit's command on the server (it counts the acceptance). */
   accepted(command: Command): void;
+  /** Tell the server the user hid the edit untaken (`codetailor/dismissed`, for the feedback log). */
+  dismissed(id: string, reason: DismissReason): void;
   /** Set or clear the `codetailor.nextEditVisible` context key. */
   setVisible(visible: boolean): void;
 }
@@ -179,7 +190,7 @@ export class NextEditController {
     if (!this.edit) return;
     const jumped = this.jumpedTo;
     if (jumped && jumped.line === to.line && jumped.character === to.character) return;
-    if (++this.moves >= CLEAR_AFTER_MOVES) this.clear();
+    if (++this.moves >= CLEAR_AFTER_MOVES) this.clear("cursor-moved");
   }
 
   /** Tab: jump to the edit, show it in full, or apply it. False when none is shown. */
@@ -205,12 +216,17 @@ export class NextEditController {
   /** Escape: hide the shown edit; false when none was shown. */
   dismiss(): boolean {
     const shown = this.edit !== undefined;
-    this.clear();
+    this.clear("dismiss");
     return shown;
   }
 
-  /** Hide what is shown and forget pending requests (another editor, settings off). */
-  clear(): void {
+  /**
+   * Hide what is shown and forget pending requests (an edit, another editor, settings
+   * off); `reason`: the user hid it untaken, which the server hears.
+   */
+  clear(reason?: DismissReason): void {
+    const id = this.edit && reason ? editId(this.edit) : undefined;
+    if (id && reason) this.host.dismissed(id, reason);
     this.generation++;
     if (this.pending !== undefined) this.timers.clear(this.pending);
     this.pending = undefined;

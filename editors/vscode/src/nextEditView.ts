@@ -16,6 +16,7 @@ import {
   removes,
   VISIBLE_CONTEXT,
   type Command,
+  type DismissReason,
   type InlineEditParams,
   type Look,
   type NextEdit,
@@ -24,6 +25,8 @@ import {
 } from "./nextEdit";
 
 const METHOD_NOT_FOUND = -32601;
+/** The user hid a suggestion untaken (lsp_server/methods.py DISMISSED). */
+const DISMISSED_NOTIFICATION = "codetailor/dismissed";
 
 /** The three decoration types of a shown edit. */
 class Decorations implements vscode.Disposable {
@@ -175,6 +178,10 @@ export class NextEditView implements NextEditHost, vscode.Disposable {
     void this.running()
       ?.sendRequest("workspace/executeCommand", { command: command.command, arguments: command.arguments ?? [] })
       .catch(() => undefined);
+  }
+
+  dismissed(id: string, reason: DismissReason): void {
+    void this.running()?.sendNotification(DISMISSED_NOTIFICATION, { id, reason });
   }
 
   setVisible(visible: boolean): void {

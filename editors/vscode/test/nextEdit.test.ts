@@ -77,6 +77,9 @@ class FakeHost implements NextEditHost {
   accepted(c: Command): void {
     this.log.push(`accepted ${c.command} ${JSON.stringify(c.arguments)}`);
   }
+  dismissed(id: string, reason: string): void {
+    this.log.push(`dismissed ${id} ${reason}`);
+  }
   setVisible(v: boolean): void {
     this.visible = v;
   }
@@ -180,6 +183,7 @@ test("Escape dismisses; a few cursor moves of the user hide it too", async () =>
   assert.equal(first.controller.dismiss(), true);
   assert.equal(first.host.visible, false);
   assert.equal(first.controller.dismiss(), false);
+  assert.deepEqual(first.host.log.filter((l) => l.startsWith("dismissed")), ["dismissed e1 dismiss"]);
 
   const { host, controller } = await shownAfterAnEdit();
   for (let i = 1; i < CLEAR_AFTER_MOVES; i++) controller.cursorMoved(pos(i, 0));
@@ -187,6 +191,11 @@ test("Escape dismisses; a few cursor moves of the user hide it too", async () =>
   controller.cursorMoved(pos(9, 0));
   assert.equal(controller.shown, undefined);
   assert.equal(host.visible, false);
+  assert.ok(host.log.includes("dismissed e1 cursor-moved"));
+
+  const edited = await shownAfterAnEdit();
+  edited.controller.changed(); // an edit hides it too, but that is no dismissal
+  assert.ok(!edited.host.log.some((l) => l.startsWith("dismissed")));
 });
 
 test("indicator only: a gutter mark until Tab jumps there; never applied unseen", async () => {

@@ -292,11 +292,27 @@ function M.tab(buf)
   return true
 end
 
+--- Tell the server the user hid the shown edit untaken (`codetailor/dismissed`, for
+--- the local feedback log), then hide it. `reason`: "dismiss" (the dismiss key),
+--- "cursor-moved" (moves elsewhere) or "buffer-left".
+---@param buf integer
+---@param reason string
+local function dismissed(buf, reason)
+  local s = states[buf]
+  local command = s and s.edit and s.edit.command
+  local id = command and command.arguments and command.arguments[1]
+  local client = s and s.client_id and vim.lsp.get_client_by_id(s.client_id)
+  if type(id) == "string" and client then
+    util.call(client, "notify", "codetailor/dismissed", { id = id, reason = reason })
+  end
+  M.clear(buf)
+end
+
 --- Hide the shown edit untaken; false when none was shown.
 ---@param buf integer
 function M.dismiss(buf)
   local shown = M.visible(buf)
-  M.clear(buf)
+  dismissed(buf, "dismiss")
   return shown
 end
 
@@ -312,7 +328,7 @@ local function on_cursor(buf)
   end
   s.moves = s.moves + 1
   if s.moves >= config.options.next_edit.clear_after_moves then
-    M.clear(buf)
+    dismissed(buf, "cursor-moved")
   end
 end
 
@@ -343,6 +359,9 @@ function M.attach(buf)
         if not client or client.name ~= server.NAME then
           return
         end
+      end
+      if ev.event == "BufLeave" and M.visible(buf) then
+        dismissed(buf, "buffer-left")
       end
       M.clear(buf)
       if ev.event ~= "BufLeave" then
