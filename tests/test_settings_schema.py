@@ -18,8 +18,9 @@ from lsp_server.session.settings import schema
 
 EDITORS = Path(__file__).resolve().parents[1] / "editors"
 SCHEMA = schema()
-# Client-only settings (how to start the server, the TCP token): not server settings.
-CLIENT_ONLY = {"serverCommand", "serverArgs", "authToken"}
+# Client-only settings (how to start the server, the TCP token, how a next edit is drawn):
+# not server settings.
+CLIENT_ONLY = {"serverCommand", "serverArgs", "authToken", "nextEditIndicatorOnly"}
 
 
 def snake(name: str) -> str:

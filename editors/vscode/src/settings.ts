@@ -37,6 +37,8 @@ export interface Settings {
   nextEditFormat: string;
   /** Sent as `initializationOptions.authToken` (for a server on a non-loopback TCP address). */
   authToken: string;
+  /** Show only a gutter mark for a next edit until Tab jumps there (the extension's own; not sent). */
+  nextEditIndicatorOnly: boolean;
 }
 
 export const DEFAULTS: Readonly<Settings> = Object.freeze({
@@ -60,6 +62,7 @@ export const DEFAULTS: Readonly<Settings> = Object.freeze({
   nextEditWindowLines: 10,
   nextEditFormat: "",
   authToken: "",
+  nextEditIndicatorOnly: false,
 });
 
 /** What the server understands: camelCase, null for "use your default". */
@@ -114,6 +117,7 @@ export function readSettings(get: Getter, problems: string[] = []): Settings {
     return value;
   };
   const str = (v: unknown) => (typeof v === "string" ? v.trim() : undefined);
+  const bool = (v: unknown) => (typeof v === "boolean" ? v : undefined);
   const num = (low: number, high: number) => (v: unknown) =>
     typeof v === "number" && Number.isFinite(v) ? whole(v, 0, low, high) : undefined;
   return {
@@ -141,6 +145,7 @@ export function readSettings(get: Getter, problems: string[] = []): Settings {
     nextEditWindowLines: pick("nextEditWindowLines", num(1, 100)),
     nextEditFormat: pick("nextEditFormat", str),
     authToken: pick("authToken", (v) => text(v, "")),
+    nextEditIndicatorOnly: pick("nextEditIndicatorOnly", bool),
   };
 }
 

@@ -33,6 +33,10 @@ test("unset settings are the defaults, and go to the server in camelCase", () =>
     context: true,
     engine: "local",
     feedback: true,
+    nextEdit: true,
+    nextEditDebounceMs: 300,
+    nextEditWindowLines: 10,
+    nextEditFormat: null,
   });
 });
 
@@ -52,8 +56,13 @@ test("values map one to one; empty strings become null (the server's default)", 
       context: false,
       engine: "openai:http://gpu-box:8000",
       feedback: false,
+      nextEdit: false,
+      nextEditDebounceMs: 50_000,
+      nextEditWindowLines: 5,
+      nextEditIndicatorOnly: true,
     }),
   );
+  assert.equal(s.nextEditIndicatorOnly, true); // the extension's own: not sent
   assert.deepEqual(toServerSettings(s), {
     model: "Qwen/Qwen2.5-Coder-1.5B",
     adapter: "/tmp/adapter",
@@ -68,6 +77,10 @@ test("values map one to one; empty strings become null (the server's default)", 
     context: false,
     engine: "openai:http://gpu-box:8000",
     feedback: false,
+    nextEdit: false,
+    nextEditDebounceMs: 10_000, // clamped to what the server accepts
+    nextEditWindowLines: 5,
+    nextEditFormat: null,
   });
 });
 

@@ -31,6 +31,11 @@ local M = {}
 ---@field accept_line string|false Insert its next line.
 ---@field dismiss string|false Hide it.
 ---@field next string|false Show the next one (or ask again).
+---@field next_edit string|false Jump to the shown next edit, then apply it (Insert and Normal mode).
+
+--- Next-edit suggestions as the plugin draws them.
+---@class codetailor.NextEditOptions
+---@field clear_after_moves integer Hide a shown next edit after this many cursor moves.
 
 ---@class codetailor.Config
 ---@field cmd string[] The command that runs `codetailor serve` on stdio.
@@ -41,6 +46,7 @@ local M = {}
 ---@field ghost_text codetailor.GhostMode "native" (Neovim 0.12+), "fallback" (extmarks), "auto".
 ---@field debounce_ms integer Wait this long after typing before asking (fallback ghost text).
 ---@field keymaps codetailor.Keymaps
+---@field next_edit codetailor.NextEditOptions
 ---@field adapter_dir string Where `:Codetailor finetune` writes adapters.
 
 ---@type codetailor.Config
@@ -74,7 +80,10 @@ M.defaults = {
   },
   ghost_text = "auto",
   debounce_ms = 150,
-  keymaps = { accept = "<Tab>", accept_line = "<S-Tab>", dismiss = "<C-]>", next = "<M-]>" },
+  keymaps = {
+    accept = "<Tab>", accept_line = "<S-Tab>", dismiss = "<C-]>", next = "<M-]>", next_edit = "<Tab>",
+  },
+  next_edit = { clear_after_moves = 3 },
   adapter_dir = vim.fn.stdpath("data") .. "/codetailor/adapters",
 }
 
@@ -178,6 +187,7 @@ local CHECKS = {
   { "settings.next_edit", function(v) return type(v) == "boolean", "true or false" end },
   { "settings.next_edit_debounce_ms", whole(0, 10000) },
   { "settings.next_edit_window_lines", whole(1, 100) },
+  { "next_edit.clear_after_moves", whole(1, 1000) },
 }
 
 local function get_path(t, path)
