@@ -20,7 +20,10 @@ EDITORS = Path(__file__).resolve().parents[1] / "editors"
 SCHEMA = schema()
 # Client-only settings (how to start the server, the TCP token, how a next edit is drawn):
 # not server settings.
-CLIENT_ONLY = {"serverCommand", "serverArgs", "authToken", "nextEditIndicatorOnly"}
+# The extension's own settings (the server never sees them); the first three start the
+# server or reach it, so a workspace may not set them either.
+CLIENT_MACHINE = {"serverCommand", "serverArgs", "authToken"}
+CLIENT_ONLY = CLIENT_MACHINE | {"nextEditIndicatorOnly"}
 
 
 def snake(name: str) -> str:
@@ -103,7 +106,7 @@ def test_settings_that_reach_the_network_or_load_code_are_the_users_alone() -> N
         assert (scope == "machine") == (name in MACHINE), name
     source = (EDITORS / "vscode" / "src" / "settings.ts").read_text()
     listed = re.search(r"export const MACHINE_KEYS = \[([^\]]*)\]", source)
-    assert listed and set(json.loads(f"[{listed[1]}]")) == MACHINE | CLIENT_ONLY
+    assert listed and set(json.loads(f"[{listed[1]}]")) == MACHINE | CLIENT_MACHINE
     lua = (EDITORS / "neovim" / "lua" / "codetailor" / "config.lua").read_text()
     listed = re.search(r"M\.MACHINE = \{([^}]*)\}", lua)
     assert listed and set(re.findall(r"\"(\w+)\"", listed[1])) == {snake(n) for n in MACHINE}
