@@ -129,20 +129,8 @@ def describe_from_help(parser: argparse.ArgumentParser) -> None:
             describe_from_help(sub)
 
 
-def add_serve(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """`codetailor serve` and its options."""
-    serve = sub.add_parser(
-        "serve",
-        help="run the language server",
-        description="Run the code-completion language server (LSP). An editor starts it and "
-        "talks LSP on its stdin/stdout (or over --tcp); run in a terminal, it says what it "
-        "loads, when it is ready and how to connect VS Code, Neovim or Emacs.",
-    )
-    transport = serve.add_mutually_exclusive_group()
-    transport.add_argument("--stdio", action="store_true", help="talk LSP on stdin/stdout")
-    transport.add_argument(
-        "--tcp", metavar="HOST:PORT", help="listen on TCP instead (HOST defaults to 127.0.0.1)"
-    )
+def _add_tcp_args(serve: argparse.ArgumentParser) -> None:
+    """`serve`'s options for TCP clients: the token, the time-outs, what a client may choose."""
     serve.add_argument(
         "--auth-token-file",
         metavar="FILE",
@@ -181,6 +169,23 @@ def add_serve(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="let TCP clients point the server at a remote engine URL of their choosing "
         "through their `engine` setting (the server's API key goes there)",
     )
+
+
+def add_serve(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """`codetailor serve` and its options."""
+    serve = sub.add_parser(
+        "serve",
+        help="run the language server",
+        description="Run the code-completion language server (LSP). An editor starts it and "
+        "talks LSP on its stdin/stdout (or over --tcp); run in a terminal, it says what it "
+        "loads, when it is ready and how to connect VS Code, Neovim or Emacs.",
+    )
+    transport = serve.add_mutually_exclusive_group()
+    transport.add_argument("--stdio", action="store_true", help="talk LSP on stdin/stdout")
+    transport.add_argument(
+        "--tcp", metavar="HOST:PORT", help="listen on TCP instead (HOST defaults to 127.0.0.1)"
+    )
+    _add_tcp_args(serve)
     serve.add_argument(
         "--compile",
         choices=("auto", "on", "off"),

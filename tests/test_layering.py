@@ -561,3 +561,32 @@ def test_the_test_import_rule_catches_a_planted_import():
         "tests.test_engine",
         "tests.e2e.test_transport",
     }
+
+
+MAX_FUNCTION_LINES = 60
+
+
+def long_functions(modules: dict[str, Path]) -> dict[str, int]:
+    """`module:function` -> its length in lines (decorators and docstring included) for
+    every function of `modules` over MAX_FUNCTION_LINES."""
+    found = {}
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                start = min([d.lineno for d in node.decorator_list] + [node.lineno])
+                length = (node.end_lineno or node.lineno) - start + 1
+                if length > MAX_FUNCTION_LINES:
+                    found[f"{name}:{node.name}"] = length
+    return found
+
+
+def test_no_function_is_longer_than_sixty_lines() -> None:
+    """A function reads in one sitting: none in lsp_server or finetune is over 60 lines."""
+    assert long_functions(sources()) == {}
+
+
+def test_the_function_length_rule_catches_a_long_one(tmp_path: Path) -> None:
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+    planted = tmp_path / "planted.py"
+    planted.write_text(f"def short():\n    return 1\n\n\ndef long():\n{body}\n")
+    assert long_functions({"planted": planted}) == {"planted:long": MAX_FUNCTION_LINES + 1}

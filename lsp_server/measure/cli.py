@@ -52,6 +52,25 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
         p.set_defaults(func=cmd_bench_script, script=name)
 
 
+def _add_cold_args(latency: argparse.ArgumentParser, pause_ms: float) -> None:
+    """`bench latency`'s cold-open scenario: how many places, the pause, asked at once."""
+    latency.add_argument(
+        "--cold-places", type=int, default=5, help="cold-open places per file (0: skip)"
+    )
+    latency.add_argument(
+        "--cold-pause-ms",
+        type=float,
+        default=pause_ms,
+        help="cold open: from codetailor/cursor to the first keystroke and its request "
+        f"(default {pause_ms}: a person placing the cursor, then starting to type)",
+    )
+    latency.add_argument(
+        "--cold-at-once",
+        action="store_true",
+        help="cold open: also ask at once after didOpen, without codetailor/cursor (ours-at-once)",
+    )
+
+
 def add_latency(kinds: argparse._SubParsersAction) -> None:
     """`codetailor bench latency` and its options."""
     from lsp_server.measure.latency import COLD_PAUSE_MS  # light: no torch, no pygls
@@ -81,21 +100,7 @@ def add_latency(kinds: argparse._SubParsersAction) -> None:
     latency.add_argument(
         "--no-local", action="store_true", help="with a remote --engine, skip the local run"
     )
-    latency.add_argument(
-        "--cold-places", type=int, default=5, help="cold-open places per file (0: skip)"
-    )
-    latency.add_argument(
-        "--cold-pause-ms",
-        type=float,
-        default=COLD_PAUSE_MS,
-        help="cold open: from codetailor/cursor to the first keystroke and its request "
-        f"(default {COLD_PAUSE_MS}: a person placing the cursor, then starting to type)",
-    )
-    latency.add_argument(
-        "--cold-at-once",
-        action="store_true",
-        help="cold open: also ask at once after didOpen, without codetailor/cursor (ours-at-once)",
-    )
+    _add_cold_args(latency, COLD_PAUSE_MS)
     latency.add_argument(
         "--baseline-tree",
         type=Path,
@@ -118,7 +123,31 @@ def add_latency(kinds: argparse._SubParsersAction) -> None:
     latency.set_defaults(func=cmd_bench_latency)
 
 
+def _add_offline_args(simulate: argparse.ArgumentParser) -> None:
+    """`bench simulate`'s offline mode: no server, every place, paired with another side."""
+    simulate.add_argument(
+        "--offline",
+        action="store_true",
+        help="no server: complete greedily at every place the user may ask (after each word "
+        "of the --words typed per file) and count what the user would take there",
+    )
+    simulate.add_argument(
+        "--against",
+        default=None,
+        metavar="ADAPTER",
+        help="with --offline: also this adapter (or 'base') at the same places, compared "
+        "place by place with --adapter (a sign test)",
+    )
+    simulate.add_argument(
+        "--takes",
+        action="store_true",
+        help="with --offline --json: also list the places and what each side took at each, "
+        "to pair runs made apart (offline_user.paired)",
+    )
+
+
 def add_simulate(kinds: argparse._SubParsersAction) -> None:
+    """`codetailor bench simulate` and its options."""
     from lsp_server.measure.simulated_user import UserSetup  # light: no torch, no pygls
 
     simulate = kinds.add_parser(
@@ -160,25 +189,7 @@ def add_simulate(kinds: argparse._SubParsersAction) -> None:
         help="let the server write the feedback events to REPO's log, as it does for an "
         "editor, labelled source=simulated (without it: feedback off)",
     )
-    simulate.add_argument(
-        "--offline",
-        action="store_true",
-        help="no server: complete greedily at every place the user may ask (after each word "
-        "of the --words typed per file) and count what the user would take there",
-    )
-    simulate.add_argument(
-        "--against",
-        default=None,
-        metavar="ADAPTER",
-        help="with --offline: also this adapter (or 'base') at the same places, compared "
-        "place by place with --adapter (a sign test)",
-    )
-    simulate.add_argument(
-        "--takes",
-        action="store_true",
-        help="with --offline --json: also list the places and what each side took at each, "
-        "to pair runs made apart (offline_user.paired)",
-    )
+    _add_offline_args(simulate)
     simulate.add_argument("--json", action="store_true", help="print one JSON object")
     simulate.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     simulate.set_defaults(func=cmd_bench_simulate)

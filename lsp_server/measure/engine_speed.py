@@ -36,7 +36,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.fresh_home:
         os.environ["CODETAILOR_HOME"] = tempfile.mkdtemp(prefix="codetailor-bench-")
 
-    from lsp_server.model.engine import Generation
     from lsp_server.model.factory import load_completers
     from lsp_server.spec import ModelSpec
 
@@ -59,14 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     prefill_rates, decode_ms = rates(engine, prompt_ids, args.repeats)
     verify_cost = verify_over_step(engine.backend, prompt_ids, args.repeats)
 
-    runs: dict[str, list[Generation]] = {"cold": [], "warm_same": [], "warm_typed": []}
-    edited = text[:offset] + "abc" + text[offset:]  # the user typed three more characters
-    for _ in range(args.repeats):
-        engine.cache.clear()
-        runs["cold"].append(completer.complete(text, offset, max_tokens=16).generation)
-        runs["warm_same"].append(completer.complete(text, offset, max_tokens=16).generation)
-        runs["warm_typed"].append(completer.complete(edited, offset + 3, max_tokens=16).generation)
-
+    runs = requests(engine, completer, text, offset, args.repeats)
     p50 = statistics.median
     result: dict[str, Any] = {
         "model": loaded.name,
@@ -82,6 +74,21 @@ def main(argv: list[str] | None = None) -> int:
     }
     print_report(result | request_times(runs))
     return 0
+
+
+def requests(
+    engine: Any, completer: Any, text: str, offset: int, repeats: int
+) -> dict[str, list[Any]]:
+    """Each request's generation, `repeats` times: cold (an empty cache), the same again
+    (warm), and after the user typed three more characters (warm, one step on)."""
+    runs: dict[str, list[Any]] = {"cold": [], "warm_same": [], "warm_typed": []}
+    edited = text[:offset] + "abc" + text[offset:]
+    for _ in range(repeats):
+        engine.cache.clear()
+        runs["cold"].append(completer.complete(text, offset, max_tokens=16).generation)
+        runs["warm_same"].append(completer.complete(text, offset, max_tokens=16).generation)
+        runs["warm_typed"].append(completer.complete(edited, offset + 3, max_tokens=16).generation)
+    return runs
 
 
 def rates(engine: Any, prompt_ids: list[int], repeats: int) -> tuple[list[float], list[float]]:
