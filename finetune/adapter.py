@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import errno
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 from finetune.durable import claim, swap_in
 from lsp_server.errors import CodetailorError
 from lsp_server.model.adapter_meta import AdapterMeta, has_meta, write_meta
+from lsp_server.repo.git import git_text, run_git
 
 
 def work_dir(out: Path) -> Path:
@@ -48,15 +48,9 @@ def check_out(out: Path) -> None:
 def repository_info(repo: Path) -> dict[str, Any]:
     """Name, path, commit and whether the working tree had uncommitted changes."""
 
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
-        except OSError:
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain") if commit else None
+    commit = git_text(repo, "rev-parse", "HEAD")
+    # Submodules are left out: git would run `status` in each with its own configuration.
+    status = run_git(repo, "status", "--porcelain", "--ignore-submodules=all") if commit else None
     return {
         "name": repo.resolve().name,
         "path": str(repo.resolve()),

@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from finetune.config import (
@@ -19,6 +20,8 @@ from finetune.config import (
     load_yaml,
     settings_over,
 )
+from finetune.console import say
+from finetune.durable import release
 from lsp_server.errors import CodetailorError
 
 EXAMPLES = """\
@@ -109,6 +112,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="tune the adapter at --out on the repository's feedback log (kept over rejected "
         "suggestions; DPO/KTO) and keep it only if it does not get worse",
     )
+    parser.add_argument(
+        "--serve-new",
+        action="store_true",
+        help="make the new adapter the one the server uses for the repository even when the "
+        "one serving now scored a lower held-out loss (by default the better one keeps serving)",
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
@@ -146,11 +155,13 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     try:
         summary = run(config, resume=args.resume, progress=not args.no_progress)
     except Interrupted as exc:
-        print(f"codetailor: {exc}", file=sys.stderr)
+        say(f"codetailor: {exc}")
         return 130
+    finally:
+        release(Path(config.out).expanduser())  # no OUT.lock left behind
     if summary is None:
         return 0
-    register_finished(config.repo, config.out)
+    register_finished(config.repo, config.out, serve_new=getattr(args, "serve_new", False))
     if args.json:
         print(json.dumps(summary), flush=True)
     else:
@@ -158,20 +169,18 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
-def register_finished(repo: str, out: str) -> None:
+def register_finished(repo: str, out: str, *, serve_new: bool = False) -> None:
     """Record the new adapter under its repository (path and remote URL), so the server
-    finds it for that repository; a registry that cannot be written only warns."""
-    from lsp_server.model.registry import register_adapter
+    finds it for that repository, and say which adapter serves it now (the better one on
+    held-out code, see finetune/serving.py); a registry that cannot be written only warns."""
+    from finetune import serving
 
     try:
-        entry = register_adapter(repo, out)
+        line = serving.register_finished(repo, out, serve_new=serve_new)
     except (CodetailorError, OSError) as exc:
-        print(f"codetailor: warning: adapter not registered: {exc}", file=sys.stderr)
+        say(f"codetailor: warning: adapter not registered: {exc}")
         return
-    print(
-        f"codetailor: registered adapter {entry.name} for {entry.remote or entry.repo_root}",
-        file=sys.stderr,
-    )
+    say(f"codetailor: {line}")
 
 
 def format_summary(s: dict[str, Any]) -> str:

@@ -1,8 +1,12 @@
 """Writing the run's folders so that a crash, a power cut or a second run cannot spoil them.
 
 - `claim(out)`: an exclusive `fcntl.flock` on `OUT.lock` (beside OUT, which is
-  swapped), held by this process until it exits; a second run on the same OUT
-  fails at once with one line saying which process holds it.
+  swapped), held by this process until `release` or its exit; a second run on
+  the same OUT fails at once with one line saying which process holds it. The
+  lock file is deleted on release (while still locked), so none is left behind;
+  a claimant that locked a file deleted meanwhile sees that the path no longer
+  names its file and tries again. (filelock, in the environment, keeps the file
+  on purpose on Unix, so it is not used here.)
 - `fsync_tree(folder)`: every file and the folder itself reach the disk before
   the rename that publishes them (otherwise a power cut can leave a renamed
   folder of empty files).
@@ -14,6 +18,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import errno
@@ -40,27 +45,42 @@ def claim(out: Path) -> None:
     if lock in _HELD or not _is_main_rank():
         return  # a resumed run in the same process, or a non-main `accelerate` rank
     lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
-        os.close(fd)
-        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            raise CodetailorError(
-                f"another finetune run (pid {holder}) is writing {out}; wait for it to finish "
-                "or choose another --out"
-            ) from None
-        raise CodetailorError(f"cannot lock {lock}: {exc.strerror or exc}") from None
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise CodetailorError(
+                    f"another finetune run (pid {holder}) is writing {out}; wait for it to "
+                    "finish or choose another --out"
+                ) from None
+            raise CodetailorError(f"cannot lock {lock}: {exc.strerror or exc}") from None
+        if _still_named(fd, lock):
+            break
+        os.close(fd)  # its holder deleted it on release: lock the file that is there now
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     _HELD[lock] = fd
+    atexit.register(release, out)
+
+
+def _still_named(fd: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except OSError:
+        return False
 
 
 def release(out: Path) -> None:
-    """Let go of `OUT.lock` early (it goes anyway when the process exits)."""
-    fd = _HELD.pop(lock_path(out.absolute()), None)
+    """Let go of `OUT.lock` and delete it (a later claimant locks a new file)."""
+    lock = lock_path(out.absolute())
+    fd = _HELD.pop(lock, None)
     if fd is not None:
+        with contextlib.suppress(OSError):
+            lock.unlink()  # while still locked: no one can hold the old file after this
         os.close(fd)
 
 

@@ -23,7 +23,9 @@ from lsp_server.repo.corpus import SourceFile
 def _bar(total: int, desc: str, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, file=sys.stderr, leave=False, disable=not enabled)
+    from finetune.console import Quiet  # a reader gone never stops the measurement
+
+    return tqdm(total=total, desc=desc, file=Quiet(sys.stderr), leave=False, disable=not enabled)
 
 
 def heldout_loss(
@@ -102,21 +104,16 @@ def next_line_exact_match(
 ) -> float | None:
     """The share of samples whose completed line matches the held-out one, scored as
     `codetailor eval` scores its `line` samples (`metrics.next_line_exact_match`)."""
-    from lsp_server.completion.completer import Completer
-    from lsp_server.model.backend import TransformersBackend, eos_ids
-    from lsp_server.model.engine import Engine, PrefixCache
+    from lsp_server.model.factory import weights_completer
 
     if not samples:
         return None
     # A PEFT wrapper hides the forward signature the backend inspects; its base
-    # model carries the LoRA layers, so use that.
+    # model carries the LoRA layers, so the completer runs that.
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     was_training = base.training
     base.eval()
-    backend = TransformersBackend(base, eos_ids(tokenizer, base))
-    completer = Completer(
-        Engine(backend, cache=PrefixCache()), tokenizer, fmt, window_tokens=window_tokens
-    )
+    completer = weights_completer(base, tokenizer, fmt, window_tokens)
     pairs: list[tuple[str, str]] = []
     with _bar(len(samples), "next-line match", progress) as bar:
         for s in samples:

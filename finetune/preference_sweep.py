@@ -39,17 +39,12 @@ from finetune.repo_eval import RepoEval
 def offline_acceptance(model: Any, tokenizer: Any, fmt: Any, records: list[Any], cfg: Any) -> int:
     """How many of `records` (with a `typed` event) get a greedy completion that the
     simulated user would accept against what was typed there."""
-    from lsp_server.completion.completer import Completer
     from lsp_server.measure.simulated_user import accepted_text
-    from lsp_server.model.backend import TransformersBackend, eos_ids
-    from lsp_server.model.engine import Engine, PrefixCache
+    from lsp_server.model.factory import weights_completer
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     base.eval()
-    backend = TransformersBackend(base, eos_ids(tokenizer, base))
-    completer = Completer(
-        Engine(backend, cache=PrefixCache()), tokenizer, fmt, window_tokens=cfg.window
-    )
+    completer = weights_completer(base, tokenizer, fmt, cfg.window)
     accepted = 0
     for r in records:
         prefix = "\n" * r.shown.prefix_start_line + r.shown.prefix
@@ -78,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from lsp_server.completion.prompt import get_format
     from lsp_server.model.adapter_meta import read_meta
+    from lsp_server.model.factory import window_tokens
     from lsp_server.model.loading import load_model
 
     base_cfg = PreferenceConfig(
@@ -101,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         cfg = base_cfg | changes
         loaded = load_model(meta.base_model.name, device="cpu", dtype=cfg.dtype)
-        build = prompt_builder(loaded.tokenizer, fmt, 1024)
+        build = prompt_builder(loaded.tokenizer, fmt, window_tokens("cpu"))
         fit, val = preference_data(fit_records, build), preference_data(val_records, build)
         model = trainable_adapter(loaded.model, Path(args.adapter), cfg.seed)
         scorer = Scorer(

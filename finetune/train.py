@@ -40,6 +40,7 @@ from finetune.adapter import (
     work_dir,
 )
 from finetune.config import FinetuneConfig, dump_yaml, print_resolved
+from finetune.console import Quiet, data_line, say
 from finetune.data.examples import Blocks, documents, pack, spread, tokenize
 from finetune.evaluate import (
     LineSample,
@@ -80,6 +81,8 @@ def run(
     """
     job = setup(cfg, resume=resume, progress=progress)
     data = prepare_data(job)
+    if job.main:
+        say(f"codetailor finetune: {data_line(data.stats(), data.total_steps, cfg.seq_len)}")
     trainer = fit(job, data)
     return finish(job, data, trainer)
 
@@ -105,7 +108,7 @@ def setup(cfg: FinetuneConfig, *, resume: bool, progress: bool) -> Job:
     if found:
         _check_same_run(checkpoint.read_state(found).config, cfg)
     elif resume:
-        print(f"codetailor: nothing to resume in {work}; starting a new run", file=sys.stderr)
+        say(f"codetailor: nothing to resume in {work}; starting a new run")
     accelerator = Accelerator(cpu=cfg.device == "cpu")
     job = Job(
         cfg=cfg,
@@ -117,7 +120,7 @@ def setup(cfg: FinetuneConfig, *, resume: bool, progress: bool) -> Job:
         fsdp=accelerator.distributed_type == DistributedType.FSDP,
         progress=progress,
     )
-    if job.main:
+    if job.main and log.isEnabledFor(logging.INFO):  # -v: the whole config, a key a line
         print_resolved(cfg, "codetailor finetune")
     set_seed(cfg.seed)
     return job
@@ -256,18 +259,20 @@ def fit(job: Job, data: Data) -> Trainer:
     with stop.installed():
         while state.step < total and not state.stopped_early:
             step_loss = trainer.step(order)
-            rate = state.tokens / state.train_seconds
-            postfix = {"loss": f"{step_loss:.3f}", "tok/s": f"{rate:.0f}"}
-            if cfg.eval_every and state.step % cfg.eval_every == 0 and state.step < total:
-                postfix["heldout"] = trainer.evaluate(step_loss)
-            bar.set_postfix(postfix, refresh=False)
-            bar.update(1)
-            if state.step % cfg.checkpoint_every == 0 or state.stopped_early:
-                trainer.save_checkpoint()
+            # The stop check comes first: nothing (a display, an evaluation) may stand
+            # between a signal and the checkpoint that keeps the step just done.
             if stop.requested(job.accelerator):
                 trainer.save_checkpoint()
                 bar.close()
                 raise Interrupted(state.step, total, job.work)
+            rate = state.tokens / state.train_seconds
+            postfix = {"loss": f"{step_loss:.3f}", "tok/s": f"{rate:.0f}"}
+            if cfg.eval_every and state.step % cfg.eval_every == 0 and state.step < total:
+                postfix["heldout"] = trainer.evaluate(step_loss)
+            if state.step % cfg.checkpoint_every == 0 or state.stopped_early:
+                trainer.save_checkpoint()
+            bar.set_postfix(postfix, refresh=False)
+            bar.update(1)
     bar.close()
     trainer.save_checkpoint()  # so an interrupt while finishing loses no training
     return trainer
@@ -406,7 +411,7 @@ class Trainer:
         state.config = job.cfg.to_dict()
         self.state = state
         if job.main:
-            print(f"resuming at step {state.step} of {self.data.total_steps}", file=sys.stderr)
+            say(f"codetailor finetune: resuming at step {state.step} of {self.data.total_steps}")
 
     def step(self, order: BlockOrder) -> float:
         """One optimizer step over `grad_accum` micro-batches; return its training loss."""
@@ -543,7 +548,7 @@ def _progress_bar(total: int, initial: int, enabled: bool) -> Any:
         initial=initial,
         unit="step",
         desc="finetune",
-        file=sys.stderr,
+        file=Quiet(sys.stderr),  # a reader gone (`| tee` and Ctrl-C) never stops training
         disable=not enabled,
         dynamic_ncols=True,
     )

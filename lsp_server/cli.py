@@ -17,8 +17,11 @@ from typing import Any
 
 from lsp_server import __version__
 from lsp_server.errors import CodetailorError
+from lsp_server.model import preflight
 from lsp_server.repo.files import read_source
 from lsp_server.session.documents import LINE_BREAK, line_bounds, offset_at
+from lsp_server.session.settings import parse_engine
+from lsp_server.spec import AdapterRef, ModelSpec
 
 log = logging.getLogger("codetailor")
 
@@ -78,54 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"codetailor {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = sub.add_parser("serve", help="run the language server")
-    transport = serve.add_mutually_exclusive_group()
-    transport.add_argument("--stdio", action="store_true", help="talk LSP on stdin/stdout")
-    transport.add_argument(
-        "--tcp", metavar="HOST:PORT", help="listen on TCP instead (HOST defaults to 127.0.0.1)"
-    )
-    serve.add_argument(
-        "--auth-token-file",
-        metavar="FILE",
-        type=Path,
-        help="require TCP clients to send the token in FILE (mode 600) in "
-        "initializationOptions.authToken; default: $CODETAILOR_AUTH_TOKEN; "
-        "needed to listen beyond 127.0.0.1",
-    )
-    serve.add_argument(
-        "--auth-token",
-        metavar="TOKEN",
-        help="the token itself (visible to local users in the process list: prefer the above)",
-    )
-    serve.add_argument(
-        "--auth-timeout",
-        type=float,
-        metavar="SECONDS",
-        help="close a TCP connection that has not sent a valid initialize by then (default 10)",
-    )
-    serve.add_argument(
-        "--idle-timeout",
-        type=float,
-        metavar="SECONDS",
-        help="close a TCP connection silent for this long (default 3600; 0: never)",
-    )
-    serve.add_argument(
-        "--allow-client-models",
-        action="store_true",
-        help="let TCP clients switch to a Hugging Face hub model through their settings "
-        "(aliases and local paths are always allowed)",
-    )
-    serve.add_argument(
-        "--compile",
-        choices=("auto", "on", "off"),
-        default="auto",
-        help="run decode and draft-verify steps through torch.compile over a static KV cache: "
-        "auto (default) = on for CUDA, off on the CPU (it pays only in bfloat16 there, "
-        "after minutes of compiling at the first start)",
-    )
-    serve.add_argument("--log-file", type=Path, help="write logs here instead of stderr")
-    serve.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
-    _add_model_args(serve, adapter="auto")
+    serve = add_serve(sub)
 
     complete = sub.add_parser(
         "complete",
@@ -155,7 +111,93 @@ def build_parser() -> argparse.ArgumentParser:
     adapter_commands(sub)
     feedback_commands(sub)
     _add_plugin_commands(sub)
+    describe_from_help(parser)
     return parser
+
+
+def describe_from_help(parser: argparse.ArgumentParser) -> None:
+    """Give every subcommand without a description its one-line help as one (a sentence),
+    so each `--help` says what the command does."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        helps = {a.dest: a.help for a in action._choices_actions}
+        for name, sub in action.choices.items():
+            text = helps.get(name)
+            if not sub.description and isinstance(text, str) and text:
+                sub.description = text[0].upper() + text[1:].rstrip(".") + "."
+            describe_from_help(sub)
+
+
+def _add_tcp_args(serve: argparse.ArgumentParser) -> None:
+    """`serve`'s options for TCP clients: the token, the time-outs, what a client may choose."""
+    serve.add_argument(
+        "--auth-token-file",
+        metavar="FILE",
+        type=Path,
+        help="require TCP clients to send the token in FILE (mode 600) in "
+        "initializationOptions.authToken; default: $CODETAILOR_AUTH_TOKEN; "
+        "needed to listen beyond 127.0.0.1",
+    )
+    serve.add_argument(
+        "--auth-token",
+        metavar="TOKEN",
+        help="the token itself (visible to local users in the process list: prefer the above)",
+    )
+    serve.add_argument(
+        "--auth-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="close a TCP connection that has not sent a valid initialize by then (default 10)",
+    )
+    serve.add_argument(
+        "--idle-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="close a TCP connection silent for this long (default 3600; 0: never)",
+    )
+    serve.add_argument(
+        "--allow-client-models",
+        action="store_true",
+        help="let TCP clients switch to a Hugging Face hub model through their settings "
+        "(aliases and local paths are always allowed); not the engine: see "
+        "--allow-client-engines",
+    )
+    serve.add_argument(
+        "--allow-client-engines",
+        action="store_true",
+        help="let TCP clients point the server at a remote engine URL of their choosing "
+        "through their `engine` setting (the server's API key goes there)",
+    )
+
+
+def add_serve(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """`codetailor serve` and its options."""
+    serve = sub.add_parser(
+        "serve",
+        help="run the language server",
+        description="Run the code-completion language server (LSP). An editor starts it and "
+        "talks LSP on its stdin/stdout (or over --tcp); run in a terminal, it says what it "
+        "loads, when it is ready and how to connect VS Code, Neovim or Emacs.",
+    )
+    transport = serve.add_mutually_exclusive_group()
+    transport.add_argument("--stdio", action="store_true", help="talk LSP on stdin/stdout")
+    transport.add_argument(
+        "--tcp", metavar="HOST:PORT", help="listen on TCP instead (HOST defaults to 127.0.0.1)"
+    )
+    _add_tcp_args(serve)
+    serve.add_argument(
+        "--compile",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="run decode and draft-verify steps through torch.compile over a static KV cache: "
+        "auto (default) = on for CUDA, off on the CPU (it pays only in bfloat16 there, "
+        "after minutes of compiling at the first start)",
+    )
+    serve.add_argument("--log-file", type=Path, help="write logs here instead of stderr")
+    serve.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    _add_model_args(serve, adapter="auto")
+    return serve
 
 
 def measure_commands(sub: argparse._SubParsersAction) -> None:
@@ -182,8 +224,6 @@ def feedback_commands(sub: argparse._SubParsersAction) -> None:
 def engine_setting(args: argparse.Namespace) -> str:
     """`--engine` checked as the `engine` setting is; `--api-key-env NAME` tells the remote
     engine which environment variable holds its key (the key itself never is an argument)."""
-    from lsp_server.session.settings import parse_engine
-
     try:
         url = parse_engine(args.engine)
     except ValueError as exc:
@@ -257,35 +297,51 @@ def cmd_complete(args: argparse.Namespace) -> int:
         raise CodetailorError("--repeat and --max-tokens must be at least 1")
 
     args.engine = engine_setting(args)
-    if args.engine != "local":
-        return complete_remote(args, path, text, offset)
-    from lsp_server.model.loading import load_model
-    from lsp_server.model.registry import adapter_folder
-    from lsp_server.model.wiring import build_completer
+    from lsp_server.model.factory import load_completers
 
-    loaded = load_model(
-        args.model,
-        adapter=adapter_folder(args.adapter),
+    # With `--engine openai:URL` only the tokenizer loads: the server generates.
+    loaded = load_completers(model_spec(args), [adapter(args)], reuse=not args.no_cache)
+    model = loaded.model
+    log.info(
+        "loaded %s on %s/%s in %.1f s", model.name, model.device, model.dtype, model.load_seconds
+    )
+    facts: dict[str, Any] = {
+        "model": model.name,
+        "adapter": str(model.adapter.path) if model.adapter else None,
+        "device": model.device,
+        "dtype": model.dtype,
+        "load_ms": round(model.load_seconds * 1000),
+    }
+    if args.engine != "local":
+        facts = {"model": model.name, "device": model.device, "engine": args.engine}
+    return print_completions(args, loaded.completer, path, text, offset, facts)
+
+
+def model_spec(args: argparse.Namespace) -> ModelSpec:
+    """The model `complete` loads, from its options; an unknown `--prompt-format` is
+    refused here, before anything loads."""
+    if args.prompt_format:
+        from lsp_server.completion.prompt import get_format
+
+        try:
+            get_format(args.prompt_format)
+        except ValueError as exc:
+            raise CodetailorError(str(exc)) from None
+    return ModelSpec(
+        model=args.model,
         device=args.device,
         dtype=args.dtype,
+        engine=parse_engine(args.engine),
+        prompt_format=args.prompt_format,
         trust_remote_code=args.trust_remote_code,
     )
-    log.info(
-        "loaded %s on %s/%s in %.1f s",
-        loaded.name,
-        loaded.device,
-        loaded.dtype,
-        loaded.load_seconds,
-    )
-    completer = build_completer(loaded, prompt_format=args.prompt_format, reuse=not args.no_cache)
-    facts = {
-        "model": loaded.name,
-        "adapter": str(loaded.adapter.path) if loaded.adapter else None,
-        "device": loaded.device,
-        "dtype": loaded.dtype,
-        "load_ms": round(loaded.load_seconds * 1000),
-    }
-    return print_completions(args, completer, path, text, offset, facts)
+
+
+def adapter(args: argparse.Namespace) -> AdapterRef | None:
+    """The adapter `--adapter` names: a folder, or a registered name resolved to its folder."""
+    from lsp_server.model.registry import adapter_ref
+
+    return adapter_ref(args.adapter)
 
 
 def print_completions(
@@ -315,22 +371,26 @@ def print_completions(
             print(json.dumps(record | facts), flush=True)
     if not args.json:
         print(result.text)
+    explain_answer(result, text, offset, args.max_tokens, getattr(completer, "rules", None))
     return 0
 
 
-def complete_remote(args: argparse.Namespace, path: Path, text: str, offset: int) -> int:
-    """`complete --engine openai:URL`: only the tokenizer loads; the server generates."""
-    from lsp_server.model.wiring import build_remote_completer
+def explain_answer(result: Any, text: str, offset: int, max_tokens: int, rules: Any = None) -> None:
+    """On stderr: why an empty completion is empty, or that the token budget cut it."""
+    from lsp_server.completion.completer import NEAR_CHARS
+    from lsp_server.completion.explain import cut_note, why_empty
+    from lsp_server.completion.postprocess import RULES
 
-    completer, remote = build_remote_completer(
-        args.engine.removeprefix("openai:"),
-        model=args.model,
-        adapter=args.adapter,
-        prompt_format=args.prompt_format,
-        trust_remote_code=args.trust_remote_code,
-    )
-    facts = {"model": remote.name, "device": remote.device, "engine": args.engine}
-    return print_completions(args, completer, path, text, offset, facts)
+    if not result.text:
+        if result.generation.stop_reason == "error":
+            return  # the engine's failure is already one line on stderr, with its cause
+        prefix, suffix = text[max(offset - NEAR_CHARS, 0) : offset], text[offset:][:NEAR_CHARS]
+        why = why_empty(result.raw, prefix, suffix, result.scope, result.generation, rules or RULES)
+        print(f"codetailor: empty completion: {why}", file=sys.stderr)
+        return
+    full = getattr(result, "cut_from", "") or result.text
+    if note := cut_note(result.generation, full, result.text, max_tokens):
+        print(f"codetailor: {note}", file=sys.stderr)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -341,6 +401,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def setup_logging(verbosity: int, log_file: Path | None = None) -> None:
+    """stderr shows warnings (-v: INFO, -vv: DEBUG); a `--log-file` keeps INFO at least."""
+    verbosity = max(verbosity, 1) if log_file else verbosity
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     handler: logging.Handler = (
         logging.FileHandler(log_file) if log_file else logging.StreamHandler(sys.stderr)
@@ -349,6 +411,7 @@ def setup_logging(verbosity: int, log_file: Path | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    preflight.quiet_libraries(verbosity)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -365,6 +428,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """Run a command; a user mistake becomes one line on stderr and exit status 2."""
     try:
+        from lsp_server.model.loading import cache_home
+
+        preflight.check_home(cache_home())  # before anything is converted or written
         return func(args)
     except CodetailorError as exc:
         print(f"codetailor: error: {exc}", file=sys.stderr)

@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from lsp_server.session.adapter_choice import Registered, choose_adapter
-from lsp_server.session.session import ADAPTER_POLL_S, AdapterSource, Request, Session
+from lsp_server.session.model_choice import ADAPTER_POLL_S, AdapterSource
+from lsp_server.session.session import Request, Session
 from lsp_server.session.settings import Settings
-from tests.test_session import FakeHost, ScriptedCompleter
+from lsp_server.spec import AdapterRef, ModelSpec
+from tests.fixtures.host import FakeHost, ScriptedCompleter
 
 MINE = Registered("repo-1234abcd", "/adapters/one", "by path")
 
@@ -111,23 +113,23 @@ class RoutingHost(FakeHost):
 
     def __init__(self) -> None:
         super().__init__(None, state="idle")
-        self.completers: dict[str | None, ScriptedCompleter] = {}
+        self.completers: dict[AdapterRef | None, ScriptedCompleter] = {}
 
-    def hold(self, adapters: Sequence[str | None]) -> None:
+    def hold(self, adapters: Sequence[AdapterRef | None]) -> None:
         for adapter in adapters:
             self.completers.setdefault(adapter, ScriptedCompleter(*[f"by {adapter}"] * 4))
         self.completer = self.completers[adapters[0]]
 
-    def load(self, settings: Settings, adapters: Sequence[str | None] = ()) -> None:
-        super().load(settings, adapters)
+    def load(self, spec: ModelSpec, adapters: Sequence[AdapterRef | None] = (None,)) -> None:
+        super().load(spec, adapters)
         self.hold(adapters)
         self.state = "ready"
 
-    def swap(self, settings: Settings, adapters: Sequence[str | None] = ()) -> None:
-        super().swap(settings, adapters)
+    def swap(self, spec: ModelSpec, adapters: Sequence[AdapterRef | None] = (None,)) -> None:
+        super().swap(spec, adapters)
         self.hold(adapters)
 
-    def completer_for(self, adapter: str | None) -> ScriptedCompleter | None:
+    def completer_for(self, adapter: AdapterRef | None) -> ScriptedCompleter | None:
         return self.completers.get(adapter, self.completer)
 
 
@@ -186,7 +188,7 @@ async def test_folders_added_and_removed_change_the_adapters_in_use(tmp_path):
     assert await ask(session, third / "m.py") == "by /adapters/c"
     session.change_folders([], [first.as_uri()])  # the first folder goes: b/ is the default
     assert host.adapter_sets[-1] == ("/adapters/b", "/adapters/c")
-    assert session.adapter_choice.adapter == "/adapters/b"
+    assert session.models.choice.adapter == "/adapters/b"
     assert await ask(session, tmp_path / "elsewhere.py") == "by /adapters/b"
     assert [row["root"] for row in session.status()["workspaceAdapters"]] == [
         str(second),
@@ -197,11 +199,11 @@ async def test_folders_added_and_removed_change_the_adapters_in_use(tmp_path):
 
 def test_the_workspace_folders_are_one_object_that_the_context_and_adapters_read(tmp_path):
     session, _, _, (first, second, third) = two_folders(tmp_path)
-    assert session.workspace.workspace is session.folders is session.folder_adapters.workspace
+    assert session.workspace.workspace is session.folders is session.models.folders.workspace
     inside_third = (third / "pkg" / "m.py").as_uri()
     assert session.workspace.path_of(inside_third) == "m.py"  # outside every folder
     session.change_folders([third.as_uri()], [first.as_uri()])
-    assert session.folders.folders == session.folder_adapters.folders == [str(second), str(third)]
+    assert session.folders.folders == session.models.folders.folders == [str(second), str(third)]
     assert session.workspace.path_of(inside_third) == "pkg/m.py"
     assert session.folders.root == str(first)  # the workspace served stays
 

@@ -103,18 +103,18 @@ def test_serve_compile_picks_the_backend(
     CPU and int8 weights keep the eager one; the completions are the same."""
     from lsp_server.model.backend import TransformersBackend
     from lsp_server.model.compiled import CompiledBackend
+    from lsp_server.model.factory import completer_over
     from lsp_server.model.loading import load_model
-    from lsp_server.model.wiring import build_completer
 
     monkeypatch.setattr(CompiledBackend, "warm", lambda self: {})
     loaded = load_model(str(tiny_model_dir), dtype="float32")
-    on = build_completer(loaded, compile="on")
+    on = completer_over(loaded, compile="on")
     backend = on.engine.backend
     assert isinstance(backend, CompiledBackend)
     backend.widths = []  # every step eager over the static cache: no compiling in this test
-    assert type(build_completer(loaded, compile="auto").engine.backend) is TransformersBackend
+    assert type(completer_over(loaded, compile="auto").engine.backend) is TransformersBackend
     int8 = load_model(str(tiny_model_dir), dtype="int8")
-    assert type(build_completer(int8, compile="on").engine.backend) is TransformersBackend
+    assert type(completer_over(int8, compile="on").engine.backend) is TransformersBackend
     text = "def add(a, b):\n    return"
-    plain = build_completer(loaded).complete(text, len(text), max_tokens=6)
+    plain = completer_over(loaded).complete(text, len(text), max_tokens=6)
     assert on.complete(text, len(text), max_tokens=6).text == plain.text

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from lsp_server.completion.completer import Completer
-from lsp_server.completion.generation import Generation
 from lsp_server.completion.postprocess import RULES, postprocess
 from lsp_server.completion.prompt import FORMATS, PREFIX_ONLY, Snippet
 from lsp_server.completion.scope import decide_scope
@@ -17,31 +16,12 @@ from lsp_server.completion.window import (
     fit_snippets,
     rejoin_held_whitespace,
 )
-from tests.fixtures.fakes import CharTokenizer
+from tests.fixtures.fakes import CharTokenizer, ScriptedEngine
 
 
 def count(text: str) -> int:
     """One token per character: budgets become easy to reason about."""
     return len(text)
-
-
-class ScriptedEngine:
-    """Generates a fixed text one character at a time, honouring the stop predicate."""
-
-    def __init__(self, script: str) -> None:
-        self.script = script
-        self.prompts: list[list[int]] = []
-
-    def generate(self, ids, *, max_new_tokens, stop=None, deadline=None, cancel=None, **_):
-        self.prompts.append(list(ids))
-        out: list[int] = []
-        reason = "max_tokens"
-        for ch in self.script[:max_new_tokens]:
-            out.append(ord(ch))
-            if stop is not None and stop(out):
-                reason = "stop"
-                break
-        return Generation(out, reason, len(ids), 0, 1.0, 1.0)
 
 
 def lines(n: int, width: int = 9) -> str:

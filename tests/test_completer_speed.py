@@ -7,8 +7,7 @@ import pytest
 from lsp_server.completion.completer import Completer
 from lsp_server.completion.prompt import PREFIX_ONLY
 from lsp_server.model.engine import Engine
-from tests.test_completer import CharTokenizer
-from tests.test_engine import FakeBackend
+from tests.fixtures.fakes import CharTokenizer, FakeBackend
 
 
 class RecordingEngine(Engine):

@@ -8,12 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lsp_server.completion.retrieval import (
-    ContextIndex,
-    StableContext,
-    identifiers,
-    indexable_files,
-)
+from lsp_server.completion.retrieval import ContextIndex, StableContext, identifiers
+from lsp_server.index import WorkspaceScanner, indexable_files
 
 GEOMETRY = """\
 def circle_area(radius):
@@ -111,12 +107,13 @@ def test_workspace_uses_git_ls_files(tmp_path: Path) -> None:
 def test_incremental_rescan(tmp_path: Path) -> None:
     _write(tmp_path, {"a.py": GEOMETRY, "b.py": HTTP})
     index = ContextIndex()
-    index.index_workspace(tmp_path, background=False)
+    scanner = WorkspaceScanner(index)
+    scanner.scan(tmp_path, background=False)
     assert len(index) == 2
     (tmp_path / "b.py").unlink()
     (tmp_path / "c.py").write_text("def fetch_xml(session, url): pass\n")
     index.update_document(str(tmp_path / "a.py"), "def edited_in_editor(): pass\n", is_open=True)
-    index.index_workspace(tmp_path, background=False)
+    scanner.scan(tmp_path, background=False)
     assert "b.py" not in index and "c.py" in index
     # The open document keeps the editor's text, not the disk's.
     assert index.query("edited_in_editor()", 18)[0].path == "a.py"
@@ -145,15 +142,16 @@ def test_indexing_10000_files_in_the_background_keeps_queries_prompt(tmp_path: P
     files["pkg3/target.py"] = "def very_specific_helper(payload):\n    return payload\n"
     _write(tmp_path, files)
     index = ContextIndex()
+    scanner = WorkspaceScanner(index)
     started = time.monotonic()
-    index.index_workspace(tmp_path)
+    scanner.scan(tmp_path)
     latencies = []
     query = "result = very_specific_helper(payload) + handler_7(request)"
-    while not index.wait(timeout=0.02):
+    while not scanner.wait(timeout=0.02):
         t = time.monotonic()
         index.query(query, len(query))
         latencies.append(time.monotonic() - t)
-    assert index.wait(timeout=120)
+    assert scanner.wait(timeout=120)
     assert len(index) == 10_001
     assert latencies, "indexing finished before any query could run"
     # Most queries take well under a millisecond; the bounds leave room for a

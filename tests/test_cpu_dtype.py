@@ -69,14 +69,14 @@ def test_a_failing_capability_probe_means_fp32(monkeypatch: pytest.MonkeyPatch) 
 def test_tiny_model_runs_end_to_end_in_bf16(tiny_model_dir: Path) -> None:
     import torch
 
-    from lsp_server.model.wiring import build_completer
+    from lsp_server.model.factory import completer_over
 
     loaded = load_model(str(tiny_model_dir))
     assert (loaded.device, loaded.dtype) == ("cpu", "bfloat16")
     assert {p.dtype for p in loaded.model.parameters()} == {torch.bfloat16}
     # Same base as in fp32, so adapters trained on either fit both.
     assert loaded.fingerprint == load_model(str(tiny_model_dir), dtype="float32").fingerprint
-    completer = build_completer(loaded)
+    completer = completer_over(loaded)
     text = "import json\nimport os\n\n\ndef load(path):\n    with open(path) as f:\n"
     first = completer.complete(text, len(text), max_tokens=12)
     assert first.generation.generated_tokens > 0

@@ -59,10 +59,10 @@ def test_gguf_is_converted_once_and_then_loaded_from_safetensors(
 
 
 def test_default_model_completes_open_call_plausibly(default_model) -> None:
-    from lsp_server.model.wiring import build_completer
+    from lsp_server.model.factory import completer_over
 
     _, loaded = default_model
-    completer = build_completer(loaded)
+    completer = completer_over(loaded)
     assert completer.format.name == "prefix-only"  # SmolLM2 has no FIM tokens
     result = completer.complete(JSON_LOADER, len(JSON_LOADER), max_tokens=24)
     assert result.text.strip(), "empty completion"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import random
 import threading
-from collections.abc import Sequence
 
 import pytest
 from hypothesis import given, settings
@@ -13,58 +12,8 @@ from hypothesis import strategies as st
 
 from lsp_server.model import engine as engine_module
 from lsp_server.model.engine import Engine, NgramDrafter, PrefixCache, common_prefix_length
+from tests.fixtures.fakes import EOS, VOCAB, FakeBackend
 from tests.fixtures.prompts import edited_prompts
-
-VOCAB = 50
-EOS = 0
-
-
-class FakeBackend:
-    """Next token = a hash of the whole context, so any cache mistake changes the output."""
-
-    eos_token_ids = frozenset({EOS})
-
-    def __init__(self, on_forward=None) -> None:
-        self.calls: list[int] = []  # tokens fed per call
-        self.on_forward = on_forward
-
-    def new_cache(self) -> list[int]:
-        return []
-
-    def forward(self, cache: list[int], token_ids: Sequence[int], allowed=None) -> int:
-        self.calls.append(len(token_ids))
-        if self.on_forward:
-            self.on_forward(len(self.calls))
-        cache.extend(token_ids)
-        if allowed is not None:
-            return self._prefer(cache, allowed)
-        return self._next(cache)
-
-    def verify(
-        self, cache: list[int], token_ids: Sequence[int], *, keep=None, allowed=None
-    ) -> list[int]:
-        self.calls.append(len(token_ids))
-        if self.on_forward:
-            self.on_forward(len(self.calls))
-        start = len(cache)
-        cache.extend(token_ids)
-        ends = range(start + len(token_ids) - (keep or len(token_ids)), start + len(token_ids))
-        chosen = [self._next(cache[: end + 1]) for end in ends]
-        if allowed is not None:
-            chosen[0] = self._prefer(cache[: ends[0] + 1], allowed)
-        return chosen
-
-    def _prefer(self, context: list[int], allowed) -> int:
-        """A fixed preference order over the allowed tokens."""
-        digest = hashlib.sha256(repr(context).encode()).digest()
-        return max(allowed, key=lambda t: (digest[t % 32] + t) % 97)
-
-    def _next(self, context: list[int]) -> int:
-        # never EOS unless a test wants it
-        return 1 + hashlib.sha256(repr(context).encode()).digest()[0] % (VOCAB - 1)
-
-    def crop(self, cache: list[int], length: int) -> None:
-        del cache[length:]
 
 
 def test_common_prefix_length() -> None:
@@ -218,7 +167,7 @@ def test_a_hopeless_prefill_stops_at_the_prefill_deadline_and_is_continued(
     eng = Engine(backend, prefill_chunk=4)
     prompt = list(range(1, 41))
     result = eng.generate(prompt, max_new_tokens=5, deadline=0.5, prefill_deadline=0.25)
-    assert result.stop_reason == "time" and result.tokens == []
+    assert result.stop_reason == "first_token" and result.tokens == []
     assert backend.calls == [4, 4, 4]  # started at 0.0, 0.1, 0.2; none at 0.3
     again = eng.generate(prompt, max_new_tokens=5)
     assert again.cached_tokens == 12  # the next request continues where this one stopped

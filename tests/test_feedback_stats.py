@@ -97,3 +97,22 @@ def test_the_command_prints_json_writes_a_plot_and_clears(
     assert not log_folder(repo).exists()
     assert main(["feedback", "stats", str(repo)]) == 2
     assert "no feedback recorded" in capsys.readouterr().err
+
+
+def test_a_latency_with_no_suggestions_behind_it_is_a_dash_not_none_ms(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from lsp_server.measure.feedback_stats import print_stats
+
+    stats = {
+        "overall": {"shown": 1, "accepted": 0, "acceptance_rate": 0.0},
+        "by_language": {},
+        "by_trigger": {},
+        "by_day": {},
+        "latency_ms_p50": {"accepted": None, "ignored": 120.0},
+    }
+    stats["overall"] |= {"retained_30s": None, "retained_120s": None}
+    print_stats(stats, Path("/log"))
+    text = capsys.readouterr().out
+    assert "None" not in text
+    assert "120.0 ms" in text

@@ -24,10 +24,11 @@ from lsp_server.feedback import (
     read_events,
     suggestion_records,
 )
+from lsp_server.index import WorkspaceScanner
 from lsp_server.session.documents import Change
 from lsp_server.session.session import Session
 from lsp_server.session.settings import Settings
-from tests.test_session import FakeCompletion, FakeHost, ScriptedCompleter
+from tests.fixtures.host import FakeCompletion, FakeHost, ScriptedCompleter
 
 SECRET = "AKIAIOSFODNN7EXAMPLE"
 
@@ -70,7 +71,9 @@ def start(
     sessions: list, home: Path, root: Path | None, *script: object, **options: Any
 ) -> tuple[Session, str]:
     host = FakeHost(ContextCompleter(*script))
-    session = Session(Settings(context=False), host, recording=Recording(home))
+    session = Session(
+        Settings(context=False), host, recording=Recording(home), scanner=WorkspaceScanner()
+    )
     sessions.append((session, host))
     session.initialize(options, root.as_uri() if root else None, "utf-16")
     uri = ((root or home.parent) / "app.py").as_uri()
@@ -130,10 +133,10 @@ async def test_an_acceptance_names_its_suggestion_and_may_be_partial(sessions, h
     _, id = await ask(session, uri, "x = ", 2)
     session.accepted("inline", id, "word")
     session.accepted("inline", "not-a-shown-id")
-    session.accepted("inline")  # an old editor plugin: counted, not logged
+    session.accepted("inline")  # no id: neither counted nor logged (issue 28)
     log = [(e.event, e.id, getattr(e, "kind", None)) for e in events(session, home, repo)]
     assert log == [("shown", id, None), ("accepted", id, "word")]
-    assert session.counts["accepted"] == 3
+    assert session.counts["accepted"] == 1
 
 
 async def test_accepted_text_is_followed_through_didchange_for_retention(sessions, home, repo):
@@ -169,7 +172,7 @@ async def test_a_secret_in_the_document_never_reaches_the_log(sessions, home, re
 async def test_feedback_false_writes_nothing(sessions, home, repo):
     session, uri = start(sessions, home, repo, "foo()", feedback=False)
     text, id = await ask(session, uri, "x = ", 2)
-    assert text == "foo()" and id is None
+    assert text == "foo()" and id is not None  # an id for the acceptance count, not logged
     session.accepted("inline", id)
     assert session.recording.flush()
     assert not home.exists()
@@ -181,14 +184,14 @@ async def test_turning_feedback_off_stops_the_log(sessions, home, repo):
     session.configure({"feedback": False})
     _, second = await ask(session, uri, "y = ", 3)
     session.accepted("inline", first)
-    assert second is None
+    assert second is not None and second != first  # an id for the count, not logged
     assert [(e.event, e.id) for e in events(session, home, repo)] == [("shown", first)]
 
 
 async def test_without_a_workspace_root_nothing_is_recorded(sessions, home):
     session, uri = start(sessions, home, None, "foo()")
     text, id = await ask(session, uri, "x = ", 2)
-    assert text == "foo()" and id is None
+    assert text == "foo()" and id is not None  # an id for the acceptance count, not logged
     assert not home.exists()
 
 

@@ -49,15 +49,23 @@ def test_json_summary_on_stdout_progress_on_stderr(
     summary = json.loads(captured.out)  # stdout holds the one JSON object and nothing else
     assert summary["steps"] == 3 and summary["adapter"] == str(out)
     assert summary["data"]["redactions"]["aws_key"] == 1
-    assert "resolved config" in captured.err and "seq_len: 64" in captured.err
+    # One line says what data it used; the config, a key a line, only with -v.
+    data_lines = [line for line in captured.err.splitlines() if "finetune: data: " in line]
+    assert len(data_lines) == 1, captured.err
+    for part in ("files", "to train on", "examples of up to 64 tokens", "held out", "3 steps"):
+        assert part in data_lines[0]
+    assert "resolved config" not in captured.err
+    assert not out.with_name("lora.lock").exists()  # no lock file left behind
     assert "finetune:" in captured.err and "3/3" in captured.err  # the progress bar
     assert (out / "finetune.yaml").read_text().count("seq_len: 64") == 1
     # The finished adapter is registered under its repository, for the server to find.
     assert registry.lookup(fixture_repo).path == str(out.resolve())
     assert "registered adapter" in captured.err
     # Running again into the same folder replaces the adapter; the text summary is readable.
-    assert main(argv) == 0
-    text = capsys.readouterr().out
+    assert main([*argv, "-v"]) == 0
+    again = capsys.readouterr()
+    assert "resolved config" in again.err  # -v: the whole config
+    text = again.out
     assert text.startswith(f"adapter: {out}") and "held-out loss:" in text
 
 
@@ -324,3 +332,88 @@ def test_accelerate_launch_two_processes_on_cpu(
     assert summary["heldout_loss_after"] > 0
     loaded = load_model(str(tiny_fim_model_dir), adapter=out, device="cpu")
     assert loaded.adapter is not None and loaded.adapter.prompt_format == "starcoder"
+
+
+def _steps_seen(text: str, total: int) -> int:
+    """The last step the progress bar reported ("finetune: ... 7/400")."""
+    import re
+
+    found = re.findall(rf"finetune:[^\r\n]*?(\d+)/{total}", text)
+    return int(found[-1]) if found else 0
+
+
+def _train_until_signalled(argv: list[str], sig: int, after: int, total: int) -> tuple[int, str]:
+    """Run finetune with stdout and stderr on pipes; once the bar shows a step past `after`,
+    close both pipes' reading ends (as when `| tee` dies on Ctrl-C), then send `sig`."""
+    import select
+    import signal
+    import time
+
+    env = os.environ | {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "finetune.cli", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=ROOT,
+    )
+    assert proc.stderr is not None and proc.stdout is not None
+    seen = b""
+    deadline = time.monotonic() + 180
+    while _steps_seen(seen.decode(errors="replace"), total) <= after:
+        assert time.monotonic() < deadline and proc.poll() is None, seen.decode()[-2000:]
+        if select.select([proc.stderr], [], [], 0.5)[0]:
+            seen += os.read(proc.stderr.fileno(), 65536)
+    proc.stdout.close()
+    proc.stderr.close()  # the reader is gone: every later write to either pipe fails
+    proc.send_signal(sig)
+    if sig == signal.SIGINT:
+        time.sleep(0.05)
+    try:
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return code, seen.decode(errors="replace")
+
+
+def test_ctrl_c_and_sigterm_with_output_on_a_pipe_keep_every_step_and_resume_continues(
+    fixture_repo: Path, tiny_model_dir: Path, fast_yaml: str, tmp_path: Path
+) -> None:
+    import signal
+
+    from finetune import checkpoint
+
+    out = tmp_path / "lora"
+    total = 400
+    argv = [str(fixture_repo), "--out", str(out), "--model", str(tiny_model_dir), "--seq-len"]
+    argv += ["64", "--config", fast_yaml, "--set", "checkpoint_every=1000", "--set"]
+    argv += ["eval_every=0", "--set", "patience=0", "--set", "match_samples=0"]
+    work = out.with_name("lora.partial")
+
+    code, seen = _train_until_signalled([*argv, "--max-steps", str(total)], signal.SIGINT, 0, total)
+    assert code == 130, seen[-2000:]
+    found = checkpoint.find(work)
+    assert found is not None, "Ctrl-C lost the steps done"
+    first = checkpoint.read_state(found).step
+    assert first >= _steps_seen(seen, total) >= 1
+
+    resumed = [*argv, "--max-steps", str(total), "--resume"]
+    code, seen = _train_until_signalled(resumed, signal.SIGTERM, first, total)
+    assert code == 130 and f"resuming at step {first} of {total}" in seen
+    found = checkpoint.find(work)
+    assert found is not None
+    second = checkpoint.read_state(found).step
+    assert second > first
+
+    finish = [*argv, "--max-steps", str(second + 1), "--resume", "--json", "--no-progress"]
+    done = subprocess.run(
+        [sys.executable, "-m", "finetune.cli", *finish],
+        capture_output=True,
+        env=os.environ | {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
+        cwd=ROOT,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert json.loads(done.stdout)["steps"] == second + 1
+    assert not work.exists() and not out.with_name("lora.lock").exists()

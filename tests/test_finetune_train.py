@@ -222,7 +222,7 @@ def test_resume_after_interrupts_matches_an_uninterrupted_run(
         return bar
 
     monkeypatch.setattr(train_module, "_progress_bar", bar_with_events)
-    events[3] = "sigint"
+    events[2] = "sigint"  # shown after step 2, seen by the stop check after step 3
     with pytest.raises(Interrupted, match="step 3 of 6"):
         run(cfg, progress=False)
     assert not out.exists()

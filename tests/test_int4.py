@@ -10,10 +10,11 @@ from torch import nn
 
 from lsp_server.errors import CodetailorError
 from lsp_server.model import int4
-from lsp_server.model.host import load_completer
+from lsp_server.model.factory import completer_over, load_completers
 from lsp_server.model.loading import load_model, pick_device
-from lsp_server.session.settings import DTYPES, Settings
-from tests.test_models import make_adapter
+from lsp_server.session.settings import DTYPES
+from lsp_server.spec import AdapterRef, ModelSpec
+from tests.fixtures.adapters import make_adapter
 
 pytestmark = pytest.mark.skipif(not int4.kernel_available(), reason="torch without int4 kernels")
 
@@ -87,12 +88,10 @@ def test_int4_is_a_cpu_dtype(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_int4_model_completes_close_to_bf16(tiny_model_dir: Path) -> None:
-    from lsp_server.model.wiring import build_completer
-
     bf16 = load_model(str(tiny_model_dir), dtype="bfloat16")
     q4 = load_model(str(tiny_model_dir), dtype="int4")
     assert q4.dtype == "int4" and q4.fingerprint == bf16.fingerprint  # adapters still fit
-    completion = build_completer(q4).complete("def add(a, b):\n    return", 24, max_tokens=4)
+    completion = completer_over(q4).complete("def add(a, b):\n    return", 24, max_tokens=4)
     assert completion.generation.generated_tokens > 0
     ids = torch.tensor([q4.tokenizer.encode("import json\nimport os\n")])
     with torch.no_grad():
@@ -160,8 +159,8 @@ def test_adapter_stays_unmerged_on_4_bit_weights(tmp_path: Path, q4_model_dir: P
 
 def test_server_keeps_one_adapter_unmerged_on_int4(tmp_path: Path, tiny_model_dir: Path) -> None:
     adapter = adapter_for(tiny_model_dir, tmp_path / "adapter")
-    settings = Settings(model=str(tiny_model_dir), adapter=adapter, device="cpu", dtype="int4")
-    loaded = load_completer(settings, False, lambda kind, message, percentage: None)
+    spec = ModelSpec(model=str(tiny_model_dir), device="cpu", dtype="int4")
+    loaded = load_completers(spec, [AdapterRef(str(adapter))])
     assert loaded.mode == "unmerged"
     assert loaded.resident is not None and loaded.resident.merged is None
     text = "def main():\n    total = 0\n"

@@ -21,7 +21,7 @@ def test_int8_is_a_cpu_dtype() -> None:
 def test_int8_model_loads_and_completes(tiny_model_dir: Path) -> None:
     import torch
 
-    from lsp_server.model.wiring import build_completer
+    from lsp_server.model.factory import completer_over
 
     fp32 = load_model(str(tiny_model_dir), dtype="float32")
     int8 = load_model(str(tiny_model_dir), dtype="int8")
@@ -29,7 +29,7 @@ def test_int8_model_loads_and_completes(tiny_model_dir: Path) -> None:
     assert int8.fingerprint == fp32.fingerprint  # same base: adapters still fit
     linear = [m for m in int8.model.modules() if isinstance(m, torch.nn.Linear)]
     assert not linear, "every nn.Linear is replaced by its int8 counterpart"
-    completion = build_completer(int8).complete("def add(a, b):\n    return", 24, max_tokens=4)
+    completion = completer_over(int8).complete("def add(a, b):\n    return", 24, max_tokens=4)
     assert completion.generation.generated_tokens > 0
     # The same prompt's logits stay close to fp32's.
     ids = torch.tensor([int8.tokenizer.encode("import json\nimport os\n")])

@@ -20,6 +20,7 @@ from lsp_server.model.adapter_meta import (
     write_meta,
 )
 from lsp_server.model.loading import load_model, pick_device, resolve_model
+from tests.fixtures.adapters import make_adapter
 
 
 def test_alias_points_at_the_packaged_gguf() -> None:
@@ -122,28 +123,6 @@ def test_safetensors_only(tmp_path: Path, tiny_model_dir: Path) -> None:
 
 
 # --- adapters ------------------------------------------------------------------
-
-
-def make_adapter(base_dir: Path, out: Path, meta: dict | None = None, seed: int = 0) -> Path:
-    """A LoRA adapter for `base_dir`, with non-zero weights so it changes the output
-    (`seed` picks them: two seeds, two adapters that answer differently)."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    base = AutoModelForCausalLM.from_pretrained(base_dir)
-    peft_model = get_peft_model(
-        base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"])
-    )
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for name, p in peft_model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.5)
-    peft_model.save_pretrained(out)
-    if meta is not None:
-        (out / META_FILE).write_text(json.dumps(meta))
-    return out
 
 
 def test_adapter_is_merged_and_changes_the_output(tmp_path: Path, tiny_model_dir: Path) -> None:

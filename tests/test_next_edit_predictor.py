@@ -81,8 +81,9 @@ REQUEST = NextEditRequest(
 def predict(answer: str, draft_tokens: int):
     tokenizer = SepTokenizer()
     fmt = next_edit_format(None, [SEP])
-    prompt = tokenizer.encode(fmt.prompt(REQUEST))
-    backend = WritingBackend(len(prompt), tokenizer.encode(answer))
+    # The model writes the prompt's last line break itself (see NextEditPredictor.predict).
+    prompt = tokenizer.encode(fmt.prompt(REQUEST))[:-1]
+    backend = WritingBackend(len(prompt), tokenizer.encode("\n" + answer if answer else ""))
     engine = Engine(backend, draft_tokens=draft_tokens)
     answer_ = NextEditPredictor(engine, tokenizer, fmt).predict(REQUEST)
     return answer_, backend.forwards
@@ -103,7 +104,7 @@ def test_copying_the_window_costs_few_forwards_and_stops_after_the_change() -> N
     assert answer.edit is not None and answer.edit.text == "y"
     assert CURRENT[answer.edit.start : answer.edit.end] == "x"
     # stopped once two unchanged lines followed the change, not at the window's end
-    assert answer.generated_tokens == len("".join(UPDATED.splitlines(keepends=True)[:6]))
+    assert answer.generated_tokens == 1 + len("".join(UPDATED.splitlines(keepends=True)[:6]))
     assert answer.generated_tokens / answer.forwards > 4
 
 
@@ -140,3 +141,14 @@ def test_greedy_identity_on_a_tiny_model(tiny_model_dir: Path) -> None:
         answers.append(predictor.predict(REQUEST))
     assert answers[0].updated == answers[1].updated
     assert answers[0].generated_tokens == answers[1].generated_tokens
+
+
+def test_a_model_that_ends_at_once_offers_no_edit() -> None:
+    answer, _ = predict("", 8)
+    assert answer.edit is None and answer.stop_reason == "unfinished"
+
+
+def test_a_model_writing_something_else_is_stopped_early() -> None:
+    answer, _ = predict("".join(f"# note {i}\n" for i in range(40)), 8)
+    assert answer.edit is None
+    assert answer.generated_tokens <= len("# note 10\n") * 10

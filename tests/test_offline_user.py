@@ -11,7 +11,7 @@ import pytest
 from lsp_server.measure.client import EditorClient
 from lsp_server.measure.offline_user import Place, paired, sign_test, takes, typing_places
 from lsp_server.measure.simulated_user import Simulation, UserSetup, type_file
-from tests.test_simulated_user import FakeClient
+from tests.fixtures.clients import FakeClient
 
 SOURCE = "".join(f"def f{n}(x):\n    return compute_value(x, scale={n})\n" for n in range(30))
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,8 +11,8 @@ import pytest
 from lsp_server import cli
 from lsp_server.errors import CodetailorError
 from lsp_server.model import registry
-
-REMOTE = "git@github.com:Acme/widgets.git"
+from lsp_server.spec import folder
+from tests.fixtures.adapters import fake_adapter, git_repo
 
 
 @pytest.fixture(autouse=True)
@@ -20,32 +20,6 @@ def _own_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     home = tmp_path / "home"
     monkeypatch.setenv("CODETAILOR_HOME", str(home))
     return home
-
-
-def git_repo(path: Path, remote: str | None = REMOTE) -> Path:
-    path.mkdir(parents=True)
-    subprocess.run(["git", "init", "-q", str(path)], check=True)
-    if remote:
-        subprocess.run(["git", "-C", str(path), "remote", "add", "origin", remote], check=True)
-    (path / "src").mkdir()
-    return path
-
-
-def fake_adapter(path: Path, base: str = "smollm2-135m", weights: bytes = b"w1") -> Path:
-    """An adapter folder as `finetune` writes it (the weights need not be real here)."""
-    path.mkdir(parents=True)
-    config = {"peft_type": "LORA", "base_model_name_or_path": "/some/local/dir", "r": 8}
-    (path / "adapter_config.json").write_text(json.dumps(config))
-    (path / "adapter_model.safetensors").write_bytes(weights)
-    meta = {
-        "base_model": {"name": base, "fingerprint": "f00d"},
-        "prompt_format": "prefix-only",
-        "repository": {"commit": "abc123"},
-    }
-    (path / "codetailor.json").write_text(json.dumps(meta))
-    (path / "finetune.yaml").write_text("seq_len: 64\n")
-    (path / "training_state.bin").write_bytes(b"pickled")  # must never be published
-    return path
 
 
 @pytest.mark.parametrize(
@@ -103,10 +77,10 @@ def test_the_stamp_changes_with_every_registration(tmp_path: Path):
 
 def test_an_adapter_is_named_by_its_folder_or_its_registered_name(tmp_path: Path):
     entry = registry.register_adapter(git_repo(tmp_path / "widgets"), fake_adapter(tmp_path / "a"))
-    assert registry.adapter_folder(entry.name) == str(tmp_path / "a")
-    assert registry.adapter_folder(str(tmp_path / "a")) == str(tmp_path / "a")
-    assert registry.adapter_folder("no-such-adapter") == "no-such-adapter"
-    assert registry.adapter_folder(None) is None
+    assert folder(registry.adapter_ref(entry.name)) == str(tmp_path / "a")
+    assert folder(registry.adapter_ref(str(tmp_path / "a"))) == str(tmp_path / "a")
+    assert folder(registry.adapter_ref("no-such-adapter")) == "no-such-adapter"
+    assert registry.adapter_ref(None) is None
 
 
 def test_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -211,9 +185,9 @@ def test_auto_finds_the_workspace_adapter_for_either_engine(tmp_path: Path):
     entry = registry.register_adapter(repo, fake_adapter(tmp_path / "lora"))
     choice = choose_adapter("auto", str(repo), registry.registered_for(repo))
     assert choice.adapter == entry.path and choice.reason.endswith("(by path)")
-    assert registry.adapter_folder(choice.adapter) == entry.path  # local: loaded from there
-    assert remote_adapter(choice.adapter)[0] == entry.name  # remote: its name as `model`
-    assert registry.adapter_folder("auto") is None and registry.adapter_folder("none") is None
+    assert folder(registry.adapter_ref(choice.adapter)) == entry.path  # local: loaded from there
+    assert remote_adapter(choice.ref)[0] == entry.name  # remote: its name as `model`
+    assert registry.adapter_ref("auto") is None and registry.adapter_ref("none") is None
 
 
 def test_an_unreadable_registry_means_the_base_model_not_a_dead_server(tmp_path: Path):
@@ -242,3 +216,41 @@ def test_auto_passes_over_an_adapter_trained_for_another_base_model(tmp_path: Pa
     )
     choice = choose_adapter("auto", str(repo), refused)
     assert choice.adapter is None and "not 'smollm2-135m': base model" in choice.reason
+
+
+def test_adapters_list_prints_no_terminal_escapes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 28: a remote URL holding escape codes was printed raw by `adapters list`."""
+    evil = "https://example.com/\x1b]0;pwned\x07\x1b[2J/repo.git"
+    assert registry.normalize_remote(evil) is None
+    repo = git_repo(tmp_path / "wid\x1b[31mgets", remote=evil)
+    entry = registry.register_adapter(repo, fake_adapter(tmp_path / "lora"))
+    # a registry written by an older version, which kept the URL
+    registry.save([dataclasses.replace(e, remote=evil) for e in registry.load()])
+    assert cli.main(["adapters", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "\\x1b]0;pwned" in out
+    assert out.count("\t") == 3 and entry.name.replace("\x1b", "\\x1b") in out
+
+
+def test_publish_refuses_a_huge_name_and_survives_a_symlinked_old_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 28: `adapters publish` tracebacked on a 10,000-char --name and a symlinked
+    `.NAME.old`."""
+    adapter = fake_adapter(tmp_path / "lora")
+    resolver = tmp_path / "resolver"
+    args = ["adapters", "publish", str(adapter), "--to", str(resolver)]
+    assert cli.main([*args, "--name", "a" * 10_000]) == 2
+    assert "at most 128" in capsys.readouterr().err
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("keep")
+    resolver.mkdir()
+    (resolver / ".team.old").symlink_to(elsewhere)
+    for _ in range(2):  # the second run moves the first aside through `.team.old`
+        assert cli.main([*args, "--name", "team"]) == 0, capsys.readouterr().err
+    assert (resolver / "team" / "adapter_model.safetensors").is_file()
+    assert (elsewhere / "keep.txt").read_text() == "keep"  # not followed
+    assert not (resolver / ".team.old").exists()

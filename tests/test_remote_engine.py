@@ -1,5 +1,6 @@
 """The remote engine against scripted HTTP responses: request shape, streaming, stop rules,
-errors, backoff, cancellation and deadlines. No server, no model: a character tokenizer."""
+errors, backoff, cancellation, deadlines, the first-token bound and the pace it learns, and
+the bounds on what a stream may send. No server, no model: a character tokenizer."""
 
 from __future__ import annotations
 
@@ -98,6 +99,7 @@ def test_the_request_is_our_prompt_greedy_streamed_with_stop_strings(monkeypatch
         "temperature": 0,
         "stream": True,
         "stop": ["<|endoftext|>", "<file_sep>"],
+        "cache_prompt": True,  # llama-server's prefix cache
     }
     request = script.requests[0]
     assert request.url == "http://engine.test:8000/v1/completions"
@@ -276,3 +278,204 @@ def test_a_bad_engine_is_one_line_and_exit_2(command, tmp_path, capsys):
     assert main([*argv, "--engine", "vllm://gpu-box"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("codetailor: error: --engine: expected local or openai:http(s)://")
+
+
+class Clock:
+    """A clock the test moves: the scripted server advances it by its prefill time."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_first_token_time_teaches_the_window_and_the_budget_counts_from_it():
+    clock = Clock()
+
+    def prefill_then_answer(request: httpx2.Request) -> httpx2.Response:
+        clock.now += 3.0  # a 3 s prefill: longer than the 2 s decoding budget
+        return streaming(sse("pass"))
+
+    engine = engine_for(Script(prefill_then_answer), clock=clock, window_tokens=4096)
+    assert engine.window_for(8.0) == 512  # nothing known yet
+    started = clock.now
+    result = engine.generate(
+        [1] * 1000, max_new_tokens=8, deadline=started + 2.0, prefill_deadline=started + 8.0
+    )
+    assert CharTokenizer().decode(result.tokens) == "pass"  # the budget ran from the first token
+    assert (result.stop_reason, round(result.prefill_ms)) == ("max_tokens", 3000)
+    status = engine.status()
+    assert (status["lastFirstTokenMs"], status["prefillTokensPerSecond"]) == (3000.0, 333.3)
+    assert engine.window_for(8.0) == 1024  # 333 tokens/s * 8 s * 0.7: 1,866 tokens
+    assert engine.window_for(2.0) == 256  # the floor
+    assert engine.window_for(None) == 4096  # no first-token bound: the whole window
+
+
+def late_server(release: threading.Event, closed: threading.Event) -> Script:
+    """A server that prefills until `release` is set, then answers "late"."""
+
+    def respond(request: httpx2.Request) -> httpx2.Response:
+        def body() -> Iterator[bytes]:
+            try:
+                yield b": prefilling\n\n"
+                release.wait(BOUND_S)
+                yield from sse("late")
+            finally:
+                closed.set()
+
+        return streaming(body())
+
+    return Script(respond)
+
+
+def ask(engine: RemoteEngine, prompt: list[int], first_token_s: float = 0.2):
+    started = time.monotonic()
+    result = engine.generate(
+        prompt, max_new_tokens=8, deadline=started + 5, prefill_deadline=started + first_token_s
+    )
+    assert time.monotonic() - started < 2.0
+    return result
+
+
+def test_no_first_token_in_time_is_its_own_reason_and_a_repeat_continues_the_late_stream(caplog):
+    release, closed = threading.Event(), threading.Event()
+    script = late_server(release, closed)
+    engine = engine_for(script, window_tokens=4096)
+    prompt = [1] * 1024
+    with caplog.at_level(logging.WARNING, logger="codetailor.remote"):
+        for _ in range(4):  # the same request again (the user waits): the same stream
+            result = ask(engine, prompt)
+            assert (result.tokens, result.stop_reason) == ([], "first_token")
+    assert len(script.requests) == 1 and not closed.is_set()  # the engine's prefill goes on
+    release.set()
+    late = ask(engine, prompt)
+    assert CharTokenizer().decode(late.tokens) == "late" and late.stop_reason == "max_tokens"
+    assert len(script.requests) == 1
+    status = engine.status()
+    assert (status["firstTokenTimeouts"], status["continued"], status["errors"]) == (4, 4, 0)
+    assert status["lastFirstTokenMs"] > 200  # timed from the stream's first request
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "firstTokenTimeoutMs" in lines[0] and "too slow" in lines[0]
+
+
+def test_another_prompt_closes_the_late_stream_and_the_window_shrinks():
+    release, closed = threading.Event(), threading.Event()
+    script = late_server(release, closed)
+    engine = engine_for(script, window_tokens=4096)
+    assert engine.window_for(0.2) == 512
+    assert ask(engine, [1] * 512).stop_reason == "first_token"
+    assert engine.window_for(0.2) == 512  # kept for a repeat of the same prompt
+    assert ask(engine, [2] * 256).stop_reason == "first_token"
+    release.set()
+    assert closed.wait(BOUND_S)  # the first stream was closed, so the server stops
+    assert len(script.requests) == 2 and engine.status()["continued"] == 0
+    assert engine.window_for(0.2) == 256  # it took longer than the bound: halved
+    engine.close()
+
+
+def test_a_server_that_refuses_cache_prompt_is_asked_again_without_it():
+    def strict(request: httpx2.Request) -> httpx2.Response:
+        if "cache_prompt" in json.loads(request.content):
+            detail = "Unexpected fields in the request: {'cache_prompt'}"
+            return httpx2.Response(422, json={"detail": detail})
+        return streaming(sse("ok"))
+
+    script = Script(strict)
+    engine = engine_for(script)
+    assert CharTokenizer().decode(engine.generate([1], max_new_tokens=2).tokens) == "ok"
+    assert CharTokenizer().decode(engine.generate([1], max_new_tokens=2).tokens) == "ok"
+    assert ["cache_prompt" in script.body(n) for n in range(3)] == [True, False, False]
+    assert (engine.status()["errors"], engine.status()["cachePrompt"]) == (0, False)
+
+
+def endless(piece: bytes) -> Iterator[bytes]:
+    while True:
+        yield piece
+
+
+def nested(depth: int) -> bytes:
+    return b"data: " + b"[" * depth + b"]" * depth + b"\n\n"
+
+
+@pytest.mark.parametrize(
+    ("chunks", "error"),
+    [
+        ([b"data: " + b"x" * (20 << 20) + b"\n\n"], "more than"),  # one 20 MB chunk
+        (endless(b"data: " + b"a" * 8192), "a line longer than"),  # a line that never ends
+        (endless(b'data: {"choices": [{"text": ""}]}\n\n'), "more than"),  # a body without end
+        ([nested(100_000)], "a line longer than"),  # nested 100,000 deep
+        ([nested(30_000)], "malformed stream"),  # nested deep, within a line
+        ([b'data: {"error": ' + b"[" * 30_000 + b"]" * 30_000 + b"}\n\n"], "malformed"),
+        ([b'data: {"choices": [{"text": "a", "finish_reason": [1]}]}\n\n'], "finish_reason"),
+    ],
+    ids=["chunk", "line", "total", "nested", "nested-json", "nested-error", "finish"],
+)
+def test_every_malformed_stream_is_bounded_counted_and_backed_off(chunks, error):
+    engine = engine_for(Script(lambda r: streaming(chunks)), backoff_base=10.0)
+    started = time.monotonic()
+    result = engine.generate([1], max_new_tokens=8, deadline=started + 60)
+    assert time.monotonic() - started < BOUND_S
+    assert (result.tokens, result.stop_reason) == ([], "error")
+    status = engine.status()
+    assert error in status["lastError"]
+    assert (status["errors"], status["consecutiveFailures"]) == (1, 1)
+    assert status["backoffSeconds"] > 5  # the next request is not sent
+    assert engine.generate([1], max_new_tokens=8).stop_reason == "error"
+    assert engine.status()["skipped"] == 1
+
+
+def test_an_error_body_is_read_no_further_than_the_message_needs():
+    script = Script(lambda r: streaming(endless(b"overloaded " * 1000), status=503))
+    engine = engine_for(script)
+    assert engine.generate([1], max_new_tokens=4).stop_reason == "error"
+    last = engine.status()["lastError"]
+    assert last.startswith("HTTP 503: overloaded") and len(last) < 400
+
+
+def test_text_past_what_was_asked_for_is_not_read():
+    line = {"choices": [{"text": "word " * 12_000, "finish_reason": None}]}
+    script = Script(lambda r: streaming([f"data: {json.dumps(line)}\n\n".encode()]))
+    result = engine_for(script).generate([1], max_new_tokens=4)
+    assert result.stop_reason == "max_tokens" and len(result.tokens) == 4 * 4 + 16
+
+
+def test_the_first_token_bound_holds_while_a_server_trickles_a_line():
+    def trickle(request: httpx2.Request) -> httpx2.Response:
+        def body() -> Iterator[bytes]:
+            yield b"data: "
+            for _ in range(int(BOUND_S / 0.01)):
+                time.sleep(0.01)
+                yield b" "
+
+        return streaming(body())
+
+    engine = engine_for(Script(trickle))
+    started = time.monotonic()
+    result = engine.generate([1], max_new_tokens=4, prefill_deadline=started + 0.3)
+    assert result.stop_reason == "first_token" and time.monotonic() - started < 2.0
+
+
+def test_the_completer_sends_the_prompt_the_engine_prefills_within_the_first_token_bound():
+    from lsp_server.completion.completer import Completer
+    from lsp_server.completion.prompt import PREFIX_ONLY
+
+    script = Script(lambda r: streaming(sse("1")))
+    engine = engine_for(script, window_tokens=4096)
+    completer = Completer(
+        engine,
+        CharTokenizer(),
+        PREFIX_ONLY,
+        window_tokens=4096,
+        token_healing=False,
+        window_limit=engine.window_for,
+    )
+    text = "".join(f"line_{i} = {i}\n" for i in range(1000)) + "x = "
+    completer.complete(text, len(text), max_tokens=2, prefill_budget=8.0)
+    assert 300 < len(script.body()["prompt"]) <= 512  # nothing learned yet: the first window
+    engine.pace.samples.clear()  # (the scripted server answered at once)
+    engine.pace.timed_out(512, 8.0)  # too slow for it
+    completer.complete(text, len(text), max_tokens=2, prefill_budget=8.0)
+    assert 100 < len(script.body()["prompt"]) <= 256
+    completer.complete(text, len(text), max_tokens=2)  # no bound: the whole window
+    assert len(script.body()["prompt"]) > 3000

@@ -6,15 +6,15 @@ import threading
 from types import SimpleNamespace
 
 from lsp_server.errors import CodetailorError
-from lsp_server.model.host import Loaded, ModelHost, Worker
-from lsp_server.session.settings import Settings
+from lsp_server.model.engine import Engine, PrefixCache
+from lsp_server.model.factory import Loaded
+from lsp_server.model.host import ModelHost, Worker
+from lsp_server.spec import AdapterRef, ModelSpec, folder
 
 
 class FakeCompleter:
     def __init__(self) -> None:
-        self.engine = SimpleNamespace(
-            cache=SimpleNamespace(max_entries=4, max_tokens=100, stats=lambda: {"entries": 0})
-        )
+        self.engine = Engine(None, cache=PrefixCache(max_entries=4, max_tokens=100))  # type: ignore[arg-type]
         self.calls = 0
 
     def complete(self, text, offset, **kwargs):
@@ -22,13 +22,13 @@ class FakeCompleter:
 
 
 def fake_loader(gate: threading.Event | None = None):
-    def load(settings: Settings, trust_remote_code: bool, report, adapters=()) -> Loaded:
+    def load(spec: ModelSpec, adapters=(None,), *, report) -> Loaded:
         if gate is not None:
             gate.wait(5)
-        if settings.model == "broken" or settings.adapter == "broken":
+        if spec.model == "broken" or folder(adapters[0]) == "broken":
             raise CodetailorError("model path broken does not exist")
         model = SimpleNamespace(
-            name=settings.model, device="cpu", dtype="float32", adapter=None, load_seconds=0.1
+            name=spec.model, device="cpu", dtype="float32", adapter=None, load_seconds=0.1
         )
         report("report", "weights loaded", 80)
         return Loaded(FakeCompleter(), model, "prefix-only")
@@ -60,7 +60,7 @@ def test_a_load_runs_in_the_background_and_reports_its_stages():
     events = Events()
     gate = threading.Event()
     host = ModelHost(events, loader=fake_loader(gate))
-    host.load(Settings(model="tiny"))
+    host.load(ModelSpec(model="tiny"))
     assert host.state == "loading" and host.completer is None  # returned at once
     gate.set()
     events.wait_final()
@@ -74,7 +74,7 @@ def test_a_load_runs_in_the_background_and_reports_its_stages():
 def test_a_failed_load_is_one_event_and_a_failed_state():
     events = Events()
     host = ModelHost(events, loader=fake_loader())
-    host.load(Settings(model="broken"))
+    host.load(ModelSpec(model="broken"))
     events.wait_final()
     assert host.state == "failed"
     assert host.completer is None and "does not exist" in host.error
@@ -85,8 +85,8 @@ def test_a_newer_load_wins_over_one_still_waiting():
     events = Events()
     gate = threading.Event()
     host = ModelHost(events, loader=fake_loader(gate))
-    host.load(Settings(model="first"))
-    host.load(Settings(model="second"))
+    host.load(ModelSpec(model="first"))
+    host.load(ModelSpec(model="second"))
     gate.set()
     events.wait_final()
     assert host.state == "ready" and host.status()["model"] == "second"
@@ -96,13 +96,13 @@ def test_a_newer_load_wins_over_one_still_waiting():
 def test_a_swap_loads_behind_the_answering_model_then_switches():
     events = Events()
     host = ModelHost(events, loader=fake_loader())
-    host.load(Settings(model="tiny", adapter=None))
+    host.load(ModelSpec(model="tiny"), [None])
     events.wait_final()
     old = host.completer
     events.final.clear()
     gate = threading.Event()
     host.loader = fake_loader(gate)
-    host.swap(Settings(model="tiny", adapter="/adapters/new"))
+    host.swap(ModelSpec(model="tiny"), [AdapterRef("/adapters/new")])
     # Meanwhile the old generation keeps answering, and the status says a swap is under way.
     assert host.state == "ready" and host.completer is old and host.status()["swapping"]
     gate.set()
@@ -117,11 +117,11 @@ def test_a_swap_loads_behind_the_answering_model_then_switches():
 def test_a_failed_swap_leaves_the_old_model_answering():
     events = Events()
     host = ModelHost(events, loader=fake_loader())
-    host.load(Settings(model="tiny"))
+    host.load(ModelSpec(model="tiny"))
     events.wait_final()
     old = host.completer
     events.final.clear()
-    host.swap(Settings(model="tiny", adapter="broken"))
+    host.swap(ModelSpec(model="tiny"), [AdapterRef("broken")])
     events.wait_final()
     assert host.state == "ready" and host.completer is old
     assert host.status()["swaps"] == 0 and "does not exist" in host.error

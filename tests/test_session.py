@@ -1,152 +1,41 @@
 """The session's completion policy against a scripted model host: no server, no model.
 
-The fake completer follows a script, one step per call: a string is answered
-at once; `BLOCK` runs "forever", i.e. until the request's cancel flag is set
-(bounded, so a broken test fails instead of hanging). The fake host keeps
-background jobs (warming, the next suggestion) until a test runs them. Tests
-wait on events and futures, never on time.
+The fakes live in tests/fixtures/host.py: the completer follows a script, one
+step per call; the host keeps background jobs (warming, the next suggestion)
+until a test runs them. Tests wait on events and futures, never on time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
 from lsp_server.completion.completer import Completer
 from lsp_server.completion.prompt import PREFIX_ONLY
 from lsp_server.model.engine import Engine
+from lsp_server.session.accepts import AcceptLedger
+from lsp_server.session.counts import EMPTY_REASONS
 from lsp_server.session.documents import Change, Position
-from lsp_server.session.session import EMPTY_REASONS, Request, Session
+from lsp_server.session.session import Request, Session
 from lsp_server.session.settings import Settings
-from tests.test_completer import CharTokenizer
-from tests.test_engine import FakeBackend
+from lsp_server.spec import Holding, ModelSpec
+from tests.fixtures.fakes import CharTokenizer, FakeBackend
+from tests.fixtures.host import (
+    BLOCK,
+    BOUND_S,
+    FAIL,
+    TIME,
+    FakeCompletion,
+    FakeHost,
+    ScriptedCompleter,
+)
 
-T = TypeVar("T")
 URI = "file:///work/app.py"
 TEXT = "x = "
-BLOCK = object()  # a script step: run until cancelled
-FAIL = object()  # a script step: raise
-TIME = object()  # a script step: the time budget ran out before any text
-BOUND_S = 5.0
-
-
-@dataclass
-class FakeCompletion:
-    text: str
-    stop_reason: str = "length"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "stop_reason": self.stop_reason}
-
-
-@dataclass
-class Call:
-    text: str
-    offset: int
-    cancel: threading.Event
-    started: threading.Event = field(default_factory=threading.Event)
-
-
-class ScriptedCompleter:
-    """Answers each call with the next step of its script; records warming calls."""
-
-    def __init__(self, *script: object) -> None:
-        self.script = list(script)
-        self.calls: list[Call] = []
-        self.called = threading.Condition()
-        self.warmed: list[tuple[str, int]] = []
-
-    def warm(self, text: str, offset: int, **_: Any) -> int:
-        self.warmed.append((text, offset))
-        return offset
-
-    def complete(
-        self, text: str, offset: int, *, cancel: threading.Event | None = None, **_: Any
-    ) -> FakeCompletion:
-        call = Call(text, offset, cancel or threading.Event())
-        with self.called:
-            self.calls.append(call)
-            self.called.notify_all()
-        step = self.script.pop(0)
-        call.started.set()
-        if step is FAIL:
-            raise RuntimeError("scripted failure")
-        if step is TIME:
-            return FakeCompletion("", stop_reason="time")
-        if step is BLOCK:
-            assert call.cancel.wait(BOUND_S), "a blocking call was never cancelled"
-            return FakeCompletion("aaaa", stop_reason="cancelled")
-        assert isinstance(step, str)
-        return FakeCompletion(step)
-
-    async def call(self, index: int) -> Call:
-        """The `index`-th call, once it has started (waits in a thread, bounded)."""
-
-        def wait() -> Call:
-            with self.called:
-                assert self.called.wait_for(lambda: len(self.calls) > index, BOUND_S)
-            return self.calls[index]
-
-        call = await asyncio.to_thread(wait)
-        assert await asyncio.to_thread(call.started.wait, BOUND_S)
-        return call
-
-
-class FakeHost:
-    """A model host whose jobs run on one thread, as the real one's do."""
-
-    def __init__(self, completer: ScriptedCompleter | None, state: str = "ready") -> None:
-        self.completer = completer
-        self.state = state
-        self.loads: list[Settings] = []
-        self.swaps: list[Settings] = []
-        self.adapter_sets: list[tuple[str | None, ...]] = []  # each load's or swap's adapters
-        self.futures: list[Future[Any]] = []
-        self.background: list[tuple[Callable[[], Any], threading.Event, Future[Any]]] = []
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="fake-generate")
-
-    def submit(self, job: Callable[[], T]) -> Future[T]:
-        future = self._pool.submit(job)
-        self.futures.append(future)
-        return future
-
-    def submit_background(self, job: Callable[[], T], cancel: threading.Event) -> Future[T]:
-        future: Future[T] = Future()
-        self.background.append((job, cancel, future))
-        return future
-
-    def run_background(self) -> list[Any]:
-        """Run the background jobs kept so far, in order, on the generation thread."""
-        jobs, self.background = self.background, []
-        results = []
-        for job, _, future in jobs:
-            result = self._pool.submit(job).result(BOUND_S)
-            future.set_result(result)
-            results.append(result)
-        return results
-
-    def completer_for(self, adapter: str | None) -> ScriptedCompleter | None:
-        return self.completer
-
-    def answers_for(self, adapter: str | None) -> tuple[str | None, str]:
-        return adapter, "fake"
-
-    def load(self, settings: Settings, adapters: Sequence[str | None] = ()) -> None:
-        self.loads.append(settings)
-        self.adapter_sets.append(tuple(adapters))
-
-    def swap(self, settings: Settings, adapters: Sequence[str | None] = ()) -> None:
-        self.swaps.append(settings)
-        self.adapter_sets.append(tuple(adapters))
-
-    def status(self) -> dict[str, Any]:
-        return {"state": self.state, "model": "fake"}
 
 
 @pytest.fixture
@@ -327,18 +216,61 @@ async def test_disabled_binary_unknown_failed_and_empty_answers_have_their_reaso
     assert not set(session.status()["counts"]) & set(EMPTY_REASONS)
 
 
+async def test_a_slow_or_failing_engine_answers_empty_with_its_reason(make):
+    slow = FakeCompletion("", stop_reason="first_token")  # no first token in time
+    failed = FakeCompletion("", stop_reason="error")  # the remote engine failed
+    session, host = make(slow, failed)
+    assert await session.complete(request(session)) == ""
+    assert await session.complete(request(session)) == ""
+    assert empties(session) == {"first_token_timeout": 1, "engine_error": 1}
+
+
 async def test_acceptances_are_counted_with_a_rate(make):
     session, host = make("one", "two")
     assert session.status()["acceptanceRate"] is None
-    assert await session.complete(request(session)) == "one"
+    text, first = await session.suggest(request(session))
+    assert text == "one"
     edit(session, "y = ")
-    assert await session.complete(request(session)) == "two"
-    session.accepted("inline")
+    text, second = await session.suggest(request(session))
+    assert text == "two"
+    session.accepted("inline", second)
     status = session.status()
     assert status["counts"]["accepted"] == 1 and status["counts"]["accepted_inline"] == 1
     assert status["acceptanceRate"] == 0.5
-    session.accepted("something else")
+    session.accepted("something else", first)
     assert session.counts["accepted"] == 2 and "accepted_something else" not in session.counts
+
+
+async def test_only_a_shown_suggestions_first_acceptance_counts(make):
+    """Issue 28: any `codetailor.accepted` raised the count (5,000 accepts for 4 shown)."""
+    session, host = make("one", "two", "three", "four")
+    ids = []
+    for i in range(4):
+        edit(session, TEXT + " " * i, version=2 + i)
+        text, id = await session.suggest(request(session, len(TEXT) + i))
+        assert text and id is not None  # an id even where no feedback log records
+        ids.append(id)
+    for n in range(5_000):
+        session.accepted("inline", ids[n % 2] if n % 3 else f"made-up-{n}")
+    session.accepted("completion")  # no id
+    assert session.counts["accepted"] == 2 and session.counts["accepted_inline"] == 2
+    session.accepted("inline", ids[3], "word")
+    session.accepted("inline", ids[3], "full")  # the rest of the same suggestion
+    assert session.counts["accepted"] == 3
+    assert session.status()["acceptanceRate"] == 0.75
+
+
+def test_the_ledger_counts_each_shown_id_once_and_forgets_the_oldest() -> None:
+    ledger = AcceptLedger(remember=2)
+    a, b = ledger.shown(), ledger.shown("b")
+    assert b == "b" and a != b
+    assert ledger.accept(a) and not ledger.accept(a)
+    assert not ledger.accept("never-shown") and not ledger.accept(None) and not ledger.accept(7)
+    ledger.shown("c")  # two remembered: `a` goes
+    assert ledger.accept("b") and ledger.accept("c")
+    ledger.shown("d")
+    ledger.shown("e")
+    assert not ledger.accept("c") and ledger.accept("d")
 
 
 async def test_a_new_model_setting_reloads_and_stops_running_generations(make):
@@ -395,13 +327,24 @@ def test_a_client_cannot_set_a_model_the_server_does_not_allow():
     assert [s.model for s in host.loads] == ["local-dir", "tiny"]
 
 
+def test_allowing_client_models_does_not_let_a_client_pick_the_engine():
+    """--allow-client-models names hub models; the engine (where the API key goes) needs
+    --allow-client-engines (issue 28)."""
+    host = FakeHost(None, state="ready")
+    session = Session(Settings(model="tiny"), host, model_allowed=None, engines_allowed=False)
+    problems = session.configure({"engine": "openai:http://attacker.example:8000"})
+    assert len(problems) == 1 and "--allow-client-engines" in problems[0]
+    assert session.settings.engine == "local" and host.loads == []
+    assert session.configure({"model": "org/model"}) == []  # models stay allowed
+
+
 def test_a_new_session_reloads_when_an_earlier_client_switched_the_model():
     host = FakeHost(None, state="ready")
-    earlier = Settings(model="other")
-    session = Session(Settings(model="tiny"), host, host_settings=earlier)
+    host.held = Holding(ModelSpec(model="other"))
+    session = Session(Settings(model="tiny"), host)
     assert session.initialize({}, None, "utf-16") == []
     assert [s.model for s in host.loads] == ["tiny"]
-    again = Session(Settings(model="tiny"), host, host_settings=Settings(model="tiny"))
+    again = Session(Settings(model="tiny"), host)
     assert again.initialize({}, None, "utf-16") == []
     assert len(host.loads) == 1
 
@@ -409,7 +352,12 @@ def test_a_new_session_reloads_when_an_earlier_client_switched_the_model():
 def test_a_client_cannot_send_prompts_to_an_engine_of_its_choosing():
     """Over TCP a client may not point the server (and its API key) at its own URL."""
     host = FakeHost(None, state="ready")
-    session = Session(Settings(model="tiny"), host, model_allowed=lambda spec: "/" not in spec)
+    session = Session(
+        Settings(model="tiny"),
+        host,
+        model_allowed=lambda spec: "/" not in spec,
+        engines_allowed=False,
+    )
     problems = session.configure({"engine": "openai:http://attacker.example:8000"})
     assert len(problems) == 1 and "engine" in problems[0]
     assert session.settings.engine == "local" and host.loads == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lsp_server.session.model_choice import model_spec
 from lsp_server.session.settings import Settings, parse_settings, unknown_keys
 
 
@@ -14,6 +15,7 @@ def test_camel_case_keys_fill_the_dataclass():
         "maxTokens": 32,
         "multiline": "never",
         "timeBudgetMs": 500,
+        "firstTokenTimeoutMs": 30000,
         "enable": False,
         "promptFormat": "starcoder",
         "context": False,
@@ -34,6 +36,7 @@ def test_camel_case_keys_fill_the_dataclass():
         max_tokens=32,
         multiline="never",
         time_budget_ms=500,
+        first_token_timeout_ms=30000,
         enable=False,
         prompt_format="starcoder",
         context=False,
@@ -97,9 +100,9 @@ def test_empty_or_odd_payloads_change_nothing():
     assert settings == Settings() and len(problems) == 1
 
 
-def test_model_key_tracks_what_needs_a_reload():
-    assert Settings().model_key == Settings(max_tokens=3, enable=False).model_key
-    assert Settings().model_key != Settings(device="cpu").model_key
+def test_the_model_spec_tracks_what_needs_a_reload():
+    assert model_spec(Settings()) == model_spec(Settings(max_tokens=3, enable=False))
+    assert model_spec(Settings()) != model_spec(Settings(device="cpu"))
 
 
 def test_engine_is_local_or_an_openai_url():
@@ -119,4 +122,4 @@ def test_engine_is_local_or_an_openai_url():
 
 
 def test_changing_the_engine_means_loading_again():
-    assert Settings().model_key != Settings(engine="openai:http://127.0.0.1:8000").model_key
+    assert model_spec(Settings()) != model_spec(Settings(engine="openai:http://127.0.0.1:8000"))

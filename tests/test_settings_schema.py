@@ -18,8 +18,12 @@ from lsp_server.session.settings import schema
 
 EDITORS = Path(__file__).resolve().parents[1] / "editors"
 SCHEMA = schema()
-# Client-only settings (how to start the server, the TCP token): not server settings.
-CLIENT_ONLY = {"serverCommand", "serverArgs", "authToken"}
+# Client-only settings (how to start the server, the TCP token, how a next edit is drawn):
+# not server settings.
+# The extension's own settings (the server never sees them); the first three start the
+# server or reach it, so a workspace may not set them either.
+CLIENT_MACHINE = {"serverCommand", "serverArgs", "authToken"}
+CLIENT_ONLY = CLIENT_MACHINE | {"nextEditIndicatorOnly"}
 
 
 def snake(name: str) -> str:
@@ -86,3 +90,26 @@ def test_neovim_config_lua_has_the_same_default_and_bounds(name: str) -> None:
         check = re.search(rf'"settings\.{key}", one_of\(([^)]*)\)', source)
         assert check, f"config.lua does not check {key}"
         assert set(json.loads(f"[{check[1]}]")) <= set(spec["enum"]), key
+
+
+MACHINE = {name for name, spec in SCHEMA.items() if spec.get("scope") == "machine"}
+
+
+def test_settings_that_reach_the_network_or_load_code_are_the_users_alone() -> None:
+    """`engine`, `model` and `adapter` send code somewhere or load weights: machine-scoped
+    in the schema, in package.json, and in each client's list of keys a workspace may not set."""
+    assert {"engine", "model", "adapter"} <= MACHINE
+    manifest = json.loads((EDITORS / "vscode" / "package.json").read_text())
+    properties = manifest["contributes"]["configuration"]["properties"]
+    for name in SCHEMA:
+        scope = properties[f"codetailor.{name}"].get("scope")
+        assert (scope == "machine") == (name in MACHINE), name
+    source = (EDITORS / "vscode" / "src" / "settings.ts").read_text()
+    listed = re.search(r"export const MACHINE_KEYS = \[([^\]]*)\]", source)
+    assert listed and set(json.loads(f"[{listed[1]}]")) == MACHINE | CLIENT_MACHINE
+    lua = (EDITORS / "neovim" / "lua" / "codetailor" / "config.lua").read_text()
+    listed = re.search(r"M\.MACHINE = \{([^}]*)\}", lua)
+    assert listed and set(re.findall(r"\"(\w+)\"", listed[1])) == {snake(n) for n in MACHINE}
+    elisp = (EDITORS / "emacs" / "codetailor.el").read_text()
+    listed = re.search(r"\(defconst codetailor--machine-keys '\(([^)]*)\)", elisp)
+    assert listed and set(listed[1].split()) == {f":{n}" for n in MACHINE}

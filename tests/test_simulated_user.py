@@ -18,6 +18,7 @@ from lsp_server.measure.simulated_user import (
     split_sources,
     type_file,
 )
+from tests.fixtures.clients import FakeClient
 
 
 def test_a_suggestion_that_matches_the_file_is_taken_whole() -> None:
@@ -37,49 +38,6 @@ def test_too_short_or_wrong_suggestions_are_ignored() -> None:
     assert accepted_text("foo()", "bar()") == ""
     assert accepted_text("", "anything") == ""
     assert accepted_text("ab c", "ab d", min_chars=2) == "ab"
-
-
-class FakeClient:
-    """An editor's view of a server that suggests the file's next line at every other
-    request and something wrong otherwise; it keeps the document as the user edits it."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.text = ""
-        self.asked = 0
-        self.commands: list[tuple[str, list[Any]]] = []
-
-    def text_document_did_open(self, params: Any) -> None:
-        self.text = params.text_document.text
-
-    def text_document_did_change(self, params: Any) -> None:
-        from lsp_server.session.documents import offset_at
-
-        (change,) = params.content_changes
-        at = offset_at(self.text, change.range.start.line, change.range.start.character)
-        self.text = self.text[:at] + change.text + self.text[at:]
-
-    def text_document_did_close(self, params: Any) -> None:
-        pass
-
-    async def text_document_inline_completion_async(self, params: Any) -> Any:
-        from lsprotocol import types
-
-        from lsp_server.session.documents import offset_at
-
-        self.asked += 1
-        at = offset_at(self.text, params.position.line, params.position.character)
-        # The source's text from this point: the document's prefix is the source's.
-        truth = self.source[at:].split("\n", 1)[0]
-        text = truth if self.asked % 2 else "wrong_guess()"
-        arguments = ["inline", f"id{self.asked}"]
-        command = types.Command(title="t", command="codetailor.accepted", arguments=arguments)
-        return types.InlineCompletionList(
-            items=[types.InlineCompletionItem(insert_text=text, command=command)]
-        )
-
-    async def workspace_execute_command_async(self, params: Any) -> None:
-        self.commands.append((params.command, params.arguments))
 
 
 def test_the_user_takes_what_matches_and_runs_the_items_command() -> None:

@@ -21,7 +21,10 @@
 ;; - while the model loads, `completion-at-point' says "Codetailor: loading
 ;;   MODEL" instead of "No match".
 ;; - where point comes to rest on another line or in another buffer, it
-;;   tells the server (`codetailor/cursor'), which warms the window there.
+;;   tells the server (`codetailor/cursor'), which warms the window there;
+;; - next edits (codetailor-next-edit.el): after an edit, the server's guess
+;;   of the next one near point is drawn (old text struck, new text after);
+;;   TAB jumps there, TAB again applies it, C-g dismisses it.
 
 ;;; Code:
 
@@ -31,6 +34,11 @@
                      "codetailor" (file-name-directory
                                    (or load-file-name (bound-and-true-p byte-compile-current-file)
                                        buffer-file-name))))
+
+(require 'codetailor-next-edit (expand-file-name
+                                "codetailor-next-edit" (file-name-directory
+                                                        (or load-file-name (bound-and-true-p byte-compile-current-file)
+                                                            buffer-file-name))))
 
 (defvar codetailor-eglot-modes '(python-mode python-ts-mode js-mode js-ts-mode
                                  typescript-ts-mode go-mode go-ts-mode rust-mode
@@ -45,7 +53,7 @@
 (defun codetailor-eglot--contact (&optional _interactive)
   "The Eglot contact for Codetailor, from `codetailor-command' as it is now."
   `(codetailor-eglot-server ,@(codetailor--command)
-                            :initializationOptions ,codetailor-settings))
+                            :initializationOptions ,(codetailor--settings)))
 
 (add-to-list 'eglot-server-programs (cons codetailor-eglot-modes #'codetailor-eglot--contact))
 
@@ -88,9 +96,18 @@ For Codetailor's SERVER, add `codetailor-settings' under :codetailor."
             (progn (message "%s" line) nil)
           (setf (codetailor-eglot--ready server) t)))))
 
-(defun codetailor-eglot--accept (server proxy)
-  "Tell SERVER that its candidate PROXY was inserted (`codetailor.accepted')."
-  (let* ((item (get-text-property 0 'eglot--lsp-item proxy))
+(defun codetailor-eglot--item (proxy table)
+  "The LSP item of candidate PROXY from completion TABLE.
+A candidate inserted by `completion-at-point' itself (one match, or the
+*Completions* buffer) comes without text properties: it is then found
+again among TABLE's candidates, which Eglot keeps for this completion."
+  (or (get-text-property 0 'eglot--lsp-item proxy)
+      (let ((found (cl-find proxy (all-completions "" table) :test #'string=)))
+        (and found (get-text-property 0 'eglot--lsp-item found)))))
+
+(defun codetailor-eglot--accept (server proxy table)
+  "Tell SERVER that its candidate PROXY from TABLE was inserted (`codetailor.accepted')."
+  (let* ((item (codetailor-eglot--item proxy table))
          (command (plist-get item :command))
          (arguments (if (equal (plist-get command :command) codetailor-accepted-command)
                         (plist-get command :arguments)
@@ -115,7 +132,7 @@ For Codetailor's SERVER, add `codetailor-settings' under :codetailor."
                     ;; Newer Eglot runs the item's command itself: then not again.
                     (when (and (memq status '(finished exact))
                                (not codetailor-eglot--command-ran))
-                      (codetailor-eglot--accept server proxy))))))))
+                      (codetailor-eglot--accept server proxy table))))))))
 
 (defun codetailor-eglot--completion-at-point (capf &rest args)
   "Around `eglot-completion-at-point', for Codetailor's server only."
@@ -149,6 +166,36 @@ For Codetailor's SERVER, add `codetailor-settings' under :codetailor."
       t)))
 
 (codetailor--follow-cursor #'codetailor-eglot--report-cursor)
+
+;;; Next edits (codetailor-next-edit.el) over Eglot's connection
+
+(defun codetailor-eglot--next-edit-backend (server)
+  "The next-edit backend for SERVER in the current buffer."
+  (list
+   :params (lambda ()
+             (eglot--signal-textDocument/didChange) ; Eglot holds edits back a moment
+             (list :textDocument (eglot--VersionedTextDocumentIdentifier)
+                   :position (eglot--pos-to-lsp-position)))
+   :version (lambda () eglot--versioned-identifier)
+   :request (lambda (params callback)
+              (jsonrpc-async-request server (intern (concat ":" codetailor-next-edit-method)) params
+                                     :success-fn callback :error-fn #'ignore :timeout-fn #'ignore))
+   :notify (lambda (method params) (jsonrpc-notify server (intern (concat ":" method)) params))
+   :execute (lambda (command)
+              (jsonrpc-async-request server :workspace/executeCommand
+                                     (list :command (plist-get command :command)
+                                           :arguments (or (plist-get command :arguments) []))
+                                     :success-fn #'ignore :error-fn #'ignore :timeout-fn #'ignore))
+   :region (lambda (range) (eglot--range-region range))))
+
+(defun codetailor-eglot--next-edit-managed ()
+  "In `eglot-managed-mode-hook': next edits where Codetailor's server serves."
+  (let ((server (and (bound-and-true-p eglot--managed-mode) (eglot-current-server))))
+    (if (codetailor-eglot--ours-p server)
+        (codetailor-next-edit-enable (codetailor-eglot--next-edit-backend server))
+      (codetailor-next-edit-disable))))
+
+(add-hook 'eglot-managed-mode-hook #'codetailor-eglot--next-edit-managed)
 
 (provide 'codetailor-eglot)
 ;;; codetailor-eglot.el ends here

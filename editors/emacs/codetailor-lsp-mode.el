@@ -17,6 +17,10 @@
 ;; says "Codetailor: loading MODEL".  Where point comes to rest on another
 ;; line or in another buffer, the server hears of it (`codetailor/cursor')
 ;; and warms the window there.
+;;
+;; Next edits (codetailor-next-edit.el): after an edit, Codetailor's guess of
+;; the next one near point is drawn (old text struck, new text after); TAB
+;; jumps there, TAB again applies it, C-g dismisses it.
 
 ;;; Code:
 
@@ -25,6 +29,11 @@
                      "codetailor" (file-name-directory
                                    (or load-file-name (bound-and-true-p byte-compile-current-file)
                                        buffer-file-name))))
+
+(require 'codetailor-next-edit (expand-file-name
+                                "codetailor-next-edit" (file-name-directory
+                                                        (or load-file-name (bound-and-true-p byte-compile-current-file)
+                                                            buffer-file-name))))
 
 (defun codetailor-lsp--command-present-p ()
   "Whether `codetailor-command' exists; if not, say how to fix it."
@@ -59,7 +68,7 @@ Asynchronous: the insertion does not wait for the answer."
   :action-handlers (let ((handlers (make-hash-table :test #'equal)))
                      (puthash codetailor-accepted-command #'codetailor-lsp--accepted handlers)
                      handlers)
-  :initialization-options (lambda () codetailor-settings)))
+  :initialization-options (lambda () (codetailor--settings))))
 
 ;;; completion-at-point: the loading line, and Codetailor's candidate inserted whole
 
@@ -120,6 +129,41 @@ While its model loads it says so; the buffer's other servers still complete."
     t))
 
 (codetailor--follow-cursor #'codetailor-lsp--report-cursor)
+
+;;; Next edits (codetailor-next-edit.el), to Codetailor's server only
+
+(defmacro codetailor-lsp--with-ours (&rest body)
+  "Run BODY with Codetailor's workspace as the only one, if it serves this buffer."
+  (declare (indent 0))
+  `(when-let ((workspace (codetailor-lsp--workspace)))
+     (with-lsp-workspace workspace ,@body)))
+
+(defconst codetailor-lsp--next-edit-backend
+  (list
+   :params (lambda () (list :textDocument (lsp--versioned-text-document-identifier)
+                            :position (lsp--cur-position)))
+   :version (lambda () lsp--cur-version)
+   :request (lambda (params callback)
+              (codetailor-lsp--with-ours
+                (lsp-request-async codetailor-next-edit-method params callback
+                                   :mode 'detached :error-handler #'ignore)))
+   :notify (lambda (method params) (codetailor-lsp--with-ours (lsp-notify method params)))
+   :execute (lambda (command)
+              (codetailor-lsp--with-ours
+                (lsp-request-async "workspace/executeCommand"
+                                   (list :command (codetailor--get command :command)
+                                         :arguments (or (codetailor--get command :arguments) []))
+                                   #'ignore :mode 'detached :error-handler #'ignore)))
+   :region (lambda (range) (lsp--range-to-region range)))
+  "The next-edit backend over lsp-mode; it asks Codetailor's workspace only.")
+
+(defun codetailor-lsp--next-edit-mode ()
+  "In `lsp-mode-hook': next edits in lsp-mode's buffers (asked of Codetailor only)."
+  (if (bound-and-true-p lsp-mode)
+      (codetailor-next-edit-enable codetailor-lsp--next-edit-backend)
+    (codetailor-next-edit-disable)))
+
+(add-hook 'lsp-mode-hook #'codetailor-lsp--next-edit-mode)
 
 ;;; Ghost text: lsp-mode 9.0.1+
 

@@ -27,6 +27,31 @@ CamelCase, as the server names them; also :model, :adapter, :device,
 :dtype, :promptFormat, :context."
   :type 'plist)
 
+;; A repository can ship a `.dir-locals.el'.  Eglot marks
+;; `eglot-workspace-configuration' safe for any list, so one can set our section
+;; there without a prompt; and one that sets these options must ask each time.
+(put 'codetailor-command 'risky-local-variable t)
+(put 'codetailor-settings 'risky-local-variable t)
+
+(defconst codetailor--machine-keys '(:model :adapter :engine)
+  "Settings a project may not choose: they pick where code and the API key go, or load weights.
+They come from the global value of `codetailor-settings' alone, never from a
+directory-local value nor from `eglot-workspace-configuration'.")
+
+(defun codetailor--without-machine-keys (plist)
+  "PLIST without `codetailor--machine-keys'."
+  (cl-loop for (key value) on plist by #'cddr
+           unless (memq key codetailor--machine-keys) append (list key value)))
+
+(defun codetailor--settings ()
+  "`codetailor-settings' as sent to the server.
+The machine keys come from its global value, so a directory-local value
+cannot change them."
+  (let ((own (default-value 'codetailor-settings)))
+    (append (codetailor--without-machine-keys codetailor-settings)
+            (cl-loop for (key value) on own by #'cddr
+                     when (memq key codetailor--machine-keys) append (list key value)))))
+
 (defconst codetailor-accepted-command "codetailor.accepted"
   "The command each Codetailor completion item carries.
 Running it (workspace/executeCommand) counts an accept.")
@@ -81,15 +106,28 @@ answer) counts as ready: completion is not held back."
              (or (codetailor--get status :error) "see the server's log")))))
 
 (defun codetailor--merge-settings (section)
-  "`codetailor-settings' with SECTION's values (a plist or alist) on top."
-  (let ((merged (copy-sequence codetailor-settings)))
+  "`codetailor-settings' with SECTION's values (a plist or alist) on top.
+SECTION comes from the workspace configuration, which a project can set:
+its machine keys (`codetailor--machine-keys') are ignored."
+  (let ((merged (codetailor--settings)))
     (if (and (consp section) (consp (car section)))
         (pcase-dolist (`(,key . ,value) section)
           (setq merged (plist-put merged (if (keywordp key) key (intern (format ":%s" key)))
                                   value)))
       (cl-loop for (key value) on section by #'cddr
                do (setq merged (plist-put merged key value))))
-    merged))
+    (codetailor--keep-machine-keys merged)))
+
+(defun codetailor--keep-machine-keys (merged)
+  "MERGED with its machine keys as `codetailor--settings' has them."
+  (let ((own (codetailor--settings)))
+    (unless (cl-every (lambda (key) (equal (plist-get merged key) (plist-get own key)))
+                      codetailor--machine-keys)
+      (message "Codetailor: the workspace configuration may not set %s; ignored"
+               (mapconcat #'symbol-name codetailor--machine-keys ", ")))
+    (append (codetailor--without-machine-keys merged)
+            (cl-loop for (key value) on own by #'cddr
+                     when (memq key codetailor--machine-keys) append (list key value)))))
 
 ;;; The cursor: where point rests, told to the server (`codetailor/cursor')
 

@@ -76,14 +76,14 @@ def setup(cfg: PreferenceConfig, *, progress: bool) -> Job:
 def prepare_data(job: Job) -> Data:
     """The training and held-out feedback as preference data, with the model it is for."""
     from lsp_server.completion.prompt import get_format
+    from lsp_server.model.factory import window_tokens
     from lsp_server.model.loading import load_model
 
     cfg = job.cfg
     records = load_records(cfg)
     loaded = load_model(job.base_model, device=cfg.device, dtype=cfg.dtype, training=True)
     fmt = get_format(job.meta.prompt_format or "prefix-only")
-    window = 1024 if loaded.device == "cpu" else 4096
-    build = prompt_builder(loaded.tokenizer, fmt, window)
+    build = prompt_builder(loaded.tokenizer, fmt, window_tokens(loaded.device))
     train_records, held_records = split_by_place(records, cfg.heldout_feedback, cfg.seed)
     train_data = preference_data(train_records, build)
     held_data = preference_data(held_records, build)

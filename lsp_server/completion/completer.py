@@ -16,6 +16,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from lsp_server.completion.explain import end_at_boundary
 from lsp_server.completion.generation import Generation, GenerationEngine, StopPredicate
 from lsp_server.completion.healing import Healed, TokenHealer
 from lsp_server.completion.languages import language_for
@@ -42,6 +43,13 @@ class Completion:
     generation: Generation
     raw: str = ""  # what the model generated after the cursor, before post-processing
     context: tuple[Snippet, ...] = field(default_factory=tuple)  # snippets in the prompt
+    # The text before `explain.end_at_boundary` cut a budget-cut block back; "" when uncut.
+    cut_from: str = ""
+
+    @property
+    def stop_reason(self) -> str:
+        """Why generation stopped (see engine.Generation)."""
+        return self.generation.stop_reason
 
     def as_dict(self) -> dict[str, Any]:
         g = self.generation
@@ -62,6 +70,7 @@ class Completion:
             "scope": self.scope.reason,
             "raw": self.raw,
             "context_files": [c.path for c in self.context],
+            "cut_at_boundary": bool(self.cut_from),
         }
 
 
@@ -80,11 +89,14 @@ class Completer:
         rules: Collection[str] = RULES,
         repo: str | None = None,
         token_healing: bool = True,
+        window_limit: Callable[[float | None], int] | None = None,
     ) -> None:
         """`context_tokens` defaults to a quarter of the window; `rules` are the
         post-processing rules to apply (all by default); `repo` names the
         repository in formats that take it (Qwen2.5-Coder, StarCoder2);
-        `token_healing` regenerates the prompt's last token (see healing.py)."""
+        `token_healing` regenerates the prompt's last token (see healing.py);
+        `window_limit(prefill_budget)` may narrow the window for one request (a
+        remote engine's: the prompt its prefill fits within the first-token bound)."""
         self.engine = engine
         self.tokenizer = tokenizer
         self.window = PromptWindow(
@@ -98,6 +110,7 @@ class Completer:
         self.rules = frozenset(rules)
         self._stop_ids = self._token_ids(prompt_format.stop_tokens)
         self._healer = TokenHealer(tokenizer) if token_healing else None
+        self.window_limit = window_limit
         # The last generation's tokens: drafts for the next one, which is most
         # often at the same place (the user typed on). Speed only, never output.
         self._last_tokens: list[int] = []
@@ -199,6 +212,33 @@ class Completer:
 
         return stop
 
+    def _generate(
+        self,
+        healed: Healed,
+        stop: StopPredicate,
+        budgets: tuple[int, float | None, float | None],
+        cancel: threading.Event | None,
+        hint: str | None,
+    ) -> Generation:
+        """One engine call for a healed prompt: `budgets` are (max tokens, decode s,
+        prefill s); the tokens it made become the next call's drafts."""
+        max_tokens, time_budget, prefill_budget = budgets
+        now = time.monotonic()
+        generation = self.engine.generate(
+            healed.ids,
+            # The healed token re-types prompt text: it does not count against the budget.
+            max_new_tokens=max_tokens + (1 if healed.tail else 0),
+            stop=stop,
+            deadline=now + time_budget if time_budget else None,
+            cancel=cancel,
+            first_allowed=healed.allowed,
+            hint=self._hint_ids(hint),
+            prefill_deadline=now + prefill_budget if prefill_budget else None,
+        )
+        if generation.tokens:
+            self._last_tokens = list(generation.tokens)
+        return generation
+
     def complete(
         self,
         text: str,
@@ -231,29 +271,34 @@ class Completer:
             raise ValueError(f"offset {offset} is outside the document (0..{len(text)})")
         # The prompt's window is cut from the whole prefix (its start moves in steps of
         # document lines); scope and post-processing look only at text near the cursor.
-        prompt, snippets, held = self.window.layout(text[:offset], text[offset:], path, context)
+        limit = self.window_limit(prefill_budget) if self.window_limit else None
+        prompt, snippets, held = self.window.layout(
+            text[:offset], text[offset:], path, context, window_tokens=limit
+        )
         prefix = text[max(offset - NEAR_CHARS, 0) : offset]
         suffix = text[offset : offset + NEAR_CHARS]
         language = language_for(path, language_id) if path or language_id else None
         scope = decide_scope(prefix, suffix, mode, language=language)
         healed = self._encode(prompt)
         continuation = self._continuation(healed, held)
-        now = time.monotonic()
-        generation = self.engine.generate(
-            healed.ids,
-            # The healed token re-types prompt text: it does not count against the budget.
-            max_new_tokens=max_tokens + (1 if healed.tail else 0),
-            stop=self._stop_rule(continuation, scope),
-            deadline=now + time_budget if time_budget else None,
-            cancel=cancel,
-            first_allowed=healed.allowed,
-            hint=self._hint_ids(hint),
-            prefill_deadline=now + prefill_budget if prefill_budget else None,
+        budgets = (max_tokens, time_budget, prefill_budget)
+        generation = self._generate(
+            healed, self._stop_rule(continuation, scope), budgets, cancel, hint
         )
-        if generation.tokens:
-            self._last_tokens = list(generation.tokens)
         raw = continuation([t for t in generation.tokens if t not in self._stop_ids])
-        completion = ""
-        if generation.stop_reason != "cancelled":
-            completion = postprocess(raw, prefix, suffix, scope, rules=self.rules)
-        return Completion(completion, prompt, scope, generation, raw, tuple(snippets))
+        completion, cut = self._finish(raw, prefix, suffix, scope, generation.stop_reason)
+        return Completion(completion, prompt, scope, generation, raw, tuple(snippets), cut)
+
+    def _finish(
+        self, raw: str, prefix: str, suffix: str, scope: Scope, stop_reason: str
+    ) -> tuple[str, str]:
+        """The completion to show, and what it was before a cut at a syntactic boundary
+        ("" if none): a block the token budget cut ends at a whole statement."""
+        if stop_reason == "cancelled":
+            return "", ""
+        completion = postprocess(raw, prefix, suffix, scope, rules=self.rules)
+        if stop_reason == "max_tokens" and scope.multiline and "scope" in self.rules:
+            bounded = end_at_boundary(completion)
+            if bounded != completion:
+                return bounded, completion
+        return completion, ""

@@ -16,7 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-StopReason = Literal["max_tokens", "eos", "stop", "time", "cancelled", "error"]
+# "time": the decoding budget ran out; "first_token": the prefill outran its own bound.
+StopReason = Literal["max_tokens", "eos", "stop", "time", "first_token", "cancelled", "error"]
 # Called with the tokens generated so far; True ends generation after the last one.
 StopPredicate = Callable[[Sequence[int]], bool]
 

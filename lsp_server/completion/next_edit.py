@@ -70,6 +70,7 @@ class NextEditAnswer:
     generated_tokens: int = 0
     forwards: int = 0  # model calls; generated_tokens / forwards is the drafting gain
     latency_ms: float = 0.0
+    prefill_ms: float = 0.0  # of latency_ms, the prompt's prefill (the rest: decoding)
 
 
 class NextEditPredictorLike(Protocol):

@@ -53,6 +53,16 @@ def with_newline(text: str) -> str:
     return text if not text or text.endswith(("\n", "\r")) else text + "\n"
 
 
+def safe_path(path: str, markers: Iterable[str]) -> str:
+    """`path` as a header may hold it (see prompt.header_path), with the layout's own
+    markers broken too, so that a file name can never read as a separator."""
+    path = header_path(path)
+    for marker in markers:
+        if len(marker) > 1:
+            path = path.replace(marker, f"{marker[0]}\\{marker[1:]}")
+    return path
+
+
 @dataclass(frozen=True)
 class NextEditFormat:
     """One next-edit layout; `sep` is the model's file separator token."""
@@ -63,7 +73,7 @@ class NextEditFormat:
 
     def prompt(self, request: NextEditRequest) -> str:
         """The prompt text, ending where the model writes the updated window."""
-        path = header_path(request.path)
+        path = safe_path(request.path, self.sentinels)
         blocks = [self._diff_block(edit) for edit in request.history]
         window = request.window
         blocks.append(f"{self.sep}original/{path}\n{with_newline(window.original)}")
@@ -77,7 +87,8 @@ class NextEditFormat:
 
     def _diff_block(self, edit: RecentEdit) -> str:
         before, after = with_newline(edit.before), with_newline(edit.after)
-        return f"{self.sep}{header_path(edit.path)}.diff\noriginal:\n{before}updated:\n{after}"
+        path = safe_path(edit.path, self.sentinels)
+        return f"{self.sep}{path}.diff\noriginal:\n{before}updated:\n{after}"
 
     @property
     def end_marker(self) -> str:
@@ -109,7 +120,7 @@ class ZetaFormat(NextEditFormat):
     with the cursor marked; the model rewrites the region up to its end marker."""
 
     def prompt(self, request: NextEditRequest) -> str:
-        path = header_path(request.path)
+        path = safe_path(request.path, self.sentinels)
         window = request.window
         edits = "".join(self._diff_block(edit) for edit in request.history)
         current = window.current[: window.cursor] + ZETA_CURSOR + window.current[window.cursor :]
@@ -122,7 +133,8 @@ class ZetaFormat(NextEditFormat):
     def _diff_block(self, edit: RecentEdit) -> str:
         minus = "".join(f"-{line}\n" for line in edit.before.splitlines())
         plus = "".join(f"+{line}\n" for line in edit.after.splitlines())
-        return f'User edited "{header_path(edit.path)}":\n```diff\n{minus}{plus}```\n\n'
+        path = safe_path(edit.path, self.sentinels)
+        return f'User edited "{path}":\n```diff\n{minus}{plus}```\n\n'
 
     @property
     def end_marker(self) -> str:

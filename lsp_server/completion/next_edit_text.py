@@ -27,19 +27,20 @@ from lsp_server.completion.next_edit import (
 )
 
 RESYNC_LINES = 2  # unchanged window lines after a change that end the rewrite
+CHANGED_LINES_MAX = 8  # output lines past a change that never line up again: given up
 DIFF_LINES_MAX = 4000  # beyond this many differing lines, the original is aligned coarsely
 
 
 def edit_window(original: str, current: str, offset: int, lines: int) -> EditWindow:
     """The `lines`-line window around `offset` in `current` (half above, half below the
     cursor's line, shifted to fit the text) and the lines of `original` it corresponds to."""
-    cur = current.splitlines(keepends=True) or [""]
+    cur = split_lines(current) or [""]
     row = current.count("\n", 0, offset)
     row = min(row, len(cur) - 1)
     above = max(lines - 1, 0) // 2
     start = max(0, min(row - above, len(cur) - lines))
     end = min(len(cur), start + max(lines, 1))
-    orig = original.splitlines(keepends=True)
+    orig = split_lines(original)
     o_start, o_end = _aligned(orig, cur, start, end)
     window_start = sum(len(line) for line in cur[:start])
     return EditWindow(
@@ -48,6 +49,13 @@ def edit_window(original: str, current: str, offset: int, lines: int) -> EditWin
         current="".join(cur[start:end]),
         cursor=offset - window_start,
     )
+
+
+def split_lines(text: str) -> list[str]:
+    """`text` as lines split at `\n` only (as LSP counts them), each with its line break."""
+    lines = text.split("\n")
+    out = [line + "\n" for line in lines[:-1]]
+    return out + [lines[-1]] if lines[-1] else out
 
 
 def _aligned(orig: list[str], cur: list[str], start: int, end: int) -> tuple[int, int]:
@@ -93,9 +101,8 @@ def rewrite_end(current: str, output: str, end_marker: str) -> str | None:
     the rest may still change."""
     if end_marker and end_marker in output:
         return _restore_end(current, output[: output.index(end_marker)])
-    cur = _normalized(current).splitlines(keepends=True)
-    done = output[: output.rfind("\n") + 1]
-    out = done.splitlines(keepends=True)
+    cur = split_lines(_normalized(current))
+    out = split_lines(output[: output.rfind("\n") + 1])
     diverged = next((i for i, (a, b) in enumerate(zip(out, cur, strict=False)) if a != b), None)
     if diverged is None:
         # the window reproduced to its end: no edit (an addition after it is not offered)
@@ -108,6 +115,31 @@ def rewrite_end(current: str, output: str, end_marker: str) -> str | None:
         if any(line.strip() for line in cur[j : j + k]):
             return _restore_end(current, "".join(out) + "".join(cur[j + k :]))
     return None
+
+
+WHOLE_SLACK_LINES = 3  # an ended output this many lines off the window's length is no window
+
+
+def ended_window(current: str, output: str) -> str | None:
+    """The window a model wrote when it ended (EOS, a server's stop string) before the stop
+    rule settled it: its whole output, if that is a plausible window (complete lines, as
+    many as the window's within WHOLE_SLACK_LINES); None for anything else (an output cut
+    short, or nothing at all, is no request to delete the window)."""
+    if not output.endswith("\n"):
+        return None
+    lines, expected = output.count("\n"), _normalized(current).count("\n")
+    if abs(lines - expected) > WHOLE_SLACK_LINES:
+        return None
+    return _restore_end(current, output)
+
+
+def rewrite_hopeless(current: str, output: str) -> bool:
+    """Whether the output has run CHANGED_LINES_MAX lines past its first change without
+    lining up with the window again (a model writing something else): stop, no edit."""
+    cur = split_lines(_normalized(current))
+    out = split_lines(output[: output.rfind("\n") + 1])
+    diverged = next((i for i, (a, b) in enumerate(zip(out, cur, strict=False)) if a != b), None)
+    return diverged is not None and len(out) - diverged > CHANGED_LINES_MAX
 
 
 def _restore_end(current: str, updated: str) -> str:

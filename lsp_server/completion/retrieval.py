@@ -1,53 +1,52 @@
 """Cross-file context: which snippets of other files to show the model.
 
-Pure (no torch, no pygls). A `ContextIndex` holds the workspace's files cut into
-overlapping windows of lines, each reduced to its set of identifiers, with an
-inverted index from identifier to windows. A query takes the identifiers around
-the cursor and ranks windows by Jaccard similarity (RepoCoder's measure),
-favouring open and recently edited documents, skipping the current file and
-overlapping windows.
+Pure (no torch, no pygls, no file I/O, no threads). A `ContextIndex` holds the
+workspace's files cut into overlapping windows of lines, each reduced to its set
+of identifiers, with an inverted index from identifier to windows. A query takes
+the identifiers around the cursor and ranks windows by Jaccard similarity
+(RepoCoder's measure), favouring open and recently edited documents, skipping
+the current file and overlapping windows.
 
 For the server::
 
     index = ContextIndex()
-    index.index_workspace(root)                  # background thread; returns at once
     index.update_document(path, text, is_open=True)  # didOpen / didChange (edited=True)
     index.close_document(path)                   # didClose: stays indexed from disk
     index.remove_document(path)                  # file deleted
     stable = StableContext(index)
     snippets = stable.get(text, offset, path)    # pass as Completer.complete(context=...)
 
-Paths are workspace-relative with forward slashes (absolute paths under the
-root are made relative), as they appear in file headers in the prompt. All
-methods are thread-safe; the background indexer takes the lock once per file,
-so queries answer while a large workspace is being indexed.
+The files on disk reach it from the workspace index's scanner
+(`lsp_server.index.WorkspaceScanner`), which lists, reads and redacts them on a
+thread of its own and hands each to `add_file`.
 
-What the index holds may reach a prompt, so it holds it safely: only regular
-files inside the root are read (the repository lister's rules: no symlink,
-pipe or device, a byte bound on every read), and every file and document
-passes the secret filter (`lsp_server.repo.secrets`) once, when indexed, as
-training data does. A document's lines are stored once, redacted; its windows
-are line ranges over them. Stopping or restarting a scan never waits for it:
-each scan has its own stop flag and an old scan's results are dropped.
+Paths are workspace-relative with forward slashes (absolute paths under
+`root` are made relative; the caller resolves symlinks first), as they appear
+in file headers in the prompt. All methods are thread-safe; the scanner takes
+the lock once per file, so queries answer while a large workspace is being
+indexed.
+
+What the index holds may reach a prompt, so every document passes the secret
+filter (`lsp_server.repo.secrets`) once, when indexed, as training data does
+(the scanner redacts the files it reads). A document's text is stored once,
+redacted, as one string; its windows are line ranges over it, and their
+identifiers live only in the inverted index (arrays of window ids), so the
+index takes ~4 bytes per byte of text where it took ~24.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
-import os
 import re
 import threading
 import time
+from array import array
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from lsp_server.completion.prompt import Snippet
-from lsp_server.repo.files import is_regular_file, list_files, read_text, skip_reason_for_path
 from lsp_server.repo.secrets import redact
-
-log = logging.getLogger(__name__)
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Words in almost every file say nothing about which file is relevant.
@@ -64,12 +63,22 @@ STOPWORDS = frozenset(
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Window:
+    """A run of a document's lines. Its identifiers live in the postings alone (only their
+    number is kept here): a set per window held each identifier again, 2x over with the
+    overlap, and made the index ~24 bytes per byte of text (issue 28: 540 MB for 22 MB)."""
+
     path: str
     start: int  # first line, 0-based
     end: int  # one past the last line
-    tokens: frozenset[str]
+    tokens: int  # how many distinct identifiers it holds
+
+
+# Postings are arrays: a window id takes 8 bytes there, against ~60 in a set. Dropped
+# windows stay in the postings (skipped when scoring) until there are this many and as
+# many as live ones; then the postings are rebuilt without them.
+_COMPACT_AFTER = 10_000
 
 
 @dataclass
@@ -78,7 +87,10 @@ class _Doc:
     signature: tuple[int, int] | None  # (mtime_ns, size) for files read from disk
     is_open: bool = False
     edited_at: float = 0.0  # time.monotonic() of the last edit, 0.0 if none
-    lines: list[str] = field(default_factory=list)  # the redacted text, stored once
+    # The redacted text, stored once as one string (a list of lines cost twice the text),
+    # and where each line starts in it (one more: where a line after the last would).
+    text: str = ""
+    starts: array[int] = field(default_factory=lambda: array("q", [0]))
     # Open documents: each raw line's redacted form, so an edit redacts only new lines.
     redacted: dict[str, str] = field(default_factory=dict)
 
@@ -97,23 +109,21 @@ class ContextIndex:
         window_lines: int = 20,
         stride: int = 10,
         max_file_bytes: int = 512 * 1024,
-        max_files: int = 50_000,
         recent_seconds: float = 600.0,
     ) -> None:
         self.window_lines = window_lines
         self.stride = stride
         self.max_file_bytes = max_file_bytes
-        self.max_files = max_files
         self.recent_seconds = recent_seconds
-        self.root: Path | None = None
+        self.root: Path | None = None  # resolved by whoever sets it
         self._lock = threading.Lock()
         self._docs: dict[str, _Doc] = {}
         self._windows: dict[int, _Window] = {}
-        self._postings: dict[str, set[int]] = {}
+        # identifier -> the ids of the windows holding it, in insertion order; ids of
+        # dropped windows linger until `_compact` (see `_COMPACT_AFTER`).
+        self._postings: dict[str, array[int]] = {}
+        self._dead = 0  # dropped window ids still in the postings
         self._next_id = 0
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()  # the current scan's; each scan gets a new one
-        self.progress = (0, 0)  # (files done, files listed) of the current workspace scan
 
     # --- documents ------------------------------------------------------------
 
@@ -133,7 +143,7 @@ class ContextIndex:
             doc = _Doc([], None, is_open or bool(old and old.is_open), old.edited_at if old else 0)
             if edited:
                 doc.edited_at = time.monotonic()
-            doc.redacted = redacted
+            doc.redacted = redacted if doc.is_open else {}  # only an open one is edited
             self._insert(key, doc, windows, lines)
 
     add_document = update_document
@@ -157,91 +167,36 @@ class ContextIndex:
     def __contains__(self, path: str) -> bool:
         return self._key(path) in self._docs
 
-    # --- workspace ------------------------------------------------------------
+    # --- files read from disk (by lsp_server.index's scanner) --------------------
 
-    def index_workspace(self, root: str | Path, *, background: bool = True) -> None:
-        """Index the files under `root` that git does not ignore; again later, only what changed.
+    def wants(self, path: str, signature: tuple[int, int]) -> bool:
+        """False when the file at `path` is indexed with this `signature` (mtime_ns,
+        size) already, or open in the editor (whose text is newer than the disk's)."""
+        with self._lock:
+            doc = self._docs.get(path)
+            return doc is None or not (doc.is_open or doc.signature == signature)
 
-        Runs on a daemon thread unless `background` is False; a scan already
-        running is told to stop, without waiting for it (it may be inside a
-        slow `git ls-files`): what it finds afterwards is dropped. Open
-        documents keep their editor text.
-        """
-        self.stop()
-        self.root = Path(root).resolve()
-        stop = self._stop = threading.Event()
-        if not background:
-            self._scan(self.root, stop)
-            return
-        self._thread = threading.Thread(
-            target=self._scan, args=(self.root, stop), name="codetailor-index", daemon=True
-        )
-        self._thread.start()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait for the background scan; True when it has finished."""
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
-            return not thread.is_alive()
-        return True
-
-    def stop(self) -> None:
-        """Tell a background scan to stop, without waiting (what it indexed so far stays).
-
-        Safe on the event loop: it never joins the scan's thread, which may be
-        inside a slow listing; use `wait(timeout)` to wait, bounded.
-        """
-        self._stop.set()
-
-    def _scan(self, root: Path, stop: threading.Event) -> None:
-        started = time.monotonic()
-        try:
-            paths = indexable_files(root)[: self.max_files]
-        except OSError as exc:
-            log.warning("cannot list %s: %s", root, exc)
-            return
-        if stop.is_set():
-            return
-        self.progress = (0, len(paths))
-        listed = set(paths)
-        for done, rel in enumerate(paths, 1):
-            if stop.is_set():
+    def add_file(
+        self, path: str, lines: list[str], signature: tuple[int, int], stop: threading.Event
+    ) -> None:
+        """Index a file as read from disk, its `lines` already redacted; not when `stop`
+        is set (a newer scan owns the index) or the editor has it open (its text wins)."""
+        windows = self._cut(path, lines)
+        with self._lock:
+            doc = self._docs.get(path)
+            if stop.is_set() or (doc is not None and doc.is_open):
                 return
-            self._index_file(root, rel, stop)
-            self.progress = (done, len(paths))
-            time.sleep(0)  # let a query thread take the interpreter between files
+            self._drop(path)
+            self._insert(path, _Doc([], signature), windows, lines)
+
+    def keep_files(self, listed: set[str], stop: threading.Event) -> None:
+        """Forget the files read from disk that are not `listed` any more (documents the
+        editor sent stay); nothing when `stop` is set."""
         with self._lock:
             if stop.is_set():
                 return
             for gone in [k for k, d in self._docs.items() if d.signature and k not in listed]:
                 self._drop(gone)
-        log.info("indexed %d files in %.1f s", len(paths), time.monotonic() - started)
-
-    def _index_file(self, root: Path, rel: str, stop: threading.Event) -> None:
-        path = root / rel
-        if not _inside(root, path) or not is_regular_file(path):
-            return  # through a symlinked folder, or not a regular file (any more)
-        try:
-            st = os.lstat(path)
-        except OSError:
-            return
-        signature = (st.st_mtime_ns, st.st_size)
-        with self._lock:
-            doc = self._docs.get(rel)
-            if doc is not None and (doc.is_open or doc.signature == signature):
-                return  # unchanged, or the editor's text is newer than the disk's
-        text, _ = read_text(path, self.max_file_bytes)  # regular files only, bounded
-        if text is None:
-            return
-        lines = redact(text, rel)[0].split("\n")  # before anything else sees the text
-        windows = self._cut(rel, lines)
-        with self._lock:
-            doc = self._docs.get(rel)
-            if stop.is_set() or (doc is not None and doc.is_open):
-                return  # a newer scan owns the index, or the editor's text wins
-            self._drop(rel)
-            self._insert(rel, _Doc([], signature), windows, lines)
 
     # --- queries --------------------------------------------------------------
 
@@ -288,15 +243,17 @@ class ContextIndex:
             if len(posting) > budget:
                 break
             budget -= len(posting)
+            live = self._windows
             for wid in posting:
-                hits[wid] = hits.get(wid, 0) + 1
+                if wid in live:  # not a dropped window's id, still in the posting
+                    hits[wid] = hits.get(wid, 0) + 1
         best = sorted(hits.items(), key=lambda kv: -kv[1])[:500]
         scored = []
         for wid, shared in best:
             w = self._windows[wid]
             if w.path == current:
                 continue
-            score = shared / (len(wanted) + len(w.tokens) - shared)
+            score = shared / (len(wanted) + w.tokens - shared)
             doc = self._docs[w.path]
             if doc.is_open:
                 score *= 1.25
@@ -309,18 +266,20 @@ class ContextIndex:
     # --- internals (call with the lock held where noted) ------------------------
 
     def _key(self, path: str) -> str:
-        p = Path(path)
+        p = PurePath(path)
         if p.is_absolute() and self.root is not None:
             with contextlib.suppress(ValueError):  # outside the workspace: keep it absolute
-                p = p.resolve().relative_to(self.root)
+                p = p.relative_to(self.root)
         return p.as_posix()
 
     def _text(self, w: _Window) -> str:
         """(lock held) A window's text, from its document's lines."""
-        return "\n".join(self._docs[w.path].lines[w.start : w.end])
+        doc = self._docs[w.path]
+        return doc.text[doc.starts[w.start] : doc.starts[w.end] - 1]
 
-    def _cut(self, key: str, lines: list[str]) -> list[_Window]:
-        """Overlapping windows of `window_lines` lines, every `stride` lines."""
+    def _cut(self, key: str, lines: list[str]) -> list[tuple[_Window, set[str]]]:
+        """Overlapping windows of `window_lines` lines, every `stride` lines, each with
+        its identifiers."""
         starts = list(range(0, max(len(lines) - self.window_lines, 0) + 1, self.stride))
         tail = len(lines) - self.window_lines
         if tail > 0 and tail % self.stride:  # the last lines, when the stride skips them
@@ -330,47 +289,55 @@ class ContextIndex:
             end = min(start + self.window_lines, len(lines))
             tokens = identifiers("\n".join(lines[start:end]))
             if tokens:
-                out.append(_Window(key, start, end, frozenset(tokens)))
+                out.append((_Window(key, start, end, len(tokens)), tokens))
         return out
 
-    def _insert(self, key: str, doc: _Doc, windows: list[_Window], lines: list[str]) -> None:
+    def _insert(
+        self, key: str, doc: _Doc, windows: list[tuple[_Window, set[str]]], lines: list[str]
+    ) -> None:
         """(lock held)"""
-        doc.lines = lines
-        for w in windows:
+        doc.text = "\n".join(lines)
+        doc.starts = array("q", [0])
+        for line in lines:
+            doc.starts.append(doc.starts[-1] + len(line) + 1)
+        for w, tokens in windows:
             wid = self._next_id
             self._next_id += 1
             self._windows[wid] = w
             doc.windows.append(wid)
-            for t in w.tokens:
-                self._postings.setdefault(t, set()).add(wid)
+            for t in tokens:
+                posting = self._postings.get(t)
+                if posting is None:
+                    posting = self._postings[t] = array("q")
+                posting.append(wid)
         self._docs[key] = doc
 
     def _drop(self, key: str) -> None:
-        """(lock held)"""
+        """(lock held) Forget a document; its window ids leave the postings at the next
+        compaction."""
         doc = self._docs.pop(key, None)
         if doc is None:
             return
         for wid in doc.windows:
-            w = self._windows.pop(wid)
-            for t in w.tokens:
-                posting = self._postings.get(t)
-                if posting is not None:
-                    posting.discard(wid)
-                    if not posting:
-                        del self._postings[t]
+            del self._windows[wid]
+        self._dead += len(doc.windows)
+        if self._dead >= max(_COMPACT_AFTER, len(self._windows)):
+            self._compact()
+
+    def _compact(self) -> None:
+        """(lock held) Rebuild the postings without the ids of dropped windows."""
+        live = self._windows
+        for token in list(self._postings):
+            kept = array("q", (wid for wid in self._postings[token] if wid in live))
+            if kept:
+                self._postings[token] = kept
+            else:
+                del self._postings[token]
+        self._dead = 0
 
 
 def _overlaps(a: _Window, b: _Window) -> bool:
     return a.path == b.path and a.start < b.end and b.start < a.end
-
-
-def _inside(root: Path, path: Path) -> bool:
-    """True when `path`, symlinks resolved, is inside `root` (itself resolved)."""
-    try:
-        Path(os.path.realpath(path)).relative_to(root)
-    except ValueError:
-        return False
-    return True
 
 
 _REDACT_CACHE_LINES = 20_000
@@ -420,8 +387,3 @@ class StableContext:
             self._snippets = self.index.query(text, offset, path=path, **kw)
             self._key, self._at = key, now
         return list(self._snippets)
-
-
-def indexable_files(root: Path) -> list[str]:
-    """The workspace files worth indexing: the repository lister's, less what is not source."""
-    return [p for p in list_files(root) if skip_reason_for_path(p) is None]

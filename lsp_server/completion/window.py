@@ -89,27 +89,38 @@ class PromptWindow:
         return self.layout(prefix, suffix, path, context).prompt
 
     def layout(
-        self, prefix: str, suffix: str, path: str | None, context: Sequence[Snippet]
+        self,
+        prefix: str,
+        suffix: str,
+        path: str | None,
+        context: Sequence[Snippet],
+        *,
+        window_tokens: int | None = None,
     ) -> Layout:
         """The prompt for a cursor between `prefix` and `suffix` in the file at `path`,
-        with `context` (snippets of other files, best first) as far as they fit."""
+        with `context` (snippets of other files, best first) as far as they fit.
+        `window_tokens` narrows the window for this prompt (its context share with it)."""
         fmt = self.format
+        window, context_tokens = self.window_tokens, self.context_tokens
+        if window_tokens is not None and window_tokens < window:
+            context_tokens = context_tokens * window_tokens // window
+            window = window_tokens
         # Cut by characters first: nothing past what the window could hold is tokenized.
-        prefix, first_line = cut_prefix_chars(prefix, self.window_tokens * MAX_CHARS_PER_TOKEN)
+        prefix, first_line = cut_prefix_chars(prefix, window * MAX_CHARS_PER_TOKEN)
         held = held_whitespace(prefix)
         prefix = prefix[: len(prefix) - len(held)]
-        suffix_budget = min(self.suffix_tokens, self.window_tokens // 4) if fmt.is_fim else 0
+        suffix_budget = min(self.suffix_tokens, window // 4) if fmt.is_fim else 0
         suffix = clip_suffix(suffix, suffix_budget, self.count) if suffix_budget else ""
         # Snippets that repeat the visible part of this file waste the window.
         seen = prefix[-8000:] + suffix
-        chars = self.context_tokens * MAX_CHARS_PER_TOKEN
+        chars = context_tokens * MAX_CHARS_PER_TOKEN
         context = [Snippet(c.path, c.text[:chars]) for c in context]
-        snippets = fit_snippets(context, self.context_tokens, self.count, seen=seen)
+        snippets = fit_snippets(context, context_tokens, self.count, seen=seen)
         # build_prompt puts the last snippet nearest the cursor: the best one goes there.
         snippets.reverse()
         frame = build_prompt(fmt, "", "", path=path, context=snippets, repo=self.repo)
         fixed = self.count(frame) + (self.count(suffix) if suffix else 0) + 2
-        budget = max(self.window_tokens - fixed, 16)
+        budget = max(window - fixed, 16)
         prefix = clip_prefix(prefix, budget, self.count, first_line=first_line)
         prompt = build_prompt(fmt, prefix, suffix, path=path, context=snippets, repo=self.repo)
         return Layout(prompt, snippets, held)

@@ -5,7 +5,7 @@ The room where the log's disk I/O lives, beside the pure session it serves:
 - `events`: the typed, frozen event records and their JSON lines (`to_json`,
   `FeedbackEvent.from_json`), with a schema version; the one definition of the format.
 - `log`: where a repository's log lives (`feedback_dir`), the one writer
-  (`EventLog.append`, append-only, fsynced, size-bounded) and the one reader
+  (`EventLog.append`, append-only, fsynced at most once a second, size-bounded) and the one reader
   (`read_events`).
 - `suggestions`: the events folded per shown suggestion (`read_suggestions`), which
   every consumer reads (`feedback stats`, `finetune --feedback`, the sweep).
@@ -38,6 +38,7 @@ from lsp_server.feedback.log import (
     count_events,
     feedback_dir,
     read_events,
+    remove_log,
     repo_key,
 )
 from lsp_server.feedback.recorder import FeedbackRecorder, Suggestion
@@ -70,6 +71,7 @@ __all__ = [
     "feedback_dir",
     "read_events",
     "read_suggestions",
+    "remove_log",
     "repo_key",
     "suggestion_records",
 ]

@@ -250,6 +250,58 @@ class Typed(FeedbackEvent):
         return cls(**_head(raw), text=_text(raw, "text"))
 
 
+@dataclass(frozen=True, kw_only=True)
+class NextEditShown(FeedbackEvent):
+    """A next edit was shown: the window (from `start_line`) as it was, as it is and as
+    the model rewrote it; its acceptance and dismissal are `accepted` and `dismissed`
+    events with its id. Texts are secret-redacted."""
+
+    KIND: ClassVar[str] = "next_edit_shown"
+    uri: str = ""
+    path: str | None = None
+    model: str | None = None
+    adapter: str | None = None
+    prompt_format: str | None = None  # the next-edit layout (see completion/next_edit_prompt)
+    start_line: int = 0
+    original: str = ""
+    current: str = ""
+    updated: str = ""
+    latency_ms: float = 0.0
+    source: str = "editor"
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "uri": self.uri,
+            "path": self.path,
+            "model": self.model,
+            "adapter": self.adapter,
+            "prompt_format": self.prompt_format,
+            "start_line": self.start_line,
+            "original": self.original,
+            "current": self.current,
+            "updated": self.updated,
+            "latency_ms": self.latency_ms,
+            "source": self.source,
+        }
+
+    @classmethod
+    def read(cls, raw: dict[str, Any]) -> NextEditShown:
+        return cls(
+            **_head(raw),
+            uri=_text(raw, "uri"),
+            path=_maybe_text(raw, "path"),
+            model=_maybe_text(raw, "model"),
+            adapter=_maybe_text(raw, "adapter"),
+            prompt_format=_maybe_text(raw, "prompt_format"),
+            start_line=int(raw.get("start_line") or 0),
+            original=_text(raw, "original"),
+            current=_text(raw, "current"),
+            updated=_text(raw, "updated"),
+            latency_ms=float(raw.get("latency_ms") or 0.0),
+            source=_text(raw, "source") or "editor",
+        )
+
+
 _READERS: dict[str, Callable[[dict[str, Any]], FeedbackEvent]] = {
     "shown": Shown.read,
     "accepted": Accepted.read,
@@ -259,6 +311,7 @@ _READERS: dict[str, Callable[[dict[str, Any]], FeedbackEvent]] = {
     "retained_30s": Retained.read,
     "retained_120s": Retained.read,
     "typed": Typed.read,
+    "next_edit_shown": NextEditShown.read,
 }
 
 

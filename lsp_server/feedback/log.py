@@ -5,9 +5,12 @@ lines (`lsp_server.feedback.events`) in `events.jsonl` (the newest segment) and
 `events.1.jsonl` (the one before). Nothing here is ever sent anywhere.
 
 - Append-only and crash-safe: each event is one `os.write` of one line on a
-  file opened with O_APPEND, then `os.fsync`; a killed server loses at most the
-  event it was writing. A torn last line is skipped on read and cut off before
-  the next append, so it never glues onto a good event.
+  file opened with O_APPEND; a killed server loses at most the event it was
+  writing. `os.fsync` runs at most once per `SYNC_SECONDS` (and on close), so a
+  burst of events costs one sync, and a machine crash loses at most that long.
+  A torn last line is skipped on read and cut off before the first append; one
+  that another writer leaves later is ended with a newline before our next
+  event, so it never glues onto a good event.
 - Bounded: when the newest segment would pass half of `max_bytes`, it becomes
   `events.1.jsonl` and the older segment is dropped, oldest first.
 - Read back as typed events, oldest first; a log holding events of a newer
@@ -20,7 +23,9 @@ import hashlib
 import json
 import os
 import re
+import stat
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +35,7 @@ from lsp_server.feedback.events import FeedbackEvent, NewerSchemaError
 EVENTS = "events.jsonl"
 OLDER = "events.1.jsonl"
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+SYNC_SECONDS = 1.0
 
 
 def repo_key(root: str | Path) -> str:
@@ -54,7 +60,9 @@ class EventLog:
         self._fd: int | None = None
         self._size = 0
         self._lock = threading.Lock()
-        self.written = 0  # events appended (and fsynced) by this process
+        self._synced_at = float("-inf")
+        self._dirty = False  # written since the last fsync
+        self.written = 0  # events appended by this process
 
     @property
     def path(self) -> Path:
@@ -66,22 +74,31 @@ class EventLog:
         if self._fd is None:
             self.folder.mkdir(parents=True, exist_ok=True)
             _cut_torn_tail(self.path)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
             self._size = os.fstat(self._fd).st_size
         return self._fd
 
     def append(self, event: FeedbackEvent) -> None:
-        """Write one event as one line: one write, then fsync."""
+        """Write one event as one line, on a line of its own; fsync at most once a second."""
         data = (event.to_json() + "\n").encode()
         with self._lock:
             fd = self._open()
             if self._size and self._size + len(data) > self.max_bytes // 2:
                 self._rotate()
                 fd = self._open()
+            if _ends_mid_line(fd):  # another writer's torn line: ours starts a new one
+                data = b"\n" + data
             os.write(fd, data)
-            os.fsync(fd)
-            self._size += len(data)
+            self._size = os.fstat(fd).st_size
             self.written += 1
+            self._dirty = True
+            if time.monotonic() - self._synced_at >= SYNC_SECONDS:
+                self._sync(fd)
+
+    def _sync(self, fd: int) -> None:
+        os.fsync(fd)
+        self._synced_at = time.monotonic()
+        self._dirty = False
 
     def _rotate(self) -> None:
         """The newest segment becomes the older one; the older one is dropped."""
@@ -90,8 +107,16 @@ class EventLog:
 
     def close(self) -> None:
         if self._fd is not None:
+            if self._dirty:
+                self._sync(self._fd)
             os.close(self._fd)
             self._fd = None
+
+
+def _ends_mid_line(fd: int) -> bool:
+    """Whether the file open at `fd` is non-empty and does not end with a newline."""
+    size = os.fstat(fd).st_size
+    return size > 0 and os.pread(fd, 1, size - 1) != b"\n"
 
 
 def _cut_torn_tail(path: Path) -> None:
@@ -113,13 +138,25 @@ def _cut_torn_tail(path: Path) -> None:
 
 
 def _lines(folder: Path) -> Iterator[bytes]:
-    """The non-blank lines of both segments, oldest first."""
+    """The non-blank lines of both segments, oldest first. CodetailorError (one line) for a
+    segment that exists but cannot be read (a folder in its place, no permission)."""
     for name in (OLDER, EVENTS):
         try:
             raw = (folder / name).read_bytes()
         except FileNotFoundError:
             continue
+        except OSError as exc:
+            raise CodetailorError(f"cannot read the feedback log {folder / name}: {exc}") from exc
         yield from (line for line in raw.split(b"\n") if line.strip())
+
+
+def _json(line: bytes) -> object:
+    """One line's JSON value; ValueError for a garbled one, also one nested too deep to
+    parse (the json module raises RecursionError there)."""
+    try:
+        return json.loads(line)
+    except RecursionError as exc:
+        raise ValueError("nested too deep") from exc
 
 
 def read_events(folder: Path) -> list[FeedbackEvent]:
@@ -132,7 +169,7 @@ def read_events(folder: Path) -> list[FeedbackEvent]:
             events.append(FeedbackEvent.from_json(line))
         except NewerSchemaError as exc:
             raise CodetailorError(f"feedback log {folder}: {exc}") from exc
-        except ValueError:
+        except (ValueError, RecursionError):  # json raises RecursionError for deep nesting
             continue
     return events
 
@@ -143,8 +180,41 @@ def count_events(folder: Path) -> int:
     count = 0
     for line in _lines(folder):
         try:
-            raw = json.loads(line)
+            raw = _json(line)
         except ValueError:
             continue
         count += isinstance(raw, dict) and "event" in raw
     return count
+
+
+def remove_log(folder: Path) -> None:
+    """Delete the log folder and everything under it, however deep, never following a
+    symbolic link. Each subfolder's own subfolders are first moved up into `folder`, so no
+    path grows long and no recursion (nor one open folder per level) is needed."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    top = os.open(folder, flags)
+    moved = 0
+    try:
+        while names := os.listdir(top):
+            for name in names:
+                if not _is_folder(name, top):  # a file or a link (not followed)
+                    os.unlink(name, dir_fd=top)
+                    continue
+                sub = os.open(name, flags, dir_fd=top)
+                try:
+                    for entry in os.listdir(sub):
+                        if _is_folder(entry, sub):
+                            moved += 1
+                            os.rename(entry, f".removing-{moved}", src_dir_fd=sub, dst_dir_fd=top)
+                        else:
+                            os.unlink(entry, dir_fd=sub)
+                finally:
+                    os.close(sub)
+                os.rmdir(name, dir_fd=top)
+    finally:
+        os.close(top)
+    os.rmdir(folder)
+
+
+def _is_folder(name: str, dir_fd: int) -> bool:
+    return stat.S_ISDIR(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)

@@ -27,6 +27,7 @@ now and then; `close()` at shutdown.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 import time
@@ -40,6 +41,7 @@ from lsp_server.feedback.events import (
     Accepted,
     AcceptKind,
     Dismissed,
+    NextEditShown,
     Retained,
     RetentionCheck,
     Shown,
@@ -163,6 +165,7 @@ class _Live:
     anchor: str
     suggestion: str
     accepted: str = ""
+    done: bool = False  # all of it accepted: a later accept of it is not logged again
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -225,8 +228,10 @@ class FeedbackRecorder:
         return Shown(
             id=s.id,
             t=self.clock(),
-            uri=s.uri,
-            path=s.path,
+            # A file's name can hold a token (`deploy-ghp_....sh`): redacted like its text.
+            # The recorder's own lookups keep the raw uri, so retention checks still match.
+            uri=self._clean(s.uri),
+            path=self._clean(s.path) if s.path is not None else None,
             language=s.language,
             trigger=s.trigger or classify_trigger(s.prefix, s.suffix, s.text),
             model=s.model,
@@ -237,7 +242,7 @@ class FeedbackRecorder:
             prefix=self._clean(kept_prefix),
             prefix_start_line=start_line,
             suffix=self._clean(s.suffix[:MAX_SUFFIX_CHARS]),
-            context=tuple((p, self._clean(t)) for p, t in s.context),
+            context=tuple((self._clean(p), self._clean(t)) for p, t in s.context),
             suggestion=self._clean(s.text),
             latency_ms=round(float(s.latency_ms), 1),
             source=s.source,
@@ -259,18 +264,45 @@ class FeedbackRecorder:
                 self._follows.popitem(last=False)
         self.log.append(event)
 
+    def next_edit_shown(self, event: NextEditShown) -> None:
+        """A next edit was shown: log it, its texts redacted."""
+        if not self.enabled:
+            return
+        clean = self._clean
+        with self._lock:  # accepted once, like a completion (its retention followed too)
+            self._live[event.id] = _Live(event.uri, "", event.updated)
+            while len(self._live) > self._remember:
+                self._live.popitem(last=False)
+        self.log.append(
+            dataclasses.replace(
+                event,
+                t=self.clock(),
+                uri=clean(event.uri),
+                path=clean(event.path) if event.path is not None else None,
+                original=clean(event.original),
+                current=clean(event.current),
+                updated=clean(event.updated),
+            )
+        )
+
     def accepted(self, id: str, kind: AcceptKind = "full", text: str | None = None) -> None:
         """The user accepted all of suggestion `id`, or its next word or line; `text` is
-        what was inserted where the editor says (else it follows from `kind`)."""
+        what was inserted where the editor says (else it follows from `kind`).
+
+        Logged once per suggestion shown (a partial accept until the whole of it is in):
+        a client repeating the command writes nothing more (issue 28: 2,000 accepts of
+        one suggestion wrote 1,147 synced events)."""
         if not self.enabled:
             return
         with self._lock:
             live = self._live.get(id)
-            if live is not None:
-                rest = live.suggestion[len(live.accepted) :]
-                piece = text if text is not None else accepted_part(rest, kind)
-                live.accepted += piece
-                self._schedule(id, live)
+            if live is None or live.done:
+                return
+            rest = live.suggestion[len(live.accepted) :]
+            piece = text if text is not None else accepted_part(rest, kind)
+            live.accepted += piece
+            live.done = kind == "full" or not piece or len(live.accepted) >= len(live.suggestion)
+            self._schedule(id, live)
         chars = len(text) if text is not None else None
         self.log.append(Accepted(id=id, t=self.clock(), kind=kind, chars=chars))
 

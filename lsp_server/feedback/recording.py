@@ -15,7 +15,7 @@ one per session and hands it to the `Session`. It owns one `FeedbackRecorder`
   `"editor"` otherwise, so a person's statistics leave the simulator's runs out.
 - Each shown suggestion gets a random id, unique across restarts; the inline
   item's `codetailor.accepted` command carries it back.
-- Every recorder call runs in order on one daemon thread (each event fsyncs, which
+- Every recorder call runs in order on one daemon thread (each event may fsync, which
   must not hold up the event loop); that thread also calls `poll` every `poll_s`
   seconds, so retention checks are answered while the user is idle. `close`
   drains what is queued, within a bound, before the process exits.
@@ -31,15 +31,15 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from lsp_server.feedback.events import AcceptKind
+from lsp_server.feedback.events import AcceptKind, NextEditShown
 from lsp_server.feedback.log import feedback_dir
 from lsp_server.feedback.recorder import FeedbackRecorder, Suggestion
-from lsp_server.session.ports import ShownAnswer
+from lsp_server.session.ports import ShownAnswer, ShownNextEdit
 
 log = logging.getLogger("codetailor.feedback")
 
@@ -99,6 +99,24 @@ class Recording:
             self._ids.popitem(last=False)
         source = self.source
         self._submit(lambda: recorder.shown(suggestion_of(id, answer, source)))
+        return id
+
+    def next_edit_shown(self, shown: ShownNextEdit) -> str | None:
+        """A next edit is shown: its new id (None when nothing is recorded); accepted and
+        dismissed like a completion, by that id."""
+        recorder = self.recorder
+        if recorder is None or not self.enabled:
+            return None
+        id = self._new_id()
+        source = self.source
+        self._submit(lambda: recorder.next_edit_shown(next_edit_event(id, shown, source)))
+        return id
+
+    def _new_id(self) -> str:
+        id = uuid.uuid4().hex[:16]
+        self._ids[id] = False
+        while len(self._ids) > REMEMBER:
+            self._ids.popitem(last=False)
         return id
 
     def typed_through(self, id: str | None, chars: int) -> None:
@@ -192,14 +210,11 @@ class Recording:
 
 
 def suggestion_of(id: str, answer: ShownAnswer, source: str) -> Suggestion:
-    """What the recorder logs of a shown answer. The prompt's facts (`completion.context`,
-    `completer.format.name`, `.window_tokens`, `.repo`) are read where present: the real
-    Completer has them all, a scripted one in a test may not, and the ports
-    (session/ports.py) do not promise them."""
+    """What the recorder logs of a shown answer, with the prompt's facts the ports
+    (session/ports.py) declare: `completion.context`, `completer.format.name`,
+    `.window_tokens` and `.repo`, so preference tuning rebuilds the same prompt."""
     facts = answer.describe()
     completion, completer = answer.completion, answer.completer
-    fmt = getattr(completer, "format", None)
-    snippets: Sequence[Any] = getattr(completion, "context", ())
     text, offset = answer.text, answer.offset
     return Suggestion(
         id=id,
@@ -210,12 +225,32 @@ def suggestion_of(id: str, answer: ShownAnswer, source: str) -> Suggestion:
         suffix=text[offset:],
         text=completion.text,
         latency_ms=answer.latency_ms,
-        context=[(s.path, s.text) for s in snippets[::-1]],  # the Completer lists them nearest-last
+        # the Completer lists them nearest-last
+        context=[(s.path, s.text) for s in reversed(completion.context)],
         model=facts.get("model"),
         adapter=facts.get("adapter"),
-        prompt_format=getattr(fmt, "name", None),
-        window_tokens=getattr(completer, "window_tokens", None),
-        repo=getattr(completer, "repo", None),
+        prompt_format=completer.format.name,
+        window_tokens=completer.window_tokens,
+        repo=completer.repo,
+        source=source,
+    )
+
+
+def next_edit_event(id: str, shown: ShownNextEdit, source: str) -> NextEditShown:
+    """What the recorder logs of a shown next edit (built on the recording thread)."""
+    facts = shown.describe()
+    return NextEditShown(
+        id=id,
+        uri=shown.uri,
+        path=shown.path,
+        model=facts.get("model"),
+        adapter=facts.get("adapter"),
+        prompt_format=shown.prompt_format,
+        start_line=shown.start_line,
+        original=shown.original,
+        current=shown.current,
+        updated=shown.updated,
+        latency_ms=round(shown.latency_ms, 1),
         source=source,
     )
 

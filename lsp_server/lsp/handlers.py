@@ -14,6 +14,7 @@ from lsprotocol import types
 from pygls.capabilities import ServerCapabilitiesBuilder
 
 # A runtime import: pygls reads the command handlers' type hints to convert their arguments.
+from lsp_server.lsp import next_edit
 from lsp_server.lsp.server import CodetailorServer
 from lsp_server.methods import ACCEPTED, CURSOR, DISMISSED, STATUS
 from lsp_server.session.documents import (
@@ -48,6 +49,7 @@ def register(ls: CodetailorServer) -> None:
     ls.feature(DISMISSED)(dismissed)
     ls.command(ACCEPTED)(accepted)
     ls.command(STATUS)(status)
+    next_edit.register(ls)  # textDocument/copilotInlineEdit and its notifications
 
 
 def initialize(ls: CodetailorServer, params: types.InitializeParams) -> None:
@@ -137,8 +139,9 @@ async def inline_completion(
     position = params.position
     request = ls.session.request_at(params.text_document.uri, position.line, position.character)
     text, id = await ls.session.suggest(request) if request else ("", None)
-    if not request or not text:
-        return types.InlineCompletionList(items=[])
+    if not request or not text:  # a same-line next edit at the cursor, where there is one
+        found = await next_edit.next_edit_item(ls, request) if request else None
+        return types.InlineCompletionList(items=[found] if found else [])
     edit = replacement(request.text, request.offset, text)
     item = types.InlineCompletionItem(
         insert_text=edit.new_text,

@@ -13,6 +13,8 @@ touches an underscore name of pygls or overrides its builtin features:
 - `JsonRPCProtocol._server`: the server a protocol belongs to;
 - `pygls.protocol.json_rpc.RPCRequest`: how pygls tells a request from a
   notification;
+- the `lsp_method` override of `initialize`, which adds the server's
+  `experimental` capabilities (next edits) to what pygls builds;
 - the `lsp_method` overrides of the document builtins (`didOpen`, `didChange`,
   `didClose`): pygls' own versions keep a copy of every document in its
   workspace (with `str.splitlines` line breaks, which LSP does not use); ours
@@ -65,6 +67,16 @@ class PassThroughDocuments(LanguageServerProtocol):
     Error responses go out without `data`, and an internal error without its
     exception's text: the client learns that it failed, the log says why.
     """
+
+    # The `experimental` server capabilities (pygls builds the standard ones from features).
+    experimental: dict[str, Any] = {}
+
+    @lsp_method(types.INITIALIZE)
+    def lsp_initialize(self, params: types.InitializeParams) -> Any:
+        result = yield from super().lsp_initialize(params)
+        if self.experimental:
+            result.capabilities.experimental = dict(self.experimental)
+        return result
 
     def _send_response(
         self, msg_id: Any, result: Any | None = None, error: types.ResponseError | None = None

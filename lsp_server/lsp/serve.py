@@ -19,17 +19,18 @@ import os
 import socket
 import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 from lsp_server.errors import CodetailorError
-from lsp_server.lsp import client_log, handlers, transport
+from lsp_server.lsp import client_log, handlers, terminal, transport
 from lsp_server.lsp.lifecycle import Lifecycle
 from lsp_server.lsp.server import CodetailorServer, ModelEvents
-from lsp_server.model.host import ModelHost, load_completer
+from lsp_server.model.host import ModelHost
 from lsp_server.session.settings import Settings
+from lsp_server.spec import ModelSpec
 
 log = logging.getLogger("codetailor.launch")
 
@@ -111,7 +112,8 @@ def limits_from(args: argparse.Namespace) -> Limits:
 
 def serve(args: argparse.Namespace) -> int:
     if args.verbose < 2:  # pygls logs every message it sends at INFO: documents included
-        logging.getLogger("pygls").setLevel(logging.WARNING)
+        pygls_log = logging.getLogger("pygls")
+        pygls_log.setLevel(max(pygls_log.level, logging.WARNING))
     address = parse_tcp(args.tcp) if args.tcp else None
     token = resolve_token(args)
     if address and not is_loopback(address[0]) and not token:
@@ -127,18 +129,31 @@ def serve(args: argparse.Namespace) -> int:
         engine=getattr(args, "engine", None) or "local",
     )
     events = ModelEvents()
-    loader = partial(load_completer, compile=getattr(args, "compile", "auto"))
-    host = ModelHost(events, trust_remote_code=args.trust_remote_code, loader=loader)
+    loading = ModelSpec(
+        trust_remote_code=args.trust_remote_code, compile=getattr(args, "compile", "auto")
+    )
+    notes = terminal.TerminalNotes() if terminal.wanted(tcp=bool(address)) else None
+    on_event = terminal.tee(initialized_only(events), notes.event) if notes else events
+    host = ModelHost(on_event)
+    if notes:  # a person watches: say what this is and load now, to say when it is ready
+        announce(notes, startup, address, host, loading)
     # On stdio the client started us and chose the command line: its settings are as
     # trusted as --model. On TCP anyone on the machine may be the client.
     allow = bool(getattr(args, "allow_client_models", False)) or not address
     make = partial(
-        CodetailorServer, startup, host, register=handlers.register, allow_client_models=allow
+        CodetailorServer,
+        startup,
+        host,
+        register=handlers.register,
+        allow_client_models=allow,
+        allow_client_engines=bool(getattr(args, "allow_client_engines", False)) or not address,
+        loading=loading,
     )
     if address:
         # A token guards TCP only: on stdio the editor that started us owns both pipes.
         return asyncio.run(serve_tcp(make, events, token, *address, limits_from(args)))
-    status = asyncio.run(serve_stdio(make, events))
+    quiet = not args.verbose  # -v: stderr keeps the log while an editor is connected too
+    status = asyncio.run(serve_stdio(make, events, quiet_stderr=quiet, notes=notes))
     # The editor has gone: leave now, without the seconds torch's teardown takes
     # and without waiting for a generation thread to notice its cancel flag.
     logging.shutdown()
@@ -146,14 +161,67 @@ def serve(args: argparse.Namespace) -> int:
     os._exit(status)
 
 
-async def serve_stdio(make: Callable[[], CodetailorServer], events: ModelEvents) -> int:
+def initialized_only(events: ModelEvents) -> Callable[[str, str, int | None], None]:
+    """`events`, passed on only once the client has initialized: the startup load on a
+    terminal must not send LSP messages (onto the terminal) before anyone connected."""
+
+    def forward(kind: str, message: str, percentage: int | None) -> None:
+        client = events.client
+        if getattr(getattr(client, "protocol", None), "client_capabilities", None) is not None:
+            events(kind, message, percentage)
+
+    return forward
+
+
+def announce(
+    notes: terminal.TerminalNotes,
+    startup: Settings,
+    address: tuple[str, int] | None,
+    host: ModelHost,
+    loading: ModelSpec,
+) -> None:
+    """Tell the person at the terminal what this is, and load the startup model now (the
+    first client's settings find it loading or ready, as a later client's do)."""
+    from lsp_server.model import registry
+    from lsp_server.model.loading import DEFAULT_MODEL
+    from lsp_server.session.adapter_choice import choose_adapter
+    from lsp_server.session.model_choice import model_spec
+
+    where = f"{address[0]}:{address[1]}" if address else None
+    what = "a code-completion language server (LSP)"
+    model = startup.model or DEFAULT_MODEL
+    notes.banner(what, model, startup.device, startup.dtype, where)
+    terminal.watch_stages(notes)
+    # What the session asks for with these settings before it knows a workspace folder.
+    choice = choose_adapter(
+        startup.adapter,
+        None,
+        None,
+        command_line=startup.adapter,
+        resolve=registry.resolve_adapter,
+    )
+    host.load(model_spec(startup, loading), [choice.ref])
+
+
+async def serve_stdio(
+    make: Callable[[], CodetailorServer],
+    events: ModelEvents,
+    *,
+    quiet_stderr: bool = True,
+    notes: terminal.TerminalNotes | None = None,
+) -> int:
+    """Serve the editor on stdin/stdout; `quiet_stderr`: once it has initialized, logs go
+    to it only (editors show stderr as errors); `notes`: a person is at the terminal."""
     server = make()
     server.loop = asyncio.get_running_loop()
     events.client = server
-    client_log.install(server, quiet_stderr=True)  # the editor shows stderr as errors
+    client_log.install(server, quiet_stderr=quiet_stderr)
     out = transport.protocol_stdout()
     writer = transport.SafeWriter(lambda data: out.write(data), out.close)
-    reader = transport.FrameReader(transport.stdin_chunks(server.loop, sys.stdin.fileno()))
+    chunks = transport.stdin_chunks(server.loop, sys.stdin.fileno())
+    if notes is not None:
+        chunks = _watched(chunks, notes.typed)
+    reader = transport.FrameReader(chunks)
     connection = transport.Connection(server.protocol, writer, Lifecycle(None))
     try:
         status = await transport.run_connection(connection, reader)
@@ -162,6 +230,19 @@ async def serve_stdio(make: Callable[[], CodetailorServer], events: ModelEvents)
     if status is None:
         log.info("the client closed stdin; exiting")
     return status or 0
+
+
+def _watched(
+    read: Callable[[], Awaitable[bytes]], seen: Callable[[bytes], None]
+) -> Callable[[], Awaitable[bytes]]:
+    """`read`, with every chunk also shown to `seen`."""
+
+    async def chunk() -> bytes:
+        data = await read()
+        seen(data)
+        return data
+
+    return chunk
 
 
 def keep_alive(sock: socket.socket | None) -> None:

@@ -23,13 +23,18 @@ from pygls.lsp.server import LanguageServer
 from lsp_server import __version__
 from lsp_server.errors import CodetailorError
 from lsp_server.feedback import Recording
+from lsp_server.index import WorkspaceScanner
 from lsp_server.lsp import pygls_compat
 from lsp_server.lsp.progress import LoadProgress
+from lsp_server.methods import INLINE_EDIT
 from lsp_server.model import registry
 from lsp_server.model.host import ModelHost
 from lsp_server.model.loading import cache_home, resolve_model
-from lsp_server.session.session import ADAPTER_POLL_S, AdapterSource, Session
+from lsp_server.repo.head import head_text
+from lsp_server.session.model_choice import ADAPTER_POLL_S, AdapterSource
+from lsp_server.session.session import Session
 from lsp_server.session.settings import Settings
+from lsp_server.spec import ModelSpec
 
 log = logging.getLogger("codetailor.server")
 
@@ -45,6 +50,9 @@ def local_model(spec: str) -> bool:
 class CodetailorProtocol(pygls_compat.PassThroughDocuments):
     """pygls' protocol with our own document store; what reaches it passed the lifecycle gate
     (`lsp_server.lsp.lifecycle`) first."""
+
+    # Next edits (`textDocument/copilotInlineEdit`) are no LSP 3.18 method: say so here.
+    experimental = {"codetailor": {"nextEdit": True, "inlineEditMethod": INLINE_EDIT}}
 
 
 class ModelEvents:
@@ -78,7 +86,10 @@ class CodetailorServer(LanguageServer):
         *,
         register: Callable[[CodetailorServer], None],
         allow_client_models: bool = True,
+        allow_client_engines: bool = True,
+        loading: ModelSpec | None = None,
     ) -> None:
+        """`loading`: how this server loads models (--trust-remote-code, --compile)."""
         super().__init__("codetailor", __version__, protocol_cls=CodetailorProtocol)
         self._reported: set[str] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -86,10 +97,15 @@ class CodetailorServer(LanguageServer):
         self.session = Session(
             startup,
             host,
-            host_settings=host.settings,
             model_allowed=model_allowed,
+            engines_allowed=allow_client_engines,
             recording=Recording(cache_home()),
-            adapters=AdapterSource(registry.registered_for, registry.stamp),
+            scanner=WorkspaceScanner(),
+            adapters=AdapterSource(
+                registry.registered_for, registry.stamp, registry.resolve_adapter
+            ),
+            loading=loading,
+            head_text=head_text,
         )
         self._adapter_watch: asyncio.Task[None] | None = None
         # Not `progress`: that name is pygls' own method on LanguageServer.

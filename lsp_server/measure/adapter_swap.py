@@ -8,7 +8,7 @@ are written to a temporary folder. Then, in one run:
   the new adapter merged, build its completer, warm it up (what the server did
   on every hot reload);
 - `in_place`: the swap now: the new adapter loads onto the resident base model,
-  the old one is dropped, the new one merged (`host.resync`);
+  the old one is dropped, the new one merged (`factory.resync`);
 - `add_second`: a second adapter joins the first (the weights go unmerged);
 - decode and prefill speed with one adapter merged against one of two unmerged
   adapters selected per request, on the same prompt.
@@ -28,13 +28,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lsp_server.session.settings import Settings
+from lsp_server.spec import AdapterRef, ModelSpec
 
 PROMPT = Path(__file__).resolve().parents[1] / "completion" / "completer.py"
-
-
-def quiet(kind: str, message: str, percentage: int | None) -> None:
-    pass
 
 
 def say(message: str) -> None:
@@ -79,57 +75,49 @@ def seconds(fn: Any) -> float:
 
 def swaps(model: str, one: str, two: str, rounds: int) -> dict[str, list[float]]:
     """Times of each kind of swap, `rounds` of each, alternating the two adapters."""
-    from lsp_server.model.host import load_completer, resync, warm_up
-    from lsp_server.model.loading import load_model
-    from lsp_server.model.wiring import build_completer
+    from lsp_server.model.factory import load_completers, resync
+    from lsp_server.model.host import warm_up
 
-    def settings(adapter: str | None) -> Settings:
-        return Settings(model=model, adapter=adapter, device="cpu", dtype="float32")
+    spec = ModelSpec(model=model, device="cpu", dtype="float32")
+    first, second = AdapterRef(one), AdapterRef(two)
 
-    def reload(adapter: str) -> None:
-        warm_up(build_completer(load_model(model, adapter=adapter, device="cpu")))
+    def reload(adapter: AdapterRef) -> None:
+        warm_up(load_completers(ModelSpec(model=model, device="cpu"), [adapter]).completer)
 
     times: dict[str, list[float]] = {"reload": [], "in_place": [], "add_second": []}
-    loaded = load_completer(settings(one), False, quiet, [one])
+    loaded = load_completers(spec, [first])
     warm_up(loaded.completer)
     for i in range(rounds):
         say(f"swap round {i + 1} of {rounds}")
-        new = two if i % 2 == 0 else one
+        new = second if i % 2 == 0 else first
         times["reload"].append(seconds(lambda: reload(new)))  # noqa: B023 - run at once
 
-        def swap(adapters: list[str]) -> None:
+        def swap(adapters: list[AdapterRef | None]) -> None:
             nonlocal loaded
-            assert loaded.resident is not None
-            loaded = resync(
-                loaded.model,
-                loaded.resident,
-                loaded.completers,
-                settings(adapters[0]),
-                adapters,
-                quiet,
-            )
+            loaded = resync(loaded, spec, adapters)
 
+        other = first if new == second else second
         times["in_place"].append(seconds(lambda: swap([new])))  # noqa: B023
-        times["add_second"].append(seconds(lambda: swap([new, one if new == two else two])))  # noqa: B023
+        times["add_second"].append(seconds(lambda: swap([new, other])))  # noqa: B023
         swap([new])
     return times
 
 
 def decode_speed(model: str, one: str, two: str, tokens: int) -> dict[str, dict[str, float]]:
     """Prefill and decode ms per token, one adapter merged against two unmerged."""
-    from lsp_server.model.host import load_completer
+    from lsp_server.model.factory import load_completers
 
     text = PROMPT.read_text()[:3000]
+    spec = ModelSpec(model=model, device="cpu", dtype="float32")
     result = {}
     for name, wanted in (("merged", [one]), ("unmerged", [one, two])):
         say(f"prefill and decode, {name}")
-        settings = Settings(model=model, adapter=one, device="cpu", dtype="float32")
-        loaded = load_completer(settings, False, quiet, wanted)
-        completer = loaded.completers[one]
+        loaded = load_completers(spec, [AdapterRef(a) for a in wanted])
+        completer = loaded.completers[AdapterRef(one)]
         ids = completer.prompt_ids(text, len(text))
         runs = []
         for _ in range(2):  # the first warms up
-            completer.engine.cache.clear()  # type: ignore[attr-defined]  # an AdapterEngine
+            loaded.engine(AdapterRef(one)).cache.clear()
             runs.append(completer.engine.generate(ids, max_new_tokens=tokens))
         run = runs[-1]
         result[name] = {

@@ -26,10 +26,55 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def add_bench(sub: argparse._SubParsersAction) -> None:
+
+    bench = sub.add_parser(
+        "bench",
+        help="benchmarks: latency as a user typing feels it",
+        description="Benchmarks, each a ratio measured in one run: latency as a user typing "
+        "feels it (latency), the engine's speed (engine), what the server adds (overhead), a "
+        "remote engine (remote), adapter swaps (swap) and a simulated user (simulate).",
+    )
+    kinds = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
+    add_latency(kinds)
+    add_simulate(kinds)
+    for name, help_text in (
+        ("engine", "engine speed: load, prefill and decode rates, warm vs cold request"),
+        ("overhead", "what the LSP server adds to a completion over the engine's own time"),
+        ("remote", "the remote engine against the local one and bare HTTP, on the same prompts"),
+        ("swap", "adapter swap time (reload against in place), merged against unmerged speed"),
+        (
+            "nextedit",
+            "next-edit latency beside a completion's, and the rewrite's tokens per forward",
+        ),
+    ):
+        p = kinds.add_parser(name, help=help_text, add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER, help="its own options (see --help)")
+        p.set_defaults(func=cmd_bench_script, script=name)
+
+
+def _add_cold_args(latency: argparse.ArgumentParser, pause_ms: float) -> None:
+    """`bench latency`'s cold-open scenario: how many places, the pause, asked at once."""
+    latency.add_argument(
+        "--cold-places", type=int, default=5, help="cold-open places per file (0: skip)"
+    )
+    latency.add_argument(
+        "--cold-pause-ms",
+        type=float,
+        default=pause_ms,
+        help="cold open: from codetailor/cursor to the first keystroke and its request "
+        f"(default {pause_ms}: a person placing the cursor, then starting to type)",
+    )
+    latency.add_argument(
+        "--cold-at-once",
+        action="store_true",
+        help="cold open: also ask at once after didOpen, without codetailor/cursor (ours-at-once)",
+    )
+
+
+def add_latency(kinds: argparse._SubParsersAction) -> None:
+    """`codetailor bench latency` and its options."""
     from lsp_server.measure.latency import COLD_PAUSE_MS  # light: no torch, no pygls
 
-    bench = sub.add_parser("bench", help="benchmarks: latency as a user typing feels it")
-    kinds = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
     latency = kinds.add_parser(
         "latency",
         help="replay typing FILEs through the server and a naive baseline",
@@ -55,21 +100,7 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     latency.add_argument(
         "--no-local", action="store_true", help="with a remote --engine, skip the local run"
     )
-    latency.add_argument(
-        "--cold-places", type=int, default=5, help="cold-open places per file (0: skip)"
-    )
-    latency.add_argument(
-        "--cold-pause-ms",
-        type=float,
-        default=COLD_PAUSE_MS,
-        help="cold open: from codetailor/cursor to the first keystroke and its request "
-        f"(default {COLD_PAUSE_MS}: a person placing the cursor, then starting to type)",
-    )
-    latency.add_argument(
-        "--cold-at-once",
-        action="store_true",
-        help="cold open: also ask at once after didOpen, without codetailor/cursor (ours-at-once)",
-    )
+    _add_cold_args(latency, COLD_PAUSE_MS)
     latency.add_argument(
         "--baseline-tree",
         type=Path,
@@ -90,19 +121,33 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     latency.add_argument("--json", action="store_true", help="print the report as JSON")
     latency.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     latency.set_defaults(func=cmd_bench_latency)
-    add_simulate(kinds)
-    for name, help_text in (
-        ("engine", "engine speed: load, prefill and decode rates, warm vs cold request"),
-        ("overhead", "what the LSP server adds to a completion over the engine's own time"),
-        ("remote", "the remote engine against the local one and bare HTTP, on the same prompts"),
-        ("swap", "adapter swap time (reload against in place), merged against unmerged speed"),
-    ):
-        p = kinds.add_parser(name, help=help_text, add_help=False)
-        p.add_argument("rest", nargs=argparse.REMAINDER, help="its own options (see --help)")
-        p.set_defaults(func=cmd_bench_script, script=name)
+
+
+def _add_offline_args(simulate: argparse.ArgumentParser) -> None:
+    """`bench simulate`'s offline mode: no server, every place, paired with another side."""
+    simulate.add_argument(
+        "--offline",
+        action="store_true",
+        help="no server: complete greedily at every place the user may ask (after each word "
+        "of the --words typed per file) and count what the user would take there",
+    )
+    simulate.add_argument(
+        "--against",
+        default=None,
+        metavar="ADAPTER",
+        help="with --offline: also this adapter (or 'base') at the same places, compared "
+        "place by place with --adapter (a sign test)",
+    )
+    simulate.add_argument(
+        "--takes",
+        action="store_true",
+        help="with --offline --json: also list the places and what each side took at each, "
+        "to pair runs made apart (offline_user.paired)",
+    )
 
 
 def add_simulate(kinds: argparse._SubParsersAction) -> None:
+    """`codetailor bench simulate` and its options."""
     from lsp_server.measure.simulated_user import UserSetup  # light: no torch, no pygls
 
     simulate = kinds.add_parser(
@@ -144,25 +189,7 @@ def add_simulate(kinds: argparse._SubParsersAction) -> None:
         help="let the server write the feedback events to REPO's log, as it does for an "
         "editor, labelled source=simulated (without it: feedback off)",
     )
-    simulate.add_argument(
-        "--offline",
-        action="store_true",
-        help="no server: complete greedily at every place the user may ask (after each word "
-        "of the --words typed per file) and count what the user would take there",
-    )
-    simulate.add_argument(
-        "--against",
-        default=None,
-        metavar="ADAPTER",
-        help="with --offline: also this adapter (or 'base') at the same places, compared "
-        "place by place with --adapter (a sign test)",
-    )
-    simulate.add_argument(
-        "--takes",
-        action="store_true",
-        help="with --offline --json: also list the places and what each side took at each, "
-        "to pair runs made apart (offline_user.paired)",
-    )
+    _add_offline_args(simulate)
     simulate.add_argument("--json", action="store_true", help="print one JSON object")
     simulate.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     simulate.set_defaults(func=cmd_bench_simulate)
@@ -252,7 +279,7 @@ def cmd_bench_latency(args: argparse.Namespace) -> int:
         url = parse_engine(args.engine)
     except ValueError as exc:
         raise CodetailorError(f"--engine: {exc}") from None
-    from lsp_server.measure.latency import bench_latency, markdown_table, write_outputs
+    from lsp_server.measure.latency import bench_latency, print_tables, write_outputs
 
     report = bench_latency(
         args.files,
@@ -274,7 +301,10 @@ def cmd_bench_latency(args: argparse.Namespace) -> int:
         for path in write_outputs(report, args.out):
             print(f"wrote {path}", file=sys.stderr)
     public = {k: v for k, v in report.items() if not k.startswith("_")}
-    print(json.dumps(public, indent=2) if args.json else markdown_table(report))
+    if args.json:
+        print(json.dumps(public, indent=2))
+    else:
+        print_tables(report)
     return 0
 
 
@@ -288,6 +318,10 @@ def cmd_bench_script(args: argparse.Namespace) -> int:
         from lsp_server.measure.remote_overhead import main as remote_main
 
         return remote_main(args.rest)
+    if args.script == "nextedit":
+        from lsp_server.measure.next_edit_speed import main as next_edit_main
+
+        return next_edit_main(args.rest)
     if args.script == "swap":
         from lsp_server.measure.adapter_swap import main as swap_main
 

@@ -23,11 +23,12 @@ from typing import Any
 def record(files: list[Path], steps: int, dtype: str) -> list[dict[str, Any]]:
     """Each completion of the typing replay over `files`: the engine's inputs and output."""
     from lsp_server.measure.replay import typing_replay
-    from lsp_server.model.loading import load_model
-    from lsp_server.model.wiring import build_completer
+    from lsp_server.model.factory import load_completers
+    from lsp_server.spec import ModelSpec
 
-    completer = build_completer(load_model(None, device="cpu", dtype=dtype))
-    engine: Any = completer.engine
+    loaded = load_completers(ModelSpec(device="cpu", dtype=dtype))
+    completer = loaded.completer
+    engine: Any = loaded.engine()
     records: list[dict[str, Any]] = []
     generate = engine.generate
 

@@ -22,7 +22,11 @@ from typing import Any
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="codetailor bench engine",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--file", type=Path, default=Path(json.__file__).with_name("decoder.py"))
     parser.add_argument("--fresh-home", action="store_true", help="measure the first conversion")
@@ -32,44 +36,29 @@ def main(argv: list[str] | None = None) -> int:
     if args.fresh_home:
         os.environ["CODETAILOR_HOME"] = tempfile.mkdtemp(prefix="codetailor-bench-")
 
-    from lsp_server.model.engine import Engine, Generation
-    from lsp_server.model.loading import load_model
-    from lsp_server.model.wiring import build_completer
+    from lsp_server.model.factory import load_completers
+    from lsp_server.spec import ModelSpec
 
+    spec = ModelSpec(model=args.model, dtype=args.dtype)
     t = time.monotonic()
-    loaded = load_model(args.model, dtype=args.dtype)
+    load_completers(spec)
     first_load = time.monotonic() - t
     t = time.monotonic()
-    loaded = load_model(args.model, dtype=args.dtype)
+    held = load_completers(spec)
     second_load = time.monotonic() - t
 
-    completer = build_completer(loaded)
-    engine = completer.engine
-    assert isinstance(engine, Engine)  # build_completer's local engine
+    loaded, completer = held.model, held.completer
+    engine = held.engine()  # the local engine over token ids
     text = args.file.read_text()
     # A cursor two thirds into the file, in the middle of a line.
     line_start = text.rfind("\n", 0, len(text) * 2 // 3) + 1
     offset = line_start + len(text[line_start:].split("\n", 1)[0]) // 2
 
     prompt_ids = loaded.tokenizer.encode(completer.prompt_for(text[:offset], text[offset:]))
-    prefill_rates, decode_ms = [], []
-    for _ in range(args.repeats):
-        engine.cache.clear()
-        g = engine.generate(prompt_ids, max_new_tokens=1)
-        prefill_rates.append(g.prompt_tokens / (g.prefill_ms / 1000))
-        engine.cache.clear()
-        g = engine.generate(prompt_ids, max_new_tokens=33)
-        decode_ms.append(g.decode_ms / max(g.generated_tokens - 1, 1))
+    prefill_rates, decode_ms = rates(engine, prompt_ids, args.repeats)
     verify_cost = verify_over_step(engine.backend, prompt_ids, args.repeats)
 
-    runs: dict[str, list[Generation]] = {"cold": [], "warm_same": [], "warm_typed": []}
-    edited = text[:offset] + "abc" + text[offset:]  # the user typed three more characters
-    for _ in range(args.repeats):
-        engine.cache.clear()
-        runs["cold"].append(completer.complete(text, offset, max_tokens=16).generation)
-        runs["warm_same"].append(completer.complete(text, offset, max_tokens=16).generation)
-        runs["warm_typed"].append(completer.complete(edited, offset + 3, max_tokens=16).generation)
-
+    runs = requests(engine, completer, text, offset, args.repeats)
     p50 = statistics.median
     result: dict[str, Any] = {
         "model": loaded.name,
@@ -83,6 +72,42 @@ def main(argv: list[str] | None = None) -> int:
         "decode_ms_per_token": round(p50(decode_ms), 1),
         "verify_9_tokens_over_one_step": round(verify_cost, 2),
     }
+    print_report(result | request_times(runs))
+    return 0
+
+
+def requests(
+    engine: Any, completer: Any, text: str, offset: int, repeats: int
+) -> dict[str, list[Any]]:
+    """Each request's generation, `repeats` times: cold (an empty cache), the same again
+    (warm), and after the user typed three more characters (warm, one step on)."""
+    runs: dict[str, list[Any]] = {"cold": [], "warm_same": [], "warm_typed": []}
+    edited = text[:offset] + "abc" + text[offset:]
+    for _ in range(repeats):
+        engine.cache.clear()
+        runs["cold"].append(completer.complete(text, offset, max_tokens=16).generation)
+        runs["warm_same"].append(completer.complete(text, offset, max_tokens=16).generation)
+        runs["warm_typed"].append(completer.complete(edited, offset + 3, max_tokens=16).generation)
+    return runs
+
+
+def rates(engine: Any, prompt_ids: list[int], repeats: int) -> tuple[list[float], list[float]]:
+    """Prefill tokens per second and decode ms per token, `repeats` times, cold each time."""
+    prefill_rates, decode_ms = [], []
+    for _ in range(repeats):
+        engine.cache.clear()
+        g = engine.generate(prompt_ids, max_new_tokens=1)
+        prefill_rates.append(g.prompt_tokens / (g.prefill_ms / 1000))
+        engine.cache.clear()
+        g = engine.generate(prompt_ids, max_new_tokens=33)
+        decode_ms.append(g.decode_ms / max(g.generated_tokens - 1, 1))
+    return prefill_rates, decode_ms
+
+
+def request_times(runs: dict[str, list[Any]]) -> dict[str, Any]:
+    """Per kind of request (cold, warm), its p50 times and reuse, and the warm speed-ups."""
+    p50 = statistics.median
+    result: dict[str, Any] = {}
     for name, gens in runs.items():
         result[f"{name}_p50_ms"] = round(p50(g.latency_ms for g in gens), 1)
         result[f"{name}_prefill_p50_ms"] = round(p50(g.prefill_ms for g in gens), 1)
@@ -93,11 +118,14 @@ def main(argv: list[str] | None = None) -> int:
         result[f"prefill_speedup_{name}"] = round(
             result["cold_prefill_p50_ms"] / max(result[f"{name}_prefill_p50_ms"], 0.1), 1
         )
+    return result
+
+
+def print_report(result: dict[str, Any]) -> None:
     print(json.dumps(result, indent=2))
     print("\n| measure | value |\n|---|---|", file=sys.stdout)
     for key, value in result.items():
         print(f"| {key} | {value} |")
-    return 0
 
 
 def verify_over_step(backend: Any, prompt_ids: list[int], repeats: int) -> float:

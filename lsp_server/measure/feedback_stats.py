@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -21,8 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from lsp_server.errors import CodetailorError
-from lsp_server.feedback import SuggestionRecord, count_events, feedback_dir, read_suggestions
+from lsp_server.feedback import (
+    SuggestionRecord,
+    count_events,
+    feedback_dir,
+    read_suggestions,
+    remove_log,
+)
 from lsp_server.measure.quality.metrics import percentile
+from lsp_server.model.preflight import check_plotting
 
 EXAMPLES = """\
 examples:
@@ -90,24 +96,38 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:.1f}%"
 
 
-def format_stats(stats: dict[str, Any], folder: Path) -> str:
-    """The figures as a few plain tables."""
-    lines = [f"feedback log: {folder}"]
-    header = f"{'':<14}{'shown':>7}{'accepted':>10}{'rate':>8}{'kept 30s':>10}{'kept 2min':>11}"
+def _ms(value: float | None) -> str:
+    return "- (none yet)" if value is None else f"{value} ms"
 
-    def row(name: str, r: dict[str, Any]) -> str:
-        return (
-            f"{name[:13]:<14}{r['shown']:>7}{r['accepted']:>10}{_pct(r['acceptance_rate']):>8}"
-            f"{_pct(r['retained_30s']):>10}{_pct(r['retained_120s']):>11}"
+
+STATS_COLUMNS = ("", "shown", "accepted", "rate", "kept 30s", "kept 2min")
+
+
+def stats_rows(group: dict[str, Any]) -> list[tuple[str, ...]]:
+    """A row per entry of `group` (name -> rates): counts and percentages."""
+    return [
+        (
+            name,
+            str(r["shown"]),
+            str(r["accepted"]),
+            _pct(r["acceptance_rate"]),
+            _pct(r["retained_30s"]),
+            _pct(r["retained_120s"]),
         )
+        for name, r in group.items()
+    ]
 
-    lines += ["", header, row("overall", stats["overall"])]
+
+def print_stats(stats: dict[str, Any], folder: Path) -> None:
+    """The figures as tables on stdout: overall, by language, trigger and day; latency."""
+    from lsp_server.measure.tables import print_table
+
+    print(f"feedback log: {folder}")
+    print_table(STATS_COLUMNS, stats_rows({"overall": stats["overall"]}))
     for title in ("by_language", "by_trigger", "by_day"):
-        lines += ["", title.replace("_", " ") + ":"]
-        lines += [row(k, v) for k, v in stats[title].items()]
+        print_table(STATS_COLUMNS, stats_rows(stats[title]), title=title.replace("_", " "))
     lat = stats["latency_ms_p50"]
-    lines += ["", f"median latency: accepted {lat['accepted']} ms, ignored {lat['ignored']} ms"]
-    return "\n".join(lines)
+    print(f"median latency: accepted {_ms(lat['accepted'])}, ignored {_ms(lat['ignored'])}")
 
 
 def plot_acceptance(records: Sequence[SuggestionRecord], out: Path, window: int = 50) -> Path:
@@ -171,6 +191,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
     repo = Path(args.repo).expanduser()
     if not repo.is_dir():
         raise CodetailorError(f"{repo} is not a folder; give the repository's root")
+    if args.plot:
+        check_plotting()  # before reading the whole log
     folder = log_folder(repo)
     records = read_suggestions(folder, source=args.source)
     if not records:
@@ -181,7 +203,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
     stats = feedback_stats(records) | {"log": str(folder)}
     if args.plot:
         print(f"wrote {plot_acceptance(records, args.plot)}", file=sys.stderr)
-    print(json.dumps(stats, indent=2) if args.json else format_stats(stats, folder))
+    if args.json:
+        print(json.dumps(stats, indent=2))
+    else:
+        print_stats(stats, folder)
     return 0
 
 
@@ -190,7 +215,10 @@ def cmd_clear(args: argparse.Namespace) -> int:
     if not folder.exists():
         print(f"no feedback log at {folder}", file=sys.stderr)
         return 0
-    count = count_events(folder)
-    shutil.rmtree(folder)
-    print(f"removed {count} events ({folder})", file=sys.stderr)
+    try:
+        removed = f"{count_events(folder)} events"
+    except CodetailorError:  # a segment that cannot be read: the log goes all the same
+        removed = "the log"
+    remove_log(folder)
+    print(f"removed {removed} ({folder})", file=sys.stderr)
     return 0

@@ -33,6 +33,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -150,21 +151,29 @@ async def run_typing(
     """The typing replay: didChange, then a completion, after each word.
 
     The servers (and `naive`, a `NaiveGenerate`) take turns request by request,
-    so that the load of a shared machine falls on all of them alike.
+    so that the load of a shared machine falls on all of them alike. Each server
+    gets its didOpen and didChange just before its own request, as in a run of
+    it alone: sent to all servers at once, they would start the later servers'
+    warming (session/ahead.py) during the earlier servers' requests, and the
+    later servers would find more of their prompts cached (0.98 against 0.91 of
+    the same code in the second and the first place).
     """
     try:
         for server in servers:
             await server.start(options)
         for n, replay in enumerate(replays):
             uri = Path(replay.path).resolve().as_uri() + f"#{n}"
-            text = replay.initial
-            for server in servers:
-                server.open(uri, text)
+            previous = replay.initial
             for version, step in enumerate(replay.steps, start=2):
+                text = previous[: step.offset] + step.typed + previous[step.offset :]
                 for server in servers:
-                    server.insert(uri, version, text, step.offset, step.typed)
-                text = text[: step.offset] + step.typed + text[step.offset :]
-                await _ask_all(servers, uri, text, step.cursor, naive)
+                    if version == 2:
+                        server.open(uri, previous)
+                    server.insert(uri, version, previous, step.offset, step.typed)
+                    await _ask(server, uri, text, step.cursor)
+                if naive is not None:
+                    naive.run(text, step.cursor)
+                previous = text
         for server in servers:
             final = await server.status()
             server.result.extra = server.counts.summary() | {
@@ -174,13 +183,6 @@ async def run_typing(
         for server in servers:
             await server.stop()
     return [s.result for s in servers] + ([naive.finish()] if naive else [])
-
-
-async def _ask_all(servers: list[_Server], uri: str, text: str, cursor: int, naive: Any) -> None:
-    for server in servers:
-        await _ask(server, uri, text, cursor)
-    if naive is not None:
-        naive.run(text, cursor)
 
 
 async def _ask(server: _Server, uri: str, text: str, cursor: int) -> dict[str, Any]:
@@ -412,6 +414,71 @@ def run_llama_cpp(
     return result
 
 
+def _servers(
+    spec: str,
+    adapter: str | None,
+    dtype: str | None,
+    engine: str,
+    local: bool,
+    dtypes: Sequence[str],
+    baseline_tree: Path | None,
+) -> list[_Server]:
+    """The servers the replay takes turns with: `ours` (on `engine`), the local engine
+    beside a remote one (if `local`), one per extra dtype, and `before` (another tree)."""
+    ours = [_Server("ours", spec, adapter, dtype=dtype, engine=engine)]
+    ours += [_Server("local", spec, adapter)] if engine != "local" and local else []
+    ours += [_Server(f"ours-{d}", spec, adapter, dtype=d) for d in dtypes]
+    return ours + ([_Server("before", spec, adapter, baseline_tree)] if baseline_tree else [])
+
+
+def _baseline_model(model: str | None, adapter: str | None, dtype: str | None) -> Any:
+    """The weights the naive and llama.cpp baselines call directly (a `LoadedModel`)."""
+    from lsp_server.model.factory import load_completers
+    from lsp_server.model.loading import LoadedModel
+    from lsp_server.model.registry import adapter_ref
+    from lsp_server.spec import ModelSpec
+
+    held = load_completers(ModelSpec(model=model, dtype=dtype or "auto"), [adapter_ref(adapter)])
+    assert isinstance(held.model, LoadedModel)
+    return held.model
+
+
+def _typing(
+    replays: list[Replay],
+    servers: list[_Server],
+    completer: Any,
+    naive: bool,
+    gguf: Path | None,
+    max_tokens: int,
+) -> list[VariantResult]:
+    """The typing replay through `servers`, the naive baseline on `completer` if `naive`,
+    and llama.cpp on `gguf` (None: none)."""
+    baseline = NaiveGenerate(completer, max_tokens) if naive else None
+    options = {"maxTokens": max_tokens, "multiline": "never"}
+    variants = asyncio.run(run_typing(replays, servers, options, baseline))
+    typed = [d for replay in replays for d in replay.documents()]
+    if gguf is not None and (llama := run_llama_cpp(typed, completer, gguf, max_tokens)):
+        variants.append(llama)
+    return variants
+
+
+def _at_once(spec: str, adapter: str | None, dtype: str | None, engine: str) -> list[_Server]:
+    """The cold open's `ours-at-once`: asked at once after `didOpen`, without a cursor."""
+    return [
+        _Server("ours-at-once", spec, adapter, dtype=dtype, engine=engine, cold_request="at-once")
+    ]
+
+
+def _setup(loaded: Any, spec: str, dtype: str | None, engine: str) -> dict[str, Any]:
+    """The report's model, engine, device and dtype (`loaded`: the baselines' model)."""
+    return {
+        "model": loaded.name if loaded else spec,
+        "engine": engine,
+        "device": loaded.device if loaded else engine,
+        "dtype": loaded.dtype if loaded else dtype,
+    }
+
+
 def bench_latency(
     files: list[Path],
     *,
@@ -429,68 +496,40 @@ def bench_latency(
     local: bool = True,
     dtype: str | None = None,
 ) -> dict[str, Any]:
-    """Run every available variant over the typing replays of `files`, and the cold-open
-    scenario over `cold_places_per_file` places of each; return the report.
+    """Run every variant over the typing replays of `files`, and the cold open over
+    `cold_places_per_file` places of each (asked `cold_pause_ms` after
+    `codetailor/cursor`; `cold_at_once` adds `ours-at-once`); return the report.
 
-    The cold-open requests follow `codetailor/cursor` by `cold_pause_ms`, as from
-    our editor clients; `cold_at_once` adds `ours-at-once`, asked at once after
-    `didOpen`.
-
-    `baseline_tree`, another checkout of Codetailor, adds its server as the
-    variant `before`, taking turns with ours request by request; each of
-    `dtypes` adds our server with that `--dtype` as `ours-DTYPE`; `dtype` is `ours`'
-    (and the naive baseline's, None: auto). With a remote
-    `engine`, `ours` runs on it and `local` (unless `local` is False) on the local
-    engine; the naive and llama.cpp baselines always run locally.
+    `baseline_tree` (another checkout) adds `before`, taking turns with ours request
+    by request; each of `dtypes` adds `ours-DTYPE`; `dtype` is ours' and the naive
+    baseline's (None: auto). With a remote `engine`, `ours` runs on it and `local`
+    (unless `local` is False) locally; the naive and llama.cpp baselines run locally.
     """
-    from lsp_server.model.loading import DEFAULT_MODEL, load_model
-    from lsp_server.model.wiring import build_completer
+    from lsp_server.model.factory import completer_over
+    from lsp_server.model.loading import DEFAULT_MODEL
 
     replays = [typing_replay(str(f), f.read_text(), max_steps=steps) for f in files]
-    remote = engine != "local"
-    loaded = (
-        load_model(model, adapter=adapter, dtype=dtype or "auto") if naive or not remote else None
-    )
-    completer = build_completer(loaded) if loaded is not None else None
+    # The baselines' model, its weights called directly (none for a remote `ours` alone).
+    loaded = _baseline_model(model, adapter, dtype) if naive or engine == "local" else None
+    completer = completer_over(loaded) if loaded is not None else None
     spec = model or (loaded.source.spec if loaded else DEFAULT_MODEL)
     gguf = loaded.source.path if loaded else None
-    use_llama = gguf is not None and gguf.suffix == ".gguf" and not adapter
-    gguf_file = gguf if gguf is not None else Path()
-
-    def servers() -> list[_Server]:
-        ours = [_Server("ours", spec, adapter, dtype=dtype, engine=engine)]
-        ours += [_Server("local", spec, adapter)] if remote and local else []
-        ours += [_Server(f"ours-{d}", spec, adapter, dtype=d) for d in dtypes]
-        return ours + ([_Server("before", spec, adapter, baseline_tree)] if baseline_tree else [])
-
-    typed = [d for replay in replays for d in replay.documents()]
+    llama = gguf if gguf is not None and gguf.suffix == ".gguf" and not adapter else None
     naive = naive and completer is not None
-    baseline = NaiveGenerate(completer, max_tokens) if naive else None
-    options = {"maxTokens": max_tokens, "multiline": "never"}
+
+    servers = partial(_servers, spec, adapter, dtype, engine, local, dtypes, baseline_tree)
     variants: list[VariantResult] = []
     if steps:  # 0: the cold-open scenario only
-        variants = asyncio.run(run_typing(replays, servers(), options, baseline))
-        if use_llama and (llama := run_llama_cpp(typed, completer, gguf_file, max_tokens)):
-            variants.append(llama)
+        variants = _typing(replays, servers(), completer, naive, llama, max_tokens)
     report = _with_ratios({v.name: v.summary() for v in variants})
     places = interleave([cold_places(f, f.read_text(), cold_places_per_file) for f in files])
     if places:
-        at_once = [
-            _Server(
-                "ours-at-once", spec, adapter, None, dtype, engine=engine, cold_request="at-once"
-            )
-        ]
-        cold_servers = servers() + (at_once if cold_at_once else [])
-        llama_gguf = gguf_file if use_llama else None
+        cold_servers = servers() + _at_once(spec, adapter, dtype, engine) * cold_at_once
         report["cold_open"] = _cold_open(
-            places, cold_servers, completer, naive, llama_gguf, cold_pause_ms
+            places, cold_servers, completer, naive, llama, cold_pause_ms
         )
-    report["setup"] = {
-        "model": loaded.name if loaded else spec,
+    report["setup"] = _setup(loaded, spec, dtype, engine) | {
         "adapter": adapter,
-        "engine": engine,
-        "device": loaded.device if loaded else engine,
-        "dtype": loaded.dtype if loaded else dtype,
         "files": [str(f) for f in files],
         "steps_per_file": steps,
         "max_tokens": max_tokens,
@@ -541,18 +580,51 @@ def markdown_table(report: dict[str, Any]) -> str:
     return "\n".join(tables)
 
 
-def _table(report: dict[str, Any]) -> str:
+NEVER_RAN = "NEVER RAN THE MODEL (model_runs=0: every answer came without it)"
+
+
+def never_ran(result: Any) -> bool:
+    """True for a variant whose every answer came without running the model (typing-through,
+    a cache): its times say nothing about the model's speed."""
+    return isinstance(result, dict) and result.get("model_runs") == 0
+
+
+def table_rows(report: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """A row per variant (name, requests, p50, p95, mean, notes), then one per ratio."""
     columns = ("requests", "p50_ms", "p95_ms", "mean_ms")
-    rows = ["| variant | requests | p50 ms | p95 ms | mean ms | notes |", "|---" * 6 + "|"]
+    rows: list[tuple[Any, ...]] = []
     for name, r in report.items():
         if "/" not in name and isinstance(r, dict) and "requests" in r:
             notes = ", ".join(f"{k}={v}" for k, v in r.items() if k not in columns)
-            cells = " | ".join(str(r[c]) for c in columns)
-            rows.append(f"| {name} | {cells} | {notes} |")
+            notes = f"{NEVER_RAN}; {notes}" if never_ran(r) else notes
+            rows.append((name, *(r[c] for c in columns), notes))
     for key, ratio in report.items():
         if "/" in key:
-            rows.append(f"| {key} (ratio) | | {ratio['p50_ms']} | {ratio['p95_ms']} | | |")
+            mine = key.split("/", 1)[0]
+            ran = not never_ran(report.get(mine))
+            note = "" if ran else f"{mine} never ran the model: not a speed ratio"
+            rows.append((f"{key} (ratio)", "", ratio["p50_ms"], ratio["p95_ms"], "", note))
+    return rows
+
+
+TABLE_COLUMNS = ("variant", "requests", "p50 ms", "p95 ms", "mean ms", "notes")
+
+
+def _table(report: dict[str, Any]) -> str:
+    rows = ["| " + " | ".join(TABLE_COLUMNS) + " |", "|---" * 6 + "|"]
+    for row in table_rows(report):
+        rows.append("| " + " | ".join(str(v) for v in row) + " |")
     return "\n".join(rows)
+
+
+def print_tables(report: dict[str, Any]) -> None:
+    """The report as tables on stdout (typing replay, then cold open)."""
+    from lsp_server.measure.tables import print_table
+
+    print_table(TABLE_COLUMNS, table_rows(report), title="Typing replay")
+    if "cold_open" in report:
+        title = "Cold open (first request in a freshly opened file)"
+        print_table(TABLE_COLUMNS, table_rows(report["cold_open"]), title=title)
 
 
 def write_outputs(report: dict[str, Any], out: Path) -> list[Path]:
@@ -574,7 +646,8 @@ def write_outputs(report: dict[str, Any], out: Path) -> list[Path]:
     latencies = report["_latencies"]
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.boxplot(list(latencies.values()), showfliers=True)
-    ax.set_xticks(range(1, len(latencies) + 1), list(latencies))
+    labels = [f"{n}\n(never ran the model)" if never_ran(report.get(n)) else n for n in latencies]
+    ax.set_xticks(range(1, len(latencies) + 1), labels)
     ax.set_yscale("log")
     ax.set_ylabel("latency per request (ms, log scale)")
     setup = report["setup"]

@@ -123,9 +123,10 @@ def run_offline(
     from tqdm import tqdm
 
     from lsp_server.completion.languages import language_for
-    from lsp_server.model.loading import load_model
-    from lsp_server.model.wiring import build_completer
+    from lsp_server.model.factory import load_completers
+    from lsp_server.model.registry import adapter_ref
     from lsp_server.session.documents import prompt_safe
+    from lsp_server.spec import ModelSpec
 
     places = typing_places(files, setup)
     report: dict[str, Any] = {"words_per_file": setup.words_per_file, "files": len(files)}
@@ -134,12 +135,9 @@ def run_offline(
     )
     taken: dict[str, list[str]] = {}
     for label, which in runs:
-        loaded = load_model(
-            model,
-            adapter=None if which in (None, "base") else which,
-            dtype=setup.dtype or "auto",
-        )
-        completer = build_completer(loaded)
+        spec = ModelSpec(model=model, dtype=setup.dtype or "auto")
+        held = load_completers(spec, [None if which in (None, "base") else adapter_ref(which)])
+        loaded, completer = held.model, held.completer
 
         def complete(place: Place, completer: Any = completer) -> str:
             return completer.complete(

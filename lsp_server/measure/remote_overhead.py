@@ -13,8 +13,19 @@ same window, no token healing) builds each prompt once; then, in turn:
 path's against generating in-process. It also counts how many completions are
 the same text on both sides (greedy on the same weights should agree).
 
+`--replay` measures instead what a user of a slow engine sees: N lines spread
+over the file, each typed halfway (the rest of the line not there yet), asked
+for in turn as the server asks, with the settings' budgets (`timeBudgetMs`
+from the first token, `firstTokenTimeoutMs` to it, the prompt window sized to
+the engine's pace). It reports the share of empty answers by reason (the
+status' names), the time to the first token and to the answer, and the windows
+chosen. `--before` replays as the server did before the first token had its
+own bound: the whole window every time, the first token due within
+`timeBudgetMs`.
+
 Usage:
     codetailor bench remote --model /path/to/model-dir --engine openai:http://127.0.0.1:8000
+    codetailor bench remote --model DIR --engine openai:URL --replay --file some/real/file.py
 """
 
 from __future__ import annotations
@@ -23,12 +34,14 @@ import argparse
 import json
 import statistics
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import httpx2
 
-from lsp_server.session.settings import parse_engine
+from lsp_server.session.counts import EMPTY_FOR_STOP
+from lsp_server.session.settings import Settings, parse_engine
 
 DEFAULT_FILE = Path(__file__).resolve().parents[1] / "completion" / "completer.py"
 
@@ -41,18 +54,18 @@ def cursors(text: str, n: int) -> list[int]:
 
 def measure(model: str, url: str, file: Path, n: int, max_tokens: int) -> dict[str, Any]:
     from lsp_server.completion.completer import Completer
-    from lsp_server.model.loading import load_model
+    from lsp_server.model.factory import load_completers
     from lsp_server.model.remote import RemoteEngine
-    from lsp_server.model.wiring import build_completer, build_remote_completer
+    from lsp_server.spec import ModelSpec
 
-    loaded = load_model(model)
-    base = build_completer(loaded, reuse=False)
+    held = load_completers(ModelSpec(model=model), reuse=False)
+    loaded, base = held.model, held.completer
     window = base.window_tokens
     # The remote path cannot heal tokens: compare like with like.
     local = Completer(
         base.engine, loaded.tokenizer, base.format, window_tokens=window, token_healing=False
     )
-    remote, _ = build_remote_completer(url, model=model, window_tokens=window)
+    remote = load_completers(ModelSpec(model=model, engine=url), window=window).completer
     engine = remote.engine
     assert isinstance(engine, RemoteEngine)
     text = file.read_text()
@@ -85,6 +98,73 @@ def measure(model: str, url: str, file: Path, n: int, max_tokens: int) -> dict[s
     }
 
 
+def half_typed_lines(text: str, n: int) -> list[tuple[str, int]]:
+    """N lines of code spread over `text`, each typed halfway: (the text as it is then,
+    the cursor at the end of what was typed)."""
+    lines = text.splitlines(keepends=True)
+    code = [i for i, line in enumerate(lines) if len(line.strip()) >= 12]
+    picked = sorted({code[len(code) * (k + 1) // (n + 1)] for k in range(n)}) if code else []
+    out = []
+    for number in picked:
+        line = lines[number].rstrip("\n")
+        cut = len(line) - len(line.lstrip()) + len(line.strip()) // 2
+        before = "".join(lines[:number]) + line[:cut]
+        out.append((before + "\n" + "".join(lines[number + 1 :]), len(before)))
+    return out
+
+
+def replay(
+    model: str, url: str, file: Path, n: int, settings: Settings, *, before: bool = False
+) -> dict[str, Any]:
+    """Empty answers by reason, time to first token and to answer, windows: see --replay."""
+    from lsp_server.model.remote import RemoteEngine
+    from lsp_server.model.wiring import build_remote_completer
+
+    completer, _ = build_remote_completer(url, model=model)
+    engine = completer.engine
+    assert isinstance(engine, RemoteEngine)
+    budget = settings.time_budget_ms / 1000
+    first_bound = budget if before else settings.first_token_timeout_ms / 1000
+    if before:
+        completer.window_limit = None
+    engine.generate([1], max_new_tokens=1)  # the server loads the model: not a request's time
+    reasons: Counter[str] = Counter()
+    first_ms, answer_ms, windows, prompts = [], [], [], []
+    for text, offset in half_typed_lines(file.read_text(), n):
+        windows.append(engine.window_for(None if before else first_bound))
+        started = time.monotonic()
+        done = completer.complete(
+            text,
+            offset,
+            max_tokens=settings.max_tokens,
+            mode=settings.mode,
+            time_budget=budget,
+            prefill_budget=first_bound,
+        )
+        answer_ms.append((time.monotonic() - started) * 1000)
+        g = done.generation
+        prompts.append(g.prompt_tokens)
+        if g.tokens:
+            first_ms.append(g.prefill_ms)
+        reason = EMPTY_FOR_STOP.get(g.stop_reason, "empty_generation")
+        reasons["answered" if done.text else reason] += 1
+    total = sum(reasons.values()) or 1
+    return {
+        "mode": "before" if before else "after",
+        "requests": sum(reasons.values()),
+        "shares": {k: round(v / total, 3) for k, v in sorted(reasons.items())},
+        "first_token_ms_p50": round(statistics.median(first_ms), 1) if first_ms else None,
+        "answer_ms_p50": round(statistics.median(answer_ms), 1) if answer_ms else None,
+        "prompt_tokens_p50": statistics.median(prompts) if prompts else None,
+        "windows": dict(Counter(windows)),
+        "settings": {
+            "timeBudgetMs": settings.time_budget_ms,
+            "firstTokenTimeoutMs": first_bound * 1000,
+        },
+        "remote_status": engine.status(),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="codetailor bench remote",
@@ -98,10 +178,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--file", type=Path, default=DEFAULT_FILE, help="the document")
     parser.add_argument("--requests", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=16)
+    parser.add_argument(
+        "--replay", action="store_true", help="half-typed lines with the default budgets"
+    )
+    parser.add_argument(
+        "--before", action="store_true", help="with --replay: the whole window, one bound"
+    )
     args = parser.parse_args(argv)
     url = parse_engine(args.engine)
     if url is None:
         parser.error("--engine must be openai:http(s)://HOST:PORT")
-    result = measure(args.model, url, args.file, args.requests, args.max_tokens)
+    if args.replay:
+        result = replay(args.model, url, args.file, args.requests, Settings(), before=args.before)
+    else:
+        result = measure(args.model, url, args.file, args.requests, args.max_tokens)
     print(json.dumps(result, indent=2))
     return 0

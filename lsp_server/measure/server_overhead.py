@@ -95,7 +95,9 @@ async def _ask_at_line_ends(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="codetailor bench overhead",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--model", default=None, help="model spec (default: smollm2-135m)")
     parser.add_argument("--tiny", action="store_true", help="build and use the tests' tiny model")

@@ -201,6 +201,19 @@ def _index_all(tokens: Sequence[int], index: dict[tuple[int, ...], int], max_n: 
             index[tuple(tokens[end - n : end])] = end
 
 
+@dataclass(frozen=True)
+class _Ask:
+    """What one `Engine.generate` call asks for (its keyword arguments)."""
+
+    max_new_tokens: int
+    stop: StopPredicate | None
+    deadline: float | None
+    cancel: threading.Event | None
+    first_allowed: Sequence[int] | None
+    hint: Sequence[int]
+    prefill_deadline: float | None
+
+
 @dataclass
 class _Run:
     """The state of one generation: what the KV cache holds and what came out."""
@@ -271,7 +284,7 @@ class Engine:
         `deadline` (a `time.monotonic()` value) moved back by the time the
         prefill took, so a slow prefill still yields its first tokens; a
         prefill still running at `prefill_deadline` stops there (reason
-        "time"). Whatever was prefilled stays in the cache for the next call.
+        "first_token"). Whatever was prefilled stays in the cache for the next call.
         `first_allowed` restricts the first generated token (token healing:
         the prompt's last, partial token is removed and regenerated among the
         tokens extending it). `hint` is a token sequence likely to recur (the
@@ -279,6 +292,7 @@ class Engine:
         """
         if not prompt:
             raise ValueError("the prompt must hold at least one token")
+        ask = _Ask(max_new_tokens, stop, deadline, cancel, first_allowed, hint, prefill_deadline)
         prompt = list(prompt)
         with self._lock:
             started = time.monotonic()
@@ -287,22 +301,8 @@ class Engine:
             else:
                 kv, cached = self.backend.new_cache(), 0
             run = _Run(fed=prompt[:cached], out=[])
-            reason: StopReason | None = None if max_new_tokens > 0 else "max_tokens"
-            prefill_ms = 0.0
             try:
-                recent = [t for tokens in self._recent for t in tokens]
-                # The caller's hint last: on equal keys the latest occurrence is drafted.
-                drafter = NgramDrafter(prompt, hint=[*recent, *hint], max_n=self.draft_ngram)
-                if reason is None:
-                    first = (max_new_tokens, first_allowed)
-                    ends = (prefill_deadline, cancel)
-                    reason = self._prefill(kv, run, prompt, drafter, first, *ends)
-                prefill_ms = (time.monotonic() - started) * 1000
-                if reason is None:
-                    if deadline is not None:
-                        deadline += prefill_ms / 1000  # the budget bounds decoding only
-                    limits = (max_new_tokens, stop, deadline, cancel)
-                    reason = self._decode(kv, run, drafter, limits)
+                reason, prefill_ms = self._continue(kv, run, prompt, ask, started)
             except BaseException:
                 kv = None  # a half-updated cache cannot be trusted
                 raise
@@ -314,7 +314,7 @@ class Engine:
             decode_ms = (time.monotonic() - started) * 1000 - prefill_ms
             return Generation(
                 tokens=run.out,
-                stop_reason=reason or "max_tokens",
+                stop_reason=reason,
                 prompt_tokens=len(prompt),
                 cached_tokens=cached,
                 prefill_ms=prefill_ms,
@@ -323,6 +323,26 @@ class Engine:
                 drafted=run.drafted,
                 accepted=run.accepted,
             )
+
+    def _continue(
+        self, kv: Any, run: _Run, prompt: list[int], ask: _Ask, started: float
+    ) -> tuple[StopReason, float]:
+        """Prefill what the cache lacks, then decode: (why it stopped, the prefill's ms)."""
+        if ask.max_new_tokens <= 0:
+            return "max_tokens", 0.0
+        recent = [t for tokens in self._recent for t in tokens]
+        # The caller's hint last: on equal keys the latest occurrence is drafted.
+        drafter = NgramDrafter(prompt, hint=[*recent, *ask.hint], max_n=self.draft_ngram)
+        first = (ask.max_new_tokens, ask.first_allowed)
+        reason = self._prefill(kv, run, prompt, drafter, first, ask.prefill_deadline, ask.cancel)
+        prefill_ms = (time.monotonic() - started) * 1000
+        if reason is not None:
+            return reason, prefill_ms
+        deadline = ask.deadline
+        if deadline is not None:
+            deadline += prefill_ms / 1000  # the budget bounds decoding only
+        limits = (ask.max_new_tokens, ask.stop, deadline, ask.cancel)
+        return self._decode(kv, run, drafter, limits), prefill_ms
 
     def prefill(
         self,
@@ -377,7 +397,7 @@ class Engine:
         while len(run.fed) < len(prompt):
             reason = _interrupted(deadline, cancel)
             if reason:
-                return reason
+                return "first_token" if reason == "time" else reason
             chunk = prompt[len(run.fed) : len(run.fed) + self.prefill_chunk]
             if len(run.fed) + len(chunk) < len(prompt):
                 self.backend.forward(kv, chunk)

@@ -1,40 +1,43 @@
 """The model behind the server: loading in the background, and one thread that generates.
 
-`ModelHost` owns the loaded model and its `Completer`s, one per adapter the
-workspace folders use (see resident.py). Loading (and reloading when the
-settings change) runs on a loader thread and reports its stages through a
-callback; completions run one at a time on a worker thread, so the server's
-event loop never waits for the model, and another set of adapters is swapped
-onto the resident base model there, between two requests. Both threads are
-daemons: a client that goes away never keeps the process alive. No pygls here.
+`ModelHost` holds what the factory (factory.py) built for a `ModelSpec` and its
+adapters: one `Completer` per adapter the workspace folders use. It keeps the
+threads and the state only. Loading (and reloading when the spec changes) runs
+on a loader thread and reports its stages through a callback; completions run
+one at a time on a worker thread, so the server's event loop never waits for
+the model, and another set of adapters is swapped onto the resident base model
+there, between two requests. Both threads are daemons: a client that goes away
+never keeps the process alive. No pygls here.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
+from lsp_server.completion.completer import Completer
 from lsp_server.errors import CodetailorError
-from lsp_server.session.settings import Settings
+from lsp_server.model.engine import PrefixCache
+from lsp_server.model.factory import INT8_NOTE, Loaded, Report, load_completers, resync
+from lsp_server.spec import AdapterRef, Adapters, Holding, ModelSpec, folder
 
 if TYPE_CHECKING:
-    from lsp_server.completion.completer import Completer
-    from lsp_server.model.resident import ResidentAdapters
-    from lsp_server.model.wiring import AdapterEngine
+    from lsp_server.model.next_edit import NextEditPredictor
 
 log = logging.getLogger("codetailor.service")
 
 T = TypeVar("T")
 State = Literal["idle", "loading", "ready", "failed"]
-# kind ("begin", "report", "end", "failed", "problem"), message, percentage
-EventCallback = Callable[[str, str, "int | None"], None]
+# Most ordinary calls that wait at once: past it, the oldest superseded one (its stop flag
+# set) is dropped first, else the oldest one (its flag set for it). A request behind 200
+# others waited 7 s before (issue 28).
+MAX_WAITING = 32
 
 
 class Worker:
@@ -44,10 +47,15 @@ class Worker:
     asked for) run only when no ordinary call waits; an ordinary call that
     arrives while one runs sets that call's cancel flag, so it yields at its
     next check (one prefill chunk, one decoding step).
+
+    At most `MAX_WAITING` ordinary calls wait: one submitted with a `stop` flag may be
+    dropped for a newer one (superseded ones first, then the oldest), which sets its
+    flag and runs it ahead of the rest, where it returns at its first check.
     """
 
     def __init__(self, name: str) -> None:
         self._jobs: deque[_Job] = deque()
+        self._dropped: deque[_Job] = deque()  # stopped to bound the queue: run first, cheap
         self._background: deque[_Job] = deque()
         self._stopped = False
         self._yield: threading.Event | None = None  # the running background call's cancel flag
@@ -55,10 +63,13 @@ class Worker:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, fn: Callable[[], T]) -> Future[T]:
+    def submit(self, fn: Callable[[], T], stop: threading.Event | None = None) -> Future[T]:
+        """Run `fn` after the calls waiting; `stop`: its flag, set when it is superseded
+        (or dropped here), which `fn` checks before doing any work."""
         future: Future[T] = Future()
         with self._cond:
-            self._jobs.append(_Job(future, fn))
+            self._jobs.append(_Job(future, fn, stop=stop))
+            self._bound()
             if self._yield is not None:
                 self._yield.set()
             self._cond.notify()
@@ -72,6 +83,18 @@ class Worker:
             self._cond.notify()
         return future
 
+    def _bound(self) -> None:
+        """Drop waiting calls past MAX_WAITING: superseded ones first, then the oldest."""
+        while len(self._jobs) > MAX_WAITING:
+            stoppable = [j for j in self._jobs if j.stop is not None]
+            if not stoppable:
+                return  # none can be stopped: they all run
+            victim = next((j for j in stoppable if j.stop and j.stop.is_set()), stoppable[0])
+            self._jobs.remove(victim)
+            assert victim.stop is not None
+            victim.stop.set()
+            self._dropped.append(victim)
+
     def stop(self) -> None:
         """End the thread once the calls already submitted have run (background ones are
         dropped: their futures are cancelled)."""
@@ -81,8 +104,12 @@ class Worker:
 
     def _next(self) -> _Job | None:
         with self._cond:
-            self._cond.wait_for(lambda: self._stopped or self._jobs or self._background)
-            if self._jobs:
+            self._cond.wait_for(
+                lambda: self._stopped or self._jobs or self._dropped or self._background
+            )
+            if self._dropped:
+                job = self._dropped.popleft()
+            elif self._jobs:
                 job = self._jobs.popleft()
             elif self._stopped:
                 for dropped in self._background:
@@ -110,207 +137,29 @@ class _Job:
     future: Future[Any]
     fn: Callable[[], Any]
     cancel: threading.Event | None = None  # set for background calls: "yield now"
+    stop: threading.Event | None = None  # an ordinary call's own stop flag (superseded)
 
 
-# Why a workspace folder's adapter does not answer it (`ModelHost.answers_for`).
-INT8_NOTE = (
-    "int8 weights cannot carry unmerged LoRA adapters: one adapter at a time, merged; "
-    "the first folder's adapter answers every folder"
-)
+class Loader(Protocol):
+    """What loads a spec with its adapters: the factory's `load_completers`, or a fake."""
 
-
-@dataclass(frozen=True)
-class Loaded:
-    """Ready completers and the facts `codetailor.status` reports about them.
-
-    `completer` answers the default adapter (the first workspace folder's);
-    `completers` holds one per adapter asked for (keys as the session names them:
-    a folder, a registered name, None for the base model), each with its own KV
-    prefix cache. `resident` is set when those adapters share one local base
-    model, so another set of adapters loads onto it in place (see `ModelHost.swap`).
-    """
-
-    completer: Completer
-    model: Any  # LoadedModel
-    prompt_format: str
-    completers: dict[str | None, Completer] = field(default_factory=dict)
-    resident: ResidentAdapters | None = None
-    failed: dict[str | None, str] = field(default_factory=dict)  # adapter -> why it did not load
-    mode: str = "merged"  # "base", "merged", "unmerged", "int8" or "remote"
-
-
-def load_completer(
-    settings: Settings,
-    trust_remote_code: bool,
-    report: EventCallback,
-    adapters: Sequence[str | None] = (),
-    *,
-    compile: str = "auto",
-) -> Loaded:
-    """Load the model the settings name with `settings.adapter` (the default) and the
-    other `adapters` the workspace folders use, and build their Completers;
-    `compile` is `serve --compile` (auto, on, off)."""
-    from lsp_server.model import registry
-    from lsp_server.model.loading import load_model, merges_adapters
-    from lsp_server.model.resident import ResidentAdapters
-    from lsp_server.session.settings import parse_engine
-
-    wanted = list(dict.fromkeys([settings.adapter, *adapters]))
-    url = parse_engine(settings.engine)
-    if url is not None:  # only the tokenizer loads here: the server at `url` generates
-        return load_remote(url, settings, trust_remote_code, report, wanted)
-    int8 = settings.dtype == "int8"
-    loaded = load_model(
-        settings.model,
-        adapter=registry.adapter_folder(settings.adapter) if int8 else None,
-        device=settings.device,
-        dtype=settings.dtype,
-        trust_remote_code=trust_remote_code,
-    )
-    report("report", f"loaded {loaded.name} on {loaded.device} in {loaded.load_seconds:.1f} s", 80)
-    if int8:
-        if len(wanted) > 1:
-            log.warning("%s", INT8_NOTE)
-        completer = _default_completer(loaded, settings, report)
-        return Loaded(
-            completer, loaded, completer.format.name, {settings.adapter: completer}, mode="int8"
-        )
-    merges = merges_adapters(loaded.dtype)
-    resident = ResidentAdapters(loaded.model, loaded.source, loaded.fingerprint, merges=merges)
-    return resync(loaded, resident, {}, settings, wanted, report, compile=compile)
-
-
-def resync(
-    base: Any,
-    resident: ResidentAdapters,
-    old: dict[str | None, Completer],
-    settings: Settings,
-    wanted: Sequence[str | None],
-    report: EventCallback,
-    *,
-    compile: str = "off",
-) -> Loaded:
-    """The resident base model (`base`, a LoadedModel) holding the adapters in `wanted`
-    (the default first): new ones loaded onto it, those no longer wanted dropped, merged
-    when only one is in use. The `old` completers of adapters kept are kept (their KV
-    caches hold entries of the same weights); a dropped adapter's engine hands what
-    still runs on it to the default adapter's (see wiring.AdapterEngine). `compile`
-    is `serve --compile`, for the backend built at the first load (`local_backend`)."""
-    from lsp_server.model import registry
-    from lsp_server.model.wiring import build_adapter_completer, local_backend
-
-    folders = {key: registry.adapter_folder(key) for key in wanted}
-    errors = resident.add(folders.values())  # the old ones go once the new engines exist
-    default = wanted[0]
-    failed: dict[str | None, str] = {
-        key: errors[f] for key, f in folders.items() if key and f and f in errors
-    }
-    if default in failed:  # the adapter the settings name: a clear failure
-        raise CodetailorError(failed[default])
-    engines = {key: cast("AdapterEngine", c.engine) for key, c in old.items()}
-    backend = (
-        next(iter(engines.values())).engine.backend if engines else local_backend(base, compile)
-    )
-    completers: dict[str | None, Completer] = {}
-    for key, folder in folders.items():
-        if key in failed:
-            continue
-        if key in engines and engines[key].adapter == folder:
-            completers[key] = old[key]
-        else:
-            completers[key] = _adapter_completer(
-                build_adapter_completer, base, resident, folder, backend, settings, report
-            )
-    for key, engine in engines.items():
-        if completers.get(key) is not old[key]:
-            engine.replaced_by = cast("AdapterEngine", completers[default].engine)
-    resident.keep_only(folders.values())
-    model = dataclasses.replace(base, adapter=resident.info(folders[default]))
-    completer = completers[default]
-    return Loaded(
-        completer, model, completer.format.name, completers, resident, failed, resident.mode()
-    )
-
-
-def _adapter_completer(
-    build: Callable[..., Completer],
-    model: Any,
-    resident: Any,
-    folder: str | None,
-    backend: Any,
-    settings: Settings,
-    report: EventCallback,
-) -> Completer:
-    try:
-        return build(model, resident, folder, backend=backend, prompt_format=settings.prompt_format)
-    except CodetailorError as exc:
-        if not settings.prompt_format:
-            raise
-        report("problem", f"setting 'promptFormat': {exc}; using the model's own format", None)
-        return build(model, resident, folder, backend=backend)
-
-
-def _default_completer(loaded: Any, settings: Settings, report: EventCallback) -> Completer:
-    from lsp_server.model.wiring import build_completer
-
-    try:
-        return build_completer(loaded, prompt_format=settings.prompt_format)
-    except CodetailorError as exc:
-        if not settings.prompt_format:
-            raise
-        report("problem", f"setting 'promptFormat': {exc}; using the model's own format", None)
-        return build_completer(loaded)
-
-
-def load_remote(
-    url: str,
-    settings: Settings,
-    trust_remote_code: bool,
-    report: EventCallback,
-    wanted: Sequence[str | None],
-) -> Loaded:
-    """One remote completer per adapter: each sends its adapter's registered name as
-    `model` (the base model's name for None); the tokenizer loads once."""
-    from lsp_server.model.wiring import build_remote_completer, load_tokenizer
-
-    tokenizer = load_tokenizer(settings.model, trust_remote_code=trust_remote_code)
-    completers: dict[str | None, Completer] = {}
-    remotes = {}
-    for key in wanted:
-        completers[key], remotes[key] = build_remote_completer(
-            url,
-            model=settings.model,
-            adapter=key,
-            prompt_format=settings.prompt_format,
-            tokenizer=tokenizer,
-        )
-    default = wanted[0]
-    remote = remotes[default]
-    report("report", f"tokenizer of {remote.base} ready; generating on {url}", 80)
-    completer = completers[default]
-    return Loaded(completer, remote, completer.format.name, completers, mode="remote")
-
-
-Loader = Callable[..., Loaded]  # (settings, trust_remote_code, report, adapters) -> Loaded
+    def __call__(
+        self, spec: ModelSpec, adapters: Sequence[AdapterRef | None], *, report: Report
+    ) -> Loaded: ...
 
 
 class ModelHost:
     """The current model, (re)loaded in the background; `completer` is None until ready."""
 
-    def __init__(
-        self,
-        on_event: EventCallback,
-        *,
-        trust_remote_code: bool = False,
-        loader: Loader = load_completer,
-    ) -> None:
+    def __init__(self, on_event: Report, *, loader: Loader = load_completers) -> None:
+        """`on_event(kind, message, percentage)` hears the loading stages: "begin",
+        "report", "end", "failed", "problem"."""
         self.on_event = on_event
-        self.trust_remote_code = trust_remote_code
         self.loader = loader
         self.state: State = "idle"
         self.error: str | None = None
         self.loaded: Loaded | None = None
-        self.settings: Settings | None = None
+        self.held: Holding | None = None  # what it was last asked to hold
         self._ticket = 0
         self.swapping = False  # an adapter loads behind the answering model
         self.loaded_at: float | None = None  # time.time() of the last load or swap
@@ -324,28 +173,38 @@ class ModelHost:
         loaded = self.loaded
         return loaded.completer if loaded is not None else None
 
-    def submit(self, job: Callable[[], T]) -> Future[T]:
-        """Run `job` on the generation thread, after the jobs already waiting there."""
-        return self.generator.submit(job)
+    def submit(self, job: Callable[[], T], stop: threading.Event | None = None) -> Future[T]:
+        """Run `job` on the generation thread, after the jobs already waiting there; `stop`:
+        its flag, which the queue's bound may set (see Worker)."""
+        return self.generator.submit(job, stop)
 
     def submit_background(self, job: Callable[[], T], cancel: threading.Event) -> Future[T]:
         """Run `job` when no request waits; `cancel` is set when one arrives (see Worker)."""
         return self.generator.submit_background(job, cancel)
 
-    def completer_for(self, adapter: str | None) -> Completer | None:
-        """The completer that answers for `adapter` (as the session names it): its own
-        when the host holds it, else the default one (see `answers_for`)."""
+    def completer_for(self, adapter: AdapterRef | None) -> Completer | None:
+        """The completer that answers for `adapter`: its own when the host holds it, else
+        the default one (see `answers_for`)."""
         loaded = self.loaded
         if loaded is None:
             return None
         return loaded.completers.get(adapter, loaded.completer)
 
-    def answers_for(self, adapter: str | None) -> tuple[str | None, str]:
+    def next_edit_for(
+        self, adapter: AdapterRef | None, format_name: str | None = None
+    ) -> NextEditPredictor | None:
+        """The next-edit predictor beside the completer answering for `adapter`."""
+        from lsp_server.model.next_edit import next_edit_predictor
+
+        completer = self.completer_for(adapter)
+        return next_edit_predictor(completer, format_name) if completer is not None else None
+
+    def answers_for(self, adapter: AdapterRef | None) -> tuple[AdapterRef | None, str]:
         """Which adapter answers requests for `adapter`, and why (for the status)."""
         loaded = self.loaded
         if loaded is None:
             return adapter, f"model {self.state}"
-        default = self.settings.adapter if self.settings else None
+        default = self.held.default if self.held else None
         if adapter in loaded.completers:
             if loaded.mode == "remote":
                 return adapter, "its name sent as `model` to the remote engine"
@@ -363,72 +222,62 @@ class ModelHost:
             return default, INT8_NOTE
         return default, "loading: the default answers until it is ready"
 
-    def load(self, settings: Settings, adapters: Sequence[str | None] = ()) -> None:
-        """Drop the current model and load the one `settings` name, in the background,
-        with `settings.adapter` (the default) and the other `adapters` in use."""
+    def load(self, spec: ModelSpec, adapters: Sequence[AdapterRef | None] = (None,)) -> None:
+        """Drop the current model and load `spec`'s in the background, with `adapters`
+        (the default first; None: the base model)."""
         self._ticket += 1
         ticket = self._ticket
-        self.loaded, self.state, self.error, self.settings = None, "loading", None, settings
-        self.swapping = False
-        self._loads.submit(lambda: self._load(ticket, settings, tuple(adapters)))
+        held = self.held = Holding(spec, tuple(adapters) or (None,))
+        self.loaded, self.state, self.error, self.swapping = None, "loading", None, False
+        self._loads.submit(lambda: self._load(ticket, held))
 
-    def swap(self, settings: Settings, adapters: Sequence[str | None] = ()) -> None:
+    def swap(self, spec: ModelSpec, adapters: Sequence[AdapterRef | None] = (None,)) -> None:
         """Switch to another set of adapters on the same base model, without failing a request.
 
         Local weights in float (not int8): the adapters load onto the resident base
         model in place, as one job on the generation thread between two requests
-        (`resync`); each new adapter gets a new engine and KV prefix cache, so no entry
-        computed with other weights answers for it. Otherwise (int8, a remote engine)
-        the next generation loads behind the current one, which keeps answering; requests
-        already running finish on the old one. Nothing loaded yet: a plain `load`.
+        (factory.resync); each new adapter gets a new engine and KV prefix cache, so no
+        entry computed with other weights answers for it. Otherwise (int8, a remote
+        engine) the next generation loads behind the current one, which keeps answering;
+        requests already running finish on the old one. Nothing loaded yet: a plain `load`.
         """
         if self.loaded is None:
-            self.load(settings, adapters)
+            self.load(spec, adapters)
             return
         self._ticket += 1
         ticket = self._ticket
-        self.settings, self.swapping = settings, True
-        wanted = tuple(adapters)
+        held = self.held = Holding(spec, tuple(adapters) or (None,))
+        self.swapping = True
         if self.loaded.resident is not None:
-            self.generator.submit(lambda: self._resync(ticket, settings, wanted))
+            self.generator.submit(lambda: self._resync(ticket, held))
         else:
-            self._loads.submit(lambda: self._load(ticket, settings, wanted, swap=True))
+            self._loads.submit(lambda: self._load(ticket, held, swap=True))
 
-    def _resync(self, ticket: int, settings: Settings, adapters: tuple[str | None, ...]) -> None:
+    def _resync(self, ticket: int, held: Holding) -> None:
         loaded = self.loaded
         if ticket != self._ticket or loaded is None or loaded.resident is None:
             return
-        wanted = list(dict.fromkeys([settings.adapter, *adapters]))
-        what = ", ".join(a or "none (base model)" for a in wanted)
+        what = _adapters_named(held.adapters)
         self.on_event("begin", f"loading adapters {what}", 0)
         started = time.monotonic()
         try:
-            resynced = resync(
-                loaded.model, loaded.resident, loaded.completers, settings, wanted, self.on_event
-            )
+            resynced = resync(loaded, held.spec, held.adapters, self.on_event)
         except Exception as exc:  # noqa: BLE001 - the current adapters keep answering
             self._failed(ticket, f"adapters {what}", exc, swap=True)
             return
         self._ready(resynced, time.monotonic() - started, f"adapters {what}", swap=True)
 
-    def _load(
-        self,
-        ticket: int,
-        settings: Settings,
-        adapters: tuple[str | None, ...],
-        *,
-        swap: bool = False,
-    ) -> None:
+    def _load(self, ticket: int, held: Holding, *, swap: bool = False) -> None:
         if ticket != self._ticket:
             return  # a newer load was asked for while this one waited
         from lsp_server.model.loading import DEFAULT_MODEL
 
-        name = settings.model or DEFAULT_MODEL
-        what = f"adapter {settings.adapter or 'none (base model)'}" if swap else name
+        name = held.spec.model or DEFAULT_MODEL
+        what = f"adapter {folder(held.default) or 'none (base model)'}" if swap else name
         self.on_event("begin", f"loading {what}", 0)
         started = time.monotonic()
         try:
-            loaded = self.loader(settings, self.trust_remote_code, self.on_event, adapters)
+            loaded = self.loader(held.spec, held.adapters, report=self.on_event)
             self.on_event("report", "warming up", 90)
             warm_up(loaded.completer)
         except Exception as exc:  # noqa: BLE001 - the server reports it and stays up
@@ -464,12 +313,11 @@ class ModelHost:
     def status(self) -> dict[str, Any]:
         loaded = self.loaded
         model = loaded.model if loaded else None
-        engine = loaded.completer.engine if loaded else None
-        cache = getattr(engine, "cache", None)  # a remote engine keeps none here
+        asked = self.held.spec.model if self.held else None
         return {
             "state": self.state,
             "error": self.error,
-            "model": model.name if model else (self.settings.model if self.settings else None),
+            "model": model.name if model else asked,
             "adapter": str(model.adapter.path) if model and model.adapter else None,
             "adapters": self.adapters_status(),
             "device": model.device if model else None,
@@ -482,8 +330,8 @@ class ModelHost:
                 round(self.last_swap_seconds, 3) if self.last_swap_seconds is not None else None
             ),
             "swapping": self.swapping,
-            "remote": getattr(engine, "status", lambda: None)(),
-            "cache": _cache_status(cache),
+            "remote": loaded.remote_status() if loaded else None,
+            "cache": _cache_status(loaded.cache_of(loaded.completer)) if loaded else None,
         }
 
     def adapters_status(self) -> dict[str, Any] | None:
@@ -492,20 +340,22 @@ class ModelHost:
         if loaded is None:
             return None
         held = {
-            str(key) if key is not None else "none": _cache_status(
-                getattr(completer.engine, "cache", None)
-            )
+            folder(key) or "none": _cache_status(loaded.cache_of(completer))
             for key, completer in loaded.completers.items()
         }
         return {
             "mode": loaded.mode,
             "note": INT8_NOTE if loaded.mode == "int8" else None,
             "caches": held,
-            "failed": dict(loaded.failed),
+            "failed": {str(key): why for key, why in loaded.failed.items()},
         }
 
 
-def _cache_status(cache: Any) -> dict[str, Any] | None:
+def _adapters_named(adapters: Adapters) -> str:
+    return ", ".join(folder(a) or "none (base model)" for a in adapters)
+
+
+def _cache_status(cache: PrefixCache | None) -> dict[str, Any] | None:
     if cache is None:
         return None
     return cache.stats() | {"maxEntries": cache.max_entries, "maxTokens": cache.max_tokens}

@@ -14,6 +14,7 @@ imported inside the functions that need them, so resolving a spec stays cheap.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -62,6 +63,11 @@ def resolve_model(spec: str | None) -> ModelSource:
         alias = spec.lower()
         return ModelSource("alias", spec, alias, _packaged_gguf(ALIASES[alias], alias))
     path = Path(spec).expanduser()
+    try:
+        path.stat()
+    except OSError as exc:  # a name too long for the file system, say: not a path here
+        if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+            raise CodetailorError(f"model {spec[:80]!r} cannot be used: {exc.strerror}") from None
     if path.is_file():
         if path.suffix.lower() != ".gguf":
             raise CodetailorError(
@@ -371,6 +377,9 @@ def load_model(
         assert source.path is not None
         location = source.path
     else:
+        from lsp_server.model.preflight import check_hub_model
+
+        check_hub_model(source.spec)  # not cached and offline: one line now, not 50 s later
         location = source.spec
     device, dtype = pick_device(device, dtype, training=training, q4_weights=q4)
     model, tokenizer = _load_weights(source, location, device, dtype, trust_remote_code)
@@ -530,7 +539,13 @@ def _names_this_model(wanted: str, model: Any, source: ModelSource) -> bool:
     """True when `wanted` (a hub id or a path) plausibly names the loaded model."""
 
     def norm(name: str) -> str:
-        return re.sub(r"[^a-z0-9]", "", Path(name.rstrip("/")).name.lower())
+        # The same model under another spelling: a file suffix, a quantisation or dtype
+        # tag, or the cache's fingerprint may differ; the name itself must be equal
+        # (`tiny` is not `tiny-fim`).
+        base = Path(name.rstrip("/")).name.lower().removesuffix(".gguf")
+        base = re.sub(r"-[0-9a-f]{8,}$", "", base)
+        base = re.sub(r"[.-](?:i?q\d\w*|bf16|fp16|f16|fp32|f32|int[48])$", "", base)
+        return re.sub(r"[^a-z0-9]", "", base)
 
     ours = {source.spec, source.name, getattr(model, "name_or_path", "")}
     ours.add(getattr(model.config, "_name_or_path", "") or "")
@@ -541,7 +556,7 @@ def _names_this_model(wanted: str, model: Any, source: ModelSource) -> bool:
     ):
         return True
     want = norm(wanted)
-    return bool(want) and any(n and (want in n or n in want) for n in map(norm, ours) if n)
+    return bool(want) and want in {norm(o) for o in ours if o}
 
 
 def _misfit_tensors(shapes: dict[str, tuple[int, ...]], model: Any) -> list[str]:

@@ -24,13 +24,19 @@ from typing import Any
 from lsp_server.completion.generation import GenerationEngine
 from lsp_server.completion.next_edit import NextEditAnswer, NextEditRequest, RecentEdit
 from lsp_server.completion.next_edit_prompt import NextEditFormat, next_edit_format, with_newline
-from lsp_server.completion.next_edit_text import rewrite_end, settle
+from lsp_server.completion.next_edit_text import (
+    ended_window,
+    rewrite_end,
+    rewrite_hopeless,
+    settle,
+)
 
 # Window lines (above + the cursor's + below): Sweep's 10 + 1 + 10 where prefill is cheap;
-# on a CPU 5 + 1 + 5, so that the prompt (history, the window twice) stays near 300
-# tokens (~1 s of SmolLM2-135M prefill on a quiet core, less with the KV prefix reuse).
+# on a CPU 2 + 1 + 2. The prompt holds the window twice, and a rewrite copies it: with
+# SmolLM2-135M on this CPU, `bench nextedit` projected p50 ~2.7 s for 11 lines, ~1.9 s
+# for 7 and ~0.9 s for 5 (docs/benchmarks.md); the target is 1 s.
 WINDOW_LINES_GPU = 21
-WINDOW_LINES_CPU = 11
+WINDOW_LINES_CPU = 5
 HISTORY_TOKENS_GPU = 1024
 HISTORY_TOKENS_CPU = 192
 
@@ -63,25 +69,35 @@ class NextEditPredictor:
         cancel: threading.Event | None = None,
         time_budget: float | None = None,
     ) -> NextEditAnswer:
-        """The model's updated window and the minimal edit it makes (None: no edit)."""
+        """The model's updated window and the minimal edit it makes (None: no edit).
+
+        The prompt's last line break is left for the model to write: tokenizers merge a
+        line break with the next line's indentation, and a prompt cut between the two
+        would make the model start the window's first line without its indentation.
+        """
         started = time.perf_counter()
         request = NextEditRequest(request.path, self.fitting(request.history), request.window)
-        prompt = self.encode(self.format.prompt(request))
+        text = self.format.prompt(request)
+        lead = "\n" if text.endswith("\n") else ""
+        prompt = self.encode(text[: len(text) - len(lead)])
         current = request.window.current
-        hint = self.encode(with_newline(current))
+        hint = self.encode(lead + with_newline(current))
         deadline = None if time_budget is None else time.monotonic() + time_budget
         generation = self.engine.generate(
             prompt,
             max_new_tokens=len(hint) + len(hint) // 2 + 16,
-            stop=self._stop_rule(current),
+            stop=self._stop_rule(current, lead),
             deadline=deadline,
             cancel=cancel,
             hint=hint,
         )
-        output = self.tokenizer.decode(generation.tokens, skip_special_tokens=False)
+        output = _after(lead, self.tokenizer.decode(generation.tokens, skip_special_tokens=False))
         updated = rewrite_end(current, output, self.format.end_marker)
-        if updated is None and generation.stop_reason == "eos":
-            updated = rewrite_end(current, output + self.format.end_marker, self.format.end_marker)
+        # The model ended (EOS, or a remote server's stop string): its text is the window,
+        # unless it had run past a change without ever lining up again (given up).
+        ended = generation.stop_reason in ("eos", "stop")
+        if updated is None and ended and not rewrite_hopeless(current, output):
+            updated = ended_window(current, output)
         edit, why = settle(request.window, updated, request.history, self.format.sentinels)
         return NextEditAnswer(
             updated=updated,
@@ -92,6 +108,7 @@ class NextEditPredictor:
             generated_tokens=generation.generated_tokens,
             forwards=generation.forwards,
             latency_ms=(time.perf_counter() - started) * 1000,
+            prefill_ms=generation.prefill_ms,
         )
 
     def encode(self, text: str) -> list[int]:
@@ -108,18 +125,25 @@ class NextEditPredictor:
             kept.append(edit)
         return tuple(reversed(kept))
 
-    def _stop_rule(self, current: str) -> Any:
-        """True once the tokens so far settle the window (checked at line ends only)."""
+    def _stop_rule(self, current: str, lead: str) -> Any:
+        """True once the tokens so far settle the window, or can no longer (checked at
+        line ends only)."""
         end_id, end_marker = self._end_id, self.format.end_marker
 
         def stop(tokens: Sequence[int]) -> bool:
             last = tokens[-1]
             if last != end_id and "\n" not in self.tokenizer.decode([last]):
                 return False
-            text = self.tokenizer.decode(list(tokens), skip_special_tokens=False)
-            return rewrite_end(current, text, end_marker) is not None
+            text = _after(lead, self.tokenizer.decode(list(tokens), skip_special_tokens=False))
+            done = rewrite_end(current, text, end_marker) is not None
+            return done or rewrite_hopeless(current, text)
 
         return stop
+
+
+def _after(lead: str, output: str) -> str:
+    """The model's output without the line break that ends the prompt's last line."""
+    return output[len(lead) :] if lead and output.startswith(lead) else output
 
 
 _PREDICTORS: weakref.WeakKeyDictionary[Any, NextEditPredictor] = weakref.WeakKeyDictionary()

@@ -21,7 +21,6 @@ import logging
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -31,7 +30,8 @@ from typing import Any, Literal
 from lsp_server.errors import CodetailorError
 from lsp_server.model.adapter_meta import META_FILE, read_meta
 from lsp_server.model.loading import cache_home
-from lsp_server.session.adapter_choice import Registered
+from lsp_server.repo.git import git_text
+from lsp_server.spec import AdapterRef, Registered, fixed_adapter
 
 log = logging.getLogger("codetailor.registry")
 
@@ -78,8 +78,8 @@ def normalize_remote(url: str | None) -> str | None:
     """One spelling per repository: `git@github.com:Org/repo.git`, `https://github.com/Org/repo`
     and `ssh://git@github.com/Org/repo/` all become `github.com/Org/repo`; a local path
     stays a path."""
-    if not url or not url.strip():
-        return None
+    if not url or not url.strip() or re.search(r"[\x00-\x1f\x7f-\x9f]", url.strip()):
+        return None  # no URL holds control characters (a terminal escape code, say)
     text = url.strip()
     scp = re.match(r"^(?:[\w.-]+@)?([\w.-]+):(?!//)(.+)$", text)
     if "://" in text:
@@ -95,17 +95,6 @@ def normalize_remote(url: str | None) -> str | None:
     return f"{host.lower()}/{path}"
 
 
-def _git(path: Path, *args: str) -> str | None:
-    try:
-        done = subprocess.run(
-            ["git", "-C", str(path), *args], capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    out = done.stdout.strip()
-    return out if done.returncode == 0 and out else None
-
-
 def repo_identity(path: str | Path) -> tuple[Path, str | None]:
     """(the repository root holding `path`, its normalised remote URL or None).
 
@@ -113,9 +102,9 @@ def repo_identity(path: str | Path) -> tuple[Path, str | None]:
     """
     where = Path(path).expanduser().resolve()
     start = where if where.is_dir() else where.parent
-    root = _git(start, "rev-parse", "--show-toplevel")
+    root = git_text(start, "rev-parse", "--show-toplevel", timeout=10)
     top = Path(root).resolve() if root else start
-    return top, normalize_remote(_git(top, "config", "--get", "remote.origin.url"))
+    return top, normalize_remote(git_text(top, "config", "--get", "remote.origin.url", timeout=10))
 
 
 def stamp() -> tuple[int, int] | None:
@@ -267,17 +256,28 @@ def find(name_or_path: str) -> AdapterEntry | None:
     return find_by_path(path) if path.exists() else None
 
 
-def adapter_folder(spec: str | None) -> str | None:
-    """What `--adapter` means locally: an existing folder as given, else the folder of the
-    adapter registered under that name, else `spec` unchanged (loading then says why not).
-    `auto` and `none` are not folders: the session resolves `auto` (adapter_choice.py);
-    here both mean the base model."""
-    if spec and spec.strip().lower() in ("auto", "none"):
-        return None
-    if not spec or Path(spec).expanduser().exists():
-        return spec
-    entry = next((e for e in load() if e.name == spec), None)
-    return entry.path if entry else spec
+def adapter_ref(setting: str | None) -> AdapterRef | None:
+    """The adapter an `--adapter` value names (see `resolve_adapter`); `auto` and `none`
+    name none (None: the base model): the session resolves `auto` by workspace."""
+    spec = fixed_adapter(setting)
+    return resolve_adapter(spec) if spec is not None else None
+
+
+def resolve_adapter(spec: str) -> AdapterRef:
+    """The adapter a folder or registered name stands for: an existing folder as given
+    (with its registered name, if registered), else the folder of the adapter registered
+    under that name, else `spec` unchanged (loading then says why not)."""
+    try:
+        entries = load()
+    except CodetailorError as exc:  # an unreadable registry names nothing
+        log.warning("adapter registry: %s", exc)
+        entries = []
+    if Path(spec).expanduser().exists():
+        folder = Path(spec).expanduser().resolve()
+        entry = next((e for e in reversed(entries) if Path(e.path) == folder), None)
+        return AdapterRef(spec, entry.name if entry else None)
+    entry = next((e for e in entries if e.name == spec), None)
+    return AdapterRef(entry.path, entry.name) if entry else AdapterRef(spec)
 
 
 def find_by_path(adapter_dir: str | Path) -> AdapterEntry | None:
@@ -302,6 +302,9 @@ def same_base(a: str, b: str) -> bool:
         return name.strip().rstrip("/").replace("\\", "/").rsplit("/", 1)[-1].lower()
 
     return a.strip() == b.strip() or last(a) == last(b)
+
+
+MAX_NAME = 128  # a published adapter's name: a folder name, with room for `.NAME.old`
 
 
 def publish(
@@ -334,9 +337,16 @@ def publish(
             f"serve '{trained}' and publish with --base naming it"
         )
     chosen = name or (entry.name if entry else folder.name)
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", chosen):
-        raise CodetailorError(f"adapter name '{chosen}' must be letters, digits, '.', '_', '-'")
-    return _write_published(folder, Path(to).expanduser() / chosen, served)
+    if len(chosen) > MAX_NAME or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", chosen):
+        raise CodetailorError(
+            f"adapter name '{chosen[:40]}{'...' if len(chosen) > 40 else ''}' must be letters, "
+            f"digits, '.', '_', '-', at most {MAX_NAME} of them"
+        )
+    target = Path(to).expanduser() / chosen
+    try:
+        return _write_published(folder, target, served)
+    except OSError as exc:
+        raise CodetailorError(f"cannot publish to {target}: {exc.strerror or exc}") from None
 
 
 def _write_published(folder: Path, target: Path, served: str) -> Path:
@@ -352,15 +362,34 @@ def _write_published(folder: Path, target: Path, served: str) -> Path:
         if (folder / META_FILE).is_file():
             shutil.copyfile(folder / META_FILE, staging / META_FILE)
         old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if target.exists():
+        _remove(old)
+        if target.exists() or target.is_symlink():
             target.rename(old)
         os.replace(staging, target)
-        shutil.rmtree(old, ignore_errors=True)
+        _remove(old)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def _remove(path: Path) -> None:
+    """Remove a folder, a file or a symlink (never what a symlink points to); nothing if absent."""
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+
+
+_UNREADABLE: set[str] = set()  # folders already logged as unreadable
+
+
+def unreadable_folder(folder: str | Path, exc: Exception) -> None:
+    """Log, once per folder, that a workspace folder cannot be read (it is skipped)."""
+    name = repr(str(folder)[:200])
+    if name not in _UNREADABLE:
+        _UNREADABLE.add(name)
+        log.warning("workspace folder %s cannot be read (%s); skipped", name, exc)
 
 
 def registered_for(workspace_root: str | Path, base: str | None = None) -> Registered | None:
@@ -375,6 +404,9 @@ def registered_for(workspace_root: str | Path, base: str | None = None) -> Regis
         match = lookup_match(workspace_root, base or DEFAULT_MODEL)
     except CodetailorError as exc:
         log.warning("adapter registry: %s; using the base model", exc)
+        return None
+    except (OSError, ValueError) as exc:  # a folder the file system cannot take or read
+        unreadable_folder(workspace_root, exc)
         return None
     if match is None:
         return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 from lsp_server.errors import CodetailorError
@@ -56,8 +57,8 @@ def cmd_adapters(args: argparse.Namespace) -> int:
         elif not entries:
             print("no adapters registered (`codetailor finetune REPO --out DIR` registers one)")
         for entry in [] if args.json else entries:
-            where = entry.remote or entry.repo_root
-            print(f"{entry.name}\t{where}\t{entry.base_model}\t{entry.path}")
+            fields = (entry.name, entry.remote or entry.repo_root, entry.base_model, entry.path)
+            print("\t".join(printable(str(f)) for f in fields))
         return 0
     if args.action == "show":
         found = registry.find(args.what)
@@ -71,8 +72,18 @@ def cmd_adapters(args: argparse.Namespace) -> int:
         return 0
     if args.action == "remove":
         entry = registry.remove(args.what)
-        print(f"removed {entry.name} ({entry.path} is left in place)")
+        print(printable(f"removed {entry.name} ({entry.path} is left in place)"))
         return 0
     target = registry.publish(args.adapter, args.to, name=args.name, base=args.base)
-    print(target)
+    print(printable(str(target)))
     return 0
+
+
+def printable(text: str) -> str:
+    """`text` with control characters (terminal escape codes, tabs, newlines) written as
+    `\\x1b`-style escapes: names, paths and remote URLs come from folders and git
+    configuration that someone else may have written."""
+    return _CONTROL.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), text)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")

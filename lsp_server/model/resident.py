@@ -83,7 +83,7 @@ class ResidentAdapters:
                     try:
                         self._add(new)
                     except CodetailorError as exc:
-                        log.error("cannot load adapter %s: %s", new, exc)
+                        log.info("cannot load adapter %s: %s", new, exc)  # the caller reports it
                         errors[new] = str(exc)
         return errors
 

@@ -1,14 +1,15 @@
-"""Wire a model into a ready `Completer`: the prompt format, then an engine.
+"""The parts the factory (factory.py) assembles completers from.
 
-`build_completer` runs the loaded weights locally; `build_adapter_completers` gives
-each adapter resident on one base model its own completer (and KV prefix cache);
-`build_remote_completer` sends the prompts it builds with the local tokenizer to an
-OpenAI-compatible server.
+The prompt format a model and its adapter call for (`choose_format`); the local
+backend over the loaded weights (`local_backend`); the engine that selects its
+adapter on a base model several adapters share (`AdapterEngine`); and, for an
+OpenAI-compatible server, the tokenizer alone (`load_tokenizer`) and the remote
+completer (`build_remote_completer`), which sends the prompts built here.
+Callers go through the factory; these are its parts.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from lsp_server.model.loading import (
     resolve_model,
 )
 from lsp_server.model.resident import ResidentAdapters
+from lsp_server.spec import AdapterRef
 
 
 def tokenizer_special_tokens(tokenizer: Any) -> list[str]:
@@ -45,26 +47,6 @@ def choose_format(loaded: LoadedModel, override: str | None = None) -> PromptFor
         except ValueError as exc:
             raise CodetailorError(str(exc)) from None
     return detect_format(tokenizer_special_tokens(loaded.tokenizer))
-
-
-def build_completer(
-    loaded: LoadedModel,
-    *,
-    prompt_format: str | None = None,
-    window_tokens: int | None = None,
-    reuse: bool = True,
-    compile: str = "off",
-) -> Completer:
-    """A Completer over `loaded`, with KV prefix reuse unless `reuse` is False;
-    `compile` (auto, on, off) runs the decode steps compiled (`model.compiled`)."""
-
-    fmt = choose_format(loaded, prompt_format)
-    if window_tokens is None:
-        # CPU prefill is the bottleneck; a GPU affords a wider view of the file.
-        window_tokens = 1024 if loaded.device == "cpu" else 4096
-    backend = local_backend(loaded, compile, window_tokens=window_tokens)
-    engine = Engine(backend, cache=PrefixCache(), reuse=reuse)
-    return Completer(engine, loaded.tokenizer, fmt, window_tokens=window_tokens)
 
 
 class AdapterEngine:
@@ -106,26 +88,7 @@ class AdapterEngine:
             return target.engine.prefill(prompt, *args, **options)
 
 
-def build_adapter_completer(
-    loaded: LoadedModel,
-    resident: ResidentAdapters,
-    adapter: str | None,
-    *,
-    backend: Any,
-    prompt_format: str | None = None,
-) -> Completer:
-    """A Completer for `adapter` (None: the base model) resident on `loaded`'s weights,
-    in the adapter's recorded prompt format unless `prompt_format` overrides it."""
-    info = resident.info(adapter)
-    fmt = choose_format(dataclasses.replace(loaded, adapter=info), prompt_format)
-    engine = AdapterEngine(Engine(backend, cache=PrefixCache()), resident, adapter)
-    window_tokens = 1024 if loaded.device == "cpu" else 4096
-    return Completer(engine, loaded.tokenizer, fmt, window_tokens=window_tokens)
-
-
-def local_backend(
-    loaded: LoadedModel, compile: str = "off", *, window_tokens: int | None = None
-) -> Backend:
+def local_backend(loaded: LoadedModel, compile: str, *, window_tokens: int) -> Backend:
     """The engine backend over `loaded`'s weights (shared by every adapter's engine);
     `compile` (auto, on, off) runs the decode steps compiled (`model.compiled`).
     Adapters loaded or unmerged later change the modules, and the steps recompile."""
@@ -138,8 +101,6 @@ def local_backend(
 
     if not choose_compile(compile, loaded.device):
         return TransformersBackend(loaded.model, eos)
-    if window_tokens is None:
-        window_tokens = 1024 if loaded.device == "cpu" else 4096
     # Room for the window, a completion and some typing before a cache grows.
     compiled = CompiledBackend(loaded.model, eos, capacity=window_tokens + 512)
     compiled.warm()  # compile now, on the loading thread, not at the first request
@@ -183,26 +144,23 @@ def load_tokenizer(spec: str | None, *, trust_remote_code: bool = False) -> Any:
         raise CodetailorError(f"cannot load the tokenizer of '{source.spec}': {first}") from exc
 
 
-def remote_adapter(adapter: str | None) -> tuple[str | None, AdapterInfo | None]:
-    """The name to send for `adapter` (a registered name, or a folder: its registered name,
-    else the folder's name), and the folder's metadata when it is one."""
-    if not adapter:
+def remote_adapter(adapter: AdapterRef | None) -> tuple[str | None, AdapterInfo | None]:
+    """The name to send for `adapter` (its registered name, else its folder's name; a name
+    that resolved to no folder as given), and the folder's metadata when it is one."""
+    if adapter is None:
         return None, None
-    path = Path(adapter).expanduser()
+    path = Path(adapter.path).expanduser()
     if not path.is_dir():
-        return adapter, None
-    from lsp_server.model import registry
-
-    entry = registry.find_by_path(path)
+        return adapter.name or adapter.path, None
     info = AdapterInfo(path=path, meta=read_meta(path))
-    return (entry.name if entry else path.resolve().name), info
+    return adapter.name or path.resolve().name, info
 
 
 def build_remote_completer(
     url: str,
     *,
     model: str | None = None,
-    adapter: str | None = None,
+    adapter: AdapterRef | None = None,
     prompt_format: str | None = None,
     trust_remote_code: bool = False,
     window_tokens: int = 4096,
@@ -236,8 +194,22 @@ def build_remote_completer(
         stops.append(tokenizer.eos_token)
     base = model or DEFAULT_MODEL
     sent = adapter_name or base
-    engine = RemoteEngine(url, tokenizer, model=sent, stop_strings=stops, **engine_options)
-    completer = Completer(engine, tokenizer, fmt, window_tokens=window_tokens, token_healing=False)
+    engine = RemoteEngine(
+        url,
+        tokenizer,
+        model=sent,
+        stop_strings=stops,
+        window_tokens=window_tokens,
+        **engine_options,
+    )
+    completer = Completer(
+        engine,
+        tokenizer,
+        fmt,
+        window_tokens=window_tokens,
+        token_healing=False,
+        window_limit=engine.window_for,  # the prompt the engine's prefill fits in time
+    )
     facts = RemoteModel(
         sent, base, tokenizer, url, adapter=info, load_seconds=time.monotonic() - started
     )

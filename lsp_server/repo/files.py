@@ -1,6 +1,6 @@
 """Which files of a repository count: one lister for retrieval, training and evaluation.
 
-Pure (no torch, no pygls). `list_files` gives what git would track (tracked
+Reads the disk (no torch, no pygls). `list_files` gives what git would track (tracked
 plus untracked-but-not-ignored in a work tree; elsewhere a walk that honours
 every nested `.gitignore`), only regular files inside the root: symlinks are
 never followed, so nothing outside the repository is read through one.
@@ -16,10 +16,10 @@ import hashlib
 import os
 import re
 import stat
-import subprocess
 from pathlib import Path
 
 from lsp_server.errors import CodetailorError
+from lsp_server.repo.git import run_git
 
 # Space-separated lists, kept compact; split below.
 _EXTENSIONS = (
@@ -47,35 +47,21 @@ GENERATED_MARKERS = re.compile(
     re.IGNORECASE,
 )
 BINARY_SNIFF = 8192
-GIT_TIMEOUT_S = 60
 MAX_SOURCE_BYTES = 20 * 1024 * 1024  # what the command line agrees to complete in
 
 
 def list_files(repo: Path) -> list[str]:
     """Relative POSIX paths of the regular files git would track under `repo`, sorted.
 
-    Tracked and untracked-but-not-ignored files in a git checkout; for a plain
-    folder, every file not excluded by the .gitignore files found on the way.
+    Tracked and untracked-but-not-ignored files in a git checkout (git run by
+    `lsp_server.repo.git`, so the folder's configuration runs nothing); for a
+    plain folder, every file not excluded by the .gitignore files found on the way.
     Symlinks, named pipes and devices are left out whatever they point to.
     """
-    try:
-        out = subprocess.run(
-            [
-                "git",
-                "-C",
-                str(repo),
-                "ls-files",
-                "-z",
-                "--cached",
-                "--others",
-                "--exclude-standard",
-            ],
-            capture_output=True,
-            check=True,
-            timeout=GIT_TIMEOUT_S,
-        ).stdout
+    out = run_git(repo, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+    if out is not None:
         names = {n for n in out.decode("utf-8", "surrogateescape").split("\0") if n}
-    except (OSError, subprocess.SubprocessError):
+    else:
         names = set(_walk_with_gitignore(repo))
     return sorted(n for n in names if is_regular_file(repo / n))
 

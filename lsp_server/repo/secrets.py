@@ -8,8 +8,15 @@ with its heuristic filters against false positives. What it misses is added
 here and only that: whole private-key blocks (it flags the first line only),
 Google API keys, Hugging Face and Anthropic tokens, connection strings with an
 empty user (`redis://:pw@host`), passwords in shell lines (`mysql -pX`,
-`curl -u user:pw`, `sshpass -p`), `.netrc`, XML, prose and comments, unquoted
-`.env` values, and random-looking segments of file paths (`redact_path`).
+`curl -u user:pw`, `sshpass -p`, `--requirepass`, `lftp -u`), `.netrc`,
+`.pgpass` and space-separated `.conf` files, XML (`<password>`, `name=`/`key=`
+properties), prose and comments, unquoted values in settings files (YAML,
+`.env`, docker-compose, INI: a password-named key's value whatever it looks
+like), credentials in code (`auth=("user", "pw")`, `HTTPBasicAuth`, a connect
+call's third argument, `getenv("SECRET_KEY", "fallback")`, a Go DSN, a
+connection string's `Password=`), framework keys (Django's `django-insecure-`,
+WordPress `define('AUTH_KEY', ...)`), a password-shaped literal on a line about
+credentials, and random-looking segments of file paths (`redact_path`).
 
 Each secret becomes a placeholder such as `<PRIVATE_KEY>` and is counted, so
 an adapter's statistics say how much was removed. The rules err on the side of
@@ -129,6 +136,18 @@ _EXTRA: list[tuple[str, re.Pattern[str], str]] = [
     ),
     # `scheme://user:pw@host`, and `redis://:pw@host` with no user.
     ("url_password", re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s:/@'\"]*:(?P<s>[^\s@/'\"]{3,})@"), "s"),
+    # Django's generated key, whatever characters follow (`%`, `(` and `{` too)
+    ("token", re.compile(r"""(?P<s>django-insecure-[^'"\s]{20,})"""), "s"),
+    # lftp -u user,pw
+    ("password", re.compile(r"""\blftp\b[^\n]*?\s-u\s+['"]?[^,\s'"]+,(?P<s>[^\s'"]+)"""), "s"),
+    # Go's DSN `user:pw@tcp(host:3306)/db`
+    (
+        "url_password",
+        re.compile(r"""(?<=[\w.-]:)(?P<s>[^\s"'@/:]{3,})@(?:tcp|udp|unix)\("""),
+        "s",
+    ),
+    # `Server=db;User Id=u;Password=X;` in a connection string
+    ("password", re.compile(r"""(?i)[;"']\s*(?:password|pwd)\s*=\s*(?P<s>[^;"'\s]{4,})"""), "s"),
     # mysql -pX, sshpass -p X, docker login -p X, ldapsearch -w X, redis-cli -a X, --password=X
     (
         "password",
@@ -138,7 +157,23 @@ _EXTRA: list[tuple[str, re.Pattern[str], str]] = [
         ),
         "s",
     ),
-    ("password", re.compile(r"""\s--password[= ](?P<q>['"]?)(?P<s>[^\s'"-][^\s'"]{2,})"""), "s"),
+    (
+        "password",
+        re.compile(
+            r"\s--(?:password|passwd|pass|requirepass|masterauth)[= ]"
+            r"""(?P<q>['"]?)(?P<s>[^\s'"-][^\s'"]{2,})"""
+        ),
+        "s",
+    ),
+    # auth=("user", "pw"), CREDENTIALS = ('user', 'pw'), HTTPBasicAuth('user', 'pw'), LOGIN = [..]
+    (
+        "password",
+        re.compile(
+            r"""(?i)(?:auth|credentials?|creds|login)\w*['"\]]?\s*(?:=|:|\()\s*[(\[]?\s*"""
+            r"""(['"])[^'"\n]{1,64}\1\s*,\s*(?P<q>['"])(?P<s>[^'"\n]{4,})(?P=q)\s*[)\]]"""
+        ),
+        "s",
+    ),
     (
         "password",
         re.compile(r"""\bcurl\b.*?\s(?:-u|--user)[ \t]*['"]?[^\s:'"]+:(?P<s>[^\s'"]+)"""),
@@ -155,9 +190,38 @@ _EXTRA: list[tuple[str, re.Pattern[str], str]] = [
     (
         "password",
         re.compile(
-            r"""(?ix)(?:\b(?:define|setenv|putenv|setProperty|set|put)\(\s*['"][\w.-]*"""
-            rf"""(?:{_SECRET_WORDS})\w*['"]\s*,"""
+            r"""(?ix)(?:[dsp](?:efine|etenv|utenv|etProperty|et|ut)\(\s*['"][\w.-]*"""
+            rf"""(?:{_SECRET_WORDS}|_key|_salt)\w*['"]\s*,"""
             r"""|\.login\(\s*(['"])[^'"]*\1\s*,)\s*(?P<q>['"])(?P<s>[^'"\n]{4,})(?P=q)"""
+        ),
+        "s",
+    ),
+    # os.environ.get('SECRET_KEY', 'fallback'), getenv("DB_PASSWORD", "x"), env('X', default='x')
+    (
+        "password",
+        re.compile(
+            r"""(?i)[gef](?:et(?:env|property)?|nv|etch)\(\s*['"][\w.-]*"""
+            rf"""(?:{_SECRET_WORDS})\w*['"]\s*,\s*(?:default\s*=\s*)?"""
+            r"""(?P<q>['"])(?P<s>[^'"\n]{4,})(?P=q)"""
+        ),
+        "s",
+    ),
+    # <property name="connection.password">X</property>, <add key="DbPassword" value="X"/>
+    (
+        "password",
+        re.compile(
+            rf"""(?i)[nk](?:ame|ey)=(['"])[\w.:-]*(?:{_SECRET_WORDS})\w*\1"""
+            r"""(?:\s*>|\s+value=(['"]))(?P<s>[^<\s'"]{4,})"""
+        ),
+        "s",
+    ),
+    # new mysqli('db', 'user', 'pw'), DriverManager.getConnection(url, "user", "pw"),
+    # mysql_connect(host, 'user', 'pw'): the third argument of a connect call
+    (
+        "password",
+        re.compile(
+            r"""[CcmP](?:onnect(?:ion)?\w*|ysqli|DO)\(\s*[^,()\n]+,\s*(['"])[^'"\n]*\1"""
+            r"""\s*,\s*(?P<q>['"])(?P<s>[^'"\n]{4,})(?P=q)"""
         ),
         "s",
     ),
@@ -177,6 +241,23 @@ _ASSIGNMENT = re.compile(
     r"""(?:(?P<qq>["'])(?P<quoted>[^"'\n]{4,})(?P=qq)|(?P<bare>[^\s"'#;,)<>]{4,}))"""
 )
 _PASSWORD_NAME = re.compile(r"(?i)pass|pwd|pw")
+# Rules for one kind of file, by its name: (path, pattern, group holding the secret).
+_BY_FILE: list[tuple[re.Pattern[str], re.Pattern[str], str]] = [
+    # `machine h login u password x` in .netrc / _netrc, the password to the next space.
+    (re.compile(r"(?:^|/)[._]?netrc$"), re.compile(r"\bpassword\s+(?P<s>\S+)"), "s"),
+    # `requirepass X` in redis.conf, `smtp_pass X` in a space-separated settings file
+    (
+        re.compile(r"(?:^|/)[^/]*\.(?:conf|cnf|cfg)$"),
+        re.compile(r"(?m)^[ \t]*[\w.-]*(?:pass|secret|auth)[\w.-]*[ \t]+(?P<s>[^\s=:#]\S*)[ \t]*$"),
+        "s",
+    ),
+    # host:port:database:user:password in .pgpass
+    (
+        re.compile(r"(?:^|/)(?:\.pgpass|pgpass\.conf)$"),
+        re.compile(r"(?m)^[^#:\n][^:\n]*:[^:\n]*:[^:\n]*:[^:\n]*:(?P<s>\S.*)$"),
+        "s",
+    ),
+]
 # `machine h login u password x` in .netrc (a literal context only).
 _NETRC = re.compile(r"\b(?:password|passwd|pass)\s+(?P<bare>[^\s\"'#;,)<>=:]{4,})")
 _CANDIDATE = re.compile(r"(?<![\w/+=.-])[A-Za-z0-9+/_-]{24,}={0,2}(?![\w/+=-])")
@@ -194,8 +275,16 @@ _WORDS = re.compile(r"(?:[A-Z][a-z]{2,}|[a-z]{2,}|[A-Z]{2,}(?![a-z])|[0-9_]+)+")
 # A comment, or a shell-style `export NAME=value` / `NAME=value command` line.
 _COMMENT = re.compile(r"^\s*(?:#|//|/\*|\*|--|;|<!--|export\s|[A-Z][A-Z0-9_]*=)|\s(?:#|//|/\*)\s")
 _CONFIG_NAMES = re.compile(
-    r"(?:^|/)(?:\.env[\w.-]*|\.netrc|\.pgpass|\.npmrc|\.pypirc|[^/]*\.(?:ya?ml|ini|cfg|conf|cnf"
+    r"(?:^|/)(?:\.env[\w.-]*|[._]netrc|\.pgpass|\.npmrc|\.pypirc|[^/]*\.(?:ya?ml|ini|cfg|conf|cnf"
     r"|properties|toml|env|md|rst|txt|sh|bash|zsh|fish|ps1)|Makefile|Dockerfile)$"
+)
+# A quoted literal on a line about credentials (`add_password(None, url, 'u', 'Tiger42!x')`,
+# `simple_bind_s(dn, 'x')`, `jwtKey = []byte("x")`) counts when it is shaped like a password.
+_CONTEXT_WORDS = ("pass", "pwd", "secret", "key", "token", "auth", "login", "bind", "cred")
+_LITERAL = re.compile(r"""(?<![\w\\])(['"])([^'"\s\\]{8,64})\1""")
+_SETTINGS_NAMES = re.compile(
+    r"(?:^|/)(?:\.env[\w.-]*|[._]netrc|\.pypirc|[^/]*\.(?:ya?ml|ini|cfg|conf|cnf|properties|toml"
+    r"|env)|docker-compose[\w.-]*)$"
 )
 # Longer lines (minified code) are scanned in pieces, so no rule's cost grows with the line.
 MAX_PIECE = 2048
@@ -308,6 +397,9 @@ def _line_values(line: str, path: str | None) -> list[tuple[str, str]]:
                     value
                 ):
                     out.append(("high_entropy", value))
+    low = line.lower()
+    if any(word in low for word in _CONTEXT_WORDS):
+        out += [("password", m.group(2)) for m in _LITERAL.finditer(line) if _shaped(m.group(2))]
     if not _NAME_GATE.search(line):
         return out
     matches = [*_ASSIGNMENT.finditer(line), *(_NETRC.finditer(line) if literal else ())]
@@ -319,9 +411,38 @@ def _line_values(line: str, path: str | None) -> list[tuple[str, str]]:
         quoted = name == "quoted"
         if quoted and not _PASSWORD_NAME.search(m.group(0)) and not _keylike(value):
             continue  # `TOKEN_FILE = "tokens.json"`: a key's or token's value is not a word
-        if _plausible(value, "" if quoted else line) and (quoted or _bare_secret(value, literal)):
+        if _plausible(value, "" if quoted else line) and (
+            quoted or _bare_secret(value, literal) or _settings_password(m, value, path)
+        ):
             out.append(("password", value))
     return out
+
+
+def _shaped(value: str) -> bool:
+    """A human password (`coffee6517`, `Tiger42!x`): letters and digits, no path, URL, format
+    or dotted name, and not an identifier with separators (`iso8859_15`, `sha3-256`)."""
+    letters = sum(c.isalpha() for c in value)
+    digits = sum(c.isdigit() for c in value)
+    return (
+        letters >= 4
+        and digits >= 2
+        and not re.search(r"[/.:%{}<>()\[\],;|]", value)
+        and not re.fullmatch(r"[A-Za-z]+[0-9]*(?:[_-][A-Za-z0-9]+)+", value)
+        and _plausible(value)
+    )
+
+
+def _settings_password(m: re.Match[str], value: str, path: str | None) -> bool:
+    """In a settings file (YAML, .env, INI, ...; not prose), a password-named key's bare value
+    is the password whatever it looks like (`MAIL_PASSWORD=X+MSBnOO-f+cag_^x`)."""
+    name = m.group(0)[: m.start("bare") - m.start()]
+    return bool(
+        path
+        and _SETTINGS_NAMES.search(path)
+        and _PASSWORD_NAME.search(name)
+        and len(value) >= 6
+        and not value.startswith(("%", "{", "("))
+    )
 
 
 def redact(text: str, path: str | None = None) -> tuple[str, Counter[str]]:
@@ -339,7 +460,8 @@ def redact(text: str, path: str | None = None) -> tuple[str, Counter[str]]:
     text = _PRIVATE_KEY.sub(private_key, text)
     for kind, plugin in _VENDOR:
         text = _replace(text, plugin.analyze_string(text), kind, found)
-    for kind, pattern, group in _EXTRA:
+    by_file = [(("password", p, g)) for name, p, g in _BY_FILE if path and name.search(path)]
+    for kind, pattern, group in [*_EXTRA, *by_file]:
         values = [m.group(group) for m in pattern.finditer(text)]
         if kind == "password":  # a value is replaced all over the text: no plain words
             values = [v for v in values if _plausible(v) and (len(v) >= 6 or _has_digit(v))]

@@ -2,9 +2,11 @@
 
 `adapter` is `auto` (the default: the adapter registered for the workspace's
 repository, else the base model), `none` (the base model), or an adapter
-folder or registered name (that one). The registry itself lives in the model
-layer; the session hands in what it found for the workspace as a
-`Registered`, so this stays pure: no pygls, no torch, no file access.
+folder or registered name (that one, resolved to its folder by `resolve`).
+The registry itself lives in the model layer; the session hands in what it
+found for the workspace as a `Registered` (lsp_server.spec), and the
+function that resolves a name, so this stays pure: no pygls, no torch, no
+file access.
 """
 
 from __future__ import annotations
@@ -15,37 +17,32 @@ from pathlib import PurePath
 from typing import Any
 
 from lsp_server.session.folders import WorkspaceFolders
+from lsp_server.spec import AUTO, AdapterRef, Adapters, Registered, fixed_adapter, folder, is_auto
 
-AUTO = "auto"
-NONE = "none"
+__all__ = ["AdapterChoice", "FolderAdapters", "Registered", "Resolve", "choose_adapter"]
 
-
-@dataclass(frozen=True)
-class Registered:
-    """What the registry holds for a workspace: the adapter folder and how it matched."""
-
-    name: str
-    path: str
-    how: str  # "by path" (the repository's root) or "by remote" (a clone of the same remote)
-    # Why it does not fit the base model served (trained for another), when it does not:
-    # the registry found no adapter for this repository and this base model.
-    refused: str | None = None
+Resolve = Callable[[str], AdapterRef]  # a folder or registered name -> the adapter it names
 
 
 @dataclass(frozen=True)
 class AdapterChoice:
-    """The adapter to load (a folder or a registered name; None: the base model) and why."""
+    """The adapter to load (None: the base model) and why."""
 
-    adapter: str | None
+    ref: AdapterRef | None
     reason: str
-    name: str | None = None  # the registered name, when the registry chose it
+
+    @property
+    def adapter(self) -> str | None:
+        """The adapter's folder; None: the base model."""
+        return folder(self.ref)
+
+    @property
+    def name(self) -> str | None:
+        """Its registered name, when it has one."""
+        return self.ref.name if self.ref is not None else None
 
     def as_dict(self) -> dict[str, Any]:
         return {"adapter": self.adapter, "name": self.name, "reason": self.reason}
-
-
-def is_auto(setting: str | None) -> bool:
-    return (setting or "").strip().lower() == AUTO
 
 
 def choose_adapter(
@@ -54,19 +51,21 @@ def choose_adapter(
     registered: Registered | None,
     *,
     command_line: str | None = AUTO,
+    resolve: Resolve = AdapterRef,
 ) -> AdapterChoice:
     """The adapter for the workspace at `root` under the `adapter` setting.
 
     `registered` is what the registry holds for `root` and the base model served (only
     read for `auto`; one trained for another base model is never chosen);
-    `command_line` is the server's own `--adapter`, to say who set a fixed one.
+    `command_line` is the server's own `--adapter`, to say who set a fixed one;
+    `resolve` turns a fixed setting (a folder or a registered name) into its folder.
     """
-    text = (setting or "").strip()
-    if not text or text.lower() == NONE:
-        return AdapterChoice(None, "adapter set to none: base model")
-    if text.lower() != AUTO:
+    text = fixed_adapter(setting)
+    if text is not None:
         who = "--adapter" if text == command_line else "the adapter setting"
-        return AdapterChoice(text, f"set by {who}")
+        return AdapterChoice(resolve(text), f"set by {who}")
+    if not is_auto(setting):
+        return AdapterChoice(None, "adapter set to none: base model")
     if root is None:
         return AdapterChoice(None, "no workspace folder: base model")
     if registered is None:
@@ -77,9 +76,7 @@ def choose_adapter(
             f"{registered.name} is registered for {root} ({registered.how}) but was "
             f"{registered.refused}: base model",
         )
-    return AdapterChoice(
-        registered.path, f"registered for {root} ({registered.how})", registered.name
-    )
+    return AdapterChoice(registered.ref, f"registered for {root} ({registered.how})")
 
 
 # Documents outside every workspace folder are answered by the first folder's adapter:
@@ -106,26 +103,24 @@ class FolderAdapters:
         setting: str | None,
         lookup: Callable[[str], Registered | None],
         command_line: str | None = AUTO,
+        resolve: Resolve = AdapterRef,
     ) -> AdapterChoice:
         """Choose for every folder (`lookup`: what the registry holds for a folder, only
-        called for `auto`); returns the default choice."""
+        called for `auto`; `resolve`: see `choose_adapter`); returns the default choice."""
         auto = is_auto(setting)
-        self.choices = {
-            folder: choose_adapter(
-                setting, folder, lookup(folder) if auto else None, command_line=command_line
+
+        def choose(root: str | None) -> AdapterChoice:
+            registered = lookup(root) if auto and root is not None else None
+            return choose_adapter(
+                setting, root, registered, command_line=command_line, resolve=resolve
             )
-            for folder in self.folders
-        }
-        return self.default(setting, command_line)
 
-    def default(self, setting: str | None, command_line: str | None = AUTO) -> AdapterChoice:
-        if self.folders:
-            return self.choices[self.folders[0]]
-        return choose_adapter(setting, None, None, command_line=command_line)
+        self.choices = {root: choose(root) for root in self.folders}
+        return self.choices[self.folders[0]] if self.folders else choose(None)
 
-    def in_use(self, default: AdapterChoice) -> tuple[str | None, ...]:
+    def in_use(self, default: AdapterChoice) -> Adapters:
         """The adapters the folders use, the default first, each once (None: the base)."""
-        chosen = [default.adapter, *(c.adapter for c in self.choices.values())]
+        chosen = [default.ref, *(c.ref for c in self.choices.values())]
         return tuple(dict.fromkeys(chosen))
 
     def folder_of(self, path: str | None) -> str | None:
@@ -135,26 +130,26 @@ class FolderAdapters:
         inside = [f for f in self.folders if PurePath(path).is_relative_to(f)]
         return max(inside, key=len) if inside else None
 
-    def adapter_for(self, path: str | None, default: AdapterChoice) -> str | None:
+    def adapter_for(self, path: str | None, default: AdapterChoice) -> AdapterRef | None:
         """The adapter that answers the document at `path`."""
-        folder = self.folder_of(path)
-        return self.choices[folder].adapter if folder in self.choices else default.adapter
+        root = self.folder_of(path)
+        return self.choices[root].ref if root in self.choices else default.ref
 
     def rows(
-        self, answers_for: Callable[[str | None], tuple[str | None, str]], default: AdapterChoice
+        self,
+        answers_for: Callable[[AdapterRef | None], tuple[AdapterRef | None, str]],
+        default: AdapterChoice,
     ) -> list[dict[str, Any]]:
         """The status' `workspaceAdapters`: per folder, its choice, who answers and why;
         and a last row for documents outside every folder."""
-        rows = []
-        for folder in self.folders:
-            choice = self.choices[folder]
-            answering, why = answers_for(choice.adapter)
-            rows.append(
-                choice.as_dict() | {"root": folder, "answeredBy": answering, "answeredWhy": why}
-            )
-        answering, why = answers_for(default.adapter)
-        rows.append(
-            {"root": None, "adapter": default.adapter, "reason": OUTSIDE_REASON}
-            | {"answeredBy": answering, "answeredWhy": why}
-        )
-        return rows
+
+        def answered(choice: AdapterChoice) -> dict[str, Any]:
+            answering, why = answers_for(choice.ref)
+            return {"answeredBy": folder(answering), "answeredWhy": why}
+
+        rows = [
+            self.choices[root].as_dict() | {"root": root} | answered(self.choices[root])
+            for root in self.folders
+        ]
+        outside = {"root": None, "adapter": default.adapter, "reason": OUTSIDE_REASON}
+        return [*rows, outside | answered(default)]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lsp_server.completion.prompt import Snippet
-from lsp_server.session.documents import Documents, prompt_safe
+from lsp_server.session.documents import Document, Documents, prompt_safe
 from lsp_server.session.ports import CompleterLike, CompletionLike
 from lsp_server.session.settings import Settings
 from lsp_server.session.workspace import WorkspaceContext
@@ -109,6 +109,7 @@ class Jobs:
             max_tokens=settings.max_tokens,
             mode=settings.mode,
             time_budget=settings.time_budget_ms / 1000,
+            prefill_budget=settings.first_token_timeout_ms / 1000,
             cancel=cancel,
             path=self.workspace.path_of(request.uri),
             context=self._context(settings, request.uri, text, request.offset),
@@ -145,3 +146,19 @@ class Jobs:
         if not settings.context:
             return []
         return self.workspace.snippets(self.documents, uri, text, offset)
+
+
+def dropped_because(
+    doc: Document | None, request: Request, inflight: Inflight, completion: object | None
+) -> str | None:
+    """Why a finished generation's answer is not shown (one of DROPPED_REASONS): it was
+    stopped, or its document (`doc`, now) closed or changed meanwhile; None: it is shown."""
+    if inflight.cancel.is_set() and not inflight.reason:
+        return "queue_full"  # the host dropped it: too many requests waited
+    if completion is None or inflight.cancel.is_set():
+        return inflight.reason or "superseded"
+    if doc is None:
+        return "closed"
+    if doc.revision != request.revision:
+        return "stale"
+    return None

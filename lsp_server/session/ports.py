@@ -4,9 +4,14 @@ The session never imports the model layer: it talks to "the model host"
 through `HostLike` and to its completer through `CompleterLike`. The real
 ones are `lsp_server.model.host.ModelHost` and
 `lsp_server.completion.completer.Completer`; tests script small fakes
-(tests/test_session.py). It reports what became of its suggestions to a
-`RecordingLike` (the real one, `lsp_server.feedback.Recording`, writes the
-repository's feedback log on a thread of its own; `NoRecording` records nothing).
+(tests/fixtures/host.py). What the session reads of them is declared here, typed;
+what the host must hold crosses as the plain values of lsp_server.spec. It
+reports what became of its suggestions to a `RecordingLike` (the real one,
+`lsp_server.feedback.Recording`, writes the repository's feedback log on a
+thread of its own; `NoRecording` records nothing). The workspace's files on
+disk reach its context index through a `ScannerLike` (the real one,
+`lsp_server.index.WorkspaceScanner`, scans on a thread of its own;
+`NoScanner` looks at nothing on disk).
 Pure: no pygls, no torch, no file I/O, no threads.
 """
 
@@ -19,9 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from lsp_server.completion.next_edit import NextEditPredictorLike
 from lsp_server.completion.prompt import Snippet
+from lsp_server.completion.retrieval import ContextIndex
 from lsp_server.completion.scope import Mode
-from lsp_server.session.settings import Settings
+from lsp_server.spec import AdapterRef, Holding, ModelSpec
 
 T = TypeVar("T")
 
@@ -32,11 +39,40 @@ class CompletionLike(Protocol):
     @property
     def text(self) -> str: ...
 
+    @property
+    def stop_reason(self) -> str:
+        """Why generation stopped ("time": the time budget ran out; see engine.Generation)."""
+        ...
+
+    @property
+    def context(self) -> Sequence[Snippet]:
+        """The snippets of other files the prompt held, nearest last."""
+        ...
+
     def as_dict(self) -> dict[str, Any]: ...
 
 
+class FormatLike(Protocol):
+    """A prompt format, as the session names it (lsp_server.completion.prompt)."""
+
+    @property
+    def name(self) -> str: ...
+
+
 class CompleterLike(Protocol):
-    """Completes a document at a cursor (`Completer.complete`); runs on the host's worker."""
+    """Completes a document at a cursor (`Completer.complete`); runs on the host's worker.
+
+    `format`, `window_tokens` and `repo` are how it lays out a prompt (recorded with a
+    shown suggestion, so preference tuning rebuilds the same prompt)."""
+
+    @property
+    def format(self) -> FormatLike: ...
+
+    @property
+    def window_tokens(self) -> int: ...
+
+    @property
+    def repo(self) -> str | None: ...
 
     def complete(
         self,
@@ -46,6 +82,7 @@ class CompleterLike(Protocol):
         max_tokens: int = ...,
         mode: Mode = ...,
         time_budget: float | None = ...,
+        prefill_budget: float | None = ...,
         cancel: threading.Event | None = ...,
         path: str | None = ...,
         context: Sequence[Snippet] = ...,
@@ -65,6 +102,12 @@ class CompleterLike(Protocol):
         ...
 
 
+class NextEditorLike(NextEditPredictorLike, Protocol):
+    """A next-edit predictor with the window it prefers (`lsp_server.model.next_edit`)."""
+
+    window_lines: int  # lines above + the cursor's + below: 21 on a GPU, 11 on a CPU
+
+
 class HostLike(Protocol):
     """The model host: (re)loads in the background and runs generation jobs one at a time."""
 
@@ -78,31 +121,44 @@ class HostLike(Protocol):
         """The ready completer, or None while nothing is loaded."""
         ...
 
-    def completer_for(self, adapter: str | None) -> CompleterLike | None:
+    @property
+    def held(self) -> Holding | None:
+        """What the host was last asked to hold (by any session); None: nothing yet."""
+        ...
+
+    def completer_for(self, adapter: AdapterRef | None) -> CompleterLike | None:
         """The completer answering for `adapter` (a folder's choice; None: the base
         model): its own once loaded, else the default one; None while nothing is."""
         ...
 
-    def answers_for(self, adapter: str | None) -> tuple[str | None, str]:
+    def answers_for(self, adapter: AdapterRef | None) -> tuple[AdapterRef | None, str]:
         """Which adapter answers for `adapter` now, and why (for the status)."""
         ...
 
-    def submit(self, job: Callable[[], T]) -> Future[T]:
-        """Run `job` on the generation thread; the future holds its result."""
+    def next_edit_for(
+        self, adapter: AdapterRef | None, format_name: str | None = None
+    ) -> NextEditorLike | None:
+        """The next-edit predictor beside `completer_for(adapter)`, in the next-edit
+        format `format_name` (None: the default); None while nothing is loaded."""
+        ...
+
+    def submit(self, job: Callable[[], T], stop: threading.Event | None = None) -> Future[T]:
+        """Run `job` on the generation thread; the future holds its result. `stop`: the
+        job's flag, which the host may set to drop it when too many wait."""
         ...
 
     def submit_background(self, job: Callable[[], T], cancel: threading.Event) -> Future[T]:
         """Run `job` there when no `submit`ted job waits; `cancel` is set when one arrives."""
         ...
 
-    def load(self, settings: Settings, adapters: Sequence[str | None] = ()) -> None:
-        """Drop the current model and load the one `settings` name, in the background,
-        with `settings.adapter` (the default) and the other `adapters` the folders use."""
+    def load(self, spec: ModelSpec, adapters: Sequence[AdapterRef | None] = (None,)) -> None:
+        """Drop the current model and load `spec`'s, in the background, with `adapters`
+        (the default first; None: the base model)."""
         ...
 
-    def swap(self, settings: Settings, adapters: Sequence[str | None] = ()) -> None:
-        """Switch to `settings.adapter` and `adapters` on the same base model in the
-        background while the current ones keep answering."""
+    def swap(self, spec: ModelSpec, adapters: Sequence[AdapterRef | None] = (None,)) -> None:
+        """Switch to `adapters` (the default first) on the same base model, in the
+        background, while the current ones keep answering."""
         ...
 
     def status(self) -> dict[str, Any]:
@@ -126,6 +182,21 @@ class ShownAnswer:
     describe: Callable[[], dict[str, Any]]
 
 
+@dataclass(frozen=True)
+class ShownNextEdit:
+    """A next edit the session showed, as it hands it to the feedback log."""
+
+    uri: str
+    path: str | None  # relative to the workspace root
+    start_line: int  # the window's first document line
+    original: str  # the window before the recent edits
+    current: str  # the window as the model saw it
+    updated: str  # the window as the model rewrote it
+    prompt_format: str | None
+    latency_ms: float
+    describe: Callable[[], dict[str, Any]]  # the host's status ("model", "adapter")
+
+
 class RecordingLike(Protocol):
     """The feedback log of one session: ids for shown answers, and what became of them.
 
@@ -144,6 +215,10 @@ class RecordingLike(Protocol):
 
     def shown(self, answer: ShownAnswer) -> str | None:
         """A model answer is shown: its new id (None when nothing is recorded)."""
+        ...
+
+    def next_edit_shown(self, shown: ShownNextEdit) -> str | None:
+        """A next edit is shown: its new id (None when nothing is recorded)."""
         ...
 
     def typed_through(self, id: str | None, chars: int) -> None:
@@ -187,6 +262,9 @@ class NoRecording:
     def shown(self, answer: ShownAnswer) -> str | None:
         return None
 
+    def next_edit_shown(self, shown: ShownNextEdit) -> str | None:
+        return None
+
     def typed_through(self, id: str | None, chars: int) -> None:
         return None
 
@@ -207,3 +285,63 @@ class NoRecording:
 
     def close(self) -> None:
         return None
+
+
+class ScannerLike(Protocol):
+    """The workspace index's disk side: scans a root's files into `index` in the background,
+    and says where paths lead on disk. Every method returns at once but `wait`."""
+
+    @property
+    def index(self) -> ContextIndex:
+        """The index it feeds (the session's cross-file context)."""
+        ...
+
+    @property
+    def progress(self) -> tuple[int, int]:
+        """(files done, files listed) of the current scan."""
+        ...
+
+    def folder(self, path: str) -> Path | None:
+        """`path` resolved when it is a folder (a root to take); None otherwise."""
+        ...
+
+    def locate(self, path: str) -> Path | None:
+        """Where `path` really is: made absolute, symlinks resolved; None for a name the
+        file system cannot take (such a folder is skipped)."""
+        ...
+
+    def scan(self, root: Path) -> None:
+        """Index the files under `root` in the background (an earlier scan is told to stop)."""
+        ...
+
+    def stop(self) -> None:
+        """Tell the scan to stop, without waiting for it."""
+        ...
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the scan, bounded; True when it has finished."""
+        ...
+
+
+class NoScanner:
+    """A session without the disk: no root is taken (nothing is scanned), and paths are
+    taken as written. Its index holds the open documents only."""
+
+    def __init__(self, index: ContextIndex | None = None) -> None:
+        self.index = index if index is not None else ContextIndex()
+        self.progress = (0, 0)
+
+    def folder(self, path: str) -> Path | None:
+        return None
+
+    def locate(self, path: str) -> Path | None:
+        return Path(path)
+
+    def scan(self, root: Path) -> None:
+        return None
+
+    def stop(self) -> None:
+        return None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return True

@@ -5,7 +5,9 @@ documents, the completions shown, the workspace, in-flight requests, counts)
 and decides every answer: typing-through, supersede and cancel, the
 stale-answer check, empty answers by reason, acceptances and the status. The
 work done ahead of requests is its `Ahead` (ahead.py), the jobs the model runs
-its `Jobs` (jobs.py). The LSP layer (`lsp_server.lsp.handlers`) only
+its `Jobs` (jobs.py), which model and completer answer its `ModelChoice`
+(model_choice.py; asked once per request), the empty answers' reasons and the
+status' counts are in counts.py. The LSP layer (`lsp_server.lsp.handlers`) only
 translates LSP params into these calls and the answers back. Pure: no pygls,
 no torch; the model is reached through `HostLike` (lsp_server.session.ports),
 so tests script it.
@@ -14,84 +16,38 @@ so tests script it.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from lsp_server import __version__
 from lsp_server.completion.scope import completion_helps
-from lsp_server.session.adapter_choice import (
-    AdapterChoice,
-    FolderAdapters,
-    Registered,
-    choose_adapter,
-)
+from lsp_server.session.accepts import AcceptLedger
 from lsp_server.session.ahead import Ahead, WarmPlan, edit_cursor
-from lsp_server.session.documents import (
-    Change,
-    Documents,
-    looks_binary,
-    offset_at,
-    prompt_safe,
-    uri_to_path,
-)
+from lsp_server.session.counts import EMPTY_FOR_STOP, counts_status
+from lsp_server.session.documents import Change, Documents, looks_binary, offset_at, prompt_safe
+from lsp_server.session.edit_history import HeadText
 from lsp_server.session.folders import WorkspaceFolders
-from lsp_server.session.jobs import Inflight, Jobs, Request
+from lsp_server.session.jobs import Inflight, Jobs, Request, dropped_because
+from lsp_server.session.model_choice import READY_WAIT_S, AdapterSource, ModelChoice
+from lsp_server.session.next_edits import NextEdits
 from lsp_server.session.ports import (
     CompleterLike,
     CompletionLike,
     HostLike,
     NoRecording,
     RecordingLike,
+    ScannerLike,
     ShownAnswer,
 )
 from lsp_server.session.settings import Settings, parse_settings, unknown_keys
 from lsp_server.session.typing_through import ShownCompletions
 from lsp_server.session.workspace import WorkspaceContext
+from lsp_server.spec import ModelSpec
 
 log = logging.getLogger("codetailor.session")
-
-# Why a request was answered with nothing; `codetailor.status` counts each one, once,
-# under its reason (`emptyAnswers`).
-EMPTY_REASONS = (
-    "unknown_document",  # the document is not open
-    "disabled",  # the `enable` setting is off
-    "binary",  # the document looks binary
-    "not_ready",  # no model loaded, or still loading after READY_WAIT_S
-    "no_help",  # too much text right of the cursor on its line for a completion to help
-    "superseded",  # a newer request for the same document took over
-    "stale",  # the document changed while the model ran
-    "closed",  # the document was closed while the model ran
-    "settings",  # new settings (another model, or disabled) stopped it
-    "disconnected",  # the client went away
-    "cancelled",  # $/cancelRequest (answered with an error, not an empty list)
-    "failed",  # the generation raised
-    "time_budget",  # `timeBudgetMs` ran out before the model produced anything
-    "empty_generation",  # the model ran and had nothing to offer
-)
-# The reasons an answer the model was asked for is dropped rather than shown; the
-# status' `counts.dropped` is their sum.
-DROPPED_REASONS = ("superseded", "stale", "closed", "settings", "disconnected")
-
-# How long a request made while the model loads waits for it, and how often it looks.
-READY_WAIT_S = 300.0
-READY_POLL_S = 0.05
-# How often a request (or a status call) looks whether the adapter registry changed.
-ADAPTER_POLL_S = 2.0
-
-
-@dataclass(frozen=True)
-class AdapterSource:
-    """The adapter registry as the session sees it: what it holds for a workspace root
-    and a base model (a `model` setting), and a cheap marker that changes when it
-    changes (see lsp_server.model.registry)."""
-
-    lookup: Callable[[str, str | None], Registered | None]
-    stamp: Callable[[], object]
 
 
 class Session:
@@ -102,48 +58,51 @@ class Session:
         startup: Settings,
         host: HostLike,
         *,
-        workspace: WorkspaceContext | None = None,
+        scanner: ScannerLike | None = None,
         shown_capacity: int = 16,
-        host_settings: Settings | None = None,
         model_allowed: Callable[[str], bool] | None = None,
+        engines_allowed: bool = True,
         ready_wait_s: float = READY_WAIT_S,
         recording: RecordingLike | None = None,
         adapters: AdapterSource | None = None,
+        loading: ModelSpec | None = None,
+        head_text: HeadText | None = None,
     ) -> None:
-        """`recording` keeps the feedback log (`lsp_server.feedback.Recording`); None: no log."""
+        """`recording` keeps the feedback log (`lsp_server.feedback.Recording`); None: no log.
+        `scanner` reads the workspace's files into the context index and resolves paths
+        (`lsp_server.index.WorkspaceScanner`); None: nothing on disk is looked at.
+        `model_allowed`, `engines_allowed`, `adapters` and `loading`: see
+        `ModelChoice`. `head_text` reads a
+        file at git HEAD (`lsp_server.repo.head`), for next edits."""
         self.startup = startup  # the command line's settings: what a null setting returns to
         self.settings = startup
         self.host = host
-        # What the host was last asked to load (by an earlier client, say): a client whose
-        # settings differ from it reloads. None: the startup settings.
-        # (with `adapter` resolved, as the host is always asked: see `choose_adapter`)
-        self.adapter_choice = choose_adapter(startup.adapter, None, None)
-        asked = host_settings or startup
-        self.host_settings = dataclasses.replace(
-            asked, adapter=choose_adapter(asked.adapter, None, None).adapter
-        )
-        self.host_adapters: tuple[str | None, ...] = (self.host_settings.adapter,)
-        # Which model specs a client may set (None: any); the command line's is always allowed.
-        self.model_allowed = model_allowed
         self.documents = Documents()
         self.shown = ShownCompletions(shown_capacity)
-        self.workspace = workspace or WorkspaceContext()
+        self.workspace = WorkspaceContext(scanner)
         self.folders: WorkspaceFolders = self.workspace.workspace  # root and folders: the one copy
+        # Which model and adapters the host holds, and which completer answers a document.
+        self.models = ModelChoice(
+            host,
+            startup,
+            workspace=self.folders,
+            loading=loading,
+            model_allowed=model_allowed,
+            engines_allowed=engines_allowed,
+            source=adapters,
+        )
         self.inflight: dict[str, Inflight] = {}
         self.counts: Counter[str] = Counter()  # requests, shown, accepted...
-        self.empty: Counter[str] = Counter()  # the empty answers, by reason
+        self.accepts = AcceptLedger()  # which shown suggestions an accept may still count for
+        self.empty: Counter[str] = Counter()  # the empty answers, by reason (counts.py)
         self.ready_wait_s = ready_wait_s
         self.jobs = Jobs(self.documents, self.workspace)
         self.ahead = Ahead(host, self.documents, self.jobs)
         # The local feedback log of the workspace's repository (see lsp_server.feedback).
         self.recording: RecordingLike = recording if recording is not None else NoRecording()
-        # `adapter: auto`: the registry, the workspace it is asked about, what it chose.
-        self.adapters = adapters
-        self.folder_adapters = FolderAdapters(self.folders)  # every workspace folder's adapter
-        self._adapter_stamp: object = None
-        self._adapter_checked = 0.0
         # Per document, the completer whose answers `shown` holds.
         self._answering: dict[str, CompleterLike | None] = {}
+        self.next_edits = NextEdits(self, head_text)  # next-edit suggestions, their history
 
     @property
     def encoding(self) -> str:
@@ -181,83 +140,24 @@ class Session:
         """
         base = base or self.settings
         settings, problems = parse_settings(raw, base, self.startup)
-        if not self._may_load(settings.model):
-            problems.append(
-                f"setting 'model': {settings.model!r} is a Hugging Face hub id, which this "
-                "server only loads when started with --allow-client-models (or --model); "
-                f"using {base.model!r}"
-            )
-            settings = dataclasses.replace(settings, model=base.model)
-        if not self._may_use_engine(settings.engine):
-            problems.append(
-                f"setting 'engine': {settings.engine!r} is a remote engine this server was not "
-                "started with (--engine), and clients may only choose one when it was started "
-                f"with --allow-client-models; using {base.engine!r}"
-            )
-            settings = dataclasses.replace(settings, engine=base.engine)
+        settings, refused = self.models.permit(settings, base)
+        problems += refused
         if ignored := unknown_keys(raw):
             log.info("ignoring unknown settings: %s", ", ".join(map(str, ignored)))
         self.apply_settings(settings)
         return problems
 
-    def _may_load(self, model: str | None) -> bool:
-        """Whether a client may set `model` (the command line's own is always allowed)."""
-        if model is None or model == self.startup.model or self.model_allowed is None:
-            return True
-        return self.model_allowed(model)
-
-    def _may_use_engine(self, engine: str) -> bool:
-        """Whether a client may set `engine`: the local one and the command line's always;
-        another URL (where the server would send prompts and its API key) only where
-        clients may choose models at all (`model_allowed` is None)."""
-        return engine in ("local", self.startup.engine) or self.model_allowed is None
-
     def apply_settings(self, settings: Settings) -> None:
-        """Take new settings; a different model (or prompt format) loads in the background.
-
-        The host is asked for the settings with `adapter` resolved to the first folder's
-        (see `choose_adapter`), and for the adapters every folder uses; when only those
-        change under a ready model, the host swaps them in while it keeps answering.
-        """
-        previous, self.settings = self.host_settings, settings
+        """Take new settings; a different model (or prompt format) loads in the background,
+        and when only the adapters change under a ready model, the host swaps them in while
+        it keeps answering (see `ModelChoice.apply`)."""
+        self.settings = settings
         self.recording.set_enabled(settings.feedback)
-        self.adapter_choice = self._choose_adapter(settings)
-        resolved = dataclasses.replace(settings, adapter=self.adapter_choice.adapter)
-        adapters = self.folder_adapters.in_use(self.adapter_choice)
-        key = (resolved.model_key, resolved.prompt_format, adapters)
-        before = (previous.model_key, previous.prompt_format, self.host_adapters)
-        if (
-            self.host.state == "ready"
-            and key != before
-            and only_adapter_differs(resolved, previous)
-        ):
-            self.host_settings, self.host_adapters = resolved, adapters
-            self.host.swap(resolved, adapters)
-        elif self.host.state == "idle" or key != before:
-            self.host_settings, self.host_adapters = resolved, adapters
+        if self.models.apply(settings) == "load":
             self.cancel_all("settings")
             self.shown = ShownCompletions(self.shown.capacity)
-            self.host.load(resolved, adapters)
         if not settings.enable:
             self.cancel_all("settings")
-
-    def _forget_answers(self, uri: str) -> None:
-        """Drop what the previous model or adapter suggested in `uri` (shown completion,
-        next suggestion), so typing-through never serves it once another one answers."""
-        self.shown.forget(uri)
-        self.ahead.forget_prediction(uri)
-
-    def _choose_adapter(self, settings: Settings) -> AdapterChoice:
-        """Every folder's adapter under `settings`; returns the first folder's (the default)."""
-        adapters = self.adapters
-        if adapters is not None:
-            self._adapter_stamp = adapters.stamp()
-            self._adapter_checked = time.monotonic()
-
-        def lookup(folder: str) -> Registered | None:
-            return adapters.lookup(folder, settings.model) if adapters is not None else None
-
-        return self.folder_adapters.choose(settings.adapter, lookup, self.startup.adapter)
 
     def change_folders(self, added: Iterable[str], removed: Iterable[str]) -> None:
         """Workspace folders were added or removed (URIs): choose their adapters again; the
@@ -265,29 +165,19 @@ class Session:
         self.folders.change(added, removed)
         self.apply_settings(self.settings)
 
-    def _completer(self, uri: str) -> CompleterLike | None:
-        """The completer of the adapter that answers `uri` (its workspace folder's)."""
-        adapter = self.folder_adapters.adapter_for(uri_to_path(uri), self.adapter_choice)
-        return self.host.completer_for(adapter)
-
     def check_adapters(self, *, now: float | None = None) -> bool:
         """Look (at most twice per ADAPTER_POLL_S) whether the registry changed; if it did,
         choose again, and swap when another adapter now answers. True when it looked."""
-        if self.adapters is None or not self.folder_adapters.folders:
-            return False
-        now = time.monotonic() if now is None else now
-        if now - self._adapter_checked < ADAPTER_POLL_S / 2:
-            return False
-        self._adapter_checked = now
-        if self.adapters.stamp() != self._adapter_stamp:
+        looked, changed = self.models.registry_changed(now)
+        if changed:
             self.apply_settings(self.settings)
-        return True
+        return looked
 
     def disconnect(self) -> None:
         """The client has gone: stop its generations and its workspace scan.
 
         A session is made per connection and dropped with it; the scan is only
-        told to stop (`ContextIndex.stop` never joins it), so a scan stuck in a
+        told to stop (`WorkspaceScanner.stop` never joins it), so a scan stuck in a
         read never holds up the caller (the event loop).
         """
         self.cancel_all("disconnected")
@@ -300,24 +190,27 @@ class Session:
     def open(self, uri: str, text: str, version: int, language_id: str = "") -> None:
         """A document opened (and focused): warm the window at its end."""
         self.documents.open(uri, text, version, language_id)
+        self.next_edits.opened(uri, text)
         self.workspace.opened(uri)
         self.ahead.plan.opened(uri, text.count("\n"))
-        self.ahead.warm(uri, len(text), self._completer(uri), self.settings)
+        self.ahead.warm(uri, len(text), self.models.completer(uri), self.settings)
 
     def change(self, uri: str, version: int, changes: Iterable[Change]) -> None:
         """Apply edits; warm the window at the cursor if they moved it somewhere new."""
         self.cancel(uri, "stale")  # whatever it was computing is for text that no longer exists
         changes = list(changes)
+        old = doc.text if (doc := self.documents.get(uri)) is not None else None
         if not self.documents.change(uri, version, changes):
             self.counts["unknown_document_edits"] += 1
             return
         self.workspace.changed(uri)
         doc = self.documents.get(uri)
+        self.next_edits.changed(uri, old, doc.text if doc is not None else "")
         if doc is not None and self.workspace.in_workspace(uri):
             self.recording.changed(uri, doc.text)
         cursor = edit_cursor(doc.text, changes[-1], self.encoding) if doc and changes else None
         if cursor is not None and self.ahead.plan.moved(uri, cursor[1], cursor[2]):
-            self.ahead.warm(uri, cursor[0], self._completer(uri), self.settings)
+            self.ahead.warm(uri, cursor[0], self.models.completer(uri), self.settings)
 
     def cursor(self, uri: str, line: int, character: int) -> None:
         """The editor's cursor is at (line, character): warm the window there if it is new."""
@@ -327,10 +220,11 @@ class Session:
             return  # nothing to warm with yet: the plan keeps only windows it prepared
         if self.ahead.plan.moved(uri, line, 0):
             offset = offset_at(doc.text, line, character, self.encoding)
-            self.ahead.warm(uri, offset, self._completer(uri), self.settings)
+            self.ahead.warm(uri, offset, self.models.completer(uri), self.settings)
 
     def close(self, uri: str) -> None:
         self.cancel(uri, "closed")
+        self.next_edits.closed(uri)
         self.ahead.closed(uri)
         self.shown.forget(uri)
         self._answering.pop(uri, None)
@@ -349,6 +243,7 @@ class Session:
         for inflight in self.inflight.values():
             inflight.stop(reason)
         self.inflight.clear()
+        self.next_edits.cancel_all(reason)
         self.ahead.drop_all()
 
     # -- completion -----------------------------------------------------------------------
@@ -395,16 +290,13 @@ class Session:
         self.counts["requests"] += 1
         started = time.perf_counter()
         self.check_adapters()
-        answering = self._completer(request.uri)
-        if answering is not self._answering.get(request.uri):  # another model or adapter
-            self._answering[request.uri] = answering
-            self._forget_answers(request.uri)
+        completer = self._answering_for(request.uri)
         answer = self._answer_at_once(request)
         if answer is not None:
             return answer
         inflight = self._take_over(request)
         try:
-            completion = await self._completion(request, inflight)
+            completion, completer = await self._completion(request, inflight, completer)
         except asyncio.CancelledError:  # $/cancelRequest: stop the model within one step
             inflight.stop("cancelled")
             self._answer_empty("cancelled")
@@ -418,7 +310,19 @@ class Session:
         if completion is None and not inflight.cancel.is_set():
             return self._answer_empty("not_ready")
         latency_ms = (time.perf_counter() - started) * 1000
-        return self._finish(request, inflight, completion, latency_ms)
+        return self._finish(request, inflight, completion, completer, latency_ms)
+
+    def _answering_for(self, uri: str) -> CompleterLike | None:
+        """Which completer answers this request for `uri`, asked once per request. When
+        another model or adapter answers than last time here, what the previous one
+        suggested (shown completion, next suggestion) is dropped, so typing-through
+        never serves it."""
+        completer = self.models.completer(uri)
+        if completer is not self._answering.get(uri):
+            self._answering[uri] = completer
+            self.shown.forget(uri)
+            self.ahead.forget_prediction(uri)
+        return completer
 
     def _take_over(self, request: Request) -> Inflight:
         """Make `request` the one running for its document: it supersedes the running one,
@@ -430,86 +334,71 @@ class Session:
         return inflight
 
     async def suggest(self, request: Request) -> tuple[str, str | None]:
-        """`complete`, and the feedback id of the suggestion answered (None: not recorded)."""
+        """`complete`, and the id of the suggestion answered (the feedback log's where it
+        records; None: no suggestion), which the item's accept command carries back."""
         text = await self.complete(request)
         shown = self.shown.current(request.uri) if text else None
         return text, shown.id if shown is not None else None
 
-    async def _completion(self, request: Request, inflight: Inflight) -> CompletionLike | None:
-        """The next suggestion computed ahead, else a generation; None if no model came."""
+    async def _completion(
+        self, request: Request, inflight: Inflight, completer: CompleterLike | None
+    ) -> tuple[CompletionLike | None, CompleterLike | None]:
+        """The next suggestion computed ahead, else `completer`'s generation (once the
+        loading model is ready, when there was none yet); None if no model came. With
+        the completer that answers."""
         ahead = await self.ahead.served(request, inflight)
         if ahead is not None:
-            return ahead
-        completer = self._completer(request.uri)
-        if completer is None and await self._wait_for_model(inflight):
-            completer = self._completer(request.uri)
+            return ahead, completer
+        if completer is None and self.host.state == "loading":
+            self.counts["waited_for_model"] += 1
+            completer = await self.models.when_loaded(
+                request.uri, inflight.cancel, self.ready_wait_s
+            )
         if completer is None:
-            return None
+            return None, None
         number = self.counts["requests"]
         job = self.jobs.completion(
             completer, request, self.settings, inflight.cancel, number=number
         )
-        return await asyncio.wrap_future(self.host.submit(job))
-
-    async def _wait_for_model(self, inflight: Inflight) -> bool:
-        """Wait for the loading model; False if it fails, takes too long, or the request
-        is stopped (superseded, the document edited) meanwhile."""
-        if self.host.state != "loading":
-            return False
-        self.counts["waited_for_model"] += 1
-        deadline = time.monotonic() + self.ready_wait_s
-        while self.host.completer is None:
-            if self.host.state != "loading" or inflight.cancel.is_set():
-                return False
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(READY_POLL_S)
-        return True
+        return await asyncio.wrap_future(self.host.submit(job, inflight.cancel)), completer
 
     def _finish(
         self,
         request: Request,
         inflight: Inflight,
         completion: CompletionLike | None,
+        completer: CompleterLike | None,
         latency_ms: float = 0.0,
     ) -> str:
-        """The answer for a finished generation: dropped if stopped or stale, else shown."""
-        reason = self._dropped_because(request, inflight, completion)
+        """The answer for a finished generation (by `completer`): dropped if stopped or
+        stale, else shown."""
+        reason = dropped_because(self.documents.get(request.uri), request, inflight, completion)
         if reason is not None:
             return self._answer_empty(reason)
         assert completion is not None
         previous = self.shown.current(request.uri)
         self.recording.replaced(previous.id if previous is not None else None)
-        id = self._record_shown(request, completion, latency_ms) if completion.text else None
+        id = self._shown_id(request, completion, completer, latency_ms) if completion.text else None
         self.shown.remember(request.uri, request.text, request.offset, completion.text, id)
         if not completion.text:
-            ran_out = completion.as_dict().get("stop_reason") == "time"
-            return self._answer_empty("time_budget" if ran_out else "empty_generation")
+            return self._answer_empty(
+                EMPTY_FOR_STOP.get(completion.stop_reason, "empty_generation")
+            )
         self.counts["shown"] += 1
-        self.ahead.predict(request, completion.text, self._completer(request.uri), self.settings)
+        self.ahead.predict(request, completion.text, completer, self.settings)
         return completion.text
 
-    def _dropped_because(
-        self, request: Request, inflight: Inflight, completion: CompletionLike | None
-    ) -> str | None:
-        """Why a finished generation's answer is not shown (one of DROPPED_REASONS): it
-        was stopped, or its document closed or changed meanwhile; None: it is shown."""
-        doc = self.documents.get(request.uri)
-        if completion is None or inflight.cancel.is_set():
-            return inflight.reason or "superseded"
-        if doc is None:
-            return "closed"
-        if doc.revision != request.revision:
-            return "stale"
-        return None
-
-    def _record_shown(
-        self, request: Request, completion: CompletionLike, latency_ms: float
-    ) -> str | None:
-        """Log a shown answer (off the event loop); its id, None when nothing is recorded."""
-        completer = self._completer(request.uri)
+    def _shown_id(
+        self,
+        request: Request,
+        completion: CompletionLike,
+        completer: CompleterLike | None,
+        latency_ms: float,
+    ) -> str:
+        """The id of an answer shown, which its accept command carries back: the feedback
+        log's where the log records it (off the event loop), else a new one."""
         if completer is None or not self.workspace.in_workspace(request.uri):
-            return None
+            return self.accepts.shown()
         answer = ShownAnswer(
             uri=request.uri,
             path=self.workspace.path_of(request.uri),
@@ -521,44 +410,31 @@ class Session:
             latency_ms=latency_ms,
             describe=self.host.status,
         )
-        return self.recording.shown(answer)
+        return self.accepts.shown(self.recording.shown(answer))
 
     # -- feedback and status ------------------------------------------------------------------
 
     def accepted(self, kind: object = None, id: object = None, part: object = "full") -> None:
         """Count an accepted completion (`kind`: "inline" or "completion") and log it under
-        its feedback `id` (`part`: "full", "word" or "line"); never sent anywhere."""
-        self.counts["accepted"] += 1
-        if kind in ("inline", "completion"):
-            self.counts[f"accepted_{kind}"] += 1
+        its feedback `id` (`part`: "full", "word" or "line"); never sent anywhere. Only the
+        first acceptance of a suggestion shown counts (`AcceptLedger`)."""
+        if self.accepts.accept(id):
+            self.counts["accepted"] += 1
+            if kind in ("inline", "completion"):
+                self.counts[f"accepted_{kind}"] += 1
         self.recording.accepted(id, part)
 
     def dismissed(self, id: object, reason: object = None) -> None:
         """The editor says the user hid suggestion `id` untaken (`reason`: how, its words)."""
         self.recording.dismissed(id, reason)
 
-    def acceptance_rate(self) -> float | None:
-        shown, accepted = self.counts["shown"], self.counts["accepted"]
-        return round(accepted / shown, 3) if shown else None
-
-    def _counts_status(self) -> dict[str, int]:
-        """The status' `counts`: requests, answers shown, typed through and accepted, and
-        `dropped`, the answers the model was asked for and that were not shown (each also
-        an empty answer, under its reason)."""
-        return dict(self.counts) | {"dropped": sum(self.empty[r] for r in DROPPED_REASONS)}
-
     def status(self) -> dict[str, Any]:
         """What `codetailor.status` answers; all of it stays on this machine."""
         return self.host.status() | {
             "version": __version__,
             "settings": self.settings.to_wire(),
-            "adapterChoice": self.adapter_choice.as_dict(),
-            "workspaceAdapters": self.folder_adapters.rows(
-                self.host.answers_for, self.adapter_choice
-            ),
-            "counts": self._counts_status(),
-            "acceptanceRate": self.acceptance_rate(),
-            "emptyAnswers": {reason: self.empty[reason] for reason in EMPTY_REASONS},
+            **self.models.status(),
+            **counts_status(self.counts, self.empty),
             "documents": len(self.documents),
             "shownCompletions": len(self.shown),
             "typingThroughHits": self.shown.hits,
@@ -567,15 +443,5 @@ class Session:
             "lastGeneration": self.jobs.last_generation,
             "generating": self.jobs.generating,
             "feedback": self.recording.status(),
+            "nextEdit": self.next_edits.status(),
         }
-
-
-def only_adapter_differs(a: Settings, b: Settings) -> bool:
-    """Whether `a` and `b` load the same base model, with the same format, on the same engine."""
-    return (a.model, a.device, a.dtype, a.engine, a.prompt_format) == (
-        b.model,
-        b.device,
-        b.dtype,
-        b.engine,
-        b.prompt_format,
-    )

@@ -22,20 +22,33 @@ MULTILINE = tuple(MULTILINE_TO_MODE)
 DEVICES = ("auto", "cpu", "cuda", "mps", "xpu")
 DTYPES = ("auto", "float32", "bfloat16", "float16", "fp32", "bf16", "fp16", "int8", "int4")
 SECTION = "codetailor"
+# A quiet two-core CPU engine (`transformers serve`, SmolLM2-135M) prefills the
+# first 1,024-token window in 2-4 s (docs/benchmarks.md, "A slow remote engine");
+# twice that leaves room for a busy moment, and the window shrinks to fit later ones.
+FIRST_TOKEN_TIMEOUT_MS = 8000
 # Keys the client may send that are not settings (read elsewhere, or ignored quietly).
 NOT_SETTINGS = frozenset({"authToken"})
+# The scope of a setting that reaches the network, loads code or weights, or names files
+# (VS Code's word): only the user's own settings may set it, never a workspace's (a
+# repository ships `.vscode/settings.json`, `.dir-locals.el`, `.nvim.lua`). Each client
+# reads these keys from the user's settings alone; `promptFormat` only picks a built-in
+# template, so a workspace may still set it.
+MACHINE = "machine"
 
 
 @dataclass(frozen=True)
 class Settings:
     """What the user can change while the server runs."""
 
-    model: str | None = field(default=None, metadata={"help": "model spec; None: the default"})
+    model: str | None = field(
+        default=None, metadata={"help": "model spec; None: the default", "scope": MACHINE}
+    )
     adapter: str | None = field(
         default="auto",
         metadata={
             "help": "auto (the adapter registered for the workspace's repository, else none), "
-            "none (the base model), or a LoRA adapter folder or registered name"
+            "none (the base model), or a LoRA adapter folder or registered name",
+            "scope": MACHINE,
         },
     )
     device: str = field(
@@ -53,7 +66,20 @@ class Settings:
     )
     time_budget_ms: int = field(
         default=2000,
-        metadata={"help": "milliseconds per completion", "minimum": 50, "maximum": 60_000},
+        metadata={
+            "help": "milliseconds of decoding per completion, from its first token",
+            "minimum": 50,
+            "maximum": 60_000,
+        },
+    )
+    first_token_timeout_ms: int = field(
+        default=FIRST_TOKEN_TIMEOUT_MS,
+        metadata={
+            "help": "most milliseconds to the first token (the prompt's prefill); a remote "
+            "engine's prompt window shrinks to fit it",
+            "minimum": 100,
+            "maximum": 120_000,
+        },
     )
     enable: bool = field(default=True, metadata={"help": "answer completion requests at all"})
     prompt_format: str | None = field(default=None, metadata={"help": "override the FIM format"})
@@ -62,7 +88,10 @@ class Settings:
     )
     engine: str = field(
         default="local",
-        metadata={"help": "local, or openai:http(s)://HOST:PORT for an OpenAI-compatible server"},
+        metadata={
+            "help": "local, or openai:http(s)://HOST:PORT for an OpenAI-compatible server",
+            "scope": MACHINE,
+        },
     )
     feedback: bool = field(
         default=True,
@@ -83,7 +112,7 @@ class Settings:
         default=10,
         metadata={
             "help": "most lines above and below the cursor a next edit may touch "
-            "(a CPU uses at most 5)",
+            "(a CPU uses at most 2: see docs/benchmarks.md, next edits)",
             "minimum": 1,
             "maximum": 100,
         },
@@ -100,11 +129,6 @@ class Settings:
     def mode(self) -> Mode:
         """The Completer's mode for the `multiline` setting."""
         return MULTILINE_TO_MODE[self.multiline]
-
-    @property
-    def model_key(self) -> tuple[str | None, str | None, str, str, str]:
-        """What a loaded model depends on: a change here means loading again."""
-        return (self.model, self.adapter, self.device, self.dtype, self.engine)
 
     def to_wire(self) -> dict[str, Any]:
         return {camel(f.name): getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -145,6 +169,26 @@ def _optional_text(value: Any) -> str | None:
     if not isinstance(value, str):
         raise ValueError("expected a string")
     return value.strip()
+
+
+MAX_SPEC_CHARS = 1024
+MAX_NAME_CHARS = 255  # a file name's limit on the usual file systems
+
+
+def _spec(value: Any) -> str | None:
+    """A model or adapter value: a name, id or path of sane length, without control
+    characters (a client over TCP may send anything; a path part over 255 characters
+    fails in the file system, not here with a message)."""
+    text = _optional_text(value)
+    if text is None:
+        return None
+    if len(text) > MAX_SPEC_CHARS or any(len(p) > MAX_NAME_CHARS for p in text.split("/")):
+        raise ValueError(
+            f"too long (at most {MAX_SPEC_CHARS} characters, {MAX_NAME_CHARS} per path part)"
+        )
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise ValueError("control characters are not allowed")
+    return text
 
 
 def _choice(choices: tuple[str, ...], *, prefix_ok: bool = False) -> Callable[[Any], str]:
@@ -190,7 +234,11 @@ def _parser(f: dataclasses.Field[Any]) -> Callable[[Any], Any]:
     return _optional_text
 
 
-PARSERS = {f.name: _parser(f) for f in dataclasses.fields(Settings)} | {"engine": _engine}
+PARSERS = {f.name: _parser(f) for f in dataclasses.fields(Settings)} | {
+    "engine": _engine,
+    "model": _spec,
+    "adapter": _spec,
+}
 
 
 def schema() -> dict[str, dict[str, Any]]:
@@ -207,6 +255,11 @@ def schema() -> dict[str, dict[str, Any]]:
         entry |= {k: v for k, v in f.metadata.items() if k != "help"}
         out[camel(f.name)] = entry | {"help": f.metadata.get("help", "")}
     return out
+
+
+def machine_scoped() -> frozenset[str]:
+    """The wire names of the settings that a workspace's configuration may not set."""
+    return frozenset(name for name, spec in schema().items() if spec.get("scope") == MACHINE)
 
 
 def settings_section(raw: Any) -> Mapping[str, Any]:

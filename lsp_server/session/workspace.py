@@ -7,6 +7,8 @@ needs it, so typing never waits on indexing. Indexing the root starts a
 background scan and returns at once (an earlier scan is told to stop, never
 joined). With a root, only documents inside it become context for others.
 The root and the folders are the session's `WorkspaceFolders`, read here.
+Everything on disk (the scan, resolving paths) is the `scanner`'s
+(`ScannerLike`; the server's is `lsp_server.index.WorkspaceScanner`).
 """
 
 from __future__ import annotations
@@ -15,19 +17,22 @@ import threading
 from pathlib import Path
 
 from lsp_server.completion.prompt import Snippet
-from lsp_server.completion.retrieval import ContextIndex, StableContext
+from lsp_server.completion.retrieval import StableContext
 from lsp_server.session.documents import Documents, looks_binary, uri_to_path
 from lsp_server.session.folders import WorkspaceFolders
+from lsp_server.session.ports import NoScanner, ScannerLike
 
 
 class WorkspaceContext:
     """Document paths, and snippets of other files for the prompt, in the workspace
-    (`workspace`: its root and folders, shared with the session)."""
+    (`workspace`: its root and folders, shared with the session; `scanner`: the disk,
+    and the index it feeds; None: `NoScanner`, nothing on disk)."""
 
     def __init__(
-        self, index: ContextIndex | None = None, workspace: WorkspaceFolders | None = None
+        self, scanner: ScannerLike | None = None, workspace: WorkspaceFolders | None = None
     ) -> None:
-        self.index = index or ContextIndex()
+        self.scanner: ScannerLike = scanner if scanner is not None else NoScanner()
+        self.index = self.scanner.index
         self.stable = StableContext(self.index)
         self.workspace = workspace or WorkspaceFolders()
         # The folders resolved, for the folders they were resolved from.
@@ -44,18 +49,20 @@ class WorkspaceContext:
         """Take the workspace root as the index's; index its files in the background if
         `scan`. A root that is not a folder is not taken."""
         path = self.workspace.root
-        if not path or not Path(path).is_dir():
+        root = self.scanner.folder(path) if path else None
+        if root is None:
             return
-        self.index.root = Path(path).resolve()
+        self.index.root = root
         if scan:
-            self.index.index_workspace(self.index.root)
+            self.scanner.scan(root)
 
     def _folders(self) -> list[Path]:
         """Every workspace folder, resolved: a document's path in the prompt is relative
         to its own."""
         if self._resolved[0] != self.workspace.folders:
             folders = list(self.workspace.folders)
-            self._resolved = (folders, [Path(f).resolve() for f in folders])
+            located = (self.scanner.locate(f) for f in folders)
+            self._resolved = (folders, [p for p in located if p is not None])
         return self._resolved[1]
 
     def path_of(self, uri: str) -> str | None:
@@ -64,7 +71,9 @@ class WorkspaceContext:
         fs_path = uri_to_path(uri)
         if not fs_path:
             return None
-        path = Path(fs_path).resolve()
+        path = self.scanner.locate(fs_path)
+        if path is None:  # a name the file system cannot take
+            return None
         indexed = self.root
         roots = [indexed] if indexed is not None else []
         roots += sorted(self._folders(), key=lambda f: len(f.parts), reverse=True)
@@ -79,11 +88,8 @@ class WorkspaceContext:
         if root is None:
             return True
         fs_path = uri_to_path(uri)
-        try:
-            Path(fs_path or "").resolve().relative_to(root)
-        except (ValueError, OSError):
-            return False
-        return bool(fs_path)
+        path = self.scanner.locate(fs_path) if fs_path else None
+        return path is not None and path.is_relative_to(root)
 
     def opened(self, uri: str) -> None:
         with self._lock:
@@ -115,7 +121,7 @@ class WorkspaceContext:
         return self.stable.get(text, offset, self.path_of(uri))
 
     def status(self) -> dict[str, object]:
-        done, listed = self.index.progress
+        done, listed = self.scanner.progress
         return {
             "root": str(self.root) if self.root else None,
             "indexedFiles": len(self.index),
@@ -123,4 +129,4 @@ class WorkspaceContext:
         }
 
     def stop(self) -> None:
-        self.index.stop()
+        self.scanner.stop()

@@ -11,6 +11,7 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -262,3 +263,14 @@ class RawClient:
         self.notify("exit")
         proc = getattr(self, "proc", None)
         return proc.wait(timeout=10) if proc is not None else None
+
+
+def listening_port(client: RawClient) -> int:
+    """The TCP port a server started with `--tcp HOST:0` says on stderr it listens on."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for line in client.stderr_lines:
+            if match := re.search(r"listening on ([\d.]+):(\d+)", line):
+                return int(match.group(2))
+        time.sleep(0.05)
+    raise TimeoutError("the server did not start listening")

@@ -10,7 +10,9 @@ Every request body is kept (`requests`), so a test can look at the prompts.
 
 For a next edit, script the updated window: the text the model writes after the
 prompt's `updated/{path}` header, i.e. the window as it will be, ending with a
-newline (`ScriptedEngine.next_edit`).
+newline (`ScriptedEngine.next_edit`); the line break after the header may be left
+out (the server accepts the window with or without it). A substring such as
+`current/{path}\n{the window's first line}` picks the request.
 
 Use it from a test:
 

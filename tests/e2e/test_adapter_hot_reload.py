@@ -17,15 +17,13 @@ import yaml
 
 from finetune.cli import main as finetune
 from tests.e2e.rawclient import RawClient
-from tests.fixtures.repo import make_repo
+from tests.fixtures.repo import CURSORS, DOC, make_repo
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 ROOT = Path(__file__).resolve().parents[2]
 REMOTE = "https://example.com/team/fixture.git"
 # Cursors in pkg/mod00.py where the tiny model's answer depends on its weights.
-DOC = "pkg/mod00.py"
-CURSORS = [(1, 4), (5, 4), (9, 0), (12, 8)]
 SWAP_BOUND_S = 120.0  # the fine-tune (a few steps) plus loading the adapter
 
 

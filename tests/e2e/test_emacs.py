@@ -28,6 +28,8 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.scripted_engine import ScriptedEngine
+
 REPO = Path(__file__).resolve().parents[2]
 CLIENTS = REPO / "editors" / "emacs"
 DRIVER = CLIENTS / "test" / "codetailor-e2e.el"
@@ -223,6 +225,81 @@ def test_the_server_warms_where_point_comes_to_rest(
     assert after["cursors"] - before["cursors"] == 1, result
     assert after["warms"] - before["warms"] == 1, result  # the window at line 3 was new
     assert after["warmsDone"] > before["warmsDone"], result
+
+
+FAKE_SERVER = REPO / "editors" / "neovim" / "tests" / "fake_server.py"
+SCALE = "def scale(x, factor):\n    a = 1\n    b = 2\n    return x * factor\n"
+RENAMED = SCALE.replace("(x, factor)", "(x, k)")
+
+
+def next_edit_in_emacs(
+    tmp_path: Path, client: str, command: list[str], path: str
+) -> dict[str, Any]:
+    """Run the driver's next-edit scenario (rename, C-g, TAB, TAB) on scale.py; its JSON."""
+    if not emacs_has(client):
+        pytest.skip(f"no {client} for this Emacs")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "scale.py").write_text(SCALE)
+    setup = [
+        f'(load "{CLIENTS}/codetailor-{client}.el")',
+        f"(setq codetailor-command '({' '.join(elisp(c) for c in command)}))",
+        "(setq codetailor-settings (plist-put codetailor-settings :nextEditDebounceMs 50))",
+    ]
+    call = f"(codetailor-e2e-next-edit '{client} {elisp(str(project / 'scale.py'))})"
+    result, _, _ = run_emacs(tmp_path, path, setup, call, timeout=180)
+    assert result["point_kept"] is True
+    assert result["tab_before"] != "codetailor-next-edit-tab", result  # TAB is the user's
+    assert result["tab_shown"] == "codetailor-next-edit-tab"
+    assert result["after_dismiss"] is None
+    assert result["text_after_jump"] == RENAMED  # jumped, not applied
+    assert result["text_after_apply"] == RENAMED.replace("x * factor", "x * k")
+    assert result["after_apply"] is None
+    assert result["tab_after"] != "codetailor-next-edit-tab"
+    return result
+
+
+@pytest.mark.parametrize("client", ["eglot", "lsp-mode"])
+def test_next_edit_below_is_drawn_then_tab_jumps_then_tab_applies(
+    tmp_path: Path, client: str
+) -> None:
+    """After renaming `factor` on line 1, the (fake) server's next edit three lines below is
+    drawn with overlays while point stays; C-g hides it, TAB jumps, TAB applies."""
+    log = tmp_path / "fake.log"
+    command = [sys.executable, str(FAKE_SERVER), "serve", "--completion", ""]
+    command += ["--next-edit", "x * factor=>x * k", "--log", str(log)]
+    result = next_edit_in_emacs(tmp_path, client, command, os.environ.get("PATH", ""))
+    assert result["drawn"] == ["x * factor", "x * k"], result  # struck, then the new text
+    assert result["jumped_to"] == [4, len("    return ")]
+    messages = [json.loads(line) for line in log.read_text().splitlines()]
+    shown = [m for m in messages if m.get("method") == "textDocument/didShowInlineEdit"]
+    assert shown and shown[0]["params"]["item"]["text"] == "x * k"
+    asked = [m for m in messages if m.get("method") == "textDocument/copilotInlineEdit"]
+    assert all(isinstance(m["params"]["textDocument"]["version"], int) for m in asked)
+    commands = [m["params"] for m in messages if m.get("method") == "workspace/executeCommand"]
+    accepted = [c for c in commands if c["command"] == "codetailor.acceptedNextEdit"]
+    assert [c["arguments"] for c in accepted] == [["fake-edit-1"]], commands
+    dismissed = [m["params"] for m in messages if m.get("method") == "codetailor/dismissed"]
+    assert dismissed == [{"id": "fake-edit-1", "reason": "dismiss"}], dismissed  # C-g
+
+
+@pytest.mark.parametrize("client", ["eglot", "lsp-mode"])
+def test_real_server_next_edit_jump_and_apply(
+    tmp_path: Path, tiny_model_dir: Path, client: str
+) -> None:
+    """The whole path: the real server builds the next-edit prompt from the edits and the
+    scripted engine (tests/e2e/scripted_engine.py) writes the updated window."""
+    server, path = server_not_on_path(tmp_path)
+    with ScriptedEngine() as engine:
+        engine.next_edit(
+            "current/scale.py\ndef scale(x, k):", RENAMED.replace("x * factor", "x * k")
+        )
+        command = [str(server), "serve", "--model", str(tiny_model_dir)]
+        command += ["--engine", f"openai:{engine.url}"]
+        result = next_edit_in_emacs(tmp_path, client, command, path)
+    assert result["drawn"] == ["factor", "k"], result  # the minimal edit
+    assert result["jumped_to"] == [4, len("    return x * ")]
+    assert result["counts"]["accepted"] == 1 and result["counts"]["displayed"] >= 1, result
 
 
 @pytest.mark.parametrize(

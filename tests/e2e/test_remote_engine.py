@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from lsp_server.completion.completer import Completer
+from lsp_server.model.factory import completer_over
 from lsp_server.model.loading import load_model
-from lsp_server.model.wiring import build_completer, build_remote_completer
+from lsp_server.model.wiring import build_remote_completer
 from tests.e2e.engine_server import EngineServer, established_to, free_port
 from tests.e2e.rawclient import RawClient
 
@@ -92,8 +93,8 @@ def test_remote_completions_equal_the_local_greedy_engine(engine_url: str, tiny_
     holds back a trailing incomplete UTF-8 sequence, which a random tiny model can end
     on (it emits lone bytes); real models end on whole characters."""
     loaded = load_model(str(tiny_model_dir))
-    fmt = build_completer(loaded).format
-    local = Completer(build_completer(loaded).engine, loaded.tokenizer, fmt, token_healing=False)
+    fmt = completer_over(loaded).format
+    local = Completer(completer_over(loaded).engine, loaded.tokenizer, fmt, token_healing=False)
     remote, facts = build_remote_completer(engine_url, model=str(tiny_model_dir))
     assert facts.name == str(tiny_model_dir)
     for text in PROMPTS:
@@ -249,3 +250,71 @@ def test_complete_on_the_command_line_through_the_remote_engine(
     record = json.loads(capsys.readouterr().out)
     assert record["text"] == "aaaaa" and record["model"] == str(endless_model_dir)
     assert record["device"] == f"remote {engine_url}"
+
+
+@pytest.fixture(scope="module")
+def default_model_dir() -> Path:
+    """The default model (SmolLM2-135M) as the project converts it: a folder the engine loads."""
+    from lsp_server.model.loading import ensure_converted, resolve_model
+
+    gguf = resolve_model(None).path
+    assert gguf is not None
+    return ensure_converted(gguf)
+
+
+def half_typed(source: Path) -> tuple[str, int, int]:
+    """The file's text with a line past its middle typed halfway (the rest of that line
+    not there yet): (text, line, column) of the cursor at the end of what was typed."""
+    lines = source.read_text().splitlines(keepends=True)
+    for number in range(len(lines) // 2, len(lines)):
+        code = lines[number].strip()
+        if len(code) >= 30 and not code.startswith(("#", '"', "'")):
+            break
+    line = lines[number].rstrip("\n")
+    column = len(line) - len(line.lstrip()) + len(line.strip()) // 2
+    lines[number] = line[:column] + "\n"
+    return "".join(lines), number, column
+
+
+@pytest.mark.slow
+def test_a_slow_cpu_engine_with_default_settings_answers_a_half_typed_line(
+    engine_url: str, default_model_dir: Path, tmp_path: Path
+):
+    """Issue 31: `transformers serve` on this CPU prefills a few hundred tokens a second;
+    with the default settings the first or second request still answers (no timed
+    assertion: the figures are printed for docs/benchmarks.md)."""
+    import argparse
+
+    source = tmp_path / "repo" / "argparse.py"  # a real file the project did not write
+    source.parent.mkdir()
+    source.write_text(Path(argparse.__file__).read_text())
+    text, line, column = half_typed(source)
+    client = RawClient.spawn("--engine", f"openai:{engine_url}", "--model", str(default_model_dir))
+    try:
+        client.initialize({}, root_uri=source.parent.as_uri())
+        assert client.wait_ready(timeout=300)["state"] == "ready"
+        client.open(source.as_uri(), text)
+        answers, seconds = [], []
+        for _ in range(2):
+            started = time.monotonic()
+            items = client.inline(source.as_uri(), line, column, timeout=120)
+            seconds.append(round(time.monotonic() - started, 2))
+            answers.append(items[0]["insertText"] if items else "")
+            if answers[-1]:
+                break
+        status = client.status()
+        remote, generation = status["remote"], status["lastGeneration"] or {}
+        figures = {
+            "answers": answers,
+            "time_to_answer_s": seconds,
+            "first_token_ms": remote["lastFirstTokenMs"],
+            "window_tokens": remote["windowTokens"],
+            "prompt_tokens": generation.get("prompt_tokens"),
+            "prefill_tokens_per_s": remote["prefillTokensPerSecond"],
+            "empty_answers": {k: v for k, v in status["emptyAnswers"].items() if v},
+        }
+        print("\nremote engine figures:", json.dumps(figures))
+        assert any(answers), figures
+        client.shutdown()
+    finally:
+        client.close()

@@ -16,9 +16,8 @@ import pytest
 from lsp_server.model import registry
 from lsp_server.model.loading import load_model
 from tests.e2e.rawclient import RawClient
-from tests.e2e.test_adapter_hot_reload import CURSORS, DOC
-from tests.fixtures.repo import make_repo
-from tests.test_models import make_adapter
+from tests.fixtures.adapters import make_adapter
+from tests.fixtures.repo import CURSORS, DOC, make_repo
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.rawclient import RawClient, frame
-from tests.e2e.test_transport import listening_port
+from tests.e2e.rawclient import RawClient, frame, listening_port
 
 TOKEN = "s3cret"
 URI = "file:///work/private.py"

@@ -4,14 +4,12 @@ that vanishes mid-request leaves the server (and its loaded model) for the next 
 from __future__ import annotations
 
 import os
-import re
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.rawclient import REPO, RawClient, server_command
+from tests.e2e.rawclient import REPO, RawClient, listening_port, server_command
 
 LONG = {"maxTokens": 1024, "timeBudgetMs": 60000, "multiline": "never"}
 
@@ -23,16 +21,6 @@ def test_a_non_loopback_bind_needs_a_token():
     )
     assert done.returncode == 2
     assert b"--auth-token" in done.stderr and done.stdout == b""
-
-
-def listening_port(client: RawClient) -> int:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        for line in client.stderr_lines:
-            if match := re.search(r"listening on ([\d.]+):(\d+)", line):
-                return int(match.group(2))
-        time.sleep(0.05)
-    raise TimeoutError("the server did not start listening")
 
 
 @pytest.fixture

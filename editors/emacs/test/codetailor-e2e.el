@@ -203,5 +203,69 @@ Print what the user sees (the error and the messages) as JSON."
     (terpri)
     (kill-emacs 0)))
 
+(defun codetailor-e2e--next-edit-drawn ()
+  "What the shown next edit's overlays draw: (STRUCK AFTER-STRING), or nil."
+  (when codetailor-next-edit--edit
+    (let (struck after)
+      (dolist (ov codetailor-next-edit--overlays)
+        (when (eq (overlay-get ov 'face) 'codetailor-next-edit-deleted)
+          (setq struck (buffer-substring-no-properties (overlay-start ov) (overlay-end ov))))
+        (when (overlay-get ov 'after-string)
+          (setq after (substring-no-properties (overlay-get ov 'after-string)))))
+      (list struck after))))
+
+(defun codetailor-e2e--wait-drawn (what)
+  "Wait until a next edit is drawn; return what it draws."
+  (codetailor-e2e--wait what 30 #'codetailor-e2e--next-edit-drawn))
+
+(defun codetailor-e2e-next-edit (client file)
+  "With CLIENT on FILE: rename `factor' on line 1, then dismiss, jump and apply the next edit.
+Print what was drawn, where point was and the text after each step as JSON."
+  (condition-case err
+      (let ((out nil))
+        (cl-flet ((note (key value) (push (cons key value) out))
+                  (keys (k) (execute-kbd-macro (kbd k)))
+                  (where () (list (line-number-at-pos) (current-column))))
+          (find-file file)
+          (codetailor-e2e--start client)
+          (codetailor-e2e--wait "the model to load" 120
+                                (lambda () (equal (codetailor--get (codetailor-e2e--status client)
+                                                                   :state)
+                                                  "ready")))
+          (note 'tab_before (format "%s" (key-binding (kbd "TAB"))))
+          (goto-char (point-min))
+          (keys "C-e C-b C-b DEL DEL DEL DEL DEL DEL k") ; `factor' -> `k', as typed
+          (let ((at (where)))
+            (note 'drawn (codetailor-e2e--wait-drawn "a next edit"))
+            (note 'point_kept (equal at (where)))
+            (note 'tab_shown (format "%s" (key-binding (kbd "TAB")))))
+          (keys "C-g")
+          (note 'after_dismiss (codetailor-e2e--next-edit-drawn))
+          (keys "DEL k")                ; another edit: asked again
+          (codetailor-e2e--wait-drawn "the next edit again")
+          (keys "TAB")
+          (note 'jumped_to (where))
+          (note 'text_after_jump (buffer-string))
+          (keys "TAB")
+          (note 'text_after_apply (buffer-substring-no-properties (point-min) (point-max)))
+          (note 'after_apply (codetailor-e2e--next-edit-drawn))
+          (note 'tab_after (format "%s" (key-binding (kbd "TAB"))))
+          (note 'counts
+                (codetailor-e2e--wait
+                 "the accept to reach the server" 20
+                 (lambda ()
+                   ;; The real server counts next edits apart; the fake one counts every accept.
+                   (let* ((s (codetailor-e2e--status client))
+                          (counts (or (codetailor--get (codetailor--get s :nextEdit) :counts)
+                                      (codetailor--get s :counts))))
+                     (and (> (or (codetailor--get counts :accepted) 0) 0) counts)))))
+          (princ (json-encode (nreverse out)))
+          (terpri)
+          (kill-emacs 0)))
+    (error
+     (princ (format "codetailor-e2e: %s next edit failed: %s\nbuffer: %S\n"
+                    client (error-message-string err) (buffer-string)))
+     (kill-emacs 1))))
+
 (provide 'codetailor-e2e)
 ;;; codetailor-e2e.el ends here

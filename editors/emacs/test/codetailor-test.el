@@ -60,7 +60,7 @@
 (ert-deftest codetailor-eglot-counts-each-insertion-once ()
   (let (sent)
     (cl-letf (((symbol-function 'codetailor-eglot--accept)
-               (lambda (server proxy) (push (list server proxy) sent))))
+               (lambda (server proxy _table) (push (list server proxy) sent))))
       (pcase-dolist (`(,eglot-runs-it ,status ,expected)
                      '((nil finished 1) (nil exact 1) (nil sole 0) (t finished 0)))
         (setq sent nil)
@@ -75,6 +75,23 @@
           (funcall (plist-get (nthcdr 3 capf) :exit-function) "return x" status)
           (should (equal (length sent) expected))
           (when sent (should (equal (car sent) '(server "return x")))))))))
+
+;; Eglot 1.9: a candidate that `completion-at-point' inserts by itself (the only match)
+;; reaches the exit function without text properties; its item, and so the id that the
+;; accept must carry, is found again among the completion table's candidates.
+(ert-deftest codetailor-eglot-finds-the-item-of-a-bare-candidate ()
+  (let* ((item '(:label "return x" :command (:command "codetailor.accepted"
+                                              :arguments ["completion" "id-1"])))
+         (candidate (propertize "return x" 'eglot--lsp-item item))
+         (table (lambda (probe pred action)
+                  (complete-with-action action (list candidate) probe pred)))
+         sent)
+    (should (equal (codetailor-eglot--item "return x" table) item))
+    (should (null (codetailor-eglot--item "other" table)))
+    (cl-letf (((symbol-function 'jsonrpc-async-request)
+               (lambda (_server _method params &rest _) (push params sent))))
+      (codetailor-eglot--accept 'server "return x" table))
+    (should (equal (plist-get (car sent) :arguments) ["completion" "id-1"]))))
 
 (ert-deftest codetailor-cursor-is-reported-once-it-rests-on-another-line ()
   (let ((codetailor--cursor-functions nil) (codetailor--cursor-seen nil) (reports nil))
@@ -95,6 +112,69 @@
       (should (timerp codetailor--cursor-timer))
       (cancel-timer codetailor--cursor-timer)
       (setq codetailor--cursor-timer nil))))
+
+;; A repository's .dir-locals.el may set `eglot-workspace-configuration' without a
+;; prompt (Eglot marks it safe), and may try `codetailor-settings' itself.
+(ert-deftest codetailor-a-project-cannot-pick-the-engine-model-or-adapter ()
+  (should (risky-local-variable-p 'codetailor-settings))
+  (should (risky-local-variable-p 'codetailor-command))
+  (let ((codetailor-settings '(:maxTokens 64 :engine "openai:http://gpu:8000")))
+    (should (equal (codetailor--merge-settings
+                    '(:maxTokens 8 :engine "openai:http://attacker:9" :model "./evil"
+                      :adapter "./evil"))
+                   '(:maxTokens 8 :engine "openai:http://gpu:8000")))
+    (should (equal (codetailor--merge-settings '((engine . "openai:http://attacker:9")))
+                   '(:maxTokens 64 :engine "openai:http://gpu:8000")))
+    ;; A directory-local value (the user said yes to the prompt) keeps the user's machine keys.
+    (with-temp-buffer
+      (setq-local codetailor-settings '(:maxTokens 8 :engine "openai:http://attacker:9"))
+      (should (equal (codetailor--settings) '(:maxTokens 8 :engine "openai:http://gpu:8000"))))))
+
+(ert-deftest codetailor-next-edit-picks-an-edit-for-this-version-only ()
+  (let ((edit (lambda (version text)
+                (list :text text :range '(:start (:line 0 :character 0) :end (:line 0 :character 1))
+                      :textDocument (list :uri "file:///a.py" :version version)))))
+    (should-not (codetailor-next-edit--pick '(:edits []) 3))
+    (should-not (codetailor-next-edit--pick nil 3))
+    (should-not (codetailor-next-edit--pick (list :edits (vector (funcall edit 2 "x"))) 3))
+    (should (equal (codetailor--get (codetailor-next-edit--pick
+                                     (list :edits (vector (funcall edit 2 "old") (funcall edit 3 "new")))
+                                     3)
+                                    :text)
+                   "new"))))
+
+(ert-deftest codetailor-next-edit-takes-tab-only-while-shown ()
+  (with-temp-buffer
+    (insert "def f(a):\n    return a\n")
+    (let ((shown nil) (backend nil))
+      (setq backend (list :params #'ignore :version (lambda () 1)
+                          :request (lambda (_params callback)
+                                     (funcall callback
+                                              '(:edits [(:text "b" :range (:start (:line 1 :character 11)
+                                                                           :end (:line 1 :character 12))
+                                                               :textDocument (:uri "u" :version 1))])))
+                          :notify (lambda (method _params) (push method shown))
+                          :execute #'ignore
+                          :region (lambda (range)
+                                    (cl-flet ((at (p) (save-excursion
+                                                        (goto-char (point-min))
+                                                        (forward-line (plist-get p :line))
+                                                        (+ (point) (plist-get p :character)))))
+                                      (cons (at (plist-get range :start)) (at (plist-get range :end)))))))
+      (codetailor-next-edit-enable backend)
+      (goto-char (point-min))
+      (should-not codetailor-next-edit-keys-mode)
+      (codetailor-next-edit-request)
+      (should codetailor-next-edit-keys-mode)
+      (should (equal shown (list codetailor-next-edit-shown-notification)))
+      (should (= (point) (point-min)))        ; shown, point kept
+      (codetailor-next-edit-tab)              ; away from it: jump
+      (should (equal (buffer-substring (line-beginning-position) (point)) "    return "))
+      (codetailor-next-edit-tab)              ; on it: apply
+      (should (equal (buffer-string) "def f(a):\n    return b\n"))
+      (should-not codetailor-next-edit-keys-mode)
+      (codetailor-next-edit-disable)
+      (should-not (memq #'codetailor-next-edit--after-change after-change-functions)))))
 
 (provide 'codetailor-test)
 ;;; codetailor-test.el ends here

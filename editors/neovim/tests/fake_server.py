@@ -2,8 +2,11 @@
 
 It speaks just enough LSP over stdio (Content-Length framing) for the plugin:
 initialize (advertising inline completion), document sync, inline completion
-(always the text given with --completion), workspace/executeCommand
-(codetailor.accepted, codetailor.status), shutdown and exit. Every message it
+(always the text given with --completion), next edits
+(`textDocument/copilotInlineEdit`: with --next-edit OLD=>NEW, the first OLD in
+the document becomes NEW, wherever the cursor is; no OLD, no edit),
+workspace/executeCommand (codetailor.accepted, codetailor.acceptedNextEdit,
+codetailor.status), shutdown and exit. The Emacs tests use it too. Every message it
 receives is appended, one JSON object a line, to the file given with --log.
 
 `fake_server.py finetune REPO --out DIR --json` stands in for `codetailor
@@ -42,6 +45,34 @@ def write(message: dict[str, Any]) -> None:
     sys.stdout.buffer.flush()
 
 
+def position(text: str, offset: int) -> dict[str, int]:
+    """The LSP position (UTF-16 columns) of `offset` in `text`."""
+    line = text.count("\n", 0, offset)
+    start = text.rfind("\n", 0, offset) + 1
+    return {"line": line, "character": len(text[start:offset].encode("utf-16-le")) // 2}
+
+
+def next_edit(text: str, uri: str, version: int, rule: str | None, stale: bool) -> dict[str, Any]:
+    """The answer to `textDocument/copilotInlineEdit`: the first OLD becomes NEW (OLD=>NEW)."""
+    if not rule:
+        return {"edits": []}
+    old, _, new = rule.partition("=>")
+    at = text.find(old)
+    if at < 0:
+        return {"edits": []}
+    edit = {
+        "text": new,
+        "range": {"start": position(text, at), "end": position(text, at + len(old))},
+        "textDocument": {"uri": uri, "version": version - 1 if stale else version},
+        "command": {
+            "title": "Accept next edit",
+            "command": "codetailor.acceptedNextEdit",
+            "arguments": ["fake-edit-1"],
+        },
+    }
+    return {"edits": [edit]}
+
+
 def finetune(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="fake finetune")
     parser.add_argument("repo")
@@ -66,6 +97,55 @@ def finetune(argv: list[str]) -> int:
     return 0
 
 
+CAPABILITIES = {
+    "textDocumentSync": 1,
+    "inlineCompletionProvider": True,
+    "completionProvider": {},
+    "executeCommandProvider": {
+        "commands": ["codetailor.accepted", "codetailor.acceptedNextEdit", "codetailor.status"]
+    },
+}
+
+
+class Fake:
+    """The server's state: the documents (full sync) and the count of acceptances."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.accepted = 0
+        self.documents: dict[str, tuple[int, str]] = {}  # uri -> (version, text)
+
+    def answer(self, method: str | None, params: Any) -> Any:
+        """The result for a request (None for a notification)."""
+        if method == "initialize":
+            info = {"name": "fake-codetailor", "version": "0"}
+            return {"capabilities": CAPABILITIES, "serverInfo": info}
+        if method == "textDocument/inlineCompletion":
+            command = {
+                "title": "accepted",
+                "command": "codetailor.accepted",
+                "arguments": ["inline"],
+            }
+            text = self.args.completion
+            # like the real server: no item rather than an empty one
+            return {"items": [{"insertText": text, "command": command}] if text else []}
+        if method in ("textDocument/didOpen", "textDocument/didChange"):
+            doc = params["textDocument"]
+            opened = method.endswith("didOpen")
+            text = doc["text"] if opened else params["contentChanges"][-1]["text"]
+            self.documents[doc["uri"]] = (doc["version"], text)
+        if method == "textDocument/copilotInlineEdit":
+            uri = params["textDocument"]["uri"]
+            version, text = self.documents.get(uri, (0, ""))
+            return next_edit(text, uri, version, self.args.next_edit, self.args.stale)
+        if method == "workspace/executeCommand":
+            if params["command"] in ("codetailor.accepted", "codetailor.acceptedNextEdit"):
+                self.accepted += 1
+            counts = {"accepted": self.accepted}
+            return {"state": "ready", "model": "fake", "adapter": None, "counts": counts}
+        return None
+
+
 def main() -> int:
     if sys.argv[1:2] == ["finetune"]:
         return finetune(sys.argv[2:])
@@ -74,45 +154,17 @@ def main() -> int:
     parser.add_argument("--version", action="version", version="fake-codetailor 0")
     parser.add_argument("--completion", default=" + b")
     parser.add_argument("--log", default=None)
-    args = parser.parse_args()
-    accepted = 0
+    parser.add_argument("--next-edit", default=None, help="OLD=>NEW: the next edit to suggest")
+    parser.add_argument("--stale", action="store_true", help="answer next edits for an old version")
+    fake = Fake(parser.parse_args())
     while (msg := read()) is not None:
-        if args.log:
-            with open(args.log, "a") as f:
+        if fake.args.log:
+            with open(fake.args.log, "a") as f:
                 f.write(json.dumps(msg) + "\n")
         method, mid = msg.get("method"), msg.get("id")
-        result: Any = None
-        if method == "initialize":
-            result = {
-                "capabilities": {
-                    "textDocumentSync": 1,
-                    "inlineCompletionProvider": True,
-                    "completionProvider": {},
-                    "executeCommandProvider": {
-                        "commands": ["codetailor.accepted", "codetailor.status"]
-                    },
-                },
-                "serverInfo": {"name": "fake-codetailor", "version": "0"},
-            }
-        elif method == "textDocument/inlineCompletion":
-            command = {
-                "title": "accepted",
-                "command": "codetailor.accepted",
-                "arguments": ["inline"],
-            }
-            items = [{"insertText": args.completion, "command": command}] if args.completion else []
-            result = {"items": items}  # like the real server: no item rather than an empty one
-        elif method == "workspace/executeCommand":
-            if msg["params"]["command"] == "codetailor.accepted":
-                accepted += 1
-            result = {
-                "state": "ready",
-                "model": "fake",
-                "adapter": None,
-                "counts": {"accepted": accepted},
-            }
-        elif method == "exit":
+        if method == "exit":
             return 0
+        result = fake.answer(method, msg.get("params"))
         if mid is not None and method is not None:
             write({"id": mid, "result": result})
     return 0

@@ -8,6 +8,12 @@
 //   2. presses Tab and checks the saved document holds exactly what was shown;
 //   3. toggles completions off and on: the server process is the same;
 //   4. changes a setting: the server process is the same and completions arrive;
+//   5. next edits: after an edit that implies another three lines below, the edit is
+//      drawn there (struck old text, the new text after it, a gutter mark) while the
+//      cursor stays; Tab jumps, Tab applies, the file holds the edit: with the real
+//      server on a scripted engine (tests/e2e/scripted_engine.py), which counts it;
+//   6. the same against the fake server (editors/neovim/tests/fake_server.py, one
+//      fixed edit), which logs the didShow and accept messages; then Tab indents;
 // and, before 1, that the server heard where the cursor rests (codetailor/cursor).
 // On failure it keeps screenshots, the page's status bar and code-server's log
 // under $CODETAILOR_E2E_ARTIFACTS. Run through run.sh.
@@ -28,6 +34,7 @@ const PYTHON = env.CODETAILOR_PYTHON ?? path.join(REPO, ".venv/bin/python");
 const VSIX = env.CODETAILOR_VSIX ?? path.resolve(here, "../codetailor.vsix");
 const CHROMIUM = env.CHROMIUM ?? "/usr/bin/chromium";
 const ARTIFACTS = env.CODETAILOR_E2E_ARTIFACTS ?? path.join(here, "artifacts");
+const FAKE_SERVER = path.join(REPO, "editors/neovim/tests/fake_server.py");
 const CODE_SERVER = path.join(here, "node_modules/code-server/out/node/entry.js");
 const STEP_MS = Number(env.CODETAILOR_E2E_STEP_MS ?? 90_000); // the bound on each wait
 
@@ -141,6 +148,7 @@ const machineSettings = (command) => ({
 writeFileSync(MACHINE_SETTINGS, JSON.stringify(machineSettings("codetailor-not-on-path"), null, 2));
 
 let codeServer;
+let engine; // the scripted engine process (step 5)
 let browser;
 let page;
 let codeServerLog = "";
@@ -257,6 +265,164 @@ async function main() {
   const afterSetting = serverPids(dirs.model);
   if (afterSetting.join() !== pids.join()) throw new Error(`a setting change restarted the server: ${pids} -> ${afterSetting}`);
   log("setting changed; same server process; completions still arrive");
+
+  await nextEditRealServer();
+  await nextEditFakeServer();
+}
+
+// The user renames `factor` in the signature; the server suggests the matching change
+// three lines below (the fake server: the first "x * factor" becomes "x * k").
+const SCALE = "def scale(x, factor):\n    a = 1\n    b = 2\n    return x * factor\n";
+const FAKE_LOG = path.join(tmp, "fake-server.log");
+
+/** The fake server's received messages named `method`. */
+function fakeReceived(method) {
+  if (!existsSync(FAKE_LOG)) return [];
+  return readFileSync(FAKE_LOG, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l)).filter((m) => m.method === method);
+}
+
+/** The cursor as the status bar shows it ("Ln 4, Col 12"). */
+function cursorStatus() {
+  return page.$eval("#status\\.editor\\.selection", (e) => (e.textContent ?? "").trim()).catch(() => "");
+}
+
+/**
+ * What the next-edit decorations draw in the editor: the text of the line that holds
+ * `marker` as rendered (text drawn after the edit is injected into it), the struck
+ * text, and how many gutter marks show our icon.
+ */
+function nextEditDom(marker) {
+  return page.evaluate((marker) => {
+    const editor = document.querySelector(".editor-instance .monaco-editor");
+    if (!editor) return { line: "", struck: "", gutter: 0 };
+    const nbsp = (t) => (t ?? "").replace(/\u00a0/g, " ");
+    const lines = [...editor.querySelectorAll(".view-lines .view-line")];
+    const row = lines.find((l) => nbsp(l.textContent).includes(marker));
+    const leaves = row ? [...row.querySelectorAll("span")].filter((s) => s.children.length === 0) : [];
+    const line = leaves
+      .map((s) => {
+        const after = getComputedStyle(s, "::after").content;
+        return nbsp(s.textContent) + (after && after !== "none" && after !== "normal" ? after.replace(/^"|"$/g, "") : "");
+      })
+      .join("");
+    const struck = leaves
+      .filter((s) => getComputedStyle(s).textDecorationLine.includes("line-through"))
+      .map((s) => nbsp(s.textContent))
+      .join("");
+    const gutter = [...editor.querySelectorAll("div")].filter((d) => /next-edit\.svg/.test(getComputedStyle(d).backgroundImage)).length;
+    return { line, struck, gutter };
+  }, marker);
+}
+
+/**
+ * Rename `factor` in the signature of `name` (SCALE), wait for the next edit drawn on
+ * line 4 (`expect.struck` struck, `expect.line` the line as drawn, the gutter icon) while
+ * the cursor stays; Tab jumps to `expect.jumpTo`, Tab applies, the saved file holds it.
+ */
+async function renameThenTabTab(name, expect) {
+  const file = path.join(dirs.workspace, name);
+  writeFileSync(file, SCALE);
+  await openFile(name);
+  await page.keyboard.down("Control");
+  await page.keyboard.press("Home");
+  await page.keyboard.up("Control");
+  await page.keyboard.press("End");
+  await page.keyboard.press("ArrowLeft");
+  await page.keyboard.press("ArrowLeft");
+  for (let i = 0; i < "factor".length; i++) await page.keyboard.press("Backspace");
+  await page.keyboard.type("k");
+  const at = await until("the cursor after the rename", async () => ((await cursorStatus()).includes("Ln 1, Col 15") ? cursorStatus() : false));
+  const drawn = await until(`the next edit drawn three lines below in ${name}`, async () => {
+    const dom = await nextEditDom("return");
+    if (dom.struck === expect.struck && dom.line.includes(expect.line) && dom.gutter > 0) return dom;
+    throw new Error(JSON.stringify(dom)); // shown as the last state if it never comes
+  });
+  log(`next edit drawn away from the cursor: ${JSON.stringify(drawn)}`);
+  if ((await cursorStatus()) !== at) throw new Error(`the cursor moved by itself: ${at} -> ${await cursorStatus()}`);
+
+  await page.keyboard.press("Tab");
+  await until(`Tab to jump to the edit (${expect.jumpTo})`, async () => (await cursorStatus()).includes(expect.jumpTo));
+  const lines = () => readFileSync(file, "utf8").split("\n");
+  if (lines()[3] !== "    return x * factor") throw new Error(`Tab applied instead of jumping: ${lines()[3]}`);
+  await page.keyboard.press("Tab");
+  await page.keyboard.down("Control");
+  await page.keyboard.press("KeyS");
+  await page.keyboard.up("Control");
+  await until("the file to hold the edit", () => lines()[3] === "    return x * k" && lines()[0] === "def scale(x, k):", 30_000);
+  log(`Tab jumped, Tab applied: ${JSON.stringify(lines()[3])}`);
+  await until("the decorations to go", async () => {
+    const dom = await nextEditDom("return");
+    return dom.struck === "" && dom.gutter === 0;
+  });
+  return lines;
+}
+
+/** The text after the last status that "Codetailor: Show Status" wrote to the log. */
+async function freshStatus() {
+  await command("Codetailor: Show Status");
+  await new Promise((r) => setTimeout(r, 500));
+  return serverLog().split("[status]").pop() ?? "";
+}
+
+/**
+ * 5. The whole path: the real server builds the next-edit prompt from the edits, and a
+ * scripted engine (tests/e2e/scripted_engine.py, `codetailor.engine`) writes the updated
+ * window; the server counts the edit shown and accepted.
+ */
+async function nextEditRealServer() {
+  const rules = path.join(tmp, "rules.json");
+  const renamed = SCALE.replace("(x, factor)", "(x, k)");
+  writeFileSync(rules, JSON.stringify([["current/renamed.py\ndef scale(x, k):", renamed.replace("x * factor", "x * k")]]));
+  let out = "";
+  engine = spawn(PYTHON, ["-m", "tests.e2e.scripted_engine", "--rules", rules], {
+    cwd: REPO,
+    env: { ...env, PYTHONPATH: REPO },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  engine.stdout.on("data", (d) => (out += d));
+  const url = await until("the scripted engine's address", () => /http:\/\/127\.0\.0\.1:\d+/.exec(out)?.[0], 30_000);
+  await editUserSettings({ ...userSettings, "codetailor.maxTokens": 6, "codetailor.engine": `openai:${url}` });
+  await until("the server on the scripted engine", async () => (await freshStatus()).includes(`"device": "remote ${url}"`), STEP_MS, 1000);
+  await renameThenTabTab("renamed.py", { struck: "factor", line: "    return x * factork", jumpTo: "Ln 4, Col 16" });
+  const counts = await until("the server to count the next edit shown and accepted", async () => {
+    const status = await freshStatus();
+    const section = status.slice(status.indexOf('"nextEdit": {'));
+    const count = (key) => Number(new RegExp(`"${key}": (\\d+)`).exec(section)?.[1] ?? 0);
+    return count("accepted") >= 1 && count("displayed") >= 1 ? { displayed: count("displayed"), accepted: count("accepted") } : false;
+  }, STEP_MS, 1000);
+  log(`the real server counted the next edit: ${JSON.stringify(counts)}`);
+}
+
+/**
+ * 6. The extension's own logic against a server that answers one fixed next edit (the
+ * fake one): what it draws, the didShow notification and the accept command it sends;
+ * with nothing shown, Tab indents.
+ */
+async function nextEditFakeServer() {
+  await editSettingsJson("Preferences: Open Remote Settings (JSON)", MACHINE_SETTINGS, {
+    "codetailor.serverCommand": PYTHON,
+    "codetailor.serverArgs": [FAKE_SERVER, "serve", "--completion", "", "--next-edit", "x * factor=>x * k", "--log", FAKE_LOG],
+  });
+  await until("the fake server to start", () => fakeReceived("initialized").length > 0);
+  const lines = await renameThenTabTab("scale.py", { struck: "x * factor", line: "    return x * factorx * k", jumpTo: "Ln 4, Col 12" });
+  const shown = fakeReceived("textDocument/didShowInlineEdit");
+  if (shown[0]?.params?.item?.text !== "x * k") throw new Error(`didShowInlineEdit: ${JSON.stringify(shown)}`);
+  const accepted = await until("codetailor.acceptedNextEdit at the server", () =>
+    fakeReceived("workspace/executeCommand").find((m) => m.params.command === "codetailor.acceptedNextEdit"),
+  );
+  log(`the server heard didShowInlineEdit and ${JSON.stringify(accepted.params)}`);
+
+  // Nothing shown now: Tab is VS Code's again (indents the new last line).
+  await page.keyboard.down("Control");
+  await page.keyboard.press("End");
+  await page.keyboard.up("Control");
+  await page.keyboard.press("Tab");
+  await page.keyboard.type("z");
+  await page.keyboard.down("Control");
+  await page.keyboard.press("KeyS");
+  await page.keyboard.up("Control");
+  await until("Tab to indent with nothing shown", () => lines().some((l) => /^\s+z$/.test(l)), 30_000);
+  log(`with nothing shown Tab indents: ${JSON.stringify(lines().filter((l) => l.endsWith("z")))}`);
 }
 
 /** Open the file from the Explorer and put the cursor at its end. */
@@ -474,11 +640,19 @@ try {
 } finally {
   await browser?.close().catch(() => {});
   codeServer?.kill();
+  engine?.kill();
   for (const pid of serverPids(dirs.model)) {
     try {
       process.kill(pid);
     } catch {}
   }
-  if (!env.CODETAILOR_E2E_KEEP) rmSync(tmp, { recursive: true, force: true });
+  if (!env.CODETAILOR_E2E_KEEP) {
+    // The servers just told to stop may still write their logs there for a moment.
+    try {
+      rmSync(tmp, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
+    } catch (error) {
+      console.error(`e2e: could not remove ${tmp}: ${error}`);
+    }
+  }
 }
 process.exit(failed ? 1 : 0);

@@ -3,7 +3,7 @@
  *
  * Wires the pieces together: the language client (client.ts), settings
  * (settings.ts), the status-bar item (status.ts), the cursor reports
- * (cursor.ts) and the commands.
+ * (cursor.ts), next-edit suggestions (nextEdit.ts, nextEditView.ts) and the commands.
  */
 
 import * as vscode from "vscode";
@@ -13,6 +13,8 @@ import { createClient, DOCUMENT_SELECTOR, type ProgressValue } from "./client";
 import { describe, serverInvocation } from "./command";
 import { CURSOR_NOTIFICATION, CursorReporter, type CursorParams } from "./cursor";
 import { finetuneWorkspace } from "./finetune";
+import { NextEditController } from "./nextEdit";
+import { NextEditView } from "./nextEditView";
 import { FailureNotices, settingsCommand, startFailureMessage } from "./notices";
 import {
   afterChange,
@@ -41,8 +43,18 @@ class Extension implements vscode.Disposable {
     return this.client.sendNotification(CURSOR_NOTIFICATION, params);
   });
 
+  private readonly nextEditView: NextEditView;
+  private readonly nextEdit: NextEditController;
+
   constructor(private readonly context: vscode.ExtensionContext) {
     this.settings = this.read();
+    this.nextEditView = new NextEditView(context, () => this.client);
+    this.nextEdit = new NextEditController(this.nextEditView, () => ({
+      enabled: this.settings.enable && this.settings.nextEdit,
+      debounceMs: this.settings.nextEditDebounceMs,
+      indicatorOnly: this.settings.nextEditIndicatorOnly,
+    }));
+    this.disposables.push(this.nextEdit, this.nextEditView);
     this.item.command = "codetailor.showStatus";
     this.item.show();
   }
@@ -254,6 +266,7 @@ class Extension implements vscode.Disposable {
       return;
     }
     for (const c of settingChanges(previous, this.settings)) this.output.info(`[settings] codetailor.${c.key}: ${c.from} -> ${c.to}`);
+    if (!this.settings.enable || !this.settings.nextEdit) this.nextEdit.clear();
     const client = this.client;
     if (client?.isRunning()) {
       await client.sendNotification(DidChangeConfigurationNotification.type, {
@@ -275,6 +288,12 @@ class Extension implements vscode.Disposable {
     // Codetailor names and keys (see package.json's keybindings).
     command("codetailor.acceptNextWord", () => vscode.commands.executeCommand("editor.action.inlineSuggest.acceptNextWord"));
     command("codetailor.acceptNextLine", () => vscode.commands.executeCommand("editor.action.inlineSuggest.acceptNextLine"));
+    command("codetailor.nextEdit.tab", async () => {
+      // Bound to Tab only while an edit is shown; should it be gone meanwhile, Tab is a Tab.
+      if (!(await this.nextEdit.tab())) await vscode.commands.executeCommand("tab");
+    });
+    command("codetailor.nextEdit.dismiss", () => this.nextEdit.dismiss());
+    this.registerNextEditEvents();
     this.disposables.push(
       vscode.workspace.onDidChangeConfiguration((e) => {
         if (e.affectsConfiguration("codetailor")) void this.onConfigurationChanged(e);
@@ -284,6 +303,23 @@ class Extension implements vscode.Disposable {
       vscode.window.onDidChangeActiveTextEditor((editor) => editor && this.cursorMoved(editor)),
       vscode.window.onDidChangeTextEditorSelection((event) => this.cursorMoved(event.textEditor)),
       this.cursor,
+    );
+  }
+
+  /** Next edits follow the user's edits in the active editor and its cursor. */
+  private registerNextEditEvents(): void {
+    this.disposables.push(
+      vscode.workspace.onDidChangeTextDocument((event) => {
+        const editor = vscode.window.activeTextEditor;
+        if (event.contentChanges.length === 0 || editor?.document !== event.document) return;
+        if (vscode.languages.match(DOCUMENT_SELECTOR, event.document)) this.nextEdit.changed();
+      }),
+      vscode.window.onDidChangeActiveTextEditor(() => this.nextEdit.clear("buffer-left")),
+      vscode.window.onDidChangeTextEditorSelection((event) => {
+        if (event.textEditor !== vscode.window.activeTextEditor) return;
+        const { line, character } = event.selections[0]?.active ?? event.textEditor.selection.active;
+        this.nextEdit.cursorMoved({ line, character });
+      }),
     );
   }
 

@@ -10,7 +10,7 @@ import * as vscode from "vscode";
 
 import { adapterFolderName, describe, finetuneInvocation } from "./command";
 import { lastErrorLine, parseProgress, parseSummary } from "./progress";
-import type { Settings } from "./settings";
+import { effectiveValue, type Settings } from "./settings";
 
 export async function finetuneWorkspace(
   context: vscode.ExtensionContext,
@@ -78,12 +78,13 @@ export async function finetuneWorkspace(
   output.appendLine(`[finetune] done: ${JSON.stringify(summary ?? {})}`);
   const adapter = typeof summary?.out === "string" ? summary.out : outDir;
   const config = vscode.workspace.getConfiguration("codetailor");
-  if (config.get<string>("adapter", "auto") === "auto") {
+  // `adapter` is machine-scoped: the user's value alone counts, and is the one to change.
+  if ((effectiveValue("adapter", config.inspect("adapter")) ?? "auto") === "auto") {
     // finetune registered the adapter for this repository: the server swaps it in by itself,
     // and the setting stays `auto` so the next fine-tune is picked up too.
     void vscode.window.showInformationMessage(`Codetailor: the server switches to the adapter fine-tuned on ${folder.name} (${adapter}).`);
     return;
   }
-  await config.update("adapter", adapter, vscode.ConfigurationTarget.Workspace);
+  await config.update("adapter", adapter, vscode.ConfigurationTarget.Global);
   void vscode.window.showInformationMessage(`Codetailor: now using the adapter fine-tuned on ${folder.name} (${adapter}).`);
 }

@@ -21,6 +21,8 @@ export interface Settings {
   maxTokens: number;
   multiline: Multiline;
   timeBudgetMs: number;
+  /** Most milliseconds to the first token (the prompt's prefill). */
+  firstTokenTimeoutMs: number;
   enable: boolean;
   promptFormat: string;
   /** Snippets of other workspace files in the prompt. */
@@ -35,6 +37,8 @@ export interface Settings {
   nextEditFormat: string;
   /** Sent as `initializationOptions.authToken` (for a server on a non-loopback TCP address). */
   authToken: string;
+  /** Show only a gutter mark for a next edit until Tab jumps there (the extension's own; not sent). */
+  nextEditIndicatorOnly: boolean;
 }
 
 export const DEFAULTS: Readonly<Settings> = Object.freeze({
@@ -47,6 +51,7 @@ export const DEFAULTS: Readonly<Settings> = Object.freeze({
   maxTokens: 64,
   multiline: "auto",
   timeBudgetMs: 2000,
+  firstTokenTimeoutMs: 8000,
   enable: true,
   promptFormat: "",
   context: true,
@@ -57,6 +62,7 @@ export const DEFAULTS: Readonly<Settings> = Object.freeze({
   nextEditWindowLines: 10,
   nextEditFormat: "",
   authToken: "",
+  nextEditIndicatorOnly: false,
 });
 
 /** What the server understands: camelCase, null for "use your default". */
@@ -68,6 +74,7 @@ export interface ServerSettings {
   maxTokens: number;
   multiline: Multiline;
   timeBudgetMs: number;
+  firstTokenTimeoutMs: number;
   enable: boolean;
   promptFormat: string | null;
   context: boolean;
@@ -110,6 +117,7 @@ export function readSettings(get: Getter, problems: string[] = []): Settings {
     return value;
   };
   const str = (v: unknown) => (typeof v === "string" ? v.trim() : undefined);
+  const bool = (v: unknown) => (typeof v === "boolean" ? v : undefined);
   const num = (low: number, high: number) => (v: unknown) =>
     typeof v === "number" && Number.isFinite(v) ? whole(v, 0, low, high) : undefined;
   return {
@@ -126,6 +134,7 @@ export function readSettings(get: Getter, problems: string[] = []): Settings {
       MULTILINE.includes(v as Multiline) ? (v as Multiline) : undefined,
     ),
     timeBudgetMs: pick("timeBudgetMs", num(50, 60_000)),
+    firstTokenTimeoutMs: pick("firstTokenTimeoutMs", num(100, 120_000)),
     enable: pick("enable", (v) => (typeof v === "boolean" ? v : undefined)),
     promptFormat: pick("promptFormat", str),
     context: pick("context", (v) => (typeof v === "boolean" ? v : undefined)),
@@ -136,6 +145,7 @@ export function readSettings(get: Getter, problems: string[] = []): Settings {
     nextEditWindowLines: pick("nextEditWindowLines", num(1, 100)),
     nextEditFormat: pick("nextEditFormat", str),
     authToken: pick("authToken", (v) => text(v, "")),
+    nextEditIndicatorOnly: pick("nextEditIndicatorOnly", bool),
   };
 }
 
@@ -150,6 +160,7 @@ export function toServerSettings(s: Settings): ServerSettings {
     maxTokens: s.maxTokens,
     multiline: s.multiline,
     timeBudgetMs: s.timeBudgetMs,
+    firstTokenTimeoutMs: s.firstTokenTimeoutMs,
     enable: s.enable,
     promptFormat: orNull(s.promptFormat),
     context: s.context,
@@ -179,6 +190,16 @@ export function initializationOptions(s: Settings): ServerSettings & { authToken
 export const RESTART_KEYS = ["serverCommand", "serverArgs", "authToken"] as const;
 export type RestartKey = (typeof RESTART_KEYS)[number];
 
+/**
+ * The settings a workspace may not set: the server's command line, and the server
+ * settings that reach the network, load code or weights, or name files (the server's
+ * schema marks them `"scope": "machine"`; tests/test_settings_schema.py keeps this list
+ * equal to it). A repository's `.vscode/settings.json` must not pick the engine that
+ * receives the user's code and API key, nor a model or adapter inside the repository:
+ * these are read from the user's (or Remote) settings and the defaults alone.
+ */
+export const MACHINE_KEYS = ["serverCommand", "serverArgs", "authToken", "model", "adapter", "engine"] as const;
+
 /** The parts of `WorkspaceConfiguration.inspect(key)` used here. */
 export interface Inspected {
   defaultValue?: unknown;
@@ -188,7 +209,7 @@ export interface Inspected {
 }
 
 function isMachineScoped(key: string): boolean {
-  return (RESTART_KEYS as readonly string[]).includes(key);
+  return (MACHINE_KEYS as readonly string[]).includes(key);
 }
 
 /**

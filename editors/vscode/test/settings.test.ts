@@ -27,11 +27,16 @@ test("unset settings are the defaults, and go to the server in camelCase", () =>
     maxTokens: 64,
     multiline: "auto",
     timeBudgetMs: 2000,
+    firstTokenTimeoutMs: 8000,
     enable: true,
     promptFormat: null,
     context: true,
     engine: "local",
     feedback: true,
+    nextEdit: true,
+    nextEditDebounceMs: 300,
+    nextEditWindowLines: 10,
+    nextEditFormat: null,
   });
 });
 
@@ -45,13 +50,19 @@ test("values map one to one; empty strings become null (the server's default)", 
       maxTokens: 128,
       multiline: "never",
       timeBudgetMs: 500,
+      firstTokenTimeoutMs: 30000,
       enable: false,
       promptFormat: "",
       context: false,
       engine: "openai:http://gpu-box:8000",
       feedback: false,
+      nextEdit: false,
+      nextEditDebounceMs: 50_000,
+      nextEditWindowLines: 5,
+      nextEditIndicatorOnly: true,
     }),
   );
+  assert.equal(s.nextEditIndicatorOnly, true); // the extension's own: not sent
   assert.deepEqual(toServerSettings(s), {
     model: "Qwen/Qwen2.5-Coder-1.5B",
     adapter: "/tmp/adapter",
@@ -60,11 +71,16 @@ test("values map one to one; empty strings become null (the server's default)", 
     maxTokens: 128,
     multiline: "never",
     timeBudgetMs: 500,
+    firstTokenTimeoutMs: 30000,
     enable: false,
     promptFormat: null,
     context: false,
     engine: "openai:http://gpu-box:8000",
     feedback: false,
+    nextEdit: false,
+    nextEditDebounceMs: 10_000, // clamped to what the server accepts
+    nextEditWindowLines: 5,
+    nextEditFormat: null,
   });
 });
 
@@ -98,8 +114,8 @@ test("machine-scoped settings apply from the user (or Remote) settings only, oth
   const inspected = { defaultValue: "codetailor", globalValue: "/opt/ct", workspaceValue: "/ws/ct", workspaceFolderValue: "/f/ct" };
   assert.equal(effectiveValue("serverCommand", inspected), "/opt/ct");
   assert.equal(effectiveValue("serverCommand", { defaultValue: "codetailor", workspaceValue: "/ws/ct" }), "codetailor");
-  assert.equal(effectiveValue("model", { ...inspected, defaultValue: "" }), "/f/ct");
-  assert.equal(effectiveValue("model", { defaultValue: "", workspaceValue: "m" }), "m");
+  assert.equal(effectiveValue("promptFormat", { ...inspected, defaultValue: "" }), "/f/ct");
+  assert.equal(effectiveValue("promptFormat", { defaultValue: "", workspaceValue: "m" }), "m");
   assert.equal(effectiveValue("model", undefined), undefined);
   // through readSettings, as the extension reads them
   const s = readSettings((key) => effectiveValue(key, key === "serverArgs" ? { defaultValue: ["serve"], workspaceValue: ["x"] } : undefined));
@@ -110,7 +126,8 @@ test("the log names where a value comes from: Remote settings in a remote window
   assert.equal(settingSource("serverCommand", { globalValue: "/opt/ct" }, "ssh-remote"), "Remote settings");
   assert.equal(settingSource("serverCommand", { globalValue: "/opt/ct" }, undefined), "User settings");
   assert.equal(settingSource("serverCommand", { workspaceValue: "/ws/ct" }, undefined), "default");
-  assert.equal(settingSource("model", { workspaceValue: "m" }, undefined), "workspace settings");
+  assert.equal(settingSource("maxTokens", { workspaceValue: 8 }, undefined), "workspace settings");
+  assert.equal(settingSource("model", { workspaceValue: "m" }, undefined), "default");
 });
 
 test("a change that does not touch the server's command keeps it (Toggle in a remote window)", () => {
@@ -133,4 +150,30 @@ test("a real change of the server's command is a restart, logged with old and ne
     { key: "authToken", from: "(none)", to: "(a token)" },
   ]);
   assert.equal(JSON.stringify(restartChanges(running, next)).includes("s3cret"), false, "the token is never logged");
+});
+
+test("a workspace cannot pick the engine, the model or the adapter: only the user's settings can", () => {
+  // What a repository's .vscode/settings.json (workspace) or a folder's settings would set.
+  const planted: Record<string, unknown> = {
+    engine: "openai:http://attacker.example:8000",
+    model: "./weights/evil",
+    adapter: "./adapters/evil",
+    maxTokens: 8,
+  };
+  const defaults: Record<string, unknown> = { engine: "local", model: "", adapter: "auto", maxTokens: 64 };
+  for (const scope of ["workspaceValue", "workspaceFolderValue"] as const) {
+    const s = readSettings((key) =>
+      key in planted ? effectiveValue(key, { defaultValue: defaults[key], [scope]: planted[key] }) : undefined,
+    );
+    const sent = initializationOptions(s);
+    assert.equal(sent.engine, "local", scope);
+    assert.equal(sent.model, null, scope);
+    assert.equal(sent.adapter, "auto", scope);
+    assert.equal(sent.maxTokens, 8, scope); // a harmless setting still applies from the workspace
+  }
+  // The user's own value applies.
+  const user = readSettings((key) =>
+    key === "engine" ? effectiveValue(key, { defaultValue: "local", globalValue: "openai:http://gpu:8000", workspaceValue: planted.engine }) : undefined,
+  );
+  assert.equal(user.engine, "openai:http://gpu:8000");
 });

@@ -145,11 +145,8 @@ def _score_one(
     from tqdm import tqdm
 
     from lsp_server.measure.quality.repo_eval import score
-    from lsp_server.model.loading import load_model
-    from lsp_server.model.wiring import build_completer
 
-    loaded = load_model(args.model, adapter=adapter, device=args.device, dtype=args.dtype)
-    completer = build_completer(loaded)
+    loaded, completer = _load(args, adapter)
 
     def complete(sample, completer=completer) -> tuple[str, float]:
         context = index.query(sample.text, sample.offset, path=sample.path) if index else []
@@ -189,11 +186,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from lsp_server.measure.quality.humaneval_eval import evaluate_humaneval_line
-    from lsp_server.model.loading import load_model
-    from lsp_server.model.wiring import build_completer
 
-    loaded = load_model(args.model, adapter=args.adapter, device=args.device, dtype=args.dtype)
-    completer = build_completer(loaded)
+    loaded, completer = _load(args, args.adapter)
 
     def complete(text: str, offset: int) -> tuple[str, float]:
         started = time.monotonic()
@@ -211,6 +205,18 @@ def run_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load(args: argparse.Namespace, adapter: str | None) -> tuple[Any, Any]:
+    """The model `args` name with `adapter` (a folder or registered name; None: the base
+    model), through the model factory: its facts and its completer."""
+    from lsp_server.model.factory import load_completers
+    from lsp_server.model.registry import adapter_ref
+    from lsp_server.spec import ModelSpec
+
+    spec = ModelSpec(model=args.model, device=args.device, dtype=args.dtype)
+    loaded = load_completers(spec, [adapter_ref(adapter)])
+    return loaded.model, loaded.completer
+
+
 def _model_facts(loaded: Any, completer: Any) -> dict[str, Any]:
     """What a report says about the model that answered."""
     return {
@@ -226,6 +232,6 @@ def _report(summary: dict[str, Any], details: list[dict[str, Any]] | None, as_js
     if as_json:
         print(json.dumps(summary | ({"details": details} if details else {})))
         return
-    width = max(len(k) for k in summary)
-    for key, value in summary.items():
-        print(f"{key:<{width}}  {value}")
+    from lsp_server.measure.tables import print_summary
+
+    print_summary(summary)

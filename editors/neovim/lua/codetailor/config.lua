@@ -13,7 +13,8 @@ local M = {}
 ---@field dtype string "auto", "float32", "bfloat16", "float16", "int8" or "int4" (CPU).
 ---@field max_tokens integer Most tokens per completion (1..1024).
 ---@field multiline codetailor.Multiline How much to complete.
----@field time_budget_ms integer Most milliseconds per completion (50..60000).
+---@field time_budget_ms integer Most milliseconds of decoding per completion, from its first token (50..60000).
+---@field first_token_timeout_ms integer Most milliseconds to the first token, the prompt's prefill (100..120000).
 ---@field enable boolean Show completions at all (`:Codetailor toggle`).
 ---@field prompt_format? string Override the fill-in-the-middle format.
 ---@field next_edit_format? string The next-edit prompt layout ("sweep", "zeta"; nil: sweep).
@@ -30,6 +31,11 @@ local M = {}
 ---@field accept_line string|false Insert its next line.
 ---@field dismiss string|false Hide it.
 ---@field next string|false Show the next one (or ask again).
+---@field next_edit string|false Jump to the shown next edit, then apply it (Insert and Normal mode).
+
+--- Next-edit suggestions as the plugin draws them.
+---@class codetailor.NextEditOptions
+---@field clear_after_moves integer Hide a shown next edit after this many cursor moves.
 
 ---@class codetailor.Config
 ---@field cmd string[] The command that runs `codetailor serve` on stdio.
@@ -40,6 +46,7 @@ local M = {}
 ---@field ghost_text codetailor.GhostMode "native" (Neovim 0.12+), "fallback" (extmarks), "auto".
 ---@field debounce_ms integer Wait this long after typing before asking (fallback ghost text).
 ---@field keymaps codetailor.Keymaps
+---@field next_edit codetailor.NextEditOptions
 ---@field adapter_dir string Where `:Codetailor finetune` writes adapters.
 
 ---@type codetailor.Config
@@ -60,6 +67,7 @@ M.defaults = {
     max_tokens = 64,
     multiline = "auto",
     time_budget_ms = 2000,
+    first_token_timeout_ms = 8000,
     enable = true,
     prompt_format = nil,
     next_edit_format = nil,
@@ -72,12 +80,68 @@ M.defaults = {
   },
   ghost_text = "auto",
   debounce_ms = 150,
-  keymaps = { accept = "<Tab>", accept_line = "<S-Tab>", dismiss = "<C-]>", next = "<M-]>" },
+  keymaps = {
+    accept = "<Tab>", accept_line = "<S-Tab>", dismiss = "<C-]>", next = "<M-]>", next_edit = "<Tab>",
+  },
+  next_edit = { clear_after_moves = 3 },
   adapter_dir = vim.fn.stdpath("data") .. "/codetailor/adapters",
 }
 
 ---@type codetailor.Config
 M.options = vim.deepcopy(M.defaults)
+
+--- The settings a project may not choose (the server's machine-scoped settings): they
+--- pick where the user's code and API key go, or load weights. With `cmd` and
+--- `auth_token`, they come from the user's own config alone.
+M.MACHINE = { "model", "adapter", "engine" }
+local MACHINE_OPTIONS = { "cmd", "auth_token" }
+--- The project-local files Neovim sources under 'exrc' (once `:trust`ed).
+local PROJECT_FILES = { ".nvim.lua", ".nvimrc", ".exrc" }
+
+--- Whether the code running now was started from a project-local config file: a Lua
+--- frame loaded from one (`.nvim.lua`), or a Vim script one on the script stack.
+---@return boolean
+function M.from_project()
+  local level = 2
+  local info = debug.getinfo(level, "S")
+  while info do
+    local source = info.source or ""
+    if source:sub(1, 1) == "@" and vim.tbl_contains(PROJECT_FILES, vim.fs.basename(source:sub(2))) then
+      return true
+    end
+    level = level + 1
+    info = debug.getinfo(level, "S")
+  end
+  local stack = "/" .. vim.fn.expand("<stack>")
+  for _, name in ipairs(PROJECT_FILES) do
+    if stack:find("[/ ]" .. vim.pesc(name) .. "%[") then
+      return true
+    end
+  end
+  return false
+end
+
+--- `opts` with the options a project may not set replaced by their `current` values.
+---@param opts table
+---@param current codetailor.Config
+---@return table opts, string[] refused the options `opts` tried to change
+function M.keep_machine(opts, current)
+  local kept, refused = vim.deepcopy(opts), {}
+  local function keep(t, key, value, name)
+    if t[key] ~= nil and not vim.deep_equal(t[key], value) then
+      table.insert(refused, name)
+    end
+    t[key] = vim.deepcopy(value)
+  end
+  for _, key in ipairs(MACHINE_OPTIONS) do
+    keep(kept, key, current[key], key)
+  end
+  kept.settings = type(kept.settings) == "table" and kept.settings or {}
+  for _, key in ipairs(M.MACHINE) do
+    keep(kept.settings, key, current.settings[key], "settings." .. key)
+  end
+  return kept, refused
+end
 
 local function one_of(...)
   local choices = { ... }
@@ -113,6 +177,7 @@ local CHECKS = {
   { "settings.max_tokens", whole(1, 1024) },
   { "settings.multiline", one_of("auto", "always", "never") },
   { "settings.time_budget_ms", whole(50, 60000) },
+  { "settings.first_token_timeout_ms", whole(100, 120000) },
   { "settings.enable", function(v) return type(v) == "boolean", "true or false" end },
   { "settings.prompt_format", optional_string },
   { "settings.next_edit_format", one_of("sweep", "zeta") },
@@ -122,6 +187,7 @@ local CHECKS = {
   { "settings.next_edit", function(v) return type(v) == "boolean", "true or false" end },
   { "settings.next_edit_debounce_ms", whole(0, 10000) },
   { "settings.next_edit_window_lines", whole(1, 100) },
+  { "next_edit.clear_after_moves", whole(1, 1000) },
 }
 
 local function get_path(t, path)
@@ -178,6 +244,7 @@ end
 local WIRE = {
   model = "model", adapter = "adapter", device = "device", dtype = "dtype",
   max_tokens = "maxTokens", multiline = "multiline", time_budget_ms = "timeBudgetMs",
+  first_token_timeout_ms = "firstTokenTimeoutMs",
   enable = "enable", prompt_format = "promptFormat", context = "context", engine = "engine",
   feedback = "feedback", next_edit = "nextEdit", next_edit_debounce_ms = "nextEditDebounceMs",
   next_edit_window_lines = "nextEditWindowLines", next_edit_format = "nextEditFormat",

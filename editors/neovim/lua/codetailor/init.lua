@@ -30,31 +30,30 @@ function M.ghost()
   return require(M.ghost_mode() == "native" and "codetailor.native" or "codetailor.ghost")
 end
 
-local ACTIONS = { "accept", "accept_line", "dismiss", "next" }
 local DESCRIPTIONS = {
   accept = "Codetailor: accept the completion",
   accept_line = "Codetailor: accept the completion's next line",
   dismiss = "Codetailor: dismiss the completion",
   next = "Codetailor: next completion",
+  next_edit = "Codetailor: jump to the next edit, then apply it",
 }
 
---- What a key does: act on the completion, or return `lhs` (its usual job) when
---- there is none. Runs as an <expr> mapping, where text cannot change, so edits
---- happen right after it (native `get()` schedules its own).
+--- What a key does to the completion: true when it acted, false when there is none.
+--- Runs inside an <expr> mapping, where text cannot change, so edits happen right
+--- after it (native `get()` schedules its own).
 ---@param buf integer
 ---@param action string
----@param lhs string
----@return string keys
-local function key_action(buf, action, lhs)
+---@return boolean
+local function completion_action(buf, action)
   if M.ghost_mode() == "native" then
     local native = require("codetailor.native")
     if action == "next" then
       vim.schedule(function()
         native.next(buf)
       end)
-      return ""
+      return true
     end
-    return native[action](buf) and "" or lhs
+    return native[action](buf) and true or false
   end
   local ghost = require("codetailor.ghost")
   if action ~= "next" and not ghost.visible(buf) then
@@ -63,32 +62,90 @@ local function key_action(buf, action, lhs)
         ghost.dismiss(buf) -- a pending request, if any
       end)
     end
-    return lhs
+    return false
   end
   vim.schedule(function()
     ghost[action](buf)
   end)
-  return ""
+  return true
 end
 
---- The keys mapped in each buffer, so a second setup() can take them back.
----@type table<integer, string[]>
+--- What a key does to a shown next edit: true when it acted.
+---@param buf integer
+---@param action string
+---@return boolean
+local function next_edit_action(buf, action)
+  local next_edit = require("codetailor.next_edit")
+  if (action ~= "next_edit" and action ~= "dismiss") or not next_edit.visible(buf) then
+    return false
+  end
+  vim.schedule(function()
+    if action == "dismiss" then
+      next_edit.dismiss(buf)
+    else
+      next_edit.tab(buf)
+    end
+  end)
+  return true
+end
+
+--- What a key does: the first of `actions` that acts (the completion before a
+--- next edit), or `lhs` (its usual job) when none does.
+---@param buf integer
+---@param mode string "i" or "n"
+---@param actions string[]
+---@param lhs string
+---@return string keys
+local function key_action(buf, mode, actions, lhs)
+  for _, action in ipairs(actions) do
+    if mode == "i" and action ~= "next_edit" and completion_action(buf, action) then
+      return ""
+    end
+    if next_edit_action(buf, action) then
+      return ""
+    end
+  end
+  return lhs
+end
+
+--- The keys mapped in each buffer, as { mode, lhs }, so a second setup() can take them back.
+---@type table<integer, string[][]>
 local mapped = {}
 
---- Insert-mode keys in `buf`.
----@param buf integer
-local function map_keys(buf)
-  for _, lhs in ipairs(mapped[buf] or {}) do
-    pcall(vim.keymap.del, "i", lhs, { buffer = buf })
-  end
-  mapped[buf] = {}
-  for _, action in ipairs(ACTIONS) do
+--- The actions of each key in `mode`, in order: one key may do several jobs (<Tab>
+--- accepts a completion, else jumps to or applies a next edit).
+---@param mode string
+---@return table<string, string[]> actions by lhs, string[] lhs in order
+local function keys_of(mode)
+  local by_key, order = {}, {}
+  local actions = mode == "i" and { "accept", "accept_line", "dismiss", "next", "next_edit" } or { "next_edit" }
+  for _, action in ipairs(actions) do
     local lhs = config.options.keymaps[action]
     if lhs then
-      vim.keymap.set("i", lhs, function()
-        return key_action(buf, action, lhs)
-      end, { buffer = buf, expr = true, desc = DESCRIPTIONS[action] })
-      table.insert(mapped[buf], lhs)
+      if not by_key[lhs] then
+        by_key[lhs], order[#order + 1] = {}, lhs
+      end
+      table.insert(by_key[lhs], action)
+    end
+  end
+  return by_key, order
+end
+
+--- Insert-mode keys (and the next-edit key in Normal mode) in `buf`.
+---@param buf integer
+local function map_keys(buf)
+  for _, key in ipairs(mapped[buf] or {}) do
+    pcall(vim.keymap.del, key[1], key[2], { buffer = buf })
+  end
+  mapped[buf] = {}
+  for _, mode in ipairs({ "i", "n" }) do
+    local by_key, order = keys_of(mode)
+    for _, lhs in ipairs(order) do
+      local actions = by_key[lhs]
+      vim.keymap.set(mode, lhs, function()
+        return key_action(buf, mode, actions, lhs)
+      end, { buffer = buf, expr = true, desc = DESCRIPTIONS[actions[1]] })
+      table.insert(mapped[buf], { mode, lhs })
     end
   end
 end
@@ -97,6 +154,7 @@ end
 ---@param buf integer
 local function on_attach(buf)
   M.ghost().attach(buf)
+  require("codetailor.next_edit").attach(buf)
   require("codetailor.cursor").attach(buf)
   if M.ghost_mode() == "native" and not config.options.settings.enable then
     require("codetailor.native").set_enabled(buf, false)
@@ -107,12 +165,21 @@ end
 --- Configure and start. Safe to call more than once.
 ---@param opts? codetailor.Config|table
 function M.setup(opts)
+  local refused = {}
+  if config.from_project() then -- a repository's .nvim.lua may not pick the engine or model
+    opts, refused = config.keep_machine(opts or {}, config.options)
+  end
   local resolved, problems = config.resolve(opts)
+  if #refused > 0 then
+    table.insert(problems, "a project's config may not set " .. table.concat(refused, ", ")
+      .. " (set them in your own config); kept as they were")
+  end
   config.options = resolved
   if #problems > 0 then
     vim.notify("codetailor: setup(): " .. table.concat(problems, "; "), vim.log.levels.WARN)
   end
   vim.api.nvim_set_hl(0, require("codetailor.ghost").hl, { link = "Comment", default = true })
+  require("codetailor.next_edit").define_highlights()
 
   local group = vim.api.nvim_create_augroup("codetailor", { clear = true })
   vim.api.nvim_create_autocmd("FileType", {
@@ -169,6 +236,7 @@ function M.toggle(enable)
     else
       require("codetailor.ghost").clear(buf)
     end
+    require("codetailor.next_edit").clear(buf)
   end
   vim.notify("codetailor: completions " .. (enable and "on" or "off"), vim.log.levels.INFO)
 end

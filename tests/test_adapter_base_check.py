@@ -9,7 +9,7 @@ import pytest
 
 from lsp_server.errors import CodetailorError
 from lsp_server.model.loading import load_model
-from tests.test_models import make_adapter
+from tests.fixtures.adapters import make_adapter
 from tests.tiny import build_model
 
 
@@ -42,3 +42,20 @@ def test_a_plain_adapter_for_this_base_loads(tmp_path: Path, tiny_model_dir: Pat
     adapter = make_adapter(tiny_model_dir, tmp_path / "adapter")
     loaded = load_model(str(tiny_model_dir), adapter=adapter)
     assert loaded.adapter is not None and loaded.adapter.meta is None
+
+
+@pytest.mark.parametrize(("recorded", "loads"), [("org/tiny", False), ("org/Tiny-FIM", True)])
+def test_a_base_name_inside_another_is_not_the_same_base(
+    tmp_path: Path, tiny_fim_model_dir: Path, recorded: str, loads: bool
+) -> None:
+    """Issue 28: an adapter for `tiny` loaded on `tiny-fim` (the one name holds the other)."""
+    import shutil
+
+    base = Path(shutil.copytree(tiny_fim_model_dir, tmp_path / "tiny-fim"))
+    adapter = make_adapter(base, tmp_path / "adapter")  # same shapes: only the name can tell
+    _say_base(adapter, recorded)
+    if loads:
+        assert load_model(str(base), adapter=adapter).adapter is not None
+    else:
+        with pytest.raises(CodetailorError, match=r"made for 'org/tiny'"):
+            load_model(str(base), adapter=adapter)

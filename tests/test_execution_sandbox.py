@@ -89,6 +89,33 @@ def test_the_working_folder_is_writable_and_a_right_answer_passes(sandbox: str) 
     assert run_tests(program, CHECK, "f", timeout=20).passed
 
 
+def test_the_process_limit_binds_even_when_the_server_is_root(sandbox: str) -> None:
+    """RLIMIT_NPROC does not bind uid 0, in a user namespace too (issue 28): a fork loop
+    must still stop at the limit."""
+    program = (
+        "import os, time\n"
+        "def f():\n"
+        "    for i in range(100):\n"
+        "        try:\n"
+        "            if os.fork() == 0:\n"
+        "                time.sleep(3)\n"
+        "                os._exit(0)\n"
+        "        except OSError:\n"
+        "            return i < 100\n"
+        "    return False\n"
+    )
+    assert run_tests(program, CHECK, "f", timeout=20).passed
+
+
+@pytest.mark.parametrize("secret", [__file__, str(Path.home()), "/etc/passwd"])
+def test_the_users_files_are_not_in_view(sandbox: str, secret: str) -> None:
+    """The program sees the system's programs and libraries, not a user's files (this
+    repository, the home folder, the machine's configuration)."""
+    program = f"import os\ndef f():\n    return not os.path.exists({secret!r})\n"
+    outcome = run_tests(program, CHECK, "f", timeout=20)
+    assert outcome.passed, outcome
+
+
 def test_without_a_sandbox_nothing_runs_and_pass_at_1_is_not_reported(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -1,0 +1,327 @@
+"""Next-edit requests (`textDocument/copilotInlineEdit`), in plain values.
+
+`NextEdits` answers "what will the user edit next near this position?" for one
+session: it keeps the edit history (`EditHistory`), builds the window and the
+request on the generation thread (where the document's git HEAD text is fetched
+through the `HeadText` port, once per opened document), runs the host's next-edit
+predictor, and decides what is shown. Like completions: a newer request for the
+same document supersedes the running one, an edit stops it (stale), a request
+for an older version of the document is answered with nothing, and each empty
+answer is counted once under its reason (`status()["emptyAnswers"]`).
+
+Pure: no pygls, no torch; the LSP side (lsp_server.lsp.next_edit) converts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from lsp_server.completion.next_edit import (
+    EditWindow,
+    NextEditAnswer,
+    NextEditRequest,
+    RecentEdit,
+)
+from lsp_server.completion.next_edit_text import edit_window
+from lsp_server.session.documents import Document, Documents, looks_binary, offset_at, uri_to_path
+from lsp_server.session.edit_history import EditHistory, HeadText
+from lsp_server.session.jobs import Inflight
+from lsp_server.session.model_choice import ModelChoice
+from lsp_server.session.ports import HostLike, NextEditorLike, RecordingLike, ShownNextEdit
+from lsp_server.session.settings import Settings
+from lsp_server.session.workspace import WorkspaceContext
+
+log = logging.getLogger("codetailor.next_edit")
+
+REMEMBER = 64  # shown edits whose acceptance is still counted
+# Why a next-edit request was answered `{edits: []}`.
+EMPTY_REASONS = (
+    "unknown_document",  # the document is not open
+    "disabled",  # `enable` or `nextEdit` is off
+    "old_version",  # the request names a version the document no longer has
+    "binary",  # the document looks binary
+    "not_ready",  # no model loaded yet
+    "superseded",  # a newer request for the same document took over
+    "stale",  # the document changed while the model ran
+    "closed",  # the document was closed while the model ran
+    "cancelled",  # $/cancelRequest
+    "failed",  # the prediction raised
+    "no_edit",  # the model rewrote the window unchanged
+    "reverts",  # the edit would undo the user's last edit
+    "sentinel",  # the rewrite held a prompt marker
+    "time_budget",  # `timeBudgetMs` ran out before the window was settled
+    "unfinished",  # the model stopped before the window was settled
+)
+
+
+@dataclass(frozen=True)
+class ShownEdit:
+    """A next edit to show: document text [start, end) becomes `text` (offsets in `text_at`,
+    the document as it was asked about); `id` names it in the feedback log."""
+
+    uri: str
+    version: int
+    start: int
+    end: int
+    text: str
+    text_at: str
+    id: str | None
+
+
+class NextEditsOwner(Protocol):
+    """What `NextEdits` reads of its session."""
+
+    documents: Documents
+    workspace: WorkspaceContext
+    host: HostLike
+    settings: Settings
+    recording: RecordingLike
+
+    models: ModelChoice
+
+
+class NextEdits:
+    """The next-edit path of one session."""
+
+    def __init__(self, owner: NextEditsOwner, head_text: HeadText | None = None) -> None:
+        self.owner = owner
+        self.head_text: HeadText = head_text or (lambda path: None)
+        self.history = EditHistory()
+        self.inflight: dict[str, Inflight] = {}
+        self.counts: Counter[str] = Counter()
+        self.empty: Counter[str] = Counter()
+        self.last: dict[str, Any] | None = None  # the last prediction's facts
+        # Recent shown edits' ids -> accepted yet (the feedback log's, else our own).
+        self._ids: OrderedDict[str, bool] = OrderedDict()
+
+    # -- documents ---------------------------------------------------------------------------
+
+    def opened(self, uri: str, text: str) -> None:
+        self.history.opened(uri, text)
+
+    def changed(self, uri: str, old: str | None, new: str) -> None:
+        self.cancel(uri, "stale")
+        if old is not None:
+            self.history.changed(uri, old, new)
+
+    def closed(self, uri: str) -> None:
+        self.cancel(uri, "closed")
+        self.history.closed(uri)
+
+    def cancel(self, uri: str, reason: str) -> None:
+        inflight = self.inflight.pop(uri, None)
+        if inflight is not None:
+            inflight.stop(reason)
+
+    def cancel_all(self, reason: str) -> None:
+        for inflight in self.inflight.values():
+            inflight.stop(reason)
+        self.inflight.clear()
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def _empty(self, reason: str) -> None:
+        self.empty[reason] += 1
+
+    def _ready(self, uri: str, version: int | None) -> tuple[Document, NextEditorLike] | None:
+        """The document and predictor for a request, or None (counted under its reason)."""
+        owner = self.owner
+        doc = owner.documents.get(uri)
+        settings = owner.settings
+        why = None
+        if doc is None:
+            why = "unknown_document"
+        elif not (settings.enable and settings.next_edit):
+            why = "disabled"
+        elif version is not None and version != doc.version:
+            why = "old_version"
+        elif looks_binary(doc.text):
+            why = "binary"
+        predictor = None
+        if why is None:
+            predictor = owner.host.next_edit_for(
+                owner.models.adapter_for(uri), settings.next_edit_format
+            )
+            why = None if predictor is not None else "not_ready"
+        if why is not None or doc is None or predictor is None:
+            self._empty(why or "not_ready")
+            return None
+        return doc, predictor
+
+    async def suggest(
+        self, uri: str, version: int | None, line: int, character: int
+    ) -> ShownEdit | None:
+        """The next edit near (line, character) of document `uri` at `version`; None: none.
+
+        Cancelling the awaiting task ($/cancelRequest) stops the model within one step.
+        """
+        self.counts["requests"] += 1
+        ready = self._ready(uri, version)
+        if ready is None:
+            return None
+        doc, predictor = ready
+        started = time.perf_counter()
+        text, revision, at_version = doc.text, doc.revision, doc.version
+        offset = offset_at(text, line, character, self.owner.documents.encoding)
+        self.cancel(uri, "superseded")
+        inflight = self.inflight[uri] = Inflight()
+        job = self._job(predictor, uri, text, offset, inflight.cancel)
+        try:
+            result = await asyncio.wrap_future(self.owner.host.submit(job))
+        except asyncio.CancelledError:
+            inflight.stop("cancelled")
+            self._empty("cancelled")
+            raise
+        except Exception:  # noqa: BLE001 - a failed prediction answers nothing, the server lives
+            log.exception("next-edit prediction failed")
+            self._empty("failed")
+            return None
+        finally:
+            if self.inflight.get(uri) is inflight:
+                del self.inflight[uri]
+        latency_ms = (time.perf_counter() - started) * 1000
+        return self._finish(uri, at_version, revision, text, inflight, result, latency_ms)
+
+    def _job(
+        self,
+        predictor: NextEditorLike,
+        uri: str,
+        text: str,
+        offset: int,
+        cancel: threading.Event,
+    ) -> Callable[[], tuple[EditWindow, NextEditAnswer] | None]:
+        """The prediction, run on the generation thread (HEAD is read there, once)."""
+        owner, history = self.owner, self.history
+        settings = owner.settings
+        half = min(settings.next_edit_window_lines, predictor.window_lines // 2)
+
+        def predict() -> tuple[EditWindow, NextEditAnswer] | None:
+            if cancel.is_set():
+                return None
+            path = owner.workspace.path_of(uri) or uri
+            fs_path = uri_to_path(uri)
+            if history.needs_head(uri):
+                history.set_head(uri, self.head_text(fs_path) if fs_path else None)
+            original = history.original(uri)
+            window = edit_window(
+                original if original is not None else text, text, offset, 2 * half + 1
+            )
+            edits = tuple(RecentEdit(path, e.before, e.after) for e in history.recent(uri))
+            request = NextEditRequest(path, edits, window)
+            budget = settings.time_budget_ms / 1000
+            return window, predictor.predict(request, cancel=cancel, time_budget=budget)
+
+        return predict
+
+    def _finish(
+        self,
+        uri: str,
+        version: int,
+        revision: int,
+        text: str,
+        inflight: Inflight,
+        result: tuple[EditWindow, NextEditAnswer] | None,
+        latency_ms: float,
+    ) -> ShownEdit | None:
+        """What a finished prediction shows: nothing when stopped, stale or no edit."""
+        doc = self.owner.documents.get(uri)
+        if result is None or inflight.cancel.is_set():
+            reason = inflight.reason or "superseded"
+        elif doc is None:
+            reason = "closed"
+        elif doc.revision != revision:
+            reason = "stale"
+        else:
+            window, answer = result
+            self.last = _facts(answer, latency_ms)
+            if answer.edit is not None and answer.updated is not None:
+                return self._shown(uri, version, text, window, answer, latency_ms)
+            reason = "time_budget" if answer.stop_reason == "time" else answer.stop_reason
+            reason = reason if reason in EMPTY_REASONS else "unfinished"
+        self._empty(reason)
+        return None
+
+    def _shown(
+        self,
+        uri: str,
+        version: int,
+        text: str,
+        window: EditWindow,
+        answer: NextEditAnswer,
+        latency_ms: float,
+    ) -> ShownEdit:
+        assert answer.edit is not None and answer.updated is not None
+        self.counts["shown"] += 1
+        owner = self.owner
+        id: str | None = None
+        if owner.workspace.in_workspace(uri):
+            id = owner.recording.next_edit_shown(
+                ShownNextEdit(
+                    uri=uri,
+                    path=owner.workspace.path_of(uri),
+                    start_line=window.start_line,
+                    original=window.original,
+                    current=window.current,
+                    updated=answer.updated,
+                    prompt_format=owner.settings.next_edit_format or "sweep",
+                    latency_ms=latency_ms,
+                    describe=owner.host.status,
+                )
+            )
+        id = id or f"next-edit-{self.counts['shown']}"
+        self._ids[id] = False
+        while len(self._ids) > REMEMBER:
+            self._ids.popitem(last=False)
+        base = window_offset(window, text)
+        edit = answer.edit
+        return ShownEdit(uri, version, base + edit.start, base + edit.end, edit.text, text, id)
+
+    # -- feedback and status -------------------------------------------------------------------
+
+    def accepted(self, id: object) -> None:
+        """The editor applied next edit `id` (its command, or the notification); only the
+        first acceptance of an edit that was shown counts."""
+        if not isinstance(id, str) or self._ids.get(id, True):
+            return
+        self._ids[id] = True
+        self.counts["accepted"] += 1
+        self.owner.recording.accepted(id, "full")
+
+    def shown_by_editor(self, id: object) -> None:
+        """`textDocument/didShowInlineEdit`: the editor drew next edit `id`."""
+        self.counts["displayed"] += 1
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "counts": dict(self.counts),
+            "emptyAnswers": {reason: self.empty[reason] for reason in EMPTY_REASONS},
+            "last": self.last,
+        }
+
+
+def window_offset(window: EditWindow, text: str) -> int:
+    """Where the window starts in the document it was cut from (lines split at `\n`)."""
+    offset = 0
+    for _ in range(window.start_line):
+        offset = text.index("\n", offset) + 1
+    return offset
+
+
+def _facts(answer: NextEditAnswer, latency_ms: float) -> dict[str, Any]:
+    forwards = answer.forwards
+    return {
+        "stopReason": answer.stop_reason,
+        "promptTokens": answer.prompt_tokens,
+        "cachedTokens": answer.cached_tokens,
+        "generatedTokens": answer.generated_tokens,
+        "forwards": forwards,
+        "tokensPerForward": round(answer.generated_tokens / forwards, 2) if forwards else None,
+        "latencyMs": round(latency_ms, 1),
+    }

@@ -1,0 +1,246 @@
+"""Next edits in the session: edit history, versions, supersede, stale, cancel, empty
+answers by reason, and where the edit lands in the document (no server, no model)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from lsp_server.completion.next_edit import NextEditAnswer, NextEditRequest
+from lsp_server.completion.next_edit_text import settle
+from lsp_server.feedback import Recording, feedback_dir, read_events
+from lsp_server.feedback.events import NextEditShown
+from lsp_server.index import WorkspaceScanner
+from lsp_server.session.documents import Change, Position
+from lsp_server.session.edit_history import EditHistory
+from lsp_server.session.next_edits import ShownEdit
+from lsp_server.session.session import Session
+from lsp_server.session.settings import Settings
+from lsp_server.spec import AdapterRef
+from tests.fixtures.host import FakeHost
+
+T = TypeVar("T")
+BOUND_S = 10.0
+URI = "file:///work/app.py"
+TEXT = "".join(f"x{i} = value({i})\n" for i in range(30))
+
+
+class ScriptedPredictor:
+    """Rewrites the window with `rewrite`; waits on `gate` first when one is set."""
+
+    window_lines = 11
+
+    def __init__(self, rewrite: Callable[[str], str]) -> None:
+        self.rewrite = rewrite
+        self.requests: list[NextEditRequest] = []
+        self.gate: threading.Event | None = None
+        self.started = threading.Event()
+
+    def predict(
+        self,
+        request: NextEditRequest,
+        *,
+        cancel: threading.Event | None = None,
+        time_budget: float | None = None,
+    ) -> NextEditAnswer:
+        self.requests.append(request)
+        self.started.set()
+        if self.gate is not None:
+            while not self.gate.wait(0.01):
+                if cancel is not None and cancel.is_set():
+                    return NextEditAnswer(None, None, "cancelled")
+        updated = self.rewrite(request.window.current)
+        edit, why = settle(request.window, updated, request.history, ("<|file_sep|>",))
+        return NextEditAnswer(updated, edit, why or "stop", generated_tokens=10, forwards=2)
+
+
+class Host(FakeHost):
+    """A ready model host that runs jobs on one thread and has only a next-edit predictor."""
+
+    def __init__(self, predictor: ScriptedPredictor) -> None:
+        super().__init__(None)
+        self.predictor = predictor
+        self.formats: list[str | None] = []
+
+    def next_edit_for(self, adapter: AdapterRef | None, format_name: str | None = None) -> Any:
+        self.formats.append(format_name)
+        return self.predictor
+
+
+def rename(window: str) -> str:
+    return window.replace("value(12)", "value(twelve)")
+
+
+def make(rewrite: Callable[[str], str] = rename, **settings: Any) -> tuple[Session, Host]:
+    host = Host(ScriptedPredictor(rewrite))
+    session = Session(Settings(context=False, **settings), host, head_text=lambda path: None)
+    session.open(URI, TEXT, 1, "python")
+    return session, host
+
+
+def type_at(session: Session, line: int, character: int, text: str, version: int) -> None:
+    at = Position(line, character)
+    session.change(URI, version, [Change(text, at, at)])
+
+
+async def test_the_edit_lands_where_the_model_put_it_with_the_version_echoed() -> None:
+    session, host = make()
+    type_at(session, 10, 0, "# ", 2)
+    shown = await session.next_edits.suggest(URI, 2, 10, 2)
+    assert shown is not None and shown.version == 2 and shown.text == "twelve"
+    doc = session.documents.get(URI)
+    assert doc is not None
+    assert doc.text[shown.start : shown.end] == "12"
+    assert doc.text[: shown.start].endswith("x12 = value(")
+    request = host.predictor.requests[-1]
+    assert request.window.current.count("\n") == 11  # 5 above, the cursor's line, 5 below
+    assert [e.after for e in request.history] == ["# x10 = value(10)\n"]
+    assert session.status()["nextEdit"]["counts"]["shown"] == 1
+
+
+async def test_a_request_for_an_old_version_gets_nothing() -> None:
+    session, _ = make()
+    type_at(session, 10, 0, "#", 2)
+    assert await session.next_edits.suggest(URI, 1, 10, 1) is None
+    assert session.next_edits.empty["old_version"] == 1
+
+
+async def test_nothing_to_suggest_unknown_documents_and_disabled_are_counted() -> None:
+    session, _ = make(lambda window: window)
+    assert await session.next_edits.suggest(URI, 1, 3, 0) is None
+    assert await session.next_edits.suggest("file:///nope.py", 1, 0, 0) is None
+    session.configure({"nextEdit": False})
+    assert await session.next_edits.suggest(URI, 1, 3, 0) is None
+    empty = session.status()["nextEdit"]["emptyAnswers"]
+    assert (empty["no_edit"], empty["unknown_document"], empty["disabled"]) == (1, 1, 1)
+
+
+async def test_an_edit_that_reverts_the_last_one_is_not_offered() -> None:
+    session, _ = make(lambda window: window.replace("x10 = value(1)", "x10 = value(10)"))
+    session.change(URI, 2, [Change("", Position(10, 13), Position(10, 14))])  # deletes "0"
+    assert await session.next_edits.suggest(URI, 2, 10, 13) is None
+    assert session.next_edits.empty["reverts"] == 1
+
+
+async def test_an_edit_while_the_model_runs_makes_the_answer_stale() -> None:
+    session, host = make()
+    host.predictor.gate = threading.Event()
+    task = asyncio.ensure_future(session.next_edits.suggest(URI, 1, 10, 0))
+    assert await asyncio.to_thread(host.predictor.started.wait, BOUND_S)
+    type_at(session, 0, 0, "#", 2)
+    host.predictor.gate.set()
+    assert await asyncio.wait_for(task, BOUND_S) is None
+    assert session.next_edits.empty["stale"] == 1
+
+
+async def test_a_newer_request_supersedes_and_cancel_stops_the_model() -> None:
+    session, host = make()
+    host.predictor.gate = threading.Event()
+    first = asyncio.ensure_future(session.next_edits.suggest(URI, 1, 10, 0))
+    assert await asyncio.to_thread(host.predictor.started.wait, BOUND_S)
+    second = asyncio.ensure_future(session.next_edits.suggest(URI, 1, 11, 0))
+    assert await asyncio.wait_for(first, BOUND_S) is None
+    assert session.next_edits.empty["superseded"] == 1
+    second.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(second, BOUND_S)
+    assert session.next_edits.empty["cancelled"] == 1
+
+
+def test_keystrokes_close_in_time_and_place_are_one_edit() -> None:
+    now = [0.0]
+    history = EditHistory(clock=lambda: now[0])
+    text = "a = 1\nb = 2\nc = 3\n" + "\n" * 20 + "z = 9\n"
+    history.opened(URI, text)
+    typed = text
+    for ch in "xyz":
+        new = (
+            typed.replace("b = 2", "b = 2" + ch, 1)
+            if ch == "x"
+            else typed.replace(
+                "b = 2x" if ch == "y" else "b = 2xy", ("b = 2x" if ch == "y" else "b = 2xy") + ch
+            )
+        )
+        history.changed(URI, typed, new)
+        typed = new
+        now[0] += 0.3
+    assert [(e.before, e.after) for e in history.recent(URI)] == [("b = 2\n", "b = 2xyz\n")]
+    far = typed.replace("z = 9", "z = 10")
+    history.changed(URI, typed, far)  # far away: a new edit
+    now[0] += 10
+    later = far.replace("b = 2xyz", "b = 3")
+    history.changed(URI, far, later)  # the same place, much later: a new edit
+    assert [e.after for e in history.recent(URI)] == ["b = 2xyz\n", "z = 10\n", "b = 3\n"]
+    back = later.replace("b = 3", "b = 2xyz")
+    history.changed(URI, later, back)  # typed, then undone: the edit disappears
+    assert [e.after for e in history.recent(URI)] == ["b = 2xyz\n", "z = 10\n"]
+
+
+def test_the_original_is_head_where_git_has_it_else_the_opened_text() -> None:
+    history = EditHistory()
+    history.opened(URI, "opened\n")
+    assert history.needs_head(URI) and history.original(URI) == "opened\n"
+    history.set_head(URI, "committed\n")
+    assert not history.needs_head(URI) and history.original(URI) == "committed\n"
+    history.set_head(URI, None)
+    assert history.original(URI) == "opened\n"
+
+
+async def test_shown_accepted_and_dismissed_next_edits_reach_the_feedback_log(
+    tmp_path: Path,
+) -> None:
+    root, home = tmp_path / "repo", tmp_path / "home"
+    root.mkdir()
+    host = Host(ScriptedPredictor(rename))
+    session = Session(
+        Settings(context=False), host, recording=Recording(home), scanner=WorkspaceScanner()
+    )
+    session.initialize({}, root.as_uri(), "utf-16")
+    uri = (root / "app.py").as_uri()
+    session.open(uri, TEXT, 1, "python")
+    try:
+        shown = await session.next_edits.suggest(uri, 1, 10, 0)
+        assert shown is not None and shown.id is not None
+        session.next_edits.accepted(shown.id)
+        session.next_edits.accepted(shown.id)  # once only
+        session.next_edits.accepted("never-shown")
+        assert session.next_edits.counts["accepted"] == 1
+        again = await session.next_edits.suggest(uri, 1, 10, 0)
+        assert again is not None and again.id not in (None, shown.id)
+        session.dismissed(again.id, "escape")
+        assert session.recording.flush()
+        log = read_events(feedback_dir(root, home))
+        assert [(e.event, e.id) for e in log] == [
+            ("next_edit_shown", shown.id),
+            ("accepted", shown.id),
+            ("next_edit_shown", again.id),
+            ("dismissed", again.id),
+        ]
+        first = log[0]
+        assert isinstance(first, NextEditShown) and first.path == "app.py"
+        assert "value(twelve)" in first.updated and "value(12)" in first.current
+        assert NextEditShown.from_json(first.to_json()) == first
+    finally:
+        session.disconnect()
+
+
+@pytest.mark.parametrize(("encoding", "character"), [("utf-16", 14), ("utf-32", 13), ("utf-8", 16)])
+def test_the_range_is_in_the_negotiated_encoding(encoding: str, character: int) -> None:
+    from lsp_server.lsp.next_edit import edit_json, inline_completion_item
+
+    text = "a = 1\ns = '😀'; t = 1\n"
+    start = text.index("1\n", 6)
+    shown = ShownEdit(URI, 7, start, start + 1, "2", text, "id-1")
+    edit = edit_json(shown, encoding)
+    assert edit["range"]["start"] == {"line": 1, "character": character}
+    assert edit["range"]["end"] == {"line": 1, "character": character + 1}
+    assert edit["textDocument"] == {"uri": URI, "version": 7}
+    assert edit["command"]["arguments"] == ["id-1"]
+    item = inline_completion_item(shown, start, encoding)
+    assert item is not None and item.insert_text == "2"
+    assert inline_completion_item(shown, start - 3, encoding) is None  # the cursor is elsewhere
