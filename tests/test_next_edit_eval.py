@@ -205,7 +205,7 @@ def fake_predictor(monkeypatch: pytest.MonkeyPatch, history_repo: Path) -> list[
     oracle = {e.request.window.current: e.expected for e in examples}
     loaded: list[str | None] = []
 
-    def load(args, adapter):
+    def load(args, adapter, *factory):
         loaded.append(adapter)
         return _Fake(oracle if adapter else None), {"model": "fake", "adapter": adapter}
 

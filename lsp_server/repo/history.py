@@ -10,13 +10,12 @@ and `finetune` share; `History.examples(commits, held_out=...)` reads each
 commit's files as they were before it and builds the examples (held-out ones
 never repeat a change made by an earlier commit).
 
-Every git call goes through `run_git`, the one place this module starts git.
+Every git call goes through `lsp_server.repo.git.run_git`, the one safe way to
+run git on a user's folder.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,36 +34,12 @@ from lsp_server.repo.edit_examples import (
     mix_no_edit,
 )
 from lsp_server.repo.files import skip_reason_for_text
+from lsp_server.repo.git import run_git
 from lsp_server.repo.hunk_order import DEFAULT_ORDER
 
 LOG_TIMEOUT_S = 300.0
 MAX_FILE_BYTES = 1024 * 1024  # a file before a commit larger than this is left out
 MIN_COMMITS = 10  # fewer kept commits than this: too little history to split
-
-
-def run_git(root: Path, *args: str, timeout: float = 60.0) -> bytes | None:
-    """git's stdout for `git -C root ARGS`, or None when git is missing or fails.
-
-    The only place this module starts git, with the signature of the hardened
-    runner (`lsp_server.repo.git.run_git`) that takes its place once both are merged.
-    """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env |= {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_PAGER": "cat"}
-    config = ["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false"]
-    config += ["-c", "diff.external=", "-c", "core.quotePath=false", "-c", "color.ui=never"]
-    if args and args[0] in ("log", "show", "diff"):
-        args = (args[0], "--no-ext-diff", "--no-textconv", *args[1:])
-    try:
-        done = subprocess.run(
-            ["git", "--no-pager", *config, "-C", str(root), *args],
-            capture_output=True,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            timeout=timeout,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout if done.returncode == 0 else None
 
 
 @dataclass

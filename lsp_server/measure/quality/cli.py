@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     if args.next_edit:
         from lsp_server.measure.quality.next_edit_cli import run_next_edit
 
-        return run_next_edit(args)
+        return run_next_edit(args, _load, _model_facts)
     if args.repo is not None:
         return run_repo(args)
     return run_benchmark(args)

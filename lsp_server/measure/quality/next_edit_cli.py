@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from lsp_server.completion.next_edit import NextEditPredictorLike
@@ -22,9 +23,12 @@ from lsp_server.errors import CodetailorError
 from lsp_server.repo.edit_examples import WINDOW_LINES
 from lsp_server.session.settings import Settings
 
+Load = Callable[[argparse.Namespace, str | None], tuple[Any, Any]]
 
-def run_next_edit(args: argparse.Namespace) -> int:
-    """Mine, sample, predict, report."""
+
+def run_next_edit(args: argparse.Namespace, load: Load, facts_of: Callable[..., dict]) -> int:
+    """Mine, sample, predict, report; `load` gives (model facts, completer) for an adapter
+    (`eval`'s model factory call) and `facts_of` what a report says about them."""
     from lsp_server.measure.quality.next_edit_eval import sample
     from lsp_server.repo.history import mine_split
 
@@ -36,7 +40,7 @@ def run_next_edit(args: argparse.Namespace) -> int:
     runs = [("base", None), ("adapter", args.adapter)] if args.compare else []
     runs = runs or [("adapter" if args.adapter else "model", args.adapter)]
     # The first model is loaded before mining: the windows are the size its server uses.
-    first = load_predictor(args, runs[0][1])
+    first = load_predictor(args, runs[0][1], load, facts_of)
     window_lines = getattr(first[0], "window_lines", WINDOW_LINES)
     examples = _examples(args, history, held, window_lines)
     chosen = sample(examples, args.samples, args.seed)
@@ -58,7 +62,7 @@ def run_next_edit(args: argparse.Namespace) -> int:
     }
     results = {}
     for i, (label, adapter) in enumerate(runs):
-        loaded = first if i == 0 else load_predictor(args, adapter)
+        loaded = first if i == 0 else load_predictor(args, adapter, load, facts_of)
         results[label] = _score(label, loaded, chosen, budget_ms / 1000 or None, args.details)
         results[label] |= facts
         if results[label]["examples"] < len(chosen):  # cut short with Ctrl-C
@@ -89,23 +93,14 @@ def _examples(args: argparse.Namespace, history: Any, held: list[Any], window_li
 
 
 def load_predictor(
-    args: argparse.Namespace, adapter: str | None
+    args: argparse.Namespace, adapter: str | None, load: Load, facts_of: Callable[..., dict]
 ) -> tuple[NextEditPredictorLike, dict[str, Any]]:
     """The server's next-edit predictor for `--model` (with `adapter`), and what a report
     says about it."""
-    from lsp_server.model.loading import load_model
     from lsp_server.model.next_edit import next_edit_predictor
-    from lsp_server.model.wiring import build_completer
 
-    loaded = load_model(args.model, adapter=adapter, device=args.device, dtype=args.dtype)
-    completer = build_completer(loaded)
-    predictor = next_edit_predictor(completer)
-    return predictor, {
-        "model": loaded.name,
-        "adapter": str(loaded.adapter.path) if loaded.adapter else None,
-        "device": loaded.device,
-        "dtype": loaded.dtype,
-    }
+    loaded, completer = load(args, adapter)
+    return next_edit_predictor(completer), facts_of(loaded, completer)
 
 
 def _score(
