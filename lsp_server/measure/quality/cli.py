@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lsp_server.errors import CodetailorError
+from lsp_server.repo.hunk_order import DEFAULT_ORDER, ORDERS
 
 BENCHMARKS = ("humaneval-line",)
 
@@ -26,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="examples:\n"
         "  codetailor eval ~/src/project --samples 100 --json\n"
         "  codetailor eval ~/src/project --adapter out/adapter --compare\n"
-        "  codetailor eval --benchmark humaneval-line --samples 100 --json",
+        "  codetailor eval --benchmark humaneval-line --samples 100 --json\n"
+        "  codetailor eval ~/src/project --next-edit --samples 200 --json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("repo", nargs="?", type=Path, metavar="REPO", help="a repository to evaluate on")
@@ -45,6 +47,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compare", action="store_true", help="with --adapter: also run the base model")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument("--details", action="store_true", help="also print every task's result")
+    p.add_argument(
+        "--next-edit",
+        action="store_true",
+        help="score next-edit suggestions on REPO's newest commits (--holdout is then the "
+        "held-out share of its commits)",
+    )
+    p.add_argument(
+        "--order",
+        choices=ORDERS,
+        default=DEFAULT_ORDER,
+        help="with --next-edit: the order of a commit's hunks (git records none)",
+    )
+    p.add_argument(
+        "--time-budget-ms",
+        type=int,
+        default=None,
+        help="with --next-edit: milliseconds per prediction (default: the server's "
+        "timeBudgetMs, so answers are what an editor would get; 0: no limit)",
+    )
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     p.set_defaults(func=run)
 
@@ -52,10 +73,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.samples is not None and args.samples < 1:
         raise CodetailorError("--samples must be at least 1")
+    if args.next_edit and args.benchmark is not None:
+        raise CodetailorError("--next-edit takes a REPO (a git repository), not --benchmark")
     if (args.repo is None) == (args.benchmark is None):
         raise CodetailorError("give either REPO or --benchmark NAME")
     if args.compare and not args.adapter:
         raise CodetailorError("--compare needs --adapter: it compares the adapter with its base")
+    if args.next_edit:
+        from lsp_server.measure.quality.next_edit_cli import run_next_edit
+
+        return run_next_edit(args, _load, _model_facts)
     if args.repo is not None:
         return run_repo(args)
     return run_benchmark(args)

@@ -4,11 +4,12 @@ Exact match and edit similarity follow CrossCodeEval and RepoBench. The
 next-line metric (`next_lines` + `next_line_exact_match`) is the one definition
 that `codetailor eval` (its `line` samples) and `codetailor finetune` (its
 before/after figure) both report, and `percentile` is the one percentile of
-every latency figure.
+every latency figure; `wilson_interval` is the one 95% interval of a share.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -86,3 +87,19 @@ def percentile(values: Iterable[float], q: float) -> float:
     low = int(position)
     high = min(low + 1, len(data) - 1)
     return float(data[low] + (data[high] - data[low]) * (position - low))
+
+
+Z95 = 1.959963984540054  # the standard normal's 97.5th percentile
+
+
+def wilson_interval(successes: int, total: int, z: float = Z95) -> tuple[float, float] | None:
+    """The Wilson score interval of a share `successes / total` (95% by default); None for
+    no trials. Unlike the normal approximation it stays inside 0..1 and is honest for
+    shares near 0 or 1 and for small samples."""
+    if total <= 0:
+        return None
+    share = successes / total
+    spread = z * z / total
+    centre = (share + spread / 2) / (1 + spread)
+    half = z * math.sqrt(share * (1 - share) / total + spread / (4 * total)) / (1 + spread)
+    return max(0.0, centre - half), min(1.0, centre + half)
