@@ -152,3 +152,26 @@ def test_a_file_name_cannot_add_a_separator() -> None:
     prompt = next_edit_format(None, ["<file_sep>"]).prompt(request)
     assert prompt.count("<file_sep>") == 4  # the diff block's, original, current, updated
     assert "\n.py" not in prompt
+
+
+def test_a_rewrite_that_copies_the_prompts_own_layout_lines_is_not_offered() -> None:
+    """The model copying a history block's headings (`original:` / `updated:` lines) into
+    the window is the prompt leaking, not an edit; the same words inside code are fine."""
+    current = "def f(a):\n    return a\n"
+    window = EditWindow(0, current, current, 0)
+    layout = ("original:", "updated:")
+    leaked = "def f(a):\noriginal:\n    return a\n"
+    assert settle(window, leaked, (), (), layout) == (None, "sentinel")
+    code = "def f(a):\n    original: int = a\n    return original\n"
+    edit, why = settle(window, code, (), (), layout)
+    assert why == "" and edit is not None
+
+
+def test_a_window_in_a_file_changed_past_alignment_keeps_its_original_small() -> None:
+    """A file changed at both ends by more than the aligner takes maps the window to the
+    whole change; its "original" is then the window itself, not thousands of lines."""
+    original = "".join(f"old_{i} = {i}\n" for i in range(3000))
+    current = "".join(f"new_{i} = {i}\n" for i in range(3000))
+    window = edit_window(original, current, current.index("new_1500"), 5)
+    assert window.current.count("\n") == 5
+    assert window.original == window.current

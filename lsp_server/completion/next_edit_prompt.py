@@ -100,6 +100,12 @@ class NextEditFormat:
         """Markers that must never reach the user's file."""
         return tuple(dict.fromkeys((*FILE_SEPARATORS, self.sep)))
 
+    @property
+    def layout_lines(self) -> tuple[str, ...]:
+        """Whole lines of the layout itself (a history block's headings): a rewrite that
+        adds one copies the prompt, not the user's code."""
+        return ("original:", "updated:")
+
     def with_separator(self, sep: str) -> NextEditFormat:
         return NextEditFormat(self.name, self.version, sep)
 
@@ -143,6 +149,10 @@ class ZetaFormat(NextEditFormat):
     @property
     def sentinels(self) -> tuple[str, ...]:
         return (ZETA_START, ZETA_END, ZETA_CURSOR, *FILE_SEPARATORS)
+
+    @property
+    def layout_lines(self) -> tuple[str, ...]:
+        return ("### User Edits:", "### User Excerpt:", "### Response:")
 
     def with_separator(self, sep: str) -> NextEditFormat:
         return self  # its markers are its own, whatever the tokenizer's separator

@@ -28,6 +28,8 @@ from lsp_server.completion.next_edit import (
 
 RESYNC_LINES = 2  # unchanged window lines after a change that end the rewrite
 CHANGED_LINES_MAX = 8  # output lines past a change that never line up again: given up
+# The most lines of the original a window's lines may stand for (times the window's).
+ORIGINAL_LINES = 4
 DIFF_LINES_MAX = 4000  # beyond this many differing lines, the original is aligned coarsely
 
 
@@ -43,9 +45,12 @@ def edit_window(original: str, current: str, offset: int, lines: int) -> EditWin
     orig = split_lines(original)
     o_start, o_end = _aligned(orig, cur, start, end)
     window_start = sum(len(line) for line in cur[:start])
+    # A file changed too much to align (both ends, past DIFF_LINES_MAX) maps the window
+    # to the whole change: then the window has no "before" worth a prompt's room.
+    before = orig[o_start:o_end] if o_end - o_start <= ORIGINAL_LINES * max(lines, 1) else None
     return EditWindow(
         start_line=start,
-        original="".join(orig[o_start:o_end]),
+        original="".join(cur[start:end] if before is None else before),
         current="".join(cur[start:end]),
         cursor=offset - window_start,
     )
@@ -189,9 +194,11 @@ def settle(
     updated: str | None,
     history: Sequence[RecentEdit],
     sentinels: Sequence[str],
+    layout_lines: Sequence[str] = (),
 ) -> tuple[WindowEdit | None, str]:
     """The edit to show for a rewrite, and why there is none ("" when there is one):
-    "unfinished", "no_edit", "sentinel" or "reverts"."""
+    "unfinished", "no_edit", "sentinel" (a marker, or a whole line of the prompt's own
+    layout in `layout_lines`, that the window did not hold) or "reverts"."""
     if updated is None:
         return None, "unfinished"
     edit = minimal_edit(window.current, updated)
@@ -199,6 +206,14 @@ def settle(
         return None, "no_edit"
     if any(s and (s in edit.text or updated.count(s) > window.current.count(s)) for s in sentinels):
         return None, "sentinel"
+    if _layout_lines(updated, layout_lines) > _layout_lines(window.current, layout_lines):
+        return None, "sentinel"
     if reverts(window.current, updated, history[-1] if history else None):
         return None, "reverts"
     return edit, ""
+
+
+def _layout_lines(text: str, layout_lines: Sequence[str]) -> int:
+    """How many of `text`'s lines are, stripped, one of the prompt layout's own lines."""
+    wanted = set(layout_lines)
+    return sum(1 for line in text.split("\n") if line.strip() in wanted) if wanted else 0

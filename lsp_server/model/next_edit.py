@@ -98,7 +98,9 @@ class NextEditPredictor:
         ended = generation.stop_reason in ("eos", "stop")
         if updated is None and ended and not rewrite_hopeless(current, output):
             updated = ended_window(current, output)
-        edit, why = settle(request.window, updated, request.history, self.format.sentinels)
+        fmt = self.format
+        layout = (fmt.sentinels, fmt.layout_lines)
+        edit, why = settle(request.window, updated, request.history, *layout)
         return NextEditAnswer(
             updated=updated,
             edit=edit,
