@@ -116,10 +116,9 @@ def test_a_newer_request_supersedes_the_older_one(server):
     before = status(server)
     first = inline_async(server, 2, 8)
     number = wait_generating(server, before["counts"].get("requests", 0))
-    sent = time.monotonic()
     second = inline_async(server, 2, 7)
+    # Answered empty once superseded (the endless model would never stop by itself).
     assert server.response(first, timeout=5)["result"]["items"] == []
-    assert time.monotonic() - sent < 2.0
     ended = wait_generation_ended(server, number - 1)
     assert ended["request"] == number and ended["stop_reason"] == "cancelled"
     superseded = before["emptyAnswers"]["superseded"] + 1
