@@ -22,11 +22,7 @@ from lsp_server.completion.postprocess import (
     OPENERS,
     QUOTES,
     RULES,
-    balance_brackets,
-    cut_repetition,
-    match_indentation,
-    remove_suffix_overlap,
-    trim_whitespace,
+    rule_steps,
 )
 from lsp_server.completion.scope import Scope
 
@@ -122,19 +118,7 @@ def why_empty(
     if not raw.strip():
         return STOP_REASONS.get(generation.stop_reason, generation.stop_reason)
     text = raw
-    steps = {
-        "scope": lambda t: scope.finish(t),
-        "repetition": lambda t: cut_repetition(t, prefix),
-        "indentation": lambda t: match_indentation(
-            t, prefix, suffix, first_line_indented=not scope.line_start
-        ),
-        "brackets": lambda t: balance_brackets(t, prefix, suffix),
-        "overlap": lambda t: remove_suffix_overlap(
-            t, suffix, whole_first_line=not scope.line_start.strip()
-        ),
-        "whitespace": trim_whitespace,
-    }
-    for rule, step in steps.items():
+    for rule, step in rule_steps(prefix, suffix, scope):
         if rule in rules:
             text = step(text)
             if not text.strip():

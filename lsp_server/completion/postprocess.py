@@ -17,7 +17,7 @@ with at the cursor.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from lsp_server.completion.scope import Scope, indent_width
 
@@ -33,19 +33,33 @@ def postprocess(
     text: str, prefix: str, suffix: str, scope: Scope, *, rules: Collection[str] = RULES
 ) -> str:
     """The completion to show for `text` generated between `prefix` and `suffix`."""
-    if "scope" in rules:
-        text = scope.finish(text)
-    if "repetition" in rules:
-        text = cut_repetition(text, prefix)
-    if "indentation" in rules:
-        text = match_indentation(text, prefix, suffix, first_line_indented=not scope.line_start)
-    if "brackets" in rules:
-        text = balance_brackets(text, prefix, suffix)
-    if "overlap" in rules:
-        text = remove_suffix_overlap(text, suffix, whole_first_line=not scope.line_start.strip())
-    if "whitespace" in rules:
-        text = trim_whitespace(text)
+    for rule, step in rule_steps(prefix, suffix, scope):
+        if rule in rules:
+            text = step(text)
     return _not_in_suffix(text, suffix)
+
+
+def rule_steps(prefix: str, suffix: str, scope: Scope) -> list[tuple[str, Callable[[str], str]]]:
+    """The post-processing rules in the order `postprocess` applies them, each as
+    (its name in RULES, the step on the text) for this cursor."""
+    return [
+        ("scope", scope.finish),
+        ("repetition", lambda t: cut_repetition(t, prefix)),
+        (
+            "indentation",
+            lambda t: match_indentation(
+                t, prefix, suffix, first_line_indented=not scope.line_start
+            ),
+        ),
+        ("brackets", lambda t: balance_brackets(t, prefix, suffix)),
+        (
+            "overlap",
+            lambda t: remove_suffix_overlap(
+                t, suffix, whole_first_line=not scope.line_start.strip()
+            ),
+        ),
+        ("whitespace", trim_whitespace),
+    ]
 
 
 def trim_whitespace(text: str) -> str:
