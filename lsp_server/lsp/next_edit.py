@@ -136,9 +136,13 @@ async def next_edit_item(
 ) -> types.InlineCompletionItem | None:
     """The next edit near a completion request's cursor as an inline completion item,
     where it is one (see `inline_completion_item`), for editors that draw only inline
-    completions; asked when the completion was empty and the document is unchanged."""
-    doc = ls.session.documents.get(request.uri)
-    if not ls.session.settings.next_edit or doc is None or doc.revision != request.revision:
+    completions; asked when the completion was empty, the document is unchanged and no
+    newer completion request for it runs (a superseded request answers at once)."""
+    session = ls.session
+    doc = session.documents.get(request.uri)
+    if not session.settings.next_edit or doc is None or doc.revision != request.revision:
+        return None
+    if request.uri in session.inflight:  # a newer request took over: this one is done
         return None
     encoding = ls.session.encoding
     at = position_at(request.text, request.offset, encoding)
