@@ -18,7 +18,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -30,6 +30,7 @@ from lsp_server.completion.next_edit import (
     RecentEdit,
 )
 from lsp_server.completion.next_edit_text import edit_window
+from lsp_server.session.accepts import AcceptLedger
 from lsp_server.session.documents import Document, Documents, looks_binary, offset_at, uri_to_path
 from lsp_server.session.edit_history import EditHistory, HeadText
 from lsp_server.session.jobs import Inflight
@@ -40,7 +41,6 @@ from lsp_server.session.workspace import WorkspaceContext
 
 log = logging.getLogger("codetailor.next_edit")
 
-REMEMBER = 64  # shown edits whose acceptance is still counted
 # Why a next-edit request was answered `{edits: []}`.
 EMPTY_REASONS = (
     "unknown_document",  # the document is not open
@@ -98,8 +98,8 @@ class NextEdits:
         self.counts: Counter[str] = Counter()
         self.empty: Counter[str] = Counter()
         self.last: dict[str, Any] | None = None  # the last prediction's facts
-        # Recent shown edits' ids -> accepted yet (the feedback log's, else our own).
-        self._ids: OrderedDict[str, bool] = OrderedDict()
+        # Recent shown edits' ids (the feedback log's, else new ones): each accepted once.
+        self.accepts = AcceptLedger()
 
     # -- documents ---------------------------------------------------------------------------
 
@@ -275,10 +275,7 @@ class NextEdits:
                     describe=owner.host.status,
                 )
             )
-        id = id or f"next-edit-{self.counts['shown']}"
-        self._ids[id] = False
-        while len(self._ids) > REMEMBER:
-            self._ids.popitem(last=False)
+        id = self.accepts.shown(id)
         base = window_offset(window, text)
         edit = answer.edit
         return ShownEdit(uri, version, base + edit.start, base + edit.end, edit.text, text, id)
@@ -288,9 +285,8 @@ class NextEdits:
     def accepted(self, id: object) -> None:
         """The editor applied next edit `id` (its command, or the notification); only the
         first acceptance of an edit that was shown counts."""
-        if not isinstance(id, str) or self._ids.get(id, True):
+        if not self.accepts.accept(id):
             return
-        self._ids[id] = True
         self.counts["accepted"] += 1
         self.owner.recording.accepted(id, "full")
 
