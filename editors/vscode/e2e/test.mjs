@@ -381,7 +381,13 @@ async function nextEditRealServer() {
   });
   engine.stdout.on("data", (d) => (out += d));
   const url = await until("the scripted engine's address", () => /http:\/\/127\.0\.0\.1:\d+/.exec(out)?.[0], 30_000);
-  await editUserSettings({ ...userSettings, "codetailor.maxTokens": 6, "codetailor.engine": `openai:${url}` });
+  await editUserSettings({ ...userSettings, "codetailor.maxTokens": 6 });
+  // The engine is machine-scoped (a workspace may not choose it): in this remote window
+  // it applies from the Remote settings, as the server's command line does.
+  await editSettingsJson("Preferences: Open Remote Settings (JSON)", MACHINE_SETTINGS, {
+    ...machineSettings(serverCommand),
+    "codetailor.engine": `openai:${url}`,
+  });
   await until("the server on the scripted engine", async () => (await freshStatus()).includes(`"device": "remote ${url}"`), STEP_MS, 1000);
   await renameThenTabTab("renamed.py", { struck: "factor", line: "    return x * factork", jumpTo: "Ln 4, Col 16" });
   const counts = await until("the server to count the next edit shown and accepted", async () => {
