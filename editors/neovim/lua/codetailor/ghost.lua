@@ -34,22 +34,7 @@ end
 
 ---@param buf integer
 local function cancel(buf)
-  local g = ghost(buf)
-  g.generation = g.generation + 1
-  if g.timer then
-    g.timer:stop()
-    if not g.timer:is_closing() then
-      g.timer:close()
-    end
-    g.timer = nil
-  end
-  if g.request then
-    local client = vim.lsp.get_client_by_id(g.request.client_id)
-    if client then
-      util.call(client, "cancel_request", g.request.id)
-    end
-    g.request = nil
-  end
+  util.cancel_pending(ghost(buf))
 end
 
 ---@param buf integer

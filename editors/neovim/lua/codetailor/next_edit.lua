@@ -49,22 +49,7 @@ end
 
 ---@param buf integer
 local function cancel(buf)
-  local s = state(buf)
-  s.generation = s.generation + 1
-  if s.timer then
-    s.timer:stop()
-    if not s.timer:is_closing() then
-      s.timer:close()
-    end
-    s.timer = nil
-  end
-  if s.request then
-    local client = vim.lsp.get_client_by_id(s.request.client_id)
-    if client then
-      util.call(client, "cancel_request", s.request.id)
-    end
-    s.request = nil
-  end
+  util.cancel_pending(state(buf))
 end
 
 --- Hide the shown edit and forget it (a pending request is cancelled).

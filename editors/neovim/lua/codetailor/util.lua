@@ -60,4 +60,26 @@ function M.notify_once(message, level)
   vim.notify("codetailor: " .. message, level or vim.log.levels.WARN)
 end
 
+--- Drop a buffer's pending request: a newer `generation` makes late answers stale, the
+--- debounce timer stops and the in-flight LSP request is cancelled. `s` is the buffer's
+--- state ({ generation, timer?, request? = { client_id, id } }), for ghost text and next edits.
+---@param s table
+function M.cancel_pending(s)
+  s.generation = s.generation + 1
+  if s.timer then
+    s.timer:stop()
+    if not s.timer:is_closing() then
+      s.timer:close()
+    end
+    s.timer = nil
+  end
+  if s.request then
+    local client = vim.lsp.get_client_by_id(s.request.client_id)
+    if client then
+      M.call(client, "cancel_request", s.request.id)
+    end
+    s.request = nil
+  end
+end
+
 return M
