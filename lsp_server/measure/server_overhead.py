@@ -12,7 +12,7 @@ whose `lastGeneration` holds the engine's `latency_ms` (prefill + decode) and
 Usage:
     codetailor bench overhead --model /path/to/tiny-model --requests 50
     codetailor bench overhead --model smollm2-135m --requests 50 --max-tokens 16
-    codetailor bench overhead --tiny           # builds the tests' tiny model first
+    codetailor bench overhead --tiny           # builds a tiny model first
 """
 
 from __future__ import annotations
@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from lsp_server.measure.client import ServerProcess, serve_command
@@ -100,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--model", default=None, help="model spec (default: smollm2-135m)")
-    parser.add_argument("--tiny", action="store_true", help="build and use the tests' tiny model")
+    parser.add_argument(
+        "--tiny", action="store_true", help="build and use a tiny model (tiny_model.py)"
+    )
     parser.add_argument(
         "--file", type=Path, default=DEFAULT_FILE, help="the document to complete in"
     )
@@ -110,17 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     model = args.model or "smollm2-135m"
     if args.tiny:
-        sys.path.insert(0, str(REPO))
-        from tests.tiny import build_model
+        from lsp_server.measure.tiny_model import build_tiny_model_quietly
 
-        # The tokenizer trainer prints to fd 1; keep stdout for the results.
-        saved = os.dup(1)
-        os.dup2(2, 1)
-        try:
-            model = str(build_model(Path(tempfile.mkdtemp(prefix="codetailor-tiny-"))))
-        finally:
-            os.dup2(saved, 1)
-            os.close(saved)
+        model = str(build_tiny_model_quietly())
     result = asyncio.run(run(model, args.file, args.requests, args.max_tokens))
     if args.json:
         print(json.dumps(result))
