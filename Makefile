@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.codetailor-installed
 ARGS ?=
 
-.PHONY: install serve test typecheck test-fast test-vscode test-vscode-e2e editors-deps lint bench clean
+.PHONY: install serve test typecheck test-fast test-vscode test-vscode-e2e editors-deps lint bench bench-gpu clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -71,6 +71,11 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/codetailor bench engine
 	$(VENV)/bin/codetailor bench latency lsp_server/model/engine.py lsp_server/completion/completer.py --out bench-out
+
+# A GPU's figures in one command (at most 8 minutes on one CUDA GPU, no download; tiny
+# models on the CPU where there is no CUDA): `codetailor bench gpu`.
+bench-gpu: $(STAMP)
+	$(VENV)/bin/codetailor bench gpu --out bench-out/gpu.json $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check lsp_server finetune tests

@@ -26,17 +26,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def add_bench(sub: argparse._SubParsersAction) -> None:
+    from lsp_server.measure.gpu_bench import add_gpu  # light: no torch, no pygls
 
     bench = sub.add_parser(
         "bench",
         help="benchmarks: latency as a user typing feels it",
         description="Benchmarks, each a ratio measured in one run: latency as a user typing "
         "feels it (latency), the engine's speed (engine), what the server adds (overhead), a "
-        "remote engine (remote), adapter swaps (swap) and a simulated user (simulate).",
+        "remote engine (remote), adapter swaps (swap), a simulated user (simulate) and a GPU's "
+        "figures in one command (gpu).",
     )
     kinds = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
     add_latency(kinds)
     add_simulate(kinds)
+    add_gpu(kinds)
     for name, help_text in (
         ("engine", "engine speed: load, prefill and decode rates, warm vs cold request"),
         ("overhead", "what the LSP server adds to a completion over the engine's own time"),

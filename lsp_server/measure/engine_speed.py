@@ -93,15 +93,56 @@ def requests(
 
 def rates(engine: Any, prompt_ids: list[int], repeats: int) -> tuple[list[float], list[float]]:
     """Prefill tokens per second and decode ms per token, `repeats` times, cold each time."""
-    prefill_rates, decode_ms = [], []
+    firsts, decodes = cold_runs(engine, prompt_ids, repeats, new_tokens=33)
+    prefill_rates = [g.prompt_tokens / (g.prefill_ms / 1000) for g in firsts]
+    decode_ms = [g.decode_ms / max(g.generated_tokens - 1, 1) for g in decodes]
+    return prefill_rates, decode_ms
+
+
+def cold_runs(
+    engine: Any, prompt_ids: list[int], repeats: int, *, new_tokens: int
+) -> tuple[list[Any], list[Any]]:
+    """`repeats` times, each on an empty KV cache: the first token alone, then `new_tokens`."""
+    firsts, decodes = [], []
     for _ in range(repeats):
         engine.cache.clear()
-        g = engine.generate(prompt_ids, max_new_tokens=1)
-        prefill_rates.append(g.prompt_tokens / (g.prefill_ms / 1000))
+        firsts.append(engine.generate(prompt_ids, max_new_tokens=1))
         engine.cache.clear()
-        g = engine.generate(prompt_ids, max_new_tokens=33)
-        decode_ms.append(g.decode_ms / max(g.generated_tokens - 1, 1))
-    return prefill_rates, decode_ms
+        decodes.append(engine.generate(prompt_ids, max_new_tokens=new_tokens))
+    return firsts, decodes
+
+
+def first_token_and_decode(
+    engine: Any, prompt_ids: list[int], repeats: int, *, new_tokens: int = 33, typed: int = 3
+) -> dict[str, Any]:
+    """Medians over `repeats`: time to first token on a cold KV cache (empty) and on a warm
+    one (it holds the prompt but its last `typed` tokens, as after the previous request a
+    few characters back), prefill and decode rates, and tokens per forward of the decode
+    (drafted tokens verified several per forward)."""
+    p50 = statistics.median
+    firsts, decodes = cold_runs(engine, prompt_ids, repeats, new_tokens=new_tokens)
+    warm = []
+    for _ in range(repeats):
+        engine.cache.clear()
+        engine.generate(prompt_ids[:-typed], max_new_tokens=1)  # the previous request
+        warm.append(engine.generate(prompt_ids, max_new_tokens=1))
+    decoded = [g for g in decodes if g.generated_tokens > 1]
+    return {
+        "prompt_tokens": len(prompt_ids),
+        "ttft_cold_ms": round(p50(g.latency_ms for g in firsts), 2),
+        "ttft_warm_ms": round(p50(g.latency_ms for g in warm), 2),
+        "warm_cached_tokens": warm[0].cached_tokens,
+        "prefill_tokens_per_s": round(
+            p50(g.prompt_tokens / max(g.prefill_ms / 1000, 1e-6) for g in firsts)
+        ),
+        "decode_tokens_per_s": round(
+            p50((g.generated_tokens - 1) / (g.decode_ms / 1000) for g in decoded), 1
+        )
+        if decoded
+        else None,
+        "generated_tokens": p50(g.generated_tokens for g in decodes),
+        "tokens_per_forward": round(p50(g.tokens_per_forward for g in decodes), 2),
+    }
 
 
 def request_times(runs: dict[str, list[Any]]) -> dict[str, Any]:

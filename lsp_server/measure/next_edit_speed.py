@@ -56,11 +56,18 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Load `args.model` and measure it (`measure`)."""
     from lsp_server.model.factory import load_completers
-    from lsp_server.model.next_edit import next_edit_predictor
     from lsp_server.spec import ModelSpec
 
-    held = load_completers(ModelSpec(model=args.model, dtype=args.dtype or "auto"))
+    return measure(args, load_completers(ModelSpec(model=args.model, dtype=args.dtype or "auto")))
+
+
+def measure(args: argparse.Namespace, held: Any) -> dict[str, Any]:
+    """The run over a model already loaded (`held`, a factory `Loaded`): `args` gives the
+    file, the places, the window, the completion's tokens and the next edit's budget."""
+    from lsp_server.model.next_edit import next_edit_predictor
+
     loaded, completer = held.model, held.completer
     predictor = next_edit_predictor(completer)
     if args.window_lines:

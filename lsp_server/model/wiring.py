@@ -11,7 +11,7 @@ Callers go through the factory; these are its parts.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,17 +92,36 @@ def local_backend(loaded: LoadedModel, compile: str, *, window_tokens: int) -> B
     """The engine backend over `loaded`'s weights (shared by every adapter's engine);
     `compile` (auto, on, off) runs the decode steps compiled (`model.compiled`).
     Adapters loaded or unmerged later change the modules, and the steps recompile."""
-    from lsp_server.model.backend import TransformersBackend, eos_ids
+    from lsp_server.model.backend import eos_ids
 
     eos = eos_ids(loaded.tokenizer, loaded.model)
-    if compile == "off" or loaded.dtype in ("int8", "int4"):  # quantized layers: eager
-        return TransformersBackend(loaded.model, eos)
+    return backend_over(
+        loaded.model, eos, loaded.device, loaded.dtype, compile, window_tokens=window_tokens
+    )
+
+
+def backend_over(
+    model: Any,
+    eos: Iterable[int],
+    device: str,
+    dtype: str,
+    compile: str,
+    *,
+    window_tokens: int,
+) -> Backend:
+    """The backend over `model` on `device`: compiled steps where `compile` says so and the
+    weights are not quantized, else eager (also for a model built in code, without a
+    tokenizer: the GPU benchmark's randomly initialised one)."""
+    from lsp_server.model.backend import TransformersBackend
+
+    if compile == "off" or dtype in ("int8", "int4"):  # quantized layers: eager
+        return TransformersBackend(model, eos)
     from lsp_server.model.compiled import CompiledBackend, choose_compile
 
-    if not choose_compile(compile, loaded.device):
-        return TransformersBackend(loaded.model, eos)
+    if not choose_compile(compile, device):
+        return TransformersBackend(model, eos)
     # Room for the window, a completion and some typing before a cache grows.
-    compiled = CompiledBackend(loaded.model, eos, capacity=window_tokens + 512)
+    compiled = CompiledBackend(model, eos, capacity=window_tokens + 512)
     compiled.warm()  # compile now, on the loading thread, not at the first request
     return compiled
 
