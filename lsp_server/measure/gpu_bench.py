@@ -85,7 +85,7 @@ def run_bench(
     parts: dict[str, Any] = {}
     for name in names:
         budget = TINY_BUDGET_S if tiny else BUDGETS_S[name]
-        print(f"bench gpu: {name} (budget {budget:.0f} s) ...", file=sys.stderr, flush=True)
+        print(f"bench gpu: {name} (budget {budget:g} s) ...", file=sys.stderr, flush=True)
         parts[name] = run_part(PARTS[name], bench, budget)
         print(f"bench gpu: {name} {_outcome(parts[name])}", file=sys.stderr, flush=True)
         if not any(n in ON_DEFAULT_MODEL for n in names[names.index(name) + 1 :]):
@@ -132,7 +132,7 @@ def run_part(part: Part, bench: Bench, budget: float) -> dict[str, Any]:
             figures = part(bench)
         row |= figures
     except OverBudget:
-        row = {"status": "failed", "reason": f"over its budget of {budget:.0f} s"}
+        row = {"status": "failed", "reason": f"over its budget of {budget:g} s"}
     except Exception as exc:  # noqa: BLE001 - a failed part is reported; the others run
         log.debug("part failed", exc_info=True)
         row = {"status": "failed", "reason": first_line(exc)}
