@@ -173,6 +173,12 @@ class ServerProcess(EditorClient):
         if state["state"] != "ready":
             raise RuntimeError(f"the server could not load the model: {state.get('error')}")
 
+    @property
+    def pid(self) -> int | None:
+        """The server process's id, once started (pygls keeps the process as `_server`)."""
+        process = getattr(self.lsp, "_server", None)
+        return getattr(process, "pid", None)
+
     async def stop(self) -> None:
         """Shut the server down and end the process."""
         try:
