@@ -50,9 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     loaded, completer = held.model, held.completer
     engine = held.engine()  # the local engine over token ids
     text = args.file.read_text()
-    # A cursor two thirds into the file, in the middle of a line.
-    line_start = text.rfind("\n", 0, len(text) * 2 // 3) + 1
-    offset = line_start + len(text[line_start:].split("\n", 1)[0]) // 2
+    offset = mid_line_cursor(text)
 
     prompt_ids = loaded.tokenizer.encode(completer.prompt_for(text[:offset], text[offset:]))
     prefill_rates, decode_ms = rates(engine, prompt_ids, args.repeats)
@@ -74,6 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     print_report(result | request_times(runs))
     return 0
+
+
+def mid_line_cursor(text: str, place: float = 2 / 3) -> int:
+    """A cursor `place` into `text` (two thirds by default), in the middle of that line."""
+    start = text.rfind("\n", 0, int(len(text) * place)) + 1
+    return start + len(text[start:].split("\n", 1)[0]) // 2
 
 
 def requests(

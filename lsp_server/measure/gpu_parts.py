@@ -92,9 +92,10 @@ class Bench:
 
     def prompt(self, held: Any, place: float = 2 / 3) -> list[int]:
         """The completer's prompt ids at a cursor `place` into the file, mid-line."""
+        from lsp_server.measure.engine_speed import mid_line_cursor
+
         text = self.file.read_text()
-        start = text.rfind("\n", 0, int(len(text) * place)) + 1
-        offset = start + len(text[start:].split("\n", 1)[0]) // 2
+        offset = mid_line_cursor(text, place)
         prompt = held.completer.prompt_for(text[:offset], text[offset:])
         return list(held.model.tokenizer.encode(prompt))
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from lsp_server.measure.client import ServerProcess, serve_command
+from lsp_server.measure.engine_speed import mid_line_cursor
 
 FIELDS = ("VmRSS", "VmHWM", "RssAnon", "RssFile")
 
@@ -39,12 +40,6 @@ def memory_mb(pid: int | str = "self") -> dict[str, int]:
     return values
 
 
-def cursor(text: str) -> int:
-    """A cursor two thirds into `text`, at the end of a line's first half."""
-    start = text.rfind("\n", 0, len(text) * 2 // 3) + 1
-    return start + len(text[start:].split("\n", 1)[0]) // 2
-
-
 async def server_memory(
     model: str, file: Path, *, dtype: str | None = None, settle_s: float = 2.0
 ) -> dict[str, Any]:
@@ -57,7 +52,7 @@ async def server_memory(
         uri = file.resolve().as_uri()
         server.open(uri, text)
         started = time.perf_counter()
-        answer = await server.complete(uri, text, cursor(text), invoked=True)
+        answer = await server.complete(uri, text, mid_line_cursor(text), invoked=True)
         first_ms = (time.perf_counter() - started) * 1000
         await asyncio.sleep(settle_s)  # what runs after an answer (next suggestion) settles
         status = await server.status()
@@ -82,14 +77,16 @@ def breakdown(model: str, file: Path, dtype: str | None = None) -> dict[str, Any
     import transformers  # noqa: F401
 
     from lsp_server.model.factory import load_completers
+    from lsp_server.model.loading import LoadedModel
     from lsp_server.spec import ModelSpec
 
     imported = memory_mb()["RssAnon"]
     held = load_completers(ModelSpec(model=model, dtype=dtype or "auto"))
     loaded = memory_mb()["RssAnon"]
+    assert isinstance(held.model, LoadedModel)  # a local model: no engine URL in the spec
     tensors = tensor_mb(held.model.model)
     text = file.read_text()
-    held.completer.complete(text, cursor(text), max_tokens=16)
+    held.completer.complete(text, mid_line_cursor(text), max_tokens=16)
     completed = memory_mb()["RssAnon"]
     return {
         "dtype": held.model.dtype,
