@@ -223,29 +223,44 @@ def hf_rate(model: Any, cfg: FinetuneConfig, blocks: Blocks, clock: Clock) -> fl
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             clock.stepped(int(state.global_step))
 
-    arguments = TrainingArguments(
-        output_dir=cfg.out,
-        per_device_train_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
-        max_steps=int(cfg.max_steps or 1),
-        learning_rate=cfg.lr,
-        weight_decay=cfg.weight_decay,
-        max_grad_norm=cfg.max_grad_norm,
-        lr_scheduler_type="cosine",
-        warmup_steps=cfg.warmup_fraction,
-        train_sampling_strategy="sequential",
-        save_strategy="no",
-        logging_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
-        use_cpu=not next(model.parameters()).is_cuda,
-        dataloader_num_workers=0,
-        remove_unused_columns=False,
-        seed=cfg.seed,
-    )
+    arguments = TrainingArguments(**_hf_arguments(cfg, next(model.parameters()).is_cuda))
     trainer = Trainer(model=peft_model, args=arguments, train_dataset=Rows(), callbacks=[Steps()])
     with contextlib.redirect_stdout(sys.stderr):  # it prints its metrics; stdout is the result
         return float(trainer.train().training_loss)
+
+
+def _hf_arguments(cfg: FinetuneConfig, cuda: bool) -> dict[str, Any]:
+    """Hugging Face's `TrainingArguments` for what `cfg` sets ours to: the same batches,
+    AdamW settings, clipping and cosine schedule with warm-up; no saving, no logging."""
+    from transformers import TrainingArguments
+
+    fields = getattr(TrainingArguments, "__dataclass_fields__", {})
+    values: dict[str, Any] = {
+        "output_dir": cfg.out,
+        "per_device_train_batch_size": cfg.batch_size,
+        "gradient_accumulation_steps": cfg.grad_accum,
+        "max_steps": int(cfg.max_steps or 1),
+        "learning_rate": cfg.lr,
+        "weight_decay": cfg.weight_decay,
+        "max_grad_norm": cfg.max_grad_norm,
+        "lr_scheduler_type": "cosine",
+        "save_strategy": "no",
+        "logging_strategy": "no",
+        "report_to": "none",
+        "disable_tqdm": True,
+        "use_cpu": not cuda,
+        "dataloader_num_workers": 0,
+        "remove_unused_columns": False,
+        "seed": cfg.seed,
+    }
+    # Older transformers take the warm-up fraction as warmup_ratio, newer as warmup_steps.
+    if "warmup_ratio" in fields:
+        values["warmup_ratio"] = cfg.warmup_fraction
+    else:
+        values["warmup_steps"] = cfg.warmup_fraction
+    if "train_sampling_strategy" in fields:  # in order, as ours takes them (else random)
+        values["train_sampling_strategy"] = "sequential"
+    return values
 
 
 def _seed(seed: int) -> None:

@@ -186,7 +186,7 @@ def print_report(report: dict[str, Any]) -> None:
     for name, part in report["parts"].items():
         for i, (key, value) in enumerate(flatten(part)):
             rows.append((name if i == 0 else "", key, value))
-    where = report["gpu"] or "CPU, tiny models (a smoke run)"
+    where = report["gpu"] or "the CPU, tiny sizes (a smoke run)"
     print_table(
         ("part", "figure", "value"),
         rows,
