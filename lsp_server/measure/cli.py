@@ -42,6 +42,7 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
         ("overhead", "what the LSP server adds to a completion over the engine's own time"),
         ("remote", "the remote engine against the local one and bare HTTP, on the same prompts"),
         ("swap", "adapter swap time (reload against in place), merged against unmerged speed"),
+        ("load", "load to ready, stage by stage, cold and warm, each in a fresh process"),
         (
             "nextedit",
             "next-edit latency beside a completion's, and the rewrite's tokens per forward",
@@ -322,6 +323,10 @@ def cmd_bench_script(args: argparse.Namespace) -> int:
         from lsp_server.measure.next_edit_speed import main as next_edit_main
 
         return next_edit_main(args.rest)
+    if args.script == "load":
+        from lsp_server.measure.load_time import main as load_main
+
+        return load_main(args.rest)
     if args.script == "swap":
         from lsp_server.measure.adapter_swap import main as swap_main
 
