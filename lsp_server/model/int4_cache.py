@@ -117,11 +117,11 @@ def quantize_cached(model: nn.Module, source: Source, location: str | Path, home
     packed = read(path, key, int4.int4_layers(model))
     if packed is not None:
         replaced = int4.quantize_int4(model, packed=packed)
-        log.info("%d linear layers in 4 bits (packed before, read from %s)", replaced, path)
+        log.info("%d linear layers in 4 bits (read back, packed at an earlier start)", replaced)
         return replaced
     replaced = int4.quantize_int4(model)
     if write(path, key, int4.packed_weights(model)):
-        log.info("%d linear layers in 4 bits (packed once, kept in %s)", replaced, path)
+        log.info("%d linear layers in 4 bits (packed now, kept in %s)", replaced, path)
     return replaced
 
 
