@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -180,6 +181,9 @@ def ensure_converted(gguf: Path) -> Path:
     return target
 
 
+_READ_ONCE = threading.Lock()
+
+
 @contextlib.contextmanager
 def _gguf_read_once() -> Iterator[None]:
     """Within a conversion, each GGUF file's header is parsed once: transformers parses it
@@ -192,21 +196,22 @@ def _gguf_read_once() -> Iterator[None]:
     except ImportError:  # transformers then says that it needs gguf
         yield
         return
-    readers: dict[tuple[str, str], Any] = {}
-    reader_class, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    with _READ_ONCE:  # one conversion at a time patches gguf, and restores it
+        readers: dict[tuple[str, str], Any] = {}
+        reader_class, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
 
-    def reader(path: str | os.PathLike[str], mode: str = "r") -> Any:
-        key = (str(Path(path).resolve()), mode)
-        if key not in readers:
-            readers[key] = reader_class(path, mode)  # type: ignore[arg-type]
-        return readers[key]
+        def reader(path: str | os.PathLike[str], mode: str = "r") -> Any:
+            key = (str(Path(path).resolve()), mode)
+            if key not in readers:
+                readers[key] = reader_class(path, mode)  # type: ignore[arg-type]
+            return readers[key]
 
-    gguf.GGUFReader = reader  # type: ignore[assignment,misc]
-    gguf.get_tensor_name_map = functools.lru_cache(maxsize=None)(name_map)
-    try:
-        yield
-    finally:
-        gguf.GGUFReader, gguf.get_tensor_name_map = reader_class, name_map  # type: ignore[misc]
+        gguf.GGUFReader = reader  # type: ignore[assignment,misc]
+        gguf.get_tensor_name_map = functools.lru_cache(maxsize=None)(name_map)
+        try:
+            yield
+        finally:
+            gguf.GGUFReader, gguf.get_tensor_name_map = reader_class, name_map  # type: ignore[misc]
 
 
 def cpu_computes_bf16() -> bool:
