@@ -190,7 +190,7 @@ def _gguf_read_once() -> Iterator[None]:
     again for the tokenizer, the config and the weights (seconds each: SmolLM2's holds
     its 49,152-token vocabulary), and rebuilds gguf's tensor name table for each of the
     model's hundreds of modules. Both are read-only once built; gguf's own names are
-    restored on the way out. Three times faster in all (docs/benchmarks.md)."""
+    restored on the way out. The conversion takes half the time or less (docs/benchmarks.md)."""
     try:
         import gguf
     except ImportError:  # transformers then says that it needs gguf
