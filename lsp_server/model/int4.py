@@ -20,6 +20,9 @@ times longer in 4 bits. So each layer also keeps its weight in the float dtype
 (`weight`) for inputs of more than `ROWS` tokens: prefill runs as fast as in
 bf16, and a decode step or a verification of drafted tokens reads 4 bits.
 
+Packing a model (`pack`, `quantize_int4`) is thousands of small operations;
+int4_cache.py keeps the packed weights on disk so that later starts read them.
+
 LoRA adapters stay unmerged on top (PEFT wraps an `Int4Linear` like any
 `nn.Linear`, with the adapter in float): merging an adapter's small update
 into 4-bit weights and rounding again would lose most of it.
