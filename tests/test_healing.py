@@ -47,3 +47,30 @@ def test_heal_keeps_prompts_that_cannot_improve(tokenizer) -> None:
     assert healer.heal([5]).ids == [5]
     eos = tokenizer.eos_token_id
     assert healer.heal([5, eos]).tail == ""  # special tokens are never healed
+
+
+def test_token_texts_are_what_batch_decode_gives(tokenizer) -> None:
+    """The fast tokenizer's own batch decode (the warm-up's cost) gives the same texts."""
+    from lsp_server.completion.healing import token_texts
+
+    assert tokenizer.clean_up_tokenization_spaces is False  # so the fast path is taken
+    expected = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+    assert token_texts(tokenizer) == expected
+
+
+def test_token_texts_keep_batch_decode_where_it_cleans_up_spaces(tokenizer) -> None:
+    from lsp_server.completion.healing import token_texts
+
+    class CleaningUp:
+        """A tokenizer whose decoding cleans up spaces: only `batch_decode` knows how."""
+
+        clean_up_tokenization_spaces = True
+        backend_tokenizer = tokenizer.backend_tokenizer
+
+        def __len__(self) -> int:
+            return 3
+
+        def batch_decode(self, ids: list[list[int]]) -> list[str]:
+            return [f"<{i[0]}>" for i in ids]
+
+    assert token_texts(CleaningUp()) == ["<0>", "<1>", "<2>"]

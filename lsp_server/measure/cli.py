@@ -46,6 +46,7 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
         ("remote", "the remote engine against the local one and bare HTTP, on the same prompts"),
         ("swap", "adapter swap time (reload against in place), merged against unmerged speed"),
         ("memory", "the server's resident memory (RSS) after one completion, and what holds it"),
+        ("load", "load to ready, stage by stage, cold and warm, each in a fresh process"),
         (
             "nextedit",
             "next-edit latency beside a completion's, and the rewrite's tokens per forward",
@@ -330,6 +331,10 @@ def cmd_bench_script(args: argparse.Namespace) -> int:
         from lsp_server.measure.server_memory import main as memory_main
 
         return memory_main(args.rest)
+    if args.script == "load":
+        from lsp_server.measure.load_time import main as load_main
+
+        return load_main(args.rest)
     if args.script == "swap":
         from lsp_server.measure.adapter_swap import main as swap_main
 

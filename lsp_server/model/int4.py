@@ -20,6 +20,9 @@ times longer in 4 bits. So each layer also keeps its weight in the float dtype
 (`weight`) for inputs of more than `ROWS` tokens: prefill runs as fast as in
 bf16, and a decode step or a verification of drafted tokens reads 4 bits.
 
+Packing a model (`pack`, `quantize_int4`) is thousands of small operations;
+int4_cache.py keeps the packed weights on disk so that later starts read them.
+
 LoRA adapters stay unmerged on top (PEFT wraps an `Int4Linear` like any
 `nn.Linear`, with the adapter in float): merging an adapter's small update
 into 4-bit weights and rounding again would lose most of it.
@@ -27,6 +30,7 @@ into 4-bit weights and rounding again would lose most of it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -73,6 +77,20 @@ def dequantize(levels: torch.Tensor, scales_and_zeros: torch.Tensor, group: int 
     return ((grouped - 8) * scale + zero).reshape(out_features, in_features)
 
 
+# A layer's packed 4-bit weight (`qweight`) and its (scale, zero) per group.
+Packed = tuple[torch.Tensor, torch.Tensor]
+
+
+def pack(weight: torch.Tensor, group: int = GROUP) -> Packed:
+    """`weight` (out, in) in 4-bit groups, packed for the CPU kernel: (qweight,
+    scales_and_zeros in `weight`'s dtype). The packed layout is this torch's and this
+    CPU's (the kernel's tiles differ between AVX-512 and AVX2), so a copy kept on disk
+    is keyed by both (int4_cache.py)."""
+    levels, scales_and_zeros = quantize_groups(weight, group)
+    qweight = torch.ops.aten._convert_weight_to_int4pack_for_cpu(levels, 1)
+    return qweight, scales_and_zeros.to(weight.dtype)
+
+
 class NarrowFastLinear(nn.Linear):
     """A linear layer that multiplies inputs of at most `ROWS` rows (decode steps, drafted
     tokens) in a faster form of its weight (`narrow`, in subclasses) and wider ones
@@ -109,13 +127,20 @@ class Int4Linear(NarrowFastLinear):
     """A linear layer whose narrow inputs are multiplied by its weight in 4-bit groups (see
     the module doc); `qweight` holds the packed integers (as GPTQ layers name theirs)."""
 
-    def __init__(self, linear: nn.Linear, group: int = GROUP) -> None:
+    def __init__(self, linear: nn.Linear, group: int = GROUP, packed: Packed | None = None) -> None:
+        """`packed`: the layer's (qweight, scales_and_zeros) as `pack` made them for this
+        weight before (int4_cache.py keeps them on disk); None: pack the weight now."""
         super().__init__(linear)
         self.group = group
-        levels, scales_and_zeros = quantize_groups(linear.weight, group)
-        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(levels, 1)
-        self.register_buffer("qweight", packed)
+        qweight, scales_and_zeros = pack(linear.weight, group) if packed is None else packed
+        self.register_buffer("qweight", qweight)
         self.register_buffer("scales_and_zeros", scales_and_zeros.to(self.compute_dtype))
+
+    def packed_weight(self) -> Packed:
+        """(qweight, scales_and_zeros): what `pack` made of this layer's weight."""
+        qweight, scales_and_zeros = self.qweight, self.scales_and_zeros
+        assert isinstance(qweight, torch.Tensor) and isinstance(scales_and_zeros, torch.Tensor)
+        return qweight, scales_and_zeros
 
     def narrow(self, rows: torch.Tensor) -> torch.Tensor:
         out = torch.ops.aten._weight_int4pack_mm_for_cpu(
@@ -170,12 +195,27 @@ def quantizable(linear: nn.Module, group: int = GROUP) -> bool:
     )
 
 
-def quantize_int4(model: nn.Module, *, skip: tuple[str, ...] = ("lm_head",)) -> int:
+SKIP = ("lm_head",)  # layers `quantize_int4` leaves in float (see there)
+
+
+def int4_layers(model: nn.Module, skip: tuple[str, ...] = SKIP) -> dict[str, nn.Linear]:
+    """The linear layers of `model` that `quantize_int4` turns into 4-bit ones, by name."""
+    return {
+        name: module
+        for name, module in model.named_modules()
+        if quantizable(module) and not name.endswith(skip)
+    }
+
+
+def quantize_int4(
+    model: nn.Module, *, skip: tuple[str, ...] = SKIP, packed: Mapping[str, Packed] | None = None
+) -> int:
     """Replace `model`'s linear layers, in place, by `Int4Linear` where the kernel takes
     them, except those whose name ends with one of `skip` (by default the output
     projection: in the default model it is the Q8_0 token embedding, which 4 bits would
     round; it is packed for oneDNN instead, `PackedLinear`); return how many were
-    replaced by 4-bit layers."""
+    replaced by 4-bit layers. `packed`: each such layer's packed weights by name, as
+    `pack` made them from these weights before (a layer missing there is packed now)."""
     replaced = 0
     for name, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
@@ -185,6 +225,13 @@ def quantize_int4(model: nn.Module, *, skip: tuple[str, ...] = ("lm_head",)) -> 
                 continue
             if full.endswith(skip) or not quantizable(child):
                 continue
-            setattr(module, child_name, Int4Linear(child))
+            ready = packed.get(full) if packed is not None else None
+            setattr(module, child_name, Int4Linear(child, packed=ready))
             replaced += 1
     return replaced
+
+
+def packed_weights(model: nn.Module) -> dict[str, Packed]:
+    """Every `Int4Linear` layer's packed weights by name (what `quantize_int4` takes)."""
+    layers = {n: m for n, m in model.named_modules() if isinstance(m, Int4Linear)}
+    return {name: layer.packed_weight() for name, layer in layers.items()}

@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import json
 import logging
 import os
 import re
 import shutil
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -132,7 +135,8 @@ def ensure_converted(gguf: Path) -> Path:
     """Dequantize a GGUF file once into a safetensors folder in the cache; return that folder.
 
     transformers refuses to `save_pretrained` a GGUF-loaded model, so the state
-    dict is copied into a plain model built from the same config. The folder is
+    dict is handed to a plain model built from the same config (on the meta
+    device: its own random initialisation would be thrown away). The folder is
     written under a temporary name and renamed, so an interrupted conversion
     leaves nothing that looks complete.
     """
@@ -144,27 +148,28 @@ def ensure_converted(gguf: Path) -> Path:
 
     log.info("converting %s to safetensors in %s (once)", gguf, target)
     started = time.monotonic()
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        loaded = AutoModelForCausalLM.from_pretrained(
-            gguf.parent, gguf_file=gguf.name, dtype=torch.float32
-        )
-    except Exception as exc:  # noqa: BLE001 - any parse failure means the file is unusable
-        raise CodetailorError(f"cannot read GGUF file {gguf}: {_first_line(exc)}") from exc
+    with _gguf_read_once():
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            loaded = AutoModelForCausalLM.from_pretrained(
+                gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+            )
+        except Exception as exc:  # noqa: BLE001 - any parse failure means the file is unusable
+            raise CodetailorError(f"cannot read GGUF file {gguf}: {_first_line(exc)}") from exc
+        facts = {"gguf": str(gguf), "fingerprint": file_fingerprint(gguf), "q4_1": _q4_1(gguf)}
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    plain.load_state_dict(loaded.state_dict())
+    with torch.device("meta"):
+        plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(loaded.state_dict(), assign=True)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.with_name(f"{target.name}.partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     try:
         plain.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
-        (staging / "codetailor-source.json").write_text(
-            json.dumps({"gguf": str(gguf), "fingerprint": file_fingerprint(gguf)}, indent=2)
-        )
+        (staging / "codetailor-source.json").write_text(json.dumps(facts, indent=2))
         if target.exists():  # another process finished first
             shutil.rmtree(staging)
         else:
@@ -174,6 +179,39 @@ def ensure_converted(gguf: Path) -> Path:
         raise
     log.info("converted in %.1f s", time.monotonic() - started)
     return target
+
+
+_READ_ONCE = threading.Lock()
+
+
+@contextlib.contextmanager
+def _gguf_read_once() -> Iterator[None]:
+    """Within a conversion, each GGUF file's header is parsed once: transformers parses it
+    again for the tokenizer, the config and the weights (seconds each: SmolLM2's holds
+    its 49,152-token vocabulary), and rebuilds gguf's tensor name table for each of the
+    model's hundreds of modules. Both are read-only once built; gguf's own names are
+    restored on the way out. The conversion takes half the time or less (docs/benchmarks.md)."""
+    try:
+        import gguf
+    except ImportError:  # transformers then says that it needs gguf
+        yield
+        return
+    with _READ_ONCE:  # one conversion at a time patches gguf, and restores it
+        readers: dict[tuple[str, str], Any] = {}
+        reader_class, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+
+        def reader(path: str | os.PathLike[str], mode: str = "r") -> Any:
+            key = (str(Path(path).resolve()), mode)
+            if key not in readers:
+                readers[key] = reader_class(path, mode)  # type: ignore[arg-type]
+            return readers[key]
+
+        gguf.GGUFReader = reader  # type: ignore[assignment,misc]
+        gguf.get_tensor_name_map = functools.lru_cache(maxsize=None)(name_map)
+        try:
+            yield
+        finally:
+            gguf.GGUFReader, gguf.get_tensor_name_map = reader_class, name_map  # type: ignore[misc]
 
 
 def cpu_computes_bf16() -> bool:
@@ -201,7 +239,8 @@ def gguf_is_q4_1(gguf: Path, converted: Path) -> bool:
     `int4` then holds exactly those weights (see int4.py). False if it cannot be read.
 
     Reading the file's tensor table takes seconds, so the answer is kept in the
-    converted folder's `codetailor-source.json` (`converted`) and read from there."""
+    converted folder's `codetailor-source.json` (`converted`; the conversion writes it,
+    from the table it reads anyway) and read from there."""
     record = converted / "codetailor-source.json"
     try:
         facts = json.loads(record.read_text())
@@ -209,17 +248,22 @@ def gguf_is_q4_1(gguf: Path, converted: Path) -> bool:
         facts = {}
     if isinstance(facts.get("q4_1"), bool):
         return bool(facts["q4_1"])
-    try:
-        from gguf import GGUFReader
-
-        reader = GGUFReader(gguf)
-        blocks = [t for t in reader.tensors if t.name.startswith("blk.") and len(t.shape) == 2]
-        q4_1 = bool(blocks) and all(t.tensor_type.name == "Q4_1" for t in blocks)
-    except Exception:  # noqa: BLE001 - an unreadable file is not known to be 4-bit
-        return False
+    q4_1 = _q4_1(gguf)
     with contextlib.suppress(OSError):  # a read-only cache: read the file again next time
         record.write_text(json.dumps(facts | {"q4_1": q4_1}, indent=2))
     return q4_1
+
+
+def _q4_1(gguf: Path) -> bool:
+    """Read from the file's tensor table: are its blocks' linear layers all Q4_1?"""
+    try:
+        import gguf as gguf_lib
+
+        reader = gguf_lib.GGUFReader(gguf)
+        blocks = [t for t in reader.tensors if t.name.startswith("blk.") and len(t.shape) == 2]
+        return bool(blocks) and all(t.tensor_type.name == "Q4_1" for t in blocks)
+    except Exception:  # noqa: BLE001 - an unreadable file is not known to be 4-bit
+        return False
 
 
 def auto_dtype(device: str, *, training: bool = False, q4_weights: bool = False) -> str:
@@ -385,10 +429,9 @@ def load_model(
     model, tokenizer = _load_weights(source, location, device, dtype, trust_remote_code)
     fingerprint = model_fingerprint(model)
     if dtype == "int4":  # before the adapter, which stays unmerged in float on top
-        from lsp_server.model import int4
+        from lsp_server.model.int4_cache import quantize_cached
 
-        replaced = int4.quantize_int4(model)
-        log.info("%d linear layers in 4 bits", replaced)
+        quantize_cached(model, source, location, cache_home())  # packed once, then read back
     info = None
     if adapter is not None:
         merge = merges_adapters(dtype)
