@@ -163,3 +163,17 @@ def check_prompt_format(meta: AdapterMeta, folder: Path) -> None:
             f"adapter {folder} was trained with prompt format {name} v{version}; this server "
             f"builds v{current.version}: re-run codetailor finetune"
         )
+
+
+def learned_next_edits(folder: str | Path, layout: str | None) -> bool:
+    """Whether the adapter in `folder` learned next edits in the layout `layout` (None:
+    Sweep's, the server's default) at the version the server builds. A plain PEFT folder,
+    an older adapter or an unreadable one did not: the base model answers its next edits."""
+    from lsp_server.completion.next_edit_prompt import NEXT_EDIT_FORMATS, SWEEP
+
+    fmt = NEXT_EDIT_FORMATS.get(layout or SWEEP.name)
+    try:
+        meta = read_meta(Path(folder).expanduser())
+    except CodetailorError:
+        return False
+    return fmt is not None and meta is not None and meta.learned_next_edits(fmt.name, fmt.version)
