@@ -82,7 +82,9 @@ class FinetuneConfig(Config):
     repo: str = _f("", "the repository (a git checkout or a plain folder) to train on")
     out: str = _f("", "the adapter folder to write; created, or replaced if it holds an adapter")
     model: str = _f("smollm2-135m", "base model: smollm2-135m, a Hugging Face id, dir or .gguf")
-    prompt_format: str | None = _f(None, "FIM template name; default: detected from the tokenizer")
+    prompt_format: str | None = _f(
+        None, "FIM template name; default: the tokenizer's own, or one it can learn (smollm2-fim)"
+    )
     device: str = _f("auto", "auto, cpu, cuda[:N] or mps (under accelerate: that process's)")
     dtype: str = _f("auto", "auto (bf16 on GPU, fp32 on CPU), float32, bfloat16 or float16")
     trust_remote_code: bool = _f(False, "allow a hub model's own Python code")
@@ -168,14 +170,7 @@ class FinetuneConfig(Config):
         need(0.0 <= self.fim_rate <= 1.0, f"fim_rate must be in [0, 1], got {self.fim_rate}")
         need(0.0 <= self.spm_rate <= 1.0, f"spm_rate must be in [0, 1], got {self.spm_rate}")
         need(self.seq_len >= 16, f"seq_len must be at least 16, got {self.seq_len}")
-        need(0.0 <= self.next_edit_share < 1.0, "next_edit_share must be in [0, 1)")
-        need(self.next_edit_max_tokens >= 0, "next_edit_max_tokens must not be negative")
-        need(0.0 <= self.next_edit_partial_rate <= 1.0, "next_edit_partial_rate must be in [0, 1]")
-        need(
-            self.next_edit_window in NEXT_EDIT_WINDOWS,
-            _choice("next_edit_window", self.next_edit_window, NEXT_EDIT_WINDOWS),
-        )
-        need(self.next_edit_seq_len >= 64, "next_edit_seq_len must be at least 64")
+        problems += self._next_edit_problems()
         need(self.lora_r >= 1, f"lora_r must be at least 1, got {self.lora_r}")
         need(self.lora_alpha > 0, "lora_alpha must be positive")
         need(0.0 <= self.lora_dropout < 1.0, "lora_dropout must be in [0, 1)")
@@ -210,6 +205,17 @@ class FinetuneConfig(Config):
         if problems:
             raise CodetailorError("invalid config: " + "; ".join(problems))
         return self
+
+    def _next_edit_problems(self) -> list[str]:
+        window = self.next_edit_window
+        checks = (
+            (0.0 <= self.next_edit_share < 1.0, "next_edit_share must be in [0, 1)"),
+            (self.next_edit_max_tokens >= 0, "next_edit_max_tokens must not be negative"),
+            (0.0 <= self.next_edit_partial_rate <= 1.0, "next_edit_partial_rate must be in [0, 1]"),
+            (window in NEXT_EDIT_WINDOWS, _choice("next_edit_window", window, NEXT_EDIT_WINDOWS)),
+            (self.next_edit_seq_len >= 64, "next_edit_seq_len must be at least 64"),
+        )
+        return [message for ok, message in checks if not ok]
 
 
 # The choices of PreferenceConfig's `reference` and `anchor_kind`.

@@ -7,19 +7,26 @@ import random
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from finetune.config import FinetuneConfig
 from finetune.data.examples import IGNORE, Blocks, pack_examples
 from finetune.data.next_edits import Layout, build, partly_typed
 from finetune.evaluate import to_batch
+from finetune.train import run
 from lsp_server.completion.next_edit import EditWindow, NextEditRequest, RecentEdit
 from lsp_server.completion.next_edit_prompt import next_edit_format
+from lsp_server.model.adapter_meta import AdapterMeta
+from lsp_server.model.factory import load_completers
 from lsp_server.model.next_edit import NextEditPredictor, training_pair
 from lsp_server.repo.edit_examples import NO_EDIT_SHARE, NextEditExample
 from lsp_server.repo.history import mine_split
+from lsp_server.spec import AdapterRef, ModelSpec
 from tests.fixtures.fakes import ScriptedEngine
 from tests.fixtures.history import make_history_repo
+from tests.tiny import SMOLLM2_TOKENS, build_model
 
 FMT = next_edit_format(None)  # Sweep's layout, `<|file_sep|>` as plain text here
 
@@ -139,3 +146,66 @@ def test_packed_examples_stay_whole_and_only_targets_are_learned() -> None:
     assert labels[1].tolist() == blocks.labels[0]
     # A checkpoint's data fingerprint sees what is learned, not only the ids.
     assert mixed.fingerprint() != Blocks(mixed.ids, mixed.lengths).fingerprint()
+
+
+# --- finetune end to end: one adapter learns both tasks (tiny model, SmolLM2's tokens) ---
+
+TRAIN = {
+    "seq_len": 64,
+    "next_edit_seq_len": 512,
+    "batch_size": 2,
+    "max_steps": 3,
+    "eval_every": 0,
+    "patience": 0,
+    "match_samples": 0,
+    "holdout": 0.0,  # one file: none can be held out; every commit is before the cut
+    "checkpoint_every": 10,
+}
+
+
+@pytest.fixture(scope="module")
+def smol_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer Llama whose tokenizer holds SmolLM2's added tokens (no FIM markers)."""
+    return build_model(tmp_path_factory.mktemp("tiny-smol"), special=SMOLLM2_TOKENS, seed=2)
+
+
+def finetuned(repo: Path, out: Path, model: Path, **changes: Any) -> dict[str, Any]:
+    values = TRAIN | {"repo": str(repo), "out": str(out), "model": str(model)} | changes
+    summary = run(FinetuneConfig.from_dict(values), progress=False)
+    assert summary is not None
+    return summary
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_one_adapter_learns_fim_and_next_edits_and_the_server_serves_both(
+    history_repo: Path, smol_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "both"
+    summary = finetuned(history_repo, out, smol_dir)
+    data = summary["data"]
+    assert summary["tasks"] == ["completion", "next_edit"]
+    assert summary["prompt_format"] == "smollm2-fim"  # FIM taught to a model without FIM
+    assert data["next_edit_examples"] > 0 and data["next_edit_commits_read"] == 13
+    assert data["train_loss_tokens"] < data["train_tokens"]  # next-edit prompts not learned
+    meta = AdapterMeta.from_json((out / "codetailor.json").read_text())
+    assert meta.tasks == ["completion", "next_edit"] and meta.learned_next_edits("sweep", 1)
+    assert meta.prompt_format == "smollm2-fim" and meta.prompt_format_version == 1
+    # Served: the adapter's FIM format sends the suffix; the bare model's does not.
+    loaded = load_completers(ModelSpec(model=str(smol_dir), device="cpu"), [AdapterRef(str(out))])
+    with_adapter = loaded.completer.prompt_for("def f(x):\n    ", "\nprint(1)\n", path="a.py")
+    assert loaded.completer.format.name == "smollm2-fim" and "print(1)" in with_adapter
+    bare = load_completers(ModelSpec(model=str(smol_dir), device="cpu"))
+    assert bare.completer.format.name == "prefix-only"
+    assert "print(1)" not in bare.completer.prompt_for("def f(x):\n    ", "\nprint(1)\n")
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_next_edit_false_trains_completion_only(
+    history_repo: Path, smol_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "fim-only"
+    summary = finetuned(history_repo, out, smol_dir, next_edit=False, max_steps=1)
+    assert summary["tasks"] == ["completion"] and "next_edit_examples" not in summary["data"]
+    meta = AdapterMeta.from_json((out / "codetailor.json").read_text())
+    assert meta.tasks == ["completion"] and meta.next_edit_format is None
+    assert not meta.learned_next_edits("sweep", 1)

@@ -27,14 +27,9 @@ from lsp_server.session.session import Session
 from lsp_server.session.settings import Settings
 from lsp_server.spec import AdapterRef
 from tests.fixtures.host import FakeHost
+from tests.tiny import SMOLLM2_TOKENS
 
-# SmolLM2's added tokens (its tokenizer's `get_added_vocab()`): no FIM markers.
-SMOLLM2_TOKENS = [
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<repo_name>", "<reponame>", "<file_sep>",
-    "<filename>", "<gh_stars>", "<issue_start>", "<issue_comment>", "<issue_closed>",
-    "<jupyter_start>", "<jupyter_text>", "<jupyter_code>", "<jupyter_output>",
-    "<jupyter_script>", "<empty_output>",
-]  # fmt: skip
+SMOLLM2 = ["<|endoftext|>", *SMOLLM2_TOKENS]  # SmolLM2's added tokens: no FIM markers
 SMOLLM2_FIM = FORMATS["smollm2-fim"]
 
 
@@ -69,12 +64,12 @@ def test_learned_next_edits_reads_the_folder(tmp_path: Path) -> None:
 
 
 def test_smollm2_fim_is_taught_but_never_detected() -> None:
-    assert detect_format(SMOLLM2_TOKENS) is PREFIX_ONLY  # the bare model: prefix only
-    assert trainable_format(SMOLLM2_TOKENS) is SMOLLM2_FIM  # what finetune teaches it
+    assert detect_format(SMOLLM2) is PREFIX_ONLY  # the bare model: prefix only
+    assert trainable_format(SMOLLM2) is SMOLLM2_FIM  # what finetune teaches it
     assert trainable_format(["<|endoftext|>"]) is PREFIX_ONLY  # no spare markers: none
-    starcoder = [*SMOLLM2_TOKENS, "<fim_prefix>", "<fim_suffix>", "<fim_middle>"]
+    starcoder = [*SMOLLM2, "<fim_prefix>", "<fim_suffix>", "<fim_middle>"]
     assert trainable_format(starcoder).name == "starcoder"  # a model's own FIM comes first
-    assert set(SMOLLM2_FIM.special_tokens) <= set(SMOLLM2_TOKENS)
+    assert set(SMOLLM2_FIM.special_tokens) <= set(SMOLLM2)
     prompt = build_prompt(SMOLLM2_FIM, "def f(x):\n    ", "\n\nprint(f(2))\n", path="a.py")
     assert prompt == (
         "<file_sep>a.py\n<issue_start>def f(x):\n    <issue_comment>\n\nprint(f(2))\n<issue_closed>"
@@ -87,7 +82,7 @@ class Tokens:
     all_special_tokens: list[str] = ["<|endoftext|>"]
 
     def get_added_vocab(self) -> dict[str, int]:
-        return {t: i for i, t in enumerate(SMOLLM2_TOKENS)}
+        return {t: i for i, t in enumerate(SMOLLM2)}
 
 
 def test_the_suffix_goes_to_the_default_model_only_through_an_adapter_that_learned_it() -> None:
