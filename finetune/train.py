@@ -4,7 +4,9 @@
 - `setup`: check the config and the output folder, find a checkpoint to resume,
   start accelerate, seed;
 - `prepare_data`: collect and split the repository's files, load the model (its
-  tokenizer shapes the data), build, tokenize and pack the examples;
+  tokenizer shapes the data), build, tokenize and pack the examples: FIM from the
+  files, and next edits from the git history before the temporal cut
+  (`history_examples`, finetune/data/next_edits.py), learned on their target only;
 - `fit`: wrap the model in LoRA, measure the base model (or restore the
   checkpoint), then train with periodic held-out loss, early stop and checkpoints;
 - `finish`: keep the best weights, measure again, write the adapter and publish it.
