@@ -465,7 +465,8 @@ class Trainer:
 
         job = self.job
         if job.resume_from is None:
-            self.state.before = {"heldout_loss": self.measure_loss()} | self.measure_lines()
+            before = self.measure_lines(base=True)
+            self.state.before = {"heldout_loss": self.measure_loss()} | before
             log.info("base model: %s", self.state.before)
             self.state.best_loss = self.state.before["heldout_loss"]
             self.best = self.lora_weights() if self.state.best_loss is not None else None
@@ -551,15 +552,20 @@ class Trainer:
             progress=job.progress and job.main,
         )
 
-    def measure_lines(self) -> dict[str, Any]:
-        """Next-line exact match on the held-out samples (main process, not under FSDP)."""
+    def measure_lines(self, *, base: bool = False) -> dict[str, Any]:
+        """Next-line exact match on the held-out samples (main process, not under FSDP).
+        `base`: the model before training, in the format it is served with without an
+        adapter (a learned format's markers mean nothing to it yet)."""
+        from lsp_server.model.wiring import choose_format
+
         job, data = self.job, self.data
+        fmt = choose_format(data.loaded) if base and data.fmt.learned else data.fmt
         result: dict[str, Any] = {"match_samples": len(data.line_samples)}
         if job.main and not job.fsdp and data.line_samples:
             result["next_line_exact_match"] = next_line_exact_match(
                 self.peft_model,
                 data.loaded.tokenizer,
-                data.fmt,
+                fmt,
                 data.line_samples,
                 window_tokens=job.cfg.match_window_tokens,
                 max_tokens=job.cfg.match_max_tokens,

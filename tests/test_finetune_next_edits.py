@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from finetune import train as train_module
 from finetune.config import FinetuneConfig
 from finetune.data.examples import IGNORE, Blocks, pack_examples
 from finetune.data.next_edits import Layout, build, partly_typed
@@ -209,3 +210,20 @@ def test_next_edit_false_trains_completion_only(
     meta = AdapterMeta.from_json((out / "codetailor.json").read_text())
     assert meta.tasks == ["completion"] and meta.next_edit_format is None
     assert not meta.learned_next_edits("sweep", 1)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_the_base_figure_uses_the_format_the_bare_model_is_served_with(
+    fixture_repo: Path, smol_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    formats: list[str] = []
+
+    def recorded(model: Any, tokenizer: Any, fmt: Any, samples: Any, **kw: Any) -> float:
+        formats.append(fmt.name)
+        return 0.0
+
+    monkeypatch.setattr(train_module, "next_line_exact_match", recorded)
+    changes = {"holdout": 0.1, "match_samples": 1, "max_steps": 1}
+    summary = finetuned(fixture_repo, tmp_path / "fim", smol_dir, **changes)
+    assert summary["tasks"] == ["completion"]  # one commit: no history to learn from
+    assert formats == ["prefix-only", "smollm2-fim"]  # before: bare; after: as served
