@@ -111,7 +111,7 @@ def build(
 ) -> NextEditSet:
     """The examples of `commits` (kept ones, oldest first: those before the cut),
     tokenized, newest commits first until they hold `budget` tokens; `partial_rate` of
-    the edit-due ones also partly typed. Returned oldest first."""
+    the edit-due ones shown partly typed instead. Returned newest commit last."""
     chosen: list[tuple[list[int], list[int]]] = []
     sources: list[str] = []
     counts = {"due": 0, "none": 0, "partial": 0, "long": 0}
@@ -123,8 +123,11 @@ def build(
         read += len(chunk)
         found = history.examples(chunk, window_lines=layout.window_lines, progress=progress)
         batch, shas = [], []
-        # Newest first within the chunk too, so the budget cuts the oldest off.
-        for example, kind in reversed(_with_partial(found, partial_rate, seed)):
+        # Newest commit first within the chunk too, so the budget cuts the oldest off (the
+        # miner lists the "no edit" windows last; by commit they stay mixed in).
+        age = {c.sha: i for i, c in enumerate(chunk)}
+        mixed = _with_partial(found, partial_rate, seed)
+        for example, kind in sorted(mixed, key=lambda item: -age.get(item[0].commit, 0)):
             if example.key in seen:
                 continue
             seen.add(example.key)
