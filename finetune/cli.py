@@ -189,7 +189,8 @@ def format_summary(s: dict[str, Any]) -> str:
 
     return "\n".join(
         [
-            f"adapter: {s['adapter']} ({s['base_model']}, {s['prompt_format']} format)",
+            f"adapter: {s['adapter']} ({s['base_model']}, {s['prompt_format']} format; "
+            f"learned: {', '.join(s.get('tasks', ['completion']))})",
             f"steps: {s['steps']} of {s['total_steps']}"
             + (" (stopped early)" if s["stopped_early"] else "")
             + f", {num(s['tokens_per_second'], '.0f')} tokens/s",

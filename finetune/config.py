@@ -24,6 +24,8 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 
 C = TypeVar("C", bound="Config")
 
+NEXT_EDIT_WINDOWS = ("auto", "cpu", "gpu")
+
 
 def _f(default: Any, help: str) -> Any:  # noqa: A002 - mirrors argparse's name
     if isinstance(default, (list, dict)):
@@ -80,7 +82,9 @@ class FinetuneConfig(Config):
     repo: str = _f("", "the repository (a git checkout or a plain folder) to train on")
     out: str = _f("", "the adapter folder to write; created, or replaced if it holds an adapter")
     model: str = _f("smollm2-135m", "base model: smollm2-135m, a Hugging Face id, dir or .gguf")
-    prompt_format: str | None = _f(None, "FIM template name; default: detected from the tokenizer")
+    prompt_format: str | None = _f(
+        None, "FIM template name; default: the tokenizer's own, or one it can learn (smollm2-fim)"
+    )
     device: str = _f("auto", "auto, cpu, cuda[:N] or mps (under accelerate: that process's)")
     dtype: str = _f("auto", "auto (bf16 on GPU, fp32 on CPU), float32, bfloat16 or float16")
     trust_remote_code: bool = _f(False, "allow a hub model's own Python code")
@@ -97,6 +101,24 @@ class FinetuneConfig(Config):
     fim_rate: float = _f(0.5, "fraction of documents turned into fill-in-the-middle examples")
     spm_rate: float = _f(0.25, "fraction of FIM examples in suffix-prefix-middle order")
     seq_len: int = _f(256, "tokens per packed training sequence")
+
+    # Next edits from the repository's git history (lsp_server.repo.history's miner).
+    next_edit: bool = _f(True, "also learn next edits from the git history, where it has one")
+    next_edit_share: float = _f(
+        0.5, "share of the training tokens from next-edit examples (the rest: the files)"
+    )
+    next_edit_max_tokens: int = _f(
+        300_000, "most next-edit training tokens: newest commits first until this many"
+    )
+    next_edit_partial_rate: float = _f(
+        0.25, "share of edit-due examples shown with the edit partly typed (the cursor in it)"
+    )
+    next_edit_window: str = _f(
+        "auto", "windows as the server that uses it asks: cpu (5 lines), gpu (21), auto (device)"
+    )
+    next_edit_seq_len: int = _f(
+        1024, "most tokens per next-edit sequence; a longer example is left out"
+    )
 
     # LoRA.
     lora_r: int = _f(16, "LoRA rank")
@@ -148,6 +170,7 @@ class FinetuneConfig(Config):
         need(0.0 <= self.fim_rate <= 1.0, f"fim_rate must be in [0, 1], got {self.fim_rate}")
         need(0.0 <= self.spm_rate <= 1.0, f"spm_rate must be in [0, 1], got {self.spm_rate}")
         need(self.seq_len >= 16, f"seq_len must be at least 16, got {self.seq_len}")
+        problems += self._next_edit_problems()
         need(self.lora_r >= 1, f"lora_r must be at least 1, got {self.lora_r}")
         need(self.lora_alpha > 0, "lora_alpha must be positive")
         need(0.0 <= self.lora_dropout < 1.0, "lora_dropout must be in [0, 1)")
@@ -182,6 +205,17 @@ class FinetuneConfig(Config):
         if problems:
             raise CodetailorError("invalid config: " + "; ".join(problems))
         return self
+
+    def _next_edit_problems(self) -> list[str]:
+        window = self.next_edit_window
+        checks = (
+            (0.0 <= self.next_edit_share < 1.0, "next_edit_share must be in [0, 1)"),
+            (self.next_edit_max_tokens >= 0, "next_edit_max_tokens must not be negative"),
+            (0.0 <= self.next_edit_partial_rate <= 1.0, "next_edit_partial_rate must be in [0, 1]"),
+            (window in NEXT_EDIT_WINDOWS, _choice("next_edit_window", window, NEXT_EDIT_WINDOWS)),
+            (self.next_edit_seq_len >= 64, "next_edit_seq_len must be at least 64"),
+        )
+        return [message for ok, message in checks if not ok]
 
 
 # The choices of PreferenceConfig's `reference` and `anchor_kind`.

@@ -66,5 +66,13 @@ def data_line(stats: dict[str, Any], total_steps: int, seq_len: int) -> str:
         else "none held out",
         f"{total_steps} step{'' if total_steps == 1 else 's'}",
     ]
+    if stats.get("next_edit_examples"):
+        parts.insert(
+            2,
+            f"next edits: {stats['next_edit_examples']} examples from "
+            f"{stats['next_edit_commits_read']} commits before the cut "
+            f"({stats['next_edit_tokens']:,} tokens; {stats['next_edit_no_edit']} no-edit, "
+            f"{stats['next_edit_partly_typed']} partly typed)",
+        )
     line = "data: " + "; ".join(parts)
     return line + (f"; {redacted} secrets redacted" if redacted else "")

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from finetune.data.examples import Blocks
+from finetune.data.examples import IGNORE, Blocks
 from lsp_server.measure.quality import metrics
 from lsp_server.repo.corpus import SourceFile
 
@@ -61,14 +61,25 @@ def heldout_loss(
 
 
 def to_batch(blocks: Blocks, rows: Sequence[int]) -> tuple[Any, Any, Any]:
-    """(input_ids, attention_mask, labels) for some rows; padding is left out of the loss."""
+    """(input_ids, attention_mask, labels) for some rows, padded to the longest; padding
+    (and where `blocks.labels` says so, a prompt) is left out of the loss."""
     import torch
 
-    ids = torch.tensor([blocks.ids[i] for i in rows], dtype=torch.long)
+    width = max(len(blocks.ids[i]) for i in rows)
+    # Padding repeats a row's last id: masked out, and a valid id for any vocabulary.
+    ids = torch.tensor(
+        [blocks.ids[i] + blocks.ids[i][-1:] * (width - len(blocks.ids[i])) for i in rows],
+        dtype=torch.long,
+    )
     lengths = torch.tensor([blocks.lengths[i] for i in rows])
-    mask = (torch.arange(ids.size(1))[None, :] < lengths[:, None]).long()
-    labels = ids.masked_fill(mask == 0, -100)
-    return ids, mask, labels
+    mask = (torch.arange(width)[None, :] < lengths[:, None]).long()
+    if blocks.labels is None:
+        return ids, mask, ids.masked_fill(mask == 0, IGNORE)
+    labels = torch.tensor(
+        [blocks.labels[i] + [IGNORE] * (width - len(blocks.labels[i])) for i in rows],
+        dtype=torch.long,
+    )
+    return ids, mask, labels.masked_fill(mask == 0, IGNORE)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,9 @@
 - `setup`: check the config and the output folder, find a checkpoint to resume,
   start accelerate, seed;
 - `prepare_data`: collect and split the repository's files, load the model (its
-  tokenizer shapes the data), build, tokenize and pack the examples;
+  tokenizer shapes the data), build, tokenize and pack the examples: FIM from the
+  files, and next edits from the git history before the temporal cut
+  (`history_examples`, finetune/data/next_edits.py), learned on their target only;
 - `fit`: wrap the model in LoRA, measure the base model (or restore the
   checkpoint), then train with periodic held-out loss, early stop and checkpoints;
 - `finish`: keep the best weights, measure again, write the adapter and publish it.
@@ -41,7 +43,9 @@ from finetune.adapter import (
 )
 from finetune.config import FinetuneConfig, dump_yaml, print_resolved
 from finetune.console import Quiet, data_line, say
-from finetune.data.examples import Blocks, documents, pack, spread, tokenize
+from finetune.data import next_edits
+from finetune.data.examples import Blocks, documents, pack, pack_examples, spread, tokenize
+from finetune.data.next_edits import NextEditSet
 from finetune.evaluate import (
     LineSample,
     heldout_loss,
@@ -50,9 +54,10 @@ from finetune.evaluate import (
     to_batch,
 )
 from finetune.schedule import BlockOrder, StopFlag, lr_schedule
+from lsp_server.completion.next_edit_prompt import NextEditFormat, next_edit_format
 from lsp_server.completion.prompt import PromptFormat
 from lsp_server.errors import CodetailorError
-from lsp_server.model.adapter_meta import AdapterMeta, BaseModelRef
+from lsp_server.model.adapter_meta import COMPLETION, NEXT_EDIT, AdapterMeta, BaseModelRef
 from lsp_server.repo.corpus import Corpus, SourceFile, collect
 from lsp_server.repo.files import SOURCE_EXTENSIONS, split_files
 
@@ -132,7 +137,7 @@ def setup(cfg: FinetuneConfig, *, resume: bool, progress: bool) -> Job:
 def prepare_data(job: Job) -> Data:
     """The training and held-out sets, tokenized and packed, with the model they are for."""
     from lsp_server.model.loading import load_model
-    from lsp_server.model.wiring import choose_format
+    from lsp_server.model.wiring import training_format
 
     cfg = job.cfg
     corpus, train_files, held_files = split_repository(cfg, job.repo)
@@ -148,13 +153,16 @@ def prepare_data(job: Job) -> Data:
         trust_remote_code=cfg.trust_remote_code,
         training=True,
     )
-    fmt = choose_format(loaded, cfg.prompt_format)
+    fmt = training_format(loaded, cfg.prompt_format)
     tokenizer = loaded.tokenizer
     if tokenizer.eos_token_id is None:
         raise CodetailorError(f"model '{cfg.model}' has a tokenizer without an EOS token")
     tokenizer.model_max_length = 1 << 30  # whole files are tokenized, then packed
     train = training_sequences(cfg, fmt, tokenizer, train_files)
     held = heldout_sequences(cfg, fmt, tokenizer, held_files)
+    learned = history_examples(job, tokenizer, loaded.device, train.tokens)
+    if learned is not None:
+        train = train + pack_examples(learned[0].pairs, cfg.next_edit_seq_len)
     per_step = cfg.batch_size * cfg.grad_accum * job.world
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * len(train.ids) / per_step))
     log.info(
@@ -174,6 +182,8 @@ def prepare_data(job: Job) -> Data:
         eval_blocks=spread(held, cfg.eval_blocks),
         line_samples=next_line_samples(held_files, cfg.match_samples, cfg.seed),
         total_steps=total_steps,
+        next_edits=learned[0] if learned else None,
+        next_edit_format=learned[1] if learned else None,
     )
 
 
@@ -225,6 +235,54 @@ def training_sequences(
         spm_rate=cfg.spm_rate,
     )
     return pack(tokenize(tokenizer, texts, eos), cfg.seq_len, pad)
+
+
+def history_examples(
+    job: Job, tokenizer: Any, device: str, fim_tokens: int
+) -> tuple[NextEditSet, NextEditFormat] | None:
+    """The next-edit examples of the commits before the temporal cut (`eval --next-edit`'s
+    at the same `holdout`), `next_edit_share` of the training tokens at most, and the
+    layout they are in; None where `next_edit` is off or the history is too short."""
+    from tqdm.auto import tqdm
+
+    from lsp_server.model.next_edit import window_for
+    from lsp_server.model.wiring import tokenizer_special_tokens
+    from lsp_server.repo.history import mine_split
+
+    cfg = job.cfg
+    if not cfg.next_edit:
+        return None
+    try:
+        history, earlier, _ = mine_split(job.repo, cfg.holdout)
+    except CodetailorError as exc:
+        if job.main:
+            say(f"codetailor finetune: completion only, no next edits: {exc}")
+        return None
+    fmt = next_edit_format(None, tokenizer_special_tokens(tokenizer))
+    cpu = cfg.next_edit_window == "cpu" or (cfg.next_edit_window == "auto" and device == "cpu")
+    lines, history_tokens = window_for(cpu)
+    share = cfg.next_edit_share
+    budget = min(cfg.next_edit_max_tokens, round(fim_tokens * share / (1 - share)))
+    layout = next_edits.Layout(
+        fmt,
+        lambda text: list(tokenizer.encode(text, add_special_tokens=False)),
+        lines,
+        history_tokens,
+        cfg.next_edit_seq_len,
+    )
+    show = job.progress and job.main
+    with tqdm(desc="mine history", unit="commit", file=Quiet(sys.stderr), disable=not show) as bar:
+        found = next_edits.build(
+            history,
+            earlier,
+            layout,
+            budget=budget,
+            partial_rate=cfg.next_edit_partial_rate,
+            seed=cfg.seed,
+            progress=bar.update,
+        )
+    log.info("next edits: %s", found.stats())
+    return (found, fmt) if found.pairs else None
 
 
 def heldout_sequences(
@@ -350,17 +408,30 @@ class Data:
     eval_blocks: Blocks  # the fixed held-out subset every loss evaluation reads
     line_samples: list[LineSample]
     total_steps: int
+    next_edits: NextEditSet | None = None  # the examples from history, where learned
+    next_edit_format: NextEditFormat | None = None
+
+    @property
+    def tasks(self) -> list[str]:
+        """What the adapter learns (`AdapterMeta.tasks`)."""
+        return [COMPLETION, NEXT_EDIT] if self.next_edits else [COMPLETION]
 
     def stats(self) -> dict[str, Any]:
         """The data statistics `codetailor.json` and the summary report."""
-        return self.corpus.stats() | {
-            "train_files": len(self.train_files),
-            "heldout_files": len(self.held_files),
-            "train_tokens": self.train.tokens,
-            "heldout_tokens": self.held.tokens,
-            "train_sequences": len(self.train.ids),
-            "heldout_sequences_evaluated": len(self.eval_blocks.ids),
-        }
+        learned = self.next_edits.stats() if self.next_edits else {}
+        return (
+            self.corpus.stats()
+            | {
+                "train_files": len(self.train_files),
+                "heldout_files": len(self.held_files),
+                "train_tokens": self.train.tokens,
+                "train_loss_tokens": self.train.loss_tokens,
+                "heldout_tokens": self.held.tokens,
+                "train_sequences": len(self.train.ids),
+                "heldout_sequences_evaluated": len(self.eval_blocks.ids),
+            }
+            | learned
+        )
 
 
 class Trainer:
@@ -394,7 +465,8 @@ class Trainer:
 
         job = self.job
         if job.resume_from is None:
-            self.state.before = {"heldout_loss": self.measure_loss()} | self.measure_lines()
+            before = self.measure_lines(base=True)
+            self.state.before = {"heldout_loss": self.measure_loss()} | before
             log.info("base model: %s", self.state.before)
             self.state.best_loss = self.state.before["heldout_loss"]
             self.best = self.lora_weights() if self.state.best_loss is not None else None
@@ -480,15 +552,20 @@ class Trainer:
             progress=job.progress and job.main,
         )
 
-    def measure_lines(self) -> dict[str, Any]:
-        """Next-line exact match on the held-out samples (main process, not under FSDP)."""
+    def measure_lines(self, *, base: bool = False) -> dict[str, Any]:
+        """Next-line exact match on the held-out samples (main process, not under FSDP).
+        `base`: the model before training, in the format it is served with without an
+        adapter (a learned format's markers mean nothing to it yet)."""
+        from lsp_server.model.wiring import choose_format
+
         job, data = self.job, self.data
+        fmt = choose_format(data.loaded) if base and data.fmt.learned else data.fmt
         result: dict[str, Any] = {"match_samples": len(data.line_samples)}
         if job.main and not job.fsdp and data.line_samples:
             result["next_line_exact_match"] = next_line_exact_match(
                 self.peft_model,
                 data.loaded.tokenizer,
-                data.fmt,
+                fmt,
                 data.line_samples,
                 window_tokens=job.cfg.match_window_tokens,
                 max_tokens=job.cfg.match_max_tokens,
@@ -574,6 +651,7 @@ def _summary(
         "adapter": str(job.out),
         "base_model": data.loaded.name,
         "prompt_format": data.fmt.name,
+        "tasks": data.tasks,
         "steps": state.step,
         "total_steps": data.total_steps,
         "stopped_early": state.stopped_early,
@@ -609,6 +687,9 @@ def _adapter_meta(
         base_model=BaseModelRef(name=name, fingerprint=loaded.fingerprint, source=source.kind),
         prompt_format=data.fmt.name,
         prompt_format_version=data.fmt.version,
+        tasks=data.tasks,
+        next_edit_format=data.next_edit_format.name if data.next_edit_format else None,
+        next_edit_format_version=data.next_edit_format.version if data.next_edit_format else None,
         repository=repository_info(job.repo),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         training={

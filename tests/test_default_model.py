@@ -73,3 +73,23 @@ def test_default_model_completes_open_call_plausibly(default_model) -> None:
     again = completer.complete(JSON_LOADER, len(JSON_LOADER), max_tokens=24)
     assert again.text == result.text
     assert again.generation.cached_tokens > 0
+
+
+def test_the_default_tokenizer_holds_smollm2_fim_markers_as_single_tokens(default_model) -> None:
+    """SmolLM2 has no FIM format of its own; its spare special tokens carry smollm2-fim's
+    markers, each one id, so `finetune` teaches that format and the bare model keeps
+    prefix-only."""
+    from lsp_server.completion.prompt import FORMATS, build_prompt
+    from lsp_server.model.wiring import choose_format, tokenizer_special_tokens, training_format
+
+    _, loaded = default_model
+    tokenizer = loaded.tokenizer
+    fmt = FORMATS["smollm2-fim"]
+    assert choose_format(loaded).name == "prefix-only"
+    assert training_format(loaded) is fmt
+    for marker in fmt.special_tokens:
+        assert marker in tokenizer_special_tokens(tokenizer)
+        assert len(tokenizer.encode(marker, add_special_tokens=False)) == 1, marker
+    prompt = build_prompt(fmt, "def f(x):\n    return ", "\n\nprint(f(1))\n", path="a.py")
+    ids = tokenizer.encode(prompt, add_special_tokens=False)
+    assert tokenizer.decode(ids) == prompt

@@ -8,8 +8,6 @@ a bulk commit, a merged branch); the predictor is a fake, so no model loads.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import threading
 from pathlib import Path
 
@@ -22,75 +20,12 @@ from lsp_server.measure.quality.metrics import wilson_interval
 from lsp_server.measure.quality.next_edit_eval import Scored, evaluate, summarize
 from lsp_server.repo.edit_examples import NextEditExample
 from lsp_server.repo.history import mine, mine_split
-
-APP = '"""App."""\n\n\ndef total(values, count):\n    return sum(values[:count])\n\n\n' + (
-    "def report(values):\n    n = len(values)\n    print(total(values, n))\n"
-)
-FEATURES = 12
-
-
-def _git(root: Path, *args: str, author: str = "Ann <ann@example.com>") -> str:
-    name, email = author.rstrip(">").split(" <")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env |= {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email}
-    env |= {"GIT_COMMITTER_NAME": "Ann", "GIT_COMMITTER_EMAIL": "ann@example.com"}
-    done = subprocess.run(
-        ["git", "-C", str(root), "-c", "init.defaultBranch=main", *args],
-        check=True,
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    return done.stdout.strip()
-
-
-def _commit(root: Path, message: str, files: dict[str, str], **kw: str) -> str:
-    for name, text in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text)
-    _git(root, "add", "-A")
-    _git(root, "commit", "-q", "-m", message, **kw)
-    return _git(root, "rev-parse", "HEAD")
-
-
-def _feature(text: str, i: int) -> str:
-    """Two hunks far apart: a new function at the end and its call in report()."""
-    call = f"    print(total(values, n))\n    print(f{i}(n))\n"
-    text = text.replace("    print(total(values, n))\n", call, 1)
-    return text + f"\n\ndef f{i}(x):\n    return x + {i}\n"
+from tests.fixtures.history import commit, git, make_history_repo
 
 
 @pytest.fixture(scope="module")
 def history_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("history")
-    _git(root, "init", "-q")
-    app = APP
-    _commit(root, "start", {"app.py": app})
-    for i in range(FEATURES):
-        app = _feature(app, i)
-        picked = _commit(root, f"feature {i}", {"app.py": app})
-        if i == 2:
-            _git(root, "revert", "--no-edit", "HEAD")
-            _git(root, "cherry-pick", picked)  # the same change again
-            app = (root / "app.py").read_text()
-        if i == 4:
-            _git(root, "mv", "app.py", "core.py")
-            _git(root, "commit", "-q", "-m", "move app to core")
-            _commit(root, "Tidy", {"core.py": app.replace("    return", "    return  ")})
-            _git(root, "mv", "core.py", "app.py")
-            _git(root, "commit", "-q", "-m", "move back")
-            app = (root / "app.py").read_text()
-        if i == 6:
-            _commit(root, "lock", {"poetry.lock": "a = 1\n"})
-            _commit(root, "bump", {"app.py": app + "# bumped\n"}, author="dependabot[bot] <b@x>")
-            app += "# bumped\n"
-            _commit(root, "bulk", {f"gen/m{j}.py": f"x = {j}\n" for j in range(30)})
-        if i == 8:
-            _git(root, "checkout", "-q", "-b", "side")
-            _commit(root, "side work", {"side.py": "s = 1\n"})
-            _git(root, "checkout", "-q", "main")
-            _git(root, "merge", "-q", "--no-ff", "-m", "merge side", "side")
-    return root
+    return make_history_repo(tmp_path_factory.mktemp("history"))
 
 
 def test_the_miner_keeps_feature_commits_and_says_why_it_dropped_the_rest(history_repo):
@@ -243,8 +178,8 @@ def test_eval_next_edit_compare_scores_base_and_adapter_on_the_same_examples(
 def test_eval_next_edit_refuses_a_folder_without_git_or_enough_history(tmp_path, capsys):
     assert main(["eval", str(tmp_path), "--next-edit"]) == 2
     assert "not a git repository" in capsys.readouterr().err
-    _git(tmp_path, "init", "-q")
-    _commit(tmp_path, "one", {"a.py": "x = 1\n"})
+    git(tmp_path, "init", "-q")
+    commit(tmp_path, "one", {"a.py": "x = 1\n"})
     assert main(["eval", str(tmp_path), "--next-edit"]) == 2
     err = capsys.readouterr().err
     assert "at least" in err and err.count("\n") == 1

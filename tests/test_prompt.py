@@ -15,6 +15,7 @@ from lsp_server.completion.prompt import (
     detect_format,
     fim_example,
     get_format,
+    trainable_format,
     training_document,
 )
 from tests.tiny import build_tokenizer
@@ -33,6 +34,8 @@ EXPECTED = {
     "codellama": f"<s><PRE> {PRE} <SUF>{SUF} <MID>",
     "codestral": f"<s>[SUFFIX]{SUF}[PREFIX]{PRE}",
     "codegemma": f"<bos><|fim_prefix|>{PRE}<|fim_suffix|>{SUF}<|fim_middle|>",
+    # SmolLM2's spare special tokens stand in for FIM markers (a learned format).
+    "smollm2-fim": f"<issue_start>{PRE}<issue_comment>{SUF}<issue_closed>",
 }
 
 CONTEXT = [Snippet("util/math.py", "def mul(a, b):\n    return a * b\n")]
@@ -51,6 +54,8 @@ EXPECTED_REPO = {
     f"#     return a * b\n# app.py\n{PRE}",
     "codegemma": "<bos><|file_separator|>util/math.py\ndef mul(a, b):\n    return a * b\n"
     f"<|file_separator|>app.py\n<|fim_prefix|>{PRE}<|fim_suffix|>{SUF}<|fim_middle|>",
+    "smollm2-fim": "<repo_name>me/calc\n<file_sep>util/math.py\ndef mul(a, b):\n"
+    f"    return a * b\n<file_sep>app.py\n<issue_start>{PRE}<issue_comment>{SUF}<issue_closed>",
 }
 
 
@@ -100,7 +105,9 @@ def test_training_examples_are_serving_prompts_plus_the_answer(name: str) -> Non
 def test_detected_from_tokenizer(name: str, tokenizers: dict) -> None:
     tok = tokenizers[name]
     special = [*tok.all_special_tokens, *tok.get_added_vocab()]
-    assert detect_format(special).name == name
+    # A learned format's markers mean nothing to the bare model: it is only taught.
+    assert detect_format(special).name == ("prefix-only" if FORMATS[name].learned else name)
+    assert trainable_format(special).name == name
 
 
 @pytest.mark.parametrize("name", sorted(FORMATS))

@@ -3,6 +3,12 @@ home (the benchmarks' smoke runs build the same ones)."""
 
 from __future__ import annotations
 
-from lsp_server.measure.tiny_model import CORPUS, FIM_TOKENS, build_model, build_tokenizer
+from lsp_server.measure.tiny_model import (
+    CORPUS,
+    FIM_TOKENS,
+    SMOLLM2_TOKENS,
+    build_model,
+    build_tokenizer,
+)
 
-__all__ = ["CORPUS", "FIM_TOKENS", "build_model", "build_tokenizer"]
+__all__ = ["CORPUS", "FIM_TOKENS", "SMOLLM2_TOKENS", "build_model", "build_tokenizer"]

@@ -19,6 +19,7 @@ from typing import Any
 
 from lsp_server.completion.prompt import PromptFormat, fim_example, training_document
 
+IGNORE = -100  # a label the loss skips (PyTorch's cross-entropy ignore_index)
 CHARS_PER_TOKEN = 3  # rough, for code; only used to cut long files into block-sized chunks
 
 
@@ -68,18 +69,51 @@ def documents(
 
 @dataclass
 class Blocks:
-    """Packed sequences of exactly `seq_len` ids; `lengths` counts the real (unpadded) ones."""
+    """Packed sequences; `lengths` counts each row's real (unpadded) ids.
+
+    `labels`, where set, holds each row's targets (-100: no loss there; the prompts of
+    next-edit examples), else every real token is learned. Rows may differ in length
+    (`to_batch` pads a batch to its longest)."""
 
     ids: list[list[int]]
     lengths: list[int]
+    labels: list[list[int]] | None = None
 
     @property
     def tokens(self) -> int:
         return sum(self.lengths)
 
+    @property
+    def loss_tokens(self) -> int:
+        """The tokens the loss is taken on."""
+        if self.labels is None:
+            return self.tokens
+        rows = zip(self.labels, self.lengths, strict=True)
+        return sum(sum(1 for t in row[:n] if t != IGNORE) for row, n in rows)
+
+    def __add__(self, other: Blocks) -> Blocks:
+        """Both sets of rows, `other`'s after this one's."""
+        if self.labels is None and other.labels is None:
+            return Blocks(self.ids + other.ids, self.lengths + other.lengths)
+        return Blocks(
+            self.ids + other.ids,
+            self.lengths + other.lengths,
+            self.row_labels() + other.row_labels(),
+        )
+
+    def row_labels(self) -> list[list[int]]:
+        """Each row's targets (the ids themselves where every token is learned)."""
+        return self.labels if self.labels is not None else [list(row) for row in self.ids]
+
+    def pick(self, rows: Sequence[int]) -> Blocks:
+        labels = None if self.labels is None else [self.labels[i] for i in rows]
+        return Blocks([self.ids[i] for i in rows], [self.lengths[i] for i in rows], labels)
+
     def fingerprint(self) -> str:
         digest = hashlib.sha256()
         for row in self.ids:
+            digest.update(array("q", row).tobytes())
+        for row in self.labels or []:
             digest.update(array("q", row).tobytes())
         return digest.hexdigest()[:16]
 
@@ -103,10 +137,27 @@ def pack(docs: Sequence[Sequence[int]], seq_len: int, pad_id: int) -> Blocks:
     return Blocks(ids, lengths)
 
 
+def pack_examples(examples: Sequence[tuple[Sequence[int], Sequence[int]]], seq_len: int) -> Blocks:
+    """(prompt ids, target ids) examples, each kept whole, packed in order into rows of at
+    most `seq_len` ids (an example longer than that gets a row of its own); the loss is
+    taken on the targets only. Rows are not padded (`to_batch` pads a batch)."""
+    ids: list[list[int]] = []
+    labels: list[list[int]] = []
+    for prompt, target in examples:
+        row = [*prompt, *target]
+        learned = [IGNORE] * len(prompt) + list(target)
+        if ids and len(ids[-1]) + len(row) <= seq_len:
+            ids[-1] += row
+            labels[-1] += learned
+        else:
+            ids.append(row)
+            labels.append(learned)
+    return Blocks(ids, [len(r) for r in ids], labels)
+
+
 def spread(blocks: Blocks, count: int) -> Blocks:
     """At most `count` blocks, evenly spaced over the whole set (a fixed evaluation subset)."""
     n = len(blocks.ids)
     if n <= count:
         return blocks
-    picks = [i * n // count for i in range(count)]
-    return Blocks([blocks.ids[i] for i in picks], [blocks.lengths[i] for i in picks])
+    return blocks.pick([i * n // count for i in range(count)])

@@ -18,6 +18,9 @@ end of the prompt changes and the engine's KV prefix reuse keeps hitting.
 Formats with a native file separator (`<|file_sep|>`, `<file_sep>`,
 `<|file_separator|>`) get native headers; the others get a comment in the
 current file's language (`# utils.py`), with context lines commented out.
+A `learned` format (`smollm2-fim`: FIM for SmolLM2 with spare tokens of its
+vocabulary) is never detected from a tokenizer: a model uses it only through an
+adapter trained on it (`trainable_format` is what `finetune` teaches).
 Paths in headers are made safe first (`header_path`): secrets in them are
 redacted, and a newline, a control character, a comment's end or a format
 marker in a file name is escaped, so a name can never add a line or a token.
@@ -55,6 +58,9 @@ class PromptFormat:
     # StarCoder2 puts the current file's path inside the prefix:
     # `<file_sep><fim_prefix>path\ncode...`; Qwen puts it before `<|fim_prefix|>`.
     path_in_prefix: bool = False
+    # Markers the model was not pretrained on (spare tokens of its tokenizer): only an
+    # adapter trained on them can use them, so the tokenizer alone never selects it.
+    learned: bool = False
 
     @property
     def is_fim(self) -> bool:
@@ -68,10 +74,26 @@ class PromptFormat:
 
 PREFIX_ONLY = PromptFormat("prefix-only", stop_tokens=("<|endoftext|>",))
 
+# SmolLM2 has no FIM tokens, but its StarCoder-style vocabulary holds special tokens that
+# code files never contain: GitHub issue markers stand in for the FIM markers, and
+# `<file_sep>`/`<repo_name>` head files as StarCoder2 and Qwen do. The layout is Qwen's
+# (path header before the prefix marker). A `learned` format: an adapter teaches it.
+SMOLLM2_FIM = PromptFormat(
+    "smollm2-fim",
+    prefix="<issue_start>",
+    suffix="<issue_comment>",
+    middle="<issue_closed>",
+    file_sep="<file_sep>",
+    repo_name="<repo_name>",
+    stop_tokens=("<|endoftext|>", "<file_sep>", "<repo_name>", "<issue_start>"),
+    learned=True,
+)
+
 FORMATS: dict[str, PromptFormat] = {
     f.name: f
     for f in (
         PREFIX_ONLY,
+        SMOLLM2_FIM,
         # StarCoder2 (BigCode, arXiv 2402.19173 sec. 5), repository-level FIM:
         # <repo_name>r<file_sep>path\ncode<file_sep><fim_prefix>path\npre<fim_suffix>suf<fim_middle>
         PromptFormat(
@@ -177,6 +199,17 @@ def detect_format(special_tokens: Iterable[str]) -> PromptFormat:
     if has("<PRE>", "<SUF>", "<MID>"):
         return FORMATS["codellama"]
     return PREFIX_ONLY
+
+
+def trainable_format(special_tokens: Iterable[str]) -> PromptFormat:
+    """The format an adapter for this tokenizer should learn: its own FIM format, else a
+    `learned` one whose markers it holds (SmolLM2's), else prefix-only."""
+    native = detect_format(special_tokens)
+    if native.is_fim:
+        return native
+    known = {t.strip() for t in special_tokens}
+    spare = (f for f in FORMATS.values() if f.learned and set(f.special_tokens) <= known)
+    return next(spare, native)
 
 
 def get_format(name: str) -> PromptFormat:

@@ -28,6 +28,7 @@ from lsp_server.lsp import pygls_compat
 from lsp_server.lsp.progress import LoadProgress
 from lsp_server.methods import INLINE_EDIT
 from lsp_server.model import registry
+from lsp_server.model.adapter_meta import learned_next_edits
 from lsp_server.model.host import ModelHost
 from lsp_server.model.loading import cache_home, resolve_model
 from lsp_server.repo.head import head_text
@@ -102,7 +103,10 @@ class CodetailorServer(LanguageServer):
             recording=Recording(cache_home()),
             scanner=WorkspaceScanner(),
             adapters=AdapterSource(
-                registry.registered_for, registry.stamp, registry.resolve_adapter
+                registry.registered_for,
+                registry.stamp,
+                registry.resolve_adapter,
+                lambda adapter, layout: learned_next_edits(adapter.path, layout),
             ),
             loading=loading,
             head_text=head_text,

@@ -23,6 +23,13 @@ CORPUS = [
 ]
 
 FIM_TOKENS = ["<fim_prefix>", "<fim_suffix>", "<fim_middle>", "<file_sep>"]
+# SmolLM2's added tokens after its EOS: no FIM markers, but spare ones (smollm2-fim).
+SMOLLM2_TOKENS = [
+    "<|im_start|>", "<|im_end|>", "<repo_name>", "<reponame>", "<file_sep>", "<filename>",
+    "<gh_stars>", "<issue_start>", "<issue_comment>", "<issue_closed>", "<jupyter_start>",
+    "<jupyter_text>", "<jupyter_code>", "<jupyter_output>", "<jupyter_script>",
+    "<empty_output>",
+]  # fmt: skip
 
 
 def build_tokenizer(out: Path, extra_special: list[str] | None = None, vocab_size: int = 400):
@@ -47,14 +54,23 @@ def build_tokenizer(out: Path, extra_special: list[str] | None = None, vocab_siz
 
 
 def build_model(
-    out: Path, *, fim: bool = False, seed: int = 0, dtype: str = "float32", layers: int = 2
+    out: Path,
+    *,
+    fim: bool = False,
+    seed: int = 0,
+    dtype: str = "float32",
+    layers: int = 2,
+    special: list[str] | None = None,
 ) -> Path:
-    """Save a tiny Llama and its tokenizer to `out` in Hugging Face layout; return `out`."""
+    """Save a tiny Llama and its tokenizer to `out` in Hugging Face layout; return `out`.
+    `special`: the tokenizer's added tokens (default: StarCoder's FIM ones with `fim`)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer(out, FIM_TOKENS if fim else None)
+    tokenizer = build_tokenizer(
+        out, special if special is not None else FIM_TOKENS if fim else None
+    )
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer),

@@ -9,6 +9,11 @@ one it was trained on quietly completes worse.
 Pure: no torch. `SCHEMA_VERSION` counts incompatible changes to this file's
 layout; adding an optional field is not one. A file without `schema_version`
 is schema 1 (adapters written before it was recorded have the same layout).
+
+`tasks` says what the adapter learned: "completion" (its prompt format, above)
+and "next_edit" (with `next_edit_format` and its version). A file without it was
+written before adapters learned next edits: completion only. The server uses an
+adapter for next edits only where `learned_next_edits` says so.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from lsp_server.errors import CodetailorError
 
 META_FILE = "codetailor.json"
 SCHEMA_VERSION = 1
+COMPLETION = "completion"
+NEXT_EDIT = "next_edit"
+TASKS = (COMPLETION, NEXT_EDIT)
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,10 @@ class AdapterMeta:
     base_model: BaseModelRef | None = None
     prompt_format: str | None = None
     prompt_format_version: int | None = None
+    # What the adapter learned (TASKS); a file without the key: completion only.
+    tasks: list[str] = field(default_factory=lambda: [COMPLETION])
+    next_edit_format: str | None = None  # the next-edit layout it learned (next_edit_prompt)
+    next_edit_format_version: int | None = None
     repository: dict[str, Any] = field(default_factory=dict)  # name, path, commit, dirty
     created: str = ""  # ISO 8601, UTC
     codetailor_version: str = ""
@@ -90,7 +102,22 @@ class AdapterMeta:
         version = values.get("prompt_format_version")
         if version is not None and not isinstance(version, int):
             raise ValueError(f"prompt_format_version must be an integer, got {version!r}")
+        tasks = values.get("tasks", [COMPLETION])
+        if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
+            raise ValueError(f"tasks must be a list of names, got {tasks!r}")
+        version = values.get("next_edit_format_version")
+        if version is not None and not isinstance(version, int):
+            raise ValueError(f"next_edit_format_version must be an integer, got {version!r}")
         return cls(**values)
+
+    def learned_next_edits(self, name: str, version: int) -> bool:
+        """Whether the adapter learned next edits in the layout `name` at `version` (the
+        one the server would ask in); an adapter that learned another layout did not."""
+        return (
+            NEXT_EDIT in self.tasks
+            and self.next_edit_format == name
+            and self.next_edit_format_version in (None, version)
+        )
 
 
 def write_meta(folder: Path, meta: AdapterMeta) -> Path:
@@ -136,3 +163,17 @@ def check_prompt_format(meta: AdapterMeta, folder: Path) -> None:
             f"adapter {folder} was trained with prompt format {name} v{version}; this server "
             f"builds v{current.version}: re-run codetailor finetune"
         )
+
+
+def learned_next_edits(folder: str | Path, layout: str | None) -> bool:
+    """Whether the adapter in `folder` learned next edits in the layout `layout` (None:
+    Sweep's, the server's default) at the version the server builds. A plain PEFT folder,
+    an older adapter or an unreadable one did not: the base model answers its next edits."""
+    from lsp_server.completion.next_edit_prompt import NEXT_EDIT_FORMATS, SWEEP
+
+    fmt = NEXT_EDIT_FORMATS.get(layout or SWEEP.name)
+    try:
+        meta = read_meta(Path(folder).expanduser())
+    except CodetailorError:
+        return False
+    return fmt is not None and meta is not None and meta.learned_next_edits(fmt.name, fmt.version)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from lsp_server.completion.generation import GenerationEngine
@@ -77,9 +77,8 @@ class NextEditPredictor:
         """
         started = time.perf_counter()
         request = NextEditRequest(request.path, self.fitting(request.history), request.window)
-        text = self.format.prompt(request)
-        lead = "\n" if text.endswith("\n") else ""
-        prompt = self.encode(text[: len(text) - len(lead)])
+        text, lead = split_prompt(self.format, request)
+        prompt = self.encode(text)
         current = request.window.current
         hint = self.encode(lead + with_newline(current))
         deadline = None if time_budget is None else time.monotonic() + time_budget
@@ -118,14 +117,7 @@ class NextEditPredictor:
 
     def fitting(self, history: Sequence[RecentEdit]) -> tuple[RecentEdit, ...]:
         """The most recent edits whose blocks fit the history's token budget, oldest first."""
-        kept: list[RecentEdit] = []
-        used = 0
-        for edit in reversed(history):
-            used += len(self.encode(self.format.history_block(edit)))
-            if used > self.history_tokens:
-                break
-            kept.append(edit)
-        return tuple(reversed(kept))
+        return fit_history(history, self.format, self.encode, self.history_tokens)
 
     def _stop_rule(self, current: str, lead: str) -> Any:
         """True once the tokens so far settle the window, or can no longer (checked at
@@ -141,6 +133,49 @@ class NextEditPredictor:
             return done or rewrite_hopeless(current, text)
 
         return stop
+
+
+def fit_history(
+    history: Sequence[RecentEdit],
+    fmt: NextEditFormat,
+    encode: Callable[[str], list[int]],
+    budget: int,
+) -> tuple[RecentEdit, ...]:
+    """The most recent edits whose blocks fit `budget` tokens, oldest first: what the
+    predictor sends, and what `finetune` trains on."""
+    kept: list[RecentEdit] = []
+    used = 0
+    for edit in reversed(history):
+        used += len(encode(fmt.history_block(edit)))
+        if used > budget:
+            break
+        kept.append(edit)
+    return tuple(reversed(kept))
+
+
+def training_pair(
+    request: NextEditRequest, expected: str, fmt: NextEditFormat, encode: Callable[[str], list[int]]
+) -> tuple[list[int], list[int]]:
+    """(prompt ids, target ids) of a request whose answer is `expected`, split as `predict`
+    splits them: the prompt's last line break starts the target, which ends with the
+    format's end marker."""
+    text, lead = split_prompt(fmt, request)
+    return encode(text), encode(lead + with_newline(expected) + fmt.end_marker)
+
+
+def split_prompt(fmt: NextEditFormat, request: NextEditRequest) -> tuple[str, str]:
+    """The prompt text without its last line break, and that line break (the output's
+    start; see `NextEditPredictor.predict`)."""
+    text = fmt.prompt(request)
+    lead = "\n" if text.endswith("\n") else ""
+    return text[: len(text) - len(lead)], lead
+
+
+def window_for(cpu: bool) -> tuple[int, int]:
+    """(window lines, history tokens) of the server's next-edit requests on a CPU or not."""
+    if cpu:
+        return WINDOW_LINES_CPU, HISTORY_TOKENS_CPU
+    return WINDOW_LINES_GPU, HISTORY_TOKENS_GPU
 
 
 def _after(lead: str, output: str) -> str:
@@ -163,13 +198,9 @@ def next_edit_predictor(completer: Any, format_name: str | None = None) -> NextE
         tokenizer = completer.tokenizer
         fmt = next_edit_format(name, tokenizer_special_tokens(tokenizer))
         window = getattr(completer, "window", None)
-        cpu = getattr(window, "window_tokens", 4096) <= 1024
+        lines, history = window_for(getattr(window, "window_tokens", 4096) <= 1024)
         predictor = NextEditPredictor(
-            completer.engine,
-            tokenizer,
-            fmt,
-            window_lines=WINDOW_LINES_CPU if cpu else WINDOW_LINES_GPU,
-            history_tokens=HISTORY_TOKENS_CPU if cpu else HISTORY_TOKENS_GPU,
+            completer.engine, tokenizer, fmt, window_lines=lines, history_tokens=history
         )
         _PREDICTORS[completer] = predictor
     return predictor

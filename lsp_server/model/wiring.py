@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lsp_server.completion.completer import Completer
-from lsp_server.completion.prompt import PromptFormat, detect_format, get_format
+from lsp_server.completion.prompt import PromptFormat, detect_format, get_format, trainable_format
 from lsp_server.errors import CodetailorError
 from lsp_server.model.adapter_meta import read_meta
 from lsp_server.model.engine import Backend, Engine, Generation, PrefixCache
@@ -40,13 +40,40 @@ def tokenizer_special_tokens(tokenizer: Any) -> list[str]:
 
 def choose_format(loaded: LoadedModel, override: str | None = None) -> PromptFormat:
     """The user's override, else the adapter's recorded format, else the tokenizer's own."""
-    name = override or (loaded.adapter.prompt_format if loaded.adapter else None)
-    if name:
-        try:
-            return get_format(name)
-        except ValueError as exc:
-            raise CodetailorError(str(exc)) from None
-    return detect_format(tokenizer_special_tokens(loaded.tokenizer))
+    recorded = loaded.adapter.prompt_format if loaded.adapter else None
+    return pick_format(override, recorded, loaded.tokenizer)
+
+
+def pick_format(override: str | None, recorded: str | None, tokenizer: Any) -> PromptFormat:
+    """`override`, else `recorded` (the adapter's), else the tokenizer's own format.
+
+    A `learned` format (markers the base model was never trained on) is refused unless
+    the adapter records it: the bare model would only be confused by the suffix."""
+    name = override or recorded
+    if not name:
+        return detect_format(tokenizer_special_tokens(tokenizer))
+    fmt = _named_format(name)
+    if fmt.learned and name != recorded:
+        raise CodetailorError(
+            f"prompt format '{name}' uses markers only an adapter trained on them knows, and "
+            "this model has no such adapter; train one with `codetailor finetune`"
+        )
+    return fmt
+
+
+def training_format(loaded: LoadedModel, override: str | None = None) -> PromptFormat:
+    """The format `finetune` teaches: the override, else the tokenizer's FIM format, else a
+    learned one its tokenizer holds the markers of (`prompt.trainable_format`)."""
+    if override:
+        return _named_format(override)
+    return trainable_format(tokenizer_special_tokens(loaded.tokenizer))
+
+
+def _named_format(name: str) -> PromptFormat:
+    try:
+        return get_format(name)
+    except ValueError as exc:
+        raise CodetailorError(str(exc)) from None
 
 
 class AdapterEngine:
@@ -202,11 +229,7 @@ def build_remote_completer(
     if tokenizer is None:
         tokenizer = load_tokenizer(model, trust_remote_code=trust_remote_code)
     adapter_name, info = remote_adapter(adapter)
-    name = prompt_format or (info.prompt_format if info else None)
-    try:
-        fmt = get_format(name) if name else detect_format(tokenizer_special_tokens(tokenizer))
-    except ValueError as exc:
-        raise CodetailorError(str(exc)) from None
+    fmt = pick_format(prompt_format, info.prompt_format if info else None, tokenizer)
     vocab = tokenizer.get_vocab()
     stops = [t for t in fmt.stop_tokens if t in vocab]
     if tokenizer.eos_token:

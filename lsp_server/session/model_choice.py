@@ -45,6 +45,9 @@ class AdapterSource:
     lookup: Callable[[str, str | None], Registered | None]
     stamp: Callable[[], object]
     resolve: Resolve = AdapterRef
+    # Whether an adapter learned next edits in the named layout (its metadata says so);
+    # a source that cannot tell takes every adapter's word for it.
+    learned: Callable[[AdapterRef, str | None], bool] = lambda adapter, layout: True
 
 
 def model_spec(settings: Settings, loading: ModelSpec | None = None) -> ModelSpec:
@@ -97,6 +100,7 @@ class ModelChoice:
         self.asked = host.held or Holding(model_spec(startup, self.loading), (self.choice.ref,))
         self._stamp: object = None
         self._checked = 0.0
+        self._learned: dict[tuple[AdapterRef, str | None], bool] = {}
 
     def permit(self, settings: Settings, base: Settings) -> tuple[Settings, list[str]]:
         """`settings` with what a client may not choose put back as in `base`, and one
@@ -135,7 +139,8 @@ class ModelChoice:
         need: "load" (another model, or nothing loaded yet), "swap" (only the adapters
         changed under a ready model: they load behind it) or nothing (None)."""
         self.choice = self._choose(settings)
-        wanted = Holding(model_spec(settings, self.loading), self.folders.in_use(self.choice))
+        self._learned.clear()  # an adapter may have been retrained in place
+        wanted = Holding(model_spec(settings, self.loading), self._in_use(settings))
         change = self.asked.change_to(wanted)
         if change == "swap" and self.host.state != "ready":
             change = "load"
@@ -146,6 +151,33 @@ class ModelChoice:
             ask = self.host.swap if change == "swap" else self.host.load
             ask(wanted.spec, wanted.adapters)
         return change
+
+    def _in_use(self, settings: Settings) -> tuple[AdapterRef | None, ...]:
+        """The folders' adapters (the default first), and the base model after them where
+        next edits are on and one of them did not learn next edits: the base answers those."""
+        adapters = self.folders.in_use(self.choice)
+        layout = settings.next_edit_format
+        if not (settings.enable and settings.next_edit) or None in adapters:
+            return adapters
+        if all(self.learned_next_edits(a, layout) for a in adapters):
+            return adapters
+        return (*adapters, None)
+
+    def learned_next_edits(self, adapter: AdapterRef | None, layout: str | None) -> bool:
+        """Whether `adapter` learned next edits in `layout` (None: the base model, which
+        answers them as it is)."""
+        if adapter is None or self.source is None:
+            return True
+        key = (adapter, layout)
+        if key not in self._learned:
+            self._learned[key] = self.source.learned(adapter, layout)
+        return self._learned[key]
+
+    def next_edit_adapter_for(self, uri: str, layout: str | None) -> AdapterRef | None:
+        """The adapter that answers next edits in `uri`: its folder's, if that adapter
+        learned them in `layout`; else the base model (None)."""
+        adapter = self.adapter_for(uri)
+        return adapter if self.learned_next_edits(adapter, layout) else None
 
     def _choose(self, settings: Settings) -> AdapterChoice:
         """Every folder's adapter under `settings`; returns the first folder's (the default)."""

@@ -146,9 +146,9 @@ class NextEdits:
             why = "binary"
         predictor = None
         if why is None:
-            predictor = owner.host.next_edit_for(
-                owner.models.adapter_for(uri), settings.next_edit_format
-            )
+            layout = settings.next_edit_format
+            adapter = owner.models.next_edit_adapter_for(uri, layout)
+            predictor = owner.host.next_edit_for(adapter, layout)
             why = None if predictor is not None else "not_ready"
         if why is not None or doc is None or predictor is None:
             self._empty(why or "not_ready")
