@@ -53,12 +53,12 @@ class WritingBackend:
         k = length - self.prompt_length
         return self.answer[k] if 0 <= k < len(self.answer) else EOS
 
-    def forward(self, cache: list[int], token_ids: Sequence[int], allowed=None) -> int:
+    def forward(self, cache: list[int], token_ids: Sequence[int], allowed=None, **_) -> int:
         self.forwards += 1
         cache.extend(token_ids)
         return self._next(len(cache))
 
-    def verify(self, cache: list[int], token_ids: Sequence[int], *, keep=None, allowed=None):
+    def verify(self, cache: list[int], token_ids: Sequence[int], *, keep=None, allowed=None, **_):
         self.forwards += 1
         start = len(cache)
         cache.extend(token_ids)
