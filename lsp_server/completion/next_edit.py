@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from lsp_server.completion.next_edit_gate import EditConfidence
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,10 @@ class NextEditAnswer:
     forwards: int = 0  # model calls; generated_tokens / forwards is the drafting gain
     latency_ms: float = 0.0
     prefill_ms: float = 0.0  # of latency_ms, the prompt's prefill (the rest: decoding)
+    # How sure the model was of the edit it wrote (None: it wrote none), and, when the
+    # show-or-not gate held that edit back (stop reason "unsure"), the edit itself.
+    confidence: EditConfidence | None = None
+    withheld: WindowEdit | None = None
 
 
 class NextEditPredictorLike(Protocol):

@@ -21,8 +21,19 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
-from lsp_server.completion.generation import GenerationEngine
-from lsp_server.completion.next_edit import NextEditAnswer, NextEditRequest, RecentEdit
+from lsp_server.completion.generation import Generation, GenerationEngine
+from lsp_server.completion.next_edit import (
+    NextEditAnswer,
+    NextEditRequest,
+    RecentEdit,
+    WindowEdit,
+)
+from lsp_server.completion.next_edit_gate import (
+    DEFAULT_GATE,
+    EditConfidence,
+    ShowGate,
+    edit_confidence,
+)
 from lsp_server.completion.next_edit_prompt import NextEditFormat, next_edit_format, with_newline
 from lsp_server.completion.next_edit_text import (
     ended_window,
@@ -54,8 +65,11 @@ class NextEditPredictor:
         *,
         window_lines: int = WINDOW_LINES_GPU,
         history_tokens: int = HISTORY_TOKENS_GPU,
+        gate: ShowGate = DEFAULT_GATE,
     ) -> None:
+        """`gate` decides which edits are shown (`OPEN_GATE`: all of them)."""
         self.engine = engine
+        self.gate = gate
         self.tokenizer = tokenizer
         self.format = fmt
         self.window_lines = window_lines
@@ -103,6 +117,11 @@ class NextEditPredictor:
         fmt = self.format
         layout = (fmt.sentinels, fmt.layout_lines)
         edit, why = settle(request.window, updated, request.history, *layout)
+        confidence = withheld = None
+        if edit is not None and updated is not None:
+            confidence = self._confidence(current, updated, edit, generation, lead)
+            if not self.gate.shows(confidence):
+                edit, withheld, why = None, edit, "unsure"
         return NextEditAnswer(
             updated=updated,
             edit=edit,
@@ -113,7 +132,20 @@ class NextEditPredictor:
             forwards=generation.forwards,
             latency_ms=(time.perf_counter() - started) * 1000,
             prefill_ms=generation.prefill_ms,
+            confidence=confidence,
+            withheld=withheld,
         )
+
+    def _confidence(
+        self, current: str, updated: str, edit: WindowEdit, generation: Generation, lead: str
+    ) -> EditConfidence:
+        """The model's confidence in `edit`, from the scores of the tokens that wrote it."""
+        ends, at = [], -len(lead)  # offsets in the output after the prompt's line break
+        for token in generation.tokens:
+            at += len(self.tokenizer.decode([token], skip_special_tokens=False))
+            ends.append(at)
+        g = generation
+        return edit_confidence(current, updated, edit, ends, g.logprobs, g.entropies, g.stop_reason)
 
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=False))
