@@ -18,9 +18,9 @@ import pytest
 
 from lsp_server.cli import main
 from lsp_server.completion.next_edit import NextEditAnswer, NextEditRequest, WindowEdit
+from lsp_server.completion.next_edit_gate import EditConfidence, ShowGate
 from lsp_server.measure.quality import next_edit_cli
 from lsp_server.measure.quality.metrics import wilson_interval
-from lsp_server.completion.next_edit_gate import EditConfidence, ShowGate
 from lsp_server.measure.quality.next_edit_eval import Scored, evaluate, summarize, with_gates
 from lsp_server.repo.edit_examples import NextEditExample
 from lsp_server.repo.history import mine, mine_split
