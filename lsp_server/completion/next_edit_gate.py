@@ -23,26 +23,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
-from lsp_server.completion.next_edit import WindowEdit
+# EditConfidence lives with the other plain values that cross the layers.
+from lsp_server.completion.next_edit import EditConfidence, WindowEdit
 
-
-@dataclass(frozen=True)
-class EditConfidence:
-    """How sure the model was of one edit. The log-probability fields are None where the
-    engine gave no scores (the edit is then judged by its shape alone)."""
-
-    min_logprob: float | None  # the least probable token of the changed lines
-    mean_logprob: float | None  # their mean log-probability
-    mean_entropy: float | None  # the mean entropy (nats) where they were chosen
-    tokens: int  # how many tokens wrote the changed lines
-    deleted_share: float  # the share of the window's characters the edit removes, net
-    stop_reason: str  # how the rewrite ended ("stop": it lined up with the window again)
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
+__all__ = ["DEFAULT_GATE", "OPEN_GATE", "EditConfidence", "ShowGate", "edit_confidence"]
 
 
 def edit_confidence(
