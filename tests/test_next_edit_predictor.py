@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lsp_server.completion.next_edit import EditWindow, NextEditRequest, RecentEdit
-from lsp_server.completion.next_edit_gate import DEFAULT_GATE, OPEN_GATE
+from lsp_server.completion.next_edit_gate import DEFAULT_GATE, OPEN_GATE, ShowGate
 from lsp_server.completion.next_edit_prompt import next_edit_format
 from lsp_server.model.engine import Engine
 from lsp_server.model.next_edit import NextEditPredictor
@@ -155,9 +155,9 @@ def test_the_gate_holds_back_an_edit_the_model_was_unsure_of(draft_tokens: int) 
     assert shown.edit == answer.withheld
 
 
-def test_the_gate_holds_back_a_rewrite_that_drops_most_of_the_window() -> None:
+def test_a_gate_with_a_deletion_cap_holds_back_a_rewrite_that_drops_most_of_the_window() -> None:
     short = "".join(CURRENT.splitlines(keepends=True)[:3])  # 3 of 11 lines, then the end
-    answer, _ = predict(short + SEP, 8)
+    answer, _ = predict(short + SEP, 8, gate=ShowGate(max_deleted_share=0.5))
     assert answer.edit is None and answer.stop_reason == "unsure"
     assert answer.confidence is not None and answer.confidence.deleted_share > 0.7
     shown, _ = predict(short + SEP, 8, gate=OPEN_GATE)
