@@ -602,3 +602,19 @@ def test_token_scores_of_a_masked_row_are_finite() -> None:
     (lp0, h0), (lp1, h1) = token_scores(logits, [2, 0])
     assert (lp0, h0) == pytest.approx((math.log(0.75), _entropy(0.25, 0.75)))
     assert (lp1, h1) == pytest.approx((math.log(1 / 3), math.log(3)))
+
+
+def test_scoring_cost_times_steps_and_verifies_with_and_without_scores() -> None:
+    from lsp_server.measure.engine_speed import scoring_cost
+
+    backend = FakeBackend()
+    result = scoring_cost(backend, list(range(1, 21)), repeats=3)
+    assert set(result) == {
+        "step_ms_unscored",
+        "step_ms_scored",
+        "scored_over_unscored_step",
+        "scored_over_unscored_verify_9",
+    }
+    assert result["scored_over_unscored_step"] > 0 < result["scored_over_unscored_verify_9"]
+    # 1 prefill, then per repeat a 1-token and a 9-token forward, each unscored and scored
+    assert backend.calls == [20] + [1, 1, 9, 9] * 3
