@@ -118,7 +118,13 @@ def test_each_folder_is_answered_by_its_own_adapter_and_added_folders_load_their
             "workspace/didChangeWorkspaceFolders",
             {"event": {"added": [folder(repos["c"])], "removed": []}},
         )
-        status = settled(client, 1)
+        # The base model is already held beside the adapters (they learned no next edits),
+        # so adding a folder that has none needs no swap: wait for its row instead.
+        status = client.wait_status(
+            lambda s: len(s["workspaceAdapters"]) > 3 and not s["swapping"],
+            "the added folder was not answered for",
+            60,
+        )
         assert status["workspaceAdapters"][2]["reason"] == "none registered: base model"
         assert answers(client, repos["c"]) == expected["c"]
         assert answers(client, repos["b"]) == expected["b"]
@@ -126,8 +132,11 @@ def test_each_folder_is_answered_by_its_own_adapter_and_added_folders_load_their
             "workspace/didChangeWorkspaceFolders",
             {"event": {"added": [], "removed": [folder(repos["a"]), folder(repos["b"])]}},
         )
-        status = settled(client, 2)
-        assert status["adapters"]["mode"] == "base"
+        status = client.wait_status(
+            lambda s: s["adapters"]["mode"] == "base" and not s["swapping"],
+            "the removed folders' adapters were not dropped",
+            60,
+        )
         assert answers(client, repos["c"]) == expected["c"]
         empty = status["emptyAnswers"]
         assert empty["failed"] == empty["not_ready"] == 0, empty
