@@ -448,3 +448,24 @@ def test_stats_show_shown_accepted_and_suppressed_before_and_after_the_filter() 
     days = stats["by_day"]
     assert [d["suppressed"] for d in days.values()] == [0, 1]
     assert json.dumps(stats)
+
+
+def test_finetune_feedback_learns_the_filter_beside_the_log(tmp_path: Path) -> None:
+    from finetune.config import PreferenceConfig
+    from finetune.preference.command import learn_quiet
+    from lsp_server.feedback import Accepted, EventLog
+
+    log = EventLog(tmp_path / "log")
+    for r in synthetic_log(300):
+        log.append(r.shown)
+        if r.was_accepted:
+            log.append(Accepted(id=r.id, t=r.time + 1))
+    log.close()
+    cfg = PreferenceConfig(
+        repo=str(tmp_path), adapter=str(tmp_path / "a"), log_dir=str(tmp_path / "log")
+    )
+    report = learn_quiet(cfg)
+    assert report["examples"] == 300 and report["path"] == str(tmp_path / "log" / "quiet.json")
+    assert QuietFilter.from_json((tmp_path / "log" / "quiet.json").read_text()).learned["learner"]
+    empty = PreferenceConfig(repo=str(tmp_path), adapter="a", log_dir=str(tmp_path / "none"))
+    assert "needs at least" in learn_quiet(empty)["error"]
