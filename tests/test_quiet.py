@@ -469,3 +469,35 @@ def test_finetune_feedback_learns_the_filter_beside_the_log(tmp_path: Path) -> N
     assert QuietFilter.from_json((tmp_path / "log" / "quiet.json").read_text()).learned["learner"]
     empty = PreferenceConfig(repo=str(tmp_path), adapter="a", log_dir=str(tmp_path / "none"))
     assert "needs at least" in learn_quiet(empty)["error"]
+
+
+# -- the paired offline measurement ---------------------------------------------------------------
+
+
+def test_the_offline_arms_are_paired_on_the_same_places() -> None:
+    from lsp_server.measure.offline_user import Offered, Place
+    from lsp_server.measure.quiet_offline import QuietArms, quiet_report
+
+    truth = "result = compute_total(a, b)\n"
+    places, offered = [], []
+    for i in range(40):
+        places.append(Place("m.py", "def f(a, b):\n    \n", 17, truth))
+        # Even places: the right long suggestion; odd ones: a wrong lone bracket.
+        offered.append(Offered("result = compute_total(a, b)" if i % 2 == 0 else "))"))
+    offered[1] = Offered("")  # nothing offered: shown by no arm
+    hides_short = logistic(3.0, short=-10.0)
+    report = quiet_report(places, offered, QuietArms(hides_short, 25), min_chars=4)
+    unfiltered, filtered, rule = report["unfiltered"], report["filtered"], report["global"]
+    assert (unfiltered["shown"], unfiltered["accepted"]) == (39, 20)
+    assert (filtered["shown"], filtered["accepted"]) == (20, 20)
+    assert filtered["accepted_chars"] == unfiltered["accepted_chars"] == 20 * len(truth.strip())
+    assert (rule["shown"], rule["accepted"]) == (20, 20)  # the rule hides the brackets too
+    same = report["paired"]["filtered_vs_global"]
+    assert same["reward_wins"] == same["reward_losses"] == 0 and same["sign_test_p"] == 1.0
+    paired = report["paired"]["filtered_vs_unfiltered"]
+    assert paired["acceptance_rate_ratio"] == pytest.approx((20 / 20) / (20 / 39), abs=1e-3)
+    assert paired["accepted_chars_ratio"] == 1.0
+    assert paired["reward_wins"] == 19 and paired["reward_losses"] == 0
+    assert paired["sign_test_p"] < 0.001
+    low, high = paired["acceptance_rate_ratio_95"]
+    assert low <= paired["acceptance_rate_ratio"] <= high
