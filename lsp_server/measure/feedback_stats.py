@@ -186,7 +186,8 @@ def print_stats(stats: dict[str, Any], folder: Path) -> None:
 
 
 def plot_acceptance(records: Sequence[SuggestionRecord], out: Path, window: int = 50) -> Path:
-    """A PNG of acceptance over time: per day, and a moving average over `window` suggestions."""
+    """A PNG of acceptance over time: per day, and a moving average over `window` suggestions;
+    a dashed line where the learned show-or-stay-quiet filter began to decide."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -208,6 +209,11 @@ def plot_acceptance(records: Sequence[SuggestionRecord], out: Path, window: int 
         "o",
         label="per day",
     )
+    learned = [
+        t for t, r in zip(times, records, strict=True) if filter_of(r.shown.quiet) == "learned"
+    ]
+    if learned:  # where the repository's own show-or-stay-quiet filter began to decide
+        ax.axvline(learned[0], color="grey", linestyle="--", label="learned filter on")  # type: ignore[arg-type]
     ax.set_ylim(0, 1)
     ax.set_ylabel("acceptance rate")
     ax.set_title(f"Acceptance over time ({len(records)} suggestions)")
