@@ -493,11 +493,14 @@ def test_the_offline_arms_are_paired_on_the_same_places() -> None:
     assert filtered["accepted_chars"] == unfiltered["accepted_chars"] == 20 * len(truth.strip())
     assert (rule["shown"], rule["accepted"]) == (20, 20)  # the rule hides the brackets too
     same = report["paired"]["filtered_vs_global"]
-    assert same["reward_wins"] == same["reward_losses"] == 0 and same["sign_test_p"] == 1.0
+    assert same["hid_rejected"] == same["hid_accepted"] == 0
+    assert same["reward_difference"] == 0 and same["reward_difference_95"] == [0, 0]
     paired = report["paired"]["filtered_vs_unfiltered"]
     assert paired["acceptance_rate_ratio"] == pytest.approx((20 / 20) / (20 / 39), abs=1e-3)
     assert paired["accepted_chars_ratio"] == 1.0
-    assert paired["reward_wins"] == 19 and paired["reward_losses"] == 0
-    assert paired["sign_test_p"] < 0.001
+    assert paired["hid_rejected"] == 19 and paired["hid_accepted"] == 0
+    assert paired["reward_difference"] == 19 * 0.25
+    low, high = paired["reward_difference_95"]
+    assert 0 < low <= 19 * 0.25 <= high
     low, high = paired["acceptance_rate_ratio_95"]
     assert low <= paired["acceptance_rate_ratio"] <= high

@@ -8,9 +8,11 @@ starting rule, `filtered` the repository's learned filter, each at the threshold
 same `quietness`. The simulated user's rule (`accepted_text`) decides what is taken of
 what is shown. Since all arms see the same suggestions at the same places, they are
 paired: the report gives each arm's shown / accepted / accepted_chars, the ratios of
-acceptance rate and accepted characters with 95% bootstrap intervals (places resampled),
-and an exact sign test on the places where two arms earn a different reward (Cursor's
-0.75 for an accepted suggestion, -0.25 for a rejected one, 0 for silence).
+acceptance rate and accepted characters and the difference of reward (Cursor's 0.75 for
+an accepted suggestion, -0.25 for a rejected one, 0 for silence), each with a 95%
+bootstrap interval (places drawn with replacement), and how many accepted and rejected
+suggestions one arm hid that the other showed. (A sign test over the places where two
+arms differ would weigh a hidden rejection, +0.25, like a hidden acceptance, -0.75.)
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lsp_server.completion.languages import language_for
-from lsp_server.measure.offline_user import Offered, Place, sign_test
+from lsp_server.measure.offline_user import Offered, Place
 from lsp_server.measure.simulated_user import accepted_text
 from lsp_server.quiet.features import History, features
 from lsp_server.quiet.filter import GLOBAL, QuietFilter, threshold
@@ -91,47 +93,45 @@ def arm_summary(outcomes: Sequence[Outcome]) -> dict[str, Any]:
     }
 
 
-def _ratios(a: Sequence[Outcome], b: Sequence[Outcome], idx: Sequence[int]) -> tuple[float, float]:
-    """(acceptance-rate ratio, accepted-chars ratio) of arm a over arm b on places `idx`."""
-    sa = sum(a[i].shown for i in idx)
-    sb = sum(b[i].shown for i in idx)
-    ka = sum(bool(a[i].taken) for i in idx)
-    kb = sum(bool(b[i].taken) for i in idx)
-    ca = sum(a[i].taken for i in idx)
-    cb = sum(b[i].taken for i in idx)
+def _figures(a: Sequence[Outcome], b: Sequence[Outcome], idx: Sequence[int]) -> list[float]:
+    """Arm a against arm b on places `idx`: [acceptance-rate ratio, accepted-chars ratio,
+    reward difference] (NaN where a ratio is undefined)."""
+    sa, sb = sum(a[i].shown for i in idx), sum(b[i].shown for i in idx)
+    ka, kb = sum(bool(a[i].taken) for i in idx), sum(bool(b[i].taken) for i in idx)
+    ca, cb = sum(a[i].taken for i in idx), sum(b[i].taken for i in idx)
     rate = (ka / sa) / (kb / sb) if sa and sb and kb else float("nan")
-    return rate, (ca / cb if cb else float("nan"))
+    chars = ca / cb if cb else float("nan")
+    return [rate, chars, sum(a[i].reward - b[i].reward for i in idx)]
 
 
 def compare_arms(
     a: Sequence[Outcome], b: Sequence[Outcome], seed: int = 0, reps: int = BOOTSTRAP
 ) -> dict[str, Any]:
-    """Arm `a` against arm `b` at the same places: the two ratios with 95% bootstrap
-    intervals, and the sign test on the places where their rewards differ."""
+    """Arm `a` against arm `b` at the same places: the acceptance-rate and accepted-chars
+    ratios and the reward difference, each with a 95% bootstrap interval (places drawn
+    with replacement), and what `a` hid of what `b` showed."""
     n = len(a)
-    rate, chars = _ratios(a, b, range(n))
+    point = _figures(a, b, range(n))
     rng = random.Random(seed)
-    samples = [_ratios(a, b, [rng.randrange(n) for _ in range(n)]) for _ in range(reps)]
+    samples = [_figures(a, b, [rng.randrange(n) for _ in range(n)]) for _ in range(reps)]
 
     def interval(k: int) -> list[float] | None:
         values = sorted(s[k] for s in samples if s[k] == s[k])  # NaN dropped
         if len(values) < reps // 2:
             return None
-        return [
-            round(values[int(0.025 * len(values))], 3),
-            round(values[int(0.975 * len(values)) - 1], 3),
-        ]
+        low, high = values[int(0.025 * len(values))], values[int(0.975 * len(values)) - 1]
+        return [round(low, 3), round(high, 3)]
 
-    wins = sum(x.reward > y.reward for x, y in zip(a, b, strict=True))
-    losses = sum(x.reward < y.reward for x, y in zip(a, b, strict=True))
+    hidden = [(x, y) for x, y in zip(a, b, strict=True) if y.shown and not x.shown]
     return {
-        "acceptance_rate_ratio": round(rate, 3),
+        "acceptance_rate_ratio": round(point[0], 3),
         "acceptance_rate_ratio_95": interval(0),
-        "accepted_chars_ratio": round(chars, 3),
+        "accepted_chars_ratio": round(point[1], 3),
         "accepted_chars_ratio_95": interval(1),
-        "reward_wins": wins,
-        "reward_losses": losses,
-        "sign_test_p": round(sign_test(wins, losses), 4),
+        "reward_difference": round(point[2], 2),
+        "reward_difference_95": interval(2),
+        "hid_accepted": sum(bool(y.taken) for _, y in hidden),
+        "hid_rejected": sum(not y.taken for _, y in hidden),
     }
 
 
