@@ -235,7 +235,12 @@ def test_the_learner_finds_the_known_answer_and_is_calibrated() -> None:
     records = synthetic_log(600)
     quiet = learn(records)
     assert quiet.learned["learner"] in ("logistic", "trees")
-    assert set(quiet.learned["validation"]) == {"logistic", "trees"}
+    scores = quiet.learned["validation"]
+    assert set(scores) == {"logistic", "trees", "global", "everything"}
+    # The winner earns the most reward on the log's latest quarter; here more than the
+    # global rule (which shows every suggestion with a letter) and than showing everything.
+    assert scores[quiet.learned["learner"]]["reward"] == max(scores[n]["reward"] for n in scores)
+    assert quiet.learned["beats_global"]
     long = features("def f(a, b):\n    return ", "", "compute_total(a, b)", "python")
     short = features("def f(a, b):\n    return ", "", "ab", "python")
     assert quiet.score(long) > threshold(25) > quiet.score(short)
@@ -465,7 +470,11 @@ def test_finetune_feedback_learns_the_filter_beside_the_log(tmp_path: Path) -> N
         repo=str(tmp_path), adapter=str(tmp_path / "a"), log_dir=str(tmp_path / "log")
     )
     report = learn_quiet(cfg)
-    assert report["examples"] == 300 and report["path"] == str(tmp_path / "log" / "quiet.json")
+    assert (
+        report["stored"]
+        and report["examples"] == 300
+        and report["path"] == str(tmp_path / "log" / "quiet.json")
+    )
     assert QuietFilter.from_json((tmp_path / "log" / "quiet.json").read_text()).learned["learner"]
     empty = PreferenceConfig(repo=str(tmp_path), adapter="a", log_dir=str(tmp_path / "none"))
     assert "needs at least" in learn_quiet(empty)["error"]
@@ -504,3 +513,23 @@ def test_the_offline_arms_are_paired_on_the_same_places() -> None:
     assert 0 < low <= 19 * 0.25 <= high
     low, high = paired["acceptance_rate_ratio_95"]
     assert low <= paired["acceptance_rate_ratio"] <= high
+
+
+def test_a_filter_that_does_not_beat_the_global_rule_is_not_stored(tmp_path: Path) -> None:
+    from lsp_server.feedback import Accepted, EventLog
+    from lsp_server.quiet.learn import learn_for_repo
+
+    # Nine in ten taken, whatever the suggestion: worth showing every time, as the global
+    # rule does, so the learned filter cannot earn more.
+    rng = random.Random(3)
+    log = EventLog(tmp_path / "log")
+    for i in range(300):
+        log.append(Shown(id=str(i), t=float(i), uri="file:///r/a.py", suggestion="compute(a, b)"))
+        if rng.random() < 0.9:
+            log.append(Accepted(id=str(i), t=i + 0.5))
+    log.close()
+    report = learn_for_repo(tmp_path, tmp_path / "log")
+    assert not report["beats_global"] and not report["stored"]
+    assert not (tmp_path / "log" / "quiet.json").exists()
+    assert learn_for_repo(tmp_path, tmp_path / "log", force=True)["stored"]
+    assert (tmp_path / "log" / "quiet.json").exists()

@@ -248,6 +248,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     learn.add_argument("repo", nargs="?", default=".", metavar="REPO", help="default: .")
     learn.add_argument("--source", choices=("editor", "simulated"), help="only these events")
     learn.add_argument("--seed", type=int, default=0, help="the trees' seed (default 0)")
+    learn.add_argument(
+        "--force",
+        action="store_true",
+        help="store the filter even where it earns no more than the global rule on the log's "
+        "latest quarter",
+    )
     learn.add_argument("--json", action="store_true", help="print one JSON object")
     learn.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     learn.set_defaults(func=cmd_learn)
@@ -288,21 +294,24 @@ def cmd_learn(args: argparse.Namespace) -> int:
     repo = Path(args.repo).expanduser()
     if not repo.is_dir():
         raise CodetailorError(f"{repo} is not a folder; give the repository's root")
-    report = learn_for_repo(repo, log_folder(repo), source=args.source, seed=args.seed)
+    report = learn_for_repo(
+        repo, log_folder(repo), source=args.source, seed=args.seed, force=args.force
+    )
     if args.json:
         print(json.dumps(report))
         return 0
-    v = report["validation"][report["learner"]]
+    v = report["validation"]
     print(
-        f"learned from {report['examples']} suggestions ({report['accepted']} accepted): "
-        f"{report['learner']} (validation log loss {v['log_loss']}, against "
-        + ", ".join(
-            f"{k} {s['log_loss']}"
-            for k, s in report["validation"].items()
-            if k != report["learner"]
-        )
-        + f"); wrote {report['path']}"
+        f"learned from {report['examples']} suggestions ({report['accepted']} accepted); on "
+        f"the latest {v['global']['validation']} the reward at quietness 25 was: "
+        + ", ".join(f"{k} {f['reward']}" for k, f in v.items())
     )
+    if report["stored"]:
+        print(f"kept {report['learner']}: wrote {report['path']}")
+    else:
+        print(
+            f"not kept: {report['learner']} does not beat the global rule there (--force keeps it)"
+        )
     return 0
 
 

@@ -12,11 +12,14 @@ are not examples.
 `learn` compares two learners on a validation split of this log alone (its
 latest `VALIDATION` share, so the validation suggestions come after the ones
 learned from, as a user's next ones do): logistic regression on standardised
-features and gradient-boosted trees (scikit-learn), by weighted log loss (a
-proper score of the probabilities the threshold reads). The winner is refitted on
-the whole log and calibrated by Platt scaling on out-of-fold scores (time-ordered
-folds), then stored as plain numbers (`QuietFilter`); the server scores it in pure
-Python. No held-out file of any repository is looked at.
+features and gradient-boosted trees (scikit-learn), by the reward their decisions
+earn there at the default quietness (what the filter is for; weighted log loss
+breaks a tie). The winner is refitted on the whole log and calibrated by Platt
+scaling on out-of-fold scores (time-ordered folds), then stored as plain numbers
+(`QuietFilter`); the server scores it in pure Python. `learn_for_repo` stores it
+only where it earns more on the validation part than the global rule does (like
+`finetune`'s gate; `force` stores it anyway). No held-out file of any repository
+is looked at.
 """
 
 from __future__ import annotations
@@ -30,13 +33,16 @@ from typing import Any
 from lsp_server.errors import CodetailorError
 from lsp_server.feedback.suggestions import SuggestionRecord
 from lsp_server.quiet.features import FEATURES, History, features
-from lsp_server.quiet.filter import QuietFilter, Tree
+from lsp_server.quiet.filter import GLOBAL, QuietFilter, Tree, threshold
 
 VALIDATION = 0.25  # the latest share of the log the two learners are compared on
 MIN_EXAMPLES = 40
 MIN_EACH = 8  # accepted and not accepted suggestions, at least
 FOLDS = 5
 TREES = {"n_estimators": 60, "max_depth": 3, "learning_rate": 0.1, "subsample": 0.8}
+LEARNERS = ("logistic", "trees")
+DEFAULT_QUIETNESS = 25  # the setting's default: the threshold the learners are judged at
+ACCEPT, REJECT = 0.75, -0.25  # the reward that threshold comes from (filter.threshold)
 
 
 @dataclass(frozen=True)
@@ -122,25 +128,37 @@ def _log_loss(p: Sequence[float], y: Sequence[int], w: Sequence[float]) -> float
     return total / sum(w)
 
 
+def _reward(shown: Any, y: Any, w: Any) -> float:
+    """The stated reward of showing `shown` (a mask), weighted: ACCEPT / REJECT / 0."""
+    outcomes = zip(shown, y, w, strict=True)
+    return float(sum(wi * (ACCEPT if yi else REJECT) for s, yi, wi in outcomes if s))
+
+
 def compare(data: Examples, seed: int = 0) -> dict[str, dict[str, float]]:
     """Each learner fitted on the earlier part of the log, judged on its latest
-    VALIDATION share: weighted log loss, and the reward at the default threshold."""
+    VALIDATION share: the reward its decisions earn there at the default quietness,
+    and its weighted log loss; beside them, what showing everything and what the
+    global rule earn on the same suggestions."""
     import numpy as np
 
     x, y, w = np.array(data.x), np.array(data.y), np.array(data.weight)
     cut = int(len(y) * (1 - VALIDATION))
+    if len(set(y[:cut])) < 2:
+        raise CodetailorError("the earlier part of the log holds one outcome only")
+    line = threshold(DEFAULT_QUIETNESS)
     out: dict[str, dict[str, float]] = {}
     for name, model in _candidates(seed).items():
-        if len(set(y[:cut])) < 2:
-            raise CodetailorError("the earlier part of the log holds one outcome only")
         p = _fit(model, x[:cut], y[:cut], w[:cut]).predict_proba(x[cut:])[:, 1]
-        shown = p >= 0.25
         out[name] = {
+            "reward": round(_reward(p >= line, y[cut:], w[cut:]), 2),
             "log_loss": round(_log_loss(list(p), list(y[cut:]), list(w[cut:])), 4),
-            "shown": int(shown.sum()),
-            "accepted": int((shown & (y[cut:] == 1)).sum()),
-            "validation": int(len(y) - cut),
+            "shown": int((p >= line).sum()),
         }
+    rule = [GLOBAL.score(v) >= line for v in x[cut:]]
+    out["global"] = {"reward": round(_reward(rule, y[cut:], w[cut:]), 2), "shown": sum(rule)}
+    out["everything"] = {"reward": round(_reward([True] * len(rule), y[cut:], w[cut:]), 2)}
+    for figures in out.values():
+        figures["validation"] = int(len(y) - cut)
     return out
 
 
@@ -203,13 +221,15 @@ def learn(records: Sequence[SuggestionRecord], seed: int = 0) -> QuietFilter:
     data = examples(records)
     _check(data)
     scores = compare(data, seed)
-    winner = min(scores, key=lambda n: scores[n]["log_loss"])
+    winner = max(LEARNERS, key=lambda n: (scores[n]["reward"], -scores[n]["log_loss"]))
     model = _fit(_candidates(seed)[winner], np.array(data.x), np.array(data.y), data.weight)
     flat = export(winner, model)
     accepted = sum(data.y)
     learned = {
         "learner": winner,
         "validation": scores,
+        # Stored only where it earns more than the global rule on the validation part.
+        "beats_global": scores[winner]["reward"] > scores["global"]["reward"],
         "examples": len(data.y),
         "accepted": accepted,
         "logged_features": data.logged,
@@ -232,15 +252,18 @@ def learn(records: Sequence[SuggestionRecord], seed: int = 0) -> QuietFilter:
 
 
 def learn_for_repo(
-    repo: Path, folder: Path, *, source: str | None = None, seed: int = 0
+    repo: Path, folder: Path, *, source: str | None = None, seed: int = 0, force: bool = False
 ) -> dict[str, Any]:
     """Learn the filter of the repository at `repo` from its log at `folder` and store it
-    beside the log (`quiet.json`), where its server picks it up; the report."""
+    beside the log (`quiet.json`), where its server picks it up, if it beats the global
+    rule on the log's validation part (or `force`); the report (`stored` says which)."""
     from lsp_server.feedback.suggestions import read_suggestions
     from lsp_server.quiet.store import FILTER, write_filter
 
     records = read_suggestions(folder, source=source)
     quiet = learn(records, seed=seed)
     path = folder / FILTER
-    write_filter(path, quiet)
-    return quiet.learned | {"repo": str(repo.resolve()), "path": str(path)}
+    stored = force or bool(quiet.learned["beats_global"])
+    if stored:
+        write_filter(path, quiet)
+    return quiet.learned | {"repo": str(repo.resolve()), "path": str(path), "stored": stored}
