@@ -42,6 +42,8 @@ def _compare(model, compiled_backend, count: int, seed: int) -> tuple[int, int]:
         got = fast.generate(prompt, max_new_tokens=max_new, hint=expected.tokens[::2])
         assert got.tokens == expected.tokens, f"step {step}"
         assert got.stop_reason == expected.stop_reason, f"step {step}"
+        assert got.logprobs == pytest.approx(expected.logprobs, abs=1e-6), f"step {step}"
+        assert got.entropies == pytest.approx(expected.entropies, abs=1e-6), f"step {step}"
         drafted += got.drafted
         rejected += got.drafted - got.accepted
     return drafted, rejected

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import threading
 
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 
 from lsp_server.model import engine as engine_module
 from lsp_server.model.engine import Engine, NgramDrafter, PrefixCache, common_prefix_length
-from tests.fixtures.fakes import EOS, VOCAB, FakeBackend
+from tests.fixtures.fakes import EOS, VOCAB, FakeBackend, TableBackend
 from tests.fixtures.prompts import edited_prompts
 
 
@@ -184,11 +185,11 @@ def test_a_failing_backend_does_not_poison_the_cache() -> None:
     class Boom(FakeBackend):
         fail = True
 
-        def forward(self, cache, token_ids, allowed=None):  # type: ignore[override]
+        def forward(self, cache, token_ids, allowed=None, **kw):  # type: ignore[override]
             if self.fail:
                 cache.append(999)  # half-updated state
                 raise RuntimeError("boom")
-            return super().forward(cache, token_ids, allowed)
+            return super().forward(cache, token_ids, allowed, **kw)
 
     backend = Boom()
     eng = Engine(backend)
@@ -394,6 +395,9 @@ def test_drafted_decoding_equals_plain_greedy(
     assert got.tokens == expected.tokens
     assert got.stop_reason == expected.stop_reason
     assert got.forwards <= max(expected.forwards, 1)
+    # A kept draft carries the score plain decoding computed at its position.
+    assert len(got.logprobs) == len(got.entropies) == len(got.tokens)
+    assert (got.logprobs, got.entropies) == (expected.logprobs, expected.entropies)
     # What the cache holds is exactly what the engine says it fed.
     for entry in drafted.cache._entries:
         assert entry.cache == entry.tokens
@@ -514,6 +518,87 @@ def test_tiny_model_drafted_decoding_equals_plain_greedy(tiny_double) -> None:
         got = drafted.generate(prompt, hint=hint, **limits)
         assert got.tokens == expected.tokens, f"step {step}"
         assert got.stop_reason == expected.stop_reason, f"step {step}"
+        # One forward over drafts and one step compute the same scores (float rounding aside).
+        assert len(got.logprobs) == len(got.entropies) == len(got.tokens), f"step {step}"
+        assert got.logprobs == pytest.approx(expected.logprobs, abs=1e-4), f"step {step}"
+        assert got.entropies == pytest.approx(expected.entropies, abs=1e-4), f"step {step}"
         accepted += got.accepted
         rejected += got.drafted - got.accepted
     assert accepted > 20 and rejected > 5  # both paths (keep, roll back) were taken
+
+
+# --- the model's confidence in each generated token ---------------------------
+
+# Vocabulary 0..3 (0 is EOS). After 1 the model favours 2 (p = 2/5), after 2 it favours
+# 3 (p = 9/12), after 3 it ends (p(EOS) = 3/6).
+KNOWN = {
+    1: [0.0, 0.0, math.log(2), 0.0],
+    2: [0.0, 0.0, 0.0, math.log(9)],
+    3: [math.log(3), 0.0, 0.0, 0.0],
+}
+
+
+def _entropy(*p: float) -> float:
+    return -sum(x * math.log(x) for x in p)
+
+
+@pytest.mark.parametrize("hint", [[], [1, 2, 3, 0]], ids=["plain", "drafted"])
+def test_known_logits_give_known_logprobs_and_entropies(hint: list[int]) -> None:
+    engine = Engine(TableBackend(KNOWN), draft_tokens=0 if not hint else 8)
+    got = engine.generate([1], max_new_tokens=8, hint=hint)
+    assert got.tokens == [2, 3]
+    assert got.stop_reason == "eos"
+    assert got.logprobs == pytest.approx((math.log(2 / 5), math.log(9 / 12)))
+    assert got.entropies == pytest.approx(
+        (_entropy(0.2, 0.2, 0.4, 0.2), _entropy(1 / 12, 1 / 12, 1 / 12, 9 / 12))
+    )
+    assert got.forwards == (1 if hint else 3)
+
+
+def test_a_healed_first_token_is_scored_against_the_whole_distribution() -> None:
+    got = Engine(TableBackend(KNOWN)).generate([1], max_new_tokens=1, first_allowed=[1, 3])
+    assert got.tokens == [1]  # 1 and 3 tie (p = 1/5); the first wins
+    assert got.logprobs == pytest.approx((math.log(1 / 5),))
+    assert got.entropies == pytest.approx((_entropy(0.2, 0.2, 0.4, 0.2),))
+
+
+def test_a_backend_that_cannot_score_gives_no_scores() -> None:
+    class Unscored(FakeBackend):
+        def forward(self, cache, token_ids, allowed=None, **_):  # type: ignore[override]
+            return super().forward(cache, token_ids, allowed)
+
+        def verify(self, cache, token_ids, *, keep=None, allowed=None, **_):  # type: ignore[override]
+            return super().verify(cache, token_ids, keep=keep, allowed=allowed)
+
+    got = Engine(Unscored()).generate([1, 2, 3], max_new_tokens=5)
+    assert len(got.tokens) == 5
+    assert got.logprobs == () and got.entropies == ()
+
+
+def test_tiny_model_scores_are_the_log_softmax_of_its_logits(tiny_double) -> None:
+    import torch
+
+    from lsp_server.model.backend import TransformersBackend
+
+    model = tiny_double
+    prompt = [5, 9, 14, 3]
+    got = Engine(TransformersBackend(model, []), draft_tokens=0).generate(prompt, max_new_tokens=3)
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt + got.tokens])).logits[0].float()
+    logp = torch.log_softmax(logits, dim=-1)[len(prompt) - 1 : -1]
+    expected = logp.gather(-1, torch.tensor(got.tokens)[:, None])[:, 0].tolist()
+    entropy = (-(logp.exp() * logp).sum(-1)).tolist()
+    assert got.logprobs == pytest.approx(expected, abs=1e-4)
+    assert got.entropies == pytest.approx(entropy, abs=1e-4)
+    assert all(lp <= 0 for lp in got.logprobs) and all(e >= 0 for e in got.entropies)
+
+
+def test_token_scores_of_a_masked_row_are_finite() -> None:
+    import torch
+
+    from lsp_server.model.backend import token_scores
+
+    logits = torch.tensor([[0.0, -math.inf, math.log(3)], [1.0, 1.0, 1.0]])
+    (lp0, h0), (lp1, h1) = token_scores(logits, [2, 0])
+    assert (lp0, h0) == pytest.approx((math.log(0.75), _entropy(0.25, 0.75)))
+    assert (lp1, h1) == pytest.approx((math.log(1 / 3), math.log(3)))

@@ -8,6 +8,7 @@ a bulk commit, a merged branch); the predictor is a fake, so no model loads.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import threading
@@ -17,9 +18,10 @@ import pytest
 
 from lsp_server.cli import main
 from lsp_server.completion.next_edit import NextEditAnswer, NextEditRequest, WindowEdit
+from lsp_server.completion.next_edit_gate import EditConfidence, ShowGate
 from lsp_server.measure.quality import next_edit_cli
 from lsp_server.measure.quality.metrics import wilson_interval
-from lsp_server.measure.quality.next_edit_eval import Scored, evaluate, summarize
+from lsp_server.measure.quality.next_edit_eval import Scored, evaluate, summarize, with_gates
 from lsp_server.repo.edit_examples import NextEditExample
 from lsp_server.repo.history import mine, mine_split
 
@@ -175,6 +177,48 @@ def test_the_summary_counts_exact_no_edit_and_shown_precision(history_repo):
     assert summary["tokens_per_forward"] == round(18 / 10, 3)
 
 
+def _gated(example: NextEditExample, written: str, p: float, gate: ShowGate) -> Scored:
+    """An answer writing `written`, the model as sure as `p` of its edit, through `gate`."""
+    confidence = EditConfidence(math.log(p), math.log(p), 1.0, 5, 0.0, "stop")
+    edit = WindowEdit(0, 1, "x")
+    shown = gate.shows(confidence)
+    answer = NextEditAnswer(
+        updated=written,
+        edit=edit if shown else None,
+        stop_reason="stop" if shown else "unsure",
+        confidence=confidence,
+        withheld=None if shown else edit,
+    )
+    return Scored(example, answer, 10.0)
+
+
+def test_the_gate_is_reported_as_served_ungated_and_swept_over_the_same_answers(
+    history_repo,
+):
+    history, _, held = mine_split(history_repo, 0.25)
+    examples = history.examples(held, held_out=True)
+    due = [e for e in examples if e.edit_due]
+    quiet = [e for e in examples if not e.edit_due]
+    gate = ShowGate(min_logprob=math.log(0.5))
+    scored = [
+        _gated(due[0], due[0].expected, 0.9, gate),  # right and sure: shown
+        _gated(due[1], "wrong\n", 0.2, gate),  # wrong and unsure: held back
+        _gated(quiet[0], "noise\n", 0.1, gate),  # noise where nothing was due: held back
+    ]
+    summary = with_gates(scored, gate)
+    assert summary["gate"] == {"min_token_probability": 0.5, "max_deleted_share": 1.0}
+    assert summary["shown"] == 1 and summary["shown_precision"] == 1.0
+    assert summary["no_edit_accuracy"] == 1.0 and summary["exact_match"] == 0.5
+    assert summary["stop_reasons"] == {"stop": 1, "unsure": 2}
+    ungated = summary["ungated"]
+    assert ungated["shown"] == 3 and ungated["shown_precision"] == round(1 / 3, 4)
+    assert ungated["no_edit_accuracy"] == 0.0 and ungated["exact_match"] == 0.5
+    sweep = {(g["min_token_probability"], g["max_deleted_share"]): g for g in summary["gate_sweep"]}
+    assert sweep[None, 1.0]["shown"] == 3  # no bound: every edit
+    assert sweep[0.1, 1.0]["shown"] == 3 and sweep[0.2, 1.0]["shown"] == 2
+    assert sweep[0.9, 1.0]["shown"] == 1 and sweep[0.9, 1.0]["shown_precision"] == 1.0
+
+
 class _Fake:
     """Answers from a table of expected windows (an oracle), or "no edit" for everything."""
 
@@ -222,7 +266,21 @@ def test_eval_next_edit_prints_the_figures_as_json(history_repo, fake_predictor,
     assert out["exact_match"] == 0.0 and out["no_edit_accuracy"] == 1.0  # "no edit" always
     assert out["shown_precision"] is None and out["p95_ms"] >= out["p50_ms"] >= 0
     assert out["commits"]["held_out"] == 4 and out["commits"]["dropped"]["bot"] == 1
-    assert out["window_lines"] == 11
+    assert out["window_lines"] == 11 and out["split"] == "held-out"
+    assert out["ungated"]["no_edit_accuracy"] == 1.0 and out["gate_sweep"]
+
+
+def test_eval_next_edit_split_train_scores_the_earlier_commits(
+    history_repo, fake_predictor, capsys
+):
+    args = ["eval", str(history_repo), "--next-edit", "--holdout", "0.25", "--json"]
+    assert main([*args, "--split", "train", "--details"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    _, earlier, held = mine_split(history_repo, 0.25)
+    assert out["split"] == "train" and out["examples"] > 0
+    commits = {d["commit"] for d in out["details"]}
+    assert commits <= {c.sha for c in earlier} and not commits & {c.sha for c in held}
+    assert main(["eval", str(history_repo), "--split", "train", "--json"]) != 0  # not next edits
 
 
 def test_eval_next_edit_compare_scores_base_and_adapter_on_the_same_examples(

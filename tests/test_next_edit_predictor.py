@@ -3,12 +3,14 @@ per forward when the model copies the window, stopping once the window is settle
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from lsp_server.completion.next_edit import EditWindow, NextEditRequest, RecentEdit
+from lsp_server.completion.next_edit_gate import DEFAULT_GATE, OPEN_GATE
 from lsp_server.completion.next_edit_prompt import next_edit_format
 from lsp_server.model.engine import Engine
 from lsp_server.model.next_edit import NextEditPredictor
@@ -36,15 +38,23 @@ class SepTokenizer:
         return SEP_ID if token == SEP else None
 
 
+SURE, UNSURE = (math.log(0.95), 0.2), (math.log(0.1), 2.5)  # (log-probability, entropy)
+
+
 class WritingBackend:
-    """A model that, after the prompt, writes `answer` token by token (then EOS)."""
+    """A model that, after the prompt, writes `answer` token by token (then EOS), sure of
+    each token (p = 0.95) but those at the answer's indices in `unsure` (p = 0.1)."""
 
     eos_token_ids = frozenset({EOS})
 
-    def __init__(self, prompt_length: int, answer: list[int]) -> None:
+    def __init__(self, prompt_length: int, answer: list[int], unsure: set[int] = frozenset()):
         self.prompt_length = prompt_length
         self.answer = answer
+        self.unsure = unsure
         self.forwards = 0
+
+    def _score(self, length: int) -> tuple[float, float]:
+        return UNSURE if length - self.prompt_length in self.unsure else SURE
 
     def new_cache(self) -> list[int]:
         return []
@@ -53,17 +63,20 @@ class WritingBackend:
         k = length - self.prompt_length
         return self.answer[k] if 0 <= k < len(self.answer) else EOS
 
-    def forward(self, cache: list[int], token_ids: Sequence[int], allowed=None) -> int:
-        self.forwards += 1
-        cache.extend(token_ids)
-        return self._next(len(cache))
+    def forward(self, cache: list[int], token_ids: Sequence[int], allowed=None, scores=None):
+        return self.verify(cache, token_ids, keep=1, scores=scores)[0]
 
-    def verify(self, cache: list[int], token_ids: Sequence[int], *, keep=None, allowed=None):
+    def verify(
+        self, cache: list[int], token_ids: Sequence[int], *, keep=None, allowed=None, scores=None
+    ):
         self.forwards += 1
         start = len(cache)
         cache.extend(token_ids)
         n = len(token_ids)
-        return [self._next(start + end + 1) for end in range(n - (keep or n), n)]
+        ends = [start + end + 1 for end in range(n - (keep or n), n)]
+        if scores is not None:
+            scores.extend(self._score(length) for length in ends)
+        return [self._next(length) for length in ends]
 
     def crop(self, cache: list[int], length: int) -> None:
         del cache[length:]
@@ -78,14 +91,17 @@ REQUEST = NextEditRequest(
 )
 
 
-def predict(answer: str, draft_tokens: int):
+def predict(answer: str, draft_tokens: int, unsure: set[int] = frozenset(), gate=DEFAULT_GATE):
+    """The predictor's answer when the model writes `answer`, unsure of the characters at
+    offsets `unsure` in it; and the backend's forwards."""
     tokenizer = SepTokenizer()
     fmt = next_edit_format(None, [SEP])
     # The model writes the prompt's last line break itself (see NextEditPredictor.predict).
     prompt = tokenizer.encode(fmt.prompt(REQUEST))[:-1]
-    backend = WritingBackend(len(prompt), tokenizer.encode("\n" + answer if answer else ""))
+    written = tokenizer.encode("\n" + answer if answer else "")
+    backend = WritingBackend(len(prompt), written, {1 + i for i in unsure})
     engine = Engine(backend, draft_tokens=draft_tokens)
-    answer_ = NextEditPredictor(engine, tokenizer, fmt).predict(REQUEST)
+    answer_ = NextEditPredictor(engine, tokenizer, fmt, gate=gate).predict(REQUEST)
     return answer_, backend.forwards
 
 
@@ -106,6 +122,46 @@ def test_copying_the_window_costs_few_forwards_and_stops_after_the_change() -> N
     # stopped once two unchanged lines followed the change, not at the window's end
     assert answer.generated_tokens == 1 + len("".join(UPDATED.splitlines(keepends=True)[:6]))
     assert answer.generated_tokens / answer.forwards > 4
+
+
+CHANGED = UPDATED.index("compute(y") + len("compute(")  # where the model wrote "y"
+
+
+@pytest.mark.parametrize("draft_tokens", [8, 0])
+def test_a_confident_edit_is_shown_with_its_confidence(draft_tokens: int) -> None:
+    # Unsure only of a token on an unchanged line: the edit's own lines are sure.
+    answer, _ = predict(UPDATED + SEP, draft_tokens, unsure={5})
+    assert answer.edit is not None and answer.edit.text == "y"
+    assert answer.withheld is None
+    confidence = answer.confidence
+    assert confidence is not None
+    assert confidence.min_logprob == pytest.approx(SURE[0])
+    assert confidence.mean_entropy == pytest.approx(SURE[1])
+    # the changed line's tokens: the line as written, its line break included
+    assert confidence.tokens == len(UPDATED.splitlines(keepends=True)[3])
+    assert confidence.deleted_share == 0.0
+
+
+@pytest.mark.parametrize("draft_tokens", [8, 0])
+def test_the_gate_holds_back_an_edit_the_model_was_unsure_of(draft_tokens: int) -> None:
+    answer, _ = predict(UPDATED + SEP, draft_tokens, unsure={CHANGED})
+    assert answer.edit is None and answer.stop_reason == "unsure"
+    assert answer.withheld is not None and answer.withheld.text == "y"
+    assert answer.confidence is not None
+    assert answer.confidence.min_logprob == pytest.approx(math.log(0.1))
+    assert answer.updated == UPDATED  # the rewrite is kept for the record
+    # An open gate shows the same edit.
+    shown, _ = predict(UPDATED + SEP, draft_tokens, unsure={CHANGED}, gate=OPEN_GATE)
+    assert shown.edit == answer.withheld
+
+
+def test_the_gate_holds_back_a_rewrite_that_drops_most_of_the_window() -> None:
+    short = "".join(CURRENT.splitlines(keepends=True)[:3])  # 3 of 11 lines, then the end
+    answer, _ = predict(short + SEP, 8)
+    assert answer.edit is None and answer.stop_reason == "unsure"
+    assert answer.confidence is not None and answer.confidence.deleted_share > 0.7
+    shown, _ = predict(short + SEP, 8, gate=OPEN_GATE)
+    assert shown.edit is not None and shown.edit.text == ""
 
 
 def test_a_copied_window_is_no_edit() -> None:

@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
 from lsp_server.completion.next_edit import NextEditAnswer, NextEditRequest
+from lsp_server.completion.next_edit_gate import EditConfidence
 from lsp_server.completion.next_edit_text import settle
 from lsp_server.feedback import Recording, feedback_dir, read_events
 from lsp_server.feedback.events import NextEditShown
@@ -125,6 +127,25 @@ async def test_an_edit_that_reverts_the_last_one_is_not_offered() -> None:
     session.change(URI, 2, [Change("", Position(10, 13), Position(10, 14))])  # deletes "0"
     assert await session.next_edits.suggest(URI, 2, 10, 13) is None
     assert session.next_edits.empty["reverts"] == 1
+
+
+async def test_an_edit_the_model_was_unsure_of_is_not_shown() -> None:
+    class Unsure(ScriptedPredictor):
+        def predict(self, request, *, cancel=None, time_budget=None):  # type: ignore[override]
+            answer = super().predict(request, cancel=cancel, time_budget=time_budget)
+            confidence = EditConfidence(-2.5, -0.4, 1.5, 7, 0.0, "stop")
+            return replace(
+                answer, edit=None, withheld=answer.edit, stop_reason="unsure", confidence=confidence
+            )
+
+    host = Host(Unsure(rename))
+    session = Session(Settings(context=False), host, head_text=lambda path: None)
+    session.open(URI, TEXT, 1, "python")
+    type_at(session, 10, 0, "# ", 2)
+    assert await session.next_edits.suggest(URI, 2, 10, 2) is None
+    status = session.status()["nextEdit"]
+    assert status["emptyAnswers"]["unsure"] == 1 and "shown" not in status["counts"]
+    assert status["last"]["confidence"]["min_logprob"] == -2.5
 
 
 async def test_an_edit_while_the_model_runs_makes_the_answer_stale() -> None:

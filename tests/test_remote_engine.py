@@ -14,7 +14,13 @@ from typing import Any
 import httpx2
 import pytest
 
-from lsp_server.model.remote import RemoteEngine, api_key_from_env, parse_sse_line
+from lsp_server.model.remote import (
+    RemoteEngine,
+    api_key_from_env,
+    parse_sse_event,
+    parse_sse_line,
+    sse_logprobs,
+)
 from tests.fixtures.fakes import CharTokenizer
 
 BOUND_S = 5.0  # every wait in these tests ends by then
@@ -100,6 +106,7 @@ def test_the_request_is_our_prompt_greedy_streamed_with_stop_strings(monkeypatch
         "stream": True,
         "stop": ["<|endoftext|>", "<file_sep>"],
         "cache_prompt": True,  # llama-server's prefix cache
+        "logprobs": 1,
     }
     request = script.requests[0]
     assert request.url == "http://engine.test:8000/v1/completions"
@@ -387,6 +394,67 @@ def test_a_server_that_refuses_cache_prompt_is_asked_again_without_it():
     assert CharTokenizer().decode(engine.generate([1], max_new_tokens=2).tokens) == "ok"
     assert ["cache_prompt" in script.body(n) for n in range(3)] == [True, False, False]
     assert (engine.status()["errors"], engine.status()["cachePrompt"]) == (0, False)
+
+
+def scored_sse(*pieces: tuple[str, list[float]], split: bool = False) -> list[bytes]:
+    """An SSE body whose events carry logprobs in the OpenAI completions shape (one token
+    per character, as CharTokenizer's; with `split`, two characters in one server token)."""
+    events = []
+    for text, values in pieces:
+        tokens = [text] if split else list(text)
+        logprobs = {"tokens": tokens, "token_logprobs": values, "top_logprobs": None}
+        events.append({"choices": [{"text": text, "finish_reason": None, "logprobs": logprobs}]})
+    events.append({"choices": [{"text": "", "finish_reason": "length"}]})
+    return [f"data: {json.dumps(e)}\n\n".encode() for e in events] + [b"data: [DONE]\n\n"]
+
+
+def test_the_servers_logprobs_fill_the_generation():
+    script = Script(lambda r: streaming(scored_sse(("wo", [-0.5, -0.25]), ("rd", [-1.0, 0.0]))))
+    result = engine_for(script).generate([1], max_new_tokens=4)
+    assert CharTokenizer().decode(result.tokens) == "word"
+    assert result.logprobs == (-0.5, -0.25, -1.0, 0.0)
+    assert result.entropies == ()  # the API sends no distribution
+
+
+def test_logprobs_follow_a_stop_cut_and_are_dropped_when_tokens_differ():
+    body = scored_sse(("wo", [-0.5, -0.25]), ("rd", [-1.0, 0.0]))
+    cut = engine_for(Script(lambda r: streaming(body))).generate(
+        [1], max_new_tokens=4, stop=lambda toks: toks[-1] == ord("r")
+    )
+    assert (CharTokenizer().decode(cut.tokens), cut.logprobs) == ("wor", (-0.5, -0.25, -1.0))
+    # The server's token "wo" is two of ours: no one-for-one scores.
+    other = scored_sse(("wo", [-0.5]), ("rd", [-1.0]), split=True)
+    result = engine_for(Script(lambda r: streaming(other))).generate([1], max_new_tokens=4)
+    assert CharTokenizer().decode(result.tokens) == "word" and result.logprobs == ()
+    plain = engine_for(Script(lambda r: streaming(sse("ok")))).generate([1], max_new_tokens=2)
+    assert plain.logprobs == ()
+
+
+def test_sse_logprobs_in_both_shapes_and_malformed():
+    completions = {"logprobs": {"tokens": ["a", "b"], "token_logprobs": [-1, -0.5]}}
+    assert sse_logprobs(completions) == [("a", -1.0), ("b", -0.5)]
+    chat = {"logprobs": {"content": [{"token": "a", "logprob": -2.0, "top_logprobs": []}]}}
+    assert sse_logprobs(chat) == [("a", -2.0)]
+    assert sse_logprobs({"logprobs": {"tokens": ["a"], "token_logprobs": [None]}}) == []
+    assert sse_logprobs({"logprobs": {"tokens": ["a", "b"], "token_logprobs": [-1]}}) == []
+    assert sse_logprobs({"logprobs": None}) == []
+    line = {"choices": [{"text": "a", "finish_reason": None} | completions]}
+    assert parse_sse_event(f"data: {json.dumps(line)}") == ("a", None, [("a", -1.0), ("b", -0.5)])
+
+
+def test_a_server_that_refuses_logprobs_is_asked_again_without_them():
+    def strict(request: httpx2.Request) -> httpx2.Response:
+        if "logprobs" in json.loads(request.content):
+            return httpx2.Response(400, json={"error": "logprobs is not supported"})
+        return streaming(sse("ok"))
+
+    script = Script(strict)
+    engine = engine_for(script)
+    result = engine.generate([1], max_new_tokens=2)
+    assert CharTokenizer().decode(result.tokens) == "ok" and result.logprobs == ()
+    assert ["logprobs" in script.body(n) for n in range(2)] == [True, False]
+    assert "cache_prompt" in script.body(1)  # only the refused field goes
+    assert (engine.status()["errors"], engine.status()["logprobs"]) == (0, False)
 
 
 def endless(piece: bytes) -> Iterator[bytes]:

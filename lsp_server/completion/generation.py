@@ -36,6 +36,14 @@ class Generation:
     forwards: int = 0
     drafted: int = 0  # drafted tokens sent for verification
     accepted: int = 0  # of those, the ones the model agreed with
+    # The model's confidence in each generated token, aligned with `tokens` (both () when
+    # the engine cannot tell): the natural-log probability it gave the token, and the
+    # entropy (nats) of its next-token distribution where the token was chosen. Greedy
+    # decoding picks the most probable token, so a low log-probability means a flat,
+    # unsure distribution; token healing's restricted first token is scored against the
+    # full distribution all the same.
+    logprobs: tuple[float, ...] = ()
+    entropies: tuple[float, ...] = ()
 
     @property
     def generated_tokens(self) -> int:

@@ -16,8 +16,8 @@ Pure: no pygls, no torch.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,23 @@ class WindowEdit:
 
 
 @dataclass(frozen=True)
+class EditConfidence:
+    """How sure the model was of one edit (lsp_server.completion.next_edit_gate measures it
+    and decides from it). The log-probability fields are None where the engine gave no
+    scores (the edit is then judged by its shape alone)."""
+
+    min_logprob: float | None  # the least probable token of the changed lines
+    mean_logprob: float | None  # their mean log-probability
+    mean_entropy: float | None  # the mean entropy (nats) where they were chosen
+    tokens: int  # how many tokens wrote the changed lines
+    deleted_share: float  # the share of the window's characters the edit removes, net
+    stop_reason: str  # how the rewrite ended ("stop": it lined up with the window again)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
 class NextEditAnswer:
     """What the predictor made of a request."""
 
@@ -71,6 +88,10 @@ class NextEditAnswer:
     forwards: int = 0  # model calls; generated_tokens / forwards is the drafting gain
     latency_ms: float = 0.0
     prefill_ms: float = 0.0  # of latency_ms, the prompt's prefill (the rest: decoding)
+    # How sure the model was of the edit it wrote (None: it wrote none), and, when the
+    # show-or-not gate held that edit back (stop reason "unsure"), the edit itself.
+    confidence: EditConfidence | None = None
+    withheld: WindowEdit | None = None
 
 
 class NextEditPredictorLike(Protocol):

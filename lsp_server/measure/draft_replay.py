@@ -71,11 +71,21 @@ class ReplayBackend:
             return int(out[pos])
         return 1
 
-    def forward(self, cache: list[int], token_ids: Any, allowed: Any = None) -> int:
+    def forward(
+        self, cache: list[int], token_ids: Any, allowed: Any = None, *, scores: Any = None
+    ) -> int:
         cache.extend(token_ids)
         return self._next(cache)
 
-    def verify(self, cache: list[int], token_ids: Any, *, keep: Any = None, allowed: Any = None):
+    def verify(
+        self,
+        cache: list[int],
+        token_ids: Any,
+        *,
+        keep: Any = None,
+        allowed: Any = None,
+        scores: Any = None,
+    ) -> list[int]:
         start, n = len(cache), len(token_ids)
         cache.extend(token_ids)
         return [self._next(cache[: start + i + 1]) for i in range(n - (keep or n), n)]

@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     prompt_ids = loaded.tokenizer.encode(completer.prompt_for(text[:offset], text[offset:]))
     prefill_rates, decode_ms = rates(engine, prompt_ids, args.repeats)
     verify_cost = verify_over_step(engine.backend, prompt_ids, args.repeats)
+    scoring = scoring_cost(engine.backend, prompt_ids, max(args.repeats, 20))
 
     runs = requests(engine, completer, text, offset, args.repeats)
     p50 = statistics.median
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         "prefill_tokens_per_s": round(p50(prefill_rates), 1),
         "decode_ms_per_token": round(p50(decode_ms), 1),
         "verify_9_tokens_over_one_step": round(verify_cost, 2),
-    }
+    } | scoring
     print_report(result | request_times(runs))
     return 0
 
@@ -147,3 +148,25 @@ def verify_over_step(backend: Any, prompt_ids: list[int], repeats: int) -> float
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def scoring_cost(backend: Any, prompt_ids: list[int], repeats: int) -> dict[str, float]:
+    """What scoring the chosen tokens (`Generation.logprobs`, `.entropies`) costs: a decode
+    step (one token) and a verify (nine) with scores over the same without, alternated."""
+    cache = backend.new_cache()
+    backend.forward(cache, prompt_ids)
+    times: dict[tuple[int, bool], list[float]] = {}
+    for _ in range(repeats):
+        for width in (1, 9):
+            for scored in (False, True):
+                t = time.perf_counter()
+                backend.verify(cache, prompt_ids[-width:], scores=[] if scored else None)
+                times.setdefault((width, scored), []).append(time.perf_counter() - t)
+                backend.crop(cache, len(prompt_ids))
+    p50 = statistics.median
+    return {
+        "step_ms_unscored": round(p50(times[1, False]) * 1000, 2),
+        "step_ms_scored": round(p50(times[1, True]) * 1000, 2),
+        "scored_over_unscored_step": round(p50(times[1, True]) / p50(times[1, False]), 3),
+        "scored_over_unscored_verify_9": round(p50(times[9, True]) / p50(times[9, False]), 3),
+    }

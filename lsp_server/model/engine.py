@@ -18,6 +18,11 @@ longest prefix the model agrees with plus the model's own next token, and
 crops the KV cache back past the first rejected draft. The output is exactly
 plain greedy decoding's; only the number of forwards changes.
 
+Each generated token comes with the model's confidence in it (`Generation.logprobs`
+and `.entropies`): the backend scores the positions whose next token it chooses,
+and a verified draft keeps the scores of the positions it keeps, which are the
+ones plain decoding would have computed.
+
 The time budget bounds decoding, not prefill: a prompt's prefill is kept for
 the next request, so stopping it at the deadline would only leave the answer
 empty. `deadline` therefore moves back by the time prefill took, and
@@ -47,6 +52,9 @@ DRAFT_TOKENS = 8
 # Prompt tokens kept before each recent generation: the key that finds it again.
 _PROMPT_TAIL = 16
 
+# (log-probability, entropy in nats) of one chosen token: see `Generation.logprobs`.
+Score = tuple[float, float]
+
 
 class Backend(Protocol):
     """Runs a causal language model one chunk of tokens at a time."""
@@ -57,10 +65,16 @@ class Backend(Protocol):
         """An empty KV cache."""
 
     def forward(
-        self, cache: Any, token_ids: Sequence[int], allowed: Sequence[int] | None = None
+        self,
+        cache: Any,
+        token_ids: Sequence[int],
+        allowed: Sequence[int] | None = None,
+        *,
+        scores: list[Score] | None = None,
     ) -> int:
         """Append `token_ids` to `cache` and return the greedy next token after them,
-        chosen among `allowed` when given."""
+        chosen among `allowed` when given. With `scores`, append the returned token's
+        `Score` to it (a backend that cannot tell appends nothing)."""
 
     def verify(
         self,
@@ -69,10 +83,11 @@ class Backend(Protocol):
         *,
         keep: int | None = None,
         allowed: Sequence[int] | None = None,
+        scores: list[Score] | None = None,
     ) -> list[int]:
         """Append `token_ids` to `cache` in one forward and return the greedy next token
         after each of the last `keep` of them (default: all), the first of these chosen
-        among `allowed` when given."""
+        among `allowed` when given. With `scores`, append each returned token's `Score`."""
 
     def crop(self, cache: Any, length: int) -> None:
         """Keep only the first `length` positions of `cache`."""
@@ -221,6 +236,10 @@ class _Run:
     fed: list[int]  # tokens whose keys and values the cache holds
     out: list[int]
     pending: list[int] = field(default_factory=list)  # chosen by the model, not yet emitted
+    # The scores of `pending` and of `out`, aligned with them while the backend scores
+    # every token ([] or shorter once it does not).
+    pending_scores: list[Score] = field(default_factory=list)
+    scores: list[Score] = field(default_factory=list)
     forwards: int = 0
     drafted: int = 0
     accepted: int = 0
@@ -319,9 +338,7 @@ class Engine:
                 cached_tokens=cached,
                 prefill_ms=prefill_ms,
                 decode_ms=max(decode_ms, 0.0),
-                forwards=run.forwards,
-                drafted=run.drafted,
-                accepted=run.accepted,
+                **_counts(run),
             )
 
     def _continue(
@@ -405,9 +422,13 @@ class Engine:
                 continue
             drafts = drafter.draft(min(self.draft_tokens, max_new_tokens - 1))
             if drafts:
-                run.pending = self._verify(kv, run, chunk, drafts, first_allowed)
+                run.pending, run.pending_scores = self._verify(
+                    kv, run, chunk, drafts, first_allowed
+                )
             else:
-                run.pending = [self.backend.forward(kv, chunk, first_allowed)]
+                run.pending_scores = []
+                token = self.backend.forward(kv, chunk, first_allowed, scores=run.pending_scores)
+                run.pending = [token]
                 run.fed.extend(chunk)
         run.forwards = 1
         return None
@@ -421,12 +442,14 @@ class Engine:
     ) -> StopReason:
         """Emit `run.pending` and continue, verifying drafted tokens where there are any."""
         max_new_tokens, stop, deadline, cancel = limits
-        pending = run.pending
+        pending, scores = run.pending, run.pending_scores
         while True:
-            for token in pending:
+            for i, token in enumerate(pending):
                 if token in self.backend.eos_token_ids:
                     return "eos"
                 run.out.append(token)
+                if i < len(scores):
+                    run.scores.append(scores[i])
                 drafter.extend([token])
                 if stop is not None and stop(run.out):
                     return "stop"
@@ -439,16 +462,18 @@ class Engine:
             # token needs no forward after it.
             limit = min(self.draft_tokens, max_new_tokens - len(run.out) - 1)
             drafts = drafter.draft(limit)
-            pending = self._step(kv, run, drafts)
+            pending, scores = self._step(kv, run, drafts)
 
-    def _step(self, kv: Any, run: _Run, drafts: list[int]) -> list[int]:
-        """One forward after the last emitted token; the tokens it settles, in order."""
+    def _step(self, kv: Any, run: _Run, drafts: list[int]) -> tuple[list[int], list[Score]]:
+        """One forward after the last emitted token; the tokens it settles, in order, and
+        their scores."""
         last = run.out[-1]
         run.forwards += 1
         if not drafts:
-            token = self.backend.forward(kv, [last])
+            scores: list[Score] = []
+            token = self.backend.forward(kv, [last], scores=scores)
             run.fed.append(last)
-            return [token]
+            return [token], scores
         return self._verify(kv, run, [last], drafts, None)
 
     def _verify(
@@ -458,10 +483,14 @@ class Engine:
         fed: list[int],
         drafts: list[int],
         allowed: Sequence[int] | None,
-    ) -> list[int]:
+    ) -> tuple[list[int], list[Score]]:
         """Feed `fed` (whose last token needs its next) and `drafts` in one forward; keep
-        the drafts the model agrees with and return the tokens the forward settles."""
-        chosen = self.backend.verify(kv, [*fed, *drafts], keep=len(drafts) + 1, allowed=allowed)
+        the drafts the model agrees with and return the tokens the forward settles, and
+        their scores (those of the positions plain decoding would have computed)."""
+        scores: list[Score] = []
+        chosen = self.backend.verify(
+            kv, [*fed, *drafts], keep=len(drafts) + 1, allowed=allowed, scores=scores
+        )
         agreed = 0
         while agreed < len(drafts) and drafts[agreed] == chosen[agreed]:
             agreed += 1
@@ -472,7 +501,20 @@ class Engine:
             self.backend.crop(kv, len(run.fed))
         run.drafted += len(drafts)
         run.accepted += agreed
-        return chosen[: agreed + 1]
+        return chosen[: agreed + 1], scores[: agreed + 1] if len(scores) == len(chosen) else []
+
+
+def _counts(run: _Run) -> dict[str, Any]:
+    """`Generation`'s counts of `run`, and its logprobs and entropies: one per generated
+    token, or none at all."""
+    scored = len(run.scores) == len(run.out)
+    return {
+        "forwards": run.forwards,
+        "drafted": run.drafted,
+        "accepted": run.accepted,
+        "logprobs": tuple(s[0] for s in run.scores) if scored else (),
+        "entropies": tuple(s[1] for s in run.scores) if scored else (),
+    }
 
 
 def _interrupted(deadline: float | None, cancel: threading.Event | None) -> StopReason | None:

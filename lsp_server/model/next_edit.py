@@ -21,8 +21,19 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
-from lsp_server.completion.generation import GenerationEngine
-from lsp_server.completion.next_edit import NextEditAnswer, NextEditRequest, RecentEdit
+from lsp_server.completion.generation import Generation, GenerationEngine
+from lsp_server.completion.next_edit import (
+    NextEditAnswer,
+    NextEditRequest,
+    RecentEdit,
+    WindowEdit,
+)
+from lsp_server.completion.next_edit_gate import (
+    DEFAULT_GATE,
+    EditConfidence,
+    ShowGate,
+    edit_confidence,
+)
 from lsp_server.completion.next_edit_prompt import NextEditFormat, next_edit_format, with_newline
 from lsp_server.completion.next_edit_text import (
     ended_window,
@@ -32,11 +43,13 @@ from lsp_server.completion.next_edit_text import (
 )
 
 # Window lines (above + the cursor's + below): Sweep's 10 + 1 + 10 where prefill is cheap;
-# on a CPU 2 + 1 + 2. The prompt holds the window twice, and a rewrite copies it: with
-# SmolLM2-135M on this CPU, `bench nextedit` projected p50 ~2.7 s for 11 lines, ~1.9 s
-# for 7 and ~0.9 s for 5 (docs/benchmarks.md); the target is 1 s.
+# on a CPU 5 + 1 + 5. The prompt holds the window twice, and a rewrite copies it (drafted,
+# ~7 tokens per forward): with SmolLM2-135M (int4) on a quiet machine, `bench nextedit`
+# measured p50 540 ms / p95 822 ms at 11 lines against 375 / 696 ms at 5, completions
+# ~580 ms beside them (docs/benchmarks.md), so 11 lines meet the 1 s target with room.
+# (An earlier ~2.7 s projection for 11 lines came from a machine at load 7-11.)
 WINDOW_LINES_GPU = 21
-WINDOW_LINES_CPU = 5
+WINDOW_LINES_CPU = 11
 HISTORY_TOKENS_GPU = 1024
 HISTORY_TOKENS_CPU = 192
 
@@ -52,8 +65,11 @@ class NextEditPredictor:
         *,
         window_lines: int = WINDOW_LINES_GPU,
         history_tokens: int = HISTORY_TOKENS_GPU,
+        gate: ShowGate = DEFAULT_GATE,
     ) -> None:
+        """`gate` decides which edits are shown (`OPEN_GATE`: all of them)."""
         self.engine = engine
+        self.gate = gate
         self.tokenizer = tokenizer
         self.format = fmt
         self.window_lines = window_lines
@@ -101,6 +117,11 @@ class NextEditPredictor:
         fmt = self.format
         layout = (fmt.sentinels, fmt.layout_lines)
         edit, why = settle(request.window, updated, request.history, *layout)
+        confidence = withheld = None
+        if edit is not None and updated is not None:
+            confidence = self._confidence(current, updated, edit, generation, lead)
+            if not self.gate.shows(confidence):
+                edit, withheld, why = None, edit, "unsure"
         return NextEditAnswer(
             updated=updated,
             edit=edit,
@@ -111,7 +132,20 @@ class NextEditPredictor:
             forwards=generation.forwards,
             latency_ms=(time.perf_counter() - started) * 1000,
             prefill_ms=generation.prefill_ms,
+            confidence=confidence,
+            withheld=withheld,
         )
+
+    def _confidence(
+        self, current: str, updated: str, edit: WindowEdit, generation: Generation, lead: str
+    ) -> EditConfidence:
+        """The model's confidence in `edit`, from the scores of the tokens that wrote it."""
+        ends, at = [], -len(lead)  # offsets in the output after the prompt's line break
+        for token in generation.tokens:
+            at += len(self.tokenizer.decode([token], skip_special_tokens=False))
+            ends.append(at)
+        g = generation
+        return edit_confidence(current, updated, edit, ends, g.logprobs, g.entropies, g.stop_reason)
 
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=False))

@@ -9,6 +9,12 @@ model's format; `suffix` is never sent: vLLM and SGLang ignore it) and sent as
 `transformers serve` refuses them with a 422, after which the field is dropped).
 The adapter is chosen by sending its registered name as `model`.
 
+It also asks for `logprobs: 1` (the chosen token's log-probability, the
+OpenAI completions field; dropped like `cache_prompt` by a server that refuses
+it) and fills `Generation.logprobs` where the server's tokens are the local
+re-encoding's one for one (the same tokenizer); entropies need the whole
+distribution, which this API does not send, so they stay ().
+
 The budget means what it means locally. The first token is due by
 `prefill_deadline` (the `firstTokenTimeoutMs` setting: the engine's prefill
 cannot be split from its first token); `deadline` bounds decoding and moves back
@@ -50,7 +56,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2
@@ -151,7 +157,9 @@ class RemoteEngine:
         self.backoff_max = backoff_max
         self.counts = RemoteCounts()
         self.pace = PrefillPace(ceiling=window_tokens)
-        self.cache_prompt = True  # dropped once a server refuses the field
+        # Optional fields, each dropped once a server refuses it.
+        self.cache_prompt = True
+        self.logprobs = True
         self._parked: _Parked | None = None  # the last late stream, kept for a repeat
         self.clock = clock
         self._warned: set[str] = set()  # the settings already named in a "too slow" line
@@ -214,6 +222,7 @@ class RemoteEngine:
             "prefillTokensPerSecond": None if fit is None else round(1 / fit[1], 1),
             "windowTokens": self.pace.window,
             "cachePrompt": self.cache_prompt,
+            "logprobs": self.logprobs,
         }
 
     def generate(
@@ -252,14 +261,15 @@ class RemoteEngine:
                 return self._generation([], "error", prompt, started, None)
             limits = _Limits(started, deadline, prefill_deadline, cancel)
             try:
-                tokens, reason, first, sent = self._request(prompt, max_new_tokens, stop, limits)
+                got, sent = self._request(prompt, max_new_tokens, stop, limits)
             except RemoteError as exc:
                 self._failed(str(exc))
                 return self._generation([], "error", prompt, started, None)
             self.counts.consecutive_failures = 0
             self.counts.ok += 1
-            self._learn(len(prompt), reason, limits, first, sent)
-            return self._generation(tokens, reason, prompt, started, first)
+            self._learn(len(prompt), got.reason, limits, got.first, sent)
+            scores = aligned_logprobs(self.tokenizer, got.tokens, got.pieces)
+            return self._generation(got.tokens, got.reason, prompt, started, got.first, scores)
 
     def _request(
         self,
@@ -267,22 +277,25 @@ class RemoteEngine:
         max_new_tokens: int,
         stop: StopPredicate | None,
         limits: _Limits,
-    ) -> tuple[list[int], StopReason, float | None, float]:
-        """One streamed request (the late stream of the same request, if one is parked); once
-        more without `cache_prompt` if the server refuses it. Returns what `_stream` does and
-        when the stream's request was sent."""
+    ) -> tuple[_Streamed, float]:
+        """One streamed request (the late stream of the same request, if one is parked);
+        again without an optional field (`cache_prompt`, `logprobs`) that the server
+        refuses. Returns what `_stream` does and when the stream's request was sent."""
         body = self._body(prompt, max_new_tokens)
-        reader = self._adopt(body)
-        try:
-            return self._read(reader or self._open(body), body, max_new_tokens, stop, limits)
-        except RemoteError as exc:
-            refused = exc.status in (400, 422) and "cache_prompt" in str(exc)
-            if not (refused and self.cache_prompt):
-                raise
-            self.cache_prompt = False
-            log.info("remote engine %s does not take cache_prompt; not sent again", self.base_url)
-            body = self._body(prompt, max_new_tokens)
-            return self._read(self._open(body), body, max_new_tokens, stop, limits)
+        reader: _Reader | None = self._adopt(body)
+        while True:
+            try:
+                return self._read(reader or self._open(body), body, max_new_tokens, stop, limits)
+            except RemoteError as exc:
+                refused = [f for f in _OPTIONAL if f in body and f in str(exc)]
+                if exc.status not in (400, 422) or not refused:
+                    raise
+                for name in refused:
+                    setattr(self, name, False)
+                    log.info(
+                        "remote engine %s does not take %s; not sent again", self.base_url, name
+                    )
+                body, reader = self._body(prompt, max_new_tokens), None
 
     def _open(self, body: dict[str, Any]) -> _Reader:
         return _Reader(self._client, self.url, body, self.clock)
@@ -294,19 +307,19 @@ class RemoteEngine:
         max_new_tokens: int,
         stop: StopPredicate | None,
         limits: _Limits,
-    ) -> tuple[list[int], StopReason, float | None, float]:
+    ) -> tuple[_Streamed, float]:
         """Read `reader` to an end; a stream whose first token is late is parked, not closed:
         the engine's prefill goes on, and a repeat of the request continues it."""
         try:
-            tokens, reason, first = self._stream(reader, max_new_tokens, stop, limits)
+            got = self._stream(reader, max_new_tokens, stop, limits)
         except BaseException:
             reader.close()
             raise
-        if reason == "first_token" and limits.first_token is not None:
+        if got.reason == "first_token" and limits.first_token is not None:
             self._park(_Parked(body, reader, limits.first_token - limits.started))
         else:
             reader.close()
-        return tokens, reason, first, reader.sent_at
+        return got, reader.sent_at
 
     def _park(self, parked: _Parked) -> None:
         self._settle(self._parked)
@@ -354,6 +367,8 @@ class RemoteEngine:
             body["stop"] = self.stop_strings
         if self.cache_prompt:
             body["cache_prompt"] = True
+        if self.logprobs:
+            body["logprobs"] = 1  # the chosen token's, and the best alternative's
         return body
 
     def _learn(
@@ -412,30 +427,35 @@ class RemoteEngine:
         max_new_tokens: int,
         stop: StopPredicate | None,
         limits: _Limits,
-    ) -> tuple[list[int], StopReason, float | None]:
-        """(tokens, stop reason, when the first text arrived); raises RemoteError."""
+    ) -> _Streamed:
+        """The tokens, why they ended, when the first text arrived and the server's scored
+        tokens; raises RemoteError."""
         text = ""
-        tokens: list[int] = []
-        first: float | None = None
+        got = _Streamed()
         # A server that ignores max_tokens must not stream forever, nor send a novel.
         ceiling = 4 * max_new_tokens + 16
         most_chars = MAX_CHARS_PER_TOKEN * ceiling
         for chunk in reader.chunks(limits, self.clock):
             if isinstance(chunk, _End):
-                return tokens, chunk.reason, first
-            if not chunk:
+                got.reason = chunk.reason
+                return got
+            if not chunk.text:
                 continue
-            if first is None:
-                first = self.clock()
-                limits.first_arrived(first)
-            text = (text + chunk)[:most_chars]
+            if got.first is None:
+                got.first = self.clock()
+                limits.first_arrived(got.first)
+            text = (text + chunk.text)[:most_chars]
+            if len(got.pieces) < ceiling:
+                got.pieces.extend(chunk.scored)
             ids = self.tokenizer.encode(text, add_special_tokens=False)[:ceiling]
-            fired = _first_stop(ids, tokens, stop)
+            fired = _first_stop(ids, got.tokens, stop)
             if fired is not None:
-                return ids[:fired], "stop", first
-            tokens = ids
+                got.tokens, got.reason = ids[:fired], "stop"
+                return got
+            got.tokens = ids
             if len(ids) >= ceiling or len(text) >= most_chars:
-                return ids, "max_tokens", first
+                got.reason = "max_tokens"
+                return got
         raise RemoteError("the stream ended without a finish reason")
 
     def _generation(
@@ -445,6 +465,7 @@ class RemoteEngine:
         prompt: Sequence[int],
         started: float,
         first: float | None,
+        logprobs: tuple[float, ...] = (),
     ) -> Generation:
         now = self.clock()
         first = first or now
@@ -455,7 +476,22 @@ class RemoteEngine:
             cached_tokens=0,
             prefill_ms=(first - started) * 1000,
             decode_ms=(now - first) * 1000,
+            logprobs=logprobs,
         )
+
+
+def aligned_logprobs(
+    tokenizer: Any, tokens: Sequence[int], pieces: Sequence[tuple[str, float]]
+) -> tuple[float, ...]:
+    """The server's log-probabilities for `tokens` (the local re-encoding of its text) where
+    its first `len(tokens)` tokens spell the same text, one for one; () otherwise (another
+    tokenizer, a token split across pieces, no logprobs sent)."""
+    n = len(tokens)
+    if not n or len(pieces) < n:
+        return ()
+    if "".join(text for text, _ in pieces[:n]) != tokenizer.decode(list(tokens)):
+        return ()
+    return tuple(logprob for _, logprob in pieces[:n])
 
 
 @dataclass
@@ -508,6 +544,29 @@ def _first_stop(ids: list[int], checked: list[int], stop: StopPredicate | None) 
 @dataclass(frozen=True)
 class _End:
     reason: StopReason
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """One event's text, and the server's tokens in it with their log-probabilities."""
+
+    text: str
+    scored: list[tuple[str, float]]
+
+
+@dataclass
+class _Streamed:
+    """What one stream gave: tokens, why it ended, when its first text came, and the
+    server's own tokens with their log-probabilities (when it sent them)."""
+
+    tokens: list[int] = field(default_factory=list)
+    reason: StopReason = "error"
+    first: float | None = None
+    pieces: list[tuple[str, float]] = field(default_factory=list)
+
+
+# Request fields a server may refuse (a 400 or 422 naming them); each is then dropped.
+_OPTIONAL = ("cache_prompt", "logprobs")
 
 
 FINISH_REASONS: dict[str, StopReason] = {"length": "max_tokens", "stop": "stop", "eos": "eos"}
@@ -588,7 +647,7 @@ class _Reader:
                 error = exc if isinstance(exc, RemoteError) else RemoteError(_describe(exc))
                 self._events.put(("error", error))
 
-    def chunks(self, limits: _Limits, clock: Callable[[], float]) -> Iterator[str | _End]:
+    def chunks(self, limits: _Limits, clock: Callable[[], float]) -> Iterator[_Piece | _End]:
         """Text pieces as they arrive, then one `_End`; raises RemoteError on a failure."""
         first_seen = False
         while True:
@@ -604,13 +663,13 @@ class _Reader:
                 raise value
             if kind == "eof":
                 return
-            parsed = parse_sse_line(value)
+            parsed = parse_sse_event(value)
             if parsed is None:
                 continue
-            text, finish = parsed
+            text, finish, scored = parsed
             if text:
                 first_seen = True
-                yield text
+                yield _Piece(text, scored)
             if finish is not None:
                 yield _End(finish)
                 return
@@ -647,12 +706,21 @@ def parse_sse_line(line: str) -> tuple[str, StopReason | None] | None:
     """One line of an SSE completions stream: (text, finish reason or None), or None when the
     line carries nothing to use. Raises RemoteError for an error event or a malformed body.
     """
+    parsed = parse_sse_event(line)
+    return None if parsed is None else (parsed[0], parsed[1])
+
+
+def parse_sse_event(
+    line: str,
+) -> tuple[str, StopReason | None, list[tuple[str, float]]] | None:
+    """`parse_sse_line`'s (text, finish reason) and the event's tokens with their
+    log-probabilities (`sse_logprobs`)."""
     line = line.strip()
     if not line or line.startswith(":") or not line.startswith("data:"):
         return None  # blank separators, comments, `event:` and `id:` fields
     data = line[len("data:") :].strip()
     if data == "[DONE]":
-        return "", "stop"
+        return "", "stop", []
     try:
         chunk = json.loads(data)
     except (ValueError, RecursionError):  # RecursionError: nested too deep
@@ -675,7 +743,38 @@ def parse_sse_line(line: str) -> tuple[str, StopReason | None] | None:
     if finish is not None and not isinstance(finish, str):
         raise RemoteError("malformed stream: choices[0].finish_reason is not a string")
     # The last piece of text may ride on the finishing chunk.
-    return text, (FINISH_REASONS.get(finish, "stop") if finish else None)
+    reason = FINISH_REASONS.get(finish, "stop") if finish else None
+    return text, reason, sse_logprobs(choices[0])
+
+
+def sse_logprobs(choice: dict[str, Any]) -> list[tuple[str, float]]:
+    """The (token text, log-probability) pairs of one streamed choice: the OpenAI completions
+    shape (`logprobs.tokens` + `token_logprobs`, vLLM's), or the chat shape
+    (`logprobs.content[].token/logprob`, llama-server's); [] when absent or malformed."""
+    logprobs = choice.get("logprobs")
+    if not isinstance(logprobs, dict):
+        return []
+    pairs: list[tuple[Any, Any]]
+    if isinstance(logprobs.get("content"), list):
+        entries = logprobs["content"]
+        pairs = [
+            (e.get("token"), e.get("logprob")) if isinstance(e, dict) else (0, 0) for e in entries
+        ]
+    else:
+        tokens, values = logprobs.get("tokens"), logprobs.get("token_logprobs")
+        if (
+            not isinstance(tokens, list)
+            or not isinstance(values, list)
+            or len(tokens) != len(values)
+        ):
+            return []
+        pairs = list(zip(tokens, values, strict=True))
+    valid = [
+        (t, float(v))
+        for t, v in pairs
+        if isinstance(t, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
+    ]
+    return valid if len(valid) == len(pairs) else []
 
 
 def _short(value: Any) -> str:

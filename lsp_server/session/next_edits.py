@@ -56,6 +56,7 @@ EMPTY_REASONS = (
     "no_edit",  # the model rewrote the window unchanged
     "reverts",  # the edit would undo the user's last edit
     "sentinel",  # the rewrite held a prompt marker
+    "unsure",  # the model was not sure enough of its edit (the show-or-not gate)
     "time_budget",  # `timeBudgetMs` ran out before the window was settled
     "unfinished",  # the model stopped before the window was settled
 )
@@ -320,4 +321,5 @@ def _facts(answer: NextEditAnswer, latency_ms: float) -> dict[str, Any]:
         "forwards": forwards,
         "tokensPerForward": round(answer.generated_tokens / forwards, 2) if forwards else None,
         "latencyMs": round(latency_ms, 1),
+        "confidence": answer.confidence.to_json() if answer.confidence else None,
     }

@@ -123,7 +123,7 @@ class Settings:
         default=10,
         metadata={
             "help": "most lines above and below the cursor a next edit may touch "
-            "(a CPU uses at most 2: see docs/benchmarks.md, next edits)",
+            "(a CPU uses at most 5: see docs/benchmarks.md, next edits)",
             "minimum": 1,
             "maximum": 100,
         },

@@ -66,6 +66,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="with --next-edit: milliseconds per prediction (default: the server's "
         "timeBudgetMs, so answers are what an editor would get; 0: no limit)",
     )
+    p.add_argument(
+        "--split",
+        choices=("held-out", "train"),
+        default="held-out",
+        help="with --next-edit: score the newest --holdout share of the commits (held-out, "
+        "the default) or the earlier ones (train: to tune on a repository you will not "
+        "report on)",
+    )
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     p.set_defaults(func=run)
 
@@ -79,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
         raise CodetailorError("give either REPO or --benchmark NAME")
     if args.compare and not args.adapter:
         raise CodetailorError("--compare needs --adapter: it compares the adapter with its base")
+    if args.split != "held-out" and not args.next_edit:
+        raise CodetailorError("--split applies to --next-edit only")
     if args.next_edit:
         from lsp_server.measure.quality.next_edit_cli import run_next_edit
 

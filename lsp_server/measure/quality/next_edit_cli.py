@@ -3,8 +3,11 @@
 The examples come from REPO's own history (`lsp_server.repo.history`, the
 miner `finetune` shares): the newest `--holdout` share of the commits that
 teach edits is held out, and no held-out example repeats a change an earlier
-commit made. Each example's request goes to the same next-edit predictor the
-server uses; the figures are `next_edit_eval.summarize`'s. Progress goes to
+commit made (`--split train` scores the earlier commits instead, for tuning on
+a repository that is not reported on). Each example's request goes to the same
+next-edit predictor the server uses, its show-or-not gate included; the figures
+are `next_edit_eval.with_gates`'s (as served, ungated, and a sweep of gates over
+the same answers). Progress goes to
 stderr, results to stdout (one JSON object with `--json`, a table without);
 `--compare` scores the base model and the adapter on the same examples and
 prints `{"base": {...}, "adapter": {...}}`.
@@ -36,13 +39,15 @@ def run_next_edit(args: argparse.Namespace, load: Load, facts_of: Callable[..., 
         raise CodetailorError("--next-edit takes a REPO (a git repository), not --benchmark")
     if not args.repo.is_dir():
         raise CodetailorError(f"{args.repo} is not a folder")
-    history, _, held = mine_split(args.repo, args.holdout)
+    history, earlier, held = mine_split(args.repo, args.holdout)
+    split = getattr(args, "split", "held-out")
+    commits = held if split == "held-out" else earlier
     runs = [("base", None), ("adapter", args.adapter)] if args.compare else []
     runs = runs or [("adapter" if args.adapter else "model", args.adapter)]
     # The first model is loaded before mining: the windows are the size its server uses.
     first = load_predictor(args, runs[0][1], load, facts_of)
     window_lines = getattr(first[0], "window_lines", WINDOW_LINES)
-    examples = _examples(args, history, held, window_lines)
+    examples = _examples(args, history, commits, window_lines, held_out=split == "held-out")
     chosen = sample(examples, args.samples, args.seed)
     budget_ms = Settings().time_budget_ms if args.time_budget_ms is None else args.time_budget_ms
     facts = {
@@ -50,6 +55,7 @@ def run_next_edit(args: argparse.Namespace, load: Load, facts_of: Callable[..., 
         "seed": args.seed,
         "order": args.order,
         "holdout": args.holdout,
+        "split": split,
         "window_lines": window_lines,
         "time_budget_ms": budget_ms or None,
         "commits": {
@@ -77,17 +83,24 @@ def run_next_edit(args: argparse.Namespace, load: Load, facts_of: Callable[..., 
     return 0
 
 
-def _examples(args: argparse.Namespace, history: Any, held: list[Any], window_lines: int) -> list:
+def _examples(
+    args: argparse.Namespace, history: Any, commits: list[Any], window_lines: int, held_out: bool
+) -> list:
     from tqdm import tqdm
 
-    with tqdm(total=len(held), desc="mine history", unit="commit", file=sys.stderr) as bar:
+    with tqdm(total=len(commits), desc="mine history", unit="commit", file=sys.stderr) as bar:
         examples = history.examples(
-            held, held_out=True, order=args.order, window_lines=window_lines, progress=bar.update
+            commits,
+            held_out=held_out,
+            order=args.order,
+            window_lines=window_lines,
+            progress=bar.update,
         )
     if not examples:
+        which = "newest" if held_out else "earlier"
         raise CodetailorError(
-            f"the {len(held)} newest commits of {args.repo} hold no next-edit examples "
-            "(try a larger --holdout)"
+            f"the {len(commits)} {which} commits of {args.repo} hold no next-edit examples "
+            "(try another --holdout)"
         )
     return examples
 
@@ -112,12 +125,13 @@ def _score(
 ) -> dict[str, Any]:
     from tqdm import tqdm
 
-    from lsp_server.measure.quality.next_edit_eval import evaluate, summarize
+    from lsp_server.completion.next_edit_gate import OPEN_GATE
+    from lsp_server.measure.quality.next_edit_eval import evaluate, with_gates
 
     predictor, model_facts = loaded
     with tqdm(total=len(examples), desc=f"next edit {label}", unit="ex", file=sys.stderr) as bar:
         scored = evaluate(examples, predictor, progress=bar.update, time_budget=time_budget)
-    summary = summarize(scored) | model_facts
+    summary = with_gates(scored, getattr(predictor, "gate", OPEN_GATE)) | model_facts
     if details:
         summary["details"] = [
             {
@@ -129,6 +143,9 @@ def _score(
                 "written": s.written,
                 "shown": s.shown,
                 "exact": s.exact,
+                "stop_reason": s.answer.stop_reason,
+                "confidence": s.answer.confidence.to_json() if s.answer.confidence else None,
+                "exact_ungated": s.regated(OPEN_GATE).exact,
                 "latency_ms": round(s.latency_ms, 1),
             }
             for s in scored

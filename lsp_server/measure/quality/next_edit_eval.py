@@ -15,19 +15,27 @@ Wilson interval:
   would show), the share that wrote the expected window;
 - `p50_ms`/`p95_ms`: wall-clock latency per request as the caller sees it;
   `tokens_per_forward`: generated tokens per model call (the drafting gain).
+
+The figures are those of what the server shows, after its show-or-not gate
+(lsp_server.completion.next_edit_gate). Every answer keeps the edit the gate
+held back and the model's confidence in it, so `regated` applies any other
+gate to the same answers offline: `ungated` (every edit the rewrite made) and
+`gate_sweep` (a grid of gates) are paired comparisons, not other runs.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from lsp_server.completion.next_edit import NextEditAnswer, NextEditPredictorLike
+from lsp_server.completion.next_edit_gate import OPEN_GATE, ShowGate
 from lsp_server.measure.quality.metrics import exact_match, percentile, wilson_interval
 from lsp_server.repo.edit_examples import CATEGORIES, NextEditExample
 
@@ -61,6 +69,18 @@ class Scored:
     def right(self) -> bool:
         """A shown edit that was due and is the expected one."""
         return self.shown and self.example.edit_due and self.exact
+
+    def regated(self, gate: ShowGate) -> Scored:
+        """This answer as `gate` would have let it through (the same rewrite and edit)."""
+        answer = self.answer
+        edit, confidence = answer.edit or answer.withheld, answer.confidence
+        if edit is None or confidence is None:
+            return self
+        if gate.shows(confidence):
+            answer = replace(answer, edit=edit, withheld=None, stop_reason=confidence.stop_reason)
+        else:
+            answer = replace(answer, edit=None, withheld=edit, stop_reason="unsure")
+        return Scored(self.example, answer, self.latency_ms)
 
 
 def sample(
@@ -150,4 +170,56 @@ def summarize(scored: Sequence[Scored]) -> dict[str, Any]:
         if scored
         else None,
         "stop_reasons": dict(Counter(s.answer.stop_reason for s in scored)),
+    }
+
+
+# The gates `gate_sweep` tries: the least probable changed-line token at least this
+# probability (None: any), and at most this share of the window deleted.
+SWEEP_PROBABILITIES = (None, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+SWEEP_DELETED_SHARES = (1.0, 0.5, 0.25, 0.1)
+
+
+def with_gates(scored: Sequence[Scored], gate: ShowGate) -> dict[str, Any]:
+    """`summarize` of the answers as served (through `gate`), with the same answers
+    ungated and under each gate of the sweep."""
+    summary = summarize(scored)
+    summary["gate"] = _gate_json(gate)
+    summary["ungated"] = _brief(summarize([s.regated(OPEN_GATE) for s in scored]))
+    summary["gate_sweep"] = [
+        _gate_json(g) | _brief(summarize([s.regated(g) for s in scored])) for g in sweep_gates()
+    ]
+    return summary
+
+
+def sweep_gates() -> list[ShowGate]:
+    return [
+        ShowGate(None if p is None else math.log(p), share)
+        for share in SWEEP_DELETED_SHARES
+        for p in SWEEP_PROBABILITIES
+    ]
+
+
+def _gate_json(gate: ShowGate) -> dict[str, Any]:
+    low = gate.min_logprob
+    return {
+        "min_token_probability": None if low is None else round(math.exp(low), 4),
+        "max_deleted_share": gate.max_deleted_share,
+    }
+
+
+_BRIEF = (
+    "exact_match",
+    "exact_match_ci95",
+    "no_edit_accuracy",
+    "no_edit_accuracy_ci95",
+    "shown",
+    "shown_precision",
+    "shown_precision_ci95",
+)
+
+
+def _brief(summary: dict[str, Any]) -> dict[str, Any]:
+    """The figures a gate changes (latency and tokens do not change)."""
+    return {key: summary[key] for key in _BRIEF} | {
+        "by_category": {k: v["exact_match"] for k, v in summary["by_category"].items()}
     }
