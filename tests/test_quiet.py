@@ -386,6 +386,49 @@ async def test_a_shown_suggestion_carries_its_decision_and_feeds_the_history(
     assert shown.quiet["filter"] == "learned" and shown.quiet["p_show"] == 1.0
 
 
+class ConfidentCompleter(ScriptedCompleter):
+    """A scripted completer whose answers carry the engine's per-token confidence."""
+
+    def complete(self, text: str, offset: int, **kwargs: Any) -> Any:
+        from dataclasses import dataclass
+
+        from lsp_server.completion.generation import Generation
+
+        @dataclass
+        class Confident(FakeCompletion):
+            generation: Generation | None = None
+
+        plain = super().complete(text, offset, **kwargs)
+        generation = Generation(
+            [1, 2], "eos", 4, 0, 1.0, 1.0, logprobs=(-0.5, -1.5), entropies=(1.0, 2.0)
+        )
+        return Confident(plain.text, generation=generation)
+
+
+async def test_the_generations_confidence_reaches_the_decision_and_the_log(tmp_path: Path) -> None:
+    root, home = tmp_path / "repo", tmp_path / "home"
+    root.mkdir()
+    host = FakeHost(ConfidentCompleter("compute(a)"))
+    session = Session(
+        Settings(context=False), host, recording=Recording(home), scanner=WorkspaceScanner()
+    )
+    try:
+        session.initialize({}, root.as_uri(), "utf-16")
+        uri = (root / "app.py").as_uri()
+        session.open(uri, "x = ", 1, "python")
+        assert (await ask(session, uri, "x = ", 2))[0] == "compute(a)"  # the global rule
+        assert flushed(session)
+        shown = suggestion_records(read_events(feedback_dir(root, home)))[0].shown
+        assert shown.quiet is not None and shown.quiet["filter"] == "global"
+        logged = shown.quiet["features"]
+        assert logged["confident"] == 1.0 and logged["mean_logprob"] == -1.0
+        assert logged["max_entropy"] == 2.0
+        assert shown.quiet["score"] == pytest.approx(math.exp(-1.0), abs=1e-4)
+    finally:
+        session.disconnect()
+        host._pool.shutdown(wait=True, cancel_futures=True)
+
+
 async def test_quietness_zero_and_a_refused_filter_show_everything(
     sessions, tmp_path: Path
 ) -> None:
