@@ -576,3 +576,27 @@ def test_a_filter_that_does_not_beat_the_global_rule_is_not_stored(tmp_path: Pat
     assert not (tmp_path / "log" / "quiet.json").exists()
     assert learn_for_repo(tmp_path, tmp_path / "log", force=True)["stored"]
     assert (tmp_path / "log" / "quiet.json").exists()
+
+
+def test_feedback_learn_says_in_one_line_why_it_cannot_learn_and_what_it_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lsp_server.cli import main
+    from lsp_server.feedback import Accepted, EventLog
+
+    monkeypatch.setenv("CODETAILOR_HOME", str(tmp_path / "home"))
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    assert main(["feedback", "learn", str(repo)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "needs at least" in err and "\n" not in err
+    log = EventLog(feedback_dir(repo, tmp_path / "home"))
+    for r in synthetic_log(400):
+        log.append(r.shown)
+        if r.was_accepted:
+            log.append(Accepted(id=r.id, t=r.time + 1))
+    log.close()
+    assert main(["feedback", "learn", str(repo)]) == 0
+    out = capsys.readouterr().out
+    assert "kept logistic" in out or "kept trees" in out
+    assert filter_path(repo, tmp_path / "home").exists()
