@@ -5,16 +5,24 @@ options set PreferenceConfig's fields instead: --out is the adapter to tune,
 --holdout the share of the log's places held out for the gate, --seq-len the
 prompt tokens kept per example, and `--set KEY=VALUE` reaches every field
 (finetune/config.py parses it, as for training).
+
+Before tuning, it learns the repository's show-or-stay-quiet filter from the same
+log (`lsp_server.quiet.learn`, as `codetailor feedback learn` does): what the log
+teaches best is when a suggestion is worth showing (issue 27). The filter is
+stored beside the log whatever the gate decides about the adapter.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from finetune.config import PreferenceConfig, settings_over
+from finetune.preference.records import feedback_log
 from finetune.preference.run import run_preference
+from lsp_server.errors import CodetailorError
 
 # Command-line option (its argparse dest) -> PreferenceConfig field, with --feedback.
 OPTIONS: dict[str, str] = {
@@ -41,12 +49,26 @@ def config_from_args(args: argparse.Namespace) -> PreferenceConfig:
 
 def cmd_preference(args: argparse.Namespace) -> int:
     """The `--feedback` branch of `codetailor finetune`."""
-    summary = run_preference(config_from_args(args), progress=not args.no_progress)
+    cfg = config_from_args(args)
+    quiet = learn_quiet(cfg)
+    summary = run_preference(cfg, progress=not args.no_progress) | {"quiet": quiet}
     if args.json:
         print(json.dumps(summary), flush=True)
         return 0
     print(format_summary(summary))
     return 0
+
+
+def learn_quiet(cfg: PreferenceConfig) -> dict[str, Any]:
+    """The repository's show-or-stay-quiet filter learned from the tuning's log and stored
+    beside it: the learner's report, or {"error": why} when the log cannot teach one."""
+    from lsp_server.quiet.learn import learn_for_repo
+
+    folder = Path(cfg.log_dir) if cfg.log_dir else feedback_log(cfg.repo)
+    try:
+        return learn_for_repo(Path(cfg.repo), folder, source=cfg.source or None, seed=cfg.seed)
+    except CodetailorError as exc:
+        return {"error": str(exc)}
 
 
 def format_summary(s: dict[str, Any]) -> str:
@@ -68,4 +90,9 @@ def format_summary(s: dict[str, Any]) -> str:
         lines.append(f"kept: the tuned adapter replaced {s['adapter']}")
     else:
         lines.append(f"not kept ({'; '.join(s['reasons'])}); {s['adapter']} is unchanged")
+    quiet = s.get("quiet") or {}
+    if "learner" in quiet:
+        lines.append(f"show-or-stay-quiet filter: {quiet['learner']}, wrote {quiet['path']}")
+    elif "error" in quiet:
+        lines.append(f"show-or-stay-quiet filter not learned: {quiet['error']}")
     return "\n".join(lines)

@@ -110,6 +110,9 @@ class Shown(FeedbackEvent):
     suggestion: str = ""
     latency_ms: float = 0.0
     source: str = "editor"  # who was typing: "editor", or "simulated"
+    # The show-or-stay-quiet decision (lsp_server.session.quiet.QuietDecision.as_dict):
+    # score, threshold, filter, explore, p_show, features; None where no filter applied.
+    quiet: dict[str, Any] | None = None
 
     def body(self) -> dict[str, Any]:
         return {
@@ -129,7 +132,7 @@ class Shown(FeedbackEvent):
             "suggestion": self.suggestion,
             "latency_ms": self.latency_ms,
             "source": self.source,
-        }
+        } | ({} if self.quiet is None else {"quiet": self.quiet})
 
     @classmethod
     def read(cls, raw: dict[str, Any]) -> Shown:
@@ -151,6 +154,43 @@ class Shown(FeedbackEvent):
             suggestion=_text(raw, "suggestion"),
             latency_ms=float(raw.get("latency_ms") or 0.0),
             source=_text(raw, "source") or "editor",
+            quiet=_maybe_dict(raw, "quiet"),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Suppressed(FeedbackEvent):
+    """A suggestion the show-or-stay-quiet filter kept from the user: where, what (redacted),
+    and the decision (as `Shown.quiet`). It has no outcome; `feedback stats` counts it."""
+
+    KIND: ClassVar[str] = "suppressed"
+    uri: str = ""
+    path: str | None = None
+    language: str | None = None
+    suggestion: str = ""
+    source: str = "editor"
+    quiet: dict[str, Any] | None = None
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "uri": self.uri,
+            "path": self.path,
+            "language": self.language,
+            "suggestion": self.suggestion,
+            "source": self.source,
+            "quiet": self.quiet,
+        }
+
+    @classmethod
+    def read(cls, raw: dict[str, Any]) -> Suppressed:
+        return cls(
+            **_head(raw),
+            uri=_text(raw, "uri"),
+            path=_maybe_text(raw, "path"),
+            language=_maybe_text(raw, "language"),
+            suggestion=_text(raw, "suggestion"),
+            source=_text(raw, "source") or "editor",
+            quiet=_maybe_dict(raw, "quiet"),
         )
 
 
@@ -312,6 +352,7 @@ _READERS: dict[str, Callable[[dict[str, Any]], FeedbackEvent]] = {
     "retained_120s": Retained.read,
     "typed": Typed.read,
     "next_edit_shown": NextEditShown.read,
+    "suppressed": Suppressed.read,
 }
 
 
@@ -331,3 +372,8 @@ def _maybe_text(raw: dict[str, Any], key: str) -> str | None:
 
 def _maybe_int(value: Any) -> int | None:
     return None if value is None else int(value)
+
+
+def _maybe_dict(raw: dict[str, Any], key: str) -> dict[str, Any] | None:
+    value = raw.get(key)
+    return dict(value) if isinstance(value, dict) else None

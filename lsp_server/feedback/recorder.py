@@ -35,6 +35,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lsp_server.completion.window import WINDOW_STEP_LINES
 from lsp_server.feedback.events import (
@@ -46,6 +47,7 @@ from lsp_server.feedback.events import (
     RetentionCheck,
     Shown,
     Superseded,
+    Suppressed,
     TriggerKind,
     Typed,
     TypedThrough,
@@ -188,6 +190,7 @@ class Suggestion:
     repo: str | None = None
     trigger: TriggerKind | None = None  # None: classified from the text
     source: str = "editor"  # who was typing: "editor", or "simulated" (the simulated user)
+    quiet: dict[str, Any] | None = None  # the show-or-stay-quiet decision, where one was made
 
 
 class FeedbackRecorder:
@@ -246,6 +249,7 @@ class FeedbackRecorder:
             suggestion=self._clean(s.text),
             latency_ms=round(float(s.latency_ms), 1),
             source=s.source,
+            quiet=s.quiet,
         )
 
     def shown(self, s: Suggestion) -> None:
@@ -263,6 +267,23 @@ class FeedbackRecorder:
             while len(self._follows) > FOLLOW:
                 self._follows.popitem(last=False)
         self.log.append(event)
+
+    def suppressed(self, s: Suggestion) -> None:
+        """The filter kept suggestion `s` from the user: log where, what and its decision."""
+        if not self.enabled or not s.text:
+            return
+        self.log.append(
+            Suppressed(
+                id=s.id,
+                t=self.clock(),
+                uri=self._clean(s.uri),
+                path=self._clean(s.path) if s.path is not None else None,
+                language=s.language,
+                suggestion=self._clean(s.text),
+                source=s.source,
+                quiet=s.quiet,
+            )
+        )
 
     def next_edit_shown(self, event: NextEditShown) -> None:
         """A next edit was shown: log it, its texts redacted."""

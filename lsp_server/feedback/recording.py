@@ -101,6 +101,15 @@ class Recording:
         self._submit(lambda: recorder.shown(suggestion_of(id, answer, source)))
         return id
 
+    def suppressed(self, answer: ShownAnswer) -> None:
+        """The show-or-stay-quiet filter kept a model answer from the user: log it, with
+        its decision, under a new id (it can have no outcome)."""
+        recorder = self.recorder
+        if recorder is None or not self.enabled:
+            return
+        id, source = uuid.uuid4().hex[:16], self.source
+        self._submit(lambda: recorder.suppressed(suggestion_of(id, answer, source)))
+
     def next_edit_shown(self, shown: ShownNextEdit) -> str | None:
         """A next edit is shown: its new id (None when nothing is recorded); accepted and
         dismissed like a completion, by that id."""
@@ -233,6 +242,7 @@ def suggestion_of(id: str, answer: ShownAnswer, source: str) -> Suggestion:
         window_tokens=completer.window_tokens,
         repo=completer.repo,
         source=source,
+        quiet=answer.quiet,
     )
 
 

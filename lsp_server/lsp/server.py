@@ -31,6 +31,7 @@ from lsp_server.model import registry
 from lsp_server.model.adapter_meta import learned_next_edits
 from lsp_server.model.host import ModelHost
 from lsp_server.model.loading import cache_home, resolve_model
+from lsp_server.quiet.store import FilterFile
 from lsp_server.repo.head import head_text
 from lsp_server.session.model_choice import ADAPTER_POLL_S, AdapterSource
 from lsp_server.session.session import Session
@@ -110,6 +111,7 @@ class CodetailorServer(LanguageServer):
             ),
             loading=loading,
             head_text=head_text,
+            quiet=FilterFile(cache_home()),
         )
         self._adapter_watch: asyncio.Task[None] | None = None
         # Not `progress`: that name is pygls' own method on LanguageServer.

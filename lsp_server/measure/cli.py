@@ -144,6 +144,14 @@ def _add_offline_args(simulate: argparse.ArgumentParser) -> None:
         "place by place with --adapter (a sign test)",
     )
     simulate.add_argument(
+        "--quietness",
+        type=int,
+        default=None,
+        metavar="PERCENT",
+        help="with --offline: the show-or-stay-quiet threshold the arms apply (default: the "
+        "setting's, 25)",
+    )
+    simulate.add_argument(
         "--takes",
         action="store_true",
         help="with --offline --json: also list the places and what each side took at each, "
@@ -245,9 +253,11 @@ def cmd_bench_simulate(args: argparse.Namespace) -> int:
 
 def _simulate_offline(args: argparse.Namespace, setup: Any, model: str) -> int:
     from lsp_server.measure.offline_user import run_offline
+    from lsp_server.measure.quiet_offline import quiet_report
     from lsp_server.measure.simulated_user import split_sources
 
     files = split_sources(args.repo, args.split, args.holdout, args.only)
+    arms = None if args.against else _quiet_arms(args.repo, args.quietness)
     report = run_offline(
         files,
         model=model,
@@ -256,10 +266,18 @@ def _simulate_offline(args: argparse.Namespace, setup: Any, model: str) -> int:
         setup=setup,
         max_tokens=args.max_tokens,
         keep_takes=args.takes,
+        then=None if arms is None else lambda p, o: quiet_report(p, o, arms, setup.min_chars),
     ) | {"split": args.split, "model": model, "min_chars": args.min_chars}
     if args.json:
         print(json.dumps(report))
         return 0
+    for arm in ("unfiltered", "global", "filtered"):
+        if arm in report:
+            r = report[arm]
+            print(
+                f"{arm}: {r['accepted']} of {r['shown']} shown accepted "
+                f"({r['accepted_chars']} characters)"
+            )
     for label in ("against", "adapter"):
         if label in report:
             r = report[label]
@@ -271,6 +289,22 @@ def _simulate_offline(args: argparse.Namespace, setup: Any, model: str) -> int:
             f"both {p['both']}; sign test p = {p['sign_test_p']}"
         )
     return 0
+
+
+def _quiet_arms(repo: Path, quietness: int | None) -> Any:
+    """The show-or-stay-quiet arms of an offline run: the repository's learned filter
+    (if it has one; a refused file is one clear error), the global rule, the threshold."""
+    from lsp_server.measure.quiet_offline import QuietArms
+    from lsp_server.model.loading import cache_home
+    from lsp_server.quiet.store import filter_path, read_filter
+    from lsp_server.session.settings import Settings
+
+    path = filter_path(repo, cache_home())
+    learned = read_filter(path) if path.exists() else None
+    level = Settings().quietness if quietness is None else quietness
+    if not 0 <= level <= 95:
+        raise CodetailorError(f"--quietness {level}: give a percentage from 0 to 95")
+    return QuietArms(learned, level)
 
 
 def cmd_bench_latency(args: argparse.Namespace) -> int:

@@ -21,11 +21,14 @@ from typing import Any
 
 from lsp_server.errors import CodetailorError
 from lsp_server.feedback import (
+    FeedbackEvent,
     SuggestionRecord,
+    Suppressed,
     count_events,
     feedback_dir,
-    read_suggestions,
+    read_events,
     remove_log,
+    suggestion_records,
 )
 from lsp_server.measure.quality.metrics import percentile
 from lsp_server.model.preflight import check_plotting
@@ -35,6 +38,7 @@ examples:
   codetailor feedback stats                     # the repository in the current folder
   codetailor feedback stats ~/src/project --json
   codetailor feedback stats --plot acceptance.png
+  codetailor feedback learn ~/src/project       # learn when to stay quiet from the log
   codetailor feedback clear ~/src/project       # delete that repository's log
 """
 
@@ -73,6 +77,48 @@ def _grouped(
 
 def day_of(record: SuggestionRecord) -> str:
     return datetime.fromtimestamp(record.time, timezone.utc).date().isoformat()
+
+
+def filter_of(quiet: dict[str, Any] | None) -> str:
+    """Which filter decided a suggestion: "none" (none applied, or a log from before the
+    filter), "global" (the starting rule) or "learned" (the repository's own)."""
+    name = (quiet or {}).get("filter")
+    return name if name in ("global", "learned") else "none"
+
+
+def quiet_stats(
+    records: Sequence[SuggestionRecord], suppressed: Sequence[Suppressed]
+) -> dict[str, Any]:
+    """Shown, accepted, suppressed and the acceptance rate under each filter (before and
+    after the learned one), and per day; shown for exploration counted apart."""
+    out: dict[str, Any] = {}
+    for name in ("none", "global", "learned"):
+        mine = [r for r in records if filter_of(r.shown.quiet) == name]
+        hidden = sum(filter_of(e.quiet) == name for e in suppressed)
+        if mine or hidden:
+            explored = sum(bool((r.shown.quiet or {}).get("explore")) for r in mine)
+            out[name] = rates(mine) | {"suppressed": hidden, "explored": explored}
+    days: dict[str, int] = defaultdict(int)
+    for e in suppressed:
+        days[datetime.fromtimestamp(e.t, timezone.utc).date().isoformat()] += 1
+    by_day = _grouped(records, day_of)
+    for day in sorted(set(days) | set(by_day)):
+        by_day.setdefault(day, rates([]))["suppressed"] = days.get(day, 0)
+    return {"by_filter": out, "by_day": dict(sorted(by_day.items()))}
+
+
+def read_log(
+    folder: Path, source: str | None = None
+) -> tuple[list[SuggestionRecord], list[Suppressed]]:
+    """The log's shown suggestions and the ones the filter kept quiet, of `source` only
+    when given."""
+    events: list[FeedbackEvent] = read_events(folder)
+    records = suggestion_records(events)
+    hidden = [e for e in events if isinstance(e, Suppressed)]
+    if source is not None:
+        records = [r for r in records if r.shown.source == source]
+        hidden = [e for e in hidden if e.source == source]
+    return records, hidden
 
 
 def feedback_stats(records: Sequence[SuggestionRecord]) -> dict[str, Any]:
@@ -128,10 +174,20 @@ def print_stats(stats: dict[str, Any], folder: Path) -> None:
         print_table(STATS_COLUMNS, stats_rows(stats[title]), title=title.replace("_", " "))
     lat = stats["latency_ms_p50"]
     print(f"median latency: accepted {_ms(lat['accepted'])}, ignored {_ms(lat['ignored'])}")
+    quiet = stats.get("quiet", {}).get("by_filter", {})
+    if set(quiet) - {"none"}:
+        columns = ("filter", "shown", "accepted", "rate", "suppressed", "explored")
+        rows = [
+            (k, str(v["shown"]), str(v["accepted"]), _pct(v["acceptance_rate"]))
+            + (str(v["suppressed"]), str(v["explored"]))
+            for k, v in quiet.items()
+        ]
+        print_table(columns, rows, title="show or stay quiet (none: no filter applied)")
 
 
 def plot_acceptance(records: Sequence[SuggestionRecord], out: Path, window: int = 50) -> Path:
-    """A PNG of acceptance over time: per day, and a moving average over `window` suggestions."""
+    """A PNG of acceptance over time: per day, and a moving average over `window` suggestions;
+    a dashed line where the learned show-or-stay-quiet filter began to decide."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -153,6 +209,11 @@ def plot_acceptance(records: Sequence[SuggestionRecord], out: Path, window: int 
         "o",
         label="per day",
     )
+    learned = [
+        t for t, r in zip(times, records, strict=True) if filter_of(r.shown.quiet) == "learned"
+    ]
+    if learned:  # where the repository's own show-or-stay-quiet filter began to decide
+        ax.axvline(learned[0], color="grey", linestyle="--", label="learned filter on")  # type: ignore[arg-type]
     ax.set_ylim(0, 1)
     ax.set_ylabel("acceptance rate")
     ax.set_title(f"Acceptance over time ({len(records)} suggestions)")
@@ -181,6 +242,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     stats.add_argument("--source", choices=("editor", "simulated"), help="only these events")
     stats.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     stats.set_defaults(func=cmd_stats)
+    learn = kinds.add_parser(
+        "learn", help="learn when to stay quiet: the repository's show-or-stay-quiet filter"
+    )
+    learn.add_argument("repo", nargs="?", default=".", metavar="REPO", help="default: .")
+    learn.add_argument("--source", choices=("editor", "simulated"), help="only these events")
+    learn.add_argument("--seed", type=int, default=0, help="the trees' seed (default 0)")
+    learn.add_argument(
+        "--force",
+        action="store_true",
+        help="store the filter even where it earns no more than the global rule on the log's "
+        "latest quarter",
+    )
+    learn.add_argument("--json", action="store_true", help="print one JSON object")
+    learn.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    learn.set_defaults(func=cmd_learn)
     clear = kinds.add_parser("clear", help="delete the repository's feedback log")
     clear.add_argument("repo", nargs="?", default=".", metavar="REPO", help="default: .")
     clear.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
@@ -194,19 +270,48 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if args.plot:
         check_plotting()  # before reading the whole log
     folder = log_folder(repo)
-    records = read_suggestions(folder, source=args.source)
+    records, suppressed = read_log(folder, source=args.source)
     if not records:
         raise CodetailorError(
             f"no feedback recorded for {repo.resolve()} (looked in {folder}); it fills as you "
             "use completions with the `feedback` setting on"
         )
     stats = feedback_stats(records) | {"log": str(folder)}
+    stats["quiet"] = quiet_stats(records, suppressed)
     if args.plot:
         print(f"wrote {plot_acceptance(records, args.plot)}", file=sys.stderr)
     if args.json:
         print(json.dumps(stats, indent=2))
     else:
         print_stats(stats, folder)
+    return 0
+
+
+def cmd_learn(args: argparse.Namespace) -> int:
+    """`codetailor feedback learn`: learn the filter from the log, store it beside it."""
+    from lsp_server.quiet.learn import learn_for_repo
+
+    repo = Path(args.repo).expanduser()
+    if not repo.is_dir():
+        raise CodetailorError(f"{repo} is not a folder; give the repository's root")
+    report = learn_for_repo(
+        repo, log_folder(repo), source=args.source, seed=args.seed, force=args.force
+    )
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    v = report["validation"]
+    print(
+        f"learned from {report['examples']} suggestions ({report['accepted']} accepted); on "
+        f"the latest {v['global']['validation']} the reward at quietness 25 was: "
+        + ", ".join(f"{k} {f['reward']}" for k, f in v.items())
+    )
+    if report["stored"]:
+        print(f"kept {report['learner']}: wrote {report['path']}")
+    else:
+        print(
+            f"not kept: {report['learner']} does not beat the global rule there (--force keeps it)"
+        )
     return 0
 
 

@@ -35,6 +35,16 @@ from lsp_server.measure.simulated_user import (
 
 
 @dataclass(frozen=True)
+class Offered:
+    """What the model offered at a place, with its per-token log-probabilities and
+    entropies (empty where the engine cannot tell)."""
+
+    text: str
+    logprobs: Sequence[float] = ()
+    entropies: Sequence[float] = ()
+
+
+@dataclass(frozen=True)
 class Place:
     """A document with the cursor at `offset`, and what the file says from there to the end
     of the typed part."""
@@ -115,17 +125,18 @@ def run_offline(
     setup: UserSetup,
     max_tokens: int,
     keep_takes: bool = False,
+    then: Callable[[Sequence[Place], Sequence[Offered]], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """`adapter` at the places of `files`, and `against` (if given; "base": the bare model)
     at the same places, compared place by place (`against` as before, `adapter` as after).
     With `keep_takes` the report also lists the places (path, offset) and, for each side,
-    what was taken at each, so runs made apart can be paired later (`paired`)."""
+    what was taken at each, so runs made apart can be paired later (`paired`). With
+    `then` (and no `against`), the report also holds what `then` makes of the places and
+    what `adapter` offered at each (the show-or-stay-quiet arms: quiet_offline.py)."""
     from tqdm import tqdm
 
-    from lsp_server.completion.languages import language_for
     from lsp_server.model.factory import load_completers
     from lsp_server.model.registry import adapter_ref
-    from lsp_server.session.documents import prompt_safe
     from lsp_server.spec import ModelSpec
 
     places = typing_places(files, setup)
@@ -134,21 +145,14 @@ def run_offline(
         [("adapter", adapter)] if against is None else [("against", against), ("adapter", adapter)]
     )
     taken: dict[str, list[str]] = {}
+    offered: list[Offered] = []
     for label, which in runs:
         spec = ModelSpec(model=model, dtype=setup.dtype or "auto")
         held = load_completers(spec, [None if which in (None, "base") else adapter_ref(which)])
         loaded, completer = held.model, held.completer
 
-        def complete(place: Place, completer: Any = completer) -> str:
-            return completer.complete(
-                prompt_safe(place.text),
-                place.offset,
-                max_tokens=max_tokens,
-                mode="line",
-                path=place.path,
-                language_id=language_for(place.path).name,
-            ).text
-
+        kept = offered if label == "adapter" else None
+        complete = _completing(completer, max_tokens, kept)
         with tqdm(total=len(places), desc=f"offline {label}", unit="place", file=sys.stderr) as bar:
             taken[label] = takes(places, complete, setup.min_chars, progress=bar.update)
         report[label] = summary(places, taken[label]) | {"name": which, "dtype": loaded.dtype}
@@ -158,4 +162,32 @@ def run_offline(
         report["places"] = [[p.path, p.offset] for p in places]
     if against is not None:
         report["paired"] = paired(taken["against"], taken["adapter"])
+    elif then is not None:
+        report |= then(places, offered)
     return report
+
+
+def _completing(
+    completer: Any, max_tokens: int, offered: list[Offered] | None
+) -> Callable[[Place], str]:
+    """`completer`'s suggestion at a place (line mode, no context, as `bench simulate`
+    sets the server); with `offered`, each one is also kept there with its confidence."""
+    from lsp_server.completion.languages import language_for
+    from lsp_server.session.documents import prompt_safe
+    from lsp_server.session.quiet import confidence
+
+    def complete(place: Place) -> str:
+        completion = completer.complete(
+            prompt_safe(place.text),
+            place.offset,
+            max_tokens=max_tokens,
+            mode="line",
+            path=place.path,
+            language_id=language_for(place.path).name,
+        )
+        if offered is not None:
+            logprobs, entropies = confidence(completion)
+            offered.append(Offered(completion.text, logprobs, entropies))
+        return str(completion.text)
+
+    return complete

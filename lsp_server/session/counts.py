@@ -31,6 +31,7 @@ EMPTY_REASONS = (
     "first_token_timeout",  # no first token within `firstTokenTimeoutMs` (the prefill)
     "engine_error",  # the remote engine failed, or is backed off after failing
     "empty_generation",  # the model ran and had nothing to offer
+    "quiet",  # the show-or-stay-quiet filter judged the suggestion unlikely to be accepted
 )
 # The reasons an answer the model was asked for is dropped rather than shown; the
 # status' `counts.dropped` is their sum.

@@ -180,6 +180,7 @@ class ShownAnswer:
     latency_ms: float
     # The host's status ("model", "adapter"); called where the event is built, off the loop.
     describe: Callable[[], dict[str, Any]]
+    quiet: dict[str, Any] | None = None  # the show-or-stay-quiet decision (session/quiet.py)
 
 
 @dataclass(frozen=True)
@@ -215,6 +216,10 @@ class RecordingLike(Protocol):
 
     def shown(self, answer: ShownAnswer) -> str | None:
         """A model answer is shown: its new id (None when nothing is recorded)."""
+        ...
+
+    def suppressed(self, answer: ShownAnswer) -> None:
+        """The show-or-stay-quiet filter kept a model answer from the user."""
         ...
 
     def next_edit_shown(self, shown: ShownNextEdit) -> str | None:
@@ -260,6 +265,9 @@ class NoRecording:
         return None
 
     def shown(self, answer: ShownAnswer) -> str | None:
+        return None
+
+    def suppressed(self, answer: ShownAnswer) -> None:
         return None
 
     def next_edit_shown(self, shown: ShownNextEdit) -> str | None:

@@ -27,7 +27,7 @@ from lsp_server.completion.scope import completion_helps
 from lsp_server.session.accepts import AcceptLedger
 from lsp_server.session.ahead import Ahead, WarmPlan, edit_cursor
 from lsp_server.session.counts import EMPTY_FOR_STOP, counts_status
-from lsp_server.session.documents import Change, Documents, looks_binary, offset_at, prompt_safe
+from lsp_server.session.documents import Change, Documents, looks_binary, offset_at
 from lsp_server.session.edit_history import HeadText
 from lsp_server.session.folders import WorkspaceFolders
 from lsp_server.session.jobs import Inflight, Jobs, Request, dropped_because
@@ -40,8 +40,8 @@ from lsp_server.session.ports import (
     NoRecording,
     RecordingLike,
     ScannerLike,
-    ShownAnswer,
 )
+from lsp_server.session.quiet import QuietGate, QuietSourceLike
 from lsp_server.session.settings import Settings, parse_settings, unknown_keys
 from lsp_server.session.typing_through import ShownCompletions
 from lsp_server.session.workspace import WorkspaceContext
@@ -67,13 +67,14 @@ class Session:
         adapters: AdapterSource | None = None,
         loading: ModelSpec | None = None,
         head_text: HeadText | None = None,
+        quiet: QuietSourceLike | None = None,
     ) -> None:
         """`recording` keeps the feedback log (`lsp_server.feedback.Recording`); None: no log.
         `scanner` reads the workspace's files into the context index and resolves paths
         (`lsp_server.index.WorkspaceScanner`); None: nothing on disk is looked at.
-        `model_allowed`, `engines_allowed`, `adapters` and `loading`: see
-        `ModelChoice`. `head_text` reads a
-        file at git HEAD (`lsp_server.repo.head`), for next edits."""
+        `model_allowed`, `engines_allowed`, `adapters` and `loading`: see `ModelChoice`.
+        `head_text` reads a file at git HEAD (`lsp_server.repo.head`), for next edits.
+        `quiet`: the repository's show-or-stay-quiet filter (None: the global rule)."""
         self.startup = startup  # the command line's settings: what a null setting returns to
         self.settings = startup
         self.host = host
@@ -103,6 +104,7 @@ class Session:
         # Per document, the completer whose answers `shown` holds.
         self._answering: dict[str, CompleterLike | None] = {}
         self.next_edits = NextEdits(self, head_text)  # next-edit suggestions, their history
+        self.quiet = QuietGate(self, quiet)  # show or stay quiet, and the log of it (quiet.py)
 
     @property
     def encoding(self) -> str:
@@ -131,6 +133,7 @@ class Session:
         problems = self.configure(options, base=self.startup)
         self.workspace.index_root(scan=self.settings.context)
         self.recording.start(self.workspace.root, self.settings.feedback, client)
+        self.quiet.source.start(self.workspace.root)
         return problems
 
     def configure(self, raw: Any, *, base: Settings | None = None) -> list[str]:
@@ -371,46 +374,23 @@ class Session:
         latency_ms: float = 0.0,
     ) -> str:
         """The answer for a finished generation (by `completer`): dropped if stopped or
-        stale, else shown."""
+        stale, kept quiet if the filter says so (`quiet`), else shown."""
         reason = dropped_because(self.documents.get(request.uri), request, inflight, completion)
         if reason is not None:
             return self._answer_empty(reason)
         assert completion is not None
         previous = self.shown.current(request.uri)
         self.recording.replaced(previous.id if previous is not None else None)
-        id = self._shown_id(request, completion, completer, latency_ms) if completion.text else None
-        self.shown.remember(request.uri, request.text, request.offset, completion.text, id)
-        if not completion.text:
-            return self._answer_empty(
-                EMPTY_FOR_STOP.get(completion.stop_reason, "empty_generation")
-            )
+        quiet = self.quiet.decide(request, completion, self.settings.quietness)
+        text = completion.text if quiet is None or quiet.show else ""
+        id = self.quiet.record(request, completion, completer, latency_ms, quiet)
+        self.shown.remember(request.uri, request.text, request.offset, text, id)
+        if not text:
+            why = EMPTY_FOR_STOP.get(completion.stop_reason, "empty_generation")
+            return self._answer_empty("quiet" if completion.text else why)
         self.counts["shown"] += 1
         self.ahead.predict(request, completion.text, completer, self.settings)
         return completion.text
-
-    def _shown_id(
-        self,
-        request: Request,
-        completion: CompletionLike,
-        completer: CompleterLike | None,
-        latency_ms: float,
-    ) -> str:
-        """The id of an answer shown, which its accept command carries back: the feedback
-        log's where the log records it (off the event loop), else a new one."""
-        if completer is None or not self.workspace.in_workspace(request.uri):
-            return self.accepts.shown()
-        answer = ShownAnswer(
-            uri=request.uri,
-            path=self.workspace.path_of(request.uri),
-            language=request.language_id,
-            text=prompt_safe(request.text),
-            offset=request.offset,
-            completion=completion,
-            completer=completer,
-            latency_ms=latency_ms,
-            describe=self.host.status,
-        )
-        return self.accepts.shown(self.recording.shown(answer))
 
     # -- feedback and status ------------------------------------------------------------------
 
@@ -419,6 +399,7 @@ class Session:
         its feedback `id` (`part`: "full", "word" or "line"); never sent anywhere. Only the
         first acceptance of a suggestion shown counts (`AcceptLedger`)."""
         if self.accepts.accept(id):
+            self.quiet.accepted(id)
             self.counts["accepted"] += 1
             if kind in ("inline", "completion"):
                 self.counts[f"accepted_{kind}"] += 1
@@ -444,4 +425,5 @@ class Session:
             "generating": self.jobs.generating,
             "feedback": self.recording.status(),
             "nextEdit": self.next_edits.status(),
+            "quiet": self.quiet.status(),
         }

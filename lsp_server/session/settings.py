@@ -97,6 +97,17 @@ class Settings:
         default=True,
         metadata={"help": "keep a local log of shown and accepted suggestions (never sent)"},
     )
+    quietness: int = field(
+        default=25,
+        metadata={
+            "help": "show a completion only when it is this likely (percent) to be accepted, "
+            "as the repository's learned filter (or the global rule) judges: 25 is the "
+            "break-even of a reward of 0.75 for an accepted suggestion, -0.25 for a rejected "
+            "one and 0 for silence (Cursor Tab's); 0 shows every suggestion",
+            "minimum": 0,
+            "maximum": 95,
+        },
+    )
     next_edit: bool = field(
         default=True, metadata={"help": "suggest the next edit near the cursor (next edits)"}
     )

@@ -31,6 +31,7 @@ export interface Settings {
   engine: string;
   /** A local log of shown and accepted suggestions (never sent anywhere). */
   feedback: boolean;
+  quietness: number;
   nextEdit: boolean;
   nextEditDebounceMs: number;
   nextEditWindowLines: number;
@@ -57,6 +58,7 @@ export const DEFAULTS: Readonly<Settings> = Object.freeze({
   context: true,
   engine: "local",
   feedback: true,
+  quietness: 25,
   nextEdit: true,
   nextEditDebounceMs: 300,
   nextEditWindowLines: 10,
@@ -80,6 +82,7 @@ export interface ServerSettings {
   context: boolean;
   engine: string;
   feedback: boolean;
+  quietness: number;
   nextEdit: boolean;
   nextEditDebounceMs: number;
   nextEditWindowLines: number;
@@ -140,6 +143,7 @@ export function readSettings(get: Getter, problems: string[] = []): Settings {
     context: pick("context", (v) => (typeof v === "boolean" ? v : undefined)),
     engine: pick("engine", (v) => str(v) || undefined),
     feedback: pick("feedback", (v) => (typeof v === "boolean" ? v : undefined)),
+    quietness: pick("quietness", num(0, 95)),
     nextEdit: pick("nextEdit", (v) => (typeof v === "boolean" ? v : undefined)),
     nextEditDebounceMs: pick("nextEditDebounceMs", num(0, 10_000)),
     nextEditWindowLines: pick("nextEditWindowLines", num(1, 100)),
@@ -166,6 +170,7 @@ export function toServerSettings(s: Settings): ServerSettings {
     context: s.context,
     engine: s.engine,
     feedback: s.feedback,
+    quietness: s.quietness,
     nextEdit: s.nextEdit,
     nextEditDebounceMs: s.nextEditDebounceMs,
     nextEditWindowLines: s.nextEditWindowLines,

@@ -21,6 +21,7 @@ local M = {}
 ---@field context boolean Add snippets of other workspace files to the prompt.
 ---@field engine string "local", or "openai:http(s)://HOST:PORT" for an OpenAI-compatible server.
 ---@field feedback boolean Keep a local log of shown and accepted suggestions (never sent).
+---@field quietness integer Show a completion only when it is this likely (percent) to be accepted (0: all).
 ---@field next_edit boolean Suggest the next edit near the cursor (drawn by the plugin).
 ---@field next_edit_debounce_ms integer Wait this long after an edit before asking for the next one.
 ---@field next_edit_window_lines integer Lines above and below the cursor the next edit may touch.
@@ -74,6 +75,7 @@ M.defaults = {
     context = true,
     engine = "local",
     feedback = true,
+    quietness = 25,
     next_edit = true,
     next_edit_debounce_ms = 300,
     next_edit_window_lines = 10,
@@ -187,6 +189,7 @@ local CHECKS = {
   { "settings.next_edit", function(v) return type(v) == "boolean", "true or false" end },
   { "settings.next_edit_debounce_ms", whole(0, 10000) },
   { "settings.next_edit_window_lines", whole(1, 100) },
+  { "settings.quietness", whole(0, 95) },
   { "next_edit.clear_after_moves", whole(1, 1000) },
 }
 
@@ -248,6 +251,7 @@ local WIRE = {
   enable = "enable", prompt_format = "promptFormat", context = "context", engine = "engine",
   feedback = "feedback", next_edit = "nextEdit", next_edit_debounce_ms = "nextEditDebounceMs",
   next_edit_window_lines = "nextEditWindowLines", next_edit_format = "nextEditFormat",
+  quietness = "quietness",
 }
 
 --- The settings as the server names them; an unset string is sent as null (the
