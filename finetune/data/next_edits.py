@@ -24,8 +24,9 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from lsp_server.completion.next_edit import EditWindow, RecentEdit
+from lsp_server.completion.next_edit import EditWindow, RecentEdit, minimal_edit
 from lsp_server.completion.next_edit_prompt import NextEditFormat
+from lsp_server.model.engine import common_prefix_length
 from lsp_server.model.next_edit import fit_history, training_pair
 from lsp_server.repo.diffs import Commit
 from lsp_server.repo.edit_examples import MAX_HISTORY, NextEditExample
@@ -83,9 +84,10 @@ def partly_typed(example: NextEditExample, rng: random.Random) -> NextEditExampl
     """`example` with its change begun: the old text of the change removed and the new
     typed up to a natural pause (None where the change has no such pause)."""
     current, expected = example.request.window.current, example.expected
-    start = _common_prefix(current, expected)
-    end = _common_suffix(current[start:], expected[start:])
-    new = expected[start : len(expected) - end]
+    change = minimal_edit(current, expected)
+    if change is None:
+        return None
+    start, end, new = change.start, len(current) - change.end, change.text
     pauses = [m.start() for m in _PAUSE.finditer(new) if 0 < m.start() < len(new)]
     if not pauses:
         return None
@@ -184,24 +186,11 @@ def _pair(layout: Layout, example: NextEditExample) -> tuple[list[int], list[int
     return (prompt, target) if len(prompt) + len(target) <= layout.max_tokens else None
 
 
-def _common_prefix(a: Sequence[object], b: Sequence[object]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
-def _common_suffix(a: Sequence[object], b: Sequence[object]) -> int:
-    return _common_prefix(a[::-1], b[::-1])
-
-
 def _line_change(path: str, before: str, after: str) -> RecentEdit:
     """The lines that differ between two texts of a window, as one recent edit."""
     old, new = before.split("\n"), after.split("\n")
-    top = _common_prefix(old, new)
-    bottom = _common_suffix(old[top:], new[top:])
+    top = common_prefix_length(old, new)
+    bottom = common_prefix_length(old[top:][::-1], new[top:][::-1])
     return RecentEdit(
         path, "\n".join(old[top : len(old) - bottom]), "\n".join(new[top : len(new) - bottom])
     )

@@ -162,7 +162,8 @@ class PrefixCache:
         }
 
 
-def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
+def common_prefix_length(a: Sequence[object], b: Sequence[object]) -> int:
+    """How many leading items `a` and `b` share (token ids, or a text's lines)."""
     n = min(len(a), len(b))
     i = 0
     while i < n and a[i] == b[i]:
