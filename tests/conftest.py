@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from lsp_server.session.session import Session
+from tests.fixtures.host import FakeHost
 from tests.tiny import build_model
 
 # The fixture repository and its fixtures (`fixture_repo`, `one_thread`).
@@ -60,3 +62,14 @@ def _cpu_without_bf16() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(loading, "cpu_computes_bf16", lambda: False)
         yield
+
+
+@pytest.fixture
+def sessions() -> Iterator[list[tuple[Session, FakeHost]]]:
+    """Sessions a test starts over a FakeHost (it appends them): disconnected and their
+    worker pools shut down afterwards."""
+    made: list[tuple[Session, FakeHost]] = []
+    yield made
+    for session, host in made:
+        session.disconnect()
+        host._pool.shutdown(wait=True, cancel_futures=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,15 +55,6 @@ def repo(tmp_path: Path) -> Path:
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     return tmp_path / "home"
-
-
-@pytest.fixture
-def sessions() -> Iterator[list[tuple[Session, FakeHost]]]:
-    made: list[tuple[Session, FakeHost]] = []
-    yield made
-    for session, host in made:
-        session.disconnect()
-        host._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def start(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -305,15 +304,6 @@ class FixedSource:
 
     def status(self) -> dict[str, Any]:
         return {"filter": "fixed"}
-
-
-@pytest.fixture
-def sessions() -> Iterator[list[tuple[Session, FakeHost]]]:
-    made: list[tuple[Session, FakeHost]] = []
-    yield made
-    for session, host in made:
-        session.disconnect()
-        host._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def start(
