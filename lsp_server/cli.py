@@ -194,6 +194,14 @@ def add_serve(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "auto (default) = on for CUDA, off on the CPU (it pays only in bfloat16 there, "
         "after minutes of compiling at the first start)",
     )
+    serve.add_argument(
+        "--quietness",
+        type=int,
+        metavar="PERCENT",
+        help="the quietness setting until the editor sets one (default: $CODETAILOR_QUIETNESS, "
+        "else 25): show a completion only when it is this likely to be accepted; 0 shows "
+        "every suggestion",
+    )
     serve.add_argument("--log-file", type=Path, help="write logs here instead of stderr")
     serve.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     _add_model_args(serve, adapter="auto")

@@ -1,4 +1,5 @@
-"""`codetailor serve` addresses: loopback by default, and no open port without a token."""
+"""`codetailor serve` addresses: loopback by default, and no open port without a token; the
+startup quietness."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from lsp_server.errors import CodetailorError
-from lsp_server.lsp.serve import is_loopback, parse_tcp, resolve_token, serve
+from lsp_server.lsp.serve import (
+    QUIETNESS_ENV,
+    is_loopback,
+    parse_tcp,
+    resolve_token,
+    serve,
+    startup_quietness,
+)
 from tests.e2e.rawclient import REPO, server_command
 
 
@@ -74,3 +82,20 @@ def test_serve_refuses_a_readable_token_file_in_one_line(tmp_path: Path):
     assert done.returncode == 2
     lines = done.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and "readable by other users" in lines[0], lines
+
+
+def test_the_startup_quietness_comes_from_the_flag_the_environment_or_the_default(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    monkeypatch.delenv(QUIETNESS_ENV, raising=False)
+    assert startup_quietness(None) == 25
+    assert startup_quietness(0) == 0
+    monkeypatch.setenv(QUIETNESS_ENV, "40")
+    assert startup_quietness(None) == 40
+    assert startup_quietness(10) == 10  # the flag wins
+    for bad in ("loud", "96", "-1"):
+        monkeypatch.setenv(QUIETNESS_ENV, bad)
+        with pytest.raises(CodetailorError, match=f"^{QUIETNESS_ENV}: .*got '{bad}'$"):
+            startup_quietness(None)
+    with pytest.raises(CodetailorError, match="^--quietness: expected a whole number from 0 to 95"):
+        startup_quietness(200)

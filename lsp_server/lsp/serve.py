@@ -29,7 +29,7 @@ from lsp_server.lsp import client_log, handlers, terminal, transport
 from lsp_server.lsp.lifecycle import Lifecycle
 from lsp_server.lsp.server import CodetailorServer, ModelEvents
 from lsp_server.model.host import ModelHost
-from lsp_server.session.settings import Settings
+from lsp_server.session.settings import PARSERS, Settings
 from lsp_server.spec import ModelSpec
 
 log = logging.getLogger("codetailor.launch")
@@ -110,6 +110,22 @@ def limits_from(args: argparse.Namespace) -> Limits:
     )
 
 
+QUIETNESS_ENV = "CODETAILOR_QUIETNESS"
+
+
+def startup_quietness(flag: int | None) -> int:
+    """The quietness until the editor sets one: --quietness, else $CODETAILOR_QUIETNESS,
+    else the setting's default; a value the setting refuses is one clear error."""
+    raw = str(flag) if flag is not None else os.environ.get(QUIETNESS_ENV, "").strip()
+    if not raw:
+        return Settings().quietness
+    try:
+        return int(PARSERS["quietness"](int(raw) if raw.lstrip("-").isdigit() else raw))
+    except ValueError as exc:
+        where = "--quietness" if flag is not None else QUIETNESS_ENV
+        raise CodetailorError(f"{where}: {exc}, got {raw!r}") from None
+
+
 def serve(args: argparse.Namespace) -> int:
     if args.verbose < 2:  # pygls logs every message it sends at INFO: documents included
         pygls_log = logging.getLogger("pygls")
@@ -127,6 +143,7 @@ def serve(args: argparse.Namespace) -> int:
         device=args.device,
         dtype=args.dtype,
         engine=getattr(args, "engine", None) or "local",
+        quietness=startup_quietness(getattr(args, "quietness", None)),
     )
     events = ModelEvents()
     loading = ModelSpec(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,14 @@ def spawn(
         status = client.wait_ready()
         assert status["state"] == "ready", status
     return client
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _every_suggestion_shown() -> Iterator[None]:
+    """The servers these tests start (and the editors start) show every suggestion: a
+    tiny random model is never confident enough for the show-or-stay-quiet rule
+    (tests/test_quiet.py tests the rule; these test what reaches the editor). Session
+    scoped, so module-scoped servers start with it too."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CODETAILOR_QUIETNESS", "0")
+        yield

@@ -47,6 +47,8 @@ fi
 npm run --silent package >/dev/null
 t2=$(date +%s)
 
+# The tiny test model is never confident enough for the show-or-stay-quiet rule: show all.
+CODETAILOR_QUIETNESS=0 \
 CODETAILOR_PYTHON=$python CODETAILOR_REPO=$repo CODETAILOR_VSIX=$ext/codetailor.vsix CHROMIUM=$chromium \
   CODETAILOR_E2E_ARTIFACTS=${CODETAILOR_E2E_ARTIFACTS:-$here/artifacts} \
   node "$here/test.mjs"
