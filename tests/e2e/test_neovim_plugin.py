@@ -80,6 +80,9 @@ class Editor:
     def setup(self, cmd: list[str], **opts: Any) -> None:
         options = {"cmd": cmd, "filetypes": ["python"], "ghost_text": self.mode, "debounce_ms": 50}
         options.update(opts)
+        # The plugin sends its quietness (25 unless set), over the server's startup one: a
+        # tiny random model is never confident enough to be shown, so show every suggestion.
+        options["settings"] = {"quietness": 0, **(opts.get("settings") or {})}
         self.lua("require('codetailor').setup(...)", options)
 
     def edit(self, path: Path, text: str) -> None:

@@ -132,6 +132,8 @@ const userSettings = {
   "codetailor.multiline": "never",
   "codetailor.maxTokens": 8,
   "codetailor.timeBudgetMs": 20000,
+  // The tiny random test model is never confident enough for the show-or-stay-quiet rule.
+  "codetailor.quietness": 0,
 };
 const USER_SETTINGS = path.join(dirs.userData, "User", "settings.json");
 writeFileSync(USER_SETTINGS, JSON.stringify(userSettings, null, 2));
