@@ -40,7 +40,7 @@ def test_plot_without_matplotlib_is_one_line_before_reading(
         raise AssertionError("the log was read before the plotting check")
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
-    monkeypatch.setattr(feedback_stats, "read_suggestions", never)
+    monkeypatch.setattr(feedback_stats, "read_events", never)
     assert cli.main(["feedback", "stats", str(tmp_path), "--plot", str(tmp_path / "a.png")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--plot needs matplotlib" in err[0]
