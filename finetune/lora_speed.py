@@ -8,13 +8,14 @@ Both train a randomly initialised model of Qwen2.5-Coder-1.5B's shape
 (`lsp_server.measure.random_model`; `--tiny`: the same architecture, tiny) on rows
 of seeded random token ids, or with `--default-model` the default model's real
 weights (SmolLM2-135M, what a CPU trains) on rows of this project's own source,
-in the dtype `codetailor finetune` picks (bf16 on a GPU, fp32 on a CPU), each from
-the same weights, with the same LoRA (`train._wrap_lora`), AdamW settings,
-clipping and schedule, on the same rows in the same order. Ours runs as
-`codetailor finetune` does (its mixed precision: bf16 compute on a CPU with bf16
-hardware; its LoRA dropout); Hugging Face's `Trainer` runs with its defaults
-(`hf`) and, where ours computes in bf16, also with `bf16=True` (`hf_bf16`), so the
-ratio says what each of our choices is worth. The first `--warmup` steps are left
+each from the same weights, with the same LoRA (`train._wrap_lora`), AdamW
+settings, clipping and schedule, on the same rows in the same order. Ours runs as
+`codetailor finetune` does (its dtype: the base in bf16 on a GPU and on a CPU with
+bf16 hardware; its LoRA dropout on the CPU); Hugging Face's `Trainer` runs over the
+weights `from_pretrained` gives by default there (`hf`: fp32 on a CPU) and, where
+ours differs, over our bf16 base too (`hf_bfloat16`), beside ours over fp32
+weights (`ours_float32`, the loss curve bf16 must match), so each ratio says what
+one of our choices is worth. The first `--warmup` steps are left
 out of the rate (CUDA start-up, kernel selection). Prints one JSON object: tokens
 per second, peak GPU memory (None on a CPU), each step's training loss and their
 mean (the curves agree when both trained the same thing), and ours over each.
