@@ -86,7 +86,11 @@ class FinetuneConfig(Config):
         None, "FIM template name; default: the tokenizer's own, or one it can learn (smollm2-fim)"
     )
     device: str = _f("auto", "auto, cpu, cuda[:N] or mps (under accelerate: that process's)")
-    dtype: str = _f("auto", "auto (bf16 on GPU, fp32 on CPU), float32, bfloat16 or float16")
+    dtype: str = _f(
+        "auto",
+        "auto (bf16 on a GPU or on a CPU with bf16 hardware, else fp32), float32, bfloat16 "
+        "or float16",
+    )
     trust_remote_code: bool = _f(False, "allow a hub model's own Python code")
     seed: int = _f(0, "seed for LoRA initialisation, FIM spans, data order and dropout")
 

@@ -131,6 +131,18 @@ def setup(cfg: FinetuneConfig, *, resume: bool, progress: bool) -> Job:
     return job
 
 
+def training_dtype(dtype: str, device: str) -> str:
+    """The frozen base's dtype for a run on `device`: `dtype`, where `auto` on a CPU with
+    bf16 arithmetic in hardware is bf16 (as on a GPU; PEFT keeps the LoRA weights, and so
+    the optimizer, in fp32): about 1.5x fp32's tokens/s on SmolLM2 with the same loss
+    curve (docs/benchmarks.md). Elsewhere `auto` stays what loading picks for training."""
+    from lsp_server.model.loading import cpu_computes_bf16
+
+    if dtype == "auto" and device == "cpu" and cpu_computes_bf16():
+        return "bfloat16"
+    return dtype
+
+
 # --- 2. data: files, split, model and tokenizer, examples ---------------------------------
 
 
@@ -144,8 +156,9 @@ def prepare_data(job: Job) -> Data:
     log.info("data: %s", corpus.stats())
     device = str(job.accelerator.device) if cfg.device == "auto" else cfg.device
     # FSDP flattens frozen and LoRA weights together, so both stay float32 and FSDP's
-    # mixed precision computes in bf16; otherwise the base loads in bf16 on a GPU.
-    dtype = "float32" if job.fsdp and cfg.dtype == "auto" else cfg.dtype
+    # mixed precision computes in bf16; otherwise the base loads in bf16 on a GPU (and on
+    # a CPU with bf16 hardware).
+    dtype = "float32" if job.fsdp and cfg.dtype == "auto" else training_dtype(cfg.dtype, device)
     loaded = load_model(
         cfg.model,
         device=device,
@@ -444,6 +457,10 @@ class Trainer:
         cfg = job.cfg
         self.job, self.data = job, data
         model = _wrap_lora(cfg, data.loaded.model)
+        if not next(model.parameters()).is_cuda:
+            from finetune.dropout import use_gap_dropout
+
+            use_gap_dropout(model)  # the same masks from ~5% of the random numbers
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(

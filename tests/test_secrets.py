@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lsp_server.measure.redaction import false_positives, leaked, recall
-from lsp_server.repo.secrets import redact, redact_path
+from lsp_server.repo.secrets import redact, redact_path, words_only
 
 PLANTED = Path(__file__).parent / "assets" / "planted_secrets.json"
 # Issue 28's kinds and their neighbours: written with the rules (tuned on) ...
@@ -120,3 +120,28 @@ def test_standard_library_is_left_alone() -> None:
 )
 def test_ordinary_code_is_left_alone(text: str, path: str) -> None:
     assert redact(text, path) == (text, Counter())
+
+
+@pytest.mark.parametrize(
+    ("token", "words"),
+    [
+        ("HTTPServer", True),
+        ("snake_case_name_2", True),
+        ("URLs", False),  # a lone lowercase letter is no word
+        ("ABc", False),
+        ("ABCdef", True),
+        ("abc-def", False),
+        ("Tiger42x", False),
+        ("", False),
+    ],
+)
+def test_words_only_reads_identifiers_as_the_word_rule_does(token: str, words: bool) -> None:
+    assert words_only(token) is words
+
+
+def test_a_long_run_of_letters_that_fails_at_its_end_is_read_in_linear_time() -> None:
+    """The word rule was a backtracking regex: a 60-letter run before a `-` would take hours
+    (found when a public repository's line stalled `finetune`). It ends at once now."""
+    line = "x = '" + "ab" * 40 + "-" + "Q" * 3 + "'\n"
+    assert redact(line * 3) == (line * 3, Counter())
+    assert not words_only("a" * 10_000 + "+")

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import re
+import string
 from collections import Counter
 from collections.abc import Callable, Iterable
 from functools import lru_cache
@@ -271,7 +272,9 @@ _PLACEHOLDER = re.compile(
 _PLACEHOLDER_IN = re.compile(r"<[A-Z_]+>")  # what an earlier rule put in
 _FORMAT = re.compile(r"%[-+ #0]*\d*(?:\.\d+)?[sdrfxi]|\{[^}]*\}")
 # CamelCase and snake_case names with numbers (`Qwen2_5OmniThinkerForGeneration`).
-_WORDS = re.compile(r"(?:[A-Z][a-z]{2,}|[a-z]{2,}|[A-Z]{2,}(?![a-z])|[0-9_]+)+")
+# The runs `words_only` reads a token in: one regex pass, no backtracking.
+_RUNS = re.compile(r"[A-Z]+|[a-z]+|[0-9_]+|.", re.DOTALL)
+_LOWER, _UPPER, _DIGITS = string.ascii_lowercase, string.ascii_uppercase, string.digits + "_"
 # A comment, or a shell-style `export NAME=value` / `NAME=value command` line.
 _COMMENT = re.compile(r"^\s*(?:#|//|/\*|\*|--|;|<!--|export\s|[A-Z][A-Z0-9_]*=)|\s(?:#|//|/\*)\s")
 _CONFIG_NAMES = re.compile(
@@ -304,10 +307,36 @@ def looks_random(token: str) -> bool:
         )
     classes = sum(bool(re.search(p, token)) for p in (r"[a-z]", r"[A-Z]", r"[0-9]"))
     # Identifiers (snake_case, CamelCase words) have low entropy and few digits.
-    if _WORDS.fullmatch(token) or _sequential(token):
+    if words_only(token) or _sequential(token):
         return False
     digit_runs = len(re.findall(r"[0-9]+", token))
     return classes == 3 and entropy(token) > 4.0 and digit_runs >= 2
+
+
+def words_only(token: str) -> bool:
+    """True when `token` is made of words: `Capitalised` or `lower` ones of at least 3 and
+    2 letters, `UPPER` ones of at least 2 not running into lowercase (`HTTPServer` is
+    `HTTP` + `Server`), and digits or underscores between them.
+
+    Read run by run in linear time. The regex this replaces,
+    `(?:[A-Z][a-z]{2,}|[a-z]{2,}|[A-Z]{2,}(?![a-z])|[0-9_]+)+`, accepts the same tokens
+    but backtracks exponentially on a long one that fails at its end (a run of letters
+    before a `-` or `+`): one such line in a repository stalled `finetune` for minutes.
+    """
+    runs = _RUNS.findall(token)
+    kinds = ["a" if r[0] in _LOWER else "A" if r[0] in _UPPER else r[0] for r in runs]
+    for i, (run, kind) in enumerate(zip(runs, kinds, strict=True)):
+        if kind == "a":
+            if len(run) < 2:  # `[a-z]{2,}`, alone or after a capital
+                return False
+        elif kind == "A":
+            # Before lowercase, the last capital heads a word: the rest is empty or UPPER.
+            before_lower = i + 1 < len(runs) and kinds[i + 1] == "a"
+            if len(run) == 2 if before_lower else len(run) < 2:
+                return False
+        elif kind not in _DIGITS:
+            return False
+    return bool(runs)
 
 
 def _sequential(value: str) -> bool:
