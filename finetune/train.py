@@ -473,6 +473,7 @@ def fit(job: Job, data: Data) -> Trainer:
                 bar.close()
                 raise Interrupted(state.step, plan.total, job.work)
             if _replanned(plan, state.step, job.accelerator):
+                trainer.follow_plan()
                 bar.total = plan.total
             state.plan = plan.to_dict()
             rate = state.tokens / state.train_seconds
@@ -708,6 +709,18 @@ class Trainer:
         state.tokens += step_tokens * world
         state.train_seconds += time.monotonic() - started
         return step_loss
+
+    def follow_plan(self) -> None:
+        """Set the learning rate of the coming step from the plan just made (the scheduler
+        set it at the end of the last step, by the plan before)."""
+        scheduler = self.scheduler
+        rates = [
+            base * rule(scheduler.last_epoch)
+            for base, rule in zip(scheduler.base_lrs, scheduler.lr_lambdas, strict=True)
+        ]
+        for group, rate in zip(self.optimizer.param_groups, rates, strict=True):
+            group["lr"] = rate
+        scheduler._last_lr = rates  # what get_last_lr() reports
 
     def evaluate(self, train_loss: float) -> str:
         """Held-out loss now: remember the best weights, count toward early stop; return the
