@@ -195,19 +195,7 @@ def prepare_data(job: Job) -> Data:
         raise CodetailorError(f"model '{cfg.model}' has a tokenizer without an EOS token")
     tokenizer.model_max_length = 1 << 30  # whole files are tokenized, then packed
     start = starting_adapter(job, loaded.fingerprint, fmt)
-    through: str | None = None
-    if job.since is not None:
-        train, learned, replayed = incremental_sequences(
-            job, fmt, tokenizer, train_files, loaded.device
-        )
-        new = job.since.new_commits
-        through = new[-1].sha if new else job.since.history_through
-    else:
-        train = training_sequences(cfg, fmt, tokenizer, train_files)
-        mined, replayed = history_examples(job, tokenizer, loaded.device, train.tokens), None
-        learned, through = (mined[:2], mined[2]) if mined else (None, None)
-        if learned is not None:
-            train = train + pack_examples(learned[0].pairs, cfg.next_edit_seq_len)
+    train, learned, through, replayed = training_rows(job, fmt, tokenizer, train_files, loaded)
     held = heldout_sequences(cfg, fmt, tokenizer, held_files)
     per_step = cfg.batch_size * cfg.grad_accum * job.world
     limit = cfg.max_steps or max(1, math.ceil(cfg.epochs * len(train.ids) / per_step))
@@ -234,6 +222,28 @@ def prepare_data(job: Job) -> Data:
         history_through=through,
         replayed=replayed,
     )
+
+
+def training_rows(
+    job: Job, fmt: PromptFormat, tokenizer: Any, train_files: list[SourceFile], loaded: Any
+) -> tuple[Blocks, tuple[NextEditSet, NextEditFormat] | None, str | None, dict[str, Any] | None]:
+    """The training rows (FIM from the files, next edits from the history; an incremental
+    run's new data and replay), the next-edit examples among them, the newest commit they
+    come from, and what an incremental run added and replayed."""
+    cfg, since = job.cfg, job.since
+    if since is not None:
+        train, learned, replayed = incremental_sequences(
+            job, fmt, tokenizer, train_files, loaded.device
+        )
+        through = since.new_commits[-1].sha if since.new_commits else since.history_through
+        return train, learned, through, replayed
+    train = training_sequences(cfg, fmt, tokenizer, train_files)
+    mined = history_examples(job, tokenizer, loaded.device, train.tokens)
+    if mined is None:
+        return train, None, None, None
+    found, layout, through = mined
+    train = train + pack_examples(found.pairs, cfg.next_edit_seq_len)
+    return train, (found, layout), through, None
 
 
 def split_repository(
