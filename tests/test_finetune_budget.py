@@ -62,6 +62,7 @@ def test_the_plan_fits_the_steps_and_the_final_measurements_into_the_budget() ->
     steps(plan, clock, MEASURE_STEPS, MEASURE_STEPS, 10.0)
     per_step = 10.0 + 5.0 / 10  # a step, and its share of the periodic evaluations
     finish = 50.0 * FINISH_MARGIN
+    assert deadline.at is not None
     left = deadline.at - clock.now - finish
     assert plan.state.planned and plan.state.seconds_per_step == pytest.approx(per_step)
     # As many steps as fit, not one more.
@@ -101,6 +102,7 @@ def test_a_slower_machine_cuts_the_plan_at_an_evaluation_and_a_faster_one_never_
     steps(plan, clock, 10, 10, 60.0)  # the steps since the last look took 20 s on average
     assert plan.total < first
     cut = plan.total
+    assert deadline.at is not None
     left = deadline.at - clock.now
     assert (cut - 10) * 20.0 <= left
     steps(plan, clock, 11, 15, 0.1)  # faster again: the plan stays (the rate must not rise)
