@@ -244,6 +244,7 @@ def format_summary(s: dict[str, Any]) -> str:
         [
             f"adapter: {s['adapter']} ({s['base_model']}, {s['prompt_format']} format; "
             f"learned: {', '.join(s.get('tasks', ['completion']))})",
+            *([f"started from: {s['started_from']}"] if s.get("started_from") else []),
             _steps_line(s, num),
             f"held-out loss: {num(s['heldout_loss_before'], '.4f')} -> "
             f"{num(s['heldout_loss_after'], '.4f')}",

@@ -54,7 +54,8 @@ def say(line: str, stream: TextIO | None = None) -> None:
 
 
 def data_line(stats: dict[str, Any], total_steps: int, seq_len: int) -> str:
-    """One line: which files, how many examples and tokens, what is held out, how many steps."""
+    """One line: which files, how many examples and tokens, what is held out, how many steps
+    (and for an incremental run, what is new and what is replayed)."""
     skipped = sum(dict(stats.get("skipped") or {}).values())
     redacted = sum(dict(stats.get("redactions") or {}).values())
     parts = [
@@ -73,6 +74,15 @@ def data_line(stats: dict[str, Any], total_steps: int, seq_len: int) -> str:
             f"{stats['next_edit_commits_read']} commits before the cut "
             f"({stats['next_edit_tokens']:,} tokens; {stats['next_edit_no_edit']} no-edit, "
             f"{stats['next_edit_partly_typed']} partly typed)",
+        )
+    update = stats.get("incremental")
+    if update:
+        parts.insert(
+            0,
+            f"an update of {update['adapter']} since {str(update['since_commit'])[:12]}: "
+            f"{update['changed_train_files']} changed training files and "
+            f"{update['new_commits']} new commits ({update['new_tokens']:,} tokens), plus "
+            f"{update['replay_tokens']:,} tokens replayed from the old data",
         )
     line = "data: " + "; ".join(parts)
     return line + (f"; {redacted} secrets redacted" if redacted else "")

@@ -13,6 +13,7 @@ import pytest
 from finetune import train as train_module
 from finetune.cli import main
 from finetune.config import FinetuneConfig
+from finetune.console import data_line
 from finetune.incremental import NothingNew, find_since
 from finetune.train import run, split_repository
 from lsp_server.errors import CodetailorError
@@ -177,6 +178,10 @@ def test_an_update_trains_on_the_new_commits_and_files_plus_the_replay_share(
     assert replay_budget == round(target * 0.5)
     assert target <= info["replay_tokens"] < target + TRAIN["seq_len"] + TRAIN["next_edit_seq_len"]
     assert summary["started_from"] == str(out)
+    line = data_line(summary["data"], summary["total_steps"], TRAIN["seq_len"])
+    assert line.startswith(f"data: an update of {out} since ") and (
+        f"{len(changed)} changed training files and {len(crossed)} new commits" in line
+    )
     meta = meta_of(out)
     assert meta["training"]["started_from"]["commit"] == first["repository"]["commit"]
     assert meta["repository"]["history_through"] == crossed[-1]
