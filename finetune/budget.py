@@ -9,8 +9,9 @@ margin) and what the periodic held-out evaluations cost on the way. The learning
 rate reads the plan (`finetune.schedule.lr_schedule`), so the cosine reaches its
 floor at the planned end: a budget that cuts the run short still ends it at the
 lowest rate. Where the machine gets slower than it was measured (other work on the
-same cores), the plan is cut again at each evaluation (never lengthened: the rate
-would rise again), and the deadline itself stops the loop as a last resort.
+same cores), the plan is cut again (checked after every step against the median of the
+last few; never lengthened: the rate would rise again), and the deadline itself stops
+the loop as a last resort.
 
 The plan is saved in every checkpoint: a resumed run keeps the plan it started
 with. The clock is injected, so tests plan from fake step times.
@@ -26,6 +27,7 @@ from dataclasses import asdict, dataclass
 Clock = Callable[[], float]
 
 MEASURE_STEPS = 4  # steps timed before the first plan (the first one warms up, so it is left out)
+RECENT_STEPS = 5  # after the plan, the steps whose median time checks it after every step
 FINISH_MARGIN = 1.25  # the final measurements take the first ones' time, this much more
 CPU_BUDGET_MINUTES = 25.0  # the default on a CPU: a default run ends within 30 minutes
 PREPARE_SHARE = 0.2  # the most of the budget that mining the history may take
@@ -145,17 +147,17 @@ class StepPlan:
                 per_step += self.eval_seconds / self.eval_every
             self.state.planned = True
             return self._fit(step, now, per_step)
-        if self.eval_every and step % self.eval_every == 0:
-            return self._fit(step, now, self._recent_per_step())
-        return False
+        return self._fit(step, now, self._recent_per_step())
 
     def _recent_per_step(self) -> float:
-        """Seconds per step (evaluations included) over the steps since the plan was last
-        checked, at least the measured first step time."""
-        marks = self._marks[-(self.eval_every + 1) :]
-        (first, t0), (last, t1) = marks[0], marks[-1]
-        measured = self.state.seconds_per_step or 0.0
-        return max(measured, (t1 - t0) / max(1, last - first))
+        """Seconds per step now: the median of the last few steps (an evaluation among them
+        does not count twice), plus the evaluations' share."""
+        marks = self._marks[-(RECENT_STEPS + 1) :]
+        spans = sorted(
+            (t1 - t0) / (s1 - s0) for (s0, t0), (s1, t1) in zip(marks, marks[1:], strict=False)
+        )
+        share = self.eval_seconds / self.eval_every if self.eval_every else 0.0
+        return spans[len(spans) // 2] + share
 
     def _fit(self, step: int, now: float, per_step: float) -> bool:
         """Cut the plan to the steps that fit before the deadline (never lengthen it)."""
