@@ -205,6 +205,12 @@ def test_nothing_new_says_so_exits_0_and_writes_nothing(
     assert {p: p.read_bytes() for p in out.iterdir()} == files and sorted(
         tmp_path.iterdir()
     ) == listing
+    # With no --out: the adapter registered for the repository (nothing new there either).
+    settings = argv[argv.index("--model") :]
+    assert main([str(repo), *settings]) == 0
+    assert f"the adapter in {out}" in capsys.readouterr().err
+    assert main([str(tmp_path), *settings]) == 2  # not a repository with an adapter
+    assert "--out is required: no adapter is registered for" in capsys.readouterr().err
     # A file edited in the work tree after the adapter read it is new; a commit is too.
     (repo / "app.py").write_text((repo / "app.py").read_text() + "\n\ndef later():\n    pass\n")
     cfg = config(repo, out, smol_dir)
