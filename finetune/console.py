@@ -53,7 +53,9 @@ def say(line: str, stream: TextIO | None = None) -> None:
     out.flush()
 
 
-def data_line(stats: dict[str, Any], total_steps: int, seq_len: int) -> str:
+def data_line(
+    stats: dict[str, Any], total_steps: int, seq_len: int, budget_minutes: float | None = None
+) -> str:
     """One line: which files, how many examples and tokens, what is held out, how many steps
     (and for an incremental run, what is new and what is replayed)."""
     skipped = sum(dict(stats.get("skipped") or {}).values())
@@ -65,7 +67,12 @@ def data_line(stats: dict[str, Any], total_steps: int, seq_len: int) -> str:
         f"{stats['heldout_files']} held out ({stats['heldout_tokens']:,} tokens)"
         if stats["heldout_files"]
         else "none held out",
-        f"{total_steps} step{'' if total_steps == 1 else 's'}",
+        f"{total_steps} step{'' if total_steps == 1 else 's'}"
+        + (
+            f" at most, planned to the {budget_minutes:g}-minute budget after the first few"
+            if budget_minutes
+            else ""
+        ),
     ]
     if stats.get("next_edit_examples"):
         parts.insert(

@@ -115,7 +115,9 @@ def run(
     job = setup(cfg, resume=resume, progress=progress, deadline=deadline)
     data = prepare_data(job)
     if job.main:
-        say(f"codetailor finetune: {data_line(data.stats(), data.total_steps, cfg.seq_len)}")
+        minutes = job.deadline.seconds / 60 if job.deadline.seconds else None
+        line = data_line(data.stats(), data.total_steps, cfg.seq_len, minutes)
+        say(f"codetailor finetune: {line}")
     trainer = fit(job, data)
     return finish(job, data, trainer)
 
