@@ -37,6 +37,7 @@ class TrainState:
     history: list[dict[str, Any]] = field(default_factory=list)
     data_fingerprint: str = ""
     config: dict[str, Any] = field(default_factory=dict)
+    plan: dict[str, Any] = field(default_factory=dict)  # finetune.budget.PlanState
 
 
 def save(

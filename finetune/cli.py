@@ -34,7 +34,15 @@ examples:
   codetailor finetune . --out adapters/myrepo --feedback    # learn from what you kept
 
   codetailor finetune . --out lora --set lora_dropout=0.1 --set extensions=.py,.pyi
+  codetailor finetune . --time-budget 10                      # update the registered adapter
+  codetailor finetune . --out lora --from-scratch --time-budget 0     # all epochs, no limit
 
+A run fits its time budget (25 minutes on a CPU unless set; none on a GPU): it
+times its first steps and plans the rest, the learning rate ending at its floor
+at the planned end. Run again on an --out that holds this repository's adapter
+(or with no --out: the one registered for the repository), it trains only on
+what is new since that adapter's commit, plus a replay share of the old data,
+starting from that adapter; with nothing new it says so and writes nothing.
 An interrupted run (Ctrl-C, kill) continues from its last checkpoint with the
 same command and --resume. Settings come from the defaults, then --config, then
 the options above (--set reaches every key below; finetune/configs/debug.yaml
@@ -52,6 +60,7 @@ OPTIONS: dict[str, tuple[str, type]] = {
     "--device": ("device", str),
     "--dtype": ("dtype", str),
     "--seed": ("seed", int),
+    "--time-budget": ("time_budget_minutes", float),
 }
 
 
@@ -83,11 +92,31 @@ def epilog() -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("repo", metavar="REPO", help=FinetuneConfig.help("repo"))
-    parser.add_argument("--out", metavar="DIR", required=True, help=FinetuneConfig.help("out"))
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        help=FinetuneConfig.help("out") + "; default: the adapter registered for REPO",
+    )
     for flag, (name, kind) in OPTIONS.items():
-        parser.add_argument(
-            flag, dest=name, type=kind, default=None, help=FinetuneConfig.help(name)
-        )
+        metavar = "MINUTES" if flag == "--time-budget" else None
+        text = FinetuneConfig.help(name)
+        parser.add_argument(flag, dest=name, type=kind, default=None, metavar=metavar, help=text)
+    fresh = parser.add_mutually_exclusive_group()
+    fresh.add_argument(
+        "--incremental",
+        dest="incremental",
+        action="store_const",
+        const="on",
+        help="update the adapter at --out with what is new (the default where it can: "
+        "this repository's adapter, same model and LoRA settings); refuse where it cannot",
+    )
+    fresh.add_argument(
+        "--from-scratch",
+        dest="incremental",
+        action="store_const",
+        const="off",
+        help="train a new adapter on everything, even where --out holds one to update",
+    )
     parser.add_argument("--config", metavar="YAML", help="a config file (see finetune/configs/)")
     parser.add_argument(
         "--set",
@@ -136,6 +165,8 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
             given[name] = getattr(args, name)
     if args.trust_remote_code:
         given["trust_remote_code"] = True
+    if getattr(args, "incremental", None):
+        given["incremental"] = args.incremental
     values |= settings_over(FinetuneConfig, args.settings, given)
     values |= given
     if values.get("holdout") == 0:  # nothing held out: nothing to stop early on or to match
@@ -145,10 +176,13 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
+    if args.out is None:
+        args.out = registered_out(args.repo, args.model)
     if getattr(args, "feedback", False):
         from finetune.preference.command import cmd_preference
 
         return cmd_preference(args)
+    from finetune.incremental import NothingNew
     from finetune.train import Interrupted, run
 
     config = config_from_args(args)
@@ -157,6 +191,11 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     except Interrupted as exc:
         say(f"codetailor: {exc}")
         return 130
+    except NothingNew as exc:
+        say(f"codetailor finetune: {exc}")
+        if args.json:
+            print(json.dumps({"adapter": config.out, "nothing_new": True}), flush=True)
+        return 0
     finally:
         release(Path(config.out).expanduser())  # no OUT.lock left behind
     if summary is None:
@@ -167,6 +206,20 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     else:
         print(format_summary(summary))
     return 0
+
+
+def registered_out(repo: str, model: str | None) -> str:
+    """The folder of the adapter registered for `repo` (for `model`), which a run with no
+    --out updates; one line where there is none."""
+    from lsp_server.model import registry
+
+    match = registry.lookup_match(repo, model or FinetuneConfig.model)
+    if match is None or match.refused:
+        raise CodetailorError(
+            f"--out is required: no adapter is registered for {repo} yet"
+            + (f" ({match.refused})" if match and match.refused else "")
+        )
+    return match.entry.path
 
 
 def register_finished(repo: str, out: str, *, serve_new: bool = False) -> None:
@@ -191,9 +244,8 @@ def format_summary(s: dict[str, Any]) -> str:
         [
             f"adapter: {s['adapter']} ({s['base_model']}, {s['prompt_format']} format; "
             f"learned: {', '.join(s.get('tasks', ['completion']))})",
-            f"steps: {s['steps']} of {s['total_steps']}"
-            + (" (stopped early)" if s["stopped_early"] else "")
-            + f", {num(s['tokens_per_second'], '.0f')} tokens/s",
+            *([f"started from: {s['started_from']}"] if s.get("started_from") else []),
+            _steps_line(s, num),
             f"held-out loss: {num(s['heldout_loss_before'], '.4f')} -> "
             f"{num(s['heldout_loss_after'], '.4f')}",
             f"next-line exact match ({s['match_samples']} lines): "
@@ -201,6 +253,21 @@ def format_summary(s: dict[str, Any]) -> str:
             f"{num(s['next_line_exact_match_after'], '.3f')}",
         ]
     )
+
+
+def _steps_line(s: dict[str, Any], num: Any) -> str:
+    """Steps run and planned, why the run stopped, its speed and wall time."""
+    limit = s.get("step_limit", s["total_steps"])
+    line = f"steps: {s['steps']} of {s['total_steps']} planned"
+    if limit != s["total_steps"]:
+        line += f" ({limit} for the epochs or max_steps; the time budget allowed fewer)"
+    reason = s.get("stop_reason") or ("early_stop" if s.get("stopped_early") else None)
+    if reason:
+        line += f", stopped by: {reason.replace('_', ' ')}"
+    line += f", {num(s['tokens_per_second'], '.0f')} tokens/s"
+    if s.get("wall_seconds") is not None:
+        line += f", {num(s['wall_seconds'], '.0f')} s in all"
+    return line
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,6 +25,7 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 C = TypeVar("C", bound="Config")
 
 NEXT_EDIT_WINDOWS = ("auto", "cpu", "gpu")
+INCREMENTAL_MODES = ("auto", "on", "off")  # finetune.incremental's AUTO, ON, OFF
 
 
 def _f(default: Any, help: str) -> Any:  # noqa: A002 - mirrors argparse's name
@@ -93,6 +94,26 @@ class FinetuneConfig(Config):
     )
     trust_remote_code: bool = _f(False, "allow a hub model's own Python code")
     seed: int = _f(0, "seed for LoRA initialisation, FIM spans, data order and dropout")
+
+    # Where training starts, and how long it may take.
+    init_adapter: str | None = _f(
+        None,
+        "start the LoRA from this adapter's weights (a folder finetune wrote, same base model, "
+        "LoRA settings and prompt format); an incremental run starts from the one it updates",
+    )
+    incremental: str = _f(
+        "auto",
+        "auto: where --out holds this repository's adapter, train on what is new since it "
+        "(plus replay) starting from it; on: insist (--incremental); off: from scratch",
+    )
+    replay_share: float = _f(
+        0.25, "incremental runs: share of the training tokens replayed from the old data"
+    )
+    time_budget_minutes: float | None = _f(
+        None,
+        "minutes for the whole run (data, training, final figures): the steps are planned "
+        "to fit; none: 25 on a CPU, no limit on a GPU; 0: no limit",
+    )
 
     # Data.
     holdout: float = _f(0.1, "fraction of files held out for evaluation, split by path hash")
@@ -194,6 +215,7 @@ class FinetuneConfig(Config):
         need(self.max_grad_norm >= 0, "max_grad_norm must not be negative")
         need(self.eval_every >= 0 and self.eval_blocks >= 1, "eval_every >= 0, eval_blocks >= 1")
         need(self.patience >= 0, "patience must not be negative")
+        problems += self._start_problems()
         need(self.checkpoint_every >= 1, "checkpoint_every must be at least 1")
         need(self.match_samples >= 0, "match_samples must not be negative")
         need(
@@ -209,6 +231,18 @@ class FinetuneConfig(Config):
         if problems:
             raise CodetailorError("invalid config: " + "; ".join(problems))
         return self
+
+    def _start_problems(self) -> list[str]:
+        budget = self.time_budget_minutes
+        checks = (
+            (
+                self.incremental in INCREMENTAL_MODES,
+                _choice("incremental", self.incremental, INCREMENTAL_MODES),
+            ),
+            (0.0 <= self.replay_share < 1.0, "replay_share must be in [0, 1)"),
+            (budget is None or budget >= 0, "time_budget_minutes must not be negative (0: none)"),
+        )
+        return [message for ok, message in checks if not ok]
 
     def _next_edit_problems(self) -> list[str]:
         window = self.next_edit_window

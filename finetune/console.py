@@ -53,8 +53,11 @@ def say(line: str, stream: TextIO | None = None) -> None:
     out.flush()
 
 
-def data_line(stats: dict[str, Any], total_steps: int, seq_len: int) -> str:
-    """One line: which files, how many examples and tokens, what is held out, how many steps."""
+def data_line(
+    stats: dict[str, Any], total_steps: int, seq_len: int, budget_minutes: float | None = None
+) -> str:
+    """One line: which files, how many examples and tokens, what is held out, how many steps
+    (and for an incremental run, what is new and what is replayed)."""
     skipped = sum(dict(stats.get("skipped") or {}).values())
     redacted = sum(dict(stats.get("redactions") or {}).values())
     parts = [
@@ -64,7 +67,12 @@ def data_line(stats: dict[str, Any], total_steps: int, seq_len: int) -> str:
         f"{stats['heldout_files']} held out ({stats['heldout_tokens']:,} tokens)"
         if stats["heldout_files"]
         else "none held out",
-        f"{total_steps} step{'' if total_steps == 1 else 's'}",
+        f"{total_steps} step{'' if total_steps == 1 else 's'}"
+        + (
+            f" at most, planned to the {budget_minutes:g}-minute budget after the first few"
+            if budget_minutes
+            else ""
+        ),
     ]
     if stats.get("next_edit_examples"):
         parts.insert(
@@ -73,6 +81,15 @@ def data_line(stats: dict[str, Any], total_steps: int, seq_len: int) -> str:
             f"{stats['next_edit_commits_read']} commits before the cut "
             f"({stats['next_edit_tokens']:,} tokens; {stats['next_edit_no_edit']} no-edit, "
             f"{stats['next_edit_partly_typed']} partly typed)",
+        )
+    update = stats.get("incremental")
+    if update:
+        parts.insert(
+            0,
+            f"an update of {update['adapter']} since {str(update['since_commit'])[:12]}: "
+            f"{update['changed_train_files']} changed training files and "
+            f"{update['new_commits']} new commits ({update['new_tokens']:,} tokens), plus "
+            f"{update['replay_tokens']:,} tokens replayed from the old data",
         )
     line = "data: " + "; ".join(parts)
     return line + (f"; {redacted} secrets redacted" if redacted else "")

@@ -14,14 +14,20 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 
-def lr_schedule(total: int, warmup_fraction: float, floor: float) -> Callable[[int], float]:
-    """Linear warm-up, then cosine decay from the peak to `floor` times the peak."""
-    warmup = int(total * warmup_fraction)
+def lr_schedule(
+    total: int | Callable[[], int], warmup_fraction: float, floor: float
+) -> Callable[[int], float]:
+    """Linear warm-up, then cosine decay from the peak to `floor` times the peak at step
+    `total`. `total` may be a function (a time budget's plan, `finetune.budget.StepPlan`):
+    the curve then follows the plan as it is made, ending at the floor at its end."""
+    steps = total if callable(total) else lambda: total
 
     def factor(step: int) -> float:
+        end = steps()
+        warmup = int(end * warmup_fraction)
         if step < warmup:
             return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total - warmup)
+        progress = (step - warmup) / max(1, end - warmup)
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
     return factor

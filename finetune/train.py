@@ -27,12 +27,12 @@ import sys
 import time
 import warnings
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from finetune import checkpoint
+from finetune import checkpoint, incremental
 from finetune.adapter import (
     check_out,
     disk_error,
@@ -40,6 +40,15 @@ from finetune.adapter import (
     repository_info,
     save_adapter,
     work_dir,
+)
+from finetune.budget import (
+    EPOCHS,
+    MAX_STEPS,
+    PREPARE_SHARE,
+    Clock,
+    Deadline,
+    StepPlan,
+    budget_seconds,
 )
 from finetune.config import FinetuneConfig, dump_yaml, print_resolved
 from finetune.console import Quiet, data_line, say
@@ -53,18 +62,30 @@ from finetune.evaluate import (
     next_line_samples,
     to_batch,
 )
+from finetune.incremental import Since
+from finetune.init_adapter import check_start, load_start, read_start, started_from
 from finetune.schedule import BlockOrder, StopFlag, lr_schedule
 from lsp_server.completion.next_edit_prompt import NextEditFormat, next_edit_format
 from lsp_server.completion.prompt import PromptFormat
 from lsp_server.errors import CodetailorError
 from lsp_server.model.adapter_meta import COMPLETION, NEXT_EDIT, AdapterMeta, BaseModelRef
 from lsp_server.repo.corpus import Corpus, SourceFile, collect
+from lsp_server.repo.diffs import Commit
 from lsp_server.repo.files import SOURCE_EXTENSIONS, split_files
+from lsp_server.repo.history import History
 
 log = logging.getLogger("codetailor.finetune")
 
-# Config keys a resumed run may change: how long it trains, and how it reports.
-RESUMABLE_CHANGES = {"max_steps", "epochs", "eval_every", "checkpoint_every", "patience"}
+# Config keys a resumed run may change: how long it trains, and how it reports. (A time
+# budget given again keeps the plan the run made: `StepPlan.restore`.)
+RESUMABLE_CHANGES = {
+    "max_steps",
+    "epochs",
+    "eval_every",
+    "checkpoint_every",
+    "patience",
+    "time_budget_minutes",
+}
 
 
 class Interrupted(Exception):
@@ -78,16 +99,25 @@ class Interrupted(Exception):
 
 
 def run(
-    cfg: FinetuneConfig, *, resume: bool = False, progress: bool = True
+    cfg: FinetuneConfig,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    clock: Clock = time.monotonic,
 ) -> dict[str, Any] | None:
-    """Train an adapter as `cfg` says and publish it at `cfg.out`.
+    """Train an adapter as `cfg` says and publish it at `cfg.out`, within its time budget
+    (`clock` tells the time; tests give a fake one).
 
-    Returns the summary on the main process and None on the others.
+    Returns the summary on the main process and None on the others. Raises
+    `NothingNew` where an incremental run finds nothing new to train on.
     """
-    job = setup(cfg, resume=resume, progress=progress)
+    deadline = Deadline(None, clock)  # the budget counts from here; its length needs the device
+    job = setup(cfg, resume=resume, progress=progress, deadline=deadline)
     data = prepare_data(job)
     if job.main:
-        say(f"codetailor finetune: {data_line(data.stats(), data.total_steps, cfg.seq_len)}")
+        minutes = job.deadline.seconds / 60 if job.deadline.seconds else None
+        line = data_line(data.stats(), data.total_steps, cfg.seq_len, minutes)
+        say(f"codetailor finetune: {line}")
     trainer = fit(job, data)
     return finish(job, data, trainer)
 
@@ -95,8 +125,9 @@ def run(
 # --- 1. setup: config, output folder, checkpoint, processes, seed --------------------------
 
 
-def setup(cfg: FinetuneConfig, *, resume: bool, progress: bool) -> Job:
-    """Check everything that can be checked before any work, and start the processes."""
+def setup(cfg: FinetuneConfig, *, resume: bool, progress: bool, deadline: Deadline) -> Job:
+    """Check everything that can be checked before any work, and start the processes;
+    for an incremental run, find what is new (`NothingNew`: nothing is)."""
     from accelerate import Accelerator
     from accelerate.utils import DistributedType, set_seed
 
@@ -115,6 +146,8 @@ def setup(cfg: FinetuneConfig, *, resume: bool, progress: bool) -> Job:
     elif resume:
         say(f"codetailor: nothing to resume in {work}; starting a new run")
     accelerator = Accelerator(cpu=cfg.device == "cpu")
+    device = str(accelerator.device) if cfg.device == "auto" else cfg.device
+    deadline.seconds = budget_seconds(cfg.time_budget_minutes, device.split(":")[0])
     job = Job(
         cfg=cfg,
         repo=repo,
@@ -124,9 +157,13 @@ def setup(cfg: FinetuneConfig, *, resume: bool, progress: bool) -> Job:
         accelerator=accelerator,
         fsdp=accelerator.distributed_type == DistributedType.FSDP,
         progress=progress,
+        deadline=deadline,
     )
     if job.main and log.isEnabledFor(logging.INFO):  # -v: the whole config, a key a line
         print_resolved(cfg, "codetailor finetune")
+    job.since = incremental.find_since(cfg, repo, out, say if job.main else _mute)
+    if job.since is not None:
+        _check_something_new(cfg, repo, job.since)
     set_seed(cfg.seed)
     return job
 
@@ -152,6 +189,7 @@ def prepare_data(job: Job) -> Data:
     from lsp_server.model.wiring import training_format
 
     cfg = job.cfg
+    read_at = datetime.now(timezone.utc).isoformat()  # what a later incremental run compares
     corpus, train_files, held_files = split_repository(cfg, job.repo)
     log.info("data: %s", corpus.stats())
     device = str(job.accelerator.device) if cfg.device == "auto" else cfg.device
@@ -171,19 +209,15 @@ def prepare_data(job: Job) -> Data:
     if tokenizer.eos_token_id is None:
         raise CodetailorError(f"model '{cfg.model}' has a tokenizer without an EOS token")
     tokenizer.model_max_length = 1 << 30  # whole files are tokenized, then packed
-    train = training_sequences(cfg, fmt, tokenizer, train_files)
+    start = starting_adapter(job, loaded.fingerprint, fmt)
+    train, learned, through, replayed = training_rows(job, fmt, tokenizer, train_files, loaded)
     held = heldout_sequences(cfg, fmt, tokenizer, held_files)
-    learned = history_examples(job, tokenizer, loaded.device, train.tokens)
-    if learned is not None:
-        train = train + pack_examples(learned[0].pairs, cfg.next_edit_seq_len)
     per_step = cfg.batch_size * cfg.grad_accum * job.world
-    total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * len(train.ids) / per_step))
-    log.info(
-        "%d training and %d held-out sequences; %d steps",
-        len(train.ids),
-        len(held.ids),
-        total_steps,
+    limit = cfg.max_steps or max(1, math.ceil(cfg.epochs * len(train.ids) / per_step))
+    plan = StepPlan(
+        limit, MAX_STEPS if cfg.max_steps else EPOCHS, job.deadline, eval_every=cfg.eval_every
     )
+    log.info("%d training, %d held-out sequences; %d steps", len(train.ids), len(held.ids), limit)
     return Data(
         loaded=loaded,
         fmt=fmt,
@@ -194,10 +228,37 @@ def prepare_data(job: Job) -> Data:
         held=held,
         eval_blocks=spread(held, cfg.eval_blocks),
         line_samples=next_line_samples(held_files, cfg.match_samples, cfg.seed),
-        total_steps=total_steps,
+        total_steps=limit,
+        plan=plan,
         next_edits=learned[0] if learned else None,
         next_edit_format=learned[1] if learned else None,
+        start=start,
+        files_read_at=read_at,
+        history_through=through,
+        replayed=replayed,
     )
+
+
+def training_rows(
+    job: Job, fmt: PromptFormat, tokenizer: Any, train_files: list[SourceFile], loaded: Any
+) -> tuple[Blocks, tuple[NextEditSet, NextEditFormat] | None, str | None, dict[str, Any] | None]:
+    """The training rows (FIM from the files, next edits from the history; an incremental
+    run's new data and replay), the next-edit examples among them, the newest commit they
+    come from, and what an incremental run added and replayed."""
+    cfg, since = job.cfg, job.since
+    if since is not None:
+        train, learned, replayed = incremental_sequences(
+            job, fmt, tokenizer, train_files, loaded.device
+        )
+        through = since.new_commits[-1].sha if since.new_commits else since.history_through
+        return train, learned, through, replayed
+    train = training_sequences(cfg, fmt, tokenizer, train_files)
+    mined = history_examples(job, tokenizer, loaded.device, train.tokens)
+    if mined is None:
+        return train, None, None, None
+    found, layout, through = mined
+    train = train + pack_examples(found.pairs, cfg.next_edit_seq_len)
+    return train, (found, layout), through, None
 
 
 def split_repository(
@@ -252,14 +313,11 @@ def training_sequences(
 
 def history_examples(
     job: Job, tokenizer: Any, device: str, fim_tokens: int
-) -> tuple[NextEditSet, NextEditFormat] | None:
+) -> tuple[NextEditSet, NextEditFormat, str] | None:
     """The next-edit examples of the commits before the temporal cut (`eval --next-edit`'s
-    at the same `holdout`), `next_edit_share` of the training tokens at most, and the
-    layout they are in; None where `next_edit` is off or the history is too short."""
-    from tqdm.auto import tqdm
-
-    from lsp_server.model.next_edit import window_for
-    from lsp_server.model.wiring import tokenizer_special_tokens
+    at the same `holdout`), `next_edit_share` of the training tokens at most, the layout
+    they are in and the newest commit read; None where `next_edit` is off or the history
+    is too short."""
     from lsp_server.repo.history import mine_split
 
     cfg = job.cfg
@@ -271,11 +329,35 @@ def history_examples(
         if job.main:
             say(f"codetailor finetune: completion only, no next edits: {exc}")
         return None
+    share = cfg.next_edit_share
+    budget = min(cfg.next_edit_max_tokens, round(fim_tokens * share / (1 - share)))
+    found = mine_examples(job, tokenizer, device, history, earlier, budget)
+    return (*found, earlier[-1].sha) if found else None
+
+
+def mine_examples(
+    job: Job,
+    tokenizer: Any,
+    device: str,
+    history: History,
+    commits: list[Commit],
+    budget: int,
+    desc: str = "mine history",
+) -> tuple[NextEditSet, NextEditFormat] | None:
+    """The next-edit examples of `commits` (read from the end of the list until `budget`
+    tokens, or until the time budget's share for reading history is spent) and their
+    layout; None where they give none."""
+    from tqdm.auto import tqdm
+
+    from lsp_server.model.next_edit import window_for
+    from lsp_server.model.wiring import tokenizer_special_tokens
+
+    cfg = job.cfg
+    if not commits or budget <= 0:
+        return None
     fmt = next_edit_format(None, tokenizer_special_tokens(tokenizer))
     cpu = cfg.next_edit_window == "cpu" or (cfg.next_edit_window == "auto" and device == "cpu")
     lines, history_tokens = window_for(cpu)
-    share = cfg.next_edit_share
-    budget = min(cfg.next_edit_max_tokens, round(fim_tokens * share / (1 - share)))
     layout = next_edits.Layout(
         fmt,
         lambda text: list(tokenizer.encode(text, add_special_tokens=False)),
@@ -284,18 +366,96 @@ def history_examples(
         cfg.next_edit_seq_len,
     )
     show = job.progress and job.main
-    with tqdm(desc="mine history", unit="commit", file=Quiet(sys.stderr), disable=not show) as bar:
+    with tqdm(desc=desc, unit="commit", file=Quiet(sys.stderr), disable=not show) as bar:
         found = next_edits.build(
             history,
-            earlier,
+            commits,
             layout,
             budget=budget,
             partial_rate=cfg.next_edit_partial_rate,
             seed=cfg.seed,
             progress=bar.update,
+            stop=job.deadline.share_passed(PREPARE_SHARE),
+        )
+    if found.commits_read < len(commits) and found.tokens < budget and job.main:
+        say(
+            f"codetailor finetune: history read for {found.commits_read} of {len(commits)} "
+            "commits: the time budget's share for it is spent"
         )
     log.info("next edits: %s", found.stats())
     return (found, fmt) if found.pairs else None
+
+
+def starting_adapter(
+    job: Job, fingerprint: str, fmt: PromptFormat
+) -> tuple[Path, AdapterMeta] | None:
+    """The adapter the LoRA starts from (the one an incremental run updates, else
+    `init_adapter`), checked against this run (`finetune.init_adapter.check_start`); an
+    incremental run that may fall back (`incremental: auto`) trains from scratch instead."""
+    cfg, since = job.cfg, job.since
+    if since is not None:
+        try:
+            check_start(since.adapter, since.meta, cfg, fingerprint, fmt)
+            return since.adapter, since.meta
+        except CodetailorError as exc:
+            if cfg.incremental != incremental.AUTO:
+                raise
+            if job.main:
+                say(f"codetailor finetune: training from scratch: {exc}")
+            job.since = None
+    if not cfg.init_adapter:
+        return None
+    folder = Path(cfg.init_adapter).expanduser()
+    meta = read_start(folder)
+    check_start(folder, meta, cfg, fingerprint, fmt)
+    return folder, meta
+
+
+def incremental_sequences(
+    job: Job, fmt: PromptFormat, tokenizer: Any, train_files: list[SourceFile], device: str
+) -> tuple[Blocks, tuple[NextEditSet, NextEditFormat] | None, dict[str, Any]]:
+    """An incremental run's training rows (`finetune.incremental`): the changed files and
+    the new commits' next edits, then the replay sample of the old data; the next-edit
+    examples among them; and what was new and replayed."""
+    cfg, since = job.cfg, job.since
+    assert since is not None
+    new_files, old_files = since.split_files(train_files)
+    empty = Blocks([], [])
+    new_fim = training_sequences(cfg, fmt, tokenizer, new_files) if new_files else empty
+    history = since.history
+    new_edits = None
+    if history is not None:
+        budget = cfg.next_edit_max_tokens
+        new_edits = mine_examples(job, tokenizer, device, history, since.new_commits, budget)
+    new_tokens = new_fim.tokens + (new_edits[0].tokens if new_edits else 0)
+    replay = round(new_tokens * cfg.replay_share / (1 - cfg.replay_share))
+    edit_share = cfg.next_edit_share if history is not None and since.old_commits else 0.0
+    old_fim = training_sequences(cfg, fmt, tokenizer, old_files) if old_files else empty
+    fim_rows = incremental.replay_rows(old_fim.lengths, round(replay * (1 - edit_share)), cfg.seed)
+    old_edits = None
+    if history is not None and edit_share and replay:
+        old = incremental.shuffled(since.old_commits, cfg.seed)
+        budget = round(replay * edit_share)
+        old_edits = mine_examples(job, tokenizer, device, history, old, budget, "replay history")
+    train = new_fim + old_fim.pick(fim_rows)
+    for found in (new_edits, old_edits):
+        if found is not None:
+            train = train + pack_examples(found[0].pairs, cfg.next_edit_seq_len)
+    learned = new_edits or old_edits
+    if new_edits and old_edits:
+        learned = (next_edits.combine(new_edits[0], old_edits[0]), new_edits[1])
+    replayed = old_fim.pick(fim_rows).tokens + (old_edits[0].tokens if old_edits else 0)
+    return (
+        train,
+        learned,
+        since.stats()
+        | {
+            "changed_train_files": len(new_files),
+            "new_tokens": new_tokens,
+            "replay_tokens": replayed,
+            "replay_share": cfg.replay_share,
+        },
+    )
 
 
 def heldout_sequences(
@@ -319,26 +479,31 @@ def fit(job: Job, data: Data) -> Trainer:
     A signal stops the loop after the current step, saves a checkpoint and raises
     Interrupted; a resumed run continues from the last checkpoint.
     """
-    cfg, total = job.cfg, data.total_steps
+    cfg, plan = job.cfg, data.plan
     trainer = Trainer(job, data)
     trainer.start()
     state = trainer.state
     order = BlockOrder(len(data.train.ids), cfg.seed)
     stop = StopFlag()
-    bar = _progress_bar(total, state.step, enabled=job.progress and job.main)
+    # The bar's total is the plan's, so its ETA is the planned end of training.
+    bar = _progress_bar(plan.total, state.step, enabled=job.progress and job.main)
     trainer.model.train()
     with stop.installed():
-        while state.step < total and not state.stopped_early:
+        while state.step < plan.total and not state.stopped_early:
             step_loss = trainer.step(order)
             # The stop check comes first: nothing (a display, an evaluation) may stand
             # between a signal and the checkpoint that keeps the step just done.
             if stop.requested(job.accelerator):
                 trainer.save_checkpoint()
                 bar.close()
-                raise Interrupted(state.step, total, job.work)
+                raise Interrupted(state.step, plan.total, job.work)
+            if _replanned(plan, state.step, job.accelerator):
+                trainer.follow_plan()
+                bar.total = plan.total
+            state.plan = plan.to_dict()
             rate = state.tokens / state.train_seconds
             postfix = {"loss": f"{step_loss:.3f}", "tok/s": f"{rate:.0f}"}
-            if cfg.eval_every and state.step % cfg.eval_every == 0 and state.step < total:
+            if cfg.eval_every and state.step % cfg.eval_every == 0 and state.step < plan.total:
                 postfix["heldout"] = trainer.evaluate(step_loss)
             if state.step % cfg.checkpoint_every == 0 or state.stopped_early:
                 trainer.save_checkpoint()
@@ -346,6 +511,12 @@ def fit(job: Job, data: Data) -> Trainer:
             bar.update(1)
     bar.close()
     trainer.save_checkpoint()  # so an interrupt while finishing loses no training
+    if job.main:
+        why = plan.stop_reason(state.step, state.stopped_early).replace("_", " ")
+        say(
+            f"codetailor finetune: trained {state.step} of {plan.limit} steps (stopped by: "
+            f"{why}); measuring the adapter on the held-out files"
+        )
     return trainer
 
 
@@ -397,6 +568,8 @@ class Job:
     accelerator: Any
     fsdp: bool
     progress: bool
+    deadline: Deadline = field(default_factory=lambda: Deadline(None))  # the time budget
+    since: Since | None = None  # what an incremental run updates, and what is new
 
     @property
     def main(self) -> bool:
@@ -420,14 +593,37 @@ class Data:
     held: Blocks
     eval_blocks: Blocks  # the fixed held-out subset every loss evaluation reads
     line_samples: list[LineSample]
-    total_steps: int
+    total_steps: int  # what the epochs (or max_steps) ask for; `plan.total`: what is run
     next_edits: NextEditSet | None = None  # the examples from history, where learned
     next_edit_format: NextEditFormat | None = None
+    # The steps run; left out: `total_steps` with no time budget (set in __post_init__).
+    plan: StepPlan = None  # type: ignore[assignment]
+    start: tuple[Path, AdapterMeta] | None = None  # the adapter the LoRA starts from
+    files_read_at: str | None = None  # when the files were read (ISO 8601, UTC)
+    history_through: str | None = None  # the newest commit the next edits came from
+    replayed: dict[str, Any] | None = None  # an incremental run's new and replayed data
+
+    def __post_init__(self) -> None:
+        if self.plan is None:
+            self.plan = StepPlan(self.total_steps, EPOCHS, Deadline(None))
 
     @property
     def tasks(self) -> list[str]:
-        """What the adapter learns (`AdapterMeta.tasks`)."""
-        return [COMPLETION, NEXT_EDIT] if self.next_edits else [COMPLETION]
+        """What the adapter learns (`AdapterMeta.tasks`): what this run trains, and what
+        the adapter it starts from had learned."""
+        learned = {COMPLETION} | ({NEXT_EDIT} if self.next_edits else set())
+        inherited = set(self.start[1].tasks) if self.start else set()
+        return [t for t in (COMPLETION, NEXT_EDIT) if t in learned | inherited]
+
+    @property
+    def next_edit_layout(self) -> tuple[str | None, int | None]:
+        """The next-edit layout (name, version) the adapter has learned: this run's, else
+        the start adapter's; (None, None) for none."""
+        if self.next_edit_format is not None:
+            return self.next_edit_format.name, self.next_edit_format.version
+        if self.start is not None and NEXT_EDIT in self.start[1].tasks:
+            return self.start[1].next_edit_format, self.start[1].next_edit_format_version
+        return None, None
 
     def stats(self) -> dict[str, Any]:
         """The data statistics `codetailor.json` and the summary report."""
@@ -444,6 +640,7 @@ class Data:
                 "heldout_sequences_evaluated": len(self.eval_blocks.ids),
             }
             | learned
+            | ({"incremental": self.replayed} if self.replayed else {})
         )
 
 
@@ -461,11 +658,13 @@ class Trainer:
             from finetune.dropout import use_gap_dropout
 
             use_gap_dropout(model)  # the same masks from ~5% of the random numbers
+        if data.start is not None:  # before `prepare`, which may shard the weights
+            load_start(model, data.start[0])
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lr_schedule(data.total_steps, cfg.warmup_fraction, cfg.min_lr_fraction)
-        )
+        # The schedule reads the plan, which a time budget makes after the first steps.
+        schedule = lr_schedule(lambda: data.plan.total, cfg.warmup_fraction, cfg.min_lr_fraction)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         # The scheduler stays unprepared: accelerate would step it once per process.
         self.model, self.optimizer = job.accelerator.prepare(model, optimizer)
         self.peft_model = job.accelerator.unwrap_model(self.model)
@@ -477,13 +676,19 @@ class Trainer:
         self.best: dict[str, Any] | None = None  # the LoRA weights with the best held-out loss
 
     def start(self) -> None:
-        """Restore the checkpoint, or measure the base model (LoRA starts as a no-op)."""
+        """Restore the checkpoint, or measure the model as training starts: the base model
+        (LoRA starts as a no-op), or the adapter it starts from. The plan learns how long
+        the measurements took: the final ones take as long."""
         from peft import set_peft_model_state_dict
 
         job = self.job
         if job.resume_from is None:
-            before = self.measure_lines(base=True)
+            clock = job.deadline.clock
+            began = clock()
+            before = self.measure_lines(base=self.data.start is None)
+            lines_done = clock()
             self.state.before = {"heldout_loss": self.measure_loss()} | before
+            self.data.plan.measured_start(clock() - began, clock() - lines_done)
             log.info("base model: %s", self.state.before)
             self.state.best_loss = self.state.before["heldout_loss"]
             self.best = self.lora_weights() if self.state.best_loss is not None else None
@@ -499,8 +704,9 @@ class Trainer:
         set_peft_model_state_dict(self.peft_model, saved_lora)
         state.config = job.cfg.to_dict()
         self.state = state
+        self.data.plan.restore(state.plan)
         if job.main:
-            say(f"codetailor finetune: resuming at step {state.step} of {self.data.total_steps}")
+            say(f"codetailor finetune: resuming at step {state.step} of {self.data.plan.total}")
 
     def step(self, order: BlockOrder) -> float:
         """One optimizer step over `grad_accum` micro-batches; return its training loss."""
@@ -532,6 +738,18 @@ class Trainer:
         state.tokens += step_tokens * world
         state.train_seconds += time.monotonic() - started
         return step_loss
+
+    def follow_plan(self) -> None:
+        """Set the learning rate of the coming step from the plan just made (the scheduler
+        set it at the end of the last step, by the plan before)."""
+        scheduler = self.scheduler
+        rates = [
+            base * rule(scheduler.last_epoch)
+            for base, rule in zip(scheduler.base_lrs, scheduler.lr_lambdas, strict=True)
+        ]
+        for group, rate in zip(self.optimizer.param_groups, rates, strict=True):
+            group["lr"] = rate
+        scheduler._last_lr = rates  # what get_last_lr() reports
 
     def evaluate(self, train_loss: float) -> str:
         """Held-out loss now: remember the best weights, count toward early stop; return the
@@ -648,6 +866,37 @@ def _progress_bar(total: int, initial: int, enabled: bool) -> Any:
     )
 
 
+def _replanned(plan: StepPlan, step: int, accelerator: Any) -> bool:
+    """Plan (or cut the plan) after `step`; whether the plan changed. Every process runs
+    the main process's plan (their clocks differ)."""
+    changed = plan.step_done(step) | plan.out_of_time(step)
+    if accelerator.num_processes > 1:
+        import torch
+        from accelerate.utils import broadcast
+
+        total = torch.tensor([plan.total], device=accelerator.device)
+        main_total = int(broadcast(total, from_process=0).item())
+        changed = changed or main_total != plan.total
+        plan.state.total = main_total
+    return changed
+
+
+def _check_something_new(cfg: FinetuneConfig, repo: Path, since: Since) -> None:
+    """Raise NothingNew where no training file changed and no commit crossed the cut
+    since the adapter being updated was trained."""
+    _, train_files, _ = split_repository(cfg, repo)
+    changed, _ = since.split_files(train_files)
+    if not changed and not since.new_commits:
+        raise incremental.NothingNew(
+            f"nothing new in {repo} since {since.commit[:12]}, which the adapter in "
+            f"{since.adapter} was trained on; nothing written (--from-scratch retrains it)"
+        )
+
+
+def _mute(line: str) -> None:
+    """`say` for the processes that are not the main one."""
+
+
 def _check_same_run(saved: dict[str, Any], cfg: FinetuneConfig) -> None:
     changed = sorted(
         k for k, v in cfg.to_dict().items() if k not in RESUMABLE_CHANGES and saved.get(k) != v
@@ -664,13 +913,23 @@ def _summary(
     job: Job, data: Data, state: checkpoint.TrainState, after: dict[str, Any]
 ) -> dict[str, Any]:
     """What `--json` prints (with the data statistics added) and the plain report shows."""
+    plan = data.plan
     return {
         "adapter": str(job.out),
         "base_model": data.loaded.name,
         "prompt_format": data.fmt.name,
         "tasks": data.tasks,
         "steps": state.step,
-        "total_steps": data.total_steps,
+        "total_steps": plan.total,  # the planned steps
+        "step_limit": plan.limit,  # what the epochs (or max_steps) asked for
+        "stop_reason": plan.stop_reason(state.step, state.stopped_early),
+        "time_budget_minutes": round(job.deadline.seconds / 60, 2)
+        if job.deadline.seconds
+        else None,
+        "seconds_per_step_planned": plan.state.seconds_per_step,
+        "wall_seconds": round(job.deadline.clock() - job.deadline.started, 1),
+        "started_from": str(data.start[0]) if data.start else None,
+        "incremental": data.replayed,
         "stopped_early": state.stopped_early,
         "train_tokens_seen": state.tokens,
         "train_seconds": round(state.train_seconds, 1),
@@ -699,19 +958,31 @@ def _adapter_meta(
     source = loaded.source
     # For a local model, the path is what a later `--model` needs.
     name = str(source.path) if source.kind in ("directory", "gguf") else source.name
+    layout, layout_version = data.next_edit_layout
+    # What a later incremental run compares against: the files as read then, and the
+    # newest commit whose next edits it learned (before the temporal cut).
+    repository = repository_info(job.repo) | {
+        "files_read_at": data.files_read_at,
+        "history_through": data.history_through,
+    }
     return AdapterMeta(
         codetailor_version=__version__,
         base_model=BaseModelRef(name=name, fingerprint=loaded.fingerprint, source=source.kind),
         prompt_format=data.fmt.name,
         prompt_format_version=data.fmt.version,
         tasks=data.tasks,
-        next_edit_format=data.next_edit_format.name if data.next_edit_format else None,
-        next_edit_format_version=data.next_edit_format.version if data.next_edit_format else None,
-        repository=repository_info(job.repo),
+        next_edit_format=layout,
+        next_edit_format_version=layout_version,
+        repository=repository,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         training={
             "steps": state.step,
             "total_steps": summary["total_steps"],
+            "step_limit": summary["step_limit"],
+            "stop_reason": summary["stop_reason"],
+            "time_budget_minutes": summary["time_budget_minutes"],
+            "started_from": started_from(*data.start) if data.start else None,
+            "incremental": data.replayed,
             "stopped_early": state.stopped_early,
             "best_step": state.best_step,
             "tokens_seen": state.tokens,

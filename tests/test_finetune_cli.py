@@ -61,8 +61,11 @@ def test_json_summary_on_stdout_progress_on_stderr(
     # The finished adapter is registered under its repository, for the server to find.
     assert registry.lookup(fixture_repo).path == str(out.resolve())
     assert "registered adapter" in captured.err
-    # Running again into the same folder replaces the adapter; the text summary is readable.
-    assert main([*argv, "-v"]) == 0
+    # Running again with nothing new changes nothing; --from-scratch replaces the adapter,
+    # and the text summary is readable.
+    assert main(argv) == 0
+    assert "nothing new" in capsys.readouterr().err
+    assert main([*argv, "--from-scratch", "-v"]) == 0
     again = capsys.readouterr()
     assert "resolved config" in again.err  # -v: the whole config
     text = again.out
@@ -118,6 +121,10 @@ NOT_DEFAULT: dict[str, tuple[str, Any]] = {
     "next_edit_partial_rate": ("0", 0.0),
     "next_edit_window": ("gpu", "gpu"),
     "next_edit_seq_len": ("2048", 2048),
+    "init_adapter": ("adapters/general", "adapters/general"),
+    "incremental": ("off", "off"),
+    "replay_share": ("0.5", 0.5),
+    "time_budget_minutes": ("10", 10.0),
     "lora_r": ("4", 4),
     "lora_alpha": ("8", 8.0),
     "lora_dropout": ("0.1", 0.1),

@@ -105,6 +105,35 @@ def test_one_adapter_in_use_is_merged_and_swaps_in_place(
         assert torch.allclose(weight, plain[name], rtol=0, atol=1e-6), name
 
 
+def test_an_adapter_updated_in_its_folder_is_loaded_again(
+    tiny_model_dir: Path,
+    adapters: dict[str, str],
+    alone: dict[AdapterRef | None, list[int]],
+    tmp_path: Path,
+) -> None:
+    """`finetune` updating the registered adapter in place (an incremental run): the
+    registry names the new weights anew, and the swap loads them, merged or not."""
+    import shutil
+
+    updated = tmp_path / "repo-lora"
+    shutil.copytree(adapters["one"], updated)
+    before = AdapterRef(str(updated), "repo-11111111")
+    loaded = loaded_with(tiny_model_dir, before)
+    assert tokens(loaded.completer) == alone[AdapterRef(adapters["one"])]
+    staging = tmp_path / "staging"  # what finetune publishes: a new folder swapped in
+    shutil.copytree(adapters["two"], staging)
+    shutil.rmtree(updated)
+    staging.rename(updated)
+    after = AdapterRef(str(updated), "repo-22222222")
+    merged = resync(loaded, spec(tiny_model_dir), [after], quiet)
+    assert (
+        merged.mode == "merged" and tokens(merged.completer) == alone[AdapterRef(adapters["two"])]
+    )
+    beside = resync(merged, spec(tiny_model_dir), [after, None], quiet)
+    assert tokens(beside.completers[after]) == alone[AdapterRef(adapters["two"])]
+    assert tokens(beside.completers[None]) == alone[None]
+
+
 def test_no_kv_entry_serves_another_adapter(
     tiny_model_dir: Path, adapters: dict[str, str], alone: dict[AdapterRef | None, list[int]]
 ) -> None:

@@ -11,8 +11,9 @@ cut the evaluation holds out. This module adds what only training needs:
   (`lsp_server.model.next_edit.training_pair`, `fit_history`), the target being
   the window as it will be, ended by the format's end marker;
 - a token budget: commits are read newest first (the code most like today's)
-  until the examples hold `budget` tokens, so a long history trains in the
-  time the user chose.
+  until the examples hold `budget` tokens, or until the share of the run's time
+  budget that reading them may take is spent (`stop`), so a long history trains
+  in the time the user chose.
 
 Pure apart from the miner's git reads.
 """
@@ -69,6 +70,20 @@ class NextEditSet:
         }
 
 
+def combine(first: NextEditSet, second: NextEditSet) -> NextEditSet:
+    """Both sets' examples (`first`'s, then `second`'s) and counts."""
+    return NextEditSet(
+        first.pairs + second.pairs,
+        first.commits + second.commits,
+        edit_due=first.edit_due + second.edit_due,
+        no_edit=first.no_edit + second.no_edit,
+        partly_typed=first.partly_typed + second.partly_typed,
+        dropped_too_long=first.dropped_too_long + second.dropped_too_long,
+        commits_read=first.commits_read + second.commits_read,
+        commits_before_cut=first.commits_before_cut + second.commits_before_cut,
+    )
+
+
 @dataclass(frozen=True)
 class Layout:
     """How the server asks: the format, its tokenizer, the window and history budget."""
@@ -110,17 +125,19 @@ def build(
     partial_rate: float,
     seed: int,
     progress: Callable[[int], object] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> NextEditSet:
     """The examples of `commits` (kept ones, oldest first: those before the cut),
-    tokenized, newest commits first until they hold `budget` tokens; `partial_rate` of
-    the edit-due ones shown partly typed instead. Returned newest commit last."""
+    tokenized, newest commits first until they hold `budget` tokens or `stop` says the
+    time for reading them is up (a time budget's share); `partial_rate` of the edit-due
+    ones shown partly typed instead. Returned newest commit last."""
     chosen: list[tuple[list[int], list[int]]] = []
     sources: list[str] = []
     counts = {"due": 0, "none": 0, "partial": 0, "long": 0}
     seen: set[str] = set()
     used = read = 0
     newest_first = list(reversed(commits))
-    while used < budget and read < len(newest_first):
+    while used < budget and read < len(newest_first) and not (stop and read and stop()):
         chunk = newest_first[read : read + COMMITS_PER_ROUND][::-1]
         read += len(chunk)
         found = history.examples(chunk, window_lines=layout.window_lines, progress=progress)

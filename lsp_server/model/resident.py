@@ -16,12 +16,17 @@ base weights of the adapted layers are saved before merging and restored after
 Every call that changes or selects adapters runs under `lock`, together with the
 generation that follows (see wiring.AdapterEngine), so a request never runs on
 weights half-way through a change.
+
+A folder asked for again after its weights were replaced (`finetune` updated the
+adapter in place: an incremental run, or a new run into the same folder) is loaded
+again: the weights file's identity (inode, size, modification time) tells.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from collections.abc import Collection
 from pathlib import Path
@@ -54,6 +59,7 @@ class ResidentAdapters:
         self.lock = threading.RLock()
         self.peft: Any = None  # the PeftModel once an adapter is loaded
         self.loaded: dict[str, tuple[str, AdapterInfo]] = {}  # folder -> (PEFT name, info)
+        self._weights: dict[str, tuple[int, ...] | None] = {}  # folder -> its weights' identity
         self.merged: str | None = None  # the folder whose weights are merged in
         self._selected: object = None
         self._saved: dict[str, Any] = {}  # bf16/fp16 base weights of LoRA layers, merged
@@ -79,9 +85,12 @@ class ResidentAdapters:
         errors: dict[str, str] = {}
         with self.lock:
             for new in dict.fromkeys(wanted):
-                if new is not None and new not in self.loaded:
+                if new is None:
+                    continue
+                replaced = new in self.loaded and self._weights.get(new) != _identity(new)
+                if new not in self.loaded or replaced:
                     try:
-                        self._add(new)
+                        self._reload(new) if replaced else self._add(new)
                     except CodetailorError as exc:
                         log.info("cannot load adapter %s: %s", new, exc)  # the caller reports it
                         errors[new] = str(exc)
@@ -154,11 +163,22 @@ class ResidentAdapters:
                 f"{_first_line(exc)}"
             ) from exc
         self.loaded[folder] = (name, AdapterInfo(path=path, meta=meta))
+        self._weights[folder] = _identity(folder)
         self._selected = _NOTHING  # load_adapter leaves the active adapter as it was
+
+    def _reload(self, folder: str) -> None:
+        """Load `folder`'s new weights under a new name, then drop the old ones (a failure
+        leaves the old ones loaded)."""
+        old = self.loaded[folder][0]
+        self._add(folder)
+        self.peft.base_model.set_adapter(self.loaded[folder][0])
+        self.peft.base_model.delete_adapter(old)
+        self._selected = _NOTHING
 
     def _remove(self, folder: str) -> None:
         self._unmerge()
         name, _ = self.loaded.pop(folder)
+        self._weights.pop(folder, None)
         if not self.loaded:  # the last one: take the LoRA layers out of the model
             self.peft.base_model.unload()
             self.peft = None
@@ -198,6 +218,15 @@ class ResidentAdapters:
 
 
 _NOTHING = object()  # "no adapter selected yet" (None means the base model)
+
+
+def _identity(folder: str) -> tuple[int, ...] | None:
+    """The adapter weights file's inode, size and modification time (None: unreadable)."""
+    try:
+        info = os.stat(Path(folder) / "adapter_model.safetensors")
+    except OSError:
+        return None
+    return info.st_ino, info.st_size, info.st_mtime_ns
 
 
 def _made_for(path: Path) -> str:
