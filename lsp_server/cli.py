@@ -19,9 +19,10 @@ from lsp_server import __version__
 from lsp_server.errors import CodetailorError
 from lsp_server.model import preflight
 from lsp_server.repo.files import read_source
+from lsp_server.session.adapter_choice import AdapterChoice
 from lsp_server.session.documents import LINE_BREAK, line_bounds, offset_at
 from lsp_server.session.settings import parse_engine
-from lsp_server.spec import AdapterRef, ModelSpec
+from lsp_server.spec import ModelSpec
 
 log = logging.getLogger("codetailor")
 
@@ -44,7 +45,8 @@ def _add_model_args(p: argparse.ArgumentParser, *, adapter: str | None = None) -
     if adapter == "auto":
         help_text = (
             "auto (default: the adapter registered for the workspace's repository, picked up "
-            "again when a fine-tune registers a new one), none (the base model), or " + help_text
+            "again when a fine-tune registers a new one, else the general adapter shipped for "
+            "the default model), none (the base model), or " + help_text
         )
     p.add_argument("--adapter", default=adapter, help=help_text)
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda[:N] or mps")
@@ -89,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Complete FILE at LINE:COL (1-based; the cursor stands before COL).",
     )
     complete.add_argument("location", metavar="FILE:LINE:COL")
-    _add_model_args(complete)
+    _add_model_args(complete, adapter="auto")
     complete.add_argument("--max-tokens", type=int, default=64, help="most tokens to generate")
     complete.add_argument(
         "--mode", choices=("auto", "line", "block"), default="auto", help="how much to complete"
@@ -308,14 +310,18 @@ def cmd_complete(args: argparse.Namespace) -> int:
     from lsp_server.model.factory import load_completers
 
     # With `--engine openai:URL` only the tokenizer loads: the server generates.
-    loaded = load_completers(model_spec(args), [adapter(args)], reuse=not args.no_cache)
+    choice = adapter_choice(args.adapter, args.model, args.engine, path)
+    loaded = load_completers(model_spec(args), [choice.ref], reuse=not args.no_cache)
     model = loaded.model
     log.info(
         "loaded %s on %s/%s in %.1f s", model.name, model.device, model.dtype, model.load_seconds
     )
+    refused = loaded.failed.get(choice.ref)  # the general adapter, made for other weights
+    reason = f"{refused}: base model" if refused else choice.reason
     facts: dict[str, Any] = {
         "model": model.name,
         "adapter": str(model.adapter.path) if model.adapter else None,
+        "adapter_reason": reason,
         "device": model.device,
         "dtype": model.dtype,
         "load_ms": round(model.load_seconds * 1000),
@@ -345,11 +351,33 @@ def model_spec(args: argparse.Namespace) -> ModelSpec:
     )
 
 
-def adapter(args: argparse.Namespace) -> AdapterRef | None:
-    """The adapter `--adapter` names: a folder, or a registered name resolved to its folder."""
-    from lsp_server.model.registry import adapter_ref
+def adapter_choice(
+    setting: str | None, model: str | None, engine: str, where: Path | None = None
+) -> AdapterChoice:
+    """The adapter a command uses, and why, as the server chooses one for a workspace:
+    `--adapter` names a folder or a registered name, `none` the base model; `auto` (or
+    nothing) the adapter registered for the repository holding `where` (when given), else
+    the general adapter shipped for `model`, unless `engine` is a remote one."""
+    from lsp_server.model import registry
+    from lsp_server.model.shipped import shipped_adapter
+    from lsp_server.session.adapter_choice import choose_adapter
+    from lsp_server.spec import AUTO, is_auto
 
-    return adapter_ref(args.adapter)
+    setting = setting or AUTO
+    folder = where.expanduser().resolve() if where is not None else None
+    root = str(folder.parent if folder.is_file() else folder) if folder is not None else None
+    registered = registry.registered_for(root, model) if is_auto(setting) and root else None
+    local = parse_engine(engine) is None
+    choice = choose_adapter(
+        setting,
+        root,
+        registered,
+        command_line=setting,
+        resolve=registry.resolve_adapter,
+        general=shipped_adapter(model) if local else None,
+    )
+    log.info("adapter %s: %s", choice.adapter or "none", choice.reason)
+    return choice
 
 
 def print_completions(

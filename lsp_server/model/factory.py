@@ -28,6 +28,7 @@ from typing import Any
 from lsp_server.completion.completer import Completer
 from lsp_server.completion.prompt import PromptFormat, get_format
 from lsp_server.errors import CodetailorError
+from lsp_server.model import shipped
 from lsp_server.model.engine import Engine, PrefixCache
 from lsp_server.model.loading import LoadedModel, load_model, merges_adapters
 from lsp_server.model.remote import RemoteEngine
@@ -88,6 +89,12 @@ class Loaded:
         engine = completer.engine
         return engine.cache if isinstance(engine, (AdapterEngine, Engine)) else None
 
+    @property
+    def answering(self) -> AdapterRef | None:
+        """The adapter whose completer answers by default (None: the base model), which is
+        the one asked for first unless it was refused (see `failed`)."""
+        return next((a for a, c in self.completers.items() if c is self.completer), None)
+
     def engine(self, adapter: AdapterRef | None = None) -> Engine:
         """The local engine over token ids answering for `adapter` (for benchmarks that
         drive it directly); a CodetailorError for a remote engine."""
@@ -132,7 +139,8 @@ def load_completers(
             log.warning("%s", INT8_NOTE)
         fmt = _format(spec, loaded, report)
         completer = completer_over(loaded, prompt_format=fmt, window=window, reuse=reuse)
-        return Loaded(completer, loaded, fmt.name, {wanted[0]: completer}, mode="int8")
+        kept, refused = _shipped_fit(wanted[:1], loaded)
+        return Loaded(completer, loaded, fmt.name, {kept[0]: completer}, None, refused, "int8")
     resident = ResidentAdapters(
         loaded.model, loaded.source, loaded.fingerprint, merges=merges_adapters(loaded.dtype)
     )
@@ -180,8 +188,9 @@ class _Held:
     def hold(self, spec: ModelSpec, wanted: list[AdapterRef | None], report: Report) -> Loaded:
         """The adapters in `wanted` (the default first) on the base model, one completer each."""
         resident, old = self.resident, self.completers
+        wanted, refused = _shipped_fit(wanted, self.base)
         errors = resident.add([folder(a) for a in wanted])  # the old go once the new are ready
-        failed: dict[AdapterRef | None, str] = {
+        failed: dict[AdapterRef | None, str] = refused | {
             a: errors[a.path] for a in wanted if a is not None and a.path in errors
         }
         default = wanted[0]
@@ -212,6 +221,21 @@ class _Held:
         engine = Engine(self.backend, cache=PrefixCache(), reuse=self.reuse)
         selecting = AdapterEngine(engine, self.resident, folder(adapter))
         return Completer(selecting, self.base.tokenizer, fmt, window_tokens=self.window)
+
+
+def _shipped_fit(
+    wanted: list[AdapterRef | None], base: LoadedModel
+) -> tuple[list[AdapterRef | None], dict[AdapterRef | None, str]]:
+    """`wanted` with the shipped general adapter left out where it was made for other
+    weights than `base`'s (the base model answers in its place, said once at WARNING:
+    shipped.refusal), and {that adapter: why}."""
+    refused: dict[AdapterRef | None, str] = {}
+    for adapter in wanted:
+        why = shipped.refusal(folder(adapter), base.name, base.fingerprint)
+        if adapter is not None and why:
+            refused[adapter] = why
+    kept = [None if a in refused else a for a in wanted]
+    return list(dict.fromkeys(kept)), refused
 
 
 def _format(spec: ModelSpec, loaded: LoadedModel, report: Report) -> PromptFormat:
