@@ -108,8 +108,10 @@ def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def check_size(folder: Path, limit: int = MAX_BYTES) -> int:
-    """The folder's size in bytes; a CodetailorError (one line) when it is over `limit`."""
+def check_size(folder: Path, limit: int | None = None) -> int:
+    """The folder's size in bytes; a CodetailorError (one line) when it is over `limit`
+    (default MAX_BYTES)."""
+    limit = MAX_BYTES if limit is None else limit
     size = folder_bytes(folder)
     if size > limit:
         raise CodetailorError(
