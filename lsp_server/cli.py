@@ -19,7 +19,6 @@ from lsp_server import __version__
 from lsp_server.errors import CodetailorError
 from lsp_server.model import preflight
 from lsp_server.repo.files import read_source
-from lsp_server.session.adapter_choice import AdapterChoice
 from lsp_server.session.documents import LINE_BREAK, line_bounds, offset_at
 from lsp_server.session.settings import parse_engine
 from lsp_server.spec import ModelSpec
@@ -307,9 +306,10 @@ def cmd_complete(args: argparse.Namespace) -> int:
         raise CodetailorError("--repeat and --max-tokens must be at least 1")
 
     args.engine = engine_setting(args)
+    # With `--engine openai:URL` only the tokenizer loads: the server generates.
+    from lsp_server.commands.adapter import adapter_choice
     from lsp_server.model.factory import load_completers
 
-    # With `--engine openai:URL` only the tokenizer loads: the server generates.
     choice = adapter_choice(args.adapter, args.model, args.engine, path)
     loaded = load_completers(model_spec(args), [choice.ref], reuse=not args.no_cache)
     model = loaded.model
@@ -349,35 +349,6 @@ def model_spec(args: argparse.Namespace) -> ModelSpec:
         prompt_format=args.prompt_format,
         trust_remote_code=args.trust_remote_code,
     )
-
-
-def adapter_choice(
-    setting: str | None, model: str | None, engine: str, where: Path | None = None
-) -> AdapterChoice:
-    """The adapter a command uses, and why, as the server chooses one for a workspace:
-    `--adapter` names a folder or a registered name, `none` the base model; `auto` (or
-    nothing) the adapter registered for the repository holding `where` (when given), else
-    the general adapter shipped for `model`, unless `engine` is a remote one."""
-    from lsp_server.model import registry
-    from lsp_server.model.shipped import shipped_adapter
-    from lsp_server.session.adapter_choice import choose_adapter
-    from lsp_server.spec import AUTO, is_auto
-
-    setting = setting or AUTO
-    folder = where.expanduser().resolve() if where is not None else None
-    root = str(folder.parent if folder.is_file() else folder) if folder is not None else None
-    registered = registry.registered_for(root, model) if is_auto(setting) and root else None
-    local = parse_engine(engine) is None
-    choice = choose_adapter(
-        setting,
-        root,
-        registered,
-        command_line=setting,
-        resolve=registry.resolve_adapter,
-        general=shipped_adapter(model) if local else None,
-    )
-    log.info("adapter %s: %s", choice.adapter or "none", choice.reason)
-    return choice
 
 
 def print_completions(

@@ -185,6 +185,17 @@ def test_complete_serves_the_general_adapter_unless_none_or_the_repository_has_i
     assert mine["adapter"] == str(own) and "registered for" in mine["adapter_reason"]
 
 
+def test_adapters_show_names_the_general_adapter_where_a_repository_has_none(
+    smol, tmp_path, monkeypatch, capsys
+):
+    folder = adapter_for(smol, tmp_path / "general", name=DEFAULT_MODEL)
+    monkeypatch.setattr(shipped, "SHIPPED", {DEFAULT_MODEL: folder})
+    repo = git_repo(tmp_path / "repo")
+    assert main(["adapters", "show", str(repo)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["path"] == str(folder) and GENERAL_REASON in shown["matched_by"]
+
+
 # --- loading it: refused for other weights; int4 -----------------------------------------
 
 
@@ -192,21 +203,23 @@ def greedy(completer) -> str:
     return completer.complete(TEXT, len(TEXT), max_tokens=8).text
 
 
+@pytest.mark.parametrize("dtype", ["float32", "int8"])
 def test_a_general_adapter_for_other_weights_is_refused_at_load_and_the_base_serves(
-    smol, tmp_path, monkeypatch, caplog
+    smol, tmp_path, monkeypatch, caplog, dtype
 ):
     folder = adapter_for(smol, tmp_path / "general", fp="0123456789abcdef")
     monkeypatch.setattr(shipped, "SHIPPED", {smol.name: folder})
     ref = shipped.shipped_adapter(str(smol))
     assert ref is not None  # its name fits: only the loaded weights tell
-    loaded = load_completers(ModelSpec(model=str(smol)), [ref])
-    assert loaded.model.adapter is None and loaded.mode == "base"
+    spec = ModelSpec(model=str(smol), dtype=dtype)
+    loaded = load_completers(spec, [ref])
+    assert loaded.model.adapter is None and loaded.mode in ("base", "int8")
     assert loaded.answering is None and "other weights" in loaded.failed[ref]
-    base = load_completers(ModelSpec(model=str(smol)), [None])
+    base = load_completers(spec, [None])
     assert greedy(loaded.completer) == greedy(base.completer)
     [line] = warnings_of(caplog)
     assert "0123456789abcdef" in line and "serving the base model" in line
-    load_completers(ModelSpec(model=str(smol)), [ref])
+    load_completers(spec, [ref])
     assert len(warnings_of(caplog)) == 1  # once per process
 
 

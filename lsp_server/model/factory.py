@@ -126,13 +126,7 @@ def load_completers(
     if spec.engine is not None:  # only the tokenizer loads here: the server at the URL generates
         return load_remote(spec, wanted, report, window=window)
     int8 = spec.dtype == "int8"
-    loaded = load_model(
-        spec.model,
-        adapter=folder(wanted[0]) if int8 else None,
-        device=spec.device,
-        dtype=spec.dtype,
-        trust_remote_code=spec.trust_remote_code,
-    )
+    loaded = _load_int8(spec, wanted[0]) if int8 else _load(spec, None)
     report("report", f"loaded {loaded.name} on {loaded.device} in {loaded.load_seconds:.1f} s", 80)
     if int8:  # quantized layers take no LoRA: the default adapter merged before quantizing
         if len(wanted) > 1:
@@ -148,6 +142,31 @@ def load_completers(
     backend = local_backend(loaded, spec.compile, window_tokens=window)
     held = _Held(loaded, resident, {}, backend, reuse, window)
     return held.hold(spec, wanted, report)
+
+
+def _load(spec: ModelSpec, adapter: AdapterRef | None) -> LoadedModel:
+    return load_model(
+        spec.model,
+        adapter=folder(adapter),
+        device=spec.device,
+        dtype=spec.dtype,
+        trust_remote_code=spec.trust_remote_code,
+    )
+
+
+def _load_int8(spec: ModelSpec, adapter: AdapterRef | None) -> LoadedModel:
+    """int8 weights with `adapter` merged in before quantizing; without it where it is the
+    shipped general adapter made for other weights (its base fingerprint is known only once
+    the weights are: loaded again, and `shipped.refusal` says why, once)."""
+    try:
+        return _load(spec, adapter)
+    except CodetailorError:
+        if not shipped.is_shipped(folder(adapter)):
+            raise
+    loaded = _load(spec, None)
+    if not shipped.refusal(folder(adapter), loaded.name, loaded.fingerprint):
+        raise CodetailorError(f"cannot load the general adapter {folder(adapter)}")
+    return loaded
 
 
 def resync(

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lsp_server.errors import CodetailorError
-from lsp_server.model import shipped
 from lsp_server.model.adapter_meta import AdapterMeta, check_prompt_format, read_meta
 
 log = logging.getLogger("codetailor.models")
@@ -434,8 +433,6 @@ def load_model(
 
         quantize_cached(model, source, location, cache_home())  # packed once, then read back
     info = None
-    if adapter is not None and shipped.refusal(adapter, source.name, fingerprint):
-        adapter = None  # the shipped general adapter, made for other weights: the base serves
     if adapter is not None:
         merge = merges_adapters(dtype)
         model, info = apply_adapter(model, Path(adapter), source, fingerprint, merge=merge)

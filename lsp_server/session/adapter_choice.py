@@ -17,7 +17,16 @@ from pathlib import PurePath
 from typing import Any
 
 from lsp_server.session.folders import WorkspaceFolders
-from lsp_server.spec import AUTO, AdapterRef, Adapters, Registered, fixed_adapter, folder, is_auto
+from lsp_server.spec import (
+    AUTO,
+    GENERAL_REASON,
+    AdapterRef,
+    Adapters,
+    Registered,
+    fixed_adapter,
+    folder,
+    is_auto,
+)
 
 __all__ = [
     "GENERAL_REASON",
@@ -84,9 +93,6 @@ def choose_adapter(
         why = f"{registered.name} is registered for {root} ({registered.how}) but was "
         return _fallback(general, why + registered.refused)
     return AdapterChoice(registered.ref, f"registered for {root} ({registered.how})")
-
-
-GENERAL_REASON = "the general adapter shipped for this base model"
 
 
 def _fallback(general: AdapterRef | None, why: str) -> AdapterChoice:

@@ -55,6 +55,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument("--details", action="store_true", help="also print every task's result")
+    _next_edit_options(p)
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    p.set_defaults(func=run)
+
+
+def _next_edit_options(p: argparse.ArgumentParser) -> None:
+    """`eval --next-edit` and the options that go with it."""
     p.add_argument(
         "--next-edit",
         action="store_true",
@@ -82,8 +89,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the default) or the earlier ones (train: to tune on a repository you will not "
         "report on)",
     )
-    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -230,7 +235,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
 def _choose_adapter(args: argparse.Namespace) -> None:
     """Resolve `--adapter` as the server would for REPO (`lsp_server.cli.adapter_choice`):
     `args.adapter` becomes the folder (None: the base model), `args.adapter_reason` why."""
-    from lsp_server.cli import adapter_choice
+    from lsp_server.commands.adapter import adapter_choice
 
     choice = adapter_choice(args.adapter, args.model, "local", args.repo)
     args.adapter, args.adapter_reason = choice.adapter, choice.reason
