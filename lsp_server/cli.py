@@ -306,11 +306,11 @@ def cmd_complete(args: argparse.Namespace) -> int:
         raise CodetailorError("--repeat and --max-tokens must be at least 1")
 
     args.engine = engine_setting(args)
-    # With `--engine openai:URL` only the tokenizer loads: the server generates.
     from lsp_server.commands.adapter import adapter_choice
     from lsp_server.model.factory import load_completers
 
     choice = adapter_choice(args.adapter, args.model, args.engine, path)
+    # With `--engine openai:URL` only the tokenizer loads: the server generates.
     loaded = load_completers(model_spec(args), [choice.ref], reuse=not args.no_cache)
     model = loaded.model
     log.info(

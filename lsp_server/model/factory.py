@@ -160,12 +160,13 @@ def _load_int8(spec: ModelSpec, adapter: AdapterRef | None) -> LoadedModel:
     the weights are: loaded again, and `shipped.refusal` says why, once)."""
     try:
         return _load(spec, adapter)
-    except CodetailorError:
+    except CodetailorError as exc:
         if not shipped.is_shipped(folder(adapter)):
             raise
+        error = exc
     loaded = _load(spec, None)
     if not shipped.refusal(folder(adapter), loaded.name, loaded.fingerprint):
-        raise CodetailorError(f"cannot load the general adapter {folder(adapter)}")
+        raise error  # it fits these weights: what failed was something else
     return loaded
 
 
