@@ -120,3 +120,16 @@ def test_standard_library_is_left_alone() -> None:
 )
 def test_ordinary_code_is_left_alone(text: str, path: str) -> None:
     assert redact(text, path) == (text, Counter())
+
+
+def test_an_alphabet_literal_is_left_alone_and_does_not_hang_the_scan() -> None:
+    """base64's alphabet (TheAlgorithms/Python's ciphers) sent the identifier rule into
+    exponential backtracking: the scan of one line never ended. It ends, and keeps it."""
+    import threading
+
+    line = 'B64_CHARSET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"\n'
+    done: list[tuple[str, Counter[str]]] = []
+    scan = threading.Thread(target=lambda: done.append(redact(line)), daemon=True)
+    scan.start()
+    scan.join(timeout=60)  # a liveness bound, not a speed target: it takes milliseconds
+    assert done == [(line, Counter())]

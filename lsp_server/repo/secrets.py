@@ -270,8 +270,14 @@ _PLACEHOLDER = re.compile(
 )
 _PLACEHOLDER_IN = re.compile(r"<[A-Z_]+>")  # what an earlier rule put in
 _FORMAT = re.compile(r"%[-+ #0]*\d*(?:\.\d+)?[sdrfxi]|\{[^}]*\}")
-# CamelCase and snake_case names with numbers (`Qwen2_5OmniThinkerForGeneration`).
-_WORDS = re.compile(r"(?:[A-Z][a-z]{2,}|[a-z]{2,}|[A-Z]{2,}(?![a-z])|[0-9_]+)+")
+# CamelCase and snake_case names with numbers (`Qwen2_5OmniThinkerForGeneration`). Each
+# piece is as long as it can be (a run of capitals ends where a capitalised word starts), so
+# a run splits one way only: with `[A-Z]{2,}` free to end anywhere, an alphabet such as
+# `ABC...XYZabc...xyz0123456789+/` (base64's) took exponential time to not match.
+_WORDS = re.compile(
+    r"(?:[A-Z][a-z]{2,}(?![a-z])|[a-z]{2,}(?![a-z])|[A-Z]{2,}(?![A-Za-z])"
+    r"|[A-Z]{2,}(?=[A-Z][a-z])|[0-9_]+(?![0-9_]))+"
+)
 # A comment, or a shell-style `export NAME=value` / `NAME=value command` line.
 _COMMENT = re.compile(r"^\s*(?:#|//|/\*|\*|--|;|<!--|export\s|[A-Z][A-Z0-9_]*=)|\s(?:#|//|/\*)\s")
 _CONFIG_NAMES = re.compile(
