@@ -371,6 +371,18 @@ def test_the_training_folder_holds_the_permitted_files_as_committed(source_repo,
     }
 
 
+def test_a_fetched_source_is_read_from_the_cache_and_only_https_is_fetched(source_repo, tmp_path):
+    from lsp_server.repo.git import fetch_commit
+
+    source, repo = source_repo
+    cache = tmp_path / "cache"
+    git(tmp_path, "clone", "-q", "--bare", str(repo), str(cache / f"{source.slug}.git"))
+    assert general.locate(source, None, cache) == cache / f"{source.slug}.git"
+    for url in (f"file://{repo}", f"ext::sh -c touch% {tmp_path}/ran", str(repo)):
+        assert not fetch_commit(url, source.commit, tmp_path / "fetched")
+    assert not (tmp_path / "ran").exists() and not (tmp_path / "fetched").exists()
+
+
 def test_a_missing_source_says_where_it_looked(source_repo, tmp_path):
     source, _ = source_repo
     with pytest.raises(CodetailorError, match="no checkout of acme/tools"):
