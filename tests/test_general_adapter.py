@@ -86,6 +86,7 @@ def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
 def test_the_general_adapter_serves_its_base_model_and_no_other(smol, shipped_here):
     assert shipped.shipped_adapter(str(smol)) == AdapterRef(str(shipped_here), shipped.NAME)
     assert shipped.shipped_adapter("Qwen/Qwen2.5-Coder-1.5B") is None
+    assert shipped.shipped_adapter(f"HuggingFaceTB/{smol.name}") is None  # another model's id
     assert shipped.is_shipped(shipped_here) and not shipped.is_shipped(smol)
 
 

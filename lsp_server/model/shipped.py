@@ -47,7 +47,7 @@ def shipped_adapter(base: str | None) -> AdapterRef | None:
     from lsp_server.model.registry import base_name, same_base
 
     name = base_name(base)
-    folder = next((f for n, f in SHIPPED.items() if same_base(n, name)), None)
+    folder = SHIPPED.get(name)  # by exact name: a hub model of the same family is not it
     if folder is None or not folder.is_dir():
         return None
     missing = [f for f in REQUIRED if not (folder / f).is_file()]
