@@ -301,7 +301,7 @@ def export(
     try:
         half_weights(adapter / "adapter_model.safetensors", staging / "adapter_model.safetensors")
         shutil.copyfile(adapter / "adapter_config.json", staging / "adapter_config.json")
-        shutil.copyfile(adapter / "finetune.yaml", staging / "finetune.yaml")
+        write_recipe(adapter / "finetune.yaml", staging / "finetune.yaml", out.name)
         meta = read_meta(adapter)
         if meta is None:
             raise CodetailorError(f"{adapter} has no codetailor.json: not made by finetune")
@@ -330,6 +330,15 @@ def half_weights(source: Path, target: Path) -> None:
     if bad:
         raise CodetailorError(f"{source}: {bad[0]} does not fit float16; keep float32")
     save_file(half, str(target), metadata={"format": "pt"})
+    target.chmod(0o644)  # installed for every user to read (it is written as 0600)
+
+
+def write_recipe(source: Path, target: Path, name: str) -> None:
+    """The resolved config beside the weights, without the paths of the machine that built it
+    (`repo`: the training folder, `out`: its scratch copy)."""
+    text = source.read_text()
+    text = re.sub(r"(?m)^repo: .*$", "repo: the sources in SOURCES.md", text)
+    target.write_text(re.sub(r"(?m)^out: .*$", f"out: {name}", text))
 
 
 def write_sources(

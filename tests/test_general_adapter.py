@@ -395,7 +395,9 @@ def test_the_exported_folder_is_what_the_server_serves(
 ):
     source, repo = source_repo
     trained = adapter_for(smol, tmp_path / "work" / "adapter", fp=fingerprint)
-    (trained / "finetune.yaml").write_text("seq_len: 512\n")
+    (trained / "finetune.yaml").write_text(
+        f"repo: {tmp_path}/corpus\nout: {trained}\nseq_len: 512\n"
+    )
     corpus = {source.repo: {"files": 2}}
     out = tmp_path / "adapters" / "smol-general"
     size = general.export(trained, out, [(source, repo)], corpus)
@@ -407,6 +409,8 @@ def test_the_exported_folder_is_what_the_server_serves(
     meta = json.loads((out / "codetailor.json").read_text())
     assert meta["repository"] == {"name": "smol-general", "sources": [source.as_dict()]}
     assert source.commit in (out / "SOURCES.md").read_text()
+    assert str(tmp_path) not in (out / "finetune.yaml").read_text() + json.dumps(meta)
+    assert (out / "adapter_model.safetensors").stat().st_mode & 0o444 == 0o444  # all may read
     assert "Copyright (c) Acme" in (out / "LICENSES" / "acme+tools-LICENSE").read_text()
     monkeypatch.setattr(shipped, "SHIPPED", {smol.name: out})
     loaded = load_completers(ModelSpec(model=str(smol)), [shipped.shipped_adapter(str(smol))])
