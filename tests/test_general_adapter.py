@@ -428,7 +428,10 @@ def test_the_exported_folder_is_what_the_server_serves(
 @pytest.mark.skipif(
     not shipped.SHIPPED[DEFAULT_MODEL].is_dir(), reason="the general adapter is not built yet"
 )
-def test_the_shipped_adapter_loads_on_the_default_model_in_the_learned_format():
+def test_the_shipped_adapter_loads_on_the_default_model_in_the_learned_format(
+    session_home, monkeypatch
+):
+    monkeypatch.setenv("CODETAILOR_HOME", str(session_home))  # the slow tests' conversion
     ref = shipped.shipped_adapter(None)
     assert ref is not None
     shipped.check_size(Path(ref.path))
@@ -436,3 +439,6 @@ def test_the_shipped_adapter_loads_on_the_default_model_in_the_learned_format():
     assert loaded.model.adapter is not None and not loaded.failed
     assert loaded.prompt_format == "smollm2-fim"
     assert "SOURCES.md" in {p.name for p in Path(ref.path).iterdir()}
+    before, after = "def add(a, b):\n    return ", "\n\n\nprint(add(1, 2))\n"
+    result = loaded.completer.complete(before + after, len(before), max_tokens=8)
+    assert "print(add(1, 2))" in result.prompt  # the suffix reaches the default model
