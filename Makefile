@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.codetailor-installed
 ARGS ?=
 
-.PHONY: install serve test typecheck test-fast test-vscode test-vscode-e2e editors-deps lint bench bench-gpu clean
+.PHONY: install serve test typecheck test-fast test-vscode test-vscode-e2e editors-deps lint bench bench-gpu general-adapter clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -76,6 +76,13 @@ bench: $(STAMP)
 # models on the CPU where there is no CUDA): `codetailor bench gpu`.
 bench-gpu: $(STAMP)
 	$(VENV)/bin/codetailor bench gpu --out bench-out/gpu.json $(ARGS)
+
+# Rebuild the general adapter shipped for the default model (lsp_server/adapters/): fetch the
+# pinned sources of finetune/general_sources.json (or ARGS="--sources DIR" with checkouts),
+# train with finetune/configs/general-smollm2.yaml, write it in half precision with its
+# SOURCES.md. Hours on a laptop CPU; ARGS="--max-steps N" shortens it, "--resume" continues.
+general-adapter: $(STAMP)
+	$(PY) -m finetune.general $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check lsp_server finetune tests

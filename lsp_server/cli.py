@@ -21,7 +21,7 @@ from lsp_server.model import preflight
 from lsp_server.repo.files import read_source
 from lsp_server.session.documents import LINE_BREAK, line_bounds, offset_at
 from lsp_server.session.settings import parse_engine
-from lsp_server.spec import AdapterRef, ModelSpec
+from lsp_server.spec import ModelSpec
 
 log = logging.getLogger("codetailor")
 
@@ -44,7 +44,8 @@ def _add_model_args(p: argparse.ArgumentParser, *, adapter: str | None = None) -
     if adapter == "auto":
         help_text = (
             "auto (default: the adapter registered for the workspace's repository, picked up "
-            "again when a fine-tune registers a new one), none (the base model), or " + help_text
+            "again when a fine-tune registers a new one, else the general adapter shipped for "
+            "the default model), none (the base model), or " + help_text
         )
     p.add_argument("--adapter", default=adapter, help=help_text)
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda[:N] or mps")
@@ -89,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Complete FILE at LINE:COL (1-based; the cursor stands before COL).",
     )
     complete.add_argument("location", metavar="FILE:LINE:COL")
-    _add_model_args(complete)
+    _add_model_args(complete, adapter="auto")
     complete.add_argument("--max-tokens", type=int, default=64, help="most tokens to generate")
     complete.add_argument(
         "--mode", choices=("auto", "line", "block"), default="auto", help="how much to complete"
@@ -305,17 +306,22 @@ def cmd_complete(args: argparse.Namespace) -> int:
         raise CodetailorError("--repeat and --max-tokens must be at least 1")
 
     args.engine = engine_setting(args)
+    from lsp_server.commands.adapter import adapter_choice
     from lsp_server.model.factory import load_completers
 
+    choice = adapter_choice(args.adapter, args.model, args.engine, path)
     # With `--engine openai:URL` only the tokenizer loads: the server generates.
-    loaded = load_completers(model_spec(args), [adapter(args)], reuse=not args.no_cache)
+    loaded = load_completers(model_spec(args), [choice.ref], reuse=not args.no_cache)
     model = loaded.model
     log.info(
         "loaded %s on %s/%s in %.1f s", model.name, model.device, model.dtype, model.load_seconds
     )
+    refused = loaded.failed.get(choice.ref)  # the general adapter, made for other weights
+    reason = f"{refused}: base model" if refused else choice.reason
     facts: dict[str, Any] = {
         "model": model.name,
         "adapter": str(model.adapter.path) if model.adapter else None,
+        "adapter_reason": reason,
         "device": model.device,
         "dtype": model.dtype,
         "load_ms": round(model.load_seconds * 1000),
@@ -343,13 +349,6 @@ def model_spec(args: argparse.Namespace) -> ModelSpec:
         prompt_format=args.prompt_format,
         trust_remote_code=args.trust_remote_code,
     )
-
-
-def adapter(args: argparse.Namespace) -> AdapterRef | None:
-    """The adapter `--adapter` names: a folder, or a registered name resolved to its folder."""
-    from lsp_server.model.registry import adapter_ref
-
-    return adapter_ref(args.adapter)
 
 
 def print_completions(

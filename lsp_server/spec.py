@@ -19,6 +19,8 @@ from typing import Literal
 
 AUTO = "auto"
 NONE = "none"
+# Why `auto` chose the adapter shipped for the base model (lsp_server.model.shipped).
+GENERAL_REASON = "the general adapter shipped for this base model"
 
 
 @dataclass(frozen=True)

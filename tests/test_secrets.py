@@ -145,3 +145,16 @@ def test_a_long_run_of_letters_that_fails_at_its_end_is_read_in_linear_time() ->
     line = "x = '" + "ab" * 40 + "-" + "Q" * 3 + "'\n"
     assert redact(line * 3) == (line * 3, Counter())
     assert not words_only("a" * 10_000 + "+")
+
+
+def test_an_alphabet_literal_is_left_alone_and_does_not_hang_the_scan() -> None:
+    """base64's alphabet (TheAlgorithms/Python's ciphers) sent the identifier rule into
+    exponential backtracking: the scan of one line never ended. It ends, and keeps it."""
+    import threading
+
+    line = 'B64_CHARSET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"\n'
+    done: list[tuple[str, Counter[str]]] = []
+    scan = threading.Thread(target=lambda: done.append(redact(line)), daemon=True)
+    scan.start()
+    scan.join(timeout=60)  # a liveness bound, not a speed target: it takes milliseconds
+    assert done == [(line, Counter())]

@@ -201,8 +201,10 @@ def announce(
     first client's settings find it loading or ready, as a later client's do)."""
     from lsp_server.model import registry
     from lsp_server.model.loading import DEFAULT_MODEL
+    from lsp_server.model.shipped import shipped_adapter
     from lsp_server.session.adapter_choice import choose_adapter
     from lsp_server.session.model_choice import model_spec
+    from lsp_server.session.settings import parse_engine
 
     where = f"{address[0]}:{address[1]}" if address else None
     what = "a code-completion language server (LSP)"
@@ -216,7 +218,10 @@ def announce(
         None,
         command_line=startup.adapter,
         resolve=registry.resolve_adapter,
+        general=shipped_adapter(startup.model) if parse_engine(startup.engine) is None else None,
     )
+    if choice.ref is not None:  # a client's workspace may choose its repository's later
+        notes.say(f"adapter {choice.adapter} ({choice.reason})")
     host.load(model_spec(startup, loading), [choice.ref])
 
 

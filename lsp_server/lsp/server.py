@@ -31,6 +31,7 @@ from lsp_server.model import registry
 from lsp_server.model.adapter_meta import learned_next_edits
 from lsp_server.model.host import ModelHost
 from lsp_server.model.loading import cache_home, resolve_model
+from lsp_server.model.shipped import shipped_adapter
 from lsp_server.quiet.store import FilterFile
 from lsp_server.repo.head import head_text
 from lsp_server.session.model_choice import ADAPTER_POLL_S, AdapterSource
@@ -108,6 +109,7 @@ class CodetailorServer(LanguageServer):
                 registry.stamp,
                 registry.resolve_adapter,
                 lambda adapter, layout: learned_next_edits(adapter.path, layout),
+                shipped_adapter,
             ),
             loading=loading,
             head_text=head_text,

@@ -10,11 +10,15 @@ are written to a temporary folder. Then, in one run:
 - `in_place`: the swap now: the new adapter loads onto the resident base model,
   the old one is dropped, the new one merged (`factory.resync`);
 - `add_second`: a second adapter joins the first (the weights go unmerged);
-- decode and prefill speed with one adapter merged against one of two unmerged
-  adapters selected per request, on the same prompt.
+- decode and prefill speed of the base model alone, with one adapter (merged, but
+  unmerged over int4 weights, which take no merge) and with one of two unmerged
+  adapters selected per request, on the same prompt, in `--dtype` (float32 unless
+  told: `--dtype int4` is what the default model serves its general adapter in on a
+  CPU with bf16; `--rounds 0` measures the speeds alone).
 
 Usage:
     codetailor bench swap --model smollm2-135m --rounds 3
+    codetailor bench swap --model smollm2-135m --rounds 0 --dtype int4
 """
 
 from __future__ import annotations
@@ -103,27 +107,39 @@ def swaps(model: str, one: str, two: str, rounds: int) -> dict[str, list[float]]
     return times
 
 
-def decode_speed(model: str, one: str, two: str, tokens: int) -> dict[str, dict[str, float]]:
-    """Prefill and decode ms per token, one adapter merged against two unmerged."""
+def decode_speed(
+    model: str, one: str, two: str, tokens: int, dtype: str = "float32", repeat: int = 1
+) -> dict[str, dict[str, Any]]:
+    """Prefill and decode ms per token: the base model, one adapter (merged where `dtype`
+    takes a merge), one of two unmerged; the median of `repeat` runs after a warm-up."""
     from lsp_server.model.factory import load_completers
 
     text = PROMPT.read_text()[:3000]
-    spec = ModelSpec(model=model, device="cpu", dtype="float32")
+    spec = ModelSpec(model=model, device="cpu", dtype=dtype)
+    first = AdapterRef(one)
     result = {}
-    for name, wanted in (("merged", [one]), ("unmerged", [one, two])):
+    rows: tuple[tuple[str, list[AdapterRef | None]], ...] = (
+        ("base", [None]),
+        ("merged", [first]),
+        ("unmerged", [first, AdapterRef(two)]),
+    )
+    for name, wanted in rows:
         say(f"prefill and decode, {name}")
-        loaded = load_completers(spec, [AdapterRef(a) for a in wanted])
-        completer = loaded.completers[AdapterRef(one)]
+        loaded = load_completers(spec, wanted)
+        completer = loaded.completers[wanted[0]]
         ids = completer.prompt_ids(text, len(text))
         runs = []
-        for _ in range(2):  # the first warms up
-            loaded.engine(AdapterRef(one)).cache.clear()
+        for _ in range(1 + repeat):  # the first warms up
+            loaded.engine(wanted[0]).cache.clear()
             runs.append(completer.engine.generate(ids, max_new_tokens=tokens))
-        run = runs[-1]
+        timed = runs[1:]
+        prefill = statistics.median(r.prefill_ms / max(r.prompt_tokens, 1) for r in timed)
+        decode = statistics.median(r.decode_ms / max(len(r.tokens) - 1, 1) for r in timed)
         result[name] = {
-            "prefill_ms_per_token": round(run.prefill_ms / max(run.prompt_tokens, 1), 2),
-            "decode_ms_per_token": round(run.decode_ms / max(len(run.tokens) - 1, 1), 2),
-            "prompt_tokens": run.prompt_tokens,
+            "mode": loaded.mode,
+            "prefill_ms_per_token": round(prefill, 2),
+            "decode_ms_per_token": round(decode, 2),
+            "prompt_tokens": timed[0].prompt_tokens,
         }
     return result
 
@@ -137,22 +153,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help="the base model (default: smollm2-135m)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=24, help="tokens decoded per run")
+    parser.add_argument("--dtype", default="float32", help="of the speed runs (swaps: float32)")
+    parser.add_argument("--repeat", type=int, default=1, help="speed runs per row (median)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="codetailor-swap-") as tmp:
         say("making two adapters")
         one, two = make_adapters(args.model, Path(tmp))
-        times = swaps(args.model, one, two, args.rounds)
-        speed = decode_speed(args.model, one, two, args.tokens)
+        times = swaps(args.model, one, two, args.rounds) if args.rounds > 0 else {}
+        speed = decode_speed(args.model, one, two, args.tokens, args.dtype, args.repeat)
     p50 = {k: round(statistics.median(v), 3) for k, v in times.items()}
+    decode = {k: v["decode_ms_per_token"] for k, v in speed.items()}
     report = {
         "model": args.model,
+        "dtype": args.dtype,
         "swap_seconds_p50": p50,
         "swap_seconds": {k: [round(x, 3) for x in v] for k, v in times.items()},
-        "reload/in_place": round(p50["reload"] / p50["in_place"], 1),
+        "reload/in_place": round(p50["reload"] / p50["in_place"], 1) if p50 else None,
         "speed": speed,
-        "unmerged/merged_decode": round(
-            speed["unmerged"]["decode_ms_per_token"] / speed["merged"]["decode_ms_per_token"], 2
-        ),
+        "unmerged/merged_decode": round(decode["unmerged"] / decode["merged"], 2),
+        "one_adapter/base_decode": round(decode["merged"] / decode["base"], 2),
     }
     print(json.dumps(report, indent=2))
     return 0

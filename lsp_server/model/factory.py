@@ -28,6 +28,7 @@ from typing import Any
 from lsp_server.completion.completer import Completer
 from lsp_server.completion.prompt import PromptFormat, get_format
 from lsp_server.errors import CodetailorError
+from lsp_server.model import shipped
 from lsp_server.model.engine import Engine, PrefixCache
 from lsp_server.model.loading import LoadedModel, load_model, merges_adapters
 from lsp_server.model.remote import RemoteEngine
@@ -88,6 +89,12 @@ class Loaded:
         engine = completer.engine
         return engine.cache if isinstance(engine, (AdapterEngine, Engine)) else None
 
+    @property
+    def answering(self) -> AdapterRef | None:
+        """The adapter whose completer answers by default (None: the base model), which is
+        the one asked for first unless it was refused (see `failed`)."""
+        return next((a for a, c in self.completers.items() if c is self.completer), None)
+
     def engine(self, adapter: AdapterRef | None = None) -> Engine:
         """The local engine over token ids answering for `adapter` (for benchmarks that
         drive it directly); a CodetailorError for a remote engine."""
@@ -119,20 +126,15 @@ def load_completers(
     if spec.engine is not None:  # only the tokenizer loads here: the server at the URL generates
         return load_remote(spec, wanted, report, window=window)
     int8 = spec.dtype == "int8"
-    loaded = load_model(
-        spec.model,
-        adapter=folder(wanted[0]) if int8 else None,
-        device=spec.device,
-        dtype=spec.dtype,
-        trust_remote_code=spec.trust_remote_code,
-    )
+    loaded = _load_int8(spec, wanted[0]) if int8 else _load(spec, None)
     report("report", f"loaded {loaded.name} on {loaded.device} in {loaded.load_seconds:.1f} s", 80)
     if int8:  # quantized layers take no LoRA: the default adapter merged before quantizing
         if len(wanted) > 1:
             log.warning("%s", INT8_NOTE)
         fmt = _format(spec, loaded, report)
         completer = completer_over(loaded, prompt_format=fmt, window=window, reuse=reuse)
-        return Loaded(completer, loaded, fmt.name, {wanted[0]: completer}, mode="int8")
+        kept, refused = _shipped_fit(wanted[:1], loaded)
+        return Loaded(completer, loaded, fmt.name, {kept[0]: completer}, None, refused, "int8")
     resident = ResidentAdapters(
         loaded.model, loaded.source, loaded.fingerprint, merges=merges_adapters(loaded.dtype)
     )
@@ -140,6 +142,32 @@ def load_completers(
     backend = local_backend(loaded, spec.compile, window_tokens=window)
     held = _Held(loaded, resident, {}, backend, reuse, window)
     return held.hold(spec, wanted, report)
+
+
+def _load(spec: ModelSpec, adapter: AdapterRef | None) -> LoadedModel:
+    return load_model(
+        spec.model,
+        adapter=folder(adapter),
+        device=spec.device,
+        dtype=spec.dtype,
+        trust_remote_code=spec.trust_remote_code,
+    )
+
+
+def _load_int8(spec: ModelSpec, adapter: AdapterRef | None) -> LoadedModel:
+    """int8 weights with `adapter` merged in before quantizing; without it where it is the
+    shipped general adapter made for other weights (its base fingerprint is known only once
+    the weights are: loaded again, and `shipped.refusal` says why, once)."""
+    try:
+        return _load(spec, adapter)
+    except CodetailorError as exc:
+        if not shipped.is_shipped(folder(adapter)):
+            raise
+        error = exc
+    loaded = _load(spec, None)
+    if not shipped.refusal(folder(adapter), loaded.name, loaded.fingerprint):
+        raise error  # it fits these weights: what failed was something else
+    return loaded
 
 
 def resync(
@@ -180,8 +208,9 @@ class _Held:
     def hold(self, spec: ModelSpec, wanted: list[AdapterRef | None], report: Report) -> Loaded:
         """The adapters in `wanted` (the default first) on the base model, one completer each."""
         resident, old = self.resident, self.completers
+        wanted, refused = _shipped_fit(wanted, self.base)
         errors = resident.add([folder(a) for a in wanted])  # the old go once the new are ready
-        failed: dict[AdapterRef | None, str] = {
+        failed: dict[AdapterRef | None, str] = refused | {
             a: errors[a.path] for a in wanted if a is not None and a.path in errors
         }
         default = wanted[0]
@@ -212,6 +241,21 @@ class _Held:
         engine = Engine(self.backend, cache=PrefixCache(), reuse=self.reuse)
         selecting = AdapterEngine(engine, self.resident, folder(adapter))
         return Completer(selecting, self.base.tokenizer, fmt, window_tokens=self.window)
+
+
+def _shipped_fit(
+    wanted: list[AdapterRef | None], base: LoadedModel
+) -> tuple[list[AdapterRef | None], dict[AdapterRef | None, str]]:
+    """`wanted` with the shipped general adapter left out where it was made for other
+    weights than `base`'s (the base model answers in its place, said once at WARNING:
+    shipped.refusal), and {that adapter: why}."""
+    refused: dict[AdapterRef | None, str] = {}
+    for adapter in wanted:
+        why = shipped.refusal(folder(adapter), base.name, base.fingerprint)
+        if adapter is not None and why:
+            refused[adapter] = why
+    kept = [None if a in refused else a for a in wanted]
+    return list(dict.fromkeys(kept)), refused
 
 
 def _format(spec: ModelSpec, loaded: LoadedModel, report: Report) -> PromptFormat:

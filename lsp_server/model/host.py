@@ -217,7 +217,9 @@ class ModelHost:
             }
             return adapter, how.get(loaded.mode, loaded.mode)
         if adapter in loaded.failed:
-            return default, f"cannot load it ({loaded.failed[adapter]}): the default answers"
+            answering = loaded.answering
+            who = "the default answers" if answering is not None else "the base model answers"
+            return answering, f"cannot load it ({loaded.failed[adapter]}): {who}"
         if loaded.mode == "int8":
             return default, INT8_NOTE
         return default, "loading: the default answers until it is ready"

@@ -9,6 +9,9 @@ from pathlib import Path
 
 from lsp_server.errors import CodetailorError
 from lsp_server.model import registry
+from lsp_server.model.loading import DEFAULT_MODEL
+from lsp_server.model.shipped import NAME, shipped_adapter
+from lsp_server.spec import GENERAL_REASON
 
 EXAMPLES = """\
 examples:
@@ -66,6 +69,9 @@ def cmd_adapters(args: argparse.Namespace) -> int:
         if found is None and Path(args.what).expanduser().is_dir():
             match = registry.lookup_match(args.what)
             found, reason = (match.entry, match.reason) if match else (None, "")
+            if found is None and (general := shipped_adapter(None)) is not None:
+                print(json.dumps(general_entry(general.path), indent=2))
+                return 0
         if found is None:
             raise CodetailorError(f"no registered adapter for '{args.what}'")
         print(json.dumps(found.as_dict() | {"matched_by": reason}, indent=2))
@@ -77,6 +83,17 @@ def cmd_adapters(args: argparse.Namespace) -> int:
     target = registry.publish(args.adapter, args.to, name=args.name, base=args.base)
     print(printable(str(target)))
     return 0
+
+
+def general_entry(path: str) -> dict[str, str | None]:
+    """What `adapters show REPO` says where the repository has no adapter of its own and the
+    default model serves its shipped general one (lsp_server.model.shipped)."""
+    return {
+        "name": NAME,
+        "path": path,
+        "base_model": DEFAULT_MODEL,
+        "matched_by": f"none registered: {GENERAL_REASON} ({DEFAULT_MODEL})",
+    }
 
 
 def printable(text: str) -> str:

@@ -162,6 +162,7 @@ class ResidentAdapters:
                 f"adapter {path} does not fit model '{self.source.name}'{_made_for(path)}: "
                 f"{_first_line(exc)}"
             ) from exc
+        self._exact_weights(path, name)
         self.loaded[folder] = (name, AdapterInfo(path=path, meta=meta))
         self._weights[folder] = _identity(folder)
         self._selected = _NOTHING  # load_adapter leaves the active adapter as it was
@@ -174,6 +175,20 @@ class ResidentAdapters:
         self.peft.base_model.set_adapter(self.loaded[folder][0])
         self.peft.base_model.delete_adapter(old)
         self._selected = _NOTHING
+
+    def _exact_weights(self, path: Path, name: str) -> None:
+        """The adapter's weights as the file holds them, over bfloat16 or float16 base weights.
+
+        Loading with `low_cpu_mem_usage` moves the LoRA weights to the base layer's dtype and
+        only then back to float32 (PEFT's autocast), so each went through bfloat16: unmerged
+        (int4), the update the model serves was not the one trained. Copying the file's
+        tensors into the float32 weights again costs one more read of a few MB."""
+        from peft.utils import load_peft_weights, set_peft_model_state_dict
+
+        if next(self.model.parameters()).dtype.itemsize >= 4:
+            return  # float32 weights: nothing was rounded
+        weights = load_peft_weights(str(path), device="cpu")
+        set_peft_model_state_dict(self.peft, weights, adapter_name=name)
 
     def _remove(self, folder: str) -> None:
         self._unmerge()

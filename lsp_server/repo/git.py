@@ -105,9 +105,12 @@ _ENV = {
 }
 
 
-def run_git(root: Path, *args: str, timeout: float = GIT_TIMEOUT_S) -> bytes | None:
+def run_git(
+    root: Path, *args: str, timeout: float = GIT_TIMEOUT_S, stdin: bytes | None = None
+) -> bytes | None:
     """git's stdout for `git -C root ARGS`, run so that the folder cannot make git run
-    anything; None when git is missing, fails, or runs past `timeout` seconds."""
+    anything; None when git is missing, fails, or runs past `timeout` seconds. `stdin`:
+    what git reads (`cat-file --batch`); nothing by default."""
     config = [*_FIXED_CONFIG, *_user_config()]
     keys = _git(root, ("config", "-z", "--list", "--name-only"), config, timeout)
     if keys is None:  # configuration git cannot read: the command would fail on it too
@@ -115,7 +118,7 @@ def run_git(root: Path, *args: str, timeout: float = GIT_TIMEOUT_S) -> bytes | N
     config += _driver_overrides(keys.decode("utf-8", "surrogateescape").split("\0"))
     if args and args[0] in _DIFF_LIKE:
         args = (args[0], "--no-ext-diff", "--no-textconv", *args[1:])
-    return _git(root, args, config, timeout)
+    return _git(root, args, config, timeout, stdin=stdin)
 
 
 def git_text(root: Path, *args: str, timeout: float = GIT_TIMEOUT_S) -> str | None:
@@ -123,6 +126,29 @@ def git_text(root: Path, *args: str, timeout: float = GIT_TIMEOUT_S) -> str | No
     out = run_git(root, *args, timeout=timeout)
     text = out.decode("utf-8", "surrogateescape").strip() if out is not None else ""
     return text or None
+
+
+FETCH_TIMEOUT_S = 900.0
+
+
+def fetch_commit(url: str, commit: str, dest: Path, *, timeout: float = FETCH_TIMEOUT_S) -> bool:
+    """Fetch the one commit `commit` of the repository at `url` (https only) into the bare
+    repository `dest` (created if absent), without history; whether it arrived.
+
+    The same defused git as `run_git`, with one transport let through: https, for this
+    command alone (`GIT_ALLOW_PROTOCOL=https`, `protocol.https.allow=always` above the
+    blanket `protocol.allow=never`). Nothing is checked out, so no filter or hook runs.
+    """
+    if not url.startswith("https://"):
+        return False
+    dest.mkdir(parents=True, exist_ok=True)
+    config = [*_FIXED_CONFIG, ("protocol.https.allow", "always")]
+    if _git(dest, ("init", "-q", "--bare"), config, timeout) is None:
+        return False
+    fetch = ("fetch", "-q", "--depth", "1", "--no-tags", url, commit)
+    if _git(dest, fetch, config, timeout, allow="https") is None:
+        return False
+    return _git(dest, ("cat-file", "-e", f"{commit}^{{commit}}"), config, timeout) is not None
 
 
 def _driver_overrides(keys: Iterable[str]) -> list[tuple[str, str]]:
@@ -145,9 +171,12 @@ def _git(
     args: Iterable[str],
     config: list[tuple[str, str]],
     timeout: float = GIT_TIMEOUT_S,
+    allow: str = "none",
+    stdin: bytes | None = None,
 ) -> bytes | None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     env.update(_ENV)
+    env["GIT_ALLOW_PROTOCOL"] = allow  # "none" but for `fetch_commit`
     # GIT_CONFIG_KEY_n takes a key whole (unlike `-c`, which splits at the first '='),
     # so a driver named `a=b` is blanked too; it ranks with `-c`, above every file.
     env["GIT_CONFIG_COUNT"] = str(len(config))
@@ -159,7 +188,7 @@ def _git(
         done = subprocess.run(
             ["git", "--no-pager", *where, *args],
             capture_output=True,
-            stdin=subprocess.DEVNULL,
+            input=stdin if stdin is not None else b"",
             env=env,
             timeout=timeout,
             cwd=None if root is not None else os.path.abspath(os.sep),

@@ -17,9 +17,25 @@ from pathlib import PurePath
 from typing import Any
 
 from lsp_server.session.folders import WorkspaceFolders
-from lsp_server.spec import AUTO, AdapterRef, Adapters, Registered, fixed_adapter, folder, is_auto
+from lsp_server.spec import (
+    AUTO,
+    GENERAL_REASON,
+    AdapterRef,
+    Adapters,
+    Registered,
+    fixed_adapter,
+    folder,
+    is_auto,
+)
 
-__all__ = ["AdapterChoice", "FolderAdapters", "Registered", "Resolve", "choose_adapter"]
+__all__ = [
+    "GENERAL_REASON",
+    "AdapterChoice",
+    "FolderAdapters",
+    "Registered",
+    "Resolve",
+    "choose_adapter",
+]
 
 Resolve = Callable[[str], AdapterRef]  # a folder or registered name -> the adapter it names
 
@@ -52,13 +68,16 @@ def choose_adapter(
     *,
     command_line: str | None = AUTO,
     resolve: Resolve = AdapterRef,
+    general: AdapterRef | None = None,
 ) -> AdapterChoice:
     """The adapter for the workspace at `root` under the `adapter` setting.
 
     `registered` is what the registry holds for `root` and the base model served (only
     read for `auto`; one trained for another base model is never chosen);
     `command_line` is the server's own `--adapter`, to say who set a fixed one;
-    `resolve` turns a fixed setting (a folder or a registered name) into its folder.
+    `resolve` turns a fixed setting (a folder or a registered name) into its folder;
+    `general` is the adapter shipped for the base model served (lsp_server.model.shipped),
+    which `auto` falls back on where the repository has none of its own.
     """
     text = fixed_adapter(setting)
     if text is not None:
@@ -67,16 +86,20 @@ def choose_adapter(
     if not is_auto(setting):
         return AdapterChoice(None, "adapter set to none: base model")
     if root is None:
-        return AdapterChoice(None, "no workspace folder: base model")
+        return _fallback(general, "no workspace folder")
     if registered is None:
-        return AdapterChoice(None, "none registered: base model")
+        return _fallback(general, "none registered")
     if registered.refused:
-        return AdapterChoice(
-            None,
-            f"{registered.name} is registered for {root} ({registered.how}) but was "
-            f"{registered.refused}: base model",
-        )
+        why = f"{registered.name} is registered for {root} ({registered.how}) but was "
+        return _fallback(general, why + registered.refused)
     return AdapterChoice(registered.ref, f"registered for {root} ({registered.how})")
+
+
+def _fallback(general: AdapterRef | None, why: str) -> AdapterChoice:
+    """`auto` without a repository's own adapter: the shipped general one, else the base."""
+    if general is None:
+        return AdapterChoice(None, f"{why}: base model")
+    return AdapterChoice(general, f"{why}: {GENERAL_REASON}")
 
 
 # Documents outside every workspace folder are answered by the first folder's adapter:
@@ -104,15 +127,22 @@ class FolderAdapters:
         lookup: Callable[[str], Registered | None],
         command_line: str | None = AUTO,
         resolve: Resolve = AdapterRef,
+        general: AdapterRef | None = None,
     ) -> AdapterChoice:
         """Choose for every folder (`lookup`: what the registry holds for a folder, only
-        called for `auto`; `resolve`: see `choose_adapter`); returns the default choice."""
+        called for `auto`; `resolve`, `general`: see `choose_adapter`); returns the
+        default choice."""
         auto = is_auto(setting)
 
         def choose(root: str | None) -> AdapterChoice:
             registered = lookup(root) if auto and root is not None else None
             return choose_adapter(
-                setting, root, registered, command_line=command_line, resolve=resolve
+                setting,
+                root,
+                registered,
+                command_line=command_line,
+                resolve=resolve,
+                general=general,
             )
 
         self.choices = {root: choose(root) for root in self.folders}

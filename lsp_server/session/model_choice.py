@@ -48,6 +48,9 @@ class AdapterSource:
     # Whether an adapter learned next edits in the named layout (its metadata says so);
     # a source that cannot tell takes every adapter's word for it.
     learned: Callable[[AdapterRef, str | None], bool] = lambda adapter, layout: True
+    # The general adapter shipped for a base model (a `model` setting), which `auto` falls
+    # back on where a repository has none of its own (lsp_server.model.shipped).
+    general: Callable[[str | None], AdapterRef | None] = lambda model: None
 
 
 def model_spec(settings: Settings, loading: ModelSpec | None = None) -> ModelSpec:
@@ -93,7 +96,7 @@ class ModelChoice:
         self.folders = FolderAdapters(workspace or WorkspaceFolders())
         resolve = source.resolve if source is not None else AdapterRef
         self.choice = self.folders.choose(
-            startup.adapter, lambda root: None, startup.adapter, resolve
+            startup.adapter, lambda root: None, startup.adapter, resolve, self._general(startup)
         )
         # What the host was last asked to hold (by an earlier client, say): a client whose
         # settings differ from it reloads. None from the host: the startup settings.
@@ -189,7 +192,16 @@ class ModelChoice:
         def lookup(root: str) -> Registered | None:
             return source.lookup(root, settings.model)
 
-        return self.folders.choose(settings.adapter, lookup, self.startup.adapter, source.resolve)
+        return self.folders.choose(
+            settings.adapter, lookup, self.startup.adapter, source.resolve, self._general(settings)
+        )
+
+    def _general(self, settings: Settings) -> AdapterRef | None:
+        """The general adapter shipped for the model `settings` ask for, which `auto` falls
+        back on; none for a remote engine (it serves the adapters it was given, by name)."""
+        if self.source is None or parse_engine(settings.engine) is not None:
+            return None
+        return self.source.general(settings.model)
 
     def registry_changed(self, now: float | None = None) -> tuple[bool, bool]:
         """Whether it looked at the registry now (at most twice per ADAPTER_POLL_S, and only

@@ -34,7 +34,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("repo", nargs="?", type=Path, metavar="REPO", help="a repository to evaluate on")
     p.add_argument("--benchmark", choices=BENCHMARKS, help="a task set instead of a repository")
     p.add_argument("--model", default=None, help="smollm2-135m (default), HF id, dir or .gguf")
-    p.add_argument("--adapter", default=None, help="a LoRA adapter folder made by finetune")
+    p.add_argument(
+        "--adapter",
+        default=None,
+        help="a LoRA adapter folder made by finetune, or its registered name; none: the base "
+        "model; default: REPO's registered adapter, else the general adapter shipped for the "
+        "default model (as the server chooses)",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
     p.add_argument("--samples", type=int, default=None, help="tasks to sample (default: all)")
@@ -44,9 +50,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--holdout", type=float, default=0.1, help="held-out share of files (as in finetune)"
     )
     p.add_argument("--no-context", action="store_true", help="no snippets from other files")
-    p.add_argument("--compare", action="store_true", help="with --adapter: also run the base model")
+    p.add_argument(
+        "--compare", action="store_true", help="also run the base model, without the adapter"
+    )
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument("--details", action="store_true", help="also print every task's result")
+    _next_edit_options(p)
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    p.set_defaults(func=run)
+
+
+def _next_edit_options(p: argparse.ArgumentParser) -> None:
+    """`eval --next-edit` and the options that go with it."""
     p.add_argument(
         "--next-edit",
         action="store_true",
@@ -74,8 +89,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the default) or the earlier ones (train: to tune on a repository you will not "
         "report on)",
     )
-    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,8 +98,10 @@ def run(args: argparse.Namespace) -> int:
         raise CodetailorError("--next-edit takes a REPO (a git repository), not --benchmark")
     if (args.repo is None) == (args.benchmark is None):
         raise CodetailorError("give either REPO or --benchmark NAME")
+    if not args.next_edit:  # next edits: only an adapter that learned them (given by name)
+        _choose_adapter(args)
     if args.compare and not args.adapter:
-        raise CodetailorError("--compare needs --adapter: it compares the adapter with its base")
+        raise CodetailorError("--compare needs an adapter: it compares the adapter with its base")
     if args.split != "held-out" and not args.next_edit:
         raise CodetailorError("--split applies to --next-edit only")
     if args.next_edit:
@@ -173,6 +188,7 @@ def _score_one(
     with tqdm(total=len(samples), desc=f"eval {label}", unit="sample", file=sys.stderr) as bar:
         summary, scored = score(samples, complete, progress=bar.update)
     summary |= _model_facts(loaded, completer) | {
+        "adapter_reason": _reason(args, adapter, loaded),
         "context": index is not None,
         "seed": args.seed,
         "repo": str(args.repo),
@@ -211,8 +227,18 @@ def run_benchmark(args: argparse.Namespace) -> int:
             complete, samples=args.samples, seed=args.seed, progress=bar.update
         )
     summary |= _model_facts(loaded, completer)
+    summary["adapter_reason"] = _reason(args, args.adapter, loaded)
     _report(summary, [r.__dict__ for r in results] if args.details else None, args.json)
     return 0
+
+
+def _choose_adapter(args: argparse.Namespace) -> None:
+    """Resolve `--adapter` as the server would for REPO (`lsp_server.cli.adapter_choice`):
+    `args.adapter` becomes the folder (None: the base model), `args.adapter_reason` why."""
+    from lsp_server.commands.adapter import adapter_choice
+
+    choice = adapter_choice(args.adapter, args.model, "local", args.repo)
+    args.adapter, args.adapter_reason = choice.adapter, choice.reason
 
 
 def _load(args: argparse.Namespace, adapter: str | None) -> tuple[Any, Any]:
@@ -225,6 +251,16 @@ def _load(args: argparse.Namespace, adapter: str | None) -> tuple[Any, Any]:
     spec = ModelSpec(model=args.model, device=args.device, dtype=args.dtype)
     loaded = load_completers(spec, [adapter_ref(adapter)])
     return loaded.model, loaded.completer
+
+
+def _reason(args: argparse.Namespace, adapter: str | None, loaded: Any) -> str:
+    """Why this run used its adapter (or none): the choice, or why the adapter it chose
+    did not load (the shipped one, made for other weights: the base model answered)."""
+    if adapter is None:
+        return "compared: base model" if args.adapter else str(args.adapter_reason)
+    if loaded.adapter is None:
+        return "the adapter did not fit these weights (see the warning): base model"
+    return str(getattr(args, "adapter_reason", "given"))
 
 
 def _model_facts(loaded: Any, completer: Any) -> dict[str, Any]:
