@@ -84,7 +84,7 @@ class FinetuneConfig(Config):
     out: str = _f("", "the adapter folder to write; created, or replaced if it holds an adapter")
     model: str = _f("smollm2-135m", "base model: smollm2-135m, a Hugging Face id, dir or .gguf")
     prompt_format: str | None = _f(
-        None, "FIM template name; default: the tokenizer's own, or one it can learn (smollm2-fim)"
+        None, "FIM template name; default: the tokenizer's own (smollm2-fim: taught, not default)"
     )
     device: str = _f("auto", "auto, cpu, cuda[:N] or mps (under accelerate: that process's)")
     dtype: str = _f(

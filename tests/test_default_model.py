@@ -77,8 +77,8 @@ def test_default_model_completes_open_call_plausibly(default_model) -> None:
 
 def test_the_default_tokenizer_holds_smollm2_fim_markers_as_single_tokens(default_model) -> None:
     """SmolLM2 has no FIM format of its own; its spare special tokens carry smollm2-fim's
-    markers, each one id, so `finetune` teaches that format and the bare model keeps
-    prefix-only."""
+    markers, each one id, so `finetune` can teach that format when named; the bare model
+    and a default fine-tune keep prefix-only."""
     from lsp_server.completion.prompt import FORMATS, build_prompt
     from lsp_server.model.wiring import choose_format, tokenizer_special_tokens, training_format
 
@@ -86,7 +86,8 @@ def test_the_default_tokenizer_holds_smollm2_fim_markers_as_single_tokens(defaul
     tokenizer = loaded.tokenizer
     fmt = FORMATS["smollm2-fim"]
     assert choose_format(loaded).name == "prefix-only"
-    assert training_format(loaded) is fmt
+    assert training_format(loaded).name == "prefix-only"  # taught only when named
+    assert training_format(loaded, "smollm2-fim") is fmt
     for marker in fmt.special_tokens:
         assert marker in tokenizer_special_tokens(tokenizer)
         assert len(tokenizer.encode(marker, add_special_tokens=False)) == 1, marker

@@ -182,7 +182,7 @@ def test_one_adapter_learns_fim_and_next_edits_and_the_server_serves_both(
     history_repo: Path, smol_dir: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "both"
-    summary = finetuned(history_repo, out, smol_dir)
+    summary = finetuned(history_repo, out, smol_dir, prompt_format="smollm2-fim")
     data = summary["data"]
     assert summary["tasks"] == ["completion", "next_edit"]
     assert summary["prompt_format"] == "smollm2-fim"  # FIM taught to a model without FIM
@@ -223,7 +223,7 @@ def test_the_base_figure_uses_the_format_the_bare_model_is_served_with(
         return 0.0
 
     monkeypatch.setattr(train_module, "next_line_exact_match", recorded)
-    changes = {"holdout": 0.1, "match_samples": 1, "max_steps": 1}
+    changes = {"holdout": 0.1, "match_samples": 1, "max_steps": 1, "prompt_format": "smollm2-fim"}
     summary = finetuned(fixture_repo, tmp_path / "fim", smol_dir, **changes)
     assert summary["tasks"] == ["completion"]  # one commit: no history to learn from
     assert formats == ["prefix-only", "smollm2-fim"]  # before: bare; after: as served

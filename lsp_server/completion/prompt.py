@@ -20,7 +20,7 @@ Formats with a native file separator (`<|file_sep|>`, `<file_sep>`,
 current file's language (`# utils.py`), with context lines commented out.
 A `learned` format (`smollm2-fim`: FIM for SmolLM2 with spare tokens of its
 vocabulary) is never detected from a tokenizer: a model uses it only through an
-adapter trained on it (`trainable_format` is what `finetune` teaches).
+adapter trained on it (`trainable_format` names what `finetune` can teach when asked).
 Paths in headers are made safe first (`header_path`): secrets in them are
 redacted, and a newline, a control character, a comment's end or a format
 marker in a file name is escaped, so a name can never add a line or a token.

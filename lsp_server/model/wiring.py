@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lsp_server.completion.completer import Completer
-from lsp_server.completion.prompt import PromptFormat, detect_format, get_format, trainable_format
+from lsp_server.completion.prompt import PromptFormat, detect_format, get_format
 from lsp_server.errors import CodetailorError
 from lsp_server.model.adapter_meta import read_meta
 from lsp_server.model.engine import Backend, Engine, Generation, PrefixCache
@@ -62,11 +62,15 @@ def pick_format(override: str | None, recorded: str | None, tokenizer: Any) -> P
 
 
 def training_format(loaded: LoadedModel, override: str | None = None) -> PromptFormat:
-    """The format `finetune` teaches: the override, else the tokenizer's FIM format, else a
-    learned one its tokenizer holds the markers of (`prompt.trainable_format`)."""
+    """The format `finetune` teaches: the override, else the tokenizer's own (FIM where it
+    has one). A learned format (`smollm2-fim`, which `prompt.trainable_format` names for
+    SmolLM2's tokenizer) is taught only when named: one CPU run of 330 steps taught it so
+    little that HumanEval line infill fell from 0.27 to 0.035 exact match through it
+    (docs/benchmarks.md), and an adapter that records it sends every completion the
+    suffix."""
     if override:
         return _named_format(override)
-    return trainable_format(tokenizer_special_tokens(loaded.tokenizer))
+    return detect_format(tokenizer_special_tokens(loaded.tokenizer))
 
 
 def _named_format(name: str) -> PromptFormat:
