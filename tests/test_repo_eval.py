@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 from lsp_server.cli import main
+from lsp_server.measure.quality.humaneval_eval import TaskResult, paired
 from lsp_server.measure.quality.repo_eval import Sample, sample_cursors, score
+from lsp_server.model.loading import load_model
+from tests.fixtures.adapters import make_adapter
 
 MODULE = """import os
 
@@ -138,3 +141,41 @@ def test_eval_humaneval_line_on_the_tiny_model(
     assert main(args) == 0  # the same seed draws the same tasks
     again = json.loads(capsys.readouterr().out)
     assert [d["task_id"] for d in again["details"]] == [d["task_id"] for d in report["details"]]
+
+
+def _result(task: str, exact: bool, passed: bool) -> TaskResult:
+    return TaskResult(task, "x" if exact else "y", "x", exact, float(exact), passed, 1.0)
+
+
+def test_paired_counts_what_each_got_that_the_other_missed() -> None:
+    base = [_result(f"t{i}", i < 4, i < 2) for i in range(10)]  # right on t0-t3
+    tuned = [_result(f"t{i}", 2 <= i < 9, 2 <= i < 5) for i in range(10)]  # right on t2-t8
+    report = paired(base, tuned)
+    assert report["tasks"] == 10
+    assert report["exact"] == {"both": 2, "adapter_only": 5, "base_only": 2, "sign_test_p": 0.4531}
+    assert report["passed"]["adapter_only"] == 3 and report["passed"]["base_only"] == 2
+    assert report["exact_match_difference"] == 0.3
+    low, high = report["exact_match_difference_95"]
+    assert low < 0.3 < high and low >= -1 and high <= 1
+    with pytest.raises(ValueError, match="same tasks"):
+        paired(base, tuned[::-1])
+
+
+def test_eval_humaneval_compare_pairs_the_base_and_the_adapter_on_the_same_tasks(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = load_model(str(tiny_model_dir))
+    meta = {
+        "base_model": {"name": base.name, "fingerprint": base.fingerprint},
+        "prompt_format": "prefix-only",
+    }
+    adapter = make_adapter(tiny_model_dir, tmp_path / "lora", meta, seed=3)
+    args = ["eval", "--benchmark", "humaneval-line", "--model", str(tiny_model_dir)]
+    args += ["--adapter", str(adapter), "--compare", "--samples", "3", "--max-tokens", "4"]
+    assert main([*args, "--json", "--details"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["base"]["adapter"] is None and report["adapter"]["adapter"] is not None
+    assert report["base"]["samples"] == report["adapter"]["samples"] == 3
+    assert report["paired"]["tasks"] == 3 and len(report["details"]) == 3
+    exact = report["paired"]["exact"]
+    assert exact["both"] + exact["adapter_only"] == round(3 * report["adapter"]["exact_match"])

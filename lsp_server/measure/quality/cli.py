@@ -209,11 +209,53 @@ def _score_one(
 
 
 def run_benchmark(args: argparse.Namespace) -> int:
+    """The benchmark with the model `args` name (and, with `--compare`, the base model
+    first, on the same tasks, paired task by task)."""
+    from lsp_server.measure.quality.humaneval_eval import paired
+
+    runs = [("adapter" if args.adapter else "model", args.adapter)]
+    if args.compare:
+        runs.insert(0, ("base", None))
+    scored = {label: _benchmark_one(args, label, adapter) for label, adapter in runs}
+    if not args.compare:
+        summary, results = scored[runs[0][0]]
+        _report(summary, [r.__dict__ for r in results] if args.details else None, args.json)
+        return 0
+    (base, base_results), (tuned, tuned_results) = scored["base"], scored["adapter"]
+    report = {"base": base, "adapter": tuned, "paired": paired(base_results, tuned_results)}
+    details = None
+    if args.details:
+        details = [
+            {
+                "task_id": b.task_id,
+                "base": b.prediction,
+                "adapter": t.prediction,
+                "target": b.target,
+                "base_exact": b.exact,
+                "adapter_exact": t.exact,
+            }
+            for b, t in zip(base_results, tuned_results, strict=True)
+        ]
+    if args.json:
+        print(json.dumps(report | ({"details": details} if details else {})))
+        return 0
+    from lsp_server.measure.tables import print_summary
+
+    for label in ("base", "adapter"):
+        print(f"--- {label}")
+        print_summary(report[label])
+    print("--- paired")
+    print_summary(report["paired"])
+    return 0
+
+
+def _benchmark_one(args: argparse.Namespace, label: str, adapter: str | None) -> tuple[Any, Any]:
+    """One model's run of the benchmark: its summary and its task results."""
     from tqdm import tqdm
 
     from lsp_server.measure.quality.humaneval_eval import evaluate_humaneval_line
 
-    loaded, completer = _load(args, args.adapter)
+    loaded, completer = _load(args, adapter)
 
     def complete(text: str, offset: int) -> tuple[str, float]:
         started = time.monotonic()
@@ -221,15 +263,14 @@ def run_benchmark(args: argparse.Namespace) -> int:
         return result.text, (time.monotonic() - started) * 1000
 
     with tqdm(
-        total=args.samples or 1033, desc="humaneval-line", unit="task", file=sys.stderr
+        total=args.samples or 1033, desc=f"humaneval-line {label}", unit="task", file=sys.stderr
     ) as bar:
         summary, results = evaluate_humaneval_line(
             complete, samples=args.samples, seed=args.seed, progress=bar.update
         )
     summary |= _model_facts(loaded, completer)
-    summary["adapter_reason"] = _reason(args, args.adapter, loaded)
-    _report(summary, [r.__dict__ for r in results] if args.details else None, args.json)
-    return 0
+    summary["adapter_reason"] = _reason(args, adapter, loaded)
+    return summary, results
 
 
 def _choose_adapter(args: argparse.Namespace) -> None:

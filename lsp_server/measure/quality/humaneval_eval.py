@@ -86,3 +86,39 @@ def evaluate_humaneval_line(
     if unscored:
         summary["pass_at_1_note"] = unscored
     return summary, results
+
+
+def paired(base: list[TaskResult], tuned: list[TaskResult], *, seed: int = 0) -> dict[str, Any]:
+    """Task by task, the base model's results against the adapter's on the same tasks:
+    how many each got right that the other missed (exact match, and the tests where they
+    ran), the exact sign test on those, and a 95% bootstrap interval of the difference in
+    exact match (tasks drawn with replacement, 2,000 draws)."""
+    from lsp_server.measure.offline_user import sign_test
+
+    if [r.task_id for r in base] != [r.task_id for r in tuned]:
+        raise ValueError("paired results must be of the same tasks, in the same order")
+    report: dict[str, Any] = {"tasks": len(base)}
+    for name, key in (("exact", "exact"), ("passed", "passed")):
+        pairs = [(getattr(b, key), getattr(t, key)) for b, t in zip(base, tuned, strict=True)]
+        gained = sum(t and not b for b, t in pairs)
+        lost = sum(b and not t for b, t in pairs)
+        report[name] = {
+            "both": sum(b and t for b, t in pairs),
+            "adapter_only": gained,
+            "base_only": lost,
+            "sign_test_p": round(sign_test(gained, lost), 4),
+        }
+    diffs = [int(t.exact) - int(b.exact) for b, t in zip(base, tuned, strict=True)]
+    report["exact_match_difference"] = round(sum(diffs) / max(len(diffs), 1), 4)
+    report["exact_match_difference_95"] = _bootstrap_mean(diffs, seed)
+    return report
+
+
+def _bootstrap_mean(values: list[int], seed: int, draws: int = 2000) -> list[float] | None:
+    """The 2.5th and 97.5th percentiles of the mean of `values` resampled with replacement."""
+    if not values:
+        return None
+    rng = random.Random(seed)
+    n = len(values)
+    means = sorted(sum(rng.choices(values, k=n)) / n for _ in range(draws))
+    return [round(means[int(0.025 * draws)], 4), round(means[int(0.975 * draws) - 1], 4)]
