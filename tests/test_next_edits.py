@@ -129,7 +129,10 @@ async def test_an_edit_that_reverts_the_last_one_is_not_offered() -> None:
     assert session.next_edits.empty["reverts"] == 1
 
 
-async def test_an_edit_the_model_was_unsure_of_is_not_shown() -> None:
+@pytest.mark.parametrize("quietness", [25, 0])
+async def test_an_edit_the_model_was_unsure_of_stays_quiet_unless_quietness_is_zero(
+    quietness: int,
+) -> None:
     class Unsure(ScriptedPredictor):
         def predict(self, request, *, cancel=None, time_budget=None):  # type: ignore[override]
             answer = super().predict(request, cancel=cancel, time_budget=time_budget)
@@ -139,13 +142,20 @@ async def test_an_edit_the_model_was_unsure_of_is_not_shown() -> None:
             )
 
     host = Host(Unsure(rename))
-    session = Session(Settings(context=False), host, head_text=lambda path: None)
+    settings = Settings(context=False, quietness=quietness)
+    session = Session(settings, host, head_text=lambda path: None)
+    session.quiet.explore = 0.0  # no exploration draw: the decision alone
     session.open(URI, TEXT, 1, "python")
     type_at(session, 10, 0, "# ", 2)
-    assert await session.next_edits.suggest(URI, 2, 10, 2) is None
+    shown = await session.next_edits.suggest(URI, 2, 10, 2)
     status = session.status()["nextEdit"]
-    assert status["emptyAnswers"]["unsure"] == 1 and "shown" not in status["counts"]
     assert status["last"]["confidence"]["min_logprob"] == -2.5
+    if quietness:  # the global rule: p = exp(-2.5) = 0.08 is below the flask-chosen 0.3
+        assert shown is None
+        assert status["emptyAnswers"]["quiet"] == 1 and "shown" not in status["counts"]
+        assert session.status()["quiet"]["nextEdits"] == {"scored": 1, "quiet": 1, "explored": 0}
+    else:  # no filter: every edit the rewrite made is shown
+        assert shown is not None and status["counts"]["shown"] == 1
 
 
 async def test_an_edit_while_the_model_runs_makes_the_answer_stale() -> None:
