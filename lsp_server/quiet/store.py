@@ -111,7 +111,11 @@ class FilterFile:
         next edits (`nextEditFilter`), from where, and why none does."""
         filters = self._filters
         out: dict[str, Any] = {"path": str(self.path) if self.path else None}
-        for kind, key in (("completion", "filter"), ("next_edit", "nextEditFilter")):
+        keys: tuple[tuple[Suggestions, str], ...] = (
+            ("completion", "filter"),
+            ("next_edit", "nextEditFilter"),
+        )
+        for kind, key in keys:
             quiet = None if filters is None else filters.for_(kind)
             out[key] = "none (refused)" if quiet is None else quiet.name
             if quiet is not None and quiet.learned.get("learner"):
