@@ -106,6 +106,21 @@ def confidence(completion: object) -> tuple[Sequence[float], Sequence[float]]:
     return getattr(generation, "logprobs", ()) or (), getattr(generation, "entropies", ()) or ()
 
 
+def decide_with(
+    quiet: QuietFilter, x: list[float], quietness: int, *, explore: float, rng: random.Random
+) -> QuietDecision:
+    """The decision on a suggestion with features `x`: shown when `quiet` scores it at the
+    threshold of `quietness` or above, or, below it, when drawn (share `explore`) for
+    exploration."""
+    score, line = quiet.score(x), threshold(quietness)
+    explored = score < line and rng.random() < explore
+    show = score >= line or explored
+    p_show = 1.0 if score >= line else explore
+    return QuietDecision(
+        show, score, line, quiet.name, explored, p_show, tuple(x), quiet.suggestions
+    )
+
+
 class QuietOwner(Protocol):
     """What `QuietGate` reads of its session."""
 
@@ -162,16 +177,11 @@ class QuietGate:
         self, quiet: QuietFilter, x: list[float], quietness: int, counts: dict[str, int]
     ) -> QuietDecision:
         """`quiet`'s decision on features `x` at `quietness`, with exploration, counted."""
-        score, line = quiet.score(x), threshold(quietness)
-        explore = score < line and self.rng.random() < self.explore
-        show = score >= line or explore
+        decision = decide_with(quiet, x, quietness, explore=self.explore, rng=self.rng)
         counts["scored"] += 1
-        counts["quiet"] += not show
-        counts["explored"] += explore
-        p_show = 1.0 if score >= line else self.explore
-        return QuietDecision(
-            show, score, line, quiet.name, explore, p_show, tuple(x), quiet.suggestions
-        )
+        counts["quiet"] += not decision.show
+        counts["explored"] += decision.explore
+        return decision
 
     def decide_edit(
         self,
