@@ -33,7 +33,7 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +83,7 @@ def edit_report(scored: Sequence[Scored], arms: QuietArms) -> dict[str, Any]:
 
 def record(
     repo: Path,
-    scored: Sequence[Scored],
+    answered: Iterable[Scored],
     *,
     home: Path,
     quietness: int,
@@ -91,7 +91,9 @@ def record(
     facts: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The places in order through the server's decision, logged to `repo`'s feedback log
-    under `home` as the server logs them; what the simulated user saw and took."""
+    under `home` as the server logs them, each as soon as it is answered (so a run cut
+    short keeps what it did); what the simulated user saw and took, and the answers
+    (`scored`)."""
     from lsp_server.feedback import SIMULATED_CLIENT, Recording
     from lsp_server.quiet.store import FilterFile
     from lsp_server.session.quiet import EXPLORE, decide_with
@@ -101,7 +103,9 @@ def record(
     recording = Recording(home)
     recording.start(repo, True, SIMULATED_CLIENT)
     rng, history, counts = random.Random(seed), History(), Counter[str]()
-    for s in scored:
+    scored: list[Scored] = []
+    for s in answered:
+        scored.append(s)
         c = candidate(s)
         if c is None:
             continue
@@ -130,6 +134,7 @@ def record(
         "rewrites_with_an_edit": sum(candidate(s) is not None for s in scored),
         **{k: counts[k] for k in ("shown", "accepted", "suppressed", "explored")},
         "log": str(recording.recorder.log.folder) if recording.recorder else None,
+        "scored": scored,
     }
 
 
@@ -156,12 +161,26 @@ def answer_all(
     examples: Sequence[NextEditExample], predictor: Any, label: str = "next edits"
 ) -> list[Scored]:
     """The predictor's answer at every place, with no time budget, in order."""
+    return list(answers(examples, predictor, label))
+
+
+def answers(
+    examples: Sequence[NextEditExample], predictor: Any, label: str = "next edits"
+) -> Iterator[Scored]:
+    """The predictor's answer at each place in turn, with no time budget. Ctrl-C ends the
+    run early with the places answered so far (as `eval --next-edit` does)."""
     from tqdm import tqdm
 
     from lsp_server.measure.quality.next_edit_eval import evaluate
 
     with tqdm(total=len(examples), desc=label, unit="place", file=sys.stderr) as bar:
-        return evaluate(examples, predictor, progress=bar.update, time_budget=None)
+        for example in examples:
+            done = evaluate([example], predictor, time_budget=None)
+            if not done:  # interrupted
+                print(f"interrupted after {bar.n} places", file=sys.stderr)
+                return
+            bar.update(1)
+            yield done[0]
 
 
 def places_of(
@@ -205,7 +224,22 @@ def run_next_edit_user(args: Any, model: str) -> dict[str, Any]:
     examples, facts = places_of(args.repo, args.split, args.holdout, predictor.window_lines)
     chosen = sample(examples, args.samples, args.seed)
     started = time.perf_counter()
-    scored = answer_all(chosen, predictor)
+    quietness = args.quietness if args.quietness is not None else 25
+    recorded = None
+    if args.record:
+        described = {"model": model, "adapter": args.adapter}
+        described["next_edit_format"] = predictor.format.name
+        recorded = record(
+            args.repo,
+            answers(chosen, predictor),
+            home=cache_home(),
+            quietness=quietness,
+            seed=args.seed,
+            facts=described,
+        )
+        scored = recorded.pop("scored")
+    else:
+        scored = answer_all(chosen, predictor)
     report: dict[str, Any] = facts | {
         "split": args.split,
         "model": model,
@@ -216,14 +250,8 @@ def run_next_edit_user(args: Any, model: str) -> dict[str, Any]:
         "answer_s": round(time.perf_counter() - started, 1),
         "stop_reasons": dict(Counter(s.answer.stop_reason for s in scored)),
     }
-    quietness = args.quietness if args.quietness is not None else 25
-    if args.record:
-        described = {"model": model, "adapter": args.adapter}
-        described["next_edit_format"] = predictor.format.name
-        home = cache_home()
-        report["recorded"] = record(
-            args.repo, scored, home=home, quietness=quietness, seed=args.seed, facts=described
-        )
+    if recorded is not None:
+        report["recorded"] = recorded
     if args.offline:
         report |= edit_report(scored, _edit_arms(args.repo, quietness))
     return report
