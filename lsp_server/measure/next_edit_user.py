@@ -96,7 +96,6 @@ def record(
     (`scored`)."""
     from lsp_server.feedback import SIMULATED_CLIENT, Recording
     from lsp_server.quiet.store import FilterFile
-    from lsp_server.session.quiet import EXPLORE, decide_with
 
     filters = FilterFile(home)
     filters.start(repo)
@@ -104,29 +103,12 @@ def record(
     recording.start(repo, True, SIMULATED_CLIENT)
     rng, history, counts = random.Random(seed), History(), Counter[str]()
     scored: list[Scored] = []
-    for s in answered:
-        scored.append(s)
-        c = candidate(s)
-        if c is None:
-            continue
-        quiet = filters.current("next_edit") if quietness > 0 else None
-        decision = None
-        if quiet is not None:
-            x = c.features(history.rates(c.key))
-            decision = decide_with(quiet, x, quietness, explore=EXPLORE, rng=rng)
-        shown = _logged(repo, s, c.key, dict(facts or {}), decision)
-        if decision is not None and not decision.show:
-            recording.next_edit_suppressed(shown)
-            counts["suppressed"] += 1
-            continue
-        id = recording.next_edit_shown(shown) or f"unrecorded-{counts['shown']}"
-        history.shown(c.key, id)
-        counts["shown"] += 1
-        counts["explored"] += bool(decision and decision.explore)
-        if c.accepted:
-            recording.accepted(id, "full")
-            history.accepted(id)
-            counts["accepted"] += 1
+    try:
+        for s in answered:
+            scored.append(s)
+            _record_one(s, repo, recording, filters, quietness, rng, history, counts, facts)
+    except KeyboardInterrupt:  # Ctrl-C between two places: keep what is logged
+        print(f"interrupted after {len(scored)} places", file=sys.stderr)
     recording.flush(timeout=120.0)  # every event on disk before `feedback learn` reads
     recording.close()
     return {
@@ -136,6 +118,43 @@ def record(
         "log": str(recording.recorder.log.folder) if recording.recorder else None,
         "scored": scored,
     }
+
+
+def _record_one(
+    s: Scored,
+    repo: Path,
+    recording: Any,
+    filters: Any,
+    quietness: int,
+    rng: random.Random,
+    history: History,
+    counts: Counter[str],
+    facts: dict[str, Any] | None,
+) -> None:
+    """One answered place through the decision, logged; `history` and `counts` follow."""
+    from lsp_server.session.quiet import EXPLORE, decide_with
+
+    c = candidate(s)
+    if c is None:
+        return
+    quiet = filters.current("next_edit") if quietness > 0 else None
+    decision = None
+    if quiet is not None:
+        x = c.features(history.rates(c.key))
+        decision = decide_with(quiet, x, quietness, explore=EXPLORE, rng=rng)
+    shown = _logged(repo, s, c.key, dict(facts or {}), decision)
+    if decision is not None and not decision.show:
+        recording.next_edit_suppressed(shown)
+        counts["suppressed"] += 1
+        return
+    id = recording.next_edit_shown(shown) or f"unrecorded-{counts['shown']}"
+    history.shown(c.key, id)
+    counts["shown"] += 1
+    counts["explored"] += bool(decision and decision.explore)
+    if c.accepted:
+        recording.accepted(id, "full")
+        history.accepted(id)
+        counts["accepted"] += 1
 
 
 def _logged(
@@ -175,11 +194,14 @@ def answers(
 
     with tqdm(total=len(examples), desc=label, unit="place", file=sys.stderr) as bar:
         for example in examples:
-            done = evaluate([example], predictor, time_budget=None)
+            try:
+                done = evaluate([example], predictor, time_budget=None)
+                bar.update(1)
+            except KeyboardInterrupt:
+                done = []
             if not done:  # interrupted
                 print(f"interrupted after {bar.n} places", file=sys.stderr)
                 return
-            bar.update(1)
             yield done[0]
 
 
