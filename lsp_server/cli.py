@@ -200,8 +200,8 @@ def add_serve(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         type=int,
         metavar="PERCENT",
         help="the quietness setting until the editor sets one (default: $CODETAILOR_QUIETNESS, "
-        "else 25): show a completion only when it is this likely to be accepted; 0 shows "
-        "every suggestion",
+        "else 25): show a completion or next edit only when it is this likely to be accepted; "
+        "0 shows every suggestion",
     )
     serve.add_argument("--log-file", type=Path, help="write logs here instead of stderr")
     serve.add_argument("-v", "--verbose", action="count", default=0, help="more logging")

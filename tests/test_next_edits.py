@@ -12,9 +12,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from lsp_server.completion.next_edit import NextEditAnswer, NextEditRequest
 from lsp_server.completion.next_edit_gate import EditConfidence
-from lsp_server.completion.next_edit_text import settle
 from lsp_server.feedback import Recording, feedback_dir, read_events
 from lsp_server.feedback.events import NextEditShown
 from lsp_server.index import WorkspaceScanner
@@ -23,55 +21,12 @@ from lsp_server.session.edit_history import EditHistory
 from lsp_server.session.next_edits import ShownEdit
 from lsp_server.session.session import Session
 from lsp_server.session.settings import Settings
-from lsp_server.spec import AdapterRef
-from tests.fixtures.host import FakeHost
+from tests.fixtures.next_edits import Host, ScriptedPredictor
 
 T = TypeVar("T")
 BOUND_S = 10.0
 URI = "file:///work/app.py"
 TEXT = "".join(f"x{i} = value({i})\n" for i in range(30))
-
-
-class ScriptedPredictor:
-    """Rewrites the window with `rewrite`; waits on `gate` first when one is set."""
-
-    window_lines = 11
-
-    def __init__(self, rewrite: Callable[[str], str]) -> None:
-        self.rewrite = rewrite
-        self.requests: list[NextEditRequest] = []
-        self.gate: threading.Event | None = None
-        self.started = threading.Event()
-
-    def predict(
-        self,
-        request: NextEditRequest,
-        *,
-        cancel: threading.Event | None = None,
-        time_budget: float | None = None,
-    ) -> NextEditAnswer:
-        self.requests.append(request)
-        self.started.set()
-        if self.gate is not None:
-            while not self.gate.wait(0.01):
-                if cancel is not None and cancel.is_set():
-                    return NextEditAnswer(None, None, "cancelled")
-        updated = self.rewrite(request.window.current)
-        edit, why = settle(request.window, updated, request.history, ("<|file_sep|>",))
-        return NextEditAnswer(updated, edit, why or "stop", generated_tokens=10, forwards=2)
-
-
-class Host(FakeHost):
-    """A ready model host that runs jobs on one thread and has only a next-edit predictor."""
-
-    def __init__(self, predictor: ScriptedPredictor) -> None:
-        super().__init__(None)
-        self.predictor = predictor
-        self.formats: list[str | None] = []
-
-    def next_edit_for(self, adapter: AdapterRef | None, format_name: str | None = None) -> Any:
-        self.formats.append(format_name)
-        return self.predictor
 
 
 def rename(window: str) -> str:
@@ -129,7 +84,10 @@ async def test_an_edit_that_reverts_the_last_one_is_not_offered() -> None:
     assert session.next_edits.empty["reverts"] == 1
 
 
-async def test_an_edit_the_model_was_unsure_of_is_not_shown() -> None:
+@pytest.mark.parametrize("quietness", [25, 0])
+async def test_an_edit_the_model_was_unsure_of_stays_quiet_unless_quietness_is_zero(
+    quietness: int,
+) -> None:
     class Unsure(ScriptedPredictor):
         def predict(self, request, *, cancel=None, time_budget=None):  # type: ignore[override]
             answer = super().predict(request, cancel=cancel, time_budget=time_budget)
@@ -139,13 +97,20 @@ async def test_an_edit_the_model_was_unsure_of_is_not_shown() -> None:
             )
 
     host = Host(Unsure(rename))
-    session = Session(Settings(context=False), host, head_text=lambda path: None)
+    settings = Settings(context=False, quietness=quietness)
+    session = Session(settings, host, head_text=lambda path: None)
+    session.quiet.explore = 0.0  # no exploration draw: the decision alone
     session.open(URI, TEXT, 1, "python")
     type_at(session, 10, 0, "# ", 2)
-    assert await session.next_edits.suggest(URI, 2, 10, 2) is None
+    shown = await session.next_edits.suggest(URI, 2, 10, 2)
     status = session.status()["nextEdit"]
-    assert status["emptyAnswers"]["unsure"] == 1 and "shown" not in status["counts"]
     assert status["last"]["confidence"]["min_logprob"] == -2.5
+    if quietness:  # the global rule: p = exp(-2.5) = 0.08 is below the flask-chosen 0.3
+        assert shown is None
+        assert status["emptyAnswers"]["quiet"] == 1 and "shown" not in status["counts"]
+        assert session.status()["quiet"]["nextEdits"] == {"scored": 1, "quiet": 1, "explored": 0}
+    else:  # no filter: every edit the rewrite made is shown
+        assert shown is not None and status["counts"]["shown"] == 1
 
 
 async def test_an_edit_while_the_model_runs_makes_the_answer_stale() -> None:

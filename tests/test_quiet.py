@@ -36,6 +36,7 @@ from lsp_server.session.quiet import QuietGate
 from lsp_server.session.session import Session
 from lsp_server.session.settings import Settings
 from tests.fixtures.host import FakeCompletion, FakeHost, ScriptedCompleter
+from tests.fixtures.quiet import FixedSource
 
 F = {name: i for i, name in enumerate(FEATURES)}
 
@@ -287,23 +288,6 @@ def test_a_log_too_small_to_learn_from_is_one_clear_error() -> None:
 
 
 # -- serving ------------------------------------------------------------------------------------
-
-
-class FixedSource:
-    """A filter source that serves one filter."""
-
-    def __init__(self, quiet: QuietFilter | None) -> None:
-        self.quiet = quiet
-        self.root: Path | None = None
-
-    def start(self, root: Path | None) -> None:
-        self.root = root
-
-    def current(self) -> QuietFilter | None:
-        return self.quiet
-
-    def status(self) -> dict[str, Any]:
-        return {"filter": "fixed"}
 
 
 def start(

@@ -91,8 +91,10 @@ def format_summary(s: dict[str, Any]) -> str:
     else:
         lines.append(f"not kept ({'; '.join(s['reasons'])}); {s['adapter']} is unchanged")
     quiet = s.get("quiet") or {}
-    if "learner" in quiet:
-        lines.append(f"show-or-stay-quiet filter: {quiet['learner']}, wrote {quiet['path']}")
-    elif "error" in quiet:
-        lines.append(f"show-or-stay-quiet filter not learned: {quiet['error']}")
+    for what, report in (("", quiet), ("next edits' ", quiet.get("next_edit") or {})):
+        if "error" in report:
+            lines.append(f"{what}show-or-stay-quiet filter not learned: {report['error']}")
+        elif "learner" in report:
+            done = f"wrote {report['path']}" if report.get("stored") else "not kept"
+            lines.append(f"{what}show-or-stay-quiet filter: {report['learner']}, {done}")
     return "\n".join(lines)

@@ -7,7 +7,8 @@ The room where the log's disk I/O lives, beside the pure session it serves:
 - `log`: where a repository's log lives (`feedback_dir`), the one writer
   (`EventLog.append`, append-only, fsynced at most once a second, size-bounded) and the one reader
   (`read_events`).
-- `suggestions`: the events folded per shown suggestion (`read_suggestions`), which
+- `suggestions`: the events folded per shown suggestion (`read_suggestions`; next
+  edits: `next_edit_records`), which
   every consumer reads (`feedback stats`, `finetune --feedback`, the sweep).
 - `recorder`: `FeedbackRecorder` turns what an editor session sees into events
   (secret redaction, retention checks, what the user typed instead).
@@ -44,7 +45,13 @@ from lsp_server.feedback.log import (
 )
 from lsp_server.feedback.recorder import FeedbackRecorder, Suggestion
 from lsp_server.feedback.recording import SIMULATED_CLIENT, Recording
-from lsp_server.feedback.suggestions import SuggestionRecord, read_suggestions, suggestion_records
+from lsp_server.feedback.suggestions import (
+    NextEditRecord,
+    SuggestionRecord,
+    next_edit_records,
+    read_suggestions,
+    suggestion_records,
+)
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -73,6 +80,8 @@ __all__ = [
     "feedback_dir",
     "read_events",
     "read_suggestions",
+    "next_edit_records",
+    "NextEditRecord",
     "remove_log",
     "repo_key",
     "suggestion_records",

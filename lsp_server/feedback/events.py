@@ -167,9 +167,10 @@ class Suppressed(FeedbackEvent):
     uri: str = ""
     path: str | None = None
     language: str | None = None
-    suggestion: str = ""
+    suggestion: str = ""  # a completion's text; a next edit's window as rewritten
     source: str = "editor"
     quiet: dict[str, Any] | None = None
+    suggestions: str = "completion"  # what was kept quiet: "completion" or "next_edit"
 
     def body(self) -> dict[str, Any]:
         return {
@@ -179,6 +180,7 @@ class Suppressed(FeedbackEvent):
             "suggestion": self.suggestion,
             "source": self.source,
             "quiet": self.quiet,
+            "suggestions": self.suggestions,
         }
 
     @classmethod
@@ -191,6 +193,7 @@ class Suppressed(FeedbackEvent):
             suggestion=_text(raw, "suggestion"),
             source=_text(raw, "source") or "editor",
             quiet=_maybe_dict(raw, "quiet"),
+            suggestions=_text(raw, "suggestions") or "completion",
         )
 
 
@@ -308,6 +311,8 @@ class NextEditShown(FeedbackEvent):
     updated: str = ""
     latency_ms: float = 0.0
     source: str = "editor"
+    # The show-or-stay-quiet decision, as `Shown.quiet` (features of EDIT_FEATURES).
+    quiet: dict[str, Any] | None = None
 
     def body(self) -> dict[str, Any]:
         return {
@@ -322,7 +327,7 @@ class NextEditShown(FeedbackEvent):
             "updated": self.updated,
             "latency_ms": self.latency_ms,
             "source": self.source,
-        }
+        } | ({} if self.quiet is None else {"quiet": self.quiet})
 
     @classmethod
     def read(cls, raw: dict[str, Any]) -> NextEditShown:
@@ -339,6 +344,7 @@ class NextEditShown(FeedbackEvent):
             updated=_text(raw, "updated"),
             latency_ms=float(raw.get("latency_ms") or 0.0),
             source=_text(raw, "source") or "editor",
+            quiet=_maybe_dict(raw, "quiet"),
         )
 
 

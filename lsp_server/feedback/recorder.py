@@ -306,6 +306,24 @@ class FeedbackRecorder:
             )
         )
 
+    def next_edit_suppressed(self, event: NextEditShown) -> None:
+        """The filter kept next edit `event` from the user: log where, the window as
+        rewritten (redacted) and its decision, as a `suppressed` event."""
+        if not self.enabled:
+            return
+        self.log.append(
+            Suppressed(
+                id=event.id,
+                t=self.clock(),
+                uri=self._clean(event.uri),
+                path=self._clean(event.path) if event.path is not None else None,
+                suggestion=self._clean(event.updated),
+                source=event.source,
+                quiet=event.quiet,
+                suggestions="next_edit",
+            )
+        )
+
     def accepted(self, id: str, kind: AcceptKind = "full", text: str | None = None) -> None:
         """The user accepted all of suggestion `id`, or its next word or line; `text` is
         what was inserted where the editor says (else it follows from `kind`).

@@ -121,6 +121,16 @@ class Recording:
         self._submit(lambda: recorder.next_edit_shown(next_edit_event(id, shown, source)))
         return id
 
+    def next_edit_suppressed(self, shown: ShownNextEdit) -> None:
+        """The show-or-stay-quiet filter kept a next edit from the user: log it, with its
+        decision, under a new id (it can have no outcome)."""
+        recorder = self.recorder
+        if recorder is None or not self.enabled:
+            return
+        id, source = uuid.uuid4().hex[:16], self.source
+        event = next_edit_event(id, shown, source)
+        self._submit(lambda: recorder.next_edit_suppressed(event))
+
     def _new_id(self) -> str:
         id = uuid.uuid4().hex[:16]
         self._ids[id] = False
@@ -262,6 +272,7 @@ def next_edit_event(id: str, shown: ShownNextEdit, source: str) -> NextEditShown
         updated=shown.updated,
         latency_ms=round(shown.latency_ms, 1),
         source=source,
+        quiet=shown.quiet,
     )
 
 

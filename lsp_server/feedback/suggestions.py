@@ -3,6 +3,7 @@
 `read_suggestions` is what every consumer of the log calls (`codetailor feedback
 stats`, `finetune --feedback`, the preference sweep): the events folded into one
 `SuggestionRecord` per shown suggestion, optionally of one source only.
+`next_edit_records` does the same for the next edits shown (`NextEditRecord`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from lsp_server.feedback.events import (
     Accepted,
     Dismissed,
     FeedbackEvent,
+    NextEditShown,
     Retained,
     Shown,
     Superseded,
@@ -85,6 +87,38 @@ def suggestion_records(events: Iterable[FeedbackEvent]) -> list[SuggestionRecord
             record.typed = e.text
         elif isinstance(e, Retained):
             record.retained[e.check] = e.kept
+    return sorted(records.values(), key=lambda r: r.time)
+
+
+@dataclass
+class NextEditRecord:
+    """A shown next edit with what became of it: accepted (its command ran) or not."""
+
+    id: str
+    shown: NextEditShown
+    was_accepted: bool = False
+    dismissed: bool = False
+
+    @property
+    def time(self) -> float:
+        return self.shown.t
+
+
+def next_edit_records(
+    events: Iterable[FeedbackEvent], source: str | None = None
+) -> list[NextEditRecord]:
+    """Fold the events into one record per shown next edit, oldest first; with `source`
+    ("editor" or "simulated"), only those shown to that kind of user."""
+    records: dict[str, NextEditRecord] = {}
+    for e in events:
+        if isinstance(e, NextEditShown):
+            if source is None or e.source == source:
+                records[e.id] = NextEditRecord(e.id, e)
+        elif (record := records.get(e.id)) is not None:
+            if isinstance(e, Accepted):
+                record.was_accepted = True
+            elif isinstance(e, Dismissed):
+                record.dismissed = True
     return sorted(records.values(), key=lambda r: r.time)
 
 

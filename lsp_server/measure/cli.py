@@ -152,6 +152,24 @@ def _add_offline_args(simulate: argparse.ArgumentParser) -> None:
         "setting's, 25)",
     )
     simulate.add_argument(
+        "--next-edit",
+        action="store_true",
+        help="next edits instead of completions: the places are the examples `eval "
+        "--next-edit` mines from REPO's history (--split train: the commits before the cut; "
+        "heldout: the newest --holdout share); a shown edit is accepted when it writes the "
+        "window the commit wrote. With --record the log, with --offline the arms",
+    )
+    simulate.add_argument(
+        "--samples",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --next-edit: draw N of the mined places (default: all)",
+    )
+    simulate.add_argument(
+        "--seed", type=int, default=0, help="with --next-edit: the draw's seed (default 0)"
+    )
+    simulate.add_argument(
         "--takes",
         action="store_true",
         help="with --offline --json: also list the places and what each side took at each, "
@@ -226,6 +244,8 @@ def cmd_bench_simulate(args: argparse.Namespace) -> int:
         record=args.record,
         dtype=args.dtype,
     )
+    if args.next_edit:
+        return _simulate_next_edits(args, args.model or DEFAULT_MODEL)
     if args.offline:
         return _simulate_offline(args, setup, args.model or DEFAULT_MODEL)
     if args.against or args.takes:
@@ -291,6 +311,36 @@ def _simulate_offline(args: argparse.Namespace, setup: Any, model: str) -> int:
     return 0
 
 
+def _simulate_next_edits(args: argparse.Namespace, model: str) -> int:
+    """`bench simulate --next-edit`: the simulated user of next edits (next_edit_user.py)."""
+    from lsp_server.measure.next_edit_user import run_next_edit_user
+
+    if not (args.record or args.offline):
+        raise CodetailorError("--next-edit needs --record (write the log) or --offline (the arms)")
+    if args.against or args.takes or args.only:
+        raise CodetailorError("--against, --takes and --only are for completions")
+    if args.samples is not None and args.samples < 1:
+        raise CodetailorError("--samples must be at least 1")
+    if args.quietness is not None and not 0 <= args.quietness <= 95:
+        raise CodetailorError(f"--quietness {args.quietness}: give a percentage from 0 to 95")
+    report = run_next_edit_user(args, model)
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    if "recorded" in report:
+        r = report["recorded"]
+        print(
+            f"recorded: {r['shown']} next edits shown ({r['explored']} for exploration), "
+            f"{r['accepted']} accepted, {r['suppressed']} kept quiet, of {r['places']} places"
+        )
+    for arm in ("unfiltered", "global", "filtered"):
+        if arm in report:
+            r = report[arm]
+            precision = "-" if r["shown_precision"] is None else f"{r['shown_precision']:.1%}"
+            print(f"{arm}: {r['accepted']} of {r['shown']} shown accepted ({precision})")
+    return 0
+
+
 def _quiet_arms(repo: Path, quietness: int | None) -> Any:
     """The show-or-stay-quiet arms of an offline run: the repository's learned filter
     (if it has one; a refused file is one clear error), the global rule, the threshold."""
@@ -300,7 +350,7 @@ def _quiet_arms(repo: Path, quietness: int | None) -> Any:
     from lsp_server.session.settings import Settings
 
     path = filter_path(repo, cache_home())
-    learned = read_filter(path) if path.exists() else None
+    learned = read_filter(path).completion if path.exists() else None
     level = Settings().quietness if quietness is None else quietness
     if not 0 <= level <= 95:
         raise CodetailorError(f"--quietness {level}: give a percentage from 0 to 95")

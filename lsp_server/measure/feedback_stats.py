@@ -3,8 +3,9 @@
 Acceptance (accepted in full or in part, or typed through to the end) and
 retention (accepted text still in the document 30 s and 2 min later) overall,
 by language, by trigger kind and per day; the median latency of accepted and
-of ignored suggestions; and a PNG of acceptance over time. The log is read
-where the server writes it (`$CODETAILOR_HOME/feedback/<repo key>/`); nothing
+of ignored suggestions; and a PNG of acceptance over time. Beside them, under each
+show-or-stay-quiet filter, completions and next edits shown, accepted and kept quiet.
+The log is read where the server writes it (`$CODETAILOR_HOME/feedback/<repo key>/`); nothing
 leaves the machine.
 """
 
@@ -15,6 +16,7 @@ import json
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -22,10 +24,12 @@ from typing import Any
 from lsp_server.errors import CodetailorError
 from lsp_server.feedback import (
     FeedbackEvent,
+    NextEditRecord,
     SuggestionRecord,
     Suppressed,
     count_events,
     feedback_dir,
+    next_edit_records,
     read_events,
     remove_log,
     suggestion_records,
@@ -107,18 +111,53 @@ def quiet_stats(
     return {"by_filter": out, "by_day": dict(sorted(by_day.items()))}
 
 
-def read_log(
-    folder: Path, source: str | None = None
-) -> tuple[list[SuggestionRecord], list[Suppressed]]:
-    """The log's shown suggestions and the ones the filter kept quiet, of `source` only
-    when given."""
+def next_edit_stats(
+    records: Sequence[NextEditRecord], suppressed: Sequence[Suppressed]
+) -> dict[str, Any]:
+    """Next edits shown, accepted, kept quiet and shown for exploration under each filter
+    (`filter_of`), with the acceptance rate (the precision of the shown ones)."""
+    out: dict[str, Any] = {}
+    for name in ("none", "global", "learned"):
+        mine = [r for r in records if filter_of(r.shown.quiet) == name]
+        hidden = sum(filter_of(e.quiet) == name for e in suppressed)
+        if mine or hidden:
+            accepted = sum(r.was_accepted for r in mine)
+            out[name] = {
+                "shown": len(mine),
+                "accepted": accepted,
+                "acceptance_rate": round(accepted / len(mine), 4) if mine else None,
+                "suppressed": hidden,
+                "explored": sum(bool((r.shown.quiet or {}).get("explore")) for r in mine),
+            }
+    return {"by_filter": out}
+
+
+@dataclass(frozen=True)
+class LogView:
+    """The log as `feedback stats` reads it: completions and next edits, each with the
+    ones the filter kept quiet."""
+
+    records: list[SuggestionRecord]
+    suppressed: list[Suppressed]
+    edits: list[NextEditRecord]
+    edits_suppressed: list[Suppressed]
+
+
+def read_log(folder: Path, source: str | None = None) -> LogView:
+    """The log's shown suggestions and next edits, and the ones the filter kept quiet, of
+    `source` only when given."""
     events: list[FeedbackEvent] = read_events(folder)
     records = suggestion_records(events)
     hidden = [e for e in events if isinstance(e, Suppressed)]
     if source is not None:
         records = [r for r in records if r.shown.source == source]
         hidden = [e for e in hidden if e.source == source]
-    return records, hidden
+    return LogView(
+        records,
+        [e for e in hidden if e.suggestions != "next_edit"],
+        next_edit_records(events, source),
+        [e for e in hidden if e.suggestions == "next_edit"],
+    )
 
 
 def feedback_stats(records: Sequence[SuggestionRecord]) -> dict[str, Any]:
@@ -183,6 +222,15 @@ def print_stats(stats: dict[str, Any], folder: Path) -> None:
             for k, v in quiet.items()
         ]
         print_table(columns, rows, title="show or stay quiet (none: no filter applied)")
+    edits = stats.get("next_edits", {}).get("by_filter", {})
+    if edits:
+        columns = ("filter", "shown", "accepted", "rate", "suppressed", "explored")
+        rows = [
+            (k, str(v["shown"]), str(v["accepted"]), _pct(v["acceptance_rate"]))
+            + (str(v["suppressed"]), str(v["explored"]))
+            for k, v in edits.items()
+        ]
+        print_table(columns, rows, title="next edits (none: no filter applied)")
 
 
 def plot_acceptance(records: Sequence[SuggestionRecord], out: Path, window: int = 50) -> Path:
@@ -270,14 +318,16 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if args.plot:
         check_plotting()  # before reading the whole log
     folder = log_folder(repo)
-    records, suppressed = read_log(folder, source=args.source)
-    if not records:
+    view = read_log(folder, source=args.source)
+    records = view.records
+    if not records and not view.edits:
         raise CodetailorError(
             f"no feedback recorded for {repo.resolve()} (looked in {folder}); it fills as you "
             "use completions with the `feedback` setting on"
         )
     stats = feedback_stats(records) | {"log": str(folder)}
-    stats["quiet"] = quiet_stats(records, suppressed)
+    stats["quiet"] = quiet_stats(records, view.suppressed)
+    stats["next_edits"] = next_edit_stats(view.edits, view.edits_suppressed)
     if args.plot:
         print(f"wrote {plot_acceptance(records, args.plot)}", file=sys.stderr)
     if args.json:
@@ -300,19 +350,30 @@ def cmd_learn(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report))
         return 0
+    print_learned("completions", report)
+    print_learned("next edits", report["next_edit"])
+    return 0
+
+
+def print_learned(what: str, report: dict[str, Any]) -> None:
+    """One kind's lines of `feedback learn`: what it learned from, how the learners did on
+    the log's latest part, and whether the filter was kept; or why there is none."""
+    if "error" in report:
+        print(f"{what}: no filter learned: {report['error']}")
+        return
     v = report["validation"]
     print(
-        f"learned from {report['examples']} suggestions ({report['accepted']} accepted); on "
+        f"{what}: learned from {report['examples']} ({report['accepted']} accepted); on "
         f"the latest {v['global']['validation']} the reward at quietness 25 was: "
         + ", ".join(f"{k} {f['reward']}" for k, f in v.items())
     )
     if report["stored"]:
-        print(f"kept {report['learner']}: wrote {report['path']}")
+        print(f"{what}: kept {report['learner']}: wrote {report.get('path', 'the filter')}")
     else:
         print(
-            f"not kept: {report['learner']} does not beat the global rule there (--force keeps it)"
+            f"{what}: not kept: {report['learner']} does not beat the global rule there "
+            "(--force keeps it)"
         )
-    return 0
 
 
 def cmd_clear(args: argparse.Namespace) -> int:

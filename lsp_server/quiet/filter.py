@@ -1,10 +1,15 @@
-"""The stored show-or-stay-quiet filter: its JSON contract, its scoring, its threshold.
+"""The stored show-or-stay-quiet filters: their JSON contract, their scoring, the threshold.
 
-A filter maps a suggestion's features (`lsp_server.quiet.features.FEATURES`) to the
-probability that the user accepts it. Stored as one JSON object (`quiet.json`, beside
-the repository's feedback log; see `lsp_server.quiet.store`):
+A filter maps a suggestion's features to the probability that the user accepts it; a
+repository has one per kind of suggestion it learned (`completion`: the features of
+`lsp_server.quiet.features.FEATURES`; `next_edit`: those of
+`lsp_server.quiet.edit_features.EDIT_FEATURES`). Stored as one JSON object
+(`quiet.json`, beside the repository's feedback log; see `lsp_server.quiet.store`),
+one section per kind learned (`QuietFilters`):
 
-    {"format": "codetailor.quiet", "v": 1, "kind": "logistic" | "trees",
+    {"format": "codetailor.quiet", "v": 2,
+     "completion": FILTER, "next_edit": FILTER}   # either may be absent
+    FILTER = {"kind": "logistic" | "trees",
      "features": [...names...], "mean": [...], "scale": [...],   # standardisation
      "weights": [...], "intercept": b,                            # kind "logistic"
      "trees": [{"feature": [...], "threshold": [...], "left": [...], "right": [...],
@@ -12,18 +17,22 @@ the repository's feedback log; see `lsp_server.quiet.store`):
      "calibration": [a, c],   # P(accept) = sigmoid(a * raw + c) (Platt scaling)
      "learned": {...}}        # how it was learned: log, learner, validation figures
 
+Version 1 (one completion filter, its fields at the top level) is still read. A kind
+without a section is judged by its global rule.
+
 `QuietFilter.score` is pure Python over a list of floats, a few microseconds; the server
 never imports scikit-learn. `from_json` refuses, with one line (a ValueError), anything
 that is not such an object: not JSON, another format, a newer version, a feature this
-codetailor does not compute, lengths that do not match.
+codetailor does not compute for that kind, lengths that do not match.
 
 `threshold(quietness)` is where the reward puts the line: with a shown suggestion worth
 `1 - q` when accepted and `-q` when not, and silence worth 0, showing pays iff
 P(accept) >= q. The `quietness` setting is q in percent; 25 is Cursor Tab's reward
 (0.75 / -0.25 / 0).
 
-`GLOBAL` is the starting point before a repository has a filter of its own: a fixed rule
-on the same features (see `global_score`). Pure: no I/O.
+`GLOBAL` (completions) and `GLOBAL_NEXT_EDIT` are the starting points before a
+repository has a filter of its own: fixed rules on the same features (see `global_score`
+and `edit_global_score`). Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -34,12 +43,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from lsp_server.completion.next_edit_gate import DEFAULT_GATE
+from lsp_server.quiet.edit_features import EDIT_FEATURES
 from lsp_server.quiet.features import FEATURES
 
 FORMAT = "codetailor.quiet"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 Kind = Literal["logistic", "trees", "global"]
-_INDEX = {name: i for i, name in enumerate(FEATURES)}
+Suggestions = Literal["completion", "next_edit"]
+SUGGESTIONS: tuple[Suggestions, ...] = ("completion", "next_edit")
+NAMES: dict[str, tuple[str, ...]] = {"completion": FEATURES, "next_edit": EDIT_FEATURES}
+_INDEXES = {kind: {name: i for i, name in enumerate(names)} for kind, names in NAMES.items()}
+_INDEX = _INDEXES["completion"]
+_EDIT = _INDEXES["next_edit"]
 
 
 def sigmoid(x: float) -> float:
@@ -87,7 +103,8 @@ class Tree:
 
 @dataclass(frozen=True)
 class QuietFilter:
-    """A learned filter (or the global rule): P(accept) of a feature vector."""
+    """A learned filter (or a global rule) of one kind of suggestion: P(accept) of a
+    feature vector (in the order `NAMES[suggestions]` gives)."""
 
     kind: Kind
     features: tuple[str, ...] = FEATURES
@@ -100,6 +117,7 @@ class QuietFilter:
     init: float = 0.0
     calibration: tuple[float, float] = (1.0, 0.0)
     learned: dict[str, Any] = field(default_factory=dict)
+    suggestions: Suggestions = "completion"
 
     @property
     def name(self) -> str:
@@ -107,10 +125,11 @@ class QuietFilter:
         return "global" if self.kind == "global" else "learned"
 
     def raw(self, x: Sequence[float]) -> float:
-        """The learner's own score (log-odds before calibration) of `x` in FEATURES order."""
+        """The learner's own score (log-odds before calibration) of `x`."""
         if self.kind == "global":
-            return global_score(x)
-        v = [x[_INDEX[name]] for name in self.features]
+            return self.score(x)
+        index = _INDEXES[self.suggestions]
+        v = [x[index[name]] for name in self.features]
         if self.mean:
             v = [(a - m) / s for a, m, s in zip(v, self.mean, self.scale, strict=True)]
         if self.kind == "logistic":
@@ -120,14 +139,13 @@ class QuietFilter:
     def score(self, x: Sequence[float]) -> float:
         """P(accept) of the suggestion whose features are `x`."""
         if self.kind == "global":
-            return global_score(x)
+            return global_score(x) if self.suggestions == "completion" else edit_global_score(x)
         a, c = self.calibration
         return sigmoid(a * self.raw(x) + c)
 
-    def to_json(self) -> str:
+    def to_dict(self) -> dict[str, Any]:
+        """This filter's section of the stored file."""
         body: dict[str, Any] = {
-            "format": FORMAT,
-            "v": SCHEMA_VERSION,
             "kind": self.kind,
             "features": list(self.features),
             "mean": list(self.mean),
@@ -142,11 +160,54 @@ class QuietFilter:
                 "learning_rate": self.learning_rate,
                 "init": self.init,
             }
-        return json.dumps(body | {"learned": self.learned}, indent=1)
+        return body | {"learned": self.learned}
+
+    def to_json(self) -> str:
+        """A file holding this filter alone (in its kind's section)."""
+        return QuietFilters.of(self).to_json()
 
     @classmethod
     def from_json(cls, text: str | bytes) -> QuietFilter:
-        """Parse a stored filter; ValueError with one line saying why it is refused."""
+        """The completion filter of a stored file, else its next-edit one; ValueError with
+        one line saying why it is refused (or holds none)."""
+        filters = QuietFilters.from_json(text)
+        quiet = filters.completion or filters.next_edit
+        if quiet is None:
+            raise ValueError("the file holds no filter")
+        return quiet
+
+
+@dataclass(frozen=True)
+class QuietFilters:
+    """What a repository's filter file holds: a learned filter per kind of suggestion
+    (None: that kind has none, and its global rule applies)."""
+
+    completion: QuietFilter | None = None
+    next_edit: QuietFilter | None = None
+
+    @staticmethod
+    def of(*filters: QuietFilter) -> QuietFilters:
+        """The file holding these filters, each in its kind's section."""
+        return QuietFilters(**{f.suggestions: f for f in filters})
+
+    def learned(self, suggestions: Suggestions) -> QuietFilter | None:
+        return self.completion if suggestions == "completion" else self.next_edit
+
+    def for_(self, suggestions: Suggestions) -> QuietFilter:
+        """The filter that decides `suggestions`: the learned one, else the global rule."""
+        return self.learned(suggestions) or GLOBALS[suggestions]
+
+    def to_json(self) -> str:
+        body: dict[str, Any] = {"format": FORMAT, "v": SCHEMA_VERSION}
+        for kind in SUGGESTIONS:
+            quiet = self.learned(kind)
+            if quiet is not None:
+                body[kind] = quiet.to_dict()
+        return json.dumps(body, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> QuietFilters:
+        """Parse a stored file; ValueError with one line saying why it is refused."""
         try:
             raw = json.loads(text)
         except (ValueError, RecursionError) as exc:
@@ -159,10 +220,21 @@ class QuietFilter:
                 f"filter version {version!r} is not one this codetailor reads "
                 f"(up to {SCHEMA_VERSION}); learn it again or upgrade"
             )
-        try:
-            return _parse(raw)
-        except (TypeError, KeyError, ValueError, IndexError) as exc:
-            raise ValueError(f"malformed filter: {exc}") from None
+        if version < 2:  # one completion filter, its fields at the top level
+            return cls(completion=_section(raw, "completion"))
+        sections = {k: _section(raw[k], k) for k in SUGGESTIONS if raw.get(k) is not None}
+        return cls(**sections)
+
+
+def _section(raw: Any, suggestions: Suggestions) -> QuietFilter:
+    """One filter's section, for `suggestions`; ValueError with one line if malformed."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"malformed filter: the {suggestions} section is not an object")
+    try:
+        return _parse(raw, suggestions)
+    except (TypeError, KeyError, ValueError, IndexError) as exc:
+        prefix = "" if suggestions == "completion" else f"{suggestions}: "
+        raise ValueError(f"malformed filter: {prefix}{exc}") from None
 
 
 def _floats(raw: Any, n: int | None = None) -> tuple[float, ...]:
@@ -174,9 +246,9 @@ def _floats(raw: Any, n: int | None = None) -> tuple[float, ...]:
     return values
 
 
-def _parse(raw: dict[str, Any]) -> QuietFilter:
+def _parse(raw: dict[str, Any], suggestions: Suggestions) -> QuietFilter:
     names = tuple(str(n) for n in raw["features"])
-    unknown = [n for n in names if n not in _INDEX]
+    unknown = [n for n in names if n not in _INDEXES[suggestions]]
     if unknown:
         raise ValueError(f"features this codetailor does not compute: {', '.join(unknown)}")
     kind = raw["kind"]
@@ -192,6 +264,7 @@ def _parse(raw: dict[str, Any]) -> QuietFilter:
         "scale": scale,
         "calibration": (a, c),
         "learned": dict(raw.get("learned") or {}),
+        "suggestions": suggestions,
     }
     if kind == "logistic":
         weights = _floats(raw["weights"], n)
@@ -242,3 +315,39 @@ def global_score(x: Sequence[float]) -> float:
 
 
 GLOBAL = QuietFilter("global", learned={"rule": "global_score"})
+
+
+DEFAULT_QUIETNESS = 25  # the setting's default (Cursor Tab's reward's break-even)
+
+
+def edit_global_score(x: Sequence[float]) -> float:
+    """The starting point for next edits before a repository has a filter of its own: the
+    show-or-not gate chosen on a third repository's history (pallets/flask; see
+    `lsp_server.completion.next_edit_gate.DEFAULT_GATE`), put on the quietness scale.
+
+    The gate shows an edit when every token of its changed lines had p >= 0.3; the score
+    is the least probable one's p, scaled so that this point lands on the default
+    quietness's threshold (p = 0.3 scores 0.25): at the default quietness the rule is the
+    gate exactly, a higher quietness asks for a surer edit, a lower one shows more. It is
+    not a probability of acceptance (the base model's edits are rarely right, whatever
+    their p); it is the flask-chosen ordering of edits by the model's own confidence, and
+    nothing here comes from the evaluation repositories. An edit the engine gave no
+    scores for scores UNKNOWN_CONFIDENCE (shown at the default quietness, as the gate
+    shows it), and one that deletes more of the window than the gate allows scores 0.
+    """
+    if x[_EDIT["deleted_share"]] > DEFAULT_GATE.max_deleted_share:
+        return 0.0
+    if not x[_EDIT["confident"]] or DEFAULT_GATE.min_logprob is None:
+        return UNKNOWN_CONFIDENCE
+    lowest = min(x[_EDIT["min_logprob"]], 0.0)
+    scale = threshold(DEFAULT_QUIETNESS) / math.exp(DEFAULT_GATE.min_logprob)
+    return min(math.exp(lowest) * scale, 1.0)
+
+
+GLOBAL_NEXT_EDIT = QuietFilter(
+    "global",
+    features=EDIT_FEATURES,
+    learned={"rule": "edit_global_score"},
+    suggestions="next_edit",
+)
+GLOBALS: dict[str, QuietFilter] = {"completion": GLOBAL, "next_edit": GLOBAL_NEXT_EDIT}

@@ -1,4 +1,10 @@
-"""Learn a repository's show-or-stay-quiet filter from its feedback log.
+"""Learn a repository's show-or-stay-quiet filters from its feedback log.
+
+Two filters, one per kind of suggestion, by the same machinery: completions (`learn`,
+from the log's `shown` events) and next edits (`learn_edits`, from its
+`next_edit_shown` events: the features the server logged with each decision, since
+an edit's confidence cannot be rebuilt from the log; an edit is accepted when its
+accept command ran). What follows is said of completions and holds for both.
 
 `examples` turns the log's shown suggestions into (features, accepted, weight):
 the features the server logged with its decision where it did, else the same
@@ -26,14 +32,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from lsp_server.errors import CodetailorError
-from lsp_server.feedback.suggestions import SuggestionRecord
+from lsp_server.feedback.suggestions import NextEditRecord, SuggestionRecord
 from lsp_server.quiet.features import FEATURES, History, features
-from lsp_server.quiet.filter import GLOBAL, QuietFilter, Tree, threshold
+from lsp_server.quiet.filter import (
+    DEFAULT_QUIETNESS,
+    GLOBALS,
+    NAMES,
+    QuietFilter,
+    QuietFilters,
+    Suggestions,
+    Tree,
+    threshold,
+)
 
 VALIDATION = 0.25  # the latest share of the log the two learners are compared on
 MIN_EXAMPLES = 40
@@ -41,7 +56,7 @@ MIN_EACH = 8  # accepted and not accepted suggestions, at least
 FOLDS = 5
 TREES = {"n_estimators": 60, "max_depth": 3, "learning_rate": 0.1, "subsample": 0.8}
 LEARNERS = ("logistic", "trees")
-DEFAULT_QUIETNESS = 25  # the setting's default: the threshold the learners are judged at
+# DEFAULT_QUIETNESS (the setting's default) is the threshold the learners are judged at.
 ACCEPT, REJECT = 0.75, -0.25  # the reward that threshold comes from (filter.threshold)
 
 
@@ -53,17 +68,35 @@ class Examples:
     y: list[int]
     weight: list[float]
     logged: int  # examples whose features the server logged (the rest were rebuilt)
+    suggestions: Suggestions = "completion"
 
 
-def _logged(record: SuggestionRecord) -> tuple[list[float] | None, float]:
-    """(the features the server logged, p_show), where it logged a decision."""
-    quiet = record.shown.quiet or {}
+def _logged(
+    quiet: dict[str, Any] | None, names: Sequence[str] = FEATURES
+) -> tuple[list[float] | None, float]:
+    """(the features the server logged with a decision `quiet`, p_show)."""
+    quiet = quiet or {}
     p_show = quiet.get("p_show")
     p = float(p_show) if isinstance(p_show, (int, float)) and p_show > 0 else 1.0
     logged = quiet.get("features")
-    if isinstance(logged, dict) and all(isinstance(logged.get(n), (int, float)) for n in FEATURES):
-        return [float(logged[n]) for n in FEATURES], p
+    if isinstance(logged, dict) and all(isinstance(logged.get(n), (int, float)) for n in names):
+        return [float(logged[n]) for n in names], p
     return None, p
+
+
+def edit_examples(records: Sequence[NextEditRecord]) -> Examples:
+    """The next edits of a log (oldest first) that were shown with their features logged,
+    as examples (the others cannot be rebuilt: the model's confidence is not in the log)."""
+    x: list[list[float]] = []
+    y: list[int] = []
+    weight: list[float] = []
+    for r in records:
+        vector, p_show = _logged(r.shown.quiet, NAMES["next_edit"])
+        if vector is not None:
+            x.append(vector)
+            y.append(int(r.was_accepted))
+            weight.append(1.0 / p_show)
+    return Examples(x, y, weight, len(y), "next_edit")
 
 
 def examples(records: Sequence[SuggestionRecord]) -> Examples:
@@ -75,7 +108,7 @@ def examples(records: Sequence[SuggestionRecord]) -> Examples:
     logged = 0
     for r in records:
         s = r.shown
-        vector, p_show = _logged(r)
+        vector, p_show = _logged(s.quiet)
         if vector is None:
             vector = features(
                 s.prefix, s.suffix, s.suggestion, s.language, history=history.rates(s.uri)
@@ -94,10 +127,14 @@ def examples(records: Sequence[SuggestionRecord]) -> Examples:
 def _check(data: Examples) -> None:
     accepted = sum(data.y)
     if len(data.y) < MIN_EXAMPLES or min(accepted, len(data.y) - accepted) < MIN_EACH:
+        edits = data.suggestions == "next_edit"
+        what = "next edits shown with their features" if edits else "shown suggestions"
+        use = "next edits" if edits else "completions"
+        flag = " --next-edit" if edits else ""
         raise CodetailorError(
-            f"the feedback log holds {len(data.y)} shown suggestions, {accepted} accepted: "
+            f"the feedback log holds {len(data.y)} {what}, {accepted} accepted: "
             f"a filter needs at least {MIN_EXAMPLES}, with {MIN_EACH} accepted and {MIN_EACH} "
-            "not; keep using completions (or `codetailor bench simulate REPO --split train "
+            f"not; keep using {use} (or `codetailor bench simulate REPO{flag} --split train "
             "--record`) and learn again"
         )
 
@@ -154,7 +191,7 @@ def compare(data: Examples, seed: int = 0) -> dict[str, dict[str, float]]:
             "log_loss": round(_log_loss(list(p), list(y[cut:]), list(w[cut:])), 4),
             "shown": int((p >= line).sum()),
         }
-    rule = [GLOBAL.score(v) >= line for v in x[cut:]]
+    rule = [GLOBALS[data.suggestions].score(v) >= line for v in x[cut:]]
     out["global"] = {"reward": round(_reward(rule, y[cut:], w[cut:]), 2), "shown": sum(rule)}
     out["everything"] = {"reward": round(_reward([True] * len(rule), y[cut:], w[cut:]), 2)}
     for figures in out.values():
@@ -162,8 +199,9 @@ def compare(data: Examples, seed: int = 0) -> dict[str, dict[str, float]]:
     return out
 
 
-def export(name: str, model: Any) -> QuietFilter:
-    """A fitted scikit-learn model as plain numbers (not yet calibrated)."""
+def export(name: str, model: Any, suggestions: Suggestions = "completion") -> QuietFilter:
+    """A fitted scikit-learn model as plain numbers (not yet calibrated), for `suggestions`."""
+    names = NAMES[suggestions]
     if name == "logistic":
         scaler, lr = model.steps[0][1], model.steps[-1][1]
         scale = [float(s) if s > 0 else 1.0 for s in scaler.scale_]
@@ -173,13 +211,22 @@ def export(name: str, model: Any) -> QuietFilter:
             scale=tuple(scale),
             weights=tuple(float(c) for c in lr.coef_[0]),
             intercept=float(lr.intercept_[0]),
+            features=names,
+            suggestions=suggestions,
         )
     trees = tuple(_tree(est.tree_) for est in model.estimators_[:, 0])
     rate = float(model.learning_rate)
-    probe = [[0.0] * len(FEATURES)]
+    probe = [[0.0] * len(names)]
     # The prior's log-odds, read off the model itself rather than its private init.
     init = float(model.decision_function(probe)[0]) - rate * sum(t.predict(probe[0]) for t in trees)
-    return QuietFilter("trees", trees=trees, learning_rate=rate, init=init)
+    return QuietFilter(
+        "trees",
+        trees=trees,
+        learning_rate=rate,
+        init=init,
+        features=names,
+        suggestions=suggestions,
+    )
 
 
 def _tree(tree: Any) -> Tree:
@@ -207,23 +254,33 @@ def calibrate(name: str, data: Examples, seed: int) -> tuple[float, float]:
             raw[lo:hi] = 0.0
             continue
         model = _fit(_candidates(seed)[name], x[rest], y[rest], w[rest])
-        flat = export(name, model)
+        flat = export(name, model, data.suggestions)
         raw[lo:hi] = [flat.raw(v) for v in x[lo:hi]]
     platt = LogisticRegression(C=1e6, max_iter=1000).fit(raw.reshape(-1, 1), y, sample_weight=w)
     return float(platt.coef_[0, 0]), float(platt.intercept_[0])
 
 
 def learn(records: Sequence[SuggestionRecord], seed: int = 0) -> QuietFilter:
-    """The filter of a log's suggestions (oldest first); CodetailorError (one line) when
-    the log is too small to learn from."""
+    """The completion filter of a log's suggestions (oldest first); CodetailorError (one
+    line) when the log is too small to learn from."""
+    return learn_from(examples(records), seed)
+
+
+def learn_edits(records: Sequence[NextEditRecord], seed: int = 0) -> QuietFilter:
+    """The next-edit filter of a log's next edits (oldest first); CodetailorError (one
+    line) when the log is too small to learn from."""
+    return learn_from(edit_examples(records), seed)
+
+
+def learn_from(data: Examples, seed: int = 0) -> QuietFilter:
+    """The filter of `data`'s kind of suggestion, learned from its examples."""
     import numpy as np
 
-    data = examples(records)
     _check(data)
     scores = compare(data, seed)
     winner = max(LEARNERS, key=lambda n: (scores[n]["reward"], -scores[n]["log_loss"]))
     model = _fit(_candidates(seed)[winner], np.array(data.x), np.array(data.y), data.weight)
-    flat = export(winner, model)
+    flat = export(winner, model, data.suggestions)
     accepted = sum(data.y)
     learned = {
         "learner": winner,
@@ -237,33 +294,52 @@ def learn(records: Sequence[SuggestionRecord], seed: int = 0) -> QuietFilter:
         "seed": seed,
     }
     calibration = calibrate(winner, data, seed)
-    return QuietFilter(
-        flat.kind,
-        mean=flat.mean,
-        scale=flat.scale,
-        weights=flat.weights,
-        intercept=flat.intercept,
-        trees=flat.trees,
-        learning_rate=flat.learning_rate,
-        init=flat.init,
-        calibration=calibration,
-        learned=learned,
-    )
+    return replace(flat, calibration=calibration, learned=learned)
 
 
 def learn_for_repo(
     repo: Path, folder: Path, *, source: str | None = None, seed: int = 0, force: bool = False
 ) -> dict[str, Any]:
-    """Learn the filter of the repository at `repo` from its log at `folder` and store it
-    beside the log (`quiet.json`), where its server picks it up, if it beats the global
-    rule on the log's validation part (or `force`); the report (`stored` says which)."""
-    from lsp_server.feedback.suggestions import read_suggestions
-    from lsp_server.quiet.store import FILTER, write_filter
+    """Learn the filters of the repository at `repo` from its log at `folder` (one for
+    completions, one for next edits) and store them beside the log (`quiet.json`), where
+    its server picks them up, each where it beats its global rule on the log's validation
+    part (or `force`); a kind that cannot be learned, or is not kept, keeps the filter the
+    file held for it. The report: the completions' figures at the top level (or `error`:
+    why none was learned), the next edits' under `next_edit`; `stored` says which were
+    written. CodetailorError (one line) when neither kind can be learned."""
+    from lsp_server.feedback.log import read_events
+    from lsp_server.feedback.suggestions import next_edit_records, suggestion_records
+    from lsp_server.quiet.store import FILTER, read_filter, write_filter
 
-    records = read_suggestions(folder, source=source)
-    quiet = learn(records, seed=seed)
+    events = read_events(folder)
+    completions = suggestion_records(events)
+    if source is not None:
+        completions = [r for r in completions if r.shown.source == source]
     path = folder / FILTER
-    stored = force or bool(quiet.learned["beats_global"])
-    if stored:
-        write_filter(path, quiet)
-    return quiet.learned | {"repo": str(repo.resolve()), "path": str(path), "stored": stored}
+    edits = next_edit_records(events, source)
+    learned: dict[str, QuietFilter] = {}
+    reports: dict[str, dict[str, Any]] = {}
+    for kind, learn_kind in (
+        ("completion", lambda: learn(completions, seed)),
+        ("next_edit", lambda: learn_edits(edits, seed)),
+    ):
+        try:
+            quiet = learn_kind()
+        except CodetailorError as exc:
+            reports[kind] = {"error": str(exc), "stored": False}
+            continue
+        stored = force or bool(quiet.learned["beats_global"])
+        reports[kind] = quiet.learned | {"stored": stored}
+        if stored:
+            learned[kind] = quiet
+    if all("error" in r for r in reports.values()):
+        why = reports["completion"]["error"]
+        raise CodetailorError(why + (f"; {reports['next_edit']['error']}" if edits else ""))
+    if learned:
+        try:
+            kept = read_filter(path) if path.exists() else QuietFilters()
+        except CodetailorError:  # a refused file is replaced by what was learned
+            kept = QuietFilters()
+        write_filter(path, replace(kept, **learned))
+    place = {"repo": str(repo.resolve()), "path": str(path)}
+    return reports["completion"] | place | {"next_edit": reports["next_edit"] | place}

@@ -9,6 +9,13 @@ same document supersedes the running one, an edit stops it (stale), a request
 for an older version of the document is answered with nothing, and each empty
 answer is counted once under its reason (`status()["emptyAnswers"]`).
 
+What is shown goes through the session's show-or-stay-quiet decision
+(`QuietGate.decide_edit`, lsp_server.session.quiet), as completions do: the
+edit the rewrite made, or the one the predictor's own confidence gate held back
+(that gate is the next edits' global rule, which the decision applies itself),
+is shown when its score reaches the `quietness` threshold (or for exploration),
+else answered with nothing (reason `quiet`) and logged as suppressed.
+
 Pure: no pygls, no torch; the LSP side (lsp_server.lsp.next_edit) converts.
 """
 
@@ -28,6 +35,7 @@ from lsp_server.completion.next_edit import (
     NextEditAnswer,
     NextEditRequest,
     RecentEdit,
+    WindowEdit,
 )
 from lsp_server.completion.next_edit_text import edit_window
 from lsp_server.session.accepts import AcceptLedger
@@ -36,6 +44,7 @@ from lsp_server.session.edit_history import EditHistory, HeadText
 from lsp_server.session.jobs import Inflight
 from lsp_server.session.model_choice import ModelChoice
 from lsp_server.session.ports import HostLike, NextEditorLike, RecordingLike, ShownNextEdit
+from lsp_server.session.quiet import QuietDecision, QuietGate
 from lsp_server.session.settings import Settings
 from lsp_server.session.workspace import WorkspaceContext
 
@@ -56,7 +65,9 @@ EMPTY_REASONS = (
     "no_edit",  # the model rewrote the window unchanged
     "reverts",  # the edit would undo the user's last edit
     "sentinel",  # the rewrite held a prompt marker
-    "unsure",  # the model was not sure enough of its edit (the show-or-not gate)
+    # the show-or-stay-quiet decision held the edit back (before a repository has a
+    # filter: the model was not sure enough of it, the predictor's gate)
+    "quiet",
     "time_budget",  # `timeBudgetMs` ran out before the window was settled
     "unfinished",  # the model stopped before the window was settled
 )
@@ -84,7 +95,7 @@ class NextEditsOwner(Protocol):
     host: HostLike
     settings: Settings
     recording: RecordingLike
-
+    quiet: QuietGate
     models: ModelChoice
 
 
@@ -242,10 +253,19 @@ class NextEdits:
         else:
             window, answer = result
             self.last = _facts(answer, latency_ms)
-            if answer.edit is not None and answer.updated is not None:
-                return self._shown(uri, version, text, window, answer, latency_ms)
-            reason = "time_budget" if answer.stop_reason == "time" else answer.stop_reason
-            reason = reason if reason in EMPTY_REASONS else "unfinished"
+            edit = answer.edit or answer.withheld
+            if edit is not None and answer.updated is not None:
+                settings = self.owner.settings
+                quiet = self.owner.quiet.decide_edit(
+                    uri, window, edit, answer.confidence, doc.language_id, settings.quietness
+                )
+                shown = self._shown(uri, version, text, window, answer, edit, latency_ms, quiet)
+                if shown is not None:
+                    return shown
+                reason = "quiet"
+            else:
+                reason = "time_budget" if answer.stop_reason == "time" else answer.stop_reason
+                reason = reason if reason in EMPTY_REASONS else "unfinished"
         self._empty(reason)
         return None
 
@@ -256,29 +276,36 @@ class NextEdits:
         text: str,
         window: EditWindow,
         answer: NextEditAnswer,
+        edit: WindowEdit,
         latency_ms: float,
-    ) -> ShownEdit:
-        assert answer.edit is not None and answer.updated is not None
-        self.counts["shown"] += 1
+        quiet: QuietDecision | None,
+    ) -> ShownEdit | None:
+        """`edit` shown, logged with the decision `quiet` (None: no filter applied); None
+        when the decision keeps it quiet (logged as suppressed)."""
+        assert answer.updated is not None
         owner = self.owner
-        id: str | None = None
+        logged = None
         if owner.workspace.in_workspace(uri):
-            id = owner.recording.next_edit_shown(
-                ShownNextEdit(
-                    uri=uri,
-                    path=owner.workspace.path_of(uri),
-                    start_line=window.start_line,
-                    original=window.original,
-                    current=window.current,
-                    updated=answer.updated,
-                    prompt_format=owner.settings.next_edit_format or "sweep",
-                    latency_ms=latency_ms,
-                    describe=owner.host.status,
-                )
+            logged = ShownNextEdit(
+                uri=uri,
+                path=owner.workspace.path_of(uri),
+                start_line=window.start_line,
+                original=window.original,
+                current=window.current,
+                updated=answer.updated,
+                prompt_format=owner.settings.next_edit_format or "sweep",
+                latency_ms=latency_ms,
+                describe=owner.host.status,
+                quiet=quiet.as_dict() if quiet is not None else None,
             )
-        id = self.accepts.shown(id)
+        if quiet is not None and not quiet.show:
+            if logged is not None:
+                owner.recording.next_edit_suppressed(logged)
+            return None
+        self.counts["shown"] += 1
+        id = self.accepts.shown(owner.recording.next_edit_shown(logged) if logged else None)
+        owner.quiet.edit_shown(uri, id)
         base = window_offset(window, text)
-        edit = answer.edit
         return ShownEdit(uri, version, base + edit.start, base + edit.end, edit.text, text, id)
 
     # -- feedback and status -------------------------------------------------------------------
@@ -288,6 +315,7 @@ class NextEdits:
         first acceptance of an edit that was shown counts."""
         if not self.accepts.accept(id):
             return
+        self.owner.quiet.edit_accepted(id)
         self.counts["accepted"] += 1
         self.owner.recording.accepted(id, "full")
 

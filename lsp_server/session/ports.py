@@ -196,6 +196,8 @@ class ShownNextEdit:
     prompt_format: str | None
     latency_ms: float
     describe: Callable[[], dict[str, Any]]  # the host's status ("model", "adapter")
+    quiet: dict[str, Any] | None = None  # the show-or-stay-quiet decision (session/quiet.py)
+    language: str = ""  # the document's language id
 
 
 class RecordingLike(Protocol):
@@ -224,6 +226,10 @@ class RecordingLike(Protocol):
 
     def next_edit_shown(self, shown: ShownNextEdit) -> str | None:
         """A next edit is shown: its new id (None when nothing is recorded)."""
+        ...
+
+    def next_edit_suppressed(self, shown: ShownNextEdit) -> None:
+        """The show-or-stay-quiet filter kept a next edit from the user."""
         ...
 
     def typed_through(self, id: str | None, chars: int) -> None:
@@ -271,6 +277,9 @@ class NoRecording:
         return None
 
     def next_edit_shown(self, shown: ShownNextEdit) -> str | None:
+        return None
+
+    def next_edit_suppressed(self, shown: ShownNextEdit) -> None:
         return None
 
     def typed_through(self, id: str | None, chars: int) -> None:

@@ -3,7 +3,9 @@
 `QuietGate` scores each suggestion the model offers with the repository's filter
 (`lsp_server.quiet`: learned from its feedback log, or the global rule before it has
 one) and shows it only when P(accept) reaches the threshold the `quietness` setting
-states (the reward of lsp_server.quiet.filter.threshold). A small random share
+states (the reward of lsp_server.quiet.filter.threshold). Completions (`decide`) and
+next edits (`decide_edit`, which `NextEdits` asks) go through the same decision, each
+kind with its own features, filter and history of outcomes. A small random share
 (`explore`) of the suggestions it would hide is shown anyway, marked, so the next
 learning sees what the filter hides and can weigh it back (inverse propensity:
 each one counts 1 / explore). `record` logs the decision, score and features with
@@ -24,8 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from lsp_server.quiet.features import FEATURES, LOOK_AHEAD, LOOK_BACK, History, features
-from lsp_server.quiet.filter import GLOBAL, QuietFilter, threshold
+from lsp_server.completion.next_edit import EditConfidence, EditWindow, WindowEdit
+from lsp_server.quiet.edit_features import edit_features
+from lsp_server.quiet.features import LOOK_AHEAD, LOOK_BACK, History, features
+from lsp_server.quiet.filter import GLOBALS, NAMES, QuietFilter, Suggestions, threshold
 from lsp_server.session.accepts import AcceptLedger
 from lsp_server.session.documents import prompt_safe
 from lsp_server.session.jobs import Request
@@ -48,8 +52,9 @@ class QuietSourceLike(Protocol):
         """Use the filter of the repository at `root` (None: the global rule)."""
         ...
 
-    def current(self) -> QuietFilter | None:
-        """The filter to apply now; None: serve unfiltered (its file was refused)."""
+    def current(self, suggestions: Suggestions = "completion") -> QuietFilter | None:
+        """The filter to apply to `suggestions` now; None: serve unfiltered (its file was
+        refused)."""
         ...
 
     def status(self) -> dict[str, Any]: ...
@@ -61,11 +66,11 @@ class GlobalOnly:
     def start(self, root: Path | None) -> None:
         return None
 
-    def current(self) -> QuietFilter | None:
-        return GLOBAL
+    def current(self, suggestions: Suggestions = "completion") -> QuietFilter | None:
+        return GLOBALS[suggestions]
 
     def status(self) -> dict[str, Any]:
-        return {"filter": "global", "path": None}
+        return {"filter": "global", "nextEditFilter": "global", "path": None}
 
 
 @dataclass(frozen=True)
@@ -79,8 +84,10 @@ class QuietDecision:
     explore: bool  # shown although below the threshold, for exploration
     p_show: float  # how likely it was to be shown: 1, or `explore` below the threshold
     features: tuple[float, ...]
+    suggestions: Suggestions = "completion"  # the features' kind (their names: NAMES)
 
     def as_dict(self) -> dict[str, Any]:
+        names = NAMES[self.suggestions]
         return {
             "show": self.show,
             "score": round(self.score, 4),
@@ -88,7 +95,7 @@ class QuietDecision:
             "filter": self.filter,
             "explore": self.explore,
             "p_show": self.p_show,
-            "features": dict(zip(FEATURES, (round(v, 4) for v in self.features), strict=True)),
+            "features": dict(zip(names, (round(v, 4) for v in self.features), strict=True)),
         }
 
 
@@ -97,6 +104,21 @@ def confidence(completion: object) -> tuple[Sequence[float], Sequence[float]]:
     where its engine could not tell."""
     generation = getattr(completion, "generation", None)
     return getattr(generation, "logprobs", ()) or (), getattr(generation, "entropies", ()) or ()
+
+
+def decide_with(
+    quiet: QuietFilter, x: list[float], quietness: int, *, explore: float, rng: random.Random
+) -> QuietDecision:
+    """The decision on a suggestion with features `x`: shown when `quiet` scores it at the
+    threshold of `quietness` or above, or, below it, when drawn (share `explore`) for
+    exploration."""
+    score, line = quiet.score(x), threshold(quietness)
+    explored = score < line and rng.random() < explore
+    show = score >= line or explored
+    p_show = 1.0 if score >= line else explore
+    return QuietDecision(
+        show, score, line, quiet.name, explored, p_show, tuple(x), quiet.suggestions
+    )
 
 
 class QuietOwner(Protocol):
@@ -125,7 +147,9 @@ class QuietGate:
         self.explore = explore
         self.rng = rng or random.Random()
         self.history = History()
+        self.edit_history = History()  # the next edits' own: shown, accepted
         self.counts = {"scored": 0, "quiet": 0, "explored": 0}
+        self.edit_counts = {"scored": 0, "quiet": 0, "explored": 0}
 
     def decide(
         self, request: Request, completion: CompletionLike, quietness: int
@@ -147,14 +171,43 @@ class QuietGate:
             logprobs=logprobs,
             entropies=entropies,
         )
-        score, line = quiet.score(x), threshold(quietness)
-        explore = score < line and self.rng.random() < self.explore
-        show = score >= line or explore
-        self.counts["scored"] += 1
-        self.counts["quiet"] += not show
-        self.counts["explored"] += explore
-        p_show = 1.0 if score >= line else self.explore
-        return QuietDecision(show, score, line, quiet.name, explore, p_show, tuple(x))
+        return self._decide(quiet, x, quietness, self.counts)
+
+    def _decide(
+        self, quiet: QuietFilter, x: list[float], quietness: int, counts: dict[str, int]
+    ) -> QuietDecision:
+        """`quiet`'s decision on features `x` at `quietness`, with exploration, counted."""
+        decision = decide_with(quiet, x, quietness, explore=self.explore, rng=self.rng)
+        counts["scored"] += 1
+        counts["quiet"] += not decision.show
+        counts["explored"] += decision.explore
+        return decision
+
+    def decide_edit(
+        self,
+        uri: str,
+        window: EditWindow,
+        edit: WindowEdit,
+        confidence: EditConfidence | None,
+        language: str | None,
+        quietness: int,
+    ) -> QuietDecision | None:
+        """Whether to show next edit `edit` of `window` in `uri`; None when no filter
+        applies (quietness 0, or a refused filter file): show it."""
+        quiet = self.source.current("next_edit") if quietness > 0 else None
+        if quiet is None:
+            return None
+        rates = self.edit_history.rates(uri)
+        x = edit_features(window.current, window.cursor, edit, confidence, language, history=rates)
+        return self._decide(quiet, x, quietness, self.edit_counts)
+
+    def edit_shown(self, uri: str, id: str) -> None:
+        """Next edit `id` is shown in `uri` (the one shown there before, untaken, was not)."""
+        self.edit_history.shown(uri, id)
+
+    def edit_accepted(self, id: object) -> None:
+        if isinstance(id, str):
+            self.edit_history.accepted(id)
 
     def record(
         self,
@@ -197,4 +250,4 @@ class QuietGate:
             self.history.accepted(id)
 
     def status(self) -> dict[str, Any]:
-        return self.source.status() | dict(self.counts)
+        return self.source.status() | dict(self.counts) | {"nextEdits": dict(self.edit_counts)}

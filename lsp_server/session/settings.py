@@ -100,7 +100,8 @@ class Settings:
     quietness: int = field(
         default=25,
         metadata={
-            "help": "show a completion only when it is this likely (percent) to be accepted, "
+            "help": "show a completion or next edit only when it is this likely (percent) to be "
+            "accepted, "
             "as the repository's learned filter (or the global rule) judges: 25 is the "
             "break-even of a reward of 0.75 for an accepted suggestion, -0.25 for a rejected "
             "one and 0 for silence (Cursor Tab's); 0 shows every suggestion",
