@@ -53,7 +53,15 @@ from finetune.budget import (
 from finetune.config import FinetuneConfig, dump_yaml, print_resolved
 from finetune.console import Quiet, data_line, say
 from finetune.data import next_edits
-from finetune.data.examples import Blocks, documents, pack, pack_examples, spread, tokenize
+from finetune.data.examples import (
+    Blocks,
+    documents,
+    pack,
+    pack_examples,
+    spread,
+    tokenize,
+    tokenize_fim,
+)
 from finetune.data.next_edits import NextEditSet
 from finetune.evaluate import (
     LineSample,
@@ -295,20 +303,41 @@ def split_repository(
 def training_sequences(
     cfg: FinetuneConfig, fmt: PromptFormat, tokenizer: Any, train_files: list[SourceFile]
 ) -> Blocks:
-    """The training files as documents (some FIM), tokenized and packed to `seq_len`.
-    Preference tuning's anchor (finetune/preference/anchor.py) trains on the same blocks."""
+    """The training files as documents packed to `seq_len`, and FIM examples each whole in
+    a row (the loss on its middle). Preference tuning's anchor
+    (finetune/preference/anchor.py) trains on the same blocks."""
+    return _sequences(cfg, fmt, tokenizer, train_files, cfg.fim_rate)
+
+
+def _sequences(
+    cfg: FinetuneConfig,
+    fmt: PromptFormat,
+    tokenizer: Any,
+    files: list[SourceFile],
+    fim_rate: float,
+) -> Blocks:
     eos = tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
     texts = documents(
         fmt,
-        [(f.path, f.text) for f in train_files],
+        [(f.path, f.text) for f in files],
         seq_len=cfg.seq_len,
         seed=cfg.seed,
         header=cfg.path_header,
-        fim_rate=cfg.fim_rate,
+        fim_rate=fim_rate,
         spm_rate=cfg.spm_rate,
     )
-    return pack(tokenize(tokenizer, texts, eos), cfg.seq_len, pad)
+    plain = pack(tokenize(tokenizer, texts.plain, eos), cfg.seq_len, pad)
+    if not texts.fim:
+        return plain
+    # An example longer than a row is left out rather than given a row of its own.
+    pairs = [
+        pair
+        for pair in tokenize_fim(tokenizer, texts.fim, eos)
+        if len(pair[0]) + len(pair[1]) <= cfg.seq_len
+    ]
+    fim = pack_examples(pairs, cfg.seq_len)
+    return fim if not texts.plain else plain + fim
 
 
 def history_examples(
@@ -461,13 +490,9 @@ def incremental_sequences(
 def heldout_sequences(
     cfg: FinetuneConfig, fmt: PromptFormat, tokenizer: Any, held_files: list[SourceFile]
 ) -> Blocks:
-    """The held-out files as whole documents (no FIM), tokenized and packed to `seq_len`."""
-    eos = tokenizer.eos_token_id
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-    texts = documents(
-        fmt, [(f.path, f.text) for f in held_files], seq_len=cfg.seq_len, header=cfg.path_header
-    )
-    return pack(tokenize(tokenizer, texts, eos), cfg.seq_len, pad)
+    """The held-out files as training makes its examples (documents, and FIM examples at
+    the same rate), so the held-out loss measures what is trained."""
+    return _sequences(cfg, fmt, tokenizer, held_files, cfg.fim_rate)
 
 
 # --- 3. fit: LoRA, the base model's figures (or the checkpoint), the loop ------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
 from collections import Counter
@@ -12,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from finetune.config import CONFIG_DIR, FinetuneConfig, dump_yaml, load_yaml
-from finetune.data.examples import documents, pack, spread
+from finetune.data.examples import documents, fim_hole, pack, pack_examples, spread, tokenize_fim
 from lsp_server.completion.prompt import FORMATS, PREFIX_ONLY, build_prompt, fim_example
 from lsp_server.errors import CodetailorError
 from lsp_server.repo.corpus import SourceFile, collect, deduplicate
@@ -141,18 +142,62 @@ def test_near_duplicates_go_and_different_files_stay() -> None:
 
 def test_documents_use_the_servers_prompt_layout() -> None:
     fmt = FORMATS["starcoder"]
-    text = "def add(a, b):\n    return a + b\n"
-    fim = documents(fmt, [("m.py", text)], seq_len=512, fim_rate=1.0)[0]
-    # StarCoder2's layout: the separator, then the path inside the prefix.
-    head = "<file_sep><fim_prefix>m.py\n"
-    assert fim.startswith(head)
-    # Cutting the example at the middle marker gives exactly the server's prompt.
-    prompt, middle = fim.split(fmt.middle)
-    prefix, suffix = prompt[len(head) :].split(fmt.suffix)
-    assert prompt + fmt.middle == build_prompt(fmt, prefix, suffix, path="m.py")
-    assert prefix + middle + suffix == text
-    plain = documents(fmt, [("m.py", text)], seq_len=512, fim_rate=0.0)[0]
-    assert plain == "<file_sep>m.py\n" + text
+    text = "def add(a, b):\n    total = a + b\n    return total\n"
+    holes = [
+        documents(fmt, [("m.py", text)], seq_len=512, seed=seed, fim_rate=1.0).fim[0]
+        for seed in range(40)
+    ]
+    named = [h for h in holes if h.prompt.startswith("<file_sep><fim_prefix>m.py\n")]
+    assert named and len(named) < len(holes)  # some examples stand without a path
+    for hole in holes:
+        # The prompt is exactly the server's for the text around the hole, whose trailing
+        # whitespace the server holds back and the middle starts with.
+        head = "<file_sep><fim_prefix>m.py\n" if hole in named else "<fim_prefix>"
+        assert hole.prompt.startswith(head) and hole.prompt.endswith(fmt.middle)
+        prefix, suffix = hole.prompt[len(head) : -len(fmt.middle)].split(fmt.suffix)
+        path = "m.py" if hole in named else None
+        assert hole.prompt == build_prompt(fmt, prefix, suffix, path=path)
+        assert prefix == prefix.rstrip() and hole.middle.strip()
+        assert text.find(prefix + hole.middle + suffix) >= 0
+    plain = documents(fmt, [("m.py", text)], seq_len=512, fim_rate=0.0)
+    assert plain.plain == ["<file_sep>m.py\n" + text] and plain.fim == []
+
+
+def test_holes_stand_where_a_cursor_asks() -> None:
+    text = "".join(f"def f{i}(x):\n    y = x * {i}\n    return y + {i}\n\n" for i in range(30))
+    rng = random.Random(1)
+    holes = [fim_hole(text, rng) for _ in range(400)]
+    assert all(h is not None for h in holes)
+    starts = ends = 0
+    for prefix, middle, suffix in (h for h in holes if h):
+        assert text.find(prefix + middle + suffix) >= 0 and middle.strip()
+        # The prefix ends where the server's prompt would (no trailing whitespace) ...
+        assert prefix == prefix.rstrip()
+        # ... and the hole ends at a line's end, as an editor's completion does.
+        assert suffix == "" or suffix.startswith("\n")
+        starts += middle.startswith("\n")
+        ends += middle.count("\n") > 1
+    assert 0.5 < starts / 400 < 0.9  # mostly at a line's start, sometimes inside it
+    assert 0.2 < ends / 400 < 0.6  # a share of multi-line holes
+    assert fim_hole("\n\n   \n", rng) is None
+
+
+def test_fim_examples_keep_their_prompt_whole_and_learn_the_middle() -> None:
+    class Chars:
+        """A tokenizer with one id per character."""
+
+        def __call__(self, texts: list[str], add_special_tokens: bool = False) -> dict:
+            return {"input_ids": [[ord(c) for c in t] for t in texts]}
+
+    fmt = FORMATS["starcoder"]
+    text = "def add(a, b):\n    total = a + b\n    return total\n"
+    fim = documents(fmt, [("m.py", text)], seq_len=512, fim_rate=1.0).fim
+    pairs = tokenize_fim(Chars(), fim, eos_id=0)
+    assert pairs[0] == ([ord(c) for c in fim[0].prompt], [*(ord(c) for c in fim[0].middle), 0])
+    blocks = pack_examples(pairs * 3, seq_len=10_000)
+    assert len(blocks.ids) == 1 and blocks.labels is not None
+    learned = [t for t in blocks.labels[0] if t != -100]
+    assert learned == pairs[0][1] * 3
 
 
 def test_spm_variant_and_prefix_only() -> None:
@@ -164,9 +209,9 @@ def test_spm_variant_and_prefix_only() -> None:
     codestral = FORMATS["codestral"]
     assert fim_example(codestral, "P", "M", "S") == build_prompt(codestral, "P", "S") + "M"
     docs = documents(PREFIX_ONLY, [("a/b.py", "x = 1\n")], seq_len=64, fim_rate=1.0)
-    assert docs == ["# a/b.py\nx = 1\n"]
+    assert docs.plain == ["# a/b.py\nx = 1\n"] and docs.fim == []
     docs = documents(PREFIX_ONLY, [("data.json", "{}\n")], seq_len=64)
-    assert docs == ["{}\n"]  # JSON has no comments: no header
+    assert docs.plain == ["{}\n"]  # JSON has no comments: no header
 
 
 def test_fim_choices_are_seeded_per_file() -> None:
@@ -176,13 +221,14 @@ def test_fim_choices_are_seeded_per_file() -> None:
     b = documents(
         fmt, files[:5] + [("extra.py", "y = 0\n")] + files[5:], seq_len=64, seed=3, fim_rate=0.5
     )
-    assert [d for d in b if "extra.py" not in d] == a
-    assert 0 < sum(fmt.middle in d for d in a) < len(a)
+    assert [d for d in b.plain if "extra.py" not in d] == a.plain
+    assert [d for d in b.fim if "extra.py" not in d.prompt] == a.fim
+    assert a.plain and a.fim
 
 
 def test_long_files_are_cut_into_block_sized_documents() -> None:
     text = "".join(f"line_{i} = {i}\n" for i in range(400))
-    docs = documents(PREFIX_ONLY, [("big.py", text)], seq_len=64)
+    docs = documents(PREFIX_ONLY, [("big.py", text)], seq_len=64).plain
     assert len(docs) > 5 and all(d.startswith("# big.py\n") for d in docs)
     assert "".join(d.removeprefix("# big.py\n") for d in docs) == text
 
