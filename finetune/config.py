@@ -99,7 +99,8 @@ class FinetuneConfig(Config):
     init_adapter: str | None = _f(
         None,
         "start the LoRA from this adapter's weights (a folder finetune wrote, same base model, "
-        "LoRA settings and prompt format); an incremental run starts from the one it updates",
+        "LoRA settings and prompt format); unset: the general adapter shipped for the base "
+        "model where one fits; none: from zero; an incremental run starts from the one it updates",
     )
     incremental: str = _f(
         "auto",

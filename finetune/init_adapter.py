@@ -1,7 +1,11 @@
 """Starting the LoRA from an adapter `finetune` made, instead of from zero.
 
-`init_adapter` (a config key) names the folder; an incremental run
-(`finetune.incremental`) starts from the adapter it updates. The weights are
+`init_adapter` (a config key) names the folder; unset, a run starts from the
+general adapter shipped for its base model where there is one
+(`lsp_server.model.shipped`: the default model's teaches it fill-in-the-middle, which
+a repository's short run could not teach from zero), and `none` starts from zero; an
+incremental run (`finetune.incremental`) starts from the adapter it updates. Unless
+`prompt_format` is named, a run teaches the format of the adapter it starts from. The weights are
 only worth starting from when they mean the same thing in this run: the same
 base weights (the fingerprint `codetailor.json` records), the same LoRA shape
 (rank, alpha, target modules) and the same prompt format; anything else is
@@ -19,6 +23,21 @@ from lsp_server.errors import CodetailorError
 from lsp_server.model.adapter_meta import AdapterMeta, read_meta
 
 WEIGHTS = "adapter_model.safetensors"
+FROM_ZERO = "none"  # init_adapter: no adapter to start from, not even the general one
+
+
+def general_start(cfg: FinetuneConfig) -> tuple[Path, AdapterMeta] | None:
+    """The general adapter shipped for `cfg.model`, where `init_adapter` is unset and one
+    ships (its folder and metadata); None otherwise."""
+    from lsp_server.model.shipped import shipped_adapter
+
+    if cfg.init_adapter:
+        return None
+    ref = shipped_adapter(cfg.model)
+    if ref is None:
+        return None
+    folder = Path(ref.path)
+    return folder, read_start(folder)
 
 
 def read_start(folder: str | Path) -> AdapterMeta:

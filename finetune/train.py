@@ -71,7 +71,14 @@ from finetune.evaluate import (
     to_batch,
 )
 from finetune.incremental import Since
-from finetune.init_adapter import check_start, load_start, read_start, started_from
+from finetune.init_adapter import (
+    FROM_ZERO,
+    check_start,
+    general_start,
+    load_start,
+    read_start,
+    started_from,
+)
 from finetune.schedule import BlockOrder, StopFlag, lr_schedule
 from lsp_server.completion.next_edit_prompt import NextEditFormat, next_edit_format
 from lsp_server.completion.prompt import PromptFormat
@@ -212,12 +219,13 @@ def prepare_data(job: Job) -> Data:
         trust_remote_code=cfg.trust_remote_code,
         training=True,
     )
-    fmt = training_format(loaded, cfg.prompt_format)
+    general = None if job.since is not None else general_start(cfg)
+    fmt = training_format(loaded, cfg.prompt_format or inherited_format(job, general))
     tokenizer = loaded.tokenizer
     if tokenizer.eos_token_id is None:
         raise CodetailorError(f"model '{cfg.model}' has a tokenizer without an EOS token")
     tokenizer.model_max_length = 1 << 30  # whole files are tokenized, then packed
-    start = starting_adapter(job, loaded.fingerprint, fmt)
+    start = starting_adapter(job, loaded.fingerprint, fmt, general)
     train, learned, through, replayed = training_rows(job, fmt, tokenizer, train_files, loaded)
     held = heldout_sequences(cfg, fmt, tokenizer, held_files)
     per_step = cfg.batch_size * cfg.grad_accum * job.world
@@ -415,12 +423,29 @@ def mine_examples(
     return (found, fmt) if found.pairs else None
 
 
+def inherited_format(job: Job, general: tuple[Path, AdapterMeta] | None) -> str | None:
+    """The prompt format of the adapter this run starts from (the one it updates, the one
+    `init_adapter` names, else the shipped general adapter), so that, unless a format is
+    named, its weights go on meaning what they learned; None: no such adapter."""
+    cfg, since = job.cfg, job.since
+    if since is not None:
+        return since.meta.prompt_format
+    if cfg.init_adapter and cfg.init_adapter != FROM_ZERO:
+        return read_start(Path(cfg.init_adapter).expanduser()).prompt_format
+    return general[1].prompt_format if general else None
+
+
 def starting_adapter(
-    job: Job, fingerprint: str, fmt: PromptFormat
+    job: Job,
+    fingerprint: str,
+    fmt: PromptFormat,
+    general: tuple[Path, AdapterMeta] | None = None,
 ) -> tuple[Path, AdapterMeta] | None:
     """The adapter the LoRA starts from (the one an incremental run updates, else
-    `init_adapter`), checked against this run (`finetune.init_adapter.check_start`); an
-    incremental run that may fall back (`incremental: auto`) trains from scratch instead."""
+    `init_adapter`, else the shipped `general` one), checked against this run
+    (`finetune.init_adapter.check_start`); an incremental run that may fall back
+    (`incremental: auto`) trains from scratch instead, and a general adapter that does
+    not fit (another LoRA shape, a named format) is passed over with one line."""
     cfg, since = job.cfg, job.since
     if since is not None:
         try:
@@ -432,12 +457,22 @@ def starting_adapter(
             if job.main:
                 say(f"codetailor finetune: training from scratch: {exc}")
             job.since = None
-    if not cfg.init_adapter:
+    if cfg.init_adapter == FROM_ZERO:
         return None
-    folder = Path(cfg.init_adapter).expanduser()
-    meta = read_start(folder)
-    check_start(folder, meta, cfg, fingerprint, fmt)
-    return folder, meta
+    if cfg.init_adapter:
+        folder = Path(cfg.init_adapter).expanduser()
+        meta = read_start(folder)
+        check_start(folder, meta, cfg, fingerprint, fmt)
+        return folder, meta
+    if general is None:
+        return None
+    try:
+        check_start(*general, cfg, fingerprint, fmt)
+    except CodetailorError as exc:
+        if job.main:
+            say(f"codetailor finetune: from zero, not from the general adapter: {exc}")
+        return None
+    return general
 
 
 def incremental_sequences(

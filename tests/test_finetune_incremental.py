@@ -116,6 +116,51 @@ def test_an_adapter_that_would_mean_something_else_is_refused_in_one_line(
     assert not out.exists()
 
 
+def test_a_run_starts_from_the_shipped_general_adapter_in_its_format(
+    fixture_repo: Path, smol_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lsp_server.model import shipped
+
+    general = tmp_path / "general"
+    finetuned(fixture_repo, general, smol_dir, max_steps=1, prompt_format="smollm2-fim")
+    monkeypatch.setattr(shipped, "SHIPPED", {smol_dir.name: general})
+    # Unset, a run starts from it and so teaches its (learned) format, not the native one.
+    first = finetuned(fixture_repo, tmp_path / "a", smol_dir)
+    assert first["started_from"] == str(general) and first["prompt_format"] == "smollm2-fim"
+    # `none` starts from zero in the tokenizer's own format.
+    zero = finetuned(fixture_repo, tmp_path / "b", smol_dir, init_adapter="none")
+    assert zero["started_from"] is None and zero["prompt_format"] == "prefix-only"
+
+
+def test_a_general_adapter_that_does_not_fit_is_passed_over_in_one_line(
+    fixture_repo: Path,
+    smol_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from lsp_server.model import shipped
+
+    general = tmp_path / "general"
+    finetuned(fixture_repo, general, smol_dir, max_steps=1, prompt_format="smollm2-fim")
+    monkeypatch.setattr(shipped, "SHIPPED", {smol_dir.name: general})
+    capsys.readouterr()
+    summary = finetuned(fixture_repo, tmp_path / "a", smol_dir, lora_r=8)
+    assert summary["started_from"] is None
+    said = [line for line in capsys.readouterr().err.splitlines() if "general adapter" in line]
+    assert len(said) == 1 and "LoRA rank 16, this run's is 8" in said[0]
+
+
+def test_an_update_keeps_the_format_of_the_adapter_it_updates(
+    repo: Path, smol_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "lora"
+    finetuned(repo, out, smol_dir, prompt_format="smollm2-fim", init_adapter="none")
+    commit(repo, "extra", {"extra.py": "def extra(x):\n    return x * 2\n"})
+    summary = finetuned(repo, out, smol_dir, init_adapter="none")
+    assert summary["incremental"] is not None and summary["prompt_format"] == "smollm2-fim"
+
+
 # --- incremental runs ---------------------------------------------------------------------
 
 
