@@ -126,6 +126,7 @@ class FinetuneConfig(Config):
     path_header: bool = _f(True, "start each document with its path, in the model's format")
     fim_rate: float = _f(0.5, "fraction of documents turned into fill-in-the-middle examples")
     spm_rate: float = _f(0.25, "fraction of FIM examples in suffix-prefix-middle order")
+    fim_holes: int = _f(1, "FIM examples cut from each chunk chosen for FIM, each its own hole")
     seq_len: int = _f(256, "tokens per packed training sequence")
 
     # Next edits from the repository's git history (lsp_server.repo.history's miner).
@@ -195,6 +196,7 @@ class FinetuneConfig(Config):
         )
         need(0.0 <= self.fim_rate <= 1.0, f"fim_rate must be in [0, 1], got {self.fim_rate}")
         need(0.0 <= self.spm_rate <= 1.0, f"spm_rate must be in [0, 1], got {self.spm_rate}")
+        need(self.fim_holes >= 1, f"fim_holes must be at least 1, got {self.fim_holes}")
         need(self.seq_len >= 16, f"seq_len must be at least 16, got {self.seq_len}")
         problems += self._next_edit_problems()
         need(self.lora_r >= 1, f"lora_r must be at least 1, got {self.lora_r}")

@@ -334,6 +334,7 @@ def _sequences(
         header=cfg.path_header,
         fim_rate=fim_rate,
         spm_rate=cfg.spm_rate,
+        holes=cfg.fim_holes,
     )
     plain = pack(tokenize(tokenizer, texts.plain, eos), cfg.seq_len, pad)
     if not texts.fim:

@@ -114,6 +114,7 @@ NOT_DEFAULT: dict[str, tuple[str, Any]] = {
     "path_header": ("off", False),
     "fim_rate": ("0.9", 0.9),
     "spm_rate": ("0", 0.0),
+    "fim_holes": ("3", 3),
     "seq_len": ("512", 512),
     "next_edit": ("false", False),
     "next_edit_share": ("0.3", 0.3),

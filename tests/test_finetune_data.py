@@ -182,6 +182,19 @@ def test_holes_stand_where_a_cursor_asks() -> None:
     assert fim_hole("\n\n   \n", rng) is None
 
 
+def test_a_chunk_gives_as_many_holes_as_asked_each_its_own() -> None:
+    fmt = FORMATS["starcoder"]
+    files = [(f"m{i}.py", "".join(f"v{j} = {i} * {j}\n" for j in range(30))) for i in range(8)]
+    one = documents(fmt, files, seq_len=512, fim_rate=1.0)
+    three = documents(fmt, files, seq_len=512, fim_rate=1.0, holes=3)
+    assert len(one.fim) == 8 and len(three.fim) == 24 and not three.plain
+    for i in range(8):
+        holes = {(h.prompt, h.middle) for h in three.fim[3 * i : 3 * i + 3]}
+        assert len(holes) > 1  # drawn apart, not the same hole three times
+    with pytest.raises(CodetailorError, match="fim_holes must be at least 1"):
+        FinetuneConfig.from_dict({"repo": ".", "out": "o", "fim_holes": 0}).validate()
+
+
 def test_fim_examples_keep_their_prompt_whole_and_learn_the_middle() -> None:
     class Chars:
         """A tokenizer with one id per character."""

@@ -54,7 +54,7 @@ ONE_LINE = 0.6  # the rest: up to MAX_EXTRA_LINES more lines
 MAX_EXTRA_LINES = 6
 # Context around the hole, in lines (drawn per example, up to the chunk's own ends), so
 # the model meets short and long windows.
-PREFIX_LINES, SUFFIX_LINES = (4, 48), (0, 24)
+PREFIX_LINES, SUFFIX_LINES = (2, 24), (0, 12)
 NO_PATH = 0.25  # FIM examples without the file's path header (an unsaved buffer, a benchmark)
 
 
@@ -85,9 +85,11 @@ def documents(
     header: bool = True,
     fim_rate: float = 0.0,
     spm_rate: float = 0.0,
+    holes: int = 1,
 ) -> Texts:
     """Training texts for (path, text) pairs: for each block-sized chunk of each file,
-    a FIM example (share `fim_rate`, FIM formats only) or the chunk as a document.
+    `holes` FIM examples (share `fim_rate`, FIM formats only; each hole costs only the
+    few lines around it) or the chunk as a document.
 
     Each chunk draws its FIM choice and hole from its own RNG, seeded by the
     seed, path and chunk number, so adding a file changes no other example.
@@ -98,15 +100,16 @@ def documents(
         shown_path = path if header else None
         for n, piece in enumerate(chunks(text, seq_len * CHARS_PER_TOKEN)):
             rng = random.Random(f"{seed}:{path}:{n}")
-            hole = fim_hole(piece, rng) if fmt.is_fim and rng.random() < fim_rate else None
-            if hole is None:
+            chosen = fmt.is_fim and rng.random() < fim_rate
+            cut = [h for _ in range(holes if chosen else 0) if (h := fim_hole(piece, rng))]
+            if not cut:
                 plain.append(training_document(fmt, piece, path=shown_path))
                 continue
-            prefix, middle, suffix = hole
-            spm = rng.random() < spm_rate
-            named = shown_path if rng.random() >= NO_PATH else None
-            prompt = fim_example(fmt, prefix, "", suffix, spm=spm, path=named)
-            fim.append(FimText(prompt, middle))
+            for prefix, middle, suffix in cut:
+                spm = rng.random() < spm_rate
+                named = shown_path if rng.random() >= NO_PATH else None
+                prompt = fim_example(fmt, prefix, "", suffix, spm=spm, path=named)
+                fim.append(FimText(prompt, middle))
     return Texts(plain, fim)
 
 
