@@ -62,12 +62,13 @@ def pick_format(override: str | None, recorded: str | None, tokenizer: Any) -> P
 
 
 def training_format(loaded: LoadedModel, override: str | None = None) -> PromptFormat:
-    """The format `finetune` teaches: the override, else the tokenizer's own (FIM where it
-    has one). A learned format (`smollm2-fim`, which `prompt.trainable_format` names for
-    SmolLM2's tokenizer) is taught only when named: one CPU run of 330 steps taught it so
-    little that HumanEval line infill fell from 0.27 to 0.035 exact match through it
-    (docs/benchmarks.md), and an adapter that records it sends every completion the
-    suffix."""
+    """The format `finetune` teaches: the override (a named `prompt_format`, or the format
+    of the adapter the run starts from: finetune.train.inherited_format), else the
+    tokenizer's own (FIM where it has one). A learned format (`smollm2-fim`, which
+    `prompt.trainable_format` names for SmolLM2's tokenizer) is never chosen from the
+    tokenizer alone: a repository's short run cannot teach it from zero (HumanEval line
+    infill fell from 0.27 to 0.035 through such a run, docs/benchmarks.md), and an
+    adapter that records it sends every completion the suffix."""
     if override:
         return _named_format(override)
     return detect_format(tokenizer_special_tokens(loaded.tokenizer))
