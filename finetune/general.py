@@ -306,6 +306,10 @@ def export(
         if meta is None:
             raise CodetailorError(f"{adapter} has no codetailor.json: not made by finetune")
         meta.repository = {"name": out.name, "sources": [s.as_dict() for s in sources]}
+        if meta.training.get("started_from"):  # an earlier build, on the machine that built it
+            meta.training["started_from"] = {"path": "an earlier build"} | {
+                k: v for k, v in meta.training["started_from"].items() if k != "path"
+            }
         meta.data["sources"] = corpus
         write_meta(staging, meta)
         write_sources(staging, located, corpus)
@@ -335,9 +339,10 @@ def half_weights(source: Path, target: Path) -> None:
 
 def write_recipe(source: Path, target: Path, name: str) -> None:
     """The resolved config beside the weights, without the paths of the machine that built it
-    (`repo`: the training folder, `out`: its scratch copy)."""
+    (`repo`: the training folder, `out`: its scratch copy, `init_adapter`: an earlier build)."""
     text = source.read_text()
     text = re.sub(r"(?m)^repo: .*$", "repo: the sources in SOURCES.md", text)
+    text = re.sub(r"(?m)^init_adapter: (?!none$|null$).*$", "init_adapter: an earlier build", text)
     target.write_text(re.sub(r"(?m)^out: .*$", f"out: {name}", text))
 
 

@@ -396,8 +396,11 @@ def test_the_exported_folder_is_what_the_server_serves(
     source, repo = source_repo
     trained = adapter_for(smol, tmp_path / "work" / "adapter", fp=fingerprint)
     (trained / "finetune.yaml").write_text(
-        f"repo: {tmp_path}/corpus\nout: {trained}\nseq_len: 512\n"
+        f"repo: {tmp_path}/corpus\nout: {trained}\ninit_adapter: {tmp_path}/old\nseq_len: 512\n"
     )
+    started = {"started_from": {"path": f"{tmp_path}/old", "created": "2026-12-01"}}
+    trained_meta = json.loads((trained / "codetailor.json").read_text())
+    (trained / "codetailor.json").write_text(json.dumps(trained_meta | {"training": started}))
     corpus = {source.repo: {"files": 2}}
     out = tmp_path / "adapters" / "smol-general"
     size = general.export(trained, out, [(source, repo)], corpus)
@@ -410,6 +413,7 @@ def test_the_exported_folder_is_what_the_server_serves(
     assert meta["repository"] == {"name": "smol-general", "sources": [source.as_dict()]}
     assert source.commit in (out / "SOURCES.md").read_text()
     assert str(tmp_path) not in (out / "finetune.yaml").read_text() + json.dumps(meta)
+    assert meta["training"]["started_from"]["created"] == "2026-12-01"
     assert (out / "adapter_model.safetensors").stat().st_mode & 0o444 == 0o444  # all may read
     assert "Copyright (c) Acme" in (out / "LICENSES" / "acme+tools-LICENSE").read_text()
     monkeypatch.setattr(shipped, "SHIPPED", {smol.name: out})
