@@ -241,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         lengths = [int(n) for n in args.prompt_tokens.split(",")]
     except ValueError:
         parser.error(f"--prompt-tokens: not comma-separated numbers: {args.prompt_tokens}")
+    if min(lengths) < 1 or args.rounds < 1 or args.steps < 1:
+        parser.error("--prompt-tokens, --rounds and --steps must be positive")
     if not int4.kernel_available():
         print("error: this torch has no 4-bit CPU kernels (torch 2.6 or later)", file=sys.stderr)
         return 2
