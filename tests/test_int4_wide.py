@@ -64,7 +64,9 @@ def test_bench_reports_every_arm_on_a_4_bit_model(tmp_path: Path, tiny_model_dir
     """On weights that are 4-bit groups already, dropping the bf16 copies changes no
     greedy token; the figures are there for each arm and length."""
     model = write_q4_model(tiny_model_dir, tmp_path / "q4")
-    report = int4_wide.run(str(model), [5, 300], rounds=1, steps=2)
+    threads = torch.get_num_threads()
+    report = int4_wide.run(str(model), [5, 300], rounds=1, steps=2, threads=threads + 1)
+    assert report["threads"] == threads + 1 and torch.get_num_threads() == threads
     prefill = report["prefill"]
     assert prefill["chunk_tokens"] == int4_wide.prefill_chunk()
     for n in (5, 300):

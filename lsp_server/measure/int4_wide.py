@@ -207,21 +207,26 @@ def time_decode(backend: Any, prompt: int, steps: int) -> dict[str, Any] | None:
 def run(
     model: str, lengths: list[int], *, rounds: int = 3, steps: int = 30, threads: int = 1
 ) -> dict[str, Any]:
-    """Load `model` in int4 as the server does and time both comparisons."""
+    """Load `model` in int4 as the server does and time both comparisons, torch on
+    `threads` threads (as it was again afterwards)."""
     from lsp_server.model.backend import TransformersBackend
     from lsp_server.model.loading import load_model
 
-    torch.set_num_threads(threads)
     loaded = load_model(model, dtype="int4")
     layers = [m for m in loaded.model.modules() if isinstance(m, int4.Int4Linear)]
     backend = TransformersBackend(loaded.model, [])
-    return {
-        "model": loaded.name,
-        "threads": threads,
-        "cpu": torch.backends.cpu.get_cpu_capability(),
-        "prefill": time_prefill(backend, layers, lengths, rounds),
-        "decode": time_decode(backend, max(lengths), steps),
-    }
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return {
+            "model": loaded.name,
+            "threads": threads,
+            "cpu": torch.backends.cpu.get_cpu_capability(),
+            "prefill": time_prefill(backend, layers, lengths, rounds),
+            "decode": time_decode(backend, max(lengths), steps),
+        }
+    finally:
+        torch.set_num_threads(before)
 
 
 def main(argv: list[str] | None = None) -> int:
