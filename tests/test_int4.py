@@ -15,6 +15,7 @@ from lsp_server.model.loading import load_model, pick_device
 from lsp_server.session.settings import DTYPES
 from lsp_server.spec import AdapterRef, ModelSpec
 from tests.fixtures.adapters import make_adapter
+from tests.fixtures.int4 import write_q4_model
 
 pytestmark = pytest.mark.skipif(not int4.kernel_available(), reason="torch without int4 kernels")
 
@@ -104,17 +105,7 @@ def test_int4_model_completes_close_to_bf16(tiny_model_dir: Path) -> None:
 def q4_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
     """The tiny model with its linear layers' weights rounded to 4-bit groups (but the
     output projection's), as the default model's GGUF stores them."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    with torch.no_grad():
-        for name, module in model.named_modules():
-            if type(module) is nn.Linear and name != "lm_head":
-                module.weight.copy_(int4.dequantize(*int4.quantize_groups(module.weight)))
-    out = tmp_path_factory.mktemp("q4-model")
-    model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(out)
-    return out
+    return write_q4_model(tiny_model_dir, tmp_path_factory.mktemp("q4-model"))
 
 
 IDS = torch.tensor([[5, 17, 33, 2, 80, 41, 7, 9]])

@@ -47,6 +47,7 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
         ("swap", "adapter swap time (reload against in place), merged against unmerged speed"),
         ("memory", "the server's resident memory (RSS) after one completion, and what holds it"),
         ("load", "load to ready, stage by stage, cold and warm, each in a fresh process"),
+        ("int4", "what the int4 model's bf16 copies buy in prefill and decode time"),
         (
             "nextedit",
             "next-edit latency beside a completion's, and the rewrite's tokens per forward",
@@ -419,6 +420,10 @@ def cmd_bench_script(args: argparse.Namespace) -> int:
         from lsp_server.measure.load_time import main as load_main
 
         return load_main(args.rest)
+    if args.script == "int4":
+        from lsp_server.measure.int4_wide import main as int4_main
+
+        return int4_main(args.rest)
     if args.script == "swap":
         from lsp_server.measure.adapter_swap import main as swap_main
 

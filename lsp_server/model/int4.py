@@ -19,6 +19,12 @@ product's hardly does: a prefill chunk of hundreds of tokens would take several
 times longer in 4 bits. So each layer also keeps its weight in the float dtype
 (`weight`) for inputs of more than `ROWS` tokens: prefill runs as fast as in
 bf16, and a decode step or a verification of drafted tokens reads 4 bits.
+That copy is most of the model's memory (203 MiB of SmolLM2's 375), and the
+designs without it were measured (`codetailor bench int4`, docs/benchmarks.md):
+the kernel on every width makes prefill 2.7-3.2x slower, and expanding the 4
+bits into one shared bf16 buffer before each float product 1.5-2.4x (the
+expansion, a few passes over every weight per chunk, costs more than the product
+over a 256-token chunk, which the CPU's matrix units make cheap). So it stays.
 
 Packing a model (`pack`, `quantize_int4`) is thousands of small operations;
 int4_cache.py keeps the packed weights on disk so that later starts read them.
@@ -157,7 +163,8 @@ class PackedLinear(NarrowFastLinear):
     """A float linear layer whose narrow inputs are multiplied by its weight in oneDNN's
     own blocked layout: the output projection under int4, which stays bf16 (see
     `quantize_int4`). The same products, bit for bit, in 0.9x the step time on SmolLM2
-    (docs/benchmarks.md)."""
+    (docs/benchmarks.md; `codetailor bench int4` measured 0.93x again), for a second
+    copy of the weight (54 MiB there)."""
 
     def __init__(self, linear: nn.Linear, packed: torch.Tensor) -> None:
         super().__init__(linear)
