@@ -84,7 +84,8 @@ def to_batch(blocks: Blocks, rows: Sequence[int]) -> tuple[Any, Any, Any]:
 
 @dataclass(frozen=True)
 class LineSample:
-    """A cursor at the first non-blank character of a held-out line, and that line's rest."""
+    """A cursor at the first non-blank character of a held-out line, the file without that
+    line's text (the user is about to write it), and the text expected there."""
 
     path: str
     text: str
@@ -95,7 +96,7 @@ class LineSample:
 def next_line_samples(files: Sequence[SourceFile], count: int, seed: int = 0) -> list[LineSample]:
     """`count` cursors drawn from the files' next-line cursors (`metrics.next_lines`)."""
     candidates = [
-        LineSample(f.path, f.text, cursor.offset, cursor.expected)
+        LineSample(f.path, metrics.line_cut(f.text, cursor.offset), cursor.offset, cursor.expected)
         for f in files
         for cursor in metrics.next_lines(f.text)
     ]

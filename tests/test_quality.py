@@ -9,6 +9,7 @@ from lsp_server.measure.quality.humaneval import build_line_tasks, load_problems
 from lsp_server.measure.quality.metrics import (
     edit_similarity,
     exact_match,
+    line_cut,
     next_line_exact_match,
     next_lines,
     normalize_whitespace,
@@ -69,6 +70,19 @@ def test_next_lines_are_line_starts_after_the_first_line() -> None:
     for c in cursors:  # each cursor stands before its expected text
         assert text[c.offset :].startswith(c.expected)
     assert next_lines("only one line") == []
+
+
+def test_a_next_line_sample_holds_the_file_without_the_line_to_write() -> None:
+    from finetune.evaluate import next_line_samples
+    from lsp_server.repo.corpus import SourceFile
+
+    text = "import os\n\ndef f(x):\n    return x\r\n"
+    assert line_cut(text, text.index("return")) == "import os\n\ndef f(x):\n    \r\n"
+    assert line_cut(text, len(text)) == text and line_cut("a = 1", 4) == "a = "
+    samples = next_line_samples([SourceFile("m.py", text)], 10)
+    assert {s.expected for s in samples} == {"def f(x):", "return x"}
+    for s in samples:  # what comes after the cursor on its line is not there to copy
+        assert s.text == line_cut(text, s.offset) and s.expected not in s.text
 
 
 def test_next_line_exact_match_scores_like_eval() -> None:

@@ -67,6 +67,18 @@ def next_lines(text: str) -> list[NextLine]:
     return found
 
 
+def line_cut(text: str, offset: int) -> str:
+    """`text` without what follows `offset` on its line (a CRLF's CR stays): the document
+    as it is before the user writes the rest of that line. A FIM model given the whole
+    file would find the expected text in its suffix, where the right answer is to add
+    nothing; a prefix-only model never reads it."""
+    end = text.find("\n", offset)
+    end = len(text) if end < 0 else end
+    if end > offset and text[end - 1] == "\r":
+        end -= 1
+    return text[:offset] + text[end:]
+
+
 def next_line_exact_match(pairs: Iterable[tuple[str, str]]) -> float | None:
     """The share of (completed line, expected line) pairs that `exact_match`; None for none."""
     scores = [exact_match(prediction, expected) for prediction, expected in pairs]
