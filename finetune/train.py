@@ -314,15 +314,11 @@ def training_sequences(
     """The training files as documents packed to `seq_len`, and FIM examples each whole in
     a row (the loss on its middle). Preference tuning's anchor
     (finetune/preference/anchor.py) trains on the same blocks."""
-    return _sequences(cfg, fmt, tokenizer, train_files, cfg.fim_rate)
+    return _sequences(cfg, fmt, tokenizer, train_files)
 
 
 def _sequences(
-    cfg: FinetuneConfig,
-    fmt: PromptFormat,
-    tokenizer: Any,
-    files: list[SourceFile],
-    fim_rate: float,
+    cfg: FinetuneConfig, fmt: PromptFormat, tokenizer: Any, files: list[SourceFile]
 ) -> Blocks:
     eos = tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
@@ -332,7 +328,7 @@ def _sequences(
         seq_len=cfg.seq_len,
         seed=cfg.seed,
         header=cfg.path_header,
-        fim_rate=fim_rate,
+        fim_rate=cfg.fim_rate,
         spm_rate=cfg.spm_rate,
         holes=cfg.fim_holes,
     )
@@ -345,8 +341,7 @@ def _sequences(
         for pair in tokenize_fim(tokenizer, texts.fim, eos)
         if len(pair[0]) + len(pair[1]) <= cfg.seq_len
     ]
-    fim = pack_examples(pairs, cfg.seq_len)
-    return fim if not texts.plain else plain + fim
+    return plain + pack_examples(pairs, cfg.seq_len)
 
 
 def history_examples(
@@ -528,7 +523,7 @@ def heldout_sequences(
 ) -> Blocks:
     """The held-out files as training makes its examples (documents, and FIM examples at
     the same rate), so the held-out loss measures what is trained."""
-    return _sequences(cfg, fmt, tokenizer, held_files, cfg.fim_rate)
+    return _sequences(cfg, fmt, tokenizer, held_files)
 
 
 # --- 3. fit: LoRA, the base model's figures (or the checkpoint), the loop ------------------
