@@ -23,6 +23,18 @@ def test_replay_types_the_file_back_word_by_word() -> None:
     assert len(typing_replay("m.py", SOURCE, start=0.3, max_steps=3).steps) == 3
 
 
+def test_the_replay_types_at_the_end_of_a_line() -> None:
+    """Text right of the cursor on its line makes the server decline (`no_help`): the
+    rest of the last typed line is not in the document, so every request can be answered."""
+    for steps in range(1, 8):
+        replay = typing_replay("m.py", SOURCE, start=0.3, max_steps=steps)
+        for text, cursor in replay.documents():
+            assert text[cursor:].split("\n", 1)[0] == ""
+        text, cursor = replay.documents()[-1]
+        assert SOURCE.startswith(text[:cursor])
+        assert SOURCE.endswith(text[cursor:])
+
+
 def test_each_server_is_asked_right_after_its_own_edits() -> None:
     """Sent to every server before the first request, the edits would start the later
     servers' warming during the earlier ones' requests: a head start in cache reuse."""
@@ -37,6 +49,7 @@ def test_each_server_is_asked_right_after_its_own_edits() -> None:
         def __init__(self, name: str) -> None:
             self.name, self.result = name, latency.VariantResult(name)
             self.counts, self.answered = latency._EngineCounts(), 0
+            self.requests, self.last_status = [], {}
 
         async def start(self, options) -> None: ...
         async def stop(self) -> None: ...
@@ -165,7 +178,7 @@ def test_a_remote_engine_is_compared_with_the_local_one_without_loading_weights(
         command = server.command
         return command[command.index("--engine") + 1] if "--engine" in command else "local"
 
-    async def fake_typing(replays, servers, options, naive=None):
+    async def fake_typing(replays, servers, options, naive=None, max_tokens=16):
         runs.append([(s.name, engine_of(s)) for s in servers])
         return [
             latency.VariantResult(

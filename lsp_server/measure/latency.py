@@ -40,6 +40,7 @@ from typing import Any
 from lsp_server.measure.client import ServerProcess, serve_command
 from lsp_server.measure.quality.metrics import percentile
 from lsp_server.measure.replay import Replay, typing_replay
+from lsp_server.measure.tail import RequestFacts, tail_report
 
 # Tokens a cold-open baseline may generate: the server's default `maxTokens`.
 COLD_MAX_TOKENS = 64
@@ -98,6 +99,8 @@ class _Server(ServerProcess):
         self.cold_request = cold_request
         self.result, self.counts = VariantResult(name), _EngineCounts()
         self.answered = 0
+        self.requests: list[RequestFacts] = []  # the typing replay's, in order
+        self.last_status: dict[str, Any] = {}
 
     async def start(self, options: dict[str, Any], root: Path | None = None) -> None:
         await super().start(options, root or self.root)
@@ -146,7 +149,11 @@ class _EngineCounts:
 
 
 async def run_typing(
-    replays: list[Replay], servers: list[_Server], options: dict[str, Any], naive: Any = None
+    replays: list[Replay],
+    servers: list[_Server],
+    options: dict[str, Any],
+    naive: Any = None,
+    max_tokens: int = 16,
 ) -> list[VariantResult]:
     """The typing replay: didChange, then a completion, after each word.
 
@@ -157,10 +164,14 @@ async def run_typing(
     warming (session/ahead.py) during the earlier servers' requests, and the
     later servers would find more of their prompts cached (0.98 against 0.91 of
     the same code in the second and the first place).
+
+    Each server's result says what its requests waited for (`tail`, see
+    measure/tail.py; `max_tokens` is the requests' limit).
     """
     try:
         for server in servers:
             await server.start(options)
+            server.last_status = await server.status()
         for n, replay in enumerate(replays):
             uri = Path(replay.path).resolve().as_uri() + f"#{n}"
             previous = replay.initial
@@ -170,14 +181,15 @@ async def run_typing(
                     if version == 2:
                         server.open(uri, previous)
                     server.insert(uri, version, previous, step.offset, step.typed)
-                    await _ask(server, uri, text, step.cursor)
+                    await _ask(server, uri, text, step.cursor, first=version == 2)
                 if naive is not None:
                     naive.run(text, step.cursor)
                 previous = text
         for server in servers:
             final = await server.status()
             server.result.extra = server.counts.summary() | {
-                "typing_through_hits": final.get("typingThroughHits", 0)
+                "typing_through_hits": final.get("typingThroughHits", 0),
+                "tail": tail_report(server.requests, max_tokens),
             }
     finally:
         for server in servers:
@@ -185,13 +197,19 @@ async def run_typing(
     return [s.result for s in servers] + ([naive.finish()] if naive else [])
 
 
-async def _ask(server: _Server, uri: str, text: str, cursor: int) -> dict[str, Any]:
-    """One completion request, recorded in the server's results; its status after."""
+async def _ask(
+    server: _Server, uri: str, text: str, cursor: int, *, first: bool = False
+) -> dict[str, Any]:
+    """One completion request, recorded in the server's results (with its facts, `first`
+    saying whether it is its document's first request); its status after."""
     answer = await server.complete(uri, text, cursor)
     server.result.latencies_ms.append(answer.elapsed_ms)
     server.answered += bool(answer.text.strip())
     status = await server.status()
     server.counts.add(status.get("lastGeneration") or {})
+    facts = RequestFacts.from_status(answer.elapsed_ms, first, server.last_status, status)
+    server.requests.append(facts)
+    server.last_status = status
     return status
 
 
@@ -455,7 +473,7 @@ def _typing(
     and llama.cpp on `gguf` (None: none)."""
     baseline = NaiveGenerate(completer, max_tokens) if naive else None
     options = {"maxTokens": max_tokens, "multiline": "never"}
-    variants = asyncio.run(run_typing(replays, servers, options, baseline))
+    variants = asyncio.run(run_typing(replays, servers, options, baseline, max_tokens))
     typed = [d for replay in replays for d in replay.documents()]
     if gguf is not None and (llama := run_llama_cpp(typed, completer, gguf, max_tokens)):
         variants.append(llama)
@@ -573,7 +591,7 @@ def _with_ratios(report: dict[str, Any]) -> dict[str, Any]:
 
 def markdown_table(report: dict[str, Any]) -> str:
     """The report as markdown tables (typing replay, cold open): a row per variant and ratio."""
-    tables = [_table(report)]
+    tables = [_table(report), *(f"- {line}" for line in tail_lines(report))]
     if "cold_open" in report:
         tables.append("Cold open (first request in a freshly opened file):\n")
         tables.append(_table(report["cold_open"]))
@@ -595,7 +613,7 @@ def table_rows(report: dict[str, Any]) -> list[tuple[Any, ...]]:
     rows: list[tuple[Any, ...]] = []
     for name, r in report.items():
         if "/" not in name and isinstance(r, dict) and "requests" in r:
-            notes = ", ".join(f"{k}={v}" for k, v in r.items() if k not in columns)
+            notes = ", ".join(f"{k}={v}" for k, v in r.items() if k not in (*columns, "tail"))
             notes = f"{NEVER_RAN}; {notes}" if never_ran(r) else notes
             rows.append((name, *(r[c] for c in columns), notes))
     for key, ratio in report.items():
@@ -605,6 +623,19 @@ def table_rows(report: dict[str, Any]) -> list[tuple[Any, ...]]:
             note = "" if ran else f"{mine} never ran the model: not a speed ratio"
             rows.append((f"{key} (ratio)", "", ratio["p50_ms"], ratio["p95_ms"], "", note))
     return rows
+
+
+def tail_lines(report: dict[str, Any]) -> list[str]:
+    """A line per server variant: what its slow tenth waited for, its empty answers by reason."""
+    lines = []
+    for name, r in report.items():
+        if isinstance(r, dict) and (tail := r.get("tail")):
+            slow = ", ".join(f"{k} {v}" for k, v in tail["slow_tenth_causes"].items())
+            empty = ", ".join(f"{k} {v}" for k, v in tail["empty_answers"].items()) or "none"
+            lines.append(
+                f"{name}: slow tenth (>= {tail['p90_ms']:,.0f} ms): {slow}; empty answers: {empty}"
+            )
+    return lines
 
 
 TABLE_COLUMNS = ("variant", "requests", "p50 ms", "p95 ms", "mean ms", "notes")
@@ -622,6 +653,8 @@ def print_tables(report: dict[str, Any]) -> None:
     from lsp_server.measure.tables import print_table
 
     print_table(TABLE_COLUMNS, table_rows(report), title="Typing replay")
+    for line in tail_lines(report):
+        print(line)
     if "cold_open" in report:
         title = "Cold open (first request in a freshly opened file)"
         print_table(TABLE_COLUMNS, table_rows(report["cold_open"]), title=title)

@@ -2,7 +2,10 @@
 
 Pure: no LSP, no model. The replay starts from the file cut at a line boundary
 and types the next part of it word by word (a word and the whitespace after it);
-everything after the typed part stays in the document as the suffix.
+everything after the typed part stays in the document as the suffix, except
+the rest of the last typed word's line: the user writes new code at the end of
+a line, with nothing right of the cursor (text there would make the server
+decline every request as `no_help`, and the replay would time nothing).
 """
 
 from __future__ import annotations
@@ -48,12 +51,15 @@ class Replay:
 
 
 def typing_replay(path: str, source: str, *, start: float = 0.5, max_steps: int = 40) -> Replay:
-    """Type `max_steps` words of `source` from the first line boundary after `start` (0..1)."""
+    """Type `max_steps` words of `source` from the first line boundary after `start` (0..1);
+    the rest of the line the last word ends on is not in the document."""
     begin = line_end(source, int(len(source) * start))
     words = WORD.findall(source[begin:])[:max_steps]
     end = begin + sum(len(w) for w in words)
+    rest = source.find("\n", end)
+    rest = len(source) if rest == -1 else rest
     steps, offset = [], begin
     for word in words:
         steps.append(Step(offset, word))
         offset += len(word)
-    return Replay(path, source[:begin] + source[end:], steps)
+    return Replay(path, source[:begin] + source[rest:], steps)
