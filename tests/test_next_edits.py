@@ -230,3 +230,24 @@ def test_the_range_is_in_the_negotiated_encoding(encoding: str, character: int) 
     item = inline_completion_item(shown, start, encoding)
     assert item is not None and item.insert_text == "2"
     assert inline_completion_item(shown, start - 3, encoding) is None  # the cursor is elsewhere
+
+
+async def test_a_completion_request_supersedes_the_next_edit_an_empty_one_asked_for() -> None:
+    """The cursor moved without an edit: the next completion does not wait behind the
+    next edit the previous, empty, completion asked for; an editor's own request stays."""
+    session, host = make()
+    host.predictor.gate = threading.Event()
+    fallback = asyncio.ensure_future(session.next_edits.suggest(URI, None, 10, 0, fallback=True))
+    assert await asyncio.to_thread(host.predictor.started.wait, BOUND_S)
+    request = session.request_at(URI, 11, len("x11 = value(11)"))
+    assert request is not None
+    await asyncio.wait_for(session.complete(request), BOUND_S)
+    assert await asyncio.wait_for(fallback, BOUND_S) is None
+    assert session.next_edits.empty["superseded"] == 1
+
+    own = asyncio.ensure_future(session.next_edits.suggest(URI, None, 10, 0))
+    await asyncio.sleep(0.05)
+    await asyncio.wait_for(session.complete(request), BOUND_S)
+    host.predictor.gate.set()
+    assert await asyncio.wait_for(own, BOUND_S) is not None
+    assert session.next_edits.empty["superseded"] == 1

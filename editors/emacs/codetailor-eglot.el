@@ -53,7 +53,7 @@
 (defun codetailor-eglot--contact (&optional _interactive)
   "The Eglot contact for Codetailor, from `codetailor-command' as it is now."
   `(codetailor-eglot-server ,@(codetailor--command)
-                            :initializationOptions ,(codetailor--settings)))
+                            :initializationOptions ,(codetailor--initialization-options)))
 
 (add-to-list 'eglot-server-programs (cons codetailor-eglot-modes #'codetailor-eglot--contact))
 

@@ -68,7 +68,7 @@ Asynchronous: the insertion does not wait for the answer."
   :action-handlers (let ((handlers (make-hash-table :test #'equal)))
                      (puthash codetailor-accepted-command #'codetailor-lsp--accepted handlers)
                      handlers)
-  :initialization-options (lambda () (codetailor--settings))))
+  :initialization-options (lambda () (codetailor--initialization-options))))
 
 ;;; completion-at-point: the loading line, and Codetailor's candidate inserted whole
 

@@ -52,6 +52,15 @@ cannot change them."
             (cl-loop for (key value) on own by #'cddr
                      when (memq key codetailor--machine-keys) append (list key value)))))
 
+(defun codetailor--initialization-options ()
+  "`codetailor--settings' with `:nextEditInline' false, as initializationOptions.
+codetailor-next-edit.el draws next edits itself, so an empty completion need
+not wait for the server to try one drawn as inline text."
+  (let ((settings (codetailor--settings)))
+    (if (plist-member settings :nextEditInline)
+        settings
+      (append settings (list :nextEditInline :json-false)))))
+
 (defconst codetailor-accepted-command "codetailor.accepted"
   "The command each Codetailor completion item carries.
 Running it (workspace/executeCommand) counts an accept.")

@@ -137,16 +137,22 @@ async def next_edit_item(
     """The next edit near a completion request's cursor as an inline completion item,
     where it is one (see `inline_completion_item`), for editors that draw only inline
     completions; asked when the completion was empty, the document is unchanged and no
-    newer completion request for it runs (a superseded request answers at once)."""
+    newer completion request for it runs (a superseded request answers at once), unless
+    the client turned `nextEditInline` off (it draws next edits itself). A newer
+    completion request for the document stops it (`NextEdits.cancel_fallback`)."""
     session = ls.session
     doc = session.documents.get(request.uri)
-    if not session.settings.next_edit or doc is None or doc.revision != request.revision:
+    settings = session.settings
+    if not (settings.next_edit and settings.next_edit_inline):
+        return None
+    if doc is None or doc.revision != request.revision:
         return None
     if request.uri in session.inflight:  # a newer request took over: this one is done
         return None
     encoding = ls.session.encoding
     at = position_at(request.text, request.offset, encoding)
-    shown = await ls.session.next_edits.suggest(request.uri, None, at.line, at.character)
+    next_edits = ls.session.next_edits
+    shown = await next_edits.suggest(request.uri, None, at.line, at.character, fallback=True)
     return inline_completion_item(shown, request.offset, encoding) if shown else None
 
 

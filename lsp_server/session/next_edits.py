@@ -107,6 +107,9 @@ class NextEdits:
         self.head_text: HeadText = head_text or (lambda path: None)
         self.history = EditHistory()
         self.inflight: dict[str, Inflight] = {}
+        # The predictions asked for by an empty completion (`fallback`), which the next
+        # completion request for the document supersedes.
+        self.fallbacks: dict[str, Inflight] = {}
         self.counts: Counter[str] = Counter()
         self.empty: Counter[str] = Counter()
         self.last: dict[str, Any] | None = None  # the last prediction's facts
@@ -131,6 +134,13 @@ class NextEdits:
         inflight = self.inflight.pop(uri, None)
         if inflight is not None:
             inflight.stop(reason)
+
+    def cancel_fallback(self, uri: str) -> None:
+        """A completion request for `uri` came: stop the prediction an earlier empty
+        completion asked for there, if it runs (an editor's own next-edit request stays)."""
+        inflight = self.fallbacks.pop(uri, None)
+        if inflight is not None and self.inflight.get(uri) is inflight:
+            self.cancel(uri, "superseded")
 
     def cancel_all(self, reason: str) -> None:
         for inflight in self.inflight.values():
@@ -168,9 +178,10 @@ class NextEdits:
         return doc, predictor
 
     async def suggest(
-        self, uri: str, version: int | None, line: int, character: int
+        self, uri: str, version: int | None, line: int, character: int, *, fallback: bool = False
     ) -> ShownEdit | None:
         """The next edit near (line, character) of document `uri` at `version`; None: none.
+        `fallback`: asked for by an empty completion, which the next completion supersedes.
 
         Cancelling the awaiting task ($/cancelRequest) stops the model within one step.
         """
@@ -184,6 +195,8 @@ class NextEdits:
         offset = offset_at(text, line, character, self.owner.documents.encoding)
         self.cancel(uri, "superseded")
         inflight = self.inflight[uri] = Inflight()
+        if fallback:
+            self.fallbacks[uri] = inflight
         job = self._job(predictor, uri, text, offset, inflight.cancel)
         try:
             result = await asyncio.wrap_future(self.owner.host.submit(job))
@@ -198,6 +211,8 @@ class NextEdits:
         finally:
             if self.inflight.get(uri) is inflight:
                 del self.inflight[uri]
+            if self.fallbacks.get(uri) is inflight:
+                del self.fallbacks[uri]
         latency_ms = (time.perf_counter() - started) * 1000
         return self._finish(uri, at_version, revision, text, inflight, result, latency_ms)
 

@@ -328,11 +328,13 @@ class Session:
         return completer
 
     def _take_over(self, request: Request) -> Inflight:
-        """Make `request` the one running for its document: it supersedes the running one,
-        and prefills its window itself, continuing the warm there (which stops)."""
+        """Make `request` the one running for its document: it supersedes the running one
+        (and a next edit an empty completion asked for there), and prefills its window
+        itself, continuing the warm there (which stops)."""
         self.ahead.plan.asked(request.uri, request.text.count("\n", 0, request.offset))
         self.ahead.stop_warm(request.uri)
         self.cancel(request.uri, "superseded")
+        self.next_edits.cancel_fallback(request.uri)
         inflight = self.inflight[request.uri] = Inflight()
         return inflight
 

@@ -112,6 +112,15 @@ class Settings:
     next_edit: bool = field(
         default=True, metadata={"help": "suggest the next edit near the cursor (next edits)"}
     )
+    next_edit_inline: bool = field(
+        default=True,
+        metadata={
+            "help": "when a completion comes back empty, ask for a next edit on the cursor's "
+            "line and answer it as an inline completion, for editors that draw only inline "
+            "completions (each empty answer then waits for a next-edit prediction); the "
+            "Codetailor plugins draw next edits themselves and turn this off"
+        },
+    )
     next_edit_debounce_ms: int = field(
         default=300,
         metadata={

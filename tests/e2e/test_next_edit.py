@@ -132,3 +132,17 @@ def test_a_same_line_edit_at_the_cursor_is_an_inline_completion(
         "end": {"line": 0, "character": 5},
     }
     assert item["command"]["command"] == "codetailor.acceptedNextEdit"
+
+
+def test_a_client_that_draws_next_edits_itself_gets_no_inline_next_edit(
+    served: tuple[RawClient, ScriptedEngine], workspace: Path
+) -> None:
+    """Our plugins send `nextEditInline: false`: an empty completion then answers at once,
+    without a next-edit prediction behind it."""
+    client, _ = served
+    client.notify("workspace/didChangeConfiguration", {"settings": {"nextEditInline": False}})
+    uri = (workspace / "one.py").as_uri()
+    client.open(uri, ONE_LINE)
+    asked = client.status()["nextEdit"]["counts"].get("requests", 0)
+    assert client.inline(uri, 0, 4) == []
+    assert client.status()["nextEdit"]["counts"].get("requests", 0) == asked

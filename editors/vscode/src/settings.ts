@@ -84,6 +84,8 @@ export interface ServerSettings {
   feedback: boolean;
   quietness: number;
   nextEdit: boolean;
+  /** Always false: this extension draws next edits itself (nextEdit.ts). */
+  nextEditInline: false;
   nextEditDebounceMs: number;
   nextEditWindowLines: number;
   nextEditFormat: string | null;
@@ -172,6 +174,9 @@ export function toServerSettings(s: Settings): ServerSettings {
     feedback: s.feedback,
     quietness: s.quietness,
     nextEdit: s.nextEdit,
+    // An empty completion need not wait for a next edit drawn as inline text: the
+    // extension asks for next edits itself and draws them where they go.
+    nextEditInline: false,
     nextEditDebounceMs: s.nextEditDebounceMs,
     nextEditWindowLines: s.nextEditWindowLines,
     nextEditFormat: orNull(s.nextEditFormat),

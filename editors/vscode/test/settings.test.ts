@@ -35,6 +35,7 @@ test("unset settings are the defaults, and go to the server in camelCase", () =>
     feedback: true,
     quietness: 25,
     nextEdit: true,
+    nextEditInline: false,
     nextEditDebounceMs: 300,
     nextEditWindowLines: 10,
     nextEditFormat: null,
@@ -81,6 +82,7 @@ test("values map one to one; empty strings become null (the server's default)", 
     feedback: false,
     quietness: 95, // clamped to what the server accepts
     nextEdit: false,
+    nextEditInline: false, // the extension draws next edits itself
     nextEditDebounceMs: 10_000, // clamped to what the server accepts
     nextEditWindowLines: 5,
     nextEditFormat: null,

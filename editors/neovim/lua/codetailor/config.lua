@@ -255,7 +255,7 @@ local WIRE = {
 }
 
 --- The settings as the server names them; an unset string is sent as null (the
---- server's own default).
+--- server's own default); `nextEditInline` is always false.
 ---@param settings codetailor.Settings
 ---@return table<string, any>
 function M.to_wire(settings)
@@ -267,6 +267,9 @@ function M.to_wire(settings)
     end
     out[wire] = value
   end
+  -- The plugin draws next edits itself (next_edit.lua): an empty completion need not
+  -- wait for one drawn as inline text.
+  out.nextEditInline = false
   return out
 end
 
