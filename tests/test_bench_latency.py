@@ -111,6 +111,9 @@ def test_bench_latency_reports_every_variant(tmp_path: Path, tiny_model_dir: Pat
     )
     assert 0 <= report["ours"]["cached_token_share"] <= 1
     assert report["ours"]["model_runs"] + report["ours"]["typing_through_hits"] >= 5
+    tail = report["ours"]["tail"]  # what each request waited for, and why any was empty
+    assert sum(tail["causes"].values()) == 5 and "no_help" not in tail["empty_answers"]
+    assert tail["slow_tenth"] and report["setup"]["client"].startswith("plugin")
     for variant in ("ours", "naive"):
         assert report[variant]["tokens_per_forward"] >= (1.0 if variant == "naive" else 0)
         assert report[variant]["decode_ms_per_token"] >= 0
@@ -240,20 +243,40 @@ def test_llama_cpp_variant_feeds_the_same_prompts_and_times_decoding(
             return iter({"choices": [{"text": p}]} for p in pieces)
 
     class Completer:
+        window = types.SimpleNamespace(window_tokens=8, count=len)  # a character a token
+
         def prompt_for(self, prefix: str, suffix: str) -> str:
             return f"<{prefix}|{suffix}>"
 
     monkeypatch.setitem(sys.modules, "llama_cpp", types.SimpleNamespace(Llama=Llama))
-    documents = [("ab", 1), ("bb", 2)]
+    typed = ["aa\nbb\ncc", "aa\nbb\nccd", "aa\nbb\nccd\ne", "aa\nbb\nccd\neff"]
+    documents = [[(t + "\n#", len(t)) for t in typed], [("ab", 1)]]
     result = run_llama_cpp(documents, Completer(), tmp_path / "m.gguf", 8)
     assert result is not None and result.name == "llama.cpp"
-    assert calls["prompts"] == ["<a|b>", "<bb|>"]
+    # The start fits 3/4 of the window, stays while the prompt fits, then moves; per document.
+    assert calls["prompts"] == [
+        "<bb\ncc|\n#>",
+        "<bb\nccd|\n#>",
+        "<bb\nccd\ne|\n#>",
+        "<eff|\n#>",
+        "<a|b>",
+    ]
     init = calls["init"]
     assert isinstance(init, dict) and init["n_threads"] == torch.get_num_threads()
     summary = result.summary()
-    assert summary["requests"] == 2
-    assert summary["non_empty_share"] == 0.5
+    assert summary["requests"] == 5
+    assert summary["non_empty_share"] == 0.2
     assert summary["tokens_per_forward"] == 1.0 and summary["decode_ms_per_token"] >= 0
+
+
+def test_the_stable_start_is_the_earliest_line_start_within_the_budget() -> None:
+    from lsp_server.measure.latency import stable_start
+
+    text = "one\ntwo\nthree\nfour"
+    assert stable_start(text, len(text), len, 100) == 0
+    assert stable_start(text, len(text), len, 10) == text.index("three")
+    assert stable_start(text, len(text), len, 2) == text.index("four")  # the cursor's line
+    assert stable_start("", 0, len, 5) == 0
 
 
 def test_the_table_says_when_a_variant_never_ran_the_model() -> None:

@@ -123,6 +123,12 @@ def add_latency(kinds: argparse._SubParsersAction) -> None:
     latency.add_argument(
         "--dtype", default=None, help="our server's and the naive baseline's --dtype (default auto)"
     )
+    latency.add_argument(
+        "--bare-client",
+        action="store_true",
+        help="ask as an editor without a Codetailor plugin: an empty completion waits for a "
+        "next edit drawn inline (nextEditInline on); by default as the plugins ask (off)",
+    )
     latency.add_argument("--out", type=Path, help="write latency.json, .md and .png here")
     latency.add_argument("--json", action="store_true", help="print the report as JSON")
     latency.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
@@ -386,6 +392,7 @@ def cmd_bench_latency(args: argparse.Namespace) -> int:
         baseline_tree=args.baseline_tree,
         dtypes=args.also_dtype,
         dtype=args.dtype,
+        bare_client=args.bare_client,
     )
     if args.out:
         for path in write_outputs(report, args.out):

@@ -261,15 +261,17 @@ async def run_cold(
     servers: list[_Server],
     naive: Any = None,
     pause_ms: float = COLD_PAUSE_MS,
+    options: dict[str, Any] | None = None,
 ) -> list[VariantResult]:
-    """Each place in a freshly opened document, first request only, default settings.
+    """Each place in a freshly opened document, first request only, default settings
+    (but for the client's `options`).
 
     The servers take turns place by place. Each closes the document once it
     answered, which stops the work it does ahead there (warming, the next suggestion).
     """
     try:
         for server in servers:
-            await server.start({})
+            await server.start(options or {})
         before = {s.name: await s.status() for s in servers}
         for n, place in enumerate(places):
             uri = f"file:///cold/place{n}.py"
@@ -392,15 +394,53 @@ def _newline_stop(tokenizer: Any, prompt_length: int) -> Any:
     return NewlineStop()
 
 
-def run_llama_cpp(
-    documents: list[tuple[str, int]], completer: Any, gguf: Path, max_tokens: int
-) -> VariantResult | None:
-    """llama.cpp on the same GGUF file and prompts, its prompt cache on; None if not installed.
+def stable_start(text: str, cursor: int, count: Any, budget: int) -> int:
+    """The earliest line start from which `text` up to `cursor` holds at most `budget`
+    tokens (`count` counts them); the cursor's line start if even that line holds more."""
+    starts = [0] + [m.end() for m in re.finditer("\n", text[:cursor])]
+    low, high = 0, len(starts) - 1  # the answer lies in starts[low..high]
+    while low < high:
+        middle = (low + high) // 2
+        if count(text[starts[middle] : cursor]) <= budget:
+            high = middle
+        else:
+            low = middle + 1
+    return starts[low]
 
-    It reuses the longest common token prefix of the previous prompt (its KV
-    cache), as llama-server's prompt cache does for llama.vscode; it gets as
-    many threads as torch uses for ours (llama-cpp-python's default is half
-    the cores).
+
+class StableWindow:
+    """The prompt window llama.vscode's user has with llama-server, for one document.
+
+    llama.vscode sends the same lines above the cursor while the user types,
+    and llama-server's cache reuse keeps the prompt's beginning computed, so
+    each request prefills only what was typed. Here the window's start is
+    chosen at a document's first request (a quarter of the window left for
+    typing) and kept while the prompt fits the window; llama-cpp-python then
+    reuses the common prefix of the previous prompt.
+    """
+
+    def __init__(self, completer: Any) -> None:
+        self.completer = completer
+        self.window = completer.window.window_tokens
+        self.start: int | None = None
+
+    def prompt(self, text: str, cursor: int) -> str:
+        count = self.completer.window.count
+        if self.start is None or count(text[self.start : cursor]) > self.window:
+            self.start = stable_start(text, cursor, count, self.window * 3 // 4)
+        return self.completer.prompt_for(text[self.start : cursor], text[cursor:])
+
+
+def run_llama_cpp(
+    documents: list[list[tuple[str, int]]], completer: Any, gguf: Path, max_tokens: int
+) -> VariantResult | None:
+    """llama.cpp on the same GGUF file, its prompt cache on; None if not installed.
+
+    `documents`: each document's (text, cursor) requests in order. Its prompts
+    keep their start as a llama.vscode user's do (`StableWindow`), and it reuses
+    the longest common token prefix of the previous prompt (its KV cache), as
+    llama-server's prompt cache does; it gets as many threads as torch uses for
+    ours (llama-cpp-python's default is half the cores).
     """
     try:
         from llama_cpp import Llama
@@ -414,9 +454,13 @@ def run_llama_cpp(
     )
     result, clock = VariantResult("llama.cpp"), _DecodeClock()
     answered = 0
-    for text, cursor in documents:
+    requests = []
+    for document in documents:
+        window = StableWindow(completer)  # one per document, kept over its requests
+        requests += [(window, text, cursor) for text, cursor in document]
+    for window, text, cursor in requests:
         started = time.perf_counter()
-        prompt = completer.prompt_for(text[:cursor], text[cursor:])
+        prompt = window.prompt(text, cursor)
         stamps, pieces = [], []
         # With stream=True the call yields chunks (typed as chunks or one response).
         chunks: Any = llm(prompt, max_tokens=max_tokens, temperature=0.0, stop=["\n"], stream=True)
@@ -426,9 +470,7 @@ def run_llama_cpp(
         result.latencies_ms.append((time.perf_counter() - started) * 1000)
         clock.add(stamps)
         answered += bool("".join(pieces).strip())
-    result.extra = clock.summary() | {
-        "non_empty_share": round(answered / max(len(documents), 1), 3)
-    }
+    result.extra = clock.summary() | {"non_empty_share": round(answered / max(len(requests), 1), 3)}
     return result
 
 
@@ -468,13 +510,14 @@ def _typing(
     naive: bool,
     gguf: Path | None,
     max_tokens: int,
+    client: dict[str, Any],
 ) -> list[VariantResult]:
-    """The typing replay through `servers`, the naive baseline on `completer` if `naive`,
-    and llama.cpp on `gguf` (None: none)."""
+    """The typing replay through `servers` (with the `client` settings), the naive
+    baseline on `completer` if `naive`, and llama.cpp on `gguf` (None: none)."""
     baseline = NaiveGenerate(completer, max_tokens) if naive else None
-    options = {"maxTokens": max_tokens, "multiline": "never"}
+    options = client | {"maxTokens": max_tokens, "multiline": "never"}
     variants = asyncio.run(run_typing(replays, servers, options, baseline, max_tokens))
-    typed = [d for replay in replays for d in replay.documents()]
+    typed = [replay.documents() for replay in replays]
     if gguf is not None and (llama := run_llama_cpp(typed, completer, gguf, max_tokens)):
         variants.append(llama)
     return variants
@@ -513,6 +556,7 @@ def bench_latency(
     engine: str = "local",
     local: bool = True,
     dtype: str | None = None,
+    bare_client: bool = False,
 ) -> dict[str, Any]:
     """Run every variant over the typing replays of `files`, and the cold open over
     `cold_places_per_file` places of each (asked `cold_pause_ms` after
@@ -522,6 +566,10 @@ def bench_latency(
     by request; each of `dtypes` adds `ours-DTYPE`; `dtype` is ours' and the naive
     baseline's (None: auto). With a remote `engine`, `ours` runs on it and `local`
     (unless `local` is False) locally; the naive and llama.cpp baselines run locally.
+
+    The servers get the settings our editor plugins send (`nextEditInline` off: they
+    draw next edits themselves); `bare_client` asks as an editor without a plugin
+    does, where an empty completion waits for a next edit drawn inline.
     """
     from lsp_server.model.factory import completer_over
     from lsp_server.model.loading import DEFAULT_MODEL
@@ -538,13 +586,14 @@ def bench_latency(
     servers = partial(_servers, spec, adapter, dtype, engine, local, dtypes, baseline_tree)
     variants: list[VariantResult] = []
     if steps:  # 0: the cold-open scenario only
-        variants = _typing(replays, servers(), completer, naive, llama, max_tokens)
+        client = {"nextEditInline": bare_client}
+        variants = _typing(replays, servers(), completer, naive, llama, max_tokens, client)
     report = _with_ratios({v.name: v.summary() for v in variants})
     places = interleave([cold_places(f, f.read_text(), cold_places_per_file) for f in files])
     if places:
         cold_servers = servers() + _at_once(spec, adapter, dtype, engine) * cold_at_once
         report["cold_open"] = _cold_open(
-            places, cold_servers, completer, naive, llama, cold_pause_ms
+            places, cold_servers, completer, naive, llama, cold_pause_ms, bare_client
         )
     report["setup"] = _setup(loaded, spec, dtype, engine) | {
         "adapter": adapter,
@@ -554,6 +603,7 @@ def bench_latency(
         "cold_places": len(places),
         "cold_pause_ms": cold_pause_ms,
         "baseline_tree": str(baseline_tree) if baseline_tree else None,
+        "client": "bare (nextEditInline on)" if bare_client else "plugin (nextEditInline off)",
     }
     report["_latencies"] = {v.name: v.latencies_ms for v in variants}
     return report
@@ -566,13 +616,15 @@ def _cold_open(
     naive: bool,
     gguf: Path | None,
     pause_ms: float,
+    bare_client: bool = False,
 ) -> dict[str, Any]:
     """The cold-open report: `servers`, the naive baseline on `completer` if `naive`,
     llama.cpp on `gguf` (None: none)."""
     # Default settings, as a new user has them: the server's own token budget.
     baseline = NaiveGenerate(completer, COLD_MAX_TOKENS) if naive else None
-    cold = asyncio.run(run_cold(places, servers, baseline, pause_ms))
-    documents = [(p.text, p.cursor) for p in places]
+    options = {"nextEditInline": bare_client}
+    cold = asyncio.run(run_cold(places, servers, baseline, pause_ms, options))
+    documents = [[(p.text, p.cursor)] for p in places]
     if gguf is not None and (llama := run_llama_cpp(documents, completer, gguf, COLD_MAX_TOKENS)):
         cold.append(llama)
     return _with_ratios({v.name: v.summary() for v in cold})
