@@ -49,6 +49,8 @@ def test_the_cause_is_the_part_that_took_longest() -> None:
     assert cause_of(run(prefill_ms=90.0, decode_ms=5.0, first=True), 16) == "first_prefill"
     moved = run(prefill_ms=90.0, decode_ms=5.0, uncached_tokens=300)
     assert cause_of(moved, 16) == "window_moved"
+    # A re-prefill is named even where decoding took a little longer.
+    assert cause_of(run(prefill_ms=40.0, decode_ms=50.0, uncached_tokens=680), 16) == "window_moved"
     assert cause_of(run(prefill_ms=90.0, decode_ms=5.0, uncached_tokens=4), 16) == "prefill"
     assert cause_of(run(generated_tokens=16), 16) == "max_tokens"
     assert cause_of(run(generated_tokens=3), 16) == "decode"

@@ -11,9 +11,10 @@ of its round trip:
   suggestion, typed through, or an empty answer decided before the model);
 - `waited`: the round trip less the model's `complete` (the request queued
   behind other work on the model, such as warming the next window);
-- `first_prefill`: the prefill of a document's first request;
-- `window_moved`: a prefill of at least `MOVED_TOKENS` uncached tokens later on
-  (the prompt's start moved, or its context changed, so the KV cache missed);
+- `first_prefill`: a document's first request, which prefills its window;
+- `window_moved`: a later request that prefilled at least `MOVED_TOKENS`
+  uncached tokens (the prompt's start moved, or its context changed, so the KV
+  cache missed), whichever part took longer;
 - `prefill`: a smaller prefill that still took most of the time;
 - `max_tokens`: decoding that ran to the request's token limit;
 - `decode`: decoding that stopped earlier (a newline, the time budget);
@@ -100,10 +101,10 @@ def cause_of(facts: RequestFacts, max_tokens: int) -> str:
         "prompt": facts.complete_ms - facts.prefill_ms - facts.decode_ms,
     }
     part = max(parts, key=lambda p: parts[p])
-    if part == "prefill":
-        if facts.first_in_document:
-            return "first_prefill"
-        return "window_moved" if facts.uncached_tokens >= MOVED_TOKENS else "prefill"
+    if part != "waited" and facts.first_in_document:
+        return "first_prefill"
+    if part != "waited" and facts.uncached_tokens >= MOVED_TOKENS:
+        return "window_moved"
     if part == "decode" and facts.generated_tokens >= max_tokens:
         return "max_tokens"
     return part
