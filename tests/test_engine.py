@@ -211,6 +211,24 @@ def test_prefix_cache_is_bounded() -> None:
     assert len(cache) == 1
 
 
+def test_a_prompt_sharing_only_its_first_tokens_leaves_the_entry_for_others() -> None:
+    """A window whose start moved, or another file, shares only the prompt's header with a
+    cached sequence: reusing it would crop hundreds of cached tokens to a handful, and
+    the next request in the old window would prefill them all again."""
+    eng = Engine(FakeBackend())
+    header = [1, 2, 3]
+    window = header + [10 + i % 50 for i in range(200)]
+    moved = header + [70 + i % 40 for i in range(150)]
+    eng.generate(window, max_new_tokens=2)
+    assert eng.generate(moved, max_new_tokens=2).cached_tokens == 0
+    assert eng.generate(window + [5], max_new_tokens=1).cached_tokens == len(window)
+    assert eng.generate(moved + [5], max_new_tokens=1).cached_tokens == len(moved)
+    # Cropping that throws away less than MIN_KEPT_TOKENS still happens.
+    short = Engine(FakeBackend())
+    short.generate([1, 2, 3, 4, 5, 6], max_new_tokens=1)
+    assert short.generate([1, 2, 9, 9], max_new_tokens=1).cached_tokens == 2
+
+
 def test_separate_documents_keep_separate_entries() -> None:
     eng = Engine(FakeBackend())
     doc_a, doc_b = [1, 2, 3, 4, 5], [7, 8, 9, 10]

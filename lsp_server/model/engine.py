@@ -124,7 +124,9 @@ class PrefixCache:
         """A cache holding the longest reusable prefix of `prompt`, and that prefix's length.
 
         At least one prompt token is always left to prefill, since its logits
-        give the first new token.
+        give the first new token. An entry that shares only a few first tokens
+        with `prompt` (`worth_cropping`) stays for the prompts that share more,
+        and `prompt` starts from a new cache.
         """
         best, best_len = None, 0
         for entry in self._entries:
@@ -132,7 +134,7 @@ class PrefixCache:
             if shared > best_len:
                 best, best_len = entry, shared
         reuse = min(best_len, len(prompt) - 1)
-        if best is None or reuse <= 0:
+        if best is None or reuse <= 0 or not worth_cropping(reuse, len(best.tokens)):
             self.misses += 1
             return backend.new_cache(), 0
         self._entries.remove(best)
@@ -160,6 +162,18 @@ class PrefixCache:
             "hits": self.hits,
             "misses": self.misses,
         }
+
+
+# A cached sequence is cropped for a prompt that keeps at least this many of its tokens,
+# or throws away fewer; a prompt that shares less with it, such as one whose window
+# start moved or another file's (both share only the header before the code), would
+# throw away hundreds of cached tokens to save prefilling a handful.
+MIN_KEPT_TOKENS = 64
+
+
+def worth_cropping(kept: int, length: int) -> bool:
+    """Whether to crop a cached sequence of `length` tokens to its first `kept` for reuse."""
+    return kept >= MIN_KEPT_TOKENS or length - kept < MIN_KEPT_TOKENS
 
 
 def common_prefix_length(a: Sequence[object], b: Sequence[object]) -> int:
