@@ -223,7 +223,14 @@ def test_a_prompt_sharing_only_its_first_tokens_leaves_the_entry_for_others() ->
     assert eng.generate(moved, max_new_tokens=2).cached_tokens == 0
     assert eng.generate(window + [5], max_new_tokens=1).cached_tokens == len(window)
     assert eng.generate(moved + [5], max_new_tokens=1).cached_tokens == len(moved)
-    # Cropping that throws away less than MIN_KEPT_TOKENS still happens.
+    # The context before the code is shared too: still the old window stays.
+    context = [1, 2, 3] + [400 + i % 30 for i in range(80)]
+    old, new = context + window[3:], context + moved[3:]
+    eng.generate(old, max_new_tokens=2)
+    assert eng.generate(new, max_new_tokens=2).cached_tokens == 0
+    assert eng.generate(old + [5], max_new_tokens=1).cached_tokens == len(old)
+    # Cropping that keeps more than it throws away, or throws away little, still happens.
+    assert eng.generate(old[:150] + [6], max_new_tokens=1).cached_tokens == 150
     short = Engine(FakeBackend())
     short.generate([1, 2, 3, 4, 5, 6], max_new_tokens=1)
     assert short.generate([1, 2, 9, 9], max_new_tokens=1).cached_tokens == 2

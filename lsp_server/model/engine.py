@@ -164,16 +164,19 @@ class PrefixCache:
         }
 
 
-# A cached sequence is cropped for a prompt that keeps at least this many of its tokens,
-# or throws away fewer; a prompt that shares less with it, such as one whose window
-# start moved or another file's (both share only the header before the code), would
-# throw away hundreds of cached tokens to save prefilling a handful.
-MIN_KEPT_TOKENS = 64
+# A cached sequence is cropped for a prompt that keeps at least as many of its tokens
+# as it throws away, or throws away fewer than this many. A prompt that shares less
+# with it, such as one whose window start moved (the next suggestion computed with the
+# shown one inserted, a few tokens longer, may move it) or another file's, shares only
+# what comes before the code (the header, the context snippets): cropping would throw
+# away the window that the next request in the old place needs.
+MIN_DISCARDED_TOKENS = 64
 
 
 def worth_cropping(kept: int, length: int) -> bool:
     """Whether to crop a cached sequence of `length` tokens to its first `kept` for reuse."""
-    return kept >= MIN_KEPT_TOKENS or length - kept < MIN_KEPT_TOKENS
+    discarded = length - kept
+    return kept >= discarded or discarded < MIN_DISCARDED_TOKENS
 
 
 def common_prefix_length(a: Sequence[object], b: Sequence[object]) -> int:
