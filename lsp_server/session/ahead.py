@@ -42,7 +42,8 @@ WARM_EDIT_LINES = 2
 WARM_DOCUMENTS = 2
 # The status' "ahead" counts: cursor positions the editor reported (`codetailor/cursor`);
 # warms asked for, finished, cut short by a request, skipped (the document changed
-# first), tokens prefilled; next suggestions computed, and served.
+# first), tokens prefilled, warms of the window a cursor's steps to next that prefilled
+# anything; next suggestions computed, and served.
 AHEAD_COUNTS = (
     "cursors",
     "warms",
@@ -50,6 +51,7 @@ AHEAD_COUNTS = (
     "warmsYielded",
     "warmsSkipped",
     "warmedTokens",
+    "stepsWarmed",
     "nextComputed",
     "nextHits",
 )
@@ -145,10 +147,17 @@ class Ahead:
     # -- warming ----------------------------------------------------------------------------
 
     def warm(
-        self, uri: str, offset: int, completer: CompleterLike | None, settings: Settings
+        self,
+        uri: str,
+        offset: int,
+        completer: CompleterLike | None,
+        settings: Settings,
+        *,
+        step_ahead: bool = False,
     ) -> None:
-        """Prefill the window for a cursor at `offset` in `uri`, in the background, in
-        place of the warm running there (none without a completer, or disabled)."""
+        """Prefill the window for a cursor at `offset` in `uri` (`step_ahead`: the window
+        it steps to next, once it nearly fills its own), in the background, in place of
+        the warm running there (none without a completer, or disabled)."""
         doc = self.documents.get(uri)
         if doc is None or completer is None or not settings.enable:
             return
@@ -160,7 +169,8 @@ class Ahead:
             self.warms.pop(next(iter(self.warms))).set()
         self.counts["warms"] += 1
         request = Request(uri, doc.text, offset, doc.revision, doc.language_id)
-        self.host.submit_background(self._warming(completer, request, settings, cancel), cancel)
+        job = self._warming(completer, request, settings, cancel, step_ahead)
+        self.host.submit_background(job, cancel)
 
     def _warming(
         self,
@@ -168,6 +178,7 @@ class Ahead:
         request: Request,
         settings: Settings,
         cancel: threading.Event,
+        step_ahead: bool = False,
     ) -> Callable[[], int]:
         """The background job that warms: skipped if the document changed before it ran."""
 
@@ -177,11 +188,14 @@ class Ahead:
                 self.counts["warmsSkipped"] += 1
                 return 0
             try:
-                computed = self.jobs.warm(completer, request, settings, cancel)
+                computed = self.jobs.warm(
+                    completer, request, settings, cancel, step_ahead=step_ahead
+                )
             except Exception:  # noqa: BLE001 - warming is an optimisation: log and go on
                 log.exception("warming failed")
                 return 0
             self.counts["warmedTokens"] += computed
+            self.counts["stepsWarmed"] += bool(step_ahead and computed)
             self.counts["warmsYielded" if cancel.is_set() else "warmsDone"] += 1
             return computed
 
