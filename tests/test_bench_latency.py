@@ -75,6 +75,25 @@ def test_each_server_is_asked_right_after_its_own_edits() -> None:
         ("before", "insert"), ("before", "complete"),
     ]  # fmt: skip
 
+    # With a typist's pause, each answer is followed by one before the next word.
+    events.clear()
+    real_sleep = asyncio.sleep
+
+    async def pause(seconds: float) -> None:
+        events.append(("pause", str(seconds)))
+        await real_sleep(0)
+
+    latency_sleep = latency.asyncio.sleep
+    latency.asyncio.sleep = pause  # type: ignore[assignment]
+    try:
+        asyncio.run(latency.run_typing([replay], [Fake("ours")], {}, None, 16, 0.25))
+    finally:
+        latency.asyncio.sleep = latency_sleep  # type: ignore[assignment]
+    assert events == [
+        ("ours", "open"), ("ours", "insert"), ("ours", "complete"), ("pause", "0.25"),
+        ("ours", "insert"), ("ours", "complete"), ("pause", "0.25"),
+    ]  # fmt: skip
+
 
 def test_bench_latency_reports_every_variant(tmp_path: Path, tiny_model_dir: Path, capsys) -> None:
     source = tmp_path / "m.py"

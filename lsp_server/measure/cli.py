@@ -124,6 +124,13 @@ def add_latency(kinds: argparse._SubParsersAction) -> None:
         "--dtype", default=None, help="our server's and the naive baseline's --dtype (default auto)"
     )
     latency.add_argument(
+        "--pause-ms",
+        type=float,
+        default=0.0,
+        help="the typing replay's pause between an answer and the next word (a typist's "
+        "time per word; default 0: at once, which leaves no time for background work)",
+    )
+    latency.add_argument(
         "--bare-client",
         action="store_true",
         help="ask as an editor without a Codetailor plugin: an empty completion waits for a "
@@ -393,6 +400,7 @@ def cmd_bench_latency(args: argparse.Namespace) -> int:
         dtypes=args.also_dtype,
         dtype=args.dtype,
         bare_client=args.bare_client,
+        pause_ms=args.pause_ms,
     )
     if args.out:
         for path in write_outputs(report, args.out):

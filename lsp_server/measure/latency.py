@@ -154,8 +154,11 @@ async def run_typing(
     options: dict[str, Any],
     naive: Any = None,
     max_tokens: int = 16,
+    pause_s: float = 0.0,
 ) -> list[VariantResult]:
-    """The typing replay: didChange, then a completion, after each word.
+    """The typing replay: didChange, then a completion, after each word; `pause_s` after
+    each answer, as a typist takes to type the next word (0: at once), in which the
+    server's background work (the next suggestion, warming) may run.
 
     The servers (and `naive`, a `NaiveGenerate`) take turns request by request,
     so that the load of a shared machine falls on all of them alike. Each server
@@ -182,6 +185,8 @@ async def run_typing(
                         server.open(uri, previous)
                     server.insert(uri, version, previous, step.offset, step.typed)
                     await _ask(server, uri, text, step.cursor, first=version == 2)
+                    if pause_s:
+                        await asyncio.sleep(pause_s)
                 if naive is not None:
                     naive.run(text, step.cursor)
                 previous = text
@@ -511,12 +516,13 @@ def _typing(
     gguf: Path | None,
     max_tokens: int,
     client: dict[str, Any],
+    pause_s: float = 0.0,
 ) -> list[VariantResult]:
     """The typing replay through `servers` (with the `client` settings), the naive
     baseline on `completer` if `naive`, and llama.cpp on `gguf` (None: none)."""
     baseline = NaiveGenerate(completer, max_tokens) if naive else None
     options = client | {"maxTokens": max_tokens, "multiline": "never"}
-    variants = asyncio.run(run_typing(replays, servers, options, baseline, max_tokens))
+    variants = asyncio.run(run_typing(replays, servers, options, baseline, max_tokens, pause_s))
     typed = [replay.documents() for replay in replays]
     if gguf is not None and (llama := run_llama_cpp(typed, completer, gguf, max_tokens)):
         variants.append(llama)
@@ -557,6 +563,7 @@ def bench_latency(
     local: bool = True,
     dtype: str | None = None,
     bare_client: bool = False,
+    pause_ms: float = 0.0,
 ) -> dict[str, Any]:
     """Run every variant over the typing replays of `files`, and the cold open over
     `cold_places_per_file` places of each (asked `cold_pause_ms` after
@@ -569,7 +576,8 @@ def bench_latency(
 
     The servers get the settings our editor plugins send (`nextEditInline` off: they
     draw next edits themselves); `bare_client` asks as an editor without a plugin
-    does, where an empty completion waits for a next edit drawn inline.
+    does, where an empty completion waits for a next edit drawn inline. `pause_ms`:
+    the time between an answer and the next word typed (0: at once).
     """
     from lsp_server.model.factory import completer_over
     from lsp_server.model.loading import DEFAULT_MODEL
@@ -587,7 +595,8 @@ def bench_latency(
     variants: list[VariantResult] = []
     if steps:  # 0: the cold-open scenario only
         client = {"nextEditInline": bare_client}
-        variants = _typing(replays, servers(), completer, naive, llama, max_tokens, client)
+        pause_s = max(pause_ms, 0.0) / 1000
+        variants = _typing(replays, servers(), completer, naive, llama, max_tokens, client, pause_s)
     report = _with_ratios({v.name: v.summary() for v in variants})
     places = interleave([cold_places(f, f.read_text(), cold_places_per_file) for f in files])
     if places:
@@ -604,6 +613,7 @@ def bench_latency(
         "cold_pause_ms": cold_pause_ms,
         "baseline_tree": str(baseline_tree) if baseline_tree else None,
         "client": "bare (nextEditInline on)" if bare_client else "plugin (nextEditInline off)",
+        "pause_ms": pause_ms,
     }
     report["_latencies"] = {v.name: v.latencies_ms for v in variants}
     return report
