@@ -548,18 +548,3 @@ async def test_a_cursor_reported_while_the_model_loads_is_warmed_once_it_is_read
     session.cursor(LONG_URI, 5, 3)  # the same line, reported again once loaded
     host.run_background()
     assert scripted(host).warmed[-1] == (LONG, LONG.index("line_5") + 3)
-
-
-async def test_after_a_generation_the_window_the_cursor_steps_to_next_is_warmed(make):
-    """The completer decides whether the window nearly fills (Completer.warm's
-    step_ahead); the session asks after every generation, shown or not, in the
-    background, after the next suggestion; a newer request stops it."""
-    session, host = make("hello", "", "")  # the request, the next suggestion, a request
-    completer = scripted(host)
-    host.run_background()
-    assert await session.complete(request(session, 0)) == "hello"
-    host.run_background()
-    assert await session.complete(request(session)) == ""
-    host.run_background()
-    assert completer.stepped == [(TEXT, 0), (TEXT, len(TEXT))]
-    assert session.status()["ahead"]["stepsWarmed"] == 0  # the fake's windows never fill

@@ -31,11 +31,6 @@ NEAR_CHARS = 64 * 1024
 # Warming prefills in smaller chunks than a request, so that a request arriving
 # meanwhile waits for at most one of them (~0.25 s on a CPU for SmolLM2-135M).
 WARM_CHUNK = 64
-# Warm the window a cursor's will step to once its prefix is within this many tokens of
-# filling the window (a few dozen words of typing), in chunks this small: the warm runs
-# between requests, and a request that comes waits for the chunk running.
-STEP_HEADROOM = 96
-STEP_WARM_CHUNK = 32
 
 
 @dataclass(frozen=True)
@@ -181,26 +176,15 @@ class Completer:
         path: str | None = None,
         context: Sequence[Snippet] = (),
         cancel: threading.Event | None = None,
-        step_ahead: bool = False,
     ) -> int:
         """Prefill the prompt for this cursor into the engine's cache; returns the tokens computed.
 
         A request at this cursor, or later on the same window (the user types
         on), then finds its prompt cached up to the cursor. Yields to `cancel`
         between chunks of WARM_CHUNK tokens, keeping what it computed.
-
-        `step_ahead`: prefill instead the window this cursor's steps to next, once
-        its prefix is within STEP_HEADROOM tokens of filling it (else nothing), so
-        the request that outgrows the window finds the next one cached.
         """
-        if not step_ahead:
-            ids = self.prompt_ids(text, offset, path=path, context=context)
-            return self.engine.prefill(ids, cancel, chunk=WARM_CHUNK)
-        prefix, suffix = text[:offset], text[offset:]
-        prompt = self.window.next_step(prefix, suffix, path, context, headroom=STEP_HEADROOM)
-        if prompt is None:
-            return 0
-        return self.engine.prefill(self._encode(prompt).ids, cancel, chunk=STEP_WARM_CHUNK)
+        ids = self.prompt_ids(text, offset, path=path, context=context)
+        return self.engine.prefill(ids, cancel, chunk=WARM_CHUNK)
 
     def _continuation(self, healed: Healed, held: str) -> Callable[[Sequence[int]], str]:
         """What generated tokens add at the cursor: decoded, less the prompt's own last

@@ -100,50 +100,6 @@ class PromptWindow:
         """The prompt for a cursor between `prefix` and `suffix` in the file at `path`,
         with `context` (snippets of other files, best first) as far as they fit.
         `window_tokens` narrows the window for this prompt (its context share with it)."""
-        fitted = self._fit(prefix, suffix, path, context, window_tokens)
-        snippets, suffix = fitted.snippets, fitted.suffix
-        prompt = build_prompt(
-            self.format, fitted.prefix, suffix, path=path, context=snippets, repo=self.repo
-        )
-        return Layout(prompt, snippets, fitted.held)
-
-    def next_step(
-        self,
-        prefix: str,
-        suffix: str,
-        path: str | None,
-        context: Sequence[Snippet],
-        *,
-        headroom: int,
-    ) -> str | None:
-        """The prompt this cursor's window will have once its start steps on (by
-        WINDOW_STEP_LINES lines), when the prefix is within `headroom` tokens of filling
-        its budget; None when the window has more room than that, or no lines to drop.
-
-        Warmed ahead, it spares the request that outgrows the window a prefill of
-        the whole window: that request's prompt starts with this one.
-        """
-        fitted = self._fit(prefix, suffix, path, context, None)
-        if fitted.budget - self.count(fitted.prefix) > headroom:
-            return None
-        lines = fitted.prefix.split("\n")
-        if len(lines) <= WINDOW_STEP_LINES:
-            return None
-        stepped = "\n".join(lines[WINDOW_STEP_LINES:])
-        return build_prompt(
-            self.format, stepped, fitted.suffix, path=path, context=fitted.snippets, repo=self.repo
-        )
-
-    def _fit(
-        self,
-        prefix: str,
-        suffix: str,
-        path: str | None,
-        context: Sequence[Snippet],
-        window_tokens: int | None,
-    ) -> _Fitted:
-        """The parts of the prompt that fit the window (see `layout`), and the prefix's
-        budget."""
         fmt = self.format
         window, context_tokens = self.window_tokens, self.context_tokens
         if window_tokens is not None and window_tokens < window:
@@ -166,17 +122,8 @@ class PromptWindow:
         fixed = self.count(frame) + (self.count(suffix) if suffix else 0) + 2
         budget = max(window - fixed, 16)
         prefix = clip_prefix(prefix, budget, self.count, first_line=first_line)
-        return _Fitted(prefix, suffix, snippets, held, budget)
-
-
-class _Fitted(NamedTuple):
-    """A prompt's parts as they fit its window, and the prefix's token budget."""
-
-    prefix: str
-    suffix: str
-    snippets: list[Snippet]
-    held: str
-    budget: int
+        prompt = build_prompt(fmt, prefix, suffix, path=path, context=snippets, repo=self.repo)
+        return Layout(prompt, snippets, held)
 
 
 def cut_prefix_chars(prefix: str, max_chars: int) -> tuple[str, int]:

@@ -42,8 +42,7 @@ WARM_EDIT_LINES = 2
 WARM_DOCUMENTS = 2
 # The status' "ahead" counts: cursor positions the editor reported (`codetailor/cursor`);
 # warms asked for, finished, cut short by a request, skipped (the document changed
-# first), tokens prefilled, warms of the window a cursor's steps to next that prefilled
-# anything; next suggestions computed, and served.
+# first), tokens prefilled; next suggestions computed, and served.
 AHEAD_COUNTS = (
     "cursors",
     "warms",
@@ -51,7 +50,6 @@ AHEAD_COUNTS = (
     "warmsYielded",
     "warmsSkipped",
     "warmedTokens",
-    "stepsWarmed",
     "nextComputed",
     "nextHits",
 )
@@ -147,17 +145,10 @@ class Ahead:
     # -- warming ----------------------------------------------------------------------------
 
     def warm(
-        self,
-        uri: str,
-        offset: int,
-        completer: CompleterLike | None,
-        settings: Settings,
-        *,
-        step_ahead: bool = False,
+        self, uri: str, offset: int, completer: CompleterLike | None, settings: Settings
     ) -> None:
-        """Prefill the window for a cursor at `offset` in `uri` (`step_ahead`: the window
-        it steps to next, once it nearly fills its own), in the background, in place of
-        the warm running there (none without a completer, or disabled)."""
+        """Prefill the window for a cursor at `offset` in `uri`, in the background, in
+        place of the warm running there (none without a completer, or disabled)."""
         doc = self.documents.get(uri)
         if doc is None or completer is None or not settings.enable:
             return
@@ -169,8 +160,7 @@ class Ahead:
             self.warms.pop(next(iter(self.warms))).set()
         self.counts["warms"] += 1
         request = Request(uri, doc.text, offset, doc.revision, doc.language_id)
-        job = self._warming(completer, request, settings, cancel, step_ahead)
-        self.host.submit_background(job, cancel)
+        self.host.submit_background(self._warming(completer, request, settings, cancel), cancel)
 
     def _warming(
         self,
@@ -178,7 +168,6 @@ class Ahead:
         request: Request,
         settings: Settings,
         cancel: threading.Event,
-        step_ahead: bool = False,
     ) -> Callable[[], int]:
         """The background job that warms: skipped if the document changed before it ran."""
 
@@ -188,14 +177,11 @@ class Ahead:
                 self.counts["warmsSkipped"] += 1
                 return 0
             try:
-                computed = self.jobs.warm(
-                    completer, request, settings, cancel, step_ahead=step_ahead
-                )
+                computed = self.jobs.warm(completer, request, settings, cancel)
             except Exception:  # noqa: BLE001 - warming is an optimisation: log and go on
                 log.exception("warming failed")
                 return 0
             self.counts["warmedTokens"] += computed
-            self.counts["stepsWarmed"] += bool(step_ahead and computed)
             self.counts["warmsYielded" if cancel.is_set() else "warmsDone"] += 1
             return computed
 

@@ -129,12 +129,9 @@ class Jobs:
         request: Request,
         settings: Settings,
         cancel: threading.Event,
-        *,
-        step_ahead: bool = False,
     ) -> int:
         """Prefill the prompt for `request`'s cursor into the model's cache (on the
-        generation thread; `step_ahead`: the window it steps to next, see
-        `Completer.warm`); the tokens computed."""
+        generation thread); the tokens computed."""
         text = prompt_safe(request.text)
         return completer.warm(
             text,
@@ -142,7 +139,6 @@ class Jobs:
             path=self.workspace.path_of(request.uri),
             context=self._context(settings, request.uri, text, request.offset),
             cancel=cancel,
-            step_ahead=step_ahead,
         )
 
     def _context(self, settings: Settings, uri: str, text: str, offset: int) -> list[Snippet]:

@@ -97,10 +97,8 @@ class CompleterLike(Protocol):
         path: str | None = ...,
         context: Sequence[Snippet] = ...,
         cancel: threading.Event | None = ...,
-        step_ahead: bool = ...,
     ) -> int:
-        """Prefill the prompt for this cursor into the model's cache (`step_ahead`: the
-        window it steps to next, when it nearly fills its own); the tokens computed."""
+        """Prefill the prompt for this cursor into the model's cache; the tokens computed."""
         ...
 
 

@@ -389,17 +389,10 @@ class Session:
         self.shown.remember(request.uri, request.text, request.offset, text, id)
         if not text:
             why = EMPTY_FOR_STOP.get(completion.stop_reason, "empty_generation")
-            self._step_ahead(request, completer)
             return self._answer_empty("quiet" if completion.text else why)
         self.counts["shown"] += 1
         self.ahead.predict(request, completion.text, completer, self.settings)
-        self._step_ahead(request, completer)
         return completion.text
-
-    def _step_ahead(self, request: Request, completer: CompleterLike | None) -> None:
-        """After a generation here, warm the window the cursor's steps to next, where its
-        prefix nearly fills its own (after the next suggestion, in the background)."""
-        self.ahead.warm(request.uri, request.offset, completer, self.settings, step_ahead=True)
 
     # -- feedback and status ------------------------------------------------------------------
 
