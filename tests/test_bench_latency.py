@@ -200,7 +200,7 @@ def test_a_remote_engine_is_compared_with_the_local_one_without_loading_weights(
         command = server.command
         return command[command.index("--engine") + 1] if "--engine" in command else "local"
 
-    async def fake_typing(replays, servers, options, naive=None, max_tokens=16):
+    async def fake_typing(replays, servers, options, naive=None, max_tokens=16, pause_s=0.0):
         runs.append([(s.name, engine_of(s)) for s in servers])
         return [
             latency.VariantResult(
