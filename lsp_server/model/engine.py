@@ -124,9 +124,9 @@ class PrefixCache:
         """A cache holding the longest reusable prefix of `prompt`, and that prefix's length.
 
         At least one prompt token is always left to prefill, since its logits
-        give the first new token. An entry that shares only a few first tokens
-        with `prompt` (`worth_cropping`) stays for the prompts that share more,
-        and `prompt` starts from a new cache.
+        give the first new token. An entry that `prompt` would crop to less than
+        it throws away (`worth_cropping`) stays for the prompts that share more
+        of it, and `prompt` starts from a new cache.
         """
         best, best_len = None, 0
         for entry in self._entries:
