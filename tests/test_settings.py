@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from lsp_server.session.model_choice import model_spec
-from lsp_server.session.settings import Settings, parse_settings, unknown_keys
+from lsp_server.session.settings import (
+    Settings,
+    client_draws_next_edits,
+    parse_settings,
+    unknown_keys,
+)
 
 
 def test_camel_case_keys_fill_the_dataclass():
@@ -23,7 +28,6 @@ def test_camel_case_keys_fill_the_dataclass():
         "feedback": False,
         "quietness": 40,
         "nextEdit": False,
-        "nextEditInline": False,
         "nextEditDebounceMs": 50,
         "nextEditWindowLines": 3,
         "nextEditFormat": "zeta",
@@ -46,7 +50,6 @@ def test_camel_case_keys_fill_the_dataclass():
         feedback=False,
         quietness=40,
         next_edit=False,
-        next_edit_inline=False,
         next_edit_debounce_ms=50,
         next_edit_window_lines=3,
         next_edit_format="zeta",
@@ -88,6 +91,12 @@ def test_unknown_keys_are_listed_not_reported():
     settings, problems = parse_settings({"maxTokenz": 8, "authToken": "x"}, Settings())
     assert problems == [] and settings == Settings()
     assert unknown_keys({"maxTokenz": 8, "authToken": "x"}) == ["maxTokenz"]
+    # What a client says of itself is not a setting, nor an unknown key.
+    assert unknown_keys({"drawsNextEdits": True}) == []
+    assert client_draws_next_edits({"drawsNextEdits": True})
+    assert client_draws_next_edits({"codetailor": {"drawsNextEdits": True}})
+    assert not client_draws_next_edits({"drawsNextEdits": "yes"})
+    assert not client_draws_next_edits(None)
 
 
 def test_null_returns_to_the_startup_default():

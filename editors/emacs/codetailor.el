@@ -53,13 +53,10 @@ cannot change them."
                      when (memq key codetailor--machine-keys) append (list key value)))))
 
 (defun codetailor--initialization-options ()
-  "`codetailor--settings' with `:nextEditInline' false, as initializationOptions.
-codetailor-next-edit.el draws next edits itself, so an empty completion need
-not wait for the server to try one drawn as inline text."
-  (let ((settings (codetailor--settings)))
-    (if (plist-member settings :nextEditInline)
-        settings
-      (append settings (list :nextEditInline :json-false)))))
+  "`codetailor--settings' and `:drawsNextEdits', as initializationOptions.
+codetailor-next-edit.el asks for next edits and draws them, so an empty
+completion need not wait for the server to try one drawn as inline text."
+  (append (codetailor--settings) (list :drawsNextEdits t)))
 
 (defconst codetailor-accepted-command "codetailor.accepted"
   "The command each Codetailor completion item carries.

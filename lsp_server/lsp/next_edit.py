@@ -138,12 +138,11 @@ async def next_edit_item(
     where it is one (see `inline_completion_item`), for editors that draw only inline
     completions; asked when the completion was empty, the document is unchanged and no
     newer completion request for it runs (a superseded request answers at once), unless
-    the client turned `nextEditInline` off (it draws next edits itself). A newer
-    completion request for the document stops it (`NextEdits.cancel_fallback`)."""
+    the client draws next edits itself (`drawsNextEdits`). A newer completion request
+    for the document stops it (`NextEdits.cancel_fallback`)."""
     session = ls.session
     doc = session.documents.get(request.uri)
-    settings = session.settings
-    if not (settings.next_edit and settings.next_edit_inline):
+    if not session.settings.next_edit or session.draws_next_edits:
         return None
     if doc is None or doc.revision != request.revision:
         return None

@@ -77,6 +77,23 @@ def _add_cold_args(latency: argparse.ArgumentParser, pause_ms: float) -> None:
     )
 
 
+def _add_client_args(latency: argparse.ArgumentParser) -> None:
+    """`bench latency`'s typist and editor: the pause between words, a bare client."""
+    latency.add_argument(
+        "--pause-ms",
+        type=float,
+        default=0.0,
+        help="the typing replay's pause between an answer and the next word (a typist's "
+        "time per word; default 0: at once, which leaves no time for background work)",
+    )
+    latency.add_argument(
+        "--bare-client",
+        action="store_true",
+        help="ask as an editor without a Codetailor plugin: an empty completion waits for a "
+        "next edit drawn inline; by default as the plugins ask (drawsNextEdits)",
+    )
+
+
 def add_latency(kinds: argparse._SubParsersAction) -> None:
     """`codetailor bench latency` and its options."""
     from lsp_server.measure.latency import COLD_PAUSE_MS  # light: no torch, no pygls
@@ -123,19 +140,7 @@ def add_latency(kinds: argparse._SubParsersAction) -> None:
     latency.add_argument(
         "--dtype", default=None, help="our server's and the naive baseline's --dtype (default auto)"
     )
-    latency.add_argument(
-        "--pause-ms",
-        type=float,
-        default=0.0,
-        help="the typing replay's pause between an answer and the next word (a typist's "
-        "time per word; default 0: at once, which leaves no time for background work)",
-    )
-    latency.add_argument(
-        "--bare-client",
-        action="store_true",
-        help="ask as an editor without a Codetailor plugin: an empty completion waits for a "
-        "next edit drawn inline (nextEditInline on); by default as the plugins ask (off)",
-    )
+    _add_client_args(latency)
     latency.add_argument("--out", type=Path, help="write latency.json, .md and .png here")
     latency.add_argument("--json", action="store_true", help="print the report as JSON")
     latency.add_argument("-v", "--verbose", action="count", default=0, help="more logging")

@@ -496,6 +496,23 @@ def _servers(
     return ours + ([_Server("before", spec, adapter, baseline_tree)] if baseline_tree else [])
 
 
+def _baselines(
+    model: str | None, adapter: str | None, dtype: str | None, load: bool
+) -> tuple[Any, Any, str, Path | None]:
+    """The baselines' model (its weights called directly; None unless `load`, as for a
+    remote `ours` alone), a completer over it, our servers' model spec, and the GGUF
+    file llama.cpp runs (None: no llama.cpp)."""
+    from lsp_server.model.factory import completer_over
+    from lsp_server.model.loading import DEFAULT_MODEL
+
+    loaded = _baseline_model(model, adapter, dtype) if load else None
+    completer = completer_over(loaded) if loaded is not None else None
+    spec = model or (loaded.source.spec if loaded else DEFAULT_MODEL)
+    gguf = loaded.source.path if loaded else None
+    llama = gguf if gguf is not None and gguf.suffix == ".gguf" and not adapter else None
+    return loaded, completer, spec, llama
+
+
 def _baseline_model(model: str | None, adapter: str | None, dtype: str | None) -> Any:
     """The weights the naive and llama.cpp baselines call directly (a `LoadedModel`)."""
     from lsp_server.model.factory import load_completers
@@ -516,10 +533,12 @@ def _typing(
     gguf: Path | None,
     max_tokens: int,
     client: dict[str, Any],
-    pause_s: float = 0.0,
+    pause_ms: float = 0.0,
 ) -> list[VariantResult]:
-    """The typing replay through `servers` (with the `client` settings), the naive
-    baseline on `completer` if `naive`, and llama.cpp on `gguf` (None: none)."""
+    """The typing replay through `servers` (told `client`, `pause_ms` between an answer
+    and the next word), the naive baseline on `completer` if `naive`, and llama.cpp on
+    `gguf` (None: none)."""
+    pause_s = max(pause_ms, 0.0) / 1000
     baseline = NaiveGenerate(completer, max_tokens) if naive else None
     options = client | {"maxTokens": max_tokens, "multiline": "never"}
     variants = asyncio.run(run_typing(replays, servers, options, baseline, max_tokens, pause_s))
@@ -565,44 +584,32 @@ def bench_latency(
     bare_client: bool = False,
     pause_ms: float = 0.0,
 ) -> dict[str, Any]:
-    """Run every variant over the typing replays of `files`, and the cold open over
-    `cold_places_per_file` places of each (asked `cold_pause_ms` after
-    `codetailor/cursor`; `cold_at_once` adds `ours-at-once`); return the report.
+    """Run every variant over the typing replays of `files` (`pause_ms` between an answer
+    and the next word), and the cold open over `cold_places_per_file` places of each
+    (asked `cold_pause_ms` after `codetailor/cursor`; `cold_at_once` adds `ours-at-once`).
 
     `baseline_tree` (another checkout) adds `before`, taking turns with ours request
     by request; each of `dtypes` adds `ours-DTYPE`; `dtype` is ours' and the naive
     baseline's (None: auto). With a remote `engine`, `ours` runs on it and `local`
     (unless `local` is False) locally; the naive and llama.cpp baselines run locally.
-
-    The servers get the settings our editor plugins send (`nextEditInline` off: they
-    draw next edits themselves); `bare_client` asks as an editor without a plugin
-    does, where an empty completion waits for a next edit drawn inline. `pause_ms`:
-    the time between an answer and the next word typed (0: at once).
+    Servers are asked as our plugins ask (`drawsNextEdits`), or as a `bare_client`.
     """
-    from lsp_server.model.factory import completer_over
-    from lsp_server.model.loading import DEFAULT_MODEL
-
     replays = [typing_replay(str(f), f.read_text(), max_steps=steps) for f in files]
-    # The baselines' model, its weights called directly (none for a remote `ours` alone).
-    loaded = _baseline_model(model, adapter, dtype) if naive or engine == "local" else None
-    completer = completer_over(loaded) if loaded is not None else None
-    spec = model or (loaded.source.spec if loaded else DEFAULT_MODEL)
-    gguf = loaded.source.path if loaded else None
-    llama = gguf if gguf is not None and gguf.suffix == ".gguf" and not adapter else None
+    loaded, completer, spec, llama = _baselines(model, adapter, dtype, naive or engine == "local")
     naive = naive and completer is not None
-
+    client = {"drawsNextEdits": not bare_client}
     servers = partial(_servers, spec, adapter, dtype, engine, local, dtypes, baseline_tree)
     variants: list[VariantResult] = []
     if steps:  # 0: the cold-open scenario only
-        client = {"nextEditInline": bare_client}
-        pause_s = max(pause_ms, 0.0) / 1000
-        variants = _typing(replays, servers(), completer, naive, llama, max_tokens, client, pause_s)
+        variants = _typing(
+            replays, servers(), completer, naive, llama, max_tokens, client, pause_ms
+        )
     report = _with_ratios({v.name: v.summary() for v in variants})
     places = interleave([cold_places(f, f.read_text(), cold_places_per_file) for f in files])
     if places:
-        cold_servers = servers() + _at_once(spec, adapter, dtype, engine) * cold_at_once
+        cold = servers() + _at_once(spec, adapter, dtype, engine) * cold_at_once
         report["cold_open"] = _cold_open(
-            places, cold_servers, completer, naive, llama, cold_pause_ms, bare_client
+            places, cold, completer, naive, llama, cold_pause_ms, client
         )
     report["setup"] = _setup(loaded, spec, dtype, engine) | {
         "adapter": adapter,
@@ -612,7 +619,7 @@ def bench_latency(
         "cold_places": len(places),
         "cold_pause_ms": cold_pause_ms,
         "baseline_tree": str(baseline_tree) if baseline_tree else None,
-        "client": "bare (nextEditInline on)" if bare_client else "plugin (nextEditInline off)",
+        "client": "bare" if bare_client else "plugin (drawsNextEdits)",
         "pause_ms": pause_ms,
     }
     report["_latencies"] = {v.name: v.latencies_ms for v in variants}
@@ -626,14 +633,13 @@ def _cold_open(
     naive: bool,
     gguf: Path | None,
     pause_ms: float,
-    bare_client: bool = False,
+    client: dict[str, Any],
 ) -> dict[str, Any]:
-    """The cold-open report: `servers`, the naive baseline on `completer` if `naive`,
-    llama.cpp on `gguf` (None: none)."""
+    """The cold-open report: `servers` (told `client`), the naive baseline on `completer`
+    if `naive`, llama.cpp on `gguf` (None: none)."""
     # Default settings, as a new user has them: the server's own token budget.
     baseline = NaiveGenerate(completer, COLD_MAX_TOKENS) if naive else None
-    options = {"nextEditInline": bare_client}
-    cold = asyncio.run(run_cold(places, servers, baseline, pause_ms, options))
+    cold = asyncio.run(run_cold(places, servers, baseline, pause_ms, client))
     documents = [[(p.text, p.cursor)] for p in places]
     if gguf is not None and (llama := run_llama_cpp(documents, completer, gguf, COLD_MAX_TOKENS)):
         cold.append(llama)

@@ -42,7 +42,12 @@ from lsp_server.session.ports import (
     ScannerLike,
 )
 from lsp_server.session.quiet import QuietGate, QuietSourceLike
-from lsp_server.session.settings import Settings, parse_settings, unknown_keys
+from lsp_server.session.settings import (
+    Settings,
+    client_draws_next_edits,
+    parse_settings,
+    unknown_keys,
+)
 from lsp_server.session.typing_through import ShownCompletions
 from lsp_server.session.workspace import WorkspaceContext
 from lsp_server.spec import ModelSpec
@@ -104,6 +109,7 @@ class Session:
         # Per document, the completer whose answers `shown` holds.
         self._answering: dict[str, CompleterLike | None] = {}
         self.next_edits = NextEdits(self, head_text)  # next-edit suggestions, their history
+        self.draws_next_edits = False  # the client said it draws next edits itself
         self.quiet = QuietGate(self, quiet)  # show or stay quiet, and the log of it (quiet.py)
 
     @property
@@ -123,12 +129,14 @@ class Session:
     ) -> list[str]:
         """A client connected: take its encoding, settings and workspace; returns problems.
 
-        `client` is its name (LSP clientInfo), which labels its feedback events.
+        `client` is its name (LSP clientInfo), which labels its feedback events; its
+        options may say it draws next edits itself (`client_draws_next_edits`).
         `root_uri` is the workspace served (the first folder: its context and feedback
         log); each of the `folders` (all workspace folders) is answered by its own
         adapter, documents outside them by the first folder's.
         """
         self.documents.encoding = encoding
+        self.draws_next_edits = client_draws_next_edits(options)
         self.folders.open(root_uri, folders)
         problems = self.configure(options, base=self.startup)
         self.workspace.index_root(scan=self.settings.context)

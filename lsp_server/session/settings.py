@@ -27,7 +27,20 @@ SECTION = "codetailor"
 # twice that leaves room for a busy moment, and the window shrinks to fit later ones.
 FIRST_TOKEN_TIMEOUT_MS = 8000
 # Keys the client may send that are not settings (read elsewhere, or ignored quietly).
-NOT_SETTINGS = frozenset({"authToken"})
+# `initializationOptions` keys that are not settings: the TCP token, and what the client
+# says of itself (`drawsNextEdits`: it asks for next edits and draws them, see
+# `client_draws_next_edits`).
+NOT_SETTINGS = frozenset({"authToken", "drawsNextEdits"})
+
+
+def client_draws_next_edits(options: Any) -> bool:
+    """Whether the client said, in `initializationOptions`, that it asks for next edits
+    (`textDocument/copilotInlineEdit`) and draws them itself, as the Codetailor plugins
+    do; a client that did not gets a same-line next edit as an inline completion where a
+    completion comes back empty."""
+    return settings_section(options).get("drawsNextEdits") is True
+
+
 # The scope of a setting that reaches the network, loads code or weights, or names files
 # (VS Code's word): only the user's own settings may set it, never a workspace's (a
 # repository ships `.vscode/settings.json`, `.dir-locals.el`, `.nvim.lua`). Each client
@@ -111,15 +124,6 @@ class Settings:
     )
     next_edit: bool = field(
         default=True, metadata={"help": "suggest the next edit near the cursor (next edits)"}
-    )
-    next_edit_inline: bool = field(
-        default=True,
-        metadata={
-            "help": "when a completion comes back empty, ask for a next edit on the cursor's "
-            "line and answer it as an inline completion, for editors that draw only inline "
-            "completions (each empty answer then waits for a next-edit prediction); the "
-            "Codetailor plugins draw next edits themselves and turn this off"
-        },
     )
     next_edit_debounce_ms: int = field(
         default=300,

@@ -478,7 +478,8 @@ def test_pure_helpers(editor: Editor) -> None:
         assert(wire.maxTokens == 8 and wire.model == vim.NIL and wire.authToken == "t")
         assert(wire.timeBudgetMs == 2000 and wire.enable == true and wire.context == true,
           vim.inspect(wire))
-        assert(wire.nextEditInline == false, "the plugin draws next edits itself")
+        assert(wire.drawsNextEdits == true, "the plugin draws next edits itself")
+        assert(config.to_wire(c.settings).drawsNextEdits == nil, "not a setting")
         assert(vim.deep_equal(config.cli_prefix({ "py", "-m", "lsp_server.cli", "serve", "-v" }),
           { "py", "-m", "lsp_server.cli" }))
         local util = require("codetailor.util")

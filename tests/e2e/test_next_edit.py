@@ -40,8 +40,9 @@ def workspace(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def served(
-    workspace: Path, tiny_model_dir: Path, tmp_path: Path
+    workspace: Path, tiny_model_dir: Path, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[tuple[RawClient, ScriptedEngine]]:
+    """A server on the scripted engine; `request.param` adds initializationOptions."""
     with ScriptedEngine() as engine:
         engine.next_edit("current/app.py\ndef area(width, h):", UPDATED)
         engine.next_edit("current/one.py", "x = 2\n")
@@ -50,7 +51,8 @@ def served(
             "--engine", f"openai:{engine.url}", "--model", str(tiny_model_dir), env=env
         )
         try:
-            result = client.initialize({"context": False}, workspace.as_uri())
+            options = {"context": False} | getattr(request, "param", {})
+            result = client.initialize(options, workspace.as_uri())
             assert result["capabilities"]["experimental"]["codetailor"]["nextEdit"] is True
             assert client.wait_ready()["state"] == "ready"
             yield client, engine
@@ -134,13 +136,13 @@ def test_a_same_line_edit_at_the_cursor_is_an_inline_completion(
     assert item["command"]["command"] == "codetailor.acceptedNextEdit"
 
 
+@pytest.mark.parametrize("served", [{"drawsNextEdits": True}], indirect=True)
 def test_a_client_that_draws_next_edits_itself_gets_no_inline_next_edit(
     served: tuple[RawClient, ScriptedEngine], workspace: Path
 ) -> None:
-    """Our plugins send `nextEditInline: false`: an empty completion then answers at once,
-    without a next-edit prediction behind it."""
+    """Our plugins say `drawsNextEdits`: an empty completion then answers at once, without
+    a next-edit prediction behind it (the same request as the test above)."""
     client, _ = served
-    client.notify("workspace/didChangeConfiguration", {"settings": {"nextEditInline": False}})
     uri = (workspace / "one.py").as_uri()
     client.open(uri, ONE_LINE)
     asked = client.status()["nextEdit"]["counts"].get("requests", 0)

@@ -131,9 +131,7 @@
       (should (equal (codetailor--settings) '(:maxTokens 8 :engine "openai:http://gpu:8000")))))
   ;; The client draws next edits itself: the server need not try one as inline text.
   (let ((codetailor-settings '(:maxTokens 8)))
-    (should (equal (codetailor--initialization-options) '(:maxTokens 8 :nextEditInline :json-false))))
-  (let ((codetailor-settings '(:nextEditInline t)))
-    (should (equal (codetailor--initialization-options) '(:nextEditInline t)))))
+    (should (equal (codetailor--initialization-options) '(:maxTokens 8 :drawsNextEdits t)))))
 
 (ert-deftest codetailor-next-edit-picks-an-edit-for-this-version-only ()
   (let ((edit (lambda (version text)

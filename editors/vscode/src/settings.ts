@@ -84,8 +84,6 @@ export interface ServerSettings {
   feedback: boolean;
   quietness: number;
   nextEdit: boolean;
-  /** Always false: this extension draws next edits itself (nextEdit.ts). */
-  nextEditInline: false;
   nextEditDebounceMs: number;
   nextEditWindowLines: number;
   nextEditFormat: string | null;
@@ -174,18 +172,24 @@ export function toServerSettings(s: Settings): ServerSettings {
     feedback: s.feedback,
     quietness: s.quietness,
     nextEdit: s.nextEdit,
-    // An empty completion need not wait for a next edit drawn as inline text: the
-    // extension asks for next edits itself and draws them where they go.
-    nextEditInline: false,
     nextEditDebounceMs: s.nextEditDebounceMs,
     nextEditWindowLines: s.nextEditWindowLines,
     nextEditFormat: orNull(s.nextEditFormat),
   };
 }
 
-/** `initializationOptions`: the server settings, plus the auth token when there is one. */
-export function initializationOptions(s: Settings): ServerSettings & { authToken?: string } {
-  const options: ServerSettings & { authToken?: string } = toServerSettings(s);
+/**
+ * `initializationOptions`: the server settings, that this extension draws next edits
+ * itself (nextEdit.ts: an empty completion need not wait for one drawn as inline text),
+ * plus the auth token when there is one.
+ */
+export function initializationOptions(
+  s: Settings,
+): ServerSettings & { drawsNextEdits: true; authToken?: string } {
+  const options: ServerSettings & { drawsNextEdits: true; authToken?: string } = {
+    ...toServerSettings(s),
+    drawsNextEdits: true,
+  };
   if (s.authToken) options.authToken = s.authToken;
   return options;
 }

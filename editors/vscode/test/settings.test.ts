@@ -35,10 +35,10 @@ test("unset settings are the defaults, and go to the server in camelCase", () =>
     feedback: true,
     quietness: 25,
     nextEdit: true,
-    nextEditInline: false,
     nextEditDebounceMs: 300,
     nextEditWindowLines: 10,
     nextEditFormat: null,
+    drawsNextEdits: true,
   });
 });
 
@@ -82,7 +82,6 @@ test("values map one to one; empty strings become null (the server's default)", 
     feedback: false,
     quietness: 95, // clamped to what the server accepts
     nextEdit: false,
-    nextEditInline: false, // the extension draws next edits itself
     nextEditDebounceMs: 10_000, // clamped to what the server accepts
     nextEditWindowLines: 5,
     nextEditFormat: null,
@@ -94,6 +93,11 @@ test("the auth token goes in initializationOptions only when set", () => {
   const options = initializationOptions(readSettings(getter({ authToken: "s3cret" })));
   assert.equal(options.authToken, "s3cret");
   assert.equal("authToken" in toServerSettings(readSettings(getter({ authToken: "s3cret" }))), false);
+});
+
+test("initializationOptions say the extension draws next edits itself; not a setting", () => {
+  assert.equal(initializationOptions(readSettings(getter({}))).drawsNextEdits, true);
+  assert.equal("drawsNextEdits" in toServerSettings(readSettings(getter({}))), false);
 });
 
 test("wrong types fall back to the default and are reported; numbers are clamped", () => {

@@ -255,7 +255,7 @@ local WIRE = {
 }
 
 --- The settings as the server names them; an unset string is sent as null (the
---- server's own default); `nextEditInline` is always false.
+--- server's own default).
 ---@param settings codetailor.Settings
 ---@return table<string, any>
 function M.to_wire(settings)
@@ -267,16 +267,17 @@ function M.to_wire(settings)
     end
     out[wire] = value
   end
-  -- The plugin draws next edits itself (next_edit.lua): an empty completion need not
-  -- wait for one drawn as inline text.
-  out.nextEditInline = false
   return out
 end
 
---- `initializationOptions`: the settings, plus the auth token when there is one.
+--- `initializationOptions`: the settings, that the plugin draws next edits, plus the
+--- auth token when there is one.
 ---@param config codetailor.Config
 function M.init_options(config)
   local options = M.to_wire(config.settings)
+  -- The plugin asks for next edits and draws them (next_edit.lua): an empty completion
+  -- need not wait for one drawn as inline text.
+  options.drawsNextEdits = true
   if config.auth_token and config.auth_token ~= "" then
     options.authToken = config.auth_token
   end
