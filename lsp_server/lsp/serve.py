@@ -170,14 +170,9 @@ def serve(args: argparse.Namespace) -> int:
         # A token guards TCP only: on stdio the editor that started us owns both pipes.
         return asyncio.run(serve_tcp(make, events, token, *address, limits_from(args)))
     quiet = not args.verbose  # -v: stderr keeps the log while an editor is connected too
-    try:
-        status = asyncio.run(serve_stdio(make, events, quiet_stderr=quiet, notes=notes))
-    except KeyboardInterrupt:  # Ctrl-C on a terminal: leave as promptly as an editor's exit
-        print("codetailor: interrupted", file=sys.stderr)
-        status = 130
+    status = asyncio.run(serve_stdio(make, events, quiet_stderr=quiet, notes=notes))
     # The editor has gone: leave now, without the seconds torch's teardown takes
-    # and without waiting for a generation thread to notice its cancel flag, or for a
-    # thread blocked reading stdin.
+    # and without waiting for a generation thread to notice its cancel flag.
     logging.shutdown()
     sys.stderr.flush()
     os._exit(status)
