@@ -26,6 +26,13 @@ def _env() -> dict[str, str]:
     return os.environ | {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 
 
+def _ctrl_c_reaches_it() -> None:
+    """In the child before exec: a person's Ctrl-C reaches the server as it would from a
+    shell. A test run started as a background job of a non-interactive shell ignores
+    SIGINT, and its children inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _read_until(fd: int, needle: str, seen: list[str], deadline: float) -> bool:
     while time.monotonic() < deadline:
         if needle in "".join(seen):
@@ -53,6 +60,7 @@ def test_serve_on_a_terminal_says_what_loading_ready_and_how_to_connect(
         stderr=follower,
         env=_env(),
         cwd=ROOT,
+        preexec_fn=_ctrl_c_reaches_it,
     )
     os.close(follower)
     seen: list[str] = []
@@ -90,6 +98,7 @@ def test_a_failed_load_on_a_terminal_is_one_line_and_no_lsp_before_an_editor(
         stderr=follower,
         env=_env(),
         cwd=ROOT,
+        preexec_fn=_ctrl_c_reaches_it,
     )
     os.close(follower)
     seen: list[str] = []
