@@ -157,7 +157,7 @@ def run_once(tree: Path, home: Path, model: str, dtype: str) -> dict[str, float]
 def summary(runs: dict[str, list[dict[str, float]]], loads: list[float]) -> dict[str, Any]:
     """Each kind of run's median seconds per stage, and the load average it ran under."""
     medians = {
-        kind: {k: round(statistics.median(r[k] for r in rs), 2) for k in (*STAGES, "ready")}
+        kind: {k: round(statistics.median(r[k] for r in rs), 3) for k in (*STAGES, "ready")}
         | {"runs": len(rs)}
         for kind, rs in runs.items()
     }
