@@ -34,16 +34,6 @@ from lsp_server.measure.quality.metrics import percentile
 # A prefill of this many uncached tokens after a document's first request means the
 # prompt's cached beginning was lost, not extended by what was typed (a word is a few).
 MOVED_TOKENS = 64
-CAUSES = (
-    "typing_through",
-    "waited",
-    "first_prefill",
-    "window_moved",
-    "prefill",
-    "max_tokens",
-    "decode",
-    "prompt",
-)
 
 
 @dataclass(frozen=True)
