@@ -36,7 +36,7 @@ into 4-bit weights and rounding again would lose most of it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -157,6 +157,42 @@ class Int4Linear(NarrowFastLinear):
     def extra_repr(self) -> str:
         shape = f"in_features={self.in_features}, out_features={self.out_features}"
         return f"{shape}, int4 in groups of {self.group}"
+
+
+def fuse(layers: Sequence[Int4Linear]) -> Packed | None:
+    """One packed weight for 4-bit `layers` that multiply the same input (q, k and v; gate
+    and up): a narrow input times it gives their outputs side by side, in one kernel call
+    instead of one per layer. None where that would not be exact.
+
+    The packed weights are concatenated along their first dimension; that is the packed
+    form of the layers' weights stacked only where each layer's rows fill the kernel's
+    tiles (64 rows on AVX-512, so SmolLM2's q, k, v, gate and up), which a probe
+    product checks. The layers then keep views into the fused weight (no second copy);
+    their (scale, zero) pairs are copied (about 9 MiB for SmolLM2), since the kernel
+    reads them contiguous."""
+    if len(layers) < 2 or len({layer.in_features for layer in layers}) != 1:
+        return None
+    if len({(layer.group, layer.compute_dtype) for layer in layers}) != 1:
+        return None
+    qweights = [layer.packed_weight()[0] for layer in layers]
+    qweight = torch.cat(qweights)
+    scales_and_zeros = torch.cat([layer.packed_weight()[1] for layer in layers], dim=1)
+    probe = torch.linspace(-1, 1, layers[0].in_features, dtype=layers[0].compute_dtype)[None]
+    mm = torch.ops.aten._weight_int4pack_mm_for_cpu
+    with torch.no_grad():
+        fused = mm(probe, qweight, layers[0].group, scales_and_zeros)
+        apart = torch.cat(
+            [
+                mm(probe, q, lay.group, lay.scales_and_zeros)
+                for q, lay in zip(qweights, layers, strict=True)
+            ],
+            dim=-1,
+        )
+    if not torch.equal(fused, apart):
+        return None
+    for layer, view in zip(layers, qweight.split([q.shape[0] for q in qweights]), strict=True):
+        layer.qweight = view
+    return qweight, scales_and_zeros
 
 
 class PackedLinear(NarrowFastLinear):
