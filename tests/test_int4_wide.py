@@ -77,3 +77,8 @@ def test_bench_reports_every_arm_on_a_4_bit_model(tmp_path: Path, tiny_model_dir
     decode = report["decode"]
     if decode is not None:  # the output projection is packed where oneDNN takes it
         assert decode["plain"]["same_token"] and decode["packed"]["ratio"] == 1.0
+    steps = report["steps"]
+    assert steps["prompt_tokens"] == 300 and steps["draft_tokens"] == int4.DRAFT_TOKENS
+    for width in range(1, int4.ROWS + 1):
+        step = steps[f"{width}_tokens"]
+        assert step["same_logits"] and step["lean_cpu_ms"] > 0 and step["forward_cpu_ms"] > 0

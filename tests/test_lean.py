@@ -187,3 +187,15 @@ def test_only_few_tokens_over_the_growing_cache() -> None:
     from transformers import DynamicCache
 
     assert not step.takes(DynamicCache(), 1)  # not the backend's cache layers
+
+
+@needs_int4
+def test_4_bit_weights_draft_as_many_tokens_as_one_kernel_block_takes() -> None:
+    """The engine drafts what its backend verifies cheaply: 3 after a 4-bit model's
+    token (one 4-row block of the kernel), `DRAFT_TOKENS` for float weights, what the
+    caller says when it says."""
+    from lsp_server.model.engine import DRAFT_TOKENS
+
+    assert Engine(TransformersBackend(int4_model(), [])).draft_tokens == int4.DRAFT_TOKENS == 3
+    assert Engine(TransformersBackend(build(), [])).draft_tokens == DRAFT_TOKENS
+    assert Engine(TransformersBackend(int4_model(), []), draft_tokens=5).draft_tokens == 5

@@ -16,6 +16,7 @@ import argparse
 import importlib.util
 import pickle
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,7 @@ class ReplayBackend:
         self.eos_token_ids = frozenset({eos})
         self.eos = eos
         self.record: dict[str, Any] = {}
+        self.widths: Counter[int] = Counter()  # forwards by the tokens they took
 
     def new_cache(self) -> list[int]:
         return []
@@ -75,6 +77,7 @@ class ReplayBackend:
         self, cache: list[int], token_ids: Any, allowed: Any = None, *, scores: Any = None
     ) -> int:
         cache.extend(token_ids)
+        self.widths[len(token_ids)] += 1
         return self._next(cache)
 
     def verify(
@@ -88,6 +91,7 @@ class ReplayBackend:
     ) -> list[int]:
         start, n = len(cache), len(token_ids)
         cache.extend(token_ids)
+        self.widths[n] += 1
         return [self._next(cache[: start + i + 1]) for i in range(n - (keep or n), n)]
 
     def crop(self, cache: list[int], length: int) -> None:
@@ -95,7 +99,9 @@ class ReplayBackend:
 
 
 def replay(records: list[dict[str, Any]], engine_module: Any, **options: Any) -> dict[str, Any]:
-    """Re-decode `records` with `engine_module.Engine`; tokens per forward."""
+    """Re-decode `records` with `engine_module.Engine`; tokens per forward, and the
+    forwards by the tokens each took (`widths`: what they cost depends on the width,
+    `codetailor bench int4` times each)."""
     backend = ReplayBackend(records[0]["eos"] if records else 0)
     engine = engine_module.Engine(backend, **options)
     tokens = forwards = 0
@@ -106,7 +112,12 @@ def replay(records: list[dict[str, Any]], engine_module: Any, **options: Any) ->
         g = engine.generate(r["prompt"], max_new_tokens=r["max_new"], stop=stop, hint=r["hint"])
         assert g.tokens == r["tokens"], "drafting changed the output"
         tokens, forwards = tokens + len(g.tokens), forwards + g.forwards
-    return {"tokens": tokens, "forwards": forwards, "tokens_per_forward": tokens / forwards}
+    return {
+        "tokens": tokens,
+        "forwards": forwards,
+        "tokens_per_forward": tokens / forwards,
+        "widths": dict(sorted(backend.widths.items())),
+    }
 
 
 def _engine_of(tree: Path) -> Any:
@@ -140,6 +151,7 @@ def main() -> None:
     print("ours", replay(records, engine))
     print("ours, no history", replay(records, engine, draft_history=0))
     print("ours, 16 drafts", replay(records, engine, draft_tokens=16))
+    print("ours, 3 drafts (4-bit weights)", replay(records, engine, draft_tokens=3))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,11 @@ copy saves against the design that would drop it:
   layer reuses, then one float product) or `kernel` (no bf16 copy: the 4-bit
   kernel on every width);
 - decode steps over a prompt of the longest length, with the output projection
-  `packed` (as served) or `plain` (the bf16 weight alone).
+  `packed` (as served) or `plain` (the bf16 weight alone);
+- forwards of 1 to `int4.ROWS` new tokens over that prompt (a decode step, a
+  verification of drafts) through the lean step (as served, lean.py) and through
+  the model's own forward: what each width costs, which chose the engine's
+  drafts per forward for 4-bit weights (`int4.DRAFT_TOKENS`).
 
 Times are this thread's CPU time with torch on `--threads` threads (default 1):
 on a machine other processes load, wall times mostly measure the scheduler.
@@ -204,6 +208,48 @@ def time_decode(backend: Any, prompt: int, steps: int) -> dict[str, Any] | None:
     return report
 
 
+def time_steps(model: Any, prompt: int, steps: int) -> dict[str, Any]:
+    """CPU ms of a forward of 1..`int4.ROWS` new tokens (a decode step, a verification of
+    drafts) over a `prompt`-token cache, through the lean step (as served, lean.py) and
+    the model's own forward (medians of `steps`, widths and paths interleaved), and
+    whether the two computed the same logits."""
+    from lsp_server.model.backend import TransformersBackend
+
+    paths = {
+        "lean": TransformersBackend(model, []),
+        "forward": TransformersBackend(model, [], lean=False),
+    }
+    ids = torch.randint(100, model.config.vocab_size, (prompt + int4.ROWS,)).tolist()
+    _, _, cache = prefill(paths["lean"], ids[:prompt], prefill_chunk())
+    widths = range(1, int4.ROWS + 1)
+    times: dict[tuple[str, int], list[float]] = {}
+    logits: dict[tuple[str, int], torch.Tensor] = {}
+    with torch.inference_mode():
+        for _ in range(steps):
+            for width in widths:
+                for path, backend in paths.items():
+                    started = time.thread_time()
+                    logits[path, width] = backend._run(cache, ids[prompt : prompt + width], width)
+                    times.setdefault((path, width), []).append(
+                        (time.thread_time() - started) * 1000
+                    )
+                    backend.crop(cache, prompt)
+    report: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "steps": steps,
+        "draft_tokens": paths["lean"].draft_tokens,
+    }
+    for width in widths:
+        lean, forward = (statistics.median(times[path, width]) for path in paths)
+        report[f"{width}_tokens"] = {
+            "lean_cpu_ms": round(lean, 2),
+            "forward_cpu_ms": round(forward, 2),
+            "ratio": round(lean / forward, 3),
+            "same_logits": bool(torch.equal(logits["lean", width], logits["forward", width])),
+        }
+    return report
+
+
 def run(
     model: str, lengths: list[int], *, rounds: int = 3, steps: int = 30, threads: int = 1
 ) -> dict[str, Any]:
@@ -224,6 +270,7 @@ def run(
             "cpu": torch.backends.cpu.get_cpu_capability(),
             "prefill": time_prefill(backend, layers, lengths, rounds),
             "decode": time_decode(backend, max(lengths), steps),
+            "steps": time_steps(loaded.model, max(lengths), steps),
         }
     finally:
         torch.set_num_threads(before)

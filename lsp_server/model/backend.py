@@ -17,7 +17,8 @@ import torch
 from transformers import Cache, DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from lsp_server.model.engine import Score
+from lsp_server.model import int4
+from lsp_server.model.engine import DRAFT_TOKENS, Score
 from lsp_server.model.kv_cache import GrowingLayer
 from lsp_server.model.lean import lean_step
 
@@ -38,6 +39,9 @@ class TransformersBackend:
         self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
         # Decode steps and verifications in fewer operators, where the model's shape allows.
         self.lean = lean_step(model) if lean else None
+        # The drafts a forward verifies cheaply (the engine's default for this backend).
+        four_bit = any(isinstance(m, int4.Int4Linear) for m in model.modules())
+        self.draft_tokens = int4.DRAFT_TOKENS if four_bit else DRAFT_TOKENS
 
     def new_cache(self) -> Cache:
         cache = DynamicCache(config=self.model.config)

@@ -278,20 +278,24 @@ class Engine:
         cache: PrefixCache | None = None,
         prefill_chunk: int = 256,
         reuse: bool = True,
-        draft_tokens: int = DRAFT_TOKENS,
+        draft_tokens: int | None = None,
         draft_ngram: int = 4,
         draft_history: int = 8,
     ) -> None:
         """`draft_tokens` is the most tokens drafted per forward (0: plain greedy
-        decoding); `draft_ngram` the longest n-gram looked up to draft them;
-        `draft_history` how many recent generations (each with the end of its
-        prompt) are drafted from besides the prompt and the caller's hint."""
+        decoding; None: the backend's `draft_tokens` where it has one, the cheapest
+        verification width for its arithmetic, else `DRAFT_TOKENS`); `draft_ngram`
+        the longest n-gram looked up to draft them; `draft_history` how many recent
+        generations (each with the end of its prompt) are drafted from besides the
+        prompt and the caller's hint."""
         self.backend = backend
         self.cache = cache if cache is not None else PrefixCache()
         # Long prompts are prefilled in chunks so cancellation and the time
         # budget are noticed within one chunk, not after the whole prompt.
         self.prefill_chunk = prefill_chunk
         self.reuse = reuse
+        if draft_tokens is None:
+            draft_tokens = int(getattr(backend, "draft_tokens", DRAFT_TOKENS))
         self.draft_tokens = draft_tokens
         self.draft_ngram = draft_ngram
         # The next request is most often at the same place after a few typed

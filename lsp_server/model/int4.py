@@ -47,6 +47,11 @@ LEVELS = 15  # 4 bits: 0..15
 # Inputs of at most this many rows (tokens) use the 4-bit kernel, wider ones the float
 # weight: measured on SmolLM2 (docs/benchmarks.md), a forward of 9 tokens still gains.
 ROWS = 9
+# The most tokens to draft per forward over 4-bit layers: the kernel multiplies rows in
+# blocks of 4, so a verification of 1 + 3 tokens costs one block and 1 + 4 two.
+# Measured on SmolLM2 (docs/benchmarks.md): 1 + 3 took 0.87-0.91x the decode time of
+# 1 + 8 over the typing replay's completions, at 1.94 tokens per forward against 2.29.
+DRAFT_TOKENS = 3
 
 
 def kernel_available() -> bool:
