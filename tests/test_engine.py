@@ -600,14 +600,18 @@ def test_a_backend_that_cannot_score_gives_no_scores() -> None:
     assert got.logprobs == () and got.entropies == ()
 
 
-def test_tiny_model_scores_are_the_log_softmax_of_its_logits(tiny_double) -> None:
+@pytest.mark.parametrize("drafts", [0, 8])
+def test_tiny_model_scores_are_the_log_softmax_of_its_logits(tiny_double, drafts: int) -> None:
+    """With drafts too: a verification scores its rows up to the first rejected draft,
+    and those are the scores plain decoding computes."""
     import torch
 
     from lsp_server.model.backend import TransformersBackend
 
     model = tiny_double
-    prompt = [5, 9, 14, 3]
-    got = Engine(TransformersBackend(model, []), draft_tokens=0).generate(prompt, max_new_tokens=3)
+    prompt = [5, 9, 14, 3] * 3  # repeated, so that the prompt drafts its own continuation
+    engine = Engine(TransformersBackend(model, []), draft_tokens=drafts)
+    got = engine.generate(prompt, max_new_tokens=6)
     with torch.no_grad():
         logits = model(torch.tensor([prompt + got.tokens])).logits[0].float()
     logp = torch.log_softmax(logits, dim=-1)[len(prompt) - 1 : -1]
@@ -616,6 +620,26 @@ def test_tiny_model_scores_are_the_log_softmax_of_its_logits(tiny_double) -> Non
     assert got.logprobs == pytest.approx(expected, abs=1e-4)
     assert got.entropies == pytest.approx(entropy, abs=1e-4)
     assert all(lp <= 0 for lp in got.logprobs) and all(e >= 0 for e in got.entropies)
+
+
+def test_a_verification_scores_rows_up_to_the_first_rejected_draft() -> None:
+    import torch
+
+    from lsp_server.model.backend import greedy, token_scores
+
+    logits = torch.log_softmax(torch.randn(4, 50, generator=torch.Generator().manual_seed(0)), -1)
+    chosen = logits.argmax(-1).tolist()
+    drafts = [chosen[0], (chosen[1] + 1) % 50, chosen[2]]  # the second draft is rejected
+    scores: list[tuple[float, float]] = []
+    assert greedy(logits, scores=scores, fed_after=drafts) == chosen
+    expected = token_scores(logits[:2], chosen[:2])
+    assert len(scores) == 2
+    assert [v for score in scores for v in score] == pytest.approx(
+        [v for score in expected for v in score], abs=1e-5
+    )
+    everything: list[tuple[float, float]] = []
+    greedy(logits, scores=everything, fed_after=chosen[:3])  # every draft agreed
+    assert len(everything) == 4
 
 
 def test_token_scores_of_a_masked_row_are_finite() -> None:

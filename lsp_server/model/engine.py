@@ -87,7 +87,9 @@ class Backend(Protocol):
     ) -> list[int]:
         """Append `token_ids` to `cache` in one forward and return the greedy next token
         after each of the last `keep` of them (default: all), the first of these chosen
-        among `allowed` when given. With `scores`, append each returned token's `Score`."""
+        among `allowed` when given. With `scores`, append the `Score` of each returned
+        token, at least up to the first that differs from the token fed after it (the
+        tokens after that one are discarded, so a backend may leave their scores out)."""
 
     def crop(self, cache: Any, length: int) -> None:
         """Keep only the first `length` positions of `cache`."""
@@ -523,7 +525,7 @@ class Engine:
             self.backend.crop(kv, len(run.fed))
         run.drafted += len(drafts)
         run.accepted += agreed
-        return chosen[: agreed + 1], scores[: agreed + 1] if len(scores) == len(chosen) else []
+        return chosen[: agreed + 1], scores[: agreed + 1] if len(scores) > agreed else []
 
 
 def _counts(run: _Run) -> dict[str, Any]:
