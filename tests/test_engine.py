@@ -667,3 +667,30 @@ def test_scoring_cost_times_steps_and_verifies_with_and_without_scores() -> None
     assert result["scored_over_unscored_step"] > 0 < result["scored_over_unscored_verify_9"]
     # 1 prefill, then per repeat a 1-token and a 9-token forward, each unscored and scored
     assert backend.calls == [20] + [1, 1, 9, 9] * 3
+
+
+def test_after_drafts_rejected_at_their_first_token_the_next_forward_drafts_one() -> None:
+    """A rejected draft predicts another: the forward after one drafts at most
+    SMALL_DRAFT_AFTER_MISS tokens, until a draft's first token is taken again; the
+    output stays plain greedy decoding's."""
+    forwards: list[tuple[list[int], list[int]]] = []
+
+    class Recording(FakeBackend):
+        def verify(self, cache, token_ids, *, keep=None, allowed=None, scores=None):  # type: ignore[override]
+            chosen = super().verify(cache, token_ids, keep=keep, allowed=allowed, scores=scores)
+            forwards.append((list(token_ids[len(token_ids) - (keep or len(token_ids)) :]), chosen))
+            return chosen
+
+    prompt = [7, 3, 9, 4, 11, 5] * 6  # the prompt drafts its own continuation
+    got = Engine(Recording(), draft_tokens=3).generate(prompt, max_new_tokens=40)
+    plain = Engine(FakeBackend(), draft_tokens=0).generate(prompt, max_new_tokens=40)
+    assert got.tokens == plain.tokens
+    missed, checked = False, 0
+    for fed, chosen in forwards[1:]:  # the first carries the prompt's last chunk
+        drafts = fed[1:]
+        if missed:
+            assert len(drafts) <= engine_module.SMALL_DRAFT_AFTER_MISS
+            checked += 1
+        if drafts:
+            missed = chosen[0] != drafts[0]
+    assert checked > 0  # the rule was exercised
