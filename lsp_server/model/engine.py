@@ -51,8 +51,8 @@ from lsp_server.completion.generation import Generation, StopPredicate, StopReas
 DRAFT_TOKENS = 8
 # The most tokens drafted after a forward whose drafts were all rejected. Over the typing
 # replay's recorded completions with 4-bit weights (draft_replay, costs by width from
-# `bench int4`), this took 1-3% off the decode time and 5% off the 95th percentile
-# of a completion's, on the files it was chosen on and on three others.
+# `bench int4`), this took 0.3-2.6% off the decode time and 4-5% off the 95th
+# percentile of a completion's, on the files it was chosen on and on three others.
 SMALL_DRAFT_AFTER_MISS = 1
 # Prompt tokens kept before each recent generation: the key that finds it again.
 _PROMPT_TAIL = 16

@@ -49,8 +49,9 @@ LEVELS = 15  # 4 bits: 0..15
 ROWS = 9
 # The most tokens to draft per forward over 4-bit layers: the kernel multiplies rows in
 # blocks of 4, so a verification of 1 + 3 tokens costs one block and 1 + 4 two.
-# Measured on SmolLM2 (docs/benchmarks.md): 1 + 3 took 0.87-0.91x the decode time of
-# 1 + 8 over the typing replay's completions, at 1.94 tokens per forward against 2.29.
+# Measured on SmolLM2 (docs/benchmarks.md): 1 + 3 took 0.81-0.89x the decode time of
+# 1 + 8 over the typing replay's recorded completions and three other files', at 1.81-1.94
+# tokens per forward against 2.01-2.29.
 DRAFT_TOKENS = 3
 
 
