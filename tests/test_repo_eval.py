@@ -45,9 +45,10 @@ def test_samples_are_deterministic_per_seed_and_cover_every_kind() -> None:
 def test_each_kind_expects_what_follows_the_cursor() -> None:
     samples = sample_cursors([("m.py", MODULE)], 100, seed=0)
     for s in samples:
-        if s.kind in ("line", "mid"):
+        if s.kind in ("line", "mid"):  # the rest of the line is cut: what the user writes
             line_end = s.text.find("\n", s.offset)
-            assert s.text[s.offset : line_end].strip() == s.expected.strip()
+            assert s.text[s.offset : line_end] == ""
+            assert s.text[: s.offset] + s.expected + s.text[s.offset :] in MODULE
         else:  # the block's body was cut out of the document
             assert s.expected not in s.text
             assert s.text[: s.offset].rstrip().endswith(":")

@@ -5,6 +5,10 @@ same deterministic split by path), of three kinds:
 - `line`: at the first non-blank character of a line; the rest of the line is expected
   (the next-line cursors of `metrics.next_lines`, which `finetune` reports too);
 - `mid`: inside a line, after at least one word; the rest of the line is expected;
+  in both, the document is cut at the cursor's line end (`metrics.line_cut`): the
+  file as it is before the user writes the rest of the line. Left in, the expected
+  text would sit right of the cursor, where a FIM prompt shows it to the model and
+  the server declines to complete in front of it;
 - `block`: after a line that opens a block (`:` or `{`), with the block's body
   removed from the document; the body is expected.
 Each completion is scored by exact match (whitespace-normalised) and edit
@@ -23,6 +27,7 @@ from typing import Any, Literal
 from lsp_server.measure.quality.metrics import (
     edit_similarity,
     exact_match,
+    line_cut,
     next_lines,
     percentile,
 )
@@ -54,7 +59,10 @@ def _line_samples(path: str, text: str) -> dict[Kind, list[Sample]]:
         starts.append(starts[-1] + len(line) + 1)
     found: dict[Kind, list[Sample]] = {k: [] for k in KINDS}
     # The next-line cursors `finetune` reports too: one definition, in metrics.
-    found["line"] = [Sample(path, "line", text, c.offset, c.expected) for c in next_lines(text)]
+    found["line"] = [
+        Sample(path, "line", line_cut(text, c.offset), c.offset, c.expected)
+        for c in next_lines(text)
+    ]
     for n, line in enumerate(lines):
         body = line.strip()
         if n == 0 or len(body) < 4:
@@ -65,7 +73,10 @@ def _line_samples(path: str, text: str) -> dict[Kind, list[Sample]]:
         ]
         if ends:
             cut = ends[len(ends) // 2]
-            found["mid"].append(Sample(path, "mid", text, starts[n] + cut, line[cut:].rstrip()))
+            offset = starts[n] + cut
+            found["mid"].append(
+                Sample(path, "mid", line_cut(text, offset), offset, line[cut:].rstrip())
+            )
         if body.endswith((":", "{")) and n + 1 < len(lines):
             block = _block_sample(path, lines, starts, n)
             if block:
