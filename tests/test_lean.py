@@ -199,3 +199,17 @@ def test_4_bit_weights_draft_as_many_tokens_as_one_kernel_block_takes() -> None:
     assert Engine(TransformersBackend(int4_model(), [])).draft_tokens == int4.DRAFT_TOKENS == 3
     assert Engine(TransformersBackend(build(), [])).draft_tokens == DRAFT_TOKENS
     assert Engine(TransformersBackend(int4_model(), []), draft_tokens=5).draft_tokens == 5
+
+
+def test_a_model_no_longer_used_is_freed() -> None:
+    """The per-model step does not keep its model alive (a server that loads another
+    model must get the old one's memory back)."""
+    import gc
+    import weakref
+
+    model = build()
+    TransformersBackend(model, [])
+    gone = weakref.ref(model)
+    del model
+    gc.collect()
+    assert gone() is None

@@ -132,7 +132,9 @@ class LeanStep:
     """`model`'s forward over a few tokens, in fewer operators (see the module doc)."""
 
     def __init__(self, model: Any) -> None:
-        self.model = model
+        # Weakly: the step is kept per model in a weak mapping (`lean_step`), and a strong
+        # reference from it would keep every model ever stepped alive.
+        self._model = weakref.ref(model)
         config = model.config
         self.heads = config.num_attention_heads
         self.kv_heads = config.num_key_value_heads
@@ -151,6 +153,13 @@ class LeanStep:
     @staticmethod
     def _gate_up(layer: Any) -> tuple[Any, ...]:
         return layer.mlp.gate_proj, layer.mlp.up_proj
+
+    @property
+    def model(self) -> Any:
+        model = self._model()
+        if model is None:
+            raise RuntimeError("the model of this lean step is gone")
+        return model
 
     def takes(self, cache: Any, tokens: int) -> bool:
         """Whether this step runs `tokens` new tokens over `cache`: a few, over the
