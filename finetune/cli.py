@@ -159,7 +159,9 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
     resolved by an order the user would have to look up.
     """
     values: dict[str, Any] = load_yaml(args.config) if args.config else {}
-    given: dict[str, Any] = {"repo": args.repo, "out": args.out}
+    given: dict[str, Any] = {"repo": args.repo}
+    if args.out is not None:  # else the --config file's or --set's out (see out_given)
+        given["out"] = args.out
     for name, _ in OPTIONS.values():
         if getattr(args, name) is not None:
             given[name] = getattr(args, name)
@@ -175,13 +177,25 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
     return FinetuneConfig.from_dict(values).validate()
 
 
+def out_given(args: argparse.Namespace) -> bool:
+    """Whether the command names the adapter folder: --out, `--set out=...` or the --config
+    file's `out`. Only where none does is the repository's registered adapter updated."""
+    if args.out is not None:
+        return True
+    if any(text.split("=", 1)[0].strip() == "out" for text in args.settings or ()):
+        return True
+    return bool(args.config and load_yaml(args.config).get("out"))
+
+
 def cmd_finetune(args: argparse.Namespace) -> int:
-    if args.out is None:
-        args.out = registered_out(args.repo, args.model)
     if getattr(args, "feedback", False):
         from finetune.preference.command import cmd_preference
 
+        if args.out is None:  # the adapter to tune: --out or the registered one
+            args.out = registered_out(args.repo, args.model)
         return cmd_preference(args)
+    if not out_given(args):
+        args.out = registered_out(args.repo, args.model)
     from finetune.incremental import NothingNew
     from finetune.train import Interrupted, run
 

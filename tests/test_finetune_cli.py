@@ -431,3 +431,25 @@ def test_ctrl_c_and_sigterm_with_output_on_a_pipe_keep_every_step_and_resume_con
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     assert json.loads(done.stdout)["steps"] == second + 1
     assert not work.exists() and not out.with_name("lora.lock").exists()
+
+
+def test_the_config_files_out_is_written_not_the_registered_adapter(tmp_path: Path) -> None:
+    """A run with no --out updates the repository's registered adapter, unless the
+    --config file or --set names the folder: then that one is written (a config's `out`
+    was once overridden by the registered adapter, which the run then replaced)."""
+    import argparse
+
+    from finetune.cli import add_arguments, config_from_args, out_given
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"out: {tmp_path / 'elsewhere'}\nmax_steps: 3\n")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    from_file = parser.parse_args(["repo", "--config", str(recipe)])
+    assert out_given(from_file)
+    assert config_from_args(from_file).out == str(tmp_path / "elsewhere")
+    by_set = parser.parse_args(["repo", "--set", f"out={tmp_path / 'set'}"])
+    assert out_given(by_set) and config_from_args(by_set).out == str(tmp_path / "set")
+    cli = parser.parse_args(["repo", "--config", str(recipe), "--out", str(tmp_path / "cli")])
+    assert config_from_args(cli).out == str(tmp_path / "cli")  # the command line wins
+    assert not out_given(parser.parse_args(["repo"]))  # then: the registered adapter
