@@ -91,6 +91,7 @@ class Fused:
 
     members: tuple[nn.Module, ...]
     packed: int4.Packed
+    group: int  # the members' 4-bit group size (`int4.fuse` fuses only equal ones)
     bias: torch.Tensor | None
 
     def current(self, modules: Sequence[nn.Module]) -> bool:
@@ -100,7 +101,7 @@ class Fused:
         """The members' outputs side by side, as one tensor."""
         qweight, scales_and_zeros = self.packed
         out = torch.ops.aten._weight_int4pack_mm_for_cpu(
-            rows, qweight, int4.GROUP, scales_and_zeros
+            rows, qweight, self.group, scales_and_zeros
         )
         return out if self.bias is None else out + self.bias
 
@@ -118,7 +119,7 @@ def fuse(modules: Sequence[nn.Module]) -> Fused | None:
     if packed is None:
         return None
     bias = None if biases[0] is None else torch.cat([b.detach() for b in biases if b is not None])
-    return Fused(tuple(modules), packed, bias)
+    return Fused(tuple(modules), packed, layers[0].group, bias)
 
 
 def _linear(module: Any, rows: torch.Tensor) -> torch.Tensor:
