@@ -14,7 +14,8 @@ growing KV cache, with:
 - rotary cos and sin read from a table computed once by the model's own
   rotary module, instead of recomputed per step;
 - q and k rotated in one pass, the KV cache layer written directly, one
-  attention call with grouped heads, no mask for a single token.
+  attention call (the query heads of a group folded together for several
+  tokens), no mask for a single token.
 
 The arithmetic is transformers' own, operator for operator where it matters
 (RMSNorm in float32, the residual sums in the same order, SDPA attention): the
@@ -122,6 +123,33 @@ def fuse(modules: Sequence[nn.Module]) -> Fused | None:
     return Fused(tuple(modules), packed, layers[0].group, bias)
 
 
+def _attention(
+    q: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    mask: torch.Tensor | None,
+    scale: float,
+) -> torch.Tensor:
+    """SDPA of `q` (1, heads, n, dim) over `keys` and `values` (1, kv_heads, length, dim),
+    with `mask` given folded (its n rows repeated once per query head of a group).
+
+    Several tokens are attended with the query heads that share a key head folded
+    into one sequence of queries: (1, kv_heads, group * n, dim) against the keys as
+    they are, with no grouped-heads expansion. On the CPU, over a 1,500-token cache
+    (SmolLM2's 9 and 3 heads, bf16, one thread), 2 to 9 tokens took 0.48-0.70x the
+    time of grouped SDPA with the same mask, with the same output bit for bit. One
+    token keeps grouped SDPA, which was the faster there."""
+    heads, n, dim = q.shape[1], q.shape[2], q.shape[3]
+    kv_heads = keys.shape[1]
+    if n == 1 or heads == kv_heads:
+        return F.scaled_dot_product_attention(
+            q, keys, values, attn_mask=mask, scale=scale, enable_gqa=heads != kv_heads
+        )
+    folded = q.reshape(1, kv_heads, heads // kv_heads * n, dim)
+    out = F.scaled_dot_product_attention(folded, keys, values, attn_mask=mask, scale=scale)
+    return out.view(1, heads, n, dim)
+
+
 def _linear(module: Any, rows: torch.Tensor) -> torch.Tensor:
     """`rows` through `module`: a 4-bit layer's kernel called directly (rows are few), any
     other layer (float, or wrapped by PEFT) as a module."""
@@ -183,6 +211,8 @@ class LeanStep:
         mask = None
         if n > 1:  # the new tokens see the past and each other up to themselves
             mask = torch.ones(n, past + n, dtype=torch.bool, device=hidden.device).tril(past)
+            # one row per query head of a group, as `_attention` folds the queries
+            mask = mask.repeat(self.heads // self.kv_heads, 1)
         for index, layer in enumerate(self.layers):
             hidden = self._layer(index, layer, cache.layers[index], hidden, cos, sin, mask)
         hidden = self._norm(hidden[-keep:], self.model.model.norm)
@@ -210,9 +240,7 @@ class LeanStep:
         keys, values = kv.update(
             qk[:, heads:].transpose(0, 1)[None], v.view(n, kv_heads, dim).transpose(0, 1)[None]
         )
-        out = F.scaled_dot_product_attention(
-            q, keys, values, attn_mask=mask, scale=attn.scaling, enable_gqa=heads != kv_heads
-        )
+        out = _attention(q, keys, values, mask, attn.scaling)
         hidden = hidden + _linear(attn.o_proj, out[0].transpose(0, 1).reshape(n, heads * dim))
         x = self._norm(hidden, layer.post_attention_layernorm)
         gate, up = self._project(self.gate_up[index], self._gate_up(layer), x, self.intermediate)
