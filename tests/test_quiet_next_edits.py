@@ -90,7 +90,7 @@ def test_edit_features_read_the_edit_its_place_and_the_models_confidence() -> No
     assert (z[E["at_cursor"]], z[E["blank_only"]], z[E["distance"]]) == (1.0, 1.0, 0.0)
 
 
-@pytest.mark.parametrize("p", [0.02, 0.1, 0.25, 0.29, 0.31, 0.5, 0.95])
+@pytest.mark.parametrize("p", [0.02, 0.1, 0.3, 0.39, 0.41, 0.5, 0.95])
 def test_the_next_edits_global_rule_is_the_flask_chosen_gate_at_the_default_quietness(
     p: float,
 ) -> None:
@@ -160,7 +160,9 @@ async def test_a_sure_edit_is_shown_and_logged_with_its_decision(
     [event] = [e for e in events if isinstance(e, NextEditShown)]
     quiet = event.quiet
     assert quiet is not None and quiet["show"] and quiet["filter"] == "global"
-    assert quiet["score"] == pytest.approx(0.9 * 0.25 / 0.3, abs=1e-3)
+    assert DEFAULT_GATE.min_logprob is not None
+    gate_p = math.exp(DEFAULT_GATE.min_logprob)
+    assert quiet["score"] == pytest.approx(0.9 * 0.25 / gate_p, abs=1e-3)
     assert list(quiet["features"]) == list(EDIT_FEATURES)
     assert any(isinstance(e, Accepted) and e.id == shown.id for e in events)
     assert session.status()["quiet"]["nextEdits"] == {"scored": 1, "quiet": 0, "explored": 0}
@@ -298,11 +300,13 @@ def test_learning_next_edits_beats_the_global_rule_where_the_log_has_a_signal(
     tmp_path: Path,
 ) -> None:
     folder = tmp_path / "log"
-    synthetic_edit_log(folder, 800, explored=0.05)
+    # A fifth of what the rule hides is explored: with less, the edits under the rule's
+    # p >= 0.4 are too few for trees to learn that their size, not their p, decides.
+    synthetic_edit_log(folder, 800, explored=0.2)
     records = next_edit_records(read_events(folder))
     data = edit_examples(records)
     assert len(data.y) == len(records) - 1 and data.suggestions == "next_edit"
-    assert max(data.weight) == pytest.approx(20.0)  # explored ones weigh back 1 / 0.05
+    assert max(data.weight) == pytest.approx(5.0)  # explored ones weigh back 1 / 0.2
     quiet = learn_edits(records)
     assert quiet.suggestions == "next_edit" and quiet.features == EDIT_FEATURES
     scores = quiet.learned["validation"]

@@ -22,8 +22,8 @@ The arithmetic is transformers' own, operator for operator where it matters
 logits of a step are bit for bit those of the plain forward on SmolLM2 in int4
 (`codetailor bench int4` checks it at every width), and the tests compare both on
 tiny models in float32, bf16 and int4, with and without a LoRA adapter. On
-SmolLM2 in int4 over a 1,500-token cache, one token took 0.82x the forward's time
-and four tokens 0.70x (docs/benchmarks.md).
+SmolLM2 in int4 over a 1,500-token cache, one token took 0.85x the forward's time
+and four tokens 0.61x (docs/benchmarks.md).
 
 Layers it cannot fuse (float weights, or wrapped by PEFT with an adapter) are
 called as modules, so adapters, their selection and their disabling work as in

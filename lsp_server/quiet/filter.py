@@ -325,9 +325,10 @@ def edit_global_score(x: Sequence[float]) -> float:
     show-or-not gate chosen on a third repository's history (pallets/flask; see
     `lsp_server.completion.next_edit_gate.DEFAULT_GATE`), put on the quietness scale.
 
-    The gate shows an edit when every token of its changed lines had p >= 0.3; the score
-    is the least probable one's p, scaled so that this point lands on the default
-    quietness's threshold (p = 0.3 scores 0.25): at the default quietness the rule is the
+    The gate shows an edit when every token of its changed lines had p >= 0.4 (and it
+    deletes at most a tenth of the window); the score is the least probable one's p,
+    scaled so that this point lands on the default quietness's threshold (p = 0.4 scores
+    0.25): at the default quietness the rule is the
     gate exactly, a higher quietness asks for a surer edit, a lower one shows more. It is
     not a probability of acceptance (the base model's edits are rarely right, whatever
     their p); it is the flask-chosen ordering of edits by the model's own confidence, and
