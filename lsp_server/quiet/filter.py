@@ -328,13 +328,13 @@ def edit_global_score(x: Sequence[float]) -> float:
     The gate shows an edit when every token of its changed lines had p >= 0.4 (and it
     deletes at most a tenth of the window); the score is the least probable one's p,
     scaled so that this point lands on the default quietness's threshold (p = 0.4 scores
-    0.25): at the default quietness the rule is the
-    gate exactly, a higher quietness asks for a surer edit, a lower one shows more. It is
-    not a probability of acceptance (the base model's edits are rarely right, whatever
-    their p); it is the flask-chosen ordering of edits by the model's own confidence, and
-    nothing here comes from the evaluation repositories. An edit the engine gave no
-    scores for scores UNKNOWN_CONFIDENCE (shown at the default quietness, as the gate
-    shows it), and one that deletes more of the window than the gate allows scores 0.
+    0.25): at the default quietness the rule is the gate exactly, a higher quietness
+    asks for a surer edit, a lower one shows more. It is not a probability of acceptance
+    (the base model's edits are rarely right, whatever their p); it is the flask-chosen
+    ordering of edits by the model's own confidence, and nothing here comes from the
+    evaluation repositories. An edit the engine gave no scores for scores
+    UNKNOWN_CONFIDENCE (shown at the default quietness, as the gate shows it), and one
+    that deletes more of the window than the gate allows scores 0.
     """
     if x[_EDIT["deleted_share"]] > DEFAULT_GATE.max_deleted_share:
         return 0.0
