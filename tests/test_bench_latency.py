@@ -35,6 +35,15 @@ def test_the_replay_types_at_the_end_of_a_line() -> None:
         assert SOURCE.endswith(text[cursor:])
 
 
+def test_the_truth_at_each_step_is_the_file_from_the_cursor_on() -> None:
+    for steps in (1, 3, 100):
+        replay = typing_replay("m.py", SOURCE, start=0.3, max_steps=steps)
+        truths = replay.truths()
+        assert len(truths) == len(replay.steps)
+        for (text, cursor), truth in zip(replay.documents(), truths, strict=True):
+            assert SOURCE.startswith(text[:cursor]) and truth == SOURCE[cursor:]
+
+
 def test_each_server_is_asked_right_after_its_own_edits() -> None:
     """Sent to every server before the first request, the edits would start the later
     servers' warming during the earlier ones' requests: a head start in cache reuse."""

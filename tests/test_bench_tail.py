@@ -43,6 +43,21 @@ def test_facts_come_from_the_statuses_around_the_request() -> None:
     assert RequestFacts.from_status(5.0, True, status(None), after).ran_model
 
 
+def test_what_a_quiet_answer_hid_is_judged_against_the_file() -> None:
+    before = status(3, {"quiet": 1})
+    hid = status(4, {"quiet": 2}, text="return total", decode_ms=50.0)
+    right = RequestFacts.from_status(60.0, False, before, hid, "return total\n")
+    wrong = RequestFacts.from_status(60.0, False, before, hid, "yield count\n")
+    assert right.quiet_taken is True and wrong.quiet_taken is False
+    # Not judged: no file text given, or an answer that was not quiet.
+    assert RequestFacts.from_status(60.0, False, before, hid).quiet_taken is None
+    shown = status(4, {"quiet": 1}, text="return total")
+    assert RequestFacts.from_status(60.0, False, before, shown, "return total").quiet_taken is None
+    report = tail_report([right, wrong, wrong, RequestFacts(3.0, False)], 16)
+    assert report["quiet_hid"] == {"would_be_taken": 1, "would_not": 2}
+    assert "quiet_hid" not in tail_report([RequestFacts(3.0, False)], 16)
+
+
 def test_the_cause_is_the_part_that_took_longest() -> None:
     assert cause_of(RequestFacts(3.0, False), 16) == "typing_through"
     assert cause_of(run(elapsed_ms=1000.0), 16) == "waited"

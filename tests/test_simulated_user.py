@@ -10,11 +10,11 @@ import pytest
 
 from lsp_server.errors import CodetailorError
 from lsp_server.measure.client import EditorClient
+from lsp_server.measure.replay import accepted_text
 from lsp_server.measure.simulated_user import (
     Simulation,
     UserSetup,
     accept_arguments,
-    accepted_text,
     split_sources,
     type_file,
 )

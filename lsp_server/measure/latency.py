@@ -178,13 +178,15 @@ async def run_typing(
         for n, replay in enumerate(replays):
             uri = Path(replay.path).resolve().as_uri() + f"#{n}"
             previous = replay.initial
+            truths = replay.truths()
             for version, step in enumerate(replay.steps, start=2):
                 text = previous[: step.offset] + step.typed + previous[step.offset :]
+                truth = truths[version - 2]
                 for server in servers:
                     if version == 2:
                         server.open(uri, previous)
                     server.insert(uri, version, previous, step.offset, step.typed)
-                    await _ask(server, uri, text, step.cursor, first=version == 2)
+                    await _ask(server, uri, text, step.cursor, first=version == 2, truth=truth)
                     if pause_s:
                         await asyncio.sleep(pause_s)
                 if naive is not None:
@@ -203,16 +205,23 @@ async def run_typing(
 
 
 async def _ask(
-    server: _Server, uri: str, text: str, cursor: int, *, first: bool = False
+    server: _Server,
+    uri: str,
+    text: str,
+    cursor: int,
+    *,
+    first: bool = False,
+    truth: str | None = None,
 ) -> dict[str, Any]:
     """One completion request, recorded in the server's results (with its facts, `first`
-    saying whether it is its document's first request); its status after."""
+    saying whether it is its document's first request, `truth` what the file says from
+    the cursor on); its status after."""
     answer = await server.complete(uri, text, cursor)
     server.result.latencies_ms.append(answer.elapsed_ms)
     server.answered += bool(answer.text.strip())
     status = await server.status()
     server.counts.add(status.get("lastGeneration") or {})
-    facts = RequestFacts.from_status(answer.elapsed_ms, first, server.last_status, status)
+    facts = RequestFacts.from_status(answer.elapsed_ms, first, server.last_status, status, truth)
     server.requests.append(facts)
     server.last_status = status
     return status
@@ -700,6 +709,8 @@ def tail_lines(report: dict[str, Any]) -> list[str]:
         if isinstance(r, dict) and (tail := r.get("tail")):
             slow = ", ".join(f"{k} {v}" for k, v in tail["slow_tenth_causes"].items())
             empty = ", ".join(f"{k} {v}" for k, v in tail["empty_answers"].items()) or "none"
+            if hid := tail.get("quiet_hid"):
+                empty += f" (quiet: {hid['would_be_taken']} of them the typist would have taken)"
             lines.append(
                 f"{name}: slow tenth (>= {tail['p90_ms']:,.0f} ms): {slow}; empty answers: {empty}"
             )

@@ -25,13 +25,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lsp_server.measure.replay import WORD
-from lsp_server.measure.simulated_user import (
-    UserSetup,
-    accepted_text,
-    document_at,
-    typed_part,
-)
+from lsp_server.measure.replay import WORD, accepted_text
+from lsp_server.measure.simulated_user import UserSetup, document_at, typed_part
 
 
 @dataclass(frozen=True)

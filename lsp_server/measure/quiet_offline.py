@@ -26,7 +26,7 @@ from typing import Any
 
 from lsp_server.completion.languages import language_for
 from lsp_server.measure.offline_user import Offered, Place
-from lsp_server.measure.simulated_user import accepted_text
+from lsp_server.measure.replay import accepted_text
 from lsp_server.quiet.features import History, features
 from lsp_server.quiet.filter import GLOBAL, QuietFilter, threshold
 

@@ -17,6 +17,34 @@ from dataclasses import dataclass
 WORD = re.compile(r"\S+\s*|\s+")
 
 
+# The least a user takes of a suggestion: fewer non-blank characters are not worth a key.
+MIN_CHARS = 4
+
+
+def accepted_text(suggestion: str, truth: str, min_chars: int = MIN_CHARS) -> str:
+    """What a user who knows `truth` (the file from the cursor on) takes of `suggestion`:
+    all of it when it all matches, else its longest whole-word start that matches; "" when
+    that is shorter than `min_chars` non-blank characters."""
+    body = suggestion.rstrip()
+    n = 0
+    while n < len(body) and n < len(truth) and body[n] == truth[n]:
+        n += 1
+    # Back off to a word boundary in both the suggestion and the file.
+    while n > 0 and (_inside_word(body, n) or _inside_word(truth, n)):
+        n -= 1
+    take = body[:n].rstrip()
+    return take if len(take.strip()) >= min_chars else ""
+
+
+def _inside_word(text: str, n: int) -> bool:
+    """Whether position n cuts a word of `text` in two."""
+    return (
+        0 < n < len(text)
+        and (text[n - 1].isalnum() or text[n - 1] == "_")
+        and (text[n].isalnum() or text[n] == "_")
+    )
+
+
 def line_end(source: str, offset: int) -> int:
     """The offset just after the end of the line that `offset` is on (the file's end if none)."""
     end = source.find("\n", offset)
@@ -40,6 +68,7 @@ class Replay:
     path: str
     initial: str  # the document when it is opened
     steps: list[Step]
+    after: str = ""  # what the file says after the last typed word
 
     def documents(self) -> list[tuple[str, int]]:
         """The document text and cursor after each step."""
@@ -48,6 +77,15 @@ class Replay:
             text = text[: step.offset] + step.typed + text[step.offset :]
             out.append((text, step.cursor))
         return out
+
+    def truths(self) -> list[str]:
+        """What the file says from the cursor on after each step: the words still to be
+        typed, then the rest of the file (what a suggestion there is judged against)."""
+        out, rest = [], self.after
+        for step in reversed(self.steps):
+            out.append(rest)
+            rest = step.typed + rest
+        return out[::-1]
 
 
 def typing_replay(path: str, source: str, *, start: float = 0.5, max_steps: int = 40) -> Replay:
@@ -62,4 +100,4 @@ def typing_replay(path: str, source: str, *, start: float = 0.5, max_steps: int 
     for word in words:
         steps.append(Step(offset, word))
         offset += len(word)
-    return Replay(path, source[:begin] + source[rest:], steps)
+    return Replay(path, source[:begin] + source[rest:], steps, source[end:])

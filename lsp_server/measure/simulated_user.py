@@ -34,35 +34,9 @@ from lsp_server.completion.languages import language_for
 from lsp_server.errors import CodetailorError
 from lsp_server.feedback import SIMULATED_CLIENT
 from lsp_server.measure.client import EditorClient, server_session
-from lsp_server.measure.replay import WORD, line_end
+from lsp_server.measure.replay import MIN_CHARS, WORD, accepted_text, line_end
 from lsp_server.repo.corpus import collect
 from lsp_server.repo.files import split_files
-
-MIN_CHARS = 4
-
-
-def accepted_text(suggestion: str, truth: str, min_chars: int = MIN_CHARS) -> str:
-    """What a user who knows `truth` (the file from the cursor on) takes of `suggestion`:
-    all of it when it all matches, else its longest whole-word start that matches; "" when
-    that is shorter than `min_chars` non-blank characters."""
-    body = suggestion.rstrip()
-    n = 0
-    while n < len(body) and n < len(truth) and body[n] == truth[n]:
-        n += 1
-    # Back off to a word boundary in both the suggestion and the file.
-    while n > 0 and (_inside_word(body, n) or _inside_word(truth, n)):
-        n -= 1
-    take = body[:n].rstrip()
-    return take if len(take.strip()) >= min_chars else ""
-
-
-def _inside_word(text: str, n: int) -> bool:
-    """Whether position n cuts a word of `text` in two."""
-    return (
-        0 < n < len(text)
-        and (text[n - 1].isalnum() or text[n - 1] == "_")
-        and (text[n].isalnum() or text[n] == "_")
-    )
 
 
 @dataclass

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from lsp_server.measure.quality.metrics import percentile
+from lsp_server.measure.replay import accepted_text
 
 # A prefill of this many uncached tokens after a document's first request means the
 # prompt's cached beginning was lost, not extended by what was typed (a word is a few).
@@ -50,6 +51,9 @@ class RequestFacts:
     generated_tokens: int = 0
     stop_reason: str = ""
     empty_reason: str = ""  # why the answer was empty ("" for a suggestion)
+    # A `quiet` answer's hidden suggestion: would the typist have taken (part of) it?
+    # None where the answer was not quiet, or the file's text there was not given.
+    quiet_taken: bool | None = None
 
     @staticmethod
     def from_status(
@@ -57,8 +61,12 @@ class RequestFacts:
         first_in_document: bool,
         before: dict[str, Any],
         after: dict[str, Any],
+        truth: str | None = None,
     ) -> RequestFacts:
-        """The facts of the request answered between the statuses `before` and `after`."""
+        """The facts of the request answered between the statuses `before` and `after`;
+        `truth`, what the file says from the cursor on, judges what a `quiet` answer hid
+        (the suggestion of its model run, `lastGeneration`'s text) by the simulated
+        user's rule (`replay.accepted_text`)."""
         then, now = before.get("emptyAnswers") or {}, after.get("emptyAnswers") or {}
         reasons = [r for r, n in now.items() if n > then.get(r, 0)]
         empty = reasons[0] if reasons else ""
@@ -66,6 +74,9 @@ class RequestFacts:
         previous = (before.get("lastGeneration") or {}).get("request")
         if not generation or generation.get("request") == previous:
             return RequestFacts(elapsed_ms, first_in_document, empty_reason=empty)
+        quiet_taken = None
+        if empty == "quiet" and truth is not None:
+            quiet_taken = bool(accepted_text(str(generation.get("text", "")), truth))
         return RequestFacts(
             elapsed_ms,
             first_in_document,
@@ -77,6 +88,7 @@ class RequestFacts:
             generated_tokens=generation.get("generated_tokens", 0),
             stop_reason=generation.get("stop_reason", ""),
             empty_reason=empty,
+            quiet_taken=quiet_taken,
         )
 
 
@@ -102,18 +114,26 @@ def cause_of(facts: RequestFacts, max_tokens: int) -> str:
 
 def tail_report(requests: list[RequestFacts], max_tokens: int) -> dict[str, Any]:
     """Causes over all requests and over the slow tenth (at or above the 90th percentile),
-    the empty answers by reason, and the slow tenth's facts, slowest first."""
+    the empty answers by reason, what the `quiet` ones hid (judged where the file's text
+    was given: `quiet_hid`), and the slow tenth's facts, slowest first."""
     if not requests:
         return {}
     p90 = percentile([r.elapsed_ms for r in requests], 90)
     slow = sorted((r for r in requests if r.elapsed_ms >= p90), key=lambda r: -r.elapsed_ms)
-    return {
+    judged = [r.quiet_taken for r in requests if r.quiet_taken is not None]
+    report = {
         "p90_ms": round(p90, 1),
         "causes": _counts(cause_of(r, max_tokens) for r in requests),
         "slow_tenth_causes": _counts(cause_of(r, max_tokens) for r in slow),
         "empty_answers": _counts(r.empty_reason for r in requests if r.empty_reason),
         "slow_tenth": [asdict(r) | {"cause": cause_of(r, max_tokens)} for r in slow],
     }
+    if judged:
+        report["quiet_hid"] = {
+            "would_be_taken": sum(judged),
+            "would_not": len(judged) - sum(judged),
+        }
+    return report
 
 
 def _counts(names: Any) -> dict[str, int]:
