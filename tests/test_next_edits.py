@@ -251,3 +251,40 @@ async def test_a_completion_request_supersedes_the_next_edit_an_empty_one_asked_
     host.predictor.gate.set()
     assert await asyncio.wait_for(own, BOUND_S) is not None
     assert session.next_edits.empty["superseded"] == 1
+
+
+async def test_an_empty_completions_next_edit_is_only_its_cursor_line_offered_inline(
+    tmp_path: Path,
+) -> None:
+    """Asked for by an empty completion (`fallback`), for a client that draws only inline
+    completions: the rewrite covers the cursor's line and one each side, and an edit that
+    could not be offered there (another line) is neither shown nor logged."""
+    root, home = tmp_path / "repo", tmp_path / "home"
+    root.mkdir()
+    host = Host(ScriptedPredictor(rename))
+    session = Session(
+        Settings(context=False), host, recording=Recording(home), scanner=WorkspaceScanner()
+    )
+    session.initialize({}, root.as_uri(), "utf-16")
+    uri = (root / "app.py").as_uri()
+    session.open(uri, TEXT, 1, "python")
+    try:
+        # The cursor in "x12 = value(12)": the rename is on its line and holds it.
+        at = len("x12 = value(1")
+        shown = await session.next_edits.suggest(uri, None, 12, at, fallback=True)
+        assert shown is not None and shown.text == "twelve"
+        assert shown.fits_inline(TEXT.index("x12 = ") + at)
+        window = host.predictor.requests[-1].window.current
+        assert window == "x11 = value(11)\nx12 = value(12)\nx13 = value(13)\n"
+        # The cursor one line below: the rewrite holds line 12, which is not the cursor's.
+        assert await session.next_edits.suggest(uri, None, 13, 2, fallback=True) is None
+        assert session.next_edits.empty["not_inline"] == 1
+        # Asked for by the editor itself, the same edit is shown over the full window.
+        assert await session.next_edits.suggest(uri, None, 13, 2) is not None
+        assert host.predictor.requests[-1].window.current.count("\n") == 11
+        assert session.next_edits.counts["shown"] == 2
+        assert session.recording.flush()
+        log = read_events(feedback_dir(root, home))
+        assert [e.event for e in log] == ["next_edit_shown", "next_edit_shown"]
+    finally:
+        session.disconnect()

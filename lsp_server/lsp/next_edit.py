@@ -160,9 +160,7 @@ def inline_completion_item(
 ) -> types.InlineCompletionItem | None:
     """A next edit on one line whose range holds the cursor (at `offset`), as an LSP 3.18
     inline completion item (its text replaces its range); None for any other edit."""
-    line_end = shown.text_at.find("\n", shown.start)
-    line_end = len(shown.text_at) if line_end < 0 else line_end
-    if "\n" in shown.text or shown.end > line_end or not shown.start <= offset <= shown.end:
+    if not shown.fits_inline(offset):
         return None
     command = types.Command(
         title="Codetailor: accepted next edit",

@@ -50,6 +50,14 @@ from lsp_server.session.workspace import WorkspaceContext
 
 log = logging.getLogger("codetailor.next_edit")
 
+# The lines above and below the cursor that a next edit asked for by an empty completion
+# (`suggest(fallback=True)`) rewrites: it can only be offered as an inline completion when
+# it changes the cursor's own line, so the window is that line and one each side. With
+# the full window, such a rewrite took 1.2-2.5 s on this CPU (SmolLM2-135M, 11 lines,
+# mostly cut by the 200-token cap) and answered 0 of 13 empty completions of the typing
+# replay (`bench latency --bare-client`; docs/benchmarks.md).
+FALLBACK_HALF_WINDOW = 1
+
 # Why a next-edit request was answered `{edits: []}`.
 EMPTY_REASONS = (
     "unknown_document",  # the document is not open
@@ -70,6 +78,9 @@ EMPTY_REASONS = (
     "quiet",
     "time_budget",  # `timeBudgetMs` ran out before the window was settled
     "unfinished",  # the model stopped before the window was settled
+    # asked for by an empty completion (for a client that draws only inline completions),
+    # the edit was not one on the cursor's line, holding the cursor: it could not be shown
+    "not_inline",
 )
 
 
@@ -85,6 +96,19 @@ class ShownEdit:
     text: str
     text_at: str
     id: str | None
+
+    def fits_inline(self, offset: int) -> bool:
+        """Whether it can be offered as an inline completion at `offset` (see `fits_inline`)."""
+        return fits_inline(self.text_at, self.start, self.end, self.text, offset)
+
+
+def fits_inline(text: str, start: int, end: int, new: str, offset: int) -> bool:
+    """Whether replacing `text`[start:end] by `new` can be offered as an inline completion
+    with the cursor at `offset`: an edit within one line (`new` without a line break) whose
+    range holds the cursor."""
+    line_end = text.find("\n", start)
+    line_end = len(text) if line_end < 0 else line_end
+    return "\n" not in new and end <= line_end and start <= offset <= end
 
 
 class NextEditsOwner(Protocol):
@@ -197,7 +221,7 @@ class NextEdits:
         inflight = self.inflight[uri] = Inflight()
         if fallback:
             self.fallbacks[uri] = inflight
-        job = self._job(predictor, uri, text, offset, inflight.cancel)
+        job = self._job(predictor, uri, text, offset, inflight.cancel, fallback)
         try:
             result = await asyncio.wrap_future(self.owner.host.submit(job))
         except asyncio.CancelledError:
@@ -214,7 +238,10 @@ class NextEdits:
             if self.fallbacks.get(uri) is inflight:
                 del self.fallbacks[uri]
         latency_ms = (time.perf_counter() - started) * 1000
-        return self._finish(uri, at_version, revision, text, inflight, result, latency_ms)
+        inline_at = offset if fallback else None
+        return self._finish(
+            uri, at_version, revision, text, inflight, result, latency_ms, inline_at
+        )
 
     def _job(
         self,
@@ -223,11 +250,15 @@ class NextEdits:
         text: str,
         offset: int,
         cancel: threading.Event,
+        fallback: bool = False,
     ) -> Callable[[], tuple[EditWindow, NextEditAnswer] | None]:
-        """The prediction, run on the generation thread (HEAD is read there, once)."""
+        """The prediction, run on the generation thread (HEAD is read there, once); a
+        `fallback` one over the cursor's line and FALLBACK_HALF_WINDOW lines each side."""
         owner, history = self.owner, self.history
         settings = owner.settings
         half = min(settings.next_edit_window_lines, predictor.window_lines // 2)
+        if fallback:
+            half = min(half, FALLBACK_HALF_WINDOW)
 
         def predict() -> tuple[EditWindow, NextEditAnswer] | None:
             if cancel.is_set():
@@ -256,8 +287,11 @@ class NextEdits:
         inflight: Inflight,
         result: tuple[EditWindow, NextEditAnswer] | None,
         latency_ms: float,
+        inline_at: int | None = None,
     ) -> ShownEdit | None:
-        """What a finished prediction shows: nothing when stopped, stale or no edit."""
+        """What a finished prediction shows: nothing when stopped, stale or no edit; with
+        `inline_at` (a fallback's cursor), nothing unless it can be offered as an inline
+        completion there (else it is neither decided on nor logged: no one could see it)."""
         doc = self.owner.documents.get(uri)
         if result is None or inflight.cancel.is_set():
             reason = inflight.reason or "superseded"
@@ -269,6 +303,12 @@ class NextEdits:
             window, answer = result
             self.last = _facts(answer, latency_ms)
             edit = answer.edit or answer.withheld
+            if edit is not None and inline_at is not None:
+                base = window_offset(window, text)
+                start, end = base + edit.start, base + edit.end
+                if not fits_inline(text, start, end, edit.text, inline_at):
+                    self._empty("not_inline")
+                    return None
             if edit is not None and answer.updated is not None:
                 settings = self.owner.settings
                 quiet = self.owner.quiet.decide_edit(
