@@ -52,10 +52,11 @@ log = logging.getLogger("codetailor.next_edit")
 
 # The lines above and below the cursor that a next edit asked for by an empty completion
 # (`suggest(fallback=True)`) rewrites: it can only be offered as an inline completion when
-# it changes the cursor's own line, so the window is that line and one each side. With
-# the full window, such a rewrite took 1.2-2.5 s on this CPU (SmolLM2-135M, 11 lines,
-# mostly cut by the 200-token cap) and answered 0 of 13 empty completions of the typing
-# replay (`bench latency --bare-client`; docs/benchmarks.md).
+# it changes the cursor's own line, so the window is that line and one each side. Over
+# the full 11-line window such a rewrite took 1.2-2.5 s on the CPU (SmolLM2-135M; most
+# ran to the token cap) and offered none of the 13 asked for in the typing replay
+# (`bench latency --bare-client`); over 3 lines, 0.25-0.9 s, and the replay's p95 for
+# such a client fell from 2.2 s to 1.2 (docs/benchmarks.md).
 FALLBACK_HALF_WINDOW = 1
 
 # Why a next-edit request was answered `{edits: []}`.
