@@ -6,6 +6,10 @@ everything after the typed part stays in the document as the suffix, except
 the rest of the last typed word's line: the user writes new code at the end of
 a line, with nothing right of the cursor (text there would make the server
 decline every request as `no_help`, and the replay would time nothing).
+
+What such a user takes of a suggestion (`accepted_text`, the simulated user's rule,
+which every benchmark of this package judges suggestions by) is judged against what
+the file says from the cursor on (`Replay.truths`).
 """
 
 from __future__ import annotations
