@@ -462,6 +462,22 @@ def test_a_hint_that_is_right_is_verified_in_one_forward() -> None:
     assert fast.tokens_per_forward == 4.5
 
 
+def test_a_call_may_draft_more_than_the_engine_and_an_engine_without_drafts_never_does() -> None:
+    prompt = [5, 9, 14, 3, 22]
+    plain = Engine(FakeBackend(), draft_tokens=0).generate(prompt, max_new_tokens=17)
+    hint = plain.tokens
+    # Each call after the prefill's: the last token and the drafts verified with it.
+    for per_call, widths in ((None, [4, 4, 4, 4]), (8, [9, 7])):
+        backend = FakeBackend()
+        got = Engine(backend, draft_tokens=3).generate(
+            prompt, max_new_tokens=17, hint=hint, draft_tokens=per_call
+        )
+        assert got.tokens == plain.tokens and backend.calls[1:] == widths
+    off = FakeBackend()
+    Engine(off, draft_tokens=0).generate(prompt, max_new_tokens=4, hint=hint, draft_tokens=8)
+    assert off.calls == [5, 1, 1, 1]
+
+
 def test_drafts_are_verified_with_the_prompts_last_chunk() -> None:
     """A hint that continues the prompt's last tokens: the prefill's forward verifies it."""
     prompt = [5, 9, 14, 3, 22]

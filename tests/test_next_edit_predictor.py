@@ -124,6 +124,15 @@ def test_copying_the_window_costs_few_forwards_and_stops_after_the_change() -> N
     assert answer.generated_tokens / answer.forwards > 4
 
 
+def test_a_rewrite_drafts_more_per_forward_than_the_engines_completions() -> None:
+    """The window is copied: drafts from it are taken, so the rewrite drafts up to
+    REWRITE_DRAFT_TOKENS per forward even where the engine's completions draft 3 (4-bit
+    weights)."""
+    answer, _ = predict(UPDATED + SEP, 3)
+    assert answer.updated == UPDATED
+    assert answer.generated_tokens / answer.forwards > 4  # more than 1 + 3 a forward
+
+
 CHANGED = UPDATED.index("compute(y") + len("compute(")  # where the model wrote "y"
 
 

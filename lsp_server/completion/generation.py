@@ -73,6 +73,7 @@ class GenerationEngine(Protocol):
         first_allowed: Sequence[int] | None = None,
         hint: Sequence[int] = (),
         prefill_deadline: float | None = None,
+        draft_tokens: int | None = None,
     ) -> Generation:
         """Greedily continue `prompt` (see `Engine.generate`)."""
         ...

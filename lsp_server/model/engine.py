@@ -252,6 +252,7 @@ class _Ask:
     first_allowed: Sequence[int] | None
     hint: Sequence[int]
     prefill_deadline: float | None
+    draft_tokens: int  # the most tokens drafted per forward
 
 
 @dataclass
@@ -322,6 +323,7 @@ class Engine:
         first_allowed: Sequence[int] | None = None,
         hint: Sequence[int] = (),
         prefill_deadline: float | None = None,
+        draft_tokens: int | None = None,
     ) -> Generation:
         """Greedily continue `prompt`.
 
@@ -337,10 +339,18 @@ class Engine:
         the prompt's last, partial token is removed and regenerated among the
         tokens extending it). `hint` is a token sequence likely to recur (the
         suggestion shown last here), drafted from; it never changes the output.
+        `draft_tokens` (default the engine's) is the most tokens drafted per forward:
+        a caller whose output mostly copies `hint` (a next edit's window rewrite) drafts
+        more than a completion does. An engine built with `draft_tokens=0` never drafts.
         """
         if not prompt:
             raise ValueError("the prompt must hold at least one token")
-        ask = _Ask(max_new_tokens, stop, deadline, cancel, first_allowed, hint, prefill_deadline)
+        drafts = self.draft_tokens
+        if draft_tokens is not None and drafts:
+            drafts = draft_tokens
+        ask = _Ask(
+            max_new_tokens, stop, deadline, cancel, first_allowed, hint, prefill_deadline, drafts
+        )
         prompt = list(prompt)
         with self._lock:
             started = time.monotonic()
@@ -379,7 +389,7 @@ class Engine:
         recent = [t for tokens in self._recent for t in tokens]
         # The caller's hint last: on equal keys the latest occurrence is drafted.
         drafter = NgramDrafter(prompt, hint=[*recent, *ask.hint], max_n=self.draft_ngram)
-        first = (ask.max_new_tokens, ask.first_allowed)
+        first = (ask.max_new_tokens, ask.first_allowed, ask.draft_tokens)
         reason = self._prefill(kv, run, prompt, drafter, first, ask.prefill_deadline, ask.cancel)
         prefill_ms = (time.monotonic() - started) * 1000
         if reason is not None:
@@ -387,7 +397,7 @@ class Engine:
         deadline = ask.deadline
         if deadline is not None:
             deadline += prefill_ms / 1000  # the budget bounds decoding only
-        limits = (ask.max_new_tokens, ask.stop, deadline, ask.cancel)
+        limits = (ask.max_new_tokens, ask.stop, deadline, ask.cancel, ask.draft_tokens)
         return self._decode(kv, run, drafter, limits), prefill_ms
 
     def prefill(
@@ -429,7 +439,7 @@ class Engine:
         run: _Run,
         prompt: list[int],
         drafter: NgramDrafter,
-        first: tuple[int, Sequence[int] | None],
+        first: tuple[int, Sequence[int] | None, int],
         deadline: float | None,
         cancel: threading.Event | None,
     ) -> StopReason | None:
@@ -439,7 +449,7 @@ class Engine:
         prompt's last tokens elsewhere): the forward that yields the first
         token can verify the next ones too.
         """
-        max_new_tokens, first_allowed = first
+        max_new_tokens, first_allowed, draft_tokens = first
         while len(run.fed) < len(prompt):
             reason = _interrupted(deadline, cancel)
             if reason:
@@ -449,7 +459,7 @@ class Engine:
                 self.backend.forward(kv, chunk)
                 run.fed.extend(chunk)
                 continue
-            drafts = drafter.draft(min(self.draft_tokens, max_new_tokens - 1))
+            drafts = drafter.draft(min(draft_tokens, max_new_tokens - 1))
             if drafts:
                 run.pending, run.pending_scores = self._verify(
                     kv, run, chunk, drafts, first_allowed
@@ -467,10 +477,10 @@ class Engine:
         kv: Any,
         run: _Run,
         drafter: NgramDrafter,
-        limits: tuple[int, StopPredicate | None, float | None, threading.Event | None],
+        limits: tuple[int, StopPredicate | None, float | None, threading.Event | None, int],
     ) -> StopReason:
         """Emit `run.pending` and continue, verifying drafted tokens where there are any."""
-        max_new_tokens, stop, deadline, cancel = limits
+        max_new_tokens, stop, deadline, cancel, draft_tokens = limits
         pending, scores = run.pending, run.pending_scores
         # Whether the last drafts were rejected from their first token: the next ones
         # mostly are too, so the next forward drafts one token only, until one is taken
@@ -493,7 +503,7 @@ class Engine:
                 return reason
             # Drafting past the token budget would be wasted: the last emitted
             # token needs no forward after it.
-            limit = min(self.draft_tokens, max_new_tokens - len(run.out) - 1)
+            limit = min(draft_tokens, max_new_tokens - len(run.out) - 1)
             drafts = drafter.draft(min(limit, SMALL_DRAFT_AFTER_MISS) if missed else limit)
             pending, scores = self._step(kv, run, drafts)
             if drafts:

@@ -48,6 +48,14 @@ from lsp_server.completion.next_edit_text import (
 # measured p50 540 ms / p95 822 ms at 11 lines against 375 / 696 ms at 5, completions
 # ~580 ms beside them (docs/benchmarks.md), so 11 lines meet the 1 s target with room.
 # (An earlier ~2.7 s projection for 11 lines came from a machine at load 7-11.)
+# Drafts per forward of a window rewrite: it mostly copies the window it is drafted from,
+# so long drafts are taken, where a completion's drafts (the engine's default, 3 for
+# 4-bit weights) are rejected often enough that a shorter forward pays. 1 + 8 tokens is
+# the widest forward the 4-bit layers' kernel takes (int4.ROWS). `bench nextedit`
+# (SmolLM2-135M int4, 11 lines, two runs each): 3.43 tokens per forward with the
+# engine's 3, 6.77 with 8; p50 867 / 802 ms -> 701 / 780, p95 1,304 / 1,314 -> 1,062 /
+# 1,152 (docs/benchmarks.md, next edits).
+REWRITE_DRAFT_TOKENS = 8
 WINDOW_LINES_GPU = 21
 WINDOW_LINES_CPU = 11
 HISTORY_TOKENS_GPU = 1024
@@ -105,6 +113,7 @@ class NextEditPredictor:
             deadline=deadline,
             cancel=cancel,
             hint=hint,
+            draft_tokens=REWRITE_DRAFT_TOKENS,
         )
         output = _after(lead, self.tokenizer.decode(generation.tokens, skip_special_tokens=False))
         updated = rewrite_end(current, output, self.format.end_marker)

@@ -236,6 +236,7 @@ class RemoteEngine:
         first_allowed: Sequence[int] | None = None,
         hint: Sequence[int] = (),
         prefill_deadline: float | None = None,
+        draft_tokens: int | None = None,
     ) -> Generation:
         """Continue `prompt` on the server; the same contract as `Engine.generate`.
 
@@ -243,8 +244,8 @@ class RemoteEngine:
         "first_token"); `deadline` bounds decoding, moved back by the time the
         first token took (stop reason "time"). `first_allowed` cannot be
         enforced over this API, so the remote Completer is built without token
-        healing and this argument is ignored; so is `hint` (drafting is the
-        server's business).
+        healing and this argument is ignored; so are `hint` and `draft_tokens` (drafting
+        is the server's business).
         """
         if not prompt:
             raise ValueError("the prompt must hold at least one token")
