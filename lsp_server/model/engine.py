@@ -247,12 +247,12 @@ class _Ask:
 
     max_new_tokens: int
     stop: StopPredicate | None
-    deadline: float | None
     cancel: threading.Event | None
     first_allowed: Sequence[int] | None
     hint: Sequence[int]
+    deadline: float | None
     prefill_deadline: float | None
-    draft_tokens: int  # the most tokens drafted per forward
+    draft_tokens: int | None  # the most tokens drafted per forward (None: the engine's)
 
 
 @dataclass
@@ -327,30 +327,23 @@ class Engine:
     ) -> Generation:
         """Greedily continue `prompt`.
 
-        Stops at `max_new_tokens`, an end-of-sequence token (not included in
-        the result), when `stop(tokens)` is true (its last token included),
-        when the decode budget runs out, or when `cancel` is set; the last two
-        are checked before every model call. The decode budget ends at
-        `deadline` (a `time.monotonic()` value) moved back by the time the
-        prefill took, so a slow prefill still yields its first tokens; a
-        prefill still running at `prefill_deadline` stops there (reason
-        "first_token"). Whatever was prefilled stays in the cache for the next call.
-        `first_allowed` restricts the first generated token (token healing:
-        the prompt's last, partial token is removed and regenerated among the
-        tokens extending it). `hint` is a token sequence likely to recur (the
-        suggestion shown last here), drafted from; it never changes the output.
-        `draft_tokens` (default the engine's) is the most tokens drafted per forward:
-        a caller whose output mostly copies `hint` (a next edit's window rewrite) drafts
-        more than a completion does. An engine built with `draft_tokens=0` never drafts.
+        Stops at `max_new_tokens`, an end-of-sequence token (not in the result), when
+        `stop(tokens)` holds (its last token included), when the decode budget runs out
+        or when `cancel` is set (both checked before every model call). The budget ends at
+        `deadline` (a `time.monotonic()` value) moved back by the prefill's time, so a slow
+        prefill still yields its first tokens; a prefill still running at
+        `prefill_deadline` stops there (reason "first_token"), and what it computed stays
+        cached. `first_allowed` restricts the first generated token (token healing: the
+        prompt's last, partial token is regenerated among the tokens extending it).
+        `hint`, tokens likely to recur (the suggestion shown last here), is drafted from
+        and never changes the output. `draft_tokens` (default the engine's; none where
+        that is 0) is the most drafted per forward: more for a caller that mostly copies
+        `hint` (a next edit's window rewrite).
         """
         if not prompt:
             raise ValueError("the prompt must hold at least one token")
-        drafts = self.draft_tokens
-        if draft_tokens is not None and drafts:
-            drafts = draft_tokens
-        ask = _Ask(
-            max_new_tokens, stop, deadline, cancel, first_allowed, hint, prefill_deadline, drafts
-        )
+        bounds = (deadline, prefill_deadline, draft_tokens)
+        ask = _Ask(max_new_tokens, stop, cancel, first_allowed, hint, *bounds)
         prompt = list(prompt)
         with self._lock:
             started = time.monotonic()
@@ -389,7 +382,10 @@ class Engine:
         recent = [t for tokens in self._recent for t in tokens]
         # The caller's hint last: on equal keys the latest occurrence is drafted.
         drafter = NgramDrafter(prompt, hint=[*recent, *ask.hint], max_n=self.draft_ngram)
-        first = (ask.max_new_tokens, ask.first_allowed, ask.draft_tokens)
+        drafts = self.draft_tokens  # an engine built not to draft never does
+        if ask.draft_tokens is not None and drafts:
+            drafts = ask.draft_tokens
+        first = (ask.max_new_tokens, ask.first_allowed, drafts)
         reason = self._prefill(kv, run, prompt, drafter, first, ask.prefill_deadline, ask.cancel)
         prefill_ms = (time.monotonic() - started) * 1000
         if reason is not None:
@@ -397,7 +393,7 @@ class Engine:
         deadline = ask.deadline
         if deadline is not None:
             deadline += prefill_ms / 1000  # the budget bounds decoding only
-        limits = (ask.max_new_tokens, ask.stop, deadline, ask.cancel, ask.draft_tokens)
+        limits = (ask.max_new_tokens, ask.stop, deadline, ask.cancel, drafts)
         return self._decode(kv, run, drafter, limits), prefill_ms
 
     def prefill(
