@@ -177,9 +177,9 @@ def test_the_original_is_head_where_git_has_it_else_the_opened_text() -> None:
     assert history.original(URI) == "opened\n"
 
 
-async def test_shown_accepted_and_dismissed_next_edits_reach_the_feedback_log(
-    tmp_path: Path,
-) -> None:
+def logged_session(tmp_path: Path) -> tuple[Session, Host, str, Path]:
+    """A session over a workspace under `tmp_path` that records its feedback log, with
+    app.py (TEXT) open: the session, its host, the document's URI and the log's folder."""
     root, home = tmp_path / "repo", tmp_path / "home"
     root.mkdir()
     host = Host(ScriptedPredictor(rename))
@@ -189,6 +189,13 @@ async def test_shown_accepted_and_dismissed_next_edits_reach_the_feedback_log(
     session.initialize({}, root.as_uri(), "utf-16")
     uri = (root / "app.py").as_uri()
     session.open(uri, TEXT, 1, "python")
+    return session, host, uri, feedback_dir(root, home)
+
+
+async def test_shown_accepted_and_dismissed_next_edits_reach_the_feedback_log(
+    tmp_path: Path,
+) -> None:
+    session, _, uri, folder = logged_session(tmp_path)
     try:
         shown = await session.next_edits.suggest(uri, 1, 10, 0)
         assert shown is not None and shown.id is not None
@@ -200,7 +207,7 @@ async def test_shown_accepted_and_dismissed_next_edits_reach_the_feedback_log(
         assert again is not None and again.id not in (None, shown.id)
         session.dismissed(again.id, "escape")
         assert session.recording.flush()
-        log = read_events(feedback_dir(root, home))
+        log = read_events(folder)
         assert [(e.event, e.id) for e in log] == [
             ("next_edit_shown", shown.id),
             ("accepted", shown.id),
@@ -259,15 +266,7 @@ async def test_an_empty_completions_next_edit_is_only_its_cursor_line_offered_in
     """Asked for by an empty completion (`fallback`), for a client that draws only inline
     completions: the rewrite covers the cursor's line and one each side, and an edit that
     could not be offered there (another line) is neither shown nor logged."""
-    root, home = tmp_path / "repo", tmp_path / "home"
-    root.mkdir()
-    host = Host(ScriptedPredictor(rename))
-    session = Session(
-        Settings(context=False), host, recording=Recording(home), scanner=WorkspaceScanner()
-    )
-    session.initialize({}, root.as_uri(), "utf-16")
-    uri = (root / "app.py").as_uri()
-    session.open(uri, TEXT, 1, "python")
+    session, host, uri, folder = logged_session(tmp_path)
     try:
         # The cursor in "x12 = value(12)": the rename is on its line and holds it.
         at = len("x12 = value(1")
@@ -284,7 +283,7 @@ async def test_an_empty_completions_next_edit_is_only_its_cursor_line_offered_in
         assert host.predictor.requests[-1].window.current.count("\n") == 11
         assert session.next_edits.counts["shown"] == 2
         assert session.recording.flush()
-        log = read_events(feedback_dir(root, home))
+        log = read_events(folder)
         assert [e.event for e in log] == ["next_edit_shown", "next_edit_shown"]
     finally:
         session.disconnect()
