@@ -178,10 +178,9 @@ async def run_typing(
         for n, replay in enumerate(replays):
             uri = Path(replay.path).resolve().as_uri() + f"#{n}"
             previous = replay.initial
-            truths = replay.truths()
-            for version, step in enumerate(replay.steps, start=2):
+            steps = zip(replay.steps, replay.truths(), strict=True)
+            for version, (step, truth) in enumerate(steps, start=2):
                 text = previous[: step.offset] + step.typed + previous[step.offset :]
-                truth = truths[version - 2]
                 for server in servers:
                     if version == 2:
                         server.open(uri, previous)

@@ -129,10 +129,8 @@ def tail_report(requests: list[RequestFacts], max_tokens: int) -> dict[str, Any]
         "slow_tenth": [asdict(r) | {"cause": cause_of(r, max_tokens)} for r in slow],
     }
     if judged:
-        report["quiet_hid"] = {
-            "would_be_taken": sum(judged),
-            "would_not": len(judged) - sum(judged),
-        }
+        taken = sum(judged)
+        report["quiet_hid"] = {"would_be_taken": taken, "would_not": len(judged) - taken}
     return report
 
 
