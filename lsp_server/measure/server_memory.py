@@ -8,6 +8,13 @@ the server's background work to settle, then reads its /proc/PID/status:
 VmRSS (resident now), VmHWM (the peak, loading included), RssAnon (the process's
 own memory) and RssFile (mapped files: libraries). Linux only.
 
+Beside it, in the same run, two child processes read their own memory the same
+way: llama-cpp-python on the same GGUF file after one 16-token completion of the
+same text before the same cursor (one thread, 2,048-token context; skipped where it
+is not installed or the model is no GGUF file), and a Python that only imports torch
+(the floor under any server that runs the model through torch). The report gives
+ours / llama.cpp and torch's floor / llama.cpp, both from VmRSS after the completion.
+
 `--breakdown` also loads the model in this process the way the server does and
 says what holds the memory: the libraries imported, the model's tensors by kind
 (float weights, 4-bit weights and their scales, the packed output projection)
@@ -19,7 +26,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +37,46 @@ from lsp_server.measure.client import ServerProcess, serve_command
 from lsp_server.measure.engine_speed import mid_line_cursor
 
 FIELDS = ("VmRSS", "VmHWM", "RssAnon", "RssFile")
+PROMPT_CHARS = 4000  # the text before the cursor that llama.cpp completes
+CHILD_TIMEOUT_S = 600.0
+
+# Each child prints its own memory as JSON; neither imports this package, which would count.
+_MEMORY = """
+import json
+from pathlib import Path
+def memory():
+    fields = ("VmRSS", "VmHWM", "RssAnon", "RssFile")
+    values = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in fields:
+            values[key] = int(rest.split()[0]) // 1024
+    return values
+"""
+_TORCH_CHILD = (
+    _MEMORY
+    + """
+import torch
+print(json.dumps({"after_import_mb": memory()}))
+"""
+)
+_LLAMA_CHILD = (
+    _MEMORY
+    + """
+import sys
+imported = memory()
+try:
+    from llama_cpp import Llama
+except ImportError:
+    print(json.dumps(None))
+    raise SystemExit(0)
+llm = Llama(model_path=sys.argv[1], n_ctx=2048, n_threads=1, n_threads_batch=1, verbose=False)
+loaded = memory()
+out = llm(Path(sys.argv[2]).read_text(), max_tokens=16, temperature=0.0)
+print(json.dumps({"imported_mb": imported, "loaded_mb": loaded, "after_completion_mb": memory(),
+                  "completion_chars": len(out["choices"][0]["text"])}))
+"""
+)
 
 
 def memory_mb(pid: int | str = "self") -> dict[str, int]:
@@ -68,6 +117,49 @@ async def server_memory(
         "loaded_mb": loaded,
         "after_completion_mb": after,
     }
+
+
+def child_memory(script: str, *args: str) -> Any:
+    """What a child Python running `script` prints (its own memory, as JSON)."""
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT_S,
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def beside(model: str, file: Path, ours: dict[str, int], scratch: Path) -> dict[str, Any]:
+    """llama.cpp's memory on the same GGUF (where it runs) and torch's floor, each against
+    llama.cpp's VmRSS after its completion."""
+    from lsp_server.model.loading import resolve_model
+
+    report: dict[str, Any] = {"torch_only": child_memory(_TORCH_CHILD)}
+    gguf = resolve_model(model).path
+    if gguf is None or gguf.suffix.lower() != ".gguf":
+        report["llama_cpp"] = "not run: the model is no GGUF file"
+        return report
+    text = file.read_text()
+    prompt = scratch / "prompt.txt"
+    prompt.write_text(text[: mid_line_cursor(text)][-PROMPT_CHARS:])
+    try:
+        llama = child_memory(_LLAMA_CHILD, str(gguf), str(prompt))
+    except subprocess.CalledProcessError as exc:
+        why = (exc.stderr or "").strip().splitlines()[-1:] or [f"exit status {exc.returncode}"]
+        report["llama_cpp"] = f"failed: {why[0][:200]}"
+        return report
+    if llama is None:
+        report["llama_cpp"] = "not run: llama-cpp-python is not installed"
+        return report
+    theirs = llama["after_completion_mb"]["VmRSS"]
+    report["llama_cpp"] = llama
+    report["ours_over_llama_cpp"] = round(ours["VmRSS"] / theirs, 2)
+    report["torch_only_over_llama_cpp"] = round(
+        report["torch_only"]["after_import_mb"]["VmRSS"] / theirs, 2
+    )
+    return report
 
 
 def breakdown(model: str, file: Path, dtype: str | None = None) -> dict[str, Any]:
@@ -125,9 +217,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", default=None, help="the server's --dtype (default auto)")
     parser.add_argument("--file", type=Path, default=Path(json.__file__).with_name("decoder.py"))
     parser.add_argument("--breakdown", action="store_true", help="also say what holds it")
+    parser.add_argument(
+        "--alone",
+        action="store_true",
+        help="ours only: no llama.cpp on the same GGUF, no torch-only floor beside it",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     report = asyncio.run(server_memory(args.model, args.file, dtype=args.dtype))
+    if not args.alone:
+        with tempfile.TemporaryDirectory(prefix="codetailor-memory-") as scratch:
+            ours = report["after_completion_mb"]
+            report["beside"] = beside(args.model, args.file, ours, Path(scratch))
     if args.breakdown:
         report["breakdown"] = breakdown(args.model, args.file, args.dtype)
     if args.json:
