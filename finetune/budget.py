@@ -2,16 +2,22 @@
 
 `time_budget_minutes` counts the whole run, data preparation and the final
 measurements included. A `StepPlan` starts at the steps the data asks for
-(`limit`); after the first `MEASURE_STEPS` steps it knows what a step costs and
-plans the steps that fit before the deadline, keeping back what the final
+(`limit`); after the first `MEASURE_STEPS` steps it knows roughly what a step costs
+and plans the steps that fit before the deadline, keeping back what the final
 measurements will take (as long as the first ones took, the base model's, with a
-margin) and what the periodic held-out evaluations cost on the way. The learning
-rate reads the plan (`finetune.schedule.lr_schedule`), so the cosine reaches its
-floor at the planned end: a budget that cuts the run short still ends it at the
-lowest rate. Where the machine gets slower than it was measured (other work on the
-same cores), the plan is cut again (checked after every step against the median of the
-last few; never lengthened: the rate would rise again), and the deadline itself stops
-the loop as a last resort.
+margin) and what the periodic held-out evaluations cost on the way. That first plan
+is provisional: three steps say little where rows differ fourfold in length
+(256-token FIM rows beside next-edit rows of up to 1,024 tokens) and the first steps
+warm up. After `FINAL_PLAN_STEPS` steps the plan is made again from their mean pace,
+and this once it may grow (up to `limit`); two default CPU runs whose plan came from
+three steps only, and could only shrink after, ended at 11 and 16 of their 25
+minutes. Later the plan can only be cut, never lengthened (the learning rate would
+rise again), and by the mean pace of the last `PACE_STEPS` steps, not of a few: a
+burst of long rows or a minute of other work on the same cores moves that mean a
+little, and a machine that stays slower cuts the plan within those steps. The
+deadline itself stops the loop as a last resort. The learning rate reads the plan
+(`finetune.schedule.lr_schedule`), so the cosine reaches its floor at the planned
+end: a budget that cuts the run short still ends it at the lowest rate.
 
 The plan is saved in every checkpoint: a resumed run keeps the plan it started
 with. The clock is injected, so tests plan from fake step times.
@@ -27,7 +33,8 @@ from dataclasses import asdict, dataclass
 Clock = Callable[[], float]
 
 MEASURE_STEPS = 4  # steps timed before the first plan (the first one warms up, so it is left out)
-RECENT_STEPS = 5  # after the plan, the steps whose median time checks it after every step
+FINAL_PLAN_STEPS = 20  # steps timed before the final plan, the last that may lengthen it
+PACE_STEPS = 50  # the steps whose mean time checks the plan after every step
 FINISH_MARGIN = 1.25  # the final measurements take the first ones' time, this much more
 CPU_BUDGET_MINUTES = 25.0  # the default on a CPU: a default run ends within 30 minutes
 PREPARE_SHARE = 0.2  # the most of the budget that mining the history may take
@@ -138,35 +145,34 @@ class StepPlan:
             return False
         now = self.deadline.clock()
         self._marks.append((step, now))
-        if not self.state.planned:
-            if len(self._marks) < MEASURE_STEPS or step >= self.total:
-                return False
-            (first, t0), (last, t1) = self._marks[0], self._marks[-1]
-            per_step = (t1 - t0) / (last - first)
-            if self.eval_every:
-                per_step += self.eval_seconds / self.eval_every
-            self.state.planned = True
-            return self._fit(step, now, per_step)
-        return self._fit(step, now, self._recent_per_step())
+        if len(self._marks) < MEASURE_STEPS or step >= self.total:
+            return False
+        provisional = not self.state.planned
+        self.state.planned = True
+        grow = provisional or len(self._marks) == FINAL_PLAN_STEPS
+        return self._fit(step, now, self._per_step(step, now), grow=grow)
 
-    def _recent_per_step(self) -> float:
-        """Seconds per step now: the median of the last few steps (an evaluation among them
-        does not count twice), plus the evaluations' share."""
-        marks = self._marks[-(RECENT_STEPS + 1) :]
-        spans = sorted(
-            (t1 - t0) / (s1 - s0) for (s0, t0), (s1, t1) in zip(marks, marks[1:], strict=False)
-        )
-        share = self.eval_seconds / self.eval_every if self.eval_every else 0.0
-        return spans[len(spans) // 2] + share
+    def _per_step(self, step: int, now: float) -> float:
+        """Seconds per step from here on: the mean over the last `PACE_STEPS` steps (the
+        warm-up step left out) without the evaluations made among them, plus the
+        evaluations' share."""
+        first, began = self._marks[-PACE_STEPS - 1 :][0]
+        every = self.eval_every
+        # The evaluation after step k runs after this call for step k: it is in k + 1's span.
+        evaluations = (step - 1) // every - (first - 1) // every if every else 0
+        spent = now - began - evaluations * self.eval_seconds
+        share = self.eval_seconds / every if every else 0.0
+        return max(spent, 0.0) / (step - first) + share
 
-    def _fit(self, step: int, now: float, per_step: float) -> bool:
-        """Cut the plan to the steps that fit before the deadline (never lengthen it)."""
+    def _fit(self, step: int, now: float, per_step: float, *, grow: bool) -> bool:
+        """Fit the plan to the steps that fit before the deadline: only cut it, unless
+        `grow` (the first plans), and never past `limit`."""
         assert self.deadline.at is not None
-        if self.state.seconds_per_step is None:
+        if grow or self.state.seconds_per_step is None:
             self.state.seconds_per_step = per_step
         room = self.deadline.at - now - self.finish_seconds
-        fits = step + max(0, math.floor(room / per_step)) if per_step > 0 else self.total
-        new = max(step, min(self.total, fits))
+        fits = step + max(0, math.floor(room / per_step)) if per_step > 0 else self.limit
+        new = max(step, min(self.limit if grow else self.total, fits))
         changed = new != self.total
         self.state.total = new
         return changed

@@ -16,6 +16,7 @@ from finetune.budget import (
     BUDGET,
     EARLY_STOP,
     EPOCHS,
+    FINAL_PLAN_STEPS,
     FINISH_MARGIN,
     MAX_STEPS,
     MEASURE_STEPS,
@@ -89,24 +90,49 @@ def test_without_a_budget_the_plan_is_the_epochs() -> None:
     assert plan.total == 50 and not plan.out_of_time(10)
 
 
-def test_a_slower_machine_cuts_the_plan_and_a_faster_one_never_lengthens_it() -> None:
+def test_the_final_plan_gives_back_what_the_first_slow_steps_took_and_no_more() -> None:
     clock = FakeClock()
     deadline = Deadline(1000.0, clock)
+    plan = StepPlan(10_000, EPOCHS, deadline)
+    steps(plan, clock, 1, MEASURE_STEPS, 20.0)  # warming up, long rows: 20 s a step
+    provisional = plan.total
+    assert provisional == MEASURE_STEPS + (1000 - 4 * 20) // 20
+    steps(plan, clock, MEASURE_STEPS + 1, FINAL_PLAN_STEPS - 1, 5.0)
+    assert plan.total == provisional  # between the two plans it only shrinks
+    steps(plan, clock, FINAL_PLAN_STEPS, FINAL_PLAN_STEPS, 5.0)
+    # The final plan grows, from the mean of the 19 steps after the first one.
+    per_step = (3 * 20.0 + 16 * 5.0) / 19
+    assert plan.total > provisional and plan.state.seconds_per_step == pytest.approx(per_step)
+    assert deadline.at is not None
+    assert (plan.total - FINAL_PLAN_STEPS) * per_step <= deadline.at - clock.now
+    grown = plan.total
+    steps(plan, clock, FINAL_PLAN_STEPS + 1, FINAL_PLAN_STEPS + 30, 1.0)
+    assert plan.total == grown  # faster still: the plan stays (the rate must not rise)
+    capped = StepPlan(30, EPOCHS, Deadline(1000.0, clock))
+    steps(capped, clock, 1, FINAL_PLAN_STEPS, 1.0)
+    assert capped.total == 30  # never past what the epochs ask for
+
+
+def test_a_burst_of_slow_steps_costs_the_plan_little_and_a_slower_machine_cuts_it() -> None:
+    clock = FakeClock()
+    deadline = Deadline(2000.0, clock)
     plan = StepPlan(10_000, EPOCHS, deadline, eval_every=5)
     plan.measured_start(0.0, 10.0)  # an evaluation every 5 steps, 10 s each: 2 s a step
-    steps(plan, clock, 1, MEASURE_STEPS, 10.0)
-    first = plan.total
-    steps(plan, clock, MEASURE_STEPS + 1, 9, 10.0)
-    clock.now += 10.0  # the evaluation after step 5... (one slow interval among fast ones)
-    steps(plan, clock, 10, 12, 10.0)
-    assert plan.total == first  # the median of recent steps does not count it twice
-    steps(plan, clock, 13, 17, 30.0)  # the machine is three times slower now
-    assert plan.total < first
-    cut = plan.total
+    for step in range(1, 61):  # 10 s a step, and the evaluations after every fifth
+        clock.now += 10.0 + (10.0 if step > 1 and (step - 1) % 5 == 0 else 0.0)
+        plan.step_done(step)
+    planned = plan.total
+    # What fits at 12 s a step (a step, and its share of the evaluations), to a step or two.
+    assert planned == pytest.approx(60 + (2000 - (clock.now - 1000.0)) / 12.0, abs=2)
+    steps(plan, clock, 61, 65, 30.0)  # five slow steps (other work for a minute and more)
+    after_burst = plan.total
+    # Three quarters of the steps left are kept (the 100 s the burst took are a sixth of
+    # their time; a median of the last five steps, 32 s, kept 37% of them).
+    assert after_burst - 65 >= 0.75 * (planned - 65)
+    steps(plan, clock, 66, 120, 30.0)  # it stays slower: now the plan fits the new pace
     assert deadline.at is not None
-    assert (cut - 17) * 32.0 <= deadline.at - clock.now
-    steps(plan, clock, 18, 22, 0.1)  # faster again: the plan stays (the rate must not rise)
-    assert plan.total == cut
+    assert plan.total < after_burst
+    assert (plan.total - 120) * 32.0 <= deadline.at - clock.now
 
 
 def test_the_deadline_ends_the_run_when_no_plan_foresaw_the_slowdown() -> None:
