@@ -64,7 +64,7 @@ _LLAMA_CHILD = (
     _MEMORY
     + """
 import sys
-imported = memory()
+started = memory()
 try:
     from llama_cpp import Llama
 except ImportError:
@@ -73,7 +73,7 @@ except ImportError:
 llm = Llama(model_path=sys.argv[1], n_ctx=2048, n_threads=1, n_threads_batch=1, verbose=False)
 loaded = memory()
 out = llm(Path(sys.argv[2]).read_text(), max_tokens=16, temperature=0.0)
-print(json.dumps({"imported_mb": imported, "loaded_mb": loaded, "after_completion_mb": memory(),
+print(json.dumps({"started_mb": started, "loaded_mb": loaded, "after_completion_mb": memory(),
                   "completion_chars": len(out["choices"][0]["text"])}))
 """
 )
