@@ -126,7 +126,7 @@ def test_a_burst_of_slow_steps_costs_the_plan_little_and_a_slower_machine_cuts_i
     assert planned == pytest.approx(60 + (2000 - (clock.now - 1000.0)) / 12.0, abs=2)
     steps(plan, clock, 61, 65, 30.0)  # five slow steps (other work for a minute and more)
     after_burst = plan.total
-    # Three quarters of the steps left are kept (the 100 s the burst took are a sixth of
+    # Three quarters of the steps left are kept (the 100 s the burst took are a twelfth of
     # their time; a median of the last five steps, 32 s, kept 37% of them).
     assert after_burst - 65 >= 0.75 * (planned - 65)
     steps(plan, clock, 66, 120, 30.0)  # it stays slower: now the plan fits the new pace
