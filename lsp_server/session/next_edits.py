@@ -304,18 +304,21 @@ class NextEdits:
             window, answer = result
             self.last = _facts(answer, latency_ms)
             edit = answer.edit or answer.withheld
-            if edit is not None and inline_at is not None:
+            span = None
+            if edit is not None:  # where the edit stands in the document
                 base = window_offset(window, text)
-                start, end = base + edit.start, base + edit.end
-                if not fits_inline(text, start, end, edit.text, inline_at):
+                span = (base + edit.start, base + edit.end)
+                if inline_at is not None and not fits_inline(text, *span, edit.text, inline_at):
                     self._empty("not_inline")
                     return None
-            if edit is not None and answer.updated is not None:
+            if edit is not None and span is not None and answer.updated is not None:
                 settings = self.owner.settings
                 quiet = self.owner.quiet.decide_edit(
                     uri, window, edit, answer.confidence, doc.language_id, settings.quietness
                 )
-                shown = self._shown(uri, version, text, window, answer, edit, latency_ms, quiet)
+                shown = self._shown(
+                    uri, version, text, span, window, answer, edit, latency_ms, quiet
+                )
                 if shown is not None:
                     return shown
                 reason = "quiet"
@@ -330,6 +333,7 @@ class NextEdits:
         uri: str,
         version: int,
         text: str,
+        span: tuple[int, int],
         window: EditWindow,
         answer: NextEditAnswer,
         edit: WindowEdit,
@@ -337,7 +341,8 @@ class NextEdits:
         quiet: QuietDecision | None,
     ) -> ShownEdit | None:
         """`edit` shown, logged with the decision `quiet` (None: no filter applied); None
-        when the decision keeps it quiet (logged as suppressed)."""
+        when the decision keeps it quiet (logged as suppressed). `span`: the edit's
+        (start, end) in `text`, the document at `version`."""
         assert answer.updated is not None
         owner = self.owner
         logged = None
@@ -361,8 +366,7 @@ class NextEdits:
         self.counts["shown"] += 1
         id = self.accepts.shown(owner.recording.next_edit_shown(logged) if logged else None)
         owner.quiet.edit_shown(uri, id)
-        base = window_offset(window, text)
-        return ShownEdit(uri, version, base + edit.start, base + edit.end, edit.text, text, id)
+        return ShownEdit(uri, version, *span, edit.text, text, id)
 
     # -- feedback and status -------------------------------------------------------------------
 
