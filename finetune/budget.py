@@ -168,7 +168,7 @@ class StepPlan:
         """Fit the plan to the steps that fit before the deadline: only cut it, unless
         `grow` (the first plans), and never past `limit`."""
         assert self.deadline.at is not None
-        if grow or self.state.seconds_per_step is None:
+        if grow:  # the first plan always grows: the pace it keeps is the last grown one's
             self.state.seconds_per_step = per_step
         room = self.deadline.at - now - self.finish_seconds
         fits = step + max(0, math.floor(room / per_step)) if per_step > 0 else self.limit
